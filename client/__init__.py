@@ -1,0 +1,1 @@
+"""pallet CLI and gRPC client library."""

@@ -1,0 +1,1 @@
+"""palletd: the pallet daemon (see ../shared/DESIGN.md for the picture)."""

@@ -1,0 +1,1 @@
+"""palletd images."""

@@ -1,0 +1,84 @@
+"""Image values the rest of palletd uses, and the ImageManager contract.
+
+Owns: the frozen dataclasses for images and the `ImageStore` protocol that
+`pallet.daemon.images.manager.ImageManager` implements. Must not: do I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The runtime part of an OCI image config."""
+
+    entrypoint: tuple[str, ...] = ()
+    cmd: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    stop_signal: str = ""
+    exposed_ports: tuple[str, ...] = ()
+    volumes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """One stored image."""
+
+    id: str  # "sha256:<hex of the config blob>"
+    repo_tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    created_ns: int
+    size: int  # unpacked bytes of all layers
+    config: ImageConfig
+    layers: tuple[str, ...]  # diff ids, bottom first
+    architecture: str = ""
+    os: str = "linux"
+    author: str = ""
+    comment: str = ""
+    manifest_digest: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    images: tuple[Image, ...]
+    references: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveResult:
+    untagged: tuple[str, ...]
+    deleted: tuple[str, ...]
+
+
+class ImageStore(Protocol):
+    """What containers and the API need from the image manager."""
+
+    async def import_rootfs(
+        self,
+        chunks: AsyncIterator[bytes],
+        reference: str,
+        message: str = "",
+        changes: Sequence[str] = (),
+    ) -> Image: ...
+
+    async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult: ...
+
+    async def list(self, all: bool = False, filters: Sequence[str] = ()) -> list[Image]: ...
+
+    async def get(self, name: str) -> Image:
+        """By reference ("busybox" = "busybox:latest"), full id, or unique id prefix."""
+        ...
+
+    async def tag(self, source: str, target: str) -> None: ...
+
+    async def remove(self, name: str, force: bool = False) -> RemoveResult: ...
+
+    def layer_dirs(self, image: Image) -> list[str]:
+        """Unpacked layer directories for overlayfs lowerdir, TOP layer first."""
+        ...

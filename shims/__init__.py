@@ -1,0 +1,1 @@
+"""pallet-shim: the per-container supervisor process. Standard library and protobuf only."""
