@@ -35,8 +35,10 @@ class Database:
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a committed transaction survives a power cut, not just a process crash.
-        conn.execute("PRAGMA synchronous=FULL")
+        # NORMAL in WAL mode: a committed transaction survives a crash of any process
+        # (kill -9 of palletd); only an OS crash may lose the newest commits. FULL would
+        # put an fsync on every state change of every container.
+        conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA busy_timeout=5000")
         self._conn = conn

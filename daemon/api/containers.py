@@ -1,0 +1,174 @@
+"""ContainersService: the gRPC face of `ContainerManager` and `ContainerLogs`.
+
+Owns: request validation and pb2 conversion for container calls, and pumping attach/exec
+streams. Must not: do disk, SQL or shim work itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from pallet.daemon.api import convert
+from pallet.daemon.api.errors import stream, unary
+from pallet.daemon.containers.logs import ContainerLogs
+from pallet.daemon.containers.manager import ContainerManager
+from pallet.daemon.errors import InvalidArgument
+from pallet.daemon.shims.api import Output, Stdio
+from pallet.v1 import containers_pb2 as pb
+from pallet.v1 import containers_pb2_grpc as pb_grpc
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _chunk(out: Output) -> pb.LogChunk:
+    return pb.LogChunk(stream=out.stream, time_unix_nano=out.time_ns, data=out.data)
+
+
+async def _pump_stdin(
+    requests: AsyncIterator[pb.AttachRequest] | AsyncIterator[pb.ExecRequest], stdio: Stdio
+) -> None:
+    """Forward the caller's stdin messages; a closed request stream closes stdin."""
+    async for req in requests:
+        kind = req.WhichOneof("payload")
+        if kind == "stdin":
+            await stdio.write_stdin(req.stdin)
+        elif kind == "close_stdin":
+            break
+    await stdio.close_stdin()
+
+
+class ContainersServicer(pb_grpc.ContainersServiceServicer):
+    def __init__(self, containers: ContainerManager, logs: ContainerLogs) -> None:
+        self._containers = containers
+        self._logs = logs
+
+    @unary
+    async def Create(self, request: pb.CreateContainerRequest, context: Ctx) -> pb.CreateContainerResponse:
+        if not request.config.image:
+            raise InvalidArgument("no image given: name the image to create the container from")
+        c = await self._containers.create(convert.create_request(request.config))
+        return pb.CreateContainerResponse(id=c.id, name=c.name)
+
+    @unary
+    async def Start(self, request: pb.StartContainerRequest, context: Ctx) -> pb.StartContainerResponse:
+        return pb.StartContainerResponse(pid=await self._containers.start(request.container))
+
+    @unary
+    async def Stop(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:
+        timeout = request.timeout if request.HasField("timeout") else None
+        await self._containers.stop(request.container, timeout)
+        return pb.StopContainerResponse()
+
+    @unary
+    async def Kill(self, request: pb.KillContainerRequest, context: Ctx) -> pb.KillContainerResponse:
+        await self._containers.kill(request.container, request.signal)
+        return pb.KillContainerResponse()
+
+    @unary
+    async def Restart(self, request: pb.RestartContainerRequest, context: Ctx) -> pb.RestartContainerResponse:
+        timeout = request.timeout if request.HasField("timeout") else None
+        return pb.RestartContainerResponse(pid=await self._containers.restart(request.container, timeout))
+
+    @unary
+    async def Remove(self, request: pb.RemoveContainerRequest, context: Ctx) -> pb.RemoveContainerResponse:
+        await self._containers.remove(request.container, request.force)
+        return pb.RemoveContainerResponse()
+
+    @unary
+    async def List(self, request: pb.ListContainersRequest, context: Ctx) -> pb.ListContainersResponse:
+        found = await self._containers.list_filtered(request.all, list(request.filters))
+        # Layer dirs are for inspect; a listing does not need them.
+        return pb.ListContainersResponse(containers=[convert.container(c, []) for c in found])
+
+    @unary
+    async def Inspect(self, request: pb.InspectContainerRequest, context: Ctx) -> pb.InspectContainerResponse:
+        c = self._containers.resolve(request.container)
+        lower = await self._containers.layer_dirs(c)
+        return pb.InspectContainerResponse(container=convert.container(c, lower))
+
+    @unary
+    async def Wait(self, request: pb.WaitContainerRequest, context: Ctx) -> pb.WaitContainerResponse:
+        status = await self._containers.wait(request.container)
+        return pb.WaitContainerResponse(exit_code=status.exit_code, error=status.error)
+
+    @stream
+    async def Logs(self, request: pb.LogsRequest, context: Ctx) -> AsyncIterator[pb.LogsResponse]:
+        streams = set()
+        if request.stdout:
+            streams.add(1)
+        if request.stderr:
+            streams.add(2)
+        batches = self._logs.read(
+            request.container,
+            follow=request.follow,
+            tail=request.tail if request.tail >= 0 else -1,
+            since_ns=convert.nanos(request.since, request.HasField("since")),
+            until_ns=convert.nanos(request.until, request.HasField("until")),
+            streams=frozenset(streams or {1, 2}),
+        )
+        async for batch in batches:
+            yield pb.LogsResponse(
+                chunks=[
+                    pb.LogChunk(stream=r.stream, time_unix_nano=r.time_ns, data=r.data)
+                    for r in batch
+                ]
+            )
+
+    @stream
+    async def Attach(
+        self, request_iterator: AsyncIterator[pb.AttachRequest], context: Ctx
+    ) -> AsyncIterator[pb.AttachResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("payload") != "open":
+            raise InvalidArgument("the first Attach message must be `open`")
+        opened = first.open
+        stdout, stderr = opened.stdout, opened.stderr
+        if not (stdout or stderr):
+            stdout = stderr = True
+        attachment = await self._containers.attach(opened.container, opened.stdin, stdout, stderr)
+        pump: asyncio.Task[None] | None = None
+        try:
+            yield pb.AttachResponse(ready=pb.AttachReady())
+            stdio = await attachment.ready()
+            try:
+                if opened.stdin:
+                    pump = asyncio.create_task(_pump_stdin(request_iterator, stdio))
+                async for out in stdio.output():
+                    yield pb.AttachResponse(output=_chunk(out))
+                status = await attachment.exit()
+                yield pb.AttachResponse(exit=pb.Exit(exit_code=status.exit_code, error=status.error))
+            finally:
+                await stdio.aclose()
+        finally:
+            attachment.cancel()
+            if pump is not None:
+                pump.cancel()
+
+    @stream
+    async def Exec(
+        self, request_iterator: AsyncIterator[pb.ExecRequest], context: Ctx
+    ) -> AsyncIterator[pb.ExecResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("payload") != "open":
+            raise InvalidArgument("the first Exec message must be `open`")
+        o = first.open
+        proc = await self._containers.exec(
+            o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin
+        )
+        pump: asyncio.Task[None] | None = None
+        try:
+            yield pb.ExecResponse(started=pb.ExecStarted(exec_id=proc.exec_id, pid=proc.pid))
+            if o.stdin:
+                pump = asyncio.create_task(_pump_stdin(request_iterator, proc.session))
+            async for out in proc.session.output():
+                yield pb.ExecResponse(output=_chunk(out))
+            status = await proc.wait()
+            yield pb.ExecResponse(exit=pb.Exit(exit_code=status.exit_code, error=status.error))
+        finally:
+            if pump is not None:
+                pump.cancel()
+            await proc.session.aclose()

@@ -1,0 +1,139 @@
+"""Conversions between protobuf messages and domain dataclasses, at the API edge only.
+
+Owns: every pb2 <-> dataclass mapping palletd's servicers need. Must not: decide anything.
+"""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pallet.daemon.containers.model import Container, CreateRequest, Status
+from pallet.daemon.events.model import Event
+from pallet.daemon.images.model import Image
+from pallet.v1 import containers_pb2 as cpb
+from pallet.v1 import events_pb2 as epb
+from pallet.v1 import images_pb2 as ipb
+
+STATUS = {
+    Status.CREATED: cpb.CONTAINER_STATUS_CREATED,
+    Status.RUNNING: cpb.CONTAINER_STATUS_RUNNING,
+    Status.PAUSED: cpb.CONTAINER_STATUS_PAUSED,
+    Status.RESTARTING: cpb.CONTAINER_STATUS_RESTARTING,
+    Status.REMOVING: cpb.CONTAINER_STATUS_REMOVING,
+    Status.EXITED: cpb.CONTAINER_STATUS_EXITED,
+    Status.DEAD: cpb.CONTAINER_STATUS_DEAD,
+}
+
+
+def timestamp(ns: int) -> Timestamp | None:
+    if not ns:
+        return None
+    ts = Timestamp()
+    ts.FromNanoseconds(ns)
+    return ts
+
+
+def nanos(ts: Timestamp, present: bool) -> int:
+    return ts.ToNanoseconds() if present else 0
+
+
+def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
+    return CreateRequest(
+        image=cfg.image,
+        name=cfg.name,
+        cmd=tuple(cfg.cmd),
+        entrypoint=tuple(cfg.entrypoint),
+        entrypoint_set=cfg.entrypoint_set,
+        env=tuple(cfg.env),
+        working_dir=cfg.working_dir,
+        user=cfg.user,
+        hostname=cfg.hostname,
+        labels=dict(cfg.labels),
+        open_stdin=cfg.open_stdin,
+        auto_remove=cfg.auto_remove,
+        stop_signal=cfg.stop_signal,
+        stop_timeout=cfg.stop_timeout if cfg.HasField("stop_timeout") else None,
+    )
+
+
+def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
+    cfg = c.config
+    st = c.state
+    return cpb.Container(
+        id=c.id,
+        name=c.name,
+        image_id=c.image_id,
+        image=cfg.image,
+        config=cpb.ContainerConfig(
+            image=cfg.image,
+            name=c.name,
+            cmd=cfg.cmd,
+            entrypoint=cfg.entrypoint,
+            entrypoint_set=bool(cfg.entrypoint),
+            env=cfg.env,
+            working_dir=cfg.working_dir,
+            user=cfg.user,
+            hostname=cfg.hostname,
+            labels=dict(cfg.labels),
+            open_stdin=cfg.open_stdin,
+            auto_remove=cfg.auto_remove,
+            stop_signal=cfg.stop_signal,
+            stop_timeout=cfg.stop_timeout,
+        ),
+        state=cpb.ContainerState(
+            status=STATUS[st.status],
+            pid=st.pid,
+            exit_code=st.exit_code,
+            started_at=timestamp(st.started_at_ns),
+            finished_at=timestamp(st.finished_at_ns),
+            error=st.error,
+            shim_pid=st.shim_pid,
+        ),
+        created=timestamp(c.created_ns),
+        path=c.path,
+        args=c.args,
+        restart_count=c.restart_count,
+        log_path=c.log_path,
+        state_dir=c.state_dir,
+        lower_dirs=lower_dirs,
+        upper_dir=f"{c.state_dir}/upper",
+    )
+
+
+def image(img: Image) -> ipb.Image:
+    cfg = img.config
+    return ipb.Image(
+        id=img.id,
+        repo_tags=img.repo_tags,
+        repo_digests=img.repo_digests,
+        created=timestamp(img.created_ns),
+        size=img.size,
+        config=ipb.ImageConfig(
+            entrypoint=cfg.entrypoint,
+            cmd=cfg.cmd,
+            env=cfg.env,
+            working_dir=cfg.working_dir,
+            user=cfg.user,
+            labels=dict(cfg.labels),
+            stop_signal=cfg.stop_signal,
+            exposed_ports=cfg.exposed_ports,
+            volumes=cfg.volumes,
+        ),
+        layers=img.layers,
+        architecture=img.architecture,
+        os=img.os,
+        author=img.author,
+        comment=img.comment,
+        manifest_digest=img.manifest_digest,
+    )
+
+
+def event(e: Event) -> epb.Event:
+    return epb.Event(
+        seq=e.seq,
+        type=e.type,
+        action=e.action,
+        actor_id=e.actor_id,
+        attributes=dict(e.attributes),
+        time=timestamp(e.time_ns),
+    )

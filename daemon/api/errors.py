@@ -1,0 +1,78 @@
+"""The one mapping from pallet's error tree to gRPC status codes, as servicer decorators.
+
+Owns: `unary` and `stream` decorators that turn a `PalletError` into the status code its
+`code` names, and any other exception into INTERNAL (traceback logged once, here). Explicit
+decorators rather than an interceptor: aio interceptors miss errors raised inside streaming
+handlers. Must not: know any service.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+import structlog
+
+from pallet.daemon.errors import PalletError
+
+log = structlog.get_logger(__name__)
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Self = TypeVar("Self")
+
+
+def status_code(err: PalletError) -> grpc.StatusCode:
+    try:
+        return grpc.StatusCode[err.code]
+    except KeyError:
+        return grpc.StatusCode.INTERNAL
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, rpc: str) -> None:
+    if isinstance(exc, PalletError):
+        await context.abort(status_code(exc), exc.message)
+    log.exception("internal error", rpc=rpc, exc_info=exc)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}: {exc}"
+    )
+
+
+def unary(
+    fn: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    """Decorate a unary-response handler (unary or client-streaming request)."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+        try:
+            return await fn(self, request, context)
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error is mapped, once, here
+            await _abort(context, exc, fn.__qualname__)
+            raise AssertionError("unreachable: abort raises") from exc
+
+    return wrapper
+
+
+def stream(
+    fn: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+    """Decorate a streaming-response handler (an async generator)."""
+
+    @functools.wraps(fn)
+    async def wrapper(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Resp]:
+        try:
+            async for item in fn(self, request, context):
+                yield item
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - every error is mapped, once, here
+            await _abort(context, exc, fn.__qualname__)
+
+    return wrapper

@@ -1,0 +1,113 @@
+"""The gRPC server: servicers, health checking, reflection, listeners.
+
+Owns: building the `grpc.aio` server, binding unix sockets (mode 0660) and mutual-TLS TCP
+listeners, and the serving/not-serving health status. Must not: build components (the
+composition root hands them in).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pallet.daemon.api.containers import ContainersServicer
+from pallet.daemon.api.events import EventsServicer
+from pallet.daemon.api.images import ImagesServicer
+from pallet.daemon.api.system import SystemServicer
+from pallet.daemon.config import Config
+from pallet.daemon.errors import InvalidArgument
+from pallet.v1 import (
+    containers_pb2,
+    containers_pb2_grpc,
+    events_pb2,
+    events_pb2_grpc,
+    images_pb2,
+    images_pb2_grpc,
+    system_pb2,
+    system_pb2_grpc,
+)
+
+MAX_MESSAGE = 32 * 1024 * 1024
+
+SERVICES = (
+    containers_pb2.DESCRIPTOR.services_by_name["ContainersService"].full_name,
+    images_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name,
+    events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name,
+    system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
+)
+
+
+class ApiServer:
+    def __init__(
+        self,
+        config: Config,
+        containers: ContainersServicer,
+        images: ImagesServicer,
+        events: EventsServicer,
+        system: SystemServicer,
+    ) -> None:
+        self._config = config
+        self._server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+            ]
+        )
+        containers_pb2_grpc.add_ContainersServiceServicer_to_server(containers, self._server)
+        images_pb2_grpc.add_ImagesServiceServicer_to_server(images, self._server)
+        events_pb2_grpc.add_EventsServiceServicer_to_server(events, self._server)
+        system_pb2_grpc.add_SystemServiceServicer_to_server(system, self._server)
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        reflection.enable_server_reflection(
+            SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+        )
+        self._sockets: list[Path] = []
+
+    def _bind(self, host: str) -> None:
+        if host.startswith("unix://"):
+            path = Path(host[len("unix://"):])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # A socket file left by a daemon that was killed would make bind fail.
+            if path.is_socket():
+                path.unlink()
+            self._server.add_insecure_port(f"unix:{path}")
+            self._sockets.append(path)
+        elif host.startswith("tcp://"):
+            cfg = self._config
+            if not (cfg.tls_cert and cfg.tls_key and cfg.tls_ca):
+                raise InvalidArgument(
+                    f"refusing to listen on {host} without mutual TLS: give --tlscert, "
+                    "--tlskey and --tlscacert"
+                )
+            creds = grpc.ssl_server_credentials(
+                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
+                root_certificates=cfg.tls_ca.read_bytes(),
+                require_client_auth=True,
+            )
+            self._server.add_secure_port(host[len("tcp://"):], creds)
+        else:
+            raise InvalidArgument(f"invalid --host {host!r}: use unix:///path or tcp://host:port")
+
+    async def start(self) -> None:
+        for host in self._config.hosts:
+            self._bind(host)
+        await self._server.start()
+        for path in self._sockets:
+            os.chmod(path, 0o660)
+        for name in SERVICES + ("",):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def aclose(self) -> None:
+        """Say NOT_SERVING, let in-flight calls finish within the grace period, stop."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self._config.shutdown_grace_s)
+        for path in self._sockets:
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                pass

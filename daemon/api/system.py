@@ -1,0 +1,65 @@
+"""SystemService: version, info and ping.
+
+Owns: assembling the daemon's description from `SystemInfo`. Must not: count objects
+itself beyond asking the managers.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+
+from pallet.daemon.api import convert
+from pallet.daemon.api.errors import unary
+from pallet.daemon.system import SystemInfo
+from pallet.v1 import system_pb2 as pb
+from pallet.v1 import system_pb2_grpc as pb_grpc
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class SystemServicer(pb_grpc.SystemServiceServicer):
+    def __init__(self, system: SystemInfo) -> None:
+        self._system = system
+
+    @unary
+    async def Version(self, request: pb.VersionRequest, context: Ctx) -> pb.VersionResponse:
+        v = self._system.version()
+        return pb.VersionResponse(
+            version=v.version,
+            api_version=v.api_version,
+            python_version=v.python_version,
+            os=v.os,
+            arch=v.arch,
+            kernel_version=v.kernel_version,
+            git_commit=v.git_commit,
+        )
+
+    @unary
+    async def Info(self, request: pb.InfoRequest, context: Ctx) -> pb.InfoResponse:
+        i = await self._system.info()
+        return pb.InfoResponse(
+            containers=i.containers,
+            containers_running=i.running,
+            containers_paused=i.paused,
+            containers_stopped=i.stopped,
+            images=i.images,
+            server_version=i.version.version,
+            root_dir=i.root_dir,
+            run_root=i.run_root,
+            storage_driver=i.storage_driver,
+            cgroup_version=i.cgroup_version,
+            kernel_version=i.version.kernel_version,
+            operating_system=i.operating_system,
+            arch=i.version.arch,
+            ncpu=i.ncpu,
+            mem_total=i.mem_total,
+            name=i.name,
+            last_event_seq=i.last_event_seq,
+            started_at=convert.timestamp(i.started_at_ns),
+        )
+
+    @unary
+    async def Ping(self, request: pb.PingRequest, context: Ctx) -> pb.PingResponse:
+        return pb.PingResponse(api_version=self._system.version().api_version)

@@ -1,0 +1,81 @@
+"""The composition root: builds every palletd component in order and stops them in reverse.
+
+Order: store -> events -> snapshots/images -> shims -> containers -> API. Each component
+has `start()` and `aclose()`; nothing is global, nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import structlog
+
+from pallet.daemon.api.containers import ContainersServicer
+from pallet.daemon.api.events import EventsServicer
+from pallet.daemon.api.images import ImagesServicer
+from pallet.daemon.api.server import ApiServer
+from pallet.daemon.api.system import SystemServicer
+from pallet.daemon.config import Config
+from pallet.daemon.containers.logs import ContainerLogs
+from pallet.daemon.containers.manager import ContainerManager
+from pallet.daemon.containers.store import ContainerRecords
+from pallet.daemon.events.bus import EventBus
+from pallet.daemon.images.manager import ImageManager
+from pallet.daemon.shims.client import ShimLauncherImpl
+from pallet.daemon.snapshots.overlay import OverlaySnapshots
+from pallet.daemon.store.db import Database
+from pallet.daemon.system import SystemInfo
+
+log = structlog.get_logger(__name__)
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
+    """Start every component; on exit close them in reverse order (containers keep running)."""
+    async with contextlib.AsyncExitStack() as stack:
+        for d in (config.root, config.run_root):
+            d.mkdir(parents=True, exist_ok=True, mode=0o711)
+
+        db = Database(config.root / "pallet.db")
+        await db.start()
+        stack.push_async_callback(db.aclose)
+
+        events = EventBus(db)
+        await events.start()
+        stack.push_async_callback(events.aclose)
+
+        records = ContainerRecords(db)
+        await records.start()
+        images = ImageManager(db, events, config.root, records.names_using_image)
+        await images.start()
+        stack.push_async_callback(images.aclose)
+
+        shims = ShimLauncherImpl(Path(config.run_root))
+        stack.push_async_callback(shims.aclose)
+
+        containers = ContainerManager(
+            records,
+            images,
+            OverlaySnapshots(),
+            shims,
+            events,
+            config.root,
+            cgroup_parent=config.cgroup_parent,
+        )
+        await containers.start()
+        stack.push_async_callback(containers.aclose)
+
+        system = SystemInfo(containers, images, events, config.root, config.run_root)
+        server = ApiServer(
+            config,
+            ContainersServicer(containers, ContainerLogs(containers)),
+            ImagesServicer(images),
+            EventsServicer(events),
+            SystemServicer(system),
+        )
+        await server.start()
+        stack.push_async_callback(server.aclose)
+        log.info("palletd serving", hosts=list(config.hosts), root=str(config.root))
+        yield server

@@ -1,0 +1,27 @@
+"""palletd's configuration: where state lives and where the API listens.
+
+Owns: the `Config` dataclass and its defaults. Must not: create anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/var/lib/pallet")
+DEFAULT_RUN_ROOT = Path("/run/pallet")
+DEFAULT_HOST = "unix:///run/pallet/pallet.sock"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    root: Path = DEFAULT_ROOT
+    run_root: Path = DEFAULT_RUN_ROOT
+    # unix:///path, or tcp://host:port (served only with mutual TLS).
+    hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    cgroup_parent: str = "pallet"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    # Seconds in-flight calls get to finish on SIGTERM.
+    shutdown_grace_s: float = 5.0

@@ -1,0 +1,62 @@
+"""`ps --filter` for containers, in docker's `key=value` form.
+
+Owns: parsing and matching container filters (id, name, label, status, ancestor, exited).
+Values under one key are ORed, different keys ANDed. Must not: look anything up; the
+caller resolves `ancestor` references to image ids first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from pallet.daemon.containers.model import Container, Status
+from pallet.daemon.errors import InvalidArgument
+
+KEYS = frozenset({"id", "name", "label", "status", "ancestor", "exited"})
+STATUSES = frozenset(s.value for s in Status)
+
+
+def parse(filters: Sequence[str]) -> dict[str, set[str]]:
+    terms: dict[str, set[str]] = {}
+    for item in filters:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"bad filter {item!r}: use key=value")
+        if key not in KEYS:
+            raise InvalidArgument(
+                f"unknown filter {key!r}: use one of {', '.join(sorted(KEYS))}"
+            )
+        if key == "status" and value not in STATUSES:
+            raise InvalidArgument(
+                f"invalid filter status={value}: use one of {', '.join(sorted(STATUSES))}"
+            )
+        if key == "exited" and not value.lstrip("-").isdigit():
+            raise InvalidArgument(f"invalid filter exited={value}: use an exit code number")
+        terms.setdefault(key, set()).add(value)
+    return terms
+
+
+def matches(c: Container, terms: Mapping[str, set[str]], ancestors: set[str]) -> bool:
+    """`ancestors` holds the image ids the `ancestor` values resolved to."""
+    for key, values in terms.items():
+        if key == "id" and not any(c.id.startswith(v) for v in values):
+            return False
+        if key == "name" and not any(v.lstrip("/") in c.name for v in values):
+            return False
+        if key == "status" and c.state.status.value not in values:
+            return False
+        if key == "exited" and (
+            c.state.status is not Status.EXITED
+            or str(c.state.exit_code) not in values
+        ):
+            return False
+        if key == "ancestor" and not (
+            c.image_id in ancestors or c.config.image in values
+        ):
+            return False
+        if key == "label":
+            for v in values:
+                lkey, lsep, lval = v.partition("=")
+                if lkey not in c.config.labels or (lsep and c.config.labels[lkey] != lval):
+                    return False
+    return True

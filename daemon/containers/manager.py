@@ -1,0 +1,724 @@
+"""The container lifecycle: create, start, stop, kill, restart, remove, wait, attach, exec.
+
+Owns: the in-memory view of every container (loaded from and persisted to
+`ContainerRecords`), the state machine's transitions, one shim connection and one exit
+monitor per running container, and re-adopting shims when palletd starts. Every transition
+is persisted first, then publishes exactly one event.
+
+Must not: build namespaces or touch the log file's bytes (the shim does), or parse image
+archives (the image store does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import structlog
+
+from pallet.daemon.containers import filters as container_filters
+from pallet.daemon.containers.bundle import shim_spec, write_etc_files
+from pallet.daemon.containers.model import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    CreateRequest,
+    Status,
+    check_transition,
+)
+from pallet.daemon.containers.names import generate_name, validate_name
+from pallet.daemon.containers.signals import parse_signal
+from pallet.daemon.containers.store import ContainerRecords
+from pallet.daemon.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PalletError,
+)
+from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.images.model import Image, ImageStore
+from pallet.daemon.shims.api import (
+    ExecSession,
+    ExecSpec,
+    ExitStatus,
+    ShimClient,
+    ShimLauncher,
+    Stdio,
+)
+from pallet.daemon.snapshots.overlay import OverlaySnapshots
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# How long remove/stop wait for a SIGKILLed container to be reported gone.
+KILL_GRACE_S = 30.0
+
+
+@dataclass(slots=True)
+class _Run:
+    """One run of a container: from a successful start to its recorded exit."""
+
+    shim: ShimClient
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    exit: ExitStatus | None = None
+
+
+@dataclass(slots=True)
+class _PendingAttach:
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    ready: asyncio.Future[tuple[Stdio, _Run]]
+
+
+class Attachment:
+    """An attach request: ready once the container runs (at once if it already does)."""
+
+    def __init__(self, future: asyncio.Future[tuple[Stdio, _Run]]) -> None:
+        self._future = future
+
+    async def ready(self) -> Stdio:
+        stdio, self._run = await self._future
+        return stdio
+
+    async def exit(self) -> ExitStatus:
+        """After the output ended: wait for the run's recorded exit status."""
+        await self._run.done.wait()
+        assert self._run.exit is not None
+        return self._run.exit
+
+    def cancel(self) -> None:
+        if not self._future.done():
+            self._future.cancel()
+
+
+class TrackedExec:
+    """An exec session that publishes exec_die once when its exit is collected."""
+
+    def __init__(
+        self, session: ExecSession, exec_id: str, container: Container, events: EventPublisher
+    ) -> None:
+        self.session = session
+        self.exec_id = exec_id
+        self.pid = session.pid
+        self._container = container
+        self._events = events
+        self._exit: ExitStatus | None = None
+
+    async def wait(self) -> ExitStatus:
+        if self._exit is None:
+            self._exit = await self.session.wait()
+            await self._events.publish(
+                "container",
+                "exec_die",
+                self._container.id,
+                {
+                    "name": self._container.name,
+                    "image": self._container.config.image,
+                    "execID": self.exec_id,
+                    "exitCode": str(self._exit.exit_code),
+                },
+            )
+        return self._exit
+
+
+def merge_env(*layers: tuple[str, ...]) -> tuple[str, ...]:
+    """Later layers override earlier ones by key; order of first appearance is kept."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for item in layer:
+            merged[item.split("=", 1)[0]] = item
+    return tuple(merged.values())
+
+
+def effective_config(req: CreateRequest, image: Image, hostname: str) -> ContainerConfig:
+    """The caller's request merged over the image's config, as docker merges them."""
+    ic = image.config
+    if req.entrypoint_set:
+        # A new entrypoint resets the image's Cmd too (docker does the same).
+        entrypoint, cmd = req.entrypoint, req.cmd
+    else:
+        entrypoint, cmd = ic.entrypoint, (req.cmd or ic.cmd)
+    if not entrypoint and not cmd:
+        raise InvalidArgument(
+            f"no command specified: image {req.image} has no Cmd or Entrypoint, "
+            "so give a command"
+        )
+    env = merge_env(ic.env, (f"HOSTNAME={hostname}",), req.env)
+    if not any(e.startswith("PATH=") for e in env):
+        env = (DEFAULT_PATH,) + env
+    for item in req.env:
+        if "=" not in item:
+            raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
+    labels = dict(ic.labels)
+    labels.update(req.labels)
+    stop_signal = req.stop_signal or ic.stop_signal or "SIGTERM"
+    parse_signal(stop_signal)
+    stop_timeout = 10 if req.stop_timeout is None else req.stop_timeout
+    if stop_timeout < 0:
+        raise InvalidArgument(f"invalid stop timeout {stop_timeout}: use 0 or more seconds")
+    return ContainerConfig(
+        image=req.image,
+        cmd=cmd,
+        entrypoint=entrypoint,
+        env=env,
+        working_dir=req.working_dir or ic.working_dir or "/",
+        user=req.user or ic.user,
+        hostname=hostname,
+        labels=labels,
+        open_stdin=req.open_stdin,
+        auto_remove=req.auto_remove,
+        stop_signal=stop_signal,
+        stop_timeout=stop_timeout,
+    )
+
+
+class ContainerManager:
+    """Runs containers through shims and keeps their records true."""
+
+    def __init__(
+        self,
+        records: ContainerRecords,
+        images: ImageStore,
+        snapshots: OverlaySnapshots,
+        shims: ShimLauncher,
+        events: EventPublisher,
+        root: Path,
+        cgroup_parent: str = "pallet",
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._records = records
+        self._images = images
+        self._snapshots = snapshots
+        self._launcher = shims
+        self._events = events
+        self._dir = root / "containers"
+        self._cgroup_parent = cgroup_parent
+        self._clock = clock
+        self._containers: dict[str, Container] = {}
+        self._reserved_names: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._runs: dict[str, _Run] = {}
+        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._pending: dict[str, list[_PendingAttach]] = {}
+        self._closing = False
+
+    # ---- component lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        self._dir.mkdir(parents=True, exist_ok=True)
+        await self._records.start()
+        for c in await self._records.load_all():
+            self._containers[c.id] = c
+        await self._remove_orphan_dirs()
+        for c in list(self._containers.values()):
+            await self._reconcile(c)
+
+    async def aclose(self) -> None:
+        """Stop watching containers; they keep running under their shims."""
+        self._closing = True
+        tasks = list(self._monitors.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for run in self._runs.values():
+            try:
+                await run.shim.aclose()
+            except PalletError:
+                pass
+        self._runs.clear()
+
+    async def _remove_orphan_dirs(self) -> None:
+        """State dirs with no record are leftovers of a create or remove cut short."""
+        known = set(self._containers)
+        for entry in self._dir.iterdir():
+            if entry.name not in known:
+                log.info("removing leftover container dir", container_id=entry.name)
+                await asyncio.to_thread(self._snapshots.remove, entry)
+
+    async def _reconcile(self, c: Container) -> None:
+        """Re-adopt the shim of a container the records say is running, or record its end."""
+        if c.state.status is Status.REMOVING:
+            await self._finish_remove(c)
+            return
+        if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+            return
+        bound = log.bind(container_id=c.id, shim_pid=c.state.shim_pid)
+        try:
+            shim = await self._launcher.connect(c.id, Path(c.state_dir))
+            state = await shim.state()
+        except PalletError as e:
+            bound.info("shim gone; reading exit status from disk", reason=str(e))
+            status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
+                255, self._clock(), "shim exited without recording the container's exit status"
+            )
+            await self._record_exit(c.id, status)
+            return
+        if state.status == "running":
+            bound.info("re-adopted running container")
+            run = _Run(shim)
+            self._runs[c.id] = run
+            self._watch(c.id, run)
+            return
+        status = state.exit or self._launcher.exit_status_on_disk(Path(c.state_dir)) or (
+            ExitStatus(255, self._clock(), "shim reported no exit status")
+        )
+        await self._record_exit(c.id, status)
+        await self._release_shim(shim)
+
+    # ---- lookups -------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> Container:
+        """By full id, name (with or without '/'), or unique id prefix."""
+        if not ref:
+            raise InvalidArgument("no container given: name one by id, id prefix or name")
+        c = self._containers.get(ref)
+        if c is not None:
+            return c
+        name = ref[1:] if ref.startswith("/") else ref
+        for c in self._containers.values():
+            if c.name == name:
+                return c
+        matches = [c for c in self._containers.values() if c.id.startswith(ref.lower())]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(
+                f"container id prefix {ref!r} is ambiguous: it matches {len(matches)} "
+                "containers; give more characters or the name"
+            )
+        raise NotFound(f"No such container: {ref}")
+
+    def get(self, ref: str) -> Container:
+        return self.resolve(ref)
+
+    def list(self) -> list[Container]:
+        """Every container, newest first."""
+        return sorted(self._containers.values(), key=lambda c: c.created_ns, reverse=True)
+
+    async def list_filtered(self, all: bool, filters: Sequence[str]) -> list[Container]:
+        """`ps`: running containers (every one with `all` or a status filter), filtered."""
+        terms = container_filters.parse(filters)
+        ancestors: set[str] = set()
+        for ref in terms.get("ancestor", ()):
+            try:
+                ancestors.add((await self._images.get(ref)).id)
+            except (NotFound, InvalidArgument):
+                pass
+        everything = all or "status" in terms or "exited" in terms
+        return [
+            c
+            for c in self.list()
+            if (everything or c.state.status is Status.RUNNING)
+            and container_filters.matches(c, terms, ancestors)
+        ]
+
+    async def layer_dirs(self, c: Container) -> list[str]:
+        """The image layers under the container's rootfs (none when the image is gone)."""
+        try:
+            return self._images.layer_dirs(await self._images.get(c.image_id))
+        except NotFound:
+            return []
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    def _attrs(self, c: Container, **extra: str) -> dict[str, str]:
+        attrs = dict(c.config.labels)
+        attrs.update(name=c.name, image=c.config.image)
+        attrs.update(extra)
+        return attrs
+
+    async def _transition(self, c: Container, **state: object) -> Container:
+        """Persist a state change (checked against the transition table)."""
+        target = state.get("status", c.state.status)
+        assert isinstance(target, Status)
+        check_transition(c.name, c.state.status, target)
+        updated = c.with_state(**state)
+        await self._records.update(updated)
+        self._containers[c.id] = updated
+        return updated
+
+    # ---- create --------------------------------------------------------------------
+
+    async def create(self, req: CreateRequest) -> Container:
+        name = validate_name(req.name) if req.name else ""
+        try:
+            image = await self._images.get(req.image)
+        except NotFound:
+            raise NotFound(
+                f"No such image: {req.image}: import or load it first (pallet images lists "
+                "what is here)"
+            ) from None
+        taken = {c.name for c in self._containers.values()} | self._reserved_names
+        if name and name in taken:
+            owner = next((c for c in self._containers.values() if c.name == name), None)
+            suffix = f" by container {owner.short_id}" if owner else ""
+            raise AlreadyExists(
+                f"the container name {name!r} is already in use{suffix}: remove that "
+                "container or choose another name"
+            )
+        name = name or generate_name(taken)
+        cid = secrets.token_hex(32)
+        config = effective_config(req, image, req.hostname or cid[:12])
+        state_dir = self._dir / cid
+        container = Container(
+            id=cid,
+            name=name,
+            image_id=image.id,
+            config=config,
+            state=ContainerState(),
+            created_ns=self._clock(),
+            state_dir=str(state_dir),
+        )
+        self._reserved_names.add(name)
+        try:
+            # Files first, record last: a crash in between leaves only a dir, which
+            # start() removes as an orphan; a record never points at a missing dir.
+            await asyncio.to_thread(self._prepare_dir, container, image)
+            try:
+                await self._records.insert(container)
+            except Exception as e:
+                if "UNIQUE" in str(e):
+                    raise AlreadyExists(
+                        f"the container name {name!r} is already in use: choose another name"
+                    ) from None
+                raise
+        except BaseException:
+            await asyncio.to_thread(self._snapshots.remove, state_dir)
+            raise
+        finally:
+            self._reserved_names.discard(name)
+        self._containers[cid] = container
+        await self._events.publish("container", "create", cid, self._attrs(container))
+        return container
+
+    def _prepare_dir(self, container: Container, image: Image) -> None:
+        state_dir = Path(container.state_dir)
+        state_dir.mkdir(mode=0o710)
+        self._snapshots.prepare(state_dir, self._images.layer_dirs(image))
+        write_etc_files(container)
+
+    # ---- start ---------------------------------------------------------------------
+
+    async def start(self, ref: str) -> int:
+        c = self.resolve(ref)
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            if c.state.status is Status.RUNNING:
+                return c.state.pid
+            if c.state.status not in (Status.CREATED, Status.EXITED):
+                raise FailedPrecondition(
+                    f"container {c.name} is {c.state.status.value}: it cannot be started"
+                )
+            return await self._start_locked(c)
+
+    async def _start_locked(self, c: Container) -> int:
+        try:
+            image = await self._images.get(c.image_id)
+        except NotFound:
+            raise FailedPrecondition(
+                f"the image of container {c.name} ({c.config.image}, "
+                f"{c.image_id[7:19]}) was removed: create the container again from an "
+                "image that exists"
+            ) from None
+        rootfs = await asyncio.to_thread(
+            self._snapshots.prepare, Path(c.state_dir), self._images.layer_dirs(image)
+        )
+        spec = shim_spec(c, rootfs, self._cgroup_parent)
+        try:
+            shim = await self._launcher.spawn(spec)
+        except PalletError as e:
+            await self._fail_start(c, ExitStatus(128, self._clock(), str(e)))
+            raise
+        run = _Run(shim)
+        try:
+            for pending in self._pending.pop(c.id, []):
+                if pending.ready.done():
+                    continue
+                stdio = await shim.attach(pending.stdin, pending.stdout, pending.stderr)
+                pending.ready.set_result((stdio, run))
+            pid = await shim.start()
+        except PalletError as e:
+            status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
+                128, self._clock(), str(e)
+            )
+            if not status.error:
+                status = replace(status, error=str(e))
+            run.exit = status
+            run.done.set()
+            await self._release_shim(shim)
+            await self._fail_start(c, status)
+            raise
+        now = self._clock()
+        c = await self._transition(
+            c,
+            status=Status.RUNNING,
+            pid=pid,
+            started_at_ns=now,
+            exit_code=0,
+            error="",
+            shim_pid=shim.shim_pid,
+        )
+        self._runs[c.id] = run
+        await self._events.publish("container", "start", c.id, self._attrs(c))
+        self._watch(c.id, run)
+        return pid
+
+    async def _fail_start(self, c: Container, status: ExitStatus) -> None:
+        """A start that failed: keep the container, record why (docker keeps it Created)."""
+        for pending in self._pending.pop(c.id, []):
+            if not pending.ready.done():
+                pending.ready.set_exception(FailedPrecondition(status.error))
+        await self._transition(
+            c,
+            status=c.state.status,
+            exit_code=status.exit_code,
+            error=status.error,
+            pid=0,
+            shim_pid=0,
+        )
+        if c.config.auto_remove:
+            self._spawn_auto_remove(c.id)
+
+    def _watch(self, container_id: str, run: _Run) -> None:
+        task = asyncio.create_task(
+            self._monitor(container_id, run), name=f"monitor-{container_id[:12]}"
+        )
+        self._monitors[container_id] = task
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if self._monitors.get(container_id) is t:
+                del self._monitors[container_id]
+
+        task.add_done_callback(forget)
+
+    async def _monitor(self, container_id: str, run: _Run) -> None:
+        """Wait for the container's exit, record it, and let its shim go."""
+        bound = log.bind(container_id=container_id, shim_pid=run.shim.shim_pid)
+        try:
+            status = await run.shim.wait()
+        except asyncio.CancelledError:
+            raise
+        except PalletError as e:
+            if self._closing:
+                return
+            c = self._containers.get(container_id)
+            disk = self._launcher.exit_status_on_disk(Path(c.state_dir)) if c else None
+            status = disk or ExitStatus(
+                255, self._clock(), f"lost the container's shim ({e}); exit status unknown"
+            )
+            bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
+        async with self._lock(container_id):
+            await self._record_exit(container_id, status)
+        run.exit = status
+        run.done.set()
+        await self._release_shim(run.shim)
+        c = self._containers.get(container_id)
+        if c is not None and c.config.auto_remove:
+            self._spawn_auto_remove(container_id)
+
+    def _spawn_auto_remove(self, container_id: str) -> None:
+        async def remove() -> None:
+            try:
+                await self.remove(container_id, force=True)
+            except NotFound:
+                pass
+            except PalletError as e:
+                log.warning("auto-remove failed", container_id=container_id, reason=str(e))
+
+        task = asyncio.create_task(remove(), name=f"autoremove-{container_id[:12]}")
+        self._monitors.setdefault(f"rm-{container_id}", task)
+        task.add_done_callback(lambda t: self._monitors.pop(f"rm-{container_id}", None))
+
+    async def _record_exit(self, container_id: str, status: ExitStatus) -> None:
+        c = self._containers.get(container_id)
+        if c is None or c.state.status is Status.EXITED:
+            return
+        self._runs.pop(container_id, None)
+        c = await self._transition(
+            c,
+            status=Status.EXITED,
+            pid=0,
+            shim_pid=0,
+            exit_code=status.exit_code,
+            finished_at_ns=status.exited_at_ns or self._clock(),
+            error=status.error,
+        )
+        await self._events.publish(
+            "container", "die", c.id, self._attrs(c, exitCode=str(status.exit_code))
+        )
+
+    async def _release_shim(self, shim: ShimClient) -> None:
+        for step in (shim.shutdown, shim.aclose):
+            try:
+                await step()
+            except PalletError as e:
+                log.debug("shim release", container_id=shim.container_id, reason=str(e))
+
+    # ---- stop / kill / restart -----------------------------------------------------
+
+    async def kill(self, ref: str, sig: str = "") -> None:
+        c = self.resolve(ref)
+        num = parse_signal(sig, signal.SIGKILL)
+        run = self._runs.get(c.id)
+        if c.state.status is not Status.RUNNING or run is None:
+            raise FailedPrecondition(
+                f"container {c.name} is not running: there is nothing to signal"
+            )
+        await run.shim.kill(num)
+
+    async def stop(self, ref: str, timeout: int | None = None) -> None:
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        if c.state.status is not Status.RUNNING or run is None:
+            return
+        wait_s = c.config.stop_timeout if timeout is None else timeout
+        if wait_s < 0:
+            raise InvalidArgument(f"invalid stop timeout {wait_s}: use 0 or more seconds")
+        try:
+            await run.shim.kill(parse_signal(c.config.stop_signal, signal.SIGTERM))
+        except PalletError as e:
+            log.info("stop signal not delivered", container_id=c.id, reason=str(e))
+        try:
+            await asyncio.wait_for(run.done.wait(), wait_s)
+            return
+        except TimeoutError:
+            pass
+        await self._kill_and_wait(c, run)
+
+    async def _kill_and_wait(self, c: Container, run: _Run) -> None:
+        try:
+            await run.shim.kill(signal.SIGKILL, all_processes=True)
+        except PalletError as e:
+            log.info("SIGKILL not delivered", container_id=c.id, reason=str(e))
+        try:
+            await asyncio.wait_for(run.done.wait(), KILL_GRACE_S)
+        except TimeoutError:
+            raise FailedPrecondition(
+                f"container {c.name} did not exit {KILL_GRACE_S:.0f}s after SIGKILL: "
+                "its processes may be stuck in the kernel (D state)"
+            ) from None
+
+    async def restart(self, ref: str, timeout: int | None = None) -> int:
+        c = self.resolve(ref)
+        await self.stop(c.id, timeout)
+        run = self._runs.get(c.id)
+        if run is not None:
+            await run.done.wait()
+        async with self._lock(c.id):
+            c = self.resolve(c.id)
+            if c.state.status is Status.RUNNING:
+                return c.state.pid
+            c = replace(c, restart_count=c.restart_count + 1)
+            self._containers[c.id] = c
+            return await self._start_locked(c)
+
+    # ---- remove --------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False) -> None:
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        if c.state.status is Status.RUNNING and run is not None:
+            if not force:
+                raise FailedPrecondition(
+                    f"container {c.name} is running: stop it first, or remove it with force "
+                    "(rm -f)"
+                )
+            await self._kill_and_wait(c, run)
+        async with self._lock(c.id):
+            c = self._containers.get(c.id)  # type: ignore[assignment]
+            if c is None:
+                raise NotFound(f"No such container: {ref}")
+            if c.state.status is Status.RUNNING:
+                raise FailedPrecondition(
+                    f"container {c.name} started again while being removed: try again"
+                )
+            c = await self._transition(c, status=Status.REMOVING)
+            await self._finish_remove(c)
+
+    async def _finish_remove(self, c: Container) -> None:
+        # Record first: once it is gone the container is gone for every caller; a crash
+        # before the directory is deleted leaves an orphan dir that start() removes.
+        await self._records.delete(c.id)
+        self._containers.pop(c.id, None)
+        self._locks.pop(c.id, None)
+        for pending in self._pending.pop(c.id, []):
+            if not pending.ready.done():
+                pending.ready.set_exception(NotFound(f"container {c.name} was removed"))
+        await self._events.publish("container", "destroy", c.id, self._attrs(c))
+        await asyncio.to_thread(self._snapshots.remove, Path(c.state_dir))
+
+    # ---- wait / attach / exec ------------------------------------------------------
+
+    async def wait(self, ref: str) -> ExitStatus:
+        """Block while the container runs; return its last exit status."""
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        if run is not None and c.state.status is Status.RUNNING:
+            await run.done.wait()
+            assert run.exit is not None
+            return run.exit
+        return ExitStatus(c.state.exit_code, c.state.finished_at_ns, c.state.error)
+
+    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> Attachment:
+        c = self.resolve(ref)
+        stdin = stdin and c.config.open_stdin
+        future: asyncio.Future[tuple[Stdio, _Run]] = asyncio.get_running_loop().create_future()
+        run = self._runs.get(c.id)
+        if c.state.status is Status.RUNNING and run is not None:
+            stdio = await run.shim.attach(stdin, stdout, stderr)
+            future.set_result((stdio, run))
+        elif c.state.status in (Status.CREATED, Status.EXITED):
+            pending = _PendingAttach(stdin, stdout, stderr, future)
+            self._pending.setdefault(c.id, []).append(pending)
+        else:
+            raise FailedPrecondition(
+                f"container {c.name} is {c.state.status.value}: you cannot attach to it"
+            )
+        return Attachment(future)
+
+    async def exec(
+        self,
+        ref: str,
+        args: tuple[str, ...],
+        env: tuple[str, ...] = (),
+        working_dir: str = "",
+        user: str = "",
+        stdin: bool = False,
+    ) -> TrackedExec:
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        if c.state.status is not Status.RUNNING or run is None:
+            raise FailedPrecondition(f"container {c.name} is not running: start it first")
+        if not args:
+            raise InvalidArgument("no command given to exec")
+        for item in env:
+            if "=" not in item:
+                raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
+        exec_id = secrets.token_hex(32)
+        spec = ExecSpec(
+            exec_id=exec_id,
+            args=args,
+            env=merge_env(c.config.env, env),
+            cwd=working_dir or c.config.working_dir or "/",
+            user=user or c.config.user,
+            stdin=stdin,
+        )
+        attrs = self._attrs(c, execID=exec_id)
+        await self._events.publish("container", "exec_create: " + " ".join(args), c.id, attrs)
+        session = await run.shim.exec(spec)
+        await self._events.publish("container", "exec_start: " + " ".join(args), c.id, attrs)
+        return TrackedExec(session, exec_id, c, self._events)
+
+    def counts(self) -> Mapping[Status, int]:
+        counts: dict[Status, int] = {}
+        for c in self._containers.values():
+            counts[c.state.status] = counts.get(c.state.status, 0) + 1
+        return counts

@@ -1,0 +1,128 @@
+"""Container values and the lifecycle state machine.
+
+Owns: the frozen dataclasses describing a container, its `Status` enum and the table of
+legal transitions. Must not: do I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from pallet.daemon.errors import FailedPrecondition
+
+
+class Status(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+
+# status -> statuses it may move to. A start that fails keeps a container CREATED (with its
+# error recorded), as docker does; REMOVING is entered only on the way out.
+TRANSITIONS: Mapping[Status, frozenset[Status]] = {
+    Status.CREATED: frozenset({Status.RUNNING, Status.CREATED, Status.REMOVING, Status.DEAD}),
+    Status.RUNNING: frozenset({Status.EXITED, Status.PAUSED, Status.REMOVING, Status.DEAD}),
+    Status.PAUSED: frozenset({Status.RUNNING, Status.EXITED, Status.DEAD}),
+    Status.RESTARTING: frozenset({Status.RUNNING, Status.EXITED, Status.DEAD}),
+    Status.EXITED: frozenset({Status.RUNNING, Status.EXITED, Status.REMOVING, Status.DEAD}),
+    Status.REMOVING: frozenset({Status.DEAD}),
+    Status.DEAD: frozenset({Status.REMOVING}),
+}
+
+
+def check_transition(name: str, current: Status, target: Status) -> None:
+    """Raise FailedPrecondition naming the state when `current -> target` is illegal."""
+    if target not in TRANSITIONS[current]:
+        raise FailedPrecondition(
+            f"container {name} is {current.value}: cannot move it to {target.value}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerConfig:
+    """What a container runs: the caller's request merged over the image's config."""
+
+    image: str
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    open_stdin: bool = False
+    auto_remove: bool = False
+    stop_signal: str = "SIGTERM"
+    stop_timeout: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """A create call as the caller made it (before merging with the image)."""
+
+    image: str
+    name: str = ""
+    cmd: tuple[str, ...] = ()
+    entrypoint: tuple[str, ...] = ()
+    entrypoint_set: bool = False
+    env: tuple[str, ...] = ()
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    open_stdin: bool = False
+    auto_remove: bool = False
+    stop_signal: str = ""
+    stop_timeout: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    status: Status = Status.CREATED
+    pid: int = 0
+    exit_code: int = 0
+    started_at_ns: int = 0
+    finished_at_ns: int = 0
+    error: str = ""
+    shim_pid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Container:
+    id: str
+    name: str
+    image_id: str
+    config: ContainerConfig
+    state: ContainerState
+    created_ns: int
+    state_dir: str
+    restart_count: int = 0
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.config.entrypoint + self.config.cmd
+
+    @property
+    def path(self) -> str:
+        return self.argv[0] if self.argv else ""
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        return self.argv[1:]
+
+    @property
+    def log_path(self) -> str:
+        return f"{self.state_dir}/container.log"
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    def with_state(self, **changes: object) -> Container:
+        return replace(self, state=replace(self.state, **changes))  # type: ignore[arg-type]

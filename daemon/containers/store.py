@@ -1,0 +1,147 @@
+"""Container records in SQLite.
+
+Owns: the `containers` table and the JSON encoding of `Container`. Must not: decide
+anything about lifecycle; it stores what the manager hands it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+from pallet.daemon.containers.model import (
+    Container,
+    ContainerConfig,
+    ContainerState,
+    Status,
+)
+from pallet.daemon.store.db import Database
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS containers (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        image_id TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        record TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
+]
+
+
+def encode(c: Container) -> str:
+    cfg = c.config
+    st = c.state
+    return json.dumps(
+        {
+            "config": {
+                "image": cfg.image,
+                "cmd": list(cfg.cmd),
+                "entrypoint": list(cfg.entrypoint),
+                "env": list(cfg.env),
+                "working_dir": cfg.working_dir,
+                "user": cfg.user,
+                "hostname": cfg.hostname,
+                "labels": dict(cfg.labels),
+                "open_stdin": cfg.open_stdin,
+                "auto_remove": cfg.auto_remove,
+                "stop_signal": cfg.stop_signal,
+                "stop_timeout": cfg.stop_timeout,
+            },
+            "state": {
+                "status": st.status.value,
+                "pid": st.pid,
+                "exit_code": st.exit_code,
+                "started_at_ns": st.started_at_ns,
+                "finished_at_ns": st.finished_at_ns,
+                "error": st.error,
+                "shim_pid": st.shim_pid,
+            },
+            "state_dir": c.state_dir,
+            "restart_count": c.restart_count,
+        }
+    )
+
+
+def decode(row: sqlite3.Row) -> Container:
+    rec: dict[str, Any] = json.loads(row["record"])
+    cfg = rec["config"]
+    st = rec["state"]
+    return Container(
+        id=row["id"],
+        name=row["name"],
+        image_id=row["image_id"],
+        created_ns=row["created_ns"],
+        state_dir=rec["state_dir"],
+        restart_count=rec.get("restart_count", 0),
+        config=ContainerConfig(
+            image=cfg["image"],
+            cmd=tuple(cfg["cmd"]),
+            entrypoint=tuple(cfg["entrypoint"]),
+            env=tuple(cfg["env"]),
+            working_dir=cfg["working_dir"],
+            user=cfg["user"],
+            hostname=cfg["hostname"],
+            labels=dict(cfg["labels"]),
+            open_stdin=cfg["open_stdin"],
+            auto_remove=cfg["auto_remove"],
+            stop_signal=cfg["stop_signal"],
+            stop_timeout=cfg["stop_timeout"],
+        ),
+        state=ContainerState(
+            status=Status(st["status"]),
+            pid=st["pid"],
+            exit_code=st["exit_code"],
+            started_at_ns=st["started_at_ns"],
+            finished_at_ns=st["finished_at_ns"],
+            error=st["error"],
+            shim_pid=st.get("shim_pid", 0),
+        ),
+    )
+
+
+class ContainerRecords:
+    """Reads and writes container rows."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def start(self) -> None:
+        await self._db.migrate("containers", SCHEMA)
+
+    async def load_all(self) -> list[Container]:
+        rows = await self._db.run(
+            lambda c: c.execute("SELECT * FROM containers ORDER BY created_ns").fetchall()
+        )
+        return [decode(r) for r in rows]
+
+    async def insert(self, c: Container) -> None:
+        """Insert a new container; the UNIQUE name constraint is the last word on names."""
+        await self._db.run(
+            lambda conn: conn.execute(
+                "INSERT INTO containers (id, name, image_id, created_ns, record) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (c.id, c.name, c.image_id, c.created_ns, encode(c)),
+            )
+        )
+
+    async def update(self, c: Container) -> None:
+        await self._db.run(
+            lambda conn: conn.execute(
+                "UPDATE containers SET record = ? WHERE id = ?", (encode(c), c.id)
+            )
+        )
+
+    async def delete(self, container_id: str) -> None:
+        await self._db.run(
+            lambda conn: conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+        )
+
+    async def names_using_image(self, image_id: str) -> list[str]:
+        rows = await self._db.run(
+            lambda c: c.execute(
+                "SELECT name FROM containers WHERE image_id = ? ORDER BY name", (image_id,)
+            ).fetchall()
+        )
+        return [r["name"] for r in rows]

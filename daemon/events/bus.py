@@ -1,0 +1,230 @@
+"""The one event bus: journal, sequence numbers, live fan-out and replay.
+
+Owns: the `events` table (a gap-free, monotonically increasing `seq` that survives
+restarts), delivery to live subscribers, and replay from the journal followed by live events
+with no gap and no duplicate at the seam. Must not: know what the events mean.
+
+A subscriber gets a bounded queue. Publishing never waits for a subscriber: one that falls
+behind is cut off with `Lagging`, which tells it the seq to resume from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from pallet.daemon.errors import PalletError
+from pallet.daemon.events.filters import EventFilter
+from pallet.daemon.events.model import Event
+from pallet.daemon.store.db import Database
+
+log = structlog.get_logger(__name__)
+
+SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ns INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        action TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        attributes TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS events_time ON events(time_ns)",
+]
+
+QUEUE_LIMIT = 10_000
+REPLAY_BATCH = 1_000
+
+
+class Lagging(PalletError):
+    """A subscriber fell too far behind; it may resume from `resume_seq`."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+    def __init__(self, resume_seq: int) -> None:
+        super().__init__(
+            f"event subscriber fell behind: resubscribe with since_seq={resume_seq}"
+        )
+        self.resume_seq = resume_seq
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How much of the journal to keep: at most `max_events`, none older than `max_age_s`."""
+
+    max_events: int = 100_000
+    max_age_s: int = 7 * 24 * 3600
+
+
+class _Subscriber:
+    __slots__ = ("queue", "lagging")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        # Set when the queue overflowed: nothing more is queued for this subscriber.
+        self.lagging = False
+
+
+def _row_to_event(row: sqlite3.Row) -> Event:
+    return Event(
+        seq=row["seq"],
+        type=row["type"],
+        action=row["action"],
+        actor_id=row["actor_id"],
+        attributes=json.loads(row["attributes"]),
+        time_ns=row["time_ns"],
+    )
+
+
+class EventBus:
+    """Journals every event and fans it out to subscribers."""
+
+    def __init__(self, db: Database, retention: RetentionPolicy = RetentionPolicy()) -> None:
+        self._db = db
+        self._retention = retention
+        self._subscribers: set[_Subscriber] = set()
+        # Serialises publishers so live delivery happens in seq order.
+        self._lock = asyncio.Lock()
+        self._last_seq = 0
+
+    async def start(self) -> None:
+        await self._db.migrate("events", SCHEMA)
+        await self.prune()
+        self._last_seq = await self._db.run(
+            lambda c: int(c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
+        )
+
+    async def aclose(self) -> None:
+        self._subscribers.clear()
+
+    @property
+    def last_seq(self) -> int:
+        return self._last_seq
+
+    async def prune(self) -> int:
+        """Drop journal entries beyond the retention policy; return how many went."""
+        keep, max_age = self._retention.max_events, self._retention.max_age_s
+        cutoff = time.time_ns() - max_age * 1_000_000_000
+
+        def prune(conn: sqlite3.Connection) -> int:
+            # Never delete the newest row: AUTOINCREMENT keeps seq monotonic anyway, but
+            # keeping it makes MAX(seq) meaningful for `info`.
+            cur = conn.execute(
+                "DELETE FROM events WHERE seq < (SELECT MAX(seq) FROM events) AND "
+                "(time_ns < ? OR seq <= (SELECT MAX(seq) FROM events) - ?)",
+                (cutoff, keep),
+            )
+            return cur.rowcount
+
+        return await self._db.run(prune)
+
+    async def publish(
+        self,
+        type: str,
+        action: str,
+        actor_id: str,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Event:
+        attrs = dict(attributes or {})
+        encoded = json.dumps(attrs, sort_keys=True)
+        async with self._lock:
+            now = time.time_ns()
+
+            def insert(conn: sqlite3.Connection) -> int:
+                cur = conn.execute(
+                    "INSERT INTO events (time_ns, type, action, actor_id, attributes) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (now, type, action, actor_id, encoded),
+                )
+                assert cur.lastrowid is not None
+                return cur.lastrowid
+
+            seq = await self._db.run(insert)
+            event = Event(seq, type, action, actor_id, attrs, now)
+            self._last_seq = seq
+            for sub in self._subscribers:
+                if sub.lagging:
+                    continue
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    sub.lagging = True
+        log.debug("event", seq=seq, type=type, action=action, actor_id=actor_id)
+        return event
+
+    async def _replay(
+        self, since_seq: int, since_ns: int, upto_seq: int
+    ) -> AsyncIterator[Event]:
+        after = since_seq
+        while after < upto_seq:
+
+            def fetch(conn: sqlite3.Connection, after: int = after) -> list[sqlite3.Row]:
+                return conn.execute(
+                    "SELECT * FROM events WHERE seq > ? AND seq <= ? AND time_ns >= ? "
+                    "ORDER BY seq LIMIT ?",
+                    (after, upto_seq, since_ns, REPLAY_BATCH),
+                ).fetchall()
+
+            rows = await self._db.run(fetch)
+            if not rows:
+                return
+            for row in rows:
+                yield _row_to_event(row)
+            after = rows[-1]["seq"]
+
+    async def subscribe(
+        self,
+        flt: EventFilter,
+        since_seq: int = 0,
+        since_ns: int = 0,
+        until_ns: int = 0,
+    ) -> AsyncIterator[Event]:
+        """Yield matching events: journal first (when asked), then live.
+
+        Replay happens when `since_seq` or `since_ns` is set. With `until_ns` the stream
+        ends after the last event at or before it (at once when it is in the past).
+        """
+        sub = _Subscriber()
+        # Register before reading the journal's end, so nothing published in between is
+        # missed; duplicates at the seam are dropped by seq below.
+        self._subscribers.add(sub)
+        try:
+            last = 0
+            if since_seq or since_ns:
+                upto = self._last_seq
+                async for event in self._replay(since_seq, since_ns, upto):
+                    if until_ns and event.time_ns > until_ns:
+                        return
+                    last = event.seq
+                    if flt.matches(event):
+                        yield event
+                last = max(last, upto)
+            else:
+                last = self._last_seq
+            if until_ns and until_ns <= time.time_ns():
+                return
+            while True:
+                timeout = None
+                if until_ns:
+                    timeout = max(0.0, (until_ns - time.time_ns()) / 1e9)
+                if sub.lagging and sub.queue.empty():
+                    raise Lagging(last)
+                try:
+                    event = await asyncio.wait_for(sub.queue.get(), timeout)
+                except TimeoutError:
+                    return
+                if event.seq <= last:
+                    continue
+                if until_ns and event.time_ns > until_ns:
+                    return
+                last = event.seq
+                if flt.matches(event):
+                    yield event
+        finally:
+            self._subscribers.discard(sub)

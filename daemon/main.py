@@ -1,0 +1,86 @@
+"""`palletd`: parse options, set up logging, run the daemon until SIGTERM or SIGINT.
+
+Owns: the command line and signal handling. Must not: build components (that is
+`pallet.daemon.app`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+
+from pallet.daemon.config import DEFAULT_HOST, DEFAULT_ROOT, DEFAULT_RUN_ROOT, Config
+from pallet.daemon.errors import PalletError
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="palletd", description="The pallet container daemon.")
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="state directory (default %(default)s)")
+    p.add_argument("--run-root", type=Path, default=DEFAULT_RUN_ROOT, help="runtime directory (default %(default)s)")
+    p.add_argument(
+        "-H", "--host", action="append", dest="hosts",
+        help=f"listen address, unix:///path or tcp://host:port (mutual TLS only); repeatable (default {DEFAULT_HOST})",
+    )
+    p.add_argument("--cgroup-parent", default="pallet", help="cgroup under which containers' cgroups are made (default %(default)s)")
+    p.add_argument("--tlscert", type=Path, help="server certificate for tcp:// listeners")
+    p.add_argument("--tlskey", type=Path, help="server key for tcp:// listeners")
+    p.add_argument("--tlscacert", type=Path, help="CA that client certificates must chain to")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    return p.parse_args(argv)
+
+
+def configure_logging(level: str) -> None:
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper())),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+async def serve(config: Config) -> None:
+    from pallet.daemon.app import running_daemon
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_daemon(config):
+        await stop.wait()
+        structlog.get_logger("palletd").info("stopping: containers keep running")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    configure_logging(args.log_level)
+    hosts = tuple(args.hosts or ([f"unix://{args.run_root}/pallet.sock"] if args.run_root != DEFAULT_RUN_ROOT else [DEFAULT_HOST]))
+    config = Config(
+        root=args.root.absolute(),
+        run_root=args.run_root.absolute(),
+        hosts=hosts,
+        cgroup_parent=args.cgroup_parent,
+        tls_cert=args.tlscert,
+        tls_key=args.tlskey,
+        tls_ca=args.tlscacert,
+    )
+    try:
+        asyncio.run(serve(config))
+    except PalletError as e:
+        print(f"palletd: {e}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""What the daemon says about itself and its host (version, info).
+
+Owns: reading host facts (kernel, OS, CPUs, memory, cgroup version) and counting objects
+through the managers. Must not: change anything.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from pallet.daemon.containers.manager import ContainerManager
+from pallet.daemon.containers.model import Status
+from pallet.daemon.events.bus import EventBus
+from pallet.daemon.images.model import ImageStore
+
+API_VERSION = "v1"
+_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
+
+
+def oci_arch() -> str:
+    machine = platform.machine()
+    return _ARCH.get(machine, machine)
+
+
+def cgroup_version() -> str:
+    return "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+
+
+def _os_name() -> str:
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                return line.split("=", 1)[1].strip('"')
+    except OSError:
+        pass
+    return platform.system()
+
+
+def _mem_total() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class Version:
+    version: str
+    api_version: str
+    python_version: str
+    os: str
+    arch: str
+    kernel_version: str
+    git_commit: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Info:
+    version: Version
+    containers: int
+    running: int
+    paused: int
+    stopped: int
+    images: int
+    root_dir: str
+    run_root: str
+    storage_driver: str
+    cgroup_version: str
+    operating_system: str
+    ncpu: int
+    mem_total: int
+    name: str
+    last_event_seq: int
+    started_at_ns: int
+
+
+class SystemInfo:
+    def __init__(
+        self,
+        containers: ContainerManager,
+        images: ImageStore,
+        events: EventBus,
+        root: Path,
+        run_root: Path,
+    ) -> None:
+        self._containers = containers
+        self._images = images
+        self._events = events
+        self._root = root
+        self._run_root = run_root
+        self._started_ns = time.time_ns()
+        try:
+            pkg_version = metadata.version("pallet")
+        except metadata.PackageNotFoundError:
+            pkg_version = "0.0.0+unknown"
+        self._version = Version(
+            version=pkg_version,
+            api_version=API_VERSION,
+            python_version=platform.python_version(),
+            os=platform.system().lower(),
+            arch=oci_arch(),
+            kernel_version=platform.release(),
+        )
+
+    def version(self) -> Version:
+        return self._version
+
+    async def info(self) -> Info:
+        counts = self._containers.counts()
+        total = sum(counts.values())
+        running = counts.get(Status.RUNNING, 0)
+        paused = counts.get(Status.PAUSED, 0)
+        images = await self._images.list(all=True)
+        return Info(
+            version=self._version,
+            containers=total,
+            running=running,
+            paused=paused,
+            stopped=total - running - paused,
+            images=len(images),
+            root_dir=str(self._root),
+            run_root=str(self._run_root),
+            storage_driver="overlay",
+            cgroup_version=cgroup_version(),
+            operating_system=_os_name(),
+            ncpu=os.cpu_count() or 0,
+            mem_total=_mem_total(),
+            name=socket.gethostname(),
+            last_event_seq=self._events.last_seq,
+            started_at_ns=self._started_ns,
+        )
