@@ -1,0 +1,113 @@
+"""The event bus: gap-free seqs, replay then live with no gap or duplicate, filters, lag."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pallet.daemon.errors import InvalidArgument
+from pallet.daemon.events import bus as bus_mod
+from pallet.daemon.events.bus import EventBus, Lagging, RetentionPolicy
+from pallet.daemon.events.filters import parse_filters
+from pallet.daemon.store.db import Database
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = Database(tmp_path / "pallet.db")
+    await database.start()
+    yield database
+    await database.aclose()
+
+
+@pytest.fixture
+async def bus(db: Database) -> EventBus:
+    b = EventBus(db)
+    await b.start()
+    return b
+
+
+async def test_seqs_are_gap_free_and_survive_restart(db: Database) -> None:
+    first = EventBus(db)
+    await first.start()
+    seqs = [(await first.publish("container", "create", f"c{i}")).seq for i in range(5)]
+    assert seqs == [1, 2, 3, 4, 5]
+    again = EventBus(db)
+    await again.start()
+    assert (await again.publish("container", "start", "c0")).seq == 6
+
+
+async def test_replay_then_live_without_gap_or_duplicate(bus: EventBus) -> None:
+    for i in range(3):
+        await bus.publish("container", "create", f"c{i}")
+    got: list[int] = []
+
+    async def consume() -> None:
+        async for event in bus.subscribe(parse_filters([]), since_seq=1):
+            got.append(event.seq)
+            if event.seq == 6:
+                return
+
+    task = asyncio.create_task(consume())
+    for i in range(3):
+        await bus.publish("container", "start", f"c{i}")
+        await asyncio.sleep(0)
+    await asyncio.wait_for(task, 5)
+    assert got == [2, 3, 4, 5, 6]
+
+
+async def test_filters_select_by_type_action_and_container(bus: EventBus) -> None:
+    await bus.publish("container", "create", "abc123", {"name": "web", "image": "busybox"})
+    await bus.publish("image", "tag", "sha256:1", {"name": "busybox:latest"})
+    await bus.publish("container", "die", "abc123", {"name": "web", "exitCode": "0"})
+    flt = parse_filters(["type=container", "event=die", "event=create", "container=web"])
+    now = time.time_ns()
+    got = [e.action async for e in bus.subscribe(flt, since_ns=1, until_ns=now)]
+    assert got == ["create", "die"]
+
+
+async def test_until_in_the_past_ends_the_stream(bus: EventBus) -> None:
+    e1 = await bus.publish("container", "create", "a")
+    await bus.publish("container", "start", "a")
+    flt = parse_filters([])
+    events = [e async for e in bus.subscribe(flt, since_ns=1, until_ns=e1.time_ns)]
+    assert [e.seq for e in events] == [e1.seq]
+
+
+def test_bad_filters_are_refused() -> None:
+    with pytest.raises(InvalidArgument, match="unknown event filter"):
+        parse_filters(["colour=red"])
+    with pytest.raises(InvalidArgument, match="key=value"):
+        parse_filters(["type"])
+
+
+async def test_slow_subscriber_is_cut_off_with_resume_seq(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bus_mod, "QUEUE_LIMIT", 3)
+    stream = bus.subscribe(parse_filters([]))
+    first = asyncio.ensure_future(anext(stream))
+    await asyncio.sleep(0)
+    for i in range(10):
+        await bus.publish("container", "create", f"c{i}")
+    assert (await first).seq == 1
+    seen = [1]
+    with pytest.raises(Lagging) as info:
+        async for event in stream:
+            seen.append(event.seq)
+    assert info.value.resume_seq == seen[-1]
+    assert "since_seq" in str(info.value)
+
+
+async def test_retention_prunes_old_entries(db: Database) -> None:
+    b = EventBus(db, RetentionPolicy(max_events=3, max_age_s=3600))
+    await b.start()
+    for i in range(10):
+        await b.publish("container", "create", f"c{i}")
+    await b.prune()
+    rows = await db.run(lambda c: [r[0] for r in c.execute("SELECT seq FROM events ORDER BY seq")])
+    assert rows == [8, 9, 10]
