@@ -276,13 +276,16 @@ class Palletd:
     #: Poll helper for tests: `palletd.wait_for(lambda: ..., timeout, what=...)`.
     wait_for = staticmethod(wait_for)
 
-    def container_cgroups(self, container_id: str) -> list[Path]:
-        """The container's cgroup directories that exist, one per hierarchy."""
-        return [
-            m / self.cgroup_parent / container_id
-            for m in _cgroup_mounts()
-            if (m / self.cgroup_parent / container_id).is_dir()
-        ]
+    def container_cgroups(self, container_id: str = "") -> list[Path]:
+        """Existing cgroup directories of one container (of every container when no id)."""
+        found = []
+        for mount in _cgroup_mounts():
+            parent = mount / self.cgroup_parent
+            if container_id:
+                found += [parent / container_id] if (parent / container_id).is_dir() else []
+            elif parent.is_dir():
+                found += [p for p in parent.iterdir() if p.is_dir()]
+        return found
 
     def mounts(self) -> list[str]:
         """Mount points under this daemon's directories (in the test's mount namespace)."""
