@@ -55,7 +55,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
 
     @unary
     async def Start(self, request: pb.StartContainerRequest, context: Ctx) -> pb.StartContainerResponse:
-        return pb.StartContainerResponse(pid=await self._containers.start(request.container))
+        return pb.StartContainerResponse(pid=await self._containers.start_container(request.container))
 
     @unary
     async def Stop(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:

@@ -298,7 +298,7 @@ class ContainerManager:
     def get(self, ref: str) -> Container:
         return self.resolve(ref)
 
-    def list(self) -> list[Container]:
+    def containers(self) -> list[Container]:
         """Every container, newest first."""
         return sorted(self._containers.values(), key=lambda c: c.created_ns, reverse=True)
 
@@ -314,7 +314,7 @@ class ContainerManager:
         everything = all or "status" in terms or "exited" in terms
         return [
             c
-            for c in self.list()
+            for c in self.containers()
             if (everything or c.state.status is Status.RUNNING)
             and container_filters.matches(c, terms, ancestors)
         ]
@@ -407,7 +407,7 @@ class ContainerManager:
 
     # ---- start ---------------------------------------------------------------------
 
-    async def start(self, ref: str) -> int:
+    async def start_container(self, ref: str) -> int:
         c = self.resolve(ref)
         async with self._lock(c.id):
             c = self.resolve(c.id)
