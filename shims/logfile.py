@@ -1,0 +1,866 @@
+"""The container log file: a binary framing the shim appends to and palletd reads back.
+
+Owns: the on-disk format of a container's log and its rotated siblings, `LogWriter` (used
+by the shim for every chunk it reads from the container's stdout/stderr pipes) and the
+readers palletd serves `pallet logs` from: history, --tail, --since/--until, stream
+selection and follow. Must not: know about containers, gRPC or protobuf, or import
+anything but the standard library and `pallet.daemon.errors` (the tiny shim imports it).
+
+Format, all integers little-endian::
+
+    file header (24 bytes)  magic b"PALLETLG", version u16 (1), header size u16 (24),
+                            nonce u32 (random per file), seq i64 (generation, see below)
+    record                  header  (20 bytes): length u32, nonce u32, stream u8,
+                                    3 zero bytes, time_ns i64
+                            data    (length bytes, at most 1 MiB): the chunk as read
+                            trailer (8 bytes): length u32, nonce u32
+
+A record is one chunk as the shim read it from a pipe (up to 64 KiB), so 100 MB of output
+is ~1,600 headers to parse, not millions of lines, and the writer does no per-line work:
+one `writev` per chunk and no fsync (the page cache outlives a crash of the shim or of
+palletd, which is the failure that matters here; an fsync per chunk would cap a chatty
+container at the disk's flush rate).
+
+The trailer repeats the length so a reader can walk backwards from the end: --tail on a
+huge file reads only its end. The nonce, random per file and never shown to the
+container, makes record boundaries unforgeable by container output: a record counts only
+when its header and trailer agree on length and nonce. A writer killed mid-write leaves
+a torn last record; readers stop in front of it, and the next `LogWriter` on the path
+truncates it before appending, so nothing written later is lost or garbled.
+
+Rotation (max_size > 0) works like docker's json-file: path -> path.1 -> path.2 ...,
+keeping max_files files in all. Each file's header carries `seq`, a generation number
+that only grows, so a reader's `LogPosition(seq, offset)` survives renames. During a
+rotation `path` never disappears: the old file is hard-linked to path.1 before the new
+one is renamed over path (readers drop the duplicate by seq).
+
+Following (for palletd's Logs RPC), three levels, all built on positions:
+
+* `read_records_from(path, position) -> (records, new_position)`: what was appended after
+  `position` (None: from the oldest record), bounded by `max_bytes` per call. Cheap when
+  nothing is new (one open, one pread). Call it again after a short poll.
+* `LogReader(path, streams=, since_ns=, until_ns=)`: `start(tail_lines)` returns the
+  history up to the log's current end and `read_new(max_bytes)` what came after it, with
+  no gap and no repeat between them. Blocking: run both in `asyncio.to_thread`.
+* `follow_records(path, ...)`: an async iterator of record batches doing all of that off
+  the event loop: history first, then new records until `done()` returns True (e.g. the
+  container stopped) and everything is drained; `follow=False` stops at the history.
+
+Only one `LogWriter` may have a path open at a time (the container's one shim).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass, replace
+
+from pallet.daemon.errors import FailedPrecondition, InvalidArgument
+
+STDOUT = 1
+STDERR = 2
+BOTH_STREAMS: frozenset[int] = frozenset({STDOUT, STDERR})
+
+MAGIC = b"PALLETLG"
+VERSION = 1
+_FILE_HEADER = struct.Struct("<8sHHIq")
+_RECORD_HEADER = struct.Struct("<IIB3xq")
+_RECORD_TRAILER = struct.Struct("<II")
+FILE_HEADER_SIZE = _FILE_HEADER.size  # 24
+RECORD_OVERHEAD = _RECORD_HEADER.size + _RECORD_TRAILER.size  # 28
+#: Largest data a record holds; the writer splits bigger writes. Bounds how far back from
+#: the end a torn tail can reach, and every reader buffer.
+MAX_RECORD_DATA = 1 << 20
+_HEADER = _RECORD_HEADER.size
+_TRAILER = _RECORD_TRAILER.size
+_BLOCK = 1 << 20  # readers read this much per pread
+_DEFAULT_BATCH_BYTES = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One chunk of a container's output: `data` as read from `stream` at `time_ns`."""
+
+    stream: int  # 1 stdout, 2 stderr
+    time_ns: int  # wall clock when the shim read it, ns since the epoch
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class LogPosition:
+    """A point between two records: `offset` bytes into the file whose header has `seq`.
+
+    Ordered: a later position compares greater. `START` is before every record.
+    """
+
+    seq: int
+    offset: int
+
+
+START = LogPosition(-1, 0)
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+class LogWriter:
+    """Appends records to a container's log file, rotating it when it grows too big.
+
+    Opening an existing file appends to it, after truncating a torn last record left by
+    a writer that was killed mid-write (`repaired_bytes` says how many bytes went).
+    """
+
+    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
+        if max_size < 0:
+            raise InvalidArgument(f"log max size must be 0 (no limit) or positive, got {max_size}")
+        if max_files < 1:
+            raise InvalidArgument(f"log max files must be at least 1, got {max_files}")
+        self.path = path
+        self.repaired_bytes = 0
+        self._max_size = max_size
+        self._max_files = max_files
+        self._fd = -1
+        self._nonce = 0
+        self._seq = 0
+        self._size = 0  # bytes of complete records plus the file header
+        self._open()
+
+    def write(self, stream: int, data: bytes, time_ns: int) -> None:
+        """Append `data` read from `stream` (1 stdout, 2 stderr) at `time_ns`.
+
+        Raises OSError when the disk refuses (e.g. ENOSPC); the file is then left as it
+        was before the call, never with a torn record.
+        """
+        if stream != STDOUT and stream != STDERR:
+            raise InvalidArgument(f"log stream must be 1 (stdout) or 2 (stderr), got {stream}")
+        if self._fd < 0:
+            raise FailedPrecondition(f"log writer for {self.path} is closed")
+        if len(data) <= MAX_RECORD_DATA:
+            if data:
+                self._append(stream, data, time_ns)
+            return
+        view = memoryview(data)
+        for start in range(0, len(view), MAX_RECORD_DATA):
+            self._append(stream, view[start : start + MAX_RECORD_DATA], time_ns)
+
+    def close(self) -> None:
+        """Close the file. Idempotent."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _append(self, stream: int, data: bytes | memoryview, time_ns: int) -> None:
+        length = len(data)
+        total = length + RECORD_OVERHEAD
+        if self._max_size and self._size > FILE_HEADER_SIZE and self._size + total > self._max_size:
+            self._rotate()
+        parts = (
+            _RECORD_HEADER.pack(length, self._nonce, stream, time_ns),
+            data,
+            _RECORD_TRAILER.pack(length, self._nonce),
+        )
+        try:
+            written = os.writev(self._fd, parts)
+            if written != total:
+                # A short write (signal, nearly full disk): finish it, the fd appends.
+                rest = memoryview(b"".join(parts))[written:]
+                while rest:
+                    n = os.write(self._fd, rest)
+                    if n <= 0:
+                        raise OSError(f"log file {self.path}: short write")
+                    rest = rest[n:]
+        except OSError:
+            # Leave no torn record behind: readers would stop in front of it.
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise
+        self._size += total
+
+    def _open(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        except FileNotFoundError:
+            # First start, or killed between the renames of a rotation: path.1 (if any)
+            # holds the previous generation.
+            prev = _read_file_header(self.path + ".1")
+            self._install_new_file(prev[2] if prev else -1, shift=False)
+            return
+        try:
+            if _same_file(self.path, self.path + ".1"):
+                # Killed in the middle of a rotation, after the link: path.1 already keeps
+                # the old content, so only the new file is missing.
+                header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), self.path)
+                os.close(fd)
+                fd = -1
+                self._install_new_file(header[2] if header else -1, shift=False)
+                return
+            head = os.pread(fd, FILE_HEADER_SIZE, 0)
+            header = _parse_file_header(head, self.path)
+            if header is None:
+                # Empty or a torn file header: nothing was ever logged to it.
+                os.ftruncate(fd, 0)
+                self._seq = _next_seq(-1)
+                self._nonce = _write_file_header(fd, self._seq)
+                self._size = FILE_HEADER_SIZE
+                self._fd = fd
+                return
+            data_start, nonce, seq = header
+            size = os.fstat(fd).st_size
+            end = _valid_end(_LogFile(fd, seq, nonce, data_start))
+            if end < size:
+                os.ftruncate(fd, end)
+                self.repaired_bytes = size - end
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            raise
+        self._fd, self._nonce, self._seq, self._size = fd, nonce, seq, end
+
+    def _rotate(self) -> None:
+        self._install_new_file(self._seq, shift=True)
+
+    def _install_new_file(self, prev_seq: int, *, shift: bool) -> None:
+        """Create the next generation at a temporary name, then rename it over path.
+
+        With `shift`, the current file first moves to path.1 (older ones one up, the
+        oldest dropped) so that max_files files remain; it is hard-linked, not renamed,
+        so path exists throughout and a reader never finds the log missing.
+        """
+        seq = _next_seq(prev_seq)
+        tmp = self.path + ".rotating"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            nonce = _write_file_header(fd, seq)
+            if shift:
+                _remove_rotated(self.path, first=max(1, self._max_files - 1))
+                if self._max_files > 1:
+                    for i in range(self._max_files - 2, 0, -1):
+                        try:
+                            os.rename(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+                        except FileNotFoundError:
+                            pass
+                    os.link(self.path, self.path + ".1")
+            os.rename(tmp, self.path)
+        except BaseException:
+            os.close(fd)
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
+        if self._fd >= 0:
+            os.close(self._fd)
+        self._fd, self._nonce, self._seq, self._size = fd, nonce, seq, FILE_HEADER_SIZE
+
+
+def _next_seq(prev_seq: int) -> int:
+    # Time-based so that a writer that lost track of the previous generation (all files
+    # deleted) still moves forward; strictly above the previous one otherwise.
+    return max(time.time_ns(), prev_seq + 1)
+
+
+def _write_file_header(fd: int, seq: int) -> int:
+    nonce = int.from_bytes(os.urandom(4), "little")
+    os.write(fd, _FILE_HEADER.pack(MAGIC, VERSION, FILE_HEADER_SIZE, nonce, seq))
+    return nonce
+
+
+def _remove_rotated(path: str, *, first: int) -> None:
+    """Delete path.<first>, path.<first+1>, ... (leftovers of a larger max_files, too)."""
+    i, missing = first, 0
+    while missing < 2:
+        try:
+            os.unlink(f"{path}.{i}")
+            missing = 0
+        except FileNotFoundError:
+            missing += 1
+        i += 1
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except FileNotFoundError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+# --- one file on the reading side --------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _LogFile:
+    fd: int
+    seq: int
+    nonce: int
+    data_start: int
+
+
+def _parse_file_header(head: bytes, name: str) -> tuple[int, int, int] | None:
+    """(data_start, nonce, seq) of a file header; None for an empty or half-written one."""
+    if len(head) < FILE_HEADER_SIZE:
+        if MAGIC.startswith(head[: len(MAGIC)]):
+            return None
+        raise InvalidArgument(f"{name} is not a pallet log file (bad magic); move it away")
+    magic, version, header_size, nonce, seq = _FILE_HEADER.unpack(head)
+    if magic != MAGIC:
+        raise InvalidArgument(f"{name} is not a pallet log file (bad magic); move it away")
+    if version != VERSION or header_size < FILE_HEADER_SIZE:
+        raise InvalidArgument(
+            f"{name} is a pallet log file of format version {version}; "
+            f"this pallet reads version {VERSION} only"
+        )
+    return header_size, nonce, seq
+
+
+def _read_file_header(name: str) -> tuple[int, int, int] | None:
+    try:
+        with open(name, "rb") as f:
+            return _parse_file_header(f.read(FILE_HEADER_SIZE), name)
+    except FileNotFoundError:
+        return None
+
+
+def _open_log_file(name: str) -> _LogFile | None:
+    """Open one log file for reading; None when it is missing or has no header yet."""
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), name)
+    except BaseException:
+        os.close(fd)
+        raise
+    if header is None:
+        os.close(fd)
+        return None
+    return _LogFile(fd, header[2], header[1], header[0])
+
+
+class _LogFiles:
+    """The open generations of one log, oldest first; a context manager closing them.
+
+    Opens path first, then path.1, path.2 ... (stopping after two missing names: a
+    rotation in progress leaves at most one hole), so a concurrent rotation can only
+    hide generations newer than the ones found, never the ones between.
+    """
+
+    def __init__(self, path: str, min_seq: int = -1) -> None:
+        found: dict[int, _LogFile] = {}
+        try:
+            index, misses = 0, 0
+            while misses < 2:
+                name = f"{path}.{index}" if index else path
+                index += 1
+                f = _open_log_file(name)
+                if f is None:
+                    misses += index > 1
+                    continue
+                misses = 0
+                if f.seq in found or f.seq < min_seq:
+                    os.close(f.fd)
+                else:
+                    found[f.seq] = f
+                if f.seq <= min_seq:
+                    break  # everything older is before the position
+        except BaseException:
+            for f in found.values():
+                os.close(f.fd)
+            raise
+        self.files = [found[seq] for seq in sorted(found)]
+
+    def __enter__(self) -> _LogFiles:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for f in self.files:
+            os.close(f.fd)
+        self.files = []
+
+
+def _record_ending_at(f: _LogFile, end: int) -> bool:
+    """Whether a complete, valid record ends exactly at `end`."""
+    if end - f.data_start < RECORD_OVERHEAD:
+        return False
+    trailer = os.pread(f.fd, _TRAILER, end - _TRAILER)
+    if len(trailer) < _TRAILER:
+        return False
+    length, nonce = _RECORD_TRAILER.unpack(trailer)
+    start = end - RECORD_OVERHEAD - length
+    if nonce != f.nonce or length > MAX_RECORD_DATA or start < f.data_start:
+        return False
+    header = os.pread(f.fd, _HEADER, start)
+    if len(header) < _HEADER:
+        return False
+    length2, nonce2, stream, _ = _RECORD_HEADER.unpack(header)
+    return length2 == length and nonce2 == f.nonce and stream in BOTH_STREAMS
+
+
+def _valid_end(f: _LogFile) -> int:
+    """Offset just after the last complete record (a torn or in-flight one excluded)."""
+    size = os.fstat(f.fd).st_size
+    if size <= f.data_start:
+        return f.data_start
+    if _record_ending_at(f, size):
+        return size
+    # A torn record is shorter than the largest record, so the last good trailer lies in
+    # the last MAX_RECORD_DATA + overhead bytes. Its nonce is the only thing to look for.
+    low = max(f.data_start, size - MAX_RECORD_DATA - RECORD_OVERHEAD - _TRAILER)
+    window = os.pread(f.fd, size - low, low)
+    key = struct.pack("<I", f.nonce)
+    i = len(window)
+    while True:
+        i = window.rfind(key, 0, i)
+        if i < 0:
+            break
+        end = low + i + len(key)
+        if _record_ending_at(f, end):
+            return end
+    # Nothing valid near the end (a huge garbage tail): walk forward from the start.
+    end = f.data_start
+    for end, _ in _forward(f, f.data_start, None, BOTH_STREAMS, 0, 0):
+        pass
+    return end
+
+
+def _forward(
+    f: _LogFile, start: int, stop: int | None, streams: frozenset[int], since_ns: int, until_ns: int
+) -> Iterator[tuple[int, Record | None]]:
+    """Yield (offset after the record, the record or None when filtered out).
+
+    Stops at `stop` or in front of the first incomplete or invalid record.
+    """
+    off = start
+    buf = b""
+    base = start  # buf holds the file's bytes [base, base + len(buf))
+    nonce = f.nonce
+    while stop is None or off < stop:
+        rel = off - base
+        if rel + _HEADER > len(buf):
+            buf, base, rel = os.pread(f.fd, _BLOCK, off), off, 0
+            if len(buf) < _HEADER:
+                return
+        length, nonce1, stream, time_ns = _RECORD_HEADER.unpack_from(buf, rel)
+        if nonce1 != nonce or length > MAX_RECORD_DATA or (stream != STDOUT and stream != STDERR):
+            return
+        end = off + RECORD_OVERHEAD + length
+        if rel + RECORD_OVERHEAD + length > len(buf):
+            buf, base, rel = os.pread(f.fd, max(_BLOCK, end - off), off), off, 0
+            if len(buf) < end - off:
+                return
+        length2, nonce2 = _RECORD_TRAILER.unpack_from(buf, rel + _HEADER + length)
+        if length2 != length or nonce2 != nonce or (stop is not None and end > stop):
+            return
+        record = None
+        if stream in streams and time_ns >= since_ns and (not until_ns or time_ns < until_ns):
+            record = Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
+        yield end, record
+        off = end
+
+
+def _backward(
+    f: _LogFile, end: int, streams: frozenset[int], since_ns: int, until_ns: int
+) -> Iterator[Record]:
+    """Yield the selected records ending at or before `end`, newest first."""
+    off = end
+    buf = b""
+    base = end  # buf holds the file's bytes [base, base + len(buf)), ending at or after off
+    nonce = f.nonce
+    while off - f.data_start >= RECORD_OVERHEAD:
+        if off - base < _TRAILER:
+            low = max(f.data_start, off - _BLOCK)
+            buf, base = os.pread(f.fd, off - low, low), low
+            if len(buf) < off - low:
+                return
+        length, nonce2 = _RECORD_TRAILER.unpack_from(buf, off - base - _TRAILER)
+        start = off - RECORD_OVERHEAD - length
+        if nonce2 != nonce or length > MAX_RECORD_DATA or start < f.data_start:
+            return
+        if start < base:
+            low = max(f.data_start, min(start, off - _BLOCK))
+            buf, base = os.pread(f.fd, off - low, low), low
+            if len(buf) < off - low:
+                return
+        rel = start - base
+        length1, nonce1, stream, time_ns = _RECORD_HEADER.unpack_from(buf, rel)
+        if length1 != length or nonce1 != nonce or (stream != STDOUT and stream != STDERR):
+            return
+        if stream in streams and time_ns >= since_ns and (not until_ns or time_ns < until_ns):
+            yield Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
+        off = start
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def _check_filters(streams: frozenset[int], since_ns: int, until_ns: int) -> None:
+    if not streams or not streams <= BOTH_STREAMS:
+        raise InvalidArgument(
+            f"log streams must be a non-empty subset of {{1 (stdout), 2 (stderr)}}, got {sorted(streams)}"
+        )
+    if since_ns < 0 or until_ns < 0:
+        raise InvalidArgument("log since and until must not be before 1970")
+
+
+def end_position(path: str) -> LogPosition:
+    """The position after the newest complete record; START when there is no log yet."""
+    with _LogFiles(path) as files:
+        if not files.files:
+            return START
+        newest = files.files[-1]
+        return LogPosition(newest.seq, _valid_end(newest))
+
+
+def read_records(
+    path: str,
+    *,
+    since_ns: int = 0,
+    until_ns: int = 0,
+    streams: frozenset[int] = BOTH_STREAMS,
+    tail_lines: int = -1,
+    end: LogPosition | None = None,
+) -> Generator[Record, None, None]:
+    """The log's records, oldest first, across rotated files (path.N ... path.1, path).
+
+    `since_ns` keeps records read at or after it, `until_ns` (0: no bound) those before
+    it, `streams` those of the given streams. `tail_lines` >= 0 keeps only the records
+    holding the last N lines of what is selected; the first may be cut to its line start
+    (an unterminated last line counts as a line). It scans from the end, so it is fast on
+    a huge log. `end` stops at a position (from `end_position`). No log file: nothing.
+    """
+    _check_filters(streams, since_ns, until_ns)
+    if tail_lines >= 0:
+        return _yield_from(_tail(path, tail_lines, end, streams, since_ns, until_ns))
+    return _read_all(path, end, streams, since_ns, until_ns)
+
+
+def _yield_from(records: list[Record]) -> Generator[Record, None, None]:
+    yield from records
+
+
+def _read_all(
+    path: str, end: LogPosition | None, streams: frozenset[int], since_ns: int, until_ns: int
+) -> Generator[Record, None, None]:
+    with _LogFiles(path) as files:
+        for f in files.files:
+            if end is not None and f.seq > end.seq:
+                break
+            stop = end.offset if end is not None and f.seq == end.seq else None
+            for _, record in _forward(f, f.data_start, stop, streams, since_ns, until_ns):
+                if record is not None:
+                    yield record
+
+
+def _tail(
+    path: str,
+    lines: int,
+    end: LogPosition | None,
+    streams: frozenset[int],
+    since_ns: int,
+    until_ns: int,
+) -> list[Record]:
+    if lines == 0:
+        return []
+    with _LogFiles(path) as files:
+        newest_first = _chain_backward(files.files, end, streams, since_ns, until_ns)
+        picked = _last_lines(newest_first, lines)
+    picked.reverse()
+    return picked
+
+
+def _chain_backward(
+    files: list[_LogFile],
+    end: LogPosition | None,
+    streams: frozenset[int],
+    since_ns: int,
+    until_ns: int,
+) -> Iterator[Record]:
+    for f in reversed(files):
+        if end is not None and f.seq > end.seq:
+            continue
+        stop = end.offset if end is not None and f.seq == end.seq else _valid_end(f)
+        yield from _backward(f, stop, streams, since_ns, until_ns)
+
+
+def _last_lines(newest_first: Iterable[Record], lines: int) -> list[Record]:
+    """The records holding the last `lines` lines, newest first, the oldest cut.
+
+    Lines are per stream: a line's bytes may be spread over several records of its
+    stream, with the other stream's records in between.
+    """
+    picked: list[Record] = []
+    need = lines
+    seen_streams: set[int] = set()
+    open_stream = 0  # stream whose line start is still to be found, once `need` is met
+    for record in newest_first:
+        data = record.data
+        if open_stream:
+            if record.stream != open_stream:
+                continue
+            cut = data.rfind(b"\n") + 1
+            if cut:
+                if cut < len(data):
+                    picked.append(replace(record, data=data[cut:]))
+                break
+            picked.append(record)
+            continue
+        terminators = data.count(b"\n")
+        unterminated = record.stream not in seen_streams and not data.endswith(b"\n")
+        seen_streams.add(record.stream)
+        if unterminated:
+            terminators += 1  # the stream's last line, still being written
+        if terminators < need:
+            need -= terminators
+            picked.append(record)
+            continue
+        # This record ends the earliest wanted line; find where that line starts: after
+        # the newline before it, here or in an earlier record of the same stream.
+        newlines_to_skip = need - 1 if unterminated else need
+        cut_at = len(data)
+        for _ in range(newlines_to_skip + 1):
+            cut_at = data.rfind(b"\n", 0, cut_at)
+            if cut_at < 0:
+                break
+        if cut_at < 0:
+            picked.append(record)
+            open_stream = record.stream
+            continue
+        picked.append(replace(record, data=data[cut_at + 1 :]))
+        break
+    return picked
+
+
+def read_records_from(
+    path: str,
+    position: LogPosition | None = None,
+    *,
+    since_ns: int = 0,
+    until_ns: int = 0,
+    streams: frozenset[int] = BOTH_STREAMS,
+    end: LogPosition | None = None,
+    max_bytes: int = _DEFAULT_BATCH_BYTES,
+) -> tuple[list[Record], LogPosition]:
+    """The selected records appended after `position` (None: the oldest), and where the
+    next call should continue.
+
+    Stops after about `max_bytes` of data, at `end` when given, and in front of a record
+    still being written. Survives rotation: generations are found by their seq, not by
+    name. If the generation at `position` was rotated away, continues with the next one
+    (that output is lost, as with docker's json-file). Blocking: from asyncio, call it
+    through `asyncio.to_thread`, or use `follow_records`.
+    """
+    _check_filters(streams, since_ns, until_ns)
+    pos = position if position is not None else START
+    records: list[Record] = []
+    size = 0
+    for attempt in range(3):
+        with _LogFiles(path, min_seq=pos.seq) as files:
+            if pos.seq >= 0 and attempt < 2 and files.files and files.files[0].seq != pos.seq:
+                continue  # a rotation may be moving it between names right now: look again
+            for f in files.files:
+                if end is not None and f.seq > end.seq:
+                    break
+                start = max(pos.offset, f.data_start) if f.seq == pos.seq else f.data_start
+                stop = end.offset if end is not None and f.seq == end.seq else None
+                pos = LogPosition(f.seq, start)
+                for offset, record in _forward(f, start, stop, streams, since_ns, until_ns):
+                    pos = LogPosition(f.seq, offset)
+                    if record is not None:
+                        records.append(record)
+                        size += len(record.data)
+                        if size >= max_bytes:
+                            return records, pos
+        break
+    return records, pos
+
+
+class LogReader:
+    """One reader's way through a log: its history, then what is appended after it.
+
+    `start(tail_lines)` pins the log's current end and returns the history up to it (all,
+    or the last N lines); `read_new()` then returns what came after, batch by batch, with
+    no gap or repeat between the two. Blocking, like every reader here: call it from a
+    thread (`asyncio.to_thread`) in the daemon.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        streams: frozenset[int] = BOTH_STREAMS,
+        since_ns: int = 0,
+        until_ns: int = 0,
+        position: LogPosition | None = None,
+    ) -> None:
+        _check_filters(streams, since_ns, until_ns)
+        self.path = path
+        self.position = position if position is not None else START
+        self._streams = streams
+        self._since_ns = since_ns
+        self._until_ns = until_ns
+
+    def start(self, tail_lines: int = -1) -> Generator[Record, None, None]:
+        """The history (the last `tail_lines` lines when >= 0); new records follow it."""
+        self.position = end_position(self.path)
+        return read_records(
+            self.path,
+            since_ns=self._since_ns,
+            until_ns=self._until_ns,
+            streams=self._streams,
+            tail_lines=tail_lines,
+            end=self.position,
+        )
+
+    def read_new(
+        self, max_bytes: int = _DEFAULT_BATCH_BYTES, *, end: LogPosition | None = None
+    ) -> list[Record]:
+        """Records appended since the last call (about `max_bytes` at most); [] if none."""
+        records, self.position = read_records_from(
+            self.path,
+            self.position,
+            since_ns=self._since_ns,
+            until_ns=self._until_ns,
+            streams=self._streams,
+            end=end,
+            max_bytes=max_bytes,
+        )
+        return records
+
+
+async def follow_records(
+    path: str,
+    *,
+    start: LogPosition | None = None,
+    since_ns: int = 0,
+    until_ns: int = 0,
+    streams: frozenset[int] = BOTH_STREAMS,
+    tail_lines: int = -1,
+    follow: bool = True,
+    done: Callable[[], bool] | None = None,
+    poll_interval: float = 0.1,
+    max_batch_bytes: int = _DEFAULT_BATCH_BYTES,
+) -> AsyncIterator[list[Record]]:
+    """Yield non-empty batches of records, oldest first; all file work runs off the loop.
+
+    With start=None: the history (everything, or the last `tail_lines` lines when >= 0),
+    then what follows it. With a `start` position: what follows that (tail ignored).
+    With `follow`, keeps polling every `poll_interval` s until `done()` is true (say, the
+    container is not running) or `until_ns` has passed, and returns once the log is
+    drained. Without `follow`, returns at the end the log had when called.
+    """
+    import asyncio  # here, not at the top: the shim imports this module and never follows
+
+    reader = LogReader(path, streams=streams, since_ns=since_ns, until_ns=until_ns, position=start)
+    if start is None:
+        history = await asyncio.to_thread(reader.start, tail_lines)
+        try:
+            while batch := await asyncio.to_thread(_take, history, max_batch_bytes):
+                yield batch
+        finally:
+            history.close()  # its files, when the caller stops early
+        if not follow:
+            return
+    stop_at = None if follow else await asyncio.to_thread(end_position, path)
+    while True:
+        # Decided before reading, so that the read after the container stopped still runs.
+        finished = (
+            not follow
+            or (done is not None and done())
+            or (until_ns > 0 and time.time_ns() >= until_ns)
+        )
+        batch = await asyncio.to_thread(reader.read_new, max_batch_bytes, end=stop_at)
+        if batch:
+            yield batch
+            continue
+        if finished:
+            return
+        await asyncio.sleep(poll_interval)
+
+
+def _take(records: Iterator[Record], max_bytes: int) -> list[Record]:
+    batch: list[Record] = []
+    size = 0
+    for record in records:
+        batch.append(record)
+        size += len(record.data)
+        if size >= max_bytes:
+            break
+    return batch
+
+
+# --- lines, for `logs -t` ------------------------------------------------------------------
+
+
+class LineSplitter:
+    """Re-cuts a stream of records into one record per line, per stream.
+
+    Each line record carries the time of the record that held the line's first byte and
+    ends with its newline. `flush` returns the unterminated last lines (at the end of a
+    non-following read, or when a follow ends).
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[int, tuple[int, list[bytes]]] = {}
+
+    def feed(self, record: Record) -> list[Record]:
+        lines: list[Record] = []
+        data, stream = record.data, record.stream
+        pending = self._pending.pop(stream, None)
+        pos = 0
+        while (newline := data.find(b"\n", pos)) >= 0:
+            piece = data[pos : newline + 1]
+            if pending is not None:
+                pending[1].append(piece)
+                lines.append(Record(stream, pending[0], b"".join(pending[1])))
+                pending = None
+            else:
+                lines.append(Record(stream, record.time_ns, piece))
+            pos = newline + 1
+        if pos < len(data):
+            if pending is None:
+                pending = (record.time_ns, [])
+            pending[1].append(data[pos:])
+        if pending is not None:
+            self._pending[stream] = pending
+        return lines
+
+    def flush(self) -> list[Record]:
+        lines = [
+            Record(stream, time_ns, b"".join(parts))
+            for stream, (time_ns, parts) in self._pending.items()
+        ]
+        self._pending.clear()
+        lines.sort(key=lambda line: line.time_ns)
+        return lines
+
+
+def format_rfc3339_nano(time_ns: int) -> str:
+    """UTC time with nine fractional digits, as docker prints for `logs -t`."""
+    seconds, nanos = divmod(time_ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
+
+
+def split_lines_with_timestamps(records: Iterable[Record]) -> Iterator[Record]:
+    """One record per line, its data prefixed with the RFC3339Nano time of its first
+    byte and a space (`logs -t`); unterminated last lines come out at the end."""
+    splitter = LineSplitter()
+    for record in records:
+        for line in splitter.feed(record):
+            yield _stamped(line)
+    for line in splitter.flush():
+        yield _stamped(line)
+
+
+def _stamped(line: Record) -> Record:
+    return Record(line.stream, line.time_ns, format_rfc3339_nano(line.time_ns).encode() + b" " + line.data)
