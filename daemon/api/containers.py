@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
 
 import grpc
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.errors import stream, unary
+from pallet.daemon.api.errors import Ctx, stream, unary
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.errors import InvalidArgument
@@ -21,11 +20,14 @@ from pallet.daemon.shims.api import Output, Stdio
 from pallet.v1 import containers_pb2 as pb
 from pallet.v1 import containers_pb2_grpc as pb_grpc
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+def _stream(number: int) -> pb.Stream:
+    return pb.STREAM_STDERR if number == 2 else pb.STREAM_STDOUT
 
 
 def _chunk(out: Output) -> pb.LogChunk:
-    return pb.LogChunk(stream=out.stream, time_unix_nano=out.time_ns, data=out.data)
+    return pb.LogChunk(stream=_stream(out.stream), time_unix_nano=out.time_ns, data=out.data)
 
 
 async def _pump_stdin(
@@ -113,7 +115,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         async for batch in batches:
             yield pb.LogsResponse(
                 chunks=[
-                    pb.LogChunk(stream=r.stream, time_unix_nano=r.time_ns, data=r.data)
+                    pb.LogChunk(stream=_stream(r.stream), time_unix_nano=r.time_ns, data=r.data)
                     for r in batch
                 ]
             )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 import structlog
@@ -18,6 +18,9 @@ import structlog
 from pallet.daemon.errors import PalletError
 
 log = structlog.get_logger(__name__)
+
+# grpc ships no type information; servicer contexts are typed as Any at this edge.
+Ctx: TypeAlias = Any
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -31,7 +34,7 @@ def status_code(err: PalletError) -> grpc.StatusCode:
         return grpc.StatusCode.INTERNAL
 
 
-async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException, rpc: str) -> None:
+async def _abort(context: Ctx, exc: BaseException, rpc: str) -> None:
     if isinstance(exc, PalletError):
         await context.abort(status_code(exc), exc.message)
     log.exception("internal error", rpc=rpc, exc_info=exc)
@@ -41,12 +44,12 @@ async def _abort(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException
 
 
 def unary(
-    fn: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
-) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    fn: Callable[[Self, Req, Ctx], Awaitable[Resp]],
+) -> Callable[[Self, Req, Ctx], Awaitable[Resp]]:
     """Decorate a unary-response handler (unary or client-streaming request)."""
 
     @functools.wraps(fn)
-    async def wrapper(self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]) -> Resp:
+    async def wrapper(self: Self, request: Req, context: Ctx) -> Resp:
         try:
             return await fn(self, request, context)
         except grpc.aio.AbortError:
@@ -59,13 +62,13 @@ def unary(
 
 
 def stream(
-    fn: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
-) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+    fn: Callable[[Self, Req, Ctx], AsyncIterator[Resp]],
+) -> Callable[[Self, Req, Ctx], AsyncIterator[Resp]]:
     """Decorate a streaming-response handler (an async generator)."""
 
     @functools.wraps(fn)
     async def wrapper(
-        self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+        self: Self, request: Req, context: Ctx
     ) -> AsyncIterator[Resp]:
         try:
             async for item in fn(self, request, context):

@@ -6,18 +6,15 @@ Owns: converting Subscribe requests and events. Must not: journal or filter even
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.errors import stream
+from pallet.daemon.api.errors import Ctx, stream
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.events.filters import parse_filters
 from pallet.v1 import events_pb2 as pb
 from pallet.v1 import events_pb2_grpc as pb_grpc
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class EventsServicer(pb_grpc.EventsServiceServicer):

@@ -7,18 +7,15 @@ layers or SQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
-import grpc
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.errors import unary
+from pallet.daemon.api.errors import Ctx, unary
 from pallet.daemon.errors import InvalidArgument
 from pallet.daemon.images.model import ImageStore
 from pallet.v1 import images_pb2 as pb
 from pallet.v1 import images_pb2_grpc as pb_grpc
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 async def _chunks(requests: AsyncIterator[pb.ImportRequest] | AsyncIterator[pb.LoadRequest]) -> AsyncIterator[bytes]:

@@ -6,17 +6,14 @@ itself beyond asking the managers.
 
 from __future__ import annotations
 
-from typing import Any
 
-import grpc
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.errors import unary
+from pallet.daemon.api.errors import Ctx, unary
 from pallet.daemon.system import SystemInfo
 from pallet.v1 import system_pb2 as pb
 from pallet.v1 import system_pb2_grpc as pb_grpc
 
-Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class SystemServicer(pb_grpc.SystemServiceServicer):
