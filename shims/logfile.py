@@ -190,29 +190,19 @@ class LogWriter:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         except FileNotFoundError:
-            # First start, or killed between the renames of a rotation: path.1 (if any)
-            # holds the previous generation.
+            # First start (path.1 exists only if someone removed path; continue after it).
             prev = _read_file_header(self.path + ".1")
             self._install_new_file(prev[2] if prev else -1, shift=False)
             return
         try:
-            if _same_file(self.path, self.path + ".1"):
-                # Killed in the middle of a rotation, after the link: path.1 already keeps
-                # the old content, so only the new file is missing.
-                header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), self.path)
+            header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), self.path)
+            if header is None or _same_file(self.path, self.path + ".1"):
+                # Never got a header (nothing was logged), or killed mid-rotation right
+                # after the link (path.1 already keeps this content): only the next
+                # generation is missing.
                 os.close(fd)
                 fd = -1
                 self._install_new_file(header[2] if header else -1, shift=False)
-                return
-            head = os.pread(fd, FILE_HEADER_SIZE, 0)
-            header = _parse_file_header(head, self.path)
-            if header is None:
-                # Empty or a torn file header: nothing was ever logged to it.
-                os.ftruncate(fd, 0)
-                self._seq = _next_seq(-1)
-                self._nonce = _write_file_header(fd, self._seq)
-                self._size = FILE_HEADER_SIZE
-                self._fd = fd
                 return
             data_start, nonce, seq = header
             size = os.fstat(fd).st_size
@@ -365,7 +355,7 @@ class _LogFiles:
                 index += 1
                 f = _open_log_file(name)
                 if f is None:
-                    misses += index > 1
+                    misses += 1 if index > 1 else 0
                     continue
                 misses = 0
                 if f.seq in found or f.seq < min_seq:
