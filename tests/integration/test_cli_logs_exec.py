@@ -1,0 +1,174 @@
+"""`pallet logs` and `pallet exec` end to end."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+TIMESTAMPED = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{1,9}Z) (.*)$")
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_logs_splits_stdout_and_stderr(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "--name", "both", image, "sh", "-c", "echo o1; echo e1 >&2; echo o2")
+    result = palletd.cli("logs", "both")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "o1\no2\n"
+    assert result.stderr == "e1\n"
+
+
+def test_logs_keep_partial_lines_and_bytes(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "--name", "raw", image, "sh", "-c", "printf 'no newline\\377'")
+    assert palletd.cli("logs", "raw", text=False).stdout == b"no newline\xff"
+
+
+def test_logs_tail(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "--name", "tail", image, "seq", "1", "10")
+    assert palletd.cli_ok("logs", "--tail", "3", "tail") == "8\n9\n10\n"
+    assert palletd.cli_ok("logs", "--tail", "all", "tail") == "".join(f"{i}\n" for i in range(1, 11))
+    assert palletd.cli_ok("logs", "--tail", "0", "tail") == ""
+    assert palletd.cli_ok("logs", "--tail", "100", "tail").count("\n") == 10
+
+
+def test_logs_timestamps(palletd: Any, image: str) -> None:
+    before = time.time()
+    palletd.cli_ok("run", "--name", "ts", image, "sh", "-c", "echo one; echo two")
+    after = time.time()
+    lines = palletd.cli_ok("logs", "-t", "ts").splitlines()
+    assert [TIMESTAMPED.match(line).group(2) for line in lines] == ["one", "two"]  # type: ignore[union-attr]
+    for line in lines:
+        stamp = TIMESTAMPED.match(line).group(1)  # type: ignore[union-attr]
+        seconds = datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(
+            tzinfo=timezone.utc
+        ).timestamp()
+        assert before - 1 <= seconds <= after + 1
+
+
+def test_logs_since_and_until(palletd: Any, image: str) -> None:
+    palletd.cli_ok(
+        "run", "-d", "--name", "timed", image, "sh", "-c", "echo early; sleep 2; echo late"
+    )
+    palletd.wait_for(lambda: palletd.cli_ok("logs", "timed") == "early\n", 10, what="early")
+    time.sleep(0.5)
+    middle = time.time()
+    assert palletd.cli_ok("wait", "timed") == "0\n"
+    assert palletd.cli_ok("logs", "timed") == "early\nlate\n"
+    assert palletd.cli_ok("logs", "--since", rfc3339(middle), "timed") == "late\n"
+    assert palletd.cli_ok("logs", "--since", f"{middle:.3f}", "timed") == "late\n"
+    assert palletd.cli_ok("logs", "--since", str(int(middle) + 1), "timed") == "late\n"
+    assert palletd.cli_ok("logs", "--until", rfc3339(middle), "timed") == "early\n"
+    assert palletd.cli_ok("logs", "--since", "1h", "timed") == "early\nlate\n"
+    assert palletd.cli_ok("logs", "--since", "1h30m", "--until", rfc3339(middle), "timed") == (
+        "early\n"
+    )
+    assert palletd.cli_ok("logs", "--since", rfc3339(time.time() + 60), "timed") == ""
+
+
+def test_logs_rejects_a_bad_time(palletd: Any, image: str) -> None:
+    palletd.cli_ok("create", "--name", "bt", image, "true")
+    result = palletd.cli("logs", "--since", "yesterday-ish", "bt")
+    assert result.returncode != 0
+    assert "yesterday-ish" in result.stderr
+
+
+def test_logs_follow_streams_until_the_container_stops(palletd: Any, image: str) -> None:
+    palletd.cli_ok(
+        "run", "-d", "--name", "fol", image, "sh", "-c",
+        "for i in 1 2 3 4; do echo line $i; sleep 0.4; done",
+    )
+    follower = palletd.cli_popen("logs", "-f", "fol", text=True)
+    assert follower.stdout is not None
+    first = follower.stdout.readline()  # arrives while the container still runs
+    assert first == "line 1\n"
+    assert palletd.inspect("fol")["State"]["Running"] is True
+    out, err = follower.communicate(timeout=20)
+    assert follower.returncode == 0, err
+    assert first + out == "line 1\nline 2\nline 3\nline 4\n"
+
+
+def test_logs_follow_of_an_exited_container_returns(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "--name", "fin", image, "echo", "over")
+    assert palletd.cli("logs", "-f", "fin", timeout=20).stdout == "over\n"
+
+
+@pytest.fixture
+def box(palletd: Any, image: str) -> str:
+    palletd.cli_ok("run", "-d", "--name", "box", "-e", "FROM_RUN=1", "-w", "/home",
+                   image, "sleep", "300")
+    return "box"
+
+
+def test_exec_runs_in_the_container(palletd: Any, box: str) -> None:
+    result = palletd.cli("exec", box, "sh", "-c", "echo out; echo err >&2; hostname; pwd")
+    assert result.returncode == 0, result.stderr
+    short_id = palletd.inspect(box)["Id"][:12]
+    assert result.stdout == f"out\n{short_id}\n/home\n"
+    assert result.stderr == "err\n"
+    # Same PID namespace: the container's init is PID 1.
+    assert palletd.cli_ok("exec", box, "cat", "/proc/1/cmdline") == "sleep\x00300\x00"
+
+
+def test_exec_environment_workdir_and_user(palletd: Any, box: str) -> None:
+    out = palletd.cli_ok("exec", "-e", "EXTRA=2", box, "sh", "-c", "echo $FROM_RUN $EXTRA")
+    assert out == "1 2\n"
+    assert palletd.cli_ok("exec", "-w", "/tmp", box, "pwd") == "/tmp\n"
+    assert palletd.cli_ok("exec", "-u", "app", box, "id", "-u") == "1000\n"
+    assert palletd.cli_ok("exec", "-u", "1000:50", box, "id", "-g") == "50\n"
+    assert palletd.cli_ok("exec", box, "id", "-u") == "0\n"
+
+
+def test_exec_exit_codes(palletd: Any, box: str) -> None:
+    assert palletd.cli("exec", box, "sh", "-c", "exit 7").returncode == 7
+    missing = palletd.cli("exec", box, "nosuch")
+    assert missing.returncode == 127
+    assert "executable file not found" in missing.stderr
+    not_executable = palletd.cli("exec", box, "/etc/passwd")
+    assert not_executable.returncode == 126
+
+
+def test_exec_interactive(palletd: Any, box: str) -> None:
+    result = palletd.cli("exec", "-i", box, "sh", "-c", "tr a-z A-Z; echo done", input="hello\n")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "HELLO\ndone\n"
+
+
+def test_exec_detached(palletd: Any, box: str) -> None:
+    palletd.cli_ok("exec", "-d", box, "sh", "-c", "sleep 0.3; echo hi > /tmp/marker")
+    palletd.wait_for(
+        lambda: palletd.cli("exec", box, "cat", "/tmp/marker").stdout == "hi\n",
+        10, what="the detached exec's file",
+    )
+
+
+def test_exec_does_not_go_to_the_containers_log(palletd: Any, box: str) -> None:
+    palletd.cli_ok("exec", box, "echo", "exec output")
+    assert palletd.cli_ok("logs", box) == ""
+
+
+def test_exec_in_a_stopped_container_fails(palletd: Any, image: str) -> None:
+    palletd.cli_ok("create", "--name", "cold", image, "true")
+    result = palletd.cli("exec", "cold", "true")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: ")
+    assert "cold" in result.stderr and "not running" in result.stderr
+
+
+def test_exec_process_dies_with_the_container(palletd: Any, box: str) -> None:
+    proc = palletd.cli_popen("exec", box, "sleep", "300")
+    time.sleep(1)
+    palletd.cli_ok("kill", box)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("exec kept running after its container was killed")
+    assert proc.returncode != 0
