@@ -6,6 +6,7 @@ Owns: the frozen dataclasses for images and the `ImageStore` protocol that
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -79,6 +80,6 @@ class ImageStore(Protocol):
 
     async def remove(self, name: str, force: bool = False) -> RemoveResult: ...
 
-    def layer_dirs(self, image: Image) -> list[str]:
+    def layer_dirs(self, image: Image) -> builtins.list[str]:
         """Unpacked layer directories for overlayfs lowerdir, TOP layer first."""
         ...

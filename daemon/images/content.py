@@ -1,0 +1,201 @@
+"""The content-addressable blob store: `<root>/blobs/sha256/<hex>`.
+
+Owns: writing blobs crash-safely (temp file under `<root>/tmp`, fsync, digest check, rename,
+fsync of the directory), reading them back with their digest checked, and deleting them
+when no lease holds them. Must not: decide which blobs are in use (the manager asks the
+database) or parse what a blob holds.
+
+All methods block; the manager calls them through `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.daemon.images.fsutil import fsync_dir, remove_tree
+from pallet.daemon.images.leases import Lease, Leases
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+CHUNK = 1 << 20
+
+
+def check_digest(digest: str) -> str:
+    """Return the hex part of a `sha256:<hex>` digest, or refuse it."""
+    if not _DIGEST.fullmatch(digest):
+        raise InvalidArgument(f"invalid digest {digest!r}: expected 'sha256:' and 64 hex digits")
+    return digest[len("sha256:") :]
+
+
+class BlobWriter:
+    """One blob being written: `write()` the bytes, then `commit()`; `abort()` otherwise."""
+
+    def __init__(self, store: ContentStore, lease: Lease) -> None:
+        self._store = store
+        self._lease = lease
+        self._path = store.tmp_dir / f"blob-{secrets.token_hex(8)}"
+        self._file: BinaryIO | None = open(self._path, "xb")
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        if self._file is None:
+            raise RuntimeError("blob writer is closed")
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    @property
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+    def commit(self, expected: str = "") -> str:
+        """Make the blob durable and visible; refuse it if it is not `expected`."""
+        if self._file is None:
+            raise RuntimeError("blob writer is closed")
+        digest = self.digest
+        if expected and expected != digest:
+            self.abort()
+            raise InvalidArgument(f"blob {expected} does not match its content (it hashes to {digest})")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self._file = None
+        final = self._store.path(digest)
+        with self._store.leases.lock:
+            # Leased before it becomes visible, so a concurrent collection cannot take it.
+            self._lease.blobs.add(digest)
+            os.rename(self._path, final)
+        fsync_dir(final.parent)
+        return digest
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._path.unlink(missing_ok=True)
+
+    def __enter__(self) -> BlobWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.abort()  # no-op after commit
+
+
+class VerifyingReader:
+    """Reads a blob and raises at its end if the bytes do not hash to its digest."""
+
+    def __init__(self, file: BinaryIO, digest: str) -> None:
+        self._file = file
+        self._digest = digest
+        self._hash = hashlib.sha256()
+        self._done = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(size)
+        self._hash.update(data)
+        if not data or size < 0:
+            self._check()
+        return data
+
+    def _check(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        actual = "sha256:" + self._hash.hexdigest()
+        if actual != self._digest:
+            raise corrupted(self._digest, actual)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def corrupted(digest: str, actual: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"blob {digest} is corrupted on disk (its content hashes to {actual}): "
+        "remove the image that uses it and load or pull it again"
+    )
+
+
+class ContentStore:
+    """Blobs by sha256 digest under one root directory."""
+
+    def __init__(self, root: Path, leases: Leases) -> None:
+        self.root = root
+        self.blob_dir = root / "blobs" / "sha256"
+        self.tmp_dir = root / "tmp"
+        self.leases = leases
+
+    def prepare(self) -> None:
+        """Create the directories and drop temp files a crash left behind."""
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+        remove_tree(self.tmp_dir)
+        self.tmp_dir.mkdir(parents=True)
+
+    def path(self, digest: str) -> Path:
+        return self.blob_dir / check_digest(digest)
+
+    def exists(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def writer(self, lease: Lease) -> BlobWriter:
+        return BlobWriter(self, lease)
+
+    def write_bytes(self, data: bytes, lease: Lease, expected: str = "") -> str:
+        with self.writer(lease) as writer:
+            writer.write(data)
+            return writer.commit(expected)
+
+    def open_verified(self, digest: str) -> VerifyingReader:
+        """Open a blob for streaming; reading it to the end checks its digest."""
+        try:
+            file = open(self.path(digest), "rb")
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the content store") from None
+        return VerifyingReader(file, digest)
+
+    def read_verified(self, digest: str) -> bytes:
+        """Read a (small) blob whole, refusing it if it is corrupted."""
+        with self.open_verified(digest) as reader:
+            return reader.read()
+
+    def verify(self, digest: str) -> None:
+        """Raise FailedPrecondition if the stored blob no longer matches its digest."""
+        with self.open_verified(digest) as reader:
+            while reader.read(CHUNK):
+                pass
+
+    def delete_unless_leased(self, digest: str) -> bool:
+        """Delete a blob unless an unfinished operation holds it; True if it was deleted."""
+        path = self.path(digest)
+        with self.leases.lock:
+            if self.leases.blob_leased(digest):
+                return False
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                return False
+        return True
+
+    def digests(self) -> Iterator[str]:
+        for entry in os.scandir(self.blob_dir):
+            if _DIGEST.fullmatch("sha256:" + entry.name):
+                yield "sha256:" + entry.name

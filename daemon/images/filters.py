@@ -1,0 +1,102 @@
+"""`images list` filters, docker style: `reference=`, `label=`, `dangling=`, `before=`, `since=`.
+
+Owns: parsing `key=value` filter strings and deciding whether an image passes them. Must
+not: query the store (`before`/`since` name images the caller has already resolved).
+
+Values of one key are alternatives (any may match), except `label`, where every one must.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from pallet.daemon.errors import InvalidArgument
+from pallet.daemon.images.model import Image
+
+KEYS = ("reference", "label", "dangling", "before", "since")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFilters:
+    references: tuple[str, ...] = ()
+    labels: tuple[str, ...] = ()
+    dangling: bool | None = None
+    before: tuple[str, ...] = ()
+    since: tuple[str, ...] = ()
+    _patterns: tuple[re.Pattern[str], ...] = field(default=(), repr=False)
+
+
+def parse_filters(filters: Sequence[str]) -> ImageFilters:
+    values: dict[str, list[str]] = {key: [] for key in KEYS}
+    for item in filters:
+        key, eq, value = item.partition("=")
+        if not eq or key not in values:
+            raise InvalidArgument(
+                f"invalid image filter {item!r}: use key=value with key one of {', '.join(KEYS)}"
+            )
+        values[key].append(value)
+    dangling: bool | None = None
+    for value in values["dangling"]:
+        if value.lower() not in ("true", "false", "1", "0"):
+            raise InvalidArgument(f"invalid filter 'dangling={value}': use true or false")
+        wanted = value.lower() in ("true", "1")
+        if dangling is not None and dangling != wanted:
+            raise InvalidArgument("filters dangling=true and dangling=false exclude each other")
+        dangling = wanted
+    return ImageFilters(
+        references=tuple(values["reference"]),
+        labels=tuple(values["label"]),
+        dangling=dangling,
+        before=tuple(values["before"]),
+        since=tuple(values["since"]),
+        _patterns=tuple(_glob(pattern) for pattern in values["reference"]),
+    )
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """Shell-style match where `*` and `?` stop at `/`, as Go's path.Match does."""
+    out = []
+    for char in pattern:
+        if char == "*":
+            out.append("[^/]*")
+        elif char == "?":
+            out.append("[^/]")
+        else:
+            out.append(re.escape(char))
+    return re.compile("".join(out))
+
+
+def _reference_matches(image: Image, patterns: Sequence[re.Pattern[str]]) -> bool:
+    for tag in (*image.repo_tags, *image.repo_digests):
+        repository = tag.split("@", 1)[0]
+        if ":" in repository.rsplit("/", 1)[-1]:
+            repository = repository.rsplit(":", 1)[0]
+        if any(p.fullmatch(tag) or p.fullmatch(repository) for p in patterns):
+            return True
+    return False
+
+
+def _label_matches(image: Image, wanted: str) -> bool:
+    key, eq, value = wanted.partition("=")
+    if key not in image.config.labels:
+        return False
+    return not eq or image.config.labels[key] == value
+
+
+def matches(
+    image: Image, filters: ImageFilters, before_ns: int | None = None, since_ns: int | None = None
+) -> bool:
+    """Whether `image` passes; `before_ns`/`since_ns` are the resolved images' creation times."""
+    if filters.dangling is not None and (not image.repo_tags) != filters.dangling:
+        return False
+    if filters._patterns and not _reference_matches(image, filters._patterns):
+        return False
+    if not all(_label_matches(image, label) for label in filters.labels):
+        return False
+    if before_ns is not None and image.created_ns >= before_ns:
+        return False
+    if since_ns is not None and image.created_ns <= since_ns:
+        return False
+    return True

@@ -1,0 +1,387 @@
+"""The image manager: palletd's `ImageStore`.
+
+Owns: the order of every image operation (stage blobs and layers under a lease, then
+commit records in one transaction, then publish one event per change), name resolution
+(reference, full id, unique id prefix), the rules of tag and remove, and collecting blobs
+and layers no image needs. Must not: parse tars or image documents (importer, archive,
+tarsafe, oci do) or write SQL (records does).
+
+Crash safety comes from the order: blobs and layer directories are durable before the
+records that name them; anything a crash leaves unnamed is removed at the next start.
+"""
+
+from __future__ import annotations
+
+import builtins
+import asyncio
+import re
+import secrets
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import structlog
+
+from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.images import records
+from pallet.daemon.images.archive import stage_load
+from pallet.daemon.images.changes import apply_changes
+from pallet.daemon.images.content import ContentStore
+from pallet.daemon.images.filters import matches, parse_filters
+from pallet.daemon.images.importer import stage_import
+from pallet.daemon.images.layers import LayerStore
+from pallet.daemon.images.leases import Lease, Leases
+from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
+from pallet.daemon.images.records import StagedImage
+from pallet.daemon.images.reference import Reference, familiar, parse, parse_tagged
+from pallet.daemon.store.db import Database
+
+log = structlog.get_logger("pallet.images")
+
+ImageUsers = Callable[[str], Awaitable[list[str]]]
+
+_ID_PREFIX = re.compile(r"[0-9a-f]{1,64}")
+_SPOOL_BUFFER = 1 << 20
+
+
+def short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+class ImageManager:
+    """Images stored under `root`: `content/` blobs, `layers/` unpacked layers."""
+
+    def __init__(
+        self,
+        db: Database,
+        events: EventPublisher,
+        root: Path,
+        image_users: ImageUsers,
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._db = db
+        self._events = events
+        self._image_users = image_users
+        self._clock = clock
+        self._leases = Leases()
+        self.content = ContentStore(root / "content", self._leases)
+        self.layers = LayerStore(root / "layers", self._leases)
+        # Serialises record changes with collection, so "no record names it" stays true
+        # until the blob or layer is gone. Staging (the slow part) runs outside it.
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        await self._db.migrate("images", records.SCHEMA)
+        await asyncio.to_thread(self.content.prepare)
+        await asyncio.to_thread(self.layers.prepare)
+        await self._collect_orphans()
+
+    async def aclose(self) -> None:
+        """Nothing runs in the background; in-flight calls finish with their callers."""
+
+    # -- import and load --------------------------------------------------------------
+
+    async def import_rootfs(
+        self,
+        chunks: AsyncIterator[bytes],
+        reference: str,
+        message: str = "",
+        changes: Sequence[str] = (),
+    ) -> Image:
+        # Refuse bad arguments before reading a byte of the upload.
+        references: tuple[Reference, ...] = ()
+        if reference:
+            ref = parse_tagged(reference)
+            if ref.digest:
+                raise InvalidArgument(
+                    f"cannot import as {reference!r}: give a name and tag, not a digest"
+                )
+            references = (ref,)
+        config = apply_changes(ImageConfig(), changes)
+        async with self._staging() as lease:
+            spool = await self._spool(chunks)
+            try:
+                staged = await asyncio.to_thread(
+                    stage_import,
+                    spool,
+                    self.content,
+                    self.layers,
+                    lease,
+                    config=config,
+                    message=message,
+                    references=references,
+                    now_ns=self._clock(),
+                )
+            finally:
+                await asyncio.to_thread(spool.unlink, True)
+            (image,) = await self._commit([staged], "import")
+        log.info("image imported", image_id=image.id, reference=reference)
+        return image
+
+    async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult:
+        async with self._staging() as lease:
+            spool = await self._spool(chunks)
+            try:
+                staged = await asyncio.to_thread(stage_load, spool, self.content, self.layers, lease)
+            finally:
+                await asyncio.to_thread(spool.unlink, True)
+            images = await self._commit(staged, "load")
+        references = tuple(ref.familiar() for item in staged for ref in item.references)
+        log.info("images loaded", image_ids=[image.id for image in images])
+        return LoadResult(images=tuple(images), references=references)
+
+    def _staging(self) -> _Staging:
+        return _Staging(self)
+
+    async def _spool(self, chunks: AsyncIterator[bytes]) -> Path:
+        """Stream an upload to a temp file (tar needs to seek, and a client may be slow)."""
+        path = self.content.tmp_dir / f"upload-{secrets.token_hex(8)}"
+        file: BinaryIO = await asyncio.to_thread(open, path, "xb")
+        try:
+            buffer = bytearray()
+            async for chunk in chunks:
+                buffer += chunk
+                if len(buffer) >= _SPOOL_BUFFER:
+                    await asyncio.to_thread(file.write, bytes(buffer))
+                    buffer.clear()
+            await asyncio.to_thread(file.write, bytes(buffer))
+        except BaseException:
+            file.close()
+            path.unlink(missing_ok=True)
+            raise
+        await asyncio.to_thread(file.close)
+        return path
+
+    async def _commit(self, staged: Sequence[StagedImage], action: str) -> list[Image]:
+        """Record staged images in one transaction, then announce them."""
+        async with self._lock:
+            now = self._clock()
+
+            def write(conn: sqlite3.Connection) -> list[Image]:
+                out = []
+                for item in staged:
+                    records.insert_image(conn, item, now)
+                    image = records.load_image(conn, item.id)
+                    assert image is not None
+                    out.append(image)
+                return out
+
+            images = await self._db.transaction(write)
+            for item in staged:
+                names = [ref.familiar() for ref in item.references] or [""]
+                for name in names:
+                    await self._events.publish("image", action, item.id, {"name": name})
+        # The same image may be listed twice in one archive; report it once.
+        unique = {image.id: image for image in images}
+        return list(unique.values())
+
+    # -- lookups ----------------------------------------------------------------------
+
+    async def get(self, name: str) -> Image:
+        """By reference ("busybox" = "busybox:latest"), full id, or unique id prefix."""
+
+        def find(conn: sqlite3.Connection) -> Image:
+            image = records.load_image(conn, _resolve(conn, name))
+            if image is None:
+                raise NotFound(f"No such image: {name}")
+            return image
+
+        return await self._db.run(find)
+
+    async def list(self, all: bool = False, filters: Sequence[str] = ()) -> list[Image]:
+        """Every image, newest first. `all` changes nothing yet: there are no
+        intermediate (build) images to hide."""
+        wanted = parse_filters(filters)
+        before = min([(await self.get(n)).created_ns for n in wanted.before], default=None)
+        since = max([(await self.get(n)).created_ns for n in wanted.since], default=None)
+        images = await self._db.run(records.list_images)
+        return [image for image in images if matches(image, wanted, before, since)]
+
+    def layer_dirs(self, image: Image) -> builtins.list[str]:
+        """Unpacked layer directories for overlayfs lowerdir, TOP layer first.
+
+        A layer listed twice appears once, at its top-most place: overlayfs refuses the
+        same lowerdir twice, and re-applying an identical layer makes its lower copy moot.
+        """
+        seen: set[str] = set()
+        out = []
+        for diff_id in reversed(image.layers):
+            if diff_id not in seen:
+                seen.add(diff_id)
+                out.append(str(self.layers.path(diff_id)))
+        return out
+
+    # -- tag and remove ---------------------------------------------------------------
+
+    async def tag(self, source: str, target: str) -> None:
+        ref = parse_tagged(target)
+        if ref.digest:
+            raise InvalidArgument(f"cannot tag {target!r}: a tag may not contain a digest")
+        async with self._lock:
+            now = self._clock()
+
+            def write(conn: sqlite3.Connection) -> str:
+                image_id = _resolve(conn, source)
+                records.set_ref(conn, ref, image_id, now)
+                return image_id
+
+            image_id = await self._db.transaction(write)
+            await self._events.publish("image", "tag", image_id, {"name": ref.familiar()})
+
+    async def remove(self, name: str, force: bool = False) -> RemoveResult:
+        async with self._lock:
+
+            def look(conn: sqlite3.Connection) -> tuple[str, list[str], str]:
+                image_id = _resolve(conn, name)
+                refs = records.refs_of(conn, image_id)
+                return image_id, refs, _named_ref(name, refs)
+
+            image_id, refs, by_ref = await self._db.run(look)
+            if by_ref and len(refs) > 1:
+                # Another name keeps the image: only this name goes, whoever uses it.
+                await self._db.transaction(lambda conn: records.delete_ref(conn, by_ref))
+                await self._events.publish("image", "untag", image_id, {"name": familiar(by_ref)})
+                return RemoveResult(untagged=(familiar(by_ref),), deleted=())
+            display = familiar(by_ref) if by_ref else (familiar(refs[0]) if refs else short_id(image_id))
+            if not by_ref and not force:
+                repositories = {parse(ref).name for ref in refs}
+                if len(repositories) > 1:
+                    raise FailedPrecondition(
+                        f"unable to delete {short_id(image_id)} (must be forced): image is "
+                        f"referenced in multiple repositories ({', '.join(familiar(r) for r in refs)})"
+                    )
+            users = await self._image_users(image_id)
+            if users and not force:
+                which = "container " + users[0] if len(users) == 1 else "containers " + ", ".join(users)
+                raise FailedPrecondition(
+                    f"image {display} is in use by {which}: remove the container first, "
+                    "or use --force"
+                )
+
+            def delete(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
+                for ref in refs:
+                    records.delete_ref(conn, ref)
+                return records.delete_image(conn, image_id)
+
+            layers, blobs = await self._db.transaction(delete)
+            untagged = tuple(familiar(ref) for ref in refs)
+            for ref in untagged:
+                await self._events.publish("image", "untag", image_id, {"name": ref})
+            await self._events.publish("image", "delete", image_id, {"name": display})
+            await self._collect_locked(layers, blobs)
+        log.info("image removed", image_id=image_id, forced=force, users=users)
+        return RemoveResult(untagged=untagged, deleted=(image_id,))
+
+    # -- collection -------------------------------------------------------------------
+
+    async def _collect(self, layers: Iterable[str], blobs: Iterable[str]) -> None:
+        async with self._lock:
+            await self._collect_locked(layers, blobs)
+
+    async def _collect_locked(self, layers: Iterable[str], blobs: Iterable[str]) -> None:
+        """Delete those of these layers and blobs that no record names and no lease holds."""
+        layer_list, blob_list = list(layers), list(blobs)
+        free_layers, free_blobs = await self._db.run(
+            lambda conn: records.unused(conn, layer_list, blob_list)
+        )
+
+        def delete() -> None:
+            for diff_id in free_layers:
+                self.layers.remove_unless_leased(diff_id)
+            for digest in free_blobs:
+                self.content.delete_unless_leased(digest)
+
+        await asyncio.to_thread(delete)
+
+    async def _collect_orphans(self) -> None:
+        """At start: drop what a crash left written but never recorded."""
+        on_disk_layers = await asyncio.to_thread(self.layers.diff_ids)
+        on_disk_blobs = await asyncio.to_thread(lambda: list(self.content.digests()))
+        known_layers, known_blobs = await self._db.run(records.all_layers_and_blobs)
+        orphan_layers = set(on_disk_layers) - known_layers
+        orphan_blobs = set(on_disk_blobs) - known_blobs
+        if orphan_layers or orphan_blobs:
+            log.info("removing unrecorded layers and blobs", layers=len(orphan_layers), blobs=len(orphan_blobs))
+            await self._collect(orphan_layers, orphan_blobs)
+        missing = known_layers - set(on_disk_layers)
+        if missing:
+            log.warning("image layers missing on disk; images using them cannot run", layers=sorted(missing))
+
+
+class _Staging:
+    """A lease for one import or load; on the way out, whatever it wrote that no record
+    names (the operation failed, or the content was there already) is collected."""
+
+    def __init__(self, manager: ImageManager) -> None:
+        self._manager = manager
+        self._lease: Lease | None = None
+
+    async def __aenter__(self) -> Lease:
+        self._lease = self._manager._leases.acquire()
+        return self._lease
+
+    async def __aexit__(self, *exc: object) -> None:
+        lease = self._lease
+        assert lease is not None
+        self._manager._leases.release(lease)
+        if lease.layers or lease.blobs:
+            # Shielded: a cancelled upload must still not leave its blobs behind.
+            await asyncio.shield(self._manager._collect(set(lease.layers), set(lease.blobs)))
+
+
+def _named_ref(name: str, refs: Sequence[str]) -> str:
+    """The stored reference `name` spells, if it names the image by one ("" for ids)."""
+    if name.startswith("sha256:"):
+        return ""
+    try:
+        ref = str(parse_tagged(name))
+    except InvalidArgument:
+        return ""
+    return ref if ref in refs else ""
+
+
+def _resolve(conn: sqlite3.Connection, name: str) -> str:
+    """An image id from a reference, a full id or a unique id prefix (database thread)."""
+    text = name.strip()
+    if not text:
+        raise InvalidArgument("no image named: give a reference or an image id")
+    if text.startswith("sha256:"):
+        prefix = text.removeprefix("sha256:")
+        if not _ID_PREFIX.fullmatch(prefix):
+            raise InvalidArgument(f"invalid image id {text!r}: expected sha256: and hex digits")
+        return _by_prefix(conn, prefix, text)
+    ref: Reference | None = None
+    error: InvalidArgument | None = None
+    try:
+        ref = parse_tagged(text)
+    except InvalidArgument as exc:
+        error = exc
+    if ref is not None:
+        found = records.image_id_by_ref(conn, ref)
+        if found is not None:
+            return found
+    if _ID_PREFIX.fullmatch(text):
+        ids = records.image_ids_by_prefix(conn, text)
+        if ids:
+            return _by_prefix(conn, text, text, ids)
+    if ref is None:
+        assert error is not None
+        raise error
+    raise NotFound(f"No such image: {ref.familiar()}")
+
+
+def _by_prefix(
+    conn: sqlite3.Connection, prefix: str, name: str, ids: list[str] | None = None
+) -> str:
+    if ids is None:
+        ids = records.image_ids_by_prefix(conn, prefix)
+    if not ids:
+        raise NotFound(f"No such image: {name}")
+    if len(ids) > 1:
+        raise InvalidArgument(
+            f"image id prefix '{prefix}' matches {len(ids)} images: give more characters"
+        )
+    return ids[0]

@@ -1,0 +1,330 @@
+"""OCI (and Docker schema 2) image documents: media types, descriptors, configs, manifests.
+
+Owns: building and parsing image configs, manifests and indexes as JSON bytes, converting
+the runtime part of a config to and from `ImageConfig`, RFC 3339 times, and the host
+platform in OCI terms. Must not: read or write files.
+
+Every parse error is the input's fault and says which document and field is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pallet.daemon.errors import InvalidArgument
+from pallet.daemon.images.model import ImageConfig
+
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
+OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+
+MANIFEST_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_MANIFEST_LIST})
+CONFIG_TYPES = frozenset({OCI_CONFIG, DOCKER_CONFIG})
+LAYER_TYPES = frozenset(
+    {
+        OCI_LAYER,
+        OCI_LAYER_GZIP,
+        "application/vnd.oci.image.layer.v1.tar+zstd",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+        "application/vnd.docker.image.rootfs.diff.tar",
+        "application/vnd.docker.image.rootfs.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+    }
+)
+
+ANNOTATION_REF_NAME = "org.opencontainers.image.ref.name"
+ANNOTATION_CONTAINERD_NAME = "io.containerd.image.name"
+
+_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+_ARCHITECTURES = {
+    "x86_64": "amd64",
+    "amd64": "amd64",
+    "aarch64": "arm64",
+    "arm64": "arm64",
+    "armv7l": "arm",
+    "armv6l": "arm",
+    "i386": "386",
+    "i686": "386",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "riscv64": "riscv64",
+}
+
+
+def host_architecture() -> str:
+    """This machine's architecture as OCI (GOARCH) spells it."""
+    machine = platform.machine().lower()
+    return _ARCHITECTURES.get(machine, machine)
+
+
+def canonical_json(value: object) -> bytes:
+    """Deterministic JSON: the same document always hashes to the same digest."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def format_time(ns: int) -> str:
+    """RFC 3339 in UTC with nanoseconds, as Go writes it."""
+    seconds, nanos = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(seconds, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f".{nanos:09d}".rstrip("0").rstrip(".")
+    return f"{base}{fraction}Z"
+
+
+_TIME = re.compile(
+    r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|z|[+-]\d{2}:\d{2})"
+)
+
+
+def parse_time(text: str) -> int:
+    """RFC 3339 (any precision, any offset) to ns since the epoch."""
+    match = _TIME.fullmatch(text.strip())
+    if match is None:
+        raise InvalidArgument(f"image config 'created' is not an RFC 3339 time: {text!r}")
+    day, clock, fraction, offset = match.groups()
+    offset = "+00:00" if offset in ("Z", "z") else offset
+    moment = datetime.fromisoformat(f"{day}T{clock}{offset}")
+    nanos = int((fraction or "0")[:9].ljust(9, "0"))
+    return int(moment.timestamp()) * 1_000_000_000 + nanos
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """A pointer to a blob: what it is, its digest and its size."""
+
+    media_type: str
+    digest: str
+    size: int
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    platform: Mapping[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
+        if self.annotations:
+            out["annotations"] = dict(self.annotations)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedConfig:
+    """What palletd keeps from an image config."""
+
+    created_ns: int
+    architecture: str
+    os: str
+    author: str
+    comment: str
+    config: ImageConfig
+    diff_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+
+
+def _load_json(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgument(f"{what} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a JSON object")
+    return value
+
+
+def _strings(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidArgument(f"{what} must be a list of strings")
+    return tuple(value)
+
+
+def _string(value: Any, what: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{what} must be a string")
+    return value
+
+
+def _keys(value: Any, what: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be an object")
+    return tuple(sorted(str(key) for key in value))
+
+
+def _string_map(value: Any, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise InvalidArgument(f"{what} must be an object of strings")
+    return {str(key): val for key, val in value.items()}
+
+
+def runtime_config_from_json(value: Any, what: str = "image config") -> ImageConfig:
+    """The `config` object of an image config (Docker's capitalised keys)."""
+    if value is None:
+        return ImageConfig()
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} 'config' must be an object")
+    return ImageConfig(
+        entrypoint=_strings(value.get("Entrypoint"), f"{what} Entrypoint"),
+        cmd=_strings(value.get("Cmd"), f"{what} Cmd"),
+        env=_strings(value.get("Env"), f"{what} Env"),
+        working_dir=_string(value.get("WorkingDir"), f"{what} WorkingDir"),
+        user=_string(value.get("User"), f"{what} User"),
+        labels=_string_map(value.get("Labels"), f"{what} Labels"),
+        stop_signal=_string(value.get("StopSignal"), f"{what} StopSignal"),
+        exposed_ports=_keys(value.get("ExposedPorts"), f"{what} ExposedPorts"),
+        volumes=_keys(value.get("Volumes"), f"{what} Volumes"),
+    )
+
+
+def runtime_config_to_json(config: ImageConfig) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if config.entrypoint:
+        out["Entrypoint"] = list(config.entrypoint)
+    if config.cmd:
+        out["Cmd"] = list(config.cmd)
+    if config.env:
+        out["Env"] = list(config.env)
+    if config.working_dir:
+        out["WorkingDir"] = config.working_dir
+    if config.user:
+        out["User"] = config.user
+    if config.labels:
+        out["Labels"] = dict(config.labels)
+    if config.stop_signal:
+        out["StopSignal"] = config.stop_signal
+    if config.exposed_ports:
+        out["ExposedPorts"] = {port: {} for port in config.exposed_ports}
+    if config.volumes:
+        out["Volumes"] = {volume: {} for volume in config.volumes}
+    return out
+
+
+def parse_config(data: bytes) -> ParsedConfig:
+    doc = _load_json(data, "image config")
+    rootfs = doc.get("rootfs")
+    if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
+        raise InvalidArgument("image config has no rootfs of type 'layers'")
+    diff_ids = _strings(rootfs.get("diff_ids"), "image config rootfs.diff_ids")
+    for diff_id in diff_ids:
+        if not _DIGEST.fullmatch(diff_id):
+            raise InvalidArgument(f"image config lists an invalid diff id {diff_id!r}")
+    created = doc.get("created")
+    return ParsedConfig(
+        created_ns=parse_time(created) if isinstance(created, str) and created else 0,
+        architecture=_string(doc.get("architecture"), "image config architecture"),
+        os=_string(doc.get("os"), "image config os") or "linux",
+        author=_string(doc.get("author"), "image config author"),
+        comment=_string(doc.get("comment"), "image config comment"),
+        config=runtime_config_from_json(doc.get("config")),
+        diff_ids=diff_ids,
+    )
+
+
+def build_config(
+    *,
+    created_ns: int,
+    config: ImageConfig,
+    diff_ids: Sequence[str],
+    comment: str = "",
+    created_by: str = "",
+) -> bytes:
+    created = format_time(created_ns)
+    history: dict[str, Any] = {"created": created, "created_by": created_by}
+    if comment:
+        history["comment"] = comment
+    doc: dict[str, Any] = {
+        "created": created,
+        "architecture": host_architecture(),
+        "os": "linux",
+        "config": runtime_config_to_json(config),
+        "rootfs": {"type": "layers", "diff_ids": list(diff_ids)},
+        "history": [history],
+    }
+    if comment:
+        doc["comment"] = comment  # Docker keeps the import message here too
+    return canonical_json(doc)
+
+
+def build_manifest(config: Descriptor, layers: Sequence[Descriptor]) -> bytes:
+    return canonical_json(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": config.to_json(),
+            "layers": [layer.to_json() for layer in layers],
+        }
+    )
+
+
+def parse_descriptor(value: Any, what: str) -> Descriptor:
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be a descriptor object")
+    media_type = _string(value.get("mediaType"), f"{what} mediaType")
+    digest = _string(value.get("digest"), f"{what} digest")
+    size = value.get("size")
+    if not _DIGEST.fullmatch(digest):
+        raise InvalidArgument(f"{what} has digest {digest!r}; only sha256 digests are supported")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise InvalidArgument(f"{what} has no valid size")
+    return Descriptor(
+        media_type=media_type,
+        digest=digest,
+        size=size,
+        annotations=_string_map(value.get("annotations"), f"{what} annotations"),
+        platform=_string_map(
+            {k: v for k, v in (value.get("platform") or {}).items() if isinstance(v, str)}
+            if isinstance(value.get("platform"), dict)
+            else None,
+            f"{what} platform",
+        ),
+    )
+
+
+def parse_manifest(data: bytes, what: str) -> Manifest:
+    doc = _load_json(data, what)
+    media_type = doc.get("mediaType")
+    if media_type is not None and media_type not in MANIFEST_TYPES:
+        raise InvalidArgument(f"{what} has media type {media_type!r}, not an image manifest")
+    config = parse_descriptor(doc.get("config"), f"{what} config")
+    if config.media_type and config.media_type not in CONFIG_TYPES:
+        raise InvalidArgument(f"{what} config has unsupported media type {config.media_type!r}")
+    raw_layers = doc.get("layers")
+    if not isinstance(raw_layers, list):
+        raise InvalidArgument(f"{what} has no layers list")
+    layers = tuple(parse_descriptor(item, f"{what} layer {i}") for i, item in enumerate(raw_layers))
+    for layer in layers:
+        if layer.media_type not in LAYER_TYPES:
+            raise InvalidArgument(f"{what} has a layer of unsupported media type {layer.media_type!r}")
+    return Manifest(config, layers)
+
+
+def parse_index(data: bytes, what: str) -> tuple[Descriptor, ...]:
+    doc = _load_json(data, what)
+    media_type = doc.get("mediaType")
+    if media_type is not None and media_type not in INDEX_TYPES:
+        raise InvalidArgument(f"{what} has media type {media_type!r}, not an image index")
+    manifests = doc.get("manifests")
+    if not isinstance(manifests, list):
+        raise InvalidArgument(f"{what} has no manifests list")
+    return tuple(parse_descriptor(item, f"{what} entry {i}") for i, item in enumerate(manifests))
