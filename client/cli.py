@@ -1,0 +1,352 @@
+"""`pallet`: the command line, docker's verbs over palletd's gRPC API.
+
+Owns: the argument grammar (verbs, aliases, flags), exit codes (0 ok, 1 daemon error,
+2 bad usage; 125 for run/create; 130 on Ctrl-C) and printing `Error: <message>`.
+Must not: import grpc, protobuf or anything heavy at module level: `pallet version` must
+start in well under 250 ms, so each verb's module (`pallet.client.verbs_*`) is imported
+only when that verb runs. Only argparse, os, sys and the stdlib-only error tree here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn
+
+from pallet.daemon.errors import PalletError
+
+__all__ = ["UsageError", "build_parser", "main"]
+
+PROG = "pallet"
+
+
+class UsageError(Exception):
+    """Bad command-line usage; `code` is the exit status (2, or 125 for run)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors raise UsageError (so main() decides the exit code) instead of exiting."""
+
+    usage_exit = 2
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        raise UsageError(f"{self.prog}: error: {message}", self.usage_exit)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grammar
+# ---------------------------------------------------------------------------------------------
+
+# Each verb: (name, "module:function", help, add_arguments, exit code for errors).
+_Adder = Callable[[argparse.ArgumentParser], None]
+
+
+def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
+    if run:
+        p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and forward ours")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="set an environment variable (K alone: ours)")
+    p.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from a file")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
+    p.add_argument("-u", "--user", metavar="USER", help="user[:group] or uid[:gid]")
+    p.add_argument("--name", metavar="NAME", help="name of the container")
+    p.add_argument("--hostname", metavar="HOST", help="host name inside the container")
+    p.add_argument("--entrypoint", metavar="CMD", help="override the image's entrypoint")
+    p.add_argument("-l", "--label", action="append", metavar="K=V", help="set a label (K alone: empty value)")
+    p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
+    p.add_argument("--stop-timeout", type=int, metavar="N", help="seconds before SIGKILL after the stop signal")
+    p.add_argument("image", metavar="IMAGE")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
+    if not run:
+        p.set_defaults(detach=True)
+
+
+def _add_run(p: argparse.ArgumentParser) -> None:
+    _add_run_like(p, run=True)
+
+
+def _add_create(p: argparse.ArgumentParser) -> None:
+    _add_run_like(p, run=False)
+
+
+def _add_containers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_stop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--time", "--timeout", dest="time", type=int, metavar="N",
+                   help="seconds to wait before killing it")
+    _add_containers(p)
+
+
+def _add_kill(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--signal", default="", metavar="SIG", help="signal to send (default KILL)")
+    _add_containers(p)
+
+
+def _add_rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="kill it first when it is running")
+    _add_containers(p)
+
+
+def _add_ps(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V", help="filter (id, name, label, status, ancestor, exited)")
+    p.add_argument("--format", metavar="TEMPLATE", help='Go template, "table TEMPLATE" or "json"')
+
+
+def _add_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each object")
+    p.add_argument("--type", choices=("container", "image"), help="only look for this kind of object")
+    p.add_argument("names", nargs="+", metavar="NAME")
+
+
+def _add_container_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each object")
+    p.add_argument("names", nargs="+", metavar="CONTAINER")
+    p.set_defaults(type="container")
+
+
+def _add_image_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each object")
+    p.add_argument("names", nargs="+", metavar="IMAGE")
+    p.set_defaults(type="image")
+
+
+def _add_logs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--follow", action="store_true", help="keep streaming until the container stops")
+    p.add_argument("-n", "--tail", default="all", metavar="N", help='only the last N lines ("all")')
+    p.add_argument("-t", "--timestamps", action="store_true", help="prefix each line with its time")
+    p.add_argument("--since", metavar="T", help="RFC 3339 time, Unix seconds or duration (10m)")
+    p.add_argument("--until", metavar="T", help="RFC 3339 time, Unix seconds or duration (10m)")
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def _add_exec(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--interactive", action="store_true", help="forward our stdin")
+    p.add_argument("-d", "--detach", action="store_true", help="start it and return")
+    p.add_argument("-e", "--env", action="append", metavar="K=V", help="set an environment variable")
+    p.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from a file")
+    p.add_argument("-w", "--workdir", metavar="DIR", help="working directory")
+    p.add_argument("-u", "--user", metavar="USER", help="user[:group] or uid[:gid]")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
+
+
+def _add_events(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--filter", action="append", metavar="K=V", help="filter (type, event, container, image, label)")
+    p.add_argument("--since", metavar="T", help="replay events since this time")
+    p.add_argument("--until", metavar="T", help="stop after events up to this time")
+    p.add_argument("--since-seq", type=int, default=None, metavar="N",
+                   help="replay events after sequence number N (lines get a [seq] prefix)")
+    p.add_argument("--format", metavar="TEMPLATE", help='Go template or "json"')
+
+
+def _add_images(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="show all images")
+    p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V", help="filter (reference, label, dangling)")
+    p.add_argument("--format", metavar="TEMPLATE", help='Go template, "table TEMPLATE" or "json"')
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
+
+
+def _add_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="remove even when used, and every reference")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _add_tag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE")
+    p.add_argument("target", metavar="TARGET")
+
+
+def _add_import(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--change", action="append", metavar="INSTRUCTION",
+                   help='Dockerfile instruction, e.g. CMD ["sh"]')
+    p.add_argument("-m", "--message", default="", metavar="MSG", help="commit message")
+    p.add_argument("file", metavar="FILE|-")
+    p.add_argument("reference", nargs="?", default="", metavar="REFERENCE")
+
+
+def _add_load(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input", metavar="FILE", help="read the archive from FILE instead of stdin")
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
+
+
+def _add_version(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template over {Client, Server}")
+
+
+def _add_info(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template over the info")
+
+
+def _add_nothing(p: argparse.ArgumentParser) -> None:
+    return None
+
+
+_C = "pallet.client.verbs_containers"
+_I = "pallet.client.verbs_images"
+_S = "pallet.client.verbs_system"
+
+# name -> (target, help, adder, error exit code)
+_CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    "run": (f"{_C}:run", "create and start a container", _add_run, 125),
+    "create": (f"{_C}:create", "create a container", _add_create, 125),
+    "start": (f"{_C}:start", "start containers", _add_containers, 1),
+    "stop": (f"{_C}:stop", "stop containers", _add_stop, 1),
+    "kill": (f"{_C}:kill", "send a signal to containers", _add_kill, 1),
+    "restart": (f"{_C}:restart", "restart containers", _add_stop, 1),
+    "rm": (f"{_C}:rm", "remove containers", _add_rm, 1),
+    "ls": (f"{_C}:ps", "list containers", _add_ps, 1),
+    "wait": (f"{_C}:wait", "wait for containers to stop; print their exit codes", _add_containers, 1),
+    "inspect": (f"{_C}:inspect", "show containers in detail", _add_container_inspect, 1),
+    "logs": (f"{_C}:logs", "show a container's output", _add_logs, 1),
+    "exec": (f"{_C}:exec_", "run a command in a running container", _add_exec, 1),
+}
+_CONTAINER_ALIASES = {"ls": ("ps", "list")}
+
+_IMAGE_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    "ls": (f"{_I}:images", "list images", _add_images, 1),
+    "rm": (f"{_I}:rmi", "remove images", _add_rmi, 1),
+    "tag": (f"{_I}:tag", "add a reference to an image", _add_tag, 1),
+    "import": (f"{_I}:import_", "make an image from a root filesystem tar", _add_import, 1),
+    "load": (f"{_I}:load", "load images from a docker-save or OCI archive", _add_load, 1),
+    "inspect": (f"{_C}:inspect", "show images in detail", _add_image_inspect, 1),
+}
+_IMAGE_ALIASES = {"ls": ("list",)}
+
+_TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    **{k: v for k, v in _CONTAINER_VERBS.items() if k not in ("ls", "inspect")},
+    "ps": (f"{_C}:ps", "list containers", _add_ps, 1),
+    "inspect": (f"{_C}:inspect", "show containers or images in detail", _add_inspect, 1),
+    "images": (f"{_I}:images", "list images", _add_images, 1),
+    "rmi": (f"{_I}:rmi", "remove images", _add_rmi, 1),
+    "tag": _IMAGE_VERBS["tag"],
+    "import": _IMAGE_VERBS["import"],
+    "load": _IMAGE_VERBS["load"],
+    "events": (f"{_S}:events", "stream the daemon's events", _add_events, 1),
+    "version": (f"{_S}:version", "show client and daemon versions", _add_version, 1),
+    "info": (f"{_S}:info", "show what the daemon holds", _add_info, 1),
+}
+
+
+def _register(
+    sub: Any, verbs: dict[str, tuple[str, str, _Adder, int]], aliases: dict[str, tuple[str, ...]], prefix: str
+) -> None:
+    for name, (target, help_text, adder, error_exit) in verbs.items():
+        p = sub.add_parser(name, help=help_text, aliases=list(aliases.get(name, ())), description=help_text,
+                           allow_abbrev=False)
+        p.usage_exit = 125 if error_exit == 125 else 2
+        adder(p)
+        p.set_defaults(target=target, error_exit=error_exit, verb=f"{prefix}{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `pallet` grammar."""
+    parser = _Parser(
+        prog=PROG,
+        description="pallet: a container engine. Talks to palletd over gRPC.",
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "-H", "--host", metavar="URL",
+        help="daemon socket, e.g. unix:///run/pallet/pallet.sock (default: $PALLET_HOST or that)",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _register(sub, _TOP_VERBS, {}, "")
+    container = sub.add_parser("container", help="manage containers", allow_abbrev=False)
+    container_sub = container.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _register(container_sub, _CONTAINER_VERBS, _CONTAINER_ALIASES, "container ")
+    container.set_defaults(group=container)
+    image = sub.add_parser("image", help="manage images", allow_abbrev=False)
+    image_sub = image.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _register(image_sub, _IMAGE_VERBS, _IMAGE_ALIASES, "image ")
+    image.set_defaults(group=image)
+    return parser
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse a command line; raises UsageError. Adds `host` (resolved) to the namespace."""
+    parser = build_parser()
+    args = parser.parse_args(list(argv))
+    if getattr(args, "verb", None) in ("exec", "container exec") and not args.command:
+        raise_usage(args, "the following arguments are required: CMD")
+    args.host = args.host or os.environ.get("PALLET_HOST") or "unix:///run/pallet/pallet.sock"
+    return args
+
+
+def raise_usage(args: argparse.Namespace, message: str) -> NoReturn:
+    code = 125 if args.error_exit == 125 else 2
+    print(f"usage: {PROG} {args.verb} --help", file=sys.stderr)
+    raise UsageError(f"{PROG} {args.verb}: error: {message}", code)
+
+
+def _run_verb(args: argparse.Namespace) -> int:
+    import importlib
+
+    module_name, _, func_name = args.target.partition(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one `pallet` command line; returns the exit status."""
+    if argv is None:
+        argv = sys.argv[1:]
+    try:
+        args = parse_args(argv)
+    except UsageError as exc:
+        print(str(exc), file=sys.stderr)
+        return exc.code
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    if not hasattr(args, "target"):
+        group = getattr(args, "group", None)
+        (group or build_parser()).print_help()
+        return 0
+    try:
+        return _run_verb(args)
+    except PalletError as exc:
+        _flush_quietly()
+        print(f"Error: {exc.message}", file=sys.stderr)
+        return int(args.error_exit)
+    except KeyboardInterrupt:
+        # Ctrl-C while attached, following logs or events: leave quietly like docker.
+        _flush_quietly()
+        return 130
+    except BrokenPipeError:
+        # Our reader went away (`pallet logs x | head`): stop without a traceback.
+        _silence_stdout()
+        return 141
+
+
+def _flush_quietly() -> None:
+    try:
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

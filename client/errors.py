@@ -1,0 +1,57 @@
+"""gRPC status -> pallet error tree, the client's half of the one mapping.
+
+Owns: turning a `grpc.RpcError` into the matching `pallet.daemon.errors` class, keeping the
+daemon's message verbatim, and recognising "the daemon is not there" (connection refused,
+missing socket, socket closed) so it reads "cannot connect to palletd at HOST: is it
+running?". Must not: print, exit, or know about verbs; the CLI decides what to do.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+from pallet.daemon import errors
+
+# grpc core's own wording when no connection to the daemon could be made or kept; a
+# daemon-side UNAVAILABLE (a shim that cannot be reached, ...) carries its own message.
+_TRANSPORT_MARKERS = (
+    "failed to connect to all addresses",
+    "connections to all backends failing",
+    "Socket closed",
+    "Connection reset",
+    "Connection refused",
+    "Broken pipe",
+    "GOAWAY",
+    "Cancelling all calls",
+    "Endpoint read failed",
+)
+
+
+def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
+    """The error every verb shows when palletd cannot be reached at `host`."""
+    if "Permission denied" in details:
+        return errors.Unavailable(
+            f"cannot connect to palletd at {host}: permission denied (palletd's socket is root's)"
+        )
+    return errors.Unavailable(f"cannot connect to palletd at {host}: is it running?")
+
+
+def is_transport_failure(code: grpc.StatusCode, details: str) -> bool:
+    return code == grpc.StatusCode.UNAVAILABLE and (
+        not details or any(marker in details for marker in _TRANSPORT_MARKERS)
+    )
+
+
+def from_rpc_error(exc: grpc.RpcError, host: str) -> errors.PalletError:
+    """The pallet error for a failed call (NOT_FOUND -> NotFound, ...), message verbatim."""
+    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if isinstance(exc, grpc.Call) else str(exc)) or ""
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN
+    if is_transport_failure(code, details):
+        return cannot_connect(host, details)
+    if code == grpc.StatusCode.UNIMPLEMENTED:
+        return errors.Internal(f"palletd at {host} does not implement this call: {details}")
+    if code == grpc.StatusCode.CANCELLED and not details:
+        details = "the call was cancelled"
+    return errors.from_code(code.name, details or f"palletd failed the call ({code.name})")

@@ -1,0 +1,194 @@
+"""Parsing the values of command-line options: env, env files, labels, times, filters.
+
+Owns: docker's rules for `-e K=V` / `-e K`, `--env-file`, `-l K=V` / `-l K`, `--since`
+and `--until` (RFC 3339, Unix seconds, or Go durations meaning "that long ago"), `--tail`,
+and `-f key=value` filters. Raises InvalidArgument with a message naming the bad value.
+Must not: import grpc or protobuf, or build requests (that is `pallet.client.requests`).
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Iterable, Mapping, Sequence
+
+from pallet.daemon.errors import InvalidArgument
+
+__all__ = [
+    "env_list",
+    "parse_duration",
+    "parse_env_file",
+    "parse_labels",
+    "parse_tail",
+    "parse_time",
+    "validate_filters",
+]
+
+
+def _env_entry(entry: str, environ: Mapping[str, str], where: str) -> str | None:
+    """One "K=V" or "K" entry; "K" alone takes the CLI's environment (dropped when unset)."""
+    name, sep, _ = entry.partition("=")
+    if not name:
+        raise InvalidArgument(f"invalid environment variable {entry!r}{where}: the name is empty")
+    if any(ch.isspace() for ch in name):
+        raise InvalidArgument(f"variable {name!r}{where} contains whitespaces")
+    if sep:
+        return entry
+    if name in environ:
+        return f"{name}={environ[name]}"
+    return None
+
+
+def parse_env_file(path: str, environ: Mapping[str, str]) -> list[str]:
+    """docker's env file: "K=V" lines (value verbatim), "#" comments, blank lines, "K" alone."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read env file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidArgument(f"env file {path} is not valid UTF-8") from None
+    text = text.removeprefix("\ufeff")
+    out: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.lstrip()
+        if not line or line.startswith("#"):
+            continue
+        entry = _env_entry(line, environ, f" (line {number} of {path})")
+        if entry is not None:
+            out.append(entry)
+    return out
+
+
+def env_list(env_files: Sequence[str], env: Sequence[str], environ: Mapping[str, str]) -> list[str]:
+    """The container's extra environment: files first, then `-e` (so `-e` wins, as in docker)."""
+    out: list[str] = []
+    for path in env_files:
+        out.extend(parse_env_file(path, environ))
+    for item in env:
+        entry = _env_entry(item, environ, "")
+        if entry is not None:
+            out.append(entry)
+    return out
+
+
+def parse_labels(labels: Iterable[str]) -> dict[str, str]:
+    """`-l K=V` and `-l K` (empty value); later ones win."""
+    out: dict[str, str] = {}
+    for item in labels:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid label {item!r}: the key is empty")
+        out[key] = value
+    return out
+
+
+_DURATION_UNITS = {
+    "ns": 1e-9,
+    "us": 1e-6,
+    "µs": 1e-6,
+    "μs": 1e-6,
+    "ms": 1e-3,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """Go's time.ParseDuration, in seconds: "10m", "1h30m", "5s", "1.5h", "300ms"."""
+    body = text
+    sign = 1.0
+    if body[:1] in "+-" and body:
+        sign = -1.0 if body[0] == "-" else 1.0
+        body = body[1:]
+    if body == "0":
+        return 0.0
+    if not body:
+        raise InvalidArgument(f"invalid duration {text!r}")
+    total = 0.0
+    pos = 0
+    while pos < len(body):
+        match = _DURATION_PART.match(body, pos)
+        if match is None:
+            raise InvalidArgument(f"invalid duration {text!r}: expected a number and a unit (ns, us, ms, s, m, h)")
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    return sign * total
+
+
+_RFC3339 = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?"
+    r"(Z|z|[+-]\d{2}:?\d{2})?)?$"
+)
+_UNIX = re.compile(r"(\d+)(?:\.(\d{1,9}))?$")
+
+
+def parse_time(text: str, now: float) -> tuple[int, int]:
+    """A `--since`/`--until` value as (seconds, nanos) since the epoch.
+
+    Accepts RFC 3339 (a missing zone means UTC; a date alone is midnight UTC), Unix seconds
+    with up to nine fractional digits, or a Go duration meaning "that long before now".
+    """
+    value = text.strip()
+    if not value:
+        raise InvalidArgument("empty time value")
+    unix = _UNIX.match(value)
+    if unix is not None:
+        return int(unix.group(1)), int((unix.group(2) or "0").ljust(9, "0"))
+    match = _RFC3339.match(value)
+    if match is not None:
+        year, month, day, hour, minute, second, frac, zone = match.groups()
+        try:
+            seconds = calendar.timegm(
+                (int(year), int(month), int(day), int(hour or 0), int(minute or 0), int(second or 0), 0, 0, 0)
+            )
+        except (ValueError, OverflowError):
+            raise InvalidArgument(f"invalid time {text!r}") from None
+        if not (1 <= int(month) <= 12 and 1 <= int(day) <= 31 and int(hour or 0) < 24 and int(minute or 0) < 60
+                and int(second or 0) < 61):
+            raise InvalidArgument(f"invalid time {text!r}: a field is out of range")
+        if zone and zone not in ("Z", "z"):
+            offset_sign = -1 if zone[0] == "-" else 1
+            digits = zone[1:].replace(":", "")
+            offset = int(digits[:2]) * 3600 + int(digits[2:]) * 60
+            seconds -= offset_sign * offset
+        return seconds, int((frac or "0").ljust(9, "0"))
+    try:
+        ago = parse_duration(value)
+    except InvalidArgument:
+        raise InvalidArgument(
+            f"invalid time {text!r}: use RFC 3339 (2026-01-02T15:04:05Z), Unix seconds, "
+            "or a duration such as 10m or 1h30m"
+        ) from None
+    moment = now - ago
+    whole = int(moment // 1)
+    return whole, int(round((moment - whole) * 1e9)) % 1_000_000_000
+
+
+def parse_tail(text: str) -> int:
+    """`--tail N` or `--tail all` (negative: everything)."""
+    if text == "all":
+        return -1
+    try:
+        value = int(text)
+    except ValueError:
+        raise InvalidArgument(f"invalid --tail value {text!r}: expected a number or \"all\"") from None
+    return value if value >= 0 else -1
+
+
+def validate_filters(filters: Iterable[str], allowed: Sequence[str]) -> list[str]:
+    """Docker's "key=value" filters, checked against the keys the daemon understands."""
+    out: list[str] = []
+    for item in filters:
+        key, sep, _ = item.partition("=")
+        if not sep or not key:
+            raise InvalidArgument(f"bad format of filter {item!r} (expected name=value)")
+        if key not in allowed:
+            raise InvalidArgument(f"invalid filter {key!r}: valid filters are {', '.join(allowed)}")
+        out.append(item)
+    return out

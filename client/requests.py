@@ -1,0 +1,54 @@
+"""Parsed command lines -> pallet.v1 request messages.
+
+Owns: building ContainerConfig (run/create) and LogsRequest from the argparse namespace,
+using `pallet.client.options` for the docker value rules. Must not: talk to the daemon or
+print; unit tests call these functions directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+from pallet.client.options import env_list, parse_labels, parse_tail, parse_time
+from pallet.v1 import containers_pb2
+
+
+def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> containers_pb2.ContainerConfig:
+    """The ContainerConfig for `run`/`create`."""
+    config = containers_pb2.ContainerConfig(
+        image=args.image,
+        name=args.name or "",
+        cmd=list(args.command),
+        env=env_list(args.env_file or [], args.env or [], environ),
+        working_dir=args.workdir or "",
+        user=args.user or "",
+        hostname=args.hostname or "",
+        labels=parse_labels(args.label or []),
+        open_stdin=bool(args.interactive),
+        auto_remove=bool(args.rm),
+        stop_signal=args.stop_signal or "",
+    )
+    if args.entrypoint is not None:
+        # docker takes --entrypoint as one executable, never split; "" clears the image's.
+        config.entrypoint[:] = [args.entrypoint] if args.entrypoint else []
+        config.entrypoint_set = True
+    if args.stop_timeout is not None:
+        config.stop_timeout = args.stop_timeout
+    return config
+
+
+def logs_request(args: argparse.Namespace, now: float) -> containers_pb2.LogsRequest:
+    """The LogsRequest for `logs`."""
+    request = containers_pb2.LogsRequest(
+        container=args.container,
+        follow=bool(args.follow),
+        tail=parse_tail(args.tail),
+        stdout=True,
+        stderr=True,
+    )
+    if args.since:
+        request.since.seconds, request.since.nanos = parse_time(args.since, now)
+    if args.until:
+        request.until.seconds, request.until.nanos = parse_time(args.until, now)
+    return request

@@ -1,0 +1,272 @@
+"""Container verbs: run, create, start, stop, kill, restart, rm, ps, wait, inspect, logs, exec.
+
+Owns: what each verb asks the daemon and what it prints. Each function takes the parsed
+namespace and returns the exit status; daemon errors propagate as PalletError for
+`cli.main` to print (multi-argument verbs print their own per-argument errors and go on).
+Must not: parse argv, map gRPC codes (the client does), or lay out tables (format does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pallet.client import format as fmt
+from pallet.client.api import DuplexSession, PalletClient
+from pallet.client.options import env_list, validate_filters
+from pallet.client.requests import container_config, logs_request
+from pallet.client.stdio import StdinPump, write_chunks
+from pallet.client.template import Template, parse
+from pallet.daemon.errors import NotFound, PalletError, Unavailable
+
+PS_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since")
+
+
+def _error(message: str) -> None:
+    sys.stdout.flush()
+    print(f"Error: {message}", file=sys.stderr)
+
+
+def _each(args: argparse.Namespace, names: list[str], action: Callable[[PalletClient, str], str | None]) -> int:
+    """Run `action` for every name, printing its result; errors are printed, not fatal."""
+    status = 0
+    with PalletClient(args.host) as client:
+        for name in names:
+            try:
+                line = action(client, name)
+            except PalletError as exc:
+                if isinstance(exc, Unavailable) and "cannot connect" in exc.message:
+                    raise
+                _error(exc.message)
+                status = 1
+                continue
+            if line is not None:
+                print(line, flush=True)
+    return status
+
+
+# -- create / run ---------------------------------------------------------------------------
+
+
+def create(args: argparse.Namespace) -> int:
+    config = container_config(args, os.environ)
+    with PalletClient(args.host) as client:
+        created = client.create(config)
+    print(created.id)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    config = container_config(args, os.environ)
+    with PalletClient(args.host) as client:
+        created = client.create(config)
+        if args.detach:
+            _start_or_clean_up(client, created.id, args.rm)
+            print(created.id)
+            return 0
+        return _run_attached(client, created.id, args)
+
+
+def _start_or_clean_up(client: PalletClient, container_id: str, auto_remove: bool, future: Any = None) -> None:
+    """Start; when that fails and --rm was asked, remove what create made (best effort)."""
+    try:
+        if future is None:
+            client.start(container_id)
+        else:
+            client.start_result(future)
+    except PalletError:
+        if auto_remove:
+            try:
+                client.remove(container_id, force=True)
+            except PalletError:
+                pass
+        raise
+
+
+def _run_attached(client: PalletClient, container_id: str, args: argparse.Namespace) -> int:
+    session = client.attach(container_id, stdin=bool(args.interactive))
+    with session:
+        # Start while attached, so no output is missed; a failed start ends the attachment.
+        future = client.start_async(container_id)
+        future.add_done_callback(lambda f: session.cancel() if f.exception() is not None else None)
+        _start_or_clean_up(client, container_id, args.rm, future)
+        if args.interactive:
+            StdinPump(session).start()
+        write_chunks(session)
+    return _exit_code(client, container_id, session)
+
+
+def _exit_code(client: PalletClient, container_id: str, session: DuplexSession) -> int:
+    if session.exit is not None:
+        return int(session.exit.exit_code)
+    # The stream ended without an Exit (daemon restarted?): ask for the status instead.
+    try:
+        return int(client.wait(container_id).exit_code)
+    except NotFound:
+        raise Unavailable(f"lost the attachment to {container_id[:12]} before it reported its exit code") from None
+
+
+# -- start / stop / kill / restart / rm / wait ---------------------------------------------
+
+
+def start(args: argparse.Namespace) -> int:
+    def action(client: PalletClient, name: str) -> str:
+        client.start(name)
+        return name
+
+    return _each(args, args.containers, action)
+
+
+def stop(args: argparse.Namespace) -> int:
+    def action(client: PalletClient, name: str) -> str:
+        client.stop(name, args.time)
+        return name
+
+    return _each(args, args.containers, action)
+
+
+def restart(args: argparse.Namespace) -> int:
+    def action(client: PalletClient, name: str) -> str:
+        client.restart(name, args.time)
+        return name
+
+    return _each(args, args.containers, action)
+
+
+def kill(args: argparse.Namespace) -> int:
+    def action(client: PalletClient, name: str) -> str:
+        client.kill(name, args.signal)
+        return name
+
+    return _each(args, args.containers, action)
+
+
+def rm(args: argparse.Namespace) -> int:
+    def action(client: PalletClient, name: str) -> str:
+        client.remove(name, args.force)
+        return name
+
+    return _each(args, args.containers, action)
+
+
+def wait(args: argparse.Namespace) -> int:
+    def action(client: PalletClient, name: str) -> str:
+        return str(client.wait(name).exit_code)
+
+    return _each(args, args.containers, action)
+
+
+# -- ps ---------------------------------------------------------------------------------------
+
+
+def ps(args: argparse.Namespace) -> int:
+    filters = validate_filters(args.filter or [], PS_FILTERS)
+    trunc = not args.no_trunc
+    template = args.format
+    if template and template.strip() != "json":
+        fmt.render_rows(template, [], fmt.CONTAINER_HEADERS)  # fail on a bad template before the call
+    with PalletClient(args.host) as client:
+        containers = client.list_containers(all=args.all, filters=filters)
+    if args.quiet:
+        for c in containers:
+            print(c.id if not trunc else fmt.short_id(c.id))
+        return 0
+    now = time.time()
+    if template:
+        rows = [fmt.container_fields(c, now, trunc) for c in containers]
+        lines = fmt.render_rows(template, rows, fmt.CONTAINER_HEADERS)
+    else:
+        lines = [fmt.ps_table(containers, now, trunc)]
+    for line in lines:
+        print(line)
+    return 0
+
+
+# -- inspect ----------------------------------------------------------------------------------
+
+
+def inspect(args: argparse.Namespace) -> int:
+    """`inspect` (containers, then images unless --type), `container inspect`, `image inspect`."""
+    template: Template | None = parse(fmt.expand_escapes(args.format)) if args.format else None
+    kind = getattr(args, "type", None)
+    found: list[dict[str, Any]] = []
+    failures: list[str] = []
+    with PalletClient(args.host) as client:
+        for name in args.names:
+            try:
+                found.append(_inspect_one(client, name, kind))
+            except NotFound as exc:
+                failures.append(exc.message)
+    if template is not None:
+        for doc in found:
+            print(template.render(doc))
+    else:
+        print(_json_indent(found))
+    for message in failures:
+        _error(message)
+    return 1 if failures else 0
+
+
+def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str, Any]:
+    if kind in (None, "container"):
+        try:
+            return fmt.inspect_container(client.inspect_container(name))
+        except NotFound:
+            if kind == "container":
+                raise
+    try:
+        return fmt.inspect_image(client.inspect_image(name))
+    except NotFound:
+        if kind == "image":
+            raise
+        raise NotFound(f"No such object: {name}") from None
+
+
+def _json_indent(value: Any) -> str:
+    """json.MarshalIndent(value, "", "    ") as docker prints it (HTML characters escaped)."""
+    text = json.dumps(value, indent=4, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+
+def logs(args: argparse.Namespace) -> int:
+    request = logs_request(args, time.time())
+    transform = fmt.TimestampPrefixer().feed if args.timestamps else None
+    with PalletClient(args.host) as client:
+        write_chunks(client.logs(request), transform)
+    return 0
+
+
+# -- exec -------------------------------------------------------------------------------------
+
+
+def exec_(args: argparse.Namespace) -> int:
+    env = env_list(args.env_file or [], args.env or [], os.environ)
+    with PalletClient(args.host) as client:
+        session = client.exec(
+            args.container,
+            args.command,
+            env=env,
+            working_dir=args.workdir or "",
+            user=args.user or "",
+            stdin=bool(args.interactive),
+        )
+        if args.detach and session.exit is None:
+            # Leave it running: end our side without cancelling (the daemon keeps the process).
+            return 0
+        with session:
+            if args.interactive and session.exit is None:
+                StdinPump(session).start()
+            write_chunks(session)
+        if session.exit is None:
+            raise Unavailable(f"lost the exec stream in {args.container} before it reported its exit code")
+        if session.exit.error and session.exit.exit_code in (126, 127):
+            _error(session.exit.error)
+        return int(session.exit.exit_code)
