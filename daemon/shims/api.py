@@ -60,6 +60,10 @@ class ShimSpec:
     no_new_privileges: bool = True
     log_max_size: int = 0  # bytes; 0 means no rotation
     log_max_files: int = 1
+    # "" gives the container a new network namespace with only `lo` (up); a path such as
+    # /run/pallet/netns/<id> makes it join that namespace instead (the network manager
+    # made and configured it).
+    network_namespace: str = ""
 
 
 @dataclass(frozen=True, slots=True)

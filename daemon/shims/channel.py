@@ -1,0 +1,89 @@
+"""One asyncio connection to a shim or to the shim launcher, speaking `pallet.shim.wire`.
+
+Owns: opening the unix socket (long paths included), reading and writing frames, and
+turning timeouts and dead peers into `DeadlineExceeded` / `Unavailable` that name the
+container. Must not: know what the requests mean (that is `pallet.daemon.shims.client`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pallet.daemon.errors import DeadlineExceeded, Unavailable
+from pallet.shim import sockpath, wire
+
+
+class Channel:
+    """A framed connection. Not safe for concurrent requests: callers serialise them."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: str) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.peer = peer  # e.g. "shim of container web", for messages
+
+    @classmethod
+    async def open(cls, path: str, peer: str, timeout: float) -> Channel:
+        try:
+            with sockpath.usable(path) as usable:
+                reader, writer = await asyncio.wait_for(
+                    asyncio.open_unix_connection(usable), timeout
+                )
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"{peer} did not accept a connection within {timeout:g}s") from None
+        except OSError as exc:
+            raise Unavailable(f"{peer} is not reachable at {path}: {exc.strerror or exc}") from None
+        return cls(reader, writer, peer)
+
+    async def send(self, data: bytes, timeout: float | None) -> None:
+        try:
+            self._writer.write(data)
+            await asyncio.wait_for(self._writer.drain(), timeout)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"{self.peer} did not take data within {timeout:g}s") from None
+        except OSError as exc:
+            raise Unavailable(f"{self.peer} closed the connection: {exc}") from None
+
+    async def send_control(self, message: dict[str, Any], timeout: float | None) -> None:
+        await self.send(wire.encode_control(message), timeout)
+
+    async def read_frame(self, timeout: float | None) -> wire.Frame:
+        """Next frame; Unavailable at EOF, DeadlineExceeded when `timeout` runs out."""
+        try:
+            return await asyncio.wait_for(self._read_frame(), timeout)
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded(f"{self.peer} did not answer within {timeout:g}s") from None
+
+    async def _read_frame(self) -> wire.Frame:
+        try:
+            header = await self._reader.readexactly(wire.HEADER.size)
+            length, kind = wire.parse_header(header)
+            return kind, await self._reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            raise Unavailable(f"{self.peer} closed the connection") from None
+        except wire.FrameError as exc:
+            raise Unavailable(f"{self.peer} sent a malformed frame: {exc}") from None
+        except OSError as exc:
+            raise Unavailable(f"{self.peer} connection failed: {exc}") from None
+
+    async def read_control(self, timeout: float | None) -> dict[str, Any]:
+        """Next control message (skipping nothing: a data frame here is a protocol error)."""
+        kind, payload = await self.read_frame(timeout)
+        if kind != wire.CONTROL:
+            raise Unavailable(f"{self.peer} sent output where a reply was expected")
+        try:
+            return wire.decode_control(payload)
+        except wire.FrameError as exc:
+            raise Unavailable(f"{self.peer} sent a malformed reply: {exc}") from None
+
+    async def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Send one request and return its reply, raising the error a reply carries."""
+        await self.send_control(message, timeout)
+        return wire.raise_if_error(await self.read_control(timeout))
+
+    async def close(self) -> None:
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
+        except (OSError, asyncio.TimeoutError):
+            pass

@@ -1,0 +1,364 @@
+"""palletd's side of the shims: start them through the launcher, talk to them, re-adopt them.
+
+Owns: `ShimLauncherImpl` (starts `pallet-shim launcher` on first use, or finds the one a
+previous palletd left running; asks it to fork a shim per container; reconnects to live
+shims) and `ShimClientImpl` with its `Stdio` / `ExecSession` streams. Every request has a
+deadline, so a hung shim surfaces as `DeadlineExceeded` and a dead one as `Unavailable`;
+neither can hang the daemon. Must not: interpret container state (the container manager
+does) or keep shims alive (they outlive palletd by design).
+
+Connections: one control connection per client for short requests (serialised by a lock),
+and one connection of its own for each `wait`, `attach` and `exec`, since those stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from pallet.daemon.errors import Internal, Unavailable
+from pallet.daemon.shims.api import (
+    ExecSession,
+    ExecSpec,
+    ExitStatus,
+    Output,
+    ShimClient,
+    ShimSpec,
+    ShimState,
+    Stdio,
+)
+from pallet.daemon.shims.channel import Channel
+from pallet.shim import sockpath, wire
+from pallet.shim.specfile import (
+    exec_to_dict,
+    exit_from_dict,
+    read_exit_status,
+    write_spec,
+)
+
+DEFAULT_CALL_TIMEOUT = 5.0
+DEFAULT_SPAWN_TIMEOUT = 60.0
+LAUNCHER_START_TIMEOUT = 30.0
+
+
+class _Stdio:
+    """The output of the container's init (or an exec) as it is produced, and its stdin."""
+
+    def __init__(self, channel: Channel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+
+    async def output(self) -> AsyncIterator[Output]:
+        while True:
+            try:
+                kind, payload = await self._channel.read_frame(None)
+            except Unavailable:
+                return  # the shim went away: no more output will come
+            if kind in (wire.STDOUT, wire.STDERR):
+                time_ns, data = wire.decode_output(payload)
+                yield Output(stream=kind, data=data, time_ns=time_ns)
+            elif kind == wire.CONTROL and wire.decode_control(payload).get("event") == "eof":
+                return
+
+    async def write_stdin(self, data: bytes) -> None:
+        await self._channel.send(wire.encode_stdin(data), self._timeout)
+
+    async def close_stdin(self) -> None:
+        await self._channel.send_control({"op": "close_stdin"}, self._timeout)
+
+    async def aclose(self) -> None:
+        await self._channel.close()
+
+
+class _ExecSession:
+    """A running exec: output until it ends, then its exit status.
+
+    One reader task (owned here, cancelled by aclose) feeds both `output()` and `wait()`,
+    so either may be used alone or both at once.
+    """
+
+    def __init__(self, channel: Channel, pid: int, timeout: float) -> None:
+        self.pid = pid
+        self._channel = channel
+        self._timeout = timeout
+        self._queue: asyncio.Queue[Output | None] = asyncio.Queue()
+        self._exit: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read(), name=f"exec-{pid}-reader")
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                kind, payload = await self._channel.read_frame(None)
+                if kind in (wire.STDOUT, wire.STDERR):
+                    time_ns, data = wire.decode_output(payload)
+                    self._queue.put_nowait(Output(stream=kind, data=data, time_ns=time_ns))
+                elif kind == wire.CONTROL:
+                    message = wire.decode_control(payload)
+                    if message.get("event") == "exit":
+                        self._exit.set_result(exit_from_dict(message["exit"]))
+                        return
+        except Unavailable as exc:
+            if not self._exit.done():
+                self._exit.set_exception(
+                    Unavailable(f"{exc}; the exit status of exec {self.pid} is unknown")
+                )
+        finally:
+            self._queue.put_nowait(None)
+
+    async def output(self) -> AsyncIterator[Output]:
+        while True:
+            item = await self._queue.get()
+            if item is None:
+                self._queue.put_nowait(None)  # later readers see the end too
+                return
+            yield item
+
+    async def wait(self) -> ExitStatus:
+        return await asyncio.shield(self._exit)
+
+    async def write_stdin(self, data: bytes) -> None:
+        await self._channel.send(wire.encode_stdin(data), self._timeout)
+
+    async def close_stdin(self) -> None:
+        await self._channel.send_control({"op": "close_stdin"}, self._timeout)
+
+    async def aclose(self) -> None:
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        if not self._exit.done():
+            self._exit.cancel()
+        await self._channel.close()
+
+
+class ShimClientImpl:
+    """A connection to one container's shim."""
+
+    def __init__(
+        self,
+        container_id: str,
+        socket_path: str,
+        bundle_dir: Path,
+        shim_pid: int,
+        control: Channel | None = None,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+    ) -> None:
+        self.container_id = container_id
+        self.shim_pid = shim_pid
+        self._socket_path = socket_path
+        self._bundle_dir = bundle_dir
+        self._control = control
+        self._timeout = call_timeout
+        self._lock = asyncio.Lock()
+        self._peer = f"shim of container {container_id}"
+
+    async def _open(self) -> Channel:
+        return await Channel.open(self._socket_path, self._peer, self._timeout)
+
+    async def _call(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+        timeout = timeout or self._timeout
+        async with self._lock:
+            if self._control is None:
+                self._control = await self._open()
+            try:
+                await self._control.send_control(message, timeout)
+                reply = await self._control.read_control(timeout)
+            except BaseException:
+                # After a timeout or a broken pipe the stream position is unknown: start
+                # over on a fresh connection next time.
+                await self._drop_control()
+                raise
+        return wire.raise_if_error(reply)
+
+    async def _drop_control(self) -> None:
+        control, self._control = self._control, None
+        if control is not None:
+            await control.close()
+
+    async def start(self) -> int:
+        reply = await self._call({"op": "start"})
+        return int(reply["pid"])
+
+    async def state(self) -> ShimState:
+        reply = await self._call({"op": "state"})
+        raw_exit = reply.get("exit")
+        return ShimState(
+            status=str(reply["status"]),
+            pid=int(reply["pid"]),
+            shim_pid=int(reply["shim_pid"]),
+            exit=exit_from_dict(raw_exit) if raw_exit else None,
+            started_at_ns=int(reply.get("started_at_ns", 0)),
+        )
+
+    async def kill(self, signal: int, all_processes: bool = False) -> None:
+        await self._call({"op": "kill", "signal": signal, "all": all_processes})
+
+    async def wait(self) -> ExitStatus:
+        """Wait for the exit; no deadline on the wait itself, but a dead shim ends it.
+
+        If the shim dies first, the status it wrote to disk (if any) is the answer.
+        """
+        channel = await self._open()
+        try:
+            await channel.send_control({"op": "wait"}, self._timeout)
+            reply = wire.raise_if_error(await channel.read_control(None))
+            return exit_from_dict(reply["exit"])
+        except Unavailable:
+            on_disk = await asyncio.to_thread(read_exit_status, str(self._bundle_dir))
+            if on_disk is not None:
+                return on_disk
+            raise
+        finally:
+            await channel.close()
+
+    async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio:
+        channel = await self._open()
+        try:
+            await channel.request(
+                {"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr},
+                self._timeout,
+            )
+        except BaseException:
+            await channel.close()
+            raise
+        return _Stdio(channel, self._timeout)
+
+    async def exec(self, spec: ExecSpec) -> ExecSession:
+        channel = await self._open()
+        try:
+            reply = await channel.request({"op": "exec", "spec": exec_to_dict(spec)}, self._timeout)
+        except BaseException:
+            await channel.close()
+            raise
+        return _ExecSession(channel, int(reply["pid"]), self._timeout)
+
+    async def shutdown(self) -> None:
+        # Generous: a created container is killed first, and cgroup removal may wait.
+        await self._call({"op": "shutdown"}, max(self._timeout, 10.0))
+        await self._drop_control()
+
+    async def aclose(self) -> None:
+        async with self._lock:
+            await self._drop_control()
+
+
+class ShimLauncherImpl:
+    """Starts shims through the fork-server and re-adopts running ones."""
+
+    def __init__(
+        self,
+        run_root: Path,
+        *,
+        python: str = sys.executable,
+        call_timeout: float = DEFAULT_CALL_TIMEOUT,
+        spawn_timeout: float = DEFAULT_SPAWN_TIMEOUT,
+        idle_exit: float = 30.0,
+    ) -> None:
+        self.run_root = Path(run_root).absolute()
+        self._python = python
+        self._timeout = call_timeout
+        self._spawn_timeout = spawn_timeout
+        self._idle_exit = idle_exit
+        self._launcher_lock = asyncio.Lock()
+
+    @property
+    def launcher_socket(self) -> str:
+        return sockpath.launcher_socket(str(self.run_root))
+
+    async def spawn(self, spec: ShimSpec) -> ShimClient:
+        await asyncio.to_thread(_prepare_bundle, spec)
+        channel = await self._launcher_channel()
+        try:
+            reply = await channel.request(
+                {"op": "spawn", "bundle": spec.bundle_dir, "idle_exit": self._idle_exit},
+                self._spawn_timeout,
+            )
+        except BaseException:
+            await channel.close()
+            raise
+        # The shim answered on the launcher's connection and now serves it as ours.
+        channel.peer = f"shim of container {spec.container_id}"
+        return ShimClientImpl(
+            spec.container_id,
+            sockpath.shim_socket(str(self.run_root), spec.container_id),
+            Path(spec.bundle_dir),
+            int(reply["shim_pid"]),
+            control=channel,
+            call_timeout=self._timeout,
+        )
+
+    async def connect(self, container_id: str, bundle_dir: Path) -> ShimClient:
+        client = ShimClientImpl(
+            container_id,
+            sockpath.shim_socket(str(self.run_root), container_id),
+            Path(bundle_dir),
+            shim_pid=0,
+            call_timeout=self._timeout,
+        )
+        try:
+            state = await client.state()
+        except BaseException:
+            await client.aclose()
+            raise
+        client.shim_pid = state.shim_pid
+        return client
+
+    def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
+        return read_exit_status(str(bundle_dir))
+
+    async def launcher_pid(self) -> int:
+        """Pid of the running launcher (started if needed)."""
+        channel = await self._launcher_channel()
+        try:
+            return int((await channel.request({"op": "ping"}, self._timeout))["pid"])
+        finally:
+            await channel.close()
+
+    async def aclose(self) -> None:
+        """Nothing to stop: the launcher and the shims outlive palletd on purpose."""
+
+    async def _launcher_channel(self) -> Channel:
+        try:
+            return await Channel.open(self.launcher_socket, "shim launcher", self._timeout)
+        except Unavailable:
+            pass
+        async with self._launcher_lock:
+            try:
+                return await Channel.open(self.launcher_socket, "shim launcher", self._timeout)
+            except Unavailable:
+                await self._start_launcher()
+            return await Channel.open(self.launcher_socket, "shim launcher", self._timeout)
+
+    async def _start_launcher(self) -> None:
+        # Not a PATH lookup: the daemon's own interpreter, so venvs and editable installs work.
+        process = await asyncio.create_subprocess_exec(
+            self._python, "-m", "pallet.shim.main", "launcher", "--run-root", str(self.run_root),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            _, err = await asyncio.wait_for(process.communicate(), LAUNCHER_START_TIMEOUT)
+        except asyncio.TimeoutError:
+            process.kill()
+            await process.wait()
+            raise Unavailable(
+                f"the shim launcher for {self.run_root} did not start within "
+                f"{LAUNCHER_START_TIMEOUT:g}s"
+            ) from None
+        if process.returncode != 0:
+            raise Internal(
+                f"the shim launcher for {self.run_root} failed to start: "
+                f"{err.decode(errors='replace').strip()}"
+            )
+
+
+def _prepare_bundle(spec: ShimSpec) -> None:
+    os.makedirs(spec.bundle_dir, mode=0o711, exist_ok=True)
+    write_spec(spec)

@@ -1,0 +1,210 @@
+"""The shim fork-server: one long-lived process per run root that forks a shim per container.
+
+Owns: `<run_root>/shim-launcher.sock` (+ .lock, .pid, .log), becoming a daemon on its own
+(its own session, outliving palletd), and turning each `spawn` request into a shim by a
+double fork, so shims are re-parented away from us and we never hold zombies. A forked
+child shares the launcher's already-imported code (copy-on-write), which is why a shim
+costs a few MB and a few ms instead of a fresh interpreter. Must not: supervise shims
+after forking them, or keep any state about containers.
+
+Requests (wire CONTROL frames): {"op": "ping"} -> {"pid": n}; {"op": "spawn", "bundle":
+dir, "idle_exit": s} -> the forked shim itself answers on the same connection, with
+{"shim_pid": n} once the container is created or {"error": ...}, then keeps serving it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import gc
+import os
+import socket
+import sys
+from typing import Any, NoReturn
+
+from pallet.daemon.errors import Internal, InvalidArgument, PalletError
+from pallet.shim import sockpath, wire
+from pallet.shim.processes import log_exception
+from pallet.shim.server import Shim
+from pallet.shim.specfile import read_spec
+from pallet.shim.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_NAME, LibcSyscalls
+
+_REQUEST_TIMEOUT = 5.0
+
+
+def set_process_name(name: str) -> None:
+    """Set the name `ps -o comm` shows (the command line stays the launcher's)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+def run(run_root: str, foreground: bool = False) -> int:
+    """Start the launcher for `run_root`; return 0 once it serves (or one already does)."""
+    run_root = os.path.abspath(run_root)
+    os.makedirs(os.path.join(run_root, sockpath.SHIMS_DIR), mode=0o711, exist_ok=True)
+    if foreground:
+        return _become_launcher(run_root, ready_fd=-1)
+    ready_r, ready_w = os.pipe()
+    if os.fork():
+        # The process palletd started: report readiness, then exit so nobody waits on us.
+        os.close(ready_w)
+        with os.fdopen(ready_r, "rb") as ready:
+            answer = ready.read().decode(errors="replace")
+        if answer.startswith("ok"):
+            return 0
+        print(f"pallet-shim launcher: {answer or 'exited before it was ready'}", file=sys.stderr)
+        return 1
+    os.close(ready_r)
+    os.setsid()
+    code = 1
+    try:
+        code = _become_launcher(run_root, ready_fd=ready_w)
+    finally:
+        os._exit(code)
+
+
+def _tell(fd: int, text: str) -> None:
+    if fd >= 0:
+        os.write(fd, text.encode())
+        os.close(fd)
+
+
+def _become_launcher(run_root: str, ready_fd: int) -> int:
+    lock_fd = os.open(
+        os.path.join(run_root, sockpath.LAUNCHER_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
+    )
+    try:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        _tell(ready_fd, "ok: already running")
+        return 0
+    try:
+        listener = _listen(sockpath.launcher_socket(run_root))
+    except OSError as exc:
+        _tell(ready_fd, f"cannot listen on {sockpath.launcher_socket(run_root)}: {exc}")
+        return 1
+    with open(os.path.join(run_root, sockpath.LAUNCHER_PID), "w") as f:
+        f.write(f"{os.getpid()}\n")
+    _detach_stdio(os.path.join(run_root, sockpath.LAUNCHER_LOG))
+    set_process_name("pallet-launcher")
+    syscalls = LibcSyscalls()
+    # Everything imported so far is shared with every shim we fork; keep the collector
+    # from touching (and so copying) those pages in the children.
+    gc.collect()
+    gc.freeze()
+    _tell(ready_fd, "ok")
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except InterruptedError:
+            continue
+        try:
+            _serve_one(conn, run_root, listener, lock_fd, syscalls)
+        except Exception:  # noqa: BLE001 - one bad client must not stop the launcher
+            log_exception("launcher request failed")
+        finally:
+            conn.close()
+
+
+def _listen(path: str) -> socket.socket:
+    try:
+        os.unlink(path)  # we hold the lock: any socket here belongs to a dead launcher
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    with sockpath.usable(path) as usable:
+        sock.bind(usable)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+def _detach_stdio(log_path: str) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(log, 2)  # tracebacks of the launcher and of every shim land here
+    os.close(null)
+    os.close(log)
+
+
+def _read_request(conn: socket.socket) -> dict[str, Any]:
+    conn.settimeout(_REQUEST_TIMEOUT)
+    header = _recv_exactly(conn, wire.HEADER.size)
+    length, kind = wire.parse_header(header)
+    if kind != wire.CONTROL:
+        raise InvalidArgument("the launcher only takes control frames")
+    return wire.decode_control(_recv_exactly(conn, length))
+
+
+def _recv_exactly(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise InvalidArgument("connection closed mid-request")
+        data += chunk
+    return data
+
+
+def _serve_one(
+    conn: socket.socket, run_root: str, listener: socket.socket, lock_fd: int, syscalls: LibcSyscalls
+) -> None:
+    try:
+        request = _read_request(conn)
+    except (OSError, PalletError, ValueError):
+        return
+    op = request.get("op")
+    if op == "ping":
+        conn.sendall(wire.encode_control({"pid": os.getpid()}))
+        return
+    if op != "spawn" or not isinstance(request.get("bundle"), str):
+        conn.sendall(wire.encode_control(wire.error_reply(InvalidArgument(f"bad launcher request {op!r}"))))
+        return
+    idle_exit = float(request.get("idle_exit", 30.0))
+    middle = os.fork()
+    if middle == 0:
+        try:
+            os.setsid()  # the shim's own session: no signal aimed at palletd's group hits it
+            if os.fork() == 0:
+                _run_shim(conn, request["bundle"], run_root, listener, lock_fd, syscalls, idle_exit)
+        finally:
+            os._exit(0)
+    os.waitpid(middle, 0)  # exits at once; the shim is now init's (or a subreaper's) child
+
+
+def _run_shim(
+    conn: socket.socket,
+    bundle: str,
+    run_root: str,
+    listener: socket.socket,
+    lock_fd: int,
+    syscalls: LibcSyscalls,
+    idle_exit: float,
+) -> NoReturn:
+    code = 0
+    try:
+        listener.close()
+        os.close(lock_fd)  # the flock stays with the launcher's own descriptor
+        set_process_name("pallet-shim")
+        syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+        conn.settimeout(None)
+        try:
+            spec = read_spec(bundle)
+            shim = Shim(spec, run_root, syscalls, idle_exit=idle_exit)
+            shim.create(private_fds=[conn.fileno()])
+        except PalletError as exc:
+            conn.sendall(wire.encode_control(wire.error_reply(exc)))
+        else:
+            shim.adopt(conn, {"shim_pid": os.getpid()})
+            shim.serve()
+    except BaseException as exc:  # noqa: BLE001 - a shim must never unwind into the launcher
+        code = 1
+        log_exception("shim failed")
+        try:
+            conn.sendall(wire.encode_control(wire.error_reply(Internal(f"shim failed: {exc}"))))
+        except OSError:
+            pass
+    finally:
+        os._exit(code)

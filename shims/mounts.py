@@ -1,0 +1,101 @@
+"""Path and mount-option helpers for building a container's filesystem.
+
+Owns: resolving a container path inside a root without escaping it through `..` or
+symlinks (`secure_join`), turning "ro,nosuid,size=64m" into mount flags plus fs data,
+and the default masked / read-only path lists. Must not: mount anything.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from pallet.daemon.errors import InvalidArgument
+from pallet.shim import syscalls as sc
+
+#: Docker's defaults: paths that leak host information or allow host changes.
+DEFAULT_MASKED = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+    "/sys/firmware", "/sys/devices/virtual/powercap",
+)
+DEFAULT_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+_FLAGS: dict[str, tuple[bool, int]] = {
+    # option: (clear instead of set, flag)
+    "ro": (False, sc.MS_RDONLY), "rw": (True, sc.MS_RDONLY),
+    "nosuid": (False, sc.MS_NOSUID), "suid": (True, sc.MS_NOSUID),
+    "nodev": (False, sc.MS_NODEV), "dev": (True, sc.MS_NODEV),
+    "noexec": (False, sc.MS_NOEXEC), "exec": (True, sc.MS_NOEXEC),
+    "sync": (False, sc.MS_SYNCHRONOUS), "async": (True, sc.MS_SYNCHRONOUS),
+    "dirsync": (False, sc.MS_DIRSYNC), "remount": (False, sc.MS_REMOUNT),
+    "noatime": (False, sc.MS_NOATIME), "atime": (True, sc.MS_NOATIME),
+    "nodiratime": (False, sc.MS_NODIRATIME), "diratime": (True, sc.MS_NODIRATIME),
+    "relatime": (False, sc.MS_RELATIME), "norelatime": (True, sc.MS_RELATIME),
+    "strictatime": (False, sc.MS_STRICTATIME), "nostrictatime": (True, sc.MS_STRICTATIME),
+    "bind": (False, sc.MS_BIND), "rbind": (False, sc.MS_BIND | sc.MS_REC),
+    "defaults": (False, 0),
+}
+_PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+}
+
+
+def parse_options(options: tuple[str, ...]) -> tuple[int, int, str]:
+    """Return (mount flags, propagation flags, fs-specific data)."""
+    flags, propagation, data = 0, 0, []
+    for option in options:
+        if option in _FLAGS:
+            clear, flag = _FLAGS[option]
+            flags = flags & ~flag if clear else flags | flag
+        elif option in _PROPAGATION:
+            propagation |= _PROPAGATION[option]
+        else:
+            data.append(option)
+    return flags, propagation, ",".join(data)
+
+
+def secure_join(root: str, path: str) -> str:
+    """`root`/`path` with every symlink resolved as if `root` were `/`.
+
+    An image may carry `/etc/hosts -> /host/etc/shadow`; following that naively on the
+    host would make a bind mount land outside the container's root.
+    """
+    pending = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        try:
+            mode = os.lstat(candidate).st_mode
+        except FileNotFoundError:
+            resolved.append(part)
+            continue
+        if not stat.S_ISLNK(mode):
+            resolved.append(part)
+            continue
+        hops += 1
+        if hops > 40:
+            raise InvalidArgument(f"too many levels of symbolic links in {path}")
+        target = os.readlink(candidate)
+        if target.startswith("/"):
+            resolved = []
+        pending = [p for p in target.split("/") if p not in ("", ".")] + pending
+    return os.path.join(root, *resolved)
+
+
+def ensure_mount_point(path: str, is_dir: bool) -> None:
+    """Create what a mount needs to land on: a directory, or an empty file for a file."""
+    if is_dir:
+        os.makedirs(path, exist_ok=True)
+        return
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.lexists(path):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))

@@ -1,0 +1,267 @@
+"""Forking the container's init and exec processes, and their status pipes.
+
+Owns: the code that runs in forked children of the shim (stage 1 / stage 2 of the init,
+stage 1 / stage 2 of an exec) and the one-line JSON messages they send back on a
+close-on-exec status pipe: {"pid": n} from stage 1, {"ready": true} when the init is
+built, {"error": ...} when setup failed, {"exec_error": ..., "exit_code": n} when the final
+exec failed. A successful exec closes the pipe, so EOF means "running". Must not: return
+into the shim's loop from a child (every child ends in os._exit).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+from pallet.daemon.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    PalletError,
+)
+from pallet.daemon.shims.api import ExecSpec, ShimSpec
+from pallet.shim.steps import (
+    ExecFailed,
+    ExecJoin,
+    InitSetup,
+    ProcessSetup,
+    exec_process,
+    run_steps,
+)
+from pallet.shim.syscalls import Syscalls
+
+SETUP_FAILED_EXIT = 126  # docker's code for "the runtime could not start the command"
+
+
+@dataclass(slots=True)
+class ChildStdio:
+    """The child's ends of its stdio and status pipes, and what the parent keeps."""
+
+    stdin: int
+    stdout: int
+    stderr: int
+    status_w: int
+    start_r: int = -1
+    close_in_child: list[int] = field(default_factory=list)
+
+
+def send_status(fd: int, message: dict[str, Any]) -> None:
+    """One message per write: below PIPE_BUF, so stage 1 and 2 never interleave."""
+    data = json.dumps(message, separators=(",", ":")).encode()[:4000] + b"\n"
+    try:
+        os.write(fd, data)
+    except OSError:
+        pass  # the shim is gone; nobody to tell
+
+
+def _error_message(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, PalletError):
+        return {"error": {"code": exc.code, "message": exc.message}}
+    return {"error": {"code": "INTERNAL", "message": f"{type(exc).__name__}: {exc}"}}
+
+
+class StatusReader:
+    """Reads the JSON lines of a status pipe in the shim (blocking with a deadline)."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = b""
+        self.eof = False
+        self.seen: dict[str, Any] = {}  # every message so far, merged (later wins)
+
+    def read_available(self) -> list[dict[str, Any]]:
+        """Read what is there without blocking (the fd is non-blocking)."""
+        messages = []
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.eof = True
+                break
+            self._buf += chunk
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            try:
+                message = json.loads(line)
+            except ValueError:
+                continue
+            messages.append(message)
+            self.seen.update(message)
+        return messages
+
+    def wait_readable(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineExceeded("container setup did not finish in time")
+        select.select([self.fd], [], [], remaining)
+
+
+def _reset_in_child(stdio: ChildStdio) -> None:
+    # The shim's SIGCHLD handler and wakeup fd belong to the shim's loop, not to us.
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for fd in stdio.close_in_child:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _take_stdio(stdio: ChildStdio) -> None:
+    for target, fd in ((0, stdio.stdin), (1, stdio.stdout), (2, stdio.stderr)):
+        os.dup2(fd, target)  # dup2 clears close-on-exec: the program inherits these
+    for fd in {stdio.stdin, stdio.stdout, stdio.stderr}:
+        if fd > 2:
+            os.close(fd)
+
+
+def fork_init(spec: ShimSpec, sc: Syscalls, cgroup_dirs: list[str], stdio: ChildStdio) -> int:
+    """Fork stage 1 of the init; return its pid (stage 2's pid arrives on the pipe)."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        _reset_in_child(stdio)
+        setup = InitSetup(spec, sc, cgroup_dirs)
+        run_steps(setup.stage1())
+        # After unshare(CLONE_NEWPID) our first child is PID 1 of the new namespace.
+        child = os.fork()
+        if child == 0:
+            _init_stage2(spec, sc, setup, stdio)
+        send_status(stdio.status_w, {"pid": child})
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - a child must report, never unwind
+        send_status(stdio.status_w, _error_message(exc))
+    finally:
+        os._exit(code)
+
+
+def _init_stage2(spec: ShimSpec, sc: Syscalls, setup: InitSetup, stdio: ChildStdio) -> NoReturn:
+    code = 1
+    try:
+        _take_stdio(stdio)
+        run_steps(setup.stage2())
+        process = ProcessSetup(
+            sc,
+            user=spec.user,
+            env=spec.env,
+            cwd=spec.cwd,
+            capabilities=spec.capabilities,
+            no_new_privileges=spec.no_new_privileges,
+        )
+        run_steps(process.steps())
+        send_status(stdio.status_w, {"ready": True})
+        # Wait here, fully built, until the shim's `start` (EOF: deleted before start).
+        if os.read(stdio.start_r, 1) != b"s":
+            os._exit(1)
+        os.close(stdio.start_r)
+        exec_process(spec.args, process.env)
+    except ExecFailed as exc:
+        send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": exc.exit_code})
+        code = exc.exit_code
+    except BaseException as exc:  # noqa: BLE001
+        send_status(stdio.status_w, _error_message(exc))
+    finally:
+        os._exit(code)
+
+
+def fork_exec(
+    container: ShimSpec,
+    exec_spec: ExecSpec,
+    sc: Syscalls,
+    init_pid: int,
+    cgroup_dirs: list[str],
+    stdio: ChildStdio,
+) -> int:
+    """Fork stage 1 of an exec; it reports the pid of the process that will exec."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        _reset_in_child(stdio)
+        run_steps(ExecJoin(sc, init_pid, cgroup_dirs).steps())
+        # setns(CLONE_NEWPID) applies to children only: fork to be inside.
+        child = os.fork()
+        if child == 0:
+            _exec_stage2(container, exec_spec, sc, stdio)
+        send_status(stdio.status_w, {"pid": child})
+        code = 0
+    except BaseException as exc:  # noqa: BLE001
+        send_status(stdio.status_w, _error_message(exc))
+    finally:
+        os._exit(code)
+
+
+def merged_env(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The container's env with the exec's own variables winning, as `docker exec` does."""
+    values: dict[str, str] = {}
+    for entry in (*base, *extra):
+        key = entry.split("=", 1)[0]
+        values[key] = entry
+    return tuple(values.values())
+
+
+def _exec_stage2(container: ShimSpec, spec: ExecSpec, sc: Syscalls, stdio: ChildStdio) -> NoReturn:
+    code = SETUP_FAILED_EXIT
+    try:
+        _take_stdio(stdio)
+        process = ProcessSetup(
+            sc,
+            user=spec.user or container.user,
+            env=merged_env(container.env, spec.env),
+            cwd=spec.cwd or container.cwd,
+            capabilities=container.capabilities,
+            no_new_privileges=container.no_new_privileges,
+        )
+        run_steps(process.steps())
+        exec_process(spec.args, process.env)
+    except ExecFailed as exc:
+        send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": exc.exit_code})
+        code = exc.exit_code
+    except PalletError as exc:
+        send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": code})
+    except BaseException as exc:  # noqa: BLE001
+        send_status(stdio.status_w, {"exec_error": f"{type(exc).__name__}: {exc}", "exit_code": code})
+    finally:
+        os._exit(code)
+
+
+def wait_for(reader: StatusReader, keys: set[str], deadline: float) -> dict[str, Any]:
+    """Collect status messages until one of each of `keys` (or an error) has arrived."""
+    got: dict[str, Any] = {}
+    while not keys <= got.keys():
+        for message in reader.read_available():
+            if "error" in message:
+                error = message["error"]
+                code = str(error.get("code", "INTERNAL"))
+                text = str(error.get("message", ""))
+                # Anything that stops a container from being built is, to the daemon, a
+                # precondition the user must fix (user, workdir, mounts), unless internal.
+                if code == "INTERNAL":
+                    raise Internal(text)
+                raise FailedPrecondition(text)
+            got.update(message)
+        if keys <= got.keys():
+            break
+        if reader.eof:
+            raise Internal("container setup ended without saying why (see the shim log)")
+        reader.wait_readable(deadline)
+    return got
+
+
+def log_exception(context: str) -> None:
+    """Tracebacks go to the shim's stderr (the launcher's log file), once."""
+    print(f"pallet-shim[{os.getpid()}]: {context}", file=sys.stderr)
+    traceback.print_exc(file=sys.stderr)
+    sys.stderr.flush()

@@ -1,0 +1,866 @@
+"""The shim's single-threaded event loop: one container, its stdio, its clients.
+
+Owns: building the container (via `pallet.shim.processes`), the unix socket at
+`<run_root>/shims/<id>.sock`, the requests of the wire protocol (state, start, kill, wait,
+attach, exec, close_stdin, shutdown), reaping every child (we are a subreaper), writing
+exit.json before anyone hears of an exit, copying container output to the log file and to
+attached clients, and removing the socket and cgroup at the end. Must not: block on a
+client (output is never held back by a slow or absent daemon) or import asyncio/grpc.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pallet.daemon.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    PalletError,
+)
+from pallet.daemon.shims.api import ExitStatus, ShimSpec
+from pallet.shim import cgroups, sockpath, wire
+from pallet.shim.logfile import LogWriter
+from pallet.shim.processes import (
+    ChildStdio,
+    StatusReader,
+    fork_exec,
+    fork_init,
+    log_exception,
+    wait_for,
+)
+from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
+from pallet.shim.syscalls import Syscalls
+
+_READ_CHUNK = 65536
+_CLIENT_BUFFER_LIMIT = 8 << 20  # a client this far behind is dropped, never waited for
+_STDIN_BUFFER_LIMIT = 1 << 20  # stop reading a client's stdin until the process catches up
+_DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
+_CREATE_TIMEOUT = 60.0
+
+Handler = Callable[[int], None]
+
+
+class _Conn:
+    """One client connection: a control channel, a wait, an attach or an exec stream."""
+
+    __slots__ = (
+        "sock", "fd", "decoder", "out", "mode", "stdout", "stderr", "stdin", "exec",
+        "close_after_flush", "paused", "handler",
+    )
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.decoder = wire.FrameDecoder()
+        self.out = bytearray()
+        self.mode = "control"
+        self.stdout = self.stderr = self.stdin = False
+        self.exec: _Process | None = None
+        self.close_after_flush = False
+        self.paused = False  # not reading: the stdin it feeds is backed up
+        self.handler: Handler = lambda mask: None
+
+
+class _Pipe:
+    """The write end of a process's stdin, with a buffer so the shim never blocks on it."""
+
+    __slots__ = ("fd", "buf", "closing")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buf = bytearray()
+        self.closing = False
+        os.set_blocking(fd, False)
+
+
+class _Process:
+    """An init or exec process the shim watches: its pid, pipes and how it ended."""
+
+    def __init__(self, pid: int, stdout: int, stderr: int, stdin: _Pipe | None) -> None:
+        self.pid = pid
+        self.outputs: dict[int, int] = {stdout: wire.STDOUT, stderr: wire.STDERR}
+        self.stdin = stdin
+        self.status: StatusReader | None = None
+        self.exec_error = ""
+        self.exec_exit_code = 0
+        self.exit: ExitStatus | None = None
+        self.drain_deadline = 0.0
+        self.conn: _Conn | None = None  # exec processes: the client streaming it
+        for fd in self.outputs:
+            os.set_blocking(fd, False)
+
+
+class Shim:
+    """One container's supervisor."""
+
+    def __init__(
+        self,
+        spec: ShimSpec,
+        run_root: str,
+        syscalls: Syscalls,
+        *,
+        idle_exit: float = 30.0,
+    ) -> None:
+        self.spec = spec
+        self.sys = syscalls
+        self.id = spec.container_id
+        self.sock_path = sockpath.shim_socket(run_root, spec.container_id)
+        self.idle_exit = idle_exit
+        self.sel = selectors.DefaultSelector()
+        self.conns: dict[int, _Conn] = {}
+        self.status = "creating"
+        self.started_at_ns = 0
+        self.init: _Process | None = None
+        self.execs: dict[int, _Process] = {}
+        self.cgroup_dirs: list[str] = []
+        self.log: LogWriter | None = None
+        self.listener: socket.socket | None = None
+        self._sock_ino = 0
+        self._start_w = -1
+        self._start_conn: _Conn | None = None
+        self._start_requested = False
+        self._waiters: list[_Conn] = []
+        self._attached: list[_Conn] = []
+        self._shutdown_conns: list[_Conn] = []
+        self._finished = False  # init exited, status on disk, output drained
+        self._idle_since = 0.0
+        self._done = False
+        self._wakeup_r = -1
+        self._private_fds: list[int] = []
+
+    # -- creation (blocking: nothing else to serve yet) ----------------------------------
+
+    def create(self, private_fds: list[int] | None = None) -> None:
+        """Build the container up to its waiting init; on failure leave nothing behind.
+
+        `private_fds` are descriptors of ours the container's processes must not inherit
+        even until their exec (e.g. the connection the spawn request came on).
+        """
+        self._private_fds = list(private_fds or [])
+        try:
+            self._install_sigchld()
+            self._listen()
+            self._create_container()
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def _install_sigchld(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+        signal.signal(signal.SIGCHLD, lambda signum, frame: None)
+        signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+        self._wakeup_r = r
+        self.sel.register(r, selectors.EVENT_READ, self._on_sigchld)
+
+    def _listen(self) -> None:
+        os.makedirs(os.path.dirname(self.sock_path), mode=0o711, exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        with sockpath.usable(self.sock_path) as path:
+            try:
+                sock.bind(path)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    sock.close()
+                    raise
+                if _alive(path):
+                    sock.close()
+                    raise AlreadyExists(
+                        f"a shim for container {self.id} is already running"
+                    ) from None
+                os.unlink(path)  # a dead shim's socket
+                sock.bind(path)
+        self._sock_ino = os.stat(self.sock_path).st_ino
+        sock.listen(64)
+        sock.setblocking(False)
+        self.listener = sock
+        self.sel.register(sock, selectors.EVENT_READ, self._on_accept)
+
+    def _create_container(self) -> None:
+        spec = self.spec
+        self.cgroup_dirs = cgroups.create(spec.cgroup_path)
+        status_r, status_w = os.pipe()
+        start_r, start_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        if spec.open_stdin:
+            in_r, in_w = os.pipe()
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+        parent_ends = [status_r, start_w, out_r, err_r] + ([in_w] if in_w >= 0 else [])
+        stdio = ChildStdio(
+            stdin=in_r, stdout=out_w, stderr=err_w, status_w=status_w, start_r=start_r,
+            close_in_child=parent_ends + self._fds_to_close_in_children(),
+        )
+        stage1 = fork_init(spec, self.sys, self.cgroup_dirs, stdio)
+        for fd in (status_w, start_r, out_w, err_w, in_r):
+            os.close(fd)
+        self._start_w = start_w
+        reader = StatusReader(status_r)
+        os.set_blocking(status_r, False)
+        process = _Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process.status = reader
+        try:
+            got = wait_for(reader, {"pid", "ready"}, time.monotonic() + _CREATE_TIMEOUT)
+        except BaseException:
+            # Stage 2 exits by itself after reporting an error; a hang gets killed. Once
+            # stage 1 is reaped, stage 2 is our child (we are its subreaper): reap it too.
+            stage2 = int(reader.seen.get("pid", 0))
+            _kill(stage1, signal.SIGKILL)
+            _kill(stage2, signal.SIGKILL)
+            _reap_blocking(stage1)
+            if stage2:
+                _reap_blocking(stage2)
+            self._close_process(process)
+            os.close(status_r)
+            os.close(start_w)
+            self._start_w = -1
+            raise
+        _reap_blocking(stage1)
+        process.pid = int(got["pid"])
+        self.init = process
+        for fd in process.outputs:
+            self.sel.register(fd, selectors.EVENT_READ, self._output_handler(process, fd))
+        try:
+            self.log = LogWriter(spec.log_path, spec.log_max_size, spec.log_max_files)
+        except OSError as exc:
+            _kill(process.pid, signal.SIGKILL)
+            raise FailedPrecondition(f"cannot open log file {spec.log_path}: {exc.strerror}") from None
+        self.status = "created"
+
+    def _fds_to_close_in_children(self) -> list[int]:
+        fds = [self._wakeup_r, *self._private_fds]
+        if self.listener is not None:
+            fds.append(self.listener.fileno())
+        fds.extend(self.conns)
+        return fds
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def adopt(self, sock: socket.socket, reply: dict[str, Any]) -> None:
+        """Take over the connection the spawn request came on, after replying on it."""
+        conn = self._add_conn(sock)
+        self._send(conn, wire.encode_control(reply))
+
+    def serve(self) -> None:
+        while not self._done:
+            for key, mask in self.sel.select(self._next_timeout()):
+                handler: Handler = key.data
+                handler(mask)
+            self._run_timers()
+        self._flush_all_blocking()
+
+    def _next_timeout(self) -> float | None:
+        now = time.monotonic()
+        deadlines = [p.drain_deadline for p in self._processes() if p.exit and p.outputs]
+        if self._finished and not self.conns and self._idle_since:
+            deadlines.append(self._idle_since + self.idle_exit)
+        return max(0.0, min(deadlines) - now) if deadlines else None
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        for process in self._processes():
+            if process.exit and process.outputs and now >= process.drain_deadline:
+                for fd in list(process.outputs):
+                    self._close_output(process, fd)
+        if self._finished and not self.conns:
+            if not self._idle_since:
+                self._idle_since = now
+            elif now >= self._idle_since + self.idle_exit:
+                self._shutdown()
+        else:
+            self._idle_since = 0.0
+
+    def _processes(self) -> list[_Process]:
+        return ([self.init] if self.init else []) + list(self.execs.values())
+
+    # -- connections -------------------------------------------------------------------
+
+    def _on_accept(self, mask: int) -> None:
+        assert self.listener is not None
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                log_exception("accept failed")
+                return
+            self._add_conn(sock)
+
+    def _add_conn(self, sock: socket.socket) -> _Conn:
+        sock.setblocking(False)
+        conn = _Conn(sock)
+        conn.handler = lambda mask: self._on_conn(conn, mask)
+        self.conns[conn.fd] = conn
+        self.sel.register(conn.fd, selectors.EVENT_READ, conn.handler)
+        return conn
+
+    def _on_conn(self, conn: _Conn, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+        if not mask & selectors.EVENT_READ or conn.fd not in self.conns:
+            return
+        try:
+            data = conn.sock.recv(_READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._drop(conn)
+            return
+        try:
+            frames = conn.decoder.feed(data)
+        except wire.FrameError as exc:
+            self._send(conn, wire.encode_control(wire.error_reply(InvalidArgument(str(exc)))))
+            conn.close_after_flush = True
+            self._flush(conn)
+            return
+        for kind, payload in frames:
+            if conn.fd not in self.conns:
+                return
+            self._on_frame(conn, kind, payload)
+
+    def _on_frame(self, conn: _Conn, kind: int, payload: bytes) -> None:
+        if kind == wire.STDIN:
+            self._write_stdin(conn, payload)
+            return
+        if kind != wire.CONTROL:
+            return
+        try:
+            message = wire.decode_control(payload)
+            reply = self._dispatch(conn, message)
+        except PalletError as exc:
+            reply = wire.error_reply(exc)
+        except Exception as exc:  # noqa: BLE001 - one bad request must not kill the shim
+            log_exception(f"request {payload[:200]!r} failed")
+            reply = wire.error_reply(Internal(f"shim error: {type(exc).__name__}: {exc}"))
+        if reply is not None:
+            self._send(conn, wire.encode_control(reply))
+
+    def _dispatch(self, conn: _Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+        op = message.get("op")
+        if op == "state":
+            return self._state()
+        if op == "start":
+            return self._op_start(conn)
+        if op == "kill":
+            return self._op_kill(message)
+        if op == "wait":
+            if self._finished:
+                return {"exit": exit_to_dict(self._init().exit)}  # type: ignore[arg-type]
+            self._waiters.append(conn)
+            conn.mode = "wait"
+            return None
+        if op == "attach":
+            self._op_attach(conn, message)
+            return None
+        if op == "exec":
+            return self._op_exec(conn, message)
+        if op == "close_stdin":
+            self._close_stdin_of(conn)
+            return None
+        if op == "shutdown":
+            return self._op_shutdown(conn)
+        raise InvalidArgument(f"unknown shim request {op!r}")
+
+    def _send(self, conn: _Conn, data: bytes) -> None:
+        if conn.fd not in self.conns:
+            return
+        if len(conn.out) + len(data) > _CLIENT_BUFFER_LIMIT:
+            self._drop(conn)  # too slow: its output would otherwise pile up in the shim
+            return
+        conn.out += data
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        while conn.out:
+            try:
+                sent = conn.sock.send(conn.out)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._drop(conn)
+                return
+            del conn.out[:sent]
+        if not conn.out and conn.close_after_flush:
+            self._drop(conn)
+            return
+        self._update_events(conn)
+
+    def _update_events(self, conn: _Conn) -> None:
+        if conn.fd not in self.conns:
+            return
+        events = (0 if conn.paused else selectors.EVENT_READ) | (
+            selectors.EVENT_WRITE if conn.out else 0
+        )
+        key = self.sel.get_map().get(conn.fd)
+        if key is None:
+            if events:
+                self.sel.register(conn.fd, events, conn.handler)
+        elif not events:
+            self.sel.unregister(conn.fd)
+        elif key.events != events:
+            self.sel.modify(conn.fd, events, conn.handler)
+
+    def _drop(self, conn: _Conn) -> None:
+        if self.conns.pop(conn.fd, None) is None:
+            return
+        if conn.fd in self.sel.get_map():
+            self.sel.unregister(conn.fd)
+        conn.sock.close()
+        for group in (self._waiters, self._attached, self._shutdown_conns):
+            if conn in group:
+                group.remove(conn)
+        if self._start_conn is conn:
+            self._start_conn = None
+        if conn.exec is not None:
+            # The client went away: the exec keeps running, without stdin or a reader.
+            conn.exec.conn = None
+            if conn.exec.stdin is not None:
+                self._close_stdin(conn.exec)
+
+    def _flush_all_blocking(self) -> None:
+        for conn in list(self.conns.values()):
+            try:
+                conn.sock.settimeout(1.0)
+                conn.sock.sendall(conn.out)
+            except OSError:
+                pass
+            conn.sock.close()
+        self.conns.clear()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _init(self) -> _Process:
+        assert self.init is not None
+        return self.init
+
+    def _state(self) -> dict[str, Any]:
+        init = self._init()
+        return {
+            "status": self.status,
+            "pid": init.pid if self.status != "created" else 0,
+            "shim_pid": os.getpid(),
+            "exit": exit_to_dict(init.exit) if init.exit else None,
+            "started_at_ns": self.started_at_ns,
+        }
+
+    def _op_start(self, conn: _Conn) -> dict[str, Any] | None:
+        if self.status != "created" or self._start_w < 0:
+            raise FailedPrecondition(f"container {self.id} is {self.status}: it can only be started once")
+        init = self._init()
+        os.write(self._start_w, b"s")
+        os.close(self._start_w)
+        self._start_w = -1
+        self._start_conn = conn
+        self._start_requested = True
+        assert init.status is not None
+        self.sel.register(init.status.fd, selectors.EVENT_READ, lambda mask: self._on_init_status())
+        return None
+
+    def _on_init_status(self) -> None:
+        """The init's status pipe: an exec error, or EOF once the exec succeeded."""
+        init = self._init()
+        reader = init.status
+        if reader is None:
+            return
+        for message in reader.read_available():
+            if "exec_error" in message:
+                init.exec_error = str(message["exec_error"])
+        if not reader.eof:
+            return
+        if reader.fd in self.sel.get_map():
+            self.sel.unregister(reader.fd)
+        os.close(reader.fd)
+        init.status = None
+        if not self._start_requested:
+            return  # killed while waiting for start: nothing was started
+        if init.exec_error:
+            return  # answered once the init is reaped and its exit is on disk
+        self.started_at_ns = time.time_ns()
+        if self.status == "created":
+            self.status = "running"
+        self._reply_start()
+
+    def _reply_start(self) -> None:
+        conn, self._start_conn = self._start_conn, None
+        if conn is None:
+            return
+        init = self._init()
+        if init.exec_error:
+            reply = wire.error_reply(FailedPrecondition(init.exec_error))
+        else:
+            reply = {"pid": init.pid}
+        self._send(conn, wire.encode_control(reply))
+
+    def _op_kill(self, message: dict[str, Any]) -> dict[str, Any]:
+        signum = message.get("signal")
+        if not isinstance(signum, int) or not 0 < signum < signal.NSIG:
+            raise InvalidArgument(f"invalid signal {signum!r}")
+        init = self._init()
+        if init.exit is not None:
+            raise FailedPrecondition(f"container {self.id} is not running")
+        if message.get("all"):
+            for pid in cgroups.pids(self.cgroup_dirs):
+                _kill(pid, signum)
+        _kill(init.pid, signum)
+        return {}
+
+    def _op_attach(self, conn: _Conn, message: dict[str, Any]) -> None:
+        init = self._init()
+        conn.mode = "attach"
+        conn.stdout = bool(message.get("stdout"))
+        conn.stderr = bool(message.get("stderr"))
+        conn.stdin = bool(message.get("stdin")) and init.stdin is not None
+        self._attached.append(conn)
+        self._send(conn, wire.encode_control({}))
+        if not init.outputs:
+            self._send(conn, wire.encode_control({"event": "eof"}))
+
+    def _op_exec(self, conn: _Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+        if self.status != "running":
+            raise FailedPrecondition(f"container {self.id} is not running")
+        spec = exec_from_dict(message.get("spec") or {})
+        if not spec.args:
+            raise InvalidArgument("exec needs a command")
+        status_r, status_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        if spec.stdin:
+            in_r, in_w = os.pipe()
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
+        parent_ends = [status_r, out_r, err_r] + ([in_w] if in_w >= 0 else [])
+        stdio = ChildStdio(
+            stdin=in_r, stdout=out_w, stderr=err_w, status_w=status_w,
+            close_in_child=parent_ends + self._fds_to_close_in_children()
+            + self._process_fds(),
+        )
+        fork_exec(self.spec, spec, self.sys, self._init().pid, self.cgroup_dirs, stdio)
+        for fd in (status_w, out_w, err_w, in_r):
+            os.close(fd)
+        os.set_blocking(status_r, False)
+        reader = StatusReader(status_r)
+        process = _Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process.status = reader
+        try:
+            got = wait_for(reader, {"pid"}, time.monotonic() + 10.0)
+        except BaseException:
+            self._close_process(process)
+            os.close(status_r)
+            raise
+        process.pid = int(got["pid"])
+        process.conn = conn
+        conn.mode = "exec"
+        conn.exec = process
+        conn.stdin = process.stdin is not None
+        self.execs[process.pid] = process
+        for fd in process.outputs:
+            self.sel.register(fd, selectors.EVENT_READ, self._output_handler(process, fd))
+        self.sel.register(status_r, selectors.EVENT_READ, lambda mask: self._on_exec_status(process))
+        self._send(conn, wire.encode_control({"pid": process.pid}))
+        if "exec_error" in reader.seen:  # arrived together with the pid
+            self._report_exec_error(process, str(reader.seen["exec_error"]))
+        return None
+
+    def _process_fds(self) -> list[int]:
+        fds: list[int] = []
+        for process in self._processes():
+            fds.extend(process.outputs)
+            if process.stdin is not None and process.stdin.fd >= 0:
+                fds.append(process.stdin.fd)
+            if process.status is not None:
+                fds.append(process.status.fd)
+        if self._start_w >= 0:
+            fds.append(self._start_w)
+        return fds
+
+    def _on_exec_status(self, process: _Process) -> None:
+        reader = process.status
+        if reader is None:
+            return
+        for message in reader.read_available():
+            if "exec_error" in message:
+                self._report_exec_error(process, str(message["exec_error"]))
+        if reader.eof:
+            self.sel.unregister(reader.fd)
+            os.close(reader.fd)
+            process.status = None
+
+    def _report_exec_error(self, process: _Process, message: str) -> None:
+        if process.exec_error:
+            return
+        process.exec_error = message
+        # Shown to the user on the exec's stderr, as docker's CLI does.
+        if process.conn is not None:
+            frame = wire.encode_output(wire.STDERR, time.time_ns(), message.encode() + b"\n")
+            self._send(process.conn, frame)
+
+    def _op_shutdown(self, conn: _Conn) -> dict[str, Any] | None:
+        if self.status == "running":
+            raise FailedPrecondition(
+                f"container {self.id} is running: kill it before shutting down its shim"
+            )
+        self._shutdown_conns.append(conn)
+        if self.status == "created":
+            _kill(self._init().pid, signal.SIGKILL)  # deleted before start
+        elif self._finished:
+            self._shutdown()
+        return None
+
+    # -- stdio ---------------------------------------------------------------------------
+
+    def _output_handler(self, process: _Process, fd: int) -> Handler:
+        return lambda mask: self._on_output(process, fd)
+
+    def _on_output(self, process: _Process, fd: int) -> None:
+        try:
+            data = os.read(fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close_output(process, fd)
+            return
+        stream = process.outputs[fd]
+        now = time.time_ns()
+        frame = wire.encode_output(stream, now, data)
+        if process is self.init:
+            if self.log is not None:
+                try:
+                    self.log.write(stream, data, now)
+                except OSError:
+                    log_exception("log write failed")
+            for conn in list(self._attached):
+                if conn.stdout if stream == wire.STDOUT else conn.stderr:
+                    self._send(conn, frame)
+        elif process.conn is not None:
+            self._send(process.conn, frame)
+
+    def _close_output(self, process: _Process, fd: int) -> None:
+        self.sel.unregister(fd)
+        os.close(fd)
+        del process.outputs[fd]
+        if process.outputs:
+            return
+        if process is self.init:
+            for conn in list(self._attached):
+                self._send(conn, wire.encode_control({"event": "eof"}))
+            self._maybe_finish_init()
+        else:
+            self._maybe_finish_exec(process)
+
+    def _write_stdin(self, conn: _Conn, data: bytes) -> None:
+        if not conn.stdin:
+            return
+        process = conn.exec if conn.exec is not None else self.init
+        pipe = process.stdin if process is not None else None
+        if pipe is None or pipe.closing or pipe.fd < 0:
+            return
+        pipe.buf += data
+        self._flush_stdin(process)  # type: ignore[arg-type]
+
+    def _flush_stdin(self, process: _Process) -> None:
+        pipe = process.stdin
+        if pipe is None or pipe.fd < 0:
+            return
+        registered = pipe.fd in self.sel.get_map()
+        while pipe.buf:
+            try:
+                written = os.write(pipe.fd, pipe.buf)
+            except BlockingIOError:
+                break
+            except OSError:
+                pipe.buf.clear()  # the process closed its stdin or died: nothing to deliver
+                pipe.closing = True
+                break
+            del pipe.buf[:written]
+        if pipe.buf and not registered:
+            self.sel.register(pipe.fd, selectors.EVENT_WRITE, lambda mask: self._flush_stdin(process))
+        elif not pipe.buf:
+            if registered:
+                self.sel.unregister(pipe.fd)
+            if pipe.closing:
+                os.close(pipe.fd)
+                pipe.fd = -1
+        self._throttle_stdin_writers(process, len(pipe.buf) > _STDIN_BUFFER_LIMIT)
+
+    def _throttle_stdin_writers(self, process: _Process, full: bool) -> None:
+        writers = [process.conn] if process is not self.init else self._attached
+        for conn in writers:
+            if conn is not None and conn.stdin and conn.paused != full:
+                conn.paused = full
+                self._update_events(conn)
+
+    def _close_stdin_of(self, conn: _Conn) -> None:
+        process = conn.exec if conn.exec is not None else self.init
+        if process is not None and conn.stdin:
+            self._close_stdin(process)
+
+    def _close_stdin(self, process: _Process) -> None:
+        pipe = process.stdin
+        if pipe is None or pipe.fd < 0:
+            return
+        pipe.closing = True
+        self._flush_stdin(process)
+
+    def _close_process(self, process: _Process) -> None:
+        for fd in list(process.outputs):
+            if fd in self.sel.get_map():
+                self.sel.unregister(fd)
+            os.close(fd)
+        process.outputs.clear()
+        if process.stdin is not None and process.stdin.fd >= 0:
+            if process.stdin.fd in self.sel.get_map():
+                self.sel.unregister(process.stdin.fd)
+            os.close(process.stdin.fd)
+            process.stdin.fd = -1
+
+    # -- children ------------------------------------------------------------------------
+
+    def _on_sigchld(self, mask: int) -> None:
+        try:
+            while os.read(self._wakeup_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            code = code if code >= 0 else 128 - code  # killed by signal n -> 128+n
+            if self.init is not None and pid == self.init.pid:
+                self._on_init_exit(code)
+            elif pid in self.execs:
+                self._on_exec_exit(self.execs[pid], code)
+            # Anything else is a stage-1 child or an orphan re-parented to us: reaped.
+
+    def _on_init_exit(self, code: int) -> None:
+        init = self._init()
+        if init.status is not None:
+            # The pipe holds everything the init wrote before dying; read it now so an
+            # exec error is part of the recorded status.
+            self._on_init_status()
+        status = ExitStatus(exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error)
+        write_exit_status(self.spec.bundle_dir, status)  # on disk before anyone is told
+        init.exit = status
+        self.status = "stopped"
+        if self._start_w >= 0:
+            os.close(self._start_w)
+            self._start_w = -1
+        self._reply_start()
+        if init.stdin is not None:
+            self._close_stdin(init)
+        init.drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
+        self._maybe_finish_init()
+
+    def _maybe_finish_init(self) -> None:
+        init = self._init()
+        if init.exit is None or init.outputs or self._finished:
+            return
+        self._finished = True
+        reply = wire.encode_control({"exit": exit_to_dict(init.exit)})
+        for conn in list(self._waiters):
+            self._send(conn, reply)
+        self._waiters.clear()
+        if self._shutdown_conns:
+            self._shutdown()
+
+    def _on_exec_exit(self, process: _Process, code: int) -> None:
+        if process.status is not None:
+            self._on_exec_status(process)
+        process.exit = ExitStatus(
+            exit_code=code, exited_at_ns=time.time_ns(), error=process.exec_error
+        )
+        if process.stdin is not None:
+            self._close_stdin(process)
+        process.drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
+        self._maybe_finish_exec(process)
+
+    def _maybe_finish_exec(self, process: _Process) -> None:
+        if process.exit is None or process.outputs:
+            return
+        if process.status is not None:
+            self.sel.unregister(process.status.fd)
+            os.close(process.status.fd)
+            process.status = None
+        self.execs.pop(process.pid, None)
+        conn = process.conn
+        if conn is not None:
+            conn.exec = None
+            self._send(conn, wire.encode_control({"event": "exit", "exit": exit_to_dict(process.exit)}))
+            conn.close_after_flush = True
+            self._flush(conn)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        for conn in self._shutdown_conns:
+            self._send(conn, wire.encode_control({}))
+        self._shutdown_conns.clear()
+        self._cleanup()
+        self._done = True
+
+    def _cleanup(self) -> None:
+        """Remove what the shim made on the host: its socket and the container's cgroup."""
+        if self.listener is not None:
+            self.sel.unregister(self.listener)
+            self.listener.close()
+            self.listener = None
+            try:
+                if os.stat(self.sock_path).st_ino == self._sock_ino:
+                    os.unlink(self.sock_path)
+            except FileNotFoundError:
+                pass
+        left = cgroups.remove(self.cgroup_dirs)
+        if left:
+            print(f"pallet-shim[{os.getpid()}]: cgroups still busy: {left}", file=sys.stderr)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+
+def _alive(path: str) -> bool:
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def _kill(pid: int, signum: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _reap_blocking(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+

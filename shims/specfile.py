@@ -1,0 +1,120 @@
+"""JSON forms of the shim contract's values: config.json, exit.json and exec requests.
+
+Owns: converting `ShimSpec`, `ExecSpec` and `ExitStatus` to and from JSON-able dicts, and
+writing/reading the two bundle files (exit.json atomically: tmp + fsync + rename). Must
+not: interpret the values; the daemon writes config.json with `write_spec`, the shim
+reads it with `read_spec`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Any
+
+from pallet.daemon.errors import InvalidArgument
+from pallet.daemon.shims.api import (
+    CONFIG_FILE,
+    EXIT_STATUS_FILE,
+    ExecSpec,
+    ExitStatus,
+    Mount,
+    RootFs,
+    ShimSpec,
+)
+
+
+def spec_to_dict(spec: ShimSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def spec_from_dict(raw: dict[str, Any]) -> ShimSpec:
+    try:
+        fields = dict(raw)
+        fields["rootfs"] = RootFs(**{**raw["rootfs"], "lower_dirs": tuple(raw["rootfs"]["lower_dirs"])})
+        fields["mounts"] = tuple(
+            Mount(**{**m, "options": tuple(m.get("options", ()))}) for m in raw.get("mounts", ())
+        )
+        for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return ShimSpec(**fields)
+    except (KeyError, TypeError) as exc:
+        raise InvalidArgument(f"malformed shim spec: {exc}") from None
+
+
+def write_spec(spec: ShimSpec) -> None:
+    """Write `<bundle>/config.json` (atomically, so a shim never reads half a spec)."""
+    _write_atomic(os.path.join(spec.bundle_dir, CONFIG_FILE), spec_to_dict(spec))
+
+
+def read_spec(bundle_dir: str) -> ShimSpec:
+    path = os.path.join(bundle_dir, CONFIG_FILE)
+    try:
+        with open(path, "rb") as f:
+            raw = json.load(f)
+    except FileNotFoundError:
+        raise InvalidArgument(f"no shim spec at {path}") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"shim spec {path} is not JSON: {exc}") from None
+    return spec_from_dict(raw)
+
+
+def exec_to_dict(spec: ExecSpec) -> dict[str, Any]:
+    return dataclasses.asdict(spec)
+
+
+def exec_from_dict(raw: dict[str, Any]) -> ExecSpec:
+    try:
+        fields = dict(raw)
+        fields["args"] = tuple(raw["args"])
+        fields["env"] = tuple(raw.get("env", ()))
+        return ExecSpec(**fields)
+    except (KeyError, TypeError) as exc:
+        raise InvalidArgument(f"malformed exec spec: {exc}") from None
+
+
+def exit_to_dict(status: ExitStatus) -> dict[str, Any]:
+    return dataclasses.asdict(status)
+
+
+def exit_from_dict(raw: dict[str, Any]) -> ExitStatus:
+    return ExitStatus(
+        exit_code=int(raw["exit_code"]),
+        exited_at_ns=int(raw["exited_at_ns"]),
+        error=str(raw.get("error", "")),
+    )
+
+
+def write_exit_status(bundle_dir: str, status: ExitStatus) -> None:
+    """Record how the container ended; durable before anyone is told."""
+    _write_atomic(os.path.join(bundle_dir, EXIT_STATUS_FILE), exit_to_dict(status))
+
+
+def read_exit_status(bundle_dir: str) -> ExitStatus | None:
+    try:
+        with open(os.path.join(bundle_dir, EXIT_STATUS_FILE), "rb") as f:
+            return exit_from_dict(json.load(f))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        # Only a rename makes the file appear, so a torn file means outside tampering.
+        return None
+
+
+def _write_atomic(path: str, value: dict[str, Any]) -> None:
+    tmp = f"{path}.tmp.{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, json.dumps(value, separators=(",", ":")).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    # The rename is durable only once the directory entry is.
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,459 @@
+"""Container setup as ordered lists of small named steps, one kernel action each.
+
+Owns: what happens between fork and exec, in order, for the container's init and for exec
+processes: namespaces, the cgroup join, the root filesystem, pivot_root, masked paths,
+hostname, user, capabilities, working directory, and the exec itself with docker's error
+wording. Must not: talk to clients or wait on anything but the start pipe; every kernel
+call goes through `Syscalls`, so `tests/unit/test_shim_steps.py` checks the order with a
+fake.
+
+The init is built in two stages because a new pid namespace only applies to children:
+stage 1 (a child of the shim, still in the host pid namespace) joins the cgroup and
+unshares; stage 2 (its child, PID 1 of the new namespace) builds the filesystem and the
+process identity, then waits for `start` and execs.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import signal
+import socket
+import stat
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pallet.daemon.errors import FailedPrecondition, PalletError
+from pallet.daemon.shims.api import ShimSpec
+from pallet.shim import caps, cgroups
+from pallet.shim import syscalls as sc
+from pallet.shim.mounts import (
+    DEFAULT_MASKED,
+    DEFAULT_READONLY,
+    ensure_mount_point,
+    parse_options,
+    secure_join,
+)
+from pallet.shim.syscalls import Syscalls
+from pallet.shim.users import ExecUser, resolve_user
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_CONTAINER_NAMESPACES = (
+    sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
+)
+# Order of setns for exec. The cgroup namespace after the cgroup join (so its root is the
+# container's cgroup); pid only affects children, so the caller forks afterwards; mnt last,
+# because entering it changes our root and the remaining /proc/<pid>/ns fds are already open.
+EXEC_NAMESPACES = (
+    ("ipc", sc.CLONE_NEWIPC),
+    ("uts", sc.CLONE_NEWUTS),
+    ("net", sc.CLONE_NEWNET),
+    ("cgroup", sc.CLONE_NEWCGROUP),
+    ("pid", sc.CLONE_NEWPID),
+    ("mnt", sc.CLONE_NEWNS),
+)
+_DEVICES = (  # name, major, minor: the nodes every container gets
+    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
+    ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+)
+_DEV_LINKS = (
+    ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+    ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"),
+)
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One named setup action."""
+
+    name: str
+    run: Callable[[], None]
+
+
+class ExecFailed(Exception):
+    """The final exec failed; carries docker's exit code (127 / 126) and wording."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+        self.message = message
+
+
+def run_steps(steps: list[Step]) -> None:
+    """Run steps in order; a failure names the step so the user sees what broke."""
+    for step in steps:
+        try:
+            step.run()
+        except (PalletError, ExecFailed):
+            raise
+        except Exception as exc:
+            raise FailedPrecondition(f"container setup failed at {step.name}: {exc}") from None
+
+
+def set_loopback_up() -> None:
+    """Bring `lo` up in the current network namespace (SIOCSIFFLAGS, no netlink needed)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
+
+
+class InitSetup:
+    """The steps that turn two forked children into a container's PID 1."""
+
+    def __init__(
+        self,
+        spec: ShimSpec,
+        sys: Syscalls,
+        cgroup_dirs: list[str],
+        loopback_up: Callable[[], None] = set_loopback_up,
+    ) -> None:
+        self.spec = spec
+        self.sys = sys
+        self.cgroup_dirs = cgroup_dirs
+        self.root = spec.rootfs.target
+        self._loopback_up = loopback_up
+
+    # -- stage 1: a child of the shim, in the host pid namespace ----------------------
+
+    def stage1(self) -> list[Step]:
+        steps = [
+            # Before unsharing the cgroup namespace: its root is the cgroup we are in then.
+            Step("join cgroup", self.join_cgroup),
+            Step("unshare namespaces", self.unshare_namespaces),
+        ]
+        if self.spec.network_namespace:
+            steps.append(Step("join network namespace", self.join_network_namespace))
+        return steps
+
+    def join_cgroup(self) -> None:
+        cgroups.join(self.cgroup_dirs, os.getpid())
+
+    def unshare_namespaces(self) -> None:
+        own_net = 0 if self.spec.network_namespace else sc.CLONE_NEWNET
+        self.sys.unshare(_CONTAINER_NAMESPACES | own_net)
+
+    def join_network_namespace(self) -> None:
+        fd = os.open(self.spec.network_namespace, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.sys.setns(fd, sc.CLONE_NEWNET)
+        finally:
+            os.close(fd)
+
+    # -- stage 2: PID 1 of the new pid namespace -------------------------------------
+
+    def stage2(self) -> list[Step]:
+        return [
+            # First, before any mount: from here on nothing we mount propagates to the host,
+            # and host mounts still propagate in (slave), like runc's default.
+            Step("make mounts slave", self.make_mounts_slave),
+            Step("mount rootfs", self.mount_rootfs),
+            # proc must be mounted by a process inside the new pid namespace (this one).
+            Step("mount proc", self.mount_proc),
+            Step("mount sys", self.mount_sys),
+            Step("mount dev", self.mount_dev),
+            Step("make device nodes", self.make_device_nodes),
+            Step("mount devpts", self.mount_devpts),
+            Step("mount shm", self.mount_shm),
+            Step("mount mqueue", self.mount_mqueue),
+            Step("link dev", self.link_dev),
+            # After the standard mounts, so a user's mount under /dev or /proc is on top.
+            Step("mount spec mounts", self.mount_spec_mounts),
+            *(
+                [] if self.spec.network_namespace
+                else [Step("bring up loopback", self._loopback_up)]
+            ),
+            Step("set hostname", self.set_hostname),
+            Step("pivot root", self.pivot_root),
+            # After pivot_root: these paths are the container's, and /dev/null is ours.
+            Step("mask paths", self.mask_paths),
+            Step("make paths read-only", self.readonly_paths),
+        ]
+
+    def _at(self, path: str) -> str:
+        return secure_join(self.root, path)
+
+    def make_mounts_slave(self) -> None:
+        self.sys.mount("", "/", "", sc.MS_REC | sc.MS_SLAVE, "")
+
+    def mount_rootfs(self) -> None:
+        rootfs = self.spec.rootfs
+        if not rootfs.lower_dirs:
+            raise FailedPrecondition("rootfs has no lower directories")
+        data = (
+            f"lowerdir={':'.join(rootfs.lower_dirs)},"
+            f"upperdir={rootfs.upper_dir},workdir={rootfs.work_dir}"
+        )
+        self.sys.mount("overlay", self.root, "overlay", 0, data)
+
+    def _mount_fs(self, fstype: str, dest: str, flags: int, data: str, source: str = "") -> None:
+        target = self._at(dest)
+        ensure_mount_point(target, is_dir=True)
+        self.sys.mount(source or fstype, target, fstype, flags, data)
+
+    def mount_proc(self) -> None:
+        self._mount_fs("proc", "/proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "")
+
+    def mount_sys(self) -> None:
+        flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        self._mount_fs("sysfs", "/sys", flags, "")
+
+    def mount_dev(self) -> None:
+        self._mount_fs(
+            "tmpfs", "/dev", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"
+        )
+
+    def make_device_nodes(self) -> None:
+        dev = self._at("/dev")
+        old = os.umask(0)
+        try:
+            for name, major, minor in _DEVICES:
+                os.mknod(
+                    os.path.join(dev, name), stat.S_IFCHR | 0o666, os.makedev(major, minor)
+                )
+        finally:
+            os.umask(old)
+
+    def mount_devpts(self) -> None:
+        self._mount_fs(
+            "devpts", "/dev/pts", sc.MS_NOSUID | sc.MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620,gid=5",
+        )
+
+    def mount_shm(self) -> None:
+        flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
+        self._mount_fs("tmpfs", "/dev/shm", flags, "mode=1777,size=65536k", source="shm")
+
+    def mount_mqueue(self) -> None:
+        self._mount_fs("mqueue", "/dev/mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "")
+
+    def link_dev(self) -> None:
+        dev = self._at("/dev")
+        for name, target in _DEV_LINKS:
+            os.symlink(target, os.path.join(dev, name))
+
+    def mount_spec_mounts(self) -> None:
+        for mount in self.spec.mounts:
+            flags, propagation, data = parse_options(mount.options)
+            target = self._at(mount.destination)
+            if mount.type == "bind" or flags & sc.MS_BIND:
+                try:
+                    is_dir = stat.S_ISDIR(os.stat(mount.source).st_mode)
+                except OSError as exc:
+                    raise FailedPrecondition(
+                        f"bind source {mount.source} for {mount.destination}: {exc.strerror}"
+                    ) from None
+                ensure_mount_point(target, is_dir)
+                self.sys.mount(mount.source, target, "", sc.MS_BIND | (flags & sc.MS_REC), "")
+                # A bind ignores other flags; they take effect only on a remount.
+                rest = flags & ~(sc.MS_BIND | sc.MS_REC)
+                if rest:
+                    self.sys.mount("", target, "", sc.MS_BIND | sc.MS_REMOUNT | rest, "")
+            else:
+                ensure_mount_point(target, is_dir=True)
+                self.sys.mount(mount.source or mount.type, target, mount.type, flags, data)
+            if propagation:
+                self.sys.mount("", target, "", propagation, "")
+
+    def set_hostname(self) -> None:
+        if self.spec.hostname:
+            self.sys.sethostname(self.spec.hostname)
+
+    def pivot_root(self) -> None:
+        # pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
+        # then drops the old root without needing a directory for it inside the image.
+        os.chdir(self.root)
+        self.sys.pivot_root(".", ".")
+        self.sys.umount2(".", sc.MNT_DETACH)
+        os.chdir("/")
+
+    def mask_paths(self) -> None:
+        for path in self.spec.masked_paths or DEFAULT_MASKED:
+            try:
+                is_dir = stat.S_ISDIR(os.stat(path).st_mode)
+            except OSError:
+                continue  # nothing to hide
+            if is_dir:
+                self.sys.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY, "")
+            else:
+                self.sys.mount("/dev/null", path, "", sc.MS_BIND, "")
+
+    def readonly_paths(self) -> None:
+        for path in self.spec.readonly_paths or DEFAULT_READONLY:
+            try:
+                kept = os.statvfs(path).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+            except OSError:
+                continue
+            self.sys.mount(path, path, "", sc.MS_BIND | sc.MS_REC, "")
+            self.sys.mount(
+                path, path, "", sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC | kept, ""
+            )
+
+
+class ExecJoin:
+    """Stage 1 of an exec: enter a running container's cgroup and namespaces."""
+
+    def __init__(self, sys: Syscalls, init_pid: int, cgroup_dirs: list[str]) -> None:
+        self.sys = sys
+        self.init_pid = init_pid
+        self.cgroup_dirs = cgroup_dirs
+        self._fds: list[tuple[str, int, int]] = []
+
+    def steps(self) -> list[Step]:
+        return [
+            # Open every namespace first: after entering the mount namespace,
+            # /proc/<pid> would be resolved in the container's /proc.
+            Step("open namespaces", self.open_namespaces),
+            Step("join cgroup", self.join_cgroup),
+            *(
+                Step(f"enter {name} namespace", self._enter(name))
+                for name, _ in EXEC_NAMESPACES
+            ),
+        ]
+
+    def open_namespaces(self) -> None:
+        for name, nstype in EXEC_NAMESPACES:
+            fd = os.open(f"/proc/{self.init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+            self._fds.append((name, nstype, fd))
+
+    def join_cgroup(self) -> None:
+        cgroups.join(self.cgroup_dirs, os.getpid())
+
+    def _enter(self, name: str) -> Callable[[], None]:
+        def enter() -> None:
+            for fd_name, nstype, fd in self._fds:
+                if fd_name == name:
+                    self.sys.setns(fd, nstype)
+                    os.close(fd)
+
+        return enter
+
+
+class ProcessSetup:
+    """Identity, privileges and working directory of a process about to exec."""
+
+    def __init__(
+        self,
+        sys: Syscalls,
+        *,
+        user: str,
+        env: tuple[str, ...],
+        cwd: str,
+        capabilities: tuple[str, ...],
+        no_new_privileges: bool,
+    ) -> None:
+        self.sys = sys
+        self.user_spec = user
+        self.cwd = cwd or "/"
+        self.cap_mask = caps.mask_of(capabilities or caps.DOCKER_DEFAULT)
+        self.no_new_privileges = no_new_privileges
+        self.env = list(env)
+        self.user: ExecUser | None = None
+
+    def steps(self) -> list[Step]:
+        return [
+            # Inside the container's root: the image's passwd, not the host's.
+            Step("resolve user", self.resolve_user),
+            # As root, before the user switch: docker creates a missing working directory.
+            Step("make workdir", self.make_workdir),
+            # Keep the permitted set across the uid change; capset below trims it.
+            Step("keep caps", lambda: self.sys.prctl(sc.PR_SET_KEEPCAPS, 1)),
+            # Needs CAP_SETPCAP in the effective set, so before capset lowers it.
+            Step("drop bounding set", self.drop_bounding_set),
+            # Groups before the uid: a non-root uid loses CAP_SETGID.
+            Step("set groups", self.set_groups),
+            Step("set gid", lambda: self.sys.setresgid(self._user.gid)),
+            Step("set uid", lambda: self.sys.setresuid(self._user.uid)),
+            # After setresuid, which clears the effective set of a non-root user.
+            Step("set capabilities", self.set_capabilities),
+            Step("clear ambient", lambda: self.sys.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)),
+            Step("set no_new_privs", self.set_no_new_privs),
+            # As the user, so a directory the user cannot enter fails like in docker.
+            Step("enter workdir", lambda: os.chdir(self.cwd)),
+        ]
+
+    @property
+    def _user(self) -> ExecUser:
+        assert self.user is not None, "resolve user runs first"
+        return self.user
+
+    def resolve_user(self) -> None:
+        self.user = resolve_user(
+            self.user_spec, _read_text("/etc/passwd"), _read_text("/etc/group")
+        )
+        if not any(e.startswith("HOME=") for e in self.env):
+            self.env.append(f"HOME={self.user.home}")
+        if not any(e.startswith("PATH=") for e in self.env):
+            self.env.append(f"PATH={DEFAULT_PATH}")
+
+    def make_workdir(self) -> None:
+        os.makedirs(self.cwd, mode=0o755, exist_ok=True)
+
+    def drop_bounding_set(self) -> None:
+        for number in range(caps.last_cap() + 1):
+            if not self.cap_mask & (1 << number):
+                self.sys.prctl(sc.PR_CAPBSET_DROP, number)
+
+    def set_groups(self) -> None:
+        self.sys.setgroups(list(self._user.additional_gids))
+
+    def set_capabilities(self) -> None:
+        # Inheritable stays empty, as in Docker since CVE-2022-24769: otherwise a non-root
+        # user could regain capabilities through a file with inheritable file caps.
+        self.sys.capset(self.cap_mask, self.cap_mask, 0)
+
+    def set_no_new_privs(self) -> None:
+        if self.no_new_privileges:
+            self.sys.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def find_executable(name: str, env: list[str]) -> str:
+    """Look `name` up like Go's exec.LookPath (what docker's runtime uses)."""
+    if "/" in name:
+        try:
+            st = os.stat(name)
+        except OSError as exc:
+            reason = (exc.strerror or str(exc)).lower()
+        raise ExecFailed(127, f'exec: "{name}": stat {name}: {reason}') from None
+        if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
+            raise ExecFailed(126, f'exec: "{name}": permission denied')
+        return name
+    path_value = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
+    for directory in path_value.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    raise ExecFailed(127, f'exec: "{name}": executable file not found in $PATH')
+
+
+def exec_process(args: tuple[str, ...], env: list[str]) -> None:
+    """Replace this process with the container's program; raise ExecFailed if impossible."""
+    if not args:
+        raise ExecFailed(127, "exec: no command given")
+    path = find_executable(args[0], env)
+    # Python ignores these two; an ignored signal stays ignored across exec.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    os.umask(0o022)
+    try:
+        os.execve(path, list(args), dict(e.split("=", 1) for e in env if "=" in e))
+    except OSError as exc:
+        code = 127 if exc.errno == errno.ENOENT else 126
+        raise ExecFailed(code, f'exec: "{args[0]}": {(exc.strerror or str(exc)).lower()}') from None

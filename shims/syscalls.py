@@ -1,0 +1,196 @@
+"""The kernel actions a shim takes to build a container, behind one protocol.
+
+Owns: the `Syscalls` protocol (every namespace, mount, capability and identity call the
+container setup makes) and `LibcSyscalls`, its ctypes implementation. Must not: decide
+order or policy; that is `pallet.shim.steps`, which is unit-tested against a fake.
+
+Python 3.11 has no os.unshare/os.setns, so libc is called through ctypes; pivot_root and
+capset have no libc wrapper and go through syscall(2).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+from typing import Protocol
+
+# Namespace flags (linux/sched.h).
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# Mount flags (linux/mount.h).
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_SYNCHRONOUS = 0x10
+MS_REMOUNT = 0x20
+MS_MANDLOCK = 0x40
+MS_DIRSYNC = 0x80
+MS_NOATIME = 0x400
+MS_NODIRATIME = 0x800
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+MNT_DETACH = 0x2
+
+# prctl options (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
+PR_SET_NAME = 15
+PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+_SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_CAPSET = 126
+_SYS_CAPGET = 125
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+class Syscalls(Protocol):
+    """Every kernel action container setup takes; raise OSError on failure."""
+
+    def unshare(self, flags: int) -> None: ...
+
+    def setns(self, fd: int, nstype: int) -> None: ...
+
+    def mount(self, source: str, target: str, fstype: str, flags: int, data: str) -> None: ...
+
+    def umount2(self, target: str, flags: int) -> None: ...
+
+    def pivot_root(self, new_root: str, put_old: str) -> None: ...
+
+    def prctl(self, option: int, arg2: int) -> None: ...
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None: ...
+
+    def capget(self) -> tuple[int, int, int]: ...
+
+    def sethostname(self, name: str) -> None: ...
+
+    def setgroups(self, gids: list[int]) -> None: ...
+
+    def setresgid(self, gid: int) -> None: ...
+
+    def setresuid(self, uid: int) -> None: ...
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+def _check(result: int, what: str) -> None:
+    if result < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+class LibcSyscalls:
+    """The real thing: libc through ctypes (use_errno so failures carry their errno)."""
+
+    def __init__(self) -> None:
+        self._libc = ctypes.CDLL(None, use_errno=True)
+        self._libc.mount.argtypes = [
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_char_p,
+            ctypes.c_ulong,
+            ctypes.c_char_p,
+        ]
+        self._libc.syscall.restype = ctypes.c_long
+
+    def unshare(self, flags: int) -> None:
+        _check(self._libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
+
+    def setns(self, fd: int, nstype: int) -> None:
+        _check(self._libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), f"setns({nstype:#x})")
+
+    def mount(self, source: str, target: str, fstype: str, flags: int, data: str) -> None:
+        result = self._libc.mount(
+            source.encode() if source else None,
+            target.encode(),
+            fstype.encode() if fstype else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        )
+        _check(result, f"mount {source or fstype} on {target}")
+
+    def umount2(self, target: str, flags: int) -> None:
+        _check(self._libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        result = self._libc.syscall(
+            ctypes.c_long(_SYS_PIVOT_ROOT), new_root.encode(), put_old.encode()
+        )
+        _check(result, f"pivot_root {new_root}")
+
+    def prctl(self, option: int, arg2: int) -> None:
+        result = self._libc.prctl(
+            ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(0),
+            ctypes.c_ulong(0), ctypes.c_ulong(0),
+        )
+        _check(result, f"prctl({option})")
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        for i in range(2):
+            shift = 32 * i
+            data[i].effective = (effective >> shift) & 0xFFFFFFFF
+            data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+            data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+        result = self._libc.syscall(
+            ctypes.c_long(_SYS_CAPSET), ctypes.byref(header), ctypes.byref(data)
+        )
+        _check(result, "capset")
+
+    def capget(self) -> tuple[int, int, int]:
+        header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+        data = (_CapData * 2)()
+        result = self._libc.syscall(
+            ctypes.c_long(_SYS_CAPGET), ctypes.byref(header), ctypes.byref(data)
+        )
+        _check(result, "capget")
+        eff = data[0].effective | (data[1].effective << 32)
+        prm = data[0].permitted | (data[1].permitted << 32)
+        inh = data[0].inheritable | (data[1].inheritable << 32)
+        return eff, prm, inh
+
+    def sethostname(self, name: str) -> None:
+        raw = name.encode()
+        _check(self._libc.sethostname(raw, ctypes.c_size_t(len(raw))), "sethostname")
+
+    def setgroups(self, gids: list[int]) -> None:
+        os.setgroups(gids)
+
+    def setresgid(self, gid: int) -> None:
+        os.setresgid(gid, gid, gid)
+
+    def setresuid(self, uid: int) -> None:
+        os.setresuid(uid, uid, uid)
+
+
+def is_enoent(exc: OSError) -> bool:
+    return exc.errno == errno.ENOENT
