@@ -423,11 +423,9 @@ class Palletd:
     def _stubs(self) -> Any:
         import grpc
 
-        from pallet.v1 import (
-            containers_pb2_grpc,
-            images_pb2_grpc,
-            system_pb2_grpc,
-        )
+        import pallet.v1.containers_pb2_grpc as containers_pb2_grpc
+        import pallet.v1.images_pb2_grpc as images_pb2_grpc
+        import pallet.v1.system_pb2_grpc as system_pb2_grpc
 
         if self._channel is None:
             self._channel = grpc.insecure_channel(self.host)
@@ -445,12 +443,12 @@ class Palletd:
             self._channel = None
 
     def ping(self, timeout: float = 5) -> None:
-        from pallet.v1 import system_pb2
+        import pallet.v1.system_pb2 as system_pb2
 
         self._stubs().system.Ping(system_pb2.PingRequest(), timeout=timeout)
 
     def container_ids(self) -> list[str]:
-        from pallet.v1 import containers_pb2
+        import pallet.v1.containers_pb2 as containers_pb2
 
         response = self._stubs().containers.List(
             containers_pb2.ListContainersRequest(all=True), timeout=30
@@ -459,7 +457,7 @@ class Palletd:
 
     def remove_all_containers(self) -> list[str]:
         """`rm -f` every container; return the errors."""
-        from pallet.v1 import containers_pb2
+        import pallet.v1.containers_pb2 as containers_pb2
 
         errors = []
         for cid in self.container_ids():
@@ -472,14 +470,14 @@ class Palletd:
         return errors
 
     def images(self) -> list[Any]:
-        from pallet.v1 import images_pb2
+        import pallet.v1.images_pb2 as images_pb2
 
         return list(
             self._stubs().images.List(images_pb2.ListImagesRequest(all=True), timeout=30).images
         )
 
     def import_image(self, tar: Path, reference: str, changes: tuple[str, ...] = ()) -> str:
-        from pallet.v1 import images_pb2
+        import pallet.v1.images_pb2 as images_pb2
 
         def requests() -> Iterator[Any]:
             yield images_pb2.ImportRequest(
@@ -493,7 +491,7 @@ class Palletd:
         return str(response.image.id)
 
     def remove_image(self, image: str, force: bool = True) -> None:
-        from pallet.v1 import images_pb2
+        import pallet.v1.images_pb2 as images_pb2
 
         self._stubs().images.Remove(
             images_pb2.RemoveImageRequest(image=image, force=force), timeout=60
