@@ -36,7 +36,7 @@ from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Lease, Leases
 from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
 from pallet.daemon.images.records import StagedImage
-from pallet.daemon.images.reference import Reference, familiar, parse, parse_tagged
+from pallet.daemon.images.reference import Reference, familiar, parse_tagged
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger("pallet.images")
@@ -246,13 +246,13 @@ class ImageManager:
                 await self._events.publish("image", "untag", image_id, {"name": familiar(by_ref)})
                 return RemoveResult(untagged=(familiar(by_ref),), deleted=())
             display = familiar(by_ref) if by_ref else (familiar(refs[0]) if refs else short_id(image_id))
-            if not by_ref and not force:
-                repositories = {parse(ref).name for ref in refs}
-                if len(repositories) > 1:
-                    raise FailedPrecondition(
-                        f"unable to delete {short_id(image_id)} (must be forced): image is "
-                        f"referenced in multiple repositories ({', '.join(familiar(r) for r in refs)})"
-                    )
+            if not by_ref and not force and len(refs) > 1:
+                # As docker: an id names every reference at once; say so before dropping them.
+                raise FailedPrecondition(
+                    f"unable to delete {short_id(image_id)} (must be forced): image is referenced "
+                    f"in multiple repositories or tags ({', '.join(familiar(r) for r in refs)}): "
+                    "remove them by name, or use --force"
+                )
             users = await self._image_users(image_id)
             if users and not force:
                 which = "container " + users[0] if len(users) == 1 else "containers " + ", ".join(users)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -103,7 +103,7 @@ async def test_import_gzip_and_changes(tmp_path: Path) -> None:
 async def test_bad_change_refused_before_reading(tmp_path: Path, change: str, message: str) -> None:
     read = False
 
-    async def upload():  # type: ignore[no-untyped-def]
+    async def upload() -> AsyncIterator[bytes]:
         nonlocal read
         read = True
         yield ROOTFS
@@ -243,9 +243,13 @@ async def test_remove_by_id_with_several_repositories_needs_force(tmp_path: Path
         result = await env.manager.remove(image.id[7:19], force=True)
         assert sorted(result.untagged) == ["one:a", "one:b", "two:latest"]
         assert result.deleted == (image.id,)
-        # Several tags of one repository do not need force.
+        # Several tags of one repository need force too.
         again = await import_(env, "three:a")
         await env.manager.tag("three:a", "three:b")
+        with pytest.raises(FailedPrecondition, match=r"\(three:a, three:b\)"):
+            await env.manager.remove(again.id)
+        # One tag does not.
+        await env.manager.remove("three:b")
         assert (await env.manager.remove(again.id)).deleted == (again.id,)
         assert await env.manager.list() == []
 
@@ -256,12 +260,15 @@ async def test_remove_unknown(tmp_path: Path) -> None:
             await env.manager.remove("ghost")
 
 
+def ids(images: list[Image]) -> list[str]:
+    return [image.id for image in images]
+
+
 async def test_list_newest_first_and_filters(tmp_path: Path) -> None:
     async with open_store(tmp_path) as env:
         a = await import_(env, "web/front:1", changes=["LABEL tier=web team=a"])
         b = await import_(env, "web/back:1", changes=["LABEL tier=api team=a"])
         c = await import_(env, "db:5", changes=["LABEL tier=db"])
-        ids = lambda images: [i.id for i in images]  # noqa: E731
         assert ids(await env.manager.list()) == [c.id, b.id, a.id]
         assert ids(await env.manager.list(filters=["reference=web/*"])) == [b.id, a.id]
         assert ids(await env.manager.list(filters=["reference=*:5"])) == [c.id]
@@ -413,7 +420,7 @@ async def test_start_removes_crash_leftovers(tmp_path: Path) -> None:
 
 
 async def test_cancelled_upload_leaves_nothing(tmp_path: Path) -> None:
-    async def upload():  # type: ignore[no-untyped-def]
+    async def upload() -> AsyncIterator[bytes]:
         yield ROOTFS[:1000]
         raise ConnectionResetError("client went away")
 

@@ -6,6 +6,7 @@ tests.
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 from pathlib import Path
@@ -103,9 +104,7 @@ def extract(tmp_path: Path, *members: Member) -> Path:
     return root
 
 
-def _stream(data: bytes):  # type: ignore[no-untyped-def]
-    import io
-
+def _stream(data: bytes) -> io.BytesIO:
     return io.BytesIO(data)
 
 
