@@ -480,6 +480,8 @@ class Shim:
         for message in reader.read_available():
             if "exec_error" in message:
                 init.exec_error = str(message["exec_error"])
+            elif "error" in message:  # failed between start and exec: a bug, but say so
+                init.exec_error = str(message["error"].get("message", "start failed"))
         if not reader.eof:
             return
         if reader.fd in self.sel.get_map():
@@ -813,10 +815,10 @@ class Shim:
     # -- the end ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
+        self._cleanup()  # first: the reply promises the socket and cgroup are gone
         for conn in self._shutdown_conns:
             self._send(conn, wire.encode_control({}))
         self._shutdown_conns.clear()
-        self._cleanup()
         self._done = True
 
     def _cleanup(self) -> None:

@@ -427,7 +427,7 @@ def find_executable(name: str, env: list[str]) -> str:
             st = os.stat(name)
         except OSError as exc:
             reason = (exc.strerror or str(exc)).lower()
-        raise ExecFailed(127, f'exec: "{name}": stat {name}: {reason}') from None
+            raise ExecFailed(127, f'exec: "{name}": stat {name}: {reason}') from None
         if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
             raise ExecFailed(126, f'exec: "{name}": permission denied')
         return name

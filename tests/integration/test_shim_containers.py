@@ -1,0 +1,302 @@
+"""Real containers run by real shims through ShimLauncherImpl (no palletd in between)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from pallet.daemon.errors import FailedPrecondition, Unavailable
+from pallet.daemon.shims.api import ExecSpec, Mount
+from pallet.daemon.shims.client import ShimLauncherImpl
+from pallet.shim.logfile import read_records
+from shim_harness import (  # noqa: F401 - fixtures
+    ShimWorld,
+    cgroup_leftovers,
+    collect,
+    launcher,
+    mounts_mentioning,
+    remove,
+    run_to_end,
+    shim_world,
+)
+
+pytestmark = pytest.mark.integration
+
+DOCKER_DEFAULT_CAPS = "00000000a80425fb"
+
+
+async def test_output_exit_code_and_log_file(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    spec = shim_world.spec("sh", "-c", "echo out; echo err >&2; exit 3")
+    out, err, status = await run_to_end(launcher, spec)
+    assert (out, err, status.exit_code) == (b"out\n", b"err\n", 3)
+    on_disk = json.loads((Path(spec.bundle_dir) / "exit.json").read_text())
+    assert on_disk["exit_code"] == 3
+    assert launcher.exit_status_on_disk(Path(spec.bundle_dir)) == status
+    records = [(r.stream, r.data) for r in read_records(spec.log_path)]
+    assert sorted(records) == [(1, b"out\n"), (2, b"err\n")]
+
+
+async def test_pid_1_hostname_and_loopback(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    spec = shim_world.spec(
+        "sh", "-c", "echo $$; hostname; ls /sys/class/net; cat /sys/class/net/lo/flags"
+    )
+    out, _, status = await run_to_end(launcher, spec)
+    assert status.exit_code == 0
+    assert out.decode().split() == ["1", "box", "lo", "0x9"]  # IFF_UP | IFF_LOOPBACK
+
+
+async def test_docker_default_capabilities_and_no_new_privs(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    spec = shim_world.spec("sh", "-c", "grep -E '^(Cap|NoNewPrivs)' /proc/1/status")
+    out, _, _ = await run_to_end(launcher, spec)
+    fields = dict(line.split(":\t") for line in out.decode().splitlines())
+    assert fields["CapEff"] == DOCKER_DEFAULT_CAPS
+    assert fields["CapPrm"] == DOCKER_DEFAULT_CAPS
+    assert fields["CapBnd"] == DOCKER_DEFAULT_CAPS
+    assert fields["CapInh"] == "0000000000000000"
+    assert fields["NoNewPrivs"] == "1"
+
+
+async def test_explicit_capabilities_replace_the_default(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    spec = shim_world.spec(
+        "sh", "-c", "grep CapBnd /proc/1/status", capabilities=("CAP_CHOWN", "CAP_KILL"),
+        no_new_privileges=False,
+    )
+    out, _, _ = await run_to_end(launcher, spec)
+    assert out.decode().split() == ["CapBnd:", "0000000000000021"]
+
+
+async def test_masked_and_read_only_paths(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    script = (
+        "wc -c < /proc/timer_list; ls /sys/firmware | wc -l;"
+        "echo x > /proc/sys/kernel/domainname 2>/dev/null && echo writable || echo readonly;"
+        "touch /proc/sysrq-trigger 2>/dev/null && echo writable || echo readonly;"
+        "ls /dev | sort | tr '\\n' ' '"
+    )
+    out, _, _ = await run_to_end(launcher, shim_world.spec("sh", "-c", script))
+    lines = out.decode().splitlines()
+    assert os.path.getsize("/proc/timer_list") == 0 and Path("/proc/timer_list").read_bytes()
+    assert lines[:4] == ["0", "0", "readonly", "readonly"]
+    assert set(lines[4].split()) >= {
+        "null", "zero", "full", "random", "urandom", "tty", "fd", "stdin", "stdout",
+        "stderr", "ptmx", "pts", "shm", "mqueue",
+    }
+
+
+async def test_user_switch_from_passwd(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    spec = shim_world.spec(
+        "sh", "-c", "id; echo $HOME; grep CapEff /proc/self/status; pwd",
+        user="app", cwd="/work/dir",
+    )
+    out, _, status = await run_to_end(launcher, spec)
+    lines = out.decode().splitlines()
+    assert status.exit_code == 0
+    assert lines[0].startswith("uid=1000(app) gid=1000(app)") and "50(staff)" in lines[0]
+    assert lines[1:] == ["/home/app", "CapEff:\t0000000000000000", "/work/dir"]
+
+
+async def test_numeric_user_and_group(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    out, _, _ = await run_to_end(launcher, shim_world.spec("id", user="4242:4343"))
+    assert out.decode().startswith("uid=4242 gid=4343")
+
+
+async def test_unknown_user_fails_and_leaves_nothing(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    spec = shim_world.spec("true", user="foo")
+    with pytest.raises(FailedPrecondition, match="unable to find user foo: no matching entries in passwd file"):
+        await launcher.spawn(spec)
+    assert not (shim_world.run_root / "shims" / f"{spec.container_id}.sock").exists()
+    assert not any(spec.container_id in str(p) for p in cgroup_leftovers(shim_world.cgroup_parent))
+    assert not mounts_mentioning(spec.bundle_dir)
+
+
+async def test_missing_command_is_127_with_docker_message(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    spec = shim_world.spec("nosuch")
+    client = await launcher.spawn(spec)
+    with pytest.raises(FailedPrecondition, match=r'exec: "nosuch": executable file not found in \$PATH'):
+        await client.start()
+    status = await client.wait()
+    assert status.exit_code == 127 and "executable file not found" in status.error
+    assert launcher.exit_status_on_disk(Path(spec.bundle_dir)) == status
+    await client.shutdown()
+    await client.aclose()
+
+
+async def test_not_executable_is_126(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    client = await launcher.spawn(shim_world.spec("/etc/passwd"))
+    with pytest.raises(FailedPrecondition, match="permission denied"):
+        await client.start()
+    assert (await client.wait()).exit_code == 126
+    await client.shutdown()
+    await client.aclose()
+
+
+async def test_kill_with_signal_is_128_plus_n(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    client = await launcher.spawn(shim_world.spec("sleep", "1000"))
+    pid = await client.start()
+    state = await client.state()
+    assert (state.status, state.pid) == ("running", pid)
+    await client.kill(signal.SIGKILL)
+    status = await client.wait()
+    assert status.exit_code == 128 + signal.SIGKILL
+    assert (await client.state()).status == "stopped"
+    with pytest.raises(FailedPrecondition, match="is not running"):
+        await client.kill(signal.SIGTERM)
+    await client.shutdown()
+    await client.aclose()
+
+
+async def test_exec_joins_the_container(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    client = await launcher.spawn(shim_world.spec("sleep", "1000", env=("PATH=/bin", "A=container")))
+    init_pid = await client.start()
+    session = await client.exec(
+        ExecSpec(
+            exec_id="e1",
+            args=("sh", "-c", "hostname; echo $A $B; readlink /proc/self/ns/pid; "
+                  "grep CapEff /proc/self/status; echo oops >&2; exit 7"),
+            env=("B=exec",),
+            cwd="",
+            user="",
+        )
+    )
+    out, err = await collect(session)
+    status = await session.wait()
+    await session.aclose()
+    lines = out.decode().splitlines()
+    assert lines[:3] == ["box", "container exec", os.readlink(f"/proc/{init_pid}/ns/pid")]
+    assert lines[3] == f"CapEff:\t{DOCKER_DEFAULT_CAPS}"
+    assert (err, status.exit_code) == (b"oops\n", 7)
+    assert list(read_records(shim_world.specs[-1].log_path)) == []  # exec output is not the log's
+    await remove(client)
+
+
+async def test_exec_missing_binary_is_127(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    client = await launcher.spawn(shim_world.spec("sleep", "1000"))
+    await client.start()
+    session = await client.exec(ExecSpec("e2", ("nosuch",), (), "", ""))
+    out, err = await collect(session)
+    status = await session.wait()
+    await session.aclose()
+    assert status.exit_code == 127
+    assert b'exec: "nosuch": executable file not found in $PATH' in err
+    await remove(client)
+
+
+async def test_exec_as_user_with_stdin(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    client = await launcher.spawn(shim_world.spec("sleep", "1000"))
+    await client.start()
+    session = await client.exec(ExecSpec("e3", ("sh", "-c", "id -u; cat"), (), "/tmp", "app", stdin=True))
+    await session.write_stdin(b"piped\n")
+    await session.close_stdin()
+    out, _ = await collect(session)
+    assert out == b"1000\npiped\n"
+    assert (await session.wait()).exit_code == 0
+    await session.aclose()
+    await remove(client)
+
+
+async def test_stdin_through_attach(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    client = await launcher.spawn(shim_world.spec("sh", "-c", "read line; echo got $line; cat", open_stdin=True))
+    stdio = await client.attach(stdin=True, stdout=True, stderr=True)
+    await client.start()
+    await stdio.write_stdin(b"hello\nmore\n")
+    await stdio.close_stdin()
+    out, _ = await collect(stdio)
+    assert out == b"got hello\nmore\n"
+    assert (await client.wait()).exit_code == 0
+    await stdio.aclose()
+    await client.shutdown()
+    await client.aclose()
+
+
+async def test_spec_mounts_and_workdir(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    hosts = shim_world.base / "hosts-file"
+    hosts.write_text("127.0.0.1 localhost box\n")
+    spec = shim_world.spec(
+        "sh", "-c", "cat /etc/hosts; echo x > /etc/hosts 2>/dev/null || echo ro; df -k /scratch | tail -1",
+        mounts=(
+            Mount("/etc/hosts", "bind", str(hosts), ("rbind", "ro")),
+            Mount("/scratch", "tmpfs", "tmpfs", ("size=1024k", "nosuid")),
+        ),
+    )
+    out, _, _ = await run_to_end(launcher, spec)
+    lines = out.decode().splitlines()
+    assert lines[:2] == ["127.0.0.1 localhost box", "ro"]
+    assert lines[2].split()[1] == "1024"
+    assert hosts.read_text() == "127.0.0.1 localhost box\n"
+
+
+async def test_shim_survives_the_daemon_and_is_readopted(shim_world: ShimWorld) -> None:
+    spec = shim_world.spec("sh", "-c", "echo started; sleep 0.5; echo finished; exit 4")
+    first = shim_world.launcher()
+    client = await first.spawn(spec)
+    shim_pid = client.shim_pid
+    await client.start()
+    # The "daemon" goes away: every connection closes. The container keeps running.
+    await client.aclose()
+    await first.aclose()
+    await asyncio.sleep(1.0)
+    second = shim_world.launcher()
+    again = await second.connect(spec.container_id, Path(spec.bundle_dir))
+    assert again.shim_pid == shim_pid
+    state = await again.state()
+    assert state.status == "stopped" and state.exit is not None and state.exit.exit_code == 4
+    assert (await again.wait()).exit_code == 4
+    assert [r.data for r in read_records(spec.log_path)] == [b"started\n", b"finished\n"]
+    await again.shutdown()
+    await again.aclose()
+    with pytest.raises(Unavailable):
+        await second.connect(spec.container_id, Path(spec.bundle_dir))
+    assert second.exit_status_on_disk(Path(spec.bundle_dir)).exit_code == 4  # type: ignore[union-attr]
+
+
+async def test_shutdown_removes_socket_cgroup_and_mounts(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    spec = shim_world.spec("sleep", "1000")
+    client = await launcher.spawn(spec)
+    await client.start()
+    cgroups = [p for p in cgroup_leftovers(shim_world.cgroup_parent) if p.name == spec.container_id]
+    assert cgroups, "the container has a cgroup while it runs"
+    with pytest.raises(FailedPrecondition, match="is running"):
+        await client.shutdown()
+    shim_pid = client.shim_pid
+    await remove(client)
+    for _ in range(100):
+        if not Path(f"/proc/{shim_pid}").exists():
+            break
+        await asyncio.sleep(0.02)
+    assert not Path(f"/proc/{shim_pid}").exists()
+    assert not (shim_world.run_root / "shims" / f"{spec.container_id}.sock").exists()
+    assert not [p for p in cgroup_leftovers(shim_world.cgroup_parent) if p.name == spec.container_id]
+    assert not mounts_mentioning(spec.bundle_dir)
+
+
+async def test_created_container_can_be_removed_without_start(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    spec = shim_world.spec("echo", "never")
+    client = await launcher.spawn(spec)
+    assert (await client.state()).status == "created"
+    await client.shutdown()
+    await client.aclose()
+    assert not (shim_world.run_root / "shims" / f"{spec.container_id}.sock").exists()
+    assert list(read_records(spec.log_path)) == []
+
+
+async def test_connect_to_unknown_container_is_unavailable(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    with pytest.raises(Unavailable):
+        await launcher.connect("nosuchcontainer", shim_world.base / "nosuch")
