@@ -250,7 +250,7 @@ def _register(
                            allow_abbrev=False)
         p.usage_exit = 125 if error_exit == 125 else 2
         adder(p)
-        p.set_defaults(target=target, error_exit=error_exit, verb=f"{prefix}{name}")
+        p.set_defaults(handler=target, error_exit=error_exit, verb=f"{prefix}{name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -280,7 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse a command line; raises UsageError. Adds `host` (resolved) to the namespace."""
     parser = build_parser()
-    args = parser.parse_args(list(argv))
+    args, extra = parser.parse_known_args(list(argv))
+    if extra:
+        if hasattr(args, "handler"):
+            raise_usage(args, f"unrecognized arguments: {' '.join(extra)}")
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "verb", None) in ("exec", "container exec") and not args.command:
         raise_usage(args, "the following arguments are required: CMD")
     args.host = args.host or os.environ.get("PALLET_HOST") or "unix:///run/pallet/pallet.sock"
@@ -296,7 +300,7 @@ def raise_usage(args: argparse.Namespace, message: str) -> NoReturn:
 def _run_verb(args: argparse.Namespace) -> int:
     import importlib
 
-    module_name, _, func_name = args.target.partition(":")
+    module_name, _, func_name = args.handler.partition(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(args))
 
@@ -312,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
-    if not hasattr(args, "target"):
+    if not hasattr(args, "handler"):
         group = getattr(args, "group", None)
         (group or build_parser()).print_help()
         return 0
