@@ -123,7 +123,7 @@ def _daemon_rss(key: str, engine: Engine) -> Figure:
     if not daemons:
         return Figure(key, None, f"{engine.name} has no daemon")
     total = sum(procs.memory(pid).rss_kib for pid in daemons.values())
-    return Figure(key, _mib(total), " + ".join(sorted(daemons)))
+    return Figure(key, _mib(total), " + ".join(sorted(daemons)) if len(daemons) > 1 else "")
 
 
 def _many_running(engine: Engine, image: str, count: int, token: str) -> list[Figure]:

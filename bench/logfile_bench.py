@@ -51,7 +51,8 @@ def measure_logfile(total_bytes: int = 100 * MB, directory: str | None = None) -
                 started = time.perf_counter()
                 tail = list(read_records(path, tail_lines=100))
                 tail_s = time.perf_counter() - started
-                lines = sum(r.data.count(b"\n") for r in tail)
+                text = b"".join(r.data for r in tail)
+                lines = text.count(b"\n") + (not text.endswith(b"\n"))
                 figures.append(Figure("logfile_tail", tail_s * 1000, f"{lines} lines"))
             os.unlink(path)
     finally:
