@@ -19,17 +19,14 @@ from pallet.shim.logfile import (
     MAX_RECORD_DATA,
     RECORD_OVERHEAD,
     START,
-    LineSplitter,
     LogPosition,
     LogReader,
     LogWriter,
     Record,
     end_position,
     follow_records,
-    format_rfc3339_nano,
     read_records,
     read_records_from,
-    split_lines_with_timestamps,
 )
 
 T0 = 1_700_000_000_000_000_000
@@ -452,34 +449,6 @@ async def test_no_follow_stops_at_the_end_the_log_had(log: str) -> None:
     write_all(log, [(1, b"later\n")])
     rest = [b async for b in follow_records(log, start=pos, follow=False)]
     assert text([r for b in rest for r in b]) == b"later\n"
-
-
-# --- lines and timestamps -----------------------------------------------------------------------
-
-
-def test_lines_carry_the_time_of_their_first_byte(log: str) -> None:
-    records = [Record(1, T0, b"a\nb"), Record(2, T0 + 1, b"err\n"), Record(1, T0 + 2, b"c\nd")]
-    lines = list(split_lines_with_timestamps(records))
-    assert [line.data for line in lines] == [
-        b"2023-11-14T22:13:20.000000000Z a\n",
-        b"2023-11-14T22:13:20.000000001Z err\n",
-        b"2023-11-14T22:13:20.000000000Z bc\n",
-        b"2023-11-14T22:13:20.000000002Z d",
-    ]
-    assert [line.stream for line in lines] == [1, 2, 1, 1]
-
-
-def test_line_splitter_holds_partial_lines_until_flush() -> None:
-    splitter = LineSplitter()
-    assert splitter.feed(Record(1, 5, b"par")) == []
-    assert splitter.feed(Record(1, 6, b"tial\nnext")) == [Record(1, 5, b"partial\n")]
-    assert splitter.flush() == [Record(1, 6, b"next")]
-    assert splitter.flush() == []
-
-
-def test_rfc3339_nano() -> None:
-    assert format_rfc3339_nano(0) == "1970-01-01T00:00:00.000000000Z"
-    assert format_rfc3339_nano(1_700_000_000_123_456_789) == "2023-11-14T22:13:20.123456789Z"
 
 
 # --- speed (printed, never asserted) ------------------------------------------------------------
