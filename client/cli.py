@@ -215,7 +215,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "logs": (f"{_C}:logs", "show a container's output", _add_logs, 1),
     "exec": (f"{_C}:exec_", "run a command in a running container", _add_exec, 1),
 }
-_CONTAINER_ALIASES = {"ls": ("ps", "list")}
+_CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 
 _IMAGE_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "ls": (f"{_I}:images", "list images", _add_images, 1),
@@ -225,7 +225,7 @@ _IMAGE_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "load": (f"{_I}:load", "load images from a docker-save or OCI archive", _add_load, 1),
     "inspect": (f"{_C}:inspect", "show images in detail", _add_image_inspect, 1),
 }
-_IMAGE_ALIASES = {"ls": ("list",)}
+_IMAGE_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",)}
 
 _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     **{k: v for k, v in _CONTAINER_VERBS.items() if k not in ("ls", "inspect")},

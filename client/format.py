@@ -370,7 +370,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
 
 
 def _set_or_none(values: Iterable[str]) -> dict[str, dict[str, Any]] | None:
-    items = {v: {} for v in values}
+    items: dict[str, dict[str, Any]] = {v: {} for v in values}
     return items or None
 
 

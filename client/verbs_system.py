@@ -16,7 +16,7 @@ from typing import Any
 from pallet.client import format as fmt
 from pallet.client.api import PalletClient
 from pallet.client.options import parse_time, validate_filters
-from pallet.client.template import parse
+from pallet.client.template import go_json, parse
 from pallet.daemon.errors import InvalidArgument, PalletError
 
 EVENT_FILTERS = ("type", "event", "container", "image", "label")
@@ -169,7 +169,7 @@ def events(args: argparse.Namespace) -> int:
     with PalletClient(args.host) as client:
         for event in client.events(filters, since_seq=args.since_seq or 0, since=since, until=until):
             if fmt_text == "json":
-                line = fmt.go_json(fmt.event_fields(event))
+                line = go_json(fmt.event_fields(event))
             elif template is not None:
                 line = template.render(fmt.event_fields(event))
             else:
