@@ -159,7 +159,8 @@ _APPLY: dict[str, Callable[[ImageConfig, str], ImageConfig]] = {
 def apply_changes(config: ImageConfig, changes: Sequence[str]) -> ImageConfig:
     """Apply each change in order; an unknown or malformed one is an InvalidArgument."""
     for change in changes:
-        instruction, _, args = change.strip().partition(" ")
+        instruction, *rest = re.split(r"\s+", change.strip(), maxsplit=1)
+        args = rest[0] if rest else ""
         apply = _APPLY.get(instruction.upper())
         if apply is None:
             raise InvalidArgument(

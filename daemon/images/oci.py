@@ -226,6 +226,9 @@ def parse_config(data: bytes) -> ParsedConfig:
     if not isinstance(rootfs, dict) or rootfs.get("type") != "layers":
         raise InvalidArgument("image config has no rootfs of type 'layers'")
     diff_ids = _strings(rootfs.get("diff_ids"), "image config rootfs.diff_ids")
+    if not diff_ids:
+        # A container needs at least one lowerdir to stack its rootfs on.
+        raise InvalidArgument("image config lists no layers: an image needs a root filesystem")
     for diff_id in diff_ids:
         if not _DIGEST.fullmatch(diff_id):
             raise InvalidArgument(f"image config lists an invalid diff id {diff_id!r}")

@@ -429,3 +429,52 @@ async def test_cancelled_upload_leaves_nothing(tmp_path: Path) -> None:
             await env.manager.import_rootfs(upload(), "x")
         assert env.stored_files() == []
 
+
+
+async def test_docker_archive_with_symlinked_duplicate_layer(tmp_path: Path) -> None:
+    # docker save stores a layer shared by two images once and links the second path to it.
+    from test_images_kit import image_config, sym
+
+    layer = build_tar(reg("shared", b"s"))
+    configs = [image_config([sha(layer)], labels={"n": str(i)}) for i in range(2)]
+    members = [
+        reg("aaa/layer.tar", layer),
+        sym("bbb/layer.tar", "../aaa/layer.tar"),
+        *(reg(f"{sha(c)[7:]}.json", c) for c in configs),
+        reg(
+            "manifest.json",
+            json.dumps(
+                [
+                    {"Config": f"{sha(configs[0])[7:]}.json", "RepoTags": ["a:1"], "Layers": ["aaa/layer.tar"]},
+                    {"Config": f"{sha(configs[1])[7:]}.json", "RepoTags": ["b:1"], "Layers": ["bbb/layer.tar"]},
+                ]
+            ).encode(),
+        ),
+    ]
+    async with open_store(tmp_path) as env:
+        result = await env.manager.load(chunks(build_tar(*members)))
+        assert result.references == ("a:1", "b:1")
+        first, second = result.images
+        assert env.manager.layer_dirs(first) == env.manager.layer_dirs(second)
+        assert first.size == second.size == 1
+
+
+async def test_concurrent_imports_and_removals_share_one_layer(tmp_path: Path) -> None:
+    import asyncio
+
+    async with open_store(tmp_path) as env:
+        await import_(env, "seed")
+        imports = [import_(env, f"copy{i}", changes=[f"LABEL i={i}"]) for i in range(6)]
+        images, _ = await asyncio.gather(asyncio.gather(*imports), env.manager.remove("seed"))
+        for image in images:
+            (layer,) = env.manager.layer_dirs(image)
+            assert Path(layer, "bin/sh").read_bytes() == b"#!shell"
+        for image in images:
+            await env.manager.remove(image.id)
+        assert env.stored_files() == []
+
+
+async def test_change_instruction_may_be_separated_by_tabs(tmp_path: Path) -> None:
+    async with open_store(tmp_path) as env:
+        image = await import_(env, "tabs", changes=["WORKDIR\t/srv", "cmd\t[\"a\"]"])
+        assert (image.config.working_dir, image.config.cmd) == ("/srv", ("a",))
