@@ -248,9 +248,10 @@ def _register(
     for name, (target, help_text, adder, error_exit) in verbs.items():
         p = sub.add_parser(name, help=help_text, aliases=list(aliases.get(name, ())), description=help_text,
                            allow_abbrev=False)
-        p.usage_exit = 125 if error_exit == 125 else 2
+        # docker exits 125 for any failure of `run` before the container runs, usage included.
+        p.usage_exit = 125 if name == "run" else 2
         adder(p)
-        p.set_defaults(handler=target, error_exit=error_exit, verb=f"{prefix}{name}")
+        p.set_defaults(handler=target, error_exit=error_exit, verb=f"{prefix}{name}", verb_parser=p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,9 +293,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def raise_usage(args: argparse.Namespace, message: str) -> NoReturn:
-    code = 125 if args.error_exit == 125 else 2
-    print(f"usage: {PROG} {args.verb} --help", file=sys.stderr)
-    raise UsageError(f"{PROG} {args.verb}: error: {message}", code)
+    """A usage error found after parsing, reported by the verb's own parser."""
+    args.verb_parser.error(message)
 
 
 def _run_verb(args: argparse.Namespace) -> int:

@@ -24,7 +24,6 @@ from pallet.client.stdio import StdinPump, write_chunks
 from pallet.client.template import Template, parse
 from pallet.daemon.errors import NotFound, PalletError, Unavailable
 
-PS_FILTERS = ("id", "name", "label", "status", "ancestor", "exited", "before", "since")
 
 
 def _error(message: str) -> None:
@@ -165,7 +164,7 @@ def wait(args: argparse.Namespace) -> int:
 
 
 def ps(args: argparse.Namespace) -> int:
-    filters = validate_filters(args.filter or [], PS_FILTERS)
+    filters = validate_filters(args.filter or [])
     trunc = not args.no_trunc
     template = args.format
     if template and template.strip() != "json":

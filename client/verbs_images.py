@@ -16,11 +16,10 @@ from pallet.client.api import PalletClient
 from pallet.client.options import validate_filters
 from pallet.daemon.errors import InvalidArgument, PalletError, Unavailable
 
-IMAGE_FILTERS = ("reference", "label", "dangling", "before", "since")
 
 
 def images(args: argparse.Namespace) -> int:
-    filters = validate_filters(args.filter or [], IMAGE_FILTERS)
+    filters = validate_filters(args.filter or [])
     if args.reference:
         filters.append(f"reference={args.reference}")
     trunc = not args.no_trunc

@@ -19,7 +19,6 @@ from pallet.client.options import parse_time, validate_filters
 from pallet.client.template import go_json, parse
 from pallet.daemon.errors import InvalidArgument, PalletError
 
-EVENT_FILTERS = ("type", "event", "container", "image", "label")
 
 _OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
              "s390x": "s390x", "riscv64": "riscv64"}
@@ -157,7 +156,7 @@ def info(args: argparse.Namespace) -> int:
 
 
 def events(args: argparse.Namespace) -> int:
-    filters = validate_filters(args.filter or [], EVENT_FILTERS)
+    filters = validate_filters(args.filter or [])
     now = time.time()
     since = parse_time(args.since, now) if args.since else None
     until = parse_time(args.until, now) if args.until else None
