@@ -295,6 +295,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def raise_usage(args: argparse.Namespace, message: str) -> NoReturn:
     """A usage error found after parsing, reported by the verb's own parser."""
     args.verb_parser.error(message)
+    raise AssertionError("unreachable: ArgumentParser.error raises")
 
 
 def _run_verb(args: argparse.Namespace) -> int:

@@ -64,11 +64,34 @@ def run(args: argparse.Namespace) -> int:
     config = container_config(args, os.environ)
     with PalletClient(args.host) as client:
         created = client.create(config)
-        if args.detach:
-            _start_or_clean_up(client, created.id, args.rm)
-            print(created.id)
-            return 0
-        return _run_attached(client, created.id, args)
+        try:
+            if args.detach:
+                _start_or_clean_up(client, created.id, args.rm)
+                print(created.id)
+                return 0
+            return _run_attached(client, created.id, args)
+        except _StartFailed as failed:
+            _error(failed.error.message)
+            return start_failure_exit_code(failed.error)
+
+
+class _StartFailed(Exception):
+    def __init__(self, error: PalletError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def start_failure_exit_code(error: PalletError) -> int:
+    """docker's exit code when the command could not run: 127 not found, 126 not executable,
+    125 for every other failure (the daemon's wording is the only signal, as in docker)."""
+    text = error.message.lower()
+    if isinstance(error, NotFound) and "no such container" in text:
+        return 125
+    if "executable file not found" in text or "no such file or directory" in text:
+        return 127
+    if "permission denied" in text or "not executable" in text:
+        return 126
+    return 125
 
 
 def _start_or_clean_up(client: PalletClient, container_id: str, auto_remove: bool, future: Any = None) -> None:
@@ -78,13 +101,15 @@ def _start_or_clean_up(client: PalletClient, container_id: str, auto_remove: boo
             client.start(container_id)
         else:
             client.start_result(future)
-    except PalletError:
+    except PalletError as exc:
+        if isinstance(exc, Unavailable) and "cannot connect" in exc.message:
+            raise
         if auto_remove:
             try:
                 client.remove(container_id, force=True)
             except PalletError:
                 pass
-        raise
+        raise _StartFailed(exc) from None
 
 
 def _run_attached(client: PalletClient, container_id: str, args: argparse.Namespace) -> int:
@@ -97,7 +122,15 @@ def _run_attached(client: PalletClient, container_id: str, args: argparse.Namesp
         if args.interactive:
             StdinPump(session).start()
         write_chunks(session)
-    return _exit_code(client, container_id, session)
+    code = _exit_code(client, container_id, session)
+    _report_exec_failure(session)
+    return code
+
+
+def _report_exec_failure(session: DuplexSession) -> None:
+    """Say why when the command itself could not run (126/127 with the daemon's reason)."""
+    if session.exit is not None and session.exit.error and session.exit.exit_code in (126, 127):
+        _error(session.exit.error)
 
 
 def _exit_code(client: PalletClient, container_id: str, session: DuplexSession) -> int:
@@ -204,7 +237,7 @@ def inspect(args: argparse.Namespace) -> int:
     if template is not None:
         for doc in found:
             print(template.render(doc))
-    else:
+    elif found or not failures:
         print(_json_indent(found))
     for message in failures:
         _error(message)
@@ -249,14 +282,21 @@ def logs(args: argparse.Namespace) -> int:
 def exec_(args: argparse.Namespace) -> int:
     env = env_list(args.env_file or [], args.env or [], os.environ)
     with PalletClient(args.host) as client:
-        session = client.exec(
-            args.container,
-            args.command,
-            env=env,
-            working_dir=args.workdir or "",
-            user=args.user or "",
-            stdin=bool(args.interactive),
-        )
+        try:
+            session = client.exec(
+                args.container,
+                args.command,
+                env=env,
+                working_dir=args.workdir or "",
+                user=args.user or "",
+                stdin=bool(args.interactive),
+            )
+        except PalletError as exc:
+            code = start_failure_exit_code(exc)
+            if code == 125:
+                raise  # not about the command: `Error: ...`, exit 1
+            _error(exc.message)
+            return code
         if args.detach and session.exit is None:
             # Leave it running: end our side without cancelling (the daemon keeps the process).
             return 0
@@ -266,6 +306,5 @@ def exec_(args: argparse.Namespace) -> int:
             write_chunks(session)
         if session.exit is None:
             raise Unavailable(f"lost the exec stream in {args.container} before it reported its exit code")
-        if session.exit.error and session.exit.exit_code in (126, 127):
-            _error(session.exit.error)
+        _report_exec_failure(session)
         return int(session.exit.exit_code)

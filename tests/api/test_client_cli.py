@@ -437,7 +437,7 @@ def test_inspect_falls_back_to_images_and_reports_missing_objects(cli: Any, daem
     assert result.err == "Error: No such object: nosuch\n"
     only_containers = cli("inspect", "--type", "container", "busybox:latest")
     assert only_containers.code == 1
-    assert only_containers.out == "[]\n"
+    assert only_containers.out == ""
     assert only_containers.err == "Error: No such container: busybox:latest\n"
     image = cli("image", "inspect", "-f", "{{.Os}}/{{.Architecture}} {{.Size}}", "busybox:latest")
     assert image.out == "linux/amd64 4200000\n"
@@ -511,13 +511,24 @@ def test_run_and_create_errors_exit_125(cli: Any, daemon: Daemon) -> None:
     assert missing.code == 125 and "IMAGE" in missing.err
 
 
-def test_run_start_failure_exits_125_and_removes_with_rm(cli: Any, daemon: Daemon) -> None:
-    daemon.state.start_error = 'exec: "nosuch": executable file not found in $PATH'
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ('exec: "nosuch": executable file not found in $PATH', 127),
+        ('exec: "/etc/passwd": permission denied', 126),
+        ("cgroup setup failed: no space left on device", 125),
+    ],
+)
+def test_run_start_failure_exit_codes_and_rm(cli: Any, daemon: Daemon, reason: str, code: int) -> None:
+    daemon.state.start_error = reason
     result = cli("run", "--rm", "busybox", "nosuch")
-    assert result.code == 125
-    assert result.err == 'Error: exec: "nosuch": executable file not found in $PATH\n'
+    assert result.code == code
+    assert result.err == f"Error: {reason}\n"
     assert daemon.state.removed == ["1".rjust(64, "d")]
     assert daemon.state.containers == {}
+    detached = cli("run", "-d", "busybox", "nosuch")
+    assert detached.code == code and detached.out == ""
+    assert len(daemon.state.containers) == 1  # without --rm the failed container stays
 
 
 def test_create_prints_the_id_and_sends_the_config(cli: Any, daemon: Daemon, tmp_path: Path,
