@@ -26,7 +26,7 @@ class EventsServicer(pb_grpc.EventsServiceServicer):
         flt = parse_filters(list(request.filters))
         events = self._bus.subscribe(
             flt,
-            since_seq=request.since_seq,
+            since_seq=request.since_seq if request.HasField("since_seq") else None,
             since_ns=convert.nanos(request.since, request.HasField("since")),
             until_ns=convert.nanos(request.until, request.HasField("until")),
         )

@@ -181,13 +181,13 @@ class EventBus:
     async def subscribe(
         self,
         flt: EventFilter,
-        since_seq: int = 0,
+        since_seq: int | None = None,
         since_ns: int = 0,
         until_ns: int = 0,
     ) -> AsyncIterator[Event]:
         """Yield matching events: journal first (when asked), then live.
 
-        Replay happens when `since_seq` or `since_ns` is set. With `until_ns` the stream
+        Replay happens when `since_seq` is given (0: the whole journal) or `since_ns` is set. With `until_ns` the stream
         ends after the last event at or before it (at once when it is in the past).
         """
         sub = _Subscriber()
@@ -196,9 +196,9 @@ class EventBus:
         self._subscribers.add(sub)
         try:
             last = 0
-            if since_seq or since_ns:
+            if since_seq is not None or since_ns:
                 upto = self._last_seq
-                async for event in self._replay(since_seq, since_ns, upto):
+                async for event in self._replay(since_seq or 0, since_ns, upto):
                     if until_ns and event.time_ns > until_ns:
                         return
                     last = event.seq

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/events.proto\x12\tpallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12\x34\n\nattributes\x18\x05 \x03(\x0b\x32 .pallet.v1.Event.AttributesEntry\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x10SubscribeRequest\x12\x11\n\tsince_seq\x18\x01 \x01(\x04\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66ilters\x18\x04 \x03(\t\"4\n\x11SubscribeResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.pallet.v1.Event2Y\n\rEventsService\x12H\n\tSubscribe\x12\x1b.pallet.v1.SubscribeRequest\x1a\x1c.pallet.v1.SubscribeResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/events.proto\x12\tpallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x01\n\x05\x45vent\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x10\n\x08\x61\x63tor_id\x18\x04 \x01(\t\x12\x34\n\nattributes\x18\x05 \x03(\x0b\x32 .pallet.v1.Event.AttributesEntry\x12(\n\x04time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x31\n\x0f\x41ttributesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9f\x01\n\x10SubscribeRequest\x12\x16\n\tsince_seq\x18\x01 \x01(\x04H\x00\x88\x01\x01\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x66ilters\x18\x04 \x03(\tB\x0c\n\n_since_seq\"4\n\x11SubscribeResponse\x12\x1f\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x10.pallet.v1.Event2Y\n\rEventsService\x12H\n\tSubscribe\x12\x1b.pallet.v1.SubscribeRequest\x1a\x1c.pallet.v1.SubscribeResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,9 +39,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_start=237
   _globals['_EVENT_ATTRIBUTESENTRY']._serialized_end=286
   _globals['_SUBSCRIBEREQUEST']._serialized_start=289
-  _globals['_SUBSCRIBEREQUEST']._serialized_end=429
-  _globals['_SUBSCRIBERESPONSE']._serialized_start=431
-  _globals['_SUBSCRIBERESPONSE']._serialized_end=483
-  _globals['_EVENTSSERVICE']._serialized_start=485
-  _globals['_EVENTSSERVICE']._serialized_end=574
+  _globals['_SUBSCRIBEREQUEST']._serialized_end=448
+  _globals['_SUBSCRIBERESPONSE']._serialized_start=450
+  _globals['_SUBSCRIBERESPONSE']._serialized_end=502
+  _globals['_EVENTSSERVICE']._serialized_start=504
+  _globals['_EVENTSSERVICE']._serialized_end=593
 # @@protoc_insertion_point(module_scope)
