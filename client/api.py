@@ -414,13 +414,15 @@ class PalletClient:
     def events(
         self,
         filters: Sequence[str] = (),
-        since_seq: int = 0,
+        since_seq: int | None = None,
         since: tuple[int, int] | None = None,
         until: tuple[int, int] | None = None,
     ) -> Iterator[Any]:
         """Events (replayed, then live unless `until`); times are (seconds, nanos)."""
         pb = _pb("events")
         request = pb.SubscribeRequest(filters=list(filters), since_seq=since_seq)
+        if since_seq is None:
+            request.ClearField("since_seq")
         if since is not None:
             request.since.seconds, request.since.nanos = since
         if until is not None:

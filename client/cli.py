@@ -278,10 +278,71 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
+def _value_options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Option string -> its long spelling, for options that take exactly one value."""
+    out: dict[str, str] = {}
+    for action in parser._actions:
+        if action.option_strings and action.nargs is None and action.const is None:
+            long = max(action.option_strings, key=len)
+            for option in action.option_strings:
+                out[option] = long
+    return out
+
+
+def _attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """Rewrite `--name -x` as `--name=-x`, as docker's flag parser reads it.
+
+    argparse refuses an option value that starts with "-" unless it is attached; docker
+    (pflag) takes the next word whatever it looks like, so `--name -dash` reaches the daemon
+    (and gets its "invalid name" error) and `-e -X=1` sets a variable.
+    """
+    out: list[str] = []
+    i = 0
+    current = parser
+    values = _value_options(parser)
+    subparsers = _subparsers(parser)
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            out.extend(argv[i:])
+            break
+        if token in values and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--":
+            out.append(f"{values[token]}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+        if token.startswith("-") or token in values:
+            if token in values:  # its value is the next word
+                if i < len(argv):
+                    out.append(argv[i])
+                    i += 1
+            continue
+        if token in subparsers:  # a verb: go on with its own options
+            current = subparsers[token]
+            values = _value_options(current)
+            subparsers = _subparsers(current)
+            continue
+        if any(a.nargs == argparse.REMAINDER for a in current._actions):
+            # run/create/exec: after the first positional the rest is the command's own.
+            positionals = [a for a in current._actions if not a.option_strings and a.nargs != argparse.REMAINDER]
+            if len(positionals) <= 1:
+                out.extend(argv[i:])
+                break
+    return out
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse a command line; raises UsageError. Adds `host` (resolved) to the namespace."""
     parser = build_parser()
-    args, extra = parser.parse_known_args(list(argv))
+    args, extra = parser.parse_known_args(_attach_dash_values(parser, list(argv)))
     if extra:
         if hasattr(args, "handler"):
             raise_usage(args, f"unrecognized arguments: {' '.join(extra)}")

@@ -354,7 +354,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
             "OpenStdin": bool(cfg.open_stdin),
             "Env": list(cfg.env),
             "Cmd": _list_or_none(cfg.cmd),
-            "Image": cfg.image or c.image,
+            "Image": c.image or cfg.image,  # the reference as given, like docker
             "WorkingDir": cfg.working_dir,
             "Entrypoint": _list_or_none(cfg.entrypoint),
             "Labels": dict(sorted(cfg.labels.items())),

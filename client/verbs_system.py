@@ -166,7 +166,7 @@ def events(args: argparse.Namespace) -> int:
     if with_seq and args.since_seq < 0:
         raise InvalidArgument("--since-seq must be 0 or more")
     with PalletClient(args.host) as client:
-        for event in client.events(filters, since_seq=args.since_seq or 0, since=since, until=until):
+        for event in client.events(filters, since_seq=args.since_seq, since=since, until=until):
             if fmt_text == "json":
                 line = go_json(fmt.event_fields(event))
             elif template is not None:

@@ -220,3 +220,23 @@ def test_cli_module_imports_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("argv", "field", "value"),
+    [
+        (["create", "--name", "-dash", "busybox"], "name", "-dash"),
+        (["run", "-e", "-X=1", "busybox"], "env", ["-X=1"]),
+        (["logs", "--since", "-5s", "web"], "since", "-5s"),
+        (["container", "run", "-w", "-", "busybox"], "workdir", "-"),
+    ],
+)
+def test_option_values_may_start_with_a_dash_like_docker(argv: list[str], field: str, value: object) -> None:
+    assert getattr(parse_args(argv), field) == value
+
+
+def test_words_after_the_image_stay_the_commands() -> None:
+    args = parse_args(["run", "--name", "n", "busybox", "--name", "-q", "-e"])
+    assert args.name == "n" and args.command == ["--name", "-q", "-e"]
+    args = parse_args(["exec", "-e", "-a", "web", "ls", "-e", "-l"])
+    assert args.env == ["-a"] and args.command == ["ls", "-e", "-l"]
