@@ -29,7 +29,7 @@ from pallet.daemon.images.layers import LayerStore, Readable, UnpackedLayer, dec
 from pallet.daemon.images.leases import Lease
 from pallet.daemon.images.reference import Reference, parse_tagged
 from pallet.daemon.images.records import StagedImage, StagedLayer
-from pallet.daemon.images.tarsafe import clean_name
+from pallet.daemon.images.saferoot import clean_name
 
 MAX_DOCUMENT = 16 << 20  # manifests, indexes and configs are small; refuse absurd ones
 MAX_INDEX_DEPTH = 4

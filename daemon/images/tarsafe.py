@@ -26,18 +26,13 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from pallet.daemon.errors import FailedPrecondition, Internal, InvalidArgument
+from pallet.daemon.images.saferoot import DIR_FLAGS, SafeRoot, UnsafeEntry, clean_name, lstat_at
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 XATTR_PAX_PREFIX = "SCHILY.xattr."
-MAX_SYMLINK_HOPS = 40
 _CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class UnsafeEntry(InvalidArgument):
-    """A layer entry that would escape the layer root or is not allowed in an image."""
 
 
 @dataclass(slots=True)
@@ -60,29 +55,12 @@ class ExtractStats:
     deferred: list[_DirMeta] = field(default_factory=list)
 
 
-def clean_name(name: str) -> tuple[str, ...] | None:
-    """Split an entry name into components, lexically resolving `.` and `..`.
-
-    A leading `/` is dropped, as tar does. Returns None when `..` climbs above the root.
-    """
-    parts: list[str] = []
-    for part in name.split("/"):
-        if part in ("", "."):
-            continue
-        if part == "..":
-            if not parts:
-                return None
-            parts.pop()
-            continue
-        parts.append(part)
-    return tuple(parts)
-
-
 class LayerExtractor:
     """Extracts the entries of one tar stream into `root` (an existing empty directory)."""
 
     def __init__(self, root: str) -> None:
-        self._root_fd = os.open(root, _DIR_FLAGS)
+        self._root_fd = os.open(root, DIR_FLAGS)
+        self._root = SafeRoot(self._root_fd)
         self._privileged = os.geteuid() == 0
         self.stats = ExtractStats()
 
@@ -118,9 +96,12 @@ class LayerExtractor:
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(member, parts)
             return
-        parent_fd, parent_path = self._open_dir(parts[:-1], member.name, create=True)
+        parent_fd, parent_path = self._root.open_dir(parts[:-1], member.name, create=True)
         try:
             self._create(archive, member, parent_fd, parent_path, base)
+        except (OverflowError, ValueError) as exc:
+            # An owner, mode or time the kernel cannot represent: the tar's fault.
+            raise InvalidArgument(f"layer entry {member.name!r} has invalid metadata: {exc}") from None
         except OSError as exc:
             raise Internal(f"unpacking layer entry {member.name!r} failed: {exc}") from exc
         finally:
@@ -134,7 +115,7 @@ class LayerExtractor:
         parent_path: tuple[str, ...],
         base: str,
     ) -> None:
-        existing = _lstat_at(parent_fd, base)
+        existing = lstat_at(parent_fd, base)
         if member.isdir():
             if existing is not None and not stat.S_ISDIR(existing.st_mode):
                 os.unlink(base, dir_fd=parent_fd)
@@ -208,9 +189,9 @@ class LayerExtractor:
                 f"layer entry {member.name!r} is a hardlink to {member.linkname!r}, "
                 "which is outside the layer"
             )
-        target_fd, _ = self._open_dir(target[:-1], member.name, create=False)
+        target_fd, _ = self._root.open_dir(target[:-1], member.name, create=False)
         try:
-            target_stat = _lstat_at(target_fd, target[-1])
+            target_stat = lstat_at(target_fd, target[-1])
             if target_stat is None:
                 raise UnsafeEntry(
                     f"layer entry {member.name!r} is a hardlink to {member.linkname!r}, "
@@ -239,7 +220,7 @@ class LayerExtractor:
 
     def _whiteout(self, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         base = parts[-1]
-        parent_fd, _ = self._open_dir(parts[:-1], member.name, create=True)
+        parent_fd, _ = self._root.open_dir(parts[:-1], member.name, create=True)
         try:
             if base == OPAQUE_MARKER:
                 self._setxattr(parent_fd, OPAQUE_XATTR, b"y", member.name, required=True)
@@ -249,7 +230,7 @@ class LayerExtractor:
             hidden = base[len(WHITEOUT_PREFIX) :]
             if hidden in ("", ".", ".."):
                 raise UnsafeEntry(f"layer entry {member.name!r} is a whiteout of nothing")
-            existing = _lstat_at(parent_fd, hidden)
+            existing = lstat_at(parent_fd, hidden)
             if existing is not None:
                 _remove_at(parent_fd, hidden, existing)
             self._mknod_whiteout(parent_fd, hidden, member.name)
@@ -267,80 +248,6 @@ class LayerExtractor:
                 "root (CAP_MKNOD)"
             ) from None
         self.stats.whiteouts += 1
-
-    # -- path resolution --------------------------------------------------------------
-
-    def _open_dir(
-        self, parts: tuple[str, ...], entry: str, create: bool
-    ) -> tuple[int, tuple[str, ...]]:
-        """Open the directory `parts` names inside the root, following in-layer relative
-        symlinks; returns its fd and its symlink-free path. Missing directories are made
-        (as tar does) when `create`, else the entry is refused."""
-        pending = list(parts)
-        resolved: list[str] = []
-        fd = os.dup(self._root_fd)
-        hops = 0
-        try:
-            while pending:
-                part = pending.pop(0)
-                if part in ("", "."):
-                    continue
-                if part == "..":
-                    if not resolved:
-                        raise UnsafeEntry(
-                            f"layer entry {entry!r} leaves the layer through a symlink"
-                        )
-                    resolved.pop()
-                    os.close(fd)
-                    fd = self._walk(tuple(resolved))
-                    continue
-                info = _lstat_at(fd, part)
-                if info is None:
-                    if not create:
-                        raise UnsafeEntry(
-                            f"layer entry {entry!r} refers to {'/'.join((*resolved, part))!r}, "
-                            "which is not earlier in the layer"
-                        )
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                elif stat.S_ISLNK(info.st_mode):
-                    hops += 1
-                    if hops > MAX_SYMLINK_HOPS:
-                        raise UnsafeEntry(f"layer entry {entry!r} goes through too many symlinks")
-                    target = os.readlink(part, dir_fd=fd)
-                    if target.startswith("/"):
-                        raise UnsafeEntry(
-                            f"layer entry {entry!r} is written through the absolute symlink "
-                            f"{'/'.join((*resolved, part))!r} -> {target!r}"
-                        )
-                    pending[:0] = target.split("/")
-                    continue
-                elif not stat.S_ISDIR(info.st_mode):
-                    raise UnsafeEntry(
-                        f"layer entry {entry!r} needs {'/'.join((*resolved, part))!r} "
-                        "to be a directory, but it is a file"
-                    )
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-                resolved.append(part)
-        except OSError as exc:
-            os.close(fd)
-            raise Internal(f"unpacking layer entry {entry!r} failed: {exc}") from exc
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd, tuple(resolved)
-
-    def _walk(self, parts: tuple[str, ...]) -> int:
-        """Open a symlink-free directory path below the root, never following links."""
-        fd = os.dup(self._root_fd)
-        for part in parts:
-            try:
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            finally:
-                os.close(fd)
-            fd = child
-        return fd
 
     # -- metadata ---------------------------------------------------------------------
 
@@ -382,7 +289,7 @@ class LayerExtractor:
         # Deepest first, so a read-only parent is locked only after its children are done.
         for meta in sorted(self.stats.deferred, key=lambda m: len(m.path), reverse=True):
             try:
-                fd = self._walk(meta.path)
+                fd = self._root.walk(meta.path)
             except OSError:
                 continue  # replaced by a non-directory later in the layer
             try:
@@ -408,16 +315,9 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def _lstat_at(dir_fd: int, name: str) -> os.stat_result | None:
-    try:
-        return os.lstat(name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        return None
-
-
 def _remove_at(dir_fd: int, name: str, info: os.stat_result) -> None:
     if stat.S_ISDIR(info.st_mode):
-        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+        fd = os.open(name, DIR_FLAGS, dir_fd=dir_fd)
         try:
             for entry in os.listdir(fd):
                 _remove_at(fd, entry, os.lstat(entry, dir_fd=fd))

@@ -204,3 +204,10 @@ def test_diff_id_covers_the_whole_uncompressed_tar(tmp_path: Path) -> None:
         assert unpacked.size == 5000
         assert unpacked.compression == ("gzip" if data is not plain else "")
         store.discard(unpacked)
+
+
+def test_impossible_metadata_is_the_tars_fault(tmp_path: Path) -> None:
+    root = tmp_path / "layer"
+    root.mkdir()
+    with pytest.raises(InvalidArgument, match="'f' has invalid metadata"):
+        tarsafe.extract(_stream(build_tar(reg("f", b"x", mtime=10**400))), str(root))
