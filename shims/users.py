@@ -1,8 +1,8 @@
 """Resolve a container's user spec against the image's /etc/passwd and /etc/group.
 
 Owns: parsing passwd/group text and the docker rules for "name", "uid", "name:group",
-"uid:gid" (numeric ids need not exist; supplementary groups come from /etc/group only when
-no group was given). Must not: read files or switch identity; the caller passes the text
+"uid:gid" (numeric ids need not exist; the primary group is always a supplementary group,
+the others come from /etc/group only when no group was given). Must not: read files or switch identity; the caller passes the text
 read inside the container's root and applies the result.
 """
 
@@ -118,4 +118,7 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
             gid = numeric_gid
     elif name:
         additional = tuple(g.gid for g in groups if name in g.members)
+    # Docker lists the primary group among the supplementary ones too ("groups=1000(app),
+    # 50(staff)"), so a process that drops its gid keeps that group.
+    additional = (gid, *(g for g in additional if g != gid))
     return ExecUser(uid=uid, gid=gid, additional_gids=additional, home=home)

@@ -25,15 +25,15 @@ nohome:x:1001:
 @pytest.mark.parametrize(
     "spec, expected",
     [
-        ("", ExecUser(0, 0, (), "/root")),
-        ("root", ExecUser(0, 0, (), "/root")),
-        ("app", ExecUser(1000, 1000, (50, 10), "/home/app")),
-        ("1000", ExecUser(1000, 1000, (50, 10), "/home/app")),
-        ("app:staff", ExecUser(1000, 50, (), "/home/app")),
-        ("app:4000", ExecUser(1000, 4000, (), "/home/app")),
-        ("4242", ExecUser(4242, 0, (), "/")),
-        ("4242:4343", ExecUser(4242, 4343, (), "/")),
-        ("nohome", ExecUser(1001, 1001, (), "/")),
+        ("", ExecUser(0, 0, (0,), "/root")),
+        ("root", ExecUser(0, 0, (0,), "/root")),
+        ("app", ExecUser(1000, 1000, (1000, 50, 10), "/home/app")),
+        ("1000", ExecUser(1000, 1000, (1000, 50, 10), "/home/app")),
+        ("app:staff", ExecUser(1000, 50, (50,), "/home/app")),
+        ("app:4000", ExecUser(1000, 4000, (4000,), "/home/app")),
+        ("4242", ExecUser(4242, 0, (0,), "/")),
+        ("4242:4343", ExecUser(4242, 4343, (4343,), "/")),
+        ("nohome", ExecUser(1001, 1001, (1001,), "/")),
     ],
 )
 def test_docker_user_forms(spec: str, expected: ExecUser) -> None:
@@ -52,7 +52,7 @@ def test_unknown_group_has_a_clear_message() -> None:
 
 
 def test_missing_files_allow_numeric_ids_only() -> None:
-    assert resolve_user("5:6", None, None) == ExecUser(5, 6, (), "/")
+    assert resolve_user("5:6", None, None) == ExecUser(5, 6, (6,), "/")
     with pytest.raises(NotFound):
         resolve_user("app", None, None)
 
