@@ -232,14 +232,7 @@ class LogWriter:
         try:
             nonce = _write_file_header(fd, seq)
             if shift:
-                _remove_rotated(self.path, first=max(1, self._max_files - 1))
-                if self._max_files > 1:
-                    for i in range(self._max_files - 2, 0, -1):
-                        try:
-                            os.rename(f"{self.path}.{i}", f"{self.path}.{i + 1}")
-                        except FileNotFoundError:
-                            pass
-                    os.link(self.path, self.path + ".1")
+                self._shift_rotated()
             os.rename(tmp, self.path)
         except BaseException:
             os.close(fd)
@@ -253,6 +246,40 @@ class LogWriter:
         self._fd, self._nonce, self._seq, self._size = fd, nonce, seq, FILE_HEADER_SIZE
 
 
+    def _shift_rotated(self) -> None:
+        """path.N -> path.N+1 ... path -> path.1 (a link), dropping what max_files does not keep."""
+        keep = self._max_files - 1  # rotated files kept besides path
+        last = _last_rotated_index(self.path)
+        for i in range(max(keep, 1), last + 1):
+            _unlink_if_present(f"{self.path}.{i}")
+        for i in range(min(last, keep - 1), 0, -1):
+            try:
+                os.rename(f"{self.path}.{i}", f"{self.path}.{i + 1}")
+            except FileNotFoundError:
+                pass
+        if keep > 0:
+            os.link(self.path, self.path + ".1")
+
+
+def _last_rotated_index(path: str) -> int:
+    """The highest N with a path.N, looking past one missing N (see `_LogFiles`)."""
+    last, i, misses = 0, 1, 0
+    while misses < 2:
+        if os.path.lexists(f"{path}.{i}"):
+            last, misses = i, 0
+        else:
+            misses += 1
+        i += 1
+    return last
+
+
+def _unlink_if_present(name: str) -> None:
+    try:
+        os.unlink(name)
+    except FileNotFoundError:
+        pass
+
+
 def _next_seq(prev_seq: int) -> int:
     # Time-based so that a writer that lost track of the previous generation (all files
     # deleted) still moves forward; strictly above the previous one otherwise.
@@ -263,18 +290,6 @@ def _write_file_header(fd: int, seq: int) -> int:
     nonce = int.from_bytes(os.urandom(4), "little")
     os.write(fd, _FILE_HEADER.pack(MAGIC, VERSION, FILE_HEADER_SIZE, nonce, seq))
     return nonce
-
-
-def _remove_rotated(path: str, *, first: int) -> None:
-    """Delete path.<first>, path.<first+1>, ... (leftovers of a larger max_files, too)."""
-    i, missing = first, 0
-    while missing < 2:
-        try:
-            os.unlink(f"{path}.{i}")
-            missing = 0
-        except FileNotFoundError:
-            missing += 1
-        i += 1
 
 
 def _same_file(a: str, b: str) -> bool:

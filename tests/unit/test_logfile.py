@@ -324,6 +324,45 @@ def test_a_follower_whose_file_was_rotated_away_continues_with_the_next(tmp_path
     assert text(records) == b"".join(chunk(i) for i in range(6, 9))  # what is left
 
 
+def test_a_hole_left_by_a_rotation_in_progress_hides_no_older_file(tmp_path: Path) -> None:
+    path = str(tmp_path / "ctr.log")
+    limit = FILE_HEADER_SIZE + 2 * (RECORD_OVERHEAD + 10)
+    with LogWriter(path, max_size=limit, max_files=4) as w:
+        for i in range(8):
+            w.write(1, chunk(i), T0 + i)
+    os.rename(path + ".2", path + ".3")  # caught between two renames of the shift
+    assert text(list(read_records(path))) == b"".join(chunk(i) for i in range(2, 8))
+
+
+ROTATING_WRITER = """
+import sys
+from pallet.shim.logfile import LogWriter
+w = LogWriter(sys.argv[1], max_size=2000, max_files=100000)
+for i in range(int(sys.argv[2])):
+    w.write(1, b"%06d\\n" % i, i)
+w.close()
+"""
+
+
+def test_a_follower_racing_a_rotating_writer_sees_every_record_once_in_order(
+    tmp_path: Path,
+) -> None:
+    path, count = str(tmp_path / "ctr.log"), 5_000
+    writer = subprocess.Popen([sys.executable, "-c", ROTATING_WRITER, path, str(count)])
+    got: list[bytes] = []
+    pos: LogPosition | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while len(got) < count and time.monotonic() < deadline:
+            records, pos = read_records_from(path, pos, max_bytes=3000)
+            got += [r.data for r in records]
+    finally:
+        writer.wait(60)
+    assert writer.returncode == 0
+    assert got == [b"%06d\n" % i for i in range(count)]
+    assert len(list(tmp_path.iterdir())) > 50  # it did rotate, a lot
+
+
 # --- tail ------------------------------------------------------------------------------------
 
 
