@@ -342,6 +342,11 @@ async def test_load_oci_layout_nested_index(tmp_path: Path, containerd_names: bo
         manifest = json.loads(env.manager.content.read_verified(svc.manifest_digest))
         assert manifest["layers"][0]["mediaType"].endswith("+gzip")
         assert env.events.actions() == [("load", "registry.local/team/svc:2.0"), ("load", "")]
+        # name@digest finds the image that came with that manifest.
+        by_digest = await env.manager.get(f"registry.local/team/svc@{svc.manifest_digest}")
+        assert by_digest.id == svc.id
+        with pytest.raises(NotFound):
+            await env.manager.get(f"registry.local/other@{svc.manifest_digest}")
 
 
 async def test_oci_bare_tag_annotation_leaves_image_untagged(tmp_path: Path) -> None:
