@@ -67,6 +67,7 @@ class ImageManager:
         self._image_users = image_users
         self._clock = clock
         self._leases = Leases()
+        root = root.absolute()  # layer_dirs() hands these paths to mount(2)
         self.content = ContentStore(root / "content", self._leases)
         self.layers = LayerStore(root / "layers", self._leases)
         # Serialises record changes with collection, so "no record names it" stays true
