@@ -191,8 +191,10 @@ class LogWriter:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         except FileNotFoundError:
             # First start (path.1 exists only if someone removed path; continue after it).
-            prev = _read_file_header(self.path + ".1")
-            self._install_new_file(prev[2] if prev else -1, shift=False)
+            prev = _open_log_file(self.path + ".1")
+            if prev is not None:
+                os.close(prev.fd)
+            self._install_new_file(prev.seq if prev is not None else -1, shift=False)
             return
         try:
             header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), self.path)
@@ -326,14 +328,6 @@ def _parse_file_header(head: bytes, name: str) -> tuple[int, int, int] | None:
             f"this pallet reads version {VERSION} only"
         )
     return header_size, nonce, seq
-
-
-def _read_file_header(name: str) -> tuple[int, int, int] | None:
-    try:
-        with open(name, "rb") as f:
-            return _parse_file_header(f.read(FILE_HEADER_SIZE), name)
-    except FileNotFoundError:
-        return None
 
 
 def _open_log_file(name: str) -> _LogFile | None:

@@ -218,6 +218,34 @@ def test_kill_9_mid_write_loses_nothing_before_it_and_garbles_nothing_after(log:
         assert record.data == (b"%08d " % i) * 2000 + b"\n"
 
 
+FULL_DISK_WRITER = """
+import resource, signal, sys
+from pallet.shim.logfile import LogWriter
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # past the limit, write() fails with EFBIG
+w = LogWriter(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))
+for i in range(100):
+    try:
+        w.write(1, b"%02d" % i + b"." * 97 + b"\\n", i)
+    except OSError as exc:
+        print(i, exc.errno, flush=True)
+        break
+"""
+
+
+def test_a_write_the_disk_refuses_leaves_no_torn_record(log: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_WRITER, log], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    failed_at, errno_ = map(int, done.stdout.split())
+    assert errno_ == 27 and 0 < failed_at < 10  # EFBIG, once the file would pass 1000 bytes
+    assert os.path.getsize(log) == FILE_HEADER_SIZE + failed_at * (RECORD_OVERHEAD + 100)
+    assert [r.data[:2] for r in read_records(log)] == [b"%02d" % i for i in range(failed_at)]
+    with LogWriter(log) as w:
+        assert w.repaired_bytes == 0
+
+
 # --- rotation ---------------------------------------------------------------------------------
 
 
