@@ -247,7 +247,6 @@ class LogWriter:
             os.close(self._fd)
         self._fd, self._nonce, self._seq, self._size = fd, nonce, seq, FILE_HEADER_SIZE
 
-
     def _shift_rotated(self) -> None:
         """path.N -> path.N+1 ... path -> path.1 (a link), dropping what max_files does not keep."""
         keep = self._max_files - 1  # rotated files kept besides path
