@@ -29,6 +29,7 @@ from pallet.daemon.errors import (
 )
 from pallet.daemon.shims.api import ExitStatus, ShimSpec
 from pallet.shim import cgroups, sockpath, wire
+from pallet.shim.connections import Conn, Connections, Handler
 from pallet.shim.logfile import LogWriter
 from pallet.shim.processes import (
     ChildStdio,
@@ -42,34 +43,9 @@ from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
 from pallet.shim.syscalls import Syscalls
 
 _READ_CHUNK = 65536
-_CLIENT_BUFFER_LIMIT = 8 << 20  # a client this far behind is dropped, never waited for
 _STDIN_BUFFER_LIMIT = 1 << 20  # stop reading a client's stdin until the process catches up
 _DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
 _CREATE_TIMEOUT = 60.0
-
-Handler = Callable[[int], None]
-
-
-class _Conn:
-    """One client connection: a control channel, a wait, an attach or an exec stream."""
-
-    __slots__ = (
-        "sock", "fd", "decoder", "out", "mode", "stdout", "stderr", "stdin", "exec",
-        "close_after_flush", "paused", "handler",
-    )
-
-    def __init__(self, sock: socket.socket) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
-        self.decoder = wire.FrameDecoder()
-        self.out = bytearray()
-        self.mode = "control"
-        self.stdout = self.stderr = self.stdin = False
-        self.exec: _Process | None = None
-        self.close_after_flush = False
-        self.paused = False  # not reading: the stdin it feeds is backed up
-        self.handler: Handler = lambda mask: None
-
 
 class _Pipe:
     """The write end of a process's stdin, with a buffer so the shim never blocks on it."""
@@ -83,7 +59,7 @@ class _Pipe:
         os.set_blocking(fd, False)
 
 
-class _Process:
+class Process:
     """An init or exec process the shim watches: its pid, pipes and how it ended."""
 
     def __init__(self, pid: int, stdout: int, stderr: int, stdin: _Pipe | None) -> None:
@@ -95,7 +71,7 @@ class _Process:
         self.exec_exit_code = 0
         self.exit: ExitStatus | None = None
         self.drain_deadline = 0.0
-        self.conn: _Conn | None = None  # exec processes: the client streaming it
+        self.conn: Conn | None = None  # exec processes: the client streaming it
         for fd in self.outputs:
             os.set_blocking(fd, False)
 
@@ -116,22 +92,21 @@ class Shim:
         self.id = spec.container_id
         self.sock_path = sockpath.shim_socket(run_root, spec.container_id)
         self.idle_exit = idle_exit
-        self.sel = selectors.DefaultSelector()
-        self.conns: dict[int, _Conn] = {}
+        self.io = Connections(self._on_frame, self._on_drop)
         self.status = "creating"
         self.started_at_ns = 0
-        self.init: _Process | None = None
-        self.execs: dict[int, _Process] = {}
+        self.init: Process | None = None
+        self.execs: dict[int, Process] = {}
         self.cgroup_dirs: list[str] = []
         self.log: LogWriter | None = None
         self.listener: socket.socket | None = None
         self._sock_ino = 0
         self._start_w = -1
-        self._start_conn: _Conn | None = None
+        self._start_conn: Conn | None = None
         self._start_requested = False
-        self._waiters: list[_Conn] = []
-        self._attached: list[_Conn] = []
-        self._shutdown_conns: list[_Conn] = []
+        self._waiters: list[Conn] = []
+        self._attached: list[Conn] = []
+        self._shutdown_conns: list[Conn] = []
         self._finished = False  # init exited, status on disk, output drained
         self._idle_since = 0.0
         self._done = False
@@ -162,7 +137,7 @@ class Shim:
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
         self._wakeup_r = r
-        self.sel.register(r, selectors.EVENT_READ, self._on_sigchld)
+        self.io.watch(r, selectors.EVENT_READ, self._on_sigchld)
 
     def _listen(self) -> None:
         os.makedirs(os.path.dirname(self.sock_path), mode=0o711, exist_ok=True)
@@ -185,7 +160,7 @@ class Shim:
         sock.listen(64)
         sock.setblocking(False)
         self.listener = sock
-        self.sel.register(sock, selectors.EVENT_READ, self._on_accept)
+        self.io.watch(sock, selectors.EVENT_READ, self._on_accept)
 
     def _create_container(self) -> None:
         spec = self.spec
@@ -209,7 +184,7 @@ class Shim:
         self._start_w = start_w
         reader = StatusReader(status_r)
         os.set_blocking(status_r, False)
-        process = _Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process = Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
         process.status = reader
         try:
             got = wait_for(reader, {"pid", "ready"}, time.monotonic() + _CREATE_TIMEOUT)
@@ -231,7 +206,7 @@ class Shim:
         process.pid = int(got["pid"])
         self.init = process
         for fd in process.outputs:
-            self.sel.register(fd, selectors.EVENT_READ, self._output_handler(process, fd))
+            self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
         try:
             self.log = LogWriter(spec.log_path, spec.log_max_size, spec.log_max_files)
         except OSError as exc:
@@ -243,28 +218,26 @@ class Shim:
         fds = [self._wakeup_r, *self._private_fds]
         if self.listener is not None:
             fds.append(self.listener.fileno())
-        fds.extend(self.conns)
+        fds.extend(self.io.conns)
         return fds
 
     # -- the loop ------------------------------------------------------------------------
 
     def adopt(self, sock: socket.socket, reply: dict[str, Any]) -> None:
         """Take over the connection the spawn request came on, after replying on it."""
-        conn = self._add_conn(sock)
-        self._send(conn, wire.encode_control(reply))
+        conn = self.io.add(sock)
+        self.io.send(conn, wire.encode_control(reply))
 
     def serve(self) -> None:
         while not self._done:
-            for key, mask in self.sel.select(self._next_timeout()):
-                handler: Handler = key.data
-                handler(mask)
+            self.io.poll(self._next_timeout())
             self._run_timers()
-        self._flush_all_blocking()
+        self.io.flush_all_blocking()
 
     def _next_timeout(self) -> float | None:
         now = time.monotonic()
         deadlines = [p.drain_deadline for p in self._processes() if p.exit and p.outputs]
-        if self._finished and not self.conns and self._idle_since:
+        if self._finished and not self.io.conns and self._idle_since:
             deadlines.append(self._idle_since + self.idle_exit)
         return max(0.0, min(deadlines) - now) if deadlines else None
 
@@ -274,7 +247,7 @@ class Shim:
             if process.exit and process.outputs and now >= process.drain_deadline:
                 for fd in list(process.outputs):
                     self._close_output(process, fd)
-        if self._finished and not self.conns:
+        if self._finished and not self.io.conns:
             if not self._idle_since:
                 self._idle_since = now
             elif now >= self._idle_since + self.idle_exit:
@@ -282,7 +255,7 @@ class Shim:
         else:
             self._idle_since = 0.0
 
-    def _processes(self) -> list[_Process]:
+    def _processes(self) -> list[Process]:
         return ([self.init] if self.init else []) + list(self.execs.values())
 
     # -- connections -------------------------------------------------------------------
@@ -297,43 +270,9 @@ class Shim:
             except OSError:
                 log_exception("accept failed")
                 return
-            self._add_conn(sock)
+            self.io.add(sock)
 
-    def _add_conn(self, sock: socket.socket) -> _Conn:
-        sock.setblocking(False)
-        conn = _Conn(sock)
-        conn.handler = lambda mask: self._on_conn(conn, mask)
-        self.conns[conn.fd] = conn
-        self.sel.register(conn.fd, selectors.EVENT_READ, conn.handler)
-        return conn
-
-    def _on_conn(self, conn: _Conn, mask: int) -> None:
-        if mask & selectors.EVENT_WRITE:
-            self._flush(conn)
-        if not mask & selectors.EVENT_READ or conn.fd not in self.conns:
-            return
-        try:
-            data = conn.sock.recv(_READ_CHUNK)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self._drop(conn)
-            return
-        try:
-            frames = conn.decoder.feed(data)
-        except wire.FrameError as exc:
-            self._send(conn, wire.encode_control(wire.error_reply(InvalidArgument(str(exc)))))
-            conn.close_after_flush = True
-            self._flush(conn)
-            return
-        for kind, payload in frames:
-            if conn.fd not in self.conns:
-                return
-            self._on_frame(conn, kind, payload)
-
-    def _on_frame(self, conn: _Conn, kind: int, payload: bytes) -> None:
+    def _on_frame(self, conn: Conn, kind: int, payload: bytes) -> None:
         if kind == wire.STDIN:
             self._write_stdin(conn, payload)
             return
@@ -348,9 +287,9 @@ class Shim:
             log_exception(f"request {payload[:200]!r} failed")
             reply = wire.error_reply(Internal(f"shim error: {type(exc).__name__}: {exc}"))
         if reply is not None:
-            self._send(conn, wire.encode_control(reply))
+            self.io.send(conn, wire.encode_control(reply))
 
-    def _dispatch(self, conn: _Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _dispatch(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
         op = message.get("op")
         if op == "state":
             return self._state()
@@ -376,51 +315,7 @@ class Shim:
             return self._op_shutdown(conn)
         raise InvalidArgument(f"unknown shim request {op!r}")
 
-    def _send(self, conn: _Conn, data: bytes) -> None:
-        if conn.fd not in self.conns:
-            return
-        if len(conn.out) + len(data) > _CLIENT_BUFFER_LIMIT:
-            self._drop(conn)  # too slow: its output would otherwise pile up in the shim
-            return
-        conn.out += data
-        self._flush(conn)
-
-    def _flush(self, conn: _Conn) -> None:
-        while conn.out:
-            try:
-                sent = conn.sock.send(conn.out)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                self._drop(conn)
-                return
-            del conn.out[:sent]
-        if not conn.out and conn.close_after_flush:
-            self._drop(conn)
-            return
-        self._update_events(conn)
-
-    def _update_events(self, conn: _Conn) -> None:
-        if conn.fd not in self.conns:
-            return
-        events = (0 if conn.paused else selectors.EVENT_READ) | (
-            selectors.EVENT_WRITE if conn.out else 0
-        )
-        key = self.sel.get_map().get(conn.fd)
-        if key is None:
-            if events:
-                self.sel.register(conn.fd, events, conn.handler)
-        elif not events:
-            self.sel.unregister(conn.fd)
-        elif key.events != events:
-            self.sel.modify(conn.fd, events, conn.handler)
-
-    def _drop(self, conn: _Conn) -> None:
-        if self.conns.pop(conn.fd, None) is None:
-            return
-        if conn.fd in self.sel.get_map():
-            self.sel.unregister(conn.fd)
-        conn.sock.close()
+    def _on_drop(self, conn: Conn) -> None:
         for group in (self._waiters, self._attached, self._shutdown_conns):
             if conn in group:
                 group.remove(conn)
@@ -432,19 +327,9 @@ class Shim:
             if conn.exec.stdin is not None:
                 self._close_stdin(conn.exec)
 
-    def _flush_all_blocking(self) -> None:
-        for conn in list(self.conns.values()):
-            try:
-                conn.sock.settimeout(1.0)
-                conn.sock.sendall(conn.out)
-            except OSError:
-                pass
-            conn.sock.close()
-        self.conns.clear()
-
     # -- requests ----------------------------------------------------------------------
 
-    def _init(self) -> _Process:
+    def _init(self) -> Process:
         assert self.init is not None
         return self.init
 
@@ -458,7 +343,7 @@ class Shim:
             "started_at_ns": self.started_at_ns,
         }
 
-    def _op_start(self, conn: _Conn) -> dict[str, Any] | None:
+    def _op_start(self, conn: Conn) -> dict[str, Any] | None:
         if self.status != "created" or self._start_w < 0:
             raise FailedPrecondition(f"container {self.id} is {self.status}: it can only be started once")
         init = self._init()
@@ -468,7 +353,7 @@ class Shim:
         self._start_conn = conn
         self._start_requested = True
         assert init.status is not None
-        self.sel.register(init.status.fd, selectors.EVENT_READ, lambda mask: self._on_init_status())
+        self.io.watch(init.status.fd, selectors.EVENT_READ, lambda mask: self._on_init_status())
         return None
 
     def _on_init_status(self) -> None:
@@ -484,8 +369,8 @@ class Shim:
                 init.exec_error = str(message["error"].get("message", "start failed"))
         if not reader.eof:
             return
-        if reader.fd in self.sel.get_map():
-            self.sel.unregister(reader.fd)
+        if self.io.watching(reader.fd):
+            self.io.unwatch(reader.fd)
         os.close(reader.fd)
         init.status = None
         if not self._start_requested:
@@ -506,7 +391,7 @@ class Shim:
             reply = wire.error_reply(FailedPrecondition(init.exec_error))
         else:
             reply = {"pid": init.pid}
-        self._send(conn, wire.encode_control(reply))
+        self.io.send(conn, wire.encode_control(reply))
 
     def _op_kill(self, message: dict[str, Any]) -> dict[str, Any]:
         signum = message.get("signal")
@@ -521,18 +406,18 @@ class Shim:
         _kill(init.pid, signum)
         return {}
 
-    def _op_attach(self, conn: _Conn, message: dict[str, Any]) -> None:
+    def _op_attach(self, conn: Conn, message: dict[str, Any]) -> None:
         init = self._init()
         conn.mode = "attach"
         conn.stdout = bool(message.get("stdout"))
         conn.stderr = bool(message.get("stderr"))
         conn.stdin = bool(message.get("stdin")) and init.stdin is not None
         self._attached.append(conn)
-        self._send(conn, wire.encode_control({}))
+        self.io.send(conn, wire.encode_control({}))
         if not init.outputs:
-            self._send(conn, wire.encode_control({"event": "eof"}))
+            self.io.send(conn, wire.encode_control({"event": "eof"}))
 
-    def _op_exec(self, conn: _Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _op_exec(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
         if self.status != "running":
             raise FailedPrecondition(f"container {self.id} is not running")
         spec = exec_from_dict(message.get("spec") or {})
@@ -556,7 +441,7 @@ class Shim:
             os.close(fd)
         os.set_blocking(status_r, False)
         reader = StatusReader(status_r)
-        process = _Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process = Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
         process.status = reader
         try:
             got = wait_for(reader, {"pid"}, time.monotonic() + 10.0)
@@ -571,9 +456,9 @@ class Shim:
         conn.stdin = process.stdin is not None
         self.execs[process.pid] = process
         for fd in process.outputs:
-            self.sel.register(fd, selectors.EVENT_READ, self._output_handler(process, fd))
-        self.sel.register(status_r, selectors.EVENT_READ, lambda mask: self._on_exec_status(process))
-        self._send(conn, wire.encode_control({"pid": process.pid}))
+            self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
+        self.io.watch(status_r, selectors.EVENT_READ, lambda mask: self._on_exec_status(process))
+        self.io.send(conn, wire.encode_control({"pid": process.pid}))
         if "exec_error" in reader.seen:  # arrived together with the pid
             self._report_exec_error(process, str(reader.seen["exec_error"]))
         return None
@@ -590,7 +475,7 @@ class Shim:
             fds.append(self._start_w)
         return fds
 
-    def _on_exec_status(self, process: _Process) -> None:
+    def _on_exec_status(self, process: Process) -> None:
         reader = process.status
         if reader is None:
             return
@@ -598,20 +483,20 @@ class Shim:
             if "exec_error" in message:
                 self._report_exec_error(process, str(message["exec_error"]))
         if reader.eof:
-            self.sel.unregister(reader.fd)
+            self.io.unwatch(reader.fd)
             os.close(reader.fd)
             process.status = None
 
-    def _report_exec_error(self, process: _Process, message: str) -> None:
+    def _report_exec_error(self, process: Process, message: str) -> None:
         if process.exec_error:
             return
         process.exec_error = message
         # Shown to the user on the exec's stderr, as docker's CLI does.
         if process.conn is not None:
             frame = wire.encode_output(wire.STDERR, time.time_ns(), message.encode() + b"\n")
-            self._send(process.conn, frame)
+            self.io.send(process.conn, frame)
 
-    def _op_shutdown(self, conn: _Conn) -> dict[str, Any] | None:
+    def _op_shutdown(self, conn: Conn) -> dict[str, Any] | None:
         if self.status == "running":
             raise FailedPrecondition(
                 f"container {self.id} is running: kill it before shutting down its shim"
@@ -625,10 +510,10 @@ class Shim:
 
     # -- stdio ---------------------------------------------------------------------------
 
-    def _output_handler(self, process: _Process, fd: int) -> Handler:
+    def _output_handler(self, process: Process, fd: int) -> Handler:
         return lambda mask: self._on_output(process, fd)
 
-    def _on_output(self, process: _Process, fd: int) -> None:
+    def _on_output(self, process: Process, fd: int) -> None:
         try:
             data = os.read(fd, _READ_CHUNK)
         except BlockingIOError:
@@ -649,24 +534,24 @@ class Shim:
                     log_exception("log write failed")
             for conn in list(self._attached):
                 if conn.stdout if stream == wire.STDOUT else conn.stderr:
-                    self._send(conn, frame)
+                    self.io.send(conn, frame)
         elif process.conn is not None:
-            self._send(process.conn, frame)
+            self.io.send(process.conn, frame)
 
-    def _close_output(self, process: _Process, fd: int) -> None:
-        self.sel.unregister(fd)
+    def _close_output(self, process: Process, fd: int) -> None:
+        self.io.unwatch(fd)
         os.close(fd)
         del process.outputs[fd]
         if process.outputs:
             return
         if process is self.init:
             for conn in list(self._attached):
-                self._send(conn, wire.encode_control({"event": "eof"}))
+                self.io.send(conn, wire.encode_control({"event": "eof"}))
             self._maybe_finish_init()
         else:
             self._maybe_finish_exec(process)
 
-    def _write_stdin(self, conn: _Conn, data: bytes) -> None:
+    def _write_stdin(self, conn: Conn, data: bytes) -> None:
         if not conn.stdin:
             return
         process = conn.exec if conn.exec is not None else self.init
@@ -676,11 +561,11 @@ class Shim:
         pipe.buf += data
         self._flush_stdin(process)  # type: ignore[arg-type]
 
-    def _flush_stdin(self, process: _Process) -> None:
+    def _flush_stdin(self, process: Process) -> None:
         pipe = process.stdin
         if pipe is None or pipe.fd < 0:
             return
-        registered = pipe.fd in self.sel.get_map()
+        registered = self.io.watching(pipe.fd)
         while pipe.buf:
             try:
                 written = os.write(pipe.fd, pipe.buf)
@@ -692,43 +577,42 @@ class Shim:
                 break
             del pipe.buf[:written]
         if pipe.buf and not registered:
-            self.sel.register(pipe.fd, selectors.EVENT_WRITE, lambda mask: self._flush_stdin(process))
+            self.io.watch(pipe.fd, selectors.EVENT_WRITE, lambda mask: self._flush_stdin(process))
         elif not pipe.buf:
             if registered:
-                self.sel.unregister(pipe.fd)
+                self.io.unwatch(pipe.fd)
             if pipe.closing:
                 os.close(pipe.fd)
                 pipe.fd = -1
         self._throttle_stdin_writers(process, len(pipe.buf) > _STDIN_BUFFER_LIMIT)
 
-    def _throttle_stdin_writers(self, process: _Process, full: bool) -> None:
+    def _throttle_stdin_writers(self, process: Process, full: bool) -> None:
         writers = [process.conn] if process is not self.init else self._attached
         for conn in writers:
-            if conn is not None and conn.stdin and conn.paused != full:
-                conn.paused = full
-                self._update_events(conn)
+            if conn is not None and conn.stdin:
+                self.io.set_paused(conn, full)
 
-    def _close_stdin_of(self, conn: _Conn) -> None:
+    def _close_stdin_of(self, conn: Conn) -> None:
         process = conn.exec if conn.exec is not None else self.init
         if process is not None and conn.stdin:
             self._close_stdin(process)
 
-    def _close_stdin(self, process: _Process) -> None:
+    def _close_stdin(self, process: Process) -> None:
         pipe = process.stdin
         if pipe is None or pipe.fd < 0:
             return
         pipe.closing = True
         self._flush_stdin(process)
 
-    def _close_process(self, process: _Process) -> None:
+    def _close_process(self, process: Process) -> None:
         for fd in list(process.outputs):
-            if fd in self.sel.get_map():
-                self.sel.unregister(fd)
+            if self.io.watching(fd):
+                self.io.unwatch(fd)
             os.close(fd)
         process.outputs.clear()
         if process.stdin is not None and process.stdin.fd >= 0:
-            if process.stdin.fd in self.sel.get_map():
-                self.sel.unregister(process.stdin.fd)
+            if self.io.watching(process.stdin.fd):
+                self.io.unwatch(process.stdin.fd)
             os.close(process.stdin.fd)
             process.stdin.fd = -1
 
@@ -781,12 +665,12 @@ class Shim:
         self._finished = True
         reply = wire.encode_control({"exit": exit_to_dict(init.exit)})
         for conn in list(self._waiters):
-            self._send(conn, reply)
+            self.io.send(conn, reply)
         self._waiters.clear()
         if self._shutdown_conns:
             self._shutdown()
 
-    def _on_exec_exit(self, process: _Process, code: int) -> None:
+    def _on_exec_exit(self, process: Process, code: int) -> None:
         if process.status is not None:
             self._on_exec_status(process)
         process.exit = ExitStatus(
@@ -797,34 +681,34 @@ class Shim:
         process.drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
         self._maybe_finish_exec(process)
 
-    def _maybe_finish_exec(self, process: _Process) -> None:
+    def _maybe_finish_exec(self, process: Process) -> None:
         if process.exit is None or process.outputs:
             return
         if process.status is not None:
-            self.sel.unregister(process.status.fd)
+            self.io.unwatch(process.status.fd)
             os.close(process.status.fd)
             process.status = None
         self.execs.pop(process.pid, None)
         conn = process.conn
         if conn is not None:
             conn.exec = None
-            self._send(conn, wire.encode_control({"event": "exit", "exit": exit_to_dict(process.exit)}))
+            self.io.send(conn, wire.encode_control({"event": "exit", "exit": exit_to_dict(process.exit)}))
             conn.close_after_flush = True
-            self._flush(conn)
+            self.io.flush(conn)
 
     # -- the end ---------------------------------------------------------------------------
 
     def _shutdown(self) -> None:
         self._cleanup()  # first: the reply promises the socket and cgroup are gone
         for conn in self._shutdown_conns:
-            self._send(conn, wire.encode_control({}))
+            self.io.send(conn, wire.encode_control({}))
         self._shutdown_conns.clear()
         self._done = True
 
     def _cleanup(self) -> None:
         """Remove what the shim made on the host: its socket and the container's cgroup."""
         if self.listener is not None:
-            self.sel.unregister(self.listener)
+            self.io.unwatch(self.listener)
             self.listener.close()
             self.listener = None
             try:

@@ -124,11 +124,15 @@ def shim_world(busybox_tar: Path) -> Iterator[ShimWorld]:
 
 def _teardown_world(world: ShimWorld) -> None:
     problems = []
-    leftovers = {
-        pid: cmd for pid, cmd in _pids_mentioning(str(world.run_root)).items()
-    }
     launcher_pid = _read_pid(world.run_root / "shim-launcher.pid")
-    shims = {p: c for p, c in leftovers.items() if p != launcher_pid}
+    # A shim answers shutdown just before it exits: give the last ones a moment.
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        leftovers = _pids_mentioning(str(world.run_root))
+        if not set(leftovers) - {launcher_pid}:
+            break
+        time.sleep(0.05)
+    shims = {p: _describe(p) for p in leftovers if p != launcher_pid}
     if shims:
         problems.append(f"shim processes left running: {shims}")
     for pid in leftovers:
@@ -155,6 +159,16 @@ def _teardown_world(world: ShimWorld) -> None:
             parent.rmdir()
     shutil.rmtree(world.base, ignore_errors=True)
     assert not problems, "\n".join(problems)
+
+
+def _describe(pid: int) -> str:
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text().strip()
+        fds = sorted(os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd"))
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError as exc:
+        return f"gone ({exc})"
+    return f"{comm} fds={fds} children={children}"
 
 
 def _read_pid(path: Path) -> int:
