@@ -42,6 +42,7 @@ FIGURES: tuple[tuple[str, str, str], ...] = (
     ("daemon_rss_busy", "daemon RSS with N containers running", "MiB"),
     ("stdout_100mb", "100 MB to stdout, attached `run` > /dev/null", "MB/s"),
     ("logs_100mb", "`logs` of those 100 MB > /dev/null", "s"),
+    ("grpc_logs_100mb", "100 MB of logs over gRPC (open channel, no CLI)", "s"),
 )
 _LABELS = {key: (label, unit) for key, label, unit in FIGURES}
 LONG_SLEEP = ["sleep", "100000"]
@@ -261,7 +262,33 @@ def measure_grpc(channel: Any, image: str, *, runs: int) -> list[Figure]:
     finally:
         if target:
             stub.Remove(pb.RemoveContainerRequest(container=target, force=True), timeout=TIMEOUT)
+    figures.append(attempt("grpc_logs_100mb", lambda: _grpc_logs(stub, image)))
     return figures
+
+
+def _grpc_logs(stub: Any, image: str) -> Figure:
+    """The `logs` figure without the CLI: what the daemon and gRPC cost on their own."""
+    from pallet.v1 import containers_pb2 as pb
+
+    cmd = ["sh", "-c", f"head -c {BIG_OUTPUT_BYTES} /dev/zero"]
+    created = stub.Create(
+        pb.CreateContainerRequest(config=pb.ContainerConfig(image=image, cmd=cmd)), timeout=TIMEOUT
+    )
+    try:
+        stub.Start(pb.StartContainerRequest(container=created.id), timeout=TIMEOUT)
+        stub.Wait(pb.WaitContainerRequest(container=created.id), timeout=TIMEOUT)
+        started = time.perf_counter()
+        got = messages = 0
+        for response in stub.Logs(pb.LogsRequest(container=created.id, tail=-1), timeout=TIMEOUT):
+            messages += 1
+            got += sum(len(chunk.data) for chunk in response.chunks)
+        elapsed = time.perf_counter() - started
+    finally:
+        stub.Remove(pb.RemoveContainerRequest(container=created.id, force=True), timeout=TIMEOUT)
+    detail = f"{BIG_OUTPUT_BYTES / 1e6 / elapsed:.0f} MB/s in {messages} messages"
+    if got != BIG_OUTPUT_BYTES:
+        detail += f"; WRONG: got {got} bytes"
+    return Figure("grpc_logs_100mb", elapsed, detail)
 
 
 def _exec_true(stub: Any, container: str) -> float:
