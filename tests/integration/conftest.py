@@ -386,6 +386,8 @@ class Palletd:
             input=input,
             capture_output=True,
             text=as_text,
+            # Non-UTF-8 output must not crash the harness; the test compares and fails.
+            errors="backslashreplace" if as_text else None,
             timeout=timeout,
             env=_cli_env(env),
             stdin=subprocess.DEVNULL if input is None else None,

@@ -28,7 +28,8 @@ def test_logs_splits_stdout_and_stderr(palletd: Any, image: str) -> None:
 
 
 def test_logs_keep_partial_lines_and_bytes(palletd: Any, image: str) -> None:
-    palletd.cli_ok("run", "--name", "raw", image, "sh", "-c", "printf 'no newline\\377'")
+    run = palletd.cli("run", "--name", "raw", image, "sh", "-c", "printf 'no newline\\377'", text=False)
+    assert run.returncode == 0 and run.stdout == b"no newline\xff"
     assert palletd.cli("logs", "raw", text=False).stdout == b"no newline\xff"
 
 
