@@ -548,7 +548,7 @@ def render_rows(fmt: str, rows: Sequence[Mapping[str, Any]], headers: Mapping[st
     template run once per row. Parses before rendering, so a bad template fails even with no rows.
     """
     if fmt.strip() == "json":
-        return [go_json({k: v for k, v in row.items() if not callable(v)}) for row in rows]
+        return [go_json(row) for row in rows]
     is_table = fmt.startswith("table")
     body = expand_escapes(fmt[len("table"):].lstrip(" ") if is_table else fmt)
     tmpl = parse(body)

@@ -105,15 +105,21 @@ def go_quote(text: str) -> str:
 
 
 def go_json(value: Any) -> str:
-    """json.Marshal: compact, HTML-escaped like Go."""
-    if value is NO_VALUE:
-        value = None
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    """json.Marshal: compact, HTML-escaped like Go; callables (Go methods) are left out."""
+    text = json.dumps(_plain(value), separators=(",", ":"), ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _json_default(value: Any) -> Any:
-    raise TypeError(f"json: unsupported type: {type(value).__name__}")
+def _plain(value: Any) -> Any:
+    if value is NO_VALUE or value is None:
+        return None
+    if isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if not callable(v)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    raise FuncError(f"json: unsupported type: {type(value).__name__}")
 
 
 def type_name(value: Any) -> str:

@@ -199,7 +199,7 @@ def wait(args: argparse.Namespace) -> int:
 def ps(args: argparse.Namespace) -> int:
     filters = validate_filters(args.filter or [])
     trunc = not args.no_trunc
-    template = args.format
+    template = args.format if args.format and args.format.strip() != "table" else None
     if template and template.strip() != "json":
         fmt.render_rows(template, [], fmt.CONTAINER_HEADERS)  # fail on a bad template before the call
     with PalletClient(args.host) as client:

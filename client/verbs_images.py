@@ -23,6 +23,8 @@ def images(args: argparse.Namespace) -> int:
     if args.reference:
         filters.append(f"reference={args.reference}")
     trunc = not args.no_trunc
+    if args.format and args.format.strip() == "table":
+        args.format = None  # "table" alone is the default table
     if args.format and args.format.strip() != "json":
         fmt.render_rows(args.format, [], fmt.IMAGE_HEADERS)  # a bad template fails before the call
     with PalletClient(args.host) as client:

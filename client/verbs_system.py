@@ -13,11 +13,11 @@ import sys
 import time
 from typing import Any
 
-from pallet.client import format as fmt
 from pallet.client.api import PalletClient
-from pallet.client.options import parse_time, validate_filters
-from pallet.client.template import go_json, parse
 from pallet.daemon.errors import InvalidArgument, PalletError
+
+# `version` must start fast: format, template and options are imported inside the verbs
+# that use them, not here.
 
 
 _OCI_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
@@ -60,7 +60,12 @@ def _server_version(v: Any) -> dict[str, str]:
 
 
 def version(args: argparse.Namespace) -> int:
-    template = parse(fmt.expand_escapes(args.format)) if args.format else None
+    template = None
+    if args.format:
+        from pallet.client.format import expand_escapes
+        from pallet.client.template import parse
+
+        template = parse(expand_escapes(args.format))
     client_part = client_version()
     server_part: dict[str, str] | None = None
     error: PalletError | None = None
@@ -100,6 +105,8 @@ def version(args: argparse.Namespace) -> int:
 
 
 def _info_fields(info: Any) -> dict[str, Any]:
+    from pallet.client import format as fmt
+
     return {
         "Containers": int(info.containers),
         "ContainersRunning": int(info.containers_running),
@@ -123,6 +130,9 @@ def _info_fields(info: Any) -> dict[str, Any]:
 
 
 def info(args: argparse.Namespace) -> int:
+    from pallet.client import format as fmt
+    from pallet.client.template import parse
+
     template = parse(fmt.expand_escapes(args.format)) if args.format else None
     with PalletClient(args.host) as client:
         fields = _info_fields(client.info())
@@ -156,6 +166,10 @@ def info(args: argparse.Namespace) -> int:
 
 
 def events(args: argparse.Namespace) -> int:
+    from pallet.client import format as fmt
+    from pallet.client.options import parse_time, validate_filters
+    from pallet.client.template import go_json, parse
+
     filters = validate_filters(args.filter or [])
     now = time.time()
     since = parse_time(args.since, now) if args.since else None

@@ -384,6 +384,10 @@ def test_ps_format_table_and_template(cli: Any, daemon: Daemon) -> None:
     assert cli("ps", "--format", "{{.ID}} {{.Names}}").out == f"{ID_WEB[:12]} web\n"
     bad = cli("ps", "--format", "{{.Nope}}")
     assert bad.code == 1 and bad.err.startswith("Error: template: ")
+    [line] = cli("ps", "--format", "{{json .}}").out.splitlines()
+    assert json.loads(line)["Names"] == "web" and "Label" not in json.loads(line)
+    assert json.loads(cli("ps", "--format", "json").out)["ID"] == ID_WEB[:12]
+    assert cli("ps", "--format", "table").out.startswith("CONTAINER ID   IMAGE ")
 
 
 def test_ps_rejects_a_malformed_filter(cli: Any) -> None:
@@ -612,6 +616,13 @@ def test_exec_streams_and_exits_with_the_process_code(cli: Any, daemon: Daemon) 
     assert list(opened.env) == ["X=1"] and opened.working_dir == "/tmp" and not opened.stdin
     piped = cli("exec", "-i", "web", "cat", stdin=b"data\x00in\n")
     assert (piped.code, piped.out) == (0, "data\x00in\n")
+
+
+def test_exec_detached_prints_nothing(cli: Any, daemon: Daemon) -> None:
+    daemon.state.add_container(ID_WEB, "web", containers_pb2.CONTAINER_STATUS_RUNNING)
+    result = cli("exec", "-d", "web", "touch", "/tmp/x")
+    assert (result.code, result.out, result.err) == (0, "", "")
+    assert list(daemon.state.requests[-1].open.cmd) == ["touch", "/tmp/x"]
 
 
 def test_exec_failures(cli: Any, daemon: Daemon) -> None:
