@@ -68,7 +68,6 @@ class Process:
         self.stdin = stdin
         self.status: StatusReader | None = None
         self.exec_error = ""
-        self.exec_exit_code = 0
         self.exit: ExitStatus | None = None
         self.drain_deadline = 0.0
         self.conn: Conn | None = None  # exec processes: the client streaming it
@@ -110,7 +109,7 @@ class Shim:
         self._finished = False  # init exited, status on disk, output drained
         self._idle_since = 0.0
         self._done = False
-        self._wakeup_r = -1
+        self._wakeup_r = self._wakeup_w = -1
         self._private_fds: list[int] = []
 
     # -- creation (blocking: nothing else to serve yet) ----------------------------------
@@ -136,7 +135,7 @@ class Shim:
         os.set_blocking(w, False)
         signal.signal(signal.SIGCHLD, lambda signum, frame: None)
         signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-        self._wakeup_r = r
+        self._wakeup_r, self._wakeup_w = r, w
         self.io.watch(r, selectors.EVENT_READ, self._on_sigchld)
 
     def _listen(self) -> None:
@@ -164,6 +163,12 @@ class Shim:
 
     def _create_container(self) -> None:
         spec = self.spec
+        try:
+            self.log = LogWriter(spec.log_path, spec.log_max_size, spec.log_max_files)
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"cannot open the log file {spec.log_path}: {exc.strerror or exc}"
+            ) from None
         self.cgroup_dirs = cgroups.create(spec.cgroup_path)
         status_r, status_w = os.pipe()
         start_r, start_w = os.pipe()
@@ -207,15 +212,10 @@ class Shim:
         self.init = process
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
-        try:
-            self.log = LogWriter(spec.log_path, spec.log_max_size, spec.log_max_files)
-        except OSError as exc:
-            _kill(process.pid, signal.SIGKILL)
-            raise FailedPrecondition(f"cannot open log file {spec.log_path}: {exc.strerror}") from None
         self.status = "created"
 
     def _fds_to_close_in_children(self) -> list[int]:
-        fds = [self._wakeup_r, *self._private_fds]
+        fds = [self._wakeup_r, self._wakeup_w, *self._private_fds]
         if self.listener is not None:
             fds.append(self.listener.fileno())
         fds.extend(self.io.conns)
