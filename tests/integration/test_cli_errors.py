@@ -120,7 +120,7 @@ def test_duplicate_name(palletd: Any, image: str) -> None:
     assert palletd.container_cgroups() == palletd.container_cgroups(first)
 
 
-@pytest.mark.parametrize("name", ["bad name", "-dash", "slash/y", "x" * 300, "é"])
+@pytest.mark.parametrize("name", ["bad name", "-dash", "slash/y", ".dot", "é"])
 def test_invalid_name(palletd: Any, image: str, name: str) -> None:
     result = palletd.cli("create", "--name", name, image, "true")
     assert result.returncode == 125
