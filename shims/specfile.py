@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from typing import Any
 
 from pallet.daemon.errors import InvalidArgument
@@ -29,6 +30,34 @@ def spec_to_dict(spec: ShimSpec) -> dict[str, Any]:
     return dataclasses.asdict(spec)
 
 
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_spec(spec: ShimSpec) -> ShimSpec:
+    """Reject values that would escape their directory or smuggle mount options."""
+    if not _ID.fullmatch(spec.container_id):
+        raise InvalidArgument(
+            f"invalid container id {spec.container_id!r}: use letters, digits, '_', '.', '-'"
+        )
+    parts = spec.cgroup_path.split("/")
+    if spec.cgroup_path and (
+        spec.cgroup_path.startswith("/") or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise InvalidArgument(f"invalid cgroup path {spec.cgroup_path!r}: must be relative, no '..'")
+    rootfs = spec.rootfs
+    for path in (*rootfs.lower_dirs, rootfs.upper_dir, rootfs.work_dir, rootfs.target):
+        # overlayfs takes its directories in one comma- and colon-separated option string.
+        if not path.startswith("/") or any(c in path for c in ",:\n"):
+            raise InvalidArgument(f"invalid rootfs path {path!r}: must be absolute, without ',' or ':'")
+    if not rootfs.lower_dirs:
+        raise InvalidArgument("the rootfs needs at least one lower directory")
+    if not spec.args:
+        raise InvalidArgument(f"container {spec.container_id} has no command to run")
+    if len(spec.hostname.encode()) > 64:
+        raise InvalidArgument(f"hostname {spec.hostname!r} is longer than 64 bytes")
+    return spec
+
+
 def spec_from_dict(raw: dict[str, Any]) -> ShimSpec:
     try:
         fields = dict(raw)
@@ -39,13 +68,14 @@ def spec_from_dict(raw: dict[str, Any]) -> ShimSpec:
         for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
             if name in fields:
                 fields[name] = tuple(fields[name])
-        return ShimSpec(**fields)
+        return validate_spec(ShimSpec(**fields))
     except (KeyError, TypeError) as exc:
         raise InvalidArgument(f"malformed shim spec: {exc}") from None
 
 
 def write_spec(spec: ShimSpec) -> None:
     """Write `<bundle>/config.json` (atomically, so a shim never reads half a spec)."""
+    validate_spec(spec)
     _write_atomic(os.path.join(spec.bundle_dir, CONFIG_FILE), spec_to_dict(spec))
 
 
