@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from pallet.client.errors import from_rpc_error
-from pallet.daemon.errors import InvalidArgument, PalletError, Unavailable
+from pallet.daemon.errors import Internal, InvalidArgument, Unavailable
 
 DEFAULT_HOST = "unix:///run/pallet/pallet.sock"
 
@@ -137,7 +137,7 @@ class DuplexSession:
             return None
         if kind != field:
             self.close()
-            raise PalletError(f"palletd sent {kind!r} before {field!r}")
+            raise Internal(f"palletd at {self._host} sent {kind!r} before {field!r}")
         return getattr(response, field)
 
     def __iter__(self) -> Iterator[Any]:

@@ -117,7 +117,7 @@ def _run_attached(client: PalletClient, container_id: str, args: argparse.Namesp
     with session:
         # Start while attached, so no output is missed; a failed start ends the attachment.
         future = client.start_async(container_id)
-        future.add_done_callback(lambda f: session.cancel() if f.exception() is not None else None)
+        future.add_done_callback(lambda f: _end_attach_if_failed(f, session))
         _start_or_clean_up(client, container_id, args.rm, future)
         if args.interactive:
             StdinPump(session).start()
@@ -131,6 +131,12 @@ def _report_exec_failure(session: DuplexSession) -> None:
     """Say why when the command itself could not run (126/127 with the daemon's reason)."""
     if session.exit is not None and session.exit.error and session.exit.exit_code in (126, 127):
         _error(session.exit.error)
+
+
+def _end_attach_if_failed(future: Any, session: DuplexSession) -> None:
+    """Start's done-callback (a grpc thread): a start that failed will never produce an exit."""
+    if future.cancelled() or future.exception() is not None:
+        session.cancel()
 
 
 def _exit_code(client: PalletClient, container_id: str, session: DuplexSession) -> int:
