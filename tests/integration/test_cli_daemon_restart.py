@@ -105,13 +105,13 @@ def _last_seq(palletd: Any) -> int:
 
 def test_sigkilled_daemon_loses_nothing(fresh_palletd: Any) -> None:
     palletd = fresh_palletd
-    palletd.cli_ok("run", "-d", "--name", "k", "busybox", "sh", "-c", COUNTER)
-    pid = palletd.inspect("k")["State"]["Pid"]
+    palletd.cli_ok("run", "-d", "--name", "killed", "busybox", "sh", "-c", COUNTER)
+    pid = palletd.inspect("killed")["State"]["Pid"]
     palletd.proc.send_signal(signal.SIGKILL)
     palletd.proc.wait(10)
     time.sleep(0.5)
     assert Path(f"/proc/{pid}").exists()
     palletd.start()
-    assert palletd.inspect("k")["State"]["Pid"] == pid
-    numbers = line_numbers(palletd.cli_ok("logs", "k"))
+    assert palletd.inspect("killed")["State"]["Pid"] == pid
+    numbers = line_numbers(palletd.cli_ok("logs", "killed"))
     assert numbers == list(range(len(numbers)))
