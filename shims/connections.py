@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from pallet.daemon.errors import InvalidArgument
 from pallet.shim import wire
+from pallet.shim.processes import log_exception
 
 if TYPE_CHECKING:
     from pallet.shim.server import Process
@@ -75,7 +76,10 @@ class Connections:
         """Wait for one round of events and run their handlers."""
         for key, mask in self.sel.select(timeout):
             handler: Handler = key.data
-            handler(mask)
+            try:
+                handler(mask)
+            except Exception:  # noqa: BLE001 - a bug in one handler must not orphan the container
+                log_exception(f"handler for fd {key.fd} failed")
 
     # -- clients -------------------------------------------------------------------------
 

@@ -646,7 +646,13 @@ class Shim:
             # exec error is part of the recorded status.
             self._on_init_status()
         status = ExitStatus(exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error)
-        write_exit_status(self.spec.bundle_dir, status)  # on disk before anyone is told
+        try:
+            write_exit_status(self.spec.bundle_dir, status)  # on disk before anyone is told
+        except OSError as exc:
+            # Still tell the clients; they at least learn it from us while we live.
+            log_exception("cannot record the exit status")
+            note = f"the shim could not record this exit on disk: {exc}"
+            status = ExitStatus(code, status.exited_at_ns, f"{status.error}; {note}".lstrip("; "))
         init.exit = status
         self.status = "stopped"
         if self._start_w >= 0:
