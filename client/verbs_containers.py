@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pallet.client import format as fmt
+from pallet.client import views
 from pallet.client.api import DuplexSession, PalletClient
 from pallet.client.options import env_list, validate_filters
 from pallet.client.requests import container_config, logs_request
@@ -207,7 +208,7 @@ def ps(args: argparse.Namespace) -> int:
     trunc = not args.no_trunc
     template = args.format if args.format and args.format.strip() != "table" else None
     if template and template.strip() != "json":
-        fmt.render_rows(template, [], fmt.CONTAINER_HEADERS)  # fail on a bad template before the call
+        fmt.render_rows(template, [], views.CONTAINER_HEADERS)  # fail on a bad template before the call
     with PalletClient(args.host) as client:
         containers = client.list_containers(all=args.all, filters=filters)
     if args.quiet:
@@ -216,10 +217,10 @@ def ps(args: argparse.Namespace) -> int:
         return 0
     now = time.time()
     if template:
-        rows = [fmt.container_fields(c, now, trunc) for c in containers]
-        lines = fmt.render_rows(template, rows, fmt.CONTAINER_HEADERS)
+        rows = [views.container_fields(c, now, trunc) for c in containers]
+        lines = fmt.render_rows(template, rows, views.CONTAINER_HEADERS)
     else:
-        lines = [fmt.ps_table(containers, now, trunc)]
+        lines = [views.ps_table(containers, now, trunc)]
     for line in lines:
         print(line)
     return 0
@@ -253,12 +254,12 @@ def inspect(args: argparse.Namespace) -> int:
 def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str, Any]:
     if kind in (None, "container"):
         try:
-            return fmt.inspect_container(client.inspect_container(name))
+            return views.inspect_container(client.inspect_container(name))
         except NotFound:
             if kind == "container":
                 raise
     try:
-        return fmt.inspect_image(client.inspect_image(name))
+        return views.inspect_image(client.inspect_image(name))
     except NotFound:
         if kind == "image":
             raise

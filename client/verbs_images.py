@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pallet.client import format as fmt
+from pallet.client import views
 from pallet.client.api import PalletClient
 from pallet.client.options import validate_filters
 from pallet.daemon.errors import InvalidArgument, PalletError, Unavailable
@@ -26,7 +27,7 @@ def images(args: argparse.Namespace) -> int:
     if args.format and args.format.strip() == "table":
         args.format = None  # "table" alone is the default table
     if args.format and args.format.strip() != "json":
-        fmt.render_rows(args.format, [], fmt.IMAGE_HEADERS)  # a bad template fails before the call
+        fmt.render_rows(args.format, [], views.IMAGE_HEADERS)  # a bad template fails before the call
     with PalletClient(args.host) as client:
         found = client.list_images(all=args.all, filters=filters)
     if args.quiet:
@@ -39,9 +40,9 @@ def images(args: argparse.Namespace) -> int:
         return 0
     now = time.time()
     if args.format:
-        lines = fmt.render_rows(args.format, fmt.image_rows(found, now, trunc), fmt.IMAGE_HEADERS)
+        lines = fmt.render_rows(args.format, views.image_rows(found, now, trunc), views.IMAGE_HEADERS)
     else:
-        lines = [fmt.images_table(found, now, trunc)]
+        lines = [views.images_table(found, now, trunc)]
     for line in lines:
         print(line)
     return 0

@@ -167,6 +167,7 @@ def info(args: argparse.Namespace) -> int:
 
 def events(args: argparse.Namespace) -> int:
     from pallet.client import format as fmt
+    from pallet.client import views
     from pallet.client.options import parse_time, validate_filters
     from pallet.client.template import go_json, parse
 
@@ -182,11 +183,11 @@ def events(args: argparse.Namespace) -> int:
     with PalletClient(args.host) as client:
         for event in client.events(filters, since_seq=args.since_seq, since=since, until=until):
             if fmt_text == "json":
-                line = go_json(fmt.event_fields(event))
+                line = go_json(views.event_fields(event))
             elif template is not None:
-                line = template.render(fmt.event_fields(event))
+                line = template.render(views.event_fields(event))
             else:
-                line = fmt.event_line(event, with_seq)
+                line = views.event_line(event, with_seq)
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
     return 0

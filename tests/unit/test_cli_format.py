@@ -7,6 +7,7 @@ import json
 import pytest
 
 from pallet.client import format as fmt
+from pallet.client import views
 from pallet.v1 import containers_pb2, events_pb2, images_pb2
 
 NOW = 1_800_000_000.0
@@ -95,22 +96,22 @@ def _container(status: int, **state: object) -> containers_pb2.Container:
 def test_status_strings() -> None:
     running = _container(containers_pb2.CONTAINER_STATUS_RUNNING)
     running.state.started_at.FromSeconds(int(NOW) - 5)
-    assert fmt.container_status(running, NOW) == "Up 5 seconds"
+    assert views.container_status(running, NOW) == "Up 5 seconds"
     exited = _container(containers_pb2.CONTAINER_STATUS_EXITED, exit_code=137)
     exited.state.finished_at.FromSeconds(int(NOW) - 3)
-    assert fmt.container_status(exited, NOW) == "Exited (137) 3 seconds ago"
-    assert fmt.container_status(_container(containers_pb2.CONTAINER_STATUS_CREATED), NOW) == "Created"
+    assert views.container_status(exited, NOW) == "Exited (137) 3 seconds ago"
+    assert views.container_status(_container(containers_pb2.CONTAINER_STATUS_CREATED), NOW) == "Created"
     paused = _container(containers_pb2.CONTAINER_STATUS_PAUSED)
     paused.state.started_at.FromSeconds(int(NOW) - 3600)
-    assert fmt.container_status(paused, NOW) == "Up About an hour (Paused)"
-    assert fmt.container_status(_container(containers_pb2.CONTAINER_STATUS_DEAD), NOW) == "Dead"
+    assert views.container_status(paused, NOW) == "Up About an hour (Paused)"
+    assert views.container_status(_container(containers_pb2.CONTAINER_STATUS_DEAD), NOW) == "Dead"
 
 
 def test_ps_table_truncates_the_command_and_id() -> None:
     c = _container(containers_pb2.CONTAINER_STATUS_CREATED)
-    lines = fmt.ps_table([c], NOW).splitlines()
+    lines = views.ps_table([c], NOW).splitlines()
     assert lines[1] == 'ffffffffffff   busybox   "/bin/sh -c while tr…"   2 hours ago   Created             web'
-    wide = fmt.ps_table([c], NOW, trunc=False).splitlines()[1]
+    wide = views.ps_table([c], NOW, trunc=False).splitlines()[1]
     assert wide.startswith("f" * 64 + "   busybox   \"/bin/sh -c while true; do sleep 1; done\"")
 
 
@@ -118,7 +119,7 @@ def test_inspect_container_shape() -> None:
     c = _container(containers_pb2.CONTAINER_STATUS_EXITED, exit_code=1, error="boom", pid=0)
     c.state.started_at.seconds, c.state.started_at.nanos = 1_795_804_276, 1
     c.config.stop_timeout = 3
-    doc = fmt.inspect_container(c)
+    doc = views.inspect_container(c)
     assert list(doc) == ["Id", "Created", "Path", "Args", "State", "Image", "LogPath", "Name", "RestartCount",
                          "Driver", "Platform", "HostConfig", "GraphDriver", "Config"]
     assert doc["State"] == {
@@ -138,7 +139,7 @@ def test_inspect_image_shape() -> None:
         id="sha256:" + "e" * 64, repo_tags=["busybox:latest"], size=4_200_000, layers=["sha256:" + "1" * 64],
         config=images_pb2.ImageConfig(cmd=["sh"], exposed_ports=["80/tcp"]), os="linux", architecture="amd64",
     )
-    doc = fmt.inspect_image(image)
+    doc = views.inspect_image(image)
     assert doc["RootFS"] == {"Type": "layers", "Layers": ["sha256:" + "1" * 64]}
     assert doc["Config"]["ExposedPorts"] == {"80/tcp": {}} and doc["Config"]["Volumes"] is None
     assert doc["Config"]["Cmd"] == ["sh"] and doc["Created"] == "0001-01-01T00:00:00Z"
@@ -147,7 +148,7 @@ def test_inspect_image_shape() -> None:
 def test_images_rows_split_references_and_show_untagged() -> None:
     tagged = images_pb2.Image(id="sha256:" + "a" * 64, repo_tags=["localhost:5000/app:v1", "busybox:latest"])
     untagged = images_pb2.Image(id="sha256:" + "b" * 64)
-    rows = fmt.image_rows([tagged, untagged], NOW)
+    rows = views.image_rows([tagged, untagged], NOW)
     assert [(r["Repository"], r["Tag"], r["ID"]) for r in rows] == [
         ("localhost:5000/app", "v1", "aaaaaaaaaaaa"),
         ("busybox", "latest", "aaaaaaaaaaaa"),
@@ -159,11 +160,11 @@ def test_event_line_sorts_attributes_and_adds_seq() -> None:
     event = events_pb2.Event(seq=42, type="container", action="create", actor_id="abc",
                              attributes={"name": "web", "image": "busybox"})
     event.time.seconds, event.time.nanos = 1_795_804_276, 123_456_789
-    assert fmt.event_line(event) == "2026-11-27T18:31:16.123456789Z container create abc (image=busybox, name=web)"
-    assert fmt.event_line(event, with_seq=True).startswith("[42] 2026-11-27T18:31:16.123456789Z ")
+    assert views.event_line(event) == "2026-11-27T18:31:16.123456789Z container create abc (image=busybox, name=web)"
+    assert views.event_line(event, with_seq=True).startswith("[42] 2026-11-27T18:31:16.123456789Z ")
     bare = events_pb2.Event(seq=1, type="daemon", action="reload", actor_id="x")
-    assert fmt.event_line(bare) == "0001-01-01T00:00:00Z daemon reload x"
-    assert fmt.event_fields(event)["Actor"] == {"ID": "abc", "Attributes": {"image": "busybox", "name": "web"}}
+    assert views.event_line(bare) == "0001-01-01T00:00:00Z daemon reload x"
+    assert views.event_fields(event)["Actor"] == {"ID": "abc", "Attributes": {"image": "busybox", "name": "web"}}
 
 
 def test_timestamp_prefixer_marks_each_line_across_chunks() -> None:

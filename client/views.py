@@ -1,0 +1,318 @@
+"""Docker-shaped views of pallet objects: `inspect` documents, list rows, event lines.
+
+Owns: turning pallet.v1 Container, Image and Event messages (read by attribute only) into
+what a docker user expects: `inspect` JSON in docker's field order, `ps`/`images` rows with
+their template fields (`.ID`, `.Names`, `.Label "k"`...) and default tables, docker's status
+strings ("Up 5 seconds", "Exited (0) 3 seconds ago"), and `events` lines.
+Must not: talk to the daemon or print; generic pieces (times, sizes, tables) are `format`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pallet.client.format import (
+    ellipsis,
+    go_time_text,
+    human_duration,
+    human_size,
+    is_unset,
+    seconds_since,
+    short_id,
+    split_reference,
+    table,
+    timestamp_text,
+)
+from pallet.client.template import go_quote
+
+#: ContainerStatus enum numbers (containers.proto) to docker's lowercase state names.
+#: ContainerStatus enum numbers (containers.proto) to docker's lowercase state names.
+STATUS_NAMES: dict[int, str] = {
+    1: "created",
+    2: "running",
+    3: "paused",
+    4: "restarting",
+    5: "removing",
+    6: "exited",
+    7: "dead",
+}
+
+# ---------------------------------------------------------------------------------------------
+# Containers
+# ---------------------------------------------------------------------------------------------
+
+
+def status_name(status: int) -> str:
+    return STATUS_NAMES.get(int(status), "unknown")
+
+
+def container_status(c: Any, now: float) -> str:
+    """The STATUS column: "Up 5 seconds", "Exited (0) 3 seconds ago", "Created"..."""
+    state = c.state
+    name = status_name(state.status)
+    if name == "created":
+        return "Created"
+    if name in ("running", "paused"):
+        up = "Up " + human_duration(seconds_since(state.started_at, now))
+        return up + " (Paused)" if name == "paused" else up
+    if name == "restarting":
+        return f"Restarting ({state.exit_code}) {human_duration(seconds_since(state.finished_at, now))} ago"
+    if name == "removing":
+        return "Removal In Progress"
+    if name == "dead":
+        return "Dead"
+    if name == "exited":
+        if is_unset(state.finished_at):
+            return f"Exited ({state.exit_code})"
+        return f"Exited ({state.exit_code}) {human_duration(seconds_since(state.finished_at, now))} ago"
+    return name.capitalize()
+
+
+def container_command(c: Any, trunc: bool) -> str:
+    """The COMMAND column: path and args, cut to 20 characters, Go-quoted."""
+    command = " ".join([c.path, *c.args]) if c.path else " ".join(c.args)
+    if trunc:
+        command = ellipsis(command, 20)
+    return go_quote(command)
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+def container_fields(c: Any, now: float, trunc: bool) -> dict[str, Any]:
+    """Docker's ps template fields for one container (`.ID`, `.Names`, `.Label "k"`...)."""
+    labels = dict(c.config.labels)
+    image = c.image or c.image_id
+    if trunc and image.startswith("sha256:"):
+        image = short_id(image)
+    return {
+        "ID": short_id(c.id) if trunc else c.id,
+        "Image": image,
+        "Command": container_command(c, trunc),
+        "CreatedAt": go_time_text(c.created),
+        "RunningFor": human_duration(seconds_since(c.created, now)) + " ago",
+        "Ports": "",
+        "State": status_name(c.state.status),
+        "Status": container_status(c, now),
+        "Size": "",
+        "Names": c.name,
+        "Labels": labels_text(labels),
+        "Label": lambda key: labels.get(key, ""),
+        "Mounts": "",
+        "Networks": "",
+        "LocalVolumes": "0",
+    }
+
+
+#: Header cells for `--format "table ..."`, like docker's.
+CONTAINER_HEADERS: dict[str, Any] = {
+    "ID": "CONTAINER ID",
+    "Image": "IMAGE",
+    "Command": "COMMAND",
+    "CreatedAt": "CREATED AT",
+    "RunningFor": "CREATED",
+    "Ports": "PORTS",
+    "State": "STATE",
+    "Status": "STATUS",
+    "Size": "SIZE",
+    "Names": "NAMES",
+    "Labels": "LABELS",
+    "Label": lambda key: "LABEL",
+    "Mounts": "MOUNTS",
+    "Networks": "NETWORKS",
+    "LocalVolumes": "LOCAL VOLUMES",
+}
+
+def ps_table(containers: Iterable[Any], now: float, trunc: bool = True) -> str:
+    """The default `ps` table."""
+    rows = [["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]]
+    for c in containers:
+        f = container_fields(c, now, trunc)
+        rows.append([f["ID"], f["Image"], f["Command"], f["RunningFor"], f["Status"], f["Ports"], f["Names"]])
+    return table(rows)
+
+
+def _list_or_none(values: Iterable[str]) -> list[str] | None:
+    items = list(values)
+    return items or None
+
+
+def inspect_container(c: Any) -> dict[str, Any]:
+    """A container as docker's `inspect` JSON (the fields pallet has, in docker's order)."""
+    state = c.state
+    cfg = c.config
+    status = status_name(state.status)
+    return {
+        "Id": c.id,
+        "Created": timestamp_text(c.created),
+        "Path": c.path,
+        "Args": list(c.args),
+        "State": {
+            "Status": status,
+            "Running": status in ("running", "paused"),
+            "Paused": status == "paused",
+            "Restarting": status == "restarting",
+            "OOMKilled": bool(state.oom_killed),
+            "Dead": status == "dead",
+            "Pid": int(state.pid),
+            "ExitCode": int(state.exit_code),
+            "Error": state.error,
+            "StartedAt": timestamp_text(state.started_at),
+            "FinishedAt": timestamp_text(state.finished_at),
+        },
+        "Image": c.image_id,
+        "LogPath": c.log_path,
+        "Name": "/" + c.name,
+        "RestartCount": int(c.restart_count),
+        "Driver": "overlay",
+        "Platform": "linux",
+        "HostConfig": {"AutoRemove": bool(cfg.auto_remove)},
+        "GraphDriver": {
+            "Data": {"LowerDir": ":".join(c.lower_dirs), "UpperDir": c.upper_dir},
+            "Name": "overlay",
+        },
+        "Config": {
+            "Hostname": cfg.hostname,
+            "User": cfg.user,
+            "OpenStdin": bool(cfg.open_stdin),
+            "Env": list(cfg.env),
+            "Cmd": _list_or_none(cfg.cmd),
+            "Image": c.image or cfg.image,  # the reference as given, like docker
+            "WorkingDir": cfg.working_dir,
+            "Entrypoint": _list_or_none(cfg.entrypoint),
+            "Labels": dict(sorted(cfg.labels.items())),
+            "StopSignal": cfg.stop_signal,
+            "StopTimeout": int(cfg.stop_timeout) if cfg.HasField("stop_timeout") else None,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+
+
+def _set_or_none(values: Iterable[str]) -> dict[str, dict[str, Any]] | None:
+    items: dict[str, dict[str, Any]] = {v: {} for v in values}
+    return items or None
+
+
+def inspect_image(image: Any) -> dict[str, Any]:
+    """An image as docker's `image inspect` JSON."""
+    cfg = image.config
+    return {
+        "Id": image.id,
+        "RepoTags": list(image.repo_tags),
+        "RepoDigests": list(image.repo_digests),
+        "Parent": "",
+        "Comment": image.comment,
+        "Created": timestamp_text(image.created),
+        "Author": image.author,
+        "Config": {
+            "User": cfg.user,
+            "ExposedPorts": _set_or_none(cfg.exposed_ports),
+            "Env": list(cfg.env),
+            "Cmd": _list_or_none(cfg.cmd),
+            "Volumes": _set_or_none(cfg.volumes),
+            "WorkingDir": cfg.working_dir,
+            "Entrypoint": _list_or_none(cfg.entrypoint),
+            "Labels": dict(sorted(cfg.labels.items())),
+            "StopSignal": cfg.stop_signal,
+        },
+        "Architecture": image.architecture,
+        "Os": image.os,
+        "Size": int(image.size),
+        "RootFS": {"Type": "layers", "Layers": list(image.layers)},
+    }
+
+
+def image_fields(image: Any, reference: str | None, now: float, trunc: bool) -> dict[str, Any]:
+    """Docker's `images` template fields for one (image, reference) row."""
+    if reference is None:
+        repo, tag = "<none>", "<none>"
+    else:
+        repo, tag = split_reference(reference)
+    digest = "<none>"
+    for rd in image.repo_digests:
+        if rd.split("@", 1)[0] == repo or reference is None:
+            digest = rd.split("@", 1)[1]
+            break
+    return {
+        "ID": short_id(image.id) if trunc else image.id,
+        "Repository": repo,
+        "Tag": tag,
+        "Digest": digest,
+        "CreatedSince": human_duration(seconds_since(image.created, now)) + " ago",
+        "CreatedAt": go_time_text(image.created),
+        "Size": human_size(image.size),
+        "Containers": "N/A",
+    }
+
+
+IMAGE_HEADERS: dict[str, Any] = {
+    "ID": "IMAGE ID",
+    "Repository": "REPOSITORY",
+    "Tag": "TAG",
+    "Digest": "DIGEST",
+    "CreatedSince": "CREATED",
+    "CreatedAt": "CREATED AT",
+    "Size": "SIZE",
+    "Containers": "CONTAINERS",
+}
+
+def image_rows(images: Iterable[Any], now: float, trunc: bool = True) -> list[dict[str, Any]]:
+    """One row per reference of each image; an untagged image is one `<none>` row."""
+    rows: list[dict[str, Any]] = []
+    for image in images:
+        refs: list[str | None] = list(image.repo_tags)
+        if not refs:
+            refs = [rd for rd in image.repo_digests] or [None]
+        for ref in refs:
+            rows.append(image_fields(image, ref, now, trunc))
+    return rows
+
+
+def images_table(images: Iterable[Any], now: float, trunc: bool = True) -> str:
+    """The default `images` table."""
+    rows = [["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]]
+    for f in image_rows(images, now, trunc):
+        rows.append([f["Repository"], f["Tag"], f["ID"], f["CreatedSince"], f["Size"]])
+    return table(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Events
+# ---------------------------------------------------------------------------------------------
+
+
+def event_line(event: Any, with_seq: bool = False) -> str:
+    """`2026-11-27T18:31:16.123456789Z container create <id> (image=busybox, name=web)`."""
+    text = f"{timestamp_text(event.time)} {event.type} {event.action} {event.actor_id}"
+    attrs = sorted(event.attributes.items())
+    if attrs:
+        text += " (" + ", ".join(f"{k}={v}" for k, v in attrs) + ")"
+    if with_seq:
+        text = f"[{event.seq}] {text}"
+    return text
+
+
+def event_fields(event: Any) -> dict[str, Any]:
+    """Docker's events JSON shape (what `events --format` templates see), plus `Seq`."""
+    attrs = dict(sorted(event.attributes.items()))
+    time_ns = int(event.time.seconds) * 1_000_000_000 + int(event.time.nanos)
+    return {
+        "status": event.action,
+        "id": event.actor_id,
+        "from": attrs.get("image", ""),
+        "Type": event.type,
+        "Action": event.action,
+        "Actor": {"ID": event.actor_id, "Attributes": attrs},
+        "scope": "local",
+        "time": int(event.time.seconds),
+        "timeNano": time_ns,
+        "Seq": int(event.seq),
+    }
+
+
