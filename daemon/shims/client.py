@@ -203,8 +203,9 @@ class ShimClientImpl:
 
         If the shim dies first, the status it wrote to disk (if any) is the answer.
         """
-        channel = await self._open()
+        channel: Channel | None = None
         try:
+            channel = await self._open()
             await channel.send_control({"op": "wait"}, self._timeout)
             reply = wire.raise_if_error(await channel.read_control(None))
             return exit_from_dict(reply["exit"])
@@ -214,7 +215,8 @@ class ShimClientImpl:
                 return on_disk
             raise
         finally:
-            await channel.close()
+            if channel is not None:
+                await channel.close()
 
     async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio:
         channel = await self._open()

@@ -98,6 +98,7 @@ async def test_an_exited_shim_nobody_talks_to_removes_itself(shim_world: ShimWor
     # What a restarted daemon reads instead of asking the shim:
     on_disk = impl.exit_status_on_disk(Path(spec.bundle_dir))
     assert on_disk is not None and on_disk.exit_code == 9
+    assert await client.wait() == on_disk  # the shim is gone: wait answers from disk
 
 
 async def test_exec_attach_and_start_on_a_stopped_container(
