@@ -51,7 +51,7 @@ def mounts_mentioning(text: str) -> list[str]:
 
 
 def cgroup_roots() -> list[Path]:
-    roots = {}
+    roots: dict[str, Path] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
             pre, _, post = line.partition(" - ")
