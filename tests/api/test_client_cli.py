@@ -65,6 +65,7 @@ class FakeState:
         self.events: list[events_pb2.Event] = []
         self.imported: list[tuple[images_pb2.ImportHeader, bytes]] = []
         self.loaded: list[bytes] = []
+        self.created_count = 0
 
     def add_container(self, cid: str, name: str, status: int, **state: Any) -> containers_pb2.Container:
         c = containers_pb2.Container(
@@ -115,7 +116,8 @@ class FakeContainers(containers_pb2_grpc.ContainersServiceServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "No such image: nosuch")
         if any(c.name == cfg.name for c in self.s.containers.values()):
             context.abort(grpc.StatusCode.ALREADY_EXISTS, f'container name "{cfg.name}" is already in use')
-        cid = f"{len(self.s.containers) + 1:x}".rjust(64, "d")
+        self.s.created_count += 1
+        cid = f"{self.s.created_count:x}".rjust(64, "d")
         c = self.s.add_container(cid, cfg.name or "generated_name", containers_pb2.CONTAINER_STATUS_CREATED)
         c.config.CopyFrom(cfg)
         return containers_pb2.CreateContainerResponse(id=cid, name=c.name)
@@ -318,7 +320,8 @@ class Daemon:
 @pytest.fixture
 def daemon(tmp_path: Path) -> Iterator[Daemon]:
     state = FakeState()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    executor = futures.ThreadPoolExecutor(max_workers=16)
+    server = grpc.server(executor)
     containers_pb2_grpc.add_ContainersServiceServicer_to_server(FakeContainers(state), server)
     images_pb2_grpc.add_ImagesServiceServicer_to_server(FakeImages(state), server)
     events_pb2_grpc.add_EventsServiceServicer_to_server(FakeEvents(state), server)
@@ -329,7 +332,10 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     try:
         yield Daemon(f"unix://{sock}", state)
     finally:
+        for event in state.started.values():
+            event.set()  # release Attach handlers still waiting for a start
         server.stop(grace=None).wait(5)
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 @dataclass
@@ -532,7 +538,7 @@ def test_run_start_failure_exit_codes_and_rm(cli: Any, daemon: Daemon, reason: s
     assert daemon.state.containers == {}
     detached = cli("run", "-d", "busybox", "nosuch")
     assert detached.code == code and detached.out == ""
-    assert len(daemon.state.containers) == 1  # without --rm the failed container stays
+    assert list(daemon.state.containers) == ["2".rjust(64, "d")]  # without --rm it stays
 
 
 def test_create_prints_the_id_and_sends_the_config(cli: Any, daemon: Daemon, tmp_path: Path,
