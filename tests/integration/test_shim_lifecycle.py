@@ -31,6 +31,14 @@ from shim_harness import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.integration
 
 
+def _gone(pid: int) -> bool:
+    """Exited: no such process, or a zombie its new parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
+
 def _shim_socket(world: ShimWorld, cid: str) -> Path:
     return world.run_root / "shims" / f"{cid}.sock"
 
@@ -92,7 +100,7 @@ async def test_an_exited_shim_nobody_talks_to_removes_itself(shim_world: ShimWor
     shim_pid = client.shim_pid
     await client.start()
     await client.aclose()  # the daemon is gone and does not come back in time
-    await _until(lambda: not Path(f"/proc/{shim_pid}").exists())
+    await _until(lambda: _gone(shim_pid))
     assert not _shim_socket(shim_world, spec.container_id).exists()
     assert not [p for p in cgroup_leftovers(shim_world.cgroup_parent) if p.name == spec.container_id]
     # What a restarted daemon reads instead of asking the shim:
@@ -207,3 +215,20 @@ async def test_speed_and_memory_figures(
     assert median < 0.25
     assert concurrent < 5.0
     assert pss[10] < 8 * 1024
+
+
+async def test_a_killed_launcher_is_replaced_and_running_shims_stay(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    client = await launcher.spawn(shim_world.spec("sleep", "1000"))
+    await client.start()
+    old = await launcher.launcher_pid()
+    os.kill(old, signal.SIGKILL)
+    await _until(lambda: _gone(old))
+    assert (await client.state()).status == "running"  # shims do not depend on it
+    # The next spawn finds the launcher gone (its socket file is stale) and starts one.
+    out, _, status = await run_to_end(launcher, shim_world.spec("echo", "again"))
+    assert (out, status.exit_code) == (b"again\n", 0)
+    new = await launcher.launcher_pid()
+    assert new != old
+    await remove(client)
