@@ -46,7 +46,7 @@ STDOUT, STDERR = containers_pb2.STREAM_STDOUT, containers_pb2.STREAM_STDERR
 class Script:
     """What a fake container does when attached: output, then exit (or echo stdin)."""
 
-    output: list[tuple[int, bytes]] = field(default_factory=list)
+    output: list[tuple[Any, bytes]] = field(default_factory=list)  # (pallet.v1.Stream, data)
     exit_code: int = 0
     echo_stdin: bool = False
     repeat: int = 1
@@ -67,7 +67,7 @@ class FakeState:
         self.loaded: list[bytes] = []
         self.created_count = 0
 
-    def add_container(self, cid: str, name: str, status: int, **state: Any) -> containers_pb2.Container:
+    def add_container(self, cid: str, name: str, status: Any, **state: Any) -> containers_pb2.Container:
         c = containers_pb2.Container(
             id=cid,
             name=name,
@@ -322,10 +322,18 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     state = FakeState()
     executor = futures.ThreadPoolExecutor(max_workers=16)
     server = grpc.server(executor)
-    containers_pb2_grpc.add_ContainersServiceServicer_to_server(FakeContainers(state), server)
-    images_pb2_grpc.add_ImagesServiceServicer_to_server(FakeImages(state), server)
-    events_pb2_grpc.add_EventsServiceServicer_to_server(FakeEvents(state), server)
-    system_pb2_grpc.add_SystemServiceServicer_to_server(FakeSystem(), server)
+    containers_pb2_grpc.add_ContainersServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        FakeContainers(state), server
+    )
+    images_pb2_grpc.add_ImagesServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        FakeImages(state), server
+    )
+    events_pb2_grpc.add_EventsServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        FakeEvents(state), server
+    )
+    system_pb2_grpc.add_SystemServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        FakeSystem(), server
+    )
     sock = tmp_path / "pallet.sock"
     server.add_insecure_port(f"unix://{sock}")
     server.start()
