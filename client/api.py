@@ -418,11 +418,15 @@ class PalletClient:
         since: tuple[int, int] | None = None,
         until: tuple[int, int] | None = None,
     ) -> Iterator[Any]:
-        """Events (replayed, then live unless `until`); times are (seconds, nanos)."""
+        """Events (replayed, then live unless `until`); times are (seconds, nanos).
+
+        `since_seq` replays the journal after that sequence number (0: all of it); None
+        replays nothing by number.
+        """
         pb = _pb("events")
-        request = pb.SubscribeRequest(filters=list(filters), since_seq=since_seq)
-        if since_seq is None:
-            request.ClearField("since_seq")
+        request = pb.SubscribeRequest(filters=list(filters))
+        if since_seq is not None:
+            request.since_seq = since_seq
         if since is not None:
             request.since.seconds, request.since.nanos = since
         if until is not None:

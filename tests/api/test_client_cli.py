@@ -659,6 +659,7 @@ def test_events_lines_with_and_without_seq(cli: Any, daemon: Daemon) -> None:
         daemon.state.events.append(event)
     result = cli("events", "--until", "0s")
     assert result.code == 0
+    assert not daemon.state.requests[-1].HasField("since_seq")
     assert result.out.splitlines() == [
         f"2026-11-27T18:31:16.123456789Z container create {ID_WEB} (image=busybox, name=web)",
         f"2026-11-27T18:31:16.123456789Z container start {ID_WEB} (image=busybox, name=web)",
@@ -669,6 +670,9 @@ def test_events_lines_with_and_without_seq(cli: Any, daemon: Daemon) -> None:
     ]
     request = daemon.state.requests[-1]
     assert request.since_seq == 41 and list(request.filters) == ["type=container"]
+    whole = cli("events", "--since-seq", "0", "--until", "0s")
+    assert daemon.state.requests[-1].HasField("since_seq") and daemon.state.requests[-1].since_seq == 0
+    assert whole.out.startswith("[41] ")
     templated = cli("events", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}", "--until", "0s")
     assert templated.out == "container create web\ncontainer start web\n"
 
