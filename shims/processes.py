@@ -1,11 +1,11 @@
 """Forking the container's init and exec processes, and their status pipes.
 
-Owns: the code that runs in forked children of the shim (stage 1 / stage 2 of the init,
-stage 1 / stage 2 of an exec) and the one-line JSON messages they send back on a
-close-on-exec status pipe: {"pid": n} from stage 1, {"ready": true} when the init is
-built, {"error": ...} when setup failed, {"exec_error": ..., "exit_code": n} when the final
-exec failed. A successful exec closes the pipe, so EOF means "running". Must not: return
-into the shim's loop from a child (every child ends in os._exit).
+Owns: the code that runs in forked children of the shim (the container's init, exec
+processes) and the one-line JSON messages they send back on a close-on-exec status pipe:
+{"ready": true} when the init is built, {"error": ...} when setup failed,
+{"exec_error": ..., "exit_code": n} when the final exec failed. A successful exec closes
+the pipe, so EOF means "running". Must not: return into the shim's loop from a child
+(every child ends in os._exit).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import Any
 
 from pallet.daemon.errors import (
     DeadlineExceeded,
@@ -48,12 +49,13 @@ class ChildStdio:
     stdout: int
     stderr: int
     status_w: int
+    cgroup_r: int  # one byte arrives once the shim has moved the child into the cgroup
     start_r: int = -1
     close_in_child: list[int] = field(default_factory=list)
 
 
 def send_status(fd: int, message: dict[str, Any]) -> None:
-    """One message per write: below PIPE_BUF, so stage 1 and 2 never interleave."""
+    """One message per write, below PIPE_BUF: a reader never sees half a message."""
     data = json.dumps(message, separators=(",", ":")).encode()[:4000] + b"\n"
     try:
         os.write(fd, data)
@@ -124,33 +126,26 @@ def _take_stdio(stdio: ChildStdio) -> None:
             os.close(fd)
 
 
-def fork_init(spec: ShimSpec, sc: Syscalls, cgroup_dirs: list[str], stdio: ChildStdio) -> int:
-    """Fork stage 1 of the init; return its pid (stage 2's pid arrives on the pipe)."""
+def _waiter(fd: int, what: str) -> Callable[[], None]:
+    def wait() -> None:
+        if os.read(fd, 1) != b"j":
+            raise Internal(f"the shim went away while {what}")
+        os.close(fd)
+
+    return wait
+
+
+def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
+    """Fork the container's init (PID 1: the shim has unshared the pid namespace)."""
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
         _reset_in_child(stdio)
-        setup = InitSetup(spec, sc, cgroup_dirs)
-        run_steps(setup.stage1())
-        # After unshare(CLONE_NEWPID) our first child is PID 1 of the new namespace.
-        child = os.fork()
-        if child == 0:
-            _init_stage2(spec, sc, setup, stdio)
-        send_status(stdio.status_w, {"pid": child})
-        code = 0
-    except BaseException as exc:  # noqa: BLE001 - a child must report, never unwind
-        send_status(stdio.status_w, _error_message(exc))
-    finally:
-        os._exit(code)
-
-
-def _init_stage2(spec: ShimSpec, sc: Syscalls, setup: InitSetup, stdio: ChildStdio) -> NoReturn:
-    code = 1
-    try:
         _take_stdio(stdio)
-        run_steps(setup.stage2())
+        setup = InitSetup(spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"))
+        run_steps(setup.steps())
         process = ProcessSetup(
             sc,
             user=spec.user,
@@ -169,53 +164,24 @@ def _init_stage2(spec: ShimSpec, sc: Syscalls, setup: InitSetup, stdio: ChildStd
     except ExecFailed as exc:
         send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": exc.exit_code})
         code = exc.exit_code
-    except BaseException as exc:  # noqa: BLE001
+    except BaseException as exc:  # noqa: BLE001 - a child must report, never unwind
         send_status(stdio.status_w, _error_message(exc))
     finally:
         os._exit(code)
 
 
 def fork_exec(
-    container: ShimSpec,
-    exec_spec: ExecSpec,
-    sc: Syscalls,
-    init_pid: int,
-    cgroup_dirs: list[str],
-    stdio: ChildStdio,
+    container: ShimSpec, spec: ExecSpec, sc: Syscalls, init_pid: int, stdio: ChildStdio
 ) -> int:
-    """Fork stage 1 of an exec; it reports the pid of the process that will exec."""
+    """Fork an exec process: born in the container's pid namespace, it joins the rest."""
     pid = os.fork()
     if pid:
         return pid
-    code = 1
-    try:
-        _reset_in_child(stdio)
-        run_steps(ExecJoin(sc, init_pid, cgroup_dirs).steps())
-        # setns(CLONE_NEWPID) applies to children only: fork to be inside.
-        child = os.fork()
-        if child == 0:
-            _exec_stage2(container, exec_spec, sc, stdio)
-        send_status(stdio.status_w, {"pid": child})
-        code = 0
-    except BaseException as exc:  # noqa: BLE001
-        send_status(stdio.status_w, _error_message(exc))
-    finally:
-        os._exit(code)
-
-
-def merged_env(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
-    """The container's env with the exec's own variables winning, as `docker exec` does."""
-    values: dict[str, str] = {}
-    for entry in (*base, *extra):
-        key = entry.split("=", 1)[0]
-        values[key] = entry
-    return tuple(values.values())
-
-
-def _exec_stage2(container: ShimSpec, spec: ExecSpec, sc: Syscalls, stdio: ChildStdio) -> NoReturn:
     code = SETUP_FAILED_EXIT
     try:
+        _reset_in_child(stdio)
         _take_stdio(stdio)
+        run_steps(ExecJoin(sc, init_pid, _waiter(stdio.cgroup_r, "joining the cgroup")).steps())
         process = ProcessSetup(
             sc,
             user=spec.user or container.user,
@@ -232,9 +198,19 @@ def _exec_stage2(container: ShimSpec, spec: ExecSpec, sc: Syscalls, stdio: Child
     except PalletError as exc:
         send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": code})
     except BaseException as exc:  # noqa: BLE001
-        send_status(stdio.status_w, {"exec_error": f"{type(exc).__name__}: {exc}", "exit_code": code})
+        message = f"{type(exc).__name__}: {exc}"
+        send_status(stdio.status_w, {"exec_error": message, "exit_code": code})
     finally:
         os._exit(code)
+
+
+def merged_env(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The container's env with the exec's own variables winning, as `docker exec` does."""
+    values: dict[str, str] = {}
+    for entry in (*base, *extra):
+        key = entry.split("=", 1)[0]
+        values[key] = entry
+    return tuple(values.values())
 
 
 def wait_for(reader: StatusReader, keys: set[str], deadline: float) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from pallet.shim.processes import (
     wait_for,
 )
 from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
-from pallet.shim.syscalls import Syscalls
+from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 
 _READ_CHUNK = 65536
 _STDIN_BUFFER_LIMIT = 1 << 20  # stop reading a client's stdin until the process catches up
@@ -170,7 +170,11 @@ class Shim:
                 f"cannot open the log file {spec.log_path}: {exc.strerror or exc}"
             ) from None
         self.cgroup_dirs = cgroups.create(spec.cgroup_path)
+        # Before our first fork: it applies to our children only, the first becoming the
+        # container's PID 1 and later ones (exec processes) members of its namespace.
+        self.sys.unshare(CLONE_NEWPID)
         status_r, status_w = os.pipe()
+        cgroup_r, cgroup_w = os.pipe()
         start_r, start_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
@@ -178,37 +182,34 @@ class Shim:
             in_r, in_w = os.pipe()
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
-        parent_ends = [status_r, start_w, out_r, err_r] + ([in_w] if in_w >= 0 else [])
+        parent_ends = [status_r, cgroup_w, start_w, out_r, err_r] + ([in_w] if in_w >= 0 else [])
         stdio = ChildStdio(
-            stdin=in_r, stdout=out_w, stderr=err_w, status_w=status_w, start_r=start_r,
-            close_in_child=parent_ends + self._fds_to_close_in_children(),
+            stdin=in_r, stdout=out_w, stderr=err_w, status_w=status_w, cgroup_r=cgroup_r,
+            start_r=start_r, close_in_child=parent_ends + self._fds_to_close_in_children(),
         )
-        stage1 = fork_init(spec, self.sys, self.cgroup_dirs, stdio)
-        for fd in (status_w, start_r, out_w, err_w, in_r):
+        pid = fork_init(spec, self.sys, stdio)
+        for fd in (status_w, cgroup_r, start_r, out_w, err_w, in_r):
             os.close(fd)
         self._start_w = start_w
-        reader = StatusReader(status_r)
         os.set_blocking(status_r, False)
-        process = Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        reader = StatusReader(status_r)
+        process = Process(pid, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
         process.status = reader
         try:
-            got = wait_for(reader, {"pid", "ready"}, time.monotonic() + _CREATE_TIMEOUT)
+            # While the init mounts its filesystem: the v1 migration is slow (see steps).
+            cgroups.join(self.cgroup_dirs, pid)
+            os.write(cgroup_w, b"j")
+            os.close(cgroup_w)
+            wait_for(reader, {"ready"}, time.monotonic() + _CREATE_TIMEOUT)
         except BaseException:
-            # Stage 2 exits by itself after reporting an error; a hang gets killed. Once
-            # stage 1 is reaped, stage 2 is our child (we are its subreaper): reap it too.
-            stage2 = int(reader.seen.get("pid", 0))
-            _kill(stage1, signal.SIGKILL)
-            _kill(stage2, signal.SIGKILL)
-            _reap_blocking(stage1)
-            if stage2:
-                _reap_blocking(stage2)
+            # The init exits by itself after reporting an error; a hang gets killed.
+            _kill(pid, signal.SIGKILL)
+            _reap_blocking(pid)
             self._close_process(process)
             os.close(status_r)
             os.close(start_w)
             self._start_w = -1
             raise
-        _reap_blocking(stage1)
-        process.pid = int(got["pid"])
         self.init = process
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
@@ -424,43 +425,45 @@ class Shim:
         if not spec.args:
             raise InvalidArgument("exec needs a command")
         status_r, status_w = os.pipe()
+        cgroup_r, cgroup_w = os.pipe()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         if spec.stdin:
             in_r, in_w = os.pipe()
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
-        parent_ends = [status_r, out_r, err_r] + ([in_w] if in_w >= 0 else [])
+        parent_ends = [status_r, cgroup_w, out_r, err_r] + ([in_w] if in_w >= 0 else [])
         stdio = ChildStdio(
-            stdin=in_r, stdout=out_w, stderr=err_w, status_w=status_w,
-            close_in_child=parent_ends + self._fds_to_close_in_children()
-            + self._process_fds(),
+            stdin=in_r, stdout=out_w, stderr=err_w, status_w=status_w, cgroup_r=cgroup_r,
+            close_in_child=parent_ends + self._fds_to_close_in_children() + self._process_fds(),
         )
-        fork_exec(self.spec, spec, self.sys, self._init().pid, self.cgroup_dirs, stdio)
-        for fd in (status_w, out_w, err_w, in_r):
-            os.close(fd)
-        os.set_blocking(status_r, False)
-        reader = StatusReader(status_r)
-        process = Process(0, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
-        process.status = reader
         try:
-            got = wait_for(reader, {"pid"}, time.monotonic() + 10.0)
-        except BaseException:
-            self._close_process(process)
-            os.close(status_r)
-            raise
-        process.pid = int(got["pid"])
+            pid = fork_exec(self.spec, spec, self.sys, self._init().pid, stdio)
+        except OSError as exc:
+            # The pid namespace died with its init (ENOMEM from fork): it is not running.
+            for fd in (*parent_ends, status_w, cgroup_r, out_w, err_w, in_r):
+                os.close(fd)
+            raise FailedPrecondition(f"container {self.id} is not running: {exc.strerror}") from None
+        for fd in (status_w, cgroup_r, out_w, err_w, in_r):
+            os.close(fd)
+        cgroups.join(self.cgroup_dirs, pid)
+        try:
+            os.write(cgroup_w, b"j")
+        except OSError:
+            pass  # it died already; its exit is reported like any other
+        os.close(cgroup_w)
+        os.set_blocking(status_r, False)
+        process = Process(pid, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process.status = StatusReader(status_r)
         process.conn = conn
         conn.mode = "exec"
         conn.exec = process
         conn.stdin = process.stdin is not None
-        self.execs[process.pid] = process
+        self.execs[pid] = process
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
         self.io.watch(status_r, selectors.EVENT_READ, lambda mask: self._on_exec_status(process))
-        self.io.send(conn, wire.encode_control({"pid": process.pid}))
-        if "exec_error" in reader.seen:  # arrived together with the pid
-            self._report_exec_error(process, str(reader.seen["exec_error"]))
+        self.io.send(conn, wire.encode_control({"pid": pid}))
         return None
 
     def _process_fds(self) -> list[int]:

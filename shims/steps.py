@@ -7,10 +7,10 @@ wording. Must not: talk to clients or wait on anything but the start pipe; every
 call goes through `Syscalls`, so `tests/unit/test_shim_steps.py` checks the order with a
 fake.
 
-The init is built in two stages because a new pid namespace only applies to children:
-stage 1 (a child of the shim, still in the host pid namespace) joins the cgroup and
-unshares; stage 2 (its child, PID 1 of the new namespace) builds the filesystem and the
-process identity, then waits for `start` and execs.
+The shim unshares the pid namespace itself (it applies to children only, so the shim
+stays in the host's), which makes its first child PID 1 of the container and every later
+child (exec processes) a member of it. That child unshares the other namespaces, builds
+the filesystem and the process identity, then waits for `start` and execs.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from pallet.daemon.errors import FailedPrecondition, PalletError
 from pallet.daemon.shims.api import ShimSpec
-from pallet.shim import caps, cgroups
+from pallet.shim import caps
 from pallet.shim import syscalls as sc
 from pallet.shim.mounts import (
     DEFAULT_MASKED,
@@ -40,18 +40,16 @@ from pallet.shim.syscalls import Syscalls
 from pallet.shim.users import ExecUser, resolve_user
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-_CONTAINER_NAMESPACES = (
-    sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP
-)
-# Order of setns for exec. The cgroup namespace after the cgroup join (so its root is the
-# container's cgroup); pid only affects children, so the caller forks afterwards; mnt last,
-# because entering it changes our root and the remaining /proc/<pid>/ns fds are already open.
+# The pid namespace is the shim's doing (children only), the cgroup one comes last.
+_CONTAINER_NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+# Order of setns for exec. No pid: the shim's children are born in the container's pid
+# namespace already. mnt last, because entering it changes our root; every
+# /proc/<pid>/ns fd is opened before the first setns.
 EXEC_NAMESPACES = (
     ("ipc", sc.CLONE_NEWIPC),
     ("uts", sc.CLONE_NEWUTS),
     ("net", sc.CLONE_NEWNET),
     ("cgroup", sc.CLONE_NEWCGROUP),
-    ("pid", sc.CLONE_NEWPID),
     ("mnt", sc.CLONE_NEWNS),
 )
 _DEVICES = (  # name, major, minor: the nodes every container gets
@@ -104,51 +102,31 @@ def set_loopback_up() -> None:
 
 
 class InitSetup:
-    """The steps that turn two forked children into a container's PID 1."""
+    """The steps that turn a forked child of the shim into a container's PID 1.
+
+    The shim has already unshared the pid namespace (its first child is PID 1) and moves
+    this process into the container's cgroup while these steps run: that migration waits
+    for an RCU grace period on cgroup v1 (several ms), so it overlaps the mount work.
+    """
 
     def __init__(
         self,
         spec: ShimSpec,
         sys: Syscalls,
-        cgroup_dirs: list[str],
+        wait_for_cgroup: Callable[[], None],
         loopback_up: Callable[[], None] = set_loopback_up,
     ) -> None:
         self.spec = spec
         self.sys = sys
-        self.cgroup_dirs = cgroup_dirs
         self.root = spec.rootfs.target
+        self._wait_for_cgroup = wait_for_cgroup
         self._loopback_up = loopback_up
 
-    # -- stage 1: a child of the shim, in the host pid namespace ----------------------
-
-    def stage1(self) -> list[Step]:
-        steps = [
-            # Before unsharing the cgroup namespace: its root is the cgroup we are in then.
-            Step("join cgroup", self.join_cgroup),
-            Step("unshare namespaces", self.unshare_namespaces),
-        ]
-        if self.spec.network_namespace:
-            steps.append(Step("join network namespace", self.join_network_namespace))
-        return steps
-
-    def join_cgroup(self) -> None:
-        cgroups.join(self.cgroup_dirs, os.getpid())
-
-    def unshare_namespaces(self) -> None:
-        own_net = 0 if self.spec.network_namespace else sc.CLONE_NEWNET
-        self.sys.unshare(_CONTAINER_NAMESPACES | own_net)
-
-    def join_network_namespace(self) -> None:
-        fd = os.open(self.spec.network_namespace, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self.sys.setns(fd, sc.CLONE_NEWNET)
-        finally:
-            os.close(fd)
-
-    # -- stage 2: PID 1 of the new pid namespace -------------------------------------
-
-    def stage2(self) -> list[Step]:
+    def steps(self) -> list[Step]:
+        own_net = not self.spec.network_namespace
         return [
+            Step("unshare namespaces", self.unshare_namespaces),
+            *([] if own_net else [Step("join network namespace", self.join_network_namespace)]),
             # First, before any mount: from here on nothing we mount propagates to the host,
             # and host mounts still propagate in (slave), like runc's default.
             Step("make mounts slave", self.make_mounts_slave),
@@ -164,16 +142,28 @@ class InitSetup:
             Step("link dev", self.link_dev),
             # After the standard mounts, so a user's mount under /dev or /proc is on top.
             Step("mount spec mounts", self.mount_spec_mounts),
-            *(
-                [] if self.spec.network_namespace
-                else [Step("bring up loopback", self._loopback_up)]
-            ),
+            *([Step("bring up loopback", self._loopback_up)] if own_net else []),
             Step("set hostname", self.set_hostname),
             Step("pivot root", self.pivot_root),
             # After pivot_root: these paths are the container's, and /dev/null is ours.
             Step("mask paths", self.mask_paths),
             Step("make paths read-only", self.readonly_paths),
+            # The cgroup namespace's root is the cgroup we are in when we unshare it, so
+            # only once the shim has moved us into the container's cgroup.
+            Step("wait for cgroup", self._wait_for_cgroup),
+            Step("unshare cgroup namespace", lambda: self.sys.unshare(sc.CLONE_NEWCGROUP)),
         ]
+
+    def unshare_namespaces(self) -> None:
+        own_net = 0 if self.spec.network_namespace else sc.CLONE_NEWNET
+        self.sys.unshare(_CONTAINER_NAMESPACES | own_net)
+
+    def join_network_namespace(self) -> None:
+        fd = os.open(self.spec.network_namespace, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.sys.setns(fd, sc.CLONE_NEWNET)
+        finally:
+            os.close(fd)
 
     def _at(self, path: str) -> str:
         return secure_join(self.root, path)
@@ -296,12 +286,16 @@ class InitSetup:
 
 
 class ExecJoin:
-    """Stage 1 of an exec: enter a running container's cgroup and namespaces."""
+    """An exec process entering a running container's namespaces.
 
-    def __init__(self, sys: Syscalls, init_pid: int, cgroup_dirs: list[str]) -> None:
+    It is a child of the shim, so already in the container's pid namespace; the shim
+    moves it into the container's cgroup meanwhile.
+    """
+
+    def __init__(self, sys: Syscalls, init_pid: int, wait_for_cgroup: Callable[[], None]) -> None:
         self.sys = sys
         self.init_pid = init_pid
-        self.cgroup_dirs = cgroup_dirs
+        self._wait_for_cgroup = wait_for_cgroup
         self._fds: list[tuple[str, int, int]] = []
 
     def steps(self) -> list[Step]:
@@ -309,20 +303,18 @@ class ExecJoin:
             # Open every namespace first: after entering the mount namespace,
             # /proc/<pid> would be resolved in the container's /proc.
             Step("open namespaces", self.open_namespaces),
-            Step("join cgroup", self.join_cgroup),
             *(
                 Step(f"enter {name} namespace", self._enter(name))
                 for name, _ in EXEC_NAMESPACES
             ),
+            # Nothing of the user's runs before it is accounted to the container.
+            Step("wait for cgroup", self._wait_for_cgroup),
         ]
 
     def open_namespaces(self) -> None:
         for name, nstype in EXEC_NAMESPACES:
             fd = os.open(f"/proc/{self.init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
             self._fds.append((name, nstype, fd))
-
-    def join_cgroup(self) -> None:
-        cgroups.join(self.cgroup_dirs, os.getpid())
 
     def _enter(self, name: str) -> Callable[[], None]:
         def enter() -> None:

@@ -95,34 +95,48 @@ def spec(tmp_path: Path) -> ShimSpec:
     )
 
 
-def test_stage1_joins_the_cgroup_before_unsharing_everything(spec: ShimSpec) -> None:
+def _init(spec: ShimSpec, fake: FakeSyscalls) -> InitSetup:
+    return InitSetup(
+        spec, fake,
+        wait_for_cgroup=lambda: fake.calls.append(("cgroup joined",)),
+        loopback_up=lambda: fake.calls.append(("loopback",)),
+    )
+
+
+def test_init_unshares_first_and_its_cgroup_namespace_last(spec: ShimSpec) -> None:
     fake = FakeSyscalls()
-    setup = InitSetup(spec, fake, cgroup_dirs=[])
-    steps = setup.stage1()
-    assert [s.name for s in steps] == ["join cgroup", "unshare namespaces"]
-    run_steps(steps)
+    steps = _init(spec, fake).steps()
+    assert steps[0].name == "unshare namespaces"
+    assert [s.name for s in steps[-2:]] == ["wait for cgroup", "unshare cgroup namespace"]
+    steps[0].run()
+    steps[-2].run()
+    steps[-1].run()
     flags = fake.calls[0][1]
     assert isinstance(flags, int)
-    for ns in (sc.CLONE_NEWNS, sc.CLONE_NEWPID, sc.CLONE_NEWUTS, sc.CLONE_NEWIPC,
-               sc.CLONE_NEWNET, sc.CLONE_NEWCGROUP):
+    for ns in (sc.CLONE_NEWNS, sc.CLONE_NEWUTS, sc.CLONE_NEWIPC, sc.CLONE_NEWNET):
         assert flags & ns
+    # pid: the shim's (it applies to children); cgroup: only after the cgroup join.
+    assert not flags & (sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP)
+    assert fake.calls[1:] == [("cgroup joined",), ("unshare", sc.CLONE_NEWCGROUP)]
 
 
-def test_stage1_with_a_network_namespace_path_joins_it_instead(spec: ShimSpec, tmp_path: Path) -> None:
+def test_a_network_namespace_path_is_joined_instead_of_made(spec: ShimSpec, tmp_path: Path) -> None:
     netns = tmp_path / "netns"
     netns.write_text("")
     fake = FakeSyscalls()
-    run_steps(InitSetup(replace(spec, network_namespace=str(netns)), fake, []).stage1())
-    assert names(fake.calls) == ["unshare", "setns"]
+    steps = _init(replace(spec, network_namespace=str(netns)), fake).steps()
+    assert [s.name for s in steps[:2]] == ["unshare namespaces", "join network namespace"]
+    assert "bring up loopback" not in [s.name for s in steps]
+    steps[0].run()
+    steps[1].run()
     assert not fake.calls[0][1] & sc.CLONE_NEWNET  # type: ignore[operator]
-    assert fake.calls[1][1] == sc.CLONE_NEWNET
+    assert fake.calls[1] == ("setns", sc.CLONE_NEWNET)
 
 
 def test_stage2_order(spec: ShimSpec, tmp_path: Path) -> None:
     (tmp_path / "hosts").write_text("127.0.0.1 localhost\n")
     fake = FakeSyscalls()
-    setup = InitSetup(spec, fake, [], loopback_up=lambda: fake.calls.append(("loopback",)))
-    steps = setup.stage2()
+    steps = _init(spec, fake).steps()[1:-2]
     assert [s.name for s in steps] == [
         "make mounts slave", "mount rootfs", "mount proc", "mount sys", "mount dev",
         "make device nodes", "mount devpts", "mount shm", "mount mqueue", "link dev",
@@ -160,7 +174,7 @@ def test_pivot_root_detaches_the_old_root(spec: ShimSpec) -> None:
     fake = FakeSyscalls()
     cwd = os.getcwd()
     try:
-        InitSetup(spec, fake, []).pivot_root()
+        _init(spec, fake).pivot_root()
     finally:
         os.chdir(cwd)
     assert fake.calls == [("pivot_root", ".", "."), ("umount2", ".", sc.MNT_DETACH)]
@@ -173,7 +187,7 @@ def test_masked_paths_use_dev_null_for_files_and_ro_tmpfs_for_dirs(
     (tmp_path / "dir").mkdir()
     fake = FakeSyscalls()
     masked = (str(tmp_path / "file"), str(tmp_path / "dir"), str(tmp_path / "missing"))
-    InitSetup(replace(spec, masked_paths=masked, readonly_paths=(str(tmp_path / "dir"),)), fake, []).mask_paths()
+    _init(replace(spec, masked_paths=masked), fake).mask_paths()
     assert fake.calls == [
         ("mount", "/dev/null", str(tmp_path / "file"), "", sc.MS_BIND, ""),
         ("mount", "tmpfs", str(tmp_path / "dir"), "tmpfs", sc.MS_RDONLY, ""),
@@ -183,7 +197,7 @@ def test_masked_paths_use_dev_null_for_files_and_ro_tmpfs_for_dirs(
 def test_setup_failure_names_the_step(spec: ShimSpec) -> None:
     fake = FakeSyscalls(fail_on="unshare")
     with pytest.raises(FailedPrecondition, match="setup failed at unshare namespaces: .*not permitted"):
-        run_steps(InitSetup(spec, fake, []).stage1())
+        run_steps(_init(spec, fake).steps())
 
 
 def _process(tmp_path: Path, user: str, capabilities: tuple[str, ...] = ()) -> tuple[ProcessSetup, FakeSyscalls]:
@@ -229,16 +243,17 @@ def test_default_capabilities_are_dockers(tmp_path: Path) -> None:
         caps.mask_of(("CAP_NOPE",))
 
 
-def test_exec_join_opens_all_namespaces_first_then_enters_mnt_last(tmp_path: Path) -> None:
+def test_exec_join_opens_all_namespaces_first_then_enters_mnt_last() -> None:
     fake = FakeSyscalls()
-    join = ExecJoin(fake, os.getpid(), [])
+    join = ExecJoin(fake, os.getpid(), wait_for_cgroup=lambda: fake.calls.append(("joined", 0)))
     steps = join.steps()
-    assert [s.name for s in steps][:2] == ["open namespaces", "join cgroup"]
+    assert steps[0].name == "open namespaces" and steps[-1].name == "wait for cgroup"
     run_steps(steps)
-    assert [c[1] for c in fake.calls] == [nstype for _, nstype in EXEC_NAMESPACES]
-    assert EXEC_NAMESPACES[-1][0] == "mnt"
+    assert [c[1] for c in fake.calls[:-1]] == [nstype for _, nstype in EXEC_NAMESPACES]
     order = [name for name, _ in EXEC_NAMESPACES]
-    assert order.index("cgroup") < order.index("pid") < order.index("mnt")
+    # No pid namespace to enter: the shim's children are born in the container's.
+    assert "pid" not in order and order[-1] == "mnt"
+    assert fake.calls[-1] == ("joined", 0)
 
 
 def test_find_executable_uses_path_and_docker_wording(tmp_path: Path) -> None:
