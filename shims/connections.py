@@ -19,7 +19,7 @@ from pallet.shim import wire
 from pallet.shim.processes import log_exception
 
 if TYPE_CHECKING:
-    from pallet.shim.server import Process
+    from pallet.shim.children import Process
 
 READ_CHUNK = 65536
 CLIENT_BUFFER_LIMIT = 8 << 20  # a client this far behind is dropped, never waited for

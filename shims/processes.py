@@ -76,7 +76,6 @@ class StatusReader:
         self.fd = fd
         self._buf = b""
         self.eof = False
-        self.seen: dict[str, Any] = {}  # every message so far, merged (later wins)
 
     def read_available(self) -> list[dict[str, Any]]:
         """Read what is there without blocking (the fd is non-blocking)."""
@@ -97,7 +96,6 @@ class StatusReader:
             except ValueError:
                 continue
             messages.append(message)
-            self.seen.update(message)
         return messages
 
     def wait_readable(self, deadline: float) -> None:

@@ -29,6 +29,7 @@ from pallet.daemon.errors import (
 )
 from pallet.daemon.shims.api import ExitStatus, ShimSpec
 from pallet.shim import cgroups, sockpath, wire
+from pallet.shim.children import Process, StdinPipe
 from pallet.shim.connections import Conn, Connections, Handler
 from pallet.shim.logfile import LogWriter
 from pallet.shim.processes import (
@@ -43,37 +44,8 @@ from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
 from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 
 _READ_CHUNK = 65536
-_STDIN_BUFFER_LIMIT = 1 << 20  # stop reading a client's stdin until the process catches up
 _DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
 _CREATE_TIMEOUT = 60.0
-
-class _Pipe:
-    """The write end of a process's stdin, with a buffer so the shim never blocks on it."""
-
-    __slots__ = ("fd", "buf", "closing")
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.buf = bytearray()
-        self.closing = False
-        os.set_blocking(fd, False)
-
-
-class Process:
-    """An init or exec process the shim watches: its pid, pipes and how it ended."""
-
-    def __init__(self, pid: int, stdout: int, stderr: int, stdin: _Pipe | None) -> None:
-        self.pid = pid
-        self.outputs: dict[int, int] = {stdout: wire.STDOUT, stderr: wire.STDERR}
-        self.stdin = stdin
-        self.status: StatusReader | None = None
-        self.exec_error = ""
-        self.exit: ExitStatus | None = None
-        self.drain_deadline = 0.0
-        self.conn: Conn | None = None  # exec processes: the client streaming it
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-
 
 class Shim:
     """One container's supervisor."""
@@ -193,7 +165,7 @@ class Shim:
         self._start_w = start_w
         os.set_blocking(status_r, False)
         reader = StatusReader(status_r)
-        process = Process(pid, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process = self._process(pid, out_r, err_r, in_w)
         process.status = reader
         try:
             # While the init mounts its filesystem: the v1 migration is slow (see steps).
@@ -326,7 +298,7 @@ class Shim:
             # The client went away: the exec keeps running, without stdin or a reader.
             conn.exec.conn = None
             if conn.exec.stdin is not None:
-                self._close_stdin(conn.exec)
+                conn.exec.stdin.close()
 
     # -- requests ----------------------------------------------------------------------
 
@@ -453,7 +425,7 @@ class Shim:
             pass  # it died already; its exit is reported like any other
         os.close(cgroup_w)
         os.set_blocking(status_r, False)
-        process = Process(pid, out_r, err_r, _Pipe(in_w) if in_w >= 0 else None)
+        process = self._process(pid, out_r, err_r, in_w)
         process.status = StatusReader(status_r)
         process.conn = conn
         conn.mode = "exec"
@@ -554,58 +526,30 @@ class Shim:
         else:
             self._maybe_finish_exec(process)
 
+    def _process(self, pid: int, stdout: int, stderr: int, stdin: int) -> Process:
+        process = Process(pid, stdout, stderr, StdinPipe(stdin, self.io) if stdin >= 0 else None)
+        if process.stdin is not None:
+            process.stdin.on_backlog(lambda full: self._pause_stdin_writers(process, full))
+        return process
+
+    def _stdin_target(self, conn: Conn) -> Process | None:
+        return conn.exec if conn.exec is not None else self.init
+
     def _write_stdin(self, conn: Conn, data: bytes) -> None:
-        if not conn.stdin:
-            return
-        process = conn.exec if conn.exec is not None else self.init
-        pipe = process.stdin if process is not None else None
-        if pipe is None or pipe.closing or pipe.fd < 0:
-            return
-        pipe.buf += data
-        self._flush_stdin(process)  # type: ignore[arg-type]
+        process = self._stdin_target(conn)
+        if conn.stdin and process is not None and process.stdin is not None:
+            process.stdin.write(data)
 
-    def _flush_stdin(self, process: Process) -> None:
-        pipe = process.stdin
-        if pipe is None or pipe.fd < 0:
-            return
-        registered = self.io.watching(pipe.fd)
-        while pipe.buf:
-            try:
-                written = os.write(pipe.fd, pipe.buf)
-            except BlockingIOError:
-                break
-            except OSError:
-                pipe.buf.clear()  # the process closed its stdin or died: nothing to deliver
-                pipe.closing = True
-                break
-            del pipe.buf[:written]
-        if pipe.buf and not registered:
-            self.io.watch(pipe.fd, selectors.EVENT_WRITE, lambda mask: self._flush_stdin(process))
-        elif not pipe.buf:
-            if registered:
-                self.io.unwatch(pipe.fd)
-            if pipe.closing:
-                os.close(pipe.fd)
-                pipe.fd = -1
-        self._throttle_stdin_writers(process, len(pipe.buf) > _STDIN_BUFFER_LIMIT)
-
-    def _throttle_stdin_writers(self, process: Process, full: bool) -> None:
+    def _pause_stdin_writers(self, process: Process, full: bool) -> None:
         writers = [process.conn] if process is not self.init else self._attached
         for conn in writers:
             if conn is not None and conn.stdin:
                 self.io.set_paused(conn, full)
 
     def _close_stdin_of(self, conn: Conn) -> None:
-        process = conn.exec if conn.exec is not None else self.init
-        if process is not None and conn.stdin:
-            self._close_stdin(process)
-
-    def _close_stdin(self, process: Process) -> None:
-        pipe = process.stdin
-        if pipe is None or pipe.fd < 0:
-            return
-        pipe.closing = True
-        self._flush_stdin(process)
+        process = self._stdin_target(conn)
+        if conn.stdin and process is not None and process.stdin is not None:
+            process.stdin.close()
 
     def _close_process(self, process: Process) -> None:
         for fd in list(process.outputs):
@@ -613,11 +557,8 @@ class Shim:
                 self.io.unwatch(fd)
             os.close(fd)
         process.outputs.clear()
-        if process.stdin is not None and process.stdin.fd >= 0:
-            if self.io.watching(process.stdin.fd):
-                self.io.unwatch(process.stdin.fd)
-            os.close(process.stdin.fd)
-            process.stdin.fd = -1
+        if process.stdin is not None:
+            process.stdin.abandon()
 
     # -- children ------------------------------------------------------------------------
 
@@ -640,7 +581,7 @@ class Shim:
                 self._on_init_exit(code)
             elif pid in self.execs:
                 self._on_exec_exit(self.execs[pid], code)
-            # Anything else is a stage-1 child or an orphan re-parented to us: reaped.
+            # Anything else is an orphan re-parented to us (we are a subreaper): reaped.
 
     def _on_init_exit(self, code: int) -> None:
         init = self._init()
@@ -663,7 +604,7 @@ class Shim:
             self._start_w = -1
         self._reply_start()
         if init.stdin is not None:
-            self._close_stdin(init)
+            init.stdin.close()
         init.drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
         self._maybe_finish_init()
 
@@ -686,7 +627,7 @@ class Shim:
             exit_code=code, exited_at_ns=time.time_ns(), error=process.exec_error
         )
         if process.stdin is not None:
-            self._close_stdin(process)
+            process.stdin.close()
         process.drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
         self._maybe_finish_exec(process)
 
