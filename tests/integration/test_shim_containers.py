@@ -300,3 +300,22 @@ async def test_connect_to_unknown_container_is_unavailable(
 ) -> None:
     with pytest.raises(Unavailable):
         await launcher.connect("nosuchcontainer", shim_world.base / "nosuch")
+
+
+async def test_large_stdin_and_output_stream_through(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    spec = shim_world.spec("sh", "-c", "wc -c; head -c 5000000 /dev/zero", open_stdin=True)
+    client = await launcher.spawn(spec)
+    stdio = await client.attach(stdin=True, stdout=True, stderr=True)
+    await client.start()
+    reader = asyncio.create_task(collect(stdio))
+    chunk = b"x" * 65536
+    for _ in range(48):  # 3 MiB: more than the shim buffers, so it must pause and resume us
+        await stdio.write_stdin(chunk)
+    await stdio.close_stdin()
+    out, _ = await reader
+    assert out[:8] == b"3145728\n" and len(out) == 8 + 5_000_000
+    assert (await client.wait()).exit_code == 0
+    assert sum(len(r.data) for r in read_records(spec.log_path)) == 8 + 5_000_000
+    await stdio.aclose()
+    await client.shutdown()
+    await client.aclose()
