@@ -120,6 +120,10 @@ class LibcSyscalls:
             ctypes.c_char_p,
         ]
         self._libc.syscall.restype = ctypes.c_long
+        # Resolve every function now, in the launcher: each shim then shares these objects
+        # instead of creating (and dirtying memory for) its own on first use.
+        for name in ("unshare", "setns", "umount2", "prctl", "sethostname"):
+            getattr(self._libc, name)
 
     def unshare(self, flags: int) -> None:
         _check(self._libc.unshare(ctypes.c_int(flags)), f"unshare({flags:#x})")
