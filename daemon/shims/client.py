@@ -21,6 +21,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from pallet.daemon.errors import Internal, Unavailable
 from pallet.daemon.shims.api import (
     ExecSession,
@@ -40,6 +42,8 @@ from pallet.shim.specfile import (
     read_exit_status,
     write_spec,
 )
+
+log = structlog.get_logger(__name__)
 
 DEFAULT_CALL_TIMEOUT = 5.0
 DEFAULT_SPAWN_TIMEOUT = 60.0
@@ -285,6 +289,7 @@ class ShimLauncherImpl:
             raise
         # The shim answered on the launcher's connection and now serves it as ours.
         channel.peer = f"shim of container {spec.container_id}"
+        log.debug("shim spawned", container_id=spec.container_id, shim_pid=reply["shim_pid"])
         return ShimClientImpl(
             spec.container_id,
             sockpath.shim_socket(str(self.run_root), spec.container_id),
@@ -359,6 +364,7 @@ class ShimLauncherImpl:
                 f"the shim launcher for {self.run_root} failed to start: "
                 f"{err.decode(errors='replace').strip()}"
             )
+        log.info("shim launcher started", run_root=str(self.run_root))
 
 
 def _prepare_bundle(spec: ShimSpec) -> None:
