@@ -66,7 +66,7 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
             launcher = ShimLauncherImpl(Path({str(shim_world.run_root)!r}))
             client = await launcher.spawn(spec_from_dict(json.loads(sys.argv[1])))
             await client.start()
-            print(client.shim_pid, flush=True)
+            print("shim_pid", client.shim_pid, flush=True)
             await asyncio.sleep(60)
         asyncio.run(main())
         """
@@ -76,7 +76,11 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
     ) as daemon:
         try:
             assert daemon.stdout is not None
-            shim_pid = int(daemon.stdout.readline())
+            line = b""
+            while not line.startswith(b"shim_pid "):  # (skipping the daemon's own logging)
+                line = daemon.stdout.readline()
+                assert line, "the stand-in daemon died before starting the container"
+            shim_pid = int(line.split()[1])
         finally:
             daemon.kill()
             daemon.wait()
