@@ -14,9 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+DESCRIPTION = (
+    "pallet's per-container supervisor. palletd runs `pallet-shim launcher`, a fork-server "
+    "that outlives it and forks one shim per container."
+)
+
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pallet-shim", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="pallet-shim", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     launcher = commands.add_parser("launcher", help="run the shim fork-server for a run root")
     launcher.add_argument("--run-root", required=True, help="e.g. /run/pallet")
@@ -24,11 +29,13 @@ def main(argv: list[str] | None = None) -> int:
         "--foreground", action="store_true", help="serve in this process (for debugging)"
     )
     args = parser.parse_args(argv)
-    if args.command == "launcher":
-        from pallet.shim import launcher as launcher_module
+    from pallet.shim import launcher as launcher_module
 
+    try:
         return launcher_module.run(args.run_root, foreground=args.foreground)
-    return 2
+    except OSError as exc:
+        print(f"pallet-shim launcher: {exc.filename or args.run_root}: {exc.strerror}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
