@@ -106,6 +106,8 @@ class StatusReader:
 
 
 def _reset_in_child(stdio: ChildStdio) -> None:
+    # Our own session, as runc does: no signal aimed at the shim's group reaches us.
+    os.setsid()
     # The shim's SIGCHLD handler and wakeup fd belong to the shim's loop, not to us.
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
