@@ -228,3 +228,26 @@ def test_host_from_the_environment(palletd: Any, image: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "Server:" in result.stdout
+
+
+def test_ctrl_c_ends_events(palletd: Any, image: str) -> None:
+    import signal
+    import subprocess
+
+    follower = palletd.cli_popen("events")
+    time.sleep(1)
+    follower.send_signal(signal.SIGINT)
+    try:
+        follower.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("events ignored Ctrl-C")
+
+
+def test_events_format(palletd: Any, lifecycle: tuple[str, float, float]) -> None:
+    cid, since, until = lifecycle
+    out = palletd.cli_ok(
+        "events", "--since", rfc3339(since), "--until", rfc3339(until),
+        "--filter", "container=ev1", "--filter", "event=create",
+        "--format", "{{.Type}} {{.Action}} {{.Actor.ID}} {{index .Actor.Attributes \"name\"}}",
+    )
+    assert out == f"container create {cid} ev1\n"

@@ -437,3 +437,24 @@ def test_load_refuses_a_layer_whose_digest_does_not_match(
     assert result.returncode == 1
     assert result.stderr.startswith(b"Error: ")
     assert image_ids(palletd) == before
+
+
+def test_images_filters(palletd: Any, image: str, busybox_tar: Path) -> None:
+    labelled = palletd.cli_ok("import", str(busybox_tar), "filtered:1", "-c", "LABEL tier=db").strip()
+    untagged = palletd.cli_ok("import", str(busybox_tar)).strip()
+    by_reference = palletd.cli_ok("images", "-q", "--no-trunc", "-f", "reference=filtered")
+    assert by_reference.split() in ([labelled], [labelled.removeprefix("sha256:")])
+    by_label = palletd.cli_ok("images", "-q", "-f", "label=tier=db").split()
+    assert by_label == [labelled[7:19]]
+    dangling = palletd.cli_ok("images", "-a", "-q", "-f", "dangling=true").split()
+    assert dangling == [untagged[7:19]]
+    bad = palletd.cli("images", "-f", "colour=red")
+    assert bad.returncode == 1 and "colour" in bad.stderr
+
+
+def test_info_counts_images(palletd: Any, image: str, busybox_tar: Path) -> None:
+    palletd.cli_ok("import", str(busybox_tar), "counted:1")
+    palletd.cli_ok("tag", "busybox", "counted:2")  # a second name is not a second image
+    images_line = [line for line in palletd.cli_ok("info").splitlines()
+                   if line.strip().startswith("Images:")]
+    assert [line.split(":", 1)[1].strip() for line in images_line] == ["2"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -173,3 +174,24 @@ def test_exec_process_dies_with_the_container(palletd: Any, box: str) -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("exec kept running after its container was killed")
     assert proc.returncode != 0
+
+
+def test_ctrl_c_ends_logs_follow_and_leaves_the_container(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "talker", image, "sh", "-c",
+                   "while :; do echo tick; sleep 0.2; done")
+    follower = palletd.cli_popen("logs", "-f", "talker", text=True)
+    assert follower.stdout is not None
+    assert follower.stdout.readline() == "tick\n"
+    follower.send_signal(signal.SIGINT)
+    try:
+        follower.communicate(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail("logs -f ignored Ctrl-C")
+    assert palletd.inspect("talker")["State"]["Running"] is True
+
+
+def test_logs_follow_with_tail(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "tf", image, "sh", "-c",
+                   "seq 1 5; sleep 1; echo six")
+    palletd.wait_for(lambda: palletd.cli_ok("logs", "tf").count("\n") >= 5, 10)
+    assert palletd.cli_ok("logs", "-f", "--tail", "2", "tf", timeout=20) == "4\n5\nsix\n"

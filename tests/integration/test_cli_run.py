@@ -281,3 +281,40 @@ def test_run_with_a_missing_env_file_fails_before_creating(palletd: Any, image: 
     assert result.returncode == 125
     assert "/nonexistent.env" in result.stderr
     assert palletd.cli_ok("ps", "-a", "-q") == ""
+
+
+def test_run_detached_with_rm_removes_it_after_exit(palletd: Any, image: str) -> None:
+    cid = palletd.cli_ok("run", "-d", "--rm", image, "sh", "-c", "sleep 0.5").strip()
+    assert palletd.inspect(cid)["HostConfig"]["AutoRemove"] is True
+    palletd.wait_for(lambda: palletd.cli_ok("ps", "-a", "-q") == "", 15, what="auto-removal")
+    assert not (palletd.root / "containers" / cid).exists()
+
+
+def test_create_with_rm_removes_it_after_its_run(palletd: Any, image: str) -> None:
+    palletd.cli_ok("create", "--rm", "--name", "once", image, "true")
+    palletd.cli_ok("start", "once")
+    palletd.wait_for(lambda: palletd.cli_ok("ps", "-a", "-q") == "", 15, what="auto-removal")
+
+
+def test_attached_run_exits_with_the_code_of_a_kill(palletd: Any, image: str) -> None:
+    attached = palletd.cli_popen(
+        "run", "--name", "victim", image, "sh", "-c", "echo up; sleep 300", text=True
+    )
+    assert attached.stdout is not None
+    assert attached.stdout.readline() == "up\n"
+    palletd.cli_ok("kill", "victim")
+    out, err = attached.communicate(timeout=20)
+    assert attached.returncode == 137, err
+
+
+def test_stop_signal_and_timeout_flags(palletd: Any, image: str) -> None:
+    palletd.cli_ok(
+        "run", "-d", "--name", "usr2", "--stop-signal", "USR2", "--stop-timeout", "2",
+        image, "sh", "-c", "trap 'exit 12' USR2; echo ready; while :; do sleep 0.1; done",
+    )
+    palletd.wait_for(lambda: palletd.cli("logs", "usr2").stdout == "ready\n", 10)
+    config = palletd.inspect("usr2")["Config"]
+    assert config["StopSignal"] in ("USR2", "SIGUSR2")
+    assert config["StopTimeout"] == 2
+    palletd.cli_ok("stop", "usr2")
+    assert palletd.cli_ok("wait", "usr2") == "12\n"
