@@ -17,7 +17,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from pallet.daemon.errors import (
@@ -46,6 +45,7 @@ from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 _READ_CHUNK = 65536
 _DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
 _CREATE_TIMEOUT = 60.0
+
 
 class Shim:
     """One container's supervisor."""
