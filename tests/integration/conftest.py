@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -275,6 +276,20 @@ class Palletd:
 
     #: Poll helper for tests: `palletd.wait_for(lambda: ..., timeout, what=...)`.
     wait_for = staticmethod(wait_for)
+
+    @staticmethod
+    def read_line(proc: subprocess.Popen[Any], timeout: float = 20.0) -> Any:
+        """One line of a background CLI's stdout; fails (and kills it) after `timeout`."""
+        assert proc.stdout is not None
+        got: list[Any] = []
+        reader = threading.Thread(target=lambda: got.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        if reader.is_alive():
+            proc.kill()  # unblocks the reader with EOF
+            reader.join(10)
+            pytest.fail(f"no line from `{' '.join(map(str, proc.args))}` within {timeout}s")  # type: ignore[arg-type]
+        return got[0]
 
     def container_cgroups(self, container_id: str = "") -> list[Path]:
         """Existing cgroup directories of one container (of every container when no id)."""

@@ -52,7 +52,7 @@ def test_containers_keep_running_and_logging_across_a_daemon_restart(fresh_palle
     assert palletd.cli_ok("exec", "survivor", "echo", "still here") == "still here\n"
     follower = palletd.cli_popen("logs", "-f", "--tail", "0", "survivor", text=True)
     assert follower.stdout is not None
-    assert re.fullmatch(r"line \d+\n", follower.stdout.readline())
+    assert re.fullmatch(r"line \d+\n", palletd.read_line(follower))
     assert palletd.cli_ok("stop", "-t", "1", "survivor") == "survivor\n"
     follower.communicate(timeout=20)
     assert follower.returncode == 0

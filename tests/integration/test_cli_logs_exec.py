@@ -86,16 +86,16 @@ def test_logs_rejects_a_bad_time(palletd: Any, image: str) -> None:
 def test_logs_follow_streams_until_the_container_stops(palletd: Any, image: str) -> None:
     palletd.cli_ok(
         "run", "-d", "--name", "fol", image, "sh", "-c",
-        "for i in 1 2 3 4; do echo line $i; sleep 0.4; done",
+        "for i in 1 2 3 4 5 6; do echo line $i; sleep 0.5; done",
     )
     follower = palletd.cli_popen("logs", "-f", "fol", text=True)
     assert follower.stdout is not None
-    first = follower.stdout.readline()  # arrives while the container still runs
+    first = palletd.read_line(follower)  # arrives while the container still runs
     assert first == "line 1\n"
     assert palletd.inspect("fol")["State"]["Running"] is True
     out, err = follower.communicate(timeout=20)
     assert follower.returncode == 0, err
-    assert first + out == "line 1\nline 2\nline 3\nline 4\n"
+    assert first + out == "".join(f"line {i}\n" for i in range(1, 7))
 
 
 def test_logs_follow_of_an_exited_container_returns(palletd: Any, image: str) -> None:
@@ -181,7 +181,7 @@ def test_ctrl_c_ends_logs_follow_and_leaves_the_container(palletd: Any, image: s
                    "while :; do echo tick; sleep 0.2; done")
     follower = palletd.cli_popen("logs", "-f", "talker", text=True)
     assert follower.stdout is not None
-    assert follower.stdout.readline() == "tick\n"
+    assert palletd.read_line(follower) == "tick\n"
     follower.send_signal(signal.SIGINT)
     try:
         follower.communicate(timeout=10)

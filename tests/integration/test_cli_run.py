@@ -301,7 +301,7 @@ def test_attached_run_exits_with_the_code_of_a_kill(palletd: Any, image: str) ->
         "run", "--name", "victim", image, "sh", "-c", "echo up; sleep 300", text=True
     )
     assert attached.stdout is not None
-    assert attached.stdout.readline() == "up\n"
+    assert palletd.read_line(attached) == "up\n"
     palletd.cli_ok("kill", "victim")
     out, err = attached.communicate(timeout=20)
     assert attached.returncode == 137, err
