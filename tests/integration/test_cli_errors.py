@@ -168,7 +168,7 @@ def test_start_of_a_container_whose_image_was_removed(
     result = palletd.cli("start", "orphan")
     assert result.returncode == 1
     assert result.stderr.startswith("Error: ")
-    assert "orphan" in result.stderr or "ephemeral" in result.stderr or "image" in result.stderr
+    assert "orphan" in result.stderr and "ephemeral:1" in result.stderr, result.stderr
     state = palletd.inspect("orphan")["State"]
     assert state["Running"] is False and state["Pid"] == 0
     assert not any((d / "cgroup.procs").read_text().strip() for d in palletd.container_cgroups())

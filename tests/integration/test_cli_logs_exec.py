@@ -134,8 +134,10 @@ def test_exec_exit_codes(palletd: Any, box: str) -> None:
     missing = palletd.cli("exec", box, "nosuch")
     assert missing.returncode == 127
     assert "executable file not found" in missing.stderr
+    assert missing.stderr.count("nosuch") == 1, f"said more than once: {missing.stderr!r}"
     not_executable = palletd.cli("exec", box, "/etc/passwd")
     assert not_executable.returncode == 126
+    assert not_executable.stderr.count("permission denied") == 1, not_executable.stderr
 
 
 def test_exec_interactive(palletd: Any, box: str) -> None:

@@ -160,7 +160,8 @@ def test_run_as_uid_and_gid(palletd: Any, image: str) -> None:
 
 def test_run_as_an_unknown_user_fails_clearly(palletd: Any, image: str) -> None:
     result = palletd.cli("run", "--rm", "-u", "nosuchuser", image, "id")
-    assert result.returncode != 0
+    assert result.returncode == 125
+    assert result.stderr.startswith("Error: ")
     assert "nosuchuser" in result.stderr
     assert palletd.cli_ok("ps", "-a", "-q") == ""
 
@@ -247,6 +248,7 @@ def test_run_of_a_missing_command_exits_127(palletd: Any, image: str) -> None:
     result = palletd.cli("run", "--rm", image, "nosuch")
     assert result.returncode == 127
     assert "executable file not found" in result.stderr
+    assert result.stderr.count("nosuch") == 1, f"said more than once: {result.stderr!r}"
     assert "nosuch" in result.stderr
     assert palletd.cli_ok("ps", "-a", "-q") == ""
 
