@@ -338,6 +338,32 @@ def test_import_never_writes_through_a_symlink(palletd: Any, image: str, tmp_pat
         assert image_ids(palletd) == before
 
 
+def test_import_refuses_a_hard_link_out_of_the_layer(
+    palletd: Any, image: str, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("original\n")
+    link_name = "../" * 20 + str(victim).lstrip("/")
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("pw")
+        info.type, info.linkname, info.mtime = tarfile.LNKTYPE, link_name, MTIME
+        tar.addfile(info)
+        data = b"pwned\n"
+        info = tarfile.TarInfo("pw")  # a later entry would write through the link
+        info.size, info.mode, info.mtime = len(data), 0o644, MTIME
+        tar.addfile(info, io.BytesIO(data))
+    hostile = tmp_path / "hardlink.tar"
+    hostile.write_bytes(out.getvalue())
+    before = image_ids(palletd)
+    result = palletd.cli("import", str(hostile), "hostile:3")
+    assert victim.read_text() == "original\n"
+    assert victim.stat().st_nlink == 1, "the layer hard-linked a host file"
+    assert result.returncode == 1
+    assert "pw" in result.stderr
+    assert image_ids(palletd) == before
+
+
 def test_import_of_garbage_fails_cleanly(palletd: Any, image: str, tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"this is not a tar archive" * 100)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,24 @@ def test_stop_signal_and_timeout_flags(palletd: Any, image: str) -> None:
     assert config["StopTimeout"] == 2
     palletd.cli_ok("stop", "usr2")
     assert palletd.cli_ok("wait", "usr2") == "12\n"
+
+
+def test_run_returns_when_pid_1_exits_even_with_children_left(palletd: Any, image: str) -> None:
+    # A background child still holds stdout open; the container ends with its PID 1.
+    started = time.monotonic()
+    result = palletd.cli("run", "--rm", image, "sh", "-c", "sleep 300 & echo bye", timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "bye\n"
+    assert time.monotonic() - started < 15
+
+
+def test_concurrent_runs_keep_their_own_output(palletd: Any, image: str) -> None:
+    runs = [
+        palletd.cli_popen("run", "--rm", image, "sh", "-c", f"seq 1 {100 * i}; exit {i}", text=True)
+        for i in range(1, 6)
+    ]
+    for i, proc in enumerate(runs, start=1):
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == i, err
+        assert out == "".join(f"{n}\n" for n in range(1, 100 * i + 1))
+    assert palletd.cli_ok("ps", "-a", "-q") == ""
