@@ -310,8 +310,7 @@ class Palletd:
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "palletd is already running"
-        self.root.mkdir(exist_ok=True)
-        self.run_root.mkdir(exist_ok=True)
+        # root/ and run/ are not made here: palletd makes its own directories.
         log = open(self.log_path, "ab")
         try:
             self.proc = subprocess.Popen(
