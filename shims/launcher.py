@@ -56,6 +56,9 @@ def run(run_root: str, foreground: bool = False) -> int:
         return 1
     os.close(ready_r)
     os.setsid()
+    # Like any daemon: hold no directory of whoever started us busy, and be predictable.
+    os.chdir("/")
+    os.umask(0o022)
     code = 1
     try:
         code = _become_launcher(run_root, ready_fd=ready_w)
