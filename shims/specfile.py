@@ -44,6 +44,9 @@ def validate_spec(spec: ShimSpec) -> ShimSpec:
         spec.cgroup_path.startswith("/") or any(p in ("", ".", "..") for p in parts)
     ):
         raise InvalidArgument(f"invalid cgroup path {spec.cgroup_path!r}: must be relative, no '..'")
+    for name, value in (("bundle dir", spec.bundle_dir), ("log path", spec.log_path)):
+        if not value.startswith("/"):
+            raise InvalidArgument(f"the {name} {value!r} must be an absolute path")
     rootfs = spec.rootfs
     for path in (*rootfs.lower_dirs, rootfs.upper_dir, rootfs.work_dir, rootfs.target):
         # overlayfs takes its directories in one comma- and colon-separated option string.

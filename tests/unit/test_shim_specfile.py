@@ -54,6 +54,7 @@ def test_spec_round_trips_through_config_json(tmp_path: Path) -> None:
         ({"rootfs": RootFs((), "/u", "/w", "/t")}, "at least one lower directory"),
         ({"args": ()}, "no command"),
         ({"hostname": "h" * 65}, "longer than 64 bytes"),
+        ({"log_path": "relative.log"}, "log path 'relative.log' must be an absolute path"),
     ],
 )
 def test_bad_specs_are_refused_before_anything_is_written(
