@@ -209,10 +209,12 @@ def _pallet(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, env=env)
 
 
-@pytest.mark.parametrize(("verb", "code"), [("version", 1), ("ps", 1), ("run", 125)])
+@pytest.mark.parametrize(
+    ("verb", "code"), [("version", 1), ("ps", 1), ("rm", 1), ("run", 125), ("create", 125)]
+)
 def test_no_daemon(tmp_path: Path, verb: str, code: int) -> None:
     host = f"unix://{tmp_path}/nobody.sock"
-    args = (verb, "busybox") if verb == "run" else (verb,)
+    args = (verb, "busybox") if verb in ("run", "create", "rm") else (verb,)
     result = _pallet("--host", host, *args)
     assert result.returncode == code
     assert f"Error: cannot connect to palletd at {host}: is it running?" in result.stderr

@@ -119,6 +119,7 @@ def test_run_sets_environment_from_flags_files_and_the_clis_env(
         "-e", "PASSED",
         "--env-file", str(env_file),
         "-e", "SHARED=flag",
+        "-e", "NOT_SET_ANYWHERE",
         image, "env",
         env={"PASSED": "from-cli-env"},
     )
@@ -131,6 +132,7 @@ def test_run_sets_environment_from_flags_files_and_the_clis_env(
     # Like docker, -e wins over --env-file for the same key.
     assert env["SHARED"] == "flag"
     assert "/bin" in env["PATH"].split(":")
+    assert "NOT_SET_ANYWHERE" not in env  # -e K with no K in the CLI's env: left out
 
 
 def test_run_working_directory(palletd: Any, image: str) -> None:
