@@ -86,3 +86,18 @@ def test_wheel_declares_the_three_console_scripts(wheel: zipfile.ZipFile) -> Non
     parser = configparser.ConfigParser()
     parser.read_string(wheel.read(entry_points).decode())
     assert dict(parser["console_scripts"]) == CONSOLE_SCRIPTS
+
+
+@pytest.mark.parametrize("script", sorted(CONSOLE_SCRIPTS))
+def test_installed_console_script_answers_help(script: str) -> None:
+    # Each entry point imports and parses its command line without root or a daemon.
+    module, _, function = CONSOLE_SCRIPTS[script].partition(":")
+    result = subprocess.run(
+        [sys.executable, "-c", f"import sys; from {module} import {function}; "
+         f"sys.argv[0] = {script!r}; {function}()", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: {script}")
