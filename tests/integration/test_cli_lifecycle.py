@@ -290,7 +290,9 @@ def test_inspect_is_docker_shaped(palletd: Any, image: str) -> None:
     assert state["FinishedAt"] == UNSET_TIME
     config = data["Config"]
     assert config["Hostname"] == "shapely"
-    assert config["Image"] == "busybox"
+    assert config["Image"] == image  # the reference as given at create, like docker
+    palletd.cli_ok("create", "--name", "short", "busybox", "true")
+    assert palletd.inspect("short")["Config"]["Image"] == "busybox"
     assert config["Cmd"] == ["sleep", "300"]
     assert config["WorkingDir"] == "/tmp"
     assert config["Labels"] == {"k": "v"}
