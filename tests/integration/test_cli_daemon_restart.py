@@ -62,6 +62,7 @@ def test_containers_keep_running_and_logging_across_a_daemon_restart(fresh_palle
 
 def test_exits_while_the_daemon_is_down_are_recorded(fresh_palletd: Any) -> None:
     palletd = fresh_palletd
+    since = f"{time.time() - 1:.3f}"
     palletd.cli_ok("run", "-d", "--name", "quitter", "busybox", "sh", "-c", "sleep 1; exit 9")
     palletd.cli_ok("run", "-d", "--name", "stayer", "busybox", "sleep", "300")
     quitter_pid = palletd.inspect("quitter")["State"]["Pid"]
@@ -73,6 +74,12 @@ def test_exits_while_the_daemon_is_down_are_recorded(fresh_palletd: Any) -> None
     assert state["ExitCode"] == 9
     assert palletd.cli_ok("wait", "quitter") == "9\n"
     assert palletd.inspect("stayer")["State"]["Running"] is True
+    # The exit is published once, after its start, with the code.
+    events = palletd.cli_ok("events", "--since", since, "--until", "0s",
+                            "--filter", "container=quitter").splitlines()
+    actions = [line.split()[2] for line in events]
+    assert actions == ["create", "start", "die"], events
+    assert "exitCode=9" in events[-1]
     names = palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
     assert sorted(names) == ["quitter", "stayer"]
     # And the restarted daemon can start it again.
