@@ -218,3 +218,16 @@ def test_no_daemon(tmp_path: Path, verb: str, code: int) -> None:
     result = _pallet("--host", host, *args)
     assert result.returncode == code
     assert f"Error: cannot connect to palletd at {host}: is it running?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [(("-w", "relative/dir"), "relative/dir"), (("-e", "=nokey"), "=nokey")],
+    ids=["relative workdir", "env without a key"],
+)
+def test_bad_run_flags(palletd: Any, image: str, flags: tuple[str, ...], named: str) -> None:
+    result = palletd.cli("run", "--rm", *flags, image, "true")
+    assert result.returncode == 125
+    assert result.stderr.startswith("Error: ")
+    assert named in result.stderr
+    nothing_made(palletd)

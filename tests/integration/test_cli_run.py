@@ -238,6 +238,10 @@ def test_run_honours_the_images_config_from_import_changes(
     )
     assert out == "bye from /tmp as root\n"
     assert palletd.cli_ok("run", "--rm", "configured:1", "echo replaced") == "replaced\n"
+    # An empty --entrypoint clears the image's.
+    assert palletd.cli_ok("run", "--rm", "--entrypoint", "", "configured:1", "echo", "plain") == (
+        "plain\n"
+    )
     [data] = json.loads(palletd.cli_ok("image", "inspect", "configured:1"))
     assert data["Id"] == image_id
     assert data["Config"]["Entrypoint"] == ["/bin/sh", "-c"]
