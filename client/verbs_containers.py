@@ -313,5 +313,5 @@ def exec_(args: argparse.Namespace) -> int:
             write_chunks(session)
         if session.exit is None:
             raise Unavailable(f"lost the exec stream in {args.container} before it reported its exit code")
-        _report_exec_failure(session)
+        # A command that could not run was already explained on the exec's own stderr.
         return int(session.exit.exit_code)

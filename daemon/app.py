@@ -26,6 +26,7 @@ from pallet.daemon.images.manager import ImageManager
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store.db import Database
+from pallet.daemon.store.lock import DirectoryLock
 from pallet.daemon.system import SystemInfo
 
 log = structlog.get_logger(__name__)
@@ -36,7 +37,9 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
     """Start every component; on exit close them in reverse order (containers keep running)."""
     async with contextlib.AsyncExitStack() as stack:
         for d in (config.root, config.run_root):
-            d.mkdir(parents=True, exist_ok=True, mode=0o711)
+            lock = DirectoryLock(d)
+            lock.start()
+            stack.callback(lock.aclose)
 
         db = Database(config.root / "pallet.db")
         await db.start()
@@ -48,7 +51,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
 
         records = ContainerRecords(db)
         await records.start()
-        images = ImageManager(db, events, config.root, records.names_using_image)
+        images = ImageManager(db, events, config.root, records.image_users)
         await images.start()
         stack.push_async_callback(images.aclose)
 

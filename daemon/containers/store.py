@@ -16,6 +16,7 @@ from pallet.daemon.containers.model import (
     ContainerState,
     Status,
 )
+from pallet.daemon.images.model import ImageUser
 from pallet.daemon.store.db import Database
 
 SCHEMA = [
@@ -138,10 +139,12 @@ class ContainerRecords:
             lambda conn: conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
         )
 
-    async def names_using_image(self, image_id: str) -> list[str]:
+    async def image_users(self, image_id: str) -> list[ImageUser]:
+        """Containers created from an image, and whether each is running."""
         rows = await self._db.run(
             lambda c: c.execute(
-                "SELECT name FROM containers WHERE image_id = ? ORDER BY name", (image_id,)
+                "SELECT * FROM containers WHERE image_id = ? ORDER BY name", (image_id,)
             ).fetchall()
         )
-        return [r["name"] for r in rows]
+        users = [decode(r) for r in rows]
+        return [ImageUser(c.name, c.state.status is Status.RUNNING) for c in users]

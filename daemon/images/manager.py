@@ -34,14 +34,14 @@ from pallet.daemon.images.filters import matches, parse_filters
 from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Lease, Leases
-from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
+from pallet.daemon.images.model import Image, ImageConfig, ImageUser, LoadResult, RemoveResult
 from pallet.daemon.images.records import StagedImage
 from pallet.daemon.images.reference import Reference, familiar, parse_tagged
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger("pallet.images")
 
-ImageUsers = Callable[[str], Awaitable[list[str]]]
+ImageUsers = Callable[[str], Awaitable[list[ImageUser]]]
 
 _ID_PREFIX = re.compile(r"[0-9a-f]{1,64}")
 _SPOOL_BUFFER = 1 << 20
@@ -254,7 +254,15 @@ class ImageManager:
                     f"in multiple repositories or tags ({', '.join(familiar(r) for r in refs)}): "
                     "remove them by name, or use --force"
                 )
-            users = await self._image_users(image_id)
+            found = await self._image_users(image_id)
+            users = [u.name for u in found]
+            running = [u.name for u in found if u.running]
+            if running:
+                # Even --force cannot take the layers from under a mounted overlay.
+                raise FailedPrecondition(
+                    f"image {display} is in use by running container {', '.join(running)}: "
+                    "stop and remove the container first (--force does not apply)"
+                )
             if users and not force:
                 which = "container " + users[0] if len(users) == 1 else "containers " + ", ".join(users)
                 raise FailedPrecondition(

@@ -46,6 +46,14 @@ class Image:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageUser:
+    """A container created from an image (what `rmi` must not pull the floor from under)."""
+
+    name: str
+    running: bool
+
+
+@dataclass(frozen=True, slots=True)
 class LoadResult:
     images: tuple[Image, ...]
     references: tuple[str, ...]

@@ -19,6 +19,7 @@ from typing import Any
 
 from pallet.daemon.events.model import Event
 from pallet.daemon.images.manager import ImageManager
+from pallet.daemon.images.model import ImageUser
 from pallet.daemon.store.db import Database
 
 MTIME = 1_700_000_000
@@ -274,8 +275,8 @@ async def open_store(tmp_path: Path, db: Database | None = None) -> AsyncIterato
         await database.start()
     users: dict[str, list[str]] = {}
 
-    async def image_users(image_id: str) -> list[str]:
-        return list(users.get(image_id, []))
+    async def image_users(image_id: str) -> list[ImageUser]:
+        return [ImageUser(name, running=False) for name in users.get(image_id, [])]
 
     events = FakeEvents()
     manager = ImageManager(database, events, tmp_path / "root", image_users)
