@@ -179,6 +179,15 @@ def _is_zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
+def _start_time(pid: int) -> int:
+    """Clock ticks since boot when `pid` started (field 22 of /proc/<pid>/stat)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rpartition(")")[2].split()[19])
+
+
 def pid_alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
 
@@ -515,6 +524,26 @@ class Palletd:
 
     # ---- between tests and at the end
 
+    def lingering_shims(self, timeout: float = 5.0) -> dict[int, str]:
+        """Processes of this daemon's shim launcher beyond the launcher itself.
+
+        Shims are forked by the launcher (so they share its command line); with every
+        container removed only the launcher, the oldest of them, may be left.
+        """
+        daemon_pid = self.proc.pid if self.proc is not None else -1
+
+        def extra() -> dict[int, str]:
+            procs = {p: c for p, c in pids_mentioning(str(self.base)).items() if p != daemon_pid}
+            if not procs:
+                return {}
+            launcher = min(procs, key=lambda p: (_start_time(p), p))
+            return {p: c for p, c in procs.items() if p != launcher}
+
+        deadline = time.monotonic() + timeout
+        while (found := extra()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return found
+
     def kill_popens(self) -> None:
         for proc in self.popens:
             if proc.poll() is None:
@@ -535,6 +564,12 @@ class Palletd:
             problems.append(
                 "processes still in the containers' cgroups after rm -f: "
                 + ", ".join(f"{p} ({_cmdline(p)!r})" for p in sorted(stray))
+            )
+        shims = self.lingering_shims()
+        if shims:
+            problems.append(
+                "shims still running after their containers were removed: "
+                + ", ".join(f"{p} ({c!r})" for p, c in sorted(shims.items()))
             )
         for img in self.images():
             if img.id != self.base_image_id:
@@ -577,8 +612,8 @@ class Palletd:
                 + ", ".join(f"{p} ({_cmdline(p)!r})" for p in sorted(stray))
             )
         # The shim launcher outlives the daemon by design; shims of removed containers don't.
+        shims = self.lingering_shims(timeout=2.0)
         helpers = pids_mentioning(str(self.base))
-        shims = {p: c for p, c in helpers.items() if " launcher" not in c}
         if shims:
             problems.append(
                 "shims left running after their containers were removed: "
