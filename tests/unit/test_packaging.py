@@ -101,3 +101,25 @@ def test_installed_console_script_answers_help(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"usage: {script}")
+
+
+def test_readme_starts_with_the_demo_and_test_commands() -> None:
+    text = (REPO / "README.md").read_text()
+    assert text.startswith("```sh\n"), "README.md must open with its two commands"
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.splitlines() if line.strip()]
+    assert commands == ["bash .ci/demo", "bash .ci/test"]
+    for script in ("demo", "test", "install", "run"):
+        assert (REPO / ".ci" / script).is_file(), f".ci/{script} is missing"
+    # CI runs .ci/run, which must be the README's test command.
+    assert "exec bash" in (REPO / ".ci" / "run").read_text()
+    assert "/test" in (REPO / ".ci" / "run").read_text()
+
+
+def test_ci_scripts_parse() -> None:
+    for script in sorted((REPO / ".ci").iterdir()):
+        if script.is_file():
+            result = subprocess.run(
+                ["bash", "-n", str(script)], capture_output=True, text=True, timeout=30
+            )
+            assert result.returncode == 0, f"{script.name}: {result.stderr}"
