@@ -58,7 +58,7 @@ def test_logs_timestamps(palletd: Any, image: str) -> None:
 
 def test_logs_since_and_until(palletd: Any, image: str) -> None:
     palletd.cli_ok(
-        "run", "-d", "--name", "timed", image, "sh", "-c", "echo early; sleep 2; echo late"
+        "run", "-d", "--name", "timed", image, "sh", "-c", "echo early; sleep 3; echo late"
     )
     palletd.wait_for(lambda: palletd.cli_ok("logs", "timed") == "early\n", 10, what="early")
     time.sleep(0.5)
