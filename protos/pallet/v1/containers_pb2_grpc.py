@@ -96,6 +96,11 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.ExecRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.Export = channel.unary_stream(
+                '/pallet.v1.ContainersService/Export',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.ExportContainerResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -189,6 +194,13 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Export(self, request, context):
+        """Export streams a container's root filesystem as a tar (its layers and its changes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -251,6 +263,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.ExecRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.ExecResponse.SerializeToString,
+            ),
+            'Export': grpc.unary_stream_rpc_method_handler(
+                    servicer.Export,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.ExportContainerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -579,6 +596,33 @@ class ContainersService:
             '/pallet.v1.ContainersService/Exec',
             pallet_dot_v1_dot_containers__pb2.ExecRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Export(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Export',
+            pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.ExportContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/images.proto\x12\tpallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x01\n\x0bImageConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".pallet.v1.ImageConfig.LabelsEntry\x12\x13\n\x0bstop_signal\x18\x07 \x01(\t\x12\x15\n\rexposed_ports\x18\x08 \x03(\t\x12\x0f\n\x07volumes\x18\t \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x02\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trepo_tags\x18\x02 \x03(\t\x12\x14\n\x0crepo_digests\x18\x03 \x03(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12&\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\x16.pallet.v1.ImageConfig\x12\x0e\n\x06layers\x18\x07 \x03(\t\x12\x14\n\x0c\x61rchitecture\x18\x08 \x01(\t\x12\n\n\x02os\x18\t \x01(\t\x12\x0e\n\x06\x61uthor\x18\n \x01(\t\x12\x0f\n\x07\x63omment\x18\x0b \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x0c \x01(\t\"C\n\x0cImportHeader\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x03 \x03(\t\"V\n\rImportRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.pallet.v1.ImportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"1\n\x0eImportResponse\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x10.pallet.v1.Image\"\x1c\n\x0bLoadRequest\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"D\n\x0cLoadResponse\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.pallet.v1.Image\x12\x12\n\nreferences\x18\x02 \x03(\t\"1\n\x11ListImagesRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12\x0f\n\x07\x66ilters\x18\x02 \x03(\t\"6\n\x12ListImagesResponse\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.pallet.v1.Image\"$\n\x13InspectImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\"7\n\x14InspectImageResponse\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x10.pallet.v1.Image\"1\n\x0fTagImageRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x12\n\x10TagImageResponse\"2\n\x12RemoveImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"8\n\x13RemoveImageResponse\x12\x10\n\x08untagged\x18\x01 \x03(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x03(\t2\xa5\x03\n\rImagesService\x12?\n\x06Import\x12\x18.pallet.v1.ImportRequest\x1a\x19.pallet.v1.ImportResponse(\x01\x12\x39\n\x04Load\x12\x16.pallet.v1.LoadRequest\x1a\x17.pallet.v1.LoadResponse(\x01\x12\x43\n\x04List\x12\x1c.pallet.v1.ListImagesRequest\x1a\x1d.pallet.v1.ListImagesResponse\x12J\n\x07Inspect\x12\x1e.pallet.v1.InspectImageRequest\x1a\x1f.pallet.v1.InspectImageResponse\x12>\n\x03Tag\x12\x1a.pallet.v1.TagImageRequest\x1a\x1b.pallet.v1.TagImageResponse\x12G\n\x06Remove\x12\x1d.pallet.v1.RemoveImageRequest\x1a\x1e.pallet.v1.RemoveImageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/images.proto\x12\tpallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfe\x01\n\x0bImageConfig\x12\x12\n\nentrypoint\x18\x01 \x03(\t\x12\x0b\n\x03\x63md\x18\x02 \x03(\t\x12\x0b\n\x03\x65nv\x18\x03 \x03(\t\x12\x13\n\x0bworking_dir\x18\x04 \x01(\t\x12\x0c\n\x04user\x18\x05 \x01(\t\x12\x32\n\x06labels\x18\x06 \x03(\x0b\x32\".pallet.v1.ImageConfig.LabelsEntry\x12\x13\n\x0bstop_signal\x18\x07 \x01(\t\x12\x15\n\rexposed_ports\x18\x08 \x03(\t\x12\x0f\n\x07volumes\x18\t \x03(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8b\x02\n\x05Image\x12\n\n\x02id\x18\x01 \x01(\t\x12\x11\n\trepo_tags\x18\x02 \x03(\t\x12\x14\n\x0crepo_digests\x18\x03 \x03(\t\x12+\n\x07\x63reated\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12&\n\x06\x63onfig\x18\x06 \x01(\x0b\x32\x16.pallet.v1.ImageConfig\x12\x0e\n\x06layers\x18\x07 \x03(\t\x12\x14\n\x0c\x61rchitecture\x18\x08 \x01(\t\x12\n\n\x02os\x18\t \x01(\t\x12\x0e\n\x06\x61uthor\x18\n \x01(\t\x12\x0f\n\x07\x63omment\x18\x0b \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x0c \x01(\t\"C\n\x0cImportHeader\x12\x11\n\treference\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0f\n\x07\x63hanges\x18\x03 \x03(\t\"V\n\rImportRequest\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x17.pallet.v1.ImportHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"1\n\x0eImportResponse\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x10.pallet.v1.Image\"\x1c\n\x0bLoadRequest\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"D\n\x0cLoadResponse\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.pallet.v1.Image\x12\x12\n\nreferences\x18\x02 \x03(\t\"1\n\x11ListImagesRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\x12\x0f\n\x07\x66ilters\x18\x02 \x03(\t\"6\n\x12ListImagesResponse\x12 \n\x06images\x18\x01 \x03(\x0b\x32\x10.pallet.v1.Image\"$\n\x13InspectImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\"7\n\x14InspectImageResponse\x12\x1f\n\x05image\x18\x01 \x01(\x0b\x32\x10.pallet.v1.Image\"1\n\x0fTagImageRequest\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\"\x12\n\x10TagImageResponse\"2\n\x12RemoveImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\r\n\x05\x66orce\x18\x02 \x01(\x08\"8\n\x13RemoveImageResponse\x12\x10\n\x08untagged\x18\x01 \x03(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x03(\t\"J\n\x0cRegistryAuth\x12\x10\n\x08username\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x16\n\x0eidentity_token\x18\x03 \x01(\t\"F\n\x08Progress\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06status\x18\x02 \x01(\t\x12\x0f\n\x07\x63urrent\x18\x03 \x01(\x03\x12\r\n\x05total\x18\x04 \x01(\x03\"Y\n\x0bPullRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12\x10\n\x08platform\x18\x02 \x01(\t\x12%\n\x04\x61uth\x18\x03 \x01(\x0b\x32\x17.pallet.v1.RegistryAuth\"u\n\x0cPullResponse\x12\'\n\x08progress\x18\x01 \x01(\x0b\x32\x13.pallet.v1.ProgressH\x00\x12!\n\x05image\x18\x02 \x01(\x0b\x32\x10.pallet.v1.ImageH\x00\x12\x0e\n\x06\x64igest\x18\x03 \x01(\tB\t\n\x07payload\"G\n\x0bPushRequest\x12\x11\n\treference\x18\x01 \x01(\t\x12%\n\x04\x61uth\x18\x02 \x01(\x0b\x32\x17.pallet.v1.RegistryAuth\"b\n\x0cPushResponse\x12\'\n\x08progress\x18\x01 \x01(\x0b\x32\x13.pallet.v1.ProgressH\x00\x12\x10\n\x06\x64igest\x18\x02 \x01(\tH\x00\x12\x0c\n\x04size\x18\x03 \x01(\x03\x42\t\n\x07payload\"G\n\x0cLoginRequest\x12\x10\n\x08registry\x18\x01 \x01(\t\x12%\n\x04\x61uth\x18\x02 \x01(\x0b\x32\x17.pallet.v1.RegistryAuth\"\x1f\n\rLoginResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"D\n\x0bSaveRequest\x12\x0e\n\x06images\x18\x01 \x03(\t\x12%\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x15.pallet.v1.SaveFormat\"\x1d\n\x0cSaveResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x0c\"\x1f\n\x0eHistoryRequest\x12\r\n\x05image\x18\x01 \x01(\t\"\x8f\x01\n\x0cHistoryEntry\x12\n\n\x02id\x18\x01 \x01(\t\x12+\n\x07\x63reated\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ncreated_by\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x0f\n\x07\x63omment\x18\x05 \x01(\t\x12\x13\n\x0b\x65mpty_layer\x18\x06 \x01(\x08\";\n\x0fHistoryResponse\x12(\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x17.pallet.v1.HistoryEntry\"!\n\x12PruneImagesRequest\x12\x0b\n\x03\x61ll\x18\x01 \x01(\x08\"Q\n\x13PruneImagesResponse\x12\x10\n\x08untagged\x18\x01 \x03(\t\x12\x0f\n\x07\x64\x65leted\x18\x02 \x03(\t\x12\x17\n\x0fspace_reclaimed\x18\x03 \x01(\x03*>\n\nSaveFormat\x12\x1b\n\x17SAVE_FORMAT_UNSPECIFIED\x10\x00\x12\x13\n\x0fSAVE_FORMAT_OCI\x10\x01\x32\x9c\x06\n\rImagesService\x12?\n\x06Import\x12\x18.pallet.v1.ImportRequest\x1a\x19.pallet.v1.ImportResponse(\x01\x12\x39\n\x04Load\x12\x16.pallet.v1.LoadRequest\x1a\x17.pallet.v1.LoadResponse(\x01\x12\x43\n\x04List\x12\x1c.pallet.v1.ListImagesRequest\x1a\x1d.pallet.v1.ListImagesResponse\x12J\n\x07Inspect\x12\x1e.pallet.v1.InspectImageRequest\x1a\x1f.pallet.v1.InspectImageResponse\x12>\n\x03Tag\x12\x1a.pallet.v1.TagImageRequest\x1a\x1b.pallet.v1.TagImageResponse\x12G\n\x06Remove\x12\x1d.pallet.v1.RemoveImageRequest\x1a\x1e.pallet.v1.RemoveImageResponse\x12\x39\n\x04Pull\x12\x16.pallet.v1.PullRequest\x1a\x17.pallet.v1.PullResponse0\x01\x12\x39\n\x04Push\x12\x16.pallet.v1.PushRequest\x1a\x17.pallet.v1.PushResponse0\x01\x12:\n\x05Login\x12\x17.pallet.v1.LoginRequest\x1a\x18.pallet.v1.LoginResponse\x12\x39\n\x04Save\x12\x16.pallet.v1.SaveRequest\x1a\x17.pallet.v1.SaveResponse0\x01\x12@\n\x07History\x12\x19.pallet.v1.HistoryRequest\x1a\x1a.pallet.v1.HistoryResponse\x12\x46\n\x05Prune\x12\x1d.pallet.v1.PruneImagesRequest\x1a\x1e.pallet.v1.PruneImagesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,6 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_IMAGECONFIG_LABELSENTRY']._loaded_options = None
   _globals['_IMAGECONFIG_LABELSENTRY']._serialized_options = b'8\001'
+  _globals['_SAVEFORMAT']._serialized_start=2384
+  _globals['_SAVEFORMAT']._serialized_end=2446
   _globals['_IMAGECONFIG']._serialized_start=71
   _globals['_IMAGECONFIG']._serialized_end=325
   _globals['_IMAGECONFIG_LABELSENTRY']._serialized_start=280
@@ -66,6 +68,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REMOVEIMAGEREQUEST']._serialized_end=1228
   _globals['_REMOVEIMAGERESPONSE']._serialized_start=1230
   _globals['_REMOVEIMAGERESPONSE']._serialized_end=1286
-  _globals['_IMAGESSERVICE']._serialized_start=1289
-  _globals['_IMAGESSERVICE']._serialized_end=1710
+  _globals['_REGISTRYAUTH']._serialized_start=1288
+  _globals['_REGISTRYAUTH']._serialized_end=1362
+  _globals['_PROGRESS']._serialized_start=1364
+  _globals['_PROGRESS']._serialized_end=1434
+  _globals['_PULLREQUEST']._serialized_start=1436
+  _globals['_PULLREQUEST']._serialized_end=1525
+  _globals['_PULLRESPONSE']._serialized_start=1527
+  _globals['_PULLRESPONSE']._serialized_end=1644
+  _globals['_PUSHREQUEST']._serialized_start=1646
+  _globals['_PUSHREQUEST']._serialized_end=1717
+  _globals['_PUSHRESPONSE']._serialized_start=1719
+  _globals['_PUSHRESPONSE']._serialized_end=1817
+  _globals['_LOGINREQUEST']._serialized_start=1819
+  _globals['_LOGINREQUEST']._serialized_end=1890
+  _globals['_LOGINRESPONSE']._serialized_start=1892
+  _globals['_LOGINRESPONSE']._serialized_end=1923
+  _globals['_SAVEREQUEST']._serialized_start=1925
+  _globals['_SAVEREQUEST']._serialized_end=1993
+  _globals['_SAVERESPONSE']._serialized_start=1995
+  _globals['_SAVERESPONSE']._serialized_end=2024
+  _globals['_HISTORYREQUEST']._serialized_start=2026
+  _globals['_HISTORYREQUEST']._serialized_end=2057
+  _globals['_HISTORYENTRY']._serialized_start=2060
+  _globals['_HISTORYENTRY']._serialized_end=2203
+  _globals['_HISTORYRESPONSE']._serialized_start=2205
+  _globals['_HISTORYRESPONSE']._serialized_end=2264
+  _globals['_PRUNEIMAGESREQUEST']._serialized_start=2266
+  _globals['_PRUNEIMAGESREQUEST']._serialized_end=2299
+  _globals['_PRUNEIMAGESRESPONSE']._serialized_start=2301
+  _globals['_PRUNEIMAGESRESPONSE']._serialized_end=2382
+  _globals['_IMAGESSERVICE']._serialized_start=2449
+  _globals['_IMAGESSERVICE']._serialized_end=3245
 # @@protoc_insertion_point(module_scope)

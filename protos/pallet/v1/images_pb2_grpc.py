@@ -65,6 +65,36 @@ class ImagesServiceStub:
                 request_serializer=pallet_dot_v1_dot_images__pb2.RemoveImageRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_images__pb2.RemoveImageResponse.FromString,
                 _registered_method=True)
+        self.Pull = channel.unary_stream(
+                '/pallet.v1.ImagesService/Pull',
+                request_serializer=pallet_dot_v1_dot_images__pb2.PullRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_images__pb2.PullResponse.FromString,
+                _registered_method=True)
+        self.Push = channel.unary_stream(
+                '/pallet.v1.ImagesService/Push',
+                request_serializer=pallet_dot_v1_dot_images__pb2.PushRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_images__pb2.PushResponse.FromString,
+                _registered_method=True)
+        self.Login = channel.unary_unary(
+                '/pallet.v1.ImagesService/Login',
+                request_serializer=pallet_dot_v1_dot_images__pb2.LoginRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_images__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Save = channel.unary_stream(
+                '/pallet.v1.ImagesService/Save',
+                request_serializer=pallet_dot_v1_dot_images__pb2.SaveRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_images__pb2.SaveResponse.FromString,
+                _registered_method=True)
+        self.History = channel.unary_unary(
+                '/pallet.v1.ImagesService/History',
+                request_serializer=pallet_dot_v1_dot_images__pb2.HistoryRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_images__pb2.HistoryResponse.FromString,
+                _registered_method=True)
+        self.Prune = channel.unary_unary(
+                '/pallet.v1.ImagesService/Prune',
+                request_serializer=pallet_dot_v1_dot_images__pb2.PruneImagesRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_images__pb2.PruneImagesResponse.FromString,
+                _registered_method=True)
 
 
 class ImagesServiceServicer:
@@ -114,6 +144,48 @@ class ImagesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pull(self, request, context):
+        """Pull fetches an image from its registry, streaming progress, then the image.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Push(self, request, context):
+        """Push uploads an image's missing blobs and then its manifest, streaming progress.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Login(self, request, context):
+        """Login checks credentials against a registry (the caller stores them).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Save(self, request, context):
+        """Save streams an archive of images (docker save layout, which is also an OCI layout).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def History(self, request, context):
+        """History lists the steps that made an image, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Prune(self, request, context):
+        """Prune removes images no container uses: dangling ones, or every unused one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImagesServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +218,36 @@ def add_ImagesServiceServicer_to_server(servicer, server):
                     servicer.Remove,
                     request_deserializer=pallet_dot_v1_dot_images__pb2.RemoveImageRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_images__pb2.RemoveImageResponse.SerializeToString,
+            ),
+            'Pull': grpc.unary_stream_rpc_method_handler(
+                    servicer.Pull,
+                    request_deserializer=pallet_dot_v1_dot_images__pb2.PullRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_images__pb2.PullResponse.SerializeToString,
+            ),
+            'Push': grpc.unary_stream_rpc_method_handler(
+                    servicer.Push,
+                    request_deserializer=pallet_dot_v1_dot_images__pb2.PushRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_images__pb2.PushResponse.SerializeToString,
+            ),
+            'Login': grpc.unary_unary_rpc_method_handler(
+                    servicer.Login,
+                    request_deserializer=pallet_dot_v1_dot_images__pb2.LoginRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_images__pb2.LoginResponse.SerializeToString,
+            ),
+            'Save': grpc.unary_stream_rpc_method_handler(
+                    servicer.Save,
+                    request_deserializer=pallet_dot_v1_dot_images__pb2.SaveRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_images__pb2.SaveResponse.SerializeToString,
+            ),
+            'History': grpc.unary_unary_rpc_method_handler(
+                    servicer.History,
+                    request_deserializer=pallet_dot_v1_dot_images__pb2.HistoryRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_images__pb2.HistoryResponse.SerializeToString,
+            ),
+            'Prune': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prune,
+                    request_deserializer=pallet_dot_v1_dot_images__pb2.PruneImagesRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_images__pb2.PruneImagesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +413,168 @@ class ImagesService:
             '/pallet.v1.ImagesService/Remove',
             pallet_dot_v1_dot_images__pb2.RemoveImageRequest.SerializeToString,
             pallet_dot_v1_dot_images__pb2.RemoveImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pull(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pallet.v1.ImagesService/Pull',
+            pallet_dot_v1_dot_images__pb2.PullRequest.SerializeToString,
+            pallet_dot_v1_dot_images__pb2.PullResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Push(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pallet.v1.ImagesService/Push',
+            pallet_dot_v1_dot_images__pb2.PushRequest.SerializeToString,
+            pallet_dot_v1_dot_images__pb2.PushResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Login(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ImagesService/Login',
+            pallet_dot_v1_dot_images__pb2.LoginRequest.SerializeToString,
+            pallet_dot_v1_dot_images__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Save(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pallet.v1.ImagesService/Save',
+            pallet_dot_v1_dot_images__pb2.SaveRequest.SerializeToString,
+            pallet_dot_v1_dot_images__pb2.SaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def History(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ImagesService/History',
+            pallet_dot_v1_dot_images__pb2.HistoryRequest.SerializeToString,
+            pallet_dot_v1_dot_images__pb2.HistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ImagesService/Prune',
+            pallet_dot_v1_dot_images__pb2.PruneImagesRequest.SerializeToString,
+            pallet_dot_v1_dot_images__pb2.PruneImagesResponse.FromString,
             options,
             channel_credentials,
             insecure,

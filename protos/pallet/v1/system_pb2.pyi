@@ -83,3 +83,27 @@ class PingResponse(_message.Message):
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     api_version: str
     def __init__(self, api_version: _Optional[str] = ...) -> None: ...
+
+class DiskUsageRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UsageSummary(_message.Message):
+    __slots__ = ("total", "active", "size", "reclaimable")
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    RECLAIMABLE_FIELD_NUMBER: _ClassVar[int]
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+    def __init__(self, total: _Optional[int] = ..., active: _Optional[int] = ..., size: _Optional[int] = ..., reclaimable: _Optional[int] = ...) -> None: ...
+
+class DiskUsageResponse(_message.Message):
+    __slots__ = ("images", "containers")
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    images: UsageSummary
+    containers: UsageSummary
+    def __init__(self, images: _Optional[_Union[UsageSummary, _Mapping]] = ..., containers: _Optional[_Union[UsageSummary, _Mapping]] = ...) -> None: ...

@@ -50,6 +50,11 @@ class SystemServiceStub:
                 request_serializer=pallet_dot_v1_dot_system__pb2.PingRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_system__pb2.PingResponse.FromString,
                 _registered_method=True)
+        self.DiskUsage = channel.unary_unary(
+                '/pallet.v1.SystemService/DiskUsage',
+                request_serializer=pallet_dot_v1_dot_system__pb2.DiskUsageRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_system__pb2.DiskUsageResponse.FromString,
+                _registered_method=True)
 
 
 class SystemServiceServicer:
@@ -77,6 +82,13 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiskUsage(self, request, context):
+        """DiskUsage reports the space images and containers take.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +106,11 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=pallet_dot_v1_dot_system__pb2.PingRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_system__pb2.PingResponse.SerializeToString,
+            ),
+            'DiskUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiskUsage,
+                    request_deserializer=pallet_dot_v1_dot_system__pb2.DiskUsageRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_system__pb2.DiskUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +195,33 @@ class SystemService:
             '/pallet.v1.SystemService/Ping',
             pallet_dot_v1_dot_system__pb2.PingRequest.SerializeToString,
             pallet_dot_v1_dot_system__pb2.PingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiskUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.SystemService/DiskUsage',
+            pallet_dot_v1_dot_system__pb2.DiskUsageRequest.SerializeToString,
+            pallet_dot_v1_dot_system__pb2.DiskUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,
