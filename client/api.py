@@ -410,6 +410,51 @@ class PalletClient:
         pb = _pb("images")
         return self._upload("images", "Load", (pb.LoadRequest(chunk=c) for c in _chunks(source)))
 
+    # -- registries, archives and housekeeping (verbs_registry) -------------------------------
+    def _auth(self, auth: Any) -> Any:
+        pb = _pb("images")
+        if auth is None:
+            return pb.RegistryAuth()
+        return pb.RegistryAuth(username=auth.username, password=auth.password, identity_token=auth.identity_token)
+
+    def pull(self, reference: str, platform: str = "", auth: Any = None) -> Iterator[Any]:
+        """PullResponses: progress steps, then the image (with the resolved digest)."""
+        pb = _pb("images")
+        request = pb.PullRequest(reference=reference, platform=platform, auth=self._auth(auth))
+        yield from self._stream(self._stub("images").Pull(request))
+
+    def push(self, reference: str, auth: Any = None) -> Iterator[Any]:
+        """PushResponses: progress steps, then the manifest digest."""
+        pb = _pb("images")
+        yield from self._stream(self._stub("images").Push(pb.PushRequest(reference=reference, auth=self._auth(auth))))
+
+    def login(self, registry: str, auth: Any) -> str:
+        pb = _pb("images")
+        return str(self._call("images", "Login", pb.LoginRequest(registry=registry, auth=self._auth(auth))).status)
+
+    def save(self, images: Sequence[str], oci_only: bool = False) -> Iterator[bytes]:
+        pb = _pb("images")
+        request = pb.SaveRequest(images=list(images), format=pb.SAVE_FORMAT_OCI if oci_only else pb.SAVE_FORMAT_UNSPECIFIED)
+        for response in self._stream(self._stub("images").Save(request)):
+            yield response.chunk
+
+    def export(self, container: str) -> Iterator[bytes]:
+        pb = _pb("containers")
+        call = self._stub("containers").Export(pb.ExportContainerRequest(container=container))
+        for response in self._stream(call):
+            yield response.chunk
+
+    def history(self, image: str) -> list[Any]:
+        pb = _pb("images")
+        return list(self._call("images", "History", pb.HistoryRequest(image=image)).entries)
+
+    def prune_images(self, all: bool = False) -> Any:
+        pb = _pb("images")
+        return self._call("images", "Prune", pb.PruneImagesRequest(all=all))
+
+    def disk_usage(self) -> Any:
+        return self._call("system", "DiskUsage", _pb("system").DiskUsageRequest())
+
     # -- events -------------------------------------------------------------------------------
     def events(
         self,

@@ -184,6 +184,51 @@ def _add_load(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
 
 
+def _add_pull(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--platform", metavar="OS/ARCH[/VARIANT]", help="platform to pick from a multi-platform image")
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
+    p.add_argument("reference", metavar="NAME[:TAG|@DIGEST]")
+
+
+def _add_push(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="suppress progress output")
+    p.add_argument("reference", metavar="NAME[:TAG]")
+
+
+def _add_login(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-u", "--username", metavar="USER", help="user name")
+    p.add_argument("-p", "--password", metavar="PASSWORD", help="password (prefer --password-stdin)")
+    p.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    p.add_argument("server", nargs="?", default="", metavar="SERVER")
+
+
+def _add_logout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("server", nargs="?", default="", metavar="SERVER")
+
+
+def _add_save(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--format", choices=("docker", "oci"), default="docker",
+                   help="docker (docker save layout, also an OCI layout) or oci (OCI layout only)")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+
+
+def _add_export(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def _add_history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("image", metavar="IMAGE")
+
+
+def _add_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="remove every image no container uses")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+
+
 def _add_version(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template over {Client, Server}")
 
@@ -199,6 +244,7 @@ def _add_nothing(p: argparse.ArgumentParser) -> None:
 _C = "pallet.client.verbs_containers"
 _I = "pallet.client.verbs_images"
 _S = "pallet.client.verbs_system"
+_R = "pallet.client.verbs_registry"
 
 # name -> (target, help, adder, error exit code)
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -224,6 +270,11 @@ _IMAGE_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "import": (f"{_I}:import_", "make an image from a root filesystem tar", _add_import, 1),
     "load": (f"{_I}:load", "load images from a docker-save or OCI archive", _add_load, 1),
     "inspect": (f"{_C}:inspect", "show images in detail", _add_image_inspect, 1),
+    "pull": (f"{_R}:pull", "pull an image from a registry", _add_pull, 1),
+    "push": (f"{_R}:push", "push an image to a registry", _add_push, 1),
+    "save": (f"{_R}:save", "save images to a tar archive", _add_save, 1),
+    "history": (f"{_R}:history", "show the history of an image", _add_history, 1),
+    "prune": (f"{_R}:prune", "remove unused images", _add_prune, 1),
 }
 _IMAGE_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",)}
 
@@ -236,9 +287,22 @@ _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "tag": _IMAGE_VERBS["tag"],
     "import": _IMAGE_VERBS["import"],
     "load": _IMAGE_VERBS["load"],
+    "pull": _IMAGE_VERBS["pull"],
+    "push": _IMAGE_VERBS["push"],
+    "save": _IMAGE_VERBS["save"],
+    "history": _IMAGE_VERBS["history"],
+    "login": (f"{_R}:login", "log in to a registry", _add_login, 1),
+    "logout": (f"{_R}:logout", "log out from a registry", _add_logout, 1),
+    "export": (f"{_R}:export", "export a container's filesystem as a tar archive", _add_export, 1),
     "events": (f"{_S}:events", "stream the daemon's events", _add_events, 1),
     "version": (f"{_S}:version", "show client and daemon versions", _add_version, 1),
     "info": (f"{_S}:info", "show what the daemon holds", _add_info, 1),
+}
+
+_SYSTEM_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    "df": (f"{_R}:df", "show disk usage", _add_nothing, 1),
+    "info": _TOP_VERBS["info"],
+    "events": _TOP_VERBS["events"],
 }
 
 
@@ -275,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     image_sub = image.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _register(image_sub, _IMAGE_VERBS, _IMAGE_ALIASES, "image ")
     image.set_defaults(group=image)
+    system = sub.add_parser("system", help="manage the daemon", allow_abbrev=False)
+    system_sub = system.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _register(system_sub, _SYSTEM_VERBS, {}, "system ")
+    system.set_defaults(group=system)
     return parser
 
 

@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.errors import Ctx, unary
+from pallet.daemon.api.errors import Ctx, stream, unary
+from pallet.daemon.api.registry import credentials, with_progress
 from pallet.daemon.errors import InvalidArgument
 from pallet.daemon.images.model import ImageStore
 from pallet.v1 import images_pb2 as pb
@@ -68,3 +69,36 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
     async def Remove(self, request: pb.RemoveImageRequest, context: Ctx) -> pb.RemoveImageResponse:
         result = await self._images.remove(request.image, request.force)
         return pb.RemoveImageResponse(untagged=result.untagged, deleted=result.deleted)
+
+    @stream
+    async def Pull(self, request: pb.PullRequest, context: Ctx) -> AsyncIterator[pb.PullResponse]:
+        if not request.reference:
+            raise InvalidArgument("pull needs a reference, e.g. busybox or host:5000/name:tag")
+        auth = credentials(request.auth)
+        async for item in with_progress(
+            lambda progress: self._images.pull(request.reference, request.platform, auth, progress)
+        ):
+            if isinstance(item, pb.Progress):
+                yield pb.PullResponse(progress=item)
+            else:
+                image, digest = item
+                yield pb.PullResponse(image=convert.image(image), digest=digest)
+
+    @stream
+    async def Push(self, request: pb.PushRequest, context: Ctx) -> AsyncIterator[pb.PushResponse]:
+        if not request.reference:
+            raise InvalidArgument("push needs a reference, e.g. host:5000/name:tag")
+        auth = credentials(request.auth)
+        async for item in with_progress(
+            lambda progress: self._images.push(request.reference, auth, progress)
+        ):
+            if isinstance(item, pb.Progress):
+                yield pb.PushResponse(progress=item)
+            else:
+                digest, size = item
+                yield pb.PushResponse(digest=digest, size=size)
+
+    @unary
+    async def Login(self, request: pb.LoginRequest, context: Ctx) -> pb.LoginResponse:
+        await self._images.login(request.registry, credentials(request.auth))
+        return pb.LoginResponse(status="Login Succeeded")

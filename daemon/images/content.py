@@ -142,6 +142,8 @@ class ContentStore:
         self.root = root
         self.blob_dir = root / "blobs" / "sha256"
         self.tmp_dir = root / "tmp"
+        # Partial downloads, kept across restarts so an interrupted pull resumes.
+        self.ingest_dir = root / "ingest"
         self.leases = leases
 
     def prepare(self) -> None:
@@ -149,12 +151,49 @@ class ContentStore:
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         remove_tree(self.tmp_dir)
         self.tmp_dir.mkdir(parents=True)
+        self.ingest_dir.mkdir(parents=True, exist_ok=True)
 
     def path(self, digest: str) -> Path:
         return self.blob_dir / check_digest(digest)
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def acquire(self, digest: str, lease: Lease) -> bool:
+        """Lease a blob if it is already stored; False if it is not there."""
+        with self.leases.lock:
+            if not self.path(digest).is_file():
+                return False
+            lease.blobs.add(digest)
+            return True
+
+    def ingest_path(self, digest: str) -> Path:
+        """Where a download of `digest` keeps its bytes until they are verified."""
+        return self.ingest_dir / check_digest(digest)
+
+    def commit_ingest(self, digest: str, leases: list[Lease]) -> None:
+        """Move a verified, complete download into place, leased to every waiting pull."""
+        source = self.ingest_path(digest)
+        with open(source, "rb") as file:
+            os.fsync(file.fileno())
+        final = self.path(digest)
+        with self.leases.lock:
+            for lease in leases:
+                lease.blobs.add(digest)
+            os.rename(source, final)
+        fsync_dir(final.parent)
+
+    def ingest_size(self) -> int:
+        return sum(entry.stat().st_size for entry in os.scandir(self.ingest_dir) if entry.is_file())
+
+    def clear_ingest(self, busy: set[str]) -> int:
+        """Drop partial downloads no pull is working on; bytes freed."""
+        freed = 0
+        for entry in os.scandir(self.ingest_dir):
+            if entry.is_file() and "sha256:" + entry.name not in busy:
+                freed += entry.stat().st_size
+                os.unlink(entry.path)
+        return freed
 
     def writer(self, lease: Lease) -> BlobWriter:
         return BlobWriter(self, lease)

@@ -37,6 +37,12 @@ from pallet.daemon.images.leases import Lease, Leases
 from pallet.daemon.images.model import Image, ImageConfig, ImageUser, LoadResult, RemoveResult
 from pallet.daemon.images.records import StagedImage
 from pallet.daemon.images.reference import Reference, familiar, parse_tagged
+from pallet.daemon.images.registry.auth import Credentials
+from pallet.daemon.images.registry.endpoint import endpoint_for_domain, resolve
+from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn
+from pallet.daemon.images.registry.pull import Puller, parse_platform
+from pallet.daemon.images.registry.push import Pusher
+from pallet.daemon.images.registry.transport import RegistryClient, Timeouts
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger("pallet.images")
@@ -61,8 +67,12 @@ class ImageManager:
         root: Path,
         image_users: ImageUsers,
         clock: Callable[[], int] = time.time_ns,
+        insecure_registries: Sequence[str] = (),
+        registry_timeouts: Timeouts = Timeouts(),
     ) -> None:
         self._db = db
+        self._insecure = tuple(insecure_registries)
+        self._timeouts = registry_timeouts
         self._events = events
         self._image_users = image_users
         self._clock = clock
@@ -70,6 +80,7 @@ class ImageManager:
         root = root.absolute()  # layer_dirs() hands these paths to mount(2)
         self.content = ContentStore(root / "content", self._leases)
         self.layers = LayerStore(root / "layers", self._leases)
+        self._fetcher = BlobFetcher(self.content)
         # Serialises record changes with collection, so "no record names it" stays true
         # until the blob or layer is gone. Staging (the slow part) runs outside it.
         self._lock = asyncio.Lock()
@@ -133,6 +144,53 @@ class ImageManager:
         references = tuple(ref.familiar() for item in staged for ref in item.references)
         log.info("images loaded", image_ids=[image.id for image in images])
         return LoadResult(images=tuple(images), references=references)
+
+    # -- registries -------------------------------------------------------------------
+
+    def _client(self, ref: Reference, credentials: Credentials, actions: str = "pull") -> RegistryClient:
+        return RegistryClient(resolve(ref, self._insecure), credentials, self._timeouts, actions)
+
+    async def pull(
+        self, reference: str, platform: str, credentials: Credentials, progress: ProgressFn
+    ) -> tuple[Image, str]:
+        """Pull an image; returns it and the digest its reference resolved to."""
+        ref = parse_tagged(reference)
+        wanted = parse_platform(platform)
+        async with self._staging() as lease, self._client(ref, credentials) as client:
+            puller = Puller(client, self.content, self.layers, lease, self._fetcher, progress)
+            staged, digest = await puller.pull(ref, wanted)
+            (image,) = await self._commit([staged], "pull")
+        progress("", f"Status: Downloaded image for {ref.familiar()}", 0, 0)
+        log.info("image pulled", image_id=image.id, reference=str(ref), digest=digest)
+        return image, digest
+
+    async def push(self, reference: str, credentials: Credentials, progress: ProgressFn) -> tuple[str, int]:
+        """Push a local image under `reference`; returns the manifest digest and size."""
+        ref = parse_tagged(reference)
+        if ref.digest:
+            raise InvalidArgument(f"cannot push {reference!r}: push a tag, not a digest")
+        image = await self.get(reference)
+        if not image.manifest_digest:
+            raise FailedPrecondition(f"image {ref.familiar()} has no manifest to push: save and load it again")
+        # Repositories of the same registry that already hold this image's blobs.
+        sources = [
+            other.path
+            for other in (parse_tagged(t) for t in image.repo_tags + image.repo_digests)
+            if other.domain == ref.domain and other.path != ref.path
+        ]
+        progress("", f"The push refers to repository [{ref.name}]", 0, 0)
+        async with self._client(ref, credentials, "pull,push") as client:
+            pusher = Pusher(client, self.content, progress)
+            digest, size = await pusher.push(image.manifest_digest, ref.tag, sorted(set(sources)))
+        await self._events.publish("image", "push", image.id, {"name": ref.familiar()})
+        log.info("image pushed", image_id=image.id, reference=str(ref), digest=digest)
+        return digest, size
+
+    async def login(self, registry: str, credentials: Credentials) -> None:
+        """Check credentials against a registry (the client keeps them)."""
+        endpoint = endpoint_for_domain(registry.removeprefix("https://").removeprefix("http://").rstrip("/"), self._insecure)
+        async with RegistryClient(endpoint, credentials, self._timeouts) as client:
+            await client.ping()
 
     def _staging(self) -> _Staging:
         return _Staging(self)

@@ -9,7 +9,11 @@ from __future__ import annotations
 import builtins
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from pallet.daemon.images.registry.auth import Credentials
+    from pallet.daemon.images.registry.fetch import ProgressFn
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +91,16 @@ class ImageStore(Protocol):
     async def tag(self, source: str, target: str) -> None: ...
 
     async def remove(self, name: str, force: bool = False) -> RemoveResult: ...
+
+    async def pull(
+        self, reference: str, platform: str, credentials: Credentials, progress: ProgressFn
+    ) -> tuple[Image, str]: ...
+
+    async def push(
+        self, reference: str, credentials: Credentials, progress: ProgressFn
+    ) -> tuple[str, int]: ...
+
+    async def login(self, registry: str, credentials: Credentials) -> None: ...
 
     def layer_dirs(self, image: Image) -> builtins.list[str]:
         """Unpacked layer directories for overlayfs lowerdir, TOP layer first."""
