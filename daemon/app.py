@@ -21,7 +21,8 @@ from pallet.daemon.config import Config
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.store import ContainerRecords
-from pallet.daemon.events.bus import EventBus
+from pallet.daemon.events.bus import EventBus, RetentionPolicy
+from pallet.daemon.faults import CrashPoints
 from pallet.daemon.images.manager import ImageManager
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
@@ -45,7 +46,12 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         await db.start()
         stack.push_async_callback(db.aclose)
 
-        events = EventBus(db)
+        crashes = CrashPoints(config.crash_at)
+        if crashes.armed:
+            log.warning("fault injection armed", crash_at=sorted(crashes.armed))
+        events = EventBus(
+            db, RetentionPolicy(config.events_max_count, config.events_max_age_s)
+        )
         await events.start()
         stack.push_async_callback(events.aclose)
 
@@ -66,9 +72,15 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             events,
             config.root,
             cgroup_parent=config.cgroup_parent,
+            run_root=Path(config.run_root),
+            crashes=crashes,
         )
         await containers.start()
         stack.push_async_callback(containers.aclose)
+        if config.stop_containers_on_exit:
+            # Runs before containers.aclose (the stack unwinds in reverse), after the API
+            # stopped taking calls: nothing can start a container behind our back.
+            stack.push_async_callback(containers.stop_all)
 
         system = SystemInfo(containers, images, events, config.root, config.run_root)
         server = ApiServer(

@@ -25,3 +25,12 @@ class Config:
     tls_ca: Path | None = None
     # Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace_s: float = 5.0
+    # Live restore is the default: SIGTERM leaves containers running under their shims.
+    # Hosts that want docker's old behaviour stop them (stop signal, then SIGKILL).
+    stop_containers_on_exit: bool = False
+    # Event journal retention: at most this many events, none older than this many
+    # seconds (the default keeps a week or 100,000 events, whichever is less).
+    events_max_count: int = 100_000
+    events_max_age_s: int = 7 * 24 * 3600
+    # Fault injection for tests (`PALLET_CRASH_AT=<operation>:<step>`): empty in real use.
+    crash_at: str = ""

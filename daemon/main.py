@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,7 +33,47 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tlskey", type=Path, help="server key for tcp:// listeners")
     p.add_argument("--tlscacert", type=Path, help="CA that client certificates must chain to")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--stop-containers-on-exit", action="store_true",
+        help="on SIGTERM/SIGINT stop every running container (stop signal, then SIGKILL) instead of leaving them running",
+    )
+    p.add_argument(
+        "--events-max-count", type=_positive, default=100_000, metavar="N",
+        help="keep at most N events in the event journal (default %(default)s)",
+    )
+    p.add_argument(
+        "--events-max-age", type=_duration, default=7 * 24 * 3600, metavar="AGE",
+        help="drop journalled events older than AGE: seconds, or with a unit s/m/h/d (default 7d)",
+    )
     return p.parse_args(argv)
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give 1 or more")
+    return value
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> int:
+    """Seconds from `3600`, `90m`, `24h` or `7d`."""
+    unit = _UNITS.get(text[-1:], 0)
+    number = text[:-1] if unit else text
+    try:
+        value = int(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration: use seconds or a number with s, m, h or d"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a duration of 1s or more")
+    return value
 
 
 def configure_logging(level: str) -> None:
@@ -59,7 +100,10 @@ async def serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with running_daemon(config):
         await stop.wait()
-        structlog.get_logger("palletd").info("stopping: containers keep running")
+        if config.stop_containers_on_exit:
+            structlog.get_logger("palletd").info("stopping: containers are stopped too")
+        else:
+            structlog.get_logger("palletd").info("stopping: containers keep running")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,6 +118,10 @@ def main(argv: list[str] | None = None) -> None:
         tls_cert=args.tlscert,
         tls_key=args.tlskey,
         tls_ca=args.tlscacert,
+        stop_containers_on_exit=args.stop_containers_on_exit,
+        events_max_count=args.events_max_count,
+        events_max_age_s=args.events_max_age,
+        crash_at=os.environ.get("PALLET_CRASH_AT", ""),
     )
     try:
         asyncio.run(serve(config))

@@ -365,6 +365,11 @@ class ProcessSetup:
             Step("set capabilities", self.set_capabilities),
             Step("clear ambient", lambda: self.sys.prctl(sc.PR_CAP_AMBIENT, sc.PR_CAP_AMBIENT_CLEAR_ALL)),
             Step("set no_new_privs", self.set_no_new_privs),
+            # After the uid/gid change, which clears the parent-death signal: a shim killed
+            # with -9 takes its container with it instead of leaving it unsupervised (an
+            # init's death ends its pid namespace, so exec'd processes go too). A shim that
+            # died before this point is seen as EOF on the start pipe, and the init exits.
+            Step("die with the shim", lambda: self.sys.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)),
             # As the user, so a directory the user cannot enter fails like in docker.
             Step("enter workdir", lambda: os.chdir(self.cwd)),
         ]

@@ -22,6 +22,7 @@ from pathlib import Path
 import structlog
 
 from pallet.daemon.containers import filters as container_filters
+from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.bundle import shim_spec, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
@@ -31,9 +32,21 @@ from pallet.daemon.containers.model import (
     Status,
     check_transition,
 )
+from pallet.daemon.containers.merge import effective_config, merge_env
 from pallet.daemon.containers.names import generate_name, validate_name
+from pallet.daemon.containers.sessions import (
+    Attachment,
+    TrackedExec,
+    PendingAttach,
+    Run,
+)
 from pallet.daemon.containers.signals import parse_signal
-from pallet.daemon.containers.store import ContainerRecords
+from pallet.daemon.containers.store import (
+    ContainerRecords,
+    delete_writer,
+    insert_writer,
+    update_writer,
+)
 from pallet.daemon.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -41,7 +54,8 @@ from pallet.daemon.errors import (
     NotFound,
     PalletError,
 )
-from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.events.model import JournalPublisher
+from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import (
     ExecSession,
@@ -55,128 +69,10 @@ from pallet.daemon.snapshots.overlay import OverlaySnapshots
 
 log = structlog.get_logger(__name__)
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # How long remove/stop wait for a SIGKILLed container to be reported gone.
 KILL_GRACE_S = 30.0
-
-
-@dataclass(slots=True)
-class _Run:
-    """One run of a container: from a successful start to its recorded exit."""
-
-    shim: ShimClient
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    exit: ExitStatus | None = None
-
-
-@dataclass(slots=True)
-class _PendingAttach:
-    stdin: bool
-    stdout: bool
-    stderr: bool
-    ready: asyncio.Future[tuple[Stdio, _Run]]
-
-
-class Attachment:
-    """An attach request: ready once the container runs (at once if it already does)."""
-
-    def __init__(self, future: asyncio.Future[tuple[Stdio, _Run]]) -> None:
-        self._future = future
-
-    async def ready(self) -> Stdio:
-        stdio, self._run = await self._future
-        return stdio
-
-    async def exit(self) -> ExitStatus:
-        """After the output ended: wait for the run's recorded exit status."""
-        await self._run.done.wait()
-        assert self._run.exit is not None
-        return self._run.exit
-
-    def cancel(self) -> None:
-        if not self._future.done():
-            self._future.cancel()
-
-
-class TrackedExec:
-    """An exec session that publishes exec_die once when its exit is collected."""
-
-    def __init__(
-        self, session: ExecSession, exec_id: str, container: Container, events: EventPublisher
-    ) -> None:
-        self.session = session
-        self.exec_id = exec_id
-        self.pid = session.pid
-        self._container = container
-        self._events = events
-        self._exit: ExitStatus | None = None
-
-    async def wait(self) -> ExitStatus:
-        if self._exit is None:
-            self._exit = await self.session.wait()
-            await self._events.publish(
-                "container",
-                "exec_die",
-                self._container.id,
-                {
-                    "name": self._container.name,
-                    "image": self._container.config.image,
-                    "execID": self.exec_id,
-                    "exitCode": str(self._exit.exit_code),
-                },
-            )
-        return self._exit
-
-
-def merge_env(*layers: tuple[str, ...]) -> tuple[str, ...]:
-    """Later layers override earlier ones by key; order of first appearance is kept."""
-    merged: dict[str, str] = {}
-    for layer in layers:
-        for item in layer:
-            merged[item.split("=", 1)[0]] = item
-    return tuple(merged.values())
-
-
-def effective_config(req: CreateRequest, image: Image, hostname: str) -> ContainerConfig:
-    """The caller's request merged over the image's config, as docker merges them."""
-    ic = image.config
-    if req.entrypoint_set:
-        # A new entrypoint resets the image's Cmd too (docker does the same).
-        entrypoint, cmd = req.entrypoint, req.cmd
-    else:
-        entrypoint, cmd = ic.entrypoint, (req.cmd or ic.cmd)
-    if not entrypoint and not cmd:
-        raise InvalidArgument(
-            f"no command specified: image {req.image} has no Cmd or Entrypoint, "
-            "so give a command"
-        )
-    env = merge_env(ic.env, (f"HOSTNAME={hostname}",), req.env)
-    if not any(e.startswith("PATH=") for e in env):
-        env = (DEFAULT_PATH,) + env
-    for item in req.env:
-        if "=" not in item:
-            raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
-    labels = dict(ic.labels)
-    labels.update(req.labels)
-    stop_signal = req.stop_signal or ic.stop_signal or "SIGTERM"
-    parse_signal(stop_signal)
-    stop_timeout = 10 if req.stop_timeout is None else req.stop_timeout
-    if stop_timeout < 0:
-        raise InvalidArgument(f"invalid stop timeout {stop_timeout}: use 0 or more seconds")
-    return ContainerConfig(
-        image=req.image,
-        cmd=cmd,
-        entrypoint=entrypoint,
-        env=env,
-        working_dir=req.working_dir or ic.working_dir or "/",
-        user=req.user or ic.user,
-        hostname=hostname,
-        labels=labels,
-        open_stdin=req.open_stdin,
-        auto_remove=req.auto_remove,
-        stop_signal=stop_signal,
-        stop_timeout=stop_timeout,
-    )
+# Shims reconciled at once when palletd starts.
+RECONCILE_CONCURRENCY = 16
 
 
 class ContainerManager:
@@ -188,10 +84,12 @@ class ContainerManager:
         images: ImageStore,
         snapshots: OverlaySnapshots,
         shims: ShimLauncher,
-        events: EventPublisher,
+        events: JournalPublisher,
         root: Path,
         cgroup_parent: str = "pallet",
         clock: Callable[[], int] = time.time_ns,
+        run_root: Path | None = None,
+        crashes: CrashHook = NO_CRASHES,
     ) -> None:
         self._records = records
         self._images = images
@@ -201,12 +99,15 @@ class ContainerManager:
         self._dir = root / "containers"
         self._cgroup_parent = cgroup_parent
         self._clock = clock
+        # Where shims keep their sockets; None (tests with fake shims): nothing to clean.
+        self._run_root = run_root
+        self._crashes = crashes
         self._containers: dict[str, Container] = {}
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
-        self._runs: dict[str, _Run] = {}
+        self._runs: dict[str, Run] = {}
         self._monitors: dict[str, asyncio.Task[None]] = {}
-        self._pending: dict[str, list[_PendingAttach]] = {}
+        self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
 
     # ---- component lifecycle -------------------------------------------------------
@@ -217,8 +118,33 @@ class ContainerManager:
         for c in await self._records.load_all():
             self._containers[c.id] = c
         await self._remove_orphan_dirs()
-        for c in list(self._containers.values()):
-            await self._reconcile(c)
+        started = time.monotonic()
+        # Concurrently, but bounded: each reconcile is a few round trips to one shim.
+        gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
+
+        async def reconcile(c: Container) -> None:
+            async with gate:
+                await self._reconcile(c)
+
+        await asyncio.gather(*(reconcile(c) for c in list(self._containers.values())))
+        await self._remove_stray_shims()
+        log.info(
+            "containers reconciled",
+            containers=len(self._containers),
+            running=len(self._runs),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def stop_all(self) -> None:
+        """Stop every running container (palletd --stop-containers-on-exit)."""
+        running = [c.id for c in self._containers.values() if c.id in self._runs]
+        results = await asyncio.gather(
+            *(self.stop(cid) for cid in running), return_exceptions=True
+        )
+        for cid, result in zip(running, results):
+            if isinstance(result, BaseException):
+                log.warning("could not stop container on exit", container_id=cid,
+                            reason=str(result))
 
     async def aclose(self) -> None:
         """Stop watching containers; they keep running under their shims."""
@@ -247,6 +173,9 @@ class ContainerManager:
         if c.state.status is Status.REMOVING:
             await self._finish_remove(c)
             return
+        if c.state.status in (Status.CREATED, Status.EXITED):
+            await self._reconcile_unstarted(c)
+            return
         if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             return
         bound = log.bind(container_id=c.id, shim_pid=c.state.shim_pid)
@@ -256,13 +185,17 @@ class ContainerManager:
         except PalletError as e:
             bound.info("shim gone; reading exit status from disk", reason=str(e))
             status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
-                255, self._clock(), "shim exited without recording the container's exit status"
+                255,
+                self._clock(),
+                f"the container's shim (pid {c.state.shim_pid}) died while palletd was "
+                "down, without recording the exit: its processes were killed with it",
             )
+            await self._clean_after_shim(c)
             await self._record_exit(c.id, status)
             return
         if state.status == "running":
             bound.info("re-adopted running container")
-            run = _Run(shim)
+            run = Run(shim)
             self._runs[c.id] = run
             self._watch(c.id, run)
             return
@@ -271,6 +204,78 @@ class ContainerManager:
         )
         await self._record_exit(c.id, status)
         await self._release_shim(shim)
+
+    async def _reconcile_unstarted(self, c: Container) -> None:
+        """A created or exited container may have a shim from a start cut short by a crash.
+
+        A start persists RUNNING only after the shim started the process; palletd killed in
+        between leaves a shim (building, built, or running the container) that the records
+        do not know. A running one is adopted, as if the start had finished; any other is
+        shut down, so the container stays as recorded.
+        """
+        if self._run_root is None or c.id not in leftovers.shim_sockets(self._run_root):
+            return
+        bound = log.bind(container_id=c.id)
+        try:
+            shim = await self._launcher.connect(c.id, Path(c.state_dir))
+            state = await shim.state()
+        except PalletError as e:
+            bound.info("stale shim socket removed", reason=str(e))
+            await self._clean_after_shim(c)
+            return
+        if state.status == "running":
+            bound.info("adopted a container whose start was cut short", pid=state.pid)
+            run = Run(shim)
+            c = await self._transition(
+                c,
+                event=("start", self._attrs(c)),
+                status=Status.RUNNING,
+                pid=state.pid,
+                started_at_ns=state.started_at_ns or self._clock(),
+                exit_code=0,
+                error="",
+                shim_pid=shim.shim_pid,
+            )
+            self._runs[c.id] = run
+            self._watch(c.id, run)
+            return
+        bound.info("shut down the shim of a start cut short", shim_status=state.status)
+        if state.status == "running":
+            try:
+                await shim.kill(signal.SIGKILL, all_processes=True)
+                await asyncio.wait_for(shim.wait(), KILL_GRACE_S)
+            except (PalletError, TimeoutError) as e:
+                bound.warning("could not stop the stray container", reason=str(e))
+        await self._release_shim(shim)
+
+    async def _remove_stray_shims(self) -> None:
+        """Shim sockets of containers that have no record: stale files or stray shims."""
+        if self._run_root is None:
+            return
+        for cid, path in leftovers.shim_sockets(self._run_root).items():
+            if cid in self._containers:
+                continue
+            try:
+                shim = await self._launcher.connect(cid, self._dir / cid)
+            except PalletError:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
+                continue
+            log.warning("stopping the shim of a container with no record", container_id=cid)
+            try:
+                await shim.kill(signal.SIGKILL, all_processes=True)
+            except PalletError:
+                pass
+            await self._release_shim(shim)
+
+    async def _clean_after_shim(self, c: Container) -> None:
+        if self._run_root is None:
+            return
+        await asyncio.to_thread(
+            leftovers.clean_after_dead_shim,
+            self._run_root,
+            c.id,
+            f"{self._cgroup_parent}/{c.id}",
+        )
 
     # ---- lookups -------------------------------------------------------------------
 
@@ -335,13 +340,28 @@ class ContainerManager:
         attrs.update(extra)
         return attrs
 
-    async def _transition(self, c: Container, **state: object) -> Container:
-        """Persist a state change (checked against the transition table)."""
+    async def _transition(
+        self,
+        c: Container,
+        event: tuple[str, dict[str, str]] | None = None,
+        **state: object,
+    ) -> Container:
+        """Persist a state change (checked against the transition table).
+
+        With `event` (action, attributes), the change and its event are committed in one
+        transaction: a crash leaves both or neither.
+        """
         target = state.get("status", c.state.status)
         assert isinstance(target, Status)
         check_transition(c.name, c.state.status, target)
         updated = c.with_state(**state)
-        await self._records.update(updated)
+        if event is None:
+            await self._records.update(updated)
+        else:
+            action, attrs = event
+            await self._events.publish(
+                "container", action, c.id, attrs, also=update_writer(updated)
+            )
         self._containers[c.id] = updated
         return updated
 
@@ -382,8 +402,13 @@ class ContainerManager:
             # Files first, record last: a crash in between leaves only a dir, which
             # start() removes as an orphan; a record never points at a missing dir.
             await asyncio.to_thread(self._prepare_dir, container, image)
+            self._crashes.hit("create", "dir")
             try:
-                await self._records.insert(container)
+                # The record and its create event in one transaction.
+                await self._events.publish(
+                    "container", "create", cid, self._attrs(container),
+                    also=insert_writer(container),
+                )
             except Exception as e:
                 if "UNIQUE" in str(e):
                     raise AlreadyExists(
@@ -396,7 +421,7 @@ class ContainerManager:
         finally:
             self._reserved_names.discard(name)
         self._containers[cid] = container
-        await self._events.publish("container", "create", cid, self._attrs(container))
+        self._crashes.hit("create", "recorded")
         return container
 
     def _prepare_dir(self, container: Container, image: Image) -> None:
@@ -437,7 +462,8 @@ class ContainerManager:
         except PalletError as e:
             await self._fail_start(c, ExitStatus(128, self._clock(), str(e)))
             raise
-        run = _Run(shim)
+        self._crashes.hit("start", "spawned")
+        run = Run(shim)
         try:
             for pending in self._pending.pop(c.id, []):
                 if pending.ready.done():
@@ -445,6 +471,7 @@ class ContainerManager:
                 stdio = await shim.attach(pending.stdin, pending.stdout, pending.stderr)
                 pending.ready.set_result((stdio, run))
             pid = await shim.start()
+            self._crashes.hit("start", "started")
         except PalletError as e:
             status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
                 128, self._clock(), str(e)
@@ -459,6 +486,7 @@ class ContainerManager:
         now = self._clock()
         c = await self._transition(
             c,
+            event=("start", self._attrs(c)),
             status=Status.RUNNING,
             pid=pid,
             started_at_ns=now,
@@ -467,7 +495,6 @@ class ContainerManager:
             shim_pid=shim.shim_pid,
         )
         self._runs[c.id] = run
-        await self._events.publish("container", "start", c.id, self._attrs(c))
         self._watch(c.id, run)
         return pid
 
@@ -487,7 +514,7 @@ class ContainerManager:
         if c.config.auto_remove:
             self._spawn_auto_remove(c.id)
 
-    def _watch(self, container_id: str, run: _Run) -> None:
+    def _watch(self, container_id: str, run: Run) -> None:
         task = asyncio.create_task(
             self._monitor(container_id, run), name=f"monitor-{container_id[:12]}"
         )
@@ -499,7 +526,7 @@ class ContainerManager:
 
         task.add_done_callback(forget)
 
-    async def _monitor(self, container_id: str, run: _Run) -> None:
+    async def _monitor(self, container_id: str, run: Run) -> None:
         """Wait for the container's exit, record it, and let its shim go."""
         bound = log.bind(container_id=container_id, shim_pid=run.shim.shim_pid)
         try:
@@ -512,9 +539,14 @@ class ContainerManager:
             c = self._containers.get(container_id)
             disk = self._launcher.exit_status_on_disk(Path(c.state_dir)) if c else None
             status = disk or ExitStatus(
-                255, self._clock(), f"lost the container's shim ({e}); exit status unknown"
+                255,
+                self._clock(),
+                f"the container's shim (pid {run.shim.shim_pid}) died without recording "
+                f"the exit ({e}): its processes were killed with it",
             )
             bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
+            if c is not None and disk is None:
+                await self._clean_after_shim(c)
         async with self._lock(container_id):
             await self._record_exit(container_id, status)
         run.exit = status
@@ -542,17 +574,15 @@ class ContainerManager:
         if c is None or c.state.status is Status.EXITED:
             return
         self._runs.pop(container_id, None)
-        c = await self._transition(
+        await self._transition(
             c,
+            event=("die", self._attrs(c, exitCode=str(status.exit_code))),
             status=Status.EXITED,
             pid=0,
             shim_pid=0,
             exit_code=status.exit_code,
             finished_at_ns=status.exited_at_ns or self._clock(),
             error=status.error,
-        )
-        await self._events.publish(
-            "container", "die", c.id, self._attrs(c, exitCode=str(status.exit_code))
         )
 
     async def _release_shim(self, shim: ShimClient) -> None:
@@ -593,7 +623,7 @@ class ContainerManager:
             pass
         await self._kill_and_wait(c, run)
 
-    async def _kill_and_wait(self, c: Container, run: _Run) -> None:
+    async def _kill_and_wait(self, c: Container, run: Run) -> None:
         try:
             await run.shim.kill(signal.SIGKILL, all_processes=True)
         except PalletError as e:
@@ -641,18 +671,21 @@ class ContainerManager:
                     f"container {c.name} started again while being removed: try again"
                 )
             c = await self._transition(c, status=Status.REMOVING)
+            self._crashes.hit("remove", "removing")
             await self._finish_remove(c)
 
     async def _finish_remove(self, c: Container) -> None:
         # Record first: once it is gone the container is gone for every caller; a crash
         # before the directory is deleted leaves an orphan dir that start() removes.
-        await self._records.delete(c.id)
+        await self._events.publish(
+            "container", "destroy", c.id, self._attrs(c), also=delete_writer(c.id)
+        )
         self._containers.pop(c.id, None)
         self._locks.pop(c.id, None)
         for pending in self._pending.pop(c.id, []):
             if not pending.ready.done():
                 pending.ready.set_exception(NotFound(f"container {c.name} was removed"))
-        await self._events.publish("container", "destroy", c.id, self._attrs(c))
+        self._crashes.hit("remove", "deleted")
         await asyncio.to_thread(self._snapshots.remove, Path(c.state_dir))
 
     # ---- wait / attach / exec ------------------------------------------------------
@@ -670,13 +703,13 @@ class ContainerManager:
     async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> Attachment:
         c = self.resolve(ref)
         stdin = stdin and c.config.open_stdin
-        future: asyncio.Future[tuple[Stdio, _Run]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[tuple[Stdio, Run]] = asyncio.get_running_loop().create_future()
         run = self._runs.get(c.id)
         if c.state.status is Status.RUNNING and run is not None:
             stdio = await run.shim.attach(stdin, stdout, stderr)
             future.set_result((stdio, run))
         elif c.state.status in (Status.CREATED, Status.EXITED):
-            pending = _PendingAttach(stdin, stdout, stderr, future)
+            pending = PendingAttach(stdin, stdout, stderr, future)
             self._pending.setdefault(c.id, []).append(pending)
         else:
             raise FailedPrecondition(

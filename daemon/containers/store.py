@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from pallet.daemon.containers.model import (
@@ -102,8 +103,44 @@ def decode(row: sqlite3.Row) -> Container:
     )
 
 
+Writer = Callable[[sqlite3.Connection], None]
+
+
+def insert_writer(c: Container) -> Writer:
+    """Insert a new container; the UNIQUE name constraint is the last word on names."""
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO containers (id, name, image_id, created_ns, record) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (c.id, c.name, c.image_id, c.created_ns, encode(c)),
+        )
+
+    return write
+
+
+def update_writer(c: Container) -> Writer:
+    record = encode(c)
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE containers SET record = ? WHERE id = ?", (record, c.id))
+
+    return write
+
+
+def delete_writer(container_id: str) -> Writer:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
+
+    return write
+
+
 class ContainerRecords:
-    """Reads and writes container rows."""
+    """Reads and writes container rows.
+
+    The `*_writer` functions above give the same writes as values, for callers that must
+    commit them in one transaction with something else (the event announcing them).
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -118,26 +155,13 @@ class ContainerRecords:
         return [decode(r) for r in rows]
 
     async def insert(self, c: Container) -> None:
-        """Insert a new container; the UNIQUE name constraint is the last word on names."""
-        await self._db.run(
-            lambda conn: conn.execute(
-                "INSERT INTO containers (id, name, image_id, created_ns, record) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (c.id, c.name, c.image_id, c.created_ns, encode(c)),
-            )
-        )
+        await self._db.run(insert_writer(c))
 
     async def update(self, c: Container) -> None:
-        await self._db.run(
-            lambda conn: conn.execute(
-                "UPDATE containers SET record = ? WHERE id = ?", (encode(c), c.id)
-            )
-        )
+        await self._db.run(update_writer(c))
 
     async def delete(self, container_id: str) -> None:
-        await self._db.run(
-            lambda conn: conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))
-        )
+        await self._db.run(delete_writer(container_id))
 
     async def image_users(self, image_id: str) -> list[ImageUser]:
         """Containers created from an image, and whether each is running."""

@@ -14,7 +14,7 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -40,6 +40,8 @@ SCHEMA = [
 
 QUEUE_LIMIT = 10_000
 REPLAY_BATCH = 1_000
+# The journal is pruned at start and then once every this many events.
+PRUNE_EVERY = 1_000
 
 
 class Lagging(PalletError):
@@ -56,10 +58,18 @@ class Lagging(PalletError):
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
-    """How much of the journal to keep: at most `max_events`, none older than `max_age_s`."""
+    """How much of the journal to keep: at most `max_events`, none older than `max_age_s`.
+
+    The default keeps a week or 100,000 events, whichever is less (`palletd
+    --events-max-count`, `--events-max-age`).
+    """
 
     max_events: int = 100_000
     max_age_s: int = 7 * 24 * 3600
+
+    def __post_init__(self) -> None:
+        if self.max_events < 1 or self.max_age_s < 1:
+            raise ValueError("event retention must keep at least one event for one second")
 
 
 class _Subscriber:
@@ -92,6 +102,7 @@ class EventBus:
         # Serialises publishers so live delivery happens in seq order.
         self._lock = asyncio.Lock()
         self._last_seq = 0
+        self._since_prune = 0
 
     async def start(self) -> None:
         await self._db.migrate("events", SCHEMA)
@@ -130,13 +141,23 @@ class EventBus:
         action: str,
         actor_id: str,
         attributes: Mapping[str, str] | None = None,
+        *,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> Event:
+        """Journal and deliver one event.
+
+        `also` writes the state change the event announces in the same transaction, so a
+        crash leaves both or neither: never a change nobody heard of, nor an event for a
+        change that did not happen.
+        """
         attrs = dict(attributes or {})
         encoded = json.dumps(attrs, sort_keys=True)
         async with self._lock:
             now = time.time_ns()
 
             def insert(conn: sqlite3.Connection) -> int:
+                if also is not None:
+                    also(conn)
                 cur = conn.execute(
                     "INSERT INTO events (time_ns, type, action, actor_id, attributes) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -145,7 +166,7 @@ class EventBus:
                 assert cur.lastrowid is not None
                 return cur.lastrowid
 
-            seq = await self._db.run(insert)
+            seq = await (self._db.transaction(insert) if also else self._db.run(insert))
             event = Event(seq, type, action, actor_id, attrs, now)
             self._last_seq = seq
             for sub in self._subscribers:
@@ -155,6 +176,10 @@ class EventBus:
                     sub.queue.put_nowait(event)
                 except asyncio.QueueFull:
                     sub.lagging = True
+            self._since_prune += 1
+            if self._since_prune >= PRUNE_EVERY:
+                self._since_prune = 0
+                await self.prune()
         log.debug("event", seq=seq, type=type, action=action, actor_id=actor_id)
         return event
 

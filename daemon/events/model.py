@@ -6,7 +6,8 @@ events (that is `pallet.daemon.events.bus`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -32,4 +33,22 @@ class EventPublisher(Protocol):
         action: str,
         actor_id: str,
         attributes: Mapping[str, str] | None = None,
+    ) -> Event: ...
+
+
+class JournalPublisher(EventPublisher, Protocol):
+    """A publisher that can write the announced change in the event's own transaction.
+
+    Components whose records live in the same database (containers) use `also` so a crash
+    leaves the change and its event both written or neither.
+    """
+
+    async def publish(
+        self,
+        type: str,
+        action: str,
+        actor_id: str,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> Event: ...

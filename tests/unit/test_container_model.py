@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pallet.daemon.containers import filters
-from pallet.daemon.containers.manager import effective_config, merge_env
+from pallet.daemon.containers.merge import effective_config, merge_env
 from pallet.daemon.containers.model import (
     Container,
     ContainerConfig,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import replace
 from pathlib import Path
 
@@ -215,7 +216,7 @@ def test_process_order_groups_then_gid_then_uid_then_caps(tmp_path: Path, monkey
     assert [s.name for s in steps] == [
         "resolve user", "make workdir", "keep caps", "drop bounding set", "set groups",
         "set gid", "set uid", "set capabilities", "clear ambient", "set no_new_privs",
-        "enter workdir",
+        "die with the shim", "enter workdir",
     ]
     cwd = os.getcwd()
     try:
@@ -228,7 +229,9 @@ def test_process_order_groups_then_gid_then_uid_then_caps(tmp_path: Path, monkey
     assert first_drop < order.index("setgroups") < order.index("setresgid") < order.index(
         "setresuid"
     ) < order.index("capset")
-    assert fake.calls[-1] == ("prctl", sc.PR_SET_NO_NEW_PRIVS, 1)
+    assert fake.calls[-2] == ("prctl", sc.PR_SET_NO_NEW_PRIVS, 1)
+    # Last, after the uid change that would clear it: the process dies with its shim.
+    assert fake.calls[-1] == ("prctl", sc.PR_SET_PDEATHSIG, signal.SIGKILL)
     default = caps.mask_of(caps.DOCKER_DEFAULT)
     assert ("capset", default, default, 0) in fake.calls
     dropped = {c[2] for c in fake.calls if c[:2] == ("prctl", sc.PR_CAPBSET_DROP)}
