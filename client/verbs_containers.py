@@ -16,15 +16,19 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pallet.client import format as fmt
-from pallet.client import views
+from typing import TYPE_CHECKING
+
 from pallet.client.api import DuplexSession, PalletClient
-from pallet.client.options import env_list, validate_filters
+from pallet.client.options import env_list
 from pallet.client.requests import container_config, logs_request
 from pallet.client.stdio import StdinPump, write_chunks
-from pallet.client.template import Template, parse
 from pallet.daemon.errors import NotFound, PalletError, Unavailable
 
+if TYPE_CHECKING:
+    from pallet.client.template import Template
+
+# `run`, `create`, `start`... must start fast (20 `run -d` at once share two cores): the
+# table and template modules (~30 ms of imports) are imported by ps, inspect and logs only.
 
 
 def _error(message: str) -> None:
@@ -204,6 +208,10 @@ def wait(args: argparse.Namespace) -> int:
 
 
 def ps(args: argparse.Namespace) -> int:
+    from pallet.client import format as fmt
+    from pallet.client import views
+    from pallet.client.options import validate_filters
+
     filters = validate_filters(args.filter or [])
     trunc = not args.no_trunc
     template = args.format if args.format and args.format.strip() != "table" else None
@@ -231,6 +239,9 @@ def ps(args: argparse.Namespace) -> int:
 
 def inspect(args: argparse.Namespace) -> int:
     """`inspect` (containers, then images unless --type), `container inspect`, `image inspect`."""
+    from pallet.client import format as fmt
+    from pallet.client.template import parse
+
     template: Template | None = parse(fmt.expand_escapes(args.format)) if args.format else None
     kind = getattr(args, "type", None)
     found: list[dict[str, Any]] = []
@@ -252,6 +263,8 @@ def inspect(args: argparse.Namespace) -> int:
 
 
 def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str, Any]:
+    from pallet.client import views
+
     if kind in (None, "container"):
         try:
             return views.inspect_container(client.inspect_container(name))
@@ -277,7 +290,11 @@ def _json_indent(value: Any) -> str:
 
 def logs(args: argparse.Namespace) -> int:
     request = logs_request(args, time.time())
-    transform = fmt.TimestampPrefixer().feed if args.timestamps else None
+    transform = None
+    if args.timestamps:
+        from pallet.client import format as fmt
+
+        transform = fmt.TimestampPrefixer().feed
     with PalletClient(args.host) as client:
         write_chunks(client.logs(request), transform)
     return 0
@@ -313,5 +330,5 @@ def exec_(args: argparse.Namespace) -> int:
             write_chunks(session)
         if session.exit is None:
             raise Unavailable(f"lost the exec stream in {args.container} before it reported its exit code")
-        # A command that could not run was already explained on the exec's own stderr.
+        _report_exec_failure(session)
         return int(session.exit.exit_code)

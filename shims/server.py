@@ -42,7 +42,9 @@ from pallet.shim.processes import (
 from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
 from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 
-_READ_CHUNK = 65536
+# A busy container's output is read in slices this big (its pipes are made as big, see
+# `pallet.shim.children`), so 100 MB is a few hundred log records and frames, not 25,000.
+_READ_CHUNK = 1 << 20
 _DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
 _CREATE_TIMEOUT = 60.0
 
@@ -465,11 +467,8 @@ class Shim:
     def _report_exec_error(self, process: Process, message: str) -> None:
         if process.exec_error:
             return
+        # Reported once, in the exec's exit status; the client decides how to show it.
         process.exec_error = message
-        # Shown to the user on the exec's stderr, as docker's CLI does.
-        if process.conn is not None:
-            frame = wire.encode_output(wire.STDERR, time.time_ns(), message.encode() + b"\n")
-            self.io.send(process.conn, frame)
 
     def _op_shutdown(self, conn: Conn) -> dict[str, Any] | None:
         if self.status == "running":

@@ -42,6 +42,11 @@ def effective_config(req: CreateRequest, image: Image, hostname: str) -> Contain
     for item in req.env:
         if "=" not in item:
             raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
+    if req.working_dir and not req.working_dir.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory {req.working_dir!r} is invalid: it needs to be an "
+            "absolute path"
+        )
     labels = dict(ic.labels)
     labels.update(req.labels)
     stop_signal = req.stop_signal or ic.stop_signal or "SIGTERM"
