@@ -6,6 +6,7 @@ through the managers. Must not: change anything.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import platform
 import socket
@@ -17,6 +18,7 @@ from pathlib import Path
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.model import Status
 from pallet.daemon.events.bus import EventBus
+from pallet.daemon.images.housekeeping import Usage
 from pallet.daemon.images.model import ImageStore
 
 API_VERSION = "v1"
@@ -114,6 +116,9 @@ class SystemInfo:
     def version(self) -> Version:
         return self._version
 
+    async def disk_usage(self) -> DiskUsage:
+        return await disk_usage(self._containers, self._images)
+
     async def info(self) -> Info:
         counts = self._containers.counts()
         total = sum(counts.values())
@@ -138,3 +143,37 @@ class SystemInfo:
             last_event_seq=self._events.last_seq,
             started_at_ns=self._started_ns,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DiskUsage:
+    images: Usage
+    containers: Usage
+
+
+def _tree_bytes(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+async def disk_usage(containers: ContainerManager, images: ImageStore) -> DiskUsage:
+    """What `system df` shows: images from the image store, containers' writable layers."""
+    image_usage = await images.disk_usage()
+    found = containers.containers()
+    sizes = await asyncio.to_thread(lambda: [_tree_bytes(Path(c.state_dir) / "upper") for c in found])
+    running = [c.state.status is Status.RUNNING for c in found]
+    return DiskUsage(
+        images=image_usage,
+        containers=Usage(
+            total=len(found),
+            active=sum(running),
+            size=sum(sizes),
+            reclaimable=sum(size for size, run in zip(sizes, running) if not run),
+        ),
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 
@@ -17,6 +18,7 @@ from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.errors import InvalidArgument
 from pallet.daemon.shims.api import Output, Stdio
+from pallet.daemon.snapshots.export import export_rootfs
 from pallet.v1 import containers_pb2 as pb
 from pallet.v1 import containers_pb2_grpc as pb_grpc
 
@@ -174,3 +176,13 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
             if pump is not None:
                 pump.cancel()
             await proc.session.aclose()
+
+    @stream
+    async def Export(
+        self, request: pb.ExportContainerRequest, context: Ctx
+    ) -> AsyncIterator[pb.ExportContainerResponse]:
+        c = self._containers.get(request.container)
+        state_dir = Path(c.state_dir)
+        lowers = await self._containers.layer_dirs(c)
+        async for chunk in export_rootfs(state_dir / "upper", lowers, state_dir):
+            yield pb.ExportContainerResponse(chunk=chunk)

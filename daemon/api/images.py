@@ -102,3 +102,33 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
     async def Login(self, request: pb.LoginRequest, context: Ctx) -> pb.LoginResponse:
         await self._images.login(request.registry, credentials(request.auth))
         return pb.LoginResponse(status="Login Succeeded")
+
+    @stream
+    async def Save(self, request: pb.SaveRequest, context: Ctx) -> AsyncIterator[pb.SaveResponse]:
+        oci_only = request.format == pb.SAVE_FORMAT_OCI
+        async for chunk in self._images.save(list(request.images), oci_only):
+            yield pb.SaveResponse(chunk=chunk)
+
+    @unary
+    async def History(self, request: pb.HistoryRequest, context: Ctx) -> pb.HistoryResponse:
+        entries = await self._images.history(request.image)
+        return pb.HistoryResponse(
+            entries=[
+                pb.HistoryEntry(
+                    id=e.id,
+                    created=convert.timestamp(e.created_ns),
+                    created_by=e.created_by,
+                    size=e.size,
+                    comment=e.comment,
+                    empty_layer=e.empty_layer,
+                )
+                for e in entries
+            ]
+        )
+
+    @unary
+    async def Prune(self, request: pb.PruneImagesRequest, context: Ctx) -> pb.PruneImagesResponse:
+        result = await self._images.prune(request.all)
+        return pb.PruneImagesResponse(
+            untagged=result.untagged, deleted=result.deleted, space_reclaimed=result.space_reclaimed
+        )

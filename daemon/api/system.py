@@ -60,3 +60,21 @@ class SystemServicer(pb_grpc.SystemServiceServicer):
     @unary
     async def Ping(self, request: pb.PingRequest, context: Ctx) -> pb.PingResponse:
         return pb.PingResponse(api_version=self._system.version().api_version)
+
+    @unary
+    async def DiskUsage(self, request: pb.DiskUsageRequest, context: Ctx) -> pb.DiskUsageResponse:
+        usage = await self._system.disk_usage()
+        return pb.DiskUsageResponse(
+            images=pb.UsageSummary(
+                total=usage.images.total,
+                active=usage.images.active,
+                size=usage.images.size,
+                reclaimable=usage.images.reclaimable,
+            ),
+            containers=pb.UsageSummary(
+                total=usage.containers.total,
+                active=usage.containers.active,
+                size=usage.containers.size,
+                reclaimable=usage.containers.reclaimable,
+            ),
+        )

@@ -31,6 +31,7 @@ from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.content import ContentStore
 from pallet.daemon.images.filters import matches, parse_filters
+from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult, Usage, history, image_usage
 from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Lease, Leases
@@ -43,6 +44,7 @@ from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn
 from pallet.daemon.images.registry.pull import Puller, parse_platform
 from pallet.daemon.images.registry.push import Pusher
 from pallet.daemon.images.registry.transport import RegistryClient, Timeouts
+from pallet.daemon.images.saver import SaveItem, write_archive
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger("pallet.images")
@@ -299,13 +301,16 @@ class ImageManager:
                 return image_id, refs, _named_ref(name, refs)
 
             image_id, refs, by_ref = await self._db.run(look)
-            if by_ref and len(refs) > 1:
+            # As docker: digest references (from a pull) do not keep an image whose last
+            # tag goes; they go with it.
+            keeping = [r for r in refs if r != by_ref and ("@" not in r or "@" in by_ref)]
+            if by_ref and keeping:
                 # Another name keeps the image: only this name goes, whoever uses it.
                 await self._db.transaction(lambda conn: records.delete_ref(conn, by_ref))
                 await self._events.publish("image", "untag", image_id, {"name": familiar(by_ref)})
                 return RemoveResult(untagged=(familiar(by_ref),), deleted=())
             display = familiar(by_ref) if by_ref else (familiar(refs[0]) if refs else short_id(image_id))
-            if not by_ref and not force and len(refs) > 1:
+            if not by_ref and not force and len([r for r in refs if "@" not in r]) > 1:
                 # As docker: an id names every reference at once; say so before dropping them.
                 raise FailedPrecondition(
                     f"unable to delete {short_id(image_id)} (must be forced): image is referenced "
@@ -341,6 +346,94 @@ class ImageManager:
             await self._collect_locked(layers, blobs)
         log.info("image removed", image_id=image_id, forced=force, users=users)
         return RemoveResult(untagged=untagged, deleted=(image_id,))
+
+    # -- archives, history and housekeeping -------------------------------------------
+
+    async def save(self, names: Sequence[str], oci_only: bool = False) -> AsyncIterator[bytes]:
+        """The archive of these images, in chunks (written to a spool file first)."""
+        if not names:
+            raise InvalidArgument("save needs at least one image")
+        items = []
+        for name in names:
+            image = await self.get(name)
+            if not image.manifest_digest:
+                raise FailedPrecondition(f"image {name} has no manifest: load or pull it again")
+            ref = _named_ref(name, [str(parse_tagged(t)) for t in image.repo_tags])
+            items.append(SaveItem(image.manifest_digest, (parse_tagged(ref),) if ref else ()))
+        spool = self.content.tmp_dir / f"save-{secrets.token_hex(8)}"
+        # A lease on the blobs keeps a concurrent rmi from collecting them mid-archive.
+        lease = self._leases.acquire()
+        try:
+            for item in items:
+                if not self.content.acquire(item.manifest_digest, lease):
+                    raise NotFound(f"manifest {item.manifest_digest} is not stored")
+            await asyncio.to_thread(write_archive, spool, self.content, items, oci_only, lease)
+            file: BinaryIO = await asyncio.to_thread(open, spool, "rb")
+            try:
+                while chunk := await asyncio.to_thread(file.read, _SPOOL_BUFFER):
+                    yield chunk
+            finally:
+                file.close()
+        finally:
+            self._leases.release(lease)
+            await asyncio.to_thread(spool.unlink, True)
+
+    async def history(self, name: str) -> builtins.list[HistoryEntry]:
+        image = await self.get(name)
+        config_bytes = await asyncio.to_thread(self.content.read_verified, image.id)
+        sizes = await self._db.run(
+            lambda conn: [records.layer_size(conn, diff_id) or 0 for diff_id in image.layers]
+        )
+        return history(image, config_bytes, sizes)
+
+    async def prune(self, all: bool = False) -> PruneResult:
+        """Remove dangling images (every image no container uses, with `all`), then
+        collect whatever no record names."""
+        before = await asyncio.to_thread(self._disk_bytes)
+        untagged: builtins.list[str] = []
+        deleted: builtins.list[str] = []
+        for image in await self.list(all=True):
+            if not all and (image.repo_tags or image.repo_digests):
+                continue
+            if await self._image_users(image.id):
+                continue
+            try:
+                result = await self.remove(image.id, force=True)
+            except (NotFound, FailedPrecondition):
+                continue  # gone or taken into use meanwhile
+            untagged += result.untagged
+            deleted += result.deleted
+        await self.gc()
+        after = await asyncio.to_thread(self._disk_bytes)
+        await self._events.publish("image", "prune", "", {"reclaimed": str(max(before - after, 0))})
+        return PruneResult(tuple(untagged), tuple(deleted), max(before - after, 0))
+
+    async def gc(self) -> None:
+        """Remove blobs and layers no record names and no lease holds, and partial
+        downloads no pull is working on."""
+        await self._collect_orphans()
+        busy = self._fetcher.busy()
+        await asyncio.to_thread(self.content.clear_ingest, busy)
+
+    async def disk_usage(self) -> Usage:
+        images = await self.list(all=True)
+        in_use = {image.id for image in images if await self._image_users(image.id)}
+
+        def sizes() -> tuple[dict[str, int], dict[str, int]]:
+            layers = {d: self.layers.size_of(d) for d in self.layers.diff_ids()}
+            blobs = {d: self.content.path(d).stat().st_size for d in self.content.digests()}
+            return layers, blobs
+
+        layer_sizes, blob_sizes = await asyncio.to_thread(sizes)
+        used_blobs = await self._db.run(
+            lambda conn: {b for image_id in in_use for b in records.blobs_of(conn, image_id)}
+        )
+        return image_usage(images, in_use, layer_sizes, blob_sizes, used_blobs)
+
+    def _disk_bytes(self) -> int:
+        total = sum(self.layers.size_of(d) for d in self.layers.diff_ids())
+        total += sum(self.content.path(d).stat().st_size for d in self.content.digests())
+        return total + self.content.ingest_size()
 
     # -- collection -------------------------------------------------------------------
 

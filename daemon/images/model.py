@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult, Usage
     from pallet.daemon.images.registry.auth import Credentials
     from pallet.daemon.images.registry.fetch import ProgressFn
 
@@ -101,6 +102,14 @@ class ImageStore(Protocol):
     ) -> tuple[str, int]: ...
 
     async def login(self, registry: str, credentials: Credentials) -> None: ...
+
+    def save(self, names: Sequence[str], oci_only: bool = False) -> AsyncIterator[bytes]: ...
+
+    async def history(self, name: str) -> builtins.list[HistoryEntry]: ...
+
+    async def prune(self, all: bool = False) -> PruneResult: ...
+
+    async def disk_usage(self) -> Usage: ...
 
     def layer_dirs(self, image: Image) -> builtins.list[str]:
         """Unpacked layer directories for overlayfs lowerdir, TOP layer first."""

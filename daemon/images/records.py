@@ -253,3 +253,15 @@ def all_layers_and_blobs(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
 def layer_size(conn: sqlite3.Connection, diff_id: str) -> int | None:
     row = conn.execute("SELECT size FROM image_layers WHERE diff_id = ? LIMIT 1", (diff_id,)).fetchone()
     return None if row is None else int(row["size"])
+
+
+def blobs_of(conn: sqlite3.Connection, image_id: str) -> set[str]:
+    """Every blob an image's records name (manifest, config, layers)."""
+    blobs: set[str] = set()
+    row = conn.execute("SELECT config_digest, manifest_digest FROM images WHERE id = ?", (image_id,)).fetchone()
+    if row is not None:
+        blobs.update(d for d in (row["config_digest"], row["manifest_digest"]) if d)
+    blobs.update(
+        str(r["blob_digest"]) for r in conn.execute("SELECT blob_digest FROM image_layers WHERE image_id = ?", (image_id,))
+    )
+    return blobs
