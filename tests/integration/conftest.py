@@ -257,6 +257,9 @@ class Palletd:
     popens: list[subprocess.Popen[Any]] = field(default_factory=list)
     base_image_id: str = ""
     _channel: Any = None
+    #: Extra palletd flags and environment for the next start() (crash tests set these).
+    extra_args: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def root(self) -> Path:
@@ -330,7 +333,9 @@ class Palletd:
                     "--host", self.host,
                     "--cgroup-parent", self.cgroup_parent,
                     "--log-level", "debug",
+                    *self.extra_args,
                 ],
+                env={**os.environ, **self.extra_env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

@@ -1,0 +1,122 @@
+"""A container's shim killed -9 or hung: the container dies with it, the daemon does not hang.
+
+The shim is the parent of the container's init (found through /proc as the init's parent);
+killing it must not leave container processes running unsupervised, and the container
+must show as exited with a reason, with nothing left mounted, and be removable.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+def test_kill_9_of_a_shim_kills_its_container_and_is_reported(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "orphan", image, "sh", "-c",
+                   "sleep 1000 & sleep 1001 & echo up; wait")
+    palletd.wait_for(lambda: palletd.cli_ok("logs", "orphan") == "up\n", 10, what="output")
+    cid = palletd.inspect("orphan")["Id"]
+    init = palletd.inspect("orphan")["State"]["Pid"]
+    shim = parent_of(init)
+    assert str(palletd.base) in Path(f"/proc/{shim}/cmdline").read_text(errors="replace")
+    # An exec'd process too: it must not survive its supervisor either.
+    palletd.cli_ok("exec", "-d", "orphan", "sleep", "1002")
+    palletd.wait_for(lambda: len(palletd.container_cgroups(cid)) > 0 and
+                     len(_cgroup_pids(palletd, cid)) >= 4, 10, what="the exec")
+    members = _cgroup_pids(palletd, cid)
+
+    os.kill(shim, signal.SIGKILL)
+
+    palletd.wait_for(lambda: all(gone(p) for p in members), 10,
+                     what="the container's processes to die with their shim")
+    state = palletd.wait_for(
+        lambda: (s := palletd.inspect("orphan")["State"])["Status"] == "exited" and s, 15,
+        what="the container to show as exited",
+    )
+    assert state["ExitCode"] == 255
+    assert "shim" in state["Error"] and "died" in state["Error"], state["Error"]
+    assert palletd.container_cgroups(cid) == [], "the dead shim's cgroups were left"
+    assert palletd.mounts() == []
+    assert not (palletd.run_root / "shims" / f"{cid}.sock").exists()
+    # ps tells the truth, and the container can be started again and removed.
+    assert "Exited (255)" in palletd.cli_ok("ps", "-a", "--filter", "name=orphan")
+    palletd.cli_ok("start", "orphan")
+    assert palletd.inspect("orphan")["State"]["Running"] is True
+    assert palletd.cli_ok("rm", "-f", "orphan") == "orphan\n"
+
+
+def test_shim_killed_while_the_daemon_is_down(fresh_palletd: Any) -> None:
+    palletd = fresh_palletd
+    palletd.cli_ok("run", "-d", "--name", "lonely", "busybox", "sleep", "300")
+    cid = palletd.inspect("lonely")["Id"]
+    init = palletd.inspect("lonely")["State"]["Pid"]
+    shim = parent_of(init)
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    os.kill(shim, signal.SIGKILL)
+    palletd.wait_for(lambda: gone(init), 10, what="the container to die with its shim")
+    palletd._close_channel()
+    palletd.start()
+    state = palletd.inspect("lonely")["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 255
+    assert "died while palletd was down" in state["Error"]
+    assert palletd.container_cgroups(cid) == []
+    assert not (palletd.run_root / "shims" / f"{cid}.sock").exists()
+    assert palletd.cli_ok("wait", "lonely") == "255\n"
+    assert palletd.cli_ok("rm", "lonely") == "lonely\n"
+
+
+def test_a_hung_shim_does_not_hang_the_daemon(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "frozen", image, "sleep", "300")
+    palletd.cli_ok("run", "-d", "--name", "lively", image, "sleep", "300")
+    shim = parent_of(palletd.inspect("frozen")["State"]["Pid"])
+    os.kill(shim, signal.SIGSTOP)
+    try:
+        # Calls that need the hung shim fail with a deadline instead of hanging...
+        result = palletd.cli("exec", "frozen", "true", timeout=60)
+        assert result.returncode != 0
+        assert "deadline" in result.stderr.lower() or "did not answer" in result.stderr.lower(), (
+            result.stderr
+        )
+        result = palletd.cli("kill", "-s", "HUP", "frozen", timeout=60)
+        assert result.returncode != 0
+        # ...and everything else goes on meanwhile.
+        assert sorted(palletd.cli_ok("ps", "--format", "{{.Names}}").split()) == [
+            "frozen", "lively"]
+        assert palletd.cli_ok("exec", "lively", "echo", "fine") == "fine\n"
+        assert palletd.inspect("frozen")["State"]["Running"] is True
+    finally:
+        os.kill(shim, signal.SIGCONT)
+    palletd.cli_ok("rm", "-f", "frozen")
+    assert palletd.cli_ok("exec", "lively", "echo", "still") == "still\n"
+
+
+def _cgroup_pids(palletd: Any, cid: str) -> set[int]:
+    pids: set[int] = set()
+    for directory in palletd.container_cgroups(cid):
+        try:
+            pids.update(int(x) for x in (directory / "cgroup.procs").read_text().split())
+        except OSError:
+            pass
+    return pids
