@@ -8,7 +8,6 @@ Must not: import grpc or protobuf, or build requests (that is `pallet.client.req
 
 from __future__ import annotations
 
-import calendar
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -142,6 +141,8 @@ def parse_time(text: str, now: float) -> tuple[int, int]:
         return int(unix.group(1)), int((unix.group(2) or "0").ljust(9, "0"))
     match = _RFC3339.match(value)
     if match is not None:
+        import calendar  # here, not at the top: run/create never need its ~2 ms of imports
+
         year, month, day, hour, minute, second, frac, zone = match.groups()
         try:
             seconds = calendar.timegm(

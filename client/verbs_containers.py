@@ -9,7 +9,6 @@ Must not: parse argv, map gRPC codes (the client does), or lay out tables (forma
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -281,6 +280,8 @@ def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str,
 
 def _json_indent(value: Any) -> str:
     """json.MarshalIndent(value, "", "    ") as docker prints it (HTML characters escaped)."""
+    import json
+
     text = json.dumps(value, indent=4, ensure_ascii=False)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 

@@ -8,6 +8,7 @@ clients (that is `pallet.shim.server`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import selectors
 from collections.abc import Callable
@@ -18,6 +19,10 @@ from pallet.shim.connections import Conn, Connections
 from pallet.shim.processes import StatusReader
 
 STDIN_BUFFER_LIMIT = 1 << 20  # past this, the clients feeding it are paused
+# Output pipes hold this much (the default is 64 KiB): a writer keeps going while the
+# shim is busy, and each read takes more at once. 1 MiB is /proc/sys/fs/pipe-max-size's
+# default, the most a process without CAP_SYS_RESOURCE may ask for.
+OUTPUT_PIPE_SIZE = 1 << 20
 
 
 class StdinPipe:
@@ -100,3 +105,11 @@ class Process:
         self.conn: Conn | None = None  # exec processes: the client streaming it
         for fd in self.outputs:
             os.set_blocking(fd, False)
+            _enlarge_pipe(fd)
+
+
+def _enlarge_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, OUTPUT_PIPE_SIZE)
+    except OSError:
+        pass  # a lower pipe-max-size or the user's pipe quota: the default size works too

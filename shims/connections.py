@@ -120,6 +120,21 @@ class Connections:
     def send(self, conn: Conn, data: bytes) -> None:
         if conn.fd not in self.conns:
             return
+        if not conn.out:
+            # The usual case, a client keeping up: straight to its socket, no copy into
+            # the buffer and no selector change.
+            try:
+                sent = conn.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self.drop(conn)
+                return
+            if sent == len(data):
+                if conn.close_after_flush:
+                    self.drop(conn)
+                return
+            data = data[sent:]
         if len(conn.out) + len(data) > CLIENT_BUFFER_LIMIT:
             self.drop(conn)  # too slow: its output would otherwise pile up in the shim
             return

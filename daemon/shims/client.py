@@ -18,6 +18,7 @@ import contextlib
 import os
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,32 @@ DEFAULT_SPAWN_TIMEOUT = 60.0
 LAUNCHER_START_TIMEOUT = 30.0
 
 
+#: The most output `coalesce` puts in one chunk.
+COALESCE_BYTES = 1 << 20
+
+
+def coalesce(outputs: list[Output], limit: int = COALESCE_BYTES) -> list[Output]:
+    """Merge adjacent chunks of the same stream (up to `limit` bytes each).
+
+    Output that queued up while palletd was busy goes on as a few big gRPC messages
+    instead of one per pipe read; a merged chunk keeps its first part's capture time.
+    """
+    merged: list[Output] = []
+    parts: list[bytes] = []
+    size = 0
+    for out in outputs:
+        if parts and (out.stream != merged[-1].stream or size + len(out.data) > limit):
+            merged[-1] = replace(merged[-1], data=b"".join(parts))
+            parts, size = [], 0
+        if not parts:
+            merged.append(out)
+        parts.append(out.data)
+        size += len(out.data)
+    if len(parts) > 1:
+        merged[-1] = replace(merged[-1], data=b"".join(parts))
+    return merged
+
+
 class _Stdio:
     """The output of the container's init (or an exec) as it is produced, and its stdin."""
 
@@ -60,13 +87,21 @@ class _Stdio:
     async def output(self) -> AsyncIterator[Output]:
         while True:
             try:
-                kind, payload = await self._channel.read_frame(None)
+                frames = await self._channel.read_frames(None)
             except Unavailable:
                 return  # the shim went away: no more output will come
-            if kind in (wire.STDOUT, wire.STDERR):
-                time_ns, data = wire.decode_output(payload)
-                yield Output(stream=kind, data=data, time_ns=time_ns)
-            elif kind == wire.CONTROL and wire.decode_control(payload).get("event") == "eof":
+            ended = False
+            outputs: list[Output] = []
+            for kind, payload in frames:
+                if kind in (wire.STDOUT, wire.STDERR):
+                    time_ns, data = wire.decode_output(payload)
+                    outputs.append(Output(stream=kind, data=data, time_ns=time_ns))
+                elif kind == wire.CONTROL and wire.decode_control(payload).get("event") == "eof":
+                    ended = True
+                    break
+            for out in coalesce(outputs):
+                yield out
+            if ended:
                 return
 
     async def write_stdin(self, data: bytes) -> None:
@@ -97,15 +132,22 @@ class _ExecSession:
     async def _read(self) -> None:
         try:
             while True:
-                kind, payload = await self._channel.read_frame(None)
-                if kind in (wire.STDOUT, wire.STDERR):
-                    time_ns, data = wire.decode_output(payload)
-                    self._queue.put_nowait(Output(stream=kind, data=data, time_ns=time_ns))
-                elif kind == wire.CONTROL:
-                    message = wire.decode_control(payload)
-                    if message.get("event") == "exit":
-                        self._exit.set_result(exit_from_dict(message["exit"]))
-                        return
+                outputs: list[Output] = []
+                exit_status: ExitStatus | None = None
+                for kind, payload in await self._channel.read_frames(None):
+                    if kind in (wire.STDOUT, wire.STDERR):
+                        time_ns, data = wire.decode_output(payload)
+                        outputs.append(Output(stream=kind, data=data, time_ns=time_ns))
+                    elif kind == wire.CONTROL:
+                        message = wire.decode_control(payload)
+                        if message.get("event") == "exit":
+                            exit_status = exit_from_dict(message["exit"])
+                            break
+                for out in coalesce(outputs):
+                    self._queue.put_nowait(out)
+                if exit_status is not None:
+                    self._exit.set_result(exit_status)
+                    return
         except Unavailable as exc:
             if not self._exit.done():
                 self._exit.set_exception(
