@@ -39,7 +39,7 @@ STREAM_STDOUT: Stream
 STREAM_STDERR: Stream
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout")
+    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,8 @@ class ContainerConfig(_message.Message):
     AUTO_REMOVE_FIELD_NUMBER: _ClassVar[int]
     STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     STOP_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    LOG_MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOG_MAX_FILE_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     cmd: _containers.RepeatedScalarFieldContainer[str]
@@ -75,7 +77,9 @@ class ContainerConfig(_message.Message):
     auto_remove: bool
     stop_signal: str
     stop_timeout: int
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ...) -> None: ...
+    log_max_size: int
+    log_max_file: int
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ...) -> None: ...
 
 class ContainerState(_message.Message):
     __slots__ = ("status", "pid", "exit_code", "started_at", "finished_at", "error", "oom_killed", "shim_pid")
