@@ -63,6 +63,7 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("-l", "--label", action="append", metavar="K=V", help="set a label (K alone: empty value)")
     p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
     p.add_argument("--stop-timeout", type=int, metavar="N", help="seconds before SIGKILL after the stop signal")
+    p.add_argument("--log-opt", action="append", metavar="K=V", help="log option: max-size=10m (rotate at), max-file=3 (files kept)")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     if not run:

@@ -8,10 +8,38 @@ print; unit tests call these functions directly.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 
 from pallet.client.options import env_list, parse_labels, parse_tail, parse_time
+from pallet.daemon.errors import InvalidArgument
 from pallet.v1 import containers_pb2
+
+_SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.I)
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+def parse_log_opts(opts: Sequence[str]) -> tuple[int, int]:
+    """`--log-opt max-size=10m --log-opt max-file=3` -> (bytes, files), as docker reads them."""
+    max_size, max_file = 0, 0
+    for opt in opts:
+        key, sep, value = opt.partition("=")
+        if key == "max-size" and sep:
+            match = _SIZE.match(value.strip())
+            if not match:
+                raise InvalidArgument(
+                    f"invalid log option max-size={value!r}: use bytes or a number with k, m or g"
+                )
+            max_size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+        elif key == "max-file" and sep:
+            if not value.isdigit() or int(value) < 1:
+                raise InvalidArgument(f"invalid log option max-file={value!r}: use 1 or more")
+            max_file = int(value)
+        else:
+            raise InvalidArgument(
+                f"unknown log option {opt!r}: pallet knows max-size=SIZE and max-file=N"
+            )
+    return max_size, max_file
 
 
 def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> containers_pb2.ContainerConfig:
@@ -35,6 +63,8 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         config.entrypoint_set = True
     if args.stop_timeout is not None:
         config.stop_timeout = args.stop_timeout
+    if getattr(args, "log_opt", None):
+        config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
     return config
 
 

@@ -139,6 +139,15 @@ def _list_or_none(values: Iterable[str]) -> list[str] | None:
     return items or None
 
 
+def _log_config(cfg: Any) -> dict[str, Any]:
+    """Docker's HostConfig.LogConfig: the driver and the rotation options that were given."""
+    options: dict[str, str] = {}
+    if cfg.log_max_size:
+        options["max-size"] = str(int(cfg.log_max_size))
+        options["max-file"] = str(max(1, int(cfg.log_max_file)))
+    return {"Type": "local", "Config": options}
+
+
 def inspect_container(c: Any) -> dict[str, Any]:
     """A container as docker's `inspect` JSON (the fields pallet has, in docker's order)."""
     state = c.state
@@ -168,7 +177,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
         "RestartCount": int(c.restart_count),
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": {"AutoRemove": bool(cfg.auto_remove)},
+        "HostConfig": {"AutoRemove": bool(cfg.auto_remove), "LogConfig": _log_config(cfg)},
         "GraphDriver": {
             "Data": {"LowerDir": ":".join(c.lower_dirs), "UpperDir": c.upper_dir},
             "Name": "overlay",

@@ -53,6 +53,8 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
         auto_remove=cfg.auto_remove,
         stop_signal=cfg.stop_signal,
         stop_timeout=cfg.stop_timeout if cfg.HasField("stop_timeout") else None,
+        log_max_size=cfg.log_max_size,
+        log_max_files=cfg.log_max_file,
     )
 
 
@@ -79,6 +81,8 @@ def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
             auto_remove=cfg.auto_remove,
             stop_signal=cfg.stop_signal,
             stop_timeout=cfg.stop_timeout,
+            log_max_size=cfg.log_max_size,
+            log_max_file=cfg.log_max_files,
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],

@@ -87,10 +87,7 @@ def write_etc_files(container: Container) -> None:
     (state_dir / "resolv.conf").write_text(resolv_conf())
 
 
-def shim_spec(
-    container: Container, rootfs: RootFs, cgroup_parent: str, log_max_size: int = 0,
-    log_max_files: int = 1,
-) -> ShimSpec:
+def shim_spec(container: Container, rootfs: RootFs, cgroup_parent: str) -> ShimSpec:
     """The spec a shim needs to build and run `container` on `rootfs`."""
     state_dir = container.state_dir
     mounts = tuple(
@@ -116,6 +113,6 @@ def shim_spec(
         readonly_paths=READONLY_PATHS,
         cgroup_path=f"{cgroup_parent}/{container.id}",
         no_new_privileges=True,
-        log_max_size=log_max_size,
-        log_max_files=log_max_files,
+        log_max_size=cfg.log_max_size,
+        log_max_files=cfg.log_max_files,
     )

@@ -54,6 +54,15 @@ def effective_config(req: CreateRequest, image: Image, hostname: str) -> Contain
     stop_timeout = 10 if req.stop_timeout is None else req.stop_timeout
     if stop_timeout < 0:
         raise InvalidArgument(f"invalid stop timeout {stop_timeout}: use 0 or more seconds")
+    if req.log_max_size < 0 or req.log_max_files < 0:
+        raise InvalidArgument(
+            "invalid log options: max-size and max-file must be 0 or more"
+        )
+    if req.log_max_files > 1 and not req.log_max_size:
+        raise InvalidArgument(
+            f"log option max-file={req.log_max_files} needs max-size: without it the log "
+            "never rotates"
+        )
     return ContainerConfig(
         image=req.image,
         cmd=cmd,
@@ -67,4 +76,6 @@ def effective_config(req: CreateRequest, image: Image, hostname: str) -> Contain
         auto_remove=req.auto_remove,
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
+        log_max_size=req.log_max_size,
+        log_max_files=max(1, req.log_max_files),
     )

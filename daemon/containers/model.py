@@ -60,6 +60,10 @@ class ContainerConfig:
     auto_remove: bool = False
     stop_signal: str = "SIGTERM"
     stop_timeout: int = 10
+    # Log rotation: the shim rotates at log_max_size bytes (0: never), keeping
+    # log_max_files files, the current one included.
+    log_max_size: int = 0
+    log_max_files: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +84,8 @@ class CreateRequest:
     auto_remove: bool = False
     stop_signal: str = ""
     stop_timeout: int | None = None
+    log_max_size: int = 0
+    log_max_files: int = 0  # 0: one file
 
 
 @dataclass(frozen=True, slots=True)

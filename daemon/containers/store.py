@@ -50,6 +50,8 @@ def encode(c: Container) -> str:
                 "auto_remove": cfg.auto_remove,
                 "stop_signal": cfg.stop_signal,
                 "stop_timeout": cfg.stop_timeout,
+                "log_max_size": cfg.log_max_size,
+                "log_max_files": cfg.log_max_files,
             },
             "state": {
                 "status": st.status.value,
@@ -90,6 +92,8 @@ def decode(row: sqlite3.Row) -> Container:
             auto_remove=cfg["auto_remove"],
             stop_signal=cfg["stop_signal"],
             stop_timeout=cfg["stop_timeout"],
+            log_max_size=cfg.get("log_max_size", 0),
+            log_max_files=cfg.get("log_max_files", 1),
         ),
         state=ContainerState(
             status=Status(st["status"]),
