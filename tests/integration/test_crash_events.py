@@ -47,7 +47,7 @@ class Subscriber:
         while time.monotonic() < deadline:
             channel = grpc.insecure_channel(self.host)
             try:
-                stub = events_pb2_grpc.EventsServiceStub(channel)
+                stub: Any = events_pb2_grpc.EventsServiceStub(channel)  # type: ignore[no-untyped-call]
                 stream = stub.Subscribe(
                     events_pb2.SubscribeRequest(since_seq=after),
                     timeout=max(1.0, deadline - time.monotonic()),
