@@ -171,17 +171,21 @@ class ContentStore:
         """Where a download of `digest` keeps its bytes until they are verified."""
         return self.ingest_dir / check_digest(digest)
 
-    def commit_ingest(self, digest: str, leases: list[Lease]) -> None:
-        """Move a verified, complete download into place, leased to every waiting pull."""
+    def commit_ingest(self, digest: str, leases: list[Lease]) -> bool:
+        """Move a verified, complete download into place, leased to every waiting pull;
+        False (left in ingest) when no pull waits for it any more."""
         source = self.ingest_path(digest)
         with open(source, "rb") as file:
             os.fsync(file.fileno())
         final = self.path(digest)
         with self.leases.lock:
+            if not leases:
+                return False
             for lease in leases:
                 lease.blobs.add(digest)
             os.rename(source, final)
         fsync_dir(final.parent)
+        return True
 
     def ingest_size(self) -> int:
         return sum(entry.stat().st_size for entry in os.scandir(self.ingest_dir) if entry.is_file())

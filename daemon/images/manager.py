@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequen
 from pathlib import Path
 from typing import BinaryIO
 
+import httpx
 import structlog
 
 from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -71,10 +72,12 @@ class ImageManager:
         clock: Callable[[], int] = time.time_ns,
         insecure_registries: Sequence[str] = (),
         registry_timeouts: Timeouts = Timeouts(),
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self._db = db
         self._insecure = tuple(insecure_registries)
         self._timeouts = registry_timeouts
+        self._http_transport = http_transport
         self._events = events
         self._image_users = image_users
         self._clock = clock
@@ -150,7 +153,9 @@ class ImageManager:
     # -- registries -------------------------------------------------------------------
 
     def _client(self, ref: Reference, credentials: Credentials, actions: str = "pull") -> RegistryClient:
-        return RegistryClient(resolve(ref, self._insecure), credentials, self._timeouts, actions)
+        return RegistryClient(
+            resolve(ref, self._insecure), credentials, self._timeouts, actions, http_transport=self._http_transport
+        )
 
     async def pull(
         self, reference: str, platform: str, credentials: Credentials, progress: ProgressFn
@@ -191,7 +196,7 @@ class ImageManager:
     async def login(self, registry: str, credentials: Credentials) -> None:
         """Check credentials against a registry (the client keeps them)."""
         endpoint = endpoint_for_domain(registry.removeprefix("https://").removeprefix("http://").rstrip("/"), self._insecure)
-        async with RegistryClient(endpoint, credentials, self._timeouts) as client:
+        async with RegistryClient(endpoint, credentials, self._timeouts, http_transport=self._http_transport) as client:
             await client.ping()
 
     def _staging(self) -> _Staging:

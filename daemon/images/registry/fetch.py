@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 from pallet.daemon.errors import InvalidArgument, Unavailable
 from pallet.daemon.images.content import ContentStore
@@ -26,6 +26,21 @@ from pallet.daemon.images.registry.transport import RegistryTransport
 
 ProgressFn = Callable[[str, str, int, int], None]  # id, status, current, total
 _REPORT_EVERY_S = 0.25
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """`asyncio.to_thread`, but a cancelled caller still waits for the thread to finish.
+
+    A worker thread cannot be stopped; if its caller went on, a layer or blob it puts in
+    place afterwards would land after the pull's lease was released and collected.
+    """
+    future = asyncio.ensure_future(asyncio.to_thread(fn, *args))
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        await asyncio.wait([future])
+        raise
 
 
 def short(digest: str) -> str:
@@ -53,7 +68,7 @@ class BlobFetcher:
     ) -> bool:
         """Make the blob present and leased; False when it was there already."""
         digest = descriptor.digest
-        if await asyncio.to_thread(self._content.acquire, digest, lease):
+        if await in_thread(self._content.acquire, digest, lease):
             return False
         flight = self._flights.get(digest)
         if flight is None:
@@ -84,19 +99,23 @@ class BlobFetcher:
     ) -> None:
         digest, size, name = descriptor.digest, descriptor.size, short(descriptor.digest)
         path = self._content.ingest_path(digest)
-        hasher, offset = await asyncio.to_thread(_rehash, path, size)
-        if offset >= size and size > 0:
-            offset = 0  # a complete-looking partial that was not committed is suspect: start over
-            hasher = hashlib.sha256()
-            await asyncio.to_thread(_truncate, path)
+        hasher, offset = await in_thread(_rehash, path, size)
+        if offset == size and "sha256:" + hasher.hexdigest() == digest:
+            # Downloaded whole before, but nobody was left to take it: take it now.
+            await self._commit(digest, flight, name, size)
+            return
+        if offset >= size:
+            offset, hasher = 0, hashlib.sha256()
+            await in_thread(_truncate, path)
         async with transport.blob(digest, offset) as body:
             if body.offset != offset:
                 # The registry ignored the range: start from the beginning.
                 offset, hasher = 0, hashlib.sha256()
-                await asyncio.to_thread(_truncate, path)
+                await in_thread(_truncate, path)
             if offset:
                 progress(name, "Resuming", offset, size)
-            file: BinaryIO = await asyncio.to_thread(open, path, "ab")
+            # Opened on the loop (it is quick): a cancelled in_thread would lose the handle.
+            file: BinaryIO = open(path, "ab")
             try:
                 done, last = offset, 0.0
                 async for chunk in body.chunks():
@@ -106,13 +125,15 @@ class BlobFetcher:
                             f"blob {digest} from {transport.endpoint.domain} is larger than the "
                             f"{size} bytes its descriptor says: nothing was stored"
                         )
-                    await asyncio.to_thread(_append, file, hasher, chunk)
+                    await in_thread(_append, file, hasher, chunk)
                     now = time.monotonic()
                     if now - last >= _REPORT_EVERY_S:
                         last = now
                         progress(name, "Downloading", done, size)
             finally:
-                await asyncio.to_thread(file.close)
+                await in_thread(file.close)
+                if done == 0:
+                    await in_thread(path.unlink, True)  # nothing worth resuming
         if done != size:
             raise Unavailable(
                 f"blob {digest} from {transport.endpoint.domain} ended after {done} of {size} "
@@ -120,14 +141,19 @@ class BlobFetcher:
             )
         actual = "sha256:" + hasher.hexdigest()
         if actual != digest:
-            await asyncio.to_thread(path.unlink, True)
+            await in_thread(path.unlink, True)
             raise InvalidArgument(
                 f"blob {digest} from {transport.endpoint.domain} does not match its digest "
                 f"(its content hashes to {actual}): nothing was stored"
             )
         progress(name, "Verifying Checksum", size, size)
-        await asyncio.to_thread(self._content.commit_ingest, digest, list(flight.leases))
+        await self._commit(digest, flight, name, size)
         progress(name, "Download complete", size, size)
+
+    async def _commit(self, digest: str, flight: _Flight, name: str, size: int) -> None:
+        # The live list: a pull that gave up meanwhile is not handed the blob.
+        if not await in_thread(self._content.commit_ingest, digest, flight.leases):
+            raise asyncio.CancelledError()
 
 
 def _rehash(path: os.PathLike[str], size: int) -> tuple[hashlib._Hash, int]:

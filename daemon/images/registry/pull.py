@@ -24,7 +24,7 @@ from pallet.daemon.images.layers import LayerStore, Readable, UnpackedLayer, dif
 from pallet.daemon.images.leases import Lease
 from pallet.daemon.images.records import StagedImage, StagedLayer
 from pallet.daemon.images.reference import Reference
-from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn, short
+from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn, in_thread, short
 from pallet.daemon.images.registry.transport import RegistryTransport
 
 MAX_INDEX_DEPTH = 4
@@ -145,9 +145,9 @@ class Puller:
             raise InvalidArgument(f"{name} has a manifest of unsupported media type {media_type!r}")
         manifest = oci.parse_manifest(data, f"manifest {digest}")
         self._progress("", f"{ref.tag or ref.digest}: Pulling from {ref.familiar_name}", 0, 0)
-        manifest_digest = await asyncio.to_thread(self._content.write_bytes, data, self._lease, digest)
+        manifest_digest = await in_thread(self._content.write_bytes, data, self._lease, digest)
         await self._fetcher.fetch(self._transport, manifest.config, self._lease, self._quiet)
-        config_bytes = await asyncio.to_thread(self._content.read_verified, manifest.config.digest)
+        config_bytes = await in_thread(self._content.read_verified, manifest.config.digest)
         parsed = oci.parse_config(config_bytes)
         if len(parsed.diff_ids) != len(manifest.layers):
             raise InvalidArgument(
@@ -188,21 +188,21 @@ class Puller:
 
     async def _layer(self, layer: oci.Descriptor, diff_id: str) -> StagedLayer:
         name = short(layer.digest)
-        unpacked_before = await asyncio.to_thread(self._layers.acquire, diff_id, self._lease)
+        unpacked_before = await in_thread(self._layers.acquire, diff_id, self._lease)
         downloaded = await self._fetcher.fetch(self._transport, layer, self._lease, self._progress)
         if unpacked_before and not downloaded:
             self._progress(name, "Already exists", 0, 0)
-            size = await asyncio.to_thread(self._layers.size_of, diff_id)
+            size = await in_thread(self._layers.size_of, diff_id)
             return StagedLayer(diff_id, layer.digest, layer.media_type, size)
         self._progress(name, "Extracting", 0, layer.size)
         if unpacked_before:
             # The layer is there; only prove the new blob is that layer.
-            actual = await asyncio.to_thread(self._diff_id_of_blob, layer.digest)
+            actual = await in_thread(self._diff_id_of_blob, layer.digest)
             if actual != diff_id:
                 raise InvalidArgument(f"layer {layer.digest} has diff id {actual}, but its image config says {diff_id}")
-            size = await asyncio.to_thread(self._layers.size_of, diff_id)
+            size = await in_thread(self._layers.size_of, diff_id)
         else:
-            size = await asyncio.to_thread(self._unpack, layer.digest, diff_id)
+            size = await in_thread(self._unpack, layer.digest, diff_id)
         self._progress(name, "Pull complete", layer.size, layer.size)
         return StagedLayer(diff_id, layer.digest, layer.media_type, size)
 

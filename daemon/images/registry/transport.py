@@ -83,7 +83,7 @@ class _Body:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
-            async for chunk in self._response.aiter_raw(1 << 20):
+            async for chunk in self._response.aiter_bytes(1 << 20):
                 yield chunk
         except httpx.HTTPError as exc:
             raise Unavailable(f"blob download broke off: {_reason(exc)}") from None
@@ -122,6 +122,7 @@ class RegistryClient:
         timeouts: Timeouts = Timeouts(),
         actions: str = "pull",
         ca_file: str | None = None,
+        http_transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._credentials = credentials
@@ -135,6 +136,7 @@ class RegistryClient:
             verify=verify,
             follow_redirects=True,  # blobs are often served from a storage redirect
             trust_env=False,
+            transport=http_transport,  # tests pass a fake registry here
         )
 
     async def aclose(self) -> None:
@@ -261,7 +263,7 @@ class RegistryClient:
                 raise self._failed(response, f"manifest {reference}")
             data = b""
             try:
-                async for chunk in response.aiter_raw():
+                async for chunk in response.aiter_bytes():
                     data += chunk
                     if len(data) > MAX_MANIFEST:
                         raise InvalidArgument(
