@@ -48,6 +48,7 @@ def parse_challenges(header: str) -> list[Challenge]:
     out: list[Challenge] = []
     rest = header.strip()
     while rest:
+        rest = rest.lstrip(" ,")
         match = re.match(r"([A-Za-z]+)\s*", rest)
         if match is None:
             break
