@@ -57,7 +57,9 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
 
         records = ContainerRecords(db)
         await records.start()
-        images = ImageManager(db, events, config.root, records.image_users)
+        images = ImageManager(
+            db, events, config.root, records.image_users, insecure_registries=config.insecure_registries
+        )
         await images.start()
         stack.push_async_callback(images.aclose)
 

@@ -32,5 +32,7 @@ class Config:
     # seconds (the default keeps a week or 100,000 events, whichever is less).
     events_max_count: int = 100_000
     events_max_age_s: int = 7 * 24 * 3600
+    # Registries spoken to over plain HTTP (host[:port]); loopback ones always are.
+    insecure_registries: tuple[str, ...] = ()
     # Fault injection for tests (`PALLET_CRASH_AT=<operation>:<step>`): empty in real use.
     crash_at: str = ""

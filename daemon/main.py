@@ -34,6 +34,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tlscacert", type=Path, help="CA that client certificates must chain to")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
+        "--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
+        help="talk plain HTTP to this registry (loopback registries always are); repeatable",
+    )
+    p.add_argument(
         "--stop-containers-on-exit", action="store_true",
         help="on SIGTERM/SIGINT stop every running container (stop signal, then SIGKILL) instead of leaving them running",
     )
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_cert=args.tlscert,
         tls_key=args.tlskey,
         tls_ca=args.tlscacert,
+        insecure_registries=tuple(args.insecure_registry),
         stop_containers_on_exit=args.stop_containers_on_exit,
         events_max_count=args.events_max_count,
         events_max_age_s=args.events_max_age,
