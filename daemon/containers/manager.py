@@ -49,6 +49,7 @@ from pallet.daemon.containers.store import (
 )
 from pallet.daemon.errors import (
     AlreadyExists,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -73,6 +74,8 @@ log = structlog.get_logger(__name__)
 KILL_GRACE_S = 30.0
 # Shims reconciled at once when palletd starts.
 RECONCILE_CONCURRENCY = 16
+# How often a shim that did not answer at start is asked again.
+READOPT_RETRY_S = 5.0
 
 
 class ContainerManager:
@@ -109,6 +112,8 @@ class ContainerManager:
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
+        # Ids with a shim socket when palletd started (read once, for reconciling).
+        self._sockets: set[str] = set()
 
     # ---- component lifecycle -------------------------------------------------------
 
@@ -118,6 +123,9 @@ class ContainerManager:
         for c in await self._records.load_all():
             self._containers[c.id] = c
         await self._remove_orphan_dirs()
+        self._sockets = (
+            set(leftovers.shim_sockets(self._run_root)) if self._run_root is not None else set()
+        )
         started = time.monotonic()
         # Concurrently, but bounded: each reconcile is a few round trips to one shim.
         gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
@@ -182,6 +190,12 @@ class ContainerManager:
         try:
             shim = await self._launcher.connect(c.id, Path(c.state_dir))
             state = await shim.state()
+        except DeadlineExceeded as e:
+            # Connected but no answer: the shim lives (stopped, swapped out, overloaded).
+            # Its container may be fine; killing it for being slow would lose it. Retry.
+            bound.warning("shim does not answer; retrying in the background", reason=str(e))
+            self._retry_adopt(c.id)
+            return
         except PalletError as e:
             bound.info("shim gone; reading exit status from disk", reason=str(e))
             status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
@@ -205,6 +219,36 @@ class ContainerManager:
         await self._record_exit(c.id, status)
         await self._release_shim(shim)
 
+    def _retry_adopt(self, container_id: str) -> None:
+        async def retry() -> None:
+            while not self._closing:
+                await asyncio.sleep(READOPT_RETRY_S)
+                async with self._lock(container_id):
+                    c = self._containers.get(container_id)
+                    if c is None or c.state.status is not Status.RUNNING:
+                        return
+                    if container_id in self._runs:
+                        return
+                    try:
+                        shim = await self._launcher.connect(c.id, Path(c.state_dir))
+                        await shim.aclose()
+                    except DeadlineExceeded:
+                        continue
+                    except PalletError:
+                        pass
+                    await self._reconcile(c)
+                    return
+
+        key = f"readopt-{container_id}"
+        task = asyncio.create_task(retry(), name=f"readopt-{container_id[:12]}")
+        self._monitors[key] = task
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if self._monitors.get(key) is t:
+                del self._monitors[key]
+
+        task.add_done_callback(forget)
+
     async def _reconcile_unstarted(self, c: Container) -> None:
         """A created or exited container may have a shim from a start cut short by a crash.
 
@@ -213,7 +257,7 @@ class ContainerManager:
         do not know. A running one is adopted, as if the start had finished; any other is
         shut down, so the container stays as recorded.
         """
-        if self._run_root is None or c.id not in leftovers.shim_sockets(self._run_root):
+        if c.id not in self._sockets:
             return
         bound = log.bind(container_id=c.id)
         try:

@@ -120,3 +120,30 @@ def _cgroup_pids(palletd: Any, cid: str) -> set[int]:
         except OSError:
             pass
     return pids
+
+
+def test_a_shim_hung_while_palletd_restarts_is_adopted_once_it_answers(
+    fresh_palletd: Any,
+) -> None:
+    palletd = fresh_palletd
+    palletd.cli_ok("run", "-d", "--name", "sleepy", "busybox", "sleep", "300")
+    init = palletd.inspect("sleepy")["State"]["Pid"]
+    shim = parent_of(init)
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    os.kill(shim, signal.SIGSTOP)
+    try:
+        palletd._close_channel()
+        palletd.start()  # a shim that does not answer must not keep palletd from serving
+        # Slow is not dead: the container is neither killed nor marked exited.
+        state = palletd.inspect("sleepy")["State"]
+        assert state["Status"] == "running" and state["Pid"] == init
+        assert not gone(init)
+    finally:
+        os.kill(shim, signal.SIGCONT)
+    palletd.wait_for(
+        lambda: palletd.cli("exec", "sleepy", "echo", "back").stdout == "back\n", 30,
+        interval=0.5, what="the shim to be adopted once it answers",
+    )
+    palletd.cli_ok("stop", "-t", "0", "sleepy")
+    assert palletd.cli_ok("wait", "sleepy") == "137\n"
