@@ -15,7 +15,7 @@ Format, all integers little-endian::
                             data    (length bytes, at most 1 MiB): the chunk as read
                             trailer (8 bytes): length u32, nonce u32
 
-A record is one chunk as the shim read it from a pipe (up to 64 KiB), so 100 MB of output
+A record is one chunk as the shim read it from a pipe (up to 256 KiB), so 100 MB of output
 is ~1,600 headers to parse, not millions of lines, and the writer does no per-line work:
 one `writev` per chunk and no fsync (the page cache outlives a crash of the shim or of
 palletd, which is the failure that matters here; an fsync per chunk would cap a chatty

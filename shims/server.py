@@ -11,6 +11,7 @@ client (output is never held back by a slow or absent daemon) or import asyncio/
 from __future__ import annotations
 
 import errno
+import mmap
 import os
 import selectors
 import signal
@@ -42,9 +43,13 @@ from pallet.shim.processes import (
 from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
 from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 
-# A busy container's output is read in slices this big (its pipes are made as big, see
+# A busy container's output is read in slices this big (its pipes hold 1 MiB, see
 # `pallet.shim.children`), so 100 MB is a few hundred log records and frames, not 25,000.
-_READ_CHUNK = 1 << 20
+# Into one buffer per shim, an anonymous mapping that gets pages only as far as output
+# ever filled it (an idle shim pays nothing), copied out at the size read: os.read of
+# this size would malloc and shrink a big block on every read, and a heap grown by one
+# stays grown.
+_READ_CHUNK = 256 << 10
 _DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
 _CREATE_TIMEOUT = 60.0
 
@@ -85,6 +90,7 @@ class Shim:
         self._done = False
         self._wakeup_r = self._wakeup_w = -1
         self._private_fds: list[int] = []
+        self._read_buf: mmap.mmap | None = None
 
     # -- creation (blocking: nothing else to serve yet) ----------------------------------
 
@@ -488,8 +494,10 @@ class Shim:
         return lambda mask: self._on_output(process, fd)
 
     def _on_output(self, process: Process, fd: int) -> None:
+        if self._read_buf is None:
+            self._read_buf = mmap.mmap(-1, _READ_CHUNK)
         try:
-            data = os.read(fd, _READ_CHUNK)
+            data = self._read_buf[: os.readv(fd, [self._read_buf])]
         except BlockingIOError:
             return
         except OSError:
