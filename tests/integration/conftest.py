@@ -733,6 +733,25 @@ def fresh_palletd(busybox_tar: Path, request: pytest.FixtureRequest) -> Iterator
         _finish(daemon)
 
 
+@pytest.fixture
+def palletd_factory(busybox_tar: Path) -> Iterator[Callable[[], Palletd]]:
+    """Make started daemons (with busybox:latest) whose teardown the test drives itself;
+    any the test did not tear down are torn down (and their leaks reported) afterwards."""
+    made: list[Palletd] = []
+
+    def make() -> Palletd:
+        daemon = new_palletd()
+        made.append(daemon)
+        daemon.start()
+        daemon.base_image_id = daemon.import_image(busybox_tar, "busybox:latest", BASE_CHANGES)
+        return daemon
+
+    yield make
+    problems = [p for daemon in made if daemon.base.exists() for p in daemon.teardown()]
+    if problems:
+        pytest.fail("teardown found leaks:\n  " + "\n  ".join(problems), pytrace=False)
+
+
 # --------------------------------------------------------------------------- reporting
 
 
