@@ -58,7 +58,12 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         records = ContainerRecords(db)
         await records.start()
         images = ImageManager(
-            db, events, config.root, records.image_users, insecure_registries=config.insecure_registries
+            db,
+            events,
+            config.root,
+            records.image_users,
+            insecure_registries=config.insecure_registries,
+            registry_certs_dir=config.registry_certs_dir,
         )
         await images.start()
         stack.push_async_callback(images.aclose)

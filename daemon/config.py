@@ -34,5 +34,7 @@ class Config:
     events_max_age_s: int = 7 * 24 * 3600
     # Registries spoken to over plain HTTP (host[:port]); loopback ones always are.
     insecure_registries: tuple[str, ...] = ()
+    # `<dir>/<host:port>/ca.crt`: a registry's own CA (docker's certs.d layout).
+    registry_certs_dir: Path = Path("/etc/pallet/certs.d")
     # Fault injection for tests (`PALLET_CRASH_AT=<operation>:<step>`): empty in real use.
     crash_at: str = ""

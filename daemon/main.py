@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="talk plain HTTP to this registry (loopback registries always are); repeatable",
     )
     p.add_argument(
+        "--registry-certs-dir", type=Path, default=Path("/etc/pallet/certs.d"), metavar="DIR",
+        help="registries' own CAs as DIR/HOST[:PORT]/ca.crt (default %(default)s)",
+    )
+    p.add_argument(
         "--stop-containers-on-exit", action="store_true",
         help="on SIGTERM/SIGINT stop every running container (stop signal, then SIGKILL) instead of leaving them running",
     )
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_key=args.tlskey,
         tls_ca=args.tlscacert,
         insecure_registries=tuple(args.insecure_registry),
+        registry_certs_dir=args.registry_certs_dir,
         stop_containers_on_exit=args.stop_containers_on_exit,
         events_max_count=args.events_max_count,
         events_max_age_s=args.events_max_age,

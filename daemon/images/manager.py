@@ -40,7 +40,7 @@ from pallet.daemon.images.model import Image, ImageConfig, ImageUser, LoadResult
 from pallet.daemon.images.records import StagedImage
 from pallet.daemon.images.reference import Reference, familiar, parse_tagged
 from pallet.daemon.images.registry.auth import Credentials
-from pallet.daemon.images.registry.endpoint import endpoint_for_domain, resolve
+from pallet.daemon.images.registry.endpoint import ca_file, endpoint_for_domain, resolve
 from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn
 from pallet.daemon.images.registry.pull import Puller, parse_platform
 from pallet.daemon.images.registry.push import Pusher
@@ -73,11 +73,13 @@ class ImageManager:
         insecure_registries: Sequence[str] = (),
         registry_timeouts: Timeouts = Timeouts(),
         http_transport: httpx.AsyncBaseTransport | None = None,
+        registry_certs_dir: Path | None = None,
     ) -> None:
         self._db = db
         self._insecure = tuple(insecure_registries)
         self._timeouts = registry_timeouts
         self._http_transport = http_transport
+        self._certs_dir = registry_certs_dir
         self._events = events
         self._image_users = image_users
         self._clock = clock
@@ -154,7 +156,12 @@ class ImageManager:
 
     def _client(self, ref: Reference, credentials: Credentials, actions: str = "pull") -> RegistryClient:
         return RegistryClient(
-            resolve(ref, self._insecure), credentials, self._timeouts, actions, http_transport=self._http_transport
+            resolve(ref, self._insecure, self._certs_dir),
+            credentials,
+            self._timeouts,
+            actions,
+            ca_file=ca_file(ref.domain, self._certs_dir),
+            http_transport=self._http_transport,
         )
 
     async def pull(
@@ -195,8 +202,15 @@ class ImageManager:
 
     async def login(self, registry: str, credentials: Credentials) -> None:
         """Check credentials against a registry (the client keeps them)."""
-        endpoint = endpoint_for_domain(registry.removeprefix("https://").removeprefix("http://").rstrip("/"), self._insecure)
-        async with RegistryClient(endpoint, credentials, self._timeouts, http_transport=self._http_transport) as client:
+        domain = registry.removeprefix("https://").removeprefix("http://").rstrip("/")
+        endpoint = endpoint_for_domain(domain, self._insecure, self._certs_dir)
+        async with RegistryClient(
+            endpoint,
+            credentials,
+            self._timeouts,
+            ca_file=ca_file(endpoint.domain, self._certs_dir),
+            http_transport=self._http_transport,
+        ) as client:
             await client.ping()
 
     def _staging(self) -> _Staging:

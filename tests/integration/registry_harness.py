@@ -130,6 +130,7 @@ class Registry:
 
     base: Path
     auth: str = ""  # "", "basic" or "token"
+    tls: bool = False  # serve HTTPS with a certificate from a CA made here (`ca`)
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     token_server: TokenServer | None = None
@@ -161,11 +162,14 @@ class Registry:
                 "    issuer: pallet-test-issuer\n"
                 f"    rootcertbundle: {self.token_server.cert}\n"
             )
+        tls = ""
+        if self.tls:
+            tls = self._make_certificates()
         config = self.base / "config.yml"
         config.write_text(
             "version: 0.1\nlog:\n  level: warn\n"
             f"storage:\n  filesystem:\n    rootdirectory: {self.storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n" + auth
+            f"http:\n  addr: 127.0.0.1:{self.port}\n  secret: {secrets.token_hex(16)}\n" + tls + auth
         )
         log = open(self.base / "registry.log", "ab")
         try:
@@ -180,6 +184,9 @@ class Registry:
             if self.proc.poll() is not None:
                 pytest.fail(f"docker-registry exited {self.proc.returncode}:\n{self.log()}")
             try:
+                if self.tls:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=2):
+                        return
                 urllib.request.urlopen(f"http://{self.host}/v2/", timeout=2)
                 return
             except urllib.error.HTTPError:
@@ -187,6 +194,23 @@ class Registry:
             except OSError:
                 time.sleep(0.1)
         pytest.fail(f"docker-registry did not answer on {self.host}:\n{self.log()}")
+
+    @property
+    def ca(self) -> Path:
+        return self.base / "ca.crt"
+
+    def _make_certificates(self) -> str:
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60, cwd=self.base)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+                "-days", "2", "-subj", "/CN=pallet-test-ca")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+                "-subj", "/CN=127.0.0.1")
+        (self.base / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+        return f"  tls:\n    certificate: {self.base / 'server.crt'}\n    key: {self.base / 'server.key'}\n"
 
     def log(self) -> str:
         try:
@@ -214,13 +238,13 @@ class Registry:
             return []
 
 
-def start_registry(auth: str = "") -> Registry:
+def start_registry(auth: str = "", tls: bool = False) -> Registry:
     problem = registry_problem()
     if problem is not None:
         if os.environ.get("CI"):
             pytest.fail(f"CI must run every test, but {problem}")
         pytest.skip(problem)
-    registry = Registry(Path(tempfile.mkdtemp(prefix="plt-reg-", dir="/tmp")), auth)
+    registry = Registry(Path(tempfile.mkdtemp(prefix="plt-reg-", dir="/tmp")), auth, tls)
     try:
         registry.start()
     except BaseException:

@@ -3,7 +3,8 @@
 Owns: docker's rules for the default registry (`docker.io` is served by
 `registry-1.docker.io`), and the choice between HTTPS and plain HTTP: plain HTTP only for
 loopback registries (as docker allows by default) and for hosts the daemon was told are
-insecure (`palletd --insecure-registry`). Must not: open connections.
+insecure (`palletd --insecure-registry`), unless the registry has its own CA in the certs
+directory (`<certs-dir>/<host:port>/ca.crt`, as docker's certs.d). Must not: open connections.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from pallet.daemon.images.reference import DEFAULT_DOMAIN, Reference
 
@@ -61,18 +63,24 @@ def is_insecure(domain: str, insecure: Iterable[str]) -> bool:
     return is_loopback(domain) or domain in listed or _host_only(domain) in listed
 
 
-def resolve(ref: Reference, insecure: Iterable[str] = ()) -> Endpoint:
-    return Endpoint(
-        domain=ref.domain,
-        host=registry_host(ref.domain),
-        repository=ref.path,
-        secure=not is_insecure(ref.domain, insecure),
-    )
+def ca_file(domain: str, certs_dir: Path | None) -> str | None:
+    """`<certs_dir>/<host[:port]>/ca.crt`, as docker's certs.d, when it exists."""
+    if certs_dir is None:
+        return None
+    path = certs_dir / domain / "ca.crt"
+    return str(path) if path.is_file() else None
 
 
-def endpoint_for_domain(domain: str, insecure: Iterable[str] = ()) -> Endpoint:
+def resolve(ref: Reference, insecure: Iterable[str] = (), certs_dir: Path | None = None) -> Endpoint:
+    # A registry given its own CA speaks TLS, loopback or not.
+    secure = ca_file(ref.domain, certs_dir) is not None or not is_insecure(ref.domain, insecure)
+    return Endpoint(domain=ref.domain, host=registry_host(ref.domain), repository=ref.path, secure=secure)
+
+
+def endpoint_for_domain(domain: str, insecure: Iterable[str] = (), certs_dir: Path | None = None) -> Endpoint:
     """The registry itself (for login): no repository."""
     domain = domain or DEFAULT_DOMAIN
     if domain in ("index.docker.io", DOCKER_HUB_AUTH_KEY.rstrip("/"), DOCKER_HUB_AUTH_KEY):
         domain = DEFAULT_DOMAIN
-    return Endpoint(domain, registry_host(domain), "", not is_insecure(domain, insecure))
+    secure = ca_file(domain, certs_dir) is not None or not is_insecure(domain, insecure)
+    return Endpoint(domain, registry_host(domain), "", secure)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -109,6 +110,11 @@ def _registry_errors(response: httpx.Response) -> str:
                 return "; ".join(parts)
     except (ValueError, httpx.HTTPError):
         pass
+    if b"HTTP request to an HTTPS server" in response.content[:1024]:
+        return (
+            "it speaks HTTPS, not plain HTTP: put its CA in the registry certs directory "
+            "(<dir>/<host:port>/ca.crt)"
+        )
     return f"HTTP {response.status_code}"
 
 
@@ -130,7 +136,11 @@ class RegistryClient:
         self._tokens = TokenCache()
         self._authorization = ""
         self._extra_scopes: list[str] = []
-        verify: str | bool = ca_file if ca_file else True
+        verify: ssl.SSLContext | bool = True
+        if ca_file:
+            # The registry's own CA, on top of the system's (as docker's certs.d).
+            verify = ssl.create_default_context(cafile=ca_file)
+            verify.load_default_certs()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeouts.read, connect=timeouts.connect),
             verify=verify,
@@ -244,6 +254,11 @@ class RegistryClient:
             return FailedPrecondition(f"denied: {what} in {self._what()}: {detail}")
         if response.status_code >= 500:
             return Unavailable(f"registry {self._name} failed on {what}: {detail}")
+        if response.status_code == 400 and not self.endpoint.secure and detail == "HTTP 400":
+            detail += (
+                " (talking plain HTTP to it: if it speaks HTTPS, put its CA in the registry "
+                "certs directory as <dir>/<host:port>/ca.crt)"
+            )
         return FailedPrecondition(f"registry {self._name} refused {what}: {detail}")
 
     # -- the distribution API ---------------------------------------------------------
