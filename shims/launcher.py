@@ -95,6 +95,7 @@ def _become_launcher(run_root: str, ready_fd: int) -> int:
     # from touching (and so copying) those pages in the children.
     gc.collect()
     gc.freeze()
+    _trim_heap()
     _tell(ready_fd, "ok")
     while True:
         try:
@@ -107,6 +108,18 @@ def _become_launcher(run_root: str, ready_fd: int) -> int:
             log_exception("launcher request failed")
         finally:
             conn.close()
+
+
+def _trim_heap() -> None:
+    """Give the heap's free pages back to the kernel (glibc's malloc_trim).
+
+    Imports leave freed blocks behind; resident, they would be shared with and counted
+    in every shim forked from us (PSS), and a shim allocating into them copies them.
+    """
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (AttributeError, OSError):
+        pass  # not glibc
 
 
 def _listen(path: str) -> socket.socket:
