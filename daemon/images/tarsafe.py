@@ -70,7 +70,7 @@ class LayerExtractor:
     def extract(self, fileobj: IO[bytes]) -> ExtractStats:
         """Extract every entry of the (uncompressed) tar stream `fileobj`."""
         try:
-            with tarfile.open(fileobj=fileobj, mode="r|") as archive:
+            with tarfile.open(fileobj=fileobj, mode="r|", tarinfo=_BoundedTarInfo) as archive:
                 for member in archive:
                     self._extract_member(archive, member)
         except tarfile.ReadError as exc:
@@ -297,6 +297,25 @@ class LayerExtractor:
                 os.utime(fd, ns=(meta.mtime_ns, meta.mtime_ns))
             finally:
                 os.close(fd)
+
+
+#: Largest pax or GNU long-name header accepted: tarfile reads such a header whole into
+#: memory, so a layer could otherwise claim gigabytes for one file name.
+MAX_EXTENDED_HEADER = 1 << 20
+_EXTENDED_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """TarInfo that refuses oversized extended headers before tarfile reads them."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER:
+            raise InvalidArgument(
+                f"layer has a {self.size}-byte extended tar header (more than {MAX_EXTENDED_HEADER}): "
+                "refusing to read it"
+            )
+        result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+        return result
 
 
 def extract(fileobj: IO[bytes], root: str) -> ExtractStats:

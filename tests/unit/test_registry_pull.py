@@ -139,10 +139,24 @@ async def test_truncated_and_corrupt_compressed_layers(tmp_path: Path) -> None:
     async with pull_env(tmp_path) as env:
         env.registry.add_image("trunc", "1", [gzip.compress(LAYER1)[:-20]], config=image_config([sha(LAYER1)]))
         await _refused(env, f"{HOST}/trunc:1", InvalidArgument, "stream is corrupt")
+        env.registry.add_image("hdr", "1", [_huge_header_tar()])
+        await _refused(env, f"{HOST}/hdr:1", InvalidArgument, "extended tar header (more than 1048576)")
         huge_name = build_tar(reg("x" * 200 + "/" + "y" * 200, b"ok"))  # long names via pax headers
         env.registry.add_image("long", "1", [huge_name])
         image, _ = await env.manager.pull(f"{HOST}/long:1", "", ANON, env.progress)
         assert image.layers == (sha(huge_name),)
+
+
+def _huge_header_tar() -> bytes:
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo("f")
+        info.pax_headers = {"comment": "a" * (2 << 20)}
+        tar.addfile(info, io.BytesIO(b""))
+    return buffer.getvalue()
 
 
 async def test_interrupted_download_resumes_where_it_stopped(tmp_path: Path) -> None:
