@@ -170,11 +170,17 @@ class ImageManager:
         """Pull an image; returns it and the digest its reference resolved to."""
         ref = parse_tagged(reference)
         wanted = parse_platform(platform)
+        before = await self._db.run(lambda conn: records.image_id_by_ref(conn, ref))
+
+        async def known_size(diff_id: str) -> int | None:
+            return await self._db.run(lambda conn: records.layer_size(conn, diff_id))
+
         async with self._staging() as lease, self._client(ref, credentials) as client:
-            puller = Puller(client, self.content, self.layers, lease, self._fetcher, progress)
+            puller = Puller(client, self.content, self.layers, lease, self._fetcher, progress, known_size)
             staged, digest = await puller.pull(ref, wanted)
             (image,) = await self._commit([staged], "pull")
-        progress("", f"Status: Downloaded image for {ref.familiar()}", 0, 0)
+        status = "Image is up to date for" if before == image.id else "Downloaded newer image for"
+        progress("", f"Status: {status} {ref.familiar()}", 0, 0)
         log.info("image pulled", image_id=image.id, reference=str(ref), digest=digest)
         return image, digest
 

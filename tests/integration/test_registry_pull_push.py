@@ -80,6 +80,7 @@ def test_push_rmi_pull_run_round_trip(palletd: Any, image: str, registry: Regist
     pulled = palletd.cli_ok("pull", ref, env=cfg)
     assert "Pull complete" in pulled
     assert f"Digest: {digest}" in pulled
+    assert f"Status: Downloaded newer image for {ref}" in pulled
     assert pulled.strip().splitlines()[-1] == ref
     info = palletd.inspect(ref)
     assert f"{registry.host}/pallet/busybox@{digest}" in info["RepoDigests"]
@@ -88,6 +89,7 @@ def test_push_rmi_pull_run_round_trip(palletd: Any, image: str, registry: Regist
     # Everything is there: nothing is downloaded a second time.
     second = palletd.cli_ok("pull", ref, env=cfg)
     assert "Already exists" in second and "Pull complete" not in second
+    assert f"Status: Image is up to date for {ref}" in second
     assert not any((palletd.root / "content" / "ingest").iterdir())
 
     # By digest too.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -108,6 +108,7 @@ class Puller:
         lease: Lease,
         fetcher: BlobFetcher,
         progress: ProgressFn,
+        known_size: Callable[[str], Awaitable[int | None]] | None = None,
     ) -> None:
         self._transport = transport
         self._content = content
@@ -115,6 +116,7 @@ class Puller:
         self._lease = lease
         self._fetcher = fetcher
         self._progress = progress
+        self._known_size = known_size
 
     async def pull(self, ref: Reference, platform: Platform) -> tuple[StagedImage, str]:
         """Stage the image `ref` names; returns it and the digest the reference resolved to."""
@@ -192,7 +194,9 @@ class Puller:
         downloaded = await self._fetcher.fetch(self._transport, layer, self._lease, self._progress)
         if unpacked_before and not downloaded:
             self._progress(name, "Already exists", 0, 0)
-            size = await in_thread(self._layers.size_of, diff_id)
+            # The records know the layer's size; walking it is the fallback.
+            known = await self._known_size(diff_id) if self._known_size is not None else None
+            size = known if known is not None else await in_thread(self._layers.size_of, diff_id)
             return StagedLayer(diff_id, layer.digest, layer.media_type, size)
         self._progress(name, "Extracting", 0, layer.size)
         if unpacked_before:
