@@ -38,6 +38,16 @@ def test_endpoints_are_https_unless_loopback_or_listed(reference: str, url: str,
     assert resolve(parse_tagged(reference), insecure).url("") == url
 
 
+def test_login_endpoints() -> None:
+    from pallet.daemon.images.registry.endpoint import endpoint_for_domain
+
+    hub = endpoint_for_domain(creds.DOCKER_HUB_KEY)
+    assert (hub.domain, hub.base_url) == ("docker.io", "https://registry-1.docker.io/v2/")
+    assert endpoint_for_domain("").base_url == hub.base_url
+    assert endpoint_for_domain("127.0.0.1:5000").base_url == "http://127.0.0.1:5000/v2/"
+    assert endpoint_for_domain("https://reg.example.com/").base_url == "https://reg.example.com/v2/"
+
+
 def test_challenges_are_parsed_like_registries_send_them() -> None:
     (bearer,) = parse_challenges(
         'Bearer realm="https://auth.example.com/token",service="registry.example.com",'

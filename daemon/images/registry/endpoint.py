@@ -79,8 +79,9 @@ def resolve(ref: Reference, insecure: Iterable[str] = (), certs_dir: Path | None
 
 def endpoint_for_domain(domain: str, insecure: Iterable[str] = (), certs_dir: Path | None = None) -> Endpoint:
     """The registry itself (for login): no repository."""
-    domain = domain or DEFAULT_DOMAIN
-    if domain in ("index.docker.io", DOCKER_HUB_AUTH_KEY.rstrip("/"), DOCKER_HUB_AUTH_KEY):
+    # "https://index.docker.io/v1/" (docker's key for Docker Hub) names a host and a path.
+    domain = domain.removeprefix("https://").removeprefix("http://").split("/")[0] or DEFAULT_DOMAIN
+    if domain in ("index.docker.io", DOCKER_HUB_HOST):
         domain = DEFAULT_DOMAIN
     secure = ca_file(domain, certs_dir) is not None or not is_insecure(domain, insecure)
     return Endpoint(domain, registry_host(domain), "", secure)
