@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
@@ -190,11 +191,17 @@ class ContentStore:
     def ingest_size(self) -> int:
         return sum(entry.stat().st_size for entry in os.scandir(self.ingest_dir) if entry.is_file())
 
-    def clear_ingest(self, busy: set[str]) -> int:
-        """Drop partial downloads no pull is working on; bytes freed."""
+    def clear_ingest(self, busy: set[str], min_age_s: float = 60.0) -> int:
+        """Drop partial downloads no pull is working on; bytes freed.
+
+        Files touched in the last `min_age_s` are kept: a pull may be just starting on one.
+        """
         freed = 0
+        now = time.time()
         for entry in os.scandir(self.ingest_dir):
-            if entry.is_file() and "sha256:" + entry.name not in busy:
+            if not entry.is_file() or now - entry.stat().st_mtime < min_age_s:
+                continue
+            if "sha256:" + entry.name not in busy:
                 freed += entry.stat().st_size
                 os.unlink(entry.path)
         return freed

@@ -251,3 +251,17 @@ def test_a_real_slow_server_hits_the_read_timeout(tmp_path: Path) -> None:
         release.set()
         server.shutdown()
         server.server_close()
+
+
+async def test_prune_drops_stale_partial_downloads_only(tmp_path: Path) -> None:
+    import os
+
+    async with pull_env(tmp_path) as env:
+        ingest = env.root / "content/ingest"
+        stale, fresh = ingest / ("1" * 64), ingest / ("2" * 64)
+        stale.write_bytes(b"x" * 100)
+        fresh.write_bytes(b"y" * 10)
+        os.utime(stale, (time.time() - 3600, time.time() - 3600))
+        result = await env.manager.prune()
+        assert not stale.exists() and fresh.exists()
+        assert result.space_reclaimed == 100
