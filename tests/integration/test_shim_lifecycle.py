@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import AlreadyExists, FailedPrecondition
+from pallet.daemon.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from pallet.daemon.shims.api import ExecSpec
+from pallet.daemon.shims.channel import Channel
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.logfile import read_records
 from shim_harness import (  # noqa: F401 - fixtures
@@ -60,7 +61,8 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
         f"""
         import asyncio, json, sys
         from pathlib import Path
-        from pallet.daemon.shims.client import ShimLauncherImpl
+        from pallet.daemon.shims.channel import Channel
+from pallet.daemon.shims.client import ShimLauncherImpl
         from pallet.shim.specfile import spec_from_dict
         async def main():
             launcher = ShimLauncherImpl(Path({str(shim_world.run_root)!r}))
@@ -236,3 +238,23 @@ async def test_a_killed_launcher_is_replaced_and_running_shims_stay(
     new = await launcher.launcher_pid()
     assert new != old
     await remove(client)
+
+
+async def test_a_spawn_whose_spec_is_missing_or_malformed_is_refused(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    """The launcher reads the spec before it forks: a bad one is an error, and no shim."""
+    await launcher.launcher_pid()
+    bundle = shim_world.base / "containers" / "no-spec"
+    bundle.mkdir(parents=True)
+    before = set(os.listdir(shim_world.run_root / "shims"))
+    for content, message in ((None, "no shim spec"), (b"{not json", "is not JSON")):
+        if content is not None:
+            (bundle / "config.json").write_bytes(content)
+        channel = await Channel.open(launcher.launcher_socket, "shim launcher", 5.0)
+        try:
+            with pytest.raises(InvalidArgument, match=message):
+                await channel.request({"op": "spawn", "bundle": str(bundle)}, 5.0)
+        finally:
+            await channel.close()
+    assert set(os.listdir(shim_world.run_root / "shims")) == before
