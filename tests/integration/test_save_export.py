@@ -123,3 +123,16 @@ def test_history_prune_and_df(palletd: Any, image: str, tmp_path: Path) -> None:
     assert [p for p in (palletd.root / "layers").iterdir() if not p.name.startswith(".")] == []
     refused = palletd.cli("image", "prune")
     assert refused.returncode == 1 and "confirm with -f" in refused.stderr
+
+
+def test_save_several_images_loads_them_all(palletd: Any, image: str, tmp_path: Path) -> None:
+    palletd.cli_ok("tag", image, "multi/a:1")
+    palletd.cli_ok("tag", image, "multi/b:2")
+    archive = tmp_path / "two.tar"
+    palletd.cli_ok("save", "-o", str(archive), "multi/a:1", "multi/b:2")
+    with tarfile.open(archive) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert [entry["RepoTags"] for entry in manifest] == [["multi/a:1"], ["multi/b:2"]]
+    palletd.cli_ok("rmi", "multi/a:1", "multi/b:2")
+    out = palletd.cli_ok("load", "-i", str(archive))
+    assert out.splitlines() == ["Loaded image: multi/a:1", "Loaded image: multi/b:2"]
