@@ -1,10 +1,11 @@
 """The image manager: palletd's `ImageStore`.
 
 Owns: the order of every image operation (stage blobs and layers under a lease, then
-commit records in one transaction, then publish one event per change), name resolution
-(reference, full id, unique id prefix), the rules of tag and remove, and collecting blobs
-and layers no image needs. Must not: parse tars or image documents (importer, archive,
-tarsafe, oci do) or write SQL (records does).
+commit records in one transaction, then publish one event per change) — import, load,
+pull, push, save, history, prune — name resolution (reference, full id, unique id prefix),
+the rules of tag and remove, and collecting blobs, layers and stale partial downloads no
+image needs (gc). Must not: parse tars or image documents (importer, archive, tarsafe,
+oci, saver do), speak HTTP (registry/ does) or write SQL (records does).
 
 Crash safety comes from the order: blobs and layer directories are durable before the
 records that name them; anything a crash leaves unnamed is removed at the next start.
