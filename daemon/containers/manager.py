@@ -16,7 +16,7 @@ import secrets
 import signal
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -26,7 +26,6 @@ from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.bundle import shim_spec, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
-    ContainerConfig,
     ContainerState,
     CreateRequest,
     Status,
@@ -36,9 +35,9 @@ from pallet.daemon.containers.merge import effective_config, merge_env
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import (
     Attachment,
-    TrackedExec,
     PendingAttach,
     Run,
+    TrackedExec,
 )
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.containers.store import (
@@ -59,7 +58,6 @@ from pallet.daemon.events.model import JournalPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import (
-    ExecSession,
     ExecSpec,
     ExitStatus,
     ShimClient,
@@ -263,6 +261,9 @@ class ContainerManager:
         try:
             shim = await self._launcher.connect(c.id, Path(c.state_dir))
             state = await shim.state()
+        except DeadlineExceeded as e:
+            bound.warning("the shim of a start cut short does not answer", reason=str(e))
+            return
         except PalletError as e:
             bound.info("stale shim socket removed", reason=str(e))
             await self._clean_after_shim(c)
@@ -283,13 +284,8 @@ class ContainerManager:
             self._runs[c.id] = run
             self._watch(c.id, run)
             return
+        # Built but never started (its init waits for `start`), or already stopped.
         bound.info("shut down the shim of a start cut short", shim_status=state.status)
-        if state.status == "running":
-            try:
-                await shim.kill(signal.SIGKILL, all_processes=True)
-                await asyncio.wait_for(shim.wait(), KILL_GRACE_S)
-            except (PalletError, TimeoutError) as e:
-                bound.warning("could not stop the stray container", reason=str(e))
         await self._release_shim(shim)
 
     async def _remove_stray_shims(self) -> None:
@@ -301,6 +297,9 @@ class ContainerManager:
                 continue
             try:
                 shim = await self._launcher.connect(cid, self._dir / cid)
+            except DeadlineExceeded:
+                log.warning("a shim with no container record does not answer", container_id=cid)
+                continue
             except PalletError:
                 await asyncio.to_thread(path.unlink, missing_ok=True)
                 continue
