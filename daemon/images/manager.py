@@ -100,7 +100,8 @@ class ImageManager:
         await self._collect_orphans()
 
     async def aclose(self) -> None:
-        """Nothing runs in the background; in-flight calls finish with their callers."""
+        """In-flight calls finish with their callers; shared downloads are cancelled."""
+        await self._fetcher.aclose()
 
     # -- import and load --------------------------------------------------------------
 

@@ -63,6 +63,13 @@ class BlobFetcher:
     def busy(self) -> set[str]:
         return set(self._flights)
 
+    async def aclose(self) -> None:
+        """Cancel downloads still running (their partial files stay for a resume)."""
+        tasks = [flight.task for flight in self._flights.values() if flight.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def fetch(
         self, transport: RegistryTransport, descriptor: Descriptor, lease: Lease, progress: ProgressFn
     ) -> bool:
