@@ -496,6 +496,8 @@ class Palletd:
                     containers_pb2.RemoveContainerRequest(container=cid, force=True), timeout=60
                 )
             except Exception as exc:  # noqa: BLE001 - reported, then teardown goes on
+                if _grpc_code(exc) == "NOT_FOUND":
+                    continue  # gone meanwhile (an auto-removed container): nothing to do
                 errors.append(f"rm -f {cid}: {exc}")
         return errors
 
@@ -662,6 +664,17 @@ class Palletd:
 
 #: Config changes the test image is imported with (docker's `import -c` form).
 BASE_CHANGES = ('CMD ["sh"]',)
+
+
+def _grpc_code(exc: BaseException) -> str:
+    """The gRPC status code name of an RPC error, "" for anything else."""
+    code = getattr(exc, "code", None)
+    if not callable(code):
+        return ""
+    try:
+        return str(code().name)
+    except Exception:  # noqa: BLE001 - not an RPC error after all
+        return ""
 
 
 def _cli_env(extra: dict[str, str] | None) -> dict[str, str]:
