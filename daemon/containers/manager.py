@@ -592,23 +592,32 @@ class ContainerManager:
                 await self._clean_after_shim(c)
         async with self._lock(container_id):
             await self._record_exit(container_id, status)
+        c = self._containers.get(container_id)
+        if c is not None and c.config.auto_remove:
+            # `run --rm` returns once the container is gone, as docker's does: whoever waits
+            # on this run (attach, wait) hears of the exit only after the removal, so a
+            # `ps -a` right after never shows a container that is about to vanish.
+            await self._release_shim(run.shim)
+            await self._auto_remove(container_id)
+            run.exit = status
+            run.done.set()
+            return
         run.exit = status
         run.done.set()
         await self._release_shim(run.shim)
-        c = self._containers.get(container_id)
-        if c is not None and c.config.auto_remove:
-            self._spawn_auto_remove(container_id)
+
+    async def _auto_remove(self, container_id: str) -> None:
+        try:
+            await self.remove(container_id, force=True)
+        except NotFound:
+            pass
+        except PalletError as e:
+            log.warning("auto-remove failed", container_id=container_id, reason=str(e))
 
     def _spawn_auto_remove(self, container_id: str) -> None:
-        async def remove() -> None:
-            try:
-                await self.remove(container_id, force=True)
-            except NotFound:
-                pass
-            except PalletError as e:
-                log.warning("auto-remove failed", container_id=container_id, reason=str(e))
-
-        task = asyncio.create_task(remove(), name=f"autoremove-{container_id[:12]}")
+        task = asyncio.create_task(
+            self._auto_remove(container_id), name=f"autoremove-{container_id[:12]}"
+        )
         self._monitors.setdefault(f"rm-{container_id}", task)
         task.add_done_callback(lambda t: self._monitors.pop(f"rm-{container_id}", None))
 
