@@ -3,8 +3,8 @@
 Owns: timing `pallet.shim.logfile` in this process on a temporary file, no daemon needed.
 Must not: assert anything (figures only; the format's correctness is in the unit tests).
 
-The 64 KiB run is what a busy container gives (the shim reads up to 64 KiB per pipe
-read); the 1 KiB run is a container printing a little at a time, 100,000 records.
+The 64 KiB run is a busy container (the shim reads up to 256 KiB per pipe read, often
+less); the 1 KiB run is a container printing a little at a time, 100,000 records.
 """
 
 from __future__ import annotations

@@ -61,8 +61,7 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
         f"""
         import asyncio, json, sys
         from pathlib import Path
-        from pallet.daemon.shims.channel import Channel
-from pallet.daemon.shims.client import ShimLauncherImpl
+        from pallet.daemon.shims.client import ShimLauncherImpl
         from pallet.shim.specfile import spec_from_dict
         async def main():
             launcher = ShimLauncherImpl(Path({str(shim_world.run_root)!r}))
