@@ -2,8 +2,8 @@
 
 Owns: turning a `grpc.RpcError` into the matching `pallet.daemon.errors` class, keeping the
 daemon's message verbatim, and recognising "the daemon is not there" (connection refused,
-missing socket, socket closed) so it reads "cannot connect to palletd at HOST: is it
-running?". Must not: print, exit, or know about verbs; the CLI decides what to do.
+missing socket, socket closed, or lost mid-call) so it reads "daemon unavailable: cannot
+connect to palletd at HOST: is it running?". Must not: print, exit, or know about verbs; the CLI decides what to do.
 """
 
 from __future__ import annotations
@@ -31,9 +31,12 @@ def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
     """The error every verb shows when palletd cannot be reached at `host`."""
     if "Permission denied" in details:
         return errors.Unavailable(
-            f"cannot connect to palletd at {host}: permission denied (palletd's socket is root's)"
+            f"daemon unavailable: cannot connect to palletd at {host}: permission denied "
+            "(palletd's socket is root's)"
         )
-    return errors.Unavailable(f"cannot connect to palletd at {host}: is it running?")
+    return errors.Unavailable(
+        f"daemon unavailable: cannot connect to palletd at {host}: is it running?"
+    )
 
 
 def is_transport_failure(code: grpc.StatusCode, details: str) -> bool:

@@ -722,9 +722,9 @@ def test_version_and_info(cli: Any) -> None:
 def test_unreachable_daemon(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     host = f"unix://{tmp_path}/none.sock"
     assert main(["-H", host, "ps"]) == 1
-    assert capsys.readouterr().err == f"Error: cannot connect to palletd at {host}: is it running?\n"
+    assert capsys.readouterr().err == f"Error: daemon unavailable: cannot connect to palletd at {host}: is it running?\n"
     assert main(["-H", host, "run", "busybox"]) == 125
-    assert capsys.readouterr().err == f"Error: cannot connect to palletd at {host}: is it running?\n"
+    assert capsys.readouterr().err == f"Error: daemon unavailable: cannot connect to palletd at {host}: is it running?\n"
     assert main(["-H", host, "stop", "a", "b"]) == 1
     assert capsys.readouterr().err.count("cannot connect") == 1
 

@@ -217,7 +217,7 @@ def test_no_daemon(tmp_path: Path, verb: str, code: int) -> None:
     args = (verb, "busybox") if verb in ("run", "create", "rm") else (verb,)
     result = _pallet("--host", host, *args)
     assert result.returncode == code
-    assert f"Error: cannot connect to palletd at {host}: is it running?" in result.stderr
+    assert f"Error: daemon unavailable: cannot connect to palletd at {host}: is it running?" in result.stderr
 
 
 @pytest.mark.parametrize(

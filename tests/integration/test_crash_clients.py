@@ -30,7 +30,7 @@ def test_blocked_clients_get_a_clear_error_and_can_resume(fresh_palletd: Any) ->
     for proc in (waiter, follower, watcher):
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 1, (proc.args, proc.returncode, err)
-        assert err == f"Error: cannot connect to palletd at {palletd.host}: is it running?\n"
+        assert err == f"Error: daemon unavailable: cannot connect to palletd at {palletd.host}: is it running?\n"
         assert "Traceback" not in err
 
     palletd._close_channel()
