@@ -64,6 +64,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             records.image_users,
             insecure_registries=config.insecure_registries,
             registry_certs_dir=config.registry_certs_dir,
+            crashes=crashes,
         )
         await images.start()
         stack.push_async_callback(images.aclose)

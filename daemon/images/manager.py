@@ -28,6 +28,7 @@ import structlog
 
 from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
 from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images import records
 from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
@@ -75,7 +76,9 @@ class ImageManager:
         registry_timeouts: Timeouts = Timeouts(),
         http_transport: httpx.AsyncBaseTransport | None = None,
         registry_certs_dir: Path | None = None,
+        crashes: CrashHook = NO_CRASHES,
     ) -> None:
+        self._crashes = crashes
         self._db = db
         self._insecure = tuple(insecure_registries)
         self._timeouts = registry_timeouts
@@ -257,7 +260,10 @@ class ImageManager:
                     out.append(image)
                 return out
 
+            # Blobs and layers are in place, no record names them yet: a restart removes them.
+            self._crashes.hit(action, "staged")
             images = await self._db.transaction(write)
+            self._crashes.hit(action, "recorded")
             for item in staged:
                 names = [ref.familiar() for ref in item.references] or [""]
                 for name in names:
@@ -317,6 +323,7 @@ class ImageManager:
                 return image_id
 
             image_id = await self._db.transaction(write)
+            self._crashes.hit("tag", "recorded")
             await self._events.publish("image", "tag", image_id, {"name": ref.familiar()})
 
     async def remove(self, name: str, force: bool = False) -> RemoveResult:
@@ -366,6 +373,8 @@ class ImageManager:
                 return records.delete_image(conn, image_id)
 
             layers, blobs = await self._db.transaction(delete)
+            # Records gone, layers and blobs not yet: a restart collects what no record names.
+            self._crashes.hit("rmi", "recorded")
             untagged = tuple(familiar(ref) for ref in refs)
             for ref in untagged:
                 await self._events.publish("image", "untag", image_id, {"name": ref})
