@@ -117,7 +117,8 @@ async def serve(config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
-    hosts = tuple(args.hosts or ([f"unix://{args.run_root}/pallet.sock"] if args.run_root != DEFAULT_RUN_ROOT else [DEFAULT_HOST]))
+    # By default the socket lives in the run root (DEFAULT_HOST for the default run root).
+    hosts = tuple(args.hosts or [f"unix://{args.run_root.absolute()}/pallet.sock"])
     config = Config(
         root=args.root.absolute(),
         run_root=args.run_root.absolute(),

@@ -15,7 +15,8 @@ import asyncio
 import secrets
 import signal
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from typing import Any
 from dataclasses import replace
 from pathlib import Path
 
@@ -107,7 +108,7 @@ class ContainerManager:
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._runs: dict[str, Run] = {}
-        self._monitors: dict[str, asyncio.Task[None]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
         # Ids with a shim socket when palletd started (read once, for reconciling).
@@ -155,7 +156,7 @@ class ContainerManager:
     async def aclose(self) -> None:
         """Stop watching containers; they keep running under their shims."""
         self._closing = True
-        tasks = list(self._monitors.values())
+        tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -237,15 +238,7 @@ class ContainerManager:
                     await self._reconcile(c)
                     return
 
-        key = f"readopt-{container_id}"
-        task = asyncio.create_task(retry(), name=f"readopt-{container_id[:12]}")
-        self._monitors[key] = task
-
-        def forget(t: asyncio.Task[None]) -> None:
-            if self._monitors.get(key) is t:
-                del self._monitors[key]
-
-        task.add_done_callback(forget)
+        self._background(f"readopt-{container_id}", retry())
 
     async def _reconcile_unstarted(self, c: Container) -> None:
         """A created or exited container may have a shim from a start cut short by a crash.
@@ -557,17 +550,19 @@ class ContainerManager:
         if c.config.auto_remove:
             self._spawn_auto_remove(c.id)
 
-    def _watch(self, container_id: str, run: Run) -> None:
-        task = asyncio.create_task(
-            self._monitor(container_id, run), name=f"monitor-{container_id[:12]}"
-        )
-        self._monitors[container_id] = task
+    def _background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""
+        task = asyncio.create_task(work, name=key)
+        self._tasks[key] = task
 
         def forget(t: asyncio.Task[None]) -> None:
-            if self._monitors.get(container_id) is t:
-                del self._monitors[container_id]
+            if self._tasks.get(key) is t:
+                del self._tasks[key]
 
         task.add_done_callback(forget)
+
+    def _watch(self, container_id: str, run: Run) -> None:
+        self._background(f"monitor-{container_id}", self._monitor(container_id, run))
 
     async def _monitor(self, container_id: str, run: Run) -> None:
         """Wait for the container's exit, record it, and let its shim go."""
@@ -615,11 +610,7 @@ class ContainerManager:
             log.warning("auto-remove failed", container_id=container_id, reason=str(e))
 
     def _spawn_auto_remove(self, container_id: str) -> None:
-        task = asyncio.create_task(
-            self._auto_remove(container_id), name=f"autoremove-{container_id[:12]}"
-        )
-        self._monitors.setdefault(f"rm-{container_id}", task)
-        task.add_done_callback(lambda t: self._monitors.pop(f"rm-{container_id}", None))
+        self._background(f"autoremove-{container_id}", self._auto_remove(container_id))
 
     async def _record_exit(self, container_id: str, status: ExitStatus) -> None:
         c = self._containers.get(container_id)
