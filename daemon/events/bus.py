@@ -14,14 +14,15 @@ import asyncio
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 
 from pallet.daemon.errors import PalletError
 from pallet.daemon.events.filters import EventFilter
-from pallet.daemon.events.model import Event
+from pallet.daemon.events.model import Event, Notice
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -37,6 +38,8 @@ SCHEMA = [
     )""",
     "CREATE INDEX IF NOT EXISTS events_time ON events(time_ns)",
 ]
+
+T = TypeVar("T")
 
 QUEUE_LIMIT = 10_000
 REPLAY_BATCH = 1_000
@@ -150,38 +153,71 @@ class EventBus:
         crash leaves both or neither: never a change nobody heard of, nor an event for a
         change that did not happen.
         """
-        attrs = dict(attributes or {})
-        encoded = json.dumps(attrs, sort_keys=True)
+        notice = Notice(type, action, actor_id, dict(attributes or {}))
+
+        def change(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+            if also is not None:
+                also(conn)
+            return None, [notice]
+
+        _, events = await self._commit(change, atomic=also is not None)
+        return events[0]
+
+    async def commit(
+        self, change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]]
+    ) -> T:
+        """Apply `change` and journal the events it returns in one transaction, then
+        deliver them; return what `change` returned.
+
+        For a change that announces several events (a load naming three images, an rmi
+        that untags and deletes): a crash leaves the change with all its events, or
+        nothing. `change` runs on the database thread and may raise to write nothing.
+        """
+        result, _ = await self._commit(change, atomic=True)
+        return result
+
+    async def _commit(
+        self,
+        change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]],
+        atomic: bool,
+    ) -> tuple[T, list[Event]]:
         async with self._lock:
             now = time.time_ns()
 
-            def insert(conn: sqlite3.Connection) -> int:
-                if also is not None:
-                    also(conn)
-                cur = conn.execute(
-                    "INSERT INTO events (time_ns, type, action, actor_id, attributes) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (now, type, action, actor_id, encoded),
-                )
-                assert cur.lastrowid is not None
-                return cur.lastrowid
+            def write(conn: sqlite3.Connection) -> tuple[T, list[Event]]:
+                result, notices = change(conn)
+                events = []
+                for n in notices:
+                    attrs = dict(n.attributes)
+                    cur = conn.execute(
+                        "INSERT INTO events (time_ns, type, action, actor_id, attributes) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        (now, n.type, n.action, n.actor_id, json.dumps(attrs, sort_keys=True)),
+                    )
+                    assert cur.lastrowid is not None
+                    events.append(Event(cur.lastrowid, n.type, n.action, n.actor_id, attrs, now))
+                return result, events
 
-            seq = await (self._db.transaction(insert) if also else self._db.run(insert))
-            event = Event(seq, type, action, actor_id, attrs, now)
-            self._last_seq = seq
-            for sub in self._subscribers:
-                if sub.lagging:
-                    continue
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    sub.lagging = True
-            self._since_prune += 1
+            result, events = await (self._db.transaction(write) if atomic else self._db.run(write))
+            for event in events:
+                self._deliver(event)
+            self._since_prune += len(events)
             if self._since_prune >= PRUNE_EVERY:
                 self._since_prune = 0
                 await self.prune()
-        log.debug("event", seq=seq, type=type, action=action, actor_id=actor_id)
-        return event
+        for e in events:
+            log.debug("event", seq=e.seq, type=e.type, action=e.action, actor_id=e.actor_id)
+        return result, events
+
+    def _deliver(self, event: Event) -> None:
+        self._last_seq = event.seq
+        for sub in self._subscribers:
+            if sub.lagging:
+                continue
+            try:
+                sub.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                sub.lagging = True
 
     async def _replay(
         self, since_seq: int, since_ns: int, upto_seq: int

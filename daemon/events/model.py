@@ -7,9 +7,11 @@ events (that is `pallet.daemon.events.bus`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +24,16 @@ class Event:
     actor_id: str
     attributes: Mapping[str, str] = field(default_factory=dict)
     time_ns: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """An event still to be journalled: what a change announces (no seq, no time yet)."""
+
+    type: str
+    action: str
+    actor_id: str
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 class EventPublisher(Protocol):
@@ -39,9 +51,13 @@ class EventPublisher(Protocol):
 class JournalPublisher(EventPublisher, Protocol):
     """A publisher that can write the announced change in the event's own transaction.
 
-    Components whose records live in the same database (containers) use `also` so a crash
-    leaves the change and its event both written or neither.
+    Components whose records live in the same database (containers, images) use `also` or
+    `commit` so a crash leaves the change and its events all written or none.
     """
+
+    async def commit(
+        self, change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]]
+    ) -> T: ...
 
     async def publish(
         self,

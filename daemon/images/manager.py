@@ -1,7 +1,7 @@
 """The image manager: palletd's `ImageStore`.
 
 Owns: the order of every image operation (stage blobs and layers under a lease, then
-commit records in one transaction, then publish one event per change) — import, load,
+commit records and one event per change in one transaction) — import, load,
 pull, push, save, history, prune — name resolution (reference, full id, unique id prefix),
 the rules of tag and remove, and collecting blobs, layers and stale partial downloads no
 image needs (gc). Must not: parse tars or image documents (importer, archive, tarsafe,
@@ -27,7 +27,7 @@ import httpx
 import structlog
 
 from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
-from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.events.model import JournalPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images import records
 from pallet.daemon.images.archive import stage_load
@@ -68,7 +68,7 @@ class ImageManager:
     def __init__(
         self,
         db: Database,
-        events: EventPublisher,
+        events: JournalPublisher,
         root: Path,
         image_users: ImageUsers,
         clock: Callable[[], int] = time.time_ns,
@@ -247,27 +247,25 @@ class ImageManager:
         return path
 
     async def _commit(self, staged: Sequence[StagedImage], action: str) -> list[Image]:
-        """Record staged images in one transaction, then announce them."""
+        """Record staged images and their events in one transaction."""
         async with self._lock:
             now = self._clock()
 
-            def write(conn: sqlite3.Connection) -> list[Image]:
-                out = []
+            def write(conn: sqlite3.Connection) -> tuple[list[Image], list[Notice]]:
+                out, notices = [], []
                 for item in staged:
                     records.insert_image(conn, item, now)
                     image = records.load_image(conn, item.id)
                     assert image is not None
                     out.append(image)
-                return out
+                    names = [ref.familiar() for ref in item.references] or [""]
+                    notices += [Notice("image", action, item.id, {"name": n}) for n in names]
+                return out, notices
 
             # Blobs and layers are in place, no record names them yet: a restart removes them.
             self._crashes.hit(action, "staged")
-            images = await self._db.transaction(write)
+            images = await self._events.commit(write)
             self._crashes.hit(action, "recorded")
-            for item in staged:
-                names = [ref.familiar() for ref in item.references] or [""]
-                for name in names:
-                    await self._events.publish("image", action, item.id, {"name": name})
         # The same image may be listed twice in one archive; report it once.
         unique = {image.id: image for image in images}
         return list(unique.values())
@@ -317,14 +315,13 @@ class ImageManager:
         async with self._lock:
             now = self._clock()
 
-            def write(conn: sqlite3.Connection) -> str:
+            def write(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
                 image_id = _resolve(conn, source)
                 records.set_ref(conn, ref, image_id, now)
-                return image_id
+                return None, [Notice("image", "tag", image_id, {"name": ref.familiar()})]
 
-            image_id = await self._db.transaction(write)
+            await self._events.commit(write)
             self._crashes.hit("tag", "recorded")
-            await self._events.publish("image", "tag", image_id, {"name": ref.familiar()})
 
     async def remove(self, name: str, force: bool = False) -> RemoveResult:
         async with self._lock:
@@ -340,8 +337,11 @@ class ImageManager:
             keeping = [r for r in refs if r != by_ref and ("@" not in r or "@" in by_ref)]
             if by_ref and keeping:
                 # Another name keeps the image: only this name goes, whoever uses it.
-                await self._db.transaction(lambda conn: records.delete_ref(conn, by_ref))
-                await self._events.publish("image", "untag", image_id, {"name": familiar(by_ref)})
+                def untag(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+                    records.delete_ref(conn, by_ref)
+                    return None, [Notice("image", "untag", image_id, {"name": familiar(by_ref)})]
+
+                await self._events.commit(untag)
                 return RemoveResult(untagged=(familiar(by_ref),), deleted=())
             display = familiar(by_ref) if by_ref else (familiar(refs[0]) if refs else short_id(image_id))
             if not by_ref and not force and len([r for r in refs if "@" not in r]) > 1:
@@ -367,18 +367,18 @@ class ImageManager:
                     "or use --force"
                 )
 
-            def delete(conn: sqlite3.Connection) -> tuple[set[str], set[str]]:
+            untagged = tuple(familiar(ref) for ref in refs)
+
+            def delete(conn: sqlite3.Connection) -> tuple[tuple[set[str], set[str]], list[Notice]]:
                 for ref in refs:
                     records.delete_ref(conn, ref)
-                return records.delete_image(conn, image_id)
+                notices = [Notice("image", "untag", image_id, {"name": r}) for r in untagged]
+                notices.append(Notice("image", "delete", image_id, {"name": display}))
+                return records.delete_image(conn, image_id), notices
 
-            layers, blobs = await self._db.transaction(delete)
+            layers, blobs = await self._events.commit(delete)
             # Records gone, layers and blobs not yet: a restart collects what no record names.
             self._crashes.hit("rmi", "recorded")
-            untagged = tuple(familiar(ref) for ref in refs)
-            for ref in untagged:
-                await self._events.publish("image", "untag", image_id, {"name": ref})
-            await self._events.publish("image", "delete", image_id, {"name": display})
             await self._collect_locked(layers, blobs)
         log.info("image removed", image_id=image_id, forced=force, users=users)
         return RemoveResult(untagged=untagged, deleted=(image_id,))

@@ -1,5 +1,6 @@
 """Image load, tag and rmi cut short by kill -9 of palletd: the old state or the new one,
-never half of each; no temp files, no layer or blob that no image names."""
+never half of each; no temp files, no layer or blob that no image names; and the events
+of a change are journalled exactly when the change itself is."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ def crash_during(palletd: Any, point: str, *args: str) -> None:
     assert f"crash point {point} reached" in palletd.log_tail(200)
     palletd._close_channel()
     palletd.start()
+
+
+def image_events(palletd: Any) -> list[str]:
+    """Every image event in the journal, as `action name`."""
+    out = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s", "--filter", "type=image",
+                         "--format", "{{.Action}} {{.Actor.Attributes.name}}", timeout=30)
+    return out.splitlines()
 
 
 def store_entries(root: Path) -> dict[str, list[str]]:
@@ -71,9 +79,11 @@ def test_load_killed_leaves_old_or_new_state(
 ) -> None:
     palletd = fresh_palletd
     before = store_entries(palletd.root)
+    events_before = image_events(palletd)
     crash_during(palletd, point, "load", "-i", str(archive))
     after = store_entries(palletd.root)
     assert after["temp"] == []
+    assert image_events(palletd) == events_before + (["load crashy:1"] if loaded else [])
     inspected = palletd.cli("image", "inspect", "crashy:1")
     if loaded:
         assert inspected.returncode == 0
@@ -88,7 +98,9 @@ def test_load_killed_leaves_old_or_new_state(
 
 def test_tag_killed_after_its_record_keeps_the_tag(fresh_palletd: Any, image: str) -> None:
     palletd = fresh_palletd
+    events_before = image_events(palletd)
     crash_during(palletd, "tag:recorded", "tag", image, "renamed:7")
+    assert image_events(palletd) == events_before + ["tag renamed:7"]
     assert palletd.cli_ok("image", "inspect", "-f", "{{.Id}}", "renamed:7") == (
         palletd.cli_ok("image", "inspect", "-f", "{{.Id}}", image)
     )
@@ -103,6 +115,8 @@ def test_rmi_killed_between_records_and_files_collects_the_files(
     tar = one_file_tar(tmp_path / "rootfs.tar", os.urandom(4096))
     palletd.cli_ok("import", str(tar), "doomed:1")
     assert store_entries(palletd.root) != before
+    events_before = image_events(palletd)
     crash_during(palletd, "rmi:recorded", "rmi", "doomed:1")
+    assert image_events(palletd) == events_before + ["untag doomed:1", "delete doomed:1"]
     assert palletd.cli("image", "inspect", "doomed:1").returncode != 0
     assert store_entries(palletd.root) == before, "layers or blobs of the removed image remain"

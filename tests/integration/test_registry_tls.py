@@ -20,6 +20,7 @@ pytestmark = pytest.mark.integration
 
 def test_pull_and_push_over_https_with_the_registrys_own_ca(tmp_path: Path, busybox_tar: Path) -> None:
     from pallet.daemon.errors import FailedPrecondition, Unavailable
+    from pallet.daemon.events.bus import EventBus
     from pallet.daemon.images.manager import ImageManager
     from pallet.daemon.images.registry.auth import Credentials
     from pallet.daemon.store.db import Database
@@ -36,11 +37,9 @@ def test_pull_and_push_over_https_with_the_registrys_own_ca(tmp_path: Path, busy
             db = Database(tmp_path / "pallet.db")
             await db.start()
 
-            class Events:
-                async def publish(self, *args: Any, **kwargs: Any) -> None:
-                    return None
-
-            manager = ImageManager(db, Events(), tmp_path / "root", users, registry_certs_dir=certs)  # type: ignore[arg-type]
+            events = EventBus(db)
+            await events.start()
+            manager = ImageManager(db, events, tmp_path / "root", users, registry_certs_dir=certs)
             await manager.start()
             try:
                 async def tar() -> Any:

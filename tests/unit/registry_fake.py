@@ -163,7 +163,7 @@ async def pull_env(tmp_path: Path, timeouts: Timeouts = Timeouts(connect=2, read
     async def users(image_id: str) -> list[ImageUser]:
         return []
 
-    events = FakeEvents()
+    events = FakeEvents(db)
     manager = ImageManager(
         db, events, tmp_path / "root", users,
         insecure_registries=[HOST], registry_timeouts=timeouts,

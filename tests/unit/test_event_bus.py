@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pallet.daemon.errors import InvalidArgument
 from pallet.daemon.events import bus as bus_mod
 from pallet.daemon.events.bus import EventBus, Lagging, RetentionPolicy
 from pallet.daemon.events.filters import parse_filters
+from pallet.daemon.events.model import Notice
 from pallet.daemon.store.db import Database
 
 
@@ -111,3 +113,36 @@ async def test_retention_prunes_old_entries(db: Database) -> None:
     await b.prune()
     rows = await db.run(lambda c: [r[0] for r in c.execute("SELECT seq FROM events ORDER BY seq")])
     assert rows == [8, 9, 10]
+
+
+async def test_commit_writes_a_change_and_all_its_events_or_nothing(
+    bus: EventBus, db: Database
+) -> None:
+    await db.run(lambda c: c.execute("CREATE TABLE things (name TEXT)"))
+
+    def change(conn: sqlite3.Connection) -> tuple[str, list[Notice]]:
+        conn.execute("INSERT INTO things VALUES ('a')")
+        return "done", [Notice("image", "untag", "i1", {"name": "a"}),
+                        Notice("image", "delete", "i1", {"name": "a"})]
+
+    live = bus.subscribe(parse_filters([]))
+    first = asyncio.ensure_future(anext(live))
+    await asyncio.sleep(0)
+    assert await bus.commit(change) == "done"
+    assert (await first).action == "untag"
+    assert (await anext(live)).seq == 2
+
+    def broken(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+        conn.execute("INSERT INTO things VALUES ('b')")
+        raise InvalidArgument("refused half-way")
+
+    with pytest.raises(InvalidArgument):
+        await bus.commit(broken)
+    rows = await db.run(lambda c: c.execute("SELECT name FROM things").fetchall())
+    assert [r[0] for r in rows] == ["a"], "a failed change left a row"
+    replayed = []
+    async for event in bus.subscribe(parse_filters([]), since_seq=0, until_ns=time.time_ns()):
+        replayed.append((event.seq, event.action))
+    assert replayed == [(1, "untag"), (2, "delete")], "a failed change journalled an event"
+    assert bus.last_seq == 2
+    await live.aclose()

@@ -11,13 +11,14 @@ import hashlib
 import io
 import json
 import tarfile
-from collections.abc import AsyncIterator, Mapping, Sequence
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pallet.daemon.events.model import Event
+from pallet.daemon.events.model import Event, Notice
 from pallet.daemon.images.manager import ImageManager
 from pallet.daemon.images.model import ImageUser
 from pallet.daemon.store.db import Database
@@ -233,11 +234,24 @@ def oci_archive(
     return files_tar(files)
 
 
-class FakeEvents:
-    """An EventPublisher that remembers what was published."""
+T = TypeVar("T")
 
-    def __init__(self) -> None:
+
+class FakeEvents:
+    """A JournalPublisher that remembers what was published (no journal, no seq gaps
+    checked): `commit` runs the change in a transaction of `db`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self.events: list[Event] = []
+
+    async def commit(
+        self, change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]]
+    ) -> T:
+        result, notices = await self.db.transaction(change)
+        for n in notices:
+            await self.publish(n.type, n.action, n.actor_id, n.attributes)
+        return result
 
     async def publish(
         self, type: str, action: str, actor_id: str, attributes: Mapping[str, str] | None = None
@@ -278,7 +292,7 @@ async def open_store(tmp_path: Path, db: Database | None = None) -> AsyncIterato
     async def image_users(image_id: str) -> list[ImageUser]:
         return [ImageUser(name, running=False) for name in users.get(image_id, [])]
 
-    events = FakeEvents()
+    events = FakeEvents(database)
     manager = ImageManager(database, events, tmp_path / "root", image_users)
     await manager.start()
     try:

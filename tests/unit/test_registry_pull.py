@@ -234,7 +234,7 @@ def test_a_real_slow_server_hits_the_read_timeout(tmp_path: Path) -> None:
         async def users(image_id: str) -> list[Any]:
             return []
 
-        manager = ImageManager(db, FakeEvents(), tmp_path / "root", users, registry_timeouts=Timeouts(connect=1, read=0.5))
+        manager = ImageManager(db, FakeEvents(db), tmp_path / "root", users, registry_timeouts=Timeouts(connect=1, read=0.5))
         await manager.start()
         try:
             started = time.monotonic()
