@@ -1,19 +1,11 @@
 """The container log file: a binary framing the shim appends to and palletd reads back.
 
-Owns: the on-disk format of a container's log and its rotated siblings, `LogWriter` (used
-by the shim for every chunk it reads from the container's stdout/stderr pipes) and the
-readers palletd serves `pallet logs` from: history, --tail, --since/--until, stream
-selection and follow. Must not: know about containers, gRPC or protobuf, or import
-anything but the standard library and `pallet.daemon.errors` (the tiny shim imports it).
-
-Format, all integers little-endian::
-
-    file header (24 bytes)  magic b"PALLETLG", version u16 (1), header size u16 (24),
-                            nonce u32 (random per file), seq i64 (generation, see below)
-    record                  header  (20 bytes): length u32, nonce u32, stream u8,
-                                    3 zero bytes, time_ns i64
-                            data    (length bytes, at most 1 MiB): the chunk as read
-                            trailer (8 bytes): length u32, nonce u32
+Owns: a container's log and its rotated siblings as a whole: `LogWriter` (used by the
+shim for every chunk it reads from the container's stdout/stderr pipes) and the readers
+palletd serves `pallet logs` from: history, --tail, --since/--until, stream selection and
+follow. Must not: know about containers, gRPC or protobuf, or import anything but the
+standard library and `pallet.daemon.errors` (the tiny shim imports it). The framing of
+one file, and walking it past damage, is `pallet.shim.logframes`.
 
 A record is one chunk as the shim read it from a pipe (up to 256 KiB), so 100 MB of output
 is ~1,600 headers to parse, not millions of lines, and the writer does no per-line work:
@@ -21,12 +13,14 @@ one `writev` per chunk and no fsync (the page cache outlives a crash of the shim
 palletd, which is the failure that matters here; an fsync per chunk would cap a chatty
 container at the disk's flush rate).
 
-The trailer repeats the length so a reader can walk backwards from the end: --tail on a
-huge file reads only its end. The nonce, random per file and never shown to the
-container, makes record boundaries unforgeable by container output: a record counts only
-when its header and trailer agree on length and nonce. A writer killed mid-write leaves
-a torn last record; readers stop in front of it, and the next `LogWriter` on the path
-truncates it before appending, so nothing written later is lost or garbled.
+Each record's trailer repeats its length so a reader can walk backwards from the end:
+--tail on a huge file reads only its end. A nonce, random per file and never shown to
+the container, makes record boundaries unforgeable by container output or by damage. A
+writer killed mid-write leaves a torn last record; readers stop in front of it, and the
+next `LogWriter` on the path truncates it before appending, so nothing written later is
+lost or garbled. Damaged bytes in the middle of a file (a bit flip, a zeroed block after
+a host crash) are skipped: readers resume at the next valid record and tell their
+`on_gap` handler once per gap, so every undamaged record is still read, in order, once.
 
 Rotation (max_size > 0) works like docker's json-file: path -> path.1 -> path.2 ...,
 keeping max_files files in all. Each file's header carries `seq`, a generation number
@@ -52,40 +46,35 @@ Only one `LogWriter` may have a path open at a time (the container's one shim).
 from __future__ import annotations
 
 import os
-import struct
 import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 
 from pallet.daemon.errors import FailedPrecondition, InvalidArgument
+from pallet.shim.logframes import BOTH_STREAMS as BOTH_STREAMS
+from pallet.shim.logframes import FILE_HEADER_SIZE as FILE_HEADER_SIZE
+from pallet.shim.logframes import MAX_RECORD_DATA as MAX_RECORD_DATA
+from pallet.shim.logframes import RECORD_OVERHEAD as RECORD_OVERHEAD
+from pallet.shim.logframes import STDERR as STDERR
+from pallet.shim.logframes import STDOUT as STDOUT
+from pallet.shim.logframes import Gap as Gap
+from pallet.shim.logframes import GapHandler as GapHandler
+from pallet.shim.logframes import Record as Record
+from pallet.shim.logframes import (
+    FILE_HEADER,
+    MAGIC,
+    RECORD_HEADER,
+    RECORD_TRAILER,
+    VERSION,
+    LogFile,
+    backward,
+    forward,
+    open_log_file,
+    parse_file_header,
+    valid_end,
+)
 
-STDOUT = 1
-STDERR = 2
-BOTH_STREAMS: frozenset[int] = frozenset({STDOUT, STDERR})
-
-MAGIC = b"PALLETLG"
-VERSION = 1
-_FILE_HEADER = struct.Struct("<8sHHIq")
-_RECORD_HEADER = struct.Struct("<IIB3xq")
-_RECORD_TRAILER = struct.Struct("<II")
-FILE_HEADER_SIZE = _FILE_HEADER.size  # 24
-RECORD_OVERHEAD = _RECORD_HEADER.size + _RECORD_TRAILER.size  # 28
-#: Largest data a record holds; the writer splits bigger writes. Bounds how far back from
-#: the end a torn tail can reach, and every reader buffer.
-MAX_RECORD_DATA = 1 << 20
-_HEADER = _RECORD_HEADER.size
-_TRAILER = _RECORD_TRAILER.size
-_BLOCK = 1 << 20  # readers read this much per pread
 _DEFAULT_BATCH_BYTES = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One chunk of a container's output: `data` as read from `stream` at `time_ns`."""
-
-    stream: int  # 1 stdout, 2 stderr
-    time_ns: int  # wall clock when the shim read it, ns since the epoch
-    data: bytes
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -163,9 +152,9 @@ class LogWriter:
         if self._max_size and self._size > FILE_HEADER_SIZE and self._size + total > self._max_size:
             self._rotate()
         parts = (
-            _RECORD_HEADER.pack(length, self._nonce, stream, time_ns),
+            RECORD_HEADER.pack(length, self._nonce, stream, time_ns),
             data,
-            _RECORD_TRAILER.pack(length, self._nonce),
+            RECORD_TRAILER.pack(length, self._nonce),
         )
         try:
             written = os.writev(self._fd, parts)
@@ -191,13 +180,13 @@ class LogWriter:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
         except FileNotFoundError:
             # First start (path.1 exists only if someone removed path; continue after it).
-            prev = _open_log_file(self.path + ".1")
+            prev = open_log_file(self.path + ".1")
             if prev is not None:
                 os.close(prev.fd)
             self._install_new_file(prev.seq if prev is not None else -1, shift=False)
             return
         try:
-            header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), self.path)
+            header = parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), self.path)
             if header is None or _same_file(self.path, self.path + ".1"):
                 # Never got a header (nothing was logged), or killed mid-rotation right
                 # after the link (path.1 already keeps this content): only the next
@@ -208,7 +197,7 @@ class LogWriter:
                 return
             data_start, nonce, seq = header
             size = os.fstat(fd).st_size
-            end = _valid_end(_LogFile(fd, seq, nonce, data_start))
+            end = valid_end(LogFile(fd, seq, nonce, data_start, self.path))
             if end < size:
                 os.ftruncate(fd, end)
                 self.repaired_bytes = size - end
@@ -289,7 +278,7 @@ def _next_seq(prev_seq: int) -> int:
 
 def _write_file_header(fd: int, seq: int) -> int:
     nonce = int.from_bytes(os.urandom(4), "little")
-    os.write(fd, _FILE_HEADER.pack(MAGIC, VERSION, FILE_HEADER_SIZE, nonce, seq))
+    os.write(fd, FILE_HEADER.pack(MAGIC, VERSION, FILE_HEADER_SIZE, nonce, seq))
     return nonce
 
 
@@ -304,48 +293,6 @@ def _same_file(a: str, b: str) -> bool:
 # --- one file on the reading side --------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _LogFile:
-    fd: int
-    seq: int
-    nonce: int
-    data_start: int
-
-
-def _parse_file_header(head: bytes, name: str) -> tuple[int, int, int] | None:
-    """(data_start, nonce, seq) of a file header; None for an empty or half-written one."""
-    if len(head) < FILE_HEADER_SIZE:
-        if MAGIC.startswith(head[: len(MAGIC)]):
-            return None
-        raise InvalidArgument(f"{name} is not a pallet log file (bad magic); move it away")
-    magic, version, header_size, nonce, seq = _FILE_HEADER.unpack(head)
-    if magic != MAGIC:
-        raise InvalidArgument(f"{name} is not a pallet log file (bad magic); move it away")
-    if version != VERSION or header_size < FILE_HEADER_SIZE:
-        raise InvalidArgument(
-            f"{name} is a pallet log file of format version {version}; "
-            f"this pallet reads version {VERSION} only"
-        )
-    return header_size, nonce, seq
-
-
-def _open_log_file(name: str) -> _LogFile | None:
-    """Open one log file for reading; None when it is missing or has no header yet."""
-    try:
-        fd = os.open(name, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None
-    try:
-        header = _parse_file_header(os.pread(fd, FILE_HEADER_SIZE, 0), name)
-    except BaseException:
-        os.close(fd)
-        raise
-    if header is None:
-        os.close(fd)
-        return None
-    return _LogFile(fd, header[2], header[1], header[0])
-
-
 class _LogFiles:
     """The open generations of one log, oldest first; a context manager closing them.
 
@@ -355,13 +302,13 @@ class _LogFiles:
     """
 
     def __init__(self, path: str, min_seq: int = -1) -> None:
-        found: dict[int, _LogFile] = {}
+        found: dict[int, LogFile] = {}
         try:
             index, misses = 0, 0
             while misses < 2:
                 name = f"{path}.{index}" if index else path
                 index += 1
-                f = _open_log_file(name)
+                f = open_log_file(name)
                 if f is None:
                     misses += 1 if index > 1 else 0
                     continue
@@ -387,118 +334,6 @@ class _LogFiles:
         self.files = []
 
 
-def _record_ending_at(f: _LogFile, end: int) -> bool:
-    """Whether a complete, valid record ends exactly at `end`."""
-    if end - f.data_start < RECORD_OVERHEAD:
-        return False
-    trailer = os.pread(f.fd, _TRAILER, end - _TRAILER)
-    if len(trailer) < _TRAILER:
-        return False
-    length, nonce = _RECORD_TRAILER.unpack(trailer)
-    start = end - RECORD_OVERHEAD - length
-    if nonce != f.nonce or length > MAX_RECORD_DATA or start < f.data_start:
-        return False
-    header = os.pread(f.fd, _HEADER, start)
-    if len(header) < _HEADER:
-        return False
-    length2, nonce2, stream, _ = _RECORD_HEADER.unpack(header)
-    return length2 == length and nonce2 == f.nonce and stream in BOTH_STREAMS
-
-
-def _valid_end(f: _LogFile) -> int:
-    """Offset just after the last complete record (a torn or in-flight one excluded)."""
-    size = os.fstat(f.fd).st_size
-    if size <= f.data_start:
-        return f.data_start
-    if _record_ending_at(f, size):
-        return size
-    # A torn record is shorter than the largest record, so the last good trailer lies in
-    # the last MAX_RECORD_DATA + overhead bytes. Its nonce is the only thing to look for.
-    low = max(f.data_start, size - MAX_RECORD_DATA - RECORD_OVERHEAD - _TRAILER)
-    window = os.pread(f.fd, size - low, low)
-    key = struct.pack("<I", f.nonce)
-    i = len(window)
-    while True:
-        i = window.rfind(key, 0, i)
-        if i < 0:
-            break
-        end = low + i + len(key)
-        if _record_ending_at(f, end):
-            return end
-    # Nothing valid near the end (a huge garbage tail): walk forward from the start.
-    end = f.data_start
-    for end, _ in _forward(f, f.data_start, None, BOTH_STREAMS, 0, 0):
-        pass
-    return end
-
-
-def _forward(
-    f: _LogFile, start: int, stop: int | None, streams: frozenset[int], since_ns: int, until_ns: int
-) -> Iterator[tuple[int, Record | None]]:
-    """Yield (offset after the record, the record or None when filtered out).
-
-    Stops at `stop` or in front of the first incomplete or invalid record.
-    """
-    off = start
-    buf = b""
-    base = start  # buf holds the file's bytes [base, base + len(buf))
-    nonce = f.nonce
-    while stop is None or off < stop:
-        rel = off - base
-        if rel + _HEADER > len(buf):
-            buf, base, rel = os.pread(f.fd, _BLOCK, off), off, 0
-            if len(buf) < _HEADER:
-                return
-        length, nonce1, stream, time_ns = _RECORD_HEADER.unpack_from(buf, rel)
-        if nonce1 != nonce or length > MAX_RECORD_DATA or (stream != STDOUT and stream != STDERR):
-            return
-        end = off + RECORD_OVERHEAD + length
-        if rel + RECORD_OVERHEAD + length > len(buf):
-            buf, base, rel = os.pread(f.fd, max(_BLOCK, end - off), off), off, 0
-            if len(buf) < end - off:
-                return
-        length2, nonce2 = _RECORD_TRAILER.unpack_from(buf, rel + _HEADER + length)
-        if length2 != length or nonce2 != nonce or (stop is not None and end > stop):
-            return
-        record = None
-        if stream in streams and time_ns >= since_ns and (not until_ns or time_ns < until_ns):
-            record = Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
-        yield end, record
-        off = end
-
-
-def _backward(
-    f: _LogFile, end: int, streams: frozenset[int], since_ns: int, until_ns: int
-) -> Iterator[Record]:
-    """Yield the selected records ending at or before `end`, newest first."""
-    off = end
-    buf = b""
-    base = end  # buf holds the file's bytes [base, base + len(buf)), ending at or after off
-    nonce = f.nonce
-    while off - f.data_start >= RECORD_OVERHEAD:
-        if off - base < _TRAILER:
-            low = max(f.data_start, off - _BLOCK)
-            buf, base = os.pread(f.fd, off - low, low), low
-            if len(buf) < off - low:
-                return
-        length, nonce2 = _RECORD_TRAILER.unpack_from(buf, off - base - _TRAILER)
-        start = off - RECORD_OVERHEAD - length
-        if nonce2 != nonce or length > MAX_RECORD_DATA or start < f.data_start:
-            return
-        if start < base:
-            low = max(f.data_start, min(start, off - _BLOCK))
-            buf, base = os.pread(f.fd, off - low, low), low
-            if len(buf) < off - low:
-                return
-        rel = start - base
-        length1, nonce1, stream, time_ns = _RECORD_HEADER.unpack_from(buf, rel)
-        if length1 != length or nonce1 != nonce or (stream != STDOUT and stream != STDERR):
-            return
-        if stream in streams and time_ns >= since_ns and (not until_ns or time_ns < until_ns):
-            yield Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
-        off = start
-
-
 # --- reading -------------------------------------------------------------------------------
 
 
@@ -517,7 +352,7 @@ def end_position(path: str) -> LogPosition:
         if not files.files:
             return START
         newest = files.files[-1]
-        return LogPosition(newest.seq, _valid_end(newest))
+        return LogPosition(newest.seq, valid_end(newest))
 
 
 def read_records(
@@ -528,6 +363,7 @@ def read_records(
     streams: frozenset[int] = BOTH_STREAMS,
     tail_lines: int = -1,
     end: LogPosition | None = None,
+    on_gap: GapHandler | None = None,
 ) -> Generator[Record, None, None]:
     """The log's records, oldest first, across rotated files (path.N ... path.1, path).
 
@@ -536,11 +372,12 @@ def read_records(
     holding the last N lines of what is selected; the first may be cut to its line start
     (an unterminated last line counts as a line). It scans from the end, so it is fast on
     a huge log. `end` stops at a position (from `end_position`). No log file: nothing.
+    Damaged bytes between records are skipped, and `on_gap` told of each gap once.
     """
     _check_filters(streams, since_ns, until_ns)
     if tail_lines >= 0:
-        return _yield_from(_tail(path, tail_lines, end, streams, since_ns, until_ns))
-    return _read_all(path, end, streams, since_ns, until_ns)
+        return _yield_from(_tail(path, tail_lines, end, streams, since_ns, until_ns, on_gap))
+    return _read_all(path, end, streams, since_ns, until_ns, on_gap)
 
 
 def _yield_from(records: list[Record]) -> Generator[Record, None, None]:
@@ -548,14 +385,19 @@ def _yield_from(records: list[Record]) -> Generator[Record, None, None]:
 
 
 def _read_all(
-    path: str, end: LogPosition | None, streams: frozenset[int], since_ns: int, until_ns: int
+    path: str,
+    end: LogPosition | None,
+    streams: frozenset[int],
+    since_ns: int,
+    until_ns: int,
+    on_gap: GapHandler | None,
 ) -> Generator[Record, None, None]:
     with _LogFiles(path) as files:
         for f in files.files:
             if end is not None and f.seq > end.seq:
                 break
             stop = end.offset if end is not None and f.seq == end.seq else None
-            for _, record in _forward(f, f.data_start, stop, streams, since_ns, until_ns):
+            for _, record in forward(f, f.data_start, stop, streams, since_ns, until_ns, on_gap):
                 if record is not None:
                     yield record
 
@@ -567,28 +409,30 @@ def _tail(
     streams: frozenset[int],
     since_ns: int,
     until_ns: int,
+    on_gap: GapHandler | None,
 ) -> list[Record]:
     if lines == 0:
         return []
     with _LogFiles(path) as files:
-        newest_first = _chain_backward(files.files, end, streams, since_ns, until_ns)
+        newest_first = _chain_backward(files.files, end, streams, since_ns, until_ns, on_gap)
         picked = _last_lines(newest_first, lines)
     picked.reverse()
     return picked
 
 
 def _chain_backward(
-    files: list[_LogFile],
+    files: list[LogFile],
     end: LogPosition | None,
     streams: frozenset[int],
     since_ns: int,
     until_ns: int,
+    on_gap: GapHandler | None,
 ) -> Iterator[Record]:
     for f in reversed(files):
         if end is not None and f.seq > end.seq:
             continue
-        stop = end.offset if end is not None and f.seq == end.seq else _valid_end(f)
-        yield from _backward(f, stop, streams, since_ns, until_ns)
+        stop = end.offset if end is not None and f.seq == end.seq else valid_end(f)
+        yield from backward(f, stop, streams, since_ns, until_ns, on_gap)
 
 
 def _last_lines(newest_first: Iterable[Record], lines: int) -> list[Record]:
@@ -648,6 +492,7 @@ def read_records_from(
     streams: frozenset[int] = BOTH_STREAMS,
     end: LogPosition | None = None,
     max_bytes: int = _DEFAULT_BATCH_BYTES,
+    on_gap: GapHandler | None = None,
 ) -> tuple[list[Record], LogPosition]:
     """The selected records appended after `position` (None: the oldest), and where the
     next call should continue.
@@ -655,7 +500,8 @@ def read_records_from(
     Stops after about `max_bytes` of data, at `end` when given, and in front of a record
     still being written. Survives rotation: generations are found by their seq, not by
     name. If the generation at `position` was rotated away, continues with the next one
-    (that output is lost, as with docker's json-file). Blocking: from asyncio, call it
+    (that output is lost, as with docker's json-file). Skips damaged bytes as soon as a
+    valid record follows them, telling `on_gap` once. Blocking: from asyncio, call it
     through `asyncio.to_thread`, or use `follow_records`.
     """
     _check_filters(streams, since_ns, until_ns)
@@ -672,7 +518,7 @@ def read_records_from(
                 start = max(pos.offset, f.data_start) if f.seq == pos.seq else f.data_start
                 stop = end.offset if end is not None and f.seq == end.seq else None
                 pos = LogPosition(f.seq, start)
-                for offset, record in _forward(f, start, stop, streams, since_ns, until_ns):
+                for offset, record in forward(f, start, stop, streams, since_ns, until_ns, on_gap):
                     pos = LogPosition(f.seq, offset)
                     if record is not None:
                         records.append(record)
@@ -688,8 +534,9 @@ class LogReader:
 
     `start(tail_lines)` pins the log's current end and returns the history up to it (all,
     or the last N lines); `read_new()` then returns what came after, batch by batch, with
-    no gap or repeat between the two. Blocking, like every reader here: call it from a
-    thread (`asyncio.to_thread`) in the daemon.
+    no gap or repeat between the two. `on_gap` hears of damaged bytes skipped, once per
+    gap. Blocking, like every reader here: call it from a thread (`asyncio.to_thread`)
+    in the daemon.
     """
 
     def __init__(
@@ -700,9 +547,11 @@ class LogReader:
         since_ns: int = 0,
         until_ns: int = 0,
         position: LogPosition | None = None,
+        on_gap: GapHandler | None = None,
     ) -> None:
         _check_filters(streams, since_ns, until_ns)
         self.path = path
+        self.on_gap = on_gap
         self.position = position if position is not None else START
         self._streams = streams
         self._since_ns = since_ns
@@ -718,6 +567,7 @@ class LogReader:
             streams=self._streams,
             tail_lines=tail_lines,
             end=self.position,
+            on_gap=self.on_gap,
         )
 
     def read_new(
@@ -732,6 +582,7 @@ class LogReader:
             streams=self._streams,
             end=end,
             max_bytes=max_bytes,
+            on_gap=self.on_gap,
         )
         return records
 
@@ -748,6 +599,7 @@ async def follow_records(
     done: Callable[[], bool] | None = None,
     poll_interval: float = 0.1,
     max_batch_bytes: int = _DEFAULT_BATCH_BYTES,
+    on_gap: GapHandler | None = None,
 ) -> AsyncIterator[list[Record]]:
     """Yield non-empty batches of records, oldest first; all file work runs off the loop.
 
@@ -759,7 +611,9 @@ async def follow_records(
     """
     import asyncio  # here, not at the top: the shim imports this module and never follows
 
-    reader = LogReader(path, streams=streams, since_ns=since_ns, until_ns=until_ns, position=start)
+    reader = LogReader(
+        path, streams=streams, since_ns=since_ns, until_ns=until_ns, position=start, on_gap=on_gap
+    )
     if start is None:
         history = await asyncio.to_thread(reader.start, tail_lines)
         try:
