@@ -103,6 +103,8 @@ class Process:
         self.exit: ExitStatus | None = None
         self.drain_deadline = 0.0
         self.conn: Conn | None = None  # exec processes: the client streaming it
+        self.exec_id = ""  # exec processes: the daemon's id for it
+        self.waiters: list[Conn] = []  # exec processes: `exec_wait` clients
         for fd in self.outputs:
             os.set_blocking(fd, False)
             _enlarge_pipe(fd)

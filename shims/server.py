@@ -25,6 +25,7 @@ from pallet.daemon.errors import (
     FailedPrecondition,
     Internal,
     InvalidArgument,
+    NotFound,
     PalletError,
 )
 from pallet.daemon.shims.api import ExitStatus, ShimSpec
@@ -40,7 +41,14 @@ from pallet.shim.processes import (
     log_exception,
     wait_for,
 )
-from pallet.shim.specfile import exec_from_dict, exit_to_dict, write_exit_status
+from pallet.shim.specfile import (
+    exec_from_dict,
+    exit_to_dict,
+    read_exec_exit,
+    validate_exec_id,
+    write_exec_exit,
+    write_exit_status,
+)
 from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 
 # A busy container's output is read in slices this big (its pipes hold 1 MiB, see
@@ -75,6 +83,7 @@ class Shim:
         self.started_at_ns = 0
         self.init: Process | None = None
         self.execs: dict[int, Process] = {}
+        self.execs_by_id: dict[str, Process] = {}
         self.cgroup_dirs: list[str] = []
         self.log: LogWriter | None = None
         self.listener: socket.socket | None = None
@@ -289,6 +298,8 @@ class Shim:
             return None
         if op == "exec":
             return self._op_exec(conn, message)
+        if op == "exec_wait":
+            return self._op_exec_wait(conn, message)
         if op == "close_stdin":
             self._close_stdin_of(conn)
             return None
@@ -302,6 +313,9 @@ class Shim:
                 group.remove(conn)
         if self._start_conn is conn:
             self._start_conn = None
+        for process in self.execs.values():
+            if conn in process.waiters:
+                process.waiters.remove(conn)
         if conn.exec is not None:
             # The client went away: the exec keeps running, without stdin or a reader.
             conn.exec.conn = None
@@ -404,6 +418,9 @@ class Shim:
         spec = exec_from_dict(message.get("spec") or {})
         if not spec.args:
             raise InvalidArgument("exec needs a command")
+        validate_exec_id(spec.exec_id)
+        if spec.exec_id in self.execs_by_id or read_exec_exit(self.spec.bundle_dir, spec.exec_id):
+            raise AlreadyExists(f"exec {spec.exec_id} exists already: use a new exec id")
         status_r, status_w = os.pipe()
         cgroup_r, cgroup_w = os.pipe()
         out_r, out_w = os.pipe()
@@ -439,12 +456,28 @@ class Shim:
         conn.mode = "exec"
         conn.exec = process
         conn.stdin = process.stdin is not None
+        process.exec_id = spec.exec_id
         self.execs[pid] = process
+        self.execs_by_id[spec.exec_id] = process
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
         self.io.watch(status_r, selectors.EVENT_READ, lambda mask: self._on_exec_status(process))
         self.io.send(conn, wire.encode_control({"pid": pid}))
         return None
+
+    def _op_exec_wait(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+        """The exit of an exec, from any connection: at once if it ended, else when it
+        does. How a restarted palletd learns what its execs did while it was away."""
+        exec_id = validate_exec_id(str(message.get("exec_id", "")))
+        process = self.execs_by_id.get(exec_id)
+        if process is not None:
+            process.waiters.append(conn)
+            conn.mode = "wait"
+            return None
+        status = read_exec_exit(self.spec.bundle_dir, exec_id)
+        if status is None:
+            raise NotFound(f"no exec {exec_id} in container {self.id}: it never started here")
+        return {"exit": exit_to_dict(status)}
 
     def _process_fds(self) -> list[int]:
         fds: list[int] = []
@@ -633,6 +666,11 @@ class Shim:
         process.exit = ExitStatus(
             exit_code=code, exited_at_ns=time.time_ns(), error=process.exec_error
         )
+        try:
+            # On disk before anyone is told, so a palletd that was away still learns it.
+            write_exec_exit(self.spec.bundle_dir, process.exec_id, process.exit)
+        except OSError:
+            log_exception("cannot record the exit status of exec " + process.exec_id)
         if process.stdin is not None:
             process.stdin.close()
         process.drain_deadline = time.monotonic() + _DRAIN_TIMEOUT
@@ -646,10 +684,15 @@ class Shim:
             os.close(process.status.fd)
             process.status = None
         self.execs.pop(process.pid, None)
+        self.execs_by_id.pop(process.exec_id, None)
+        exit_dict = exit_to_dict(process.exit)
+        for waiter in process.waiters:
+            self.io.send(waiter, wire.encode_control({"exit": exit_dict}))
+        process.waiters.clear()
         conn = process.conn
         if conn is not None:
             conn.exec = None
-            self.io.send(conn, wire.encode_control({"event": "exit", "exit": exit_to_dict(process.exit)}))
+            self.io.send(conn, wire.encode_control({"event": "exit", "exit": exit_dict}))
             conn.close_after_flush = True
             self.io.flush(conn)
 

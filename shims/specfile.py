@@ -1,7 +1,8 @@
 """JSON forms of the shim contract's values: config.json, exit.json and exec requests.
 
 Owns: converting `ShimSpec`, `ExecSpec` and `ExitStatus` to and from JSON-able dicts, and
-writing/reading the two bundle files (exit.json atomically: tmp + fsync + rename). Must
+writing/reading the bundle files (exit.json atomically: tmp + fsync + rename; one
+`execs/<exec_id>.json` per ended exec, atomically but without fsync). Must
 not: interpret the values; the daemon writes config.json with `write_spec`, the shim
 reads it with `read_spec`.
 """
@@ -17,6 +18,7 @@ from typing import Any
 from pallet.daemon.errors import InvalidArgument
 from pallet.daemon.shims.api import (
     CONFIG_FILE,
+    EXEC_EXITS_DIR,
     EXIT_STATUS_FILE,
     ExecSpec,
     ExitStatus,
@@ -137,6 +139,46 @@ def read_exit_status(bundle_dir: str) -> ExitStatus | None:
     except (ValueError, KeyError, TypeError):
         # Only a rename makes the file appear, so a torn file means outside tampering.
         return None
+
+
+def validate_exec_id(exec_id: str) -> str:
+    """An exec id names a file in the bundle: nothing that could leave `execs/`."""
+    if not _ID.fullmatch(exec_id) or exec_id.startswith("."):
+        raise InvalidArgument(
+            f"invalid exec id {exec_id!r}: use letters, digits, '_', '.', '-'"
+        )
+    return exec_id
+
+
+def _exec_exit_path(bundle_dir: str, exec_id: str) -> str:
+    return os.path.join(bundle_dir, EXEC_EXITS_DIR, validate_exec_id(exec_id) + ".json")
+
+
+def write_exec_exit(bundle_dir: str, exec_id: str, status: ExitStatus) -> None:
+    """Record how an exec ended, before anyone is told.
+
+    Atomic (a reader sees all of it or nothing) but not fsynced: it must survive palletd
+    and the shim dying, which a rename does; a host crash takes the exec's container too.
+    """
+    os.makedirs(os.path.join(bundle_dir, EXEC_EXITS_DIR), mode=0o700, exist_ok=True)
+    _write_atomic(_exec_exit_path(bundle_dir, exec_id), exit_to_dict(status), durable=False)
+
+
+def read_exec_exit(bundle_dir: str, exec_id: str) -> ExitStatus | None:
+    try:
+        with open(_exec_exit_path(bundle_dir, exec_id), "rb") as f:
+            return exit_from_dict(json.load(f))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (ValueError, KeyError, TypeError):
+        return None  # only a rename makes it appear: a torn file is outside tampering
+
+
+def discard_exec_exit(bundle_dir: str, exec_id: str) -> None:
+    try:
+        os.unlink(_exec_exit_path(bundle_dir, exec_id))
+    except (FileNotFoundError, NotADirectoryError):
+        pass
 
 
 def _write_atomic(path: str, value: dict[str, Any], durable: bool = True) -> None:

@@ -3,7 +3,8 @@
 Owns: the in-memory view of every container (loaded from and persisted to
 `ContainerRecords`), the state machine's transitions, one shim connection and one exit
 monitor per running container, and re-adopting shims when palletd starts. Every transition
-is persisted first, then publishes exactly one event.
+commits with its event in one transaction. Execs are run and followed to their end by
+`execs.ExecTracker`.
 
 Must not: build namespaces or touch the log file's bytes (the shim does), or parse image
 archives (the image store does).
@@ -24,6 +25,7 @@ import structlog
 
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
+from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.bundle import shim_spec, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
@@ -34,12 +36,7 @@ from pallet.daemon.containers.model import (
 )
 from pallet.daemon.containers.merge import effective_config, merge_env
 from pallet.daemon.containers.names import generate_name, validate_name
-from pallet.daemon.containers.sessions import (
-    Attachment,
-    PendingAttach,
-    Run,
-    TrackedExec,
-)
+from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.containers.store import (
     ContainerRecords,
@@ -104,6 +101,7 @@ class ContainerManager:
         # Where shims keep their sockets; None (tests with fake shims): nothing to clean.
         self._run_root = run_root
         self._crashes = crashes
+        self._execs = ExecTracker(records, events, shims, clock, crashes)
         self._containers: dict[str, Container] = {}
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -134,6 +132,10 @@ class ContainerManager:
                 await self._reconcile(c)
 
         await asyncio.gather(*(reconcile(c) for c in list(self._containers.values())))
+        await self._execs.start()
+        for cid in self._execs.containers_with_execs():
+            if f"readopt-{cid}" not in self._tasks:  # else settled once it is adopted
+                await self._resume_execs(cid)
         await self._remove_stray_shims()
         log.info(
             "containers reconciled",
@@ -156,6 +158,7 @@ class ContainerManager:
     async def aclose(self) -> None:
         """Stop watching containers; they keep running under their shims."""
         self._closing = True
+        await self._execs.aclose()
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -218,6 +221,12 @@ class ContainerManager:
         await self._record_exit(c.id, status)
         await self._release_shim(shim)
 
+    async def _resume_execs(self, container_id: str) -> None:
+        """Execs a previous palletd left: followed through the re-adopted shim, or settled
+        from disk when the container's run is over."""
+        run = self._runs.get(container_id)
+        await self._execs.resume(container_id, run.shim if run is not None else None)
+
     def _retry_adopt(self, container_id: str) -> None:
         async def retry() -> None:
             while not self._closing:
@@ -236,6 +245,7 @@ class ContainerManager:
                     except PalletError:
                         pass
                     await self._reconcile(c)
+                    await self._resume_execs(c.id)
                     return
 
         self._background(f"readopt-{container_id}", retry())
@@ -718,6 +728,9 @@ class ContainerManager:
             await self._finish_remove(c)
 
     async def _finish_remove(self, c: Container) -> None:
+        # The container's execs died with it; their ends are recorded before its directory
+        # (where the shim wrote them) goes.
+        await self._execs.settle(c.id)
         # Record first: once it is gone the container is gone for every caller; a crash
         # before the directory is deleted leaves an orphan dir that start() removes.
         await self._events.publish(
@@ -778,20 +791,15 @@ class ContainerManager:
         for item in env:
             if "=" not in item:
                 raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
-        exec_id = secrets.token_hex(32)
         spec = ExecSpec(
-            exec_id=exec_id,
+            exec_id="",  # the tracker gives it one
             args=args,
             env=merge_env(c.config.env, env),
             cwd=working_dir or c.config.working_dir or "/",
             user=user or c.config.user,
             stdin=stdin,
         )
-        attrs = self._attrs(c, execID=exec_id)
-        await self._events.publish("container", "exec_create: " + " ".join(args), c.id, attrs)
-        session = await run.shim.exec(spec)
-        await self._events.publish("container", "exec_start: " + " ".join(args), c.id, attrs)
-        return TrackedExec(session, exec_id, c, self._events)
+        return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
 
     def counts(self) -> Mapping[Status, int]:
         counts: dict[Status, int] = {}

@@ -132,3 +132,16 @@ class Container:
 
     def with_state(self, **changes: object) -> Container:
         return replace(self, state=replace(self.state, **changes))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class ExecRecord:
+    """An exec whose end is not journalled yet (its exec_die is still to come)."""
+
+    id: str
+    container_id: str
+    state_dir: str  # the container's bundle, where its shim records the exec's exit
+    command: str  # the args joined by spaces, as in the exec_* actions
+    attributes: Mapping[str, str]  # the container's event attributes plus execID
+    created_ns: int
+    started: bool = False  # exec_start is journalled

@@ -1,8 +1,8 @@
-"""The live sessions a container manager hands out: runs, attachments, exec sessions.
+"""The live sessions a container manager hands out: runs and attachments.
 
-Owns: `Run` (one run of a container, from start to recorded exit), attach requests that
-wait for a start, and `TrackedExec`, which publishes `exec_die` once. Must not: change a
-container's state (the manager does).
+Owns: `Run` (one run of a container, from start to recorded exit) and attach requests that
+wait for a start. Must not: change a container's state (the manager does). Exec sessions
+are `pallet.daemon.containers.execs`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from pallet.daemon.containers.model import Container
-from pallet.daemon.events.model import EventPublisher
-from pallet.daemon.shims.api import ExecSession, ExitStatus, ShimClient, Stdio
+from pallet.daemon.shims.api import ExitStatus, ShimClient, Stdio
 
 
 @dataclass(slots=True)
@@ -51,33 +49,3 @@ class Attachment:
     def cancel(self) -> None:
         if not self._future.done():
             self._future.cancel()
-
-
-class TrackedExec:
-    """An exec session that publishes exec_die once when its exit is collected."""
-
-    def __init__(
-        self, session: ExecSession, exec_id: str, container: Container, events: EventPublisher
-    ) -> None:
-        self.session = session
-        self.exec_id = exec_id
-        self.pid = session.pid
-        self._container = container
-        self._events = events
-        self._exit: ExitStatus | None = None
-
-    async def wait(self) -> ExitStatus:
-        if self._exit is None:
-            self._exit = await self.session.wait()
-            await self._events.publish(
-                "container",
-                "exec_die",
-                self._container.id,
-                {
-                    "name": self._container.name,
-                    "image": self._container.config.image,
-                    "execID": self.exec_id,
-                    "exitCode": str(self._exit.exit_code),
-                },
-            )
-        return self._exit

@@ -1,7 +1,8 @@
 """Container records in SQLite.
 
-Owns: the `containers` table and the JSON encoding of `Container`. Must not: decide
-anything about lifecycle; it stores what the manager hands it.
+Owns: the `containers` table and the JSON encoding of `Container`, and the `execs` table
+(execs whose exec_die is still to come). Must not: decide anything about lifecycle; it
+stores what the manager hands it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pallet.daemon.containers.model import (
     Container,
     ContainerConfig,
     ContainerState,
+    ExecRecord,
     Status,
 )
 from pallet.daemon.images.model import ImageUser
@@ -29,6 +31,15 @@ SCHEMA = [
         record TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS containers_image ON containers(image_id)",
+    """CREATE TABLE IF NOT EXISTS execs (
+        id TEXT PRIMARY KEY,
+        container_id TEXT NOT NULL,
+        state_dir TEXT NOT NULL,
+        command TEXT NOT NULL,
+        attributes TEXT NOT NULL,
+        created_ns INTEGER NOT NULL,
+        started INTEGER NOT NULL DEFAULT 0
+    )""",
 ]
 
 
@@ -139,6 +150,32 @@ def delete_writer(container_id: str) -> Writer:
     return write
 
 
+def exec_insert_writer(r: ExecRecord) -> Writer:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "INSERT INTO execs (id, container_id, state_dir, command, attributes, created_ns, "
+            "started) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (r.id, r.container_id, r.state_dir, r.command,
+             json.dumps(dict(r.attributes), sort_keys=True), r.created_ns, int(r.started)),
+        )
+
+    return write
+
+
+def exec_started_writer(exec_id: str) -> Writer:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE execs SET started = 1 WHERE id = ?", (exec_id,))
+
+    return write
+
+
+def exec_delete_writer(exec_id: str) -> Writer:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM execs WHERE id = ?", (exec_id,))
+
+    return write
+
+
 class ContainerRecords:
     """Reads and writes container rows.
 
@@ -157,6 +194,23 @@ class ContainerRecords:
             lambda c: c.execute("SELECT * FROM containers ORDER BY created_ns").fetchall()
         )
         return [decode(r) for r in rows]
+
+    async def load_execs(self) -> list[ExecRecord]:
+        rows = await self._db.run(
+            lambda c: c.execute("SELECT * FROM execs ORDER BY created_ns").fetchall()
+        )
+        return [
+            ExecRecord(
+                id=r["id"],
+                container_id=r["container_id"],
+                state_dir=r["state_dir"],
+                command=r["command"],
+                attributes=json.loads(r["attributes"]),
+                created_ns=r["created_ns"],
+                started=bool(r["started"]),
+            )
+            for r in rows
+        ]
 
     async def insert(self, c: Container) -> None:
         await self._db.run(insert_writer(c))

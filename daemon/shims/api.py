@@ -158,6 +158,15 @@ class ShimClient(Protocol):
 
     async def exec(self, spec: ExecSpec) -> ExecSession: ...
 
+    async def wait_exec(self, exec_id: str) -> ExitStatus:
+        """Block until exec `exec_id` has ended (at once if it has); return its status.
+
+        Works on any connection, also after the one that started the exec is gone.
+        Raises NotFound when the shim never started that exec, Unavailable when the shim
+        is gone.
+        """
+        ...
+
     async def shutdown(self) -> None:
         """Tell a shim whose container has exited to clean up and exit."""
         ...
@@ -186,9 +195,20 @@ class ShimLauncher(Protocol):
         """The exit status a shim recorded, if it recorded one."""
         ...
 
+    def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:
+        """The exit status a shim recorded for an exec, if it recorded one."""
+        ...
+
+    def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None:
+        """Forget an exec's recorded exit (its exec_die is journalled)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
 EXIT_STATUS_FILE = "exit.json"
+# One `<exec_id>.json` (an ExitStatus) per exec that ended, written by the shim before it
+# reports the exit; the daemon removes each once its exec_die is journalled.
+EXEC_EXITS_DIR = "execs"
 CONFIG_FILE = "config.json"
 

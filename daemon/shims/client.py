@@ -38,8 +38,10 @@ from pallet.daemon.shims.api import (
 from pallet.daemon.shims.channel import Channel
 from pallet.shim import sockpath, wire
 from pallet.shim.specfile import (
+    discard_exec_exit,
     exec_to_dict,
     exit_from_dict,
+    read_exec_exit,
     read_exit_status,
     write_spec,
 )
@@ -285,6 +287,16 @@ class ShimClientImpl:
             raise
         return _ExecSession(channel, int(reply["pid"]), self._timeout)
 
+    async def wait_exec(self, exec_id: str) -> ExitStatus:
+        """The exit of an exec; no deadline on the wait itself, but a dead shim ends it."""
+        channel = await self._open()
+        try:
+            await channel.send_control({"op": "exec_wait", "exec_id": exec_id}, self._timeout)
+            reply = wire.raise_if_error(await channel.read_control(None))
+            return exit_from_dict(reply["exit"])
+        finally:
+            await channel.close()
+
     async def shutdown(self) -> None:
         # Generous: a created container is killed first, and cgroup removal may wait.
         await self._call({"op": "shutdown"}, max(self._timeout, 10.0))
@@ -359,6 +371,12 @@ class ShimLauncherImpl:
 
     def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
         return read_exit_status(str(bundle_dir))
+
+    def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:
+        return read_exec_exit(str(bundle_dir), exec_id)
+
+    def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None:
+        discard_exec_exit(str(bundle_dir), exec_id)
 
     async def launcher_pid(self) -> int:
         """Pid of the running launcher (started if needed)."""

@@ -121,6 +121,7 @@ class FakeShim:
         self.shim_pid = 4000
         self.exit = asyncio.get_running_loop().create_future()
         self.ignore_term = "ignore-term" in spec.args
+        self.execs: dict[str, FakeExec] = {}
 
     async def start(self) -> int:
         if self.spec.args[0] == "nosuch":
@@ -145,7 +146,11 @@ class FakeShim:
         return FakeStdio([b"hello\n"])
 
     async def exec(self, spec: ExecSpec) -> ExecSession:
-        return FakeExec(spec.args)
+        self.execs[spec.exec_id] = FakeExec(spec.args)
+        return self.execs[spec.exec_id]
+
+    async def wait_exec(self, exec_id: str) -> ExitStatus:
+        return await self.execs[exec_id].wait()
 
     async def shutdown(self) -> None:
         pass
@@ -167,6 +172,12 @@ class FakeLauncher:
 
     def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
         return ExitStatus(127, time.time_ns(), "exec failed") if "nosuch" in str(self.last_spec and self.last_spec.args) else None
+
+    def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:
+        return None
+
+    def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None:
+        pass
 
     async def aclose(self) -> None:
         pass

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import FailedPrecondition, Unavailable
+from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.daemon.shims.api import ExecSpec, Mount
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.logfile import read_records
@@ -178,6 +178,35 @@ async def test_exec_joins_the_container(shim_world: ShimWorld, launcher: ShimLau
     assert lines[3] == f"CapEff:\t{DOCKER_DEFAULT_CAPS}"
     assert (err, status.exit_code) == (b"oops\n", 7)
     assert list(read_records(shim_world.specs[-1].log_path)) == []  # exec output is not the log's
+    await remove(client)
+
+
+async def test_exec_exit_outlives_its_connection(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    client = await launcher.spawn(shim_world.spec("sleep", "1000"))
+    await client.start()
+    spec = shim_world.specs[-1]
+    session = await client.exec(ExecSpec("w1", ("sh", "-c", "read x; exit 9"), (), "", "", stdin=True))
+    # Asked on another connection while it runs: the answer comes when it ends.
+    waiting = asyncio.ensure_future(client.wait_exec("w1"))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()
+    await session.write_stdin(b"go\n")
+    assert (await asyncio.wait_for(waiting, 10)).exit_code == 9
+    await session.aclose()
+    # Recorded on disk before it was reported, and asked again later, once it is over.
+    on_disk = launcher.exec_exit_on_disk(Path(spec.bundle_dir), "w1")
+    assert on_disk is not None and on_disk.exit_code == 9
+    assert (await client.wait_exec("w1")).exit_code == 9
+    launcher.discard_exec_exit(Path(spec.bundle_dir), "w1")
+    assert launcher.exec_exit_on_disk(Path(spec.bundle_dir), "w1") is None
+    with pytest.raises(NotFound, match="no exec w1"):
+        await client.wait_exec("w1")
+    with pytest.raises(InvalidArgument, match="invalid exec id"):
+        await client.wait_exec("../exit")
+    with pytest.raises(InvalidArgument, match="invalid exec id"):
+        await client.exec(ExecSpec("../../x", ("true",), (), "", ""))
     await remove(client)
 
 

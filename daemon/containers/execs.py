@@ -1,0 +1,238 @@
+"""Exec processes and their events: exec_create, exec_start, and exactly one exec_die.
+
+Owns: the order of an exec (record and exec_create in one transaction, then the shim runs
+it, then exec_start), one watcher per exec that records its end whatever happens to the
+client that started it, and settling the execs a previous palletd left behind (through the
+re-adopted shim, or from the exit the shim wrote to disk). Must not: change a container's
+state (the manager does) or decide whether a container may run an exec.
+
+The `execs` table holds exactly the execs whose exec_die is still to come; each exec_die
+is journalled in the transaction that deletes its row, so a crash never loses it nor
+writes it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import structlog
+
+from pallet.daemon.containers.model import ExecRecord
+from pallet.daemon.containers.store import (
+    ContainerRecords,
+    exec_delete_writer,
+    exec_insert_writer,
+    exec_started_writer,
+)
+from pallet.daemon.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PalletError,
+)
+from pallet.daemon.events.model import JournalPublisher
+from pallet.daemon.faults import NO_CRASHES, CrashHook
+from pallet.daemon.shims.api import ExecSession, ExecSpec, ExitStatus, ShimClient, ShimLauncher
+
+log = structlog.get_logger(__name__)
+
+# The exit code of an exec that never ran (docker: "cannot invoke"), and of one whose end
+# nobody recorded.
+NEVER_RAN = 126
+UNKNOWN = 255
+# How long removing a container waits for its execs' watchers to record their ends.
+SETTLE_S = 5.0
+
+
+class TrackedExec:
+    """An exec as the client that started it sees it: its stdio, and its recorded end."""
+
+    def __init__(
+        self, session: ExecSession, exec_id: str, ended: asyncio.Future[ExitStatus]
+    ) -> None:
+        self.session = session
+        self.exec_id = exec_id
+        self.pid = session.pid
+        self._ended = ended
+
+    async def wait(self) -> ExitStatus:
+        """The exit status, once its exec_die is journalled."""
+        return await asyncio.shield(self._ended)
+
+
+class ExecTracker:
+    """Runs execs through shims and journals each one's end exactly once."""
+
+    def __init__(
+        self,
+        records: ContainerRecords,
+        events: JournalPublisher,
+        launcher: ShimLauncher,
+        clock: Callable[[], int] = time.time_ns,
+        crashes: CrashHook = NO_CRASHES,
+    ) -> None:
+        self._crashes = crashes
+        self._records = records
+        self._events = events
+        self._launcher = launcher
+        self._clock = clock
+        self._pending: dict[str, ExecRecord] = {}
+        self._ended: dict[str, asyncio.Future[ExitStatus]] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+
+    async def start(self) -> None:
+        """Load the execs a previous palletd did not see end (settled by `resume`)."""
+        for record in await self._records.load_execs():
+            self._pending[record.id] = record
+
+    async def aclose(self) -> None:
+        """Stop watching; the execs keep running and the next palletd settles them."""
+        tasks = list(self._watchers.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def containers_with_execs(self) -> set[str]:
+        return {r.container_id for r in self._pending.values()}
+
+    # ---- a new exec ------------------------------------------------------------------
+
+    async def run(
+        self,
+        container_id: str,
+        state_dir: str,
+        shim: ShimClient,
+        spec: ExecSpec,
+        attributes: Mapping[str, str],
+    ) -> TrackedExec:
+        """Start `spec` (its exec_id is replaced by a fresh one) in the container."""
+        exec_id = secrets.token_hex(32)
+        spec = ExecSpec(exec_id, spec.args, spec.env, spec.cwd, spec.user, spec.stdin)
+        record = ExecRecord(
+            id=exec_id,
+            container_id=container_id,
+            state_dir=state_dir,
+            command=" ".join(spec.args),
+            attributes={**attributes, "execID": exec_id},
+            created_ns=self._clock(),
+        )
+        # Recorded before the shim hears of it: a palletd that dies from here on leaves a
+        # row that the next one settles, whether or not the shim got to run it.
+        await self._events.publish(
+            "container", "exec_create: " + record.command, container_id,
+            record.attributes, also=exec_insert_writer(record),
+        )  # fmt: skip
+        self._pending[exec_id] = record
+        ended = self._ended[exec_id] = asyncio.get_running_loop().create_future()
+        self._crashes.hit("exec", "recorded")
+        try:
+            session = await shim.exec(spec)
+        except (FailedPrecondition, InvalidArgument, AlreadyExists) as e:
+            # The shim refused it: it never ran.
+            refused = ExitStatus(NEVER_RAN, self._clock(), f"the exec did not start: {e}")
+            await self._end(record, refused)
+            raise
+        except BaseException:
+            # No answer (deadline, lost shim, cancelled): the shim may have started it. The
+            # watcher asks the shim, which knows.
+            self._watch(record, shim)
+            raise
+        self._crashes.hit("exec", "started")
+        await self._mark_started(record)
+        self._watch(record, shim)
+        return TrackedExec(session, exec_id, ended)
+
+    async def _mark_started(self, record: ExecRecord) -> None:
+        await self._events.publish(
+            "container", "exec_start: " + record.command, record.container_id,
+            record.attributes, also=exec_started_writer(record.id),
+        )  # fmt: skip
+
+    # ---- following an exec to its end -----------------------------------------------
+
+    def _watch(self, record: ExecRecord, shim: ShimClient) -> None:
+        task = asyncio.create_task(self._follow(record, shim), name=f"exec-{record.id[:12]}")
+        self._watchers[record.id] = task
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if self._watchers.get(record.id) is t:
+                del self._watchers[record.id]
+
+        task.add_done_callback(forget)
+
+    async def _follow(self, record: ExecRecord, shim: ShimClient) -> None:
+        try:
+            status = await shim.wait_exec(record.id)
+        except NotFound:
+            # Recorded, then palletd died (or lost the shim) before the shim ran it.
+            status = ExitStatus(NEVER_RAN, self._clock(), "the exec was never started")
+        except PalletError as e:
+            status = self._from_disk(record, f"its container's shim went away ({e})")
+        else:
+            if not record.started:
+                # It ran, but palletd died before journalling that: say so, in order.
+                await self._mark_started(record)
+        await self._end(record, status)
+
+    def _from_disk(self, record: ExecRecord, why: str) -> ExitStatus:
+        on_disk = self._launcher.exec_exit_on_disk(Path(record.state_dir), record.id)
+        return on_disk or ExitStatus(
+            UNKNOWN, self._clock(),
+            f"the exit status of the exec is unknown: {why} without recording it",
+        )  # fmt: skip
+
+    async def _end(self, record: ExecRecord, status: ExitStatus) -> None:
+        """Journal exec_die and drop the row, in one transaction; tell the client."""
+        if self._pending.pop(record.id, None) is None:
+            return  # ended already (a watcher and a removal racing)
+        attrs = {**record.attributes, "exitCode": str(status.exit_code)}
+        if status.error:
+            attrs["error"] = status.error
+        await self._events.publish(
+            "container", "exec_die", record.container_id, attrs,
+            also=exec_delete_writer(record.id),
+        )  # fmt: skip
+        try:
+            await asyncio.to_thread(
+                self._launcher.discard_exec_exit, Path(record.state_dir), record.id
+            )
+        except (OSError, PalletError) as e:
+            log.warning("could not remove an exec's exit file", exec_id=record.id, reason=str(e))
+        ended = self._ended.pop(record.id, None)
+        if ended is not None and not ended.done():
+            ended.set_result(status)
+
+    # ---- after a restart, and when a container goes ----------------------------------
+
+    async def resume(self, container_id: str, shim: ShimClient | None) -> None:
+        """Settle the container's execs a previous palletd left: follow them through its
+        re-adopted shim, or, with no shim (the container ended), take their exits from
+        disk."""
+        for record in [r for r in self._pending.values() if r.container_id == container_id]:
+            if record.id in self._watchers:
+                continue
+            self._ended.setdefault(record.id, asyncio.get_running_loop().create_future())
+            if shim is not None:
+                log.info("following an exec started before palletd restarted", exec_id=record.id)
+                self._watch(record, shim)
+            else:
+                why = "its container ended while palletd was down"
+                await self._end(record, self._from_disk(record, why))
+
+    async def settle(self, container_id: str) -> None:
+        """Before a container's directory goes: let its execs' ends be recorded (they die
+        with the container), and record the rest as unknown."""
+        ids = [r.id for r in self._pending.values() if r.container_id == container_id]
+        watchers = [self._watchers[i] for i in ids if i in self._watchers]
+        if watchers:
+            await asyncio.wait(watchers, timeout=SETTLE_S)
+        for record in [r for r in self._pending.values() if r.container_id == container_id]:
+            task = self._watchers.pop(record.id, None)
+            if task is not None:
+                task.cancel()
+            await self._end(record, self._from_disk(record, "its container was removed"))
