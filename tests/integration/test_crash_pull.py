@@ -1,0 +1,55 @@
+"""A pull cut short by kill -9 of palletd (after its blobs and layers are staged, or after
+its records are committed): the old state or the new one, never half of each."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from registry_harness import Registry, start_registry
+from test_crash_image_ops import crash_during, image_events, one_file_tar, store_entries
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[Registry]:
+    reg = start_registry()
+    yield reg
+    reg.stop()
+
+
+@pytest.mark.parametrize("point, pulled", [("pull:staged", False), ("pull:recorded", True)])
+def test_pull_killed_leaves_old_or_new_state(
+    fresh_palletd: Any, registry: Registry, tmp_path: Path, point: str, pulled: bool
+) -> None:
+    palletd = fresh_palletd
+    ref = f"{registry.host}/crash/{point.replace(':', '-')}:1"
+    palletd.cli_ok("import", str(one_file_tar(tmp_path / "rootfs.tar", os.urandom(8192))), ref)
+    palletd.cli_ok("push", ref)
+    palletd.cli_ok("rmi", ref)
+    before = store_entries(palletd.root)
+    events_before = image_events(palletd)
+
+    crash_during(palletd, point, "pull", ref)
+    after = store_entries(palletd.root)
+    assert after["temp"] == []
+    assert not any((palletd.root / "content" / "ingest").iterdir()), "a download was left"
+    new_events = image_events(palletd)[len(events_before):]
+    assert image_events(palletd)[: len(events_before)] == events_before
+    if pulled:
+        assert palletd.cli("image", "inspect", ref).returncode == 0
+        assert new_events and all(e.startswith("pull ") for e in new_events), new_events
+        assert f"pull {ref}" in new_events
+    else:
+        assert palletd.cli("image", "inspect", ref).returncode != 0
+        assert new_events == []
+        assert after == before, "a pull cut short before its records left blobs or layers"
+    # Either way the same pull works now, and the image is whole.
+    palletd.cli_ok("pull", ref)
+    assert palletd.cli_ok("image", "inspect", "-f", "{{len .RootFS.Layers}}", ref) == "1\n"
+    palletd.cli_ok("save", ref, "-o", str(tmp_path / "saved.tar"))
