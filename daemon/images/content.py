@@ -96,28 +96,44 @@ class BlobWriter:
 
 
 class VerifyingReader:
-    """Reads a blob and raises at its end if the bytes do not hash to its digest."""
+    """Reads a blob, and refuses to hand out its last bytes unless the whole hashes to its digest.
+
+    The check runs in the read that reaches the end (`size`, taken when the file was
+    opened), not in a later read returning b"": a consumer that reads exactly the blob's
+    size (tarfile, an upload of known length) never asks for more, and must still never
+    get a corrupted blob whole. A consumer that may stop early (a tar reader before the
+    padding) calls `drain()` after it.
+    """
 
     def __init__(self, file: BinaryIO, digest: str) -> None:
         self._file = file
         self._digest = digest
         self._hash = hashlib.sha256()
-        self._done = False
+        self._actual = ""  # what the whole hashed to, once read
+        self.size = os.fstat(file.fileno()).st_size
+        self._left = self.size
 
     def read(self, size: int = -1) -> bytes:
         data = self._file.read(size)
         self._hash.update(data)
-        if not data or size < 0:
+        self._left -= len(data)
+        if self._left <= 0 or not data or size < 0:
             self._check()
         return data
 
+    def drain(self) -> None:
+        """Read whatever the consumer left, and check the whole."""
+        while self.read(CHUNK):
+            pass
+        self._check()
+
     def _check(self) -> None:
-        if self._done:
-            return
-        self._done = True
-        actual = "sha256:" + self._hash.hexdigest()
-        if actual != self._digest:
-            raise corrupted(self._digest, actual)
+        # Every call after the end raises again: a consumer that swallowed the first
+        # error (a tar reader wrapping it) must not get past a later check.
+        if not self._actual:
+            self._actual = "sha256:" + self._hash.hexdigest()
+        if self._actual != self._digest:
+            raise corrupted(self._digest, self._actual)
 
     def close(self) -> None:
         self._file.close()
@@ -129,11 +145,33 @@ class VerifyingReader:
         self.close()
 
 
-def corrupted(digest: str, actual: str) -> FailedPrecondition:
-    return FailedPrecondition(
-        f"blob {digest} is corrupted on disk (its content hashes to {actual}): "
-        "remove the image that uses it and load or pull it again"
-    )
+class CorruptedBlob(FailedPrecondition):
+    """A stored blob no longer hashes to its digest (a bit flip on disk, a torn write).
+
+    Nothing is served from it. The image manager names the images using it in the
+    message (`for_images`): removing them all drops the blob, and loading or pulling
+    them again writes it whole.
+    """
+
+    def __init__(self, digest: str, actual: str, images: tuple[str, ...] = ()) -> None:
+        if len(images) > 1:
+            advice = f"remove the images that use it ({'; '.join(images)}) and load or pull them again"
+        elif images:
+            advice = f"remove the image that uses it ({images[0]}) and load or pull it again"
+        else:
+            advice = "remove the image that uses it and load or pull it again"
+        super().__init__(f"blob {digest} is corrupted on disk (its content hashes to {actual}): {advice}")
+        self.digest = digest
+        self.actual = actual
+
+    def for_images(self, images: list[str]) -> CorruptedBlob:
+        """The same error, naming the images that use the blob (each by its tags, or its
+        short id)."""
+        return CorruptedBlob(self.digest, self.actual, tuple(images))
+
+
+def corrupted(digest: str, actual: str) -> CorruptedBlob:
+    return CorruptedBlob(digest, actual)
 
 
 class ContentStore:
@@ -159,6 +197,13 @@ class ContentStore:
 
     def exists(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def size(self, digest: str) -> int:
+        """The stored blob's size in bytes."""
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"blob {digest} is not in the content store") from None
 
     def acquire(self, digest: str, lease: Lease) -> bool:
         """Lease a blob if it is already stored; False if it is not there."""
@@ -230,8 +275,7 @@ class ContentStore:
     def verify(self, digest: str) -> None:
         """Raise FailedPrecondition if the stored blob no longer matches its digest."""
         with self.open_verified(digest) as reader:
-            while reader.read(CHUNK):
-                pass
+            reader.drain()
 
     def delete_unless_leased(self, digest: str) -> bool:
         """Delete a blob unless an unfinished operation holds it; True if it was deleted."""

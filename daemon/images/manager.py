@@ -32,7 +32,7 @@ from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images import records
 from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
-from pallet.daemon.images.content import ContentStore
+from pallet.daemon.images.content import ContentStore, CorruptedBlob
 from pallet.daemon.images.filters import matches, parse_filters
 from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult, Usage, history, image_usage
 from pallet.daemon.images.importer import stage_import
@@ -206,7 +206,10 @@ class ImageManager:
         progress("", f"The push refers to repository [{ref.name}]", 0, 0)
         async with self._client(ref, credentials, "pull,push") as client:
             pusher = Pusher(client, self.content, progress)
-            digest, size = await pusher.push(image.manifest_digest, ref.tag, sorted(set(sources)))
+            try:
+                digest, size = await pusher.push(image.manifest_digest, ref.tag, sorted(set(sources)))
+            except CorruptedBlob as exc:
+                raise await self._naming_users(exc) from None
         await self._events.publish("image", "push", image.id, {"name": ref.familiar()})
         log.info("image pushed", image_id=image.id, reference=str(ref), digest=digest)
         return digest, size
@@ -403,7 +406,10 @@ class ImageManager:
             for item in items:
                 if not self.content.acquire(item.manifest_digest, lease):
                     raise NotFound(f"manifest {item.manifest_digest} is not stored")
-            await asyncio.to_thread(write_archive, spool, self.content, items, oci_only, lease)
+            try:
+                await asyncio.to_thread(write_archive, spool, self.content, items, oci_only, lease)
+            except CorruptedBlob as exc:
+                raise await self._naming_users(exc) from None
             file: BinaryIO = await asyncio.to_thread(open, spool, "rb")
             try:
                 while chunk := await asyncio.to_thread(file.read, _SPOOL_BUFFER):
@@ -416,7 +422,10 @@ class ImageManager:
 
     async def history(self, name: str) -> builtins.list[HistoryEntry]:
         image = await self.get(name)
-        config_bytes = await asyncio.to_thread(self.content.read_verified, image.id)
+        try:
+            config_bytes = await asyncio.to_thread(self.content.read_verified, image.id)
+        except CorruptedBlob as exc:
+            raise await self._naming_users(exc) from None
         sizes = await self._db.run(
             lambda conn: [records.layer_size(conn, diff_id) or 0 for diff_id in image.layers]
         )
@@ -470,6 +479,13 @@ class ImageManager:
         total = sum(self.layers.size_of(d) for d in self.layers.diff_ids())
         total += sum(self.content.path(d).stat().st_size for d in self.content.digests())
         return total + self.content.ingest_size()
+
+    async def _naming_users(self, exc: CorruptedBlob) -> CorruptedBlob:
+        """The error, naming the images to remove and load or pull again (all of them:
+        the damaged blob goes only when no image uses it)."""
+        users = await self._db.run(lambda conn: records.images_using_blob(conn, exc.digest))
+        log.error("corrupted blob refused", digest=exc.digest, actual=exc.actual)
+        return exc.for_images([", ".join(i.repo_tags) or short_id(i.id) for i in users])
 
     # -- collection -------------------------------------------------------------------
 

@@ -255,6 +255,17 @@ def layer_size(conn: sqlite3.Connection, diff_id: str) -> int | None:
     return None if row is None else int(row["size"])
 
 
+def images_using_blob(conn: sqlite3.Connection, digest: str) -> list[Image]:
+    """The images whose records name a blob (as manifest, config or layer), newest first."""
+    rows = conn.execute(
+        "SELECT * FROM images WHERE id IN (SELECT id FROM images WHERE config_digest = ?1"
+        " OR manifest_digest = ?1 UNION SELECT image_id FROM image_layers WHERE blob_digest = ?1)"
+        " ORDER BY created_ns DESC, added_ns DESC, id",
+        (digest,),
+    ).fetchall()
+    return [_image_from_row(conn, row) for row in rows]
+
+
 def blobs_of(conn: sqlite3.Connection, image_id: str) -> set[str]:
     """Every blob an image's records name (manifest, config, layers)."""
     blobs: set[str] = set()

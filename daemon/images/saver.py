@@ -46,8 +46,11 @@ def _add_dir(tar: tarfile.TarFile, name: str) -> None:
 
 
 class _Verified(io.RawIOBase):
+    """A stored blob as a raw stream; the read that would complete a corrupted one raises."""
+
     def __init__(self, content: ContentStore, digest: str) -> None:
         self._reader = content.open_verified(digest)
+        self.size = self._reader.size
 
     def readable(self) -> bool:
         return True
@@ -78,9 +81,9 @@ def write_archive(
             if digest not in written:
                 written.add(digest)
                 info = tarfile.TarInfo(name)
-                info.size = content.path(digest).stat().st_size
                 info.mode, info.mtime = 0o644, _MTIME
                 with _Verified(content, digest) as source:
+                    info.size = source.size
                     tar.addfile(info, io.BufferedReader(source, CHUNK))
             return name
 

@@ -3,7 +3,7 @@
 Owns: the order (every blob before the manifest that names it, the config last of the
 blobs), asking before uploading (HEAD), trying a cross-repository mount from repositories
 of the same registry the image is known under, streaming blobs from the content store with
-progress. Must not: change local state.
+progress, each blob checked against its digest as it is read. Must not: change local state.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ class Pusher:
             if await self._transport.mount_blob(blob.digest, source):
                 self._progress(name, f"Mounted from {source}", 0, 0)
                 return
-        size = await asyncio.to_thread(lambda: self._content.path(blob.digest).stat().st_size)
+        # Verified as it streams: the read that would complete a corrupted blob raises
+        # instead, so the registry never gets it whole (and never gets the manifest).
+        size = await asyncio.to_thread(self._content.size, blob.digest)
 
         async def chunks() -> AsyncIterator[bytes]:
-            file = await asyncio.to_thread(open, self._content.path(blob.digest), "rb")
+            file = await asyncio.to_thread(self._content.open_verified, blob.digest)
             try:
                 done = 0
                 while chunk := await asyncio.to_thread(file.read, _READ):
