@@ -2,9 +2,10 @@
 
 Owns: the in-memory view of every container (loaded from and persisted to
 `ContainerRecords`), the state machine's transitions, one shim connection and one exit
-monitor per running container, and re-adopting shims when palletd starts. Every transition
+monitor per running container. Every transition
 commits with its event in one transaction. Execs are run and followed to their end by
-`execs.ExecTracker`.
+`execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
+acts through this manager (the `Supervisor` methods).
 
 Must not: build namespaces or touch the log file's bytes (the shim does), or parse image
 archives (the image store does).
@@ -35,6 +36,7 @@ from pallet.daemon.containers.model import (
     check_transition,
 )
 from pallet.daemon.containers.merge import effective_config, merge_env
+from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
 from pallet.daemon.containers.signals import parse_signal
@@ -60,6 +62,7 @@ from pallet.daemon.shims.api import (
     ExitStatus,
     ShimClient,
     ShimLauncher,
+    ShimState,
     Stdio,
 )
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
@@ -68,10 +71,6 @@ log = structlog.get_logger(__name__)
 
 # How long remove/stop wait for a SIGKILLed container to be reported gone.
 KILL_GRACE_S = 30.0
-# Shims reconciled at once when palletd starts.
-RECONCILE_CONCURRENCY = 16
-# How often a shim that did not answer at start is asked again.
-READOPT_RETRY_S = 5.0
 
 
 class ContainerManager:
@@ -109,8 +108,7 @@ class ContainerManager:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
-        # Ids with a shim socket when palletd started (read once, for reconciling).
-        self._sockets: set[str] = set()
+        self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
 
     # ---- component lifecycle -------------------------------------------------------
 
@@ -119,24 +117,13 @@ class ContainerManager:
         await self._records.start()
         for c in await self._records.load_all():
             self._containers[c.id] = c
-        await self._remove_orphan_dirs()
-        self._sockets = (
-            set(leftovers.shim_sockets(self._run_root)) if self._run_root is not None else set()
-        )
         started = time.monotonic()
-        # Concurrently, but bounded: each reconcile is a few round trips to one shim.
-        gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
-
-        async def reconcile(c: Container) -> None:
-            async with gate:
-                await self._reconcile(c)
-
-        await asyncio.gather(*(reconcile(c) for c in list(self._containers.values())))
+        await self._restorer.restore(list(self._containers.values()))
         await self._execs.start()
         for cid in self._execs.containers_with_execs():
-            if f"readopt-{cid}" not in self._tasks:  # else settled once it is adopted
-                await self._resume_execs(cid)
-        await self._remove_stray_shims()
+            if not self._restorer.retrying(cid):  # else settled once it is adopted
+                await self.resume_execs(cid)
+        await self._restorer.remove_stray_shims()
         log.info(
             "containers reconciled",
             containers=len(self._containers),
@@ -170,150 +157,43 @@ class ContainerManager:
                 pass
         self._runs.clear()
 
-    async def _remove_orphan_dirs(self) -> None:
-        """State dirs with no record are leftovers of a create or remove cut short."""
-        known = set(self._containers)
-        for entry in self._dir.iterdir():
-            if entry.name not in known:
-                log.info("removing leftover container dir", container_id=entry.name)
-                await asyncio.to_thread(self._snapshots.remove, entry)
+    # ---- the Supervisor the restorer acts through --------------------------------------
 
-    async def _reconcile(self, c: Container) -> None:
-        """Re-adopt the shim of a container the records say is running, or record its end."""
-        if c.state.status is Status.REMOVING:
-            await self._finish_remove(c)
-            return
-        if c.state.status in (Status.CREATED, Status.EXITED):
-            await self._reconcile_unstarted(c)
-            return
-        if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
-            return
-        bound = log.bind(container_id=c.id, shim_pid=c.state.shim_pid)
-        try:
-            shim = await self._launcher.connect(c.id, Path(c.state_dir))
-            state = await shim.state()
-        except DeadlineExceeded as e:
-            # Connected but no answer: the shim lives (stopped, swapped out, overloaded).
-            # Its container may be fine; killing it for being slow would lose it. Retry.
-            bound.warning("shim does not answer; retrying in the background", reason=str(e))
-            self._retry_adopt(c.id)
-            return
-        except PalletError as e:
-            bound.info("shim gone; reading exit status from disk", reason=str(e))
-            status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
-                255,
-                self._clock(),
-                f"the container's shim (pid {c.state.shim_pid}) died while palletd was "
-                "down, without recording the exit: its processes were killed with it",
-            )
-            await self._clean_after_shim(c)
-            await self._record_exit(c.id, status)
-            return
-        if state.status == "running":
-            bound.info("re-adopted running container")
-            run = Run(shim)
-            self._runs[c.id] = run
-            self._watch(c.id, run)
-            return
-        status = state.exit or self._launcher.exit_status_on_disk(Path(c.state_dir)) or (
-            ExitStatus(255, self._clock(), "shim reported no exit status")
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    def lookup(self, container_id: str) -> Container | None:
+        return self._containers.get(container_id)
+
+    def supervises(self, container_id: str) -> bool:
+        return container_id in self._runs
+
+    def supervise(self, c: Container, shim: ShimClient) -> None:
+        run = Run(shim)
+        self._runs[c.id] = run
+        self._watch(c.id, run)
+
+    async def adopt_start(self, c: Container, shim: ShimClient, state: ShimState) -> None:
+        c = await self._transition(
+            c,
+            event=("start", self._attrs(c)),
+            status=Status.RUNNING,
+            pid=state.pid,
+            started_at_ns=state.started_at_ns or self._clock(),
+            exit_code=0,
+            error="",
+            shim_pid=shim.shim_pid,
         )
-        await self._record_exit(c.id, status)
-        await self._release_shim(shim)
+        self.supervise(c, shim)
 
-    async def _resume_execs(self, container_id: str) -> None:
+    async def resume_execs(self, container_id: str) -> None:
         """Execs a previous palletd left: followed through the re-adopted shim, or settled
         from disk when the container's run is over."""
         run = self._runs.get(container_id)
         await self._execs.resume(container_id, run.shim if run is not None else None)
 
-    def _retry_adopt(self, container_id: str) -> None:
-        async def retry() -> None:
-            while not self._closing:
-                await asyncio.sleep(READOPT_RETRY_S)
-                async with self._lock(container_id):
-                    c = self._containers.get(container_id)
-                    if c is None or c.state.status is not Status.RUNNING:
-                        return
-                    if container_id in self._runs:
-                        return
-                    try:
-                        shim = await self._launcher.connect(c.id, Path(c.state_dir))
-                        await shim.aclose()
-                    except DeadlineExceeded:
-                        continue
-                    except PalletError:
-                        pass
-                    await self._reconcile(c)
-                    await self._resume_execs(c.id)
-                    return
-
-        self._background(f"readopt-{container_id}", retry())
-
-    async def _reconcile_unstarted(self, c: Container) -> None:
-        """A created or exited container may have a shim from a start cut short by a crash.
-
-        A start persists RUNNING only after the shim started the process; palletd killed in
-        between leaves a shim (building, built, or running the container) that the records
-        do not know. A running one is adopted, as if the start had finished; any other is
-        shut down, so the container stays as recorded.
-        """
-        if c.id not in self._sockets:
-            return
-        bound = log.bind(container_id=c.id)
-        try:
-            shim = await self._launcher.connect(c.id, Path(c.state_dir))
-            state = await shim.state()
-        except DeadlineExceeded as e:
-            bound.warning("the shim of a start cut short does not answer", reason=str(e))
-            return
-        except PalletError as e:
-            bound.info("stale shim socket removed", reason=str(e))
-            await self._clean_after_shim(c)
-            return
-        if state.status == "running":
-            bound.info("adopted a container whose start was cut short", pid=state.pid)
-            run = Run(shim)
-            c = await self._transition(
-                c,
-                event=("start", self._attrs(c)),
-                status=Status.RUNNING,
-                pid=state.pid,
-                started_at_ns=state.started_at_ns or self._clock(),
-                exit_code=0,
-                error="",
-                shim_pid=shim.shim_pid,
-            )
-            self._runs[c.id] = run
-            self._watch(c.id, run)
-            return
-        # Built but never started (its init waits for `start`), or already stopped.
-        bound.info("shut down the shim of a start cut short", shim_status=state.status)
-        await self._release_shim(shim)
-
-    async def _remove_stray_shims(self) -> None:
-        """Shim sockets of containers that have no record: stale files or stray shims."""
-        if self._run_root is None:
-            return
-        for cid, path in leftovers.shim_sockets(self._run_root).items():
-            if cid in self._containers:
-                continue
-            try:
-                shim = await self._launcher.connect(cid, self._dir / cid)
-            except DeadlineExceeded:
-                log.warning("a shim with no container record does not answer", container_id=cid)
-                continue
-            except PalletError:
-                await asyncio.to_thread(path.unlink, missing_ok=True)
-                continue
-            log.warning("stopping the shim of a container with no record", container_id=cid)
-            try:
-                await shim.kill(signal.SIGKILL, all_processes=True)
-            except PalletError:
-                pass
-            await self._release_shim(shim)
-
-    async def _clean_after_shim(self, c: Container) -> None:
+    async def clean_after_shim(self, c: Container) -> None:
         if self._run_root is None:
             return
         await asyncio.to_thread(
@@ -377,7 +257,7 @@ class ContainerManager:
         except NotFound:
             return []
 
-    def _lock(self, container_id: str) -> asyncio.Lock:
+    def lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
 
     def _attrs(self, c: Container, **extra: str) -> dict[str, str]:
@@ -480,7 +360,7 @@ class ContainerManager:
 
     async def start_container(self, ref: str) -> int:
         c = self.resolve(ref)
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             c = self.resolve(c.id)
             if c.state.status is Status.RUNNING:
                 return c.state.pid
@@ -526,7 +406,7 @@ class ContainerManager:
                 status = replace(status, error=str(e))
             run.exit = status
             run.done.set()
-            await self._release_shim(shim)
+            await self.release_shim(shim)
             await self._fail_start(c, status)
             raise
         now = self._clock()
@@ -560,7 +440,7 @@ class ContainerManager:
         if c.config.auto_remove:
             self._spawn_auto_remove(c.id)
 
-    def _background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+    def background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""
         task = asyncio.create_task(work, name=key)
         self._tasks[key] = task
@@ -572,7 +452,7 @@ class ContainerManager:
         task.add_done_callback(forget)
 
     def _watch(self, container_id: str, run: Run) -> None:
-        self._background(f"monitor-{container_id}", self._monitor(container_id, run))
+        self.background(f"monitor-{container_id}", self._monitor(container_id, run))
 
     async def _monitor(self, container_id: str, run: Run) -> None:
         """Wait for the container's exit, record it, and let its shim go."""
@@ -594,22 +474,22 @@ class ContainerManager:
             )
             bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
             if c is not None and disk is None:
-                await self._clean_after_shim(c)
-        async with self._lock(container_id):
-            await self._record_exit(container_id, status)
+                await self.clean_after_shim(c)
+        async with self.lock(container_id):
+            await self.record_exit(container_id, status)
         c = self._containers.get(container_id)
         if c is not None and c.config.auto_remove:
             # `run --rm` returns once the container is gone, as docker's does: whoever waits
             # on this run (attach, wait) hears of the exit only after the removal, so a
             # `ps -a` right after never shows a container that is about to vanish.
-            await self._release_shim(run.shim)
+            await self.release_shim(run.shim)
             await self._auto_remove(container_id)
             run.exit = status
             run.done.set()
             return
         run.exit = status
         run.done.set()
-        await self._release_shim(run.shim)
+        await self.release_shim(run.shim)
 
     async def _auto_remove(self, container_id: str) -> None:
         try:
@@ -620,9 +500,9 @@ class ContainerManager:
             log.warning("auto-remove failed", container_id=container_id, reason=str(e))
 
     def _spawn_auto_remove(self, container_id: str) -> None:
-        self._background(f"autoremove-{container_id}", self._auto_remove(container_id))
+        self.background(f"autoremove-{container_id}", self._auto_remove(container_id))
 
-    async def _record_exit(self, container_id: str, status: ExitStatus) -> None:
+    async def record_exit(self, container_id: str, status: ExitStatus) -> None:
         c = self._containers.get(container_id)
         if c is None or c.state.status is Status.EXITED:
             return
@@ -638,7 +518,7 @@ class ContainerManager:
             error=status.error,
         )
 
-    async def _release_shim(self, shim: ShimClient) -> None:
+    async def release_shim(self, shim: ShimClient) -> None:
         for step in (shim.shutdown, shim.aclose):
             try:
                 await step()
@@ -695,7 +575,7 @@ class ContainerManager:
         run = self._runs.get(c.id)
         if run is not None:
             await run.done.wait()
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             c = self.resolve(c.id)
             if c.state.status is Status.RUNNING:
                 return c.state.pid
@@ -715,7 +595,7 @@ class ContainerManager:
                     "(rm -f)"
                 )
             await self._kill_and_wait(c, run)
-        async with self._lock(c.id):
+        async with self.lock(c.id):
             c = self._containers.get(c.id)  # type: ignore[assignment]
             if c is None:
                 raise NotFound(f"No such container: {ref}")
@@ -725,9 +605,9 @@ class ContainerManager:
                 )
             c = await self._transition(c, status=Status.REMOVING)
             self._crashes.hit("remove", "removing")
-            await self._finish_remove(c)
+            await self.finish_remove(c)
 
-    async def _finish_remove(self, c: Container) -> None:
+    async def finish_remove(self, c: Container) -> None:
         # The container's execs died with it; their ends are recorded before its directory
         # (where the shim wrote them) goes.
         await self._execs.settle(c.id)
