@@ -71,11 +71,19 @@ class BlobFetcher:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     async def fetch(
-        self, transport: RegistryTransport, descriptor: Descriptor, lease: Lease, progress: ProgressFn
+        self,
+        transport: RegistryTransport,
+        descriptor: Descriptor,
+        lease: Lease,
+        progress: ProgressFn,
+        replace: bool = False,
     ) -> bool:
-        """Make the blob present and leased; False when it was there already."""
+        """Make the blob present and leased; False when it was there already.
+
+        `replace` downloads it even so, over the stored copy (found corrupted).
+        """
         digest = descriptor.digest
-        if await in_thread(self._content.acquire, digest, lease):
+        if not replace and await in_thread(self._content.acquire, digest, lease):
             return False
         flight = self._flights.get(digest)
         if flight is None:

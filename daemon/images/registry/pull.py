@@ -3,8 +3,9 @@
 Owns: manifest and index handling (OCI and Docker schema 2; an index is resolved to the
 wanted platform), checking every document against the digest that named it, fetching the
 config and layers through the `BlobFetcher` (three at a time), unpacking each layer and
-proving it has the diff id its config names, and reporting progress per layer.
-Must not: write records (the manager commits the `StagedImage`), or leave anything that
+proving it has the diff id its config names, and reporting progress per layer. A config
+or layer blob found already stored is checked against its digest where the pull reads it;
+a corrupted one is downloaded again over it (the registry has it whole). Must not: write records (the manager commits the `StagedImage`), or leave anything that
 its lease does not hold.
 """
 
@@ -19,7 +20,7 @@ from typing import cast
 
 from pallet.daemon.errors import InvalidArgument, NotFound
 from pallet.daemon.images import oci
-from pallet.daemon.images.content import ContentStore
+from pallet.daemon.images.content import ContentStore, CorruptedBlob
 from pallet.daemon.images.layers import LayerStore, Readable, UnpackedLayer, diff_id_of
 from pallet.daemon.images.leases import Lease
 from pallet.daemon.images.records import StagedImage, StagedLayer
@@ -148,8 +149,14 @@ class Puller:
         manifest = oci.parse_manifest(data, f"manifest {digest}")
         self._progress("", f"{ref.tag or ref.digest}: Pulling from {ref.familiar_name}", 0, 0)
         manifest_digest = await in_thread(self._content.write_bytes, data, self._lease, digest)
-        await self._fetcher.fetch(self._transport, manifest.config, self._lease, self._quiet)
-        config_bytes = await in_thread(self._content.read_verified, manifest.config.digest)
+        downloaded = await self._fetcher.fetch(self._transport, manifest.config, self._lease, self._quiet)
+        try:
+            config_bytes = await in_thread(self._content.read_verified, manifest.config.digest)
+        except CorruptedBlob:
+            if downloaded:
+                raise
+            await self._fetcher.fetch(self._transport, manifest.config, self._lease, self._quiet, replace=True)
+            config_bytes = await in_thread(self._content.read_verified, manifest.config.digest)
         parsed = oci.parse_config(config_bytes)
         if len(parsed.diff_ids) != len(manifest.layers):
             raise InvalidArgument(
@@ -205,8 +212,15 @@ class Puller:
             if actual != diff_id:
                 raise InvalidArgument(f"layer {layer.digest} has diff id {actual}, but its image config says {diff_id}")
             size = await in_thread(self._layers.size_of, diff_id)
+        elif downloaded:
+            size = await in_thread(self._unpack, layer.digest, diff_id, False)
         else:
-            size = await in_thread(self._unpack, layer.digest, diff_id)
+            # Stored before (another image has it) but not unpacked: check it as it unpacks.
+            try:
+                size = await in_thread(self._unpack, layer.digest, diff_id, True)
+            except CorruptedBlob:
+                await self._fetcher.fetch(self._transport, layer, self._lease, self._progress, replace=True)
+                size = await in_thread(self._unpack, layer.digest, diff_id, False)
         self._progress(name, "Pull complete", layer.size, layer.size)
         return StagedLayer(diff_id, layer.digest, layer.media_type, size)
 
@@ -214,10 +228,23 @@ class Puller:
         with open(self._content.path(digest), "rb") as file:
             return diff_id_of(cast(Readable, file))
 
-    def _unpack(self, digest: str, diff_id: str) -> int:
+    def _unpack(self, digest: str, diff_id: str, verify: bool) -> int:
         unpacked: UnpackedLayer | None = None
-        with open(self._content.path(digest), "rb") as file:
-            unpacked = self._layers.unpack(cast(Readable, file))
+        if verify:
+            with self._content.open_verified(digest) as reader:
+                try:
+                    unpacked = self._layers.unpack(cast(Readable, reader))
+                finally:
+                    # The damage, not its symptom (a bad tar, a wrong diff id), is the error.
+                    try:
+                        reader.drain()
+                    except CorruptedBlob:
+                        if unpacked is not None:
+                            self._layers.discard(unpacked)
+                        raise
+        else:
+            with open(self._content.path(digest), "rb") as file:
+                unpacked = self._layers.unpack(cast(Readable, file))
         try:
             if unpacked.diff_id != diff_id:
                 raise InvalidArgument(
