@@ -397,9 +397,12 @@ def _read_all(
             if end is not None and f.seq > end.seq:
                 break
             stop = end.offset if end is not None and f.seq == end.seq else None
-            for _, record in forward(f, f.data_start, stop, streams, since_ns, until_ns, on_gap):
+            last = f.data_start
+            for last, record in forward(f, f.data_start, stop, streams, since_ns, until_ns, on_gap):
                 if record is not None:
                     yield record
+            if f is not files.files[-1]:
+                _sealed_tail(f, last, on_gap)
 
 
 def _tail(
@@ -432,7 +435,18 @@ def _chain_backward(
         if end is not None and f.seq > end.seq:
             continue
         stop = end.offset if end is not None and f.seq == end.seq else valid_end(f)
+        if f is not files[-1]:
+            _sealed_tail(f, stop, on_gap)
         yield from backward(f, stop, streams, since_ns, until_ns, on_gap)
+
+
+def _sealed_tail(f: LogFile, end: int, on_gap: GapHandler | None) -> None:
+    """Tell `on_gap` of bytes after the last valid record of a file a newer generation
+    has replaced: nothing is in flight there, so they are damage, not a record to come."""
+    if on_gap is not None:
+        size = os.fstat(f.fd).st_size
+        if end < size:
+            on_gap(Gap(f.name, f.seq, end, size - end))
 
 
 def _last_lines(newest_first: Iterable[Record], lines: int) -> list[Record]:
@@ -525,6 +539,8 @@ def read_records_from(
                         size += len(record.data)
                         if size >= max_bytes:
                             return records, pos
+                if f is not files.files[-1] and stop is None:
+                    _sealed_tail(f, pos.offset, on_gap)
         break
     return records, pos
 

@@ -24,6 +24,7 @@ from pallet.shim.logfile import (
     MAX_RECORD_DATA,
     RECORD_OVERHEAD,
     Gap,
+    GapHandler,
     LogReader,
     LogWriter,
     Record,
@@ -360,3 +361,26 @@ async def test_logs_follow_survives_a_record_damaged_while_following(log: str) -
     # Record 3 may have been read before the damage reached it; nothing else may differ.
     assert data(got) in ([chunk(i) for i in range(7) if i != 3], [chunk(i) for i in range(7)])
     assert len(gaps) == (len(got) == 6)
+
+
+def test_damage_at_the_end_of_a_rotated_file_is_a_gap_not_a_torn_record(tmp_path: Path) -> None:
+    # Only the newest file can have a record in flight; in an older one, the bytes after
+    # its last valid record are damage, and said so.
+    path = str(tmp_path / "ctr.log")
+    record = RECORD_OVERHEAD + 12
+    limit = FILE_HEADER_SIZE + 5 * record
+    with LogWriter(path, max_size=limit, max_files=3) as w:
+        for i in range(15):
+            w.write(1, b"line %06d\n" % i, T0 + i)
+    flip_bit(path + ".1", FILE_HEADER_SIZE + 4 * record + 4)  # record 9, the file's last
+    want = [b"line %06d\n" % i for i in range(15) if i != 9]
+    gap = (path + ".1", FILE_HEADER_SIZE + 4 * record, record)
+    readers: list[Callable[[GapHandler], list[Record]]] = [
+        lambda on_gap: list(read_records(path, on_gap=on_gap)),
+        lambda on_gap: list(read_records(path, tail_lines=100, on_gap=on_gap)),
+        lambda on_gap: read_records_from(path, None, on_gap=on_gap)[0],
+    ]
+    for read in readers:
+        gaps: list[Gap] = []
+        assert data(read(gaps.append)) == want
+        assert as_tuples(gaps) == [gap]
