@@ -141,3 +141,13 @@ def event(e: Event) -> epb.Event:
         attributes=dict(e.attributes),
         time=timestamp(e.time_ns),
     )
+
+
+def subscribe_response_bytes(e: Event) -> bytes:
+    """The serialised `SubscribeResponse` carrying `e`: what an event subscriber is sent.
+
+    The same bytes the generated stub's serializer would produce from
+    `SubscribeResponse(event=event(e))`; made once and shared by every subscriber.
+    """
+    return epb.SubscribeResponse(event=event(e)).SerializeToString()
+

@@ -24,7 +24,6 @@ from pallet.v1 import (
     containers_pb2,
     containers_pb2_grpc,
     events_pb2,
-    events_pb2_grpc,
     images_pb2,
     images_pb2_grpc,
     system_pb2,
@@ -59,7 +58,7 @@ class ApiServer:
         )
         containers_pb2_grpc.add_ContainersServiceServicer_to_server(containers, self._server)
         images_pb2_grpc.add_ImagesServiceServicer_to_server(images, self._server)
-        events_pb2_grpc.add_EventsServiceServicer_to_server(events, self._server)
+        events.add_to_server(self._server)
         system_pb2_grpc.add_SystemServiceServicer_to_server(system, self._server)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)

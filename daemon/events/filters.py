@@ -22,7 +22,11 @@ class EventFilter:
     terms: Mapping[str, frozenset[str]]
 
     def matches(self, event: Event) -> bool:
-        return all(_term_matches(key, values, event) for key, values in self.terms.items())
+        # A plain loop, not all(<genexpr>): this runs once per event per subscriber.
+        for key, values in self.terms.items():
+            if not _term_matches(key, values, event):
+                return False
+        return True
 
 
 def parse_filters(filters: Sequence[str]) -> EventFilter:

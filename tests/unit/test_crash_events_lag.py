@@ -37,7 +37,7 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     bus = EventBus(db)
     await bus.start()
     server = grpc.aio.server()
-    events_pb2_grpc.add_EventsServiceServicer_to_server(EventsServicer(bus), server)  # type: ignore[no-untyped-call]
+    EventsServicer(bus).add_to_server(server)
     address = f"unix:{tmp_path}/events.sock"
     server.add_insecure_port(address)
     await server.start()

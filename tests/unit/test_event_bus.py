@@ -146,3 +146,73 @@ async def test_commit_writes_a_change_and_all_its_events_or_nothing(
     assert replayed == [(1, "untag"), (2, "delete")], "a failed change journalled an event"
     assert bus.last_seq == 2
     await live.aclose()
+
+
+async def test_batches_are_in_seq_order_capped_filtered_and_never_empty(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bus_mod, "BATCH_LIMIT", 50)
+    batches = bus.subscribe_batches(parse_filters(["type=container"]))
+    first = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)  # registered, waiting
+    want = []
+    for i in range(300):
+        event = await bus.publish("container" if i % 3 else "image", "create", f"x{i}")
+        if event.type == "container":
+            want.append(event.seq)
+    got = [await first]
+    while sum(len(b) for b in got) < len(want):
+        got.append(await asyncio.wait_for(anext(batches), 5))
+    await batches.aclose()
+    assert all(0 < len(b) <= 50 for b in got), [len(b) for b in got]
+    assert len(got) < len(want), "the backlog was not taken in batches"
+    assert [e.seq for b in got for e in b] == want
+    assert not bus._subscribers, "a closed subscriber stayed on the bus"  # noqa: SLF001
+
+
+async def test_batches_replay_then_live_without_gap_or_duplicate(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Several journal reads, with events published while they happen.
+    monkeypatch.setattr(bus_mod, "REPLAY_BATCH", 4)
+    for i in range(20):
+        await bus.publish("container", "create", f"c{i}")
+    seen: list[int] = []
+
+    async def consume() -> None:
+        async for batch in bus.subscribe_batches(parse_filters([]), since_seq=3):
+            seen.extend(e.seq for e in batch)
+            if seen[-1] >= 60:
+                return
+
+    task = asyncio.create_task(consume())
+    for i in range(40):
+        await bus.publish("container", "start", f"c{i}")
+        await asyncio.sleep(0)
+    await asyncio.wait_for(task, 10)
+    assert seen == list(range(4, 61))
+
+
+async def test_batches_slow_subscriber_is_cut_off_after_what_it_was_given(
+    bus: EventBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bus_mod, "QUEUE_LIMIT", 5)
+    monkeypatch.setattr(bus_mod, "BATCH_LIMIT", 2)
+    batches = bus.subscribe_batches(parse_filters(["event=die"]))
+    first = asyncio.ensure_future(anext(batches))
+    await asyncio.sleep(0)
+    for i in range(30):
+        await bus.publish("container", "die" if i % 2 else "start", f"c{i}")
+    seen = [e.seq for e in await first]
+    with pytest.raises(Lagging) as info:
+        async for batch in batches:
+            seen.extend(e.seq for e in batch)
+    # Only matching events were given, in order; resuming after the cut-off point loses
+    # nothing, and the point is past every event given (non-matching ones count too).
+    assert seen == [s for s in range(2, 31, 2) if s <= info.value.resume_seq]
+    assert seen and info.value.resume_seq >= seen[-1]
+    assert info.value.resume_seq < 30
+    resumed = [e.seq async for e in bus.subscribe(parse_filters(["event=die"]),
+                                                  since_seq=info.value.resume_seq,
+                                                  until_ns=time.time_ns())]
+    assert seen + resumed == list(range(2, 31, 2))

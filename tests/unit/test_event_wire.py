@@ -1,0 +1,143 @@
+"""Events on the wire: each event is serialised once and shared by every subscriber
+(`WireCache`), byte for byte what converting it per subscriber gives; over real gRPC, many
+subscribers with different filters each get exactly their events, in seq order, with
+replay then live. In-process server on a temporary unix socket, no root."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from pallet.daemon.api import convert
+from pallet.daemon.api.events import EventsServicer, WireCache
+from pallet.daemon.events.bus import EventBus
+from pallet.daemon.events.filters import parse_filters
+from pallet.daemon.events.model import Event
+from pallet.daemon.store.db import Database
+from pallet.v1 import events_pb2, events_pb2_grpc
+
+EVENT = Event(
+    seq=42,
+    type="container",
+    action="die",
+    actor_id="ab" * 32,
+    attributes={"name": "web", "image": "busybox:latest", "exitCode": "137", "com.x/label": "é"},
+    time_ns=1_700_000_000_123_456_789,
+)
+
+
+def per_subscriber(event: Event) -> bytes:
+    """What the generated handler sent before: convert, then serialise, per subscriber."""
+    return events_pb2.SubscribeResponse(event=convert.event(event)).SerializeToString()
+
+
+@pytest.mark.parametrize("event", [EVENT, Event(7, "image", "tag", "sha256:1")])
+def test_shared_bytes_are_those_of_a_per_subscriber_conversion(event: Event) -> None:
+    data = WireCache().get(event)
+    assert data == per_subscriber(event)
+    parsed = events_pb2.SubscribeResponse.FromString(data)
+    assert parsed.event == convert.event(event)
+    assert parsed.event.seq == event.seq and dict(parsed.event.attributes) == event.attributes
+    assert parsed.event.HasField("time") == bool(event.time_ns)
+
+
+def test_cache_shares_one_serialisation_and_never_serves_a_different_event() -> None:
+    cache = WireCache(size=4)
+    first = cache.get(EVENT)
+    assert cache.get(EVENT) is first, "the same event was serialised twice"
+    # A replayed copy (a new object read back from the journal) shares it too.
+    copy = Event(EVENT.seq, EVENT.type, EVENT.action, EVENT.actor_id, dict(EVENT.attributes),
+                 EVENT.time_ns)
+    assert cache.get(copy) is first
+    # Another event under the same seq (another bus) gets its own bytes.
+    other = Event(EVENT.seq, "image", "untag", "sha256:2", {"name": "x:1"}, 5)
+    assert cache.get(other) == per_subscriber(other) != first
+    assert cache.get(EVENT) == first
+    for seq in range(100, 110):
+        cache.get(Event(seq, "image", "tag", f"sha256:{seq}"))
+    assert len(cache) == 4, "the cache is not bounded"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[tuple[EventBus, str]]:
+    db = Database(tmp_path / "pallet.db")
+    await db.start()
+    bus = EventBus(db)
+    await bus.start()
+    server = grpc.aio.server()
+    EventsServicer(bus).add_to_server(server)
+    address = f"unix:{tmp_path}/events.sock"
+    server.add_insecure_port(address)
+    await server.start()
+    try:
+        yield bus, address
+    finally:
+        await server.stop(None)
+        await bus.aclose()
+        await db.aclose()
+
+
+FILTERS: list[list[str]] = [
+    [],
+    ["type=container"],
+    ["type=image", "event=tag"],
+    ["container=web"],
+    ["event=die", "event=start"],
+    ["label=tier=db"],
+]
+
+
+async def test_filtered_subscribers_each_get_exactly_their_events(
+    served: tuple[EventBus, str],
+) -> None:
+    bus, address = served
+    # Some history first: every subscriber replays it, then continues live.
+    published = [
+        await bus.publish("image", "tag", "sha256:1", {"name": "busybox:old"}),
+        await bus.publish("container", "create", "c0" * 32, {"name": "web", "tier": "db"}),
+    ]
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub: Any = events_pb2_grpc.EventsServiceStub(channel)  # type: ignore[no-untyped-call]
+        calls = [stub.Subscribe(events_pb2.SubscribeRequest(since_seq=0, filters=f))
+                 for f in FILTERS]
+        for _ in range(500):
+            if len(bus._subscribers) == len(FILTERS):  # noqa: SLF001 - test-only peek
+                break
+            await asyncio.sleep(0.01)
+        assert len(bus._subscribers) == len(FILTERS)  # noqa: SLF001
+
+        for i in range(60):
+            name = ("web", "db", "cache")[i % 3]
+            labels = {"tier": "db"} if name == "db" else {}
+            published.append(await bus.publish(
+                "container", ("start", "die", "exec_start: sh")[i % 3], f"{i:02d}" * 32,
+                {"name": name, **labels}))
+            if i % 10 == 0:
+                published.append(await bus.publish("image", "tag", f"sha256:{i}",
+                                                   {"name": f"busybox:{i}"}))
+        wanted = [[e for e in published if parse_filters(f).matches(e)] for f in FILTERS]
+
+        async def read(call: Any, want: list[Event]) -> list[Any]:
+            got = []
+            async for response in call:
+                got.append(response.event)
+                if len(got) == len(want):
+                    break
+            call.cancel()
+            return got
+
+        received = await asyncio.wait_for(
+            asyncio.gather(*(read(c, w) for c, w in zip(calls, wanted))), 60)
+
+    assert [e.seq for e in published] == list(range(1, len(published) + 1))
+    for flt, want, got in zip(FILTERS, wanted, received):
+        assert [e.seq for e in got] == [e.seq for e in want], f"filters {flt}: wrong events"
+        assert got == [convert.event(e) for e in want], f"filters {flt}: wrong content"
+    # The filters really did select different things.
+    assert len({tuple(e.seq for e in w) for w in wanted}) == len(FILTERS)
+    assert all(wanted)
