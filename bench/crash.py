@@ -285,6 +285,14 @@ def bus_alone(subscribers: int, events: int) -> dict[str, Any]:
 
         async def consume() -> int:
             n = 0
+            if hasattr(bus, "subscribe_batches"):
+                # As the gRPC servicer reads the bus: whatever is waiting, at once.
+                async for batch in bus.subscribe_batches(parse_filters([])):
+                    n += len(batch)
+                    if n >= events:
+                        return n
+                return n
+            # An older checkout's bus (PYTHONPATH), one event at a time.
             async for _ in bus.subscribe(parse_filters([])):
                 n += 1
                 if n == events:

@@ -150,4 +150,3 @@ def subscribe_response_bytes(e: Event) -> bytes:
     `SubscribeResponse(event=event(e))`; made once and shared by every subscriber.
     """
     return epb.SubscribeResponse(event=event(e)).SerializeToString()
-

@@ -24,8 +24,8 @@ from pallet.v1 import events_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
 
-# Recent events kept serialised. Live subscribers are at most the bus's queue apart, and
-# usually a few events; one further behind (or replaying) serialises its own copy.
+# Recent events kept serialised. Live subscribers are usually a few events apart; one
+# further behind than this (or replaying older events) serialises its own copy.
 WIRE_CACHE_EVENTS = 1024
 
 
@@ -78,6 +78,8 @@ class EventsServicer:
             )
         }
         server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        # As the generated registration does: found by method name without a generic lookup.
+        server.add_registered_method_handlers(SERVICE, handlers)
 
     @stream
     async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> AsyncIterator[bytes]:
