@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +261,75 @@ def _thread_subscribers(
     return report
 
 
+def grpc_floor(subscribers: int, events: int, rate: float) -> dict[str, Any]:
+    """What bare grpc.aio costs for the same fan-out: no palletd, no bus, no journal.
+
+    A server in this process streams pre-serialised SubscribeResponses (tag events with
+    seqs 1..events) from a plain queue per stream to the same subscriber process as
+    `grpc_events`, `rate` events a second (per-message cost depends on the rate: at higher
+    rates more completions share a wake-up). palletd's CPU per delivery against this
+    one's says how much of it is pallet's own.
+    """
+    import grpc
+
+    from pallet.v1 import events_pb2
+
+    wire = [events_pb2.SubscribeResponse(event=events_pb2.Event(
+        seq=n, type="image", action="tag", actor_id="sha256:" + "ab" * 32,
+        attributes={"name": f"bench/tag:{n}"}, time={"seconds": 1_700_000_000, "nanos": n},
+    )).SerializeToString() for n in range(1, events + 1)]
+
+    async def run(sock: str) -> dict[str, Any]:
+        queues: list[asyncio.Queue[bytes]] = []
+
+        async def subscribe(request: Any, context: Any) -> AsyncIterator[bytes]:
+            queue: asyncio.Queue[bytes] = asyncio.Queue()
+            queues.append(queue)
+            while True:
+                yield await queue.get()
+
+        server = grpc.aio.server()
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
+            "pallet.v1.EventsService", {"Subscribe": grpc.unary_stream_rpc_method_handler(
+                subscribe, request_deserializer=None, response_serializer=None)}),))
+        server.add_insecure_port(f"unix:{sock}")
+        await server.start()
+        ctx = multiprocessing.get_context("spawn")
+        mine, theirs = ctx.Pipe()
+        child = ctx.Process(target=subscribers_process,
+                            args=(theirs, "aio", f"unix://{sock}", subscribers, events, 0))
+        child.start()
+        loop = asyncio.get_running_loop()
+        try:
+            assert await loop.run_in_executor(None, mine.recv) == "ready"
+            while len(queues) < subscribers:
+                await asyncio.sleep(0.01)
+            began = time.monotonic()
+            cpu0 = time.process_time()
+            for n, data in enumerate(wire):
+                for queue in queues:
+                    queue.put_nowait(data)
+                # Paced like a publisher: the next event at its time, not before.
+                await asyncio.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
+            got: dict[str, Any] = await loop.run_in_executor(None, mine.recv)
+            cpu = time.process_time() - cpu0
+        finally:
+            await loop.run_in_executor(None, child.join, 10)
+            if child.is_alive():
+                child.kill()
+            await server.stop(None)
+        elapsed = got["last_at"] - began
+        return {"subscribers": subscribers, "events": events, "rate": rate,
+                "delivered": got["delivered"], "deliveries_per_s": round(got["delivered"] / elapsed),
+                "seq_errors": got["seq_errors"], "server_cpu_s": round(cpu, 2),
+                "server_cpu_us_per_delivery": round(cpu / max(got["delivered"], 1) * 1e6, 1),
+                "subscribers_cpu_s": round(got["cpu_s"], 2),
+                "loadavg_1m": round(os.getloadavg()[0], 2)}
+
+    with tempfile.TemporaryDirectory(prefix="plt-floor-", dir="/tmp") as tmp:
+        return asyncio.run(run(f"{tmp}/floor.sock"))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of `pid` so far, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -325,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--events", type=int, default=2000)
     p.add_argument("--runs", type=int, default=1,
                    help="repeat each event figure this many times (the machine is noisy)")
-    p.add_argument("--only", choices=("all", "events", "bus", "readopt"), default="all")
+    p.add_argument("--only", choices=("all", "events", "bus", "readopt", "floor"), default="all")
+    p.add_argument("--floor-rate", type=float, default=0.0,
+                   help="events/s for the bare-gRPC floor (default: the rate palletd reached)")
     p.add_argument("--client", choices=("aio", "threads", "both"), default="aio",
                    help="how the event subscribers read their streams (see grpc_events)")
     args = p.parse_args(argv)
@@ -334,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["bus_in_process"] = [bus_alone(args.subscribers, args.events * 5)
                                      for _ in range(args.runs)]
         print(json.dumps(figures), file=sys.stderr)
-    if args.only != "bus":
+    if args.only != "bus" and args.only != "floor":
         with OwnPalletd() as daemon, tempfile.TemporaryDirectory() as tmp:
             tar = rootfs.write_rootfs_tar(Path(tmp) / "busybox-rootfs.tar")
             subprocess.run(daemon.cli("import", str(tar), "bench:latest", "-c", 'CMD ["sh"]'),
@@ -349,8 +421,15 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(figures), file=sys.stderr)
             if args.only in ("all", "readopt"):
                 figures["readopt"] = readopt(daemon, "bench:latest", args.containers)
-    keys = ("events_per_s", "deliveries_per_s", "palletd_cpu_us_per_delivery")
-    for name, runs in [("bus_in_process", figures.get("bus_in_process", []))] + [
+    if args.only in ("all", "events", "floor"):
+        rate = args.floor_rate or statistics.median(
+            [r["events_per_s"] for r in figures.get("grpc_events", [])] or [130])
+        figures["grpc_floor"] = [grpc_floor(args.subscribers, args.events, rate)
+                                 for _ in range(args.runs)]
+    keys = ("events_per_s", "deliveries_per_s", "palletd_cpu_us_per_delivery",
+            "server_cpu_us_per_delivery")
+    for name, runs in [("bus_in_process", figures.get("bus_in_process", [])),
+                       ("grpc_floor", figures.get("grpc_floor", []))] + [
         (f"grpc_events_{c}", [r for r in figures.get("grpc_events", []) if r["client"] == c])
         for c in ("aio", "threads")
     ]:
