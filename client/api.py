@@ -400,15 +400,27 @@ class PalletClient:
 
         def requests() -> Iterator[Any]:
             yield pb.ImportRequest(header=pb.ImportHeader(reference=reference, message=message, changes=list(changes)))
+            size = 0
             for chunk in _chunks(source):
+                size += len(chunk)
                 yield pb.ImportRequest(chunk=chunk)
+            # Without it the daemon takes the upload as cut short (see UploadEnd).
+            yield pb.ImportRequest(end=pb.UploadEnd(size=size))
 
         return self._upload("images", "Import", requests()).image
 
     def load(self, source: Any) -> Any:
         """Load a docker-save/OCI archive; LoadResponse (images, references)."""
         pb = _pb("images")
-        return self._upload("images", "Load", (pb.LoadRequest(chunk=c) for c in _chunks(source)))
+
+        def requests() -> Iterator[Any]:
+            size = 0
+            for chunk in _chunks(source):
+                size += len(chunk)
+                yield pb.LoadRequest(chunk=chunk)
+            yield pb.LoadRequest(end=pb.UploadEnd(size=size))
+
+        return self._upload("images", "Load", requests())
 
     # -- registries, archives and housekeeping (verbs_registry) -------------------------------
     def _auth(self, auth: Any) -> Any:

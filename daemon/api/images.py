@@ -19,10 +19,33 @@ from pallet.v1 import images_pb2_grpc as pb_grpc
 
 
 
-async def _chunks(requests: AsyncIterator[pb.ImportRequest] | AsyncIterator[pb.LoadRequest]) -> AsyncIterator[bytes]:
+async def _upload(
+    requests: AsyncIterator[pb.ImportRequest] | AsyncIterator[pb.LoadRequest],
+) -> AsyncIterator[bytes]:
+    """The bytes of an upload stream, which must close with `end`.
+
+    gRPC ends the request stream the same way whether the client finished or went away
+    (killed, network gone), so without `end` a cut-short archive would look whole.
+    """
+    received = 0
     async for req in requests:
-        if req.chunk:
+        kind = req.WhichOneof("payload")
+        if kind == "chunk":
+            received += len(req.chunk)
             yield req.chunk
+        elif kind == "end":
+            if req.end.size != received:
+                raise InvalidArgument(
+                    f"upload damaged: the client sent {req.end.size} bytes, the daemon "
+                    f"received {received}; nothing was stored: try again"
+                )
+            return
+        else:
+            raise InvalidArgument(f"unexpected {kind} message in the middle of an upload")
+    raise InvalidArgument(
+        f"upload cut short after {received} bytes: the stream ended without its end "
+        "message (the client went away, or does not send one); nothing was stored"
+    )
 
 
 class ImagesServicer(pb_grpc.ImagesServiceServicer):
@@ -38,7 +61,7 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
             raise InvalidArgument("the first Import message must be the header")
         h = first.header
         img = await self._images.import_rootfs(
-            _chunks(request_iterator), h.reference, h.message, list(h.changes)
+            _upload(request_iterator), h.reference, h.message, list(h.changes)
         )
         return pb.ImportResponse(image=convert.image(img))
 
@@ -46,7 +69,7 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
     async def Load(
         self, request_iterator: AsyncIterator[pb.LoadRequest], context: Ctx
     ) -> pb.LoadResponse:
-        result = await self._images.load(_chunks(request_iterator))
+        result = await self._images.load(_upload(request_iterator))
         return pb.LoadResponse(
             images=[convert.image(i) for i in result.images], references=result.references
         )

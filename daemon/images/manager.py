@@ -21,7 +21,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import httpx
 import structlog
@@ -51,6 +51,8 @@ from pallet.daemon.images.saver import SaveItem, write_archive
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger("pallet.images")
+
+T = TypeVar("T")
 
 ImageUsers = Callable[[str], Awaitable[list[ImageUser]]]
 
@@ -128,7 +130,7 @@ class ImageManager:
         async with self._staging() as lease:
             spool = await self._spool(chunks)
             try:
-                staged = await asyncio.to_thread(
+                staged = await _to_thread_to_the_end(
                     stage_import,
                     spool,
                     self.content,
@@ -140,7 +142,7 @@ class ImageManager:
                     now_ns=self._clock(),
                 )
             finally:
-                await asyncio.to_thread(spool.unlink, True)
+                spool.unlink(missing_ok=True)  # no await: a second cancel must not skip it
             (image,) = await self._commit([staged], "import")
         log.info("image imported", image_id=image.id, reference=reference)
         return image
@@ -149,9 +151,11 @@ class ImageManager:
         async with self._staging() as lease:
             spool = await self._spool(chunks)
             try:
-                staged = await asyncio.to_thread(stage_load, spool, self.content, self.layers, lease)
+                staged = await _to_thread_to_the_end(
+                    stage_load, spool, self.content, self.layers, lease
+                )
             finally:
-                await asyncio.to_thread(spool.unlink, True)
+                spool.unlink(missing_ok=True)  # no await: a second cancel must not skip it
             images = await self._commit(staged, "load")
         references = tuple(ref.familiar() for item in staged for ref in item.references)
         log.info("images loaded", image_ids=[image.id for image in images])
@@ -242,11 +246,12 @@ class ImageManager:
                     await asyncio.to_thread(file.write, bytes(buffer))
                     buffer.clear()
             await asyncio.to_thread(file.write, bytes(buffer))
+            await asyncio.to_thread(file.close)
         except BaseException:
+            # Also a cancel on the very last await: the caller never learns the path.
             file.close()
             path.unlink(missing_ok=True)
             raise
-        await asyncio.to_thread(file.close)
         return path
 
     async def _commit(self, staged: Sequence[StagedImage], action: str) -> list[Image]:
@@ -542,6 +547,22 @@ class _Staging:
         if lease.layers or lease.blobs:
             # Shielded: a cancelled upload must still not leave its blobs behind.
             await asyncio.shield(self._manager._collect(set(lease.layers), set(lease.blobs)))
+
+
+async def _to_thread_to_the_end(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`asyncio.to_thread`, except that a cancel waits for the thread to finish.
+
+    A thread cannot be stopped; cleanup that ran while it still wrote (the staging lease's
+    collection) would miss what it wrote next. So the cancel is held until it is done.
+    """
+    work = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    try:
+        return await asyncio.shield(work)
+    except asyncio.CancelledError:
+        await asyncio.wait([work])
+        if not work.cancelled():
+            work.exception()  # seen: its result or error goes with the cancelled caller
+        raise
 
 
 def _named_ref(name: str, refs: Sequence[str]) -> str:

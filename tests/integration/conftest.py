@@ -518,6 +518,7 @@ class Palletd:
             with open(tar, "rb") as f:
                 while chunk := f.read(1 << 20):
                     yield images_pb2.ImportRequest(chunk=chunk)
+            yield images_pb2.ImportRequest(end=images_pb2.UploadEnd(size=tar.stat().st_size))
 
         response = self._stubs().images.Import(requests(), timeout=120)
         return str(response.image.id)

@@ -111,3 +111,39 @@ def test_a_killed_attached_client_leaves_its_container_running(fresh_palletd: An
              timeout=20, what="the container to keep writing")
     lines = palletd.cli_ok("logs", "attached").splitlines()
     assert lines == [f"line {i}" for i in range(len(lines))]
+
+
+def test_an_upload_without_its_end_message_stores_nothing(
+    fresh_palletd: Any, tmp_path: Path
+) -> None:
+    """gRPC shows a client that went away as an ordinary end of stream; a whole tar (a cut
+    at a member boundary looks whole) must still not be imported without `end`."""
+    import grpc
+
+    import pallet.v1.images_pb2 as pb
+
+    palletd = fresh_palletd
+    data = one_file_tar(tmp_path / "rootfs.tar", os.urandom(8192)).read_bytes()
+    before = store_entries(palletd.root)
+    images = palletd._stubs().images
+
+    def upload(end: Any) -> Any:
+        yield pb.ImportRequest(header=pb.ImportHeader(reference="unended:1"))
+        yield pb.ImportRequest(chunk=data)
+        if end is not None:
+            yield pb.ImportRequest(end=end)
+
+    for end, message in [(None, "upload cut short after"),
+                         (pb.UploadEnd(size=len(data) + 1), "upload damaged")]:
+        with pytest.raises(grpc.RpcError) as err:
+            images.Import(upload(end), timeout=30)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert message in (err.value.details() or "")
+    with pytest.raises(grpc.RpcError) as err:
+        images.Load(iter([pb.LoadRequest(chunk=data)]), timeout=30)
+    assert "upload cut short" in (err.value.details() or "")
+    assert store_entries(palletd.root) == before
+    assert palletd.cli("image", "inspect", "unended:1").returncode != 0
+    # With its end message, the same upload is an image.
+    images.Import(upload(pb.UploadEnd(size=len(data))), timeout=30)
+    palletd.cli_ok("image", "inspect", "unended:1")

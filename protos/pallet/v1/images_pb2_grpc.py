@@ -103,14 +103,16 @@ class ImagesServiceServicer:
 
     def Import(self, request_iterator, context):
         """Import makes a one-layer image from a root filesystem tar streamed by the caller.
-        The first message carries the header, the rest carry the tar bytes.
+        The first message carries the header, the next ones the tar bytes, the last one
+        `end`; a stream that stops without `end` was cut short and imports nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Load(self, request_iterator, context):
-        """Load reads a `docker save` archive or an OCI image-layout archive streamed by the caller.
+        """Load reads a `docker save` archive or an OCI image-layout archive streamed by the caller,
+        in `chunk` messages then one `end`; a stream that stops without `end` loads nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
