@@ -254,8 +254,16 @@ class FakeEvents:
         return result
 
     async def publish(
-        self, type: str, action: str, actor_id: str, attributes: Mapping[str, str] | None = None
+        self,
+        type: str,
+        action: str,
+        actor_id: str,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> Event:
+        if also is not None:
+            await self.db.transaction(also)
         event = Event(len(self.events) + 1, type, action, actor_id, dict(attributes or {}))
         self.events.append(event)
         return event
