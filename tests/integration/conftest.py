@@ -734,6 +734,16 @@ def image(palletd: Palletd) -> str:
     return "busybox:latest"
 
 
+@pytest.fixture(scope="module")
+def registry() -> Iterator[Any]:
+    """A real registry (Debian's docker-registry) on loopback, for the module's tests."""
+    from registry_harness import start_registry
+
+    reg = start_registry()
+    yield reg
+    reg.stop()
+
+
 @pytest.fixture
 def fresh_palletd(busybox_tar: Path, request: pytest.FixtureRequest) -> Iterator[Palletd]:
     """A daemon of the test's own (for tests that stop or restart it), with busybox:latest."""

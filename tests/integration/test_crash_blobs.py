@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from registry_harness import Registry, start_registry
+from registry_harness import Registry
 
 pytestmark = pytest.mark.integration
 
 IMAGE = "busybox:latest"
 ADVICE = "remove the image that uses it (busybox:latest) and load or pull it again"
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    reg = start_registry()
-    yield reg
-    reg.stop()
 
 
 def blob_dir(palletd: Any) -> Path:

@@ -4,23 +4,15 @@ its records are committed): the old state or the new one, never half of each."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from registry_harness import Registry, start_registry
+from registry_harness import Registry
 from test_crash_image_ops import crash_during, image_events, one_file_tar, store_entries
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    reg = start_registry()
-    yield reg
-    reg.stop()
 
 
 @pytest.mark.parametrize("point, pulled", [("pull:staged", False), ("pull:recorded", True)])

@@ -7,7 +7,6 @@ import json
 import os
 import stat
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +18,6 @@ pytestmark = pytest.mark.integration
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    reg = start_registry()
-    yield reg
-    reg.stop()
 
 
 @pytest.fixture

@@ -5,22 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from registry_harness import Registry, start_registry
+from registry_harness import Registry
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def registry() -> Iterator[Registry]:
-    reg = start_registry()
-    yield reg
-    reg.stop()
 
 
 def _skopeo(*args: str) -> str:
