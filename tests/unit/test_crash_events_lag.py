@@ -14,11 +14,11 @@ from typing import Any
 import grpc
 import pytest
 
-from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.events import bus as bus_mod
 from pallet.daemon.events.bus import EventBus
-from pallet.daemon.store.db import Database
 from pallet.v1 import events_pb2, events_pb2_grpc
+
+from event_server import serve_events
 
 EVENTS = 3000
 
@@ -32,21 +32,10 @@ async def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterat
     # the resulting unraisable warnings on this test.
     gc_was_enabled = gc.isenabled()
     gc.disable()
-    db = Database(tmp_path / "pallet.db")
-    await db.start()
-    bus = EventBus(db)
-    await bus.start()
-    server = grpc.aio.server()
-    EventsServicer(bus).add_to_server(server)
-    address = f"unix:{tmp_path}/events.sock"
-    server.add_insecure_port(address)
-    await server.start()
     try:
-        yield bus, address
+        async with serve_events(tmp_path) as served:
+            yield served
     finally:
-        await server.stop(None)
-        await bus.aclose()
-        await db.aclose()
         if gc_was_enabled:
             gc.enable()
 

@@ -14,12 +14,13 @@ import grpc
 import pytest
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.events import EventsServicer, WireCache
+from pallet.daemon.api.events import WireCache
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.events.filters import parse_filters
 from pallet.daemon.events.model import Event
-from pallet.daemon.store.db import Database
 from pallet.v1 import events_pb2, events_pb2_grpc
+
+from event_server import serve_events
 
 EVENT = Event(
     seq=42,
@@ -65,21 +66,8 @@ def test_cache_shares_one_serialisation_and_never_serves_a_different_event() -> 
 
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[EventBus, str]]:
-    db = Database(tmp_path / "pallet.db")
-    await db.start()
-    bus = EventBus(db)
-    await bus.start()
-    server = grpc.aio.server()
-    EventsServicer(bus).add_to_server(server)
-    address = f"unix:{tmp_path}/events.sock"
-    server.add_insecure_port(address)
-    await server.start()
-    try:
-        yield bus, address
-    finally:
-        await server.stop(None)
-        await bus.aclose()
-        await db.aclose()
+    async with serve_events(tmp_path) as served:
+        yield served
 
 
 FILTERS: list[list[str]] = [
