@@ -97,6 +97,24 @@ def _row_to_event(row: sqlite3.Row) -> Event:
     )
 
 
+def _admit(
+    events: list[Event], last: int, flt: EventFilter, until_ns: int
+) -> tuple[list[Event], int, bool]:
+    """Of `events` (in seq order), those after seq `last` that `flt` lets through, up to the
+    first one past `until_ns`. Returns them, the new last seq seen, and whether the stream
+    reached `until_ns`."""
+    batch: list[Event] = []
+    for event in events:
+        if event.seq <= last:
+            continue  # the seam between replay and live: seen already
+        if until_ns and event.time_ns > until_ns:
+            return batch, last, True
+        last = event.seq
+        if flt.matches(event):
+            batch.append(event)
+    return batch, last, False
+
+
 class EventBus:
     """Journals every event and fans it out to subscribers."""
 
@@ -282,17 +300,11 @@ class EventBus:
             if since_seq is not None or since_ns:
                 upto = self._last_seq
                 async for rows in self._replay(since_seq or 0, since_ns, upto):
-                    batch: list[Event] = []
-                    for event in rows:
-                        if until_ns and event.time_ns > until_ns:
-                            if batch:
-                                yield batch
-                            return
-                        last = event.seq
-                        if flt.matches(event):
-                            batch.append(event)
+                    batch, last, ended = _admit(rows, last, flt, until_ns)
                     if batch:
                         yield batch
+                    if ended:
+                        return
                 last = max(last, upto)
             else:
                 last = self._last_seq
@@ -315,18 +327,10 @@ class EventBus:
                 # Capped, so a subscriber holds at most BATCH_LIMIT events beyond its queue's.
                 while len(waiting) < BATCH_LIMIT and not queue.empty():
                     waiting.append(queue.get_nowait())
-                batch = []
-                for event in waiting:
-                    if event.seq <= last:
-                        continue
-                    if until_ns and event.time_ns > until_ns:
-                        if batch:
-                            yield batch
-                        return
-                    last = event.seq
-                    if flt.matches(event):
-                        batch.append(event)
+                batch, last, ended = _admit(waiting, last, flt, until_ns)
                 if batch:
                     yield batch
+                if ended:
+                    return
         finally:
             self._subscribers.discard(sub)
