@@ -118,8 +118,9 @@ class ContainerManager:
         for c in await self._records.load_all():
             self._containers[c.id] = c
         started = time.monotonic()
-        await self._restorer.restore(list(self._containers.values()))
+        # Execs first: a remove the restorer finishes settles the container's execs.
         await self._execs.start()
+        await self._restorer.restore(list(self._containers.values()))
         for cid in self._execs.containers_with_execs():
             if not self._restorer.retrying(cid):  # else settled once it is adopted
                 await self.resume_execs(cid)

@@ -164,3 +164,28 @@ def test_removing_a_container_settles_its_execs(palletd: Any, image: str) -> Non
     events = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s",
                             "--format", "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}")
     assert "exec_die 137" in events.splitlines(), events
+
+
+def test_a_remove_cut_short_with_an_exec_running_reports_its_real_end(
+    fresh_palletd: Any,
+) -> None:
+    palletd = fresh_palletd
+    palletd.cli_ok("run", "-d", "--name", "box", "busybox", "sleep", "300")
+    palletd.stop()
+    palletd.extra_env = {"PALLET_CRASH_AT": "remove:removing"}
+    try:
+        palletd.start()
+        client = start_exec(palletd, "box", "sleep 300")
+        result = palletd.cli("rm", "-f", "box", timeout=60)
+        assert palletd.proc.wait(20) == -signal.SIGKILL, palletd.log_tail()
+    finally:
+        palletd.extra_env = {}
+    assert result.returncode != 0
+    client.communicate(timeout=30)
+    palletd._close_channel()
+    palletd.start()  # finishes the remove, and with it settles the exec
+    assert palletd.cli("inspect", "box").returncode != 0
+    out = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s",
+                         "--format", "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}")
+    dies = [line for line in out.splitlines() if line.startswith("exec_die")]
+    assert dies == ["exec_die 137"], out
