@@ -54,6 +54,10 @@ log = structlog.get_logger("pallet.images")
 
 T = TypeVar("T")
 
+# A partial download (content/ingest) is kept this long for a pull to resume from, e.g.
+# one cut short by a crash and tried again; older ones go at start and after each pull.
+PARTIAL_DOWNLOAD_KEEP_S = 3600.0
+
 ImageUsers = Callable[[str], Awaitable[list[ImageUser]]]
 
 _ID_PREFIX = re.compile(r"[0-9a-f]{1,64}")
@@ -103,6 +107,7 @@ class ImageManager:
         await asyncio.to_thread(self.content.prepare)
         await asyncio.to_thread(self.layers.prepare)
         await self._collect_orphans()
+        await self._clear_stale_downloads()
 
     async def aclose(self) -> None:
         """In-flight calls finish with their callers; shared downloads are cancelled."""
@@ -184,10 +189,15 @@ class ImageManager:
         async def known_size(diff_id: str) -> int | None:
             return await self._db.run(lambda conn: records.layer_size(conn, diff_id))
 
-        async with self._staging() as lease, self._client(ref, credentials) as client:
-            puller = Puller(client, self.content, self.layers, lease, self._fetcher, progress, known_size)
-            staged, digest = await puller.pull(ref, wanted)
-            (image,) = await self._commit([staged], "pull")
+        try:
+            async with self._staging() as lease, self._client(ref, credentials) as client:
+                puller = Puller(
+                    client, self.content, self.layers, lease, self._fetcher, progress, known_size
+                )
+                staged, digest = await puller.pull(ref, wanted)
+                (image,) = await self._commit([staged], "pull")
+        finally:
+            await self._clear_stale_downloads()
         status = "Image is up to date for" if before == image.id else "Downloaded newer image for"
         progress("", f"Status: {status} {ref.familiar()}", 0, 0)
         log.info("image pulled", image_id=image.id, reference=str(ref), digest=digest)
@@ -464,6 +474,17 @@ class ImageManager:
         await self._collect_orphans()
         busy = self._fetcher.busy()
         await asyncio.to_thread(self.content.clear_ingest, busy)
+
+    async def _clear_stale_downloads(self) -> None:
+        try:
+            freed = await asyncio.to_thread(
+                self.content.clear_ingest, self._fetcher.busy(), PARTIAL_DOWNLOAD_KEEP_S
+            )
+        except OSError as e:
+            log.warning("could not clear stale partial downloads", reason=str(e))
+            return
+        if freed:
+            log.info("removed stale partial downloads", bytes=freed)
 
     async def disk_usage(self) -> Usage:
         images = await self.list(all=True)

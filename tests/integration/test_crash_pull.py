@@ -4,6 +4,8 @@ its records are committed): the old state or the new one, never half of each."""
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,20 @@ def test_pull_killed_leaves_old_or_new_state(
     palletd.cli_ok("pull", ref)
     assert palletd.cli_ok("image", "inspect", "-f", "{{len .RootFS.Layers}}", ref) == "1\n"
     palletd.cli_ok("save", ref, "-o", str(tmp_path / "saved.tar"))
+
+
+def test_stale_partial_downloads_are_removed_at_start(fresh_palletd: Any) -> None:
+    """A download cut short (palletd killed mid-pull) is kept a while for the pull to resume,
+    then removed: at the next start, or after the next pull."""
+    palletd = fresh_palletd
+    ingest = palletd.root / "content" / "ingest"
+    stale, recent = ingest / ("a" * 64), ingest / ("b" * 64)
+    for path in (stale, recent):
+        path.write_bytes(os.urandom(1024))
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    palletd._close_channel()
+    palletd.start()
+    assert sorted(p.name for p in ingest.iterdir()) == [recent.name]
