@@ -17,6 +17,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import structlog
@@ -143,15 +144,19 @@ class ExecTracker:
             self._watch(record, shim)
             raise
         self._crashes.hit("exec", "started")
-        await self._mark_started(record)
+        record = await self._mark_started(record)
         self._watch(record, shim)
         return TrackedExec(session, exec_id, ended)
 
-    async def _mark_started(self, record: ExecRecord) -> None:
+    async def _mark_started(self, record: ExecRecord) -> ExecRecord:
         await self._events.publish(
             "container", "exec_start: " + record.command, record.container_id,
             record.attributes, also=exec_started_writer(record.id),
         )  # fmt: skip
+        record = replace(record, started=True)
+        if record.id in self._pending:
+            self._pending[record.id] = record
+        return record
 
     # ---- following an exec to its end -----------------------------------------------
 
@@ -172,15 +177,17 @@ class ExecTracker:
             # Recorded, then palletd died (or lost the shim) before the shim ran it.
             status = ExitStatus(NEVER_RAN, self._clock(), "the exec was never started")
         except PalletError as e:
-            status = self._from_disk(record, f"its container's shim went away ({e})")
+            status = await self._from_disk(record, f"its container's shim went away ({e})")
         else:
             if not record.started:
                 # It ran, but palletd died before journalling that: say so, in order.
-                await self._mark_started(record)
+                record = await self._mark_started(record)
         await self._end(record, status)
 
-    def _from_disk(self, record: ExecRecord, why: str) -> ExitStatus:
-        on_disk = self._launcher.exec_exit_on_disk(Path(record.state_dir), record.id)
+    async def _from_disk(self, record: ExecRecord, why: str) -> ExitStatus:
+        on_disk = await asyncio.to_thread(
+            self._launcher.exec_exit_on_disk, Path(record.state_dir), record.id
+        )
         return on_disk or ExitStatus(
             UNKNOWN, self._clock(),
             f"the exit status of the exec is unknown: {why} without recording it",
@@ -216,13 +223,12 @@ class ExecTracker:
         for record in [r for r in self._pending.values() if r.container_id == container_id]:
             if record.id in self._watchers:
                 continue
-            self._ended.setdefault(record.id, asyncio.get_running_loop().create_future())
             if shim is not None:
                 log.info("following an exec started before palletd restarted", exec_id=record.id)
                 self._watch(record, shim)
             else:
                 why = "its container ended while palletd was down"
-                await self._end(record, self._from_disk(record, why))
+                await self._end(record, await self._from_disk(record, why))
 
     async def settle(self, container_id: str) -> None:
         """Before a container's directory goes: let its execs' ends be recorded (they die
@@ -231,8 +237,10 @@ class ExecTracker:
         watchers = [self._watchers[i] for i in ids if i in self._watchers]
         if watchers:
             await asyncio.wait(watchers, timeout=SETTLE_S)
-        for record in [r for r in self._pending.values() if r.container_id == container_id]:
-            task = self._watchers.pop(record.id, None)
+        for exec_id in ids:
+            task = self._watchers.pop(exec_id, None)
             if task is not None:
                 task.cancel()
-            await self._end(record, self._from_disk(record, "its container was removed"))
+            record = self._pending.get(exec_id)
+            if record is not None:  # else its watcher recorded the end
+                await self._end(record, await self._from_disk(record, "its container was removed"))

@@ -55,6 +55,14 @@ def kill_palletd(palletd: Any) -> None:
     palletd._close_channel()
 
 
+def test_an_exec_is_announced_once_at_each_step(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "once", image, "sleep", "300")
+    assert palletd.cli("exec", "once", "sh", "-c", "exit 6").returncode == 6
+    actions, code, error = one_exec(exec_events(palletd, "once"))
+    assert actions == ["exec_create", "exec_start", "exec_die"]
+    assert (code, error) == ("6", "")
+
+
 def test_an_exec_that_ends_while_palletd_is_down_is_reported_after_restart(
     fresh_palletd: Any,
 ) -> None:
