@@ -400,9 +400,8 @@ class ContainerManager:
             pid = await shim.start()
             self._crashes.hit("start", "started")
         except PalletError as e:
-            status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
-                128, self._clock(), str(e)
-            )
+            on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
+            status = on_disk or ExitStatus(128, self._clock(), str(e))
             if not status.error:
                 status = replace(status, error=str(e))
             run.exit = status
@@ -466,7 +465,9 @@ class ContainerManager:
             if self._closing:
                 return
             c = self._containers.get(container_id)
-            disk = self._launcher.exit_status_on_disk(Path(c.state_dir)) if c else None
+            disk = None
+            if c is not None:
+                disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
             status = disk or ExitStatus(
                 255,
                 self._clock(),

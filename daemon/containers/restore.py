@@ -137,7 +137,8 @@ class Restorer:
             return
         except PalletError as e:
             bound.info("shim gone; reading exit status from disk", reason=str(e))
-            status = self._launcher.exit_status_on_disk(Path(c.state_dir)) or ExitStatus(
+            on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
+            status = on_disk or ExitStatus(
                 255,
                 self._clock(),
                 f"the container's shim (pid {c.state.shim_pid}) died while palletd was "
@@ -150,8 +151,9 @@ class Restorer:
             bound.info("re-adopted running container")
             self._sup.supervise(c, shim)
             return
-        status = state.exit or self._launcher.exit_status_on_disk(Path(c.state_dir)) or (
-            ExitStatus(255, self._clock(), "shim reported no exit status")
+        on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
+        status = state.exit or on_disk or ExitStatus(
+            255, self._clock(), "shim reported no exit status"
         )
         await self._sup.record_exit(c.id, status)
         await self._sup.release_shim(shim)
