@@ -401,7 +401,9 @@ def _read_all(
             for last, record in forward(f, f.data_start, stop, streams, since_ns, until_ns, on_gap):
                 if record is not None:
                     yield record
-            if f is not files.files[-1]:
+            if f is not files.files[-1] and stop is None:
+                # (With an end inside it, what follows the end is not read, let alone damage:
+                # the file may have been rotated after the end was taken.)
                 _sealed_tail(f, last, on_gap)
 
 
@@ -434,8 +436,9 @@ def _chain_backward(
     for f in reversed(files):
         if end is not None and f.seq > end.seq:
             continue
-        stop = end.offset if end is not None and f.seq == end.seq else valid_end(f)
-        if f is not files[-1]:
+        ends_inside = end is not None and f.seq == end.seq
+        stop = end.offset if ends_inside else valid_end(f)
+        if f is not files[-1] and not ends_inside:
             _sealed_tail(f, stop, on_gap)
         yield from backward(f, stop, streams, since_ns, until_ns, on_gap)
 

@@ -290,6 +290,24 @@ def test_damage_in_a_rotated_file_costs_only_its_records(tmp_path: Path) -> None
     assert [(g.file, g.offset, g.length) for g in gaps] == [(path + ".1", offset, RECORD_OVERHEAD + 12)] * 3
 
 
+def test_a_rotation_after_the_end_was_taken_is_not_damage(tmp_path: Path) -> None:
+    """`pallet logs` takes the log's end, then reads up to it; the shim may rotate in
+    between, so the end then lies in a replaced file with valid records after it."""
+    path = str(tmp_path / "ctr.log")
+    limit = FILE_HEADER_SIZE + 5 * (RECORD_OVERHEAD + 12)
+    with LogWriter(path, max_size=limit, max_files=3) as w:
+        for i in range(7):
+            w.write(1, b"line %06d\n" % i, T0 + i)
+        pinned = end_position(path)
+        for i in range(7, 12):
+            w.write(1, b"line %06d\n" % i, T0 + i)
+    gaps: list[Gap] = []
+    want = [b"line %06d\n" % i for i in range(7)]
+    assert data(list(read_records(path, end=pinned, on_gap=gaps.append))) == want
+    assert data(list(read_records(path, end=pinned, tail_lines=3, on_gap=gaps.append))) == want[-3:]
+    assert gaps == []
+
+
 def test_a_follower_passes_damage_behind_it_and_ahead_of_it(log: str) -> None:
     spans = write_records(log, 4)
     flip_bit(log, spans[1].start + 4)  # in the history
