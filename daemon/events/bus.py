@@ -125,7 +125,6 @@ class EventBus:
         # Serialises publishers so live delivery happens in seq order.
         self._lock = asyncio.Lock()
         self._last_seq = 0
-        self._since_prune = 0
 
     async def start(self) -> None:
         await self._db.migrate("events", SCHEMA)
@@ -180,7 +179,7 @@ class EventBus:
                 also(conn)
             return None, [notice]
 
-        _, events = await self._commit(change, atomic=also is not None)
+        _, events = await self._commit(change)
         return events[0]
 
     async def commit(
@@ -193,13 +192,11 @@ class EventBus:
         that untags and deletes): a crash leaves the change with all its events, or
         nothing. `change` runs on the database thread and may raise to write nothing.
         """
-        result, _ = await self._commit(change, atomic=True)
+        result, _ = await self._commit(change)
         return result
 
     async def _commit(
-        self,
-        change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]],
-        atomic: bool,
+        self, change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]]
     ) -> tuple[T, list[Event]]:
         async with self._lock:
             now = time.time_ns()
@@ -218,13 +215,16 @@ class EventBus:
                     events.append(Event(cur.lastrowid, n.type, n.action, n.actor_id, attrs, now))
                 return result, events
 
-            result, events = await (self._db.transaction(write) if atomic else self._db.run(write))
+            result, events = await self._db.transaction(write)
             for event in events:
                 self._deliver(event)
-            self._since_prune += len(events)
-            if self._since_prune >= PRUNE_EVERY:
-                self._since_prune = 0
+        if events and events[-1].seq // PRUNE_EVERY != (events[0].seq - 1) // PRUNE_EVERY:
+            # Outside the lock, and never the publisher's failure: its change is committed
+            # and delivered already; the next round tries again.
+            try:
                 await self.prune()
+            except sqlite3.Error as e:
+                log.warning("event journal prune failed", reason=str(e))
         for e in events:
             log.debug("event", seq=e.seq, type=e.type, action=e.action, actor_id=e.actor_id)
         return result, events
