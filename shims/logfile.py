@@ -437,7 +437,7 @@ def _chain_backward(
         if end is not None and f.seq > end.seq:
             continue
         ends_inside = end is not None and f.seq == end.seq
-        stop = end.offset if ends_inside else valid_end(f)
+        stop = end.offset if end is not None and ends_inside else valid_end(f)
         if f is not files[-1] and not ends_inside:
             _sealed_tail(f, stop, on_gap)
         yield from backward(f, stop, streams, since_ns, until_ns, on_gap)

@@ -223,8 +223,8 @@ class EventBus:
             # and delivered already; the next round tries again.
             try:
                 await self.prune()
-            except sqlite3.Error as e:
-                log.warning("event journal prune failed", reason=str(e))
+            except sqlite3.Error as error:
+                log.warning("event journal prune failed", reason=str(error))
         for e in events:
             log.debug("event", seq=e.seq, type=e.type, action=e.action, actor_id=e.actor_id)
         return result, events
