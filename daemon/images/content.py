@@ -124,8 +124,7 @@ class VerifyingReader:
     def drain(self) -> None:
         """Read whatever the consumer left, and check the whole."""
         while self.read(CHUNK):
-            pass
-        self._check()
+            pass  # the read returning b"" checks the whole
 
     def _check(self) -> None:
         # Every call after the end raises again: a consumer that swallowed the first
@@ -133,7 +132,7 @@ class VerifyingReader:
         if not self._actual:
             self._actual = "sha256:" + self._hash.hexdigest()
         if self._actual != self._digest:
-            raise corrupted(self._digest, self._actual)
+            raise CorruptedBlob(self._digest, self._actual)
 
     def close(self) -> None:
         self._file.close()
@@ -168,10 +167,6 @@ class CorruptedBlob(FailedPrecondition):
         """The same error, naming the images that use the blob (each by its tags, or its
         short id)."""
         return CorruptedBlob(self.digest, self.actual, tuple(images))
-
-
-def corrupted(digest: str, actual: str) -> CorruptedBlob:
-    return CorruptedBlob(digest, actual)
 
 
 class ContentStore:
