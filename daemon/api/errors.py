@@ -8,9 +8,10 @@ handlers. Must not: know any service.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeAlias, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
 import structlog
@@ -71,8 +72,12 @@ def stream(
         self: Self, request: Req, context: Ctx
     ) -> AsyncIterator[Resp]:
         try:
-            async for item in fn(self, request, context):
-                yield item
+            # Closed as soon as the call ends, however it ends (a cancelled call closes
+            # this wrapper): the handler's `finally` runs then, not when it is collected.
+            handler = cast(AsyncGenerator[Resp, None], fn(self, request, context))
+            async with contextlib.aclosing(handler) as items:
+                async for item in items:
+                    yield item
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error is mapped, once, here

@@ -10,6 +10,7 @@ bytes through instead of serialising a message. The wire format is unchanged.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -91,10 +92,8 @@ class EventsServicer:
             until_ns=convert.nanos(request.until, request.HasField("until")),
         )
         wire = self._wire.get
-        try:
+        # Leave the bus as soon as the call ends (cancelled, or cut off).
+        async with contextlib.aclosing(batches):
             async for batch in batches:
                 for event in batch:
                     yield wire(event)
-        finally:
-            # Leave the bus as soon as the call ends (cancelled, or cut off).
-            await batches.aclose()
