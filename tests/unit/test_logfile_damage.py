@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import struct
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,7 +325,6 @@ def test_a_record_completed_while_the_reader_looks_is_not_called_damage(
     log: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spans = write_records(log, 3)
-    full = Path(log).read_bytes()
     cut = spans[1].start + 30  # the writer is in the middle of record 1 ...
     calls = 0
     real_pread = os.pread
@@ -350,35 +347,24 @@ def test_a_record_completed_while_the_reader_looks_is_not_called_damage(
     gaps: list[Gap] = []
     records, _ = read_records_from(log, None, on_gap=gaps.append)
     assert data(records) == [chunk(0), chunk(1), chunk(2)] and gaps == []
-    assert calls > 2 and Path(log).read_bytes() == full
 
 
 async def test_logs_follow_survives_a_record_damaged_while_following(log: str) -> None:
     write_records(log, 2)
-    stop, go = threading.Event(), threading.Event()
+    done = False
     gaps: list[Gap] = []
-
-    def produce() -> None:
-        go.wait(10)
-        spans = write_records(log, 3, first=2)
-        poke(log, spans[1].start, b"\xff" * 6)  # record 3: its length and nonce
-        time.sleep(0.1)
-        write_records(log, 2, first=5)
-        stop.set()
-
-    thread = threading.Thread(target=produce)
-    thread.start()
     got: list[Record] = []
-    try:
-        async for batch in follow_records(log, done=stop.is_set, poll_interval=0.01, on_gap=gaps.append):
-            got += batch
-            go.set()
-    finally:
-        go.set()
-        thread.join()
-    # Record 3 may have been read before the damage reached it; nothing else may differ.
-    assert data(got) in ([chunk(i) for i in range(7) if i != 3], [chunk(i) for i in range(7)])
-    assert len(gaps) == (len(got) == 6)
+    # The follower reads only when asked for its next batch: what is written between two
+    # batches is all there, damage included, before it looks.
+    async for batch in follow_records(log, done=lambda: done, poll_interval=0.01, on_gap=gaps.append):
+        got += batch
+        if not done:
+            spans = write_records(log, 3, first=2)
+            poke(log, spans[1].start, b"\xff" * 6)  # record 3: its length and nonce
+            write_records(log, 2, first=5)
+            done = True
+    assert data(got) == [chunk(i) for i in range(7) if i != 3]
+    assert as_tuples(gaps) == [(log, spans[1].start, spans[1].end - spans[1].start)]
 
 
 def test_damage_at_the_end_of_a_rotated_file_is_a_gap_not_a_torn_record(tmp_path: Path) -> None:
