@@ -101,8 +101,12 @@ class OwnPalletd:
         return self._channel
 
     def start(self) -> None:
-        self.root.mkdir()
-        self.run_root.mkdir()
+        """Start palletd (again, after a kill, on the same dirs) and wait until it answers."""
+        self.root.mkdir(exist_ok=True)
+        self.run_root.mkdir(exist_ok=True)
+        if self._channel is not None:  # a channel to the daemon before this one
+            self._channel.close()
+            self._channel = None
         argv = [
             *console_script("palletd"),
             "--root", str(self.root),
@@ -130,7 +134,7 @@ class OwnPalletd:
                     raise RuntimeError(
                         f"palletd did not answer on {self.host} in {START_TIMEOUT}s:\n{self.log_tail()}"
                     ) from None
-                time.sleep(0.1)
+                time.sleep(0.01)  # bench/crash.py times a restart by this
 
     def log_tail(self, lines: int = 30) -> str:
         try:
