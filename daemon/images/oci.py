@@ -134,6 +134,8 @@ class ParsedConfig:
 class Manifest:
     config: Descriptor
     layers: tuple[Descriptor, ...]
+    # As the manifest says, or OCI's when it says nothing (both kinds parse the same).
+    media_type: str = OCI_MANIFEST
 
 
 def _load_json(data: bytes, what: str) -> dict[str, Any]:
@@ -319,7 +321,7 @@ def parse_manifest(data: bytes, what: str) -> Manifest:
     for layer in layers:
         if layer.media_type not in LAYER_TYPES:
             raise InvalidArgument(f"{what} has a layer of unsupported media type {layer.media_type!r}")
-    return Manifest(config, layers)
+    return Manifest(config, layers, media_type or OCI_MANIFEST)
 
 
 def parse_index(data: bytes, what: str) -> tuple[Descriptor, ...]:

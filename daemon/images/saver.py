@@ -76,12 +76,10 @@ def write_archive(
                 # Leased first, so a concurrent rmi cannot collect them mid-archive.
                 if not content.acquire(needed.digest, lease):
                     raise NotFound(f"blob {needed.digest} of manifest {item.manifest_digest} is not stored")
-            doc = json.loads(data)
-            media_type = doc.get("mediaType") if isinstance(doc.get("mediaType"), str) else oci.OCI_MANIFEST
             config_name = blob(manifest.config.digest)
             layer_names = [blob(layer.digest) for layer in manifest.layers]
             blob(item.manifest_digest)
-            descriptor = {"mediaType": media_type, "digest": item.manifest_digest, "size": len(data)}
+            descriptor = {"mediaType": manifest.media_type, "digest": item.manifest_digest, "size": len(data)}
             tags = [ref for ref in item.references if ref.tag]
             named: list[Reference | None] = list(tags) or [None]
             for ref in named:

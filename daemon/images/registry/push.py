@@ -9,7 +9,6 @@ progress, each blob checked against its digest as it is read. Must not: change l
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Sequence
 
 from pallet.daemon.images import oci
@@ -32,9 +31,7 @@ class Pusher:
         manifest = oci.parse_manifest(data, f"manifest {manifest_digest}")
         for blob in (*manifest.layers, manifest.config):
             await self._blob(blob, mount_sources)
-        doc = json.loads(data)
-        media_type = doc.get("mediaType") if isinstance(doc.get("mediaType"), str) else oci.OCI_MANIFEST
-        await self._transport.put_manifest(tag, data, media_type)
+        await self._transport.put_manifest(tag, data, manifest.media_type)
         return manifest_digest, len(data)
 
     async def _blob(self, blob: oci.Descriptor, mount_sources: Sequence[str]) -> None:
