@@ -36,7 +36,7 @@ from pallet.daemon.errors import (
     NotFound,
     PalletError,
 )
-from pallet.daemon.events.model import JournalPublisher
+from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.shims.api import ExecSession, ExecSpec, ExitStatus, ShimClient, ShimLauncher
 
@@ -72,7 +72,7 @@ class ExecTracker:
     def __init__(
         self,
         records: ContainerRecords,
-        events: JournalPublisher,
+        events: EventPublisher,
         launcher: ShimLauncher,
         clock: Callable[[], int] = time.time_ns,
         crashes: CrashHook = NO_CRASHES,

@@ -54,7 +54,7 @@ from pallet.daemon.errors import (
     NotFound,
     PalletError,
 )
-from pallet.daemon.events.model import JournalPublisher
+from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import (
@@ -82,7 +82,7 @@ class ContainerManager:
         images: ImageStore,
         snapshots: OverlaySnapshots,
         shims: ShimLauncher,
-        events: JournalPublisher,
+        events: EventPublisher,
         root: Path,
         cgroup_parent: str = "pallet",
         clock: Callable[[], int] = time.time_ns,

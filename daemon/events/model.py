@@ -1,7 +1,7 @@
 """Event values and the publisher seam every component uses.
 
-Owns: the `Event` dataclass and the `EventPublisher` protocol. Must not: store or deliver
-events (that is `pallet.daemon.events.bus`).
+Owns: the `Event` and `Notice` dataclasses and the `EventPublisher` protocol. Must not:
+store or deliver events (that is `pallet.daemon.events.bus`).
 """
 
 from __future__ import annotations
@@ -37,27 +37,12 @@ class Notice:
 
 
 class EventPublisher(Protocol):
-    """What a component needs to announce a state change (one call per change)."""
+    """What a component needs to announce its state changes.
 
-    async def publish(
-        self,
-        type: str,
-        action: str,
-        actor_id: str,
-        attributes: Mapping[str, str] | None = None,
-    ) -> Event: ...
-
-
-class JournalPublisher(EventPublisher, Protocol):
-    """A publisher that can write the announced change in the event's own transaction.
-
-    Components whose records live in the same database (containers, images) use `also` or
-    `commit` so a crash leaves the change and its events all written or none.
+    Components whose records live in the same database (containers, images) write the
+    change in the event's own transaction, through `also` or `commit`, so a crash leaves
+    the change and its events all written or none.
     """
-
-    async def commit(
-        self, change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]]
-    ) -> T: ...
 
     async def publish(
         self,
@@ -68,3 +53,7 @@ class JournalPublisher(EventPublisher, Protocol):
         *,
         also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> Event: ...
+
+    async def commit(
+        self, change: Callable[[sqlite3.Connection], tuple[T, Sequence[Notice]]]
+    ) -> T: ...

@@ -27,7 +27,7 @@ import httpx
 import structlog
 
 from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
-from pallet.daemon.events.model import JournalPublisher, Notice
+from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images import records
 from pallet.daemon.images.archive import stage_load
@@ -74,7 +74,7 @@ class ImageManager:
     def __init__(
         self,
         db: Database,
-        events: JournalPublisher,
+        events: EventPublisher,
         root: Path,
         image_users: ImageUsers,
         clock: Callable[[], int] = time.time_ns,

@@ -238,7 +238,7 @@ T = TypeVar("T")
 
 
 class FakeEvents:
-    """A JournalPublisher that remembers what was published (no journal, no seq gaps
+    """A EventPublisher that remembers what was published (no journal, no seq gaps
     checked): `commit` runs the change in a transaction of `db`."""
 
     def __init__(self, db: Database) -> None:
