@@ -11,7 +11,7 @@ bytes through instead of serialising a message. The wire format is unchanged.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -37,13 +37,19 @@ class WireCache:
 
     Keyed by seq, checked against the event itself: a different event under a seq already
     cached (another bus in a test) is serialised anew, never answered from the cache.
+    Only events among the newest `size` (by `head`, the bus's last seq) are kept: a
+    subscriber replaying an old stretch of the journal must not push out what the live
+    subscribers share.
     """
 
-    __slots__ = ("_entries", "_size")
+    __slots__ = ("_entries", "_size", "_head")
 
-    def __init__(self, size: int = WIRE_CACHE_EVENTS) -> None:
+    def __init__(
+        self, size: int = WIRE_CACHE_EVENTS, head: Callable[[], int] | None = None
+    ) -> None:
         self._entries: dict[int, tuple[Event, bytes]] = {}
         self._size = size
+        self._head = head
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,6 +60,8 @@ class WireCache:
         if hit is not None and (hit[0] is event or hit[0] == event):
             return hit[1]
         data = convert.subscribe_response_bytes(event)
+        if self._head is not None and event.seq <= self._head() - self._size:
+            return data  # replayed history: serialised for this subscriber alone
         entries = self._entries
         entries.pop(event.seq, None)
         if len(entries) >= self._size:
@@ -66,7 +74,7 @@ class WireCache:
 class EventsServicer:
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
-        self._wire = WireCache()
+        self._wire = WireCache(head=lambda: bus.last_seq)
 
     def add_to_server(self, server: Any) -> None:
         """Register `Subscribe` on a grpc(.aio) server, its responses passed through as

@@ -66,6 +66,18 @@ def test_cache_shares_one_serialisation_and_never_serves_a_different_event() -> 
     assert len(cache) == 4, "the cache is not bounded"
 
 
+def test_replayed_history_does_not_push_out_the_live_events() -> None:
+    head = 1_000
+    cache = WireCache(size=4, head=lambda: head)
+    live = Event(head, "image", "tag", "sha256:live")
+    first = cache.get(live)
+    for seq in range(1, 50):  # a subscriber replaying the journal from its start
+        assert cache.get(Event(seq, "image", "tag", f"sha256:{seq}")) == per_subscriber(
+            Event(seq, "image", "tag", f"sha256:{seq}")
+        )
+    assert cache.get(live) is first and len(cache) == 1
+
+
 @pytest.fixture
 async def served(tmp_path: Path) -> AsyncIterator[tuple[EventBus, str]]:
     async with serve_events(tmp_path) as served:
