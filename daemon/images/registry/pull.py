@@ -5,8 +5,9 @@ wanted platform), checking every document against the digest that named it, fetc
 config and layers through the `BlobFetcher` (three at a time), unpacking each layer and
 proving it has the diff id its config names, and reporting progress per layer. A config
 or layer blob found already stored is checked against its digest where the pull reads it;
-a corrupted one is downloaded again over it (the registry has it whole). Must not: write records (the manager commits the `StagedImage`), or leave anything that
-its lease does not hold.
+a corrupted one is downloaded again over it (the registry has it whole). Must not: write
+records (the manager commits the `StagedImage`), or leave anything that its lease does
+not hold.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def pick_platform(entries: tuple[oci.Descriptor, ...], want: Platform, what: str
     if not candidates:
         offered = sorted(
             {
-                "/".join(p for p in (e.platform.get("os", ""), e.platform.get("architecture", ""), e.platform.get("variant", "")) if p)
+                str(Platform(e.platform.get("os", ""), e.platform.get("architecture", ""),
+                             e.platform.get("variant", "")))
                 for e in entries
                 if e.platform and e.platform.get("os") != "unknown"
             }
