@@ -14,6 +14,7 @@ not depend on the CLI under test.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -386,6 +387,29 @@ class Palletd:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+    @contextlib.contextmanager
+    def crash_armed(self, point: str) -> Iterator[None]:
+        """palletd restarted with `PALLET_CRASH_AT=point`; the body must make it reach that
+        point (it SIGKILLs itself there). Afterwards it is started again, unarmed."""
+        self.stop()
+        self.extra_env = {"PALLET_CRASH_AT": point}
+        try:
+            self.start()
+            yield
+            assert self.proc is not None
+            assert self.proc.wait(20) == -signal.SIGKILL, self.log_tail()
+        finally:
+            self.extra_env = {}
+        assert f"crash point {point} reached" in self.log_tail(200)
+        self._close_channel()
+        self.start()
+
+    def crash_during(self, point: str, *args: str) -> subprocess.CompletedProcess[Any]:
+        """`pallet ARGS` run against a palletd armed to die at `point`; its result."""
+        with self.crash_armed(point):
+            result = self.cli(*args, timeout=60)
+        return result
 
     def log_tail(self, lines: int = 60) -> str:
         try:

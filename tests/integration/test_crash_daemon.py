@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import signal
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -25,22 +24,6 @@ COUNTER = "i=0; while :; do echo line $i; i=$((i+1)); usleep 2000; done"
 
 def line_numbers(out: str) -> list[int]:
     return [int(m.group(1)) for m in re.finditer(r"^line (\d+)$", out, re.M)]
-
-
-def crash_during(palletd: Any, point: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Restart palletd with `point` armed, run `pallet ARGS`, which must kill it there."""
-    palletd.stop()
-    palletd.extra_env = {"PALLET_CRASH_AT": point}
-    try:
-        palletd.start()
-        result = palletd.cli(*args, timeout=60)
-        assert palletd.proc.wait(20) == -signal.SIGKILL, palletd.log_tail()
-    finally:
-        palletd.extra_env = {}
-    assert f"crash point {point} reached" in palletd.log_tail(200)
-    palletd._close_channel()
-    palletd.start()
-    return result  # type: ignore[no-any-return]
 
 
 def actions_for(palletd: Any, name: str) -> list[str]:
@@ -60,7 +43,7 @@ def names(palletd: Any) -> list[str]:
 def test_create_killed_between_steps_leaves_old_or_new_state(fresh_palletd: Any) -> None:
     palletd = fresh_palletd
     # Killed after the state dir is made, before the record: the container never existed.
-    result = crash_during(palletd, "create:dir", "create", "--name", "half", "busybox", "true")
+    result = palletd.crash_during("create:dir", "create", "--name", "half", "busybox", "true")
     assert result.returncode != 0
     assert "palletd" in result.stderr
     assert names(palletd) == []
@@ -72,7 +55,7 @@ def test_create_killed_between_steps_leaves_old_or_new_state(fresh_palletd: Any)
 
     # Killed right after the record and its event were committed: the container exists,
     # announced exactly once, and works.
-    crash_during(palletd, "create:recorded", "create", "--name", "whole", "busybox", "echo", "ok")
+    palletd.crash_during("create:recorded", "create", "--name", "whole", "busybox", "echo", "ok")
     assert names(palletd) == ["whole"]
     assert palletd.inspect("whole")["State"]["Status"] == "created"
     assert actions_for(palletd, "whole") == ["create"]
@@ -87,14 +70,14 @@ def test_start_killed_before_it_was_recorded(fresh_palletd: Any) -> None:
     palletd.cli_ok("create", "--name", "begun", "busybox", "sleep", "300")
 
     # The shim built the container but was never told to start it: it stays created.
-    crash_during(palletd, "start:spawned", "start", "built")
+    palletd.crash_during("start:spawned", "start", "built")
     state = palletd.inspect("built")["State"]
     assert state["Status"] == "created" and state["Pid"] == 0
     assert actions_for(palletd, "built") == ["create"]
     assert palletd.lingering_shims() == {}, "the shim of the unstarted container was left"
 
     # The process started but palletd died before recording it: it is adopted as running.
-    crash_during(palletd, "start:started", "start", "begun")
+    palletd.crash_during("start:started", "start", "begun")
     state = palletd.inspect("begun")["State"]
     assert state["Status"] == "running", state
     assert Path(f"/proc/{state['Pid']}").exists()
@@ -115,13 +98,13 @@ def test_remove_killed_between_steps_finishes_the_remove(fresh_palletd: Any) -> 
     palletd.cli_ok("create", "--name", "goner2", "busybox", "true")
 
     # Marked removing, then killed: the restarted daemon finishes the job.
-    crash_during(palletd, "remove:removing", "rm", "goner1")
+    palletd.crash_during("remove:removing", "rm", "goner1")
     assert names(palletd) == ["goner2"]
     assert actions_for(palletd, "goner1") == ["create", "destroy"]
 
     # Record and event gone, state dir not yet: the leftover dir is removed.
     cid = palletd.inspect("goner2")["Id"]
-    crash_during(palletd, "remove:deleted", "rm", "goner2")
+    palletd.crash_during("remove:deleted", "rm", "goner2")
     assert names(palletd) == []
     assert actions_for(palletd, "goner2") == ["create", "destroy"]
     assert cid not in container_dirs(palletd)

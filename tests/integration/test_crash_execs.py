@@ -138,17 +138,8 @@ def test_an_exec_killed_with_its_container_while_palletd_is_down(fresh_palletd: 
 def test_palletd_killed_while_starting_an_exec(fresh_palletd: Any, point: str) -> None:
     palletd = fresh_palletd
     palletd.cli_ok("run", "-d", "--name", "box", "busybox", "sleep", "300")
-    palletd.stop()
-    palletd.extra_env = {"PALLET_CRASH_AT": point}
-    try:
-        palletd.start()
-        result = palletd.cli("exec", "box", "sh", "-c", "exit 4", timeout=60)
-        assert palletd.proc.wait(20) == -signal.SIGKILL, palletd.log_tail()
-    finally:
-        palletd.extra_env = {}
+    result = palletd.crash_during(point, "exec", "box", "sh", "-c", "exit 4")
     assert result.returncode != 0 and "palletd" in result.stderr
-    palletd._close_channel()
-    palletd.start()
     wait_for(lambda: one_exec(exec_events(palletd, "box"))[0][-1] == "exec_die",
              timeout=20, what="the exec's end")
     actions, code, error = one_exec(exec_events(palletd, "box"))
@@ -179,19 +170,11 @@ def test_a_remove_cut_short_with_an_exec_running_reports_its_real_end(
 ) -> None:
     palletd = fresh_palletd
     palletd.cli_ok("run", "-d", "--name", "box", "busybox", "sleep", "300")
-    palletd.stop()
-    palletd.extra_env = {"PALLET_CRASH_AT": "remove:removing"}
-    try:
-        palletd.start()
-        client = start_exec(palletd, "box", "sleep 300")
+    with palletd.crash_armed("remove:removing"):  # started again after: it finishes the
+        client = start_exec(palletd, "box", "sleep 300")  # remove, settling the exec
         result = palletd.cli("rm", "-f", "box", timeout=60)
-        assert palletd.proc.wait(20) == -signal.SIGKILL, palletd.log_tail()
-    finally:
-        palletd.extra_env = {}
     assert result.returncode != 0
     client.communicate(timeout=30)
-    palletd._close_channel()
-    palletd.start()  # finishes the remove, and with it settles the exec
     assert palletd.cli("inspect", "box").returncode != 0
     out = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s",
                          "--format", "{{.Action}} {{index .Actor.Attributes \"exitCode\"}}")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import signal
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -14,22 +13,6 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.integration
-
-
-def crash_during(palletd: Any, point: str, *args: str) -> None:
-    """Restart palletd with `point` armed; `pallet ARGS` must fail as palletd dies there."""
-    palletd.stop()
-    palletd.extra_env = {"PALLET_CRASH_AT": point}
-    try:
-        palletd.start()
-        result = palletd.cli(*args, timeout=60)
-        assert palletd.proc.wait(20) == -signal.SIGKILL, palletd.log_tail()
-    finally:
-        palletd.extra_env = {}
-    assert result.returncode != 0
-    assert f"crash point {point} reached" in palletd.log_tail(200)
-    palletd._close_channel()
-    palletd.start()
 
 
 def image_events(palletd: Any) -> list[str]:
@@ -80,7 +63,7 @@ def test_load_killed_leaves_old_or_new_state(
     palletd = fresh_palletd
     before = store_entries(palletd.root)
     events_before = image_events(palletd)
-    crash_during(palletd, point, "load", "-i", str(archive))
+    assert palletd.crash_during(point, "load", "-i", str(archive)).returncode != 0
     after = store_entries(palletd.root)
     assert after["temp"] == []
     assert image_events(palletd) == events_before + (["load crashy:1"] if loaded else [])
@@ -99,7 +82,7 @@ def test_load_killed_leaves_old_or_new_state(
 def test_tag_killed_after_its_record_keeps_the_tag(fresh_palletd: Any, image: str) -> None:
     palletd = fresh_palletd
     events_before = image_events(palletd)
-    crash_during(palletd, "tag:recorded", "tag", image, "renamed:7")
+    assert palletd.crash_during("tag:recorded", "tag", image, "renamed:7").returncode != 0
     assert image_events(palletd) == events_before + ["tag renamed:7"]
     assert palletd.cli_ok("image", "inspect", "-f", "{{.Id}}", "renamed:7") == (
         palletd.cli_ok("image", "inspect", "-f", "{{.Id}}", image)
@@ -116,7 +99,7 @@ def test_rmi_killed_between_records_and_files_collects_the_files(
     palletd.cli_ok("import", str(tar), "doomed:1")
     assert store_entries(palletd.root) != before
     events_before = image_events(palletd)
-    crash_during(palletd, "rmi:recorded", "rmi", "doomed:1")
+    assert palletd.crash_during("rmi:recorded", "rmi", "doomed:1").returncode != 0
     assert image_events(palletd) == events_before + ["untag doomed:1", "delete doomed:1"]
     assert palletd.cli("image", "inspect", "doomed:1").returncode != 0
     assert store_entries(palletd.root) == before, "layers or blobs of the removed image remain"
