@@ -2,7 +2,7 @@
 
 Owns: the channel to the daemon (`unix:///path`, `unix:path`, `unix://path` or a bare
 path), one method per RPC returning pallet.v1 messages, duplex sessions for Attach and
-Exec, and mapping every gRPC failure to `pallet.daemon.errors` once (`client.errors`).
+Exec, and mapping every gRPC failure to `pallet.v1.errors` once (`client.errors`).
 Must not: print, parse command lines or format output.
 
 Synchronous grpc on purpose: it imports faster than grpc.aio plus an event loop, and each
@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar
 import grpc
 
 from pallet.client.errors import from_rpc_error
-from pallet.daemon.errors import Internal, InvalidArgument, Unavailable
+from pallet.v1.errors import Internal, InvalidArgument, Unavailable
 
 DEFAULT_HOST = "unix:///run/pallet/pallet.sock"
 

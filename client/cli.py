@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from pallet.daemon.errors import PalletError
+from pallet.v1.errors import PalletError
 
 __all__ = ["UsageError", "build_parser", "main"]
 

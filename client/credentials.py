@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"
 _HUB_NAMES = {"", "docker.io", "index.docker.io", "registry-1.docker.io", DOCKER_HUB_KEY, DOCKER_HUB_KEY.rstrip("/")}

@@ -1,6 +1,6 @@
 """gRPC status -> pallet error tree, the client's half of the one mapping.
 
-Owns: turning a `grpc.RpcError` into the matching `pallet.daemon.errors` class, keeping the
+Owns: turning a `grpc.RpcError` into the matching `pallet.v1.errors` class, keeping the
 daemon's message verbatim, and recognising "the daemon is not there" (connection refused,
 missing socket, socket closed, or lost mid-call) so it reads "daemon unavailable: cannot
 connect to palletd at HOST: is it running?". Must not: print, exit, or know about verbs; the CLI decides what to do.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import grpc
 
-from pallet.daemon import errors
+from pallet.v1 import errors
 
 # grpc core's own wording when no connection to the daemon could be made or kept; a
 # daemon-side UNAVAILABLE (a shim that cannot be reached, ...) carries its own message.

@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from pallet.client.options import env_list, parse_labels, parse_tail, parse_time
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.v1 import containers_pb2
 
 _SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.I)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, NoReturn, Union
 
 from pallet.client.template_values import FUNCTIONS
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 
 class TemplateError(InvalidArgument):

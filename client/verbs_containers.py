@@ -21,7 +21,7 @@ from pallet.client.api import DuplexSession, PalletClient
 from pallet.client.options import env_list
 from pallet.client.requests import container_config, logs_request
 from pallet.client.stdio import StdinPump, write_chunks
-from pallet.daemon.errors import NotFound, PalletError, Unavailable
+from pallet.v1.errors import NotFound, PalletError, Unavailable
 
 if TYPE_CHECKING:
     from pallet.client.template import Template

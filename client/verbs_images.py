@@ -15,7 +15,7 @@ from pallet.client import format as fmt
 from pallet.client import views
 from pallet.client.api import PalletClient
 from pallet.client.options import validate_filters
-from pallet.daemon.errors import InvalidArgument, PalletError, Unavailable
+from pallet.v1.errors import InvalidArgument, PalletError, Unavailable
 
 
 

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from pallet.client import credentials as creds
 from pallet.client import format as fmt
 from pallet.client.api import PalletClient
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 _CHATTY = {"Downloading", "Pushing", "Extracting", "Waiting", "Resuming", "Verifying Checksum"}
 

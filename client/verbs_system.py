@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from pallet.client.api import PalletClient
-from pallet.daemon.errors import InvalidArgument, PalletError
+from pallet.v1.errors import InvalidArgument, PalletError
 
 # `version` must start fast: format, template and options are imported inside the verbs
 # that use them, not here.

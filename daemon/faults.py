@@ -16,7 +16,7 @@ import signal
 import sys
 from typing import Protocol
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 
 class CrashHook(Protocol):

@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 
 from pallet.daemon.config import DEFAULT_HOST, DEFAULT_ROOT, DEFAULT_RUN_ROOT, Config
-from pallet.daemon.errors import PalletError
+from pallet.v1.errors import PalletError
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

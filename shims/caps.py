@@ -6,7 +6,7 @@ when its spec names none. Must not: call the kernel (`pallet.shim.steps` does).
 
 from __future__ import annotations
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 NUMBERS: dict[str, int] = {
     name: number

@@ -13,8 +13,8 @@ import os
 import selectors
 from collections.abc import Callable
 
-from pallet.daemon.shims.api import ExitStatus
-from pallet.shim import wire
+from pallet.shim.api.spec import ExitStatus
+from pallet.shim.api import wire
 from pallet.shim.connections import Conn, Connections
 from pallet.shim.processes import StatusReader
 

@@ -14,8 +14,8 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from pallet.daemon.errors import InvalidArgument
-from pallet.shim import wire
+from pallet.v1.errors import InvalidArgument
+from pallet.shim.api import wire
 from pallet.shim.processes import log_exception
 
 if TYPE_CHECKING:

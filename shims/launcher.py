@@ -22,12 +22,12 @@ import socket
 import sys
 from typing import Any, NoReturn
 
-from pallet.daemon.errors import Internal, InvalidArgument, PalletError
-from pallet.daemon.shims.api import ShimSpec
-from pallet.shim import sockpath, wire
+from pallet.v1.errors import Internal, InvalidArgument, PalletError
+from pallet.shim.api.spec import ShimSpec
+from pallet.shim.api import sockpath, wire
 from pallet.shim.processes import log_exception
 from pallet.shim.server import Shim
-from pallet.shim.specfile import read_spec
+from pallet.shim.api.files import read_spec
 from pallet.shim.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_NAME, LibcSyscalls
 
 _REQUEST_TIMEOUT = 5.0

@@ -4,7 +4,7 @@ Owns: a container's log and its rotated siblings as a whole: `LogWriter` (used b
 shim for every chunk it reads from the container's stdout/stderr pipes) and the readers
 palletd serves `pallet logs` from: history, --tail, --since/--until, stream selection and
 follow. Must not: know about containers, gRPC or protobuf, or import anything but the
-standard library and `pallet.daemon.errors` (the tiny shim imports it). The framing of
+standard library and `pallet.v1.errors` (the tiny shim imports it). The framing of
 one file, and walking it past damage, is `pallet.shim.logframes`.
 
 A record is one chunk as the shim read it from a pipe (up to 256 KiB), so 100 MB of output
@@ -50,7 +50,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, replace
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument
+from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.shim.logframes import BOTH_STREAMS as BOTH_STREAMS
 from pallet.shim.logframes import FILE_HEADER_SIZE as FILE_HEADER_SIZE
 from pallet.shim.logframes import MAX_RECORD_DATA as MAX_RECORD_DATA

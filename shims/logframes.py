@@ -4,7 +4,7 @@ Owns: the on-disk format (constants, `Record`), parsing a file's header, checkin
 record, walking one file's records forward and backward, finding where its valid records
 end, and resynchronising past damaged bytes (`Gap`). Must not: know about rotation,
 positions across files, following or writing (that is `pallet.shim.logfile`), or import
-anything but the standard library and `pallet.daemon.errors` (the tiny shim imports it).
+anything but the standard library and `pallet.v1.errors` (the tiny shim imports it).
 
 Format, all integers little-endian::
 
@@ -40,7 +40,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 STDOUT = 1
 STDERR = 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.shim import syscalls as sc
 
 #: Docker's defaults: paths that leak host information or allow host changes.

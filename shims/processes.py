@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pallet.daemon.errors import (
+from pallet.v1.errors import (
     DeadlineExceeded,
     FailedPrecondition,
     Internal,
     PalletError,
 )
-from pallet.daemon.shims.api import ExecSpec, ShimSpec
+from pallet.shim.api.spec import ExecSpec, ShimSpec
 from pallet.shim.steps import (
     ExecFailed,
     ExecJoin,

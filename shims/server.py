@@ -20,7 +20,7 @@ import sys
 import time
 from typing import Any
 
-from pallet.daemon.errors import (
+from pallet.v1.errors import (
     AlreadyExists,
     FailedPrecondition,
     Internal,
@@ -28,8 +28,9 @@ from pallet.daemon.errors import (
     NotFound,
     PalletError,
 )
-from pallet.daemon.shims.api import ExitStatus, ShimSpec
-from pallet.shim import cgroups, sockpath, wire
+from pallet.shim.api.spec import ExitStatus, ShimSpec
+from pallet.shim import cgroups
+from pallet.shim.api import sockpath, wire
 from pallet.shim.children import Process, StdinPipe
 from pallet.shim.connections import Conn, Connections, Handler
 from pallet.shim.logfile import LogWriter
@@ -41,7 +42,7 @@ from pallet.shim.processes import (
     log_exception,
     wait_for,
 )
-from pallet.shim.specfile import (
+from pallet.shim.api.files import (
     exec_from_dict,
     exit_to_dict,
     read_exec_exit,

@@ -25,8 +25,8 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pallet.daemon.errors import FailedPrecondition, PalletError
-from pallet.daemon.shims.api import ShimSpec
+from pallet.v1.errors import FailedPrecondition, PalletError
+from pallet.shim.api.spec import ShimSpec
 from pallet.shim import caps
 from pallet.shim import syscalls as sc
 from pallet.shim.mounts import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pallet.daemon.errors import InvalidArgument, NotFound
+from pallet.v1.errors import InvalidArgument, NotFound
 
 _MAX_ID = 2**31 - 1
 

@@ -16,8 +16,9 @@ from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream, unary
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
-from pallet.daemon.errors import InvalidArgument
-from pallet.daemon.shims.api import Output, Stdio
+from pallet.v1.errors import InvalidArgument
+from pallet.daemon.shims.api import Stdio
+from pallet.shim.api.spec import Output
 from pallet.daemon.snapshots.export import export_rootfs
 from pallet.v1 import containers_pb2 as pb
 from pallet.v1 import containers_pb2_grpc as pb_grpc

@@ -16,7 +16,7 @@ from typing import Any, TypeAlias, TypeVar, cast
 import grpc
 import structlog
 
-from pallet.daemon.errors import PalletError
+from pallet.v1.errors import PalletError
 
 log = structlog.get_logger(__name__)
 

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream, unary
 from pallet.daemon.api.registry import credentials, with_progress
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageStore
 from pallet.v1 import images_pb2 as pb
 from pallet.v1 import images_pb2_grpc as pb_grpc

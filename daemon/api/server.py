@@ -19,7 +19,7 @@ from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
 from pallet.daemon.api.system import SystemServicer
 from pallet.daemon.config import Config
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.v1 import (
     containers_pb2,
     containers_pb2_grpc,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pallet.daemon.containers.model import Container
-from pallet.daemon.shims.api import Mount, RootFs, ShimSpec
+from pallet.shim.api.spec import Mount, RootFs, ShimSpec
 
 # Docker's default capability set: what a root process in a container may do.
 DEFAULT_CAPABILITIES = (

@@ -29,7 +29,7 @@ from pallet.daemon.containers.store import (
     exec_insert_writer,
     exec_started_writer,
 )
-from pallet.daemon.errors import (
+from pallet.v1.errors import (
     AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
@@ -38,7 +38,8 @@ from pallet.daemon.errors import (
 )
 from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
-from pallet.daemon.shims.api import ExecSession, ExecSpec, ExitStatus, ShimClient, ShimLauncher
+from pallet.daemon.shims.api import ExecSession, ShimClient, ShimLauncher
+from pallet.shim.api.spec import ExecSpec, ExitStatus
 
 log = structlog.get_logger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from pallet.daemon.containers.model import Container, Status
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 KEYS = frozenset({"id", "name", "label", "status", "ancestor", "exited"})
 STATUSES = frozenset(s.value for s in Status)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import structlog
 
-from pallet.shim import cgroups, sockpath
+from pallet.shim import cgroups
+from pallet.shim.api import sockpath
 
 log = structlog.get_logger(__name__)
 

@@ -46,7 +46,7 @@ from pallet.daemon.containers.store import (
     insert_writer,
     update_writer,
 )
-from pallet.daemon.errors import (
+from pallet.v1.errors import (
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -57,14 +57,8 @@ from pallet.daemon.errors import (
 from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
-from pallet.daemon.shims.api import (
-    ExecSpec,
-    ExitStatus,
-    ShimClient,
-    ShimLauncher,
-    ShimState,
-    Stdio,
-)
+from pallet.daemon.shims.api import ShimClient, ShimLauncher, Stdio
+from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 
 log = structlog.get_logger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pallet.daemon.containers.model import ContainerConfig, CreateRequest
 from pallet.daemon.containers.signals import parse_signal
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import Image
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from pallet.daemon.errors import FailedPrecondition
+from pallet.v1.errors import FailedPrecondition
 
 
 class Status(enum.Enum):

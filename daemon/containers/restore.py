@@ -21,8 +21,9 @@ import structlog
 
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.model import Container, Status
-from pallet.daemon.errors import DeadlineExceeded, PalletError
-from pallet.daemon.shims.api import ExitStatus, ShimClient, ShimLauncher, ShimState
+from pallet.v1.errors import DeadlineExceeded, PalletError
+from pallet.daemon.shims.api import ShimClient, ShimLauncher
+from pallet.shim.api.spec import ExitStatus, ShimState
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 
 log = structlog.get_logger(__name__)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from pallet.daemon.shims.api import ExitStatus, ShimClient, Stdio
+from pallet.daemon.shims.api import ShimClient, Stdio
+from pallet.shim.api.spec import ExitStatus
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 
 def parse_signal(text: str, default: int = signal.SIGKILL) -> int:

@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import structlog
 
-from pallet.daemon.errors import PalletError
+from pallet.v1.errors import PalletError
 from pallet.daemon.events.filters import EventFilter
 from pallet.daemon.events.model import Event, Notice
 from pallet.daemon.store.db import Database

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images import oci
 from pallet.daemon.images.content import ContentStore
 from pallet.daemon.images.layers import LayerStore, Readable, UnpackedLayer, decompressed

@@ -15,7 +15,7 @@ import signal
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageConfig
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
 from pallet.daemon.images.fsutil import fsync_dir, remove_tree
 from pallet.daemon.images.leases import Lease, Leases
 

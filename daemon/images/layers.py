@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, cast
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images import tarsafe
 from pallet.daemon.images.fsutil import fsync_dir, remove_tree, syncfs
 from pallet.daemon.images.leases import Lease, Leases

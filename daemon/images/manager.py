@@ -26,7 +26,7 @@ from typing import Any, BinaryIO, TypeVar
 import httpx
 import structlog
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
 from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images import records

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageConfig
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-from pallet.daemon.errors import Internal, InvalidArgument
+from pallet.v1.errors import Internal, InvalidArgument
 
 MAX_SYMLINK_HOPS = 40
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

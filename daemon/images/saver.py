@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, cast
 
-from pallet.daemon.errors import NotFound
+from pallet.v1.errors import NotFound
 from pallet.daemon.images import oci
 from pallet.daemon.images.content import ContentStore
 from pallet.daemon.images.leases import Lease

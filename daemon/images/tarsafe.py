@@ -25,7 +25,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import IO
 
-from pallet.daemon.errors import FailedPrecondition, Internal, InvalidArgument
+from pallet.v1.errors import FailedPrecondition, Internal, InvalidArgument
 from pallet.daemon.images.saferoot import DIR_FLAGS, SafeRoot, UnsafeEntry, clean_name, lstat_at
 
 WHITEOUT_PREFIX = ".wh."

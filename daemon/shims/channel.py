@@ -1,4 +1,4 @@
-"""One asyncio connection to a shim or to the shim launcher, speaking `pallet.shim.wire`.
+"""One asyncio connection to a shim or to the shim launcher, speaking `pallet.shim.api.wire`.
 
 Owns: opening the unix socket (long paths included), reading and writing frames, and
 turning timeouts and dead peers into `DeadlineExceeded` / `Unavailable` that name the
@@ -11,8 +11,8 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from pallet.daemon.errors import DeadlineExceeded, Unavailable
-from pallet.shim import sockpath, wire
+from pallet.v1.errors import DeadlineExceeded, Unavailable
+from pallet.shim.api import sockpath, wire
 
 
 #: How much a read takes off the socket at once. Output arrives as many small frames (a

@@ -24,20 +24,12 @@ from typing import Any
 
 import structlog
 
-from pallet.daemon.errors import Internal, Unavailable
-from pallet.daemon.shims.api import (
-    ExecSession,
-    ExecSpec,
-    ExitStatus,
-    Output,
-    ShimClient,
-    ShimSpec,
-    ShimState,
-    Stdio,
-)
+from pallet.v1.errors import Internal, Unavailable
+from pallet.daemon.shims.api import ExecSession, ShimClient, Stdio
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 from pallet.daemon.shims.channel import Channel
-from pallet.shim import sockpath, wire
-from pallet.shim.specfile import (
+from pallet.shim.api import sockpath, wire
+from pallet.shim.api.files import (
     discard_exec_exit,
     exec_to_dict,
     exit_from_dict,

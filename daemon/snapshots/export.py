@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
-from pallet.daemon.errors import FailedPrecondition, Internal
+from pallet.v1.errors import FailedPrecondition, Internal
 
 _READ = 1 << 20
 

@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pallet.daemon.shims.api import RootFs
+from pallet.shim.api.spec import RootFs
 
 
 class OverlaySnapshots:

@@ -11,7 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from pallet.daemon.errors import FailedPrecondition
+from pallet.v1.errors import FailedPrecondition
 
 
 class DirectoryLock:

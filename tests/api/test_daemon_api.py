@@ -23,18 +23,11 @@ from pallet.daemon.config import Config
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.store import ContainerRecords
-from pallet.daemon.errors import FailedPrecondition, NotFound, Unavailable
+from pallet.v1.errors import FailedPrecondition, NotFound, Unavailable
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
-from pallet.daemon.shims.api import (
-    ExecSession,
-    ExecSpec,
-    ExitStatus,
-    Output,
-    ShimSpec,
-    ShimState,
-    Stdio,
-)
+from pallet.daemon.shims.api import ExecSession, Stdio
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store.db import Database
 from pallet.daemon.system import SystemInfo

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from pallet.daemon.api.images import ImagesServicer
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument
+from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult
 from pallet.daemon.images.model import Image, ImageConfig
 from pallet.daemon.images.registry.auth import Credentials

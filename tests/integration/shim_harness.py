@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from pallet.daemon.shims.api import ExitStatus, RootFs, ShimClient, ShimSpec, Stdio
+from pallet.daemon.shims.api import ShimClient, Stdio
+from pallet.shim.api.spec import ExitStatus, RootFs, ShimSpec
 from pallet.daemon.shims.client import ShimLauncherImpl
 
 

@@ -34,7 +34,7 @@ from test_images_kit import (  # noqa: E402
     sym,
 )
 
-from pallet.daemon.errors import InvalidArgument  # noqa: E402
+from pallet.v1.errors import InvalidArgument  # noqa: E402
 from pallet.daemon.images.tarsafe import OPAQUE_XATTR  # noqa: E402
 
 pytestmark = pytest.mark.integration

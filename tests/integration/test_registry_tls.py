@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_pull_and_push_over_https_with_the_registrys_own_ca(tmp_path: Path, busybox_tar: Path) -> None:
-    from pallet.daemon.errors import FailedPrecondition, Unavailable
+    from pallet.v1.errors import FailedPrecondition, Unavailable
     from pallet.daemon.events.bus import EventBus
     from pallet.daemon.images.manager import ImageManager
     from pallet.daemon.images.registry.auth import Credentials

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from pallet.daemon.shims.api import ExecSpec, Mount
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from pallet.shim.api.spec import ExecSpec, Mount
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.logfile import read_records
 from shim_harness import (  # noqa: F401 - fixtures

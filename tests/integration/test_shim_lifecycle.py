@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from pallet.daemon.shims.api import ExecSpec
+from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from pallet.shim.api.spec import ExecSpec
 from pallet.daemon.shims.channel import Channel
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.logfile import read_records
@@ -54,7 +54,7 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
 
 async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimWorld) -> None:
     spec = shim_world.spec("sh", "-c", "echo before; sleep 1; echo after; exit 5")
-    from pallet.shim.specfile import spec_to_dict
+    from pallet.shim.api.files import spec_to_dict
 
     # A stand-in daemon in its own process: it starts the container, then dies by SIGKILL.
     script = textwrap.dedent(
@@ -62,7 +62,7 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
         import asyncio, json, sys
         from pathlib import Path
         from pallet.daemon.shims.client import ShimLauncherImpl
-        from pallet.shim.specfile import spec_from_dict
+        from pallet.shim.api.files import spec_from_dict
         async def main():
             launcher = ShimLauncherImpl(Path({str(shim_world.run_root)!r}))
             client = await launcher.spawn(spec_from_dict(json.loads(sys.argv[1])))

@@ -16,7 +16,7 @@ from pallet.daemon.containers.model import (
 )
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.signals import parse_signal
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument
+from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.daemon.images.model import Image, ImageConfig
 
 

@@ -16,7 +16,7 @@ from pallet.client.requests import parse_log_opts
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.model import CreateRequest
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.events import bus as bus_mod
 from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.faults import CrashPoints

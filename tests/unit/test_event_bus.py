@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.events import bus as bus_mod
 from pallet.daemon.events.bus import EventBus, Lagging, RetentionPolicy
 from pallet.daemon.events.filters import parse_filters

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
 from pallet.daemon.images.content import CorruptedBlob, ContentStore
 from pallet.daemon.images.leases import Leases
 

@@ -21,7 +21,7 @@ from test_images_kit import (
     StoreEnv,
 )
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
 from pallet.daemon.images.model import Image, ImageConfig
 from pallet.daemon.images.oci import host_architecture
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument
+from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.shim.logfile import (
     FILE_HEADER_SIZE,
     MAX_RECORD_DATA,

@@ -68,7 +68,9 @@ def test_wheel_holds_only_the_pallet_package(wheel: zipfile.ZipFile) -> None:
 def test_wheel_holds_each_subpackage(wheel: zipfile.ZipFile) -> None:
     names = set(wheel.namelist())
     for module in (
-        "pallet/daemon/errors.py",
+        "pallet/daemon/__init__.py",
+        "pallet/v1/errors.py",
+        "pallet/shim/api/spec.py",
         "pallet/client/__init__.py",
         "pallet/shim/__init__.py",
         "pallet/v1/containers_pb2.py",

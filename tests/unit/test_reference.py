@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.reference import familiar, parse, parse_tagged
 
 DIGEST = "sha256:" + "ab" * 32

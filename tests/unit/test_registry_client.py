@@ -12,7 +12,7 @@ from registry_fake import HOST, FakeRegistry, pull_env
 from test_images_kit import build_tar, chunks, reg, sha
 
 from pallet.client import credentials as creds
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.reference import parse_tagged
 from pallet.daemon.images.registry import transport
 from pallet.daemon.images.registry.auth import Credentials, parse_challenges

@@ -18,7 +18,7 @@ from registry_fake import HOST, OCI_INDEX, pull_env
 from test_images_kit import build_tar, image_config, reg, sha
 from test_tarsafe import HOSTILE
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.daemon.images.oci import host_architecture
 from pallet.daemon.images.registry.auth import Credentials
 from pallet.daemon.images.registry.transport import Timeouts

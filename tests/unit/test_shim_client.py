@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import DeadlineExceeded, FailedPrecondition, Unavailable
-from pallet.daemon.shims.api import ExitStatus
+from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from pallet.shim.api.spec import ExitStatus
 from pallet.daemon.shims.client import ShimClientImpl, ShimLauncherImpl
-from pallet.shim import wire
-from pallet.shim.specfile import write_exit_status
+from pallet.shim.api import wire
+from pallet.shim.api.files import write_exit_status
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -142,7 +142,7 @@ async def test_long_run_roots_still_reach_the_shim(tmp_path: Path) -> None:
         finally:
             writer.close()
 
-    from pallet.shim.sockpath import usable
+    from pallet.shim.api.sockpath import usable
 
     with usable(str(path)) as short:
         server = await asyncio.start_unix_server(answer, short)

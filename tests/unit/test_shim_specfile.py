@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import InvalidArgument
-from pallet.daemon.shims.api import ExitStatus, Mount, RootFs, ShimSpec
-from pallet.shim.specfile import (
+from pallet.v1.errors import InvalidArgument
+from pallet.shim.api.spec import ExitStatus, Mount, RootFs, ShimSpec
+from pallet.shim.api.files import (
     read_exit_status,
     read_spec,
     write_exit_status,

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound
-from pallet.daemon.shims.api import Mount, RootFs, ShimSpec
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
+from pallet.shim.api.spec import Mount, RootFs, ShimSpec
 from pallet.shim import caps
 from pallet.shim import syscalls as sc
 from pallet.shim.mounts import parse_options, secure_join

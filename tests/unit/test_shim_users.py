@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pallet.daemon.errors import InvalidArgument, NotFound
+from pallet.v1.errors import InvalidArgument, NotFound
 from pallet.shim.users import ExecUser, resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh

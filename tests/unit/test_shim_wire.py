@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pallet.daemon.errors import FailedPrecondition, Internal, NotFound
-from pallet.shim import wire
+from pallet.v1.errors import FailedPrecondition, Internal, NotFound
+from pallet.shim.api import wire
 
 
 def test_control_and_output_frames_round_trip_through_the_decoder() -> None:

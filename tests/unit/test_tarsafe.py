@@ -28,7 +28,7 @@ from test_images_kit import (
     Member,
 )
 
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images import tarsafe
 from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Leases

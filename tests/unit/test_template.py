@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from pallet.client.template import TemplateError, go_sprintf, parse, render
-from pallet.daemon.errors import InvalidArgument
+from pallet.v1.errors import InvalidArgument
 
 DOC: dict[str, Any] = {
     "Id": "abc123",

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, Unavailable
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 MAX_TOKEN_RESPONSE = 1 << 20

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TypeVar
 
-from pallet.daemon.errors import InvalidArgument, Unavailable
+from pallet.v1.errors import InvalidArgument, Unavailable
 from pallet.daemon.images.content import ContentStore
 from pallet.daemon.images.leases import Lease
 from pallet.daemon.images.oci import Descriptor

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
 
-from pallet.daemon.errors import InvalidArgument, NotFound
+from pallet.v1.errors import InvalidArgument, NotFound
 from pallet.daemon.images import oci
 from pallet.daemon.images.content import ContentStore, CorruptedBlob
 from pallet.daemon.images.layers import LayerStore, Readable, UnpackedLayer, diff_id_of

@@ -21,7 +21,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from pallet.daemon.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError, Unavailable
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError, Unavailable
 from pallet.daemon.images import oci
 from pallet.daemon.images.registry.auth import Credentials, TokenCache, fetch_token, parse_challenges
 from pallet.daemon.images.registry.endpoint import Endpoint

@@ -15,8 +15,8 @@ import os
 import re
 from typing import Any
 
-from pallet.daemon.errors import InvalidArgument
-from pallet.daemon.shims.api import (
+from pallet.v1.errors import InvalidArgument
+from pallet.shim.api.spec import (
     CONFIG_FILE,
     EXEC_EXITS_DIR,
     EXIT_STATUS_FILE,

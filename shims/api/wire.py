@@ -1,7 +1,7 @@
 """The framing spoken on a shim's unix socket and on the launcher's socket.
 
 Owns: the frame layout and its encoder/decoder, and how an error travels (its code name
-from `pallet.daemon.errors` plus a message). Must not: do I/O; both the shim (a selectors
+from `pallet.v1.errors` plus a message). Must not: do I/O; both the shim (a selectors
 loop) and the daemon (asyncio) wrap it with their own reads and writes.
 
 A frame is a 5-byte header, a big-endian u32 payload length and a u8 kind, then the
@@ -16,7 +16,7 @@ import json
 import struct
 from typing import Any
 
-from pallet.daemon.errors import PalletError, from_code
+from pallet.v1.errors import PalletError, from_code
 
 HEADER = struct.Struct("!IB")
 CONTROL = 0
