@@ -20,7 +20,8 @@ MB = 1_000_000
 
 
 def measure_logfile(total_bytes: int = 100 * MB, directory: str | None = None) -> list[Figure]:
-    from pallet.shim.logfile import LogWriter, read_records
+    from pallet.shim.api.logs import read_records
+    from pallet.shim.logfile import LogWriter
 
     base = tempfile.mkdtemp(prefix="pallet-bench-log-", dir=directory)
     figures: list[Figure] = []

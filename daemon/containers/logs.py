@@ -1,41 +1,28 @@
 """Reading containers' log files for `pallet logs`.
 
-Owns: turning a logs request (tail, since/until, streams, follow) into batches of records
-read off the event loop, and warning (once per gap, in palletd's log) about damaged bytes
-the readers skipped. Must not: write the log (the shim does) or know its framing (that
-is `pallet.shim.logfile`).
+Owns: turning a logs request (tail, since/until, streams, follow) for a container into
+batches of records, following while the container runs, and warning (once per gap, in
+palletd's log) about damaged bytes the readers skipped. Must not: write the log (the shim
+does), know its framing, or loop over it itself: `pallet.shim.api.logs.follow_records`
+is the one reader and follow loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import structlog
 
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.model import Status
-from pallet.shim import logfile
-from pallet.shim.logfile import Gap, Record
+from pallet.shim.api.logs import Gap, Record, follow_records
 
-BATCH_BYTES = 1 << 20
 FOLLOW_POLL_S = 0.05
 #: Gaps already warned about, so that each is told once, not on every `pallet logs`.
 _WARNED_GAPS_KEPT = 4096
 
 log = structlog.get_logger(__name__)
-
-
-def _take(it: Iterator[Record], limit: int = BATCH_BYTES) -> list[Record]:
-    batch: list[Record] = []
-    size = 0
-    for record in it:
-        batch.append(record)
-        size += len(record.data)
-        if size >= limit:
-            break
-    return batch
 
 
 class ContainerLogs:
@@ -54,32 +41,26 @@ class ContainerLogs:
         until_ns: int,
         streams: frozenset[int],
     ) -> AsyncIterator[list[Record]]:
+        """The container's log as docker serves it: the history (the last `tail` lines
+        when >= 0) from `since_ns` to `until_ns` (0: no bound); with `follow`, then what
+        it writes until it stops running or `until_ns` has passed."""
         c = self._containers.resolve(ref)
-        path = c.log_path
-        reader = logfile.LogReader(
-            path,
-            streams=streams,
+        batches = follow_records(
+            c.log_path,
             since_ns=since_ns,
             until_ns=until_ns,
+            streams=streams,
+            tail_lines=tail,
+            follow=follow,
+            done=lambda: not self._is_running(c.id),
+            poll_interval=FOLLOW_POLL_S,
             on_gap=lambda gap: self._warn_gap(c.id, gap),
         )
-        records = await asyncio.to_thread(reader.start, tail)
-        while True:
-            batch = await asyncio.to_thread(_take, records)
-            if not batch:
-                break
-            yield batch
-        if not follow:
-            return
-        while True:
-            running = self._is_running(c.id)
-            batch = await asyncio.to_thread(reader.read_new, BATCH_BYTES)
-            if batch:
+        try:
+            async for batch in batches:
                 yield batch
-                continue
-            if not running:
-                return
-            await asyncio.sleep(FOLLOW_POLL_S)
+        finally:
+            await batches.aclose()
 
     def _warn_gap(self, container_id: str, gap: Gap) -> None:
         """Damaged bytes in a log file were skipped (called from a reader's thread)."""

@@ -28,6 +28,7 @@ from pallet.daemon.events.bus import EventBus
 from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
 from pallet.daemon.shims.api import ExecSession, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
+from pallet.shim.logfile import LogWriter
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store.db import Database
 from pallet.daemon.system import SystemInfo
@@ -261,6 +262,57 @@ async def test_stop_escalates_to_sigkill_after_timeout(channel: grpc.aio.Channel
     await c.Start(cpb.StartContainerRequest(container="stubborn"))
     await c.Stop(cpb.StopContainerRequest(container="stubborn", timeout=0))
     assert (await c.Wait(cpb.WaitContainerRequest(container="stubborn"))).exit_code == 137
+
+
+async def _logs(c: containers_pb2_grpc.ContainersServiceStub, **fields: object) -> bytes:
+    """The data of a Logs call; fails instead of hanging if the stream never ends."""
+
+    async def read() -> bytes:
+        request = {"container": "talker", "stdout": True, "stderr": True, "tail": -1} | fields
+        call = c.Logs(cpb.LogsRequest(**request))  # type: ignore[arg-type]
+        return b"".join([chunk.data async for r in call for chunk in r.chunks])
+
+    try:
+        return await asyncio.wait_for(read(), 20)
+    except TimeoutError:
+        pytest.fail(f"Logs({fields}) never ended")
+
+
+async def test_logs_over_a_log_file_the_shims_writer_wrote(channel: grpc.aio.Channel) -> None:
+    c = containers_pb2_grpc.ContainersServiceStub(channel)
+    await c.Create(cpb.CreateContainerRequest(config=cpb.ContainerConfig(image="busybox", name="talker", cmd=["sleep"])))
+    await c.Start(cpb.StartContainerRequest(container="talker"))
+    path = (await c.Inspect(cpb.InspectContainerRequest(container="talker"))).container.log_path
+    now = time.time_ns()
+    s = 1_000_000_000
+    writer = LogWriter(path)
+    writer.write(1, b"old\n", now - 30 * s)
+    writer.write(2, b"err\n", now - 20 * s)
+    writer.write(1, b"mid\n", now - 10 * s)
+    writer.write(1, b"new\n", now)
+
+    assert await _logs(c) == b"old\nerr\nmid\nnew\n"
+    assert await _logs(c, tail=2) == b"mid\nnew\n"
+    assert await _logs(c, since={"seconds": (now - 15 * s) // s}) == b"mid\nnew\n"
+    assert await _logs(c, until={"seconds": (now - 15 * s) // s}) == b"old\nerr\n"
+    # The container still runs: docker's `logs -f --until <past>` returns all the same.
+    until_past = {"seconds": (now - 5 * s) // s}
+    assert await _logs(c, follow=True, until=until_past) == b"old\nerr\nmid\n"
+    assert await _logs(c, follow=True, until=until_past, stderr=False) == b"old\nmid\n"
+    assert await _logs(c, follow=True, until=until_past, tail=1) == b"mid\n"
+
+    # Following: the tail, then what the shim writes next, until the container stops.
+    call = c.Logs(cpb.LogsRequest(container="talker", stdout=True, follow=True, tail=1))
+    first = await asyncio.wait_for(call.read(), 20)
+    assert [chunk.data for chunk in first.chunks] == [b"new\n"]
+    writer.write(2, b"skipped\n", time.time_ns())
+    writer.write(1, b"more\n", time.time_ns())
+    second = await asyncio.wait_for(call.read(), 20)
+    assert [chunk.data for chunk in second.chunks] == [b"more\n"]
+    writer.close()
+    await c.Kill(cpb.KillContainerRequest(container="talker", signal="KILL"))
+    rest = await asyncio.wait_for(call.read(), 20)
+    assert rest is grpc.aio.EOF
 
 
 async def test_attach_before_start_then_exec(channel: grpc.aio.Channel) -> None:

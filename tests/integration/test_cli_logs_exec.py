@@ -20,6 +20,12 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def stamp_ns(stamp: str) -> int:
+    """Nanoseconds since the epoch of one of the CLI's RFC 3339 timestamps."""
+    seconds = datetime.strptime(stamp[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=timezone.utc)
+    return int(seconds.timestamp()) * 1_000_000_000 + int(stamp[20:-1].ljust(9, "0"))
+
+
 def test_logs_splits_stdout_and_stderr(palletd: Any, image: str) -> None:
     palletd.cli_ok("run", "--name", "both", image, "sh", "-c", "echo o1; echo e1 >&2; echo o2")
     result = palletd.cli("logs", "both")
@@ -197,3 +203,24 @@ def test_logs_follow_with_tail(palletd: Any, image: str) -> None:
                    "seq 1 5; sleep 1; echo six")
     palletd.wait_for(lambda: palletd.cli_ok("logs", "tf").count("\n") >= 5, 10)
     assert palletd.cli_ok("logs", "-f", "--tail", "2", "tf", timeout=20) == "4\n5\nsix\n"
+
+
+def test_logs_follow_until_a_past_time_returns_while_running(palletd: Any, image: str) -> None:
+    # docker returns once --until has passed, even if the container still runs; the old
+    # follow loop ignored --until and followed the running container forever.
+    palletd.cli_ok("run", "-d", "--name", "pastuntil", image, "sh", "-c",
+                   "echo before; while :; do sleep 0.2; echo after; done")
+    palletd.wait_for(lambda: "before" in palletd.cli_ok("logs", "pastuntil"), 10, what="output")
+    cut = time.time()
+    palletd.wait_for(lambda: "after" in palletd.cli_ok("logs", "--since", rfc3339(cut), "pastuntil"),
+                     10, what="output after the cut")
+    try:
+        result = palletd.cli("logs", "-f", "-t", "--until", rfc3339(cut), "pastuntil", timeout=20)
+    except subprocess.TimeoutExpired:
+        pytest.fail("logs -f --until <past> kept following a running container")
+    assert result.returncode == 0, result.stderr
+    lines = [TIMESTAMPED.match(line) for line in result.stdout.splitlines()]
+    assert lines and all(lines), result.stdout
+    assert lines[0].group(2) == "before"  # type: ignore[union-attr]
+    assert all(stamp_ns(m.group(1)) < cut * 1e9 for m in lines), result.stdout  # type: ignore[union-attr]
+    assert palletd.inspect("pastuntil")["State"]["Running"] is True

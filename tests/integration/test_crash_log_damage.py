@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from pallet.shim.logfile import FILE_HEADER_SIZE, RECORD_OVERHEAD, read_records
+from pallet.shim.api.logframes import FILE_HEADER_SIZE, RECORD_OVERHEAD
+from pallet.shim.api.logs import read_records
 
 pytestmark = pytest.mark.integration
 

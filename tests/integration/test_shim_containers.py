@@ -13,7 +13,7 @@ import pytest
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.shim.api.spec import ExecSpec, Mount
 from pallet.daemon.shims.client import ShimLauncherImpl
-from pallet.shim.logfile import read_records
+from pallet.shim.api.logs import read_records
 from shim_harness import (  # noqa: F401 - fixtures
     ShimWorld,
     cgroup_leftovers,

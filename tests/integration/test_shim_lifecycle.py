@@ -18,7 +18,7 @@ from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 from pallet.shim.api.spec import ExecSpec
 from pallet.daemon.shims.channel import Channel
 from pallet.daemon.shims.client import ShimLauncherImpl
-from pallet.shim.logfile import read_records
+from pallet.shim.api.logs import read_records
 from shim_harness import (  # noqa: F401 - fixtures
     ShimWorld,
     cgroup_leftovers,

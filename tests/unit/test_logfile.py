@@ -14,20 +14,18 @@ from pathlib import Path
 import pytest
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
-from pallet.shim.logfile import (
-    FILE_HEADER_SIZE,
-    MAX_RECORD_DATA,
-    RECORD_OVERHEAD,
+from pallet.shim.api.logframes import FILE_HEADER_SIZE, MAX_RECORD_DATA, RECORD_OVERHEAD
+from pallet.shim.api.logs import (
     START,
     LogPosition,
     LogReader,
-    LogWriter,
     Record,
     end_position,
     follow_records,
     read_records,
     read_records_from,
 )
+from pallet.shim.logfile import LogWriter
 
 T0 = 1_700_000_000_000_000_000
 

@@ -16,21 +16,19 @@ from typing import Any
 
 import pytest
 
-from pallet.shim import logframes
-from pallet.shim.logfile import (
-    FILE_HEADER_SIZE,
-    MAX_RECORD_DATA,
-    RECORD_OVERHEAD,
+from pallet.shim.api import logframes
+from pallet.shim.api.logframes import FILE_HEADER_SIZE, MAX_RECORD_DATA, RECORD_OVERHEAD
+from pallet.shim.api.logs import (
     Gap,
     GapHandler,
     LogReader,
-    LogWriter,
     Record,
     end_position,
     follow_records,
     read_records,
     read_records_from,
 )
+from pallet.shim.logfile import LogWriter
 
 T0 = 1_700_000_000_000_000_000
 COUNT = 12

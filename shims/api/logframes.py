@@ -3,8 +3,9 @@
 Owns: the on-disk format (constants, `Record`), parsing a file's header, checking one
 record, walking one file's records forward and backward, finding where its valid records
 end, and resynchronising past damaged bytes (`Gap`). Must not: know about rotation,
-positions across files, following or writing (that is `pallet.shim.logfile`), or import
-anything but the standard library and `pallet.v1.errors` (the tiny shim imports it).
+positions across files or following (that is `pallet.shim.api.logs`), write (the shim's
+`pallet.shim.logfile` does), or import anything but the standard library and
+`pallet.v1.errors`. Part of the shim's API: the shim's writer and palletd's readers share it.
 
 Format, all integers little-endian::
 
