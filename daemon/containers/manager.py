@@ -27,6 +27,7 @@ import structlog
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
+from pallet.daemon.containers.exits import Outcome, Why, after_exit
 from pallet.daemon.containers.bundle import shim_spec, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
@@ -381,7 +382,7 @@ class ContainerManager:
         try:
             shim = await self._launcher.spawn(spec)
         except PalletError as e:
-            await self._fail_start(c, ExitStatus(128, self._clock(), str(e)))
+            await self.settle_exit(c, ExitStatus(128, self._clock(), str(e)), Why.START_FAILED)
             raise
         self._crashes.hit("start", "spawned")
         run = Run(shim)
@@ -400,8 +401,7 @@ class ContainerManager:
                 status = replace(status, error=str(e))
             run.exit = status
             run.done.set()
-            await self.release_shim(shim)
-            await self._fail_start(c, status)
+            await self.settle_exit(c, status, Why.START_FAILED, shim)
             raise
         now = self._clock()
         c = await self._transition(
@@ -418,12 +418,47 @@ class ContainerManager:
         self._watch(c.id, run)
         return pid
 
-    async def _fail_start(self, c: Container, status: ExitStatus) -> None:
+    # ---- the end of a run: one path for the monitor, a failed start, the restorer ----
+
+    async def settle_exit(
+        self,
+        c: Container,
+        status: ExitStatus,
+        why: Why,
+        shim: ShimClient | None = None,
+    ) -> Outcome:
+        """Record how `c`'s run ended, let its shim go, then do what `after_exit` decides.
+
+        Every end of a run comes here: the monitor's, a failed start's, and the restorer's
+        for an exit that happened while palletd was down. The caller holds the container's
+        lock. The exit is recorded (with its event) before anything follows it, so `die`
+        is journalled before `destroy`; and whoever waits on the run hears of its end only
+        after this returns, so `run --rm` returns once the container is gone.
+        """
+        try:
+            if why is Why.START_FAILED:
+                c = await self._record_failed_start(c, status)
+            else:
+                c = await self._record_exit(c, status)
+            if shim is not None:
+                await self.release_shim(shim)
+            outcome = after_exit(c, status, why)
+            if outcome is Outcome.REMOVE:
+                try:
+                    await self._remove_locked(c)
+                except PalletError as e:
+                    log.warning("auto-remove failed", container_id=c.id, reason=str(e))
+            return outcome
+        finally:
+            # Only now is the run over for `wait`: it never sees an --rm container Exited.
+            self._runs.pop(c.id, None)
+
+    async def _record_failed_start(self, c: Container, status: ExitStatus) -> Container:
         """A start that failed: keep the container, record why (docker keeps it Created)."""
         for pending in self._pending.pop(c.id, []):
             if not pending.ready.done():
                 pending.ready.set_exception(FailedPrecondition(status.error))
-        await self._transition(
+        return await self._transition(
             c,
             status=c.state.status,
             exit_code=status.exit_code,
@@ -431,8 +466,22 @@ class ContainerManager:
             pid=0,
             shim_pid=0,
         )
-        if c.config.auto_remove:
-            self._spawn_auto_remove(c.id)
+
+    async def _record_exit(self, c: Container, status: ExitStatus) -> Container:
+        """The run is over: EXITED with its `die` event (once: an exit already recorded,
+        found again by the restorer, is left as it is)."""
+        if c.state.status is Status.EXITED:
+            return c
+        return await self._transition(
+            c,
+            event=("die", self._attrs(c, exitCode=str(status.exit_code))),
+            status=Status.EXITED,
+            pid=0,
+            shim_pid=0,
+            exit_code=status.exit_code,
+            finished_at_ns=status.exited_at_ns or self._clock(),
+            error=status.error,
+        )
 
     def background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""
@@ -449,7 +498,7 @@ class ContainerManager:
         self.background(f"monitor-{container_id}", self._monitor(container_id, run))
 
     async def _monitor(self, container_id: str, run: Run) -> None:
-        """Wait for the container's exit, record it, and let its shim go."""
+        """Wait for the container's exit and settle it (`settle_exit`)."""
         bound = log.bind(container_id=container_id, shim_pid=run.shim.shim_pid)
         try:
             status = await run.shim.wait()
@@ -471,48 +520,17 @@ class ContainerManager:
             bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
             if c is not None and disk is None:
                 await self.clean_after_shim(c)
-        async with self.lock(container_id):
-            await self.record_exit(container_id, status)
-        c = self._containers.get(container_id)
-        if c is not None and c.config.auto_remove:
-            # `run --rm` returns once the container is gone, as docker's does: whoever waits
-            # on this run (attach, wait) hears of the exit only after the removal, so a
-            # `ps -a` right after never shows a container that is about to vanish.
-            await self.release_shim(run.shim)
-            await self._auto_remove(container_id)
+        why = Why.STOPPED if run.stopped else Why.EXITED
+        try:
+            async with self.lock(container_id):
+                c = self._containers.get(container_id)
+                if c is None:
+                    await self.release_shim(run.shim)
+                else:
+                    await self.settle_exit(c, status, why, run.shim)
+        finally:
             run.exit = status
             run.done.set()
-            return
-        run.exit = status
-        run.done.set()
-        await self.release_shim(run.shim)
-
-    async def _auto_remove(self, container_id: str) -> None:
-        try:
-            await self.remove(container_id, force=True)
-        except NotFound:
-            pass
-        except PalletError as e:
-            log.warning("auto-remove failed", container_id=container_id, reason=str(e))
-
-    def _spawn_auto_remove(self, container_id: str) -> None:
-        self.background(f"autoremove-{container_id}", self._auto_remove(container_id))
-
-    async def record_exit(self, container_id: str, status: ExitStatus) -> None:
-        c = self._containers.get(container_id)
-        if c is None or c.state.status is Status.EXITED:
-            return
-        self._runs.pop(container_id, None)
-        await self._transition(
-            c,
-            event=("die", self._attrs(c, exitCode=str(status.exit_code))),
-            status=Status.EXITED,
-            pid=0,
-            shim_pid=0,
-            exit_code=status.exit_code,
-            finished_at_ns=status.exited_at_ns or self._clock(),
-            error=status.error,
-        )
 
     async def release_shim(self, shim: ShimClient) -> None:
         for step in (shim.shutdown, shim.aclose):
@@ -531,6 +549,7 @@ class ContainerManager:
             raise FailedPrecondition(
                 f"container {c.name} is not running: there is nothing to signal"
             )
+        run.stopped = True
         await run.shim.kill(num)
 
     async def stop(self, ref: str, timeout: int | None = None) -> None:
@@ -541,6 +560,7 @@ class ContainerManager:
         wait_s = c.config.stop_timeout if timeout is None else timeout
         if wait_s < 0:
             raise InvalidArgument(f"invalid stop timeout {wait_s}: use 0 or more seconds")
+        run.stopped = True
         try:
             await run.shim.kill(parse_signal(c.config.stop_signal, signal.SIGTERM))
         except PalletError as e:
@@ -599,9 +619,12 @@ class ContainerManager:
                 raise FailedPrecondition(
                     f"container {c.name} started again while being removed: try again"
                 )
-            c = await self._transition(c, status=Status.REMOVING)
-            self._crashes.hit("remove", "removing")
-            await self.finish_remove(c)
+            await self._remove_locked(c)
+
+    async def _remove_locked(self, c: Container) -> None:
+        c = await self._transition(c, status=Status.REMOVING)
+        self._crashes.hit("remove", "removing")
+        await self.finish_remove(c)
 
     async def finish_remove(self, c: Container) -> None:
         # The container's execs died with it; their ends are recorded before its directory
@@ -626,7 +649,7 @@ class ContainerManager:
         """Block while the container runs; return its last exit status."""
         c = self.resolve(ref)
         run = self._runs.get(c.id)
-        if run is not None and c.state.status is Status.RUNNING:
+        if run is not None:  # running, or its end is being settled
             await run.done.wait()
             assert run.exit is not None
             return run.exit

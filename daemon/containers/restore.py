@@ -2,8 +2,10 @@
 
 Owns: deciding, for each container record, what the previous palletd left and acting on
 it: a live shim is re-adopted, a dead one's exit is taken from disk (or recorded as 255
-with a reason), a start or remove cut short is finished or undone, and leftovers (state
-directories without a record, shims and sockets without a container) are removed. Must
+with a reason) and settled as any other exit (`Supervisor.settle_exit`: an `--rm`
+container is removed), a start or remove cut short is finished or undone, and leftovers
+(state directories without a record, shims and sockets without a container) are removed.
+Each container is reconciled under its lock, as the manager's own changes are. Must
 not: hold container state or write records itself; it acts through the `Supervisor` (the
 container manager), which owns both.
 """
@@ -20,6 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from pallet.daemon.containers import leftovers
+from pallet.daemon.containers.exits import Outcome, Why
 from pallet.daemon.containers.model import Container, Status
 from pallet.v1.errors import DeadlineExceeded, PalletError
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
@@ -56,7 +59,11 @@ class Supervisor(Protocol):
         """Record as started a container whose start was cut short, and supervise it."""
         ...
 
-    async def record_exit(self, container_id: str, status: ExitStatus) -> None: ...
+    async def settle_exit(
+        self, c: Container, status: ExitStatus, why: Why, shim: ShimClient | None = None
+    ) -> Outcome:
+        """Record the end of `c`'s run (once), release `shim`, do what follows (`--rm`)."""
+        ...
 
     async def release_shim(self, shim: ShimClient) -> None: ...
 
@@ -104,7 +111,7 @@ class Restorer:
         gate = asyncio.Semaphore(RECONCILE_CONCURRENCY)
 
         async def reconcile(c: Container) -> None:
-            async with gate:
+            async with gate, self._sup.lock(c.id):
                 await self._reconcile(c)
 
         await asyncio.gather(*(reconcile(c) for c in containers))
@@ -123,6 +130,12 @@ class Restorer:
             return
         if c.state.status in (Status.CREATED, Status.EXITED):
             await self._reconcile_unstarted(c)
+            now = self._sup.lookup(c.id)
+            if now is not None and now.state.status is Status.EXITED:
+                # Exited, but what follows the exit may not have happened (palletd died
+                # between the `die` and an auto-remove): it happens now.
+                recorded = ExitStatus(now.state.exit_code, now.state.finished_at_ns, now.state.error)
+                await self._sup.settle_exit(now, recorded, Why.FOUND_EXITED)
             return
         if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             return
@@ -146,7 +159,7 @@ class Restorer:
                 "down, without recording the exit: its processes were killed with it",
             )
             await self._sup.clean_after_shim(c)
-            await self._sup.record_exit(c.id, status)
+            await self._sup.settle_exit(c, status, Why.FOUND_EXITED)
             return
         if state.status == "running":
             bound.info("re-adopted running container")
@@ -156,8 +169,7 @@ class Restorer:
         status = state.exit or on_disk or ExitStatus(
             255, self._clock(), "shim reported no exit status"
         )
-        await self._sup.record_exit(c.id, status)
-        await self._sup.release_shim(shim)
+        await self._sup.settle_exit(c, status, Why.FOUND_EXITED, shim)
 
     def _retry_adopt(self, container_id: str) -> None:
         self._retrying.add(container_id)

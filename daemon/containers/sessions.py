@@ -21,6 +21,8 @@ class Run:
     shim: ShimClient
     done: asyncio.Event = field(default_factory=asyncio.Event)
     exit: ExitStatus | None = None
+    # A user's stop or kill was sent: the exit that follows is theirs (`exits.Why.STOPPED`).
+    stopped: bool = False
 
 
 @dataclass(slots=True)

@@ -352,3 +352,33 @@ async def test_health_reflection_and_version(channel: grpc.aio.Channel) -> None:
     assert (await system.Version(spb.VersionRequest())).api_version == "v1"
     info = await system.Info(spb.InfoRequest())
     assert info.storage_driver == "overlay"
+
+
+async def test_rm_container_is_gone_when_wait_returns_and_when_its_start_failed(
+    channel: grpc.aio.Channel,
+) -> None:
+    c = containers_pb2_grpc.ContainersServiceStub(channel)
+    since = {"seconds": int(time.time()) - 1}
+    ok = await c.Create(cpb.CreateContainerRequest(
+        config=cpb.ContainerConfig(image="busybox", name="brief", cmd=["true"], auto_remove=True)))
+    await c.Start(cpb.StartContainerRequest(container="brief"))
+    try:
+        assert (await c.Wait(cpb.WaitContainerRequest(container=ok.id))).exit_code == 0
+    except grpc.aio.AioRpcError as e:  # gone before the Wait came
+        assert e.code() == grpc.StatusCode.NOT_FOUND
+    # Wait returns once the container is gone, never while it shows Exited.
+    assert list((await c.List(cpb.ListContainersRequest(all=True))).containers) == []
+    # A start that fails removes an --rm container before the error is returned.
+    bad = await c.Create(cpb.CreateContainerRequest(
+        config=cpb.ContainerConfig(image="busybox", name="bad", cmd=["nosuch"], auto_remove=True)))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await c.Start(cpb.StartContainerRequest(container="bad"))
+    assert "executable file not found" in (err.value.details() or "")
+    assert list((await c.List(cpb.ListContainersRequest(all=True))).containers) == []
+    ev = events_pb2_grpc.EventsServiceStub(channel)
+    until = {"seconds": int(time.time()) + 1}
+    got = [r.event async for r in ev.Subscribe(epb.SubscribeRequest(since=since, until=until))]
+    assert [(e.actor_id, e.action) for e in got] == [
+        (ok.id, "create"), (ok.id, "start"), (ok.id, "die"), (ok.id, "destroy"),
+        (bad.id, "create"), (bad.id, "destroy"),
+    ]

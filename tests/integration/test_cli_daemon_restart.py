@@ -122,3 +122,32 @@ def test_sigkilled_daemon_loses_nothing(fresh_palletd: Any) -> None:
     assert palletd.inspect("killed")["State"]["Pid"] == pid
     numbers = line_numbers(palletd.cli_ok("logs", "killed"))
     assert numbers == list(range(len(numbers)))
+
+
+@pytest.mark.parametrize("down", ["stopped", "killed"])
+def test_an_rm_container_that_exits_while_the_daemon_is_down_is_removed(
+    fresh_palletd: Any, down: str
+) -> None:
+    """`run -d --rm`: an exit palletd did not see is followed by the removal all the same,
+    with its die and destroy events, once palletd is back."""
+    palletd = fresh_palletd
+    since = f"{time.time() - 1:.3f}"
+    cid = palletd.cli_ok("run", "-d", "--rm", "--name", "brief", "busybox",
+                         "sh", "-c", "sleep 1; exit 0").strip()
+    pid = palletd.inspect("brief")["State"]["Pid"]
+    if down == "stopped":
+        palletd.stop()
+    else:
+        palletd.proc.send_signal(signal.SIGKILL)
+        palletd.proc.wait(10)
+    palletd.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 10, what="the exit")
+    palletd.start()
+    assert palletd.cli_ok("ps", "-a", "-q", "--no-trunc").split() == []
+    result = palletd.cli("inspect", "brief")
+    assert result.returncode != 0 and "No such" in result.stderr, result
+    events = palletd.cli_ok("events", "--since", since, "--until", "0s",
+                            "--filter", f"container={cid}").splitlines()
+    actions = [line.split()[2] for line in events]
+    assert actions == ["create", "start", "die", "destroy"], events
+    assert not (palletd.root / "containers" / cid).exists()
+    assert palletd.lingering_shims() == {}

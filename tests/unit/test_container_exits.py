@@ -1,0 +1,39 @@
+"""`after_exit`: what follows every way a container's run ends, as a table."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from pallet.daemon.containers.exits import Outcome, Why, after_exit
+from pallet.daemon.containers.model import Container, ContainerConfig, ContainerState, Status
+from pallet.shim.api.spec import ExitStatus
+
+
+def container(auto_remove: bool, status: Status = Status.EXITED) -> Container:
+    return Container(
+        id="c" * 64,
+        name="web",
+        image_id="sha256:" + "ab" * 32,
+        config=ContainerConfig(image="busybox", auto_remove=auto_remove),
+        state=ContainerState(status=status),
+        created_ns=1,
+        state_dir="/nonexistent",
+    )
+
+
+EXITS = (ExitStatus(0, 1), ExitStatus(137, 1), ExitStatus(127, 1, "exec failed"))
+
+
+@pytest.mark.parametrize(("why", "exit"), list(itertools.product(Why, EXITS)))
+def test_rm_removes_however_the_run_ended(why: Why, exit: ExitStatus) -> None:
+    # After a failed start the container is still Created; after the others, Exited.
+    status = Status.CREATED if why is Why.START_FAILED else Status.EXITED
+    assert after_exit(container(True, status), exit, why) is Outcome.REMOVE
+
+
+@pytest.mark.parametrize(("why", "exit"), list(itertools.product(Why, EXITS)))
+def test_without_rm_nothing_follows(why: Why, exit: ExitStatus) -> None:
+    status = Status.CREATED if why is Why.START_FAILED else Status.EXITED
+    assert after_exit(container(False, status), exit, why) is Outcome.NOTHING
