@@ -37,6 +37,11 @@ def nanos(ts: Timestamp, present: bool) -> int:
     return ts.ToNanoseconds() if present else 0
 
 
+def optional_nanos(ts: Timestamp, present: bool) -> int | None:
+    """A time that may be absent: None when not set (a set 0 is Unix time 0, not "none")."""
+    return ts.ToNanoseconds() if present else None
+
+
 def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
     return CreateRequest(
         image=cfg.image,

@@ -96,8 +96,8 @@ class EventsServicer:
         batches = self._bus.subscribe_batches(
             flt,
             since_seq=request.since_seq if request.HasField("since_seq") else None,
-            since_ns=convert.nanos(request.since, request.HasField("since")),
-            until_ns=convert.nanos(request.until, request.HasField("until")),
+            since_ns=convert.optional_nanos(request.since, request.HasField("since")),
+            until_ns=convert.optional_nanos(request.until, request.HasField("until")),
         )
         wire = self._wire.get
         # Leave the bus as soon as the call ends (cancelled, or cut off).

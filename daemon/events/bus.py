@@ -98,7 +98,7 @@ def _row_to_event(row: sqlite3.Row) -> Event:
 
 
 def _admit(
-    events: list[Event], last: int, flt: EventFilter, until_ns: int
+    events: list[Event], last: int, flt: EventFilter, until_ns: int | None
 ) -> tuple[list[Event], int, bool]:
     """Of `events` (in seq order), those after seq `last` that `flt` lets through, up to the
     first one past `until_ns`. Returns them, the new last seq seen, and whether the stream
@@ -107,7 +107,7 @@ def _admit(
     for event in events:
         if event.seq <= last:
             continue  # the seam between replay and live: seen already
-        if until_ns and event.time_ns > until_ns:
+        if until_ns is not None and event.time_ns > until_ns:
             return batch, last, True
         last = event.seq
         if flt.matches(event):
@@ -262,13 +262,15 @@ class EventBus:
         self,
         flt: EventFilter,
         since_seq: int | None = None,
-        since_ns: int = 0,
-        until_ns: int = 0,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
     ) -> AsyncGenerator[Event, None]:
         """Yield matching events: journal first (when asked), then live.
 
-        Replay happens when `since_seq` is given (0: the whole journal) or `since_ns` is set. With `until_ns` the stream
-        ends after the last event at or before it (at once when it is in the past).
+        Replay happens when `since_seq` is given (0: the whole journal) or `since_ns` is
+        (0, Unix time 0, as docker reads `--since 0`: the whole journal too). With
+        `until_ns` the stream ends after the last event at or before it (at once when it
+        is in the past). None: not given.
         """
         batches = self.subscribe_batches(flt, since_seq, since_ns, until_ns)
         try:
@@ -283,8 +285,8 @@ class EventBus:
         self,
         flt: EventFilter,
         since_seq: int | None = None,
-        since_ns: int = 0,
-        until_ns: int = 0,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
     ) -> AsyncGenerator[list[Event], None]:
         """`subscribe`, a list at a time: every matching event already waiting, in seq order.
 
@@ -297,9 +299,9 @@ class EventBus:
         self._subscribers.add(sub)
         try:
             last = 0
-            if since_seq is not None or since_ns:
+            if since_seq is not None or since_ns is not None:
                 upto = self._last_seq
-                async for rows in self._replay(since_seq or 0, since_ns, upto):
+                async for rows in self._replay(since_seq or 0, since_ns or 0, upto):
                     batch, last, ended = _admit(rows, last, flt, until_ns)
                     if batch:
                         yield batch
@@ -308,7 +310,7 @@ class EventBus:
                 last = max(last, upto)
             else:
                 last = self._last_seq
-            if until_ns and until_ns <= time.time_ns():
+            if until_ns is not None and until_ns <= time.time_ns():
                 return
             queue = sub.queue
             while True:
@@ -316,7 +318,7 @@ class EventBus:
                 if queue.empty():
                     if sub.lagging:
                         raise Lagging(last)
-                    if not until_ns:
+                    if until_ns is None:
                         waiting.append(await queue.get())
                     else:
                         timeout = max(0.0, (until_ns - time.time_ns()) / 1e9)

@@ -218,6 +218,9 @@ async def test_create_start_wait_and_events_carry_seqs(channel: grpc.aio.Channel
     assert [e.action for e in got] == ["create", "start", "die"]
     assert [e.seq for e in got] == [1, 2, 3]
     assert got[2].attributes["exitCode"] == "0"
+    # `--since 0` is Unix time 0 (docker replays everything), not "no --since".
+    zero = [r.event.seq async for r in ev.Subscribe(epb.SubscribeRequest(since={"seconds": 0}, until={"seconds": now + 1}))]
+    assert zero == [1, 2, 3]
 
 
 async def test_errors_map_to_status_codes(channel: grpc.aio.Channel) -> None:

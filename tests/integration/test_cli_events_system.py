@@ -79,6 +79,15 @@ def test_events_replay_a_containers_life(palletd: Any, lifecycle: tuple[str, flo
     assert times == sorted(times)
 
 
+def test_events_since_zero_replays_everything(palletd: Any, lifecycle: tuple[str, float, float]) -> None:
+    # docker reads `--since 0` as Unix time 0 and replays the whole journal.
+    _, since, until = lifecycle
+    everything = parse(palletd.cli_ok("events", "--since", "0", "--until", rfc3339(until)))
+    window = parse(palletd.cli_ok("events", "--since", rfc3339(since), "--until", rfc3339(until)))
+    assert window and everything[-len(window):] == window
+    assert everything[0]["action"] == "import", "the image import came before the container"
+
+
 def test_events_filter_by_action_and_type(palletd: Any, lifecycle: tuple[str, float, float]) -> None:
     _, since, until = lifecycle
     window = ("--since", rfc3339(since), "--until", rfc3339(until))

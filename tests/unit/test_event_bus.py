@@ -80,6 +80,15 @@ async def test_until_in_the_past_ends_the_stream(bus: EventBus) -> None:
     assert [e.seq for e in events] == [e1.seq]
 
 
+async def test_since_unix_time_zero_replays_everything(bus: EventBus) -> None:
+    # docker reads `--since 0` as Unix time 0: the whole journal; 0 was taken for "not given".
+    await bus.publish("container", "create", "a")
+    await bus.publish("container", "start", "a")
+    got = [e.action async for e in bus.subscribe(parse_filters([]), since_ns=0, until_ns=time.time_ns())]
+    assert got == ["create", "start"]
+    assert [e async for e in bus.subscribe(parse_filters([]), since_ns=0, until_ns=0)] == []
+
+
 def test_bad_filters_are_refused() -> None:
     with pytest.raises(InvalidArgument, match="unknown event filter"):
         parse_filters(["colour=red"])
