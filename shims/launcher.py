@@ -7,9 +7,9 @@ child shares the launcher's already-imported code (copy-on-write), which is why 
 costs a few MB and a few ms instead of a fresh interpreter. Must not: supervise shims
 after forking them, or keep any state about containers.
 
-Requests (wire CONTROL frames): {"op": "ping"} -> {"pid": n}; {"op": "spawn", "bundle":
-dir, "idle_exit": s} -> the forked shim itself answers on the same connection, with
-{"shim_pid": n} once the container is created or {"error": ...}, then keeps serving it.
+Requests (`pallet.shim.api.messages`): PingRequest -> PingResponse; SpawnRequest -> the
+forked shim itself answers on the same connection, with SpawnResponse once the container
+is created or an error, then keeps serving it.
 """
 
 from __future__ import annotations
@@ -20,11 +20,12 @@ import gc
 import os
 import socket
 import sys
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from pallet.v1.errors import Internal, InvalidArgument, PalletError
 from pallet.shim.api.spec import ShimSpec
-from pallet.shim.api import sockpath, wire
+from pallet.shim.api import messages, sockpath, wire
+from pallet.shim.api.messages import PingRequest, PingResponse, Request, SpawnRequest, SpawnResponse
 from pallet.shim.processes import log_exception
 from pallet.shim.server import Shim
 from pallet.shim.api.files import read_spec
@@ -153,13 +154,21 @@ def _detach_stdio(log_path: str) -> None:
     os.close(log)
 
 
-def _read_request(conn: socket.socket) -> dict[str, Any]:
+def _read_request(conn: socket.socket) -> Request:
     conn.settimeout(_REQUEST_TIMEOUT)
     header = _recv_exactly(conn, wire.HEADER.size)
     length, kind = wire.parse_header(header)
     if kind != wire.CONTROL:
         raise InvalidArgument("the launcher only takes control frames")
-    return wire.decode_control(_recv_exactly(conn, length))
+    return messages.decode(wire.decode_control(_recv_exactly(conn, length)), Request)
+
+
+def _send(conn: socket.socket, message: object) -> None:
+    conn.sendall(wire.encode_control(messages.encode(message)))
+
+
+def _send_error(conn: socket.socket, error: PalletError) -> None:
+    conn.sendall(wire.encode_control(wire.error_reply(error)))
 
 
 def _recv_exactly(conn: socket.socket, size: int) -> bytes:
@@ -177,25 +186,30 @@ def _serve_one(
 ) -> None:
     try:
         request = _read_request(conn)
+    except InvalidArgument as exc:
+        try:
+            _send_error(conn, exc)  # a malformed request: say what is wrong with it
+        except OSError:
+            pass
+        return
     except (OSError, PalletError, ValueError):
         return
-    op = request.get("op")
-    if op == "ping":
-        conn.sendall(wire.encode_control({"pid": os.getpid()}))
+    if isinstance(request, PingRequest):
+        _send(conn, PingResponse(pid=os.getpid()))
         return
-    if op != "spawn" or not isinstance(request.get("bundle"), str):
-        conn.sendall(wire.encode_control(wire.error_reply(InvalidArgument(f"bad launcher request {op!r}"))))
+    if not isinstance(request, SpawnRequest):
+        _send_error(conn, InvalidArgument(f"the shim launcher does not serve {request.op!r} requests"))
         return
-    idle_exit = float(request.get("idle_exit", 30.0))
+    idle_exit = request.idle_exit
     # Read here, before forking: every shim reading it itself would touch, and so copy,
     # the launcher's pages of the file and JSON machinery (~0.4 MB of PSS per shim).
     try:
-        spec = read_spec(request["bundle"])
+        spec = read_spec(request.bundle)
     except OSError as exc:
-        conn.sendall(wire.encode_control(wire.error_reply(Internal(f"cannot read the shim spec: {exc}"))))
+        _send_error(conn, Internal(f"cannot read the shim spec: {exc}"))
         return
     except PalletError as exc:
-        conn.sendall(wire.encode_control(wire.error_reply(exc)))
+        _send_error(conn, exc)
         return
     middle = os.fork()
     if middle == 0:
@@ -228,15 +242,15 @@ def _run_shim(
             shim = Shim(spec, run_root, syscalls, idle_exit=idle_exit)
             shim.create(private_fds=[conn.fileno()])
         except PalletError as exc:
-            conn.sendall(wire.encode_control(wire.error_reply(exc)))
+            _send_error(conn, exc)
         else:
-            shim.adopt(conn, {"shim_pid": os.getpid()})
+            shim.adopt(conn, SpawnResponse(shim_pid=os.getpid()))
             shim.serve()
     except BaseException as exc:  # noqa: BLE001 - a shim must never unwind into the launcher
         code = 1
         log_exception("shim failed")
         try:
-            conn.sendall(wire.encode_control(wire.error_reply(Internal(f"shim failed: {exc}"))))
+            _send_error(conn, Internal(f"shim failed: {exc}"))
         except OSError:
             pass
     finally:

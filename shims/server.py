@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pallet.v1.errors import (
@@ -28,9 +29,27 @@ from pallet.v1.errors import (
     NotFound,
     PalletError,
 )
-from pallet.shim.api.spec import ExitStatus, ShimSpec
+from pallet.shim.api.spec import ExitStatus, ShimSpec, ShimState, TaskStatus
 from pallet.shim import cgroups
-from pallet.shim.api import sockpath, wire
+from pallet.shim.api import messages, sockpath, wire
+from pallet.shim.api.messages import (
+    Ack,
+    AttachRequest,
+    CloseStdinRequest,
+    EofEvent,
+    ExecRequest,
+    ExecResponse,
+    ExecWaitRequest,
+    ExitEvent,
+    KillRequest,
+    Request,
+    ShutdownRequest,
+    StartRequest,
+    StartResponse,
+    StateRequest,
+    WaitRequest,
+    WaitResponse,
+)
 from pallet.shim.children import Process, StdinPipe
 from pallet.shim.connections import Conn, Connections, Handler
 from pallet.shim.logfile import LogWriter
@@ -43,13 +62,12 @@ from pallet.shim.processes import (
     wait_for,
 )
 from pallet.shim.api.files import (
-    exec_from_dict,
-    exit_to_dict,
     read_exec_exit,
     validate_exec_id,
     write_exec_exit,
     write_exit_status,
 )
+from pallet.shim.states import CREATED, RUNNING, STOPPED, InitState
 from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 
 # A busy container's output is read in slices this big (its pipes hold 1 MiB, see
@@ -61,6 +79,9 @@ from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
 _READ_CHUNK = 256 << 10
 _DRAIN_TIMEOUT = 2.0  # after an exit, how long stray writers may hold the output pipes
 _CREATE_TIMEOUT = 60.0
+
+#: What a request handler answers now; None when it answers later, or never.
+Reply = object | None
 
 
 class Shim:
@@ -80,7 +101,7 @@ class Shim:
         self.sock_path = sockpath.shim_socket(run_root, spec.container_id)
         self.idle_exit = idle_exit
         self.io = Connections(self._on_frame, self._on_drop)
-        self.status = "creating"
+        self.task = InitState(spec.container_id)
         self.started_at_ns = 0
         self.init: Process | None = None
         self.execs: dict[int, Process] = {}
@@ -101,6 +122,19 @@ class Shim:
         self._wakeup_r = self._wakeup_w = -1
         self._private_fds: list[int] = []
         self._read_buf: mmap.mmap | None = None
+        # One method per request type; a new request is a dataclass in
+        # `pallet.shim.api.messages` and a line here.
+        self._handlers: dict[type[Request], Callable[[Conn, Any], Reply]] = {
+            StateRequest: self._op_state,
+            StartRequest: self._op_start,
+            KillRequest: self._op_kill,
+            WaitRequest: self._op_wait,
+            AttachRequest: self._op_attach,
+            ExecRequest: self._op_exec,
+            ExecWaitRequest: self._op_exec_wait,
+            CloseStdinRequest: self._op_close_stdin,
+            ShutdownRequest: self._op_shutdown,
+        }
 
     # -- creation (blocking: nothing else to serve yet) ----------------------------------
 
@@ -203,7 +237,6 @@ class Shim:
         self.init = process
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
-        self.status = "created"
 
     def _fds_to_close_in_children(self) -> list[int]:
         fds = [self._wakeup_r, self._wakeup_w, *self._private_fds]
@@ -214,10 +247,16 @@ class Shim:
 
     # -- the loop ------------------------------------------------------------------------
 
-    def adopt(self, sock: socket.socket, reply: dict[str, Any]) -> None:
+    def adopt(self, sock: socket.socket, reply: object) -> None:
         """Take over the connection the spawn request came on, after replying on it."""
         conn = self.io.add(sock)
-        self.io.send(conn, wire.encode_control(reply))
+        self._send(conn, reply)
+
+    def _send(self, conn: Conn, message: object) -> None:
+        self.io.send(conn, wire.encode_control(messages.encode(message)))
+
+    def _send_error(self, conn: Conn, error: PalletError) -> None:
+        self.io.send(conn, wire.encode_control(wire.error_reply(error)))
 
     def serve(self) -> None:
         while not self._done:
@@ -270,43 +309,21 @@ class Shim:
         if kind != wire.CONTROL:
             return
         try:
-            message = wire.decode_control(payload)
-            reply = self._dispatch(conn, message)
+            request = messages.decode(wire.decode_control(payload), Request)
+            handler = self._handlers.get(type(request))
+            if handler is None:  # a launcher request, say
+                raise InvalidArgument(f"a shim does not serve {request.op!r} requests")
+            reply = handler(conn, request)
+        except wire.FrameError as exc:
+            self._send_error(conn, InvalidArgument(str(exc)))
         except PalletError as exc:
-            reply = wire.error_reply(exc)
+            self._send_error(conn, exc)
         except Exception as exc:  # noqa: BLE001 - one bad request must not kill the shim
             log_exception(f"request {payload[:200]!r} failed")
-            reply = wire.error_reply(Internal(f"shim error: {type(exc).__name__}: {exc}"))
-        if reply is not None:
-            self.io.send(conn, wire.encode_control(reply))
-
-    def _dispatch(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
-        op = message.get("op")
-        if op == "state":
-            return self._state()
-        if op == "start":
-            return self._op_start(conn)
-        if op == "kill":
-            return self._op_kill(message)
-        if op == "wait":
-            if self._finished:
-                return {"exit": exit_to_dict(self._init().exit)}  # type: ignore[arg-type]
-            self._waiters.append(conn)
-            conn.mode = "wait"
-            return None
-        if op == "attach":
-            self._op_attach(conn, message)
-            return None
-        if op == "exec":
-            return self._op_exec(conn, message)
-        if op == "exec_wait":
-            return self._op_exec_wait(conn, message)
-        if op == "close_stdin":
-            self._close_stdin_of(conn)
-            return None
-        if op == "shutdown":
-            return self._op_shutdown(conn)
-        raise InvalidArgument(f"unknown shim request {op!r}")
+            self._send_error(conn, Internal(f"shim error: {type(exc).__name__}: {exc}"))
+        else:
+            if reply is not None:
+                self._send(conn, reply)
 
     def _on_drop(self, conn: Conn) -> None:
         for group in (self._waiters, self._attached, self._shutdown_conns):
@@ -329,19 +346,21 @@ class Shim:
         assert self.init is not None
         return self.init
 
-    def _state(self) -> dict[str, Any]:
+    def _op_state(self, conn: Conn, request: StateRequest) -> ShimState:
         init = self._init()
-        return {
-            "status": self.status,
-            "pid": init.pid if self.status != "created" else 0,
-            "shim_pid": os.getpid(),
-            "exit": exit_to_dict(init.exit) if init.exit else None,
-            "started_at_ns": self.started_at_ns,
-        }
+        status = self.task.status
+        return ShimState(
+            status=status,
+            pid=init.pid if status is not CREATED else 0,
+            shim_pid=os.getpid(),
+            exit=init.exit,
+            started_at_ns=self.started_at_ns,
+        )
 
-    def _op_start(self, conn: Conn) -> dict[str, Any] | None:
-        if self.status != "created" or self._start_w < 0:
-            raise FailedPrecondition(f"container {self.id} is {self.status}: it can only be started once")
+    def _op_start(self, conn: Conn, request: StartRequest) -> Reply:
+        self.task.require({CREATED}, "it can only be started once")
+        if self._start_w < 0:
+            raise FailedPrecondition(f"container {self.id} is being started already")
         init = self._init()
         os.write(self._start_w, b"s")
         os.close(self._start_w)
@@ -374,8 +393,8 @@ class Shim:
         if init.exec_error:
             return  # answered once the init is reaped and its exit is on disk
         self.started_at_ns = time.time_ns()
-        if self.status == "created":
-            self.status = "running"
+        if self.task.status is CREATED:
+            self.task.move(RUNNING)
         self._reply_start()
 
     def _reply_start(self) -> None:
@@ -384,39 +403,46 @@ class Shim:
             return
         init = self._init()
         if init.exec_error:
-            reply = wire.error_reply(FailedPrecondition(init.exec_error))
+            self._send_error(conn, FailedPrecondition(init.exec_error))
         else:
-            reply = {"pid": init.pid}
-        self.io.send(conn, wire.encode_control(reply))
+            self._send(conn, StartResponse(pid=init.pid))
 
-    def _op_kill(self, message: dict[str, Any]) -> dict[str, Any]:
-        signum = message.get("signal")
-        if not isinstance(signum, int) or not 0 < signum < signal.NSIG:
+    def _op_kill(self, conn: Conn, request: KillRequest) -> Ack:
+        signum = request.signal
+        if not 0 < signum < signal.NSIG:
             raise InvalidArgument(f"invalid signal {signum!r}")
         init = self._init()
-        if init.exit is not None:
-            raise FailedPrecondition(f"container {self.id} is not running")
-        if message.get("all"):
+        self.task.require({CREATED, RUNNING}, "it is not running, there is nothing to signal")
+        if request.all:
             for pid in cgroups.pids(self.cgroup_dirs):
                 _kill(pid, signum)
         _kill(init.pid, signum)
-        return {}
+        return Ack()
 
-    def _op_attach(self, conn: Conn, message: dict[str, Any]) -> None:
+    def _op_wait(self, conn: Conn, request: WaitRequest) -> Reply:
+        if self._finished:
+            exit = self._init().exit
+            assert exit is not None
+            return WaitResponse(exit)
+        self._waiters.append(conn)
+        conn.mode = "wait"
+        return None
+
+    def _op_attach(self, conn: Conn, request: AttachRequest) -> Reply:
         init = self._init()
         conn.mode = "attach"
-        conn.stdout = bool(message.get("stdout"))
-        conn.stderr = bool(message.get("stderr"))
-        conn.stdin = bool(message.get("stdin")) and init.stdin is not None
+        conn.stdout = request.stdout
+        conn.stderr = request.stderr
+        conn.stdin = request.stdin and init.stdin is not None
         self._attached.append(conn)
-        self.io.send(conn, wire.encode_control({}))
+        self._send(conn, Ack())
         if not init.outputs:
-            self.io.send(conn, wire.encode_control({"event": "eof"}))
+            self._send(conn, EofEvent())
+        return None
 
-    def _op_exec(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
-        if self.status != "running":
-            raise FailedPrecondition(f"container {self.id} is not running")
-        spec = exec_from_dict(message.get("spec") or {})
+    def _op_exec(self, conn: Conn, request: ExecRequest) -> Reply:
+        self.task.require({RUNNING}, "it is not running, start it first")
+        spec = request.spec
         if not spec.args:
             raise InvalidArgument("exec needs a command")
         validate_exec_id(spec.exec_id)
@@ -463,13 +489,12 @@ class Shim:
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._output_handler(process, fd))
         self.io.watch(status_r, selectors.EVENT_READ, lambda mask: self._on_exec_status(process))
-        self.io.send(conn, wire.encode_control({"pid": pid}))
-        return None
+        return ExecResponse(pid=pid)
 
-    def _op_exec_wait(self, conn: Conn, message: dict[str, Any]) -> dict[str, Any] | None:
+    def _op_exec_wait(self, conn: Conn, request: ExecWaitRequest) -> Reply:
         """The exit of an exec, from any connection: at once if it ended, else when it
         does. How a restarted palletd learns what its execs did while it was away."""
-        exec_id = validate_exec_id(str(message.get("exec_id", "")))
+        exec_id = validate_exec_id(request.exec_id)
         process = self.execs_by_id.get(exec_id)
         if process is not None:
             process.waiters.append(conn)
@@ -478,7 +503,7 @@ class Shim:
         status = read_exec_exit(self.spec.bundle_dir, exec_id)
         if status is None:
             raise NotFound(f"no exec {exec_id} in container {self.id}: it never started here")
-        return {"exit": exit_to_dict(status)}
+        return WaitResponse(status)
 
     def _process_fds(self) -> list[int]:
         fds: list[int] = []
@@ -510,13 +535,14 @@ class Shim:
         # Reported once, in the exec's exit status; the client decides how to show it.
         process.exec_error = message
 
-    def _op_shutdown(self, conn: Conn) -> dict[str, Any] | None:
-        if self.status == "running":
-            raise FailedPrecondition(
-                f"container {self.id} is running: kill it before shutting down its shim"
-            )
+    def _op_close_stdin(self, conn: Conn, request: CloseStdinRequest) -> Reply:
+        self._close_stdin_of(conn)
+        return None
+
+    def _op_shutdown(self, conn: Conn, request: ShutdownRequest) -> Reply:
+        self.task.require({CREATED, STOPPED}, "kill it before shutting down its shim")
         self._shutdown_conns.append(conn)
-        if self.status == "created":
+        if self.task.status is CREATED:
             _kill(self._init().pid, signal.SIGKILL)  # deleted before start
         elif self._finished:
             self._shutdown()
@@ -562,7 +588,7 @@ class Shim:
             return
         if process is self.init:
             for conn in list(self._attached):
-                self.io.send(conn, wire.encode_control({"event": "eof"}))
+                self._send(conn, EofEvent())
             self._maybe_finish_init()
         else:
             self._maybe_finish_exec(process)
@@ -639,7 +665,7 @@ class Shim:
             note = f"the shim could not record this exit on disk: {exc}"
             status = ExitStatus(code, status.exited_at_ns, f"{status.error}; {note}".lstrip("; "))
         init.exit = status
-        self.status = "stopped"
+        self.task.move(STOPPED)
         if self._start_w >= 0:
             os.close(self._start_w)
             self._start_w = -1
@@ -654,7 +680,7 @@ class Shim:
         if init.exit is None or init.outputs or self._finished:
             return
         self._finished = True
-        reply = wire.encode_control({"exit": exit_to_dict(init.exit)})
+        reply = wire.encode_control(messages.encode(WaitResponse(init.exit)))
         for conn in list(self._waiters):
             self.io.send(conn, reply)
         self._waiters.clear()
@@ -686,14 +712,13 @@ class Shim:
             process.status = None
         self.execs.pop(process.pid, None)
         self.execs_by_id.pop(process.exec_id, None)
-        exit_dict = exit_to_dict(process.exit)
         for waiter in process.waiters:
-            self.io.send(waiter, wire.encode_control({"exit": exit_dict}))
+            self._send(waiter, WaitResponse(process.exit))
         process.waiters.clear()
         conn = process.conn
         if conn is not None:
             conn.exec = None
-            self.io.send(conn, wire.encode_control({"event": "exit", "exit": exit_dict}))
+            self._send(conn, ExitEvent(process.exit))
             conn.close_after_flush = True
             self.io.flush(conn)
 
@@ -702,7 +727,7 @@ class Shim:
     def _shutdown(self) -> None:
         self._cleanup()  # first: the reply promises the socket and cgroup are gone
         for conn in self._shutdown_conns:
-            self.io.send(conn, wire.encode_control({}))
+            self._send(conn, Ack())
         self._shutdown_conns.clear()
         self._done = True
 

@@ -26,7 +26,7 @@ from pallet.daemon.containers.exits import Outcome, Why
 from pallet.daemon.containers.model import Container, Status
 from pallet.v1.errors import DeadlineExceeded, PalletError
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
-from pallet.shim.api.spec import ExitStatus, ShimState
+from pallet.shim.api.spec import ExitStatus, ShimState, TaskStatus
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 
 log = structlog.get_logger(__name__)
@@ -161,7 +161,7 @@ class Restorer:
             await self._sup.clean_after_shim(c)
             await self._sup.settle_exit(c, status, Why.FOUND_EXITED)
             return
-        if state.status == "running":
+        if state.status is TaskStatus.RUNNING:
             bound.info("re-adopted running container")
             self._sup.supervise(c, shim)
             return
@@ -226,7 +226,7 @@ class Restorer:
             bound.info("stale shim socket removed", reason=str(e))
             await self._sup.clean_after_shim(c)
             return
-        if state.status == "running":
+        if state.status is TaskStatus.RUNNING:
             bound.info("adopted a container whose start was cut short", pid=state.pid)
             await self._sup.adopt_start(c, shim, state)
             return

@@ -1,18 +1,22 @@
 """One asyncio connection to a shim or to the shim launcher, speaking `pallet.shim.api.wire`.
 
-Owns: opening the unix socket (long paths included), reading and writing frames, and
-turning timeouts and dead peers into `DeadlineExceeded` / `Unavailable` that name the
-container. Must not: know what the requests mean (that is `pallet.daemon.shims.client`).
+Owns: opening the unix socket (long paths included), reading and writing frames and the
+messages of `pallet.shim.api.messages` they carry, and turning timeouts, dead peers and
+malformed replies into `DeadlineExceeded` / `Unavailable` that name the container. Must
+not: know what the requests mean (that is `pallet.daemon.shims.client`).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import Any
+from typing import Any, TypeVar
 
-from pallet.v1.errors import DeadlineExceeded, Unavailable
-from pallet.shim.api import sockpath, wire
+from pallet.v1.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from pallet.shim.api import messages, sockpath, wire
+from pallet.shim.api.messages import Request
+
+T = TypeVar("T")
 
 
 #: How much a read takes off the socket at once. Output arrives as many small frames (a
@@ -59,6 +63,9 @@ class Channel:
     async def send_control(self, message: dict[str, Any], timeout: float | None) -> None:
         await self.send(wire.encode_control(message), timeout)
 
+    async def send_request(self, request: Request, timeout: float | None) -> None:
+        await self.send_control(messages.encode(request), timeout)
+
     async def read_frame(self, timeout: float | None) -> wire.Frame:
         """Next frame; Unavailable at EOF, DeadlineExceeded when `timeout` runs out."""
         try:
@@ -98,10 +105,22 @@ class Channel:
         except wire.FrameError as exc:
             raise Unavailable(f"{self.peer} sent a malformed reply: {exc}") from None
 
-    async def request(self, message: dict[str, Any], timeout: float) -> dict[str, Any]:
+    async def read_reply(self, expect: type[T], timeout: float | None) -> T:
+        """The next control message as an `expect`, raising the error a reply carries."""
+        return self.decode(wire.raise_if_error(await self.read_control(timeout)), expect)
+
+    def decode(self, raw: dict[str, Any], expect: type[T]) -> T:
+        """`messages.decode`; a message that is not what the protocol says is Unavailable
+        (the peer is confused), never a KeyError or the peer's InvalidArgument."""
+        try:
+            return messages.decode(raw, expect)
+        except InvalidArgument as exc:
+            raise Unavailable(f"{self.peer} sent a malformed message: {exc.message}") from None
+
+    async def request(self, request: Request, expect: type[T], timeout: float) -> T:
         """Send one request and return its reply, raising the error a reply carries."""
-        await self.send_control(message, timeout)
-        return wire.raise_if_error(await self.read_control(timeout))
+        await self.send_request(request, timeout)
+        return await self.read_reply(expect, timeout)
 
     async def close(self) -> None:
         self._writer.close()

@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import structlog
 
@@ -29,16 +29,40 @@ from pallet.daemon.shims.api import ExecSession, ShimClient, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 from pallet.daemon.shims.channel import Channel
 from pallet.shim.api import sockpath, wire
+from pallet.shim.api.messages import (
+    Ack,
+    AttachRequest,
+    CloseStdinRequest,
+    EofEvent,
+    Event,
+    ExecRequest,
+    ExecResponse,
+    ExecWaitRequest,
+    ExitEvent,
+    KillRequest,
+    PingRequest,
+    PingResponse,
+    Request,
+    ShutdownRequest,
+    SpawnRequest,
+    SpawnResponse,
+    StartRequest,
+    StartResponse,
+    StateRequest,
+    StateResponse,
+    WaitRequest,
+    WaitResponse,
+)
 from pallet.shim.api.files import (
     discard_exec_exit,
-    exec_to_dict,
-    exit_from_dict,
     read_exec_exit,
     read_exit_status,
     write_spec,
 )
 
 log = structlog.get_logger(__name__)
+
+R = TypeVar("R")
 
 DEFAULT_CALL_TIMEOUT = 5.0
 DEFAULT_SPAWN_TIMEOUT = 60.0
@@ -90,7 +114,7 @@ class _Stdio:
                 if kind in (wire.STDOUT, wire.STDERR):
                     time_ns, data = wire.decode_output(payload)
                     outputs.append(Output(stream=kind, data=data, time_ns=time_ns))
-                elif kind == wire.CONTROL and wire.decode_control(payload).get("event") == "eof":
+                elif kind == wire.CONTROL and isinstance(_event(self._channel, payload), EofEvent):
                     ended = True
                     break
             for out in coalesce(outputs):
@@ -102,10 +126,19 @@ class _Stdio:
         await self._channel.send(wire.encode_stdin(data), self._timeout)
 
     async def close_stdin(self) -> None:
-        await self._channel.send_control({"op": "close_stdin"}, self._timeout)
+        await self._channel.send_request(CloseStdinRequest(), self._timeout)
 
     async def aclose(self) -> None:
         await self._channel.close()
+
+
+def _event(channel: Channel, payload: bytes) -> Event:
+    """The event in a control frame of an output stream (Unavailable if it is none)."""
+    try:
+        raw = wire.decode_control(payload)
+    except wire.FrameError as exc:
+        raise Unavailable(f"{channel.peer} sent a malformed message: {exc}") from None
+    return channel.decode(raw, Event)
 
 
 class _ExecSession:
@@ -133,9 +166,9 @@ class _ExecSession:
                         time_ns, data = wire.decode_output(payload)
                         outputs.append(Output(stream=kind, data=data, time_ns=time_ns))
                     elif kind == wire.CONTROL:
-                        message = wire.decode_control(payload)
-                        if message.get("event") == "exit":
-                            exit_status = exit_from_dict(message["exit"])
+                        event = _event(self._channel, payload)
+                        if isinstance(event, ExitEvent):
+                            exit_status = event.exit
                             break
                 for out in coalesce(outputs):
                     self._queue.put_nowait(out)
@@ -165,7 +198,7 @@ class _ExecSession:
         await self._channel.send(wire.encode_stdin(data), self._timeout)
 
     async def close_stdin(self) -> None:
-        await self._channel.send_control({"op": "close_stdin"}, self._timeout)
+        await self._channel.send_request(CloseStdinRequest(), self._timeout)
 
     async def aclose(self) -> None:
         self._reader.cancel()
@@ -200,20 +233,20 @@ class ShimClientImpl:
     async def _open(self) -> Channel:
         return await Channel.open(self._socket_path, self._peer, self._timeout)
 
-    async def _call(self, message: dict[str, Any], timeout: float | None = None) -> dict[str, Any]:
+    async def _call(self, request: Request, expect: type[R], timeout: float | None = None) -> R:
         timeout = timeout or self._timeout
         async with self._lock:
             if self._control is None:
                 self._control = await self._open()
             try:
-                await self._control.send_control(message, timeout)
-                reply = await self._control.read_control(timeout)
+                await self._control.send_request(request, timeout)
+                raw = await self._control.read_control(timeout)
             except BaseException:
                 # After a timeout or a broken pipe the stream position is unknown: start
                 # over on a fresh connection next time.
                 await self._drop_control()
                 raise
-        return wire.raise_if_error(reply)
+            return self._control.decode(wire.raise_if_error(raw), expect)
 
     async def _drop_control(self) -> None:
         control, self._control = self._control, None
@@ -221,22 +254,13 @@ class ShimClientImpl:
             await control.close()
 
     async def start(self) -> int:
-        reply = await self._call({"op": "start"})
-        return int(reply["pid"])
+        return (await self._call(StartRequest(), StartResponse)).pid
 
     async def state(self) -> ShimState:
-        reply = await self._call({"op": "state"})
-        raw_exit = reply.get("exit")
-        return ShimState(
-            status=str(reply["status"]),
-            pid=int(reply["pid"]),
-            shim_pid=int(reply["shim_pid"]),
-            exit=exit_from_dict(raw_exit) if raw_exit else None,
-            started_at_ns=int(reply.get("started_at_ns", 0)),
-        )
+        return await self._call(StateRequest(), StateResponse)
 
     async def kill(self, signal: int, all_processes: bool = False) -> None:
-        await self._call({"op": "kill", "signal": signal, "all": all_processes})
+        await self._call(KillRequest(signal=signal, all=all_processes), Ack)
 
     async def wait(self) -> ExitStatus:
         """Wait for the exit; no deadline on the wait itself, but a dead shim ends it.
@@ -246,9 +270,8 @@ class ShimClientImpl:
         channel: Channel | None = None
         try:
             channel = await self._open()
-            await channel.send_control({"op": "wait"}, self._timeout)
-            reply = wire.raise_if_error(await channel.read_control(None))
-            return exit_from_dict(reply["exit"])
+            await channel.send_request(WaitRequest(), self._timeout)
+            return (await channel.read_reply(WaitResponse, None)).exit
         except Unavailable:
             on_disk = await asyncio.to_thread(read_exit_status, str(self._bundle_dir))
             if on_disk is not None:
@@ -262,8 +285,7 @@ class ShimClientImpl:
         channel = await self._open()
         try:
             await channel.request(
-                {"op": "attach", "stdin": stdin, "stdout": stdout, "stderr": stderr},
-                self._timeout,
+                AttachRequest(stdin=stdin, stdout=stdout, stderr=stderr), Ack, self._timeout
             )
         except BaseException:
             await channel.close()
@@ -273,25 +295,24 @@ class ShimClientImpl:
     async def exec(self, spec: ExecSpec) -> ExecSession:
         channel = await self._open()
         try:
-            reply = await channel.request({"op": "exec", "spec": exec_to_dict(spec)}, self._timeout)
+            reply = await channel.request(ExecRequest(spec), ExecResponse, self._timeout)
         except BaseException:
             await channel.close()
             raise
-        return _ExecSession(channel, int(reply["pid"]), self._timeout)
+        return _ExecSession(channel, reply.pid, self._timeout)
 
     async def wait_exec(self, exec_id: str) -> ExitStatus:
         """The exit of an exec; no deadline on the wait itself, but a dead shim ends it."""
         channel = await self._open()
         try:
-            await channel.send_control({"op": "exec_wait", "exec_id": exec_id}, self._timeout)
-            reply = wire.raise_if_error(await channel.read_control(None))
-            return exit_from_dict(reply["exit"])
+            await channel.send_request(ExecWaitRequest(exec_id), self._timeout)
+            return (await channel.read_reply(WaitResponse, None)).exit
         finally:
             await channel.close()
 
     async def shutdown(self) -> None:
         # Generous: a created container is killed first, and cgroup removal may wait.
-        await self._call({"op": "shutdown"}, max(self._timeout, 10.0))
+        await self._call(ShutdownRequest(), Ack, max(self._timeout, 10.0))
         await self._drop_control()
 
     async def aclose(self) -> None:
@@ -327,7 +348,8 @@ class ShimLauncherImpl:
         channel = await self._launcher_channel()
         try:
             reply = await channel.request(
-                {"op": "spawn", "bundle": spec.bundle_dir, "idle_exit": self._idle_exit},
+                SpawnRequest(bundle=spec.bundle_dir, idle_exit=self._idle_exit),
+                SpawnResponse,
                 self._spawn_timeout,
             )
         except BaseException:
@@ -335,12 +357,12 @@ class ShimLauncherImpl:
             raise
         # The shim answered on the launcher's connection and now serves it as ours.
         channel.peer = f"shim of container {spec.container_id}"
-        log.debug("shim spawned", container_id=spec.container_id, shim_pid=reply["shim_pid"])
+        log.debug("shim spawned", container_id=spec.container_id, shim_pid=reply.shim_pid)
         return ShimClientImpl(
             spec.container_id,
             sockpath.shim_socket(str(self.run_root), spec.container_id),
             Path(spec.bundle_dir),
-            int(reply["shim_pid"]),
+            reply.shim_pid,
             control=channel,
             call_timeout=self._timeout,
         )
@@ -374,7 +396,7 @@ class ShimLauncherImpl:
         """Pid of the running launcher (started if needed)."""
         channel = await self._launcher_channel()
         try:
-            return int((await channel.request({"op": "ping"}, self._timeout))["pid"])
+            return (await channel.request(PingRequest(), PingResponse, self._timeout)).pid
         finally:
             await channel.close()
 

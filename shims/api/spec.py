@@ -1,13 +1,14 @@
 """The shim's input and output: the values a shim is given and gives back.
 
 Owns: `ShimSpec` (everything a shim needs to build and run one container, written by the
-daemon as `<bundle>/config.json`), `ExecSpec`, `ExitStatus`, `ShimState`, `Output` and the
-names of the bundle files. Must not: do I/O, or import anything of the daemon (the shim
+daemon as `<bundle>/config.json`), `ExecSpec`, `ExitStatus`, `ShimState` and its
+`TaskStatus`, `Output` and the names of the bundle files. Must not: do I/O, or import anything of the daemon (the shim
 outlives palletd and imports nothing of it; the daemon imports this).
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +68,20 @@ class ExitStatus:
     error: str = ""  # why it ended abnormally, e.g. the exec failure
 
 
+class TaskStatus(enum.Enum):
+    """Where the container's init process is (containerd's init states; the shim's
+    transition table, `pallet.shim.task`, says which moves are legal)."""
+
+    CREATED = "created"  # built, waiting for `start` just before its exec
+    RUNNING = "running"  # its exec succeeded
+    STOPPED = "stopped"  # it exited (or never started), its exit recorded on disk
+
+
 @dataclass(frozen=True, slots=True)
 class ShimState:
-    """What a shim says about its container right now."""
+    """What a shim says about its container right now (the reply to a state request)."""
 
-    status: str  # "created", "running", "stopped"
+    status: TaskStatus
     pid: int  # host pid of the init process (0 before start)
     shim_pid: int
     exit: ExitStatus | None = None

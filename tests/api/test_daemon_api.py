@@ -27,7 +27,7 @@ from pallet.v1.errors import FailedPrecondition, NotFound, Unavailable
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
 from pallet.daemon.shims.api import ExecSession, Stdio
-from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState, TaskStatus
 from pallet.shim.logfile import LogWriter
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store.db import Database
@@ -125,7 +125,7 @@ class FakeShim:
         return 4242
 
     async def state(self) -> ShimState:
-        return ShimState("running", 4242, self.shim_pid)
+        return ShimState(TaskStatus.RUNNING, 4242, self.shim_pid)
 
     async def kill(self, sig: int, all_processes: bool = False) -> None:
         if sig == signal.SIGTERM and self.ignore_term:

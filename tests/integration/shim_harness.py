@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from pallet.daemon.shims.api import ShimClient, Stdio
-from pallet.shim.api.spec import ExitStatus, RootFs, ShimSpec
+from pallet.shim.api.spec import ExitStatus, RootFs, ShimSpec, TaskStatus
 from pallet.daemon.shims.client import ShimLauncherImpl
 
 
@@ -201,7 +201,7 @@ async def _force_remove(impl: ShimLauncherImpl, spec: ShimSpec) -> None:
     try:
         client = await impl.connect(spec.container_id, Path(spec.bundle_dir))
         state = await client.state()
-        if state.status == "running":
+        if state.status is TaskStatus.RUNNING:
             await client.kill(signal.SIGKILL, all_processes=True)
             await client.wait()
         await client.shutdown()
@@ -241,7 +241,7 @@ async def run_to_end(
 async def remove(client: ShimClient) -> ExitStatus:
     """Kill a running container, wait for it and shut its shim down."""
     state = await client.state()
-    if state.status != "stopped":
+    if state.status is not TaskStatus.STOPPED:
         await client.kill(signal.SIGKILL)
     status = await client.wait()
     await client.shutdown()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from pallet.shim.api.spec import ExecSpec, Mount
+from pallet.shim.api.spec import ExecSpec, Mount, TaskStatus
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.api.logs import read_records
 from shim_harness import (  # noqa: F401 - fixtures
@@ -146,11 +146,11 @@ async def test_kill_with_signal_is_128_plus_n(shim_world: ShimWorld, launcher: S
     client = await launcher.spawn(shim_world.spec("sleep", "1000"))
     pid = await client.start()
     state = await client.state()
-    assert (state.status, state.pid) == ("running", pid)
+    assert (state.status, state.pid) == (TaskStatus.RUNNING, pid)
     await client.kill(signal.SIGKILL)
     status = await client.wait()
     assert status.exit_code == 128 + signal.SIGKILL
-    assert (await client.state()).status == "stopped"
+    assert (await client.state()).status is TaskStatus.STOPPED
     with pytest.raises(FailedPrecondition, match="is not running"):
         await client.kill(signal.SIGTERM)
     await client.shutdown()
@@ -282,7 +282,7 @@ async def test_shim_survives_the_daemon_and_is_readopted(shim_world: ShimWorld) 
     again = await second.connect(spec.container_id, Path(spec.bundle_dir))
     assert again.shim_pid == shim_pid
     state = await again.state()
-    assert state.status == "stopped" and state.exit is not None and state.exit.exit_code == 4
+    assert state.status is TaskStatus.STOPPED and state.exit is not None and state.exit.exit_code == 4
     assert (await again.wait()).exit_code == 4
     assert [r.data for r in read_records(spec.log_path)] == [b"started\n", b"finished\n"]
     await again.shutdown()
@@ -319,7 +319,7 @@ async def test_created_container_can_be_removed_without_start(
 ) -> None:
     spec = shim_world.spec("echo", "never")
     client = await launcher.spawn(spec)
-    assert (await client.state()).status == "created"
+    assert (await client.state()).status is TaskStatus.CREATED
     await client.shutdown()
     await client.aclose()
     assert not (shim_world.run_root / "shims" / f"{spec.container_id}.sock").exists()

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from pallet.shim.api.spec import ExecSpec
+from pallet.shim.api.spec import ExecSpec, TaskStatus
+from pallet.shim.api.messages import SpawnRequest, SpawnResponse
 from pallet.daemon.shims.channel import Channel
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.api.logs import read_records
@@ -138,7 +139,7 @@ async def test_a_second_shim_for_the_same_container_is_refused(
     client = await launcher.spawn(spec)
     with pytest.raises(AlreadyExists, match="already running"):
         await launcher.spawn(spec)
-    assert (await client.state()).status == "created"
+    assert (await client.state()).status is TaskStatus.CREATED
     await client.shutdown()
     await client.aclose()
 
@@ -230,7 +231,7 @@ async def test_a_killed_launcher_is_replaced_and_running_shims_stay(
     old = await launcher.launcher_pid()
     os.kill(old, signal.SIGKILL)
     await _until(lambda: _gone(old))
-    assert (await client.state()).status == "running"  # shims do not depend on it
+    assert (await client.state()).status is TaskStatus.RUNNING  # shims do not depend on it
     # The next spawn finds the launcher gone (its socket file is stale) and starts one.
     out, _, status = await run_to_end(launcher, shim_world.spec("echo", "again"))
     assert (out, status.exit_code) == (b"again\n", 0)
@@ -253,7 +254,7 @@ async def test_a_spawn_whose_spec_is_missing_or_malformed_is_refused(
         channel = await Channel.open(launcher.launcher_socket, "shim launcher", 5.0)
         try:
             with pytest.raises(InvalidArgument, match=message):
-                await channel.request({"op": "spawn", "bundle": str(bundle)}, 5.0)
+                await channel.request(SpawnRequest(bundle=str(bundle)), SpawnResponse, 5.0)
         finally:
             await channel.close()
     assert set(os.listdir(shim_world.run_root / "shims")) == before

@@ -153,3 +153,21 @@ async def test_long_run_roots_still_reach_the_shim(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_malformed_reply_is_unavailable_not_a_key_error(
+    fake_shim: Callable[[Reply], Awaitable[str]], tmp_path: Path
+) -> None:
+    async def confused(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await _read_request(reader)
+            writer.write(wire.encode_control({"pid": "seven"}))
+            await writer.drain()
+
+    path = await fake_shim(confused)
+    client = ShimClientImpl("c1", path, tmp_path, shim_pid=1)
+    with pytest.raises(Unavailable, match="shim of container c1 sent a malformed message: .*pid"):
+        await client.start()
+    with pytest.raises(Unavailable, match="ShimState: missing field .status."):
+        await client.state()
+    await client.aclose()
