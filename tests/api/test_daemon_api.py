@@ -261,10 +261,33 @@ async def test_failed_exec_keeps_container_created_with_127(channel: grpc.aio.Ch
 
 async def test_stop_escalates_to_sigkill_after_timeout(channel: grpc.aio.Channel) -> None:
     c = containers_pb2_grpc.ContainersServiceStub(channel)
-    await c.Create(cpb.CreateContainerRequest(config=cpb.ContainerConfig(image="busybox", name="stubborn", cmd=["sh", "ignore-term"])))
+    # Its own stop timeout is 300 s: a Stop that ignored timeout=0 would still be waiting.
+    cfg = cpb.ContainerConfig(image="busybox", name="stubborn", cmd=["sh", "ignore-term"], stop_timeout=300)
+    await c.Create(cpb.CreateContainerRequest(config=cfg))
     await c.Start(cpb.StartContainerRequest(container="stubborn"))
-    await c.Stop(cpb.StopContainerRequest(container="stubborn", timeout=0))
+    try:
+        await asyncio.wait_for(c.Stop(cpb.StopContainerRequest(container="stubborn", timeout=0)), 20)
+    except TimeoutError:
+        pytest.fail("Stop(timeout=0) waited for the container's own stop timeout")
     assert (await c.Wait(cpb.WaitContainerRequest(container="stubborn"))).exit_code == 137
+
+
+async def test_stop_waits_for_the_given_timeout(channel: grpc.aio.Channel) -> None:
+    c = containers_pb2_grpc.ContainersServiceStub(channel)
+    # Its own stop timeout is 0: a Stop that ignored timeout=60 would SIGKILL at once.
+    cfg = cpb.ContainerConfig(image="busybox", name="patient", cmd=["sh", "ignore-term"], stop_timeout=0)
+    await c.Create(cpb.CreateContainerRequest(config=cfg))
+    await c.Start(cpb.StartContainerRequest(container="patient"))
+    stop = asyncio.ensure_future(c.Stop(cpb.StopContainerRequest(container="patient", timeout=60)))
+    try:
+        await asyncio.sleep(1)
+        assert not stop.done(), "Stop(timeout=60) returned while the container ignores SIGTERM"
+        info = (await c.Inspect(cpb.InspectContainerRequest(container="patient"))).container
+        assert info.state.status == cpb.CONTAINER_STATUS_RUNNING
+    finally:
+        await c.Kill(cpb.KillContainerRequest(container="patient", signal="KILL"))
+        await asyncio.wait_for(stop, 20)
+    assert (await c.Wait(cpb.WaitContainerRequest(container="patient"))).exit_code == 137
 
 
 async def _logs(c: containers_pb2_grpc.ContainersServiceStub, **fields: object) -> bytes:

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.integration
 FULL_ID = re.compile(r"^[0-9a-f]{64}$")
 RFC3339_NANO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$")
 UNSET_TIME = "0001-01-01T00:00:00Z"
-# Ignores SIGTERM (as PID 1 it would anyway), says it is ready, then idles.
-STUBBORN = "trap '' TERM; echo ready; while :; do sleep 0.1; done"
+# Ignores SIGTERM (saying so in its log), says it is ready, then idles.
+STUBBORN = "trap 'echo term' TERM; echo ready; while :; do sleep 0.1; done"
 # Exits 0 on SIGTERM.
 POLITE = "trap 'echo bye; exit 0' TERM; echo ready; while :; do sleep 0.1; done"
 
@@ -78,19 +78,44 @@ def test_stop_sends_sigterm_first(palletd: Any, image: str) -> None:
     assert palletd.cli_ok("logs", "polite") == "ready\nbye\n"
 
 
-def test_stop_kills_after_the_timeout(palletd: Any, image: str) -> None:
-    palletd.cli_ok("run", "-d", "--name", "stubborn", image, "sh", "-c", STUBBORN)
+def test_stop_escalates_to_sigkill_after_timeout(palletd: Any, image: str) -> None:
+    # -t 1 on a container whose own stop timeout is 300 s: a daemon that ignored -t would
+    # still be waiting when wait_for gives up, and the container would still run.
+    palletd.cli_ok("run", "-d", "--name", "stubborn", "--stop-timeout", "300", image,
+                   "sh", "-c", STUBBORN)
     wait_ready(palletd, "stubborn")
     pid = palletd.inspect("stubborn")["State"]["Pid"]
-    started = time.monotonic()
-    assert palletd.cli_ok("stop", "-t", "1", "stubborn") == "stubborn\n"
-    took = time.monotonic() - started
-    assert 0.9 <= took < 8, f"stop -t 1 took {took:.1f}s"
+    stopper = palletd.cli_popen("stop", "-t", "1", "stubborn", text=True)
+    palletd.wait_for(lambda: palletd.inspect("stubborn")["State"]["Status"] == "exited", 30,
+                     what="stop -t 1 to SIGKILL a container whose stop timeout is 300 s")
+    out, err = stopper.communicate(timeout=30)
+    assert stopper.returncode == 0 and out == "stubborn\n", err
     state = palletd.inspect("stubborn")["State"]
-    assert state["Status"] == "exited"
     assert state["ExitCode"] == 137
+    assert palletd.cli_ok("logs", "stubborn") == "ready\nterm\n", "SIGTERM came first"
     assert not Path(f"/proc/{pid}").exists()
     assert palletd.cli_ok("wait", "stubborn") == "137\n"
+
+
+def test_stop_waits_for_the_given_timeout(palletd: Any, image: str) -> None:
+    # -t 60 on a container whose own stop timeout is 1 s: a daemon that ignored -t (or
+    # killed at once) would have SIGKILLed it well before the check below.
+    palletd.cli_ok("run", "-d", "--name", "patient", "--stop-timeout", "1", image,
+                   "sh", "-c", STUBBORN)
+    wait_ready(palletd, "patient")
+    stopper = palletd.cli_popen("stop", "-t", "60", "patient", text=True)
+    try:
+        palletd.wait_for(lambda: "term" in palletd.cli_ok("logs", "patient"), 15,
+                         what="the stop signal")
+        time.sleep(3)  # three times the container's own stop timeout
+        state = palletd.inspect("patient")["State"]
+        assert state["Running"] is True, f"stop -t 60 killed it early: {state}"
+        assert stopper.poll() is None, "stop -t 60 returned while the container runs"
+    finally:
+        palletd.cli("kill", "patient")
+        out, err = stopper.communicate(timeout=30)
+    assert stopper.returncode == 0 and out == "patient\n", err
+    assert palletd.inspect("patient")["State"]["ExitCode"] == 137
 
 
 def test_stop_of_a_stopped_container_succeeds(palletd: Any, image: str) -> None:
