@@ -84,14 +84,11 @@ def pull(args: argparse.Namespace) -> int:
             else:
                 final = response
     if final is not None:
-        print(final.image.repo_tags[0] if args.quiet and final.image.repo_tags else _canonical(args.reference))
+        # The daemon names what it pulled in canonical form (an older one does not: then
+        # the reference as given).
+        canonical = final.reference or args.reference
+        print(final.image.repo_tags[0] if args.quiet and final.image.repo_tags else canonical)
     return 0
-
-
-def _canonical(reference: str) -> str:
-    from pallet.daemon.images.reference import parse_tagged
-
-    return str(parse_tagged(reference))
 
 
 def push(args: argparse.Namespace) -> int:

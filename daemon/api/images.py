@@ -14,6 +14,7 @@ from pallet.daemon.api.errors import Ctx, stream, unary
 from pallet.daemon.api.registry import credentials, with_progress
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageStore
+from pallet.daemon.images.reference import parse_tagged
 from pallet.v1 import images_pb2 as pb
 from pallet.v1 import images_pb2_grpc as pb_grpc
 
@@ -105,7 +106,11 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
                 yield pb.PullResponse(progress=item)
             else:
                 image, digest = item
-                yield pb.PullResponse(image=convert.image(image), digest=digest)
+                yield pb.PullResponse(
+                    image=convert.image(image),
+                    digest=digest,
+                    reference=str(parse_tagged(request.reference)),
+                )
 
     @stream
     async def Push(self, request: pb.PushRequest, context: Ctx) -> AsyncIterator[pb.PushResponse]:

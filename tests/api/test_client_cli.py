@@ -282,6 +282,15 @@ class FakeImages(images_pb2_grpc.ImagesServiceServicer):
         untagged = images_pb2.Image(id="sha256:" + "2" * 64)
         return images_pb2.LoadResponse(images=[tagged, untagged], references=["busybox:latest"])
 
+    def Pull(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        self.s.requests.append(request)
+        yield images_pb2.PullResponse(progress=images_pb2.Progress(status=f"Pulling {request.reference}"))
+        image = images_pb2.Image(id=IMAGE_ID, repo_tags=["busybox:latest"])
+        # A name no client-side parsing of "busybox" would make: the CLI must print the
+        # daemon's.
+        yield images_pb2.PullResponse(image=image, digest="sha256:" + "d" * 64,
+                                      reference="mirror.example/library/busybox:latest")
+
 
 class FakeEvents(events_pb2_grpc.EventsServiceServicer):
     def __init__(self, state: FakeState) -> None:
@@ -703,6 +712,15 @@ def test_tag_rmi_import_load(cli: Any, daemon: Daemon, tmp_path: Path) -> None:
     loaded = cli("load", stdin=b"archive")
     assert loaded.out == f"Loaded image: busybox:latest\nLoaded image ID: sha256:{'2' * 64}\n"
     assert daemon.state.loaded == [b"archive"]
+
+
+def test_pull_prints_the_name_the_daemon_pulled(cli: Any, daemon: Daemon, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PALLET_CONFIG", str(tmp_path))
+    pulled = cli("pull", "busybox")
+    assert pulled.code == 0, pulled.err
+    assert pulled.out == "Pulling busybox\nmirror.example/library/busybox:latest\n"
+    assert cli("pull", "-q", "busybox").out == "busybox:latest\n"
 
 
 # -- system -----------------------------------------------------------------------------------------

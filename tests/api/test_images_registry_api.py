@@ -77,6 +77,10 @@ async def test_pull_streams_progress_then_the_image(stub: tuple[Any, FakeStore])
     assert responses[0].progress.status == "Downloading" and responses[0].progress.total == 10
     assert responses[-1].image.id == IMAGE.id and responses[-1].digest == "sha256:" + "ef" * 32
     assert store.credentials == [Credentials("alice", "pw")]
+    # The daemon names what it pulled canonically, so clients need no reference parser.
+    assert responses[-1].reference == "reg:5000/a:1"
+    final = [r async for r in client.Pull(pb.PullRequest(reference="busybox"))][-1]
+    assert final.reference == "docker.io/library/busybox:latest"
 
 
 async def test_stream_errors_keep_their_status_code(stub: tuple[Any, FakeStore]) -> None:
