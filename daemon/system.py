@@ -18,7 +18,7 @@ from pathlib import Path
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.model import Status
 from pallet.daemon.events.bus import EventBus
-from pallet.daemon.images.housekeeping import Usage
+from pallet.daemon.images.model import Usage
 from pallet.daemon.images.model import ImageStore
 
 API_VERSION = "v1"

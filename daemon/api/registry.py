@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 from typing import TypeVar
 
-from pallet.daemon.images.registry.auth import Credentials, check_header_safe
+from pallet.daemon.images.model import Credentials
+from pallet.daemon.images.registry.auth import check_header_safe
 from pallet.v1 import images_pb2 as pb
 
 T = TypeVar("T")

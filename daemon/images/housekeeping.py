@@ -9,35 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 from pallet.daemon.images import oci
-from pallet.daemon.images.model import Image
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEntry:
-    id: str  # the image id on the newest entry, "<missing>" on the others
-    created_ns: int
-    created_by: str
-    size: int
-    comment: str
-    empty_layer: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Usage:
-    total: int
-    active: int
-    size: int
-    reclaimable: int
-
-
-@dataclass(frozen=True, slots=True)
-class PruneResult:
-    untagged: tuple[str, ...]
-    deleted: tuple[str, ...]
-    space_reclaimed: int
+from pallet.daemon.images.model import HistoryEntry, Image, Usage
 
 
 def history(image: Image, config_bytes: bytes, layer_sizes: Sequence[int]) -> list[HistoryEntry]:

@@ -34,16 +34,26 @@ from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.content import ContentStore, CorruptedBlob
 from pallet.daemon.images.filters import matches, parse_filters
-from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult, Usage, history, image_usage
+from pallet.daemon.images.housekeeping import history, image_usage
 from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Lease, Leases
-from pallet.daemon.images.model import Image, ImageConfig, ImageUser, LoadResult, RemoveResult
+from pallet.daemon.images.model import (
+    Credentials,
+    HistoryEntry,
+    Image,
+    ImageConfig,
+    ImageUser,
+    LoadResult,
+    ProgressFn,
+    PruneResult,
+    RemoveResult,
+    Usage,
+)
 from pallet.daemon.images.records import StagedImage
 from pallet.daemon.images.reference import Reference, familiar, parse_tagged
-from pallet.daemon.images.registry.auth import Credentials
 from pallet.daemon.images.registry.endpoint import ca_file, endpoint_for_domain, resolve
-from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn
+from pallet.daemon.images.registry.fetch import BlobFetcher
 from pallet.daemon.images.registry.pull import Puller, parse_platform
 from pallet.daemon.images.registry.push import Pusher
 from pallet.daemon.images.registry.transport import RegistryClient, Timeouts

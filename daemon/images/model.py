@@ -1,20 +1,22 @@
 """Image values the rest of palletd uses, and the ImageManager contract.
 
-Owns: the frozen dataclasses for images and the `ImageStore` protocol that
-`pallet.daemon.images.manager.ImageManager` implements. Must not: do I/O.
+Owns: the frozen dataclasses for images (and for what the store's operations take and
+return: credentials, progress, history, disk usage, prune results) and the `ImageStore`
+protocol that `pallet.daemon.images.manager.ImageManager` implements. Must not: do I/O,
+or import anything else of `pallet.daemon.images` (every other module there may import
+this one, so an import back would make a circle).
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult, Usage
-    from pallet.daemon.images.registry.auth import Credentials
-    from pallet.daemon.images.registry.fetch import ProgressFn
+#: How a long operation (pull, push) reports: layer id, status, current, total.
+ProgressFn = Callable[[str, str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +70,51 @@ class LoadResult:
 class RemoveResult:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    """One step of `pallet history`, newest first."""
+
+    id: str  # the image id on the newest entry, "<missing>" on the others
+    created_ns: int
+    created_by: str
+    size: int
+    comment: str
+    empty_layer: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """What images take on disk (`pallet system df`)."""
+
+    total: int
+    active: int
+    size: int
+    reclaimable: int
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    untagged: tuple[str, ...]
+    deleted: tuple[str, ...]
+    space_reclaimed: int
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What the caller gave for one registry; empty means anonymous."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
+
+    def __bool__(self) -> bool:
+        return bool(self.username or self.password or self.identity_token)
+
+    def basic(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
 
 
 class ImageStore(Protocol):

@@ -13,9 +13,7 @@ import pytest
 
 from pallet.daemon.api.images import ImagesServicer
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
-from pallet.daemon.images.housekeeping import HistoryEntry, PruneResult
-from pallet.daemon.images.model import Image, ImageConfig
-from pallet.daemon.images.registry.auth import Credentials
+from pallet.daemon.images.model import Credentials, HistoryEntry, Image, ImageConfig, PruneResult
 from pallet.v1 import images_pb2 as pb
 from pallet.v1 import images_pb2_grpc
 

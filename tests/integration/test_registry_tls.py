@@ -22,7 +22,7 @@ def test_pull_and_push_over_https_with_the_registrys_own_ca(tmp_path: Path, busy
     from pallet.v1.errors import FailedPrecondition, Unavailable
     from pallet.daemon.events.bus import EventBus
     from pallet.daemon.images.manager import ImageManager
-    from pallet.daemon.images.registry.auth import Credentials
+    from pallet.daemon.images.model import Credentials
     from pallet.daemon.store.db import Database
 
     reg = start_registry(tls=True)

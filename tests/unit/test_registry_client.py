@@ -15,7 +15,8 @@ from pallet.client import credentials as creds
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.reference import parse_tagged
 from pallet.daemon.images.registry import transport
-from pallet.daemon.images.registry.auth import Credentials, parse_challenges
+from pallet.daemon.images.model import Credentials
+from pallet.daemon.images.registry.auth import parse_challenges
 from pallet.daemon.images.registry.endpoint import resolve
 
 ROOTFS = build_tar(reg("bin/sh", b"#!", mode=0o755), reg("data", b"x" * 5000))

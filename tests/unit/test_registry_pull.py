@@ -20,7 +20,7 @@ from test_tarsafe import HOSTILE
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.daemon.images.oci import host_architecture
-from pallet.daemon.images.registry.auth import Credentials
+from pallet.daemon.images.model import Credentials
 from pallet.daemon.images.registry.transport import Timeouts
 
 ANON = Credentials()

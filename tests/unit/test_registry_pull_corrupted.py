@@ -10,7 +10,7 @@ from pathlib import Path
 from registry_fake import HOST, pull_env
 from test_images_kit import build_tar, reg, sha
 
-from pallet.daemon.images.registry.auth import Credentials
+from pallet.daemon.images.model import Credentials
 
 ANON = Credentials()
 LAYER = build_tar(reg("bin/sh", b"#!shell", mode=0o755))

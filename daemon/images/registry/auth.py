@@ -8,33 +8,17 @@ log or keep credentials beyond the one request that carries them.
 
 from __future__ import annotations
 
-import base64
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
+from pallet.daemon.images.model import Credentials
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, Unavailable
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))\s*,?')
 MAX_TOKEN_RESPONSE = 1 << 20
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """What the caller gave for one registry; empty means anonymous."""
-
-    username: str = ""
-    password: str = field(default="", repr=False)
-    identity_token: str = field(default="", repr=False)
-
-    def __bool__(self) -> bool:
-        return bool(self.username or self.password or self.identity_token)
-
-    def basic(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,10 +21,10 @@ from typing import Any, BinaryIO, TypeVar
 from pallet.v1.errors import InvalidArgument, Unavailable
 from pallet.daemon.images.content import ContentStore
 from pallet.daemon.images.leases import Lease
+from pallet.daemon.images.model import ProgressFn
 from pallet.daemon.images.oci import Descriptor
 from pallet.daemon.images.registry.transport import RegistryTransport
 
-ProgressFn = Callable[[str, str, int, int], None]  # id, status, current, total
 _REPORT_EVERY_S = 0.25
 T = TypeVar("T")
 

@@ -26,7 +26,8 @@ from pallet.daemon.images.layers import LayerStore, Readable, UnpackedLayer, dif
 from pallet.daemon.images.leases import Lease
 from pallet.daemon.images.records import StagedImage, StagedLayer
 from pallet.daemon.images.reference import Reference
-from pallet.daemon.images.registry.fetch import BlobFetcher, ProgressFn, in_thread, short
+from pallet.daemon.images.model import ProgressFn
+from pallet.daemon.images.registry.fetch import BlobFetcher, in_thread, short
 from pallet.daemon.images.registry.transport import RegistryTransport
 
 MAX_INDEX_DEPTH = 4

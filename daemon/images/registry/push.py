@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator, Sequence
 
 from pallet.daemon.images import oci
 from pallet.daemon.images.content import ContentStore
-from pallet.daemon.images.registry.fetch import ProgressFn, short
+from pallet.daemon.images.model import ProgressFn
+from pallet.daemon.images.registry.fetch import short
 from pallet.daemon.images.registry.transport import RegistryTransport
 
 _READ = 1 << 20

@@ -23,7 +23,8 @@ import httpx
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError, Unavailable
 from pallet.daemon.images import oci
-from pallet.daemon.images.registry.auth import Credentials, TokenCache, fetch_token, parse_challenges
+from pallet.daemon.images.model import Credentials
+from pallet.daemon.images.registry.auth import TokenCache, fetch_token, parse_challenges
 from pallet.daemon.images.registry.endpoint import Endpoint
 
 MAX_MANIFEST = 4 << 20
