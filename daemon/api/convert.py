@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pallet.daemon.containers.model import Container, CreateRequest, Status
+from pallet.daemon.containers.model import (
+    ConfigRequest,
+    Container,
+    CreateRequest,
+    HostConfig,
+    LogConfig,
+    Status,
+)
 from pallet.daemon.events.model import Event
 from pallet.daemon.images.model import Image
 from pallet.v1 import containers_pb2 as cpb
@@ -43,28 +50,33 @@ def optional_nanos(ts: Timestamp, present: bool) -> int | None:
 
 
 def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
+    # proto3 cannot tell an unset repeated field from an empty one: an empty cmd is "the
+    # image's", and entrypoint_set says whether an (even empty) entrypoint was given.
     return CreateRequest(
-        image=cfg.image,
         name=cfg.name,
-        cmd=tuple(cfg.cmd),
-        entrypoint=tuple(cfg.entrypoint),
-        entrypoint_set=cfg.entrypoint_set,
-        env=tuple(cfg.env),
-        working_dir=cfg.working_dir,
-        user=cfg.user,
-        hostname=cfg.hostname,
-        labels=dict(cfg.labels),
-        open_stdin=cfg.open_stdin,
-        auto_remove=cfg.auto_remove,
-        stop_signal=cfg.stop_signal,
-        stop_timeout=cfg.stop_timeout if cfg.HasField("stop_timeout") else None,
-        log_max_size=cfg.log_max_size,
-        log_max_files=cfg.log_max_file,
+        config=ConfigRequest(
+            image=cfg.image,
+            cmd=tuple(cfg.cmd) or None,
+            entrypoint=tuple(cfg.entrypoint) if cfg.entrypoint_set else None,
+            env=tuple(cfg.env),
+            working_dir=cfg.working_dir,
+            user=cfg.user,
+            hostname=cfg.hostname,
+            labels=dict(cfg.labels),
+            open_stdin=cfg.open_stdin,
+            stop_signal=cfg.stop_signal,
+            stop_timeout=cfg.stop_timeout if cfg.HasField("stop_timeout") else None,
+        ),
+        host_config=HostConfig(
+            auto_remove=cfg.auto_remove,
+            log_config=LogConfig(max_size=cfg.log_max_size, max_files=cfg.log_max_file),
+        ),
     )
 
 
 def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
     cfg = c.config
+    host = c.host_config
     st = c.state
     return cpb.Container(
         id=c.id,
@@ -83,11 +95,11 @@ def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
             hostname=cfg.hostname,
             labels=dict(cfg.labels),
             open_stdin=cfg.open_stdin,
-            auto_remove=cfg.auto_remove,
             stop_signal=cfg.stop_signal,
             stop_timeout=cfg.stop_timeout,
-            log_max_size=cfg.log_max_size,
-            log_max_file=cfg.log_max_files,
+            auto_remove=host.auto_remove,
+            log_max_size=host.log_config.max_size,
+            log_max_file=host.log_config.max_files,
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],

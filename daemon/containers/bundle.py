@@ -113,6 +113,6 @@ def shim_spec(container: Container, rootfs: RootFs, cgroup_parent: str) -> ShimS
         readonly_paths=READONLY_PATHS,
         cgroup_path=f"{cgroup_parent}/{container.id}",
         no_new_privileges=True,
-        log_max_size=cfg.log_max_size,
-        log_max_files=cfg.log_max_files,
+        log_max_size=container.host_config.log_config.max_size,
+        log_max_files=container.host_config.log_config.max_files,
     )

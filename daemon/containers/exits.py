@@ -42,6 +42,6 @@ def after_exit(container: Container, exit: ExitStatus, why: Why) -> Outcome:
     `--rm` removes the container however its run ended, as docker does: after a failed
     start, a user's stop, and an exit that happened while palletd was down, too.
     """
-    if container.config.auto_remove:
+    if container.host_config.auto_remove:
         return Outcome.REMOVE
     return Outcome.NOTHING

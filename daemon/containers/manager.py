@@ -292,10 +292,10 @@ class ContainerManager:
     async def create(self, req: CreateRequest) -> Container:
         name = validate_name(req.name) if req.name else ""
         try:
-            image = await self._images.get(req.image)
+            image = await self._images.get(req.config.image)
         except NotFound:
             raise NotFound(
-                f"No such image: {req.image}: import or load it first (pallet images lists "
+                f"No such image: {req.config.image}: import or load it first (pallet images lists "
                 "what is here)"
             ) from None
         taken = {c.name for c in self._containers.values()} | self._reserved_names
@@ -308,13 +308,14 @@ class ContainerManager:
             )
         name = name or generate_name(taken)
         cid = secrets.token_hex(32)
-        config = effective_config(req, image, req.hostname or cid[:12])
+        config, host_config = effective_config(req, image, req.config.hostname or cid[:12])
         state_dir = self._dir / cid
         container = Container(
             id=cid,
             name=name,
             image_id=image.id,
             config=config,
+            host_config=host_config,
             state=ContainerState(),
             created_ns=self._clock(),
             state_dir=str(state_dir),

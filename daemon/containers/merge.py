@@ -1,12 +1,21 @@
 """A container's effective config: the caller's create request merged over the image's.
 
 Owns: docker's merge rules (entrypoint/cmd, env by key, labels, stop signal and timeout)
-and their validation. Must not: do I/O.
+into `Config`, the checks and defaults of `HostConfig`, and their validation.
+Must not: do I/O.
 """
 
 from __future__ import annotations
 
-from pallet.daemon.containers.model import ContainerConfig, CreateRequest
+from dataclasses import replace
+
+from pallet.daemon.containers.model import (
+    Config,
+    ConfigRequest,
+    CreateRequest,
+    HostConfig,
+    LogConfig,
+)
 from pallet.daemon.containers.signals import parse_signal
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import Image
@@ -23,14 +32,21 @@ def merge_env(*layers: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(merged.values())
 
 
-def effective_config(req: CreateRequest, image: Image, hostname: str) -> ContainerConfig:
-    """The caller's request merged over the image's config, as docker merges them."""
+def effective_config(
+    req: CreateRequest, image: Image, hostname: str
+) -> tuple[Config, HostConfig]:
+    """The request's Config merged over the image's, and its HostConfig checked."""
+    return merge_config(req.config, image, hostname), host_config(req.host_config)
+
+
+def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
+    """The caller's Config merged over the image's, as docker merges them."""
     ic = image.config
-    if req.entrypoint_set:
+    if req.entrypoint is not None:
         # A new entrypoint resets the image's Cmd too (docker does the same).
-        entrypoint, cmd = req.entrypoint, req.cmd
+        entrypoint, cmd = req.entrypoint, req.cmd or ()
     else:
-        entrypoint, cmd = ic.entrypoint, (req.cmd or ic.cmd)
+        entrypoint, cmd = ic.entrypoint, (ic.cmd if req.cmd is None else req.cmd)
     if not entrypoint and not cmd:
         raise InvalidArgument(
             f"no command specified: image {req.image} has no Cmd or Entrypoint, "
@@ -54,16 +70,7 @@ def effective_config(req: CreateRequest, image: Image, hostname: str) -> Contain
     stop_timeout = 10 if req.stop_timeout is None else req.stop_timeout
     if stop_timeout < 0:
         raise InvalidArgument(f"invalid stop timeout {stop_timeout}: use 0 or more seconds")
-    if req.log_max_size < 0 or req.log_max_files < 0:
-        raise InvalidArgument(
-            "invalid log options: max-size and max-file must be 0 or more"
-        )
-    if req.log_max_files > 1 and not req.log_max_size:
-        raise InvalidArgument(
-            f"log option max-file={req.log_max_files} needs max-size: without it the log "
-            "never rotates"
-        )
-    return ContainerConfig(
+    return Config(
         image=req.image,
         cmd=cmd,
         entrypoint=entrypoint,
@@ -73,9 +80,27 @@ def effective_config(req: CreateRequest, image: Image, hostname: str) -> Contain
         hostname=hostname,
         labels=labels,
         open_stdin=req.open_stdin,
-        auto_remove=req.auto_remove,
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
-        log_max_size=req.log_max_size,
-        log_max_files=max(1, req.log_max_files),
     )
+
+
+def host_config(req: HostConfig) -> HostConfig:
+    """The caller's HostConfig checked, with its defaults filled (max-file 0: one file).
+
+    A field that needs no check or default passes through as asked.
+    """
+    return replace(req, log_config=log_config(req.log_config))
+
+
+def log_config(req: LogConfig) -> LogConfig:
+    if req.max_size < 0 or req.max_files < 0:
+        raise InvalidArgument(
+            "invalid log options: max-size and max-file must be 0 or more"
+        )
+    if req.max_files > 1 and not req.max_size:
+        raise InvalidArgument(
+            f"log option max-file={req.max_files} needs max-size: without it the log "
+            "never rotates"
+        )
+    return LogConfig(max_size=req.max_size, max_files=max(1, req.max_files))

@@ -45,8 +45,12 @@ def check_transition(name: str, current: Status, target: Status) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class ContainerConfig:
-    """What a container runs: the caller's request merged over the image's config."""
+class Config:
+    """What the process is (docker's Config): the caller's request merged over the image's.
+
+    Everything here describes the container's own process, whichever host runs it; how
+    the host runs it is `HostConfig`.
+    """
 
     image: str
     cmd: tuple[str, ...] = ()
@@ -57,35 +61,64 @@ class ContainerConfig:
     hostname: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     open_stdin: bool = False
-    auto_remove: bool = False
     stop_signal: str = "SIGTERM"
     stop_timeout: int = 10
-    # Log rotation: the shim rotates at log_max_size bytes (0: never), keeping
-    # log_max_files files, the current one included.
-    log_max_size: int = 0
-    log_max_files: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    """Log rotation: the shim rotates at max_size bytes (0: never), keeping max_files
+    files, the current one included."""
+
+    max_size: int = 0
+    max_files: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """How the host runs the container (docker's HostConfig).
+
+    The same value is what the caller asks (in `CreateRequest`) and what is stored, once
+    `merge.host_config` has checked it and filled its defaults. Options that come next go
+    here, each as one field (a nested dataclass where it has parts), used by the start
+    step that needs it: `mounts` (binds, volumes, tmpfs), `port_bindings`,
+    `network_mode`, `resources` (memory, cpus, pids: the cgroup limits), `restart_policy`
+    (read by after_exit), `security_opt` / `cap_add` / `cap_drop` / `privileged`.
+    """
+
+    auto_remove: bool = False
+    log_config: LogConfig = field(default_factory=LogConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRequest:
+    """The `Config` a caller asked for, before it is merged over the image's.
+
+    None (and "" for the strings) means "use the image's" (or the default where the
+    image has none); a value, even an empty one, overrides it.
+    """
+
+    image: str
+    cmd: tuple[str, ...] | None = None
+    # None: the image's; () too resets it, and a new entrypoint drops the image's Cmd.
+    entrypoint: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()  # merged over the image's by key
+    working_dir: str = ""
+    user: str = ""
+    hostname: str = ""  # "": the container's short id
+    labels: Mapping[str, str] = field(default_factory=dict)  # merged over the image's
+    open_stdin: bool = False
+    stop_signal: str = ""
+    stop_timeout: int | None = None  # None: 10 seconds; 0 kills at once
 
 
 @dataclass(frozen=True, slots=True)
 class CreateRequest:
     """A create call as the caller made it (before merging with the image)."""
 
-    image: str
+    config: ConfigRequest
+    host_config: HostConfig = field(default_factory=HostConfig)
     name: str = ""
-    cmd: tuple[str, ...] = ()
-    entrypoint: tuple[str, ...] = ()
-    entrypoint_set: bool = False
-    env: tuple[str, ...] = ()
-    working_dir: str = ""
-    user: str = ""
-    hostname: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    open_stdin: bool = False
-    auto_remove: bool = False
-    stop_signal: str = ""
-    stop_timeout: int | None = None
-    log_max_size: int = 0
-    log_max_files: int = 0  # 0: one file
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +137,12 @@ class Container:
     id: str
     name: str
     image_id: str
-    config: ContainerConfig
+    config: Config
     state: ContainerState
     created_ns: int
     state_dir: str
     restart_count: int = 0
+    host_config: HostConfig = field(default_factory=HostConfig)
 
     @property
     def argv(self) -> tuple[str, ...]:

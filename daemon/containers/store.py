@@ -1,7 +1,8 @@
 """Container records in SQLite.
 
-Owns: the `containers` table and the JSON encoding of `Container`, and the `execs` table
-(execs whose exec_die is still to come). Must not: decide anything about lifecycle; it
+Owns: the `containers` table (a container's record is the codec's JSON of `Record`, and
+records of earlier versions are migrated on read), and the `execs` table (execs whose
+exec_die is still to come). Must not: decide anything about lifecycle; it
 stores what the manager hands it.
 """
 
@@ -10,17 +11,21 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from pallet.daemon.containers.model import (
+    Config,
     Container,
-    ContainerConfig,
     ContainerState,
     ExecRecord,
+    HostConfig,
     Status,
 )
 from pallet.daemon.images.model import ImageUser
 from pallet.daemon.store.db import Database
+from pallet.shim.api import codec
+from pallet.v1.errors import InvalidArgument
 
 SCHEMA = [
     """CREATE TABLE IF NOT EXISTS containers (
@@ -43,78 +48,75 @@ SCHEMA = [
 ]
 
 
+@dataclass(frozen=True, slots=True)
+class Record:
+    """What a container's `record` column holds (the rest of `Container` has columns)."""
+
+    config: Config
+    state: ContainerState
+    state_dir: str
+    host_config: HostConfig = field(default_factory=HostConfig)
+    restart_count: int = 0
+
+
 def encode(c: Container) -> str:
-    cfg = c.config
-    st = c.state
-    return json.dumps(
-        {
-            "config": {
-                "image": cfg.image,
-                "cmd": list(cfg.cmd),
-                "entrypoint": list(cfg.entrypoint),
-                "env": list(cfg.env),
-                "working_dir": cfg.working_dir,
-                "user": cfg.user,
-                "hostname": cfg.hostname,
-                "labels": dict(cfg.labels),
-                "open_stdin": cfg.open_stdin,
-                "auto_remove": cfg.auto_remove,
-                "stop_signal": cfg.stop_signal,
-                "stop_timeout": cfg.stop_timeout,
-                "log_max_size": cfg.log_max_size,
-                "log_max_files": cfg.log_max_files,
-            },
-            "state": {
-                "status": st.status.value,
-                "pid": st.pid,
-                "exit_code": st.exit_code,
-                "started_at_ns": st.started_at_ns,
-                "finished_at_ns": st.finished_at_ns,
-                "error": st.error,
-                "shim_pid": st.shim_pid,
-            },
-            "state_dir": c.state_dir,
-            "restart_count": c.restart_count,
-        }
+    return codec.dumps(
+        Record(
+            config=c.config,
+            host_config=c.host_config,
+            state=c.state,
+            state_dir=c.state_dir,
+            restart_count=c.restart_count,
+        )
     )
 
 
+# The host options that records written before HostConfig kept inside "config".
+_FLAT_HOST_OPTIONS = ("auto_remove", "log_max_size", "log_max_files")
+
+
+def migrate(raw: dict[str, Any]) -> dict[str, Any]:
+    """A record as this version writes it, from one any earlier version wrote.
+
+    Before Config and HostConfig were apart, "config" also held auto_remove and the log
+    rotation options, and there was no "host_config". Left alone, the codec would drop
+    those keys as unknown and a `--rm` container would lose its --rm.
+    """
+    if "host_config" in raw or not isinstance(raw.get("config"), dict):
+        return raw
+    config = dict(raw["config"])
+    flat = {k: config.pop(k) for k in _FLAT_HOST_OPTIONS if k in config}
+    log: dict[str, Any] = {}
+    if "log_max_size" in flat:
+        log["max_size"] = flat["log_max_size"]
+    if "log_max_files" in flat:
+        log["max_files"] = flat["log_max_files"]
+    host: dict[str, Any] = {"log_config": log}
+    if "auto_remove" in flat:
+        host["auto_remove"] = flat["auto_remove"]
+    return {**raw, "config": config, "host_config": host}
+
+
 def decode(row: sqlite3.Row) -> Container:
-    rec: dict[str, Any] = json.loads(row["record"])
-    cfg = rec["config"]
-    st = rec["state"]
+    try:
+        raw = json.loads(row["record"])
+    except ValueError as exc:
+        raise InvalidArgument(f"malformed record of container {row['id']}: {exc}") from None
+    # ignore_unknown: a record a newer palletd wrote still loads here (what it added is
+    # not understood, and is lost if this version rewrites the record).
+    rec = codec.from_json(
+        Record, migrate(raw), ignore_unknown=True, what=f"record of container {row['id']}"
+    )
     return Container(
         id=row["id"],
         name=row["name"],
         image_id=row["image_id"],
         created_ns=row["created_ns"],
-        state_dir=rec["state_dir"],
-        restart_count=rec.get("restart_count", 0),
-        config=ContainerConfig(
-            image=cfg["image"],
-            cmd=tuple(cfg["cmd"]),
-            entrypoint=tuple(cfg["entrypoint"]),
-            env=tuple(cfg["env"]),
-            working_dir=cfg["working_dir"],
-            user=cfg["user"],
-            hostname=cfg["hostname"],
-            labels=dict(cfg["labels"]),
-            open_stdin=cfg["open_stdin"],
-            auto_remove=cfg["auto_remove"],
-            stop_signal=cfg["stop_signal"],
-            stop_timeout=cfg["stop_timeout"],
-            log_max_size=cfg.get("log_max_size", 0),
-            log_max_files=cfg.get("log_max_files", 1),
-        ),
-        state=ContainerState(
-            status=Status(st["status"]),
-            pid=st["pid"],
-            exit_code=st["exit_code"],
-            started_at_ns=st["started_at_ns"],
-            finished_at_ns=st["finished_at_ns"],
-            error=st["error"],
-            shim_pid=st.get("shim_pid", 0),
-        ),
+        state_dir=rec.state_dir,
+        restart_count=rec.restart_count,
+        config=rec.config,
+        host_config=rec.host_config,
+        state=rec.state,
     )
 
 

@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from pallet.daemon.containers.exits import Outcome, Why, after_exit
-from pallet.daemon.containers.model import Container, ContainerConfig, ContainerState, Status
+from pallet.daemon.containers.model import Config, Container, ContainerState, HostConfig, Status
 from pallet.shim.api.spec import ExitStatus
 
 
@@ -16,7 +16,8 @@ def container(auto_remove: bool, status: Status = Status.EXITED) -> Container:
         id="c" * 64,
         name="web",
         image_id="sha256:" + "ab" * 32,
-        config=ContainerConfig(image="busybox", auto_remove=auto_remove),
+        config=Config(image="busybox"),
+        host_config=HostConfig(auto_remove=auto_remove),
         state=ContainerState(status=status),
         created_ns=1,
         state_dir="/nonexistent",

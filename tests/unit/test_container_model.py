@@ -7,8 +7,9 @@ import pytest
 from pallet.daemon.containers import filters
 from pallet.daemon.containers.merge import effective_config, merge_env
 from pallet.daemon.containers.model import (
+    Config,
+    ConfigRequest,
     Container,
-    ContainerConfig,
     ContainerState,
     CreateRequest,
     Status,
@@ -40,28 +41,30 @@ def test_illegal_transition_names_the_state() -> None:
 
 def test_image_cmd_and_entrypoint_are_used_and_overridden() -> None:
     img = image(entrypoint=("/bin/sh", "-c"), cmd=("echo hi",), env=("A=1", "PATH=/bin"))
-    cfg = effective_config(CreateRequest(image="busybox"), img, "host1")
+    cfg, _ = effective_config(CreateRequest(ConfigRequest(image="busybox")), img, "host1")
     assert cfg.entrypoint + cfg.cmd == ("/bin/sh", "-c", "echo hi")
     assert cfg.env == ("A=1", "PATH=/bin", "HOSTNAME=host1")
-    cfg = effective_config(CreateRequest(image="busybox", cmd=("date",), env=("A=2",)), img, "h")
+    req = CreateRequest(ConfigRequest(image="busybox", cmd=("date",), env=("A=2",)))
+    cfg, _ = effective_config(req, img, "h")
     assert cfg.entrypoint + cfg.cmd == ("/bin/sh", "-c", "date")
     assert "A=2" in cfg.env and "A=1" not in cfg.env
     # A new entrypoint drops the image's Cmd, as docker does.
-    cfg = effective_config(
-        CreateRequest(image="busybox", entrypoint=("ls",), entrypoint_set=True), img, "h"
+    cfg, _ = effective_config(
+        CreateRequest(ConfigRequest(image="busybox", entrypoint=("ls",))), img, "h"
     )
     assert cfg.entrypoint + cfg.cmd == ("ls",)
 
 
 def test_missing_command_and_bad_env_are_refused() -> None:
     with pytest.raises(InvalidArgument, match="no command specified"):
-        effective_config(CreateRequest(image="scratch"), image(), "h")
+        effective_config(CreateRequest(ConfigRequest(image="scratch")), image(), "h")
     with pytest.raises(InvalidArgument, match="KEY=value"):
-        effective_config(CreateRequest(image="x", cmd=("true",), env=("NOEQUALS",)), image(), "h")
+        req = CreateRequest(ConfigRequest(image="x", cmd=("true",), env=("NOEQUALS",)))
+        effective_config(req, image(), "h")
 
 
 def test_default_path_is_added_when_the_image_has_none() -> None:
-    cfg = effective_config(CreateRequest(image="x", cmd=("true",)), image(), "h")
+    cfg, _ = effective_config(CreateRequest(ConfigRequest(image="x", cmd=("true",))), image(), "h")
     assert cfg.env[0].startswith("PATH=/usr/local/sbin")
 
 
@@ -92,7 +95,7 @@ def _container(status: Status, exit_code: int = 0) -> Container:
         id="abcdef" + "0" * 58,
         name="web",
         image_id="sha256:" + "b" * 64,
-        config=ContainerConfig(image="busybox", labels={"tier": "front"}),
+        config=Config(image="busybox", labels={"tier": "front"}),
         state=ContainerState(status=status, exit_code=exit_code),
         created_ns=1,
         state_dir="/x",

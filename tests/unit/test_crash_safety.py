@@ -15,7 +15,7 @@ import pytest
 from pallet.client.requests import parse_log_opts
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.merge import effective_config
-from pallet.daemon.containers.model import CreateRequest
+from pallet.daemon.containers.model import ConfigRequest, CreateRequest, HostConfig, LogConfig
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.events import bus as bus_mod
 from pallet.daemon.events.bus import EventBus, RetentionPolicy
@@ -113,17 +113,22 @@ def _image() -> Image:
                  config=ImageConfig(cmd=("sh",)), layers=())
 
 
+def _create(log: LogConfig) -> CreateRequest:
+    return CreateRequest(ConfigRequest(image="busybox"), HostConfig(log_config=log))
+
+
 def test_log_rotation_reaches_the_container_config() -> None:
-    cfg = effective_config(CreateRequest(image="busybox", log_max_size=1 << 20,
-                                         log_max_files=3), _image(), "h")
-    assert (cfg.log_max_size, cfg.log_max_files) == (1 << 20, 3)
-    plain = effective_config(CreateRequest(image="busybox"), _image(), "h")
-    assert (plain.log_max_size, plain.log_max_files) == (0, 1)
+    _, host = effective_config(_create(LogConfig(max_size=1 << 20, max_files=3)), _image(), "h")
+    assert host.log_config == LogConfig(max_size=1 << 20, max_files=3)
+    _, plain = effective_config(_create(LogConfig(max_size=0, max_files=0)), _image(), "h")
+    assert plain.log_config == LogConfig(max_size=0, max_files=1)
 
 
 def test_max_file_without_max_size_is_refused() -> None:
     with pytest.raises(InvalidArgument, match="needs max-size"):
-        effective_config(CreateRequest(image="busybox", log_max_files=3), _image(), "h")
+        effective_config(_create(LogConfig(max_files=3)), _image(), "h")
+    with pytest.raises(InvalidArgument, match="must be 0 or more"):
+        effective_config(_create(LogConfig(max_size=-1)), _image(), "h")
 
 
 # ---- the journal
