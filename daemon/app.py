@@ -91,12 +91,15 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             stack.push_async_callback(containers.stop_all)
 
         system = SystemInfo(containers, images, events, config.root, config.run_root)
+        # One servicer per proto service; a new service (networks, volumes) is one line.
         server = ApiServer(
             config,
-            ContainersServicer(containers, ContainerLogs(containers)),
-            ImagesServicer(images),
-            EventsServicer(events),
-            SystemServicer(system),
+            [
+                ContainersServicer(containers, ContainerLogs(containers)),
+                ImagesServicer(images),
+                EventsServicer(events),
+                SystemServicer(system),
+            ],
         )
         await server.start()
         stack.push_async_callback(server.aclose)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -47,6 +48,12 @@ async def _pump_stdin(
 
 
 class ContainersServicer(pb_grpc.ContainersServiceServicer):
+    #: The proto service served (the server names it to health checking and reflection).
+    SERVICE = pb.DESCRIPTOR.services_by_name["ContainersService"].full_name
+
+    def add_to_server(self, server: Any) -> None:
+        pb_grpc.add_ContainersServiceServicer_to_server(self, server)
+
     def __init__(self, containers: ContainerManager, logs: ContainerLogs) -> None:
         self._containers = containers
         self._logs = logs

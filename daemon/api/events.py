@@ -72,6 +72,9 @@ class WireCache:
 
 
 class EventsServicer:
+    #: The proto service served (the server names it to health checking and reflection).
+    SERVICE = SERVICE
+
     def __init__(self, bus: EventBus) -> None:
         self._bus = bus
         self._wire = WireCache(head=lambda: bus.last_seq)

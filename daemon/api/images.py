@@ -7,7 +7,7 @@ layers or SQL.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-
+from typing import Any
 
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream, unary
@@ -50,6 +50,12 @@ async def _upload(
 
 
 class ImagesServicer(pb_grpc.ImagesServiceServicer):
+    #: The proto service served (the server names it to health checking and reflection).
+    SERVICE = pb.DESCRIPTOR.services_by_name["ImagesService"].full_name
+
+    def add_to_server(self, server: Any) -> None:
+        pb_grpc.add_ImagesServiceServicer_to_server(self, server)
+
     def __init__(self, images: ImageStore) -> None:
         self._images = images
 

@@ -8,47 +8,34 @@ composition root hands them in).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from pallet.daemon.api.containers import ContainersServicer
-from pallet.daemon.api.events import EventsServicer
-from pallet.daemon.api.images import ImagesServicer
-from pallet.daemon.api.system import SystemServicer
 from pallet.daemon.config import Config
 from pallet.v1.errors import InvalidArgument
-from pallet.v1 import (
-    containers_pb2,
-    containers_pb2_grpc,
-    events_pb2,
-    images_pb2,
-    images_pb2_grpc,
-    system_pb2,
-    system_pb2_grpc,
-)
 
 MAX_MESSAGE = 32 * 1024 * 1024
 
-SERVICES = (
-    containers_pb2.DESCRIPTOR.services_by_name["ContainersService"].full_name,
-    images_pb2.DESCRIPTOR.services_by_name["ImagesService"].full_name,
-    events_pb2.DESCRIPTOR.services_by_name["EventsService"].full_name,
-    system_pb2.DESCRIPTOR.services_by_name["SystemService"].full_name,
-)
+
+class Service(Protocol):
+    """A servicer of one proto service: its full name, and how it registers itself."""
+
+    SERVICE: str  # the full name, e.g. "pallet.v1.ContainersService"
+
+    def add_to_server(self, server: Any) -> None: ...
 
 
 class ApiServer:
-    def __init__(
-        self,
-        config: Config,
-        containers: ContainersServicer,
-        images: ImagesServicer,
-        events: EventsServicer,
-        system: SystemServicer,
-    ) -> None:
+    """Serves `services` (one servicer per proto service; a new service is one more entry
+    in the list the composition root passes), and health checking and reflection for
+    each of them."""
+
+    def __init__(self, config: Config, services: Sequence[Service]) -> None:
         self._config = config
         self._server = grpc.aio.server(
             options=[
@@ -56,14 +43,14 @@ class ApiServer:
                 ("grpc.max_send_message_length", MAX_MESSAGE),
             ]
         )
-        containers_pb2_grpc.add_ContainersServiceServicer_to_server(containers, self._server)
-        images_pb2_grpc.add_ImagesServiceServicer_to_server(images, self._server)
-        events.add_to_server(self._server)
-        system_pb2_grpc.add_SystemServiceServicer_to_server(system, self._server)
+        for service in services:
+            service.add_to_server(self._server)
+        #: Full names of the services served, in registration order.
+        self.services = tuple(service.SERVICE for service in services)
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         reflection.enable_server_reflection(
-            SERVICES + (health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
+            self.services + (health.SERVICE_NAME, reflection.SERVICE_NAME), self._server
         )
         self._sockets: list[Path] = []
 
@@ -98,7 +85,7 @@ class ApiServer:
         await self._server.start()
         for path in self._sockets:
             os.chmod(path, 0o660)
-        for name in SERVICES + ("",):
+        for name in self.services + ("",):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def aclose(self) -> None:

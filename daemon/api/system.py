@@ -6,7 +6,7 @@ itself beyond asking the managers.
 
 from __future__ import annotations
 
-
+from typing import Any
 
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, unary
@@ -17,6 +17,12 @@ from pallet.v1 import system_pb2_grpc as pb_grpc
 
 
 class SystemServicer(pb_grpc.SystemServiceServicer):
+    #: The proto service served (the server names it to health checking and reflection).
+    SERVICE = pb.DESCRIPTOR.services_by_name["SystemService"].full_name
+
+    def add_to_server(self, server: Any) -> None:
+        pb_grpc.add_SystemServiceServicer_to_server(self, server)
+
     def __init__(self, system: SystemInfo) -> None:
         self._system = system
 

@@ -8,6 +8,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -190,10 +191,12 @@ async def channel(tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
     sock = tmp_path / "api.sock"
     server = ApiServer(
         Config(root=tmp_path, run_root=tmp_path, hosts=(f"unix://{sock}",), shutdown_grace_s=0.1),
-        ContainersServicer(manager, ContainerLogs(manager)),
-        ImagesServicer(images),
-        EventsServicer(bus),
-        SystemServicer(SystemInfo(manager, images, bus, tmp_path, tmp_path)),
+        [
+            ContainersServicer(manager, ContainerLogs(manager)),
+            ImagesServicer(images),
+            EventsServicer(bus),
+            SystemServicer(SystemInfo(manager, images, bus, tmp_path, tmp_path)),
+        ],
     )
     await server.start()
     async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
@@ -408,3 +411,43 @@ async def test_rm_container_is_gone_when_wait_returns_and_when_its_start_failed(
         (ok.id, "create"), (ok.id, "start"), (ok.id, "die"), (ok.id, "destroy"),
         (bad.id, "create"), (bad.id, "destroy"),
     ]
+
+
+class EchoService:
+    """A service the daemon does not have yet (networks, say): one list entry serves it."""
+
+    SERVICE = "pallet.v1.NetworksService"
+
+    def add_to_server(self, server: Any) -> None:
+        async def echo(request: bytes, context: Any) -> bytes:
+            return request
+
+        handler = grpc.unary_unary_rpc_method_handler(echo)
+        server.add_generic_rpc_handlers(
+            (grpc.method_handlers_generic_handler(self.SERVICE, {"Echo": handler}),)
+        )
+
+
+async def test_the_server_serves_its_list_with_health_and_reflection(tmp_path: Path) -> None:
+    sock = tmp_path / "api.sock"
+    config = Config(root=tmp_path, run_root=tmp_path, hosts=(f"unix://{sock}",), shutdown_grace_s=0.1)
+    server = ApiServer(config, [EchoService()])
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"unix:{sock}") as ch:
+            echo = ch.unary_unary("/pallet.v1.NetworksService/Echo")
+            assert await echo(b"ping") == b"ping"
+            health = health_pb2_grpc.HealthStub(ch)
+            resp = await health.Check(health_pb2.HealthCheckRequest(service="pallet.v1.NetworksService"))
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await health.Check(health_pb2.HealthCheckRequest(service="pallet.v1.ContainersService"))
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            call = reflection_pb2_grpc.ServerReflectionStub(ch).ServerReflectionInfo()
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            names = {s.name for s in (await call.read()).list_services_response.service}
+            await call.done_writing()
+            assert names == {"pallet.v1.NetworksService", "grpc.health.v1.Health",
+                             "grpc.reflection.v1alpha.ServerReflection"}
+    finally:
+        await server.aclose()
