@@ -1,28 +1,41 @@
 """What the shim knows about each child it supervises, and the child's stdin pipe.
 
-Owns: `Process` (pid, output pipes, status pipe, exit, the exec's client) and
-`StdinPipe`, the buffered, non-blocking write end of a child's stdin, which tells its
-owner when it is backed up so client reads can pause. Must not: read output or answer
-clients (that is `pallet.shim.server`).
+Owns: `Process` (pid, output pipes, status pipe, how it ended) and `StdinPipe`, the
+buffered, non-blocking write end of a child's stdin, which tells its owner when it is
+backed up so client reads can pause. Must not: read output or know the clients (who
+streams an exec is `pallet.shim.task`'s business); depends on nothing else in the shim's
+package (what it needs of the selector and the status pipe are the protocols below).
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import selectors
 from collections.abc import Callable
+from typing import Any, Protocol
 
 from pallet.shim.api.spec import ExitStatus
-from pallet.shim.api import wire
-from pallet.shim.connections import Conn, Connections
-from pallet.shim.processes import StatusReader
 
 STDIN_BUFFER_LIMIT = 1 << 20  # past this, the clients feeding it are paused
-# Output pipes hold this much (the default is 64 KiB): a writer keeps going while the
-# shim is busy, and each read takes more at once. 1 MiB is /proc/sys/fs/pipe-max-size's
-# default, the most a process without CAP_SYS_RESOURCE may ask for.
-OUTPUT_PIPE_SIZE = 1 << 20
+
+
+class Watcher(Protocol):
+    """The part of the shim's selector (`pallet.shim.connections`) a stdin pipe uses."""
+
+    def watch(self, fd: int, events: int, handler: Callable[[int], None]) -> None: ...
+
+    def unwatch(self, fd: int) -> None: ...
+
+    def watching(self, fd: int) -> bool: ...
+
+
+class StatusPipe(Protocol):
+    """The shim's end of a child's status pipe (`pallet.shim.processes.StatusReader`)."""
+
+    fd: int
+    eof: bool
+
+    def read_available(self) -> list[dict[str, Any]]: ...
 
 
 class StdinPipe:
@@ -30,7 +43,7 @@ class StdinPipe:
 
     __slots__ = ("fd", "_buf", "_closing", "_io", "_on_backlog")
 
-    def __init__(self, fd: int, io: Connections) -> None:
+    def __init__(self, fd: int, io: Watcher) -> None:
         self.fd = fd
         self._buf = bytearray()
         self._closing = False
@@ -94,24 +107,13 @@ class StdinPipe:
 class Process:
     """An init or exec process the shim watches: its pid, pipes and how it ended."""
 
-    def __init__(self, pid: int, stdout: int, stderr: int, stdin: StdinPipe | None) -> None:
+    def __init__(
+        self, pid: int, outputs: dict[int, int], stdin: StdinPipe | None, status: StatusPipe
+    ) -> None:
         self.pid = pid
-        self.outputs: dict[int, int] = {stdout: wire.STDOUT, stderr: wire.STDERR}
+        self.outputs = outputs  # the shim's read ends (non-blocking) -> wire.STDOUT/STDERR
         self.stdin = stdin
-        self.status: StatusReader | None = None
+        self.status: StatusPipe | None = status  # None once it reached EOF and was closed
         self.exec_error = ""
         self.exit: ExitStatus | None = None
-        self.drain_deadline = 0.0
-        self.conn: Conn | None = None  # exec processes: the client streaming it
-        self.exec_id = ""  # exec processes: the daemon's id for it
-        self.waiters: list[Conn] = []  # exec processes: `exec_wait` clients
-        for fd in self.outputs:
-            os.set_blocking(fd, False)
-            _enlarge_pipe(fd)
-
-
-def _enlarge_pipe(fd: int) -> None:
-    try:
-        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, OUTPUT_PIPE_SIZE)
-    except OSError:
-        pass  # a lower pipe-max-size or the user's pipe quota: the default size works too
+        self.drain_deadline = 0.0  # after its exit: stray writers' output is cut off then

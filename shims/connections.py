@@ -4,7 +4,7 @@ Owns: the `selectors` loop every fd of the shim is watched by, accepting clients
 whole frames off them, buffering what we send so a slow or vanished client never blocks
 the shim (past a limit it is dropped instead), pausing a client's reads, and closing.
 Must not: interpret frames; `pallet.shim.server` gets them through `on_frame`, and hears
-of a closed client through `on_drop`.
+of a closed client through `on_drop`. Knows nothing of the processes a client is about.
 """
 
 from __future__ import annotations
@@ -12,14 +12,10 @@ from __future__ import annotations
 import selectors
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pallet.v1.errors import InvalidArgument
 from pallet.shim.api import wire
 from pallet.shim.processes import log_exception
-
-if TYPE_CHECKING:
-    from pallet.shim.children import Process
 
 READ_CHUNK = 65536
 CLIENT_BUFFER_LIMIT = 8 << 20  # a client this far behind is dropped, never waited for
@@ -31,7 +27,7 @@ class Conn:
     """One client connection: a control channel, a wait, an attach or an exec stream."""
 
     __slots__ = (
-        "sock", "fd", "decoder", "out", "mode", "stdout", "stderr", "stdin", "exec",
+        "sock", "fd", "decoder", "out", "mode", "stdout", "stderr", "stdin", "exec_pid",
         "close_after_flush", "paused", "handler",
     )
 
@@ -42,7 +38,7 @@ class Conn:
         self.out = bytearray()
         self.mode = "control"
         self.stdout = self.stderr = self.stdin = False
-        self.exec: Process | None = None
+        self.exec_pid = 0  # an exec connection: the pid of the exec it streams, until it ends
         self.close_after_flush = False
         self.paused = False  # not reading: the stdin it feeds is backed up
         self.handler: Handler = lambda mask: None

@@ -1,0 +1,343 @@
+"""The container's task: its init and exec processes, their state, the requests about them.
+
+Owns: building the container's init up to its waiting exec (log file, cgroup, the fork,
+through a `StdioPlan`), its state machine (`InitState`), the requests about it (state,
+start, kill, wait, attach, close_stdin; exec only once it runs, see `pallet.shim.execs`),
+and what follows its exit: the status written to exit.json first, then the waiting
+clients told. Must not: own the socket, the loop or the shim's end (`pallet.shim.server`),
+or read output (`pallet.shim.output`).
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+from pallet.v1.errors import FailedPrecondition, InvalidArgument
+from pallet.shim import cgroups
+from pallet.shim.api import messages, wire
+from pallet.shim.api.files import write_exit_status
+from pallet.shim.api.messages import (
+    Ack,
+    AttachRequest,
+    CloseStdinRequest,
+    EofEvent,
+    ExecRequest,
+    KillRequest,
+    StartRequest,
+    StartResponse,
+    StateRequest,
+    WaitRequest,
+    WaitResponse,
+)
+from pallet.shim.api.spec import ExitStatus, ShimSpec, ShimState
+from pallet.shim.children import Process
+from pallet.shim.connections import Conn, Connections
+from pallet.shim.execs import DRAIN_TIMEOUT, Execs, Reply
+from pallet.shim.logfile import LogWriter
+from pallet.shim.output import Output
+from pallet.shim.processes import StatusReader, fork_init, log_exception, wait_for
+from pallet.shim.states import CREATED, RUNNING, STOPPED, InitState
+from pallet.shim.stdio import StdioPlan
+from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
+
+_CREATE_TIMEOUT = 60.0
+
+
+class Task:
+    """One container's processes, as the shim supervises them."""
+
+    def __init__(
+        self,
+        spec: ShimSpec,
+        syscalls: Syscalls,
+        io: Connections,
+        output: Output,
+        *,
+        fds_to_close: Callable[[], list[int]],
+        on_finished: Callable[[], None],
+    ) -> None:
+        self.spec = spec
+        self.sys = syscalls
+        self.id = spec.container_id
+        self.io = io
+        self.output = output
+        self.state = InitState(spec.container_id)
+        self.started_at_ns = 0
+        self.init: Process | None = None
+        self.execs = Execs(
+            spec, syscalls, io, output, fds_to_close=lambda: fds_to_close() + self.process_fds()
+        )
+        self.cgroup_dirs: list[str] = []
+        self.finished = False  # init exited, status on disk, output drained
+        self._fds_to_close = fds_to_close  # the shim's own fds no child may inherit
+        self._on_finished = on_finished
+        self._start_w = -1
+        self._start_conn: Conn | None = None
+        self._start_requested = False
+        self._waiters: list[Conn] = []
+
+    def _send(self, conn: Conn, message: object) -> None:
+        self.io.send(conn, wire.encode_control(messages.encode(message)))
+
+    # -- creation (blocking: nothing else to serve yet) ----------------------------------
+
+    def create(self) -> None:
+        """Build the container up to its waiting init. On failure `release()` undoes it."""
+        spec = self.spec
+        try:
+            self.output.log = LogWriter(spec.log_path, spec.log_max_size, spec.log_max_files)
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"cannot open the log file {spec.log_path}: {exc.strerror or exc}"
+            ) from None
+        self.cgroup_dirs = cgroups.create(spec.cgroup_path)
+        # Before our first fork: it applies to our children only, the first becoming the
+        # container's PID 1 and later ones (exec processes) members of its namespace.
+        self.sys.unshare(CLONE_NEWPID)
+        plan = StdioPlan(stdin=spec.open_stdin, start_gate=True)
+        try:
+            pid = fork_init(spec, self.sys, plan.child_stdio(self._fds_to_close()))
+        except BaseException:
+            plan.close()
+            raise
+        plan.forked()
+        self._start_w = plan.start_w
+        os.set_blocking(plan.status_r, False)
+        reader = StatusReader(plan.status_r)
+        process = self.output.process(pid, plan, reader)
+        try:
+            # While the init mounts its filesystem: the v1 migration is slow (see steps).
+            cgroups.join(self.cgroup_dirs, pid)
+            os.write(plan.cgroup_w, b"j")
+            os.close(plan.cgroup_w)
+            wait_for(reader, {"ready"}, time.monotonic() + _CREATE_TIMEOUT)
+        except BaseException:
+            # The init exits by itself after reporting an error; a hang gets killed.
+            _kill(pid, signal.SIGKILL)
+            _reap_blocking(pid)
+            self.output.close_process(process)
+            os.close(plan.status_r)
+            os.close(plan.start_w)
+            self._start_w = -1
+            raise
+        self.init = process
+        self.output.watch(process, None, self._maybe_finish_init)
+
+    def _processes(self) -> list[Process]:
+        return ([self.init] if self.init else []) + self.execs.processes()
+
+    def process_fds(self) -> list[int]:
+        """Every pipe end of ours a new child must not inherit."""
+        fds: list[int] = []
+        for process in self._processes():
+            fds.extend(process.outputs)
+            if process.stdin is not None and process.stdin.fd >= 0:
+                fds.append(process.stdin.fd)
+            if process.status is not None:
+                fds.append(process.status.fd)
+        if self._start_w >= 0:
+            fds.append(self._start_w)
+        return fds
+
+    def release(self) -> None:
+        """What the task made on the host: the container's cgroup; and the log file."""
+        left = cgroups.remove(self.cgroup_dirs)
+        if left:
+            print(f"pallet-shim[{os.getpid()}]: cgroups still busy: {left}", file=sys.stderr)
+        if self.output.log is not None:
+            self.output.log.close()
+            self.output.log = None
+
+    # -- requests ----------------------------------------------------------------------
+
+    def _init(self) -> Process:
+        assert self.init is not None
+        return self.init
+
+    def op_state(self, conn: Conn, request: StateRequest) -> ShimState:
+        init = self._init()
+        status = self.state.status
+        return ShimState(
+            status=status,
+            pid=init.pid if status is not CREATED else 0,
+            shim_pid=os.getpid(),
+            exit=init.exit,
+            started_at_ns=self.started_at_ns,
+        )
+
+    def op_start(self, conn: Conn, request: StartRequest) -> Reply:
+        self.state.require({CREATED}, "it can only be started once")
+        if self._start_w < 0:
+            raise FailedPrecondition(f"container {self.id} is being started already")
+        init = self._init()
+        os.write(self._start_w, b"s")
+        os.close(self._start_w)
+        self._start_w = -1
+        self._start_conn = conn
+        self._start_requested = True
+        assert init.status is not None
+        self.io.watch(init.status.fd, selectors.EVENT_READ, lambda mask: self._on_init_status())
+        return None
+
+    def _on_init_status(self) -> None:
+        """The init's status pipe: an exec error, or EOF once the exec succeeded."""
+        init = self._init()
+        reader = init.status
+        if reader is None:
+            return
+        for message in reader.read_available():
+            if "exec_error" in message:
+                init.exec_error = str(message["exec_error"])
+            elif "error" in message:  # failed between start and exec: a bug, but say so
+                init.exec_error = str(message["error"].get("message", "start failed"))
+        if not reader.eof:
+            return
+        if self.io.watching(reader.fd):
+            self.io.unwatch(reader.fd)
+        os.close(reader.fd)
+        init.status = None
+        if not self._start_requested:
+            return  # killed while waiting for start: nothing was started
+        if init.exec_error:
+            return  # answered once the init is reaped and its exit is on disk
+        self.started_at_ns = time.time_ns()
+        if self.state.status is CREATED:
+            self.state.move(RUNNING)
+        self._reply_start()
+
+    def _reply_start(self) -> None:
+        conn, self._start_conn = self._start_conn, None
+        if conn is None:
+            return
+        init = self._init()
+        if init.exec_error:
+            self.io.send(conn, wire.encode_control(wire.error_reply(FailedPrecondition(init.exec_error))))
+        else:
+            self._send(conn, StartResponse(pid=init.pid))
+
+    def op_kill(self, conn: Conn, request: KillRequest) -> Ack:
+        signum = request.signal
+        if not 0 < signum < signal.NSIG:
+            raise InvalidArgument(f"invalid signal {signum!r}")
+        init = self._init()
+        self.state.require({CREATED, RUNNING}, "it is not running, there is nothing to signal")
+        if request.all:
+            for pid in cgroups.pids(self.cgroup_dirs):
+                _kill(pid, signum)
+        _kill(init.pid, signum)
+        return Ack()
+
+    def kill_unstarted(self) -> None:
+        """Deleted before start: the init waiting for its exec dies (and is reaped)."""
+        _kill(self._init().pid, signal.SIGKILL)
+
+    def op_wait(self, conn: Conn, request: WaitRequest) -> Reply:
+        if self.finished:
+            exit = self._init().exit
+            assert exit is not None
+            return WaitResponse(exit)
+        self._waiters.append(conn)
+        conn.mode = "wait"
+        return None
+
+    def op_attach(self, conn: Conn, request: AttachRequest) -> Reply:
+        init = self._init()
+        conn.mode = "attach"
+        conn.stdout = request.stdout
+        conn.stderr = request.stderr
+        conn.stdin = request.stdin and init.stdin is not None
+        self.output.attached.append(conn)
+        self._send(conn, Ack())
+        if not init.outputs:
+            self._send(conn, EofEvent())
+        return None
+
+    def op_exec(self, conn: Conn, request: ExecRequest) -> Reply:
+        self.state.require({RUNNING}, "it is not running, start it first")
+        return self.execs.start(conn, request, self._init().pid, self.cgroup_dirs)
+
+    def op_close_stdin(self, conn: Conn, request: CloseStdinRequest) -> Reply:
+        self.output.close_stdin(conn, self.stdin_target(conn))
+        return None
+
+    # -- stdin and clients -------------------------------------------------------------
+
+    def stdin_target(self, conn: Conn) -> Process | None:
+        return self.execs.stdin_of(conn) if conn.exec_pid else self.init
+
+    def write_stdin(self, conn: Conn, data: bytes) -> None:
+        self.output.write_stdin(conn, self.stdin_target(conn), data)
+
+    def drop(self, conn: Conn) -> None:
+        """A client went away: forget it wherever it waited."""
+        if conn in self._waiters:
+            self._waiters.remove(conn)
+        if self._start_conn is conn:
+            self._start_conn = None
+        self.execs.drop(conn)
+
+    # -- exits ---------------------------------------------------------------------------
+
+    def reaped(self, pid: int, code: int) -> None:
+        """A child of ours ended with `code` (128+n for signal n)."""
+        if self.init is not None and pid == self.init.pid:
+            self._on_init_exit(code)
+        else:
+            self.execs.reaped(pid, code)
+        # Anything else is an orphan re-parented to us (we are a subreaper): reaped.
+
+    def _on_init_exit(self, code: int) -> None:
+        init = self._init()
+        if init.status is not None:
+            # The pipe holds everything the init wrote before dying; read it now so an
+            # exec error is part of the recorded status.
+            self._on_init_status()
+        status = ExitStatus(exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error)
+        try:
+            write_exit_status(self.spec.bundle_dir, status)  # on disk before anyone is told
+        except OSError as exc:
+            # Still tell the clients; they at least learn it from us while we live.
+            log_exception("cannot record the exit status")
+            note = f"the shim could not record this exit on disk: {exc}"
+            status = ExitStatus(code, status.exited_at_ns, f"{status.error}; {note}".lstrip("; "))
+        init.exit = status
+        self.state.move(STOPPED)
+        if self._start_w >= 0:
+            os.close(self._start_w)
+            self._start_w = -1
+        self._reply_start()
+        if init.stdin is not None:
+            init.stdin.close()
+        init.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
+        self._maybe_finish_init()
+
+    def _maybe_finish_init(self) -> None:
+        init = self._init()
+        if init.exit is None or init.outputs or self.finished:
+            return
+        self.finished = True
+        reply = wire.encode_control(messages.encode(WaitResponse(init.exit)))
+        for conn in list(self._waiters):
+            self.io.send(conn, reply)
+        self._waiters.clear()
+        self._on_finished()
+
+def _kill(pid: int, signum: int) -> None:
+    if pid <= 0:
+        return
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _reap_blocking(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
