@@ -87,14 +87,24 @@ def write_etc_files(container: Container) -> None:
     (state_dir / "resolv.conf").write_text(resolv_conf())
 
 
-def shim_spec(container: Container, rootfs: RootFs, cgroup_parent: str) -> ShimSpec:
-    """The spec a shim needs to build and run `container` on `rootfs`."""
-    state_dir = container.state_dir
-    mounts = tuple(
-        Mount(destination=f"/etc/{name}", type="bind", source=f"{state_dir}/{name}",
+def etc_mounts(container: Container) -> tuple[Mount, ...]:
+    """The bind mounts of the files `write_etc_files` wrote over the image's /etc ones."""
+    return tuple(
+        Mount(destination=f"/etc/{name}", type="bind", source=f"{container.state_dir}/{name}",
               options=("rbind", "rprivate"))
         for name in ("hostname", "hosts", "resolv.conf")
     )
+
+
+def cgroup_path(container: Container, cgroup_parent: str) -> str:
+    """The container's cgroup, relative to each hierarchy's root."""
+    return f"{cgroup_parent}/{container.id}"
+
+
+def shim_spec(container: Container, rootfs: RootFs, cgroup_parent: str) -> ShimSpec:
+    """The spec a shim needs to build and run `container` on `rootfs`."""
+    state_dir = container.state_dir
+    mounts = etc_mounts(container)
     cfg = container.config
     return ShimSpec(
         container_id=container.id,
@@ -111,7 +121,7 @@ def shim_spec(container: Container, rootfs: RootFs, cgroup_parent: str) -> ShimS
         capabilities=DEFAULT_CAPABILITIES,
         masked_paths=MASKED_PATHS,
         readonly_paths=READONLY_PATHS,
-        cgroup_path=f"{cgroup_parent}/{container.id}",
+        cgroup_path=cgroup_path(container, cgroup_parent),
         no_new_privileges=True,
         log_max_size=container.host_config.log_config.max_size,
         log_max_files=container.host_config.log_config.max_files,

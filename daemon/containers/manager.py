@@ -3,7 +3,9 @@
 Owns: the in-memory view of every container (loaded from and persisted to
 `ContainerRecords`), the state machine's transitions, one shim connection and one exit
 monitor per running container. Every transition
-commits with its event in one transaction. Execs are run and followed to their end by
+commits with its event in one transaction. A start runs `start.ContainerStart`'s steps
+(with rollback); every end of a run, whoever learns of it, goes through `settle_exit`,
+which does what `exits.after_exit` decides. Execs are run and followed to their end by
 `execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
 acts through this manager (the `Supervisor` methods).
 
@@ -28,7 +30,7 @@ from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.exits import Outcome, Why, after_exit
-from pallet.daemon.containers.bundle import shim_spec, write_etc_files
+from pallet.daemon.containers.bundle import cgroup_path, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
     ContainerState,
@@ -40,6 +42,7 @@ from pallet.daemon.containers.merge import effective_config, merge_env
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
+from pallet.daemon.containers.start import ContainerStart, StartDeps
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.containers.store import (
     ContainerRecords,
@@ -104,6 +107,7 @@ class ContainerManager:
         self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
+        self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent, clock)
 
     # ---- component lifecycle -------------------------------------------------------
 
@@ -196,8 +200,11 @@ class ContainerManager:
             leftovers.clean_after_dead_shim,
             self._run_root,
             c.id,
-            f"{self._cgroup_parent}/{c.id}",
+            cgroup_path(c, self._cgroup_parent),
         )
+
+    def take_pending(self, container_id: str) -> list[PendingAttach]:
+        return self._pending.pop(container_id, [])
 
     # ---- lookups -------------------------------------------------------------------
 
@@ -376,34 +383,21 @@ class ContainerManager:
                 f"{c.image_id[7:19]}) was removed: create the container again from an "
                 "image that exists"
             ) from None
-        rootfs = await asyncio.to_thread(
-            self._snapshots.prepare, Path(c.state_dir), self._images.layer_dirs(image)
-        )
-        spec = shim_spec(c, rootfs, self._cgroup_parent)
+        start = ContainerStart(c, self._images.layer_dirs(image), self._start_deps)
         try:
-            shim = await self._launcher.spawn(spec)
+            await start.run_steps()
         except PalletError as e:
-            await self.settle_exit(c, ExitStatus(128, self._clock(), str(e)), Why.START_FAILED)
-            raise
-        self._crashes.hit("start", "spawned")
-        run = Run(shim)
-        try:
-            for pending in self._pending.pop(c.id, []):
-                if pending.ready.done():
-                    continue
-                stdio = await shim.attach(pending.stdin, pending.stdout, pending.stderr)
-                pending.ready.set_result((stdio, run))
-            pid = await shim.start()
-            self._crashes.hit("start", "started")
-        except PalletError as e:
-            on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
-            status = on_disk or ExitStatus(128, self._clock(), str(e))
+            # The steps were released (no shim, no cgroup); what the start made is gone.
+            status = start.exit or ExitStatus(128, self._clock(), str(e))
             if not status.error:
                 status = replace(status, error=str(e))
-            run.exit = status
-            run.done.set()
-            await self.settle_exit(c, status, Why.START_FAILED, shim)
+            if start.run is not None:  # attached clients hear of the end
+                start.run.exit = status
+                start.run.done.set()
+            await self.settle_exit(c, status, Why.START_FAILED)
             raise
+        shim, run, pid = start.shim, start.run, start.pid
+        assert shim is not None and run is not None
         now = self._clock()
         c = await self._transition(
             c,

@@ -410,3 +410,28 @@ def test_container_aliases(palletd: Any, image: str) -> None:
     assert data["Name"] == "/al"
     assert palletd.cli_ok("container", "rm", "al") == "al\n"
     assert palletd.cli_ok("container", "ls", "-a", "-q") == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [(("nosuchcmd",), "executable file not found"), (("-u", "nosuchuser", "id"), "nosuchuser")],
+    ids=["missing-executable", "unknown-user"],
+)
+def test_a_failed_start_leaves_nothing_half_made(
+    palletd: Any, image: str, args: tuple[str, ...], words: str
+) -> None:
+    """The start's steps are released: no shim, no shim socket, no cgroup, no mount; the
+    container stays Created with the error, and starts again as cleanly."""
+    opts, cmd = (args[:2], args[2:]) if args[0] == "-u" else ((), args)
+    cid = palletd.cli_ok("create", *opts, image, *cmd).strip()
+    mounts_before = palletd.mounts()
+    for _ in range(2):
+        result = palletd.cli("start", cid)
+        assert result.returncode != 0 and words in result.stderr, result
+        state = palletd.inspect(cid)["State"]
+        assert state["Status"] == "created" and state["Pid"] == 0, state
+        assert words in state["Error"]
+        assert palletd.lingering_shims() == {}
+        assert not (palletd.run_root / "shims" / f"{cid}.sock").exists()
+        assert palletd.container_cgroups(cid) == []
+        assert palletd.mounts() == mounts_before

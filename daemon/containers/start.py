@@ -1,0 +1,300 @@
+"""The daemon's side of starting a container: ordered steps, run with rollback.
+
+Owns: `StartStep` (a named step that prepares one part of the shim's spec, or makes one
+thing, and knows how to release it), `run_with_rollback` (runs steps in order; when step k
+fails, releases k-1 ... 1 in reverse and re-raises), and `ContainerStart`, the steps of one
+start and the parts they build. Must not: change the container's record or publish events
+(the manager records a start, or a failed start, after the steps), or build namespaces
+(the shim does, from the spec the steps assembled).
+
+The steps, in order:
+
+  rootfs       the container's writable overlay layer over its image's layers
+  etc files    the bind mounts of the bundle's /etc/hostname, hosts and resolv.conf
+  process      what runs: argv, environment, working directory, user, capabilities
+  linux        how it is isolated: hostname, cgroup path, masked and read-only paths
+  logging      where the shim writes the output, and its rotation
+  spawn shim   the spec handed to a new shim, which builds the container and waits
+  attach       clients that attached before the start get the new run's stdio
+  start        the shim execs the container's init
+
+A step that fails leaves nothing of its own behind (spawn cleans after a shim that died
+half-way) and raises; the steps before it are released, so a failed start leaves what
+`create` made and no more: no shim, no shim socket, no cgroup, no mount.
+
+The coming options each land here as one step, in its place: volumes (after rootfs: the
+mounts of named volumes and binds), networks (before `etc files`: a network namespace,
+veth and address; it writes /etc/hosts and resolv.conf for the container), cgroup limits
+and seccomp (parts of `linux`, or steps right after it). Each releases what it made (the
+volume's reference, the veth and address) when a later step fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from pallet.daemon.containers import bundle
+from pallet.daemon.containers.model import Container
+from pallet.daemon.containers.sessions import PendingAttach, Run
+from pallet.daemon.faults import CrashHook
+from pallet.daemon.shims.api import ShimClient, ShimLauncher
+from pallet.shim.api.spec import ExitStatus, Mount, RootFs, ShimSpec
+from pallet.v1.errors import Internal, PalletError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StartStep:
+    """One named step of a start, and how to undo it (None: it made nothing to undo)."""
+
+    name: str
+    run: Callable[[], Awaitable[None]]
+    release: Callable[[], Awaitable[None]] | None = None
+
+
+async def run_with_rollback(steps: Sequence[StartStep], container_id: str = "") -> None:
+    """Run `steps` in order. When one fails, release the ones done, last first, and raise.
+
+    A PalletError is raised as it is (the user reads it as the start's error); anything
+    else becomes Internal naming the step. A release that fails is logged and the others
+    are still released.
+    """
+    done: list[StartStep] = []
+    for step in steps:
+        try:
+            await step.run()
+        except BaseException as exc:
+            await _release(done, container_id, step.name)
+            if isinstance(exc, Exception) and not isinstance(exc, PalletError):
+                raise Internal(f"starting the container failed at {step.name}: {exc}") from exc
+            raise
+        done.append(step)
+
+
+async def _release(done: list[StartStep], container_id: str, failed: str) -> None:
+    bound = log.bind(container_id=container_id, failed_step=failed)
+    for step in reversed(done):
+        if step.release is None:
+            continue
+        try:
+            await step.release()
+        except Exception as e:
+            bound.warning("start rollback: a release failed", step=step.name, reason=str(e))
+
+
+class Snapshots(Protocol):
+    """The rootfs snapshots a start prepares (`snapshots.overlay.OverlaySnapshots`)."""
+
+    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> RootFs: ...
+
+
+class StartHost(Protocol):
+    """What the steps need from the container manager that owns runs and attachments."""
+
+    def take_pending(self, container_id: str) -> list[PendingAttach]:
+        """The attach requests waiting for this container's start (removed from the queue)."""
+        ...
+
+    async def release_shim(self, shim: ShimClient) -> None: ...
+
+    async def clean_after_shim(self, c: Container) -> None:
+        """Remove what a shim that died left (its cgroup, its socket)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class StartDeps:
+    """The components every start uses; built once by the manager."""
+
+    host: StartHost
+    snapshots: Snapshots
+    launcher: ShimLauncher
+    crashes: CrashHook
+    cgroup_parent: str
+    clock: Callable[[], int]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessPart:
+    args: tuple[str, ...]
+    env: tuple[str, ...]
+    cwd: str
+    user: str
+    open_stdin: bool
+    capabilities: tuple[str, ...]
+    no_new_privileges: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LinuxPart:
+    hostname: str
+    cgroup_path: str
+    masked_paths: tuple[str, ...]
+    readonly_paths: tuple[str, ...]
+    network_namespace: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LogPart:
+    path: str
+    max_size: int
+    max_files: int
+
+
+@dataclass(slots=True)
+class ContainerStart:
+    """One start of one container: its steps, and the parts they have built so far."""
+
+    container: Container
+    layer_dirs: list[str]
+    deps: StartDeps
+    rootfs: RootFs | None = None
+    mounts: list[Mount] = field(default_factory=list)
+    process: ProcessPart | None = None
+    linux: LinuxPart | None = None
+    logging: LogPart | None = None
+    shim: ShimClient | None = None
+    run: Run | None = None
+    pid: int = 0
+    # How the init ended when `start` failed after it ran (exec failed: 127, 126).
+    exit: ExitStatus | None = None
+
+    def steps(self) -> list[StartStep]:
+        return [
+            StartStep("rootfs", self.prepare_rootfs),
+            StartStep("etc files", self.mount_etc_files),
+            StartStep("process", self.describe_process),
+            StartStep("linux", self.describe_linux),
+            StartStep("logging", self.describe_logging),
+            # The first step that makes something outside the bundle: a shim process, its
+            # socket and the container's cgroup. Released by shutting the shim down.
+            StartStep("spawn shim", self.spawn_shim, self.release_shim),
+            # Before `start`, so an attached client misses none of the output.
+            StartStep("attach", self.attach_waiting),
+            StartStep("start", self.start_process),
+        ]
+
+    async def run_steps(self) -> None:
+        await run_with_rollback(self.steps(), self.container.id)
+
+    # ---- the steps -------------------------------------------------------------------
+
+    async def prepare_rootfs(self) -> None:
+        # The writable layer itself is create's; preparing it again is idempotent (it
+        # makes what a damaged state directory lacks), so there is nothing to release.
+        self.rootfs = await asyncio.to_thread(
+            self.deps.snapshots.prepare, Path(self.container.state_dir), self.layer_dirs
+        )
+
+    async def mount_etc_files(self) -> None:
+        self.mounts.extend(bundle.etc_mounts(self.container))
+
+    async def describe_process(self) -> None:
+        c = self.container
+        cfg = c.config
+        self.process = ProcessPart(
+            args=c.argv,
+            env=cfg.env,
+            cwd=cfg.working_dir or "/",
+            user=cfg.user,
+            open_stdin=cfg.open_stdin,
+            capabilities=bundle.DEFAULT_CAPABILITIES,
+            no_new_privileges=True,
+        )
+
+    async def describe_linux(self) -> None:
+        self.linux = LinuxPart(
+            hostname=self.container.config.hostname,
+            cgroup_path=bundle.cgroup_path(self.container, self.deps.cgroup_parent),
+            masked_paths=bundle.MASKED_PATHS,
+            readonly_paths=bundle.READONLY_PATHS,
+        )
+
+    async def describe_logging(self) -> None:
+        cfg = self.container.config
+        self.logging = LogPart(self.container.log_path, cfg.log_max_size, cfg.log_max_files)
+
+    async def spawn_shim(self) -> None:
+        spec = self.spec()
+        try:
+            self.shim = await self.deps.launcher.spawn(spec)
+        except Exception:
+            await self._shut_down_half_made_shim()
+            raise
+        self.deps.crashes.hit("start", "spawned")
+
+    async def _shut_down_half_made_shim(self) -> None:
+        """After a failed spawn: a shim that reported its error has exited and cleaned up;
+        one that did not answer in time may still live (shut it down); one that died left
+        its cgroup and socket (removed)."""
+        c = self.container
+        try:
+            shim = await self.deps.launcher.connect(c.id, Path(c.state_dir))
+        except PalletError:
+            pass
+        else:
+            await self.deps.host.release_shim(shim)
+        await self.deps.host.clean_after_shim(c)
+
+    async def release_shim(self) -> None:
+        if self.shim is None:
+            return
+        await self.deps.host.release_shim(self.shim)
+        await self.deps.host.clean_after_shim(self.container)
+
+    async def attach_waiting(self) -> None:
+        assert self.shim is not None
+        self.run = Run(self.shim)
+        for pending in self.deps.host.take_pending(self.container.id):
+            if pending.ready.done():
+                continue
+            stdio = await self.shim.attach(pending.stdin, pending.stdout, pending.stderr)
+            pending.ready.set_result((stdio, self.run))
+
+    async def start_process(self) -> None:
+        assert self.shim is not None
+        try:
+            self.pid = await self.shim.start()
+        except PalletError:
+            # The shim wrote how the init ended (an exec failure's 127) before it answered.
+            self.exit = await asyncio.to_thread(
+                self.deps.launcher.exit_status_on_disk, Path(self.container.state_dir)
+            )
+            raise
+        self.deps.crashes.hit("start", "started")
+
+    # ---- the spec the parts make -----------------------------------------------------
+
+    def spec(self) -> ShimSpec:
+        """The shim's spec, from the parts the steps before `spawn shim` built."""
+        assert self.rootfs is not None and self.process is not None
+        assert self.linux is not None and self.logging is not None
+        p, lx, lg = self.process, self.linux, self.logging
+        return ShimSpec(
+            container_id=self.container.id,
+            bundle_dir=self.container.state_dir,
+            args=p.args,
+            env=p.env,
+            cwd=p.cwd,
+            user=p.user,
+            hostname=lx.hostname,
+            rootfs=self.rootfs,
+            log_path=lg.path,
+            open_stdin=p.open_stdin,
+            mounts=tuple(self.mounts),
+            capabilities=p.capabilities,
+            masked_paths=lx.masked_paths,
+            readonly_paths=lx.readonly_paths,
+            cgroup_path=lx.cgroup_path,
+            no_new_privileges=p.no_new_privileges,
+            log_max_size=lg.max_size,
+            log_max_files=lg.max_files,
+            network_namespace=lx.network_namespace,
+        )

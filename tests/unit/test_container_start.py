@@ -1,0 +1,277 @@
+"""The daemon's start steps and their rollback, with fake snapshots, shims and host."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from pallet.daemon.containers import bundle
+from pallet.daemon.containers.model import Container, ContainerConfig, ContainerState
+from pallet.daemon.containers.sessions import PendingAttach
+from pallet.daemon.containers.start import (
+    ContainerStart,
+    StartDeps,
+    StartStep,
+    run_with_rollback,
+)
+from pallet.daemon.faults import CrashPoints
+from pallet.daemon.shims.api import ShimClient, Stdio
+from pallet.shim.api.spec import ExecSpec, ExitStatus, RootFs, ShimSpec, ShimState
+from pallet.v1.errors import FailedPrecondition, Internal, PalletError, Unavailable
+
+# ---- the runner ------------------------------------------------------------------------
+
+NAMES = ("one", "two", "three", "four", "five")
+
+
+def recording_steps(
+    journal: list[str], fail_at: str = "", bad_release: str = ""
+) -> list[StartStep]:
+    def step(name: str) -> StartStep:
+        async def run() -> None:
+            if name == fail_at:
+                raise FailedPrecondition(f"{name} broke")
+            journal.append(f"run {name}")
+
+        async def release() -> None:
+            if name == bad_release:
+                raise OSError("device busy")
+            journal.append(f"release {name}")
+
+        return StartStep(name, run, release)
+
+    return [step(n) for n in NAMES]
+
+
+async def test_steps_run_in_order() -> None:
+    journal: list[str] = []
+    await run_with_rollback(recording_steps(journal))
+    assert journal == [f"run {n}" for n in NAMES]
+
+
+@pytest.mark.parametrize("k", range(len(NAMES)))
+async def test_a_failure_at_step_k_releases_the_steps_before_it_in_reverse(k: int) -> None:
+    journal: list[str] = []
+    with pytest.raises(FailedPrecondition, match=f"{NAMES[k]} broke"):
+        await run_with_rollback(recording_steps(journal, fail_at=NAMES[k]))
+    done = NAMES[:k]
+    assert journal == [f"run {n}" for n in done] + [f"release {n}" for n in reversed(done)]
+
+
+async def test_a_release_that_fails_is_logged_and_the_others_still_run() -> None:
+    journal: list[str] = []
+    with capture_logs() as logs, pytest.raises(FailedPrecondition):
+        await run_with_rollback(
+            recording_steps(journal, fail_at="five", bad_release="three"), "c1"
+        )
+    assert journal[4:] == ["release four", "release two", "release one"]
+    [entry] = [e for e in logs if e["log_level"] == "warning"]
+    assert entry["step"] == "three" and entry["failed_step"] == "five"
+    assert entry["container_id"] == "c1" and "device busy" in entry["reason"]
+
+
+async def test_an_unexpected_error_names_its_step() -> None:
+    async def broken() -> None:
+        raise OSError("no space left on device")
+
+    journal: list[str] = []
+    steps = recording_steps(journal)[:2] + [StartStep("disk", broken)]
+    with pytest.raises(Internal, match="failed at disk: no space left on device"):
+        await run_with_rollback(steps)
+    assert journal == ["run one", "run two", "release two", "release one"]
+
+
+async def test_steps_without_a_release_are_skipped_in_the_rollback() -> None:
+    journal: list[str] = []
+    steps = recording_steps(journal)
+    steps[1] = StartStep("two", steps[1].run)  # makes nothing to undo
+    with pytest.raises(FailedPrecondition):
+        await run_with_rollback(steps[:3] + recording_steps(journal, fail_at="four")[3:])
+    assert journal == ["run one", "run two", "run three", "release three", "release one"]
+
+
+# ---- one container's start, against fakes that keep what is "on the host" -----------
+
+
+class Host:
+    """What a start leaves on the (fake) host: live shims, cgroups, sockets."""
+
+    def __init__(self) -> None:
+        self.live_shims: set[int] = set()
+        self.cgroups: set[str] = set()
+        self.sockets: set[str] = set()
+        self.pending: list[PendingAttach] = []
+
+
+class FakeShim:
+    def __init__(self, host: Host, spec: ShimSpec, pid: int, fail_start: bool) -> None:
+        self.host = host
+        self.container_id = spec.container_id
+        self.shim_pid = pid
+        self.fail_start = fail_start
+
+    async def start(self) -> int:
+        if self.fail_start:
+            raise FailedPrecondition('exec: "nosuch": executable file not found in $PATH')
+        return 4242
+
+    async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio:
+        raise AssertionError("not attached in these tests")
+
+    async def state(self) -> ShimState:
+        return ShimState("created", 0, self.shim_pid)
+
+    async def kill(self, signal: int, all_processes: bool = False) -> None: ...
+
+    async def wait(self) -> ExitStatus:
+        raise AssertionError("not waited on")
+
+    async def exec(self, spec: ExecSpec) -> object:
+        raise AssertionError("no exec")
+
+    async def wait_exec(self, exec_id: str) -> ExitStatus:
+        raise AssertionError("no exec")
+
+    async def shutdown(self) -> None:
+        # The shim removes its own cgroup and socket when it shuts down.
+        self.host.live_shims.discard(self.shim_pid)
+        self.host.cgroups.discard(self.container_id)
+        self.host.sockets.discard(self.container_id)
+
+    async def aclose(self) -> None: ...
+
+
+class FakeLauncher:
+    def __init__(self, host: Host, fail: str) -> None:
+        self.host = host
+        self.fail = fail
+        self.specs: list[ShimSpec] = []
+
+    async def spawn(self, spec: ShimSpec) -> ShimClient:
+        self.specs.append(spec)
+        # A shim that died building the container leaves its cgroup and socket behind.
+        self.host.cgroups.add(spec.container_id)
+        self.host.sockets.add(spec.container_id)
+        if self.fail == "spawn shim":
+            raise Unavailable("the shim died")
+        self.host.live_shims.add(1000)
+        return FakeShim(self.host, spec, 1000, self.fail == "start")  # type: ignore[return-value]
+
+    async def connect(self, container_id: str, bundle_dir: Path) -> ShimClient:
+        raise Unavailable("no shim")
+
+    def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
+        return ExitStatus(127, 1, "exec failed") if self.fail == "start" else None
+
+    def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:
+        return None
+
+    def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class FakeManager:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def take_pending(self, container_id: str) -> list[PendingAttach]:
+        taken, self.host.pending = self.host.pending, []
+        return taken
+
+    async def release_shim(self, shim: ShimClient) -> None:
+        try:
+            await shim.shutdown()
+        except PalletError:
+            pass
+
+    async def clean_after_shim(self, c: Container) -> None:
+        self.host.cgroups.discard(c.id)
+        self.host.sockets.discard(c.id)
+
+
+class FakeSnapshots:
+    def __init__(self, fail: bool) -> None:
+        self.fail = fail
+
+    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> RootFs:
+        if self.fail:
+            raise FailedPrecondition("the writable layer cannot be made")
+        return RootFs(tuple(lower_dirs), f"{state_dir}/upper", f"{state_dir}/work",
+                      f"{state_dir}/rootfs")
+
+
+def container() -> Container:
+    return Container(
+        id="c" * 64,
+        name="web",
+        image_id="sha256:" + "ab" * 32,
+        config=ContainerConfig(image="busybox", cmd=("nosuch",), hostname="web1",
+                               log_max_size=100, log_max_files=3),
+        state=ContainerState(),
+        created_ns=1,
+        state_dir="/var/lib/pallet/containers/" + "c" * 64,
+    )
+
+
+def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
+    host = Host()
+    launcher = FakeLauncher(host, fail)
+    deps = StartDeps(
+        host=FakeManager(host),
+        snapshots=FakeSnapshots(fail == "rootfs"),
+        launcher=launcher,  # type: ignore[arg-type]
+        crashes=CrashPoints(),
+        cgroup_parent="pallet",
+        clock=lambda: 5,
+    )
+    return ContainerStart(container(), ["/layers/l1"], deps), host, launcher
+
+
+def test_the_steps_and_their_order() -> None:
+    start, _, _ = make_start()
+    assert [s.name for s in start.steps()] == [
+        "rootfs", "etc files", "process", "linux", "logging", "spawn shim", "attach", "start",
+    ]
+    # Only the shim makes something a start must undo (today).
+    assert [s.name for s in start.steps() if s.release is not None] == ["spawn shim"]
+
+
+async def test_a_start_builds_the_spec_from_its_parts() -> None:
+    start, host, launcher = make_start()
+    await start.run_steps()
+    assert start.pid == 4242 and host.live_shims == {1000}
+    [spec] = launcher.specs
+    c = container()
+    assert spec.rootfs.upper_dir == f"{c.state_dir}/upper"
+    assert spec.mounts == bundle.etc_mounts(c)
+    assert spec.capabilities == bundle.DEFAULT_CAPABILITIES
+    assert spec.masked_paths == bundle.MASKED_PATHS
+    assert spec.cgroup_path == f"pallet/{c.id}"
+    assert (spec.hostname, spec.log_max_size, spec.log_max_files) == ("web1", 100, 3)
+    # The same spec as the bundle's one-piece builder makes (until it is retired).
+    assert spec == bundle.shim_spec(c, spec.rootfs, "pallet")
+
+
+@pytest.mark.parametrize("fail", ["rootfs", "spawn shim", "start"])
+async def test_a_failed_start_leaves_no_shim_no_cgroup_no_socket(fail: str) -> None:
+    start, host, _ = make_start(fail)
+    with pytest.raises(PalletError):
+        await start.run_steps()
+    assert host.live_shims == set()
+    assert host.cgroups == set()
+    assert host.sockets == set()
+    if fail == "start":  # how the init ended is kept for the record
+        assert start.exit == ExitStatus(127, 1, "exec failed")
+
+
+async def test_clients_waiting_to_attach_are_attached_before_the_start() -> None:
+    start, host, _ = make_start()
+    future: asyncio.Future[tuple[Stdio, object]] = asyncio.get_running_loop().create_future()
+    future.cancel()  # a client that gave up is skipped
+    host.pending.append(PendingAttach(False, True, True, future))  # type: ignore[arg-type]
+    await start.run_steps()
+    assert host.pending == [] and start.run is not None
