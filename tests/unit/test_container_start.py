@@ -19,7 +19,7 @@ from pallet.daemon.containers.start import (
 )
 from pallet.daemon.faults import CrashPoints
 from pallet.daemon.shims.api import ShimClient, Stdio
-from pallet.shim.api.spec import ExecSpec, ExitStatus, RootFs, ShimSpec, ShimState
+from pallet.shim.api.spec import ExecSpec, ExitStatus, RootFs, ShimSpec, ShimState, TaskStatus
 from pallet.v1.errors import FailedPrecondition, Internal, PalletError, Unavailable
 
 # ---- the runner ------------------------------------------------------------------------
@@ -122,7 +122,7 @@ class FakeShim:
         raise AssertionError("not attached in these tests")
 
     async def state(self) -> ShimState:
-        return ShimState("created", 0, self.shim_pid)
+        return ShimState(TaskStatus.CREATED, 0, self.shim_pid)
 
     async def kill(self, signal: int, all_processes: bool = False) -> None: ...
 
