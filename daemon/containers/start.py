@@ -218,8 +218,8 @@ class ContainerStart:
         )
 
     async def describe_logging(self) -> None:
-        cfg = self.container.config
-        self.logging = LogPart(self.container.log_path, cfg.log_max_size, cfg.log_max_files)
+        rotation = self.container.host_config.log_config
+        self.logging = LogPart(self.container.log_path, rotation.max_size, rotation.max_files)
 
     async def spawn_shim(self) -> None:
         spec = self.spec()

@@ -9,7 +9,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from pallet.daemon.containers import bundle
-from pallet.daemon.containers.model import Container, ContainerConfig, ContainerState
+from pallet.daemon.containers.model import (
+    Config,
+    Container,
+    ContainerState,
+    HostConfig,
+    LogConfig,
+)
 from pallet.daemon.containers.sessions import PendingAttach
 from pallet.daemon.containers.start import (
     ContainerStart,
@@ -209,8 +215,8 @@ def container() -> Container:
         id="c" * 64,
         name="web",
         image_id="sha256:" + "ab" * 32,
-        config=ContainerConfig(image="busybox", cmd=("nosuch",), hostname="web1",
-                               log_max_size=100, log_max_files=3),
+        config=Config(image="busybox", cmd=("nosuch",), hostname="web1"),
+        host_config=HostConfig(log_config=LogConfig(max_size=100, max_files=3)),
         state=ContainerState(),
         created_ns=1,
         state_dir="/var/lib/pallet/containers/" + "c" * 64,
