@@ -5,9 +5,10 @@ from `pallet.v1.errors` plus a message). Must not: do I/O; both the shim (a sele
 loop) and the daemon (asyncio) wrap it with their own reads and writes.
 
 A frame is a 5-byte header, a big-endian u32 payload length and a u8 kind, then the
-payload. Kind CONTROL carries one JSON object (requests, replies, events); STDOUT and
-STDERR (shim to client) carry a big-endian u64 capture time in ns then the raw bytes;
-STDIN (client to shim) carries raw bytes. Output is never re-encoded.
+payload. Kind CONTROL carries one JSON object (a request, reply or event, typed in
+`pallet.shim.api.messages`); STDOUT and STDERR (shim to client) carry a big-endian u64
+capture time in ns then the raw bytes; STDIN (client to shim) carries raw bytes. Output
+is never re-encoded.
 """
 
 from __future__ import annotations
