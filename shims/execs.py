@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
-from pallet.shim import cgroups
+from pallet.shim.cgroups import Cgroup
 from pallet.shim.api import messages, wire
 from pallet.shim.api.files import read_exec_exit, validate_exec_id, write_exec_exit
 from pallet.shim.api.messages import ExecRequest, ExecResponse, ExecWaitRequest, ExitEvent, WaitResponse
@@ -71,7 +72,7 @@ class Execs:
     def processes(self) -> list[Process]:
         return [run.process for run in self.by_pid.values()]
 
-    def start(self, conn: Conn, request: ExecRequest, init_pid: int, cgroup_dirs: list[str]) -> Reply:
+    def start(self, conn: Conn, request: ExecRequest, init_pid: int, cgroup: Cgroup) -> Reply:
         """Fork the exec (the container is running: the caller checked) and stream it on
         `conn`."""
         spec = request.spec
@@ -88,8 +89,14 @@ class Execs:
             # The pid namespace died with its init (ENOMEM from fork): it is not running.
             plan.close()
             raise FailedPrecondition(f"container {self.id} is not running: {exc.strerror}") from None
+        try:
+            cgroup.join(pid)
+        except BaseException:
+            os.kill(pid, signal.SIGKILL)  # it waits for the cgroup: it must not run outside
+            os.waitpid(pid, 0)
+            plan.close()
+            raise
         plan.forked()
-        cgroups.join(cgroup_dirs, pid)
         try:
             os.write(plan.cgroup_w, b"j")
         except OSError:

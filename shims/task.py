@@ -17,8 +17,8 @@ import sys
 import time
 from collections.abc import Callable
 
-from pallet.v1.errors import FailedPrecondition, InvalidArgument
-from pallet.shim import cgroups
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError
+from pallet.shim.cgroups import Cgroup, NoCgroup, open_cgroup
 from pallet.shim.api import messages, wire
 from pallet.shim.api.files import write_exit_status
 from pallet.shim.api.messages import (
@@ -72,7 +72,7 @@ class Task:
         self.execs = Execs(
             spec, syscalls, io, output, fds_to_close=lambda: fds_to_close() + self.process_fds()
         )
-        self.cgroup_dirs: list[str] = []
+        self.cgroup: Cgroup = NoCgroup()
         self.finished = False  # init exited, status on disk, output drained
         self._fds_to_close = fds_to_close  # the shim's own fds no child may inherit
         self._on_finished = on_finished
@@ -95,7 +95,9 @@ class Task:
             raise FailedPrecondition(
                 f"cannot open the log file {spec.log_path}: {exc.strerror or exc}"
             ) from None
-        self.cgroup_dirs = cgroups.create(spec.cgroup_path)
+        cgroup = open_cgroup(spec.cgroup_path)
+        cgroup.create()  # raises, naming the path and the reason: no cgroup, no container
+        self.cgroup = cgroup
         # Before our first fork: it applies to our children only, the first becoming the
         # container's PID 1 and later ones (exec processes) members of its namespace.
         self.sys.unshare(CLONE_NEWPID)
@@ -112,7 +114,7 @@ class Task:
         process = self.output.process(pid, plan, reader)
         try:
             # While the init mounts its filesystem: the v1 migration is slow (see steps).
-            cgroups.join(self.cgroup_dirs, pid)
+            self.cgroup.join(pid)
             os.write(plan.cgroup_w, b"j")
             os.close(plan.cgroup_w)
             wait_for(reader, {"ready"}, time.monotonic() + _CREATE_TIMEOUT)
@@ -146,9 +148,14 @@ class Task:
 
     def release(self) -> None:
         """What the task made on the host: the container's cgroup; and the log file."""
-        left = cgroups.remove(self.cgroup_dirs)
+        try:
+            left = self.cgroup.remove()
+        except PalletError as exc:
+            left, reason = self.cgroup.paths(), f": {exc}"
+        else:
+            reason = ""
         if left:
-            print(f"pallet-shim[{os.getpid()}]: cgroups still busy: {left}", file=sys.stderr)
+            print(f"pallet-shim[{os.getpid()}]: cgroups left: {left}{reason}", file=sys.stderr)
         if self.output.log is not None:
             self.output.log.close()
             self.output.log = None
@@ -227,8 +234,7 @@ class Task:
         init = self._init()
         self.state.require({CREATED, RUNNING}, "it is not running, there is nothing to signal")
         if request.all:
-            for pid in cgroups.pids(self.cgroup_dirs):
-                _kill(pid, signum)
+            self.cgroup.kill(signum)
         _kill(init.pid, signum)
         return Ack()
 
@@ -259,7 +265,7 @@ class Task:
 
     def op_exec(self, conn: Conn, request: ExecRequest) -> Reply:
         self.state.require({RUNNING}, "it is not running, start it first")
-        return self.execs.start(conn, request, self._init().pid, self.cgroup_dirs)
+        return self.execs.start(conn, request, self._init().pid, self.cgroup)
 
     def op_close_stdin(self, conn: Conn, request: CloseStdinRequest) -> Reply:
         self.output.close_stdin(conn, self.stdin_target(conn))

@@ -1,10 +1,12 @@
-"""What a dead shim leaves on the host, and removing it.
+"""What a dead shim leaves on the host, and having it removed.
 
-Owns: cleaning up after a container whose shim died without doing it itself (kill -9, OOM
-killer): any process still in the container's cgroup is killed (a container whose
-supervisor died is dead: nobody would collect its output or exit), its cgroups are removed,
-and its shim socket is unlinked. Must not: touch a container whose shim still answers (the
-shim owns those), or anything outside the container's cgroup and the run root.
+Owns: finding shim sockets in the run root, and asking for the cleanup after a container
+whose shim died without doing it itself (kill -9, OOM killer): `pallet-shim delete`
+(through `ShimLauncher.delete`) kills any process still in the container's cgroup (a
+container whose supervisor died is dead: nobody would collect its output or exit),
+removes its cgroups and unlinks its shim socket. Must not: know the cgroup layout (only
+the shim does), or act on a container whose shim still answers (the shim owns those; the
+delete command refuses them too).
 
 The shim normally removes its socket and cgroups itself when it shuts down, and its
 container's init dies with it (PR_SET_PDEATHSIG), taking the pid namespace along; this is
@@ -13,63 +15,42 @@ the backstop for what is left when a shim could not clean up.
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 
 import structlog
 
-from pallet.shim import cgroups
+from pallet.v1.errors import PalletError
+from pallet.daemon.shims.api import ShimLauncher
 from pallet.shim.api import sockpath
+from pallet.shim.api.delete import DeleteResult
 
 log = structlog.get_logger(__name__)
 
 
-def container_cgroups(cgroup_path: str) -> list[str]:
-    """The container's cgroup directory in every hierarchy where it exists."""
-    if not cgroup_path:
-        return []
-    found = []
-    for root in cgroups.hierarchies():
-        path = os.path.join(root, cgroup_path.lstrip("/"))
-        if os.path.isdir(path):
-            found.append(path)
-    return found
+async def clean_after_dead_shim(
+    launcher: ShimLauncher, container_id: str, bundle_dir: Path, cgroup_path: str
+) -> DeleteResult | None:
+    """Have the shim's delete command clean up after `container_id`'s dead shim.
 
-
-def clean_after_dead_shim(run_root: Path, container_id: str, cgroup_path: str) -> list[int]:
-    """Kill what runs in the container's cgroups, remove them and the shim's socket.
-
-    Returns the pids that were still running (normally none). Blocking: run off the loop.
+    Returns what it did, or None when it failed (logged here: the container is recorded
+    as exited either way, and the next cleanup, e.g. at remove, tries again).
     """
-    dirs = container_cgroups(cgroup_path)
-    killed: list[int] = []
-    for _ in range(3):
-        pids = cgroups.pids(dirs)
-        if not pids:
-            break
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-            except ProcessLookupError:
-                pass
-        # Killed processes leave the cgroup once reaped (by the kernel, for orphans of a
-        # dead pid namespace); remove() below waits for that.
-        cgroups.remove(dirs, timeout=2.0)
-        dirs = [d for d in dirs if os.path.isdir(d)]
-    left = cgroups.remove(dirs, timeout=2.0)
-    if left:
-        log.warning("cgroups of a dead shim still busy", container_id=container_id, left=left)
     try:
-        os.unlink(sockpath.shim_socket(str(run_root), container_id))
-    except FileNotFoundError:
-        pass
-    if killed:
+        result = await launcher.delete(container_id, bundle_dir, cgroup_path)
+    except PalletError as exc:
+        log.warning("cleanup after a dead shim failed", container_id=container_id, error=str(exc))
+        return None
+    if result.killed:
         log.warning(
-            "killed processes left by a dead shim", container_id=container_id, pids=killed
+            "killed processes left by a dead shim", container_id=container_id,
+            pids=list(result.killed),
         )
-    return sorted(set(killed))
+    if result.cgroups_left:
+        log.warning(
+            "cgroups of a dead shim still busy", container_id=container_id,
+            left=list(result.cgroups_left),
+        )
+    return result
 
 
 def shim_sockets(run_root: Path) -> dict[str, Path]:

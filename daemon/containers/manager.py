@@ -196,11 +196,8 @@ class ContainerManager:
     async def clean_after_shim(self, c: Container) -> None:
         if self._run_root is None:
             return
-        await asyncio.to_thread(
-            leftovers.clean_after_dead_shim,
-            self._run_root,
-            c.id,
-            cgroup_path(c, self._cgroup_parent),
+        await leftovers.clean_after_dead_shim(
+            self._launcher, c.id, Path(c.state_dir), cgroup_path(c, self._cgroup_parent)
         )
 
     def take_pending(self, container_id: str) -> list[PendingAttach]:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Protocol
 
+from pallet.shim.api.delete import DeleteResult
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 
 
@@ -113,6 +114,15 @@ class ShimLauncher(Protocol):
 
     def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None:
         """Forget an exec's recorded exit (its exec_die is journalled)."""
+        ...
+
+    async def delete(self, container_id: str, bundle_dir: Path, cgroup_path: str) -> DeleteResult:
+        """Clean up after the container's dead shim (`pallet-shim delete`): kill what is
+        left in its cgroup, remove the cgroup and the shim's socket.
+
+        Raises FailedPrecondition when the shim still answers, DeadlineExceeded when the
+        cleanup hangs.
+        """
         ...
 
     async def aclose(self) -> None: ...

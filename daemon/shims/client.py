@@ -28,6 +28,8 @@ from pallet.v1.errors import Internal, Unavailable
 from pallet.daemon.shims.api import ExecSession, ShimClient, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 from pallet.daemon.shims.channel import Channel
+from pallet.daemon.shims.delete import shim_delete
+from pallet.shim.api.delete import DeleteResult
 from pallet.shim.api import sockpath, wire
 from pallet.shim.api.messages import (
     Ack,
@@ -391,6 +393,9 @@ class ShimLauncherImpl:
 
     def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None:
         discard_exec_exit(str(bundle_dir), exec_id)
+
+    async def delete(self, container_id: str, bundle_dir: Path, cgroup_path: str) -> DeleteResult:
+        return await shim_delete(self._python, self.run_root, container_id, bundle_dir, cgroup_path)
 
     async def launcher_pid(self) -> int:
         """Pid of the running launcher (started if needed)."""

@@ -28,6 +28,7 @@ from pallet.v1.errors import FailedPrecondition, NotFound, Unavailable
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.images.model import Image, ImageConfig, LoadResult, RemoveResult
 from pallet.daemon.shims.api import ExecSession, Stdio
+from pallet.shim.api.delete import DeleteResult
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState, TaskStatus
 from pallet.shim.logfile import LogWriter
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
@@ -173,6 +174,9 @@ class FakeLauncher:
 
     def discard_exec_exit(self, bundle_dir: Path, exec_id: str) -> None:
         pass
+
+    async def delete(self, container_id: str, bundle_dir: Path, cgroup_path: str) -> DeleteResult:
+        return DeleteResult()
 
     async def aclose(self) -> None:
         pass

@@ -199,7 +199,3 @@ def test_shim_sockets_are_found_by_container_id(tmp_path: Path) -> None:
     (tmp_path / "shims" / ("a" * 64 + ".sock")).touch()
     (tmp_path / "shims" / "notes.txt").touch()
     assert list(leftovers.shim_sockets(tmp_path)) == ["a" * 64]
-
-
-def test_no_cgroup_path_means_no_cgroups() -> None:
-    assert leftovers.container_cgroups("") == []

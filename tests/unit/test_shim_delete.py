@@ -1,0 +1,72 @@
+"""`pallet-shim delete` as the daemon runs it: result, refusal, deadline (no cgroup is
+touched: the container's cgroup path names none that exists)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Internal
+from pallet.daemon.shims.delete import shim_delete
+from pallet.shim.api import sockpath
+from pallet.shim.api.delete import DeleteResult
+
+CID = "c" * 64
+NO_CGROUP = f"pallet-unit-test-{os.getpid()}/{CID}"
+
+
+def _socket_file(run_root: Path) -> Path:
+    (run_root / "shims").mkdir(parents=True, exist_ok=True)
+    return run_root / "shims" / f"{CID}.sock"
+
+
+async def test_a_dead_shims_socket_is_removed(tmp_path: Path) -> None:
+    sock = _socket_file(tmp_path)
+    listener = socket.socket(socket.AF_UNIX)
+    with sockpath.usable(str(sock)) as path:
+        listener.bind(path)
+    listener.close()  # bound, never served: what a shim killed -9 leaves
+    result = await shim_delete(sys.executable, tmp_path, CID, tmp_path / "bundle", NO_CGROUP)
+    assert result == DeleteResult(socket_removed=True)
+    assert not sock.exists()
+    again = await shim_delete(sys.executable, tmp_path, CID, tmp_path / "bundle", NO_CGROUP)
+    assert again == DeleteResult()
+
+
+async def test_a_shim_that_still_answers_is_not_touched(tmp_path: Path) -> None:
+    sock = _socket_file(tmp_path)
+    listener = socket.socket(socket.AF_UNIX)
+    with sockpath.usable(str(sock)) as path:
+        listener.bind(path)
+    listener.listen(1)
+    try:
+        with pytest.raises(FailedPrecondition, match="still answers"):
+            await shim_delete(sys.executable, tmp_path, CID, tmp_path / "bundle", NO_CGROUP)
+    finally:
+        listener.close()
+    assert sock.exists()
+
+
+async def test_a_bad_cgroup_path_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(FailedPrecondition, match="invalid cgroup path"):
+        await shim_delete(sys.executable, tmp_path, CID, tmp_path / "bundle", "../etc")
+
+
+async def test_a_hung_delete_is_stopped_at_its_deadline(tmp_path: Path) -> None:
+    hang = tmp_path / "hang"
+    hang.write_text("#!/bin/sh\nexec sleep 60\n")
+    hang.chmod(0o755)
+    with pytest.raises(DeadlineExceeded, match="did not finish within 0.5s"):
+        await shim_delete(str(hang), tmp_path, CID, tmp_path / "bundle", NO_CGROUP, timeout=0.5)
+
+
+async def test_a_crashed_delete_is_an_internal_error_with_its_stderr(tmp_path: Path) -> None:
+    crash = tmp_path / "crash"
+    crash.write_text("#!/bin/sh\necho 'Traceback: boom' >&2\nexit 1\n")
+    crash.chmod(0o755)
+    with pytest.raises(Internal, match="exit 1.*boom"):
+        await shim_delete(str(crash), tmp_path, CID, tmp_path / "bundle", NO_CGROUP)
