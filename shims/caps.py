@@ -1,7 +1,8 @@
-"""Linux capability names and Docker's default set.
+"""Linux capability names.
 
-Owns: mapping "CAP_CHOWN"-style names to bit numbers and the default set a container gets
-when its spec names none. Must not: call the kernel (`pallet.shim.steps` does).
+Owns: mapping "CAP_CHOWN"-style names to bit numbers. Must not: call the kernel
+(`pallet.shim.steps` does), or hold a default set: the daemon's spec names every
+capability a process keeps, and none named means none.
 """
 
 from __future__ import annotations
@@ -23,13 +24,6 @@ NUMBERS: dict[str, int] = {
         )
     )
 }
-
-#: What `docker run` grants when no --cap-add/--cap-drop is given.
-DOCKER_DEFAULT = (
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
-)
 
 
 def mask_of(names: tuple[str, ...]) -> int:

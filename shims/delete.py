@@ -37,7 +37,7 @@ def delete(run_root: str, container_id: str, bundle_dir: str, cgroups_path: str 
         )
     if cgroups_path is None:
         try:
-            cgroups_path = read_spec(bundle_dir).cgroup_path
+            cgroups_path = read_spec(bundle_dir).linux.cgroups_path
         except OSError as exc:
             raise FailedPrecondition(
                 f"cannot read the spec of container {container_id} in {bundle_dir} "

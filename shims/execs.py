@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from pallet.shim.cgroups import Cgroup
 from pallet.shim.api import messages, wire
-from pallet.shim.api.files import read_exec_exit, validate_exec_id, write_exec_exit
+from pallet.shim.api.files import read_exec_exit, validate_exec, validate_exec_id, write_exec_exit
 from pallet.shim.api.messages import ExecRequest, ExecResponse, ExecWaitRequest, ExitEvent, WaitResponse
 from pallet.shim.api.spec import ExitStatus, ShimSpec
 from pallet.shim.children import Process
@@ -76,12 +76,12 @@ class Execs:
         """Fork the exec (the container is running: the caller checked) and stream it on
         `conn`."""
         spec = request.spec
-        if not spec.args:
+        if not spec.process.args:
             raise InvalidArgument("exec needs a command")
-        validate_exec_id(spec.exec_id)
+        validate_exec(spec)
         if spec.exec_id in self.by_id or read_exec_exit(self.spec.bundle_dir, spec.exec_id):
             raise AlreadyExists(f"exec {spec.exec_id} exists already: use a new exec id")
-        plan = StdioPlan(stdin=spec.stdin)
+        plan = StdioPlan(stdin=spec.process.stdin)
         try:
             stdio = plan.child_stdio(self._fds_to_close())
             pid = fork_exec(self.spec, spec, self.sys, init_pid, stdio)

@@ -1,8 +1,8 @@
 """Path and mount-option helpers for building a container's filesystem.
 
 Owns: resolving a container path inside a root without escaping it through `..` or
-symlinks (`secure_join`), turning "ro,nosuid,size=64m" into mount flags plus fs data,
-and the default masked / read-only path lists. Must not: mount anything.
+symlinks (`secure_join`), and turning "ro,nosuid,size=64m" into mount flags plus fs
+data. Must not: mount anything, or know which paths to mask (the daemon's spec says).
 """
 
 from __future__ import annotations
@@ -12,14 +12,6 @@ import stat
 
 from pallet.v1.errors import InvalidArgument
 from pallet.shim import syscalls as sc
-
-#: Docker's defaults: paths that leak host information or allow host changes.
-DEFAULT_MASKED = (
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
-    "/sys/firmware", "/sys/devices/virtual/powercap",
-)
-DEFAULT_READONLY = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 _FLAGS: dict[str, tuple[bool, int]] = {
     # option: (clear instead of set, flag)

@@ -146,21 +146,14 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
         _take_stdio(stdio)
         setup = InitSetup(spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"))
         run_steps(setup.steps())
-        process = ProcessSetup(
-            sc,
-            user=spec.user,
-            env=spec.env,
-            cwd=spec.cwd,
-            capabilities=spec.capabilities,
-            no_new_privileges=spec.no_new_privileges,
-        )
+        process = ProcessSetup(sc, spec.process)
         run_steps(process.steps())
         send_status(stdio.status_w, {"ready": True})
         # Wait here, fully built, until the shim's `start` (EOF: deleted before start).
         if os.read(stdio.start_r, 1) != b"s":
             os._exit(1)
         os.close(stdio.start_r)
-        exec_process(spec.args, process.env)
+        exec_process(spec.process.args, process.env)
     except ExecFailed as exc:
         send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": exc.exit_code})
         code = exc.exit_code
@@ -173,7 +166,11 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
 def fork_exec(
     container: ShimSpec, spec: ExecSpec, sc: Syscalls, init_pid: int, stdio: ChildStdio
 ) -> int:
-    """Fork an exec process: born in the container's pid namespace, it joins the rest."""
+    """Fork an exec process: born in the container's pid namespace, it joins the rest.
+
+    `spec.process` is complete (the daemon merged it with the container's); nothing of
+    `container` but its namespaces is used.
+    """
     pid = os.fork()
     if pid:
         return pid
@@ -181,17 +178,13 @@ def fork_exec(
     try:
         _reset_in_child(stdio)
         _take_stdio(stdio)
-        run_steps(ExecJoin(sc, init_pid, _waiter(stdio.cgroup_r, "joining the cgroup")).steps())
-        process = ProcessSetup(
-            sc,
-            user=spec.user or container.user,
-            env=merged_env(container.env, spec.env),
-            cwd=spec.cwd or container.cwd,
-            capabilities=container.capabilities,
-            no_new_privileges=container.no_new_privileges,
+        join = ExecJoin(
+            sc, init_pid, container.linux.namespaces, _waiter(stdio.cgroup_r, "joining the cgroup")
         )
+        run_steps(join.steps())
+        process = ProcessSetup(sc, spec.process)
         run_steps(process.steps())
-        exec_process(spec.args, process.env)
+        exec_process(spec.process.args, process.env)
     except ExecFailed as exc:
         send_status(stdio.status_w, {"exec_error": exc.message, "exit_code": exc.exit_code})
         code = exc.exit_code
@@ -202,15 +195,6 @@ def fork_exec(
         send_status(stdio.status_w, {"exec_error": message, "exit_code": code})
     finally:
         os._exit(code)
-
-
-def merged_env(base: tuple[str, ...], extra: tuple[str, ...]) -> tuple[str, ...]:
-    """The container's env with the exec's own variables winning, as `docker exec` does."""
-    values: dict[str, str] = {}
-    for entry in (*base, *extra):
-        key = entry.split("=", 1)[0]
-        values[key] = entry
-    return tuple(values.values())
 
 
 def wait_for(reader: StatusReader, keys: set[str], deadline: float) -> dict[str, Any]:

@@ -1,16 +1,18 @@
 """Container setup as ordered lists of small named steps, one kernel action each.
 
 Owns: what happens between fork and exec, in order, for the container's init and for exec
-processes: namespaces, the cgroup join, the root filesystem, pivot_root, masked paths,
+processes: namespaces (made or joined, as `linux.namespaces` lists them), the cgroup
+join, the root filesystem, device nodes, pivot_root, sysctls, masked and read-only paths,
 hostname, user, capabilities, working directory, and the exec itself with docker's error
-wording. Must not: talk to clients or wait on anything but the start pipe; every kernel
-call goes through `Syscalls`, so `tests/unit/test_shim_steps.py` checks the order with a
-fake.
+wording. Must not: talk to clients or wait on anything but the start pipe, or fill in
+anything the spec leaves out (the daemon owns every default); every kernel call goes
+through `Syscalls`, so `tests/unit/test_shim_steps.py` checks the order with a fake.
 
-The shim unshares the pid namespace itself (it applies to children only, so the shim
-stays in the host's), which makes its first child PID 1 of the container and every later
-child (exec processes) a member of it. That child unshares the other namespaces, builds
-the filesystem and the process identity, then waits for `start` and execs.
+The shim makes (or joins) the pid namespace itself before it forks (`enter_pid_namespace`:
+it applies to children only, so the shim stays in the host's), which makes its first
+child PID 1 of the container and every later child (exec processes) a member of it. That
+child makes the other namespaces, builds the filesystem and the process identity, then
+waits for `start` and execs.
 """
 
 from __future__ import annotations
@@ -26,36 +28,36 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pallet.v1.errors import FailedPrecondition, PalletError
-from pallet.shim.api.spec import ShimSpec
+from pallet.shim.api.spec import (
+    NS_CGROUP,
+    NS_IPC,
+    NS_MOUNT,
+    NS_NETWORK,
+    NS_PID,
+    NS_UTS,
+    Namespace,
+    Process,
+    ShimSpec,
+)
 from pallet.shim import caps
 from pallet.shim import syscalls as sc
-from pallet.shim.mounts import (
-    DEFAULT_MASKED,
-    DEFAULT_READONLY,
-    ensure_mount_point,
-    parse_options,
-    secure_join,
-)
+from pallet.shim.mounts import ensure_mount_point, parse_options, secure_join
 from pallet.shim.syscalls import Syscalls
 from pallet.shim.users import ExecUser, resolve_user
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# The pid namespace is the shim's doing (children only), the cgroup one comes last.
-_CONTAINER_NAMESPACES = sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC
+# The spec's namespace types: their name under /proc/<pid>/ns and their clone flag.
+NAMESPACES: dict[str, tuple[str, int]] = {
+    NS_PID: ("pid", sc.CLONE_NEWPID),
+    NS_NETWORK: ("net", sc.CLONE_NEWNET),
+    NS_MOUNT: ("mnt", sc.CLONE_NEWNS),
+    NS_IPC: ("ipc", sc.CLONE_NEWIPC),
+    NS_UTS: ("uts", sc.CLONE_NEWUTS),
+    NS_CGROUP: ("cgroup", sc.CLONE_NEWCGROUP),
+}
 # Order of setns for exec. No pid: the shim's children are born in the container's pid
-# namespace already. mnt last, because entering it changes our root; every
+# namespace already. mount last, because entering it changes our root; every
 # /proc/<pid>/ns fd is opened before the first setns.
-EXEC_NAMESPACES = (
-    ("ipc", sc.CLONE_NEWIPC),
-    ("uts", sc.CLONE_NEWUTS),
-    ("net", sc.CLONE_NEWNET),
-    ("cgroup", sc.CLONE_NEWCGROUP),
-    ("mnt", sc.CLONE_NEWNS),
-)
-_DEVICES = (  # name, major, minor: the nodes every container gets
-    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
-    ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
-)
+EXEC_NAMESPACE_ORDER = (NS_IPC, NS_UTS, NS_NETWORK, NS_CGROUP, NS_MOUNT)
 _DEV_LINKS = (
     ("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx"), ("core", "/proc/kcore"),
@@ -101,13 +103,38 @@ def set_loopback_up() -> None:
         fcntl.ioctl(sock, _SIOCSIFFLAGS, struct.pack("16sH22x", b"lo", flags | _IFF_UP))
 
 
+def join_namespace(sys: Syscalls, ns: Namespace) -> None:
+    """setns into the namespace at `ns.path` (a /proc/<pid>/ns/* file or a bind of one)."""
+    fd = os.open(ns.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        sys.setns(fd, NAMESPACES[ns.type][1])
+    finally:
+        os.close(fd)
+
+
+def enter_pid_namespace(spec: ShimSpec, sys: Syscalls) -> None:
+    """In the shim, before its first fork: the pid namespace its children are born in.
+
+    Listed without a path: a new one (the first child becomes its PID 1). With a path:
+    that one. Not listed: the host's, so nothing to do.
+    """
+    for ns in spec.linux.namespaces:
+        if ns.type == NS_PID:
+            if ns.path:
+                join_namespace(sys, ns)
+            else:
+                sys.unshare(sc.CLONE_NEWPID)
+
+
 class InitSetup:
     """The steps that turn a forked child of the shim into a container's PID 1.
 
-    The shim has already unshared the pid namespace (its first child is PID 1) and moves
-    this process into the container's cgroup while these steps run: that migration waits
-    for an RCU grace period on cgroup v1 (several ms), so it overlaps the mount work.
+    The shim has already entered the pid namespace (`enter_pid_namespace`) and moves this
+    process into the container's cgroup while these steps run: that migration waits for
+    an RCU grace period on cgroup v1 (several ms), so it overlaps the mount work.
     """
+
+    proc_sys = "/proc/sys"  # after pivot_root: the container's own
 
     def __init__(
         self,
@@ -118,15 +145,21 @@ class InitSetup:
     ) -> None:
         self.spec = spec
         self.sys = sys
-        self.root = spec.rootfs.target
+        self.root = spec.root.path
         self._wait_for_cgroup = wait_for_cgroup
         self._loopback_up = loopback_up
+        # pid: the shim's doing; cgroup: only once we are in the container's cgroup.
+        early = [ns for ns in spec.linux.namespaces if ns.type not in (NS_PID, NS_CGROUP)]
+        self._new = [ns for ns in early if not ns.path]
+        self._joined = [ns for ns in early if ns.path]
+        self._cgroup_ns = next((ns for ns in spec.linux.namespaces if ns.type == NS_CGROUP), None)
 
     def steps(self) -> list[Step]:
-        own_net = not self.spec.network_namespace
+        own_net = any(ns.type == NS_NETWORK for ns in self._new)
+        cgroup_ns = self._cgroup_ns
         return [
             Step("unshare namespaces", self.unshare_namespaces),
-            *([] if own_net else [Step("join network namespace", self.join_network_namespace)]),
+            *(Step(f"join {ns.type} namespace", self._joiner(ns)) for ns in self._joined),
             # First, before any mount: from here on nothing we mount propagates to the host,
             # and host mounts still propagate in (slave), like runc's default.
             Step("make mounts slave", self.make_mounts_slave),
@@ -143,27 +176,36 @@ class InitSetup:
             # After the standard mounts, so a user's mount under /dev or /proc is on top.
             Step("mount spec mounts", self.mount_spec_mounts),
             *([Step("bring up loopback", self._loopback_up)] if own_net else []),
-            Step("set hostname", self.set_hostname),
+            *([Step("set hostname", self.set_hostname)] if self.spec.hostname else []),
             Step("pivot root", self.pivot_root),
+            # After pivot_root (the container's /proc, so its namespaces' values) and
+            # before /proc/sys is made read-only.
+            *([Step("write sysctls", self.write_sysctls)] if self.spec.linux.sysctl else []),
             # After pivot_root: these paths are the container's, and /dev/null is ours.
             Step("mask paths", self.mask_paths),
             Step("make paths read-only", self.readonly_paths),
+            # Last of the filesystem work: every mount above needed a writable root.
+            *([Step("make root read-only", self.readonly_root)] if self.spec.root.readonly else []),
             # The cgroup namespace's root is the cgroup we are in when we unshare it, so
             # only once the shim has moved us into the container's cgroup.
             Step("wait for cgroup", self._wait_for_cgroup),
-            Step("unshare cgroup namespace", lambda: self.sys.unshare(sc.CLONE_NEWCGROUP)),
+            *(
+                []
+                if cgroup_ns is None
+                else [Step("join cgroup namespace", self._joiner(cgroup_ns))]
+                if cgroup_ns.path
+                else [Step("unshare cgroup namespace", lambda: self.sys.unshare(sc.CLONE_NEWCGROUP))]
+            ),
         ]
 
     def unshare_namespaces(self) -> None:
-        own_net = 0 if self.spec.network_namespace else sc.CLONE_NEWNET
-        self.sys.unshare(_CONTAINER_NAMESPACES | own_net)
+        flags = 0
+        for ns in self._new:
+            flags |= NAMESPACES[ns.type][1]
+        self.sys.unshare(flags)
 
-    def join_network_namespace(self) -> None:
-        fd = os.open(self.spec.network_namespace, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self.sys.setns(fd, sc.CLONE_NEWNET)
-        finally:
-            os.close(fd)
+    def _joiner(self, ns: Namespace) -> Callable[[], None]:
+        return lambda: join_namespace(self.sys, ns)
 
     def _at(self, path: str) -> str:
         return secure_join(self.root, path)
@@ -172,12 +214,12 @@ class InitSetup:
         self.sys.mount("", "/", "", sc.MS_REC | sc.MS_SLAVE, "")
 
     def mount_rootfs(self) -> None:
-        rootfs = self.spec.rootfs
-        if not rootfs.lower_dirs:
+        root = self.spec.root
+        if not root.layers:
             raise FailedPrecondition("rootfs has no lower directories")
         data = (
-            f"lowerdir={':'.join(rootfs.lower_dirs)},"
-            f"upperdir={rootfs.upper_dir},workdir={rootfs.work_dir}"
+            f"lowerdir={':'.join(root.layers)},"
+            f"upperdir={root.upper_dir},workdir={root.work_dir}"
         )
         self.sys.mount("overlay", self.root, "overlay", 0, data)
 
@@ -199,13 +241,14 @@ class InitSetup:
         )
 
     def make_device_nodes(self) -> None:
-        dev = self._at("/dev")
         old = os.umask(0)
         try:
-            for name, major, minor in _DEVICES:
-                os.mknod(
-                    os.path.join(dev, name), stat.S_IFCHR | 0o666, os.makedev(major, minor)
-                )
+            for device in self.spec.linux.devices:
+                path = self._at(device.path)
+                os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+                kind = stat.S_IFCHR if device.type == "c" else stat.S_IFBLK
+                os.mknod(path, kind | device.file_mode, os.makedev(device.major, device.minor))
+                os.chown(path, device.uid, device.gid)
         finally:
             os.umask(old)
 
@@ -251,8 +294,7 @@ class InitSetup:
                 self.sys.mount("", target, "", propagation, "")
 
     def set_hostname(self) -> None:
-        if self.spec.hostname:
-            self.sys.sethostname(self.spec.hostname)
+        self.sys.sethostname(self.spec.hostname)
 
     def pivot_root(self) -> None:
         # pivot_root(".", ".") stacks the old root on top of the new one; detaching "."
@@ -262,8 +304,24 @@ class InitSetup:
         self.sys.umount2(".", sc.MNT_DETACH)
         os.chdir("/")
 
+    def write_sysctls(self) -> None:
+        for key, value in self.spec.linux.sysctl.items():
+            path = os.path.join(self.proc_sys, *key.split("."))
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise FailedPrecondition(f"sysctl {key} does not exist in this kernel") from None
+            try:
+                os.write(fd, value.encode())
+            except OSError as exc:
+                raise FailedPrecondition(
+                    f"cannot set sysctl {key} to {value!r}: {exc.strerror or exc}"
+                ) from None
+            finally:
+                os.close(fd)
+
     def mask_paths(self) -> None:
-        for path in self.spec.masked_paths or DEFAULT_MASKED:
+        for path in self.spec.linux.masked_paths:
             try:
                 is_dir = stat.S_ISDIR(os.stat(path).st_mode)
             except OSError:
@@ -274,9 +332,9 @@ class InitSetup:
                 self.sys.mount("/dev/null", path, "", sc.MS_BIND, "")
 
     def readonly_paths(self) -> None:
-        for path in self.spec.readonly_paths or DEFAULT_READONLY:
+        for path in self.spec.linux.readonly_paths:
             try:
-                kept = os.statvfs(path).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+                kept = _kept_flags(path)
             except OSError:
                 continue
             self.sys.mount(path, path, "", sc.MS_BIND | sc.MS_REC, "")
@@ -284,67 +342,78 @@ class InitSetup:
                 path, path, "", sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | sc.MS_REC | kept, ""
             )
 
+    def readonly_root(self) -> None:
+        # A remount of the root mount only: /proc, /dev and the spec's mounts keep theirs.
+        self.sys.mount("", "/", "", sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _kept_flags("/"), "")
+
+
+def _kept_flags(path: str) -> int:
+    """The nosuid/nodev/noexec flags `path`'s mount has: a remount must repeat them."""
+    return os.statvfs(path).f_flag & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC)
+
 
 class ExecJoin:
-    """An exec process entering a running container's namespaces.
+    """An exec process entering a running container's namespaces: those it has.
 
-    It is a child of the shim, so already in the container's pid namespace; the shim
-    moves it into the container's cgroup meanwhile.
+    A namespace the container shares with the host is not entered (we are in the host's
+    already). It is a child of the shim, so already in the container's pid namespace; the
+    shim moves it into the container's cgroup meanwhile.
     """
 
-    def __init__(self, sys: Syscalls, init_pid: int, wait_for_cgroup: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        sys: Syscalls,
+        init_pid: int,
+        namespaces: tuple[Namespace, ...],
+        wait_for_cgroup: Callable[[], None],
+    ) -> None:
         self.sys = sys
         self.init_pid = init_pid
+        listed = {ns.type for ns in namespaces}
+        self.order = [t for t in EXEC_NAMESPACE_ORDER if t in listed]
         self._wait_for_cgroup = wait_for_cgroup
-        self._fds: list[tuple[str, int, int]] = []
+        self._fds: dict[str, int] = {}
 
     def steps(self) -> list[Step]:
         return [
             # Open every namespace first: after entering the mount namespace,
             # /proc/<pid> would be resolved in the container's /proc.
             Step("open namespaces", self.open_namespaces),
-            *(
-                Step(f"enter {name} namespace", self._enter(name))
-                for name, _ in EXEC_NAMESPACES
-            ),
+            *(Step(f"enter {t} namespace", self._enter(t)) for t in self.order),
             # Nothing of the user's runs before it is accounted to the container.
             Step("wait for cgroup", self._wait_for_cgroup),
         ]
 
     def open_namespaces(self) -> None:
-        for name, nstype in EXEC_NAMESPACES:
+        for ns_type in self.order:
+            name = NAMESPACES[ns_type][0]
             fd = os.open(f"/proc/{self.init_pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
-            self._fds.append((name, nstype, fd))
+            self._fds[ns_type] = fd
 
-    def _enter(self, name: str) -> Callable[[], None]:
+    def _enter(self, ns_type: str) -> Callable[[], None]:
         def enter() -> None:
-            for fd_name, nstype, fd in self._fds:
-                if fd_name == name:
-                    self.sys.setns(fd, nstype)
-                    os.close(fd)
+            fd = self._fds.pop(ns_type)
+            try:
+                self.sys.setns(fd, NAMESPACES[ns_type][1])
+            finally:
+                os.close(fd)
 
         return enter
 
 
 class ProcessSetup:
-    """Identity, privileges and working directory of a process about to exec."""
+    """Identity, privileges and working directory of a process about to exec.
 
-    def __init__(
-        self,
-        sys: Syscalls,
-        *,
-        user: str,
-        env: tuple[str, ...],
-        cwd: str,
-        capabilities: tuple[str, ...],
-        no_new_privileges: bool,
-    ) -> None:
+    It does what `process` says and nothing more: no capabilities means none, and the
+    environment is the daemon's, but for HOME, which only the image's passwd knows.
+    """
+
+    def __init__(self, sys: Syscalls, process: Process) -> None:
         self.sys = sys
-        self.user_spec = user
-        self.cwd = cwd or "/"
-        self.cap_mask = caps.mask_of(capabilities or caps.DOCKER_DEFAULT)
-        self.no_new_privileges = no_new_privileges
-        self.env = list(env)
+        self.process = process
+        self.cwd = process.cwd
+        self.cap_mask = caps.mask_of(process.capabilities)
+        self.env = list(process.env)
         self.user: ExecUser | None = None
 
     def steps(self) -> list[Step]:
@@ -381,12 +450,11 @@ class ProcessSetup:
 
     def resolve_user(self) -> None:
         self.user = resolve_user(
-            self.user_spec, _read_text("/etc/passwd"), _read_text("/etc/group")
+            self.process.user, _read_text("/etc/passwd"), _read_text("/etc/group")
         )
+        # As runc does: the user's home from the image's passwd, unless the env has one.
         if not any(e.startswith("HOME=") for e in self.env):
             self.env.append(f"HOME={self.user.home}")
-        if not any(e.startswith("PATH=") for e in self.env):
-            self.env.append(f"PATH={DEFAULT_PATH}")
 
     def make_workdir(self) -> None:
         os.makedirs(self.cwd, mode=0o755, exist_ok=True)
@@ -405,7 +473,7 @@ class ProcessSetup:
         self.sys.capset(self.cap_mask, self.cap_mask, 0)
 
     def set_no_new_privs(self) -> None:
-        if self.no_new_privileges:
+        if self.process.no_new_privileges:
             self.sys.prctl(sc.PR_SET_NO_NEW_PRIVS, 1)
 
 
@@ -428,7 +496,10 @@ def find_executable(name: str, env: list[str]) -> str:
         if stat.S_ISDIR(st.st_mode) or not st.st_mode & 0o111:
             raise ExecFailed(126, f'exec: "{name}": permission denied')
         return name
-    path_value = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), DEFAULT_PATH)
+    # No PATH, no search (as Go's LookPath): the daemon puts docker's default PATH in env.
+    path_value = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), "")
+    if not path_value:
+        raise ExecFailed(127, f'exec: "{name}": executable file not found in $PATH')
     for directory in path_value.split(":"):
         candidate = os.path.join(directory or ".", name)
         try:

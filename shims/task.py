@@ -43,7 +43,8 @@ from pallet.shim.output import Output
 from pallet.shim.processes import StatusReader, fork_init, log_exception, wait_for
 from pallet.shim.states import CREATED, RUNNING, STOPPED, InitState
 from pallet.shim.stdio import StdioPlan
-from pallet.shim.syscalls import CLONE_NEWPID, Syscalls
+from pallet.shim.steps import enter_pid_namespace
+from pallet.shim.syscalls import Syscalls
 
 _CREATE_TIMEOUT = 60.0
 
@@ -90,18 +91,18 @@ class Task:
         """Build the container up to its waiting init. On failure `release()` undoes it."""
         spec = self.spec
         try:
-            self.output.log = LogWriter(spec.log_path, spec.log_max_size, spec.log_max_files)
+            self.output.log = LogWriter(spec.log.path, spec.log.max_size, spec.log.max_files)
         except OSError as exc:
             raise FailedPrecondition(
-                f"cannot open the log file {spec.log_path}: {exc.strerror or exc}"
+                f"cannot open the log file {spec.log.path}: {exc.strerror or exc}"
             ) from None
-        cgroup = open_cgroup(spec.cgroup_path)
+        cgroup = open_cgroup(spec.linux.cgroups_path)
         cgroup.create()  # raises, naming the path and the reason: no cgroup, no container
         self.cgroup = cgroup
         # Before our first fork: it applies to our children only, the first becoming the
         # container's PID 1 and later ones (exec processes) members of its namespace.
-        self.sys.unshare(CLONE_NEWPID)
-        plan = StdioPlan(stdin=spec.open_stdin, start_gate=True)
+        enter_pid_namespace(spec, self.sys)
+        plan = StdioPlan(stdin=spec.process.stdin, start_gate=True)
         try:
             pid = fork_init(spec, self.sys, plan.child_stdio(self._fds_to_close()))
         except BaseException:

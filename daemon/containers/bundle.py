@@ -1,16 +1,34 @@
 """A container's bundle: the files and the ShimSpec a shim builds the container from.
 
-Owns: the per-container /etc/hostname, /etc/hosts and /etc/resolv.conf files, Docker's
-default security settings (capabilities, masked and read-only paths), and turning a
-`Container` plus its image's layers into a `ShimSpec`. Must not: start anything.
+Owns: the per-container /etc/hostname, /etc/hosts and /etc/resolv.conf files, every
+default the shim's spec carries (Docker's capabilities, masked and read-only paths, the
+device nodes, the namespaces a container gets), and turning a `Container` plus its root
+filesystem into a `ShimSpec`, and an exec request into a complete `Process`. The shim
+fills in nothing: what is not here, a container does not get. Must not: start anything.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from pallet.daemon.containers.merge import merge_env
 from pallet.daemon.containers.model import Container
-from pallet.shim.api.spec import Mount, RootFs, ShimSpec
+from pallet.shim.api.spec import (
+    NS_CGROUP,
+    NS_IPC,
+    NS_MOUNT,
+    NS_NETWORK,
+    NS_PID,
+    NS_UTS,
+    Device,
+    Linux,
+    Log,
+    Mount,
+    Namespace,
+    Process,
+    Root,
+    ShimSpec,
+)
 
 # Docker's default capability set: what a root process in a container may do.
 DEFAULT_CAPABILITIES = (
@@ -51,6 +69,29 @@ READONLY_PATHS = (
     "/proc/sys",
     "/proc/sysrq-trigger",
 )
+
+# Docker's default device nodes: (name, major, minor), all character devices, rw for all.
+_DEVICES = (
+    ("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
+    ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0),
+)
+DEFAULT_DEVICES = tuple(
+    Device(path=f"/dev/{name}", type="c", major=major, minor=minor, file_mode=0o666, uid=0, gid=0)
+    for name, major, minor in _DEVICES
+)
+
+
+def default_namespaces(network_path: str = "") -> tuple[Namespace, ...]:
+    """A container's own namespaces; its network one made new, or joined at a path."""
+    return (
+        Namespace(NS_PID),
+        Namespace(NS_IPC),
+        Namespace(NS_UTS),
+        Namespace(NS_MOUNT),
+        Namespace(NS_NETWORK, network_path),
+        Namespace(NS_CGROUP),
+    )
+
 
 HOSTS = """127.0.0.1\tlocalhost
 ::1\tlocalhost ip6-localhost ip6-loopback
@@ -101,28 +142,79 @@ def cgroup_path(container: Container, cgroup_parent: str) -> str:
     return f"{cgroup_parent}/{container.id}"
 
 
-def shim_spec(container: Container, rootfs: RootFs, cgroup_parent: str) -> ShimSpec:
-    """The spec a shim needs to build and run `container` on `rootfs`."""
-    state_dir = container.state_dir
-    mounts = etc_mounts(container)
+def container_process(container: Container) -> Process:
+    """The container's init: its merged command, env, user and working directory."""
     cfg = container.config
-    return ShimSpec(
-        container_id=container.id,
-        bundle_dir=state_dir,
+    return Process(
         args=container.argv,
         env=cfg.env,
         cwd=cfg.working_dir or "/",
         user=cfg.user,
-        hostname=cfg.hostname,
-        rootfs=rootfs,
-        log_path=container.log_path,
-        open_stdin=cfg.open_stdin,
-        mounts=mounts,
         capabilities=DEFAULT_CAPABILITIES,
+        no_new_privileges=True,
+        stdin=cfg.open_stdin,
+    )
+
+
+def exec_process(
+    container: Container,
+    args: tuple[str, ...],
+    env: tuple[str, ...],
+    working_dir: str,
+    user: str,
+    stdin: bool,
+) -> Process:
+    """An exec's process, complete: the container's, with the exec's overrides on top.
+
+    As `docker exec`: the exec's variables win over the container's by key, and an exec
+    without a user or working directory gets the container's. Its privileges are the
+    container's: an exec never gets more than the init has.
+    """
+    init = container_process(container)
+    return Process(
+        args=args,
+        env=merge_env(init.env, env),
+        cwd=working_dir or init.cwd,
+        user=user or init.user,
+        capabilities=init.capabilities,
+        no_new_privileges=init.no_new_privileges,
+        stdin=stdin,
+    )
+
+
+def container_linux(container: Container, cgroup_parent: str, network_path: str = "") -> Linux:
+    """How the container is isolated: Docker's defaults, its own cgroup.
+
+    `network_path`: the network namespace to join (made by the network manager); ""
+    gives the container a new one with only `lo`.
+    """
+    return Linux(
+        namespaces=default_namespaces(network_path),
+        cgroups_path=cgroup_path(container, cgroup_parent),
         masked_paths=MASKED_PATHS,
         readonly_paths=READONLY_PATHS,
-        cgroup_path=cgroup_path(container, cgroup_parent),
-        no_new_privileges=True,
-        log_max_size=container.host_config.log_config.max_size,
-        log_max_files=container.host_config.log_config.max_files,
+        devices=DEFAULT_DEVICES,
+        sysctl={},
+    )
+
+
+def container_log(container: Container) -> Log:
+    rotation = container.host_config.log_config
+    return Log(path=container.log_path, max_size=rotation.max_size, max_files=rotation.max_files)
+
+
+def shim_spec(
+    container: Container, root: Root, cgroup_parent: str, network_path: str = ""
+) -> ShimSpec:
+    """The whole spec for `container` on `root`, as the start steps assemble it part by
+    part (`containers/start.py`)."""
+    return ShimSpec(
+        container_id=container.id,
+        bundle_dir=container.state_dir,
+        hostname=container.config.hostname,
+        process=container_process(container),
+        root=root,
+        mounts=etc_mounts(container),
+        linux=container_linux(container, cgroup_parent, network_path),
+        log=container_log(container),
     )

@@ -114,12 +114,12 @@ class ExecTracker:
     ) -> TrackedExec:
         """Start `spec` (its exec_id is replaced by a fresh one) in the container."""
         exec_id = secrets.token_hex(32)
-        spec = ExecSpec(exec_id, spec.args, spec.env, spec.cwd, spec.user, spec.stdin)
+        spec = replace(spec, exec_id=exec_id)
         record = ExecRecord(
             id=exec_id,
             container_id=container_id,
             state_dir=state_dir,
-            command=" ".join(spec.args),
+            command=" ".join(spec.process.args),
             attributes={**attributes, "execID": exec_id},
             created_ns=self._clock(),
         )

@@ -30,7 +30,7 @@ from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.exits import Outcome, Why, after_exit
-from pallet.daemon.containers.bundle import cgroup_path, write_etc_files
+from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
     ContainerState,
@@ -38,7 +38,7 @@ from pallet.daemon.containers.model import (
     Status,
     check_transition,
 )
-from pallet.daemon.containers.merge import effective_config, merge_env
+from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
@@ -684,11 +684,7 @@ class ContainerManager:
                 raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
         spec = ExecSpec(
             exec_id="",  # the tracker gives it one
-            args=args,
-            env=merge_env(c.config.env, env),
-            cwd=working_dir or c.config.working_dir or "/",
-            user=user or c.config.user,
-            stdin=stdin,
+            process=exec_process(c, args, env, working_dir, user, stdin),
         )
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
 

@@ -12,7 +12,8 @@ The steps, in order:
   rootfs       the container's writable overlay layer over its image's layers
   etc files    the bind mounts of the bundle's /etc/hostname, hosts and resolv.conf
   process      what runs: argv, environment, working directory, user, capabilities
-  linux        how it is isolated: hostname, cgroup path, masked and read-only paths
+  linux        how it is isolated: namespaces, cgroup path, masked and read-only paths,
+               devices, sysctls
   logging      where the shim writes the output, and its rotation
   spawn shim   the spec handed to a new shim, which builds the container and waits
   attach       clients that attached before the start get the new run's stdio
@@ -44,7 +45,7 @@ from pallet.daemon.containers.model import Container
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
-from pallet.shim.api.spec import ExitStatus, Mount, RootFs, ShimSpec
+from pallet.shim.api.spec import ExitStatus, Linux, Log, Mount, Process, Root, ShimSpec
 from pallet.v1.errors import Internal, PalletError
 
 log = structlog.get_logger(__name__)
@@ -92,7 +93,7 @@ async def _release(done: list[StartStep], container_id: str, failed: str) -> Non
 class Snapshots(Protocol):
     """The rootfs snapshots a start prepares (`snapshots.overlay.OverlaySnapshots`)."""
 
-    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> RootFs: ...
+    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> Root: ...
 
 
 class StartHost(Protocol):
@@ -121,33 +122,6 @@ class StartDeps:
     clock: Callable[[], int]
 
 
-@dataclass(frozen=True, slots=True)
-class ProcessPart:
-    args: tuple[str, ...]
-    env: tuple[str, ...]
-    cwd: str
-    user: str
-    open_stdin: bool
-    capabilities: tuple[str, ...]
-    no_new_privileges: bool
-
-
-@dataclass(frozen=True, slots=True)
-class LinuxPart:
-    hostname: str
-    cgroup_path: str
-    masked_paths: tuple[str, ...]
-    readonly_paths: tuple[str, ...]
-    network_namespace: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class LogPart:
-    path: str
-    max_size: int
-    max_files: int
-
-
 @dataclass(slots=True)
 class ContainerStart:
     """One start of one container: its steps, and the parts they have built so far."""
@@ -155,11 +129,11 @@ class ContainerStart:
     container: Container
     layer_dirs: list[str]
     deps: StartDeps
-    rootfs: RootFs | None = None
+    rootfs: Root | None = None
     mounts: list[Mount] = field(default_factory=list)
-    process: ProcessPart | None = None
-    linux: LinuxPart | None = None
-    logging: LogPart | None = None
+    process: Process | None = None
+    linux: Linux | None = None
+    logging: Log | None = None
     shim: ShimClient | None = None
     run: Run | None = None
     pid: int = 0
@@ -197,29 +171,13 @@ class ContainerStart:
         self.mounts.extend(bundle.etc_mounts(self.container))
 
     async def describe_process(self) -> None:
-        c = self.container
-        cfg = c.config
-        self.process = ProcessPart(
-            args=c.argv,
-            env=cfg.env,
-            cwd=cfg.working_dir or "/",
-            user=cfg.user,
-            open_stdin=cfg.open_stdin,
-            capabilities=bundle.DEFAULT_CAPABILITIES,
-            no_new_privileges=True,
-        )
+        self.process = bundle.container_process(self.container)
 
     async def describe_linux(self) -> None:
-        self.linux = LinuxPart(
-            hostname=self.container.config.hostname,
-            cgroup_path=bundle.cgroup_path(self.container, self.deps.cgroup_parent),
-            masked_paths=bundle.MASKED_PATHS,
-            readonly_paths=bundle.READONLY_PATHS,
-        )
+        self.linux = bundle.container_linux(self.container, self.deps.cgroup_parent)
 
     async def describe_logging(self) -> None:
-        rotation = self.container.host_config.log_config
-        self.logging = LogPart(self.container.log_path, rotation.max_size, rotation.max_files)
+        self.logging = bundle.container_log(self.container)
 
     async def spawn_shim(self) -> None:
         spec = self.spec()
@@ -276,25 +234,13 @@ class ContainerStart:
         """The shim's spec, from the parts the steps before `spawn shim` built."""
         assert self.rootfs is not None and self.process is not None
         assert self.linux is not None and self.logging is not None
-        p, lx, lg = self.process, self.linux, self.logging
         return ShimSpec(
             container_id=self.container.id,
             bundle_dir=self.container.state_dir,
-            args=p.args,
-            env=p.env,
-            cwd=p.cwd,
-            user=p.user,
-            hostname=lx.hostname,
-            rootfs=self.rootfs,
-            log_path=lg.path,
-            open_stdin=p.open_stdin,
+            hostname=self.container.config.hostname,
+            process=self.process,
+            root=self.rootfs,
             mounts=tuple(self.mounts),
-            capabilities=p.capabilities,
-            masked_paths=lx.masked_paths,
-            readonly_paths=lx.readonly_paths,
-            cgroup_path=lx.cgroup_path,
-            no_new_privileges=p.no_new_privileges,
-            log_max_size=lg.max_size,
-            log_max_files=lg.max_files,
-            network_namespace=lx.network_namespace,
+            linux=self.linux,
+            log=self.logging,
         )

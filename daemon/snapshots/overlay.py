@@ -1,7 +1,7 @@
 """Container root filesystems as overlayfs snapshots.
 
 Owns: the per-container writable layer (`upper/`, `work/`) and the mount point (`rootfs/`)
-inside a container's state directory, and the `RootFs` value handed to the shim. Must not:
+inside a container's state directory, and the spec's `Root` for it. Must not:
 mount anything on the host. The shim mounts the overlay inside the container's own mount
 namespace, so the mount vanishes with the container and a crash leaves nothing mounted.
 
@@ -15,7 +15,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pallet.shim.api.spec import RootFs
+from pallet.shim.api.spec import Root
 
 
 class OverlaySnapshots:
@@ -23,15 +23,20 @@ class OverlaySnapshots:
 
     driver = "overlay"
 
-    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> RootFs:
-        """Make (or keep) the writable layer of a container; return its overlay spec."""
+    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> Root:
+        """Make (or keep) the writable layer of a container; return its overlay spec.
+
+        Writable: whether the container may write to it is its HostConfig's to say, and
+        the spec's builder (`containers/bundle.py`) sets `readonly` from it.
+        """
         for sub in ("upper", "work", "rootfs"):
             (state_dir / sub).mkdir(mode=0o700 if sub == "work" else 0o755, exist_ok=True)
-        return RootFs(
-            lower_dirs=tuple(lower_dirs),
+        return Root(
+            path=str(state_dir / "rootfs"),
+            layers=tuple(lower_dirs),
             upper_dir=str(state_dir / "upper"),
             work_dir=str(state_dir / "work"),
-            target=str(state_dir / "rootfs"),
+            readonly=False,
         )
 
     def remove(self, state_dir: Path) -> None:

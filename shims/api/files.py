@@ -1,81 +1,180 @@
-"""JSON forms of the shim contract's values: config.json, exit.json and exec requests.
+"""The shim contract's files and checks: config.json, exit.json, exec exits; spec checks.
 
-Owns: converting `ShimSpec`, `ExecSpec` and `ExitStatus` to and from JSON-able dicts, and
-writing/reading the bundle files (exit.json atomically: tmp + fsync + rename; one
-`execs/<exec_id>.json` per ended exec, atomically but without fsync). Must
-not: interpret the values; the daemon writes config.json with `write_spec`, the shim
-reads it with `read_spec`.
+Owns: reading and writing the bundle files with `pallet.shim.api.codec` (exit.json
+atomically: tmp + fsync + rename; one `execs/<exec_id>.json` per ended exec, atomically
+but without fsync), and `validate_spec` / `validate_exec`: what a shim refuses before it
+builds anything. Must
+not: interpret the values beyond checking them; the daemon writes config.json with
+`write_spec`, the shim reads it with `read_spec`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import posixpath
 import re
 from typing import Any
 
 from pallet.v1.errors import InvalidArgument
+from pallet.shim.api import codec
 from pallet.shim.api.spec import (
     CONFIG_FILE,
     EXEC_EXITS_DIR,
     EXIT_STATUS_FILE,
+    NAMESPACE_TYPES,
+    NS_IPC,
+    NS_MOUNT,
+    NS_NETWORK,
+    NS_UTS,
+    Device,
     ExecSpec,
     ExitStatus,
-    Mount,
-    RootFs,
+    Linux,
+    Process,
     ShimSpec,
 )
 
-
-def spec_to_dict(spec: ShimSpec) -> dict[str, Any]:
-    return dataclasses.asdict(spec)
-
-
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+# "net.ipv4.ip_forward": dotted words, written to /proc/sys/net/ipv4/ip_forward.
+_SYSCTL_KEY = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+")
+# The sysctls a namespace scopes (docker's list): any other one would change the host.
+_IPC_SYSCTLS = frozenset({
+    "kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall",
+    "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
+})
+_UTS_SYSCTLS = frozenset({"kernel.domainname", "kernel.hostname"})
+
+
+def _sysctl_namespace(key: str) -> str:
+    if key.startswith("net."):
+        return NS_NETWORK
+    if key in _IPC_SYSCTLS or key.startswith("fs.mqueue."):
+        return NS_IPC
+    if key in _UTS_SYSCTLS:
+        return NS_UTS
+    return ""
 
 
 def validate_spec(spec: ShimSpec) -> ShimSpec:
-    """Reject values that would escape their directory or smuggle mount options."""
+    """Reject values that would escape their directory, smuggle options, or be ambiguous."""
     if not _ID.fullmatch(spec.container_id):
         raise InvalidArgument(
             f"invalid container id {spec.container_id!r}: use letters, digits, '_', '.', '-'"
         )
-    parts = spec.cgroup_path.split("/")
-    if spec.cgroup_path and (
-        spec.cgroup_path.startswith("/") or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise InvalidArgument(f"invalid cgroup path {spec.cgroup_path!r}: must be relative, no '..'")
-    for name, value in (("bundle dir", spec.bundle_dir), ("log path", spec.log_path)):
+    for name, value in (("bundle dir", spec.bundle_dir), ("log path", spec.log.path)):
         if not value.startswith("/"):
             raise InvalidArgument(f"the {name} {value!r} must be an absolute path")
-    rootfs = spec.rootfs
-    for path in (*rootfs.lower_dirs, rootfs.upper_dir, rootfs.work_dir, rootfs.target):
+    if spec.log.max_size < 0 or spec.log.max_files < 1:
+        raise InvalidArgument(
+            f"invalid log rotation (max size {spec.log.max_size}, max files "
+            f"{spec.log.max_files}): the size must be >= 0 and at least one file kept"
+        )
+    root = spec.root
+    for path in (*root.layers, root.upper_dir, root.work_dir, root.path):
         # overlayfs takes its directories in one comma- and colon-separated option string.
         if not path.startswith("/") or any(c in path for c in ",:\n"):
             raise InvalidArgument(f"invalid rootfs path {path!r}: must be absolute, without ',' or ':'")
-    if not rootfs.lower_dirs:
+    if not root.layers:
         raise InvalidArgument("the rootfs needs at least one lower directory")
-    if not spec.args:
-        raise InvalidArgument(f"container {spec.container_id} has no command to run")
+    _validate_process(spec.process, f"container {spec.container_id}")
     if len(spec.hostname.encode()) > 64:
         raise InvalidArgument(f"hostname {spec.hostname!r} is longer than 64 bytes")
+    if spec.hostname and not spec.has_namespace(NS_UTS):
+        raise InvalidArgument(
+            f"hostname {spec.hostname!r} needs the container's own uts namespace: "
+            "list it, or give no hostname"
+        )
+    for mount in spec.mounts:
+        if not mount.destination.startswith("/"):
+            raise InvalidArgument(f"mount destination {mount.destination!r} must be absolute")
+    _validate_linux(spec.linux)
     return spec
 
 
-def spec_from_dict(raw: dict[str, Any]) -> ShimSpec:
-    try:
-        fields = dict(raw)
-        fields["rootfs"] = RootFs(**{**raw["rootfs"], "lower_dirs": tuple(raw["rootfs"]["lower_dirs"])})
-        fields["mounts"] = tuple(
-            Mount(**{**m, "options": tuple(m.get("options", ()))}) for m in raw.get("mounts", ())
+def _validate_linux(linux: Linux) -> None:
+    seen: set[str] = set()
+    for ns in linux.namespaces:
+        if ns.type not in NAMESPACE_TYPES:
+            raise InvalidArgument(
+                f"unknown namespace type {ns.type!r}: use one of {', '.join(NAMESPACE_TYPES)}"
+            )
+        if ns.type in seen:
+            raise InvalidArgument(f"the {ns.type} namespace is listed twice")
+        seen.add(ns.type)
+        if ns.path and not ns.path.startswith("/"):
+            raise InvalidArgument(f"the {ns.type} namespace path {ns.path!r} must be absolute")
+    mount_ns = next((ns for ns in linux.namespaces if ns.type == NS_MOUNT), None)
+    if mount_ns is None or mount_ns.path:
+        # The root filesystem is mounted in it: in the host's, it would show on the host.
+        raise InvalidArgument("the container needs a new mount namespace (listed without a path)")
+    parts = linux.cgroups_path.split("/")
+    if linux.cgroups_path and (
+        linux.cgroups_path.startswith("/") or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise InvalidArgument(
+            f"invalid cgroup path {linux.cgroups_path!r}: must be relative, no '..'"
         )
-        for name in ("args", "env", "capabilities", "masked_paths", "readonly_paths"):
-            if name in fields:
-                fields[name] = tuple(fields[name])
-        return validate_spec(ShimSpec(**fields))
-    except (KeyError, TypeError) as exc:
-        raise InvalidArgument(f"malformed shim spec: {exc}") from None
+    for path in (*linux.masked_paths, *linux.readonly_paths):
+        if not path.startswith("/"):
+            raise InvalidArgument(f"masked or read-only path {path!r} must be absolute")
+    paths: set[str] = set()
+    for device in linux.devices:
+        _validate_device(device)
+        if device.path in paths:
+            raise InvalidArgument(f"device {device.path} is listed twice")
+        paths.add(device.path)
+    # Joined ones count: the daemon made them for this container (e.g. its netns).
+    own = {ns.type for ns in linux.namespaces}
+    for key, value in linux.sysctl.items():
+        if not _SYSCTL_KEY.fullmatch(key):
+            raise InvalidArgument(
+                f"invalid sysctl {key!r}: use dotted names such as net.ipv4.ip_forward"
+            )
+        if "\n" in value or "\0" in value:
+            raise InvalidArgument(f"invalid value for sysctl {key}: one line, no NUL")
+        scope = _sysctl_namespace(key)
+        if not scope:
+            raise InvalidArgument(f"sysctl {key} is not namespaced: it would change the host")
+        if scope not in own:
+            raise InvalidArgument(
+                f"sysctl {key} needs the container's own {scope} namespace: it would "
+                "change the host's"
+            )
+
+
+def _validate_device(device: Device) -> None:
+    normal = posixpath.normpath(device.path)
+    if normal != device.path or not normal.startswith("/dev/") or normal == "/dev/":
+        raise InvalidArgument(f"invalid device path {device.path!r}: must be a file under /dev")
+    if device.type not in ("c", "b"):
+        raise InvalidArgument(
+            f"invalid device type {device.type!r} for {device.path}: use 'c' or 'b'"
+        )
+    if not (0 <= device.major < 1 << 12 and 0 <= device.minor < 1 << 20):
+        raise InvalidArgument(f"invalid device number {device.major}:{device.minor} for {device.path}")
+    if not 0 <= device.file_mode <= 0o777:
+        raise InvalidArgument(f"invalid file mode {device.file_mode:o} for {device.path}")
+    if device.uid < 0 or device.gid < 0:
+        raise InvalidArgument(f"invalid owner {device.uid}:{device.gid} for {device.path}")
+
+
+def _validate_process(process: Process, what: str) -> None:
+    if not process.args:
+        raise InvalidArgument(f"{what} has no command to run")
+    if not process.cwd.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory {process.cwd!r} of {what} must be an absolute path"
+        )
+    for item in process.env:
+        if "=" not in item:
+            raise InvalidArgument(f"invalid environment variable {item!r} for {what}: use KEY=value")
+
+
+def validate_exec(spec: ExecSpec) -> ExecSpec:
+    validate_exec_id(spec.exec_id)
+    _validate_process(spec.process, f"exec {spec.exec_id}")
+    return spec
 
 
 def write_spec(spec: ShimSpec) -> None:
@@ -84,59 +183,35 @@ def write_spec(spec: ShimSpec) -> None:
     # Not fsynced: the shim reads it at once from the page cache, and after a host crash
     # no shim is left to read it; the next start writes it again. Two fsyncs per start
     # showed up when 20 containers start at once.
-    _write_atomic(os.path.join(spec.bundle_dir, CONFIG_FILE), spec_to_dict(spec), durable=False)
+    _write_atomic(os.path.join(spec.bundle_dir, CONFIG_FILE), codec.to_json(spec), durable=False)
 
 
 def read_spec(bundle_dir: str) -> ShimSpec:
     path = os.path.join(bundle_dir, CONFIG_FILE)
     try:
         with open(path, "rb") as f:
-            raw = json.load(f)
+            text = f.read()
     except FileNotFoundError:
         raise InvalidArgument(f"no shim spec at {path}") from None
+    try:
+        raw = json.loads(text)
     except ValueError as exc:
         raise InvalidArgument(f"shim spec {path} is not JSON: {exc}") from None
-    return spec_from_dict(raw)
-
-
-def exec_to_dict(spec: ExecSpec) -> dict[str, Any]:
-    return dataclasses.asdict(spec)
-
-
-def exec_from_dict(raw: dict[str, Any]) -> ExecSpec:
-    try:
-        fields = dict(raw)
-        fields["args"] = tuple(raw["args"])
-        fields["env"] = tuple(raw.get("env", ()))
-        return ExecSpec(**fields)
-    except (KeyError, TypeError) as exc:
-        raise InvalidArgument(f"malformed exec spec: {exc}") from None
-
-
-def exit_to_dict(status: ExitStatus) -> dict[str, Any]:
-    return dataclasses.asdict(status)
-
-
-def exit_from_dict(raw: dict[str, Any]) -> ExitStatus:
-    return ExitStatus(
-        exit_code=int(raw["exit_code"]),
-        exited_at_ns=int(raw["exited_at_ns"]),
-        error=str(raw.get("error", "")),
-    )
+    return validate_spec(codec.from_json(ShimSpec, raw, what="shim spec"))
 
 
 def write_exit_status(bundle_dir: str, status: ExitStatus) -> None:
     """Record how the container ended; durable before anyone is told."""
-    _write_atomic(os.path.join(bundle_dir, EXIT_STATUS_FILE), exit_to_dict(status))
+    _write_atomic(os.path.join(bundle_dir, EXIT_STATUS_FILE), codec.to_json(status))
 
 
 def read_exit_status(bundle_dir: str) -> ExitStatus | None:
     try:
         with open(os.path.join(bundle_dir, EXIT_STATUS_FILE), "rb") as f:
-            return exit_from_dict(json.load(f))
+            return codec.loads(ExitStatus, f.read())
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError):
+    except InvalidArgument:
         # Only a rename makes the file appear, so a torn file means outside tampering.
         return None
 
@@ -161,16 +236,17 @@ def write_exec_exit(bundle_dir: str, exec_id: str, status: ExitStatus) -> None:
     and the shim dying, which a rename does; a host crash takes the exec's container too.
     """
     os.makedirs(os.path.join(bundle_dir, EXEC_EXITS_DIR), mode=0o700, exist_ok=True)
-    _write_atomic(_exec_exit_path(bundle_dir, exec_id), exit_to_dict(status), durable=False)
+    _write_atomic(_exec_exit_path(bundle_dir, exec_id), codec.to_json(status), durable=False)
 
 
 def read_exec_exit(bundle_dir: str, exec_id: str) -> ExitStatus | None:
+    path = _exec_exit_path(bundle_dir, exec_id)
     try:
-        with open(_exec_exit_path(bundle_dir, exec_id), "rb") as f:
-            return exit_from_dict(json.load(f))
+        with open(path, "rb") as f:
+            return codec.loads(ExitStatus, f.read())
     except (FileNotFoundError, NotADirectoryError):
         return None
-    except (ValueError, KeyError, TypeError):
+    except InvalidArgument:
         return None  # only a rename makes it appear: a torn file is outside tampering
 
 

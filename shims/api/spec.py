@@ -1,15 +1,58 @@
 """The shim's input and output: the values a shim is given and gives back.
 
 Owns: `ShimSpec` (everything a shim needs to build and run one container, written by the
-daemon as `<bundle>/config.json`), `ExecSpec`, `ExitStatus`, `ShimState` and its
-`TaskStatus`, `Output` and the names of the bundle files. Must not: do I/O, or import anything of the daemon (the shim
-outlives palletd and imports nothing of it; the daemon imports this).
+daemon as `<bundle>/config.json`, shaped like the OCI runtime spec: `process`, `root`,
+`mounts`, `linux`), `ExecSpec`, `ExitStatus`, `ShimState` and its `TaskStatus`, `Output`
+and the names of the bundle files. Must not: do I/O, or import anything of the daemon (the shim outlives
+palletd and imports nothing of it; the daemon imports this).
+
+The spec is authoritative: the daemon fills in every default (Docker's capabilities,
+masked paths, devices, namespaces), and the shim does exactly what it says. An empty list
+means none (no capabilities, no masked paths), never "the default"; that is why no field
+that carries a security decision has a default here.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+# linux.namespaces types, as the OCI runtime spec names them.
+NS_PID = "pid"
+NS_NETWORK = "network"
+NS_MOUNT = "mount"
+NS_IPC = "ipc"
+NS_UTS = "uts"
+NS_CGROUP = "cgroup"
+NAMESPACE_TYPES = (NS_PID, NS_NETWORK, NS_MOUNT, NS_IPC, NS_UTS, NS_CGROUP)
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    """A process to run in the container: its init, or an exec. Complete as given."""
+
+    args: tuple[str, ...]  # argv; args[0] is looked up in the PATH of `env`
+    env: tuple[str, ...]  # "KEY=value", complete: the daemon merged image, container, exec
+    cwd: str  # absolute, inside the container; made if missing
+    user: str  # "", "name", "uid", "name:group", "uid:gid"; resolved inside the rootfs
+    # e.g. "CAP_CHOWN"; kept as the bounding, effective and permitted sets, the rest is
+    # dropped. () means no capabilities at all (--cap-drop ALL).
+    capabilities: tuple[str, ...]
+    no_new_privileges: bool
+    stdin: bool  # an open stdin pipe; otherwise stdin is /dev/null
+
+
+@dataclass(frozen=True, slots=True)
+class Root:
+    """An overlayfs root: read-only layers plus this container's writable upper dir."""
+
+    path: str  # where the overlay is mounted (in the container's mount namespace only)
+    layers: tuple[str, ...]  # lower dirs, top layer first, as overlayfs wants them
+    upper_dir: str
+    work_dir: str
+    readonly: bool  # remount / read-only once the container's filesystem is built
+
 
 @dataclass(frozen=True, slots=True)
 class Mount:
@@ -22,13 +65,48 @@ class Mount:
 
 
 @dataclass(frozen=True, slots=True)
-class RootFs:
-    """An overlayfs root: read-only layers plus this container's writable upper dir."""
+class Namespace:
+    """A namespace the container has of its own: made new, or joined at `path`."""
 
-    lower_dirs: tuple[str, ...]  # top layer first, as overlayfs wants them
-    upper_dir: str
-    work_dir: str
-    target: str  # where to mount the overlay (in the container's mount namespace only)
+    type: str  # one of NAMESPACE_TYPES
+    path: str = ""  # e.g. /run/pallet/netns/<id>: join that one instead of making one
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    """A device node made in the container's /dev."""
+
+    path: str  # absolute, under /dev
+    type: str  # "c" (character) or "b" (block)
+    major: int
+    minor: int
+    file_mode: int  # permission bits, e.g. 0o666
+    uid: int
+    gid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Linux:
+    """What makes it a Linux container: namespaces, cgroup, hidden paths, devices."""
+
+    # A type missing from the list is shared with the host (--pid host, --network host).
+    namespaces: tuple[Namespace, ...]
+    cgroups_path: str  # e.g. "pallet/<id>", relative to each hierarchy's root; "": none
+    masked_paths: tuple[str, ...]  # hidden: /dev/null over files, an empty tmpfs over dirs
+    readonly_paths: tuple[str, ...]
+    devices: tuple[Device, ...]
+    # "kernel.shmmax" -> "65536": written to /proc/sys/kernel/shmmax inside the
+    # container's namespaces, before /proc/sys is made read-only.
+    sysctl: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """Where the shim writes the container's output, and when it rotates."""
+
+    path: str
+    max_size: int  # bytes; 0 means never rotate
+    max_files: int  # >= 1, the current file included
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,26 +115,27 @@ class ShimSpec:
 
     container_id: str
     bundle_dir: str  # containers/<id>: holds config.json, exit.json, the log file
-    args: tuple[str, ...]  # argv of the init process; args[0] is looked up in PATH
-    env: tuple[str, ...]  # "KEY=value"
-    cwd: str
-    user: str  # "", "name", "uid", "name:group", "uid:gid"; resolved inside the rootfs
-    hostname: str
-    rootfs: RootFs
-    log_path: str
-    open_stdin: bool = False
-    mounts: tuple[Mount, ...] = ()
-    capabilities: tuple[str, ...] = ()  # e.g. "CAP_CHOWN"; everything else is dropped
-    masked_paths: tuple[str, ...] = ()
-    readonly_paths: tuple[str, ...] = ()
-    cgroup_path: str = ""  # e.g. "pallet/<id>", relative to each hierarchy's root
-    no_new_privileges: bool = True
-    log_max_size: int = 0  # bytes; 0 means no rotation
-    log_max_files: int = 1
-    # "" gives the container a new network namespace with only `lo` (up); a path such as
-    # /run/pallet/netns/<id> makes it join that namespace instead (the network manager
-    # made and configured it).
-    network_namespace: str = ""
+    hostname: str  # set only in the container's own uts namespace
+    process: Process
+    root: Root
+    mounts: tuple[Mount, ...]
+    linux: Linux
+    log: Log
+
+    def has_namespace(self, ns_type: str) -> bool:
+        return any(ns.type == ns_type for ns in self.linux.namespaces)
+
+
+@dataclass(frozen=True, slots=True)
+class ExecSpec:
+    """A process to run inside a running container (it joins the container's namespaces).
+
+    The daemon fills `process` completely from the container's process and the exec's
+    overrides (env merged, user and cwd defaulted); the shim merges nothing.
+    """
+
+    exec_id: str
+    process: Process
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +176,8 @@ class Output:
     time_ns: int
 
 
-@dataclass(frozen=True, slots=True)
-class ExecSpec:
-    """A process to run inside a running container (setns into its namespaces)."""
-
-    exec_id: str
-    args: tuple[str, ...]
-    env: tuple[str, ...]
-    cwd: str
-    user: str
-    stdin: bool = False
-
-
 EXIT_STATUS_FILE = "exit.json"
 # One `<exec_id>.json` (an ExitStatus) per exec that ended, written by the shim before it
 # reports the exit; the daemon removes each once its exec_die is journalled.
 EXEC_EXITS_DIR = "execs"
 CONFIG_FILE = "config.json"
-

@@ -116,13 +116,13 @@ class FakeShim:
         self.container_id = spec.container_id
         self.shim_pid = 4000
         self.exit = asyncio.get_running_loop().create_future()
-        self.ignore_term = "ignore-term" in spec.args
+        self.ignore_term = "ignore-term" in spec.process.args
         self.execs: dict[str, FakeExec] = {}
 
     async def start(self) -> int:
-        if self.spec.args[0] == "nosuch":
+        if self.spec.process.args[0] == "nosuch":
             raise FailedPrecondition('exec: "nosuch": executable file not found in $PATH')
-        if self.spec.args[0] == "true":
+        if self.spec.process.args[0] == "true":
             self.exit.set_result(ExitStatus(0, time.time_ns()))
         return 4242
 
@@ -142,7 +142,7 @@ class FakeShim:
         return FakeStdio([b"hello\n"])
 
     async def exec(self, spec: ExecSpec) -> ExecSession:
-        self.execs[spec.exec_id] = FakeExec(spec.args)
+        self.execs[spec.exec_id] = FakeExec(spec.process.args)
         return self.execs[spec.exec_id]
 
     async def wait_exec(self, exec_id: str) -> ExitStatus:
@@ -167,7 +167,7 @@ class FakeLauncher:
         raise Unavailable("no shim")
 
     def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
-        return ExitStatus(127, time.time_ns(), "exec failed") if "nosuch" in str(self.last_spec and self.last_spec.args) else None
+        return ExitStatus(127, time.time_ns(), "exec failed") if "nosuch" in str(self.last_spec and self.last_spec.process.args) else None
 
     def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:
         return None

@@ -24,9 +24,14 @@ from typing import Any
 
 import pytest
 
+from pallet.daemon.containers import bundle
+from pallet.daemon.containers.merge import merge_env
 from pallet.daemon.shims.api import ShimClient, Stdio
-from pallet.shim.api.spec import ExitStatus, RootFs, ShimSpec, TaskStatus
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Linux, Log, Process, Root, ShimSpec, TaskStatus
 from pallet.daemon.shims.client import ShimLauncherImpl
+
+_PROCESS_FIELDS = {"args", "env", "cwd", "user", "capabilities", "no_new_privileges", "stdin"}
+_LINUX_FIELDS = {"namespaces", "cgroups_path", "masked_paths", "readonly_paths", "devices", "sysctl"}
 
 
 def _pids_mentioning(text: str) -> dict[int, str]:
@@ -79,31 +84,75 @@ class ShimWorld:
         return ShimLauncherImpl(self.run_root, **kwargs)
 
     def spec(self, *args: str, **overrides: Any) -> ShimSpec:
-        """A spec for a new container running `args` (a fresh id, bundle and upper dir)."""
+        """A spec for a new container running `args` (a fresh id, bundle and upper dir).
+
+        The daemon's defaults (`containers/bundle.py`), as `palletd` would send them;
+        `overrides` name a field of the spec, its process, its linux part, or
+        `readonly` (the root's).
+        """
         cid = overrides.pop("container_id", None) or secrets.token_hex(8)
-        bundle = self.base / "containers" / cid
+        bundle_dir = self.base / "containers" / cid
         for sub in ("upper", "work", "rootfs"):
-            (bundle / sub).mkdir(parents=True)
-        spec = ShimSpec(
-            container_id=cid,
-            bundle_dir=str(bundle),
+            (bundle_dir / sub).mkdir(parents=True)
+        process = Process(
             args=args,
             env=("PATH=/usr/sbin:/usr/bin:/sbin:/bin",),
             cwd="/",
             user="",
+            capabilities=bundle.DEFAULT_CAPABILITIES,
+            no_new_privileges=True,
+            stdin=False,
+        )
+        linux = Linux(
+            namespaces=bundle.default_namespaces(),
+            cgroups_path=f"{self.cgroup_parent}/{cid}",
+            masked_paths=bundle.MASKED_PATHS,
+            readonly_paths=bundle.READONLY_PATHS,
+            devices=bundle.DEFAULT_DEVICES,
+            sysctl={},
+        )
+        root = Root(
+            path=str(bundle_dir / "rootfs"),
+            layers=(str(self.lower),),
+            upper_dir=str(bundle_dir / "upper"),
+            work_dir=str(bundle_dir / "work"),
+            readonly=bool(overrides.pop("readonly", False)),
+        )
+        process = replace(process, **{k: overrides.pop(k) for k in _PROCESS_FIELDS & set(overrides)})
+        linux = replace(linux, **{k: overrides.pop(k) for k in _LINUX_FIELDS & set(overrides)})
+        spec = ShimSpec(
+            container_id=cid,
+            bundle_dir=str(bundle_dir),
             hostname="box",
-            rootfs=RootFs(
-                lower_dirs=(str(self.lower),),
-                upper_dir=str(bundle / "upper"),
-                work_dir=str(bundle / "work"),
-                target=str(bundle / "rootfs"),
-            ),
-            log_path=str(bundle / "container.log"),
-            cgroup_path=f"{self.cgroup_parent}/{cid}",
+            process=process,
+            root=root,
+            mounts=(),
+            linux=linux,
+            log=Log(path=str(bundle_dir / "container.log"), max_size=0, max_files=1),
         )
         spec = replace(spec, **overrides)
         self.specs.append(spec)
         return spec
+
+
+def exec_spec(
+    container: ShimSpec,
+    exec_id: str,
+    *args: str,
+    env: tuple[str, ...] = (),
+    cwd: str = "",
+    user: str = "",
+    stdin: bool = False,
+) -> ExecSpec:
+    """An exec in `container`, its process completed as the daemon completes it."""
+    base = container.process
+    return ExecSpec(
+        exec_id,
+        replace(
+            base, args=args, env=merge_env(base.env, env), cwd=cwd or base.cwd,
+            user=user or base.user, stdin=stdin,
+        ),
+    )
 
 
 @pytest.fixture(scope="module")

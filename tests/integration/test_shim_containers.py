@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from pallet.shim.api.spec import ExecSpec, Mount, TaskStatus
+from pallet.shim.api.spec import Mount, TaskStatus
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.api.logs import read_records
 from shim_harness import (  # noqa: F401 - fixtures
     ShimWorld,
     cgroup_leftovers,
     collect,
+    exec_spec,
     launcher,
     mounts_mentioning,
     remove,
@@ -37,7 +38,7 @@ async def test_output_exit_code_and_log_file(shim_world: ShimWorld, launcher: Sh
     on_disk = json.loads((Path(spec.bundle_dir) / "exit.json").read_text())
     assert on_disk["exit_code"] == 3
     assert launcher.exit_status_on_disk(Path(spec.bundle_dir)) == status
-    records = [(r.stream, r.data) for r in read_records(spec.log_path)]
+    records = [(r.stream, r.data) for r in read_records(spec.log.path)]
     assert sorted(records) == [(1, b"out\n"), (2, b"err\n")]
 
 
@@ -161,13 +162,11 @@ async def test_exec_joins_the_container(shim_world: ShimWorld, launcher: ShimLau
     client = await launcher.spawn(shim_world.spec("sleep", "1000", env=("PATH=/bin", "A=container")))
     init_pid = await client.start()
     session = await client.exec(
-        ExecSpec(
-            exec_id="e1",
-            args=("sh", "-c", "hostname; echo $A $B; readlink /proc/self/ns/pid; "
-                  "grep CapEff /proc/self/status; echo oops >&2; exit 7"),
+        exec_spec(
+            shim_world.specs[-1], "e1",
+            "sh", "-c", "hostname; echo $A $B; readlink /proc/self/ns/pid; "
+            "grep CapEff /proc/self/status; echo oops >&2; exit 7",
             env=("B=exec",),
-            cwd="",
-            user="",
         )
     )
     out, err = await collect(session)
@@ -177,7 +176,7 @@ async def test_exec_joins_the_container(shim_world: ShimWorld, launcher: ShimLau
     assert lines[:3] == ["box", "container exec", os.readlink(f"/proc/{init_pid}/ns/pid")]
     assert lines[3] == f"CapEff:\t{DOCKER_DEFAULT_CAPS}"
     assert (err, status.exit_code) == (b"oops\n", 7)
-    assert list(read_records(shim_world.specs[-1].log_path)) == []  # exec output is not the log's
+    assert list(read_records(shim_world.specs[-1].log.path)) == []  # exec output is not the log's
     await remove(client)
 
 
@@ -187,7 +186,7 @@ async def test_exec_exit_outlives_its_connection(
     client = await launcher.spawn(shim_world.spec("sleep", "1000"))
     await client.start()
     spec = shim_world.specs[-1]
-    session = await client.exec(ExecSpec("w1", ("sh", "-c", "read x; exit 9"), (), "", "", stdin=True))
+    session = await client.exec(exec_spec(spec, "w1", "sh", "-c", "read x; exit 9", stdin=True))
     # Asked on another connection while it runs: the answer comes when it ends.
     waiting = asyncio.ensure_future(client.wait_exec("w1"))
     await asyncio.sleep(0.2)
@@ -206,14 +205,14 @@ async def test_exec_exit_outlives_its_connection(
     with pytest.raises(InvalidArgument, match="invalid exec id"):
         await client.wait_exec("../exit")
     with pytest.raises(InvalidArgument, match="invalid exec id"):
-        await client.exec(ExecSpec("../../x", ("true",), (), "", ""))
+        await client.exec(exec_spec(shim_world.specs[-1], "../../x", "true"))
     await remove(client)
 
 
 async def test_exec_missing_binary_is_127(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
     client = await launcher.spawn(shim_world.spec("sleep", "1000"))
     await client.start()
-    session = await client.exec(ExecSpec("e2", ("nosuch",), (), "", ""))
+    session = await client.exec(exec_spec(shim_world.specs[-1], "e2", "nosuch"))
     out, err = await collect(session)
     status = await session.wait()
     await session.aclose()
@@ -227,7 +226,7 @@ async def test_exec_missing_binary_is_127(shim_world: ShimWorld, launcher: ShimL
 async def test_exec_as_user_with_stdin(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
     client = await launcher.spawn(shim_world.spec("sleep", "1000"))
     await client.start()
-    session = await client.exec(ExecSpec("e3", ("sh", "-c", "id -u; cat"), (), "/tmp", "app", stdin=True))
+    session = await client.exec(exec_spec(shim_world.specs[-1], "e3", "sh", "-c", "id -u; cat", cwd="/tmp", user="app", stdin=True))
     await session.write_stdin(b"piped\n")
     await session.close_stdin()
     out, _ = await collect(session)
@@ -238,7 +237,7 @@ async def test_exec_as_user_with_stdin(shim_world: ShimWorld, launcher: ShimLaun
 
 
 async def test_stdin_through_attach(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
-    client = await launcher.spawn(shim_world.spec("sh", "-c", "read line; echo got $line; cat", open_stdin=True))
+    client = await launcher.spawn(shim_world.spec("sh", "-c", "read line; echo got $line; cat", stdin=True))
     stdio = await client.attach(stdin=True, stdout=True, stderr=True)
     await client.start()
     await stdio.write_stdin(b"hello\nmore\n")
@@ -284,7 +283,7 @@ async def test_shim_survives_the_daemon_and_is_readopted(shim_world: ShimWorld) 
     state = await again.state()
     assert state.status is TaskStatus.STOPPED and state.exit is not None and state.exit.exit_code == 4
     assert (await again.wait()).exit_code == 4
-    assert [r.data for r in read_records(spec.log_path)] == [b"started\n", b"finished\n"]
+    assert [r.data for r in read_records(spec.log.path)] == [b"started\n", b"finished\n"]
     await again.shutdown()
     await again.aclose()
     with pytest.raises(Unavailable):
@@ -323,7 +322,7 @@ async def test_created_container_can_be_removed_without_start(
     await client.shutdown()
     await client.aclose()
     assert not (shim_world.run_root / "shims" / f"{spec.container_id}.sock").exists()
-    assert list(read_records(spec.log_path)) == []
+    assert list(read_records(spec.log.path)) == []
 
 
 async def test_connect_to_unknown_container_is_unavailable(
@@ -334,7 +333,7 @@ async def test_connect_to_unknown_container_is_unavailable(
 
 
 async def test_large_stdin_and_output_stream_through(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
-    spec = shim_world.spec("sh", "-c", "wc -c; head -c 5000000 /dev/zero", open_stdin=True)
+    spec = shim_world.spec("sh", "-c", "wc -c; head -c 5000000 /dev/zero", stdin=True)
     client = await launcher.spawn(spec)
     stdio = await client.attach(stdin=True, stdout=True, stderr=True)
     await client.start()
@@ -346,7 +345,7 @@ async def test_large_stdin_and_output_stream_through(shim_world: ShimWorld, laun
     out, _ = await reader
     assert out[:8] == b"3145728\n" and len(out) == 8 + 5_000_000
     assert (await client.wait()).exit_code == 0
-    assert sum(len(r.data) for r in read_records(spec.log_path)) == 8 + 5_000_000
+    assert sum(len(r.data) for r in read_records(spec.log.path)) == 8 + 5_000_000
     await stdio.aclose()
     await client.shutdown()
     await client.aclose()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument
-from pallet.shim.api.spec import ExecSpec, TaskStatus
+from pallet.shim.api.spec import TaskStatus
 from pallet.shim.api.messages import SpawnRequest, SpawnResponse
 from pallet.daemon.shims.channel import Channel
 from pallet.daemon.shims.client import ShimLauncherImpl
@@ -24,6 +24,7 @@ from shim_harness import (  # noqa: F401 - fixtures
     ShimWorld,
     cgroup_leftovers,
     collect,
+    exec_spec,
     launcher,
     remove,
     run_to_end,
@@ -55,7 +56,7 @@ async def _until(condition: object, timeout: float = 5.0) -> None:
 
 async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimWorld) -> None:
     spec = shim_world.spec("sh", "-c", "echo before; sleep 1; echo after; exit 5")
-    from pallet.shim.api.files import spec_to_dict
+    from pallet.shim.api.codec import dumps
 
     # A stand-in daemon in its own process: it starts the container, then dies by SIGKILL.
     script = textwrap.dedent(
@@ -63,10 +64,11 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
         import asyncio, json, sys
         from pathlib import Path
         from pallet.daemon.shims.client import ShimLauncherImpl
-        from pallet.shim.api.files import spec_from_dict
+        from pallet.shim.api.codec import loads
+        from pallet.shim.api.spec import ShimSpec
         async def main():
             launcher = ShimLauncherImpl(Path({str(shim_world.run_root)!r}))
-            client = await launcher.spawn(spec_from_dict(json.loads(sys.argv[1])))
+            client = await launcher.spawn(loads(ShimSpec, sys.argv[1]))
             await client.start()
             print("shim_pid", client.shim_pid, flush=True)
             await asyncio.sleep(60)
@@ -74,7 +76,7 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
         """
     )
     with subprocess.Popen(
-        [sys.executable, "-c", script, json.dumps(spec_to_dict(spec))], stdout=subprocess.PIPE
+        [sys.executable, "-c", script, dumps(spec)], stdout=subprocess.PIPE
     ) as daemon:
         try:
             assert daemon.stdout is not None
@@ -94,7 +96,7 @@ async def test_containers_outlive_a_daemon_killed_with_sigkill(shim_world: ShimW
     assert again.shim_pid == shim_pid
     status = await again.wait()  # the exit happened while no daemon was there
     assert status.exit_code == 5
-    assert [r.data for r in read_records(spec.log_path)] == [b"before\n", b"after\n"]
+    assert [r.data for r in read_records(spec.log.path)] == [b"before\n", b"after\n"]
     await again.shutdown()
     await again.aclose()
 
@@ -122,7 +124,7 @@ async def test_exec_attach_and_start_on_a_stopped_container(
     await client.start()
     await client.wait()
     with pytest.raises(FailedPrecondition, match="is not running"):
-        await client.exec(ExecSpec("e", ("true",), (), "", ""))
+        await client.exec(exec_spec(shim_world.specs[-1], "e", "true"))
     with pytest.raises(FailedPrecondition, match="can only be started once"):
         await client.start()
     stdio = await client.attach(stdin=False, stdout=True, stderr=True)
@@ -151,7 +153,7 @@ async def test_cgroup_namespace_and_kill_of_every_process(
     client = await launcher.spawn(spec)
     stdio = await client.attach(stdin=False, stdout=True, stderr=True)
     await client.start()
-    session = await client.exec(ExecSpec("e", ("cat", "/proc/self/cgroup"), (), "", ""))
+    session = await client.exec(exec_spec(spec, "e", "cat", "/proc/self/cgroup"))
     out, _ = await collect(session)
     await session.aclose()
     # Inside its cgroup namespace the container's own cgroup is the root.

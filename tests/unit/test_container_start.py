@@ -25,7 +25,7 @@ from pallet.daemon.containers.start import (
 )
 from pallet.daemon.faults import CrashPoints
 from pallet.daemon.shims.api import ShimClient, Stdio
-from pallet.shim.api.spec import ExecSpec, ExitStatus, RootFs, ShimSpec, ShimState, TaskStatus
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Root, ShimSpec, ShimState, TaskStatus
 from pallet.v1.errors import FailedPrecondition, Internal, PalletError, Unavailable
 
 # ---- the runner ------------------------------------------------------------------------
@@ -203,11 +203,11 @@ class FakeSnapshots:
     def __init__(self, fail: bool) -> None:
         self.fail = fail
 
-    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> RootFs:
+    def prepare(self, state_dir: Path, lower_dirs: list[str]) -> Root:
         if self.fail:
             raise FailedPrecondition("the writable layer cannot be made")
-        return RootFs(tuple(lower_dirs), f"{state_dir}/upper", f"{state_dir}/work",
-                      f"{state_dir}/rootfs")
+        return Root(f"{state_dir}/rootfs", tuple(lower_dirs), f"{state_dir}/upper",
+                    f"{state_dir}/work", readonly=False)
 
 
 def container() -> Container:
@@ -252,14 +252,16 @@ async def test_a_start_builds_the_spec_from_its_parts() -> None:
     assert start.pid == 4242 and host.live_shims == {1000}
     [spec] = launcher.specs
     c = container()
-    assert spec.rootfs.upper_dir == f"{c.state_dir}/upper"
+    assert spec.root.upper_dir == f"{c.state_dir}/upper"
     assert spec.mounts == bundle.etc_mounts(c)
-    assert spec.capabilities == bundle.DEFAULT_CAPABILITIES
-    assert spec.masked_paths == bundle.MASKED_PATHS
-    assert spec.cgroup_path == f"pallet/{c.id}"
-    assert (spec.hostname, spec.log_max_size, spec.log_max_files) == ("web1", 100, 3)
+    assert spec.process.capabilities == bundle.DEFAULT_CAPABILITIES
+    assert spec.linux.masked_paths == bundle.MASKED_PATHS
+    assert spec.linux.devices == bundle.DEFAULT_DEVICES
+    assert spec.linux.namespaces == bundle.default_namespaces()
+    assert spec.linux.cgroups_path == f"pallet/{c.id}"
+    assert (spec.hostname, spec.log.max_size, spec.log.max_files) == ("web1", 100, 3)
     # The same spec as the bundle's one-piece builder makes (until it is retired).
-    assert spec == bundle.shim_spec(c, spec.rootfs, "pallet")
+    assert spec == bundle.shim_spec(c, spec.root, "pallet")
 
 
 @pytest.mark.parametrize("fail", ["rootfs", "spawn shim", "start"])

@@ -33,10 +33,12 @@ from pallet.shim.api.messages import (
     WaitRequest,
     WaitResponse,
 )
-from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState, TaskStatus
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Process, ShimState, TaskStatus
 
 EXIT = ExitStatus(exit_code=137, exited_at_ns=5, error="killed")
-SPEC = ExecSpec("e1", ("sh", "-c", "echo hi"), ("A=1",), "/tmp", "1000:1000", stdin=True)
+SPEC = ExecSpec(
+    "e1", Process(("sh", "-c", "echo hi"), ("A=1",), "/tmp", "1000:1000", ("CAP_KILL",), True, True)
+)
 
 REQUESTS: list[Request] = [
     StateRequest(), StartRequest(), KillRequest(15), KillRequest(9, all=True), WaitRequest(),
@@ -121,7 +123,7 @@ def test_a_request_of_another_type_than_expected_is_refused() -> None:
         ({"op": "kill", "signal": 9, "all": "yes"}, r"kill.all: expected true or false"),
         ({"op": "kill", "signal": 9, "everything": True}, r"unknown field 'everything'"),
         ({"op": "attach", "stdout": 1}, r"attach.stdout: expected true or false"),
-        ({"op": "exec", "spec": {"exec_id": "e"}}, r"exec.spec: missing field 'args'"),
+        ({"op": "exec", "spec": {"exec_id": "e"}}, r"exec.spec: missing field 'process'"),
         ({"op": "exec", "spec": None}, r"exec.spec: expected an object, got null"),
         ({"op": "exec_wait", "exec_id": ["e"]}, r"exec_wait.exec_id: expected a string, got a list"),
         ({"op": "spawn", "idle_exit": 1}, r"missing field 'bundle'"),

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
-from pallet.shim.api.spec import Mount, RootFs, ShimSpec
+from pallet.daemon.containers import bundle
+from pallet.shim.api.spec import Device, Linux, Log, Mount, Namespace, Process, Root, ShimSpec
 from pallet.shim import caps
 from pallet.shim import syscalls as sc
 from pallet.shim.mounts import parse_options, secure_join
 from pallet.shim.steps import (
-    EXEC_NAMESPACES,
+    EXEC_NAMESPACE_ORDER,
+    NAMESPACES,
     ExecFailed,
     ExecJoin,
     InitSetup,
     ProcessSetup,
+    enter_pid_namespace,
     find_executable,
     run_steps,
 )
+
+ALL = ("pid", "ipc", "uts", "mount", "network", "cgroup")
 
 
 class FakeSyscalls:
@@ -85,14 +91,19 @@ def spec(tmp_path: Path) -> ShimSpec:
     return ShimSpec(
         container_id="c1",
         bundle_dir=str(tmp_path),
-        args=("sh",),
-        env=(),
-        cwd="/",
-        user="",
         hostname="box",
-        rootfs=RootFs(("/l2", "/l1"), "/up", "/work", str(root)),
-        log_path=str(tmp_path / "log"),
+        process=Process(("sh",), ("PATH=/bin",), "/", "", bundle.DEFAULT_CAPABILITIES, True, False),
+        root=Root(str(root), ("/l2", "/l1"), "/up", "/work", readonly=False),
         mounts=(Mount("/etc/hosts", "bind", str(tmp_path / "hosts"), ("rbind", "ro")),),
+        linux=Linux(
+            namespaces=tuple(Namespace(t) for t in ALL),
+            cgroups_path="pallet/c1",
+            masked_paths=bundle.MASKED_PATHS,
+            readonly_paths=bundle.READONLY_PATHS,
+            devices=bundle.DEFAULT_DEVICES,
+            sysctl={},
+        ),
+        log=Log(str(tmp_path / "log"), 0, 1),
     )
 
 
@@ -104,6 +115,10 @@ def _init(spec: ShimSpec, fake: FakeSyscalls) -> InitSetup:
     )
 
 
+def _with_namespaces(spec: ShimSpec, *namespaces: Namespace) -> ShimSpec:
+    return replace(spec, linux=replace(spec.linux, namespaces=namespaces))
+
+
 def test_init_unshares_first_and_its_cgroup_namespace_last(spec: ShimSpec) -> None:
     fake = FakeSyscalls()
     steps = _init(spec, fake).steps()
@@ -112,26 +127,79 @@ def test_init_unshares_first_and_its_cgroup_namespace_last(spec: ShimSpec) -> No
     steps[0].run()
     steps[-2].run()
     steps[-1].run()
-    flags = fake.calls[0][1]
-    assert isinstance(flags, int)
-    for ns in (sc.CLONE_NEWNS, sc.CLONE_NEWUTS, sc.CLONE_NEWIPC, sc.CLONE_NEWNET):
-        assert flags & ns
     # pid: the shim's (it applies to children); cgroup: only after the cgroup join.
-    assert not flags & (sc.CLONE_NEWPID | sc.CLONE_NEWCGROUP)
-    assert fake.calls[1:] == [("cgroup joined",), ("unshare", sc.CLONE_NEWCGROUP)]
+    assert fake.calls == [
+        ("unshare", sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET),
+        ("cgroup joined",),
+        ("unshare", sc.CLONE_NEWCGROUP),
+    ]
 
 
-def test_a_network_namespace_path_is_joined_instead_of_made(spec: ShimSpec, tmp_path: Path) -> None:
-    netns = tmp_path / "netns"
-    netns.write_text("")
+def _run_namespace_steps(spec: ShimSpec, fake: FakeSyscalls) -> list[str]:
+    """Run the namespace steps (and the cgroup wait); return every step's name."""
+    steps = _init(spec, fake).steps()
+    for step in steps:
+        if step.name.startswith(("unshare", "join", "wait for cgroup")):
+            step.run()
+    return [s.name for s in steps]
+
+
+@pytest.mark.parametrize(
+    "types, unshared, loopback",
+    [
+        # Docker's default: everything new.
+        (ALL, sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC | sc.CLONE_NEWNET, True),
+        # --network host: no network entry, so the host's, and no loopback to bring up.
+        (("pid", "ipc", "uts", "mount", "cgroup"), sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWIPC, False),
+        # --ipc host --pid host, no cgroup namespace (cgroup v1 hosts in docker).
+        (("uts", "mount", "network"), sc.CLONE_NEWNS | sc.CLONE_NEWUTS | sc.CLONE_NEWNET, True),
+    ],
+)
+def test_only_the_listed_namespaces_are_made(
+    spec: ShimSpec, types: tuple[str, ...], unshared: int, loopback: bool
+) -> None:
     fake = FakeSyscalls()
-    steps = _init(replace(spec, network_namespace=str(netns)), fake).steps()
-    assert [s.name for s in steps[:2]] == ["unshare namespaces", "join network namespace"]
-    assert "bring up loopback" not in [s.name for s in steps]
-    steps[0].run()
-    steps[1].run()
-    assert not fake.calls[0][1] & sc.CLONE_NEWNET  # type: ignore[operator]
-    assert fake.calls[1] == ("setns", sc.CLONE_NEWNET)
+    names = _run_namespace_steps(_with_namespaces(spec, *(Namespace(t) for t in types)), fake)
+    assert fake.calls[0] == ("unshare", unshared)
+    assert ("bring up loopback" in names) is loopback
+    cgroup_calls = fake.calls[fake.calls.index(("cgroup joined",)) + 1:]
+    assert cgroup_calls == ([("unshare", sc.CLONE_NEWCGROUP)] if "cgroup" in types else [])
+    assert not any(c[0] == "setns" for c in fake.calls)
+
+
+def test_namespaces_with_a_path_are_joined_instead_of_made(spec: ShimSpec, tmp_path: Path) -> None:
+    paths = {}
+    for name in ("netns", "ipcns", "cgns"):
+        (tmp_path / name).write_text("")
+        paths[name] = str(tmp_path / name)
+    fake = FakeSyscalls()
+    joined = _with_namespaces(
+        spec, Namespace("pid"), Namespace("ipc", paths["ipcns"]), Namespace("uts"),
+        Namespace("mount"), Namespace("network", paths["netns"]), Namespace("cgroup", paths["cgns"]),
+    )
+    names = _run_namespace_steps(joined, fake)
+    assert names[:3] == ["unshare namespaces", "join ipc namespace", "join network namespace"]
+    assert names[-2:] == ["wait for cgroup", "join cgroup namespace"]
+    assert "bring up loopback" not in names  # the network's owner configured it
+    assert fake.calls == [
+        ("unshare", sc.CLONE_NEWNS | sc.CLONE_NEWUTS),
+        ("setns", sc.CLONE_NEWIPC),
+        ("setns", sc.CLONE_NEWNET),
+        ("cgroup joined",),
+        ("setns", sc.CLONE_NEWCGROUP),
+    ]
+
+
+def test_the_shim_makes_joins_or_shares_the_pid_namespace(spec: ShimSpec, tmp_path: Path) -> None:
+    (tmp_path / "pidns").write_text("")
+    made, joined, shared = FakeSyscalls(), FakeSyscalls(), FakeSyscalls()
+    enter_pid_namespace(spec, made)
+    others = tuple(ns for ns in spec.linux.namespaces if ns.type != "pid")
+    enter_pid_namespace(_with_namespaces(spec, Namespace("pid", str(tmp_path / "pidns")), *others), joined)
+    enter_pid_namespace(_with_namespaces(spec, *others), shared)
+    assert made.calls == [("unshare", sc.CLONE_NEWPID)]
+    assert joined.calls == [("setns", sc.CLONE_NEWPID)]
+    assert shared.calls == []
 
 
 def test_stage2_order(spec: ShimSpec, tmp_path: Path) -> None:
@@ -153,7 +221,7 @@ def test_stage2_order(spec: ShimSpec, tmp_path: Path) -> None:
                 step.run()
     finally:
         os.chdir(cwd)
-    root = spec.rootfs.target
+    root = spec.root.path
     mounts = [c for c in fake.calls if c[0] == "mount"]
     # Nothing may be mounted before the whole tree is made a slave (no leak to the host).
     assert mounts[0] == ("mount", "", "/", "", sc.MS_REC | sc.MS_SLAVE, "")
@@ -188,11 +256,76 @@ def test_masked_paths_use_dev_null_for_files_and_ro_tmpfs_for_dirs(
     (tmp_path / "dir").mkdir()
     fake = FakeSyscalls()
     masked = (str(tmp_path / "file"), str(tmp_path / "dir"), str(tmp_path / "missing"))
-    _init(replace(spec, masked_paths=masked), fake).mask_paths()
+    _init(replace(spec, linux=replace(spec.linux, masked_paths=masked)), fake).mask_paths()
     assert fake.calls == [
         ("mount", "/dev/null", str(tmp_path / "file"), "", sc.MS_BIND, ""),
         ("mount", "tmpfs", str(tmp_path / "dir"), "tmpfs", sc.MS_RDONLY, ""),
     ]
+
+
+def test_no_masked_or_read_only_paths_means_none(spec: ShimSpec) -> None:
+    fake = FakeSyscalls()
+    setup = _init(replace(spec, linux=replace(spec.linux, masked_paths=(), readonly_paths=())), fake)
+    setup.mask_paths()
+    setup.readonly_paths()
+    assert fake.calls == []
+
+
+def test_device_nodes_are_the_specs(
+    spec: ShimSpec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made: list[tuple[object, ...]] = []
+    monkeypatch.setattr(os, "mknod", lambda path, mode, dev: made.append(("mknod", path, mode, dev)))
+    monkeypatch.setattr(os, "chown", lambda path, uid, gid: made.append(("chown", path, uid, gid)))
+    devices = (
+        Device("/dev/fuse", "c", 10, 229, 0o600, 0, 0),
+        Device("/dev/disk/loop9", "b", 7, 9, 0o660, 0, 6),
+    )
+    root = spec.root.path
+    _init(replace(spec, linux=replace(spec.linux, devices=devices)), FakeSyscalls()).make_device_nodes()
+    assert made == [
+        ("mknod", f"{root}/dev/fuse", stat.S_IFCHR | 0o600, os.makedev(10, 229)),
+        ("chown", f"{root}/dev/fuse", 0, 0),
+        ("mknod", f"{root}/dev/disk/loop9", stat.S_IFBLK | 0o660, os.makedev(7, 9)),
+        ("chown", f"{root}/dev/disk/loop9", 0, 6),
+    ]
+    made.clear()
+    _init(replace(spec, linux=replace(spec.linux, devices=())), FakeSyscalls()).make_device_nodes()
+    assert made == []
+
+
+def test_sysctls_are_written_after_pivot_root_before_proc_sys_is_read_only(
+    spec: ShimSpec, tmp_path: Path
+) -> None:
+    proc_sys = tmp_path / "proc-sys"
+    (proc_sys / "net" / "ipv4").mkdir(parents=True)
+    (proc_sys / "net" / "ipv4" / "ip_unprivileged_port_start").write_text("1024\n")
+    with_sysctl = replace(spec, linux=replace(spec.linux, sysctl={"net.ipv4.ip_unprivileged_port_start": "80"}))
+    setup = _init(with_sysctl, FakeSyscalls())
+    names = [s.name for s in setup.steps()]
+    assert names.index("pivot root") < names.index("write sysctls") < names.index("make paths read-only")
+    assert "write sysctls" not in [s.name for s in _init(spec, FakeSyscalls()).steps()]
+    setup.proc_sys = str(proc_sys)
+    setup.write_sysctls()
+    assert (proc_sys / "net" / "ipv4" / "ip_unprivileged_port_start").read_text() == "80"
+    missing = _init(replace(spec, linux=replace(spec.linux, sysctl={"net.nosuch": "1"})), FakeSyscalls())
+    missing.proc_sys = str(proc_sys)
+    with pytest.raises(FailedPrecondition, match="sysctl net.nosuch does not exist"):
+        missing.write_sysctls()
+
+
+def test_a_read_only_root_is_remounted_last(spec: ShimSpec) -> None:
+    fake = FakeSyscalls()
+    readonly = replace(spec, root=replace(spec.root, readonly=True))
+    steps = _init(readonly, fake).steps()
+    names = [s.name for s in steps]
+    assert names.index("make paths read-only") + 1 == names.index("make root read-only")
+    assert names.index("make root read-only") + 1 == names.index("wait for cgroup")
+    assert "make root read-only" not in [s.name for s in _init(spec, fake).steps()]
+    steps[names.index("make root read-only")].run()
+    assert fake.calls[0][:4] == ("mount", "", "/", "")
+    flags = fake.calls[0][4]
+    assert isinstance(flags, int) and flags & sc.MS_RDONLY and flags & sc.MS_REMOUNT and flags & sc.MS_BIND
 
 
 def test_setup_failure_names_the_step(spec: ShimSpec) -> None:
@@ -201,13 +334,10 @@ def test_setup_failure_names_the_step(spec: ShimSpec) -> None:
         run_steps(_init(spec, fake).steps())
 
 
-def _process(tmp_path: Path, user: str, capabilities: tuple[str, ...] = ()) -> tuple[ProcessSetup, FakeSyscalls]:
+def _process(tmp_path: Path, user: str, capabilities: tuple[str, ...] = bundle.DEFAULT_CAPABILITIES) -> tuple[ProcessSetup, FakeSyscalls]:
     fake = FakeSyscalls()
-    setup = ProcessSetup(
-        fake, user=user, env=("PATH=/bin",), cwd=str(tmp_path / "wd"),
-        capabilities=capabilities, no_new_privileges=True,
-    )
-    return setup, fake
+    process = Process(("sh",), ("PATH=/bin",), str(tmp_path / "wd"), user, capabilities, True, False)
+    return ProcessSetup(fake, process), fake
 
 
 def test_process_order_groups_then_gid_then_uid_then_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -232,31 +362,56 @@ def test_process_order_groups_then_gid_then_uid_then_caps(tmp_path: Path, monkey
     assert fake.calls[-2] == ("prctl", sc.PR_SET_NO_NEW_PRIVS, 1)
     # Last, after the uid change that would clear it: the process dies with its shim.
     assert fake.calls[-1] == ("prctl", sc.PR_SET_PDEATHSIG, signal.SIGKILL)
-    default = caps.mask_of(caps.DOCKER_DEFAULT)
+    default = caps.mask_of(bundle.DEFAULT_CAPABILITIES)
     assert ("capset", default, default, 0) in fake.calls
     dropped = {c[2] for c in fake.calls if c[:2] == ("prctl", sc.PR_CAPBSET_DROP)}
     assert dropped == {n for n in range(caps.last_cap() + 1) if not default & (1 << n)}
     assert (tmp_path / "wd").is_dir()
-    assert "HOME=/" in setup.env
+    # HOME from the image's passwd (runc does the same); PATH is the daemon's to give.
+    assert setup.env == ["PATH=/bin", "HOME=/"]
+
+
+def test_no_capabilities_means_none(tmp_path: Path) -> None:
+    """--cap-drop ALL: an empty list drops every capability, it is not "the default"."""
+    setup, fake = _process(tmp_path, "", capabilities=())
+    cwd = os.getcwd()
+    try:
+        run_steps(setup.steps())
+    finally:
+        os.chdir(cwd)
+    assert ("capset", 0, 0, 0) in fake.calls
+    dropped = {c[2] for c in fake.calls if c[:2] == ("prctl", sc.PR_CAPBSET_DROP)}
+    assert dropped == set(range(caps.last_cap() + 1))
 
 
 def test_default_capabilities_are_dockers(tmp_path: Path) -> None:
-    assert caps.mask_of(caps.DOCKER_DEFAULT) == 0xA80425FB
+    assert caps.mask_of(bundle.DEFAULT_CAPABILITIES) == 0xA80425FB
     with pytest.raises(InvalidArgument, match="unknown capability"):
         caps.mask_of(("CAP_NOPE",))
 
 
 def test_exec_join_opens_all_namespaces_first_then_enters_mnt_last() -> None:
     fake = FakeSyscalls()
-    join = ExecJoin(fake, os.getpid(), wait_for_cgroup=lambda: fake.calls.append(("joined", 0)))
+    namespaces = tuple(Namespace(t) for t in ALL)
+    join = ExecJoin(fake, os.getpid(), namespaces, wait_for_cgroup=lambda: fake.calls.append(("joined", 0)))
     steps = join.steps()
     assert steps[0].name == "open namespaces" and steps[-1].name == "wait for cgroup"
     run_steps(steps)
-    assert [c[1] for c in fake.calls[:-1]] == [nstype for _, nstype in EXEC_NAMESPACES]
-    order = [name for name, _ in EXEC_NAMESPACES]
+    assert [c[1] for c in fake.calls[:-1]] == [NAMESPACES[t][1] for t in EXEC_NAMESPACE_ORDER]
     # No pid namespace to enter: the shim's children are born in the container's.
-    assert "pid" not in order and order[-1] == "mnt"
+    assert "pid" not in EXEC_NAMESPACE_ORDER and EXEC_NAMESPACE_ORDER[-1] == "mount"
     assert fake.calls[-1] == ("joined", 0)
+
+
+def test_exec_join_enters_only_the_namespaces_the_container_has() -> None:
+    fake = FakeSyscalls()
+    # --network host --ipc host: the exec stays in the host's network and ipc namespaces.
+    namespaces = tuple(Namespace(t) for t in ("pid", "uts", "mount", "cgroup"))
+    join = ExecJoin(fake, os.getpid(), namespaces, wait_for_cgroup=lambda: None)
+    run_steps(join.steps())
+    assert fake.calls == [
+        ("setns", sc.CLONE_NEWUTS), ("setns", sc.CLONE_NEWCGROUP), ("setns", sc.CLONE_NEWNS),
+    ]
 
 
 def test_find_executable_uses_path_and_docker_wording(tmp_path: Path) -> None:
@@ -271,6 +426,9 @@ def test_find_executable_uses_path_and_docker_wording(tmp_path: Path) -> None:
     assert (missing.value.exit_code, missing.value.message) == (
         127, 'exec: "nosuch": executable file not found in $PATH'
     )
+    with pytest.raises(ExecFailed) as no_path:
+        find_executable("tool", [])  # no PATH, no search: the daemon gives one
+    assert no_path.value.exit_code == 127
     with pytest.raises(ExecFailed) as denied:
         find_executable(str(tmp_path / "bin" / "plain"), [])
     assert denied.value.exit_code == 126 and "permission denied" in denied.value.message
