@@ -124,6 +124,11 @@ def _validate_linux(linux: Linux) -> None:
         if device.path in paths:
             raise InvalidArgument(f"device {device.path} is listed twice")
         paths.add(device.path)
+    if linux.masked_paths and not any(
+        (d.path, d.type, d.major, d.minor) == ("/dev/null", "c", 1, 3) for d in linux.devices
+    ):
+        # A masked file is hidden under a bind of the container's own /dev/null.
+        raise InvalidArgument("masked paths need /dev/null (c 1:3) among the devices")
     # Joined ones count: the daemon made them for this container (e.g. its netns).
     own = {ns.type for ns in linux.namespaces}
     for key, value in linux.sysctl.items():

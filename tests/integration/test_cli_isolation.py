@@ -69,6 +69,27 @@ def test_bounding_set_is_dockers_default(palletd: Any, image: str) -> None:
     assert caps["CapPrm"] == DOCKER_DEFAULT_CAPS
 
 
+def test_init_and_exec_have_exactly_dockers_default_capabilities(palletd: Any, image: str) -> None:
+    """The daemon's list is the only one: the shim adds none and an exec gets the init's.
+
+    Fails when `bundle.DEFAULT_CAPABILITIES` is emptied (the shim once filled in Docker's
+    set itself, so that went unnoticed) or when an exec is given other privileges.
+    """
+    cid = palletd.cli_ok("run", "-d", image, "sleep", "300").strip()
+    try:
+        fields = "grep -E '^(Cap(Bnd|Eff|Prm|Inh)|NoNewPrivs)' /proc/{}/status"
+        init = palletd.cli_ok("exec", cid, "sh", "-c", fields.format(1))
+        execd = palletd.cli_ok("exec", cid, "sh", "-c", fields.format("self"))
+    finally:
+        palletd.cli_ok("rm", "-f", cid)
+    for out in (init, execd):
+        caps = dict(line.split(":\t") for line in out.splitlines())
+        assert caps == {
+            "CapInh": "0000000000000000", "CapPrm": DOCKER_DEFAULT_CAPS,
+            "CapEff": DOCKER_DEFAULT_CAPS, "CapBnd": DOCKER_DEFAULT_CAPS, "NoNewPrivs": "1",
+        }, out
+
+
 def test_a_non_root_user_has_no_capabilities(palletd: Any, image: str) -> None:
     out = run(palletd, image, "grep -E '^Cap(Bnd|Eff)' /proc/self/status", "-u", "app")
     caps = dict(line.split(":\t") for line in out.splitlines())

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
-from pallet.shim.api.spec import Mount, TaskStatus
+from pallet.shim.api.spec import Mount, Namespace, ShimSpec, TaskStatus
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.shim.api.logs import read_records
 from shim_harness import (  # noqa: F401 - fixtures
@@ -73,6 +73,87 @@ async def test_explicit_capabilities_replace_the_default(
     )
     out, _, _ = await run_to_end(launcher, spec)
     assert out.decode().split() == ["CapBnd:", "0000000000000021"]
+
+
+async def test_no_capabilities_means_none(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    """capabilities=() is how --cap-drop ALL reaches the shim: root keeps nothing."""
+    spec = shim_world.spec(
+        "sh", "-c", "grep -E '^Cap' /proc/1/status; chown 1 /tmp && echo chowned || echo refused",
+        capabilities=(),
+    )
+    out, _, status = await run_to_end(launcher, spec)
+    assert status.exit_code == 0
+    lines = out.decode().splitlines()
+    fields = dict(line.split(":\t") for line in lines[:-1])
+    zero = "0000000000000000"
+    assert fields == {"CapInh": zero, "CapPrm": zero, "CapEff": zero, "CapBnd": zero, "CapAmb": zero}
+    assert lines[-1] == "refused"
+
+
+def _without(spec: ShimSpec, ns_type: str) -> tuple[Namespace, ...]:
+    return tuple(ns for ns in spec.linux.namespaces if ns.type != ns_type)
+
+
+async def test_a_namespace_missing_from_the_spec_is_the_hosts(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    """--network host and --pid host: no entry, no namespace of its own; an exec too."""
+    base = shim_world.spec("true")
+    spec = shim_world.spec(
+        "sh", "-c", "readlink /proc/self/ns/net; echo $$; sleep 1000",
+        namespaces=tuple(ns for ns in _without(base, "network") if ns.type != "pid"),
+    )
+    host_net = os.readlink("/proc/self/ns/net")
+    client = await launcher.spawn(spec)
+    try:
+        stdio = await client.attach(stdin=False, stdout=True, stderr=False)
+        init_pid = await client.start()
+        session = await client.exec(exec_spec(spec, "e1", "readlink", "/proc/self/ns/net"))
+        exec_out, _ = await collect(session)
+        await session.aclose()
+        first = b""
+        async for chunk in stdio.output():
+            first += chunk.data
+            if first.count(b"\n") >= 2:
+                break
+        await stdio.aclose()
+        net, pid = first.decode().split()
+        assert net == host_net and exec_out.decode().strip() == host_net
+        assert int(pid) == init_pid  # the host's pid namespace: its pid is its host pid
+        # The namespaces it does list are its own.
+        assert os.readlink(f"/proc/{init_pid}/ns/uts") != os.readlink("/proc/self/ns/uts")
+    finally:
+        await remove(client)
+
+
+async def test_listed_sysctls_are_set_in_the_containers_namespaces(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    host_port = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text()
+    host_shm = Path("/proc/sys/kernel/shmmax").read_text()
+    spec = shim_world.spec(
+        "sh", "-c", "cat /proc/sys/net/ipv4/ip_unprivileged_port_start /proc/sys/kernel/shmmax",
+        sysctl={"net.ipv4.ip_unprivileged_port_start": "80", "kernel.shmmax": "65536"},
+    )
+    out, _, status = await run_to_end(launcher, spec)
+    assert (status.exit_code, out.decode().split()) == (0, ["80", "65536"])
+    assert Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text() == host_port
+    assert Path("/proc/sys/kernel/shmmax").read_text() == host_shm
+
+
+async def test_a_read_only_root_refuses_writes(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    script = (
+        "exec 2>&1; touch /new; echo x > /etc/passwd;"
+        "echo ok > /dev/shm/f && cat /dev/shm/f; grep -c ' / .*\\bro\\b' /proc/self/mounts"
+    )
+    spec = shim_world.spec("sh", "-c", script, readonly=True)
+    out, _, status = await run_to_end(launcher, spec)
+    lines = out.decode().splitlines()
+    assert "Read-only file system" in lines[0] and "Read-only file system" in lines[1]
+    assert lines[2:] == ["ok", "1"]  # its own tmpfs mounts stay writable
+    assert not (Path(spec.root.upper_dir) / "new").exists()
+    writable = shim_world.spec("sh", "-c", "touch /new && echo made")
+    assert (await run_to_end(launcher, writable))[0] == b"made\n"
 
 
 async def test_masked_and_read_only_paths(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:

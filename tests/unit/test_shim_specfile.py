@@ -130,6 +130,7 @@ ALL = ("pid", "ipc", "uts", "mount", "network", "cgroup")
         (lambda s: _linux(s, namespaces=_ns("pid", "ipc", "uts", "mount"),
                           sysctl={"net.ipv4.ip_forward": "1"}), "own network namespace"),
         (lambda s: _linux(s, masked_paths=("proc/kcore",)), "must be absolute"),
+        (lambda s: _linux(s, devices=()), "masked paths need /dev/null"),
     ],
 )
 def test_bad_specs_are_refused_before_anything_is_written(

@@ -1,0 +1,56 @@
+"""The daemon's defaults for the shim's spec, and the exec's complete process."""
+
+from __future__ import annotations
+
+from pallet.daemon.containers import bundle
+from pallet.daemon.containers.model import Config, Container, ContainerState
+from pallet.shim import caps
+from pallet.shim.api.files import validate_spec
+from pallet.shim.api.spec import Namespace, Root
+
+
+def container(**config: object) -> Container:
+    return Container(
+        id="c" * 64,
+        name="web",
+        image_id="sha256:" + "ab" * 32,
+        config=Config(image="busybox", cmd=("sleep", "9"), hostname="web1", **config),  # type: ignore[arg-type]
+        state=ContainerState(),
+        created_ns=1,
+        state_dir="/var/lib/pallet/containers/" + "c" * 64,
+    )
+
+
+def test_the_spec_carries_dockers_defaults() -> None:
+    c = container(env=("PATH=/bin", "A=1"), working_dir="/srv", user="app", open_stdin=True)
+    root = Root(f"{c.state_dir}/rootfs", ("/l1",), f"{c.state_dir}/upper", f"{c.state_dir}/work", False)
+    spec = validate_spec(bundle.shim_spec(c, root, "pallet"))
+    assert caps.mask_of(spec.process.capabilities) == 0xA80425FB
+    assert (spec.process.env, spec.process.cwd, spec.process.user, spec.process.stdin) == (
+        ("PATH=/bin", "A=1"), "/srv", "app", True
+    )
+    assert spec.process.no_new_privileges
+    assert [ns.type for ns in spec.linux.namespaces] == ["pid", "ipc", "uts", "mount", "network", "cgroup"]
+    assert all(ns.path == "" for ns in spec.linux.namespaces)
+    assert {d.path for d in spec.linux.devices} == {
+        "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty"
+    }
+    assert "/proc/kcore" in spec.linux.masked_paths and "/proc/sys" in spec.linux.readonly_paths
+    assert spec.linux.cgroups_path == f"pallet/{c.id}"
+    joined = bundle.shim_spec(c, root, "pallet", network_path="/run/pallet/netns/x")
+    assert Namespace("network", "/run/pallet/netns/x") in joined.linux.namespaces
+
+
+def test_an_exec_process_is_complete_and_no_more_privileged_than_the_init() -> None:
+    c = container(env=("PATH=/bin", "A=container", "B=container"), working_dir="/srv", user="app")
+    plain = bundle.exec_process(c, ("sh",), (), "", "", False)
+    assert (plain.env, plain.cwd, plain.user, plain.stdin) == (
+        ("PATH=/bin", "A=container", "B=container"), "/srv", "app", False
+    )
+    assert plain.capabilities == bundle.container_process(c).capabilities
+    assert plain.no_new_privileges
+    own = bundle.exec_process(c, ("id",), ("B=exec", "C=exec"), "/tmp", "root", True)
+    assert own.env == ("PATH=/bin", "A=container", "B=exec", "C=exec")
+    assert (own.args, own.cwd, own.user, own.stdin) == (("id",), "/tmp", "root", True)
+    # No working directory anywhere: "/", never empty (the shim would refuse it).
+    assert bundle.exec_process(container(), ("sh",), (), "", "", False).cwd == "/"
