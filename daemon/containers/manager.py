@@ -432,6 +432,8 @@ class ContainerManager:
                 c = await self._record_failed_start(c, status)
             else:
                 c = await self._record_exit(c, status)
+            # The end is recorded, what follows it is not done: the restorer does it.
+            self._crashes.hit("exit", "recorded")
             if shim is not None:
                 await self.release_shim(shim)
             outcome = after_exit(c, status, why)

@@ -131,11 +131,16 @@ class Restorer:
         if c.state.status in (Status.CREATED, Status.EXITED):
             await self._reconcile_unstarted(c)
             now = self._sup.lookup(c.id)
-            if now is not None and now.state.status is Status.EXITED:
-                # Exited, but what follows the exit may not have happened (palletd died
-                # between the `die` and an auto-remove): it happens now.
-                recorded = ExitStatus(now.state.exit_code, now.state.finished_at_ns, now.state.error)
+            if now is None or now.state.status not in (Status.CREATED, Status.EXITED):
+                return  # adopted: its start had got the process running
+            # What follows the end of the last run may not have happened (palletd died
+            # between recording it and an auto-remove): it happens now. A Created container
+            # with an error is one whose start failed.
+            recorded = ExitStatus(now.state.exit_code, now.state.finished_at_ns, now.state.error)
+            if now.state.status is Status.EXITED:
                 await self._sup.settle_exit(now, recorded, Why.FOUND_EXITED)
+            elif now.state.error:
+                await self._sup.settle_exit(now, recorded, Why.START_FAILED)
             return
         if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
             return

@@ -193,3 +193,17 @@ def test_stop_containers_on_exit_option(fresh_palletd: Any) -> None:
     assert Path(f"/proc/{pid}").exists()
     palletd.start()
     assert palletd.inspect("polite")["State"]["Running"] is True
+
+
+def test_killed_after_an_exit_was_recorded_the_rm_still_follows(fresh_palletd: Any) -> None:
+    """palletd killed between an --rm container's recorded end and its removal: the
+    restarted palletd removes it (after a run that exited, and after a failed start)."""
+    palletd = fresh_palletd
+    palletd.crash_during("exit:recorded", "run", "--rm", "--name", "brief", "busybox", "true")
+    palletd.crash_during("exit:recorded", "run", "--rm", "--name", "broken", "busybox",
+                         "nosuchcmd")
+    assert names(palletd) == []
+    assert actions_for(palletd, "brief") == ["create", "start", "die", "destroy"]
+    assert actions_for(palletd, "broken") == ["create", "destroy"]
+    assert container_dirs(palletd) == []
+    assert palletd.lingering_shims() == {}
