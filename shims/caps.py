@@ -1,7 +1,7 @@
 """Linux capability names.
 
 Owns: mapping "CAP_CHOWN"-style names to bit numbers. Must not: call the kernel
-(`pallet.shim.steps` does), or hold a default set: the daemon's spec names every
+(`pallet.shim.identity` does), or hold a default set: the daemon's spec names every
 capability a process keeps, and none named means none.
 """
 

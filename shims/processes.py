@@ -28,14 +28,8 @@ from pallet.v1.errors import (
     PalletError,
 )
 from pallet.shim.api.spec import ExecSpec, ShimSpec
-from pallet.shim.steps import (
-    ExecFailed,
-    ExecJoin,
-    InitSetup,
-    ProcessSetup,
-    exec_process,
-    run_steps,
-)
+from pallet.shim.identity import ProcessSetup, exec_process
+from pallet.shim.steps import ExecFailed, ExecJoin, InitSetup, run_steps
 from pallet.shim.syscalls import Syscalls
 
 SETUP_FAILED_EXIT = 126  # docker's code for "the runtime could not start the command"

@@ -2,7 +2,8 @@
 
 Owns: the `Syscalls` protocol (every namespace, mount, capability and identity call the
 container setup makes) and `LibcSyscalls`, its ctypes implementation. Must not: decide
-order or policy; that is `pallet.shim.steps`, which is unit-tested against a fake.
+order or policy; that is `pallet.shim.steps` and `pallet.shim.identity`, which are
+unit-tested against a fake.
 
 Python 3.11 has no os.unshare/os.setns, so libc is called through ctypes; pivot_root and
 capset have no libc wrapper and go through syscall(2).

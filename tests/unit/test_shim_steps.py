@@ -22,11 +22,10 @@ from pallet.shim.steps import (
     ExecFailed,
     ExecJoin,
     InitSetup,
-    ProcessSetup,
     enter_pid_namespace,
-    find_executable,
     run_steps,
 )
+from pallet.shim.identity import ProcessSetup, find_executable
 
 ALL = ("pid", "ipc", "uts", "mount", "network", "cgroup")
 
