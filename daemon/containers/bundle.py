@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pallet.daemon.containers.merge import merge_env
 from pallet.daemon.containers.model import Container
+from pallet.v1.errors import InvalidArgument
 from pallet.shim.api.spec import (
     NS_CGROUP,
     NS_IPC,
@@ -170,6 +171,10 @@ def exec_process(
     without a user or working directory gets the container's. Its privileges are the
     container's: an exec never gets more than the init has.
     """
+    if working_dir and not working_dir.startswith("/"):
+        raise InvalidArgument(
+            f"the working directory {working_dir!r} is invalid: it needs to be an absolute path"
+        )
     init = container_process(container)
     return Process(
         args=args,

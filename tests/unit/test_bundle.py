@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pallet.daemon.containers import bundle
 from pallet.daemon.containers.model import Config, Container, ContainerState
 from pallet.shim import caps
 from pallet.shim.api.files import validate_spec
 from pallet.shim.api.spec import Namespace, Root
+from pallet.v1.errors import InvalidArgument
 
 
 def container(**config: object) -> Container:
@@ -54,3 +57,6 @@ def test_an_exec_process_is_complete_and_no_more_privileged_than_the_init() -> N
     assert (own.args, own.cwd, own.user, own.stdin) == (("id",), "/tmp", "root", True)
     # No working directory anywhere: "/", never empty (the shim would refuse it).
     assert bundle.exec_process(container(), ("sh",), (), "", "", False).cwd == "/"
+    # Refused before the exec is recorded, as docker refuses it.
+    with pytest.raises(InvalidArgument, match="needs to be an absolute path"):
+        bundle.exec_process(c, ("sh",), (), "tmp", "", False)
