@@ -452,6 +452,9 @@ class ContainerManager:
         for pending in self._pending.pop(c.id, []):
             if not pending.ready.done():
                 pending.ready.set_exception(FailedPrecondition(status.error))
+        s = c.state
+        if (s.exit_code, s.error, s.pid, s.shim_pid) == (status.exit_code, status.error, 0, 0):
+            return c  # recorded already (the restorer settles it again at boot)
         return await self._transition(
             c,
             status=c.state.status,
