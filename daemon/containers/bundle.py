@@ -1,9 +1,10 @@
-"""A container's bundle: the files and the ShimSpec a shim builds the container from.
+"""A container's bundle: the files and the parts of the ShimSpec a shim builds it from.
 
 Owns: the per-container /etc/hostname, /etc/hosts and /etc/resolv.conf files, every
 default the shim's spec carries (Docker's capabilities, masked and read-only paths, the
-device nodes, the namespaces a container gets), and turning a `Container` plus its root
-filesystem into a `ShimSpec`, and an exec request into a complete `Process`. The shim
+device nodes, the namespaces a container gets), the spec's parts for a `Container` (its
+process, linux and log parts and /etc mounts; the start steps in `start.py` put them
+together), and an exec request as a complete `Process`. The shim
 fills in nothing: what is not here, a container does not get. Must not: start anything.
 """
 
@@ -27,8 +28,6 @@ from pallet.shim.api.spec import (
     Mount,
     Namespace,
     Process,
-    Root,
-    ShimSpec,
 )
 
 # Docker's default capability set: what a root process in a container may do.
@@ -206,20 +205,3 @@ def container_linux(container: Container, cgroup_parent: str, network_path: str 
 def container_log(container: Container) -> Log:
     rotation = container.host_config.log_config
     return Log(path=container.log_path, max_size=rotation.max_size, max_files=rotation.max_files)
-
-
-def shim_spec(
-    container: Container, root: Root, cgroup_parent: str, network_path: str = ""
-) -> ShimSpec:
-    """The whole spec for `container` on `root`, as the start steps assemble it part by
-    part (`containers/start.py`)."""
-    return ShimSpec(
-        container_id=container.id,
-        bundle_dir=container.state_dir,
-        hostname=container.config.hostname,
-        process=container_process(container),
-        root=root,
-        mounts=etc_mounts(container),
-        linux=container_linux(container, cgroup_parent, network_path),
-        log=container_log(container),
-    )

@@ -8,7 +8,7 @@ from pallet.daemon.containers import bundle
 from pallet.daemon.containers.model import Config, Container, ContainerState
 from pallet.shim import caps
 from pallet.shim.api.files import validate_spec
-from pallet.shim.api.spec import Namespace, Root
+from pallet.shim.api.spec import Namespace, Root, ShimSpec
 from pallet.v1.errors import InvalidArgument
 
 
@@ -27,7 +27,11 @@ def container(**config: object) -> Container:
 def test_the_spec_carries_dockers_defaults() -> None:
     c = container(env=("PATH=/bin", "A=1"), working_dir="/srv", user="app", open_stdin=True)
     root = Root(f"{c.state_dir}/rootfs", ("/l1",), f"{c.state_dir}/upper", f"{c.state_dir}/work", False)
-    spec = validate_spec(bundle.shim_spec(c, root, "pallet"))
+    spec = validate_spec(ShimSpec(
+        container_id=c.id, bundle_dir=c.state_dir, hostname=c.config.hostname,
+        process=bundle.container_process(c), root=root, mounts=bundle.etc_mounts(c),
+        linux=bundle.container_linux(c, "pallet"), log=bundle.container_log(c),
+    ))
     assert caps.mask_of(spec.process.capabilities) == 0xA80425FB
     assert (spec.process.env, spec.process.cwd, spec.process.user, spec.process.stdin) == (
         ("PATH=/bin", "A=1"), "/srv", "app", True
@@ -40,8 +44,8 @@ def test_the_spec_carries_dockers_defaults() -> None:
     }
     assert "/proc/kcore" in spec.linux.masked_paths and "/proc/sys" in spec.linux.readonly_paths
     assert spec.linux.cgroups_path == f"pallet/{c.id}"
-    joined = bundle.shim_spec(c, root, "pallet", network_path="/run/pallet/netns/x")
-    assert Namespace("network", "/run/pallet/netns/x") in joined.linux.namespaces
+    joined = bundle.container_linux(c, "pallet", network_path="/run/pallet/netns/x")
+    assert Namespace("network", "/run/pallet/netns/x") in joined.namespaces
 
 
 def test_an_exec_process_is_complete_and_no_more_privileged_than_the_init() -> None:

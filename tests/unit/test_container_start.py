@@ -260,8 +260,6 @@ async def test_a_start_builds_the_spec_from_its_parts() -> None:
     assert spec.linux.namespaces == bundle.default_namespaces()
     assert spec.linux.cgroups_path == f"pallet/{c.id}"
     assert (spec.hostname, spec.log.max_size, spec.log.max_files) == ("web1", 100, 3)
-    # The same spec as the bundle's one-piece builder makes (until it is retired).
-    assert spec == bundle.shim_spec(c, spec.root, "pallet")
 
 
 @pytest.mark.parametrize("fail", ["rootfs", "spawn shim", "start"])
