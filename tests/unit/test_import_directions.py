@@ -12,6 +12,9 @@ The rules (DESIGN.md, "Dependencies point one way"):
 * the shim's API (`pallet.shim.api`) stands alone: nothing else of `pallet.shim`;
 * clients import only `pallet.v1` and their own code: nothing of the daemon or the shim;
 * the error tree `pallet.v1.errors` imports nothing of pallet (every side uses it);
+* the shim and the error tree use only the standard library and protobuf, and nothing the
+  shim's process imports (from `pallet.shim.main` on) pulls in asyncio or grpc: the shim
+  forks, and grpc's threads do not survive a fork;
 * the daemon uses only the shim's API, never the shim's insides;
 * the domain (containers/, images/, ...) never imports `api/`, `*_pb2` or grpc;
 * no import cycle among modules (imports run at import time: top level, not in functions);
@@ -23,6 +26,7 @@ A violation reads "module -> import (rule)".
 from __future__ import annotations
 
 import ast
+import sys
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -37,14 +41,23 @@ REPO = Path(__file__).resolve().parents[2]
 CHECKED_PACKAGES = ("pallet.daemon", "pallet.client", "pallet.shim")
 CHECKED_MODULES = ("pallet.v1.errors",)
 
-#: The daemon's domain: packages that speak dataclasses, never protobuf or gRPC.
+#: The daemon's domain: packages (and top-level modules) that speak dataclasses, never
+#: protobuf or gRPC. Only the composition root (app, main) and api/ may.
 DOMAIN = tuple(
     f"pallet.daemon.{name}"
     for name in (
         "containers", "images", "events", "snapshots", "store", "shims",
         "networks", "volumes", "builder",  # not written yet: the rule is waiting for them
+        "system", "config", "faults",
     )
 )
+
+#: Where the shim's process starts: everything it imports must be fork-safe and small.
+SHIM_ENTRY = "pallet.shim.main"
+#: What the shim and the error tree may import besides the standard library and pallet.
+SHIM_THIRD_PARTY = ("google.protobuf",)
+#: What nothing in the shim's process may import.
+FORK_UNSAFE = ("asyncio", "grpc")
 
 #: Violations tolerated for a while: "module -> import (rule)" -> who is removing it.
 #: Empty: every rule holds. An entry whose violation is gone fails the test, so the list
@@ -140,6 +153,12 @@ def direction_rule(module: str, target: str) -> str | None:
         return "clients import only pallet.v1 and their own code"
     if module == "pallet.v1.errors" and _within(target, "pallet"):
         return "pallet.v1.errors imports nothing of pallet"
+    if (_within(module, "pallet.shim") or module == "pallet.v1.errors") and not (
+        _within(target, "pallet")
+        or target.split(".")[0] in sys.stdlib_module_names
+        or any(_within(target, allowed) for allowed in SHIM_THIRD_PARTY)
+    ):
+        return "the shim and the error tree use only the standard library and protobuf"
     if (
         _within(module, "pallet.daemon")
         and _within(target, "pallet.shim")
@@ -219,7 +238,35 @@ def violations(repo: Path) -> list[str]:
                 graph[name].add(imp.target)
     for cycle in _cycles(graph):
         found.append(f"{cycle[0]} -> {cycle[1]} (import cycle: {' -> '.join(cycle)})")
+    found.extend(_fork_unsafe_in_the_shim(checked, modules))
     return sorted(set(found))
+
+
+def _fork_unsafe_in_the_shim(checked: Mapping[str, Path], modules: Mapping[str, Path]) -> list[str]:
+    """Every asyncio or grpc import reachable from the shim's entry point (inside
+    functions too: the shim runs them)."""
+    if SHIM_ENTRY not in checked:
+        return []
+    found: list[str] = []
+    seen: set[str] = set()
+    todo = [SHIM_ENTRY]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for imp in imports_of(name, checked[name], modules):
+            if any(_within(imp.target, bad) or imp.target.startswith(bad + "_") for bad in FORK_UNSAFE):
+                found.append(
+                    f"{name} -> {imp.target} (the shim's process imports no asyncio or grpc)"
+                )
+            # Importing a module runs it and every package __init__ above it.
+            name_and_parents = imp.target
+            while name_and_parents:
+                if name_and_parents in checked:
+                    todo.append(name_and_parents)
+                name_and_parents = name_and_parents.rpartition(".")[0]
+    return found
 
 
 # --- the repository -----------------------------------------------------------------------
@@ -281,9 +328,10 @@ CLEAN_TREE = {
     "shims/server.py": "from pallet.shim.api.spec import ShimSpec\n",
     "shims/api/__init__.py": "",
     "shims/api/spec.py": "from pallet.v1.errors import InvalidArgument\nfrom pallet.shim.api import wire\n",
-    "shims/api/wire.py": "import json\n",
+    "shims/api/wire.py": "import json\nfrom google.protobuf import message\n",
+    "shims/api/logs.py": "import asyncio\n",  # the daemon's reader: the shim never imports it
     "protos/pallet/v1/__init__.py": "",
-    "protos/pallet/v1/errors.py": "import grpc\n",
+    "protos/pallet/v1/errors.py": "import enum\n",
     "protos/pallet/v1/images_pb2.py": "from pallet.daemon import app\n",  # generated: not checked
 }
 
@@ -315,6 +363,14 @@ def test_a_clean_tree_passes(tmp_path: Path) -> None:
          "pallet.daemon.images.manager -> pallet.daemon.api.server (the domain never imports pallet.daemon.api, *_pb2 or grpc)"),
         ("daemon/images/manager.py", "def f():\n    from pallet.v1 import images_pb2\n",
          "pallet.daemon.images.manager -> pallet.v1.images_pb2 (the domain never imports pallet.daemon.api, *_pb2 or grpc)"),
+        ("protos/pallet/v1/errors.py", "import grpc\n",
+         "pallet.v1.errors -> grpc (the shim and the error tree use only the standard library and protobuf)"),
+        ("shims/server.py", "import structlog\n",
+         "pallet.shim.server -> structlog (the shim and the error tree use only the standard library and protobuf)"),
+        ("shims/server.py", "def f():\n    from pallet.shim.api import logs\n",
+         "pallet.shim.api.logs -> asyncio (the shim's process imports no asyncio or grpc)"),
+        ("daemon/system.py", "from pallet.v1 import images_pb2\n",
+         "pallet.daemon.system -> pallet.v1.images_pb2 (the domain never imports pallet.daemon.api, *_pb2 or grpc)"),
         ("daemon/networks/model.py", "import grpc.aio\n",
          "pallet.daemon.networks.model -> grpc.aio (the domain never imports pallet.daemon.api, *_pb2 or grpc)"),
         ("daemon/images/model.py",
