@@ -4,13 +4,16 @@ Owns: finding the v1 hierarchies (from mountinfo) and the controllers each one c
 creating `<hierarchy>/<relative>` in each (with the cpuset values a v1 cpuset cgroup
 needs before it accepts a process), moving processes in, listing and killing them,
 removing the directories. Must not: set resource limits (the limits step will, by
-controller name: `controller_path("memory")`), or touch the cgroup2 mount of a hybrid host.
+controller name: `controller_path("memory")`), or enable controllers in the cgroup2 mount
+of a hybrid host.
 
 On v1 every hierarchy is its own tree with its own controllers (`cpu`, `memory`, ... or
 several co-mounted, e.g. `cpu,cpuacct`), plus named hierarchies without controllers
 (`name=systemd`); a process is in exactly one cgroup of each. A hybrid host also mounts
-cgroup2 (usually at /sys/fs/cgroup/unified) with no controllers bound to it: it is not
-the container's v2 tree, and this manager leaves it alone.
+cgroup2 (usually at /sys/fs/cgroup/unified) with no controllers bound to it: not the
+container's v2 tree for limits, but systemd tracks processes there, so the container gets a
+directory in it too (as runc does in hybrid mode): otherwise its processes would count as
+whoever started the shim (palletd's unit).
 """
 
 from __future__ import annotations
@@ -34,18 +37,19 @@ class Hierarchy:
     """One mounted v1 hierarchy."""
 
     mount: str  # e.g. /sys/fs/cgroup/memory
-    controllers: tuple[str, ...]  # ("cpu", "cpuacct"), or ("name=systemd",)
+    controllers: tuple[str, ...]  # ("cpu", "cpuacct"), ("name=systemd",); () for cgroup2
 
 
 def hierarchies(mountinfo: str) -> list[Hierarchy]:
-    """The v1 hierarchies in a mountinfo text (/proc/self/mountinfo), one per hierarchy."""
+    """The v1 hierarchies in a mountinfo text (/proc/self/mountinfo), one per hierarchy,
+    and a hybrid host's cgroup2 mount (with no controllers)."""
     found: dict[str, Hierarchy] = {}
     for line in mountinfo.splitlines():
         pre, _, post = line.partition(" - ")
         fields, tail = pre.split(), post.split()
-        if len(fields) < 5 or len(tail) < 3 or tail[0] != "cgroup":
+        if len(fields) < 5 or len(tail) < 3 or tail[0] not in ("cgroup", "cgroup2"):
             continue
-        controllers = tuple(
+        controllers = () if tail[0] == "cgroup2" else tuple(
             o for o in tail[2].split(",") if o in CONTROLLERS or o.startswith("name=")
         )
         # The same hierarchy may be mounted twice; its device number identifies it.

@@ -119,15 +119,18 @@ def test_a_cgroup2_root_means_v2(tmp_path: Path) -> None:
     assert isinstance(cgroup, V2Cgroup) and cgroup.path == str(fake.root / "pallet/c1")
 
 
-def test_a_hybrid_host_is_v1_and_its_cgroup2_mount_is_not_used(tmp_path: Path) -> None:
+def test_a_hybrid_host_is_v1_and_its_cgroup2_mount_is_joined_without_controllers(
+    tmp_path: Path,
+) -> None:
     fake = FakeV1(tmp_path / "fs")
     (tmp_path / "mountinfo").write_text(fake.mountinfo)
     cgroup = open_cgroup("pallet/c1", root=str(fake.base), mountinfo=str(tmp_path / "mountinfo"))
     assert isinstance(cgroup, V1Cgroup)
-    mounts = [h.mount for h in cgroup.hierarchies]
-    assert str(fake.base / "unified") not in mounts
+    mounts = {h.mount: h.controllers for h in cgroup.hierarchies}
+    # systemd tracks processes in the unified tree: the container is there too (as runc).
+    assert mounts[str(fake.base / "unified")] == ()
     assert str(fake.base / "memory-again") not in mounts  # one hierarchy, counted once
-    assert len(mounts) == len(fake.mounts)
+    assert len(mounts) == len(fake.mounts) + 1
 
 
 def test_v1_keeps_the_controller_names_limits_need(tmp_path: Path) -> None:
@@ -158,8 +161,9 @@ def test_v1_create_makes_the_cgroup_in_every_hierarchy_and_fills_cpuset(tmp_path
     fake = FakeV1(tmp_path)
     cgroup = fake.cgroup()
     cgroup.create()
-    assert sorted(cgroup.paths()) == sorted(str(tmp_path / m / "pallet/c1") for m in fake.mounts)
-    assert not (tmp_path / "unified" / "pallet").exists()
+    assert sorted(cgroup.paths()) == sorted(
+        str(tmp_path / m / "pallet/c1") for m in (*fake.mounts, "unified")
+    )
     for directory in (tmp_path / "cpuset" / "pallet", tmp_path / "cpuset" / "pallet" / "c1"):
         assert (directory / "cpuset.cpus").read_text() == "0-3"
         assert (directory / "cpuset.mems").read_text() == "0"
