@@ -107,7 +107,7 @@ class ContainerManager:
         self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
-        self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent, clock)
+        self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent)
 
     # ---- component lifecycle -------------------------------------------------------
 

@@ -119,7 +119,6 @@ class StartDeps:
     launcher: ShimLauncher
     crashes: CrashHook
     cgroup_parent: str
-    clock: Callable[[], int]
 
 
 @dataclass(slots=True)

@@ -232,7 +232,6 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
         launcher=launcher,  # type: ignore[arg-type]
         crashes=CrashPoints(),
         cgroup_parent="pallet",
-        clock=lambda: 5,
     )
     return ContainerStart(container(), ["/layers/l1"], deps), host, launcher
 
