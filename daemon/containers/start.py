@@ -90,6 +90,20 @@ async def _release(done: list[StartStep], container_id: str, failed: str) -> Non
             bound.warning("start rollback: a release failed", step=step.name, reason=str(e))
 
 
+def _fail_all(waiting: Sequence[PendingAttach], exc: BaseException) -> None:
+    """Answer the clients still waiting with the error that ended the attaching."""
+    error = exc if isinstance(exc, PalletError) else Internal(
+        f"attaching to the container failed: {exc}"
+    )
+    for pending in waiting:
+        if pending.ready.done():
+            continue
+        if isinstance(exc, asyncio.CancelledError):
+            pending.ready.cancel()
+        else:
+            pending.ready.set_exception(error)
+
+
 class Snapshots(Protocol):
     """The rootfs snapshots a start prepares (`snapshots.overlay.OverlaySnapshots`)."""
 
@@ -209,10 +223,16 @@ class ContainerStart:
     async def attach_waiting(self) -> None:
         assert self.shim is not None
         self.run = Run(self.shim)
-        for pending in self.deps.host.take_pending(self.container.id):
+        # Taken off the queue: each of these clients is answered here, attached or failed.
+        waiting = self.deps.host.take_pending(self.container.id)
+        for i, pending in enumerate(waiting):
             if pending.ready.done():
                 continue
-            stdio = await self.shim.attach(pending.stdin, pending.stdout, pending.stderr)
+            try:
+                stdio = await self.shim.attach(pending.stdin, pending.stdout, pending.stderr)
+            except BaseException as exc:
+                _fail_all(waiting[i:], exc)
+                raise
             pending.ready.set_result((stdio, self.run))
 
     async def start_process(self) -> None:

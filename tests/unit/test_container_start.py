@@ -118,6 +118,9 @@ class FakeShim:
         self.container_id = spec.container_id
         self.shim_pid = pid
         self.fail_start = fail_start
+        # Attach requests answered before one fails (-1: none fails).
+        self.attach_fails_after = -1
+        self.attached = 0
 
     async def start(self) -> int:
         if self.fail_start:
@@ -125,7 +128,10 @@ class FakeShim:
         return 4242
 
     async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio:
-        raise AssertionError("not attached in these tests")
+        if self.attached == self.attach_fails_after:
+            raise Unavailable("the shim's socket is gone")
+        self.attached += 1
+        return object()  # type: ignore[return-value]
 
     async def state(self) -> ShimState:
         return ShimState(TaskStatus.CREATED, 0, self.shim_pid)
@@ -155,6 +161,7 @@ class FakeLauncher:
         self.host = host
         self.fail = fail
         self.specs: list[ShimSpec] = []
+        self.attach_fails_after = -1
 
     async def spawn(self, spec: ShimSpec) -> ShimClient:
         self.specs.append(spec)
@@ -164,7 +171,9 @@ class FakeLauncher:
         if self.fail == "spawn shim":
             raise Unavailable("the shim died")
         self.host.live_shims.add(1000)
-        return FakeShim(self.host, spec, 1000, self.fail == "start")  # type: ignore[return-value]
+        shim = FakeShim(self.host, spec, 1000, self.fail == "start")
+        shim.attach_fails_after = self.attach_fails_after
+        return shim  # type: ignore[return-value]
 
     async def connect(self, container_id: str, bundle_dir: Path) -> ShimClient:
         raise Unavailable("no shim")
@@ -280,3 +289,22 @@ async def test_clients_waiting_to_attach_are_attached_before_the_start() -> None
     host.pending.append(PendingAttach(False, True, True, future))  # type: ignore[arg-type]
     await start.run_steps()
     assert host.pending == [] and start.run is not None
+
+
+async def test_a_failed_attach_fails_every_client_still_waiting() -> None:
+    """The second of three attaches fails: the start fails, and the second and third
+    clients hear why (they used to wait forever: their requests were taken, not answered)."""
+    start, host, launcher = make_start()
+    launcher.attach_fails_after = 1
+    loop = asyncio.get_running_loop()
+    futures: list[asyncio.Future[tuple[Stdio, object]]] = [loop.create_future() for _ in range(3)]
+    for future in futures:
+        host.pending.append(PendingAttach(False, True, True, future))  # type: ignore[arg-type]
+    with pytest.raises(Unavailable):
+        await start.run_steps()
+    assert all(f.done() for f in futures)
+    assert futures[0].exception() is None
+    for future in futures[1:]:
+        with pytest.raises(Unavailable, match="socket is gone"):
+            future.result()
+    assert host.live_shims == set()
