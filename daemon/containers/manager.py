@@ -57,6 +57,7 @@ from pallet.v1.errors import (
     InvalidArgument,
     NotFound,
     PalletError,
+    Unavailable,
 )
 from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
@@ -69,6 +70,8 @@ log = structlog.get_logger(__name__)
 
 # How long remove/stop wait for a SIGKILLed container to be reported gone.
 KILL_GRACE_S = 30.0
+# How soon a monitor asks a live shim that gave no usable answer to `wait` again.
+MONITOR_RETRY_S = 1.0
 
 
 class ContainerManager:
@@ -498,10 +501,10 @@ class ContainerManager:
         """Wait for the container's exit and settle it (`settle_exit`)."""
         bound = log.bind(container_id=container_id, shim_pid=run.shim.shim_pid)
         try:
-            status = await run.shim.wait()
+            status = await self._wait_for_exit(run, bound)
         except asyncio.CancelledError:
             raise
-        except PalletError as e:
+        except Unavailable as e:
             if self._closing:
                 return
             c = self._containers.get(container_id)
@@ -528,6 +531,24 @@ class ContainerManager:
         finally:
             run.exit = status
             run.done.set()
+
+    async def _wait_for_exit(self, run: Run, bound: Any) -> ExitStatus:
+        """The shim's answer to `wait`; Unavailable once it is gone.
+
+        Only Unavailable means the shim is gone. Any other error (no answer in time, an
+        answer we cannot read: a newer shim's) comes from a shim that lives, whose
+        container may be running: asked again, never taken for an exit.
+        """
+        while True:
+            try:
+                return await run.shim.wait()
+            except Unavailable:
+                raise
+            except PalletError as e:
+                if self._closing:
+                    raise Unavailable(f"palletd is stopping: {e}") from None
+                bound.warning("shim wait failed; asking again", reason=str(e))
+                await asyncio.sleep(MONITOR_RETRY_S)
 
     async def release_shim(self, shim: ShimClient) -> None:
         for step in (shim.shutdown, shim.aclose):

@@ -24,7 +24,7 @@ import structlog
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.exits import Outcome, Why
 from pallet.daemon.containers.model import Container, Status
-from pallet.v1.errors import DeadlineExceeded, PalletError
+from pallet.v1.errors import PalletError, Unavailable
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.shim.api.spec import ExitStatus, ShimState, TaskStatus
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
@@ -148,13 +148,7 @@ class Restorer:
         try:
             shim = await self._launcher.connect(c.id, Path(c.state_dir))
             state = await shim.state()
-        except DeadlineExceeded as e:
-            # Connected but no answer: the shim lives (stopped, swapped out, overloaded).
-            # Its container may be fine; killing it for being slow would lose it. Retry.
-            bound.warning("shim does not answer; retrying in the background", reason=str(e))
-            self._retry_adopt(c.id)
-            return
-        except PalletError as e:
+        except Unavailable as e:
             bound.info("shim gone; reading exit status from disk", reason=str(e))
             on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
             status = on_disk or ExitStatus(
@@ -165,6 +159,14 @@ class Restorer:
             )
             await self._sup.clean_after_shim(c)
             await self._sup.settle_exit(c, status, Why.FOUND_EXITED)
+            return
+        except PalletError as e:
+            # Only Unavailable means gone. Connected but no answer (DeadlineExceeded: the
+            # shim is stopped, swapped out, overloaded) or an answer we cannot read (a newer
+            # shim's): the shim lives, its container may be fine, and taking it for dead
+            # would leave it running unsupervised. Retry.
+            bound.warning("shim does not answer; retrying in the background", reason=str(e))
+            self._retry_adopt(c.id)
             return
         if state.status is TaskStatus.RUNNING:
             bound.info("re-adopted running container")
@@ -201,10 +203,10 @@ class Restorer:
             try:
                 shim = await self._launcher.connect(c.id, Path(c.state_dir))
                 await shim.aclose()
-            except DeadlineExceeded:
-                return False
-            except PalletError:
+            except Unavailable:
                 pass
+            except PalletError:
+                return False  # alive but silent or unreadable: ask again later
             await self._reconcile(c)
         # Its execs were left alone until now: settle them with the container.
         await self._sup.resume_execs(container_id)
@@ -224,12 +226,12 @@ class Restorer:
         try:
             shim = await self._launcher.connect(c.id, Path(c.state_dir))
             state = await shim.state()
-        except DeadlineExceeded as e:
-            bound.warning("the shim of a start cut short does not answer", reason=str(e))
-            return
-        except PalletError as e:
+        except Unavailable as e:
             bound.info("stale shim socket removed", reason=str(e))
             await self._sup.clean_after_shim(c)
+            return
+        except PalletError as e:  # alive (see _reconcile): left alone
+            bound.warning("the shim of a start cut short does not answer", reason=str(e))
             return
         if state.status is TaskStatus.RUNNING:
             bound.info("adopted a container whose start was cut short", pid=state.pid)
@@ -248,11 +250,11 @@ class Restorer:
                 continue
             try:
                 shim = await self._launcher.connect(cid, self._dir / cid)
-            except DeadlineExceeded:
-                log.warning("a shim with no container record does not answer", container_id=cid)
+            except Unavailable:
+                await asyncio.to_thread(path.unlink, missing_ok=True)
                 continue
             except PalletError:
-                await asyncio.to_thread(path.unlink, missing_ok=True)
+                log.warning("a shim with no container record does not answer", container_id=cid)
                 continue
             log.warning("stopping the shim of a container with no record", container_id=cid)
             try:

@@ -2,8 +2,11 @@
 
 Owns: opening the unix socket (long paths included), reading and writing frames and the
 messages of `pallet.shim.api.messages` they carry, and turning timeouts, dead peers and
-malformed replies into `DeadlineExceeded` / `Unavailable` that name the container. Must
-not: know what the requests mean (that is `pallet.daemon.shims.client`).
+malformed replies into `DeadlineExceeded` / `Unavailable` / `Internal` that name the
+container. Unavailable means the peer is gone (refused, closed, reset) and nothing else:
+callers read it as "the shim is dead". A malformed message comes from a live peer (a newer
+or confused shim) and is Internal. Must not: know what the requests mean (that is
+`pallet.daemon.shims.client`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import asyncio
 from collections import deque
 from typing import Any, TypeVar
 
-from pallet.v1.errors import DeadlineExceeded, InvalidArgument, Unavailable
+from pallet.v1.errors import DeadlineExceeded, Internal, InvalidArgument, Unavailable
 from pallet.shim.api import messages, sockpath, wire
 from pallet.shim.api.messages import Request
 
@@ -92,30 +95,31 @@ class Channel:
             try:
                 self._frames.extend(self._decoder.feed(data))
             except wire.FrameError as exc:
-                raise Unavailable(f"{self.peer} sent a malformed frame: {exc}") from None
+                raise Internal(f"{self.peer} sent a malformed frame: {exc}") from None
         return self._frames.popleft()
 
     async def read_control(self, timeout: float | None) -> dict[str, Any]:
         """Next control message (skipping nothing: a data frame here is a protocol error)."""
         kind, payload = await self.read_frame(timeout)
         if kind != wire.CONTROL:
-            raise Unavailable(f"{self.peer} sent output where a reply was expected")
+            raise Internal(f"{self.peer} sent output where a reply was expected")
         try:
             return wire.decode_control(payload)
         except wire.FrameError as exc:
-            raise Unavailable(f"{self.peer} sent a malformed reply: {exc}") from None
+            raise Internal(f"{self.peer} sent a malformed reply: {exc}") from None
 
     async def read_reply(self, expect: type[T], timeout: float | None) -> T:
         """The next control message as an `expect`, raising the error a reply carries."""
         return self.decode(wire.raise_if_error(await self.read_control(timeout)), expect)
 
     def decode(self, raw: dict[str, Any], expect: type[T]) -> T:
-        """`messages.decode`; a message that is not what the protocol says is Unavailable
-        (the peer is confused), never a KeyError or the peer's InvalidArgument."""
+        """`messages.decode`; a message that is not what the protocol says is Internal (the
+        peer lives but is confused, or newer), never a KeyError, the peer's
+        InvalidArgument, or Unavailable (which would have it taken for dead)."""
         try:
             return messages.decode(raw, expect)
         except InvalidArgument as exc:
-            raise Unavailable(f"{self.peer} sent a malformed message: {exc.message}") from None
+            raise Internal(f"{self.peer} sent a malformed message: {exc.message}") from None
 
     async def request(self, request: Request, expect: type[T], timeout: float) -> T:
         """Send one request and return its reply, raising the error a reply carries."""

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 import structlog
 
-from pallet.v1.errors import Internal, Unavailable
+from pallet.v1.errors import Internal, PalletError, Unavailable
 from pallet.daemon.shims.api import ExecSession, ShimClient, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 from pallet.daemon.shims.channel import Channel
@@ -135,11 +135,11 @@ class _Stdio:
 
 
 def _event(channel: Channel, payload: bytes) -> Event:
-    """The event in a control frame of an output stream (Unavailable if it is none)."""
+    """The event in a control frame of an output stream (Internal if it is none)."""
     try:
         raw = wire.decode_control(payload)
     except wire.FrameError as exc:
-        raise Unavailable(f"{channel.peer} sent a malformed message: {exc}") from None
+        raise Internal(f"{channel.peer} sent a malformed message: {exc}") from None
     return channel.decode(raw, Event)
 
 
@@ -177,10 +177,10 @@ class _ExecSession:
                 if exit_status is not None:
                     self._exit.set_result(exit_status)
                     return
-        except Unavailable as exc:
+        except PalletError as exc:  # gone (Unavailable) or confused (Internal)
             if not self._exit.done():
                 self._exit.set_exception(
-                    Unavailable(f"{exc}; the exit status of exec {self.pid} is unknown")
+                    type(exc)(f"{exc.message}; the exit status of exec {self.pid} is unknown")
                 )
         finally:
             self._queue.put_nowait(None)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Unavailable
+from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Internal, Unavailable
 from pallet.shim.api.spec import ExitStatus
 from pallet.daemon.shims.client import ShimClientImpl, ShimLauncherImpl
 from pallet.shim.api import wire
@@ -155,19 +155,26 @@ async def test_long_run_roots_still_reach_the_shim(tmp_path: Path) -> None:
         await server.wait_closed()
 
 
-async def test_a_malformed_reply_is_unavailable_not_a_key_error(
+async def test_a_malformed_reply_is_internal_not_a_key_error_nor_unavailable(
     fake_shim: Callable[[Reply], Awaitable[str]], tmp_path: Path
 ) -> None:
+    # Unavailable would have the restorer and the monitor take a live shim for dead.
+    newer = {"status": "hibernating", "pid": 7, "shim_pid": 6, "exit": None, "started_at_ns": 1}
+
     async def confused(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
+        replies = [{"pid": "seven"}, {"pid": 7}, newer]
+        while replies:
             await _read_request(reader)
-            writer.write(wire.encode_control({"pid": "seven"}))
+            writer.write(wire.encode_control(replies.pop(0)))
             await writer.drain()
+        await reader.read()
 
     path = await fake_shim(confused)
     client = ShimClientImpl("c1", path, tmp_path, shim_pid=1)
-    with pytest.raises(Unavailable, match="shim of container c1 sent a malformed message: .*pid"):
+    with pytest.raises(Internal, match="shim of container c1 sent a malformed message: .*pid"):
         await client.start()
-    with pytest.raises(Unavailable, match="ShimState: missing field .status."):
+    with pytest.raises(Internal, match="ShimState: missing field .status."):
+        await client.state()
+    with pytest.raises(Internal, match="hibernating"):
         await client.state()
     await client.aclose()
