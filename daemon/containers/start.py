@@ -33,6 +33,7 @@ volume's reference, the veth and address) when a later step fails.
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,9 @@ from pallet.shim.api.spec import ExitStatus, Linux, Log, Mount, Process, Root, S
 from pallet.v1.errors import Internal, PalletError
 
 log = structlog.get_logger(__name__)
+
+# How long a rollback waits for an init it SIGKILLed to be reported gone.
+KILL_WAIT_S = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +154,9 @@ class ContainerStart:
     shim: ShimClient | None = None
     run: Run | None = None
     pid: int = 0
+    # The shim was asked to let the init exec: it may run even though `start` failed (the
+    # answer came too late, or the connection broke after the exec).
+    start_sent: bool = False
     # How the init ended when `start` failed after it ran (exec failed: 127, 126).
     exit: ExitStatus | None = None
 
@@ -161,7 +168,8 @@ class ContainerStart:
             StartStep("linux", self.describe_linux),
             StartStep("logging", self.describe_logging),
             # The first step that makes something outside the bundle: a shim process, its
-            # socket and the container's cgroup. Released by shutting the shim down.
+            # socket and the container's cgroup. Released by shutting the shim down (after
+            # killing the init, when `start` failed after letting it exec).
             StartStep("spawn shim", self.spawn_shim, self.release_shim),
             # Before `start`, so an attached client misses none of the output.
             StartStep("attach", self.attach_waiting),
@@ -217,8 +225,26 @@ class ContainerStart:
     async def release_shim(self) -> None:
         if self.shim is None:
             return
+        if self.start_sent and self.exit is None:
+            # A shim refuses to shut down while its init runs: end the init first.
+            await self._kill_init(self.shim)
         await self.deps.host.release_shim(self.shim)
         await self.deps.host.clean_after_shim(self.container)
+
+    async def _kill_init(self, shim: ShimClient) -> None:
+        """SIGKILL every process of the container and wait (bounded) for the init's exit."""
+        bound = log.bind(container_id=self.container.id, shim_pid=shim.shim_pid)
+        try:
+            await shim.kill(signal.SIGKILL, all_processes=True)
+        except PalletError as e:  # it never ran, or it exited already: wait tells which
+            bound.debug("start rollback: SIGKILL not delivered", reason=str(e))
+        try:
+            await asyncio.wait_for(shim.wait(), KILL_WAIT_S)
+        except (PalletError, TimeoutError) as e:
+            bound.warning(
+                "start rollback: the container's init did not report its exit after SIGKILL",
+                reason=str(e) or f"no exit in {KILL_WAIT_S:.0f}s",
+            )
 
     async def attach_waiting(self) -> None:
         assert self.shim is not None
@@ -237,6 +263,7 @@ class ContainerStart:
 
     async def start_process(self) -> None:
         assert self.shim is not None
+        self.start_sent = True
         try:
             self.pid = await self.shim.start()
         except PalletError:

@@ -26,7 +26,13 @@ from pallet.daemon.containers.start import (
 from pallet.daemon.faults import CrashPoints
 from pallet.daemon.shims.api import ShimClient, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Root, ShimSpec, ShimState, TaskStatus
-from pallet.v1.errors import FailedPrecondition, Internal, PalletError, Unavailable
+from pallet.v1.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    Internal,
+    PalletError,
+    Unavailable,
+)
 
 # ---- the runner ------------------------------------------------------------------------
 
@@ -109,23 +115,40 @@ class Host:
         self.live_shims: set[int] = set()
         self.cgroups: set[str] = set()
         self.sockets: set[str] = set()
+        self.running_inits: set[int] = set()
         self.pending: list[PendingAttach] = []
 
 
 class FakeShim:
-    def __init__(self, host: Host, spec: ShimSpec, pid: int, fail_start: bool) -> None:
+    """A shim with an init that is created, running or stopped, as the real one's is."""
+
+    def __init__(self, host: Host, spec: ShimSpec, pid: int, fail_start: str) -> None:
         self.host = host
         self.container_id = spec.container_id
         self.shim_pid = pid
+        # "exec": the exec fails (127); "deadline": the init execs, the answer is late.
         self.fail_start = fail_start
+        self.status = TaskStatus.CREATED
+        self.exit: ExitStatus | None = None
+        self.kills: list[tuple[int, bool]] = []
         # Attach requests answered before one fails (-1: none fails).
         self.attach_fails_after = -1
         self.attached = 0
 
     async def start(self) -> int:
-        if self.fail_start:
+        if self.fail_start == "exec":
+            self._stopped(127)
             raise FailedPrecondition('exec: "nosuch": executable file not found in $PATH')
+        self.status = TaskStatus.RUNNING
+        self.host.running_inits.add(4242)
+        if self.fail_start == "deadline":
+            raise DeadlineExceeded("the shim did not answer start within 5s")
         return 4242
+
+    def _stopped(self, code: int) -> None:
+        self.status = TaskStatus.STOPPED
+        self.exit = ExitStatus(code, 2, "")
+        self.host.running_inits.discard(4242)
 
     async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio:
         if self.attached == self.attach_fails_after:
@@ -134,12 +157,19 @@ class FakeShim:
         return object()  # type: ignore[return-value]
 
     async def state(self) -> ShimState:
-        return ShimState(TaskStatus.CREATED, 0, self.shim_pid)
+        return ShimState(self.status, 0, self.shim_pid)
 
-    async def kill(self, signal: int, all_processes: bool = False) -> None: ...
+    async def kill(self, signal: int, all_processes: bool = False) -> None:
+        if self.status is TaskStatus.STOPPED:
+            raise FailedPrecondition("it is not running, there is nothing to signal")
+        self.kills.append((signal, all_processes))
+        if signal == 9:
+            self._stopped(137)
 
     async def wait(self) -> ExitStatus:
-        raise AssertionError("not waited on")
+        if self.exit is None:
+            raise AssertionError("waited on an init nobody ends: it would wait forever")
+        return self.exit
 
     async def exec(self, spec: ExecSpec) -> object:
         raise AssertionError("no exec")
@@ -148,6 +178,11 @@ class FakeShim:
         raise AssertionError("no exec")
 
     async def shutdown(self) -> None:
+        # As the real shim: refused while the init runs; a created one is killed first.
+        if self.status is TaskStatus.RUNNING:
+            raise FailedPrecondition("the init is running: kill it before shutting down its shim")
+        if self.status is TaskStatus.CREATED:
+            self._stopped(137)
         # The shim removes its own cgroup and socket when it shuts down.
         self.host.live_shims.discard(self.shim_pid)
         self.host.cgroups.discard(self.container_id)
@@ -162,6 +197,7 @@ class FakeLauncher:
         self.fail = fail
         self.specs: list[ShimSpec] = []
         self.attach_fails_after = -1
+        self.shims: list[FakeShim] = []
 
     async def spawn(self, spec: ShimSpec) -> ShimClient:
         self.specs.append(spec)
@@ -171,7 +207,9 @@ class FakeLauncher:
         if self.fail == "spawn shim":
             raise Unavailable("the shim died")
         self.host.live_shims.add(1000)
-        shim = FakeShim(self.host, spec, 1000, self.fail == "start")
+        fail_start = {"start": "exec", "start late": "deadline"}.get(self.fail, "")
+        shim = FakeShim(self.host, spec, 1000, fail_start)
+        self.shims.append(shim)
         shim.attach_fails_after = self.attach_fails_after
         return shim  # type: ignore[return-value]
 
@@ -270,11 +308,12 @@ async def test_a_start_builds_the_spec_from_its_parts() -> None:
     assert (spec.hostname, spec.log.max_size, spec.log.max_files) == ("web1", 100, 3)
 
 
-@pytest.mark.parametrize("fail", ["rootfs", "spawn shim", "start"])
+@pytest.mark.parametrize("fail", ["rootfs", "spawn shim", "start", "start late"])
 async def test_a_failed_start_leaves_no_shim_no_cgroup_no_socket(fail: str) -> None:
     start, host, _ = make_start(fail)
     with pytest.raises(PalletError):
         await start.run_steps()
+    assert host.running_inits == set()
     assert host.live_shims == set()
     assert host.cgroups == set()
     assert host.sockets == set()
@@ -308,3 +347,25 @@ async def test_a_failed_attach_fails_every_client_still_waiting() -> None:
         with pytest.raises(Unavailable, match="socket is gone"):
             future.result()
     assert host.live_shims == set()
+
+
+async def test_an_init_that_ran_although_start_failed_is_killed_before_the_shutdown() -> None:
+    """`start` timed out after the shim let the init exec: the init runs, and a shim
+    refuses to shut down while it does. The rollback kills it (SIGKILL, every process in
+    the container), waits for its exit, then shuts the shim down. (It used to send only
+    Shutdown, refused and swallowed: the init kept running under a container recorded as
+    created, or removed with --rm.)"""
+    start, host, launcher = make_start("start late")
+    with pytest.raises(DeadlineExceeded):
+        await start.run_steps()
+    [shim] = launcher.shims
+    assert shim.kills == [(9, True)]
+    assert host.running_inits == set() and host.live_shims == set()
+
+
+async def test_an_init_whose_exec_failed_is_not_signalled() -> None:
+    start, host, launcher = make_start("start")
+    with pytest.raises(FailedPrecondition):
+        await start.run_steps()
+    [shim] = launcher.shims
+    assert shim.kills == [] and host.live_shims == set()
