@@ -550,12 +550,21 @@ class ContainerManager:
                 bound.warning("shim wait failed; asking again", reason=str(e))
                 await asyncio.sleep(MONITOR_RETRY_S)
 
-    async def release_shim(self, shim: ShimClient) -> None:
-        for step in (shim.shutdown, shim.aclose):
-            try:
-                await step()
-            except PalletError as e:
-                log.debug("shim release", container_id=shim.container_id, reason=str(e))
+    async def release_shim(self, shim: ShimClient) -> bool:
+        """Shut `shim` down and close the connection. True when it acknowledged the
+        shutdown: it answers only once its socket and the container's cgroup are gone, so
+        nothing is left for `pallet-shim delete`."""
+        acknowledged = False
+        try:
+            await shim.shutdown()
+            acknowledged = True
+        except PalletError as e:
+            log.debug("shim release", container_id=shim.container_id, reason=str(e))
+        try:
+            await shim.aclose()
+        except PalletError as e:
+            log.debug("shim release", container_id=shim.container_id, reason=str(e))
+        return acknowledged
 
     # ---- stop / kill / restart -----------------------------------------------------
 

@@ -121,7 +121,9 @@ class StartHost(Protocol):
         """The attach requests waiting for this container's start (removed from the queue)."""
         ...
 
-    async def release_shim(self, shim: ShimClient) -> None: ...
+    async def release_shim(self, shim: ShimClient) -> bool:
+        """Shut the shim down; True when it acknowledged (its socket and cgroup are gone)."""
+        ...
 
     async def clean_after_shim(self, c: Container) -> None:
         """Remove what a shim that died left (its cgroup, its socket)."""
@@ -219,7 +221,8 @@ class ContainerStart:
         except PalletError:
             pass
         else:
-            await self.deps.host.release_shim(shim)
+            if await self.deps.host.release_shim(shim):
+                return  # acknowledged: it removed its socket and cgroup itself
         await self.deps.host.clean_after_shim(c)
 
     async def release_shim(self) -> None:
@@ -228,8 +231,9 @@ class ContainerStart:
         if self.start_sent and self.exit is None:
             # A shim refuses to shut down while its init runs: end the init first.
             await self._kill_init(self.shim)
-        await self.deps.host.release_shim(self.shim)
-        await self.deps.host.clean_after_shim(self.container)
+        if not await self.deps.host.release_shim(self.shim):
+            # Not acknowledged: the shim may have died, leaving its cgroup and socket.
+            await self.deps.host.clean_after_shim(self.container)
 
     async def _kill_init(self, shim: ShimClient) -> None:
         """SIGKILL every process of the container and wait (bounded) for the init's exit."""

@@ -116,6 +116,10 @@ class Host:
         self.cgroups: set[str] = set()
         self.sockets: set[str] = set()
         self.running_inits: set[int] = set()
+        # The shim dies before it is shut down (its cgroup and socket stay).
+        self.shim_dies = False
+        # `pallet-shim delete` runs (clean_after_shim).
+        self.deletes = 0
         self.pending: list[PendingAttach] = []
 
 
@@ -178,6 +182,8 @@ class FakeShim:
         raise AssertionError("no exec")
 
     async def shutdown(self) -> None:
+        if self.host.shim_dies:
+            raise Unavailable("the shim's socket is gone")
         # As the real shim: refused while the init runs; a created one is killed first.
         if self.status is TaskStatus.RUNNING:
             raise FailedPrecondition("the init is running: kill it before shutting down its shim")
@@ -235,13 +241,15 @@ class FakeManager:
         taken, self.host.pending = self.host.pending, []
         return taken
 
-    async def release_shim(self, shim: ShimClient) -> None:
+    async def release_shim(self, shim: ShimClient) -> bool:
         try:
             await shim.shutdown()
         except PalletError:
-            pass
+            return False
+        return True
 
     async def clean_after_shim(self, c: Container) -> None:
+        self.host.deletes += 1
         self.host.cgroups.discard(c.id)
         self.host.sockets.discard(c.id)
 
@@ -369,3 +377,23 @@ async def test_an_init_whose_exec_failed_is_not_signalled() -> None:
         await start.run_steps()
     [shim] = launcher.shims
     assert shim.kills == [] and host.live_shims == set()
+
+
+@pytest.mark.parametrize("fail", ["start", "start late"])
+async def test_a_shim_that_acknowledged_its_shutdown_is_not_deleted_after_it(fail: str) -> None:
+    """A shim answers Shutdown once its socket and cgroup are gone: `pallet-shim delete` (a
+    new interpreter) has nothing to do after it. (It used to run after every rollback.)"""
+    start, host, _ = make_start(fail)
+    with pytest.raises(PalletError):
+        await start.run_steps()
+    assert host.deletes == 0
+    assert host.live_shims == set() and host.cgroups == set() and host.sockets == set()
+
+
+async def test_a_shim_that_died_before_its_shutdown_is_deleted_after() -> None:
+    start, host, _ = make_start("start")
+    host.shim_dies = True
+    with pytest.raises(PalletError):
+        await start.run_steps()
+    assert host.deletes == 1
+    assert host.cgroups == set() and host.sockets == set()
