@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError
 from pallet.shim.cgroups import Cgroup, NoCgroup, open_cgroup
 from pallet.shim.api import messages, wire
-from pallet.shim.api.files import write_exit_status
+from pallet.shim.api.files import discard_exit_status, write_exit_status
 from pallet.shim.api.messages import (
     Ack,
     AttachRequest,
@@ -90,6 +90,9 @@ class Task:
     def create(self) -> None:
         """Build the container up to its waiting init. On failure `release()` undoes it."""
         spec = self.spec
+        # A previous run's status must not pass for this one's if we die without writing
+        # ours: gone (durably) before there is a process whose exit it could be taken for.
+        discard_exit_status(spec.bundle_dir)
         try:
             self.output.log = LogWriter(spec.log.path, spec.log.max_size, spec.log.max_files)
         except OSError as exc:

@@ -5,7 +5,8 @@ the restorer found the exit after palletd was down, or a user's stop/kill ended 
 `Outcome` (what the manager does next) and `after_exit`, the decision itself. Must not:
 act (the container manager's one executor does, for the monitor, a failed start and the
 restorer alike), read the clock or anything but its arguments, so it is unit-tested as a
-table (tests/unit/test_container_exits.py).
+table (tests/unit/test_container_exits.py). Also `of_this_run`, the one check every
+reader of an exit status from disk applies.
 
 Restart policies (`--restart`, with back-off) become one more `Outcome` decided here; `why`
 is what they need (docker: `unless-stopped` never restarts a container a user stopped,
@@ -45,3 +46,17 @@ def after_exit(container: Container, exit: ExitStatus, why: Why) -> Outcome:
     if container.host_config.auto_remove:
         return Outcome.REMOVE
     return Outcome.NOTHING
+
+
+def of_this_run(on_disk: ExitStatus | None, started_at_ns: int) -> ExitStatus | None:
+    """`on_disk` if it is the exit of the run that started at `started_at_ns`, else None.
+
+    exit.json stays in the bundle after a run; the shim (and the daemon, before it spawns
+    one) removes it when the next run's container is created. This is the backstop for a
+    status that survived anyway: one that ended before this run started is the previous
+    run's, and taking it for this run's would report a dead shim's container as exited
+    with the old code (and skip cleaning up after the shim).
+    """
+    if on_disk is None or on_disk.exited_at_ns < started_at_ns:
+        return None
+    return on_disk

@@ -29,7 +29,7 @@ import structlog
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
-from pallet.daemon.containers.exits import Outcome, Why, after_exit
+from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
@@ -110,7 +110,7 @@ class ContainerManager:
         self._pending: dict[str, list[PendingAttach]] = {}
         self._closing = False
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
-        self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent)
+        self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent, clock)
 
     # ---- component lifecycle -------------------------------------------------------
 
@@ -398,13 +398,14 @@ class ContainerManager:
             raise
         shim, run, pid = start.shim, start.run, start.pid
         assert shim is not None and run is not None
-        now = self._clock()
         c = await self._transition(
             c,
             event=("start", self._attrs(c)),
             status=Status.RUNNING,
             pid=pid,
-            started_at_ns=now,
+            # Taken before the init was started: an exit on disk from before it is the
+            # previous run's (`of_this_run`), even for an init that exited at once.
+            started_at_ns=start.started_at_ns,
             exit_code=0,
             error="",
             shim_pid=shim.shim_pid,
@@ -510,7 +511,9 @@ class ContainerManager:
             c = self._containers.get(container_id)
             disk = None
             if c is not None:
-                disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
+                disk = of_this_run(await asyncio.to_thread(
+                    self._launcher.exit_status_on_disk, Path(c.state_dir)
+                ), c.state.started_at_ns)
             status = disk or ExitStatus(
                 255,
                 self._clock(),
@@ -518,7 +521,9 @@ class ContainerManager:
                 f"the exit ({e}): its processes were killed with it",
             )
             bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
-            if c is not None and disk is None:
+            if c is not None:
+                # Even when it recorded the exit: a shim gone before its shutdown left its
+                # cgroup and socket (the delete command refuses a shim that answers).
                 await self.clean_after_shim(c)
         why = Why.STOPPED if run.stopped else Why.EXITED
         try:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import structlog
 
 from pallet.daemon.containers import leftovers
-from pallet.daemon.containers.exits import Outcome, Why
+from pallet.daemon.containers.exits import Outcome, Why, of_this_run
 from pallet.daemon.containers.model import Container, Status
 from pallet.v1.errors import PalletError, Unavailable
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
@@ -152,7 +152,9 @@ class Restorer:
             state = await shim.state()
         except Unavailable as e:
             bound.info("shim gone; reading exit status from disk", reason=str(e))
-            on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
+            on_disk = of_this_run(await asyncio.to_thread(
+                self._launcher.exit_status_on_disk, Path(c.state_dir)
+            ), c.state.started_at_ns)
             status = on_disk or ExitStatus(
                 255,
                 self._clock(),
@@ -174,7 +176,9 @@ class Restorer:
             bound.info("re-adopted running container")
             self._sup.supervise(c, shim)
             return
-        on_disk = await asyncio.to_thread(self._launcher.exit_status_on_disk, Path(c.state_dir))
+        on_disk = of_this_run(await asyncio.to_thread(
+            self._launcher.exit_status_on_disk, Path(c.state_dir)
+        ), c.state.started_at_ns)
         status = state.exit or on_disk or ExitStatus(
             255, self._clock(), "shim reported no exit status"
         )

@@ -42,6 +42,7 @@ from typing import Protocol
 import structlog
 
 from pallet.daemon.containers import bundle
+from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
@@ -139,6 +140,7 @@ class StartDeps:
     launcher: ShimLauncher
     crashes: CrashHook
     cgroup_parent: str
+    clock: Callable[[], int]  # the manager's; the start step reads it (`started_at_ns`)
 
 
 @dataclass(slots=True)
@@ -159,6 +161,9 @@ class ContainerStart:
     # The shim was asked to let the init exec: it may run even though `start` failed (the
     # answer came too late, or the connection broke after the exec).
     start_sent: bool = False
+    # The daemon's clock just before it asked the shim to start the init: no exit of this
+    # run can be earlier (recorded as the container's start time).
+    started_at_ns: int = 0
     # How the init ended when `start` failed after it ran (exec failed: 127, 126).
     exit: ExitStatus | None = None
 
@@ -268,13 +273,14 @@ class ContainerStart:
     async def start_process(self) -> None:
         assert self.shim is not None
         self.start_sent = True
+        self.started_at_ns = self.deps.clock()
         try:
             self.pid = await self.shim.start()
         except PalletError:
             # The shim wrote how the init ended (an exec failure's 127) before it answered.
-            self.exit = await asyncio.to_thread(
+            self.exit = of_this_run(await asyncio.to_thread(
                 self.deps.launcher.exit_status_on_disk, Path(self.container.state_dir)
-            )
+            ), self.started_at_ns)
             raise
         self.deps.crashes.hit("start", "started")
 

@@ -64,7 +64,8 @@ class ShimClient(Protocol):
     async def kill(self, signal: int, all_processes: bool = False) -> None: ...
 
     async def wait(self) -> ExitStatus:
-        """Block until the init process has exited and its status is on disk."""
+        """Block until the init process has exited and its status is on disk;
+        Unavailable if the shim dies first (see `exit_status_on_disk`)."""
         ...
 
     async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio: ...
@@ -105,7 +106,8 @@ class ShimLauncher(Protocol):
         ...
 
     def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
-        """The exit status a shim recorded, if it recorded one."""
+        """The exit status a shim recorded, if it recorded one: possibly a previous
+        run's (`exits.of_this_run` tells)."""
         ...
 
     def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:

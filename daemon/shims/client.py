@@ -57,6 +57,7 @@ from pallet.shim.api.messages import (
 )
 from pallet.shim.api.files import (
     discard_exec_exit,
+    discard_exit_status,
     read_exec_exit,
     read_exit_status,
     write_spec,
@@ -267,18 +268,14 @@ class ShimClientImpl:
     async def wait(self) -> ExitStatus:
         """Wait for the exit; no deadline on the wait itself, but a dead shim ends it.
 
-        If the shim dies first, the status it wrote to disk (if any) is the answer.
+        If the shim dies first: Unavailable. The caller reads the status on disk, which
+        only it can tell apart from a previous run's (it knows when this run started).
         """
         channel: Channel | None = None
         try:
             channel = await self._open()
             await channel.send_request(WaitRequest(), self._timeout)
             return (await channel.read_reply(WaitResponse, None)).exit
-        except Unavailable:
-            on_disk = await asyncio.to_thread(read_exit_status, str(self._bundle_dir))
-            if on_disk is not None:
-                return on_disk
-            raise
         finally:
             if channel is not None:
                 await channel.close()
@@ -449,3 +446,6 @@ class ShimLauncherImpl:
 def _prepare_bundle(spec: ShimSpec) -> None:
     os.makedirs(spec.bundle_dir, mode=0o711, exist_ok=True)
     write_spec(spec)
+    # The shim removes it too, before its fork; here as well, so no reader sees the last
+    # run's status once this start is under way, even if the shim never gets that far.
+    discard_exit_status(spec.bundle_dir)

@@ -1,7 +1,7 @@
 """The shim contract's files and checks: config.json, exit.json, exec exits; spec checks.
 
 Owns: reading and writing the bundle files with `pallet.shim.api.codec` (exit.json
-atomically: tmp + fsync + rename; one `execs/<exec_id>.json` per ended exec, atomically
+atomically: tmp + fsync + rename, and removed durably before a new run; one `execs/<exec_id>.json` per ended exec, atomically
 but without fsync), and `validate_spec` / `validate_exec`: what a shim refuses before it
 builds anything. Must
 not: interpret the values beyond checking them; the daemon writes config.json with
@@ -210,6 +210,17 @@ def write_exit_status(bundle_dir: str, status: ExitStatus) -> None:
     _write_atomic(os.path.join(bundle_dir, EXIT_STATUS_FILE), codec.to_json(status))
 
 
+def discard_exit_status(bundle_dir: str) -> None:
+    """Remove a previous run's exit.json, durably, before a new run's container exists:
+    otherwise a shim that dies without recording its exit leaves the old status to be
+    read as this run's."""
+    try:
+        os.unlink(os.path.join(bundle_dir, EXIT_STATUS_FILE))
+    except FileNotFoundError:
+        return
+    _fsync_dir(bundle_dir)
+
+
 def read_exit_status(bundle_dir: str) -> ExitStatus | None:
     try:
         with open(os.path.join(bundle_dir, EXIT_STATUS_FILE), "rb") as f:
@@ -275,7 +286,11 @@ def _write_atomic(path: str, value: dict[str, Any], durable: bool = True) -> Non
     if not durable:
         return
     # The rename is durable only once the directory entry is.
-    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    _fsync_dir(os.path.dirname(path) or ".")
+
+
+def _fsync_dir(path: str) -> None:
+    dir_fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(dir_fd)
     finally:

@@ -147,3 +147,58 @@ def test_a_shim_hung_while_palletd_restarts_is_adopted_once_it_answers(
     )
     palletd.cli_ok("stop", "-t", "0", "sleepy")
     assert palletd.cli_ok("wait", "sleepy") == "137\n"
+
+
+# First run: exits 0 at once. Second run (its /ran is in the writable layer): sleeps.
+_SECOND_RUN_SLEEPS = "test -e /ran && exec sleep 300; touch /ran"
+
+
+def _second_run(palletd: Any, image: str, name: str) -> tuple[str, int]:
+    palletd.cli_ok("run", "-d", "--name", name, image, "sh", "-c", _SECOND_RUN_SLEEPS)
+    palletd.wait_for(lambda: palletd.inspect(name)["State"]["Status"] == "exited", 10,
+                     what="the first run to exit")
+    assert palletd.inspect(name)["State"]["ExitCode"] == 0
+    palletd.cli_ok("start", name)
+    state = palletd.inspect(name)["State"]
+    assert state["Running"] is True
+    return palletd.inspect(name)["Id"], state["Pid"]
+
+
+def test_a_shim_killed_in_a_second_run_is_not_reported_with_the_first_runs_exit(
+    palletd: Any, image: str
+) -> None:
+    # exit.json of the first run is still in the bundle unless something removes it: the
+    # monitor took it for this run's (Exited (0), finished before it started) and skipped
+    # the cleanup after the dead shim.
+    cid, init = _second_run(palletd, image, "again")
+    shim = parent_of(init)
+    os.kill(shim, signal.SIGKILL)
+    state = palletd.wait_for(
+        lambda: (s := palletd.inspect("again")["State"])["Status"] == "exited" and s, 15,
+        what="the container to show as exited",
+    )
+    assert state["ExitCode"] == 255, state
+    assert "died" in state["Error"], state["Error"]
+    assert state["FinishedAt"] >= state["StartedAt"]
+    palletd.wait_for(lambda: gone(init), 10, what="the container to die with its shim")
+    assert palletd.container_cgroups(cid) == [], "the dead shim's cgroups were left"
+    assert not (palletd.run_root / "shims" / f"{cid}.sock").exists()
+    assert palletd.cli_ok("rm", "again") == "again\n"
+
+
+def test_a_shim_killed_in_a_second_run_while_the_daemon_is_down(fresh_palletd: Any) -> None:
+    palletd = fresh_palletd
+    cid, init = _second_run(palletd, "busybox", "again")
+    shim = parent_of(init)
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    os.kill(shim, signal.SIGKILL)
+    palletd.wait_for(lambda: gone(init), 10, what="the container to die with its shim")
+    palletd._close_channel()
+    palletd.start()
+    state = palletd.inspect("again")["State"]
+    assert state["Status"] == "exited" and state["ExitCode"] == 255, state
+    assert "died while palletd was down" in state["Error"]
+    assert state["FinishedAt"] >= state["StartedAt"]
+    assert palletd.container_cgroups(cid) == []
+    assert palletd.cli_ok("rm", "again") == "again\n"

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from pallet.daemon.containers.exits import Outcome, Why, after_exit
+from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
 from pallet.daemon.containers.model import Config, Container, ContainerState, HostConfig, Status
 from pallet.shim.api.spec import ExitStatus
 
@@ -38,3 +38,11 @@ def test_rm_removes_however_the_run_ended(why: Why, exit: ExitStatus) -> None:
 def test_without_rm_nothing_follows(why: Why, exit: ExitStatus) -> None:
     status = Status.CREATED if why is Why.START_FAILED else Status.EXITED
     assert after_exit(container(False, status), exit, why) is Outcome.NOTHING
+
+
+def test_an_exit_on_disk_from_before_the_run_started_is_not_this_runs() -> None:
+    old = ExitStatus(0, 100)
+    assert of_this_run(old, started_at_ns=200) is None  # the previous run's
+    assert of_this_run(old, started_at_ns=100) == old
+    assert of_this_run(old, started_at_ns=0) == old  # a record without a start time
+    assert of_this_run(None, started_at_ns=0) is None

@@ -204,6 +204,9 @@ class FakeLauncher:
         self.specs: list[ShimSpec] = []
         self.attach_fails_after = -1
         self.shims: list[FakeShim] = []
+        # exit.json: an exec failure's (written after the start, clock 5), or a previous
+        # run's left behind.
+        self.on_disk = ExitStatus(127, 6, "exec failed") if fail == "start" else None
 
     async def spawn(self, spec: ShimSpec) -> ShimClient:
         self.specs.append(spec)
@@ -223,7 +226,7 @@ class FakeLauncher:
         raise Unavailable("no shim")
 
     def exit_status_on_disk(self, bundle_dir: Path) -> ExitStatus | None:
-        return ExitStatus(127, 1, "exec failed") if self.fail == "start" else None
+        return self.on_disk
 
     def exec_exit_on_disk(self, bundle_dir: Path, exec_id: str) -> ExitStatus | None:
         return None
@@ -287,6 +290,7 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
         launcher=launcher,  # type: ignore[arg-type]
         crashes=CrashPoints(),
         cgroup_parent="pallet",
+        clock=lambda: 5,
     )
     return ContainerStart(container(), ["/layers/l1"], deps), host, launcher
 
@@ -326,7 +330,15 @@ async def test_a_failed_start_leaves_no_shim_no_cgroup_no_socket(fail: str) -> N
     assert host.cgroups == set()
     assert host.sockets == set()
     if fail == "start":  # how the init ended is kept for the record
-        assert start.exit == ExitStatus(127, 1, "exec failed")
+        assert start.exit == ExitStatus(127, 6, "exec failed")
+
+
+async def test_a_previous_runs_exit_on_disk_is_not_a_failed_starts() -> None:
+    start, _, launcher = make_start("start")
+    launcher.on_disk = ExitStatus(0, 4)  # ended before this start (clock 5) began
+    with pytest.raises(PalletError):
+        await start.run_steps()
+    assert start.exit is None and start.started_at_ns == 5
 
 
 async def test_clients_waiting_to_attach_are_attached_before_the_start() -> None:

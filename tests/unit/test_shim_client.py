@@ -13,7 +13,7 @@ from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Internal, Una
 from pallet.shim.api.spec import ExitStatus
 from pallet.daemon.shims.client import ShimClientImpl, ShimLauncherImpl
 from pallet.shim.api import wire
-from pallet.shim.api.files import write_exit_status
+from pallet.shim.api.files import discard_exit_status, read_exit_status, write_exit_status
 
 Reply = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -100,17 +100,27 @@ async def test_a_shim_that_dies_mid_call_is_unavailable(fake_shim: Callable[[Rep
     await client.aclose()
 
 
-async def test_wait_falls_back_to_the_status_on_disk(fake_shim: Callable[[Reply], Awaitable[str]], tmp_path: Path) -> None:
+async def test_wait_on_a_dead_shim_is_unavailable_even_with_a_status_on_disk(
+    fake_shim: Callable[[Reply], Awaitable[str]], tmp_path: Path
+) -> None:
+    # Only the caller knows when the run started, so only it may read exit.json (which
+    # may be the previous run's).
     async def die(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
         writer.close()
 
     path = await fake_shim(die)
     client = ShimClientImpl("c1", path, tmp_path, shim_pid=1)
+    write_exit_status(str(tmp_path), ExitStatus(exit_code=3, exited_at_ns=1))
     with pytest.raises(Unavailable):
         await client.wait()
-    write_exit_status(str(tmp_path), ExitStatus(exit_code=3, exited_at_ns=1))
-    assert await client.wait() == ExitStatus(exit_code=3, exited_at_ns=1)
+
+
+def test_a_new_bundle_has_no_exit_status_of_a_previous_run(tmp_path: Path) -> None:
+    write_exit_status(str(tmp_path), ExitStatus(exit_code=0, exited_at_ns=1))
+    discard_exit_status(str(tmp_path))
+    assert read_exit_status(str(tmp_path)) is None
+    discard_exit_status(str(tmp_path))  # none: nothing to do
 
 
 async def test_connect_without_a_shim_is_unavailable(tmp_path: Path) -> None:
