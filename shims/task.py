@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError
-from pallet.shim.cgroups import Cgroup, NoCgroup, open_cgroup
+from pallet.shim.cgroups import Cgroup, NoCgroup, destroy, open_cgroup
 from pallet.shim.api import messages, wire
 from pallet.shim.api.files import discard_exit_status, write_exit_status
 from pallet.shim.api.messages import (
@@ -47,6 +47,8 @@ from pallet.shim.steps import enter_pid_namespace
 from pallet.shim.syscalls import Syscalls
 
 _CREATE_TIMEOUT = 60.0
+# How long the processes killed at shutdown may take to leave the container's cgroup.
+_RELEASE_TIMEOUT = 5.0
 
 
 class Task:
@@ -151,13 +153,22 @@ class Task:
         return fds
 
     def release(self) -> None:
-        """What the task made on the host: the container's cgroup; and the log file."""
+        """What the task made on the host: the container's cgroup; and the log file.
+
+        Whatever is still in the cgroup is killed first: without a pid namespace of its
+        own (a spec may leave it out) the init's children outlive it, and the cgroup could
+        not be removed while they run (containerd's shim does the same for a shared pid
+        namespace). The shim itself is not in the cgroup.
+        """
         try:
-            left = self.cgroup.remove()
+            killed, left = destroy(self.cgroup, _RELEASE_TIMEOUT)
         except PalletError as exc:
             left, reason = self.cgroup.paths(), f": {exc}"
         else:
             reason = ""
+            if killed:
+                print(f"pallet-shim[{os.getpid()}]: killed what the container left: {killed}",
+                      file=sys.stderr)
         if left:
             print(f"pallet-shim[{os.getpid()}]: cgroups left: {left}{reason}", file=sys.stderr)
         if self.output.log is not None:

@@ -126,6 +126,40 @@ async def test_a_namespace_missing_from_the_spec_is_the_hosts(
         await remove(client)
 
 
+async def test_shutdown_without_a_pid_namespace_kills_what_the_init_left(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    """The host's pid namespace: the init's children outlive it; the shutdown kills them
+    (they used to keep running, and the cgroup stayed: EBUSY)."""
+    base = shim_world.spec("true")
+    spec = shim_world.spec(
+        "sh", "-c", "sleep 1000 >/dev/null 2>&1 & echo $!",
+        namespaces=_without(base, "pid"),
+    )
+    out, _, status = await run_to_end(launcher, spec)
+    left = int(out.decode().strip())
+    try:
+        assert status.exit_code == 0
+        for _ in range(100):
+            if _gone(left):
+                break
+            await asyncio.sleep(0.05)
+        assert _gone(left), "the init's background child outlived the shim's shutdown"
+        assert not [p for p in cgroup_leftovers(shim_world.cgroup_parent)
+                    if p.name == spec.container_id]
+    finally:
+        if not _gone(left):
+            os.kill(left, signal.SIGKILL)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
 async def test_listed_sysctls_are_set_in_the_containers_namespaces(
     shim_world: ShimWorld, launcher: ShimLauncherImpl
 ) -> None:
