@@ -3,7 +3,8 @@
 Owns: `Step` and `run_steps`, and what happens between fork and exec, in order, for the
 container's init and for exec processes up to the process's own identity (that part is
 `pallet.shim.identity`): namespaces (made or joined, as `linux.namespaces` lists them),
-the cgroup join, the root filesystem, device nodes, pivot_root, sysctls, masked and
+the cgroup join, the root filesystem (the rootfs, then `spec.mounts` in order with one
+routine), device nodes and /dev links, pivot_root, sysctls, masked and
 read-only paths, hostname. Must not: talk to clients or wait on anything but the start
 pipe, or fill in anything the spec leaves out (the daemon owns every default); every
 kernel call goes through `Syscalls`, so `tests/unit/test_shim_steps.py` checks the order
@@ -156,21 +157,17 @@ class InitSetup:
         return [
             Step("unshare namespaces", self.unshare_namespaces),
             *(Step(f"join {ns.type} namespace", self._joiner(ns)) for ns in self._joined),
-            # First, before any mount: from here on nothing we mount propagates to the host,
-            # and host mounts still propagate in (slave), like runc's default.
-            Step("make mounts slave", self.make_mounts_slave),
+            # First, before any mount: with "rslave" (Docker's), nothing we mount
+            # propagates to the host, and host mounts still propagate in.
+            Step("set rootfs propagation", self.set_rootfs_propagation),
             Step("mount rootfs", self.mount_rootfs),
-            # proc must be mounted by a process inside the new pid namespace (this one).
-            Step("mount proc", self.mount_proc),
-            Step("mount sys", self.mount_sys),
-            Step("mount dev", self.mount_dev),
-            Step("make device nodes", self.make_device_nodes),
-            Step("mount devpts", self.mount_devpts),
-            Step("mount shm", self.mount_shm),
-            Step("mount mqueue", self.mount_mqueue),
-            Step("link dev", self.link_dev),
-            # After the standard mounts, so a user's mount under /dev or /proc is on top.
+            # In the spec's order (proc, /dev, ... first, so a mount under one lands on
+            # top). proc must be mounted by a process inside the new pid namespace (this one).
             Step("mount spec mounts", self.mount_spec_mounts),
+            # Kernel order, not the spec's: the nodes and links go into the /dev the spec
+            # mounted (a tmpfs), so only once every mount is made (as runc does).
+            Step("make device nodes", self.make_device_nodes),
+            Step("link dev", self.link_dev),
             *([Step("bring up loopback", self._loopback_up)] if own_net else []),
             *([Step("set hostname", self.set_hostname)] if self.spec.hostname else []),
             Step("pivot root", self.pivot_root),
@@ -206,8 +203,13 @@ class InitSetup:
     def _at(self, path: str) -> str:
         return secure_join(self.root, path)
 
-    def make_mounts_slave(self) -> None:
-        self.sys.mount("", "/", "", sc.MS_REC | sc.MS_SLAVE, "")
+    def set_rootfs_propagation(self) -> None:
+        _, propagation, _ = parse_options((self.spec.linux.rootfs_propagation,))
+        if not propagation:
+            raise FailedPrecondition(
+                f"invalid rootfs propagation {self.spec.linux.rootfs_propagation!r}"
+            )
+        self.sys.mount("", "/", "", propagation, "")
 
     def mount_rootfs(self) -> None:
         root = self.spec.root
@@ -218,23 +220,6 @@ class InitSetup:
             f"upperdir={root.upper_dir},workdir={root.work_dir}"
         )
         self.sys.mount("overlay", self.root, "overlay", 0, data)
-
-    def _mount_fs(self, fstype: str, dest: str, flags: int, data: str, source: str = "") -> None:
-        target = self._at(dest)
-        ensure_mount_point(target, is_dir=True)
-        self.sys.mount(source or fstype, target, fstype, flags, data)
-
-    def mount_proc(self) -> None:
-        self._mount_fs("proc", "/proc", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "")
-
-    def mount_sys(self) -> None:
-        flags = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
-        self._mount_fs("sysfs", "/sys", flags, "")
-
-    def mount_dev(self) -> None:
-        self._mount_fs(
-            "tmpfs", "/dev", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"
-        )
 
     def make_device_nodes(self) -> None:
         old = os.umask(0)
@@ -248,23 +233,14 @@ class InitSetup:
         finally:
             os.umask(old)
 
-    def mount_devpts(self) -> None:
-        self._mount_fs(
-            "devpts", "/dev/pts", sc.MS_NOSUID | sc.MS_NOEXEC,
-            "newinstance,ptmxmode=0666,mode=0620,gid=5",
-        )
-
-    def mount_shm(self) -> None:
-        flags = sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC
-        self._mount_fs("tmpfs", "/dev/shm", flags, "mode=1777,size=65536k", source="shm")
-
-    def mount_mqueue(self) -> None:
-        self._mount_fs("mqueue", "/dev/mqueue", sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC, "")
-
     def link_dev(self) -> None:
         dev = self._at("/dev")
+        os.makedirs(dev, mode=0o755, exist_ok=True)
         for name, target in _DEV_LINKS:
-            os.symlink(target, os.path.join(dev, name))
+            try:
+                os.symlink(target, os.path.join(dev, name))
+            except FileExistsError:
+                pass  # the spec mounted something there, or the image's /dev has it
 
     def mount_spec_mounts(self) -> None:
         for mount in self.spec.mounts:

@@ -1,8 +1,8 @@
 """A container's bundle: the files and the parts of the ShimSpec a shim builds it from.
 
 Owns: the per-container /etc/hostname, /etc/hosts and /etc/resolv.conf files, every
-default the shim's spec carries (Docker's capabilities, masked and read-only paths, the
-device nodes, the namespaces a container gets), the spec's parts for a `Container` (its
+default the shim's spec carries (Docker's capabilities, standard mounts and root
+propagation, masked and read-only paths, the device nodes, the namespaces a container gets), the spec's parts for a `Container` (its
 process, linux and log parts and /etc mounts; the start steps in `start.py` put them
 together), and an exec request as a complete `Process`. The shim
 fills in nothing: what is not here, a container does not get. Must not: start anything.
@@ -81,6 +81,21 @@ DEFAULT_DEVICES = tuple(
 )
 
 
+# Docker's standard mounts, in Docker's order: the shim mounts `ShimSpec.mounts` in order,
+# so these come before the /etc binds and any user mount under /dev or /proc.
+DEFAULT_MOUNTS = (
+    Mount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
+    Mount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+    Mount("/dev/pts", "devpts", "devpts",
+          ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")),
+    Mount("/sys", "sysfs", "sysfs", ("nosuid", "noexec", "nodev", "ro")),
+    Mount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
+    Mount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
+)
+# Docker's: the container's mounts stay off the host, the host's new ones reach it.
+ROOTFS_PROPAGATION = "rslave"
+
+
 def default_namespaces(network_path: str = "") -> tuple[Namespace, ...]:
     """A container's own namespaces; its network one made new, or joined at a path."""
     return (
@@ -135,6 +150,11 @@ def etc_mounts(container: Container) -> tuple[Mount, ...]:
               options=("rbind", "rprivate"))
         for name in ("hostname", "hosts", "resolv.conf")
     )
+
+
+def container_mounts(container: Container) -> tuple[Mount, ...]:
+    """Every mount of the container, in the order the shim makes them."""
+    return (*DEFAULT_MOUNTS, *etc_mounts(container))
 
 
 def cgroup_path(container: Container, cgroup_parent: str) -> str:
@@ -199,6 +219,7 @@ def container_linux(container: Container, cgroup_parent: str, network_path: str 
         readonly_paths=READONLY_PATHS,
         devices=DEFAULT_DEVICES,
         sysctl={},
+        rootfs_propagation=ROOTFS_PROPAGATION,
     )
 
 

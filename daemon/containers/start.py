@@ -196,7 +196,7 @@ class ContainerStart:
         )
 
     async def mount_etc_files(self) -> None:
-        self.mounts.extend(bundle.etc_mounts(self.container))
+        self.mounts.extend(bundle.container_mounts(self.container))
 
     async def describe_process(self) -> None:
         self.process = bundle.container_process(self.container)

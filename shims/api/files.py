@@ -22,7 +22,9 @@ from pallet.shim.api.spec import (
     CONFIG_FILE,
     EXEC_EXITS_DIR,
     EXIT_STATUS_FILE,
+    MOUNT_TYPES,
     NAMESPACE_TYPES,
+    PROPAGATIONS,
     NS_IPC,
     NS_MOUNT,
     NS_NETWORK,
@@ -31,6 +33,7 @@ from pallet.shim.api.spec import (
     ExecSpec,
     ExitStatus,
     Linux,
+    Mount,
     Process,
     ShimSpec,
 )
@@ -44,6 +47,21 @@ _IPC_SYSCTLS = frozenset({
     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
 })
 _UTS_SYSCTLS = frozenset({"kernel.domainname", "kernel.hostname"})
+# Mount options the shim turns into mount(2) flags (`pallet.shim.mounts` has their values;
+# a unit test keeps the two lists equal), and the fs data options each type takes.
+MOUNT_FLAG_OPTIONS = frozenset({
+    "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
+    "dirsync", "remount", "noatime", "atime", "nodiratime", "diratime", "relatime",
+    "norelatime", "strictatime", "nostrictatime", "bind", "rbind", "defaults",
+})
+_DATA_OPTIONS: dict[str, frozenset[str]] = {
+    "bind": frozenset(),
+    "proc": frozenset(),
+    "sysfs": frozenset(),
+    "mqueue": frozenset(),
+    "tmpfs": frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}),
+    "devpts": frozenset({"newinstance", "ptmxmode", "mode", "uid", "gid", "max"}),
+}
 
 
 def _sysctl_namespace(key: str) -> str:
@@ -86,13 +104,45 @@ def validate_spec(spec: ShimSpec) -> ShimSpec:
             "list it, or give no hostname"
         )
     for mount in spec.mounts:
-        if not mount.destination.startswith("/"):
-            raise InvalidArgument(f"mount destination {mount.destination!r} must be absolute")
+        _validate_mount(mount)
     _validate_linux(spec.linux)
     return spec
 
 
+def _validate_mount(mount: Mount) -> None:
+    if not mount.destination.startswith("/"):
+        raise InvalidArgument(f"mount destination {mount.destination!r} must be absolute")
+    if mount.type not in MOUNT_TYPES:
+        raise InvalidArgument(
+            f"mount {mount.destination}: unknown type {mount.type!r}: use one of "
+            f"{', '.join(MOUNT_TYPES)}"
+        )
+    if mount.type == "bind" and not mount.source.startswith("/"):
+        raise InvalidArgument(
+            f"bind mount {mount.destination}: the source {mount.source!r} must be absolute"
+        )
+    data = _DATA_OPTIONS[mount.type]
+    for option in mount.options:
+        # A comma would smuggle a second option into the fs data string.
+        ok = "," not in option and (
+            option in MOUNT_FLAG_OPTIONS
+            or option in PROPAGATIONS
+            or option.partition("=")[0] in data
+        )
+        if not ok:
+            allowed = sorted(data) + ["ro", "nosuid", "nodev", "noexec", "..."] + list(PROPAGATIONS)
+            raise InvalidArgument(
+                f"mount {mount.destination}: option {option!r} is not one a {mount.type} mount "
+                f"takes: use {', '.join(allowed)}"
+            )
+
+
 def _validate_linux(linux: Linux) -> None:
+    if linux.rootfs_propagation not in PROPAGATIONS:
+        raise InvalidArgument(
+            f"invalid rootfs propagation {linux.rootfs_propagation!r}: use one of "
+            f"{', '.join(PROPAGATIONS)}"
+        )
     seen: set[str] = set()
     for ns in linux.namespaces:
         if ns.type not in NAMESPACE_TYPES:

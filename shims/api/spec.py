@@ -27,6 +27,10 @@ NS_UTS = "uts"
 NS_CGROUP = "cgroup"
 NAMESPACE_TYPES = (NS_PID, NS_NETWORK, NS_MOUNT, NS_IPC, NS_UTS, NS_CGROUP)
 
+# The mount types a shim makes, and linux.rootfs_propagation's values.
+MOUNT_TYPES = ("bind", "proc", "sysfs", "tmpfs", "devpts", "mqueue")
+PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
+
 
 @dataclass(frozen=True, slots=True)
 class Process:
@@ -56,10 +60,16 @@ class Root:
 
 @dataclass(frozen=True, slots=True)
 class Mount:
-    """One mount inside the container, made after the rootfs and before pivot_root."""
+    """One mount inside the container, made after the rootfs and before pivot_root.
+
+    The shim mounts `ShimSpec.mounts` in their order, as the OCI runtime spec says, so
+    /proc, /sys and /dev (Docker's standard mounts, the daemon's defaults) come first
+    and a mount under one of them after it. No implicit mounts: what is not listed, a
+    container does not get.
+    """
 
     destination: str  # absolute path inside the container
-    type: str  # "bind", "tmpfs", "proc", ...
+    type: str  # one of MOUNT_TYPES
     source: str  # host path for binds, fs name otherwise
     options: tuple[str, ...] = ()  # "ro", "rbind", "nosuid", "mode=755", ...
 
@@ -98,6 +108,10 @@ class Linux:
     # "kernel.shmmax" -> "65536": written to /proc/sys/kernel/shmmax inside the
     # container's namespaces, before /proc/sys is made read-only.
     sysctl: Mapping[str, str]
+    # The propagation of the container's whole mount tree, set before anything is mounted
+    # in it: "rslave" (Docker's) keeps the container's mounts off the host and lets the
+    # host's new mounts in. One of PROPAGATIONS (OCI's linux.rootfsPropagation).
+    rootfs_propagation: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +163,7 @@ class ExitStatus:
 
 class TaskStatus(enum.Enum):
     """Where the container's init process is (containerd's init states; the shim's
-    transition table, `pallet.shim.task`, says which moves are legal)."""
+    transition table, `pallet.shim.states`, says which moves are legal)."""
 
     CREATED = "created"  # built, waiting for `start` just before its exec
     RUNNING = "running"  # its exec succeeded

@@ -110,6 +110,7 @@ class ShimWorld:
             readonly_paths=bundle.READONLY_PATHS,
             devices=bundle.DEFAULT_DEVICES,
             sysctl={},
+            rootfs_propagation=bundle.ROOTFS_PROPAGATION,
         )
         root = Root(
             path=str(bundle_dir / "rootfs"),
@@ -126,7 +127,7 @@ class ShimWorld:
             hostname="box",
             process=process,
             root=root,
-            mounts=(),
+            mounts=bundle.DEFAULT_MOUNTS,
             linux=linux,
             log=Log(path=str(bundle_dir / "container.log"), max_size=0, max_files=1),
         )

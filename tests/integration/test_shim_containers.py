@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pallet.daemon.containers import bundle
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from pallet.shim.api.spec import Mount, Namespace, ShimSpec, TaskStatus
 from pallet.daemon.shims.client import ShimLauncherImpl
@@ -371,6 +372,7 @@ async def test_spec_mounts_and_workdir(shim_world: ShimWorld, launcher: ShimLaun
     spec = shim_world.spec(
         "sh", "-c", "cat /etc/hosts; echo x > /etc/hosts 2>/dev/null || echo ro; df -k /scratch | tail -1",
         mounts=(
+            *bundle.DEFAULT_MOUNTS,
             Mount("/etc/hosts", "bind", str(hosts), ("rbind", "ro")),
             Mount("/scratch", "tmpfs", "tmpfs", ("size=1024k", "nosuid")),
         ),
@@ -380,6 +382,45 @@ async def test_spec_mounts_and_workdir(shim_world: ShimWorld, launcher: ShimLaun
     assert lines[:2] == ["127.0.0.1 localhost box", "ro"]
     assert lines[2].split()[1] == "1024"
     assert hosts.read_text() == "127.0.0.1 localhost box\n"
+
+
+async def test_the_standard_mounts_are_the_specs(
+    shim_world: ShimWorld, launcher: ShimLauncherImpl
+) -> None:
+    """/dev/shm's size and /sys's read-only flag come from the spec (--shm-size,
+    --privileged), not from the shim."""
+    script = "df -k /dev/shm | tail -1; grep -E ' /(sys|dev/shm) ' /proc/mounts"
+    default = shim_world.spec("sh", "-c", script)
+    out, _, status = await run_to_end(launcher, default)
+    assert status.exit_code == 0, out
+    lines = out.decode().splitlines()
+    assert lines[0].split()[1] == "65536"  # Docker's 64 MiB
+    mounts = {line.split()[1]: line.split()[3].split(",") for line in lines[1:]}
+    assert "ro" in mounts["/sys"] and "rw" in mounts["/dev/shm"]
+
+    changed = tuple(
+        Mount(m.destination, m.type, m.source, tuple(
+            "size=2048k" if o.startswith("size=") and m.destination == "/dev/shm"
+            else "rw" if o == "ro" and m.destination == "/sys" else o
+            for o in m.options
+        ))
+        for m in bundle.DEFAULT_MOUNTS
+    )
+    spec = shim_world.spec("sh", "-c", script, mounts=changed)
+    out, _, status = await run_to_end(launcher, spec)
+    assert status.exit_code == 0, out
+    lines = out.decode().splitlines()
+    assert lines[0].split()[1] == "2048"
+    mounts = {line.split()[1]: line.split()[3].split(",") for line in lines[1:]}
+    assert "rw" in mounts["/sys"] and "ro" not in mounts["/sys"]
+
+
+async def test_no_spec_mounts_means_no_proc(shim_world: ShimWorld, launcher: ShimLauncherImpl) -> None:
+    """The shim mounts nothing of its own accord: without the daemon's mounts there is
+    no /proc in the container."""
+    spec = shim_world.spec("sh", "-c", "test -e /proc/self/status && echo proc || echo none", mounts=())
+    out, _, _ = await run_to_end(launcher, spec)
+    assert out == b"none\n"
 
 
 async def test_shim_survives_the_daemon_and_is_readopted(shim_world: ShimWorld) -> None:

@@ -29,7 +29,7 @@ def test_the_spec_carries_dockers_defaults() -> None:
     root = Root(f"{c.state_dir}/rootfs", ("/l1",), f"{c.state_dir}/upper", f"{c.state_dir}/work", False)
     spec = validate_spec(ShimSpec(
         container_id=c.id, bundle_dir=c.state_dir, hostname=c.config.hostname,
-        process=bundle.container_process(c), root=root, mounts=bundle.etc_mounts(c),
+        process=bundle.container_process(c), root=root, mounts=bundle.container_mounts(c),
         linux=bundle.container_linux(c, "pallet"), log=bundle.container_log(c),
     ))
     assert caps.mask_of(spec.process.capabilities) == 0xA80425FB
@@ -44,6 +44,18 @@ def test_the_spec_carries_dockers_defaults() -> None:
     }
     assert "/proc/kcore" in spec.linux.masked_paths and "/proc/sys" in spec.linux.readonly_paths
     assert spec.linux.cgroups_path == f"pallet/{c.id}"
+    # Docker's standard mounts, in Docker's order, before the /etc binds; and its
+    # propagation. The shim mounts none of them of its own accord.
+    assert [(m.destination, m.type) for m in spec.mounts] == [
+        ("/proc", "proc"), ("/dev", "tmpfs"), ("/dev/pts", "devpts"), ("/sys", "sysfs"),
+        ("/dev/mqueue", "mqueue"), ("/dev/shm", "tmpfs"),
+        ("/etc/hostname", "bind"), ("/etc/hosts", "bind"), ("/etc/resolv.conf", "bind"),
+    ]
+    options = {m.destination: set(m.options) for m in spec.mounts}
+    assert options["/sys"] == {"ro", "nosuid", "noexec", "nodev"}
+    assert options["/dev/shm"] == {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}
+    assert options["/dev/pts"] == {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"}
+    assert spec.linux.rootfs_propagation == "rslave"
     joined = bundle.container_linux(c, "pallet", network_path="/run/pallet/netns/x")
     assert Namespace("network", "/run/pallet/netns/x") in joined.namespaces
 

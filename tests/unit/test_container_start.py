@@ -311,7 +311,7 @@ async def test_a_start_builds_the_spec_from_its_parts() -> None:
     [spec] = launcher.specs
     c = container()
     assert spec.root.upper_dir == f"{c.state_dir}/upper"
-    assert spec.mounts == bundle.etc_mounts(c)
+    assert spec.mounts == bundle.container_mounts(c)
     assert spec.process.capabilities == bundle.DEFAULT_CAPABILITIES
     assert spec.linux.masked_paths == bundle.MASKED_PATHS
     assert spec.linux.devices == bundle.DEFAULT_DEVICES

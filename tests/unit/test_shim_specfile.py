@@ -53,6 +53,7 @@ def make_spec(bundle: Path) -> ShimSpec:
             readonly_paths=("/proc/sys",),
             devices=(Device("/dev/null", "c", 1, 3, 0o666, 0, 0),),
             sysctl={"net.ipv4.ip_forward": "1"},
+            rootfs_propagation="rslave",
         ),
         log=Log(str(bundle / "log"), max_size=0, max_files=1),
     )
@@ -131,6 +132,17 @@ ALL = ("pid", "ipc", "uts", "mount", "network", "cgroup")
                           sysctl={"net.ipv4.ip_forward": "1"}), "own network namespace"),
         (lambda s: _linux(s, masked_paths=("proc/kcore",)), "must be absolute"),
         (lambda s: _linux(s, devices=()), "masked paths need /dev/null"),
+        (lambda s: _linux(s, rootfs_propagation=""), "invalid rootfs propagation"),
+        (lambda s: _linux(s, rootfs_propagation="slave,ro"), "invalid rootfs propagation"),
+        (lambda s: replace(s, mounts=(Mount("/x", "nfs", "srv:/x"),)), "unknown type 'nfs'"),
+        (lambda s: replace(s, mounts=(Mount("/x", "bind", "rel"),)), "must be absolute"),
+        (lambda s: replace(s, mounts=(Mount("x", "tmpfs", "tmpfs"),)), "must be absolute"),
+        (lambda s: replace(s, mounts=(Mount("/x", "tmpfs", "tmpfs", ("size=1m,mode=777",)),)),
+         "option 'size=1m,mode=777' is not one a tmpfs mount takes"),
+        (lambda s: replace(s, mounts=(Mount("/p", "proc", "proc", ("size=1m",)),)),
+         "option 'size=1m' is not one a proc mount takes"),
+        (lambda s: replace(s, mounts=(Mount("/x", "bind", "/y", ("frobnicate",)),)),
+         "option 'frobnicate' is not one a bind mount takes"),
     ],
 )
 def test_bad_specs_are_refused_before_anything_is_written(
@@ -146,6 +158,7 @@ def test_a_spec_without_a_security_field_is_refused(tmp_path: Path) -> None:
     write_spec(make_spec(tmp_path))
     raw = json.loads((tmp_path / "config.json").read_text())
     for part, name in (("process", "capabilities"), ("linux", "masked_paths"),
+                       ("linux", "rootfs_propagation"),
                        ("linux", "devices"), ("linux", "namespaces")):
         broken = json.loads(json.dumps(raw))
         del broken[part][name]

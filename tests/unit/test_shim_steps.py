@@ -93,7 +93,7 @@ def spec(tmp_path: Path) -> ShimSpec:
         hostname="box",
         process=Process(("sh",), ("PATH=/bin",), "/", "", bundle.DEFAULT_CAPABILITIES, True, False),
         root=Root(str(root), ("/l2", "/l1"), "/up", "/work", readonly=False),
-        mounts=(Mount("/etc/hosts", "bind", str(tmp_path / "hosts"), ("rbind", "ro")),),
+        mounts=(*bundle.DEFAULT_MOUNTS, Mount("/etc/hosts", "bind", str(tmp_path / "hosts"), ("rbind", "ro"))),
         linux=Linux(
             namespaces=tuple(Namespace(t) for t in ALL),
             cgroups_path="pallet/c1",
@@ -101,6 +101,7 @@ def spec(tmp_path: Path) -> ShimSpec:
             readonly_paths=bundle.READONLY_PATHS,
             devices=bundle.DEFAULT_DEVICES,
             sysctl={},
+            rootfs_propagation="rslave",
         ),
         log=Log(str(tmp_path / "log"), 0, 1),
     )
@@ -206,9 +207,8 @@ def test_stage2_order(spec: ShimSpec, tmp_path: Path) -> None:
     fake = FakeSyscalls()
     steps = _init(spec, fake).steps()[1:-2]
     assert [s.name for s in steps] == [
-        "make mounts slave", "mount rootfs", "mount proc", "mount sys", "mount dev",
-        "make device nodes", "mount devpts", "mount shm", "mount mqueue", "link dev",
-        "mount spec mounts", "bring up loopback", "set hostname", "pivot root", "mask paths",
+        "set rootfs propagation", "mount rootfs", "mount spec mounts", "make device nodes",
+        "link dev", "bring up loopback", "set hostname", "pivot root", "mask paths",
         "make paths read-only",
     ]
     # Run the mount steps for real against a temp dir; device nodes and pivot_root need
@@ -227,10 +227,18 @@ def test_stage2_order(spec: ShimSpec, tmp_path: Path) -> None:
     assert mounts[1] == (
         "mount", "overlay", root, "overlay", 0, "lowerdir=/l2:/l1,upperdir=/up,workdir=/work"
     )
-    targets = [c[2] for c in mounts]
-    assert targets.index(f"{root}/proc") < targets.index(f"{root}/dev") < targets.index(
-        f"{root}/dev/pts"
-    ) < targets.index(f"{root}/etc/hosts")
+    # The spec's mounts, in the spec's order, each with the spec's options as flags + data.
+    nosuid, nodev, noexec = sc.MS_NOSUID, sc.MS_NODEV, sc.MS_NOEXEC
+    assert mounts[2:8] == [
+        ("mount", "proc", f"{root}/proc", "proc", nosuid | noexec | nodev, ""),
+        ("mount", "tmpfs", f"{root}/dev", "tmpfs", nosuid | sc.MS_STRICTATIME, "mode=755,size=65536k"),
+        ("mount", "devpts", f"{root}/dev/pts", "devpts", nosuid | noexec,
+         "newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        ("mount", "sysfs", f"{root}/sys", "sysfs", nosuid | noexec | nodev | sc.MS_RDONLY, ""),
+        ("mount", "mqueue", f"{root}/dev/mqueue", "mqueue", nosuid | noexec | nodev, ""),
+        ("mount", "shm", f"{root}/dev/shm", "tmpfs", nosuid | noexec | nodev, "mode=1777,size=65536k"),
+    ]
+    assert [c[2] for c in mounts[8:10]] == [f"{root}/etc/hosts"] * 2
     hosts = [c for c in mounts if c[2] == f"{root}/etc/hosts"]
     assert hosts[0][4] == sc.MS_BIND | sc.MS_REC
     assert hosts[1][4] == sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY
@@ -454,3 +462,37 @@ def test_secure_join_keeps_symlinks_inside_the_root(tmp_path: Path) -> None:
     assert secure_join(str(root), "/etc/hosts") == str(root / "outside" / "hosts")
     assert secure_join(str(root), "/rel/y") == str(root / "x" / "y")
     assert secure_join(str(root), "/../../etc/./passwd") == str(root / "etc" / "passwd")
+
+
+def test_the_root_propagation_is_the_specs_and_set_before_any_mount(spec: ShimSpec) -> None:
+    for propagation, flags in (("rslave", sc.MS_SLAVE | sc.MS_REC), ("private", sc.MS_PRIVATE)):
+        fake = FakeSyscalls()
+        setup = _init(replace(spec, linux=replace(spec.linux, rootfs_propagation=propagation)), fake)
+        steps = setup.steps()
+        assert [s.name for s in steps].index("set rootfs propagation") < [
+            s.name for s in steps].index("mount rootfs")
+        setup.set_rootfs_propagation()
+        assert fake.calls == [("mount", "", "/", "", flags, "")]
+
+
+def test_no_spec_mounts_means_none(spec: ShimSpec) -> None:
+    fake = FakeSyscalls()
+    _init(replace(spec, mounts=()), fake).mount_spec_mounts()
+    assert fake.calls == []
+
+
+def test_the_specs_tmpfs_options_are_honoured(spec: ShimSpec) -> None:
+    # --shm-size: said through the spec, not fixed in the shim.
+    shm = Mount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=1g"))
+    fake = FakeSyscalls()
+    _init(replace(spec, mounts=(shm,)), fake).mount_spec_mounts()
+    flags = sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV
+    assert fake.calls == [("mount", "shm", f"{spec.root.path}/dev/shm", "tmpfs", flags, "mode=1777,size=1g")]
+
+
+def test_the_flag_options_checked_are_the_ones_the_shim_knows() -> None:
+    from pallet.shim import mounts
+    from pallet.shim.api import files, spec as api_spec
+
+    assert set(mounts._FLAGS) == files.MOUNT_FLAG_OPTIONS
+    assert set(mounts._PROPAGATION) == set(api_spec.PROPAGATIONS)
