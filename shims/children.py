@@ -3,7 +3,7 @@
 Owns: `Process` (pid, output pipes, status pipe, how it ended) and `StdinPipe`, the
 buffered, non-blocking write end of a child's stdin, which tells its owner when it is
 backed up so client reads can pause. Must not: read output or know the clients (who
-streams an exec is `pallet.shim.task`'s business); depends on nothing else in the shim's
+streams an exec is `pallet.shim.execs`'s business); depends on nothing else in the shim's
 package (what it needs of the selector and the status pipe are the protocols below).
 """
 

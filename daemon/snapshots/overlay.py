@@ -26,8 +26,9 @@ class OverlaySnapshots:
     def prepare(self, state_dir: Path, lower_dirs: list[str]) -> Root:
         """Make (or keep) the writable layer of a container; return its overlay spec.
 
-        Writable: whether the container may write to it is its HostConfig's to say, and
-        the spec's builder (`containers/bundle.py`) sets `readonly` from it.
+        Writable (`readonly=False`): no option makes a root read-only yet. When
+        `--read-only` comes, the daemon's rootfs start step (`containers/start.py`,
+        `prepare_rootfs`) will set `readonly` from the container's HostConfig.
         """
         for sub in ("upper", "work", "rootfs"):
             (state_dir / sub).mkdir(mode=0o700 if sub == "work" else 0o755, exist_ok=True)

@@ -17,8 +17,9 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
 - launcher: PingRequest -> PingResponse; SpawnRequest -> SpawnResponse, sent by the new
   shim, which then serves that connection like one of its own.
 
-The JSON shapes are those older shims speak, so a palletd and the shims it re-adopts
-keep understanding each other across an upgrade.
+Compatibility: since an exec's spec became `{exec_id, process}`, a shim started by an
+older palletd does not understand this one's ExecRequest (nor the reverse): such a shim
+must be restarted (its container stopped and started again) before exec works with it.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ class Ack:
     """Done; nothing to say."""
 
 
-StateResponse = ShimState  # the reply to StateRequest is the daemon's ShimState as is
+StateResponse = ShimState  # the reply to StateRequest is pallet.shim.api.spec's ShimState
 
 
 @dataclass(frozen=True, slots=True)
