@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -470,6 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     if argv is not None:
         return _main(argv)
+    signal.signal(signal.SIGINT, _on_interrupt)
     code = _main(sys.argv[1:])
     _flush_quietly()
     try:
@@ -477,6 +479,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError):
         pass
     os._exit(code)
+
+
+_interrupted = False
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    # Python's own SIGINT handling, plus a note of it: a Ctrl-C that lands inside a gRPC
+    # stream's wait surfaces as the call's CANCELLED error, not as KeyboardInterrupt.
+    global _interrupted
+    _interrupted = True
+    raise KeyboardInterrupt
 
 
 def _main(argv: Sequence[str]) -> int:
@@ -495,6 +508,8 @@ def _main(argv: Sequence[str]) -> int:
         return _run_verb(args)
     except PalletError as exc:
         _flush_quietly()
+        if _interrupted:  # Ctrl-C cancelled the call: that is no error to report
+            return 130
         print(f"Error: {exc.message}", file=sys.stderr)
         return int(args.error_exit)
     except KeyboardInterrupt:

@@ -804,7 +804,7 @@ def test_ctrl_c_during_logs_follow_exits_130_quietly(daemon: Daemon) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     # Only the log's own stderr may have arrived; no traceback, no "Error:".
     assert err in (b"", b"err line\n")
 
