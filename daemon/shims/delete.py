@@ -14,6 +14,7 @@ from pathlib import Path
 from pallet.v1.errors import DeadlineExceeded, Internal
 from pallet.shim.api import codec, wire
 from pallet.shim.api.delete import DeleteResult
+from pallet.shim.api.spec import CONFIG_FILE
 
 #: Killing what is left and waiting for the kernel to release the cgroup takes at most a
 #: few seconds (the shim gives up after 5); the interpreter's start-up comes on top.
@@ -28,11 +29,18 @@ async def shim_delete(
     cgroup_path: str,
     timeout: float = DELETE_TIMEOUT,
 ) -> DeleteResult:
-    """Run `pallet-shim delete` for `container_id`; its error, or a hang, is raised."""
+    """Run `pallet-shim delete` for `container_id`; its error, or a hang, is raised.
+
+    The cgroup is the one in the bundle's config.json, the spec the container was started
+    with (the shim reads it): `cgroup_path`, made from today's --cgroup-parent, may name
+    another one. It is passed only when there is no config.json to read.
+    """
     args = [
         python, "-m", "pallet.shim.main", "delete", "--run-root", str(run_root),
-        "--id", container_id, "--bundle", str(bundle_dir), "--cgroups-path", cgroup_path,
+        "--id", container_id, "--bundle", str(bundle_dir),
     ]
+    if not (bundle_dir / CONFIG_FILE).exists():
+        args += ["--cgroups-path", cgroup_path]
     process = await asyncio.create_subprocess_exec(
         *args,
         stdin=asyncio.subprocess.DEVNULL,

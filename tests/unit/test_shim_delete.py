@@ -70,3 +70,21 @@ async def test_a_crashed_delete_is_an_internal_error_with_its_stderr(tmp_path: P
     crash.chmod(0o755)
     with pytest.raises(Internal, match="exit 1.*boom"):
         await shim_delete(str(crash), tmp_path, CID, tmp_path / "bundle", NO_CGROUP)
+
+
+async def test_the_cgroup_is_the_one_the_container_was_started_with(tmp_path: Path) -> None:
+    # A stand-in for the interpreter that records its arguments: which cgroup the delete
+    # is told about. Today's --cgroup-parent may differ from the start's, so config.json
+    # (read by the shim) wins; the daemon's path is only the fallback without one.
+    args_file = tmp_path / "args"
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f'#!/bin/sh\necho "$@" > {args_file}\necho "{{}}"\n')
+    fake_python.chmod(0o755)
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    await shim_delete(str(fake_python), tmp_path, CID, bundle, "today/" + CID)
+    assert "--cgroups-path" in args_file.read_text().split()
+    (bundle / "config.json").write_text("{}")
+    await shim_delete(str(fake_python), tmp_path, CID, bundle, "today/" + CID)
+    assert "--cgroups-path" not in args_file.read_text().split()
+    assert f"--bundle {bundle}" in args_file.read_text()
