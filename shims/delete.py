@@ -15,7 +15,6 @@ killed -9 or by the OOM killer.
 from __future__ import annotations
 
 import os
-import socket
 
 from pallet.v1.errors import FailedPrecondition
 from pallet.shim.api import sockpath
@@ -30,7 +29,7 @@ REMOVE_TIMEOUT = 5.0
 def delete(run_root: str, container_id: str, bundle_dir: str, cgroups_path: str | None) -> DeleteResult:
     """Clean up after the dead shim of `container_id`; raise if it is not dead."""
     sock = sockpath.shim_socket(run_root, container_id)
-    if _answers(sock):
+    if sockpath.answers(sock):
         raise FailedPrecondition(
             f"the shim of container {container_id} still answers on {sock}: it is not dead; "
             "stop the container instead"
@@ -57,16 +56,3 @@ def delete(run_root: str, container_id: str, bundle_dir: str, cgroups_path: str 
         cgroups_left=tuple(left),
         socket_removed=socket_removed,
     )
-
-
-def _answers(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        with sockpath.usable(path) as usable:
-            probe.connect(usable)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()
-

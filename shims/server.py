@@ -54,7 +54,7 @@ class Shim:
         run_root: str,
         syscalls: Syscalls,
         *,
-        idle_exit: float = 30.0,
+        idle_exit: float = messages.DEFAULT_IDLE_EXIT,
     ) -> None:
         self.spec = spec
         self.id = spec.container_id
@@ -124,7 +124,7 @@ class Shim:
                 if exc.errno != errno.EADDRINUSE:
                     sock.close()
                     raise
-                if _alive(path):
+                if sockpath.answers(self.sock_path):
                     sock.close()
                     raise AlreadyExists(
                         f"a shim for container {self.id} is already running"
@@ -278,14 +278,3 @@ class Shim:
             except FileNotFoundError:
                 pass
         self.task.release()
-
-
-def _alive(path: str) -> bool:
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-        return True
-    except OSError:
-        return False
-    finally:
-        probe.close()

@@ -32,6 +32,7 @@ from pallet.daemon.shims.delete import shim_delete
 from pallet.shim.api.delete import DeleteResult
 from pallet.shim.api import sockpath, wire
 from pallet.shim.api.messages import (
+    DEFAULT_IDLE_EXIT,
     Ack,
     AttachRequest,
     CloseStdinRequest,
@@ -329,7 +330,7 @@ class ShimLauncherImpl:
         python: str = sys.executable,
         call_timeout: float = DEFAULT_CALL_TIMEOUT,
         spawn_timeout: float = DEFAULT_SPAWN_TIMEOUT,
-        idle_exit: float = 30.0,
+        idle_exit: float = DEFAULT_IDLE_EXIT,
     ) -> None:
         self.run_root = Path(run_root).absolute()
         self._python = python

@@ -3,7 +3,8 @@
 Owns: reading and writing the bundle files with `pallet.shim.api.codec` (exit.json
 atomically: tmp + fsync + rename, and removed durably before a new run; one `execs/<exec_id>.json` per ended exec, atomically
 but without fsync), and `validate_spec` / `validate_exec`: what a shim refuses before it
-builds anything. Must
+builds anything (and `check_cgroup_path`, the one cgroup-path check, which the cgroup
+managers use too). Must
 not: interpret the values beyond checking them; the daemon writes config.json with
 `write_spec`, the shim reads it with `read_spec`.
 """
@@ -72,6 +73,18 @@ def _sysctl_namespace(key: str) -> str:
     if key in _UTS_SYSCTLS:
         return NS_UTS
     return ""
+
+
+def check_cgroup_path(relative: str) -> str:
+    """`relative` if it is a cgroup path below each hierarchy's root (the spec's
+    `linux.cgroups_path`, `pallet-shim delete --cgroups-path`); InvalidArgument if not."""
+    parts = relative.split("/")
+    if relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
+        raise InvalidArgument(
+            f"invalid cgroup path {relative!r}: give a relative path such as "
+            "pallet/<id>, without '..' or empty parts"
+        )
+    return relative
 
 
 def validate_spec(spec: ShimSpec) -> ShimSpec:
@@ -158,13 +171,8 @@ def _validate_linux(linux: Linux) -> None:
     if mount_ns is None or mount_ns.path:
         # The root filesystem is mounted in it: in the host's, it would show on the host.
         raise InvalidArgument("the container needs a new mount namespace (listed without a path)")
-    parts = linux.cgroups_path.split("/")
-    if linux.cgroups_path and (
-        linux.cgroups_path.startswith("/") or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise InvalidArgument(
-            f"invalid cgroup path {linux.cgroups_path!r}: must be relative, no '..'"
-        )
+    if linux.cgroups_path:
+        check_cgroup_path(linux.cgroups_path)
     for path in (*linux.masked_paths, *linux.readonly_paths):
         if not path.startswith("/"):
             raise InvalidArgument(f"masked or read-only path {path!r} must be absolute")

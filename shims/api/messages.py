@@ -34,6 +34,10 @@ from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState
 
 T = TypeVar("T")
 
+# Seconds a shim whose container has ended stays when nobody talks to it (then it
+# removes itself); the launcher's and the daemon's default.
+DEFAULT_IDLE_EXIT = 30.0
+
 
 class Request:
     """A request to a shim or to the launcher; `op` names it on the wire."""
@@ -117,7 +121,7 @@ class SpawnRequest(Request):
 
     op: ClassVar[str] = "spawn"
     bundle: str
-    idle_exit: float = 30.0  # seconds a finished shim nobody talks to stays
+    idle_exit: float = DEFAULT_IDLE_EXIT  # seconds a finished shim nobody talks to stays
 
 
 # -- replies -------------------------------------------------------------------------------

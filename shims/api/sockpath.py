@@ -1,13 +1,16 @@
 """Unix socket paths that may be longer than the kernel's 108-byte sun_path.
 
 Owns: the path layout of the run root (launcher socket, shim sockets) and a way to bind
-or connect to a long path through `/proc/self/fd/<dirfd>/<name>`. Must not: create the
-sockets; callers (shim, launcher, daemon client) own them.
+or connect to a long path through `/proc/self/fd/<dirfd>/<name>`, and whether anything
+answers on one (`answers`: the liveness probe of the shim and of `pallet-shim delete`).
+Must not: create the sockets others listen on; callers (shim, launcher, daemon client)
+own them.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -39,3 +42,16 @@ def usable(path: str) -> Iterator[str]:
         yield f"/proc/self/fd/{dir_fd}/{os.path.basename(path)}"
     finally:
         os.close(dir_fd)
+
+
+def answers(path: str) -> bool:
+    """Whether a process listens on the unix socket at `path` (a connect succeeds)."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with usable(path) as reachable:
+            probe.connect(reachable)
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()

@@ -21,6 +21,7 @@ import signal
 import time
 from typing import Protocol
 
+from pallet.shim.api.files import check_cgroup_path
 from pallet.shim.cgroups.fs import CgroupError
 from pallet.shim.cgroups.v1 import V1Cgroup, hierarchies
 from pallet.shim.cgroups.v2 import V2Cgroup
@@ -93,23 +94,13 @@ class NoCgroup:
         return False
 
 
-def check_relative(relative: str) -> str:
-    parts = relative.split("/")
-    if relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise CgroupError(
-            f"cgroup: invalid cgroup path {relative!r}: give a relative path such as "
-            "pallet/<id>, without '..' or empty parts"
-        )
-    return relative
-
-
 def open_cgroup(
     relative: str, *, root: str = V2_ROOT, mountinfo: str = "/proc/self/mountinfo"
 ) -> Cgroup:
     """The cgroup `relative` on this host: v2 when `root` is cgroup2, else v1."""
     if not relative:
         return NoCgroup()
-    check_relative(relative)
+    check_cgroup_path(relative)
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
         return V2Cgroup(relative, root)
     try:

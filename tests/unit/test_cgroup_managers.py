@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from pallet.v1.errors import InvalidArgument
 from pallet.shim.cgroups import (
     CgroupError,
     NoCgroup,
@@ -145,7 +146,7 @@ def test_v1_keeps_the_controller_names_limits_need(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("bad", ["/pallet/c1", "pallet/../../etc", "pallet//c1", "."])
 def test_a_bad_cgroup_path_is_refused(bad: str) -> None:
-    with pytest.raises(CgroupError, match="invalid cgroup path"):
+    with pytest.raises(InvalidArgument, match="invalid cgroup path"):
         open_cgroup(bad)
 
 

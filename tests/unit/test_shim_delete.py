@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Internal
+from pallet.v1.errors import DeadlineExceeded, FailedPrecondition, Internal, InvalidArgument
 from pallet.daemon.shims.delete import shim_delete
 from pallet.shim.api import sockpath
 from pallet.shim.api.delete import DeleteResult
@@ -52,7 +52,7 @@ async def test_a_shim_that_still_answers_is_not_touched(tmp_path: Path) -> None:
 
 
 async def test_a_bad_cgroup_path_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(FailedPrecondition, match="invalid cgroup path"):
+    with pytest.raises(InvalidArgument, match="invalid cgroup path"):
         await shim_delete(sys.executable, tmp_path, CID, tmp_path / "bundle", "../etc")
 
 
