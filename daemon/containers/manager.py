@@ -384,17 +384,30 @@ class ContainerManager:
                 "image that exists"
             ) from None
         start = ContainerStart(c, self._images.layer_dirs(image), self._start_deps)
+        failed: list[ExitStatus] = []
+
+        async def record_failure(e: PalletError) -> None:
+            # Before the rollback (why: `ContainerStart.run_steps`); settle_exit below finds
+            # it recorded and does what follows.
+            status = start.exit or ExitStatus(128, self._clock(), str(e))
+            if not status.error:
+                status = replace(status, error=str(e))
+            failed.append(status)
+            await self._record_failed_start(c, status)
+            self._crashes.hit("start", "failure-recorded")
+
         try:
-            await start.run_steps()
+            await start.run_steps(record_failure)
         except PalletError as e:
             # The steps were released (no shim, no cgroup); what the start made is gone.
-            status = start.exit or ExitStatus(128, self._clock(), str(e))
+            self._crashes.hit("start", "rolled-back")
+            status = failed[0] if failed else ExitStatus(128, self._clock(), str(e))
             if not status.error:
                 status = replace(status, error=str(e))
             if start.run is not None:  # attached clients hear of the end
                 start.run.exit = status
                 start.run.done.set()
-            await self.settle_exit(c, status, Why.START_FAILED)
+            await self.settle_exit(self._containers.get(c.id, c), status, Why.START_FAILED)
             raise
         shim, run, pid = start.shim, start.run, start.pid
         assert shim is not None and run is not None

@@ -65,21 +65,36 @@ class StartStep:
     release: Callable[[], Awaitable[None]] | None = None
 
 
-async def run_with_rollback(steps: Sequence[StartStep], container_id: str = "") -> None:
+async def run_with_rollback(
+    steps: Sequence[StartStep],
+    container_id: str = "",
+    on_failure: Callable[[PalletError], Awaitable[None]] | None = None,
+) -> None:
     """Run `steps` in order. When one fails, release the ones done, last first, and raise.
 
     A PalletError is raised as it is (the user reads it as the start's error); anything
-    else becomes Internal naming the step. A release that fails is logged and the others
-    are still released.
+    else becomes Internal naming the step. `on_failure` hears of the error before anything
+    is released (the manager records the failed start then: see `ContainerStart.run_steps`).
+    A release that fails, or an `on_failure` that fails, is logged and the others are
+    still released.
     """
     done: list[StartStep] = []
     for step in steps:
         try:
             await step.run()
         except BaseException as exc:
-            await _release(done, container_id, step.name)
+            error: BaseException = exc
             if isinstance(exc, Exception) and not isinstance(exc, PalletError):
-                raise Internal(f"starting the container failed at {step.name}: {exc}") from exc
+                error = Internal(f"starting the container failed at {step.name}: {exc}")
+            if on_failure is not None and isinstance(error, PalletError):
+                try:
+                    await on_failure(error)
+                except Exception as e:
+                    log.warning("start rollback: recording the failure failed",
+                                container_id=container_id, reason=str(e))
+            await _release(done, container_id, step.name)
+            if error is not exc:
+                raise error from exc
             raise
         done.append(step)
 
@@ -183,8 +198,20 @@ class ContainerStart:
             StartStep("start", self.start_process),
         ]
 
-    async def run_steps(self) -> None:
-        await run_with_rollback(self.steps(), self.container.id)
+    async def run_steps(
+        self, on_failure: Callable[[PalletError], Awaitable[None]] | None = None
+    ) -> None:
+        """Run the steps; `on_failure` is called with the error before the rollback.
+
+        The manager records the failed start there, before the rollback rather than after
+        it: a palletd killed between the two then leaves a record that says the start
+        failed, which the restorer settles at boot (an --rm container is removed). Recorded
+        after the rollback, a kill in between left the container created with no error,
+        which the restorer cannot tell from one never started, so it stayed for good.
+        Killed before the rollback, the shim it leaves is shut down at boot, as any shim of
+        a start cut short.
+        """
+        await run_with_rollback(self.steps(), self.container.id, on_failure)
 
     # ---- the steps -------------------------------------------------------------------
 

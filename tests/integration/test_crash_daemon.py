@@ -207,3 +207,19 @@ def test_killed_after_an_exit_was_recorded_the_rm_still_follows(fresh_palletd: A
     assert actions_for(palletd, "broken") == ["create", "destroy"]
     assert container_dirs(palletd) == []
     assert palletd.lingering_shims() == {}
+
+
+def test_killed_after_a_failed_start_was_rolled_back_the_rm_still_follows(
+    fresh_palletd: Any,
+) -> None:
+    """palletd killed after a failed start of an --rm container, before it removed it: the
+    failure is recorded before the rollback, so the restarted palletd removes the container.
+    (Killed right after the rollback, it used to stay created with no error, for good: the
+    restorer settles only created containers whose failed start is recorded.)"""
+    palletd = fresh_palletd
+    for point, name in (("start:failure-recorded", "early"), ("start:rolled-back", "late")):
+        palletd.crash_during(point, "run", "--rm", "--name", name, "busybox", "nosuchcmd")
+        assert names(palletd) == [], point
+        assert actions_for(palletd, name) == ["create", "destroy"], point
+    assert container_dirs(palletd) == []
+    assert palletd.lingering_shims() == {}

@@ -85,6 +85,20 @@ async def test_a_release_that_fails_is_logged_and_the_others_still_run() -> None
     assert entry["container_id"] == "c1" and "device busy" in entry["reason"]
 
 
+async def test_the_failure_is_told_before_anything_is_released() -> None:
+    """The manager records a failed start there: a palletd killed during the rollback
+    leaves a record that says the start failed."""
+    journal: list[str] = []
+
+    async def told(e: PalletError) -> None:
+        journal.append(f"failed: {e}")
+
+    with pytest.raises(FailedPrecondition):
+        await run_with_rollback(recording_steps(journal, fail_at="three"), "c1", told)
+    assert journal == ["run one", "run two", "failed: three broke", "release two",
+                       "release one"]
+
+
 async def test_an_unexpected_error_names_its_step() -> None:
     async def broken() -> None:
         raise OSError("no space left on device")
