@@ -37,6 +37,8 @@ class StatusPipe(Protocol):
 
     def read_available(self) -> list[dict[str, Any]]: ...
 
+    def read_failure(self) -> str: ...
+
 
 class StdinPipe:
     """The write end of a child's stdin; never blocks the shim."""

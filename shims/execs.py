@@ -132,10 +132,8 @@ class Execs:
         reader = process.status
         if reader is None:
             return
-        for message in reader.read_available():
-            # Reported once, in the exec's exit status; the client decides how to show it.
-            if "exec_error" in message and not process.exec_error:
-                process.exec_error = str(message["exec_error"])
+        # Reported once, in the exec's exit status; the client decides how to show it.
+        process.exec_error = process.exec_error or reader.read_failure()
         if reader.eof:
             self.io.unwatch(reader.fd)
             os.close(reader.fd)

@@ -92,6 +92,17 @@ class StatusReader:
             messages.append(message)
         return messages
 
+    def read_failure(self) -> str:
+        """Read what is there; the first failure it reports, or "" if none: the exec's
+        error, or an error between start and exec (a bug, but said)."""
+        for message in self.read_available():
+            if "exec_error" in message:
+                return str(message["exec_error"])
+            if "error" in message:
+                error = message["error"]
+                return str(error.get("message", "start failed") if isinstance(error, dict) else error)
+        return ""
+
     def wait_readable(self, deadline: float) -> None:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

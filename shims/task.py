@@ -212,11 +212,7 @@ class Task:
         reader = init.status
         if reader is None:
             return
-        for message in reader.read_available():
-            if "exec_error" in message:
-                init.exec_error = str(message["exec_error"])
-            elif "error" in message:  # failed between start and exec: a bug, but say so
-                init.exec_error = str(message["error"].get("message", "start failed"))
+        init.exec_error = init.exec_error or reader.read_failure()
         if not reader.eof:
             return
         if self.io.watching(reader.fd):
