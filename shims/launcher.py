@@ -9,7 +9,10 @@ after forking them, or keep any state about containers.
 
 Requests (`pallet.shim.api.messages`): PingRequest -> PingResponse; SpawnRequest -> the
 forked shim itself answers on the same connection, with SpawnResponse once the container
-is created or an error, then keeps serving it.
+is created or an error, then keeps serving it; LeftoversRequest -> LeftoversResponse
+(whether a container has a shim socket or a cgroup left: palletd asks before it runs
+`pallet-shim delete`, so a healthy remove starts no interpreter; only the shim's code
+knows the cgroup layout).
 """
 
 from __future__ import annotations
@@ -23,9 +26,18 @@ import sys
 from typing import NoReturn
 
 from pallet.v1.errors import Internal, InvalidArgument, PalletError
-from pallet.shim.api.spec import ShimSpec
+from pallet.shim.api.spec import CONFIG_FILE, ShimSpec
 from pallet.shim.api import messages, sockpath, wire
-from pallet.shim.api.messages import PingRequest, PingResponse, Request, SpawnRequest, SpawnResponse
+from pallet.shim.api.messages import (
+    LeftoversRequest,
+    LeftoversResponse,
+    PingRequest,
+    PingResponse,
+    Request,
+    SpawnRequest,
+    SpawnResponse,
+)
+from pallet.shim.cgroups import open_cgroup
 from pallet.shim.processes import log_exception
 from pallet.shim.server import Shim
 from pallet.shim.api.files import read_spec
@@ -197,6 +209,12 @@ def _serve_one(
     if isinstance(request, PingRequest):
         _send(conn, PingResponse(pid=os.getpid()))
         return
+    if isinstance(request, LeftoversRequest):
+        try:
+            _send(conn, _leftovers(run_root, request))
+        except PalletError as exc:
+            _send_error(conn, exc)
+        return
     if not isinstance(request, SpawnRequest):
         _send_error(conn, InvalidArgument(f"the shim launcher does not serve {request.op!r} requests"))
         return
@@ -220,6 +238,21 @@ def _serve_one(
         finally:
             os._exit(0)
     os.waitpid(middle, 0)  # exits at once; the shim is now init's (or a subreaper's) child
+
+
+def _leftovers(run_root: str, request: LeftoversRequest) -> LeftoversResponse:
+    cid = request.container_id
+    if not cid or "/" in cid or cid.startswith("."):
+        raise InvalidArgument(f"invalid container id {cid!r}")
+    sock = os.path.lexists(sockpath.shim_socket(run_root, cid))
+    try:
+        spec = read_spec(request.bundle)
+    except (OSError, PalletError):
+        # No spec: never started (a start writes it first), so no cgroup was made; or
+        # unreadable: say there may be, and let `pallet-shim delete` say what it finds.
+        missing = not os.path.exists(os.path.join(request.bundle, CONFIG_FILE))
+        return LeftoversResponse(socket=sock or not missing)
+    return LeftoversResponse(socket=sock, cgroups=tuple(open_cgroup(spec.linux.cgroups_path).paths()))
 
 
 def _run_shim(

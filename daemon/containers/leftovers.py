@@ -33,7 +33,8 @@ async def clean_after_dead_shim(
     """Have the shim's delete command clean up after `container_id`'s dead shim.
 
     Returns what it did, or None when it failed (logged here: the container is recorded
-    as exited either way, and the next cleanup, e.g. at remove, tries again).
+    as exited either way, and the next cleanup tries again: at the latest its remove, which
+    runs this whenever the launcher finds a socket or a cgroup of the container left).
     """
     try:
         result = await launcher.delete(container_id, bundle_dir, cgroup_path)

@@ -203,6 +203,20 @@ class ContainerManager:
             self._launcher, c.id, Path(c.state_dir), cgroup_path(c, self._cgroup_parent)
         )
 
+    async def _clean_leftovers(self, c: Container) -> None:
+        """`clean_after_shim` for a container no shim serves, if its shim left anything:
+        asked of the launcher first, so a healthy remove starts no `pallet-shim delete`."""
+        if self._run_root is None or c.id in self._runs:
+            return
+        try:
+            found = await self._launcher.has_leftovers(c.id, Path(c.state_dir))
+        except PalletError as e:
+            # An older launcher, say: the delete command finds out itself.
+            log.debug("cannot ask about leftovers", container_id=c.id, reason=str(e))
+            found = True
+        if found:
+            await self.clean_after_shim(c)
+
     def take_pending(self, container_id: str) -> list[PendingAttach]:
         return self._pending.pop(container_id, [])
 
@@ -675,6 +689,9 @@ class ContainerManager:
         # The container's execs died with it; their ends are recorded before its directory
         # (where the shim wrote them) goes.
         await self._execs.settle(c.id)
+        # A cleanup after a dead shim that failed (or never ran) is tried again, while the
+        # bundle, whose spec names the cgroup, is still there.
+        await self._clean_leftovers(c)
         # Record first: once it is gone the container is gone for every caller; a crash
         # before the directory is deleted leaves an orphan dir that start() removes.
         await self._events.publish(

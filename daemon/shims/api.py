@@ -118,6 +118,11 @@ class ShimLauncher(Protocol):
         """Forget an exec's recorded exit (its exec_die is journalled)."""
         ...
 
+    async def has_leftovers(self, container_id: str, bundle_dir: Path) -> bool:
+        """Whether a shim of the container left something `delete` would clean up (its
+        socket, its cgroup); cheap: nothing is started, nothing changed."""
+        ...
+
     async def delete(self, container_id: str, bundle_dir: Path, cgroup_path: str) -> DeleteResult:
         """Clean up after the container's dead shim (`pallet-shim delete`): kill what is
         left in its cgroup, remove the cgroup and the shim's socket.

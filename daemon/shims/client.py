@@ -43,6 +43,8 @@ from pallet.shim.api.messages import (
     ExecWaitRequest,
     ExitEvent,
     KillRequest,
+    LeftoversRequest,
+    LeftoversResponse,
     PingRequest,
     PingResponse,
     Request,
@@ -394,6 +396,20 @@ class ShimLauncherImpl:
 
     async def delete(self, container_id: str, bundle_dir: Path, cgroup_path: str) -> DeleteResult:
         return await shim_delete(self._python, self.run_root, container_id, bundle_dir, cgroup_path)
+
+    async def has_leftovers(self, container_id: str, bundle_dir: Path) -> bool:
+        """Whether the container has a shim socket or a cgroup on the host (the launcher
+        looks: it knows the cgroup layout, and asking it costs no new interpreter)."""
+        channel = await self._launcher_channel()
+        try:
+            reply = await channel.request(
+                LeftoversRequest(container_id=container_id, bundle=str(bundle_dir)),
+                LeftoversResponse,
+                self._timeout,
+            )
+        finally:
+            await channel.close()
+        return reply.socket or bool(reply.cgroups)
 
     async def launcher_pid(self) -> int:
         """Pid of the running launcher (started if needed)."""

@@ -15,7 +15,8 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
 - ExecRequest -> ExecResponse, then the exec's output frames, then ExitEvent.
 - CloseStdinRequest -> nothing (stdin of the attach or exec on that connection).
 - launcher: PingRequest -> PingResponse; SpawnRequest -> SpawnResponse, sent by the new
-  shim, which then serves that connection like one of its own.
+  shim, which then serves that connection like one of its own; LeftoversRequest ->
+  LeftoversResponse.
 
 Compatibility: since an exec's spec became `{exec_id, process}`, a shim started by an
 older palletd does not understand this one's ExecRequest (nor the reverse): such a shim
@@ -124,6 +125,16 @@ class SpawnRequest(Request):
     idle_exit: float = DEFAULT_IDLE_EXIT  # seconds a finished shim nobody talks to stays
 
 
+@dataclass(frozen=True, slots=True)
+class LeftoversRequest(Request):
+    """To the launcher: what a shim of this container left on the host, if anything (its
+    socket; the cgroup its bundle's spec names). Looked at only: nothing is changed."""
+
+    op: ClassVar[str] = "leftovers"
+    container_id: str
+    bundle: str
+
+
 # -- replies -------------------------------------------------------------------------------
 
 
@@ -160,6 +171,12 @@ class SpawnResponse:
     shim_pid: int
 
 
+@dataclass(frozen=True, slots=True)
+class LeftoversResponse:
+    socket: bool  # a shim socket is there (a live shim's, or a dead one's)
+    cgroups: tuple[str, ...] = ()  # the container's cgroup directories that exist
+
+
 # -- events --------------------------------------------------------------------------------
 
 
@@ -183,6 +200,7 @@ REQUESTS: Mapping[str, type[Request]] = {
     for cls in (
         StateRequest, StartRequest, KillRequest, WaitRequest, AttachRequest, ExecRequest,
         ExecWaitRequest, CloseStdinRequest, ShutdownRequest, PingRequest, SpawnRequest,
+        LeftoversRequest,
     )
 }
 EVENTS: Mapping[str, type[Event]] = {cls.event: cls for cls in (EofEvent, ExitEvent)}

@@ -202,3 +202,25 @@ def test_a_shim_killed_in_a_second_run_while_the_daemon_is_down(fresh_palletd: A
     assert state["FinishedAt"] >= state["StartedAt"]
     assert palletd.container_cgroups(cid) == []
     assert palletd.cli_ok("rm", "again") == "again\n"
+
+
+def test_rm_removes_the_cgroup_a_failed_cleanup_left(palletd: Any, image: str) -> None:
+    # The cleanup after a dead shim may fail (busy cgroup, a hung delete): the container
+    # is recorded as exited either way, and its rm is the next chance to clean up. Here
+    # the container's cgroup is made again by hand after a clean exit, as such a failure
+    # leaves it, in the hierarchies its shim used.
+    palletd.cli_ok("run", "-d", "--name", "residue", image, "sleep", "300")
+    cid = palletd.inspect("residue")["Id"]
+    used = palletd.container_cgroups(cid)
+    assert used, "the container has cgroups while it runs"
+    palletd.cli_ok("stop", "-t", "0", "residue")
+    assert palletd.container_cgroups(cid) == []
+    try:
+        for directory in used:
+            directory.mkdir()
+        assert palletd.cli_ok("rm", "residue") == "residue\n"
+        assert palletd.container_cgroups(cid) == [], "rm left the container's cgroup"
+    finally:
+        for directory in used:
+            if directory.is_dir():
+                directory.rmdir()

@@ -24,6 +24,8 @@ from pallet.shim.api.messages import (
     PingResponse,
     Request,
     ShutdownRequest,
+    LeftoversRequest,
+    LeftoversResponse,
     SpawnRequest,
     SpawnResponse,
     StartRequest,
@@ -44,10 +46,11 @@ REQUESTS: list[Request] = [
     StateRequest(), StartRequest(), KillRequest(15), KillRequest(9, all=True), WaitRequest(),
     AttachRequest(stdin=True, stdout=True), ExecRequest(SPEC), ExecWaitRequest("e1"),
     CloseStdinRequest(), ShutdownRequest(), PingRequest(), SpawnRequest("/b", idle_exit=0.5),
+    LeftoversRequest("c1", "/b"),
 ]
 REPLIES: list[object] = [
     Ack(), StartResponse(7), ExecResponse(8), WaitResponse(EXIT), PingResponse(1),
-    SpawnResponse(2), ShimState(TaskStatus.STOPPED, 3, 4, EXIT, 9),
+    SpawnResponse(2), LeftoversResponse(True, ("/sys/fs/cgroup/pallet/c1",)), ShimState(TaskStatus.STOPPED, 3, 4, EXIT, 9),
     ShimState(TaskStatus.CREATED, 0, 4),
 ]
 EVENTS: list[Event] = [EofEvent(), ExitEvent(EXIT)]
