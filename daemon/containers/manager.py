@@ -5,7 +5,8 @@ Owns: the in-memory view of every container (loaded from and persisted to
 monitor per running container. Every transition
 commits with its event in one transaction. A start runs `start.ContainerStart`'s steps
 (with rollback); every end of a run, whoever learns of it, goes through `settle_exit`,
-which does what `exits.after_exit` decides. Execs are run and followed to their end by
+which does what `exits.after_exit` decides (`runs.RunEnds`: the monitor, recording an
+end, releasing the shim). Execs are run and followed to their end by
 `execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
 acts through this manager (the `Supervisor` methods).
 
@@ -19,8 +20,7 @@ import asyncio
 import secrets
 import signal
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -29,7 +29,7 @@ import structlog
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
-from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
+from pallet.daemon.containers.exits import Why
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
 from pallet.daemon.containers.model import (
     Container,
@@ -40,6 +40,7 @@ from pallet.daemon.containers.model import (
 )
 from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.restore import Restorer
+from pallet.daemon.containers.runs import RunEnds
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
 from pallet.daemon.containers.start import ContainerStart, StartDeps
@@ -52,12 +53,10 @@ from pallet.daemon.containers.store import (
 )
 from pallet.v1.errors import (
     AlreadyExists,
-    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
     PalletError,
-    Unavailable,
 )
 from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
@@ -70,11 +69,9 @@ log = structlog.get_logger(__name__)
 
 # How long remove/stop wait for a SIGKILLed container to be reported gone.
 KILL_GRACE_S = 30.0
-# How soon a monitor asks a live shim that gave no usable answer to `wait` again.
-MONITOR_RETRY_S = 1.0
 
 
-class ContainerManager:
+class ContainerManager(RunEnds):
     """Runs containers through shims and keeps their records true."""
 
     def __init__(
@@ -440,163 +437,6 @@ class ContainerManager:
         self._runs[c.id] = run
         self._watch(c.id, run)
         return pid
-
-    # ---- the end of a run: one path for the monitor, a failed start, the restorer ----
-
-    async def settle_exit(
-        self,
-        c: Container,
-        status: ExitStatus,
-        why: Why,
-        shim: ShimClient | None = None,
-    ) -> Outcome:
-        """Record how `c`'s run ended, let its shim go, then do what `after_exit` decides.
-
-        Every end of a run comes here: the monitor's, a failed start's, and the restorer's
-        for an exit that happened while palletd was down. The caller holds the container's
-        lock. The exit is recorded (with its event) before anything follows it, so `die`
-        is journalled before `destroy`; and whoever waits on the run hears of its end only
-        after this returns, so `run --rm` returns once the container is gone.
-        """
-        try:
-            if why is Why.START_FAILED:
-                c = await self._record_failed_start(c, status)
-            else:
-                c = await self._record_exit(c, status)
-            # The end is recorded, what follows it is not done: the restorer does it.
-            self._crashes.hit("exit", "recorded")
-            if shim is not None:
-                await self.release_shim(shim)
-            outcome = after_exit(c, status, why)
-            if outcome is Outcome.REMOVE:
-                try:
-                    await self._remove_locked(c)
-                except PalletError as e:
-                    log.warning("auto-remove failed", container_id=c.id, reason=str(e))
-            return outcome
-        finally:
-            # Only now is the run over for `wait`: it never sees an --rm container Exited.
-            self._runs.pop(c.id, None)
-
-    async def _record_failed_start(self, c: Container, status: ExitStatus) -> Container:
-        """A start that failed: keep the container, record why (docker keeps it Created)."""
-        for pending in self._pending.pop(c.id, []):
-            if not pending.ready.done():
-                pending.ready.set_exception(FailedPrecondition(status.error))
-        s = c.state
-        if (s.exit_code, s.error, s.pid, s.shim_pid) == (status.exit_code, status.error, 0, 0):
-            return c  # recorded already (the restorer settles it again at boot)
-        return await self._transition(
-            c,
-            status=c.state.status,
-            exit_code=status.exit_code,
-            error=status.error,
-            pid=0,
-            shim_pid=0,
-        )
-
-    async def _record_exit(self, c: Container, status: ExitStatus) -> Container:
-        """The run is over: EXITED with its `die` event (once: an exit already recorded,
-        found again by the restorer, is left as it is)."""
-        if c.state.status is Status.EXITED:
-            return c
-        return await self._transition(
-            c,
-            event=("die", self._attrs(c, exitCode=str(status.exit_code))),
-            status=Status.EXITED,
-            pid=0,
-            shim_pid=0,
-            exit_code=status.exit_code,
-            finished_at_ns=status.exited_at_ns or self._clock(),
-            error=status.error,
-        )
-
-    def background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""
-        task = asyncio.create_task(work, name=key)
-        self._tasks[key] = task
-
-        def forget(t: asyncio.Task[None]) -> None:
-            if self._tasks.get(key) is t:
-                del self._tasks[key]
-
-        task.add_done_callback(forget)
-
-    def _watch(self, container_id: str, run: Run) -> None:
-        self.background(f"monitor-{container_id}", self._monitor(container_id, run))
-
-    async def _monitor(self, container_id: str, run: Run) -> None:
-        """Wait for the container's exit and settle it (`settle_exit`)."""
-        bound = log.bind(container_id=container_id, shim_pid=run.shim.shim_pid)
-        try:
-            status = await self._wait_for_exit(run, bound)
-        except asyncio.CancelledError:
-            raise
-        except Unavailable as e:
-            if self._closing:
-                return
-            c = self._containers.get(container_id)
-            disk = None
-            if c is not None:
-                disk = of_this_run(await asyncio.to_thread(
-                    self._launcher.exit_status_on_disk, Path(c.state_dir)
-                ), c.state.started_at_ns)
-            status = disk or ExitStatus(
-                255,
-                self._clock(),
-                f"the container's shim (pid {run.shim.shim_pid}) died without recording "
-                f"the exit ({e}): its processes were killed with it",
-            )
-            bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
-            if c is not None:
-                # Even when it recorded the exit: a shim gone before its shutdown left its
-                # cgroup and socket (the delete command refuses a shim that answers).
-                await self.clean_after_shim(c)
-        why = Why.STOPPED if run.stopped else Why.EXITED
-        try:
-            async with self.lock(container_id):
-                c = self._containers.get(container_id)
-                if c is None:
-                    await self.release_shim(run.shim)
-                else:
-                    await self.settle_exit(c, status, why, run.shim)
-        finally:
-            run.exit = status
-            run.done.set()
-
-    async def _wait_for_exit(self, run: Run, bound: Any) -> ExitStatus:
-        """The shim's answer to `wait`; Unavailable once it is gone.
-
-        Only Unavailable means the shim is gone. Any other error (no answer in time, an
-        answer we cannot read: a newer shim's) comes from a shim that lives, whose
-        container may be running: asked again, never taken for an exit.
-        """
-        while True:
-            try:
-                return await run.shim.wait()
-            except Unavailable:
-                raise
-            except PalletError as e:
-                if self._closing:
-                    raise Unavailable(f"palletd is stopping: {e}") from None
-                bound.warning("shim wait failed; asking again", reason=str(e))
-                await asyncio.sleep(MONITOR_RETRY_S)
-
-    async def release_shim(self, shim: ShimClient) -> bool:
-        """Shut `shim` down and close the connection. True when it acknowledged the
-        shutdown: it answers only once its socket and the container's cgroup are gone, so
-        nothing is left for `pallet-shim delete`."""
-        acknowledged = False
-        try:
-            await shim.shutdown()
-            acknowledged = True
-        except PalletError as e:
-            log.debug("shim release", container_id=shim.container_id, reason=str(e))
-        try:
-            await shim.aclose()
-        except PalletError as e:
-            log.debug("shim release", container_id=shim.container_id, reason=str(e))
-        return acknowledged
 
     # ---- stop / kill / restart -----------------------------------------------------
 

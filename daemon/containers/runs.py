@@ -1,0 +1,219 @@
+"""The end of a container's run: one path for the monitor, a failed start, the restorer.
+
+Owns: `RunEnds`, the part of the container manager that follows runs to their end: the
+exit monitor of each running container (`_monitor`, `_watch`, the manager's `background`
+tasks), recording an end (`_record_exit`, `_record_failed_start`), letting a shim go
+(`release_shim`) and `settle_exit`, which records the end, then does what
+`exits.after_exit` decides (remove an --rm container). Must not: decide what follows an
+exit (`exits.after_exit` does), start or stop containers, or hold state of its own: it
+works on the manager's (`ContainerManager` is a `RunEnds`; the attributes and methods it
+uses are declared below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
+from pallet.daemon.containers.model import Container, Status
+from pallet.daemon.containers.sessions import PendingAttach, Run
+from pallet.daemon.faults import CrashHook
+from pallet.daemon.shims.api import ShimClient, ShimLauncher
+from pallet.shim.api.spec import ExitStatus
+from pallet.v1.errors import FailedPrecondition, PalletError, Unavailable
+
+log = structlog.get_logger(__name__)
+
+# How soon a monitor asks a live shim that gave no usable answer to `wait` again.
+MONITOR_RETRY_S = 1.0
+
+
+class RunEnds:
+    """Follows every run to its recorded end (mixed into `ContainerManager`)."""
+
+    # The manager's state this part works on.
+    _closing: bool
+    _clock: Callable[[], int]
+    _crashes: CrashHook
+    _launcher: ShimLauncher
+    _containers: dict[str, Container]
+    _pending: dict[str, list[PendingAttach]]
+    _runs: dict[str, Run]
+    _tasks: dict[str, asyncio.Task[None]]
+
+    if TYPE_CHECKING:  # the manager's methods this part calls
+
+        def lock(self, container_id: str) -> asyncio.Lock: ...
+
+        def _attrs(self, c: Container, **extra: str) -> dict[str, str]: ...
+
+        async def _transition(
+            self,
+            c: Container,
+            event: tuple[str, dict[str, str]] | None = None,
+            **state: object,
+        ) -> Container: ...
+
+        async def _remove_locked(self, c: Container) -> None: ...
+
+        async def clean_after_shim(self, c: Container) -> None: ...
+
+    async def settle_exit(
+        self,
+        c: Container,
+        status: ExitStatus,
+        why: Why,
+        shim: ShimClient | None = None,
+    ) -> Outcome:
+        """Record how `c`'s run ended, let its shim go, then do what `after_exit` decides.
+
+        Every end of a run comes here: the monitor's, a failed start's, and the restorer's
+        for an exit that happened while palletd was down. The caller holds the container's
+        lock. The exit is recorded (with its event) before anything follows it, so `die`
+        is journalled before `destroy`; and whoever waits on the run hears of its end only
+        after this returns, so `run --rm` returns once the container is gone.
+        """
+        try:
+            if why is Why.START_FAILED:
+                c = await self._record_failed_start(c, status)
+            else:
+                c = await self._record_exit(c, status)
+            # The end is recorded, what follows it is not done: the restorer does it.
+            self._crashes.hit("exit", "recorded")
+            if shim is not None:
+                await self.release_shim(shim)
+            outcome = after_exit(c, status, why)
+            if outcome is Outcome.REMOVE:
+                try:
+                    await self._remove_locked(c)
+                except PalletError as e:
+                    log.warning("auto-remove failed", container_id=c.id, reason=str(e))
+            return outcome
+        finally:
+            # Only now is the run over for `wait`: it never sees an --rm container Exited.
+            self._runs.pop(c.id, None)
+
+    async def _record_failed_start(self, c: Container, status: ExitStatus) -> Container:
+        """A start that failed: keep the container, record why (docker keeps it Created)."""
+        for pending in self._pending.pop(c.id, []):
+            if not pending.ready.done():
+                pending.ready.set_exception(FailedPrecondition(status.error))
+        s = c.state
+        if (s.exit_code, s.error, s.pid, s.shim_pid) == (status.exit_code, status.error, 0, 0):
+            return c  # recorded already (the restorer settles it again at boot)
+        return await self._transition(
+            c,
+            status=c.state.status,
+            exit_code=status.exit_code,
+            error=status.error,
+            pid=0,
+            shim_pid=0,
+        )
+
+    async def _record_exit(self, c: Container, status: ExitStatus) -> Container:
+        """The run is over: EXITED with its `die` event (once: an exit already recorded,
+        found again by the restorer, is left as it is)."""
+        if c.state.status is Status.EXITED:
+            return c
+        return await self._transition(
+            c,
+            event=("die", self._attrs(c, exitCode=str(status.exit_code))),
+            status=Status.EXITED,
+            pid=0,
+            shim_pid=0,
+            exit_code=status.exit_code,
+            finished_at_ns=status.exited_at_ns or self._clock(),
+            error=status.error,
+        )
+
+    def background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""
+        task = asyncio.create_task(work, name=key)
+        self._tasks[key] = task
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if self._tasks.get(key) is t:
+                del self._tasks[key]
+
+        task.add_done_callback(forget)
+
+    def _watch(self, container_id: str, run: Run) -> None:
+        self.background(f"monitor-{container_id}", self._monitor(container_id, run))
+
+    async def _monitor(self, container_id: str, run: Run) -> None:
+        """Wait for the container's exit and settle it (`settle_exit`)."""
+        bound = log.bind(container_id=container_id, shim_pid=run.shim.shim_pid)
+        try:
+            status = await self._wait_for_exit(run, bound)
+        except asyncio.CancelledError:
+            raise
+        except Unavailable as e:
+            if self._closing:
+                return
+            c = self._containers.get(container_id)
+            disk = None
+            if c is not None:
+                disk = of_this_run(await asyncio.to_thread(
+                    self._launcher.exit_status_on_disk, Path(c.state_dir)
+                ), c.state.started_at_ns)
+            status = disk or ExitStatus(
+                255,
+                self._clock(),
+                f"the container's shim (pid {run.shim.shim_pid}) died without recording "
+                f"the exit ({e}): its processes were killed with it",
+            )
+            bound.warning("shim connection lost", reason=str(e), exit_code=status.exit_code)
+            if c is not None:
+                # Even when it recorded the exit: a shim gone before its shutdown left its
+                # cgroup and socket (the delete command refuses a shim that answers).
+                await self.clean_after_shim(c)
+        why = Why.STOPPED if run.stopped else Why.EXITED
+        try:
+            async with self.lock(container_id):
+                c = self._containers.get(container_id)
+                if c is None:
+                    await self.release_shim(run.shim)
+                else:
+                    await self.settle_exit(c, status, why, run.shim)
+        finally:
+            run.exit = status
+            run.done.set()
+
+    async def _wait_for_exit(self, run: Run, bound: Any) -> ExitStatus:
+        """The shim's answer to `wait`; Unavailable once it is gone.
+
+        Only Unavailable means the shim is gone. Any other error (no answer in time, an
+        answer we cannot read: a newer shim's) comes from a shim that lives, whose
+        container may be running: asked again, never taken for an exit.
+        """
+        while True:
+            try:
+                return await run.shim.wait()
+            except Unavailable:
+                raise
+            except PalletError as e:
+                if self._closing:
+                    raise Unavailable(f"palletd is stopping: {e}") from None
+                bound.warning("shim wait failed; asking again", reason=str(e))
+                await asyncio.sleep(MONITOR_RETRY_S)
+
+    async def release_shim(self, shim: ShimClient) -> bool:
+        """Shut `shim` down and close the connection. True when it acknowledged the
+        shutdown: it answers only once its socket and the container's cgroup are gone, so
+        nothing is left for `pallet-shim delete`."""
+        acknowledged = False
+        try:
+            await shim.shutdown()
+            acknowledged = True
+        except PalletError as e:
+            log.debug("shim release", container_id=shim.container_id, reason=str(e))
+        try:
+            await shim.aclose()
+        except PalletError as e:
+            log.debug("shim release", container_id=shim.container_id, reason=str(e))
+        return acknowledged
