@@ -820,3 +820,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.section("LEAKS found by the integration harness", sep="!", red=True)
         for line in LEAK_REPORTS:
             terminalreporter.line(line, red=True)
+
+
+# ---- processes, as the host sees them
+
+
+def parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no PPid for {pid}")
+
+
+def gone(pid: int) -> bool:
+    """Whether `pid` has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import BASE_CHANGES, _finish, new_palletd
+from conftest import BASE_CHANGES, _finish, gone, new_palletd, parent_of as shim_of
 
 pytestmark = pytest.mark.integration
 
@@ -35,21 +35,6 @@ def host_cgroups(pid: int) -> dict[str, str]:
         _, controllers, path = line.split(":", 2)
         paths[controllers] = path
     return paths
-
-
-def shim_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("PPid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no PPid for {pid}")
-
-
-def gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def test_a_container_runs_in_its_own_cgroup(palletd: Any, image: str) -> None:

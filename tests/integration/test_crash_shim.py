@@ -14,22 +14,9 @@ from typing import Any
 
 import pytest
 
+from conftest import gone, parent_of
+
 pytestmark = pytest.mark.integration
-
-
-def parent_of(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("PPid:"):
-            return int(line.split()[1])
-    raise AssertionError(f"no PPid for {pid}")
-
-
-def gone(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 def test_kill_9_of_a_shim_kills_its_container_and_is_reported(palletd: Any, image: str) -> None:
