@@ -67,6 +67,18 @@ class DeadlineExceeded(PalletError):
     code = "DEADLINE_EXCEEDED"
 
 
+class ResourceExhausted(PalletError):
+    """The host has run out of something the operation needs (a full disk, a size limit)."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class OutOfRange(PalletError):
+    """A position (an event sequence number, an offset) lies outside what is kept."""
+
+    code = "OUT_OF_RANGE"
+
+
 class Internal(PalletError):
     """A bug or an unexpected failure of the host."""
 
@@ -83,6 +95,8 @@ BY_CODE: dict[str, type[PalletError]] = {
         Conflict,
         Unavailable,
         DeadlineExceeded,
+        ResourceExhausted,
+        OutOfRange,
         Internal,
     )
 }
