@@ -772,24 +772,22 @@ def _pallet(host: str, *argv: str, **kwargs: Any) -> subprocess.Popen[bytes]:
     )
 
 
-def test_run_output_throughput(daemon: Daemon) -> None:
-    """>= 120 MB/s of container stdout through an attached run (fake daemon, 64 KiB chunks)."""
-    chunk = b"y" * (64 * 1024)
-    total_chunks = 3200  # 210 MB
-    rates = []
-    # Best of two runs: the machine has two cores shared with the fake daemon and pytest.
-    for attempt in range(2):
-        daemon.state.scripts[f"{attempt + 1:x}".rjust(64, "d")] = Script(output=[(STDOUT, chunk)], repeat=total_chunks)
-        with open(os.devnull, "wb") as devnull:
-            began = time.monotonic()
-            proc = _pallet(daemon.host, "run", "busybox", stdout=devnull)
-            _, err = proc.communicate(timeout=60)
-            elapsed = time.monotonic() - began
-        assert proc.returncode == 0, err
-        rates.append(len(chunk) * total_chunks / elapsed / 1e6)
-        if rates[-1] >= 120:
-            break
-    assert max(rates) >= 120, f"{max(rates):.0f} MB/s"
+def test_run_output_arrives_whole(daemon: Daemon, tmp_path: Path) -> None:
+    """An attached run delivers every byte of a large stdout stream, in order.
+
+    (Its speed is a figure for bench/, not a pass/fail bound here.)"""
+    chunk = bytes(range(256)) * 256  # 64 KiB, not all one byte, so order shows
+    total_chunks = 320  # 21 MB
+    daemon.state.scripts["1".rjust(64, "d")] = Script(output=[(STDOUT, chunk)], repeat=total_chunks)
+    out = tmp_path / "out"
+    with out.open("wb") as sink:
+        proc = _pallet(daemon.host, "run", "busybox", stdout=sink)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert out.stat().st_size == len(chunk) * total_chunks
+    with out.open("rb") as got:
+        while block := got.read(len(chunk)):
+            assert block == chunk
 
 
 def test_ctrl_c_during_logs_follow_exits_130_quietly(daemon: Daemon) -> None:

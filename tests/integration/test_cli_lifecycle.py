@@ -71,9 +71,8 @@ def test_start_of_a_running_container_is_harmless(palletd: Any, image: str) -> N
 def test_stop_sends_sigterm_first(palletd: Any, image: str) -> None:
     palletd.cli_ok("run", "-d", "--name", "polite", image, "sh", "-c", POLITE)
     wait_ready(palletd, "polite")
-    started = time.monotonic()
     assert palletd.cli_ok("stop", "-t", "10", "polite") == "polite\n"
-    assert time.monotonic() - started < 8
+    # Exit 0 and "bye": the SIGTERM trap ran; a SIGKILL after the timeout would give 137.
     assert palletd.cli_ok("wait", "polite") == "0\n"
     assert palletd.cli_ok("logs", "polite") == "ready\nbye\n"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -331,11 +330,10 @@ def test_stop_signal_and_timeout_flags(palletd: Any, image: str) -> None:
 
 def test_run_returns_when_pid_1_exits_even_with_children_left(palletd: Any, image: str) -> None:
     # A background child still holds stdout open; the container ends with its PID 1.
-    started = time.monotonic()
-    result = palletd.cli("run", "--rm", image, "sh", "-c", "sleep 300 & echo bye", timeout=30)
+    # The bounded wait is the check: a run that waited for the child would take 300 s.
+    result = palletd.cli("run", "--rm", image, "sh", "-c", "sleep 300 & echo bye", timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "bye\n"
-    assert time.monotonic() - started < 15
 
 
 def test_concurrent_runs_keep_their_own_output(palletd: Any, image: str) -> None:
