@@ -1,6 +1,6 @@
 """The shim fork-server: one long-lived process per run root that forks a shim per container.
 
-Owns: `<run_root>/shim-launcher.sock` (+ .lock, .pid, .log), becoming a daemon on its own
+Owns: `<run_root>/shim-launcher.sock` (+ .lock, .pid, .log: bounded, `pallet.shim.diaglog`), becoming a daemon on its own
 (its own session, outliving palletd), and turning each `spawn` request into a shim by a
 double fork, so shims are re-parented away from us and we never hold zombies. A forked
 child shares the launcher's already-imported code (copy-on-write), which is why a shim
@@ -37,6 +37,7 @@ from pallet.shim.api.messages import (
     SpawnRequest,
     SpawnResponse,
 )
+from pallet.shim import diaglog
 from pallet.shim.cgroups import open_cgroup
 from pallet.shim.processes import log_exception
 from pallet.shim.server import Shim
@@ -158,12 +159,15 @@ def _listen(path: str) -> socket.socket:
 
 def _detach_stdio(log_path: str) -> None:
     null = os.open(os.devnull, os.O_RDWR)
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = diaglog.open_bounded(log_path)
     os.dup2(null, 0)
     os.dup2(null, 1)
     os.dup2(log, 2)  # tracebacks of the launcher and of every shim land here
     os.close(null)
     os.close(log)
+    # Before any shim is forked: each inherits the bounds on this file (the run root is
+    # RAM on most hosts; see `pallet.shim.diaglog`).
+    diaglog.configure(log_path)
 
 
 def _read_request(conn: socket.socket) -> Request:

@@ -22,16 +22,27 @@ that only grows, so a reader's position survives renames. During a rotation `pat
 disappears: the old file is hard-linked to path.1 before the new one is renamed over path
 (readers drop the duplicate by seq).
 
+A disk that refuses a write (full, over quota, failing: `DISK_ERRNOS`) never stops the
+container or floods a log: the writer drops the output, counts it, warns once when the
+dropping starts, and once a write works again (the next chunk, or `flush_drops` on the
+shim's retry timer, or `close`) first appends a DROPPED record saying how much was lost,
+so `pallet logs` shows the gap where it happened.
+
 Only one `LogWriter` may have a path open at a time (the container's one shim).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.shim.api.logframes import (
+    DROP_INFO,
+    DROPPED,
     FILE_HEADER,
     FILE_HEADER_SIZE,
     MAGIC,
@@ -43,10 +54,34 @@ from pallet.shim.api.logframes import (
     STDOUT,
     VERSION,
     LogFile,
+    drop_reason,
     open_log_file,
     parse_file_header,
     valid_end,
 )
+
+#: Errors that mean "the disk will not take this now": output is dropped and counted, the
+#: container goes on. Anything else is a bug and raises.
+DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+#: A full disk takes output again only once it has this much free (beyond the chunk):
+#: otherwise every few bytes freed would end a stretch and start the next.
+RESUME_ROOM = 256 << 10
+
+
+@dataclass(slots=True)
+class _Drops:
+    """One stretch of output the disk refused."""
+
+    errno: int
+    since_ns: int
+    stdout: int = 0
+    stderr: int = 0
+
+    def add(self, stream: int, n: int) -> None:
+        if stream == STDOUT:
+            self.stdout += n
+        else:
+            self.stderr += n
 
 
 
@@ -57,7 +92,14 @@ class LogWriter:
     a writer that was killed mid-write (`repaired_bytes` says how many bytes went).
     """
 
-    def __init__(self, path: str, max_size: int = 0, max_files: int = 1) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_size: int = 0,
+        max_files: int = 1,
+        *,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         if max_size < 0:
             raise InvalidArgument(f"log max size must be 0 (no limit) or positive, got {max_size}")
         if max_files < 1:
@@ -70,29 +112,106 @@ class LogWriter:
         self._nonce = 0
         self._seq = 0
         self._size = 0  # bytes of complete records plus the file header
+        self._warn = warn
+        self._drops: _Drops | None = None  # the stretch being dropped, if any
         self._open()
 
-    def write(self, stream: int, data: bytes, time_ns: int) -> None:
+    @property
+    def dropping(self) -> bool:
+        """Whether output was dropped that no DROPPED record accounts for yet."""
+        return self._drops is not None
+
+    def write(self, stream: int, data: bytes, time_ns: int) -> bool:
         """Append `data` read from `stream` (1 stdout, 2 stderr) at `time_ns`.
 
-        Raises OSError when the disk refuses (e.g. ENOSPC); the file is then left as it
-        was before the call, never with a torn record.
+        False when the disk refused it (`DISK_ERRNOS`): the data is dropped and counted
+        (warned about once per stretch) and the file is left as it was, never with a torn
+        record. Other OSErrors raise.
         """
         if stream != STDOUT and stream != STDERR:
             raise InvalidArgument(f"log stream must be 1 (stdout) or 2 (stderr), got {stream}")
         if self._fd < 0:
             raise FailedPrecondition(f"log writer for {self.path} is closed")
-        if len(data) <= MAX_RECORD_DATA:
-            if data:
-                self._append(stream, data, time_ns)
-            return
+        if not data:
+            return True
+        if self._drops is not None and not self._resume(len(data), time_ns):
+            self._drops.add(stream, len(data))
+            return False
         view = memoryview(data)
-        for start in range(0, len(view), MAX_RECORD_DATA):
-            self._append(stream, view[start : start + MAX_RECORD_DATA], time_ns)
+        done = 0
+        try:
+            while done < len(view):
+                piece = view[done : done + MAX_RECORD_DATA]
+                self._append(stream, piece, time_ns)
+                done += len(piece)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            self._start_dropping(exc.errno, time_ns)
+            assert self._drops is not None
+            self._drops.add(stream, len(view) - done)
+            return False
+        return True
+
+    def flush_drops(self, time_ns: int, *, final: bool = False) -> bool:
+        """Record the stretch of dropped output, if any, as a DROPPED record now.
+
+        True when nothing dropped is left unrecorded. The shim calls it on a timer while
+        dropping, so a gap is recorded once the disk has room even if no output follows;
+        only once a full disk has `RESUME_ROOM` free again, so that a few bytes freed do
+        not make a gap record of every chunk. `final` (the output ended: nothing more
+        will compete for the room) writes it into whatever room is left.
+        """
+        drops = self._drops
+        if drops is None:
+            return True
+        if self._fd < 0 or (not final and not self._room_for(RESUME_ROOM)):
+            return False
+        info = DROP_INFO.pack(drops.stdout, drops.stderr, drops.since_ns, drops.errno)
+        try:
+            self._append(DROPPED, info, time_ns)
+        except OSError as exc:
+            if exc.errno not in DISK_ERRNOS:
+                raise
+            return False
+        self._drops = None
+        if self._warn is not None:
+            self._warn(
+                f"writing the log {self.path} again; {drops.stdout + drops.stderr} bytes "
+                "of output were dropped (recorded in the log)"
+            )
+        return True
+
+    def _resume(self, size: int, time_ns: int) -> bool:
+        """Whether to try writing `size` bytes while dropping: the gap is recorded first."""
+        return self._room_for(size + RESUME_ROOM) and self.flush_drops(time_ns, final=True)
+
+    def _room_for(self, size: int) -> bool:
+        """Whether a full disk has `size` bytes free (other refusals: try, it is cheap)."""
+        if self._drops is None or self._drops.errno != errno.ENOSPC:
+            return True
+        try:
+            st = os.fstatvfs(self._fd)
+        except OSError:
+            return True
+        return st.f_bfree * st.f_frsize >= size  # (root may use the reserved blocks)
+
+    def _start_dropping(self, errno_: int, time_ns: int) -> None:
+        self._drops = _Drops(errno_, time_ns)
+        if self._warn is not None:
+            self._warn(
+                f"cannot write the log {self.path}: {drop_reason(errno_)} "
+                f"({os.strerror(errno_)}); dropping the container's output until it can be "
+                "written again"
+            )
 
     def close(self) -> None:
-        """Close the file. Idempotent."""
+        """Close the file, recording dropped output first if the disk lets us. Idempotent."""
         if self._fd >= 0:
+            try:
+                self.flush_drops(time.time_ns(), final=True)
+            except OSError:
+                pass  # closing must not fail: what was dropped stays unrecorded
             os.close(self._fd)
             self._fd = -1
 

@@ -92,6 +92,8 @@ class Output:
         if route.client is None:
             if self.log is not None:
                 try:
+                    # A disk that refuses it: dropped, counted, warned about once per
+                    # stretch and recorded as a gap later; the pipe is drained regardless.
                     self.log.write(stream, data, now)
                 except OSError:
                     log_exception("log write failed")

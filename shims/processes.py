@@ -14,9 +14,7 @@ import json
 import os
 import select
 import signal
-import sys
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +25,7 @@ from pallet.v1.errors import (
     Internal,
     PalletError,
 )
+from pallet.shim import diaglog
 from pallet.shim.api.spec import ExecSpec, ShimSpec
 from pallet.shim.identity import ProcessSetup, exec_process
 from pallet.shim.steps import ExecFailed, ExecJoin, InitSetup, run_steps
@@ -226,7 +225,6 @@ def wait_for(reader: StatusReader, keys: set[str], deadline: float) -> dict[str,
 
 
 def log_exception(context: str) -> None:
-    """Tracebacks go to the shim's stderr (the launcher's log file), once."""
-    print(f"pallet-shim[{os.getpid()}]: {context}", file=sys.stderr)
-    traceback.print_exc(file=sys.stderr)
-    sys.stderr.flush()
+    """Tracebacks go to the shim's stderr (the launcher's log file), once, within the
+    bounds `pallet.shim.diaglog` keeps."""
+    diaglog.log_exception(context)

@@ -3,8 +3,9 @@
 Owns: the unix socket at `<run_root>/shims/<id>.sock`, accepting clients and dispatching
 their requests (`pallet.shim.api.messages`) through one handler table, reaping every
 child (we are a subreaper) and handing each exit to the task, the timers (output cut-off,
-idle exit), shutdown, and removing the socket at the end. The container's processes and
-the requests about them are `pallet.shim.task`'s; their output `pallet.shim.output`'s.
+retrying what the disk refused, idle exit: only once the exit is on disk), shutdown, and
+removing the socket at the end. The container's processes and the requests about them
+are `pallet.shim.task`'s; their output `pallet.shim.output`'s.
 Must not: block on a client (output is never held back by a slow or absent daemon) or
 import asyncio/grpc.
 """
@@ -165,16 +166,18 @@ class Shim:
 
     def _next_timeout(self) -> float | None:
         now = time.monotonic()
-        deadline = self.output.next_deadline()
-        deadlines = [deadline] if deadline is not None else []
-        if self.task.finished and not self.io.conns and self._idle_since:
+        deadlines = [
+            d for d in (self.output.next_deadline(), self.task.next_retry(now)) if d is not None
+        ]
+        if self.task.may_idle_exit and not self.io.conns and self._idle_since:
             deadlines.append(self._idle_since + self.idle_exit)
         return max(0.0, min(deadlines) - now) if deadlines else None
 
     def _run_timers(self) -> None:
         now = time.monotonic()
         self.output.close_overdue(now)
-        if self.task.finished and not self.io.conns:
+        self.task.retry_writes(now)
+        if self.task.may_idle_exit and not self.io.conns:
             if not self._idle_since:
                 self._idle_since = now
             elif now >= self._idle_since + self.idle_exit:
@@ -255,7 +258,8 @@ class Shim:
         return None
 
     def _on_finished(self) -> None:
-        """The init exited, its status is on disk and its output drained."""
+        """The init exited (its status known, on disk unless the disk refused it) and its
+        output drained. A shutdown asked for now is palletd's: it has recorded the exit."""
         if self._shutdown_conns:
             self._shutdown()
 

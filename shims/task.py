@@ -4,7 +4,11 @@ Owns: building the container's init up to its waiting exec (log file, cgroup, th
 through a `StdioPlan`), its state machine (`InitState`), the requests about it (state,
 start, kill, wait, attach, close_stdin; exec only once it runs, see `pallet.shim.execs`),
 and what follows its exit: the status written to exit.json first, then the waiting
-clients told. Must not: own the socket, the loop or the shim's end (`pallet.shim.server`),
+clients told. A disk that refuses exit.json (full, failing) delays nothing: the status is
+kept in memory, told to the clients (palletd hears it from `wait` and `state`), and
+written on a retry timer (`retry_writes`); the shim does not idle-exit before it is on
+disk (`may_idle_exit`), so the exit is never lost. The same timer records output the log
+dropped (`LogWriter.flush_drops`). Must not: own the socket, the loop or the shim's end (`pallet.shim.server`),
 or read output (`pallet.shim.output`).
 """
 
@@ -13,11 +17,11 @@ from __future__ import annotations
 import os
 import selectors
 import signal
-import sys
 import time
 from collections.abc import Callable
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError
+from pallet.shim import diaglog
 from pallet.shim.cgroups import Cgroup, NoCgroup, destroy, open_cgroup
 from pallet.shim.api import messages, wire
 from pallet.shim.api.files import discard_exit_status, write_exit_status
@@ -40,7 +44,7 @@ from pallet.shim.connections import Conn, Connections
 from pallet.shim.execs import DRAIN_TIMEOUT, Execs, Reply
 from pallet.shim.logfile import LogWriter
 from pallet.shim.output import Output
-from pallet.shim.processes import StatusReader, fork_init, log_exception, wait_for
+from pallet.shim.processes import StatusReader, fork_init, wait_for
 from pallet.shim.states import CREATED, RUNNING, STOPPED, InitState
 from pallet.shim.stdio import StdioPlan
 from pallet.shim.steps import enter_pid_namespace
@@ -49,6 +53,8 @@ from pallet.shim.syscalls import Syscalls
 _CREATE_TIMEOUT = 60.0
 # How long the processes killed at shutdown may take to leave the container's cgroup.
 _RELEASE_TIMEOUT = 5.0
+#: How often a shim tries again to write what the disk refused (exit.json, a log's gap).
+RETRY_S = 1.0
 
 
 class Task:
@@ -76,7 +82,10 @@ class Task:
             spec, syscalls, io, output, fds_to_close=lambda: fds_to_close() + self.process_fds()
         )
         self.cgroup: Cgroup = NoCgroup()
-        self.finished = False  # init exited, status on disk, output drained
+        self.finished = False  # init exited (status known), output drained
+        self.exit_on_disk = False  # exit.json written (or no longer wanted: bundle gone)
+        self._exit_write_failed = False
+        self._retry_at = 0.0  # monotonic; 0: no retry armed
         self._fds_to_close = fds_to_close  # the shim's own fds no child may inherit
         self._on_finished = on_finished
         self._start_w = -1
@@ -96,7 +105,9 @@ class Task:
         # ours: gone (durably) before there is a process whose exit it could be taken for.
         discard_exit_status(spec.bundle_dir)
         try:
-            self.output.log = LogWriter(spec.log.path, spec.log.max_size, spec.log.max_files)
+            self.output.log = LogWriter(
+                spec.log.path, spec.log.max_size, spec.log.max_files, warn=diaglog.warn
+            )
         except OSError as exc:
             raise FailedPrecondition(
                 f"cannot open the log file {spec.log.path}: {exc.strerror or exc}"
@@ -167,10 +178,9 @@ class Task:
         else:
             reason = ""
             if killed:
-                print(f"pallet-shim[{os.getpid()}]: killed what the container left: {killed}",
-                      file=sys.stderr)
+                diaglog.warn(f"killed what the container left: {killed}")
         if left:
-            print(f"pallet-shim[{os.getpid()}]: cgroups left: {left}{reason}", file=sys.stderr)
+            diaglog.warn(f"cgroups left: {left}{reason}")
         if self.output.log is not None:
             self.output.log.close()
             self.output.log = None
@@ -314,15 +324,8 @@ class Task:
             # The pipe holds everything the init wrote before dying; read it now so an
             # exec error is part of the recorded status.
             self._on_init_status()
-        status = ExitStatus(exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error)
-        try:
-            write_exit_status(self.spec.bundle_dir, status)  # on disk before anyone is told
-        except OSError as exc:
-            # Still tell the clients; they at least learn it from us while we live.
-            log_exception("cannot record the exit status")
-            note = f"the shim could not record this exit on disk: {exc}"
-            status = ExitStatus(code, status.exited_at_ns, f"{status.error}; {note}".lstrip("; "))
-        init.exit = status
+        init.exit = ExitStatus(exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error)
+        self._write_exit_status()  # on disk before anyone is told, unless the disk refuses
         self.state.move(STOPPED)
         if self._start_w >= 0:
             os.close(self._start_w)
@@ -333,11 +336,80 @@ class Task:
         init.drain_deadline = time.monotonic() + DRAIN_TIMEOUT
         self._maybe_finish_init()
 
+    def _write_exit_status(self) -> None:
+        init = self._init()
+        assert init.exit is not None
+        try:
+            write_exit_status(self.spec.bundle_dir, init.exit)
+        except FileNotFoundError:
+            # The bundle is gone (the container removed): nobody is left to read it.
+            diaglog.warn(f"container {self.id}: its bundle {self.spec.bundle_dir} is gone")
+        except OSError as exc:
+            if not self._exit_write_failed:
+                # Once: the retries repeat it every second until the disk takes it.
+                diaglog.warn(
+                    f"container {self.id} exited with {init.exit.exit_code} but its exit "
+                    f"status cannot be written to {self.spec.bundle_dir}: "
+                    f"{exc.strerror or exc}; kept and reported to palletd, written once "
+                    "the disk takes it (retrying every "
+                    f"{RETRY_S:g} s)"
+                )
+            self._exit_write_failed = True
+            return
+        else:
+            if self._exit_write_failed:
+                diaglog.warn(f"container {self.id}: its exit status is written at last")
+        self.exit_on_disk = True
+
+    @property
+    def may_idle_exit(self) -> bool:
+        """Finished, with its exit on disk: a shim nobody talks to may go.
+
+        Until the exit is on disk the shim is the only one who knows it (palletd may be
+        down, or unable to commit it): it stays, to answer `state`/`wait` and retry.
+        """
+        return self.finished and self.exit_on_disk
+
+    def _writes_pending(self) -> bool:
+        init = self.init
+        exit_pending = init is not None and init.exit is not None and not self.exit_on_disk
+        log = self.output.log
+        return exit_pending or (log is not None and log.dropping)
+
+    def next_retry(self, now: float) -> float | None:
+        """When `retry_writes` is next due; None while nothing waits for the disk."""
+        if not self._writes_pending():
+            self._retry_at = 0.0
+            return None
+        if not self._retry_at:
+            self._retry_at = now + RETRY_S
+        return self._retry_at
+
+    def retry_writes(self, now: float) -> None:
+        """Try again what the disk refused: exit.json, the record of dropped output."""
+        if not self._retry_at or now < self._retry_at:
+            return
+        self._retry_at = 0.0
+        init = self.init
+        if init is not None and init.exit is not None and not self.exit_on_disk:
+            self._write_exit_status()
+        if self.output.log is not None and self.output.log.dropping:
+            try:
+                self.output.log.flush_drops(time.time_ns())
+            except OSError:
+                diaglog.log_exception("recording dropped output failed")
+
     def _maybe_finish_init(self) -> None:
         init = self._init()
         if init.exit is None or init.outputs or self.finished:
             return
         self.finished = True
+        log = self.output.log
+        if log is not None and log.dropping:
+            try:
+                log.flush_drops(time.time_ns(), final=True)  # no output left to compete
+            except OSError:
+                diaglog.log_exception("recording dropped output failed")
         reply = wire.encode_control(messages.encode(WaitResponse(init.exit)))
         for conn in list(self._waiters):
             self.io.send(conn, reply)

@@ -1,7 +1,8 @@
 """The shim contract's files and checks: config.json, exit.json, exec exits; spec checks.
 
 Owns: reading and writing the bundle files with `pallet.shim.api.codec` (exit.json
-atomically: tmp + fsync + rename, and removed durably before a new run; one `execs/<exec_id>.json` per ended exec, atomically
+atomically: tmp + fsync + rename, nothing left behind when the disk refuses, and removed
+durably before a new run; one `execs/<exec_id>.json` per ended exec, atomically
 but without fsync), and `validate_spec` / `validate_exec`: what a shim refuses before it
 builds anything (and `check_cgroup_path`, the one cgroup-path check, which the cgroup
 managers use too). Must
@@ -11,6 +12,7 @@ not: interpret the values beyond checking them; the daemon writes config.json wi
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import posixpath
@@ -333,14 +335,24 @@ def discard_exec_exit(bundle_dir: str, exec_id: str) -> None:
 
 def _write_atomic(path: str, value: dict[str, Any], durable: bool = True) -> None:
     tmp = f"{path}.tmp.{os.getpid()}"
+    data = json.dumps(value, separators=(",", ":")).encode()
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
-        os.write(fd, json.dumps(value, separators=(",", ":")).encode())
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+        try:
+            if os.write(fd, data) != len(data):
+                raise OSError(errno.ENOSPC, f"short write to {tmp}")
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        # A full disk must leave nothing behind (the caller may try again later).
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     if not durable:
         return
     # The rename is durable only once the directory entry is.

@@ -16,7 +16,15 @@ Format, all integers little-endian::
                             data    (length bytes, at most 1 MiB): the chunk as read
                             trailer (8 bytes): length u32, nonce u32
 
-A record is valid when its stream is 1 or 2, its length at most 1 MiB, and its header
+Stream 1 is the container's stdout, 2 its stderr. Stream 3 (`DROPPED`) is pallet's own
+note that output is missing before it: the shim dropped it because the disk refused it
+(full, over quota, failing); its data is `DROP_INFO` (bytes dropped from stdout and from
+stderr, when the dropping began, the errno). Readers serve it as one line on stderr,
+`[pallet: 1.2 MiB of output dropped: the log disk was full]` (`Record.dropped` > 0), so
+the gap shows where it happened. A reader older than stream 3 skips such a record as
+damage; logs without one read as before.
+
+A record is valid when its stream is 1, 2 or 3, its length at most 1 MiB, and its header
 and trailer, `length` bytes apart, agree on the length and on the file's nonce. The
 nonce is random per file and never shown to the container, so neither container output
 nor damage (a bit flip, a zeroed block, overwritten bytes) makes a valid record by
@@ -36,6 +44,7 @@ frames are intact (there is no checksum); such a record is served as it is.
 
 from __future__ import annotations
 
+import errno as _errno
 import os
 import struct
 from collections.abc import Callable, Iterator
@@ -46,6 +55,12 @@ from pallet.v1.errors import InvalidArgument
 STDOUT = 1
 STDERR = 2
 BOTH_STREAMS: frozenset[int] = frozenset({STDOUT, STDERR})
+#: A record of pallet's own: output was dropped before this point (data: `DROP_INFO`).
+DROPPED = 3
+_RECORD_STREAMS: frozenset[int] = frozenset({STDOUT, STDERR, DROPPED})
+#: A DROPPED record's data: stdout bytes, stderr bytes dropped, since_ns (when the first
+#: was), errno (why), 4 zero bytes.
+DROP_INFO = struct.Struct("<QQqI4x")
 
 MAGIC = b"PALLETLG"
 VERSION = 1
@@ -70,6 +85,49 @@ class Record:
     stream: int  # 1 stdout, 2 stderr
     time_ns: int  # wall clock when the shim read it, ns since the epoch
     data: bytes
+    #: > 0: not the container's output but pallet's note (on stderr) that this many
+    #: bytes of it were dropped just before this point (see `DROPPED`).
+    dropped: int = 0
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    value = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1024:.1f} TiB"
+
+
+_DROP_REASONS = {
+    _errno.ENOSPC: "the log disk was full",
+    _errno.EDQUOT: "the log disk quota was exceeded",
+    _errno.EFBIG: "the log file reached the largest size allowed",
+    _errno.EIO: "the log disk failed to write (I/O error)",
+}
+
+
+def drop_reason(errno: int) -> str:
+    """Why output was dropped, for a person: 'the log disk was full'."""
+    return _DROP_REASONS.get(errno) or f"the log could not be written ({os.strerror(errno)})"
+
+
+def drop_note(stdout: int, stderr: int, errno: int) -> bytes:
+    """The line readers show for a DROPPED record."""
+    return f"[pallet: {_size(stdout + stderr)} of output dropped: {drop_reason(errno)}]\n".encode()
+
+
+def drop_record(time_ns: int, data: bytes) -> Record:
+    """A DROPPED record's data as the stderr line readers serve."""
+    if len(data) >= DROP_INFO.size:
+        stdout, stderr, _since, errno = DROP_INFO.unpack_from(data)
+    else:  # not written by this pallet: still say output is missing
+        stdout, stderr, errno = 0, 0, 0
+    total = max(stdout + stderr, 1)
+    note = drop_note(stdout, stderr, errno) if errno else b"[pallet: output dropped]\n"
+    return Record(STDERR, time_ns, note, dropped=total)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +207,7 @@ def record_ending_at(f: LogFile, end: int) -> bool:
     if len(header) < _HEADER:
         return False
     length2, nonce2, stream, _ = RECORD_HEADER.unpack(header)
-    return length2 == length and nonce2 == f.nonce and stream in BOTH_STREAMS
+    return length2 == length and nonce2 == f.nonce and stream in _RECORD_STREAMS
 
 
 def _record_starting_at(f: LogFile, start: int) -> int:
@@ -159,7 +217,7 @@ def _record_starting_at(f: LogFile, start: int) -> int:
         return 0
     length: int
     length, nonce, stream, _ = RECORD_HEADER.unpack(header)
-    if nonce != f.nonce or length > MAX_RECORD_DATA or stream not in BOTH_STREAMS:
+    if nonce != f.nonce or length > MAX_RECORD_DATA or stream not in _RECORD_STREAMS:
         return 0
     end: int = start + RECORD_OVERHEAD + length
     trailer = os.pread(f.fd, _TRAILER, end - _TRAILER)
@@ -263,7 +321,9 @@ def forward(
                 if len(buf) < _HEADER:
                     return  # no room for a record after off: the end
             length, nonce1, stream, time_ns = RECORD_HEADER.unpack_from(buf, rel)
-            if nonce1 != nonce or length > MAX_RECORD_DATA or (stream != STDOUT and stream != STDERR):
+            if nonce1 != nonce or length > MAX_RECORD_DATA or (
+                stream != STDOUT and stream != STDERR and stream != DROPPED
+            ):
                 break
             end = off + RECORD_OVERHEAD + length
             if rel + RECORD_OVERHEAD + length > len(buf):
@@ -274,8 +334,11 @@ def forward(
             if length2 != length or nonce2 != nonce or (stop is not None and end > stop):
                 break  # (a record across `stop` is followed by none ending before it)
             record = None
-            if stream in streams and time_ns >= since_ns and (not until_ns or time_ns < until_ns):
-                record = Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
+            if time_ns >= since_ns and (not until_ns or time_ns < until_ns):
+                if stream in streams:
+                    record = Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
+                elif stream == DROPPED and STDERR in streams:
+                    record = drop_record(time_ns, buf[rel + _HEADER : rel + _HEADER + length])
             yield end, record
             off = end
         else:
@@ -324,9 +387,12 @@ def backward(
                     return
             rel = start - base
             length1, nonce1, stream, time_ns = RECORD_HEADER.unpack_from(buf, rel)
-            if length1 == length and nonce1 == nonce and (stream == STDOUT or stream == STDERR):
-                if stream in streams and time_ns >= since_ns and (not until_ns or time_ns < until_ns):
-                    yield Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
+            if length1 == length and nonce1 == nonce and stream in _RECORD_STREAMS:
+                if time_ns >= since_ns and (not until_ns or time_ns < until_ns):
+                    if stream in streams:
+                        yield Record(stream, time_ns, buf[rel + _HEADER : rel + _HEADER + length])
+                    elif stream == DROPPED and STDERR in streams:
+                        yield drop_record(time_ns, buf[rel + _HEADER : rel + _HEADER + length])
                 off = start
                 continue
         # Damage (everything before a record boundary was written whole): skip to the end
