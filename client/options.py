@@ -2,18 +2,24 @@
 
 Owns: docker's rules for `-e K=V` / `-e K`, `--env-file`, `-l K=V` / `-l K`, `--since`
 and `--until` (RFC 3339, Unix seconds, or Go durations meaning "that long ago"), `--tail`,
-and `-f key=value` filters. Raises InvalidArgument with a message naming the bad value.
+`-f key=value` filters, and the ranges numbers must fit (the API's int32/int64 fields, the
+years 1 to 9999 of a protobuf Timestamp), checked before any request is built. Raises
+InvalidArgument with a message naming the bad value.
 Must not: import grpc or protobuf, or build requests (that is `pallet.client.requests`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from pallet.v1.errors import InvalidArgument
 
 __all__ = [
+    "INT32_MAX",
+    "INT64_MAX",
+    "check_range",
     "env_list",
     "parse_duration",
     "parse_env_file",
@@ -22,6 +28,21 @@ __all__ = [
     "parse_time",
     "validate_filters",
 ]
+
+
+#: The largest values of the API's int32 and int64 fields (timeouts; sizes, counts, seqs).
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
+# A protobuf Timestamp holds 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+_TIME_MIN = -62_135_596_800
+_TIME_MAX = 253_402_300_799
+
+
+def check_range(value: int, what: str, low: int, high: int, unit: str = "") -> int:
+    """`value` if low <= value <= high; else InvalidArgument naming `what` ("--time")."""
+    if not low <= value <= high:
+        raise InvalidArgument(f"invalid {what} value {value}: use {low} to {high}{unit}")
+    return value
 
 
 def _env_entry(entry: str, environ: Mapping[str, str], where: str) -> str | None:
@@ -138,7 +159,7 @@ def parse_time(text: str, now: float) -> tuple[int, int]:
         raise InvalidArgument("empty time value")
     unix = _UNIX.match(value)
     if unix is not None:
-        return int(unix.group(1)), int((unix.group(2) or "0").ljust(9, "0"))
+        return _in_time_range(int(unix.group(1)), text), int((unix.group(2) or "0").ljust(9, "0"))
     match = _RFC3339.match(value)
     if match is not None:
         import calendar  # here, not at the top: run/create never need its ~2 ms of imports
@@ -158,7 +179,7 @@ def parse_time(text: str, now: float) -> tuple[int, int]:
             digits = zone[1:].replace(":", "")
             offset = int(digits[:2]) * 3600 + int(digits[2:]) * 60
             seconds -= offset_sign * offset
-        return seconds, int((frac or "0").ljust(9, "0"))
+        return _in_time_range(seconds, text), int((frac or "0").ljust(9, "0"))
     try:
         ago = parse_duration(value)
     except InvalidArgument:
@@ -167,8 +188,20 @@ def parse_time(text: str, now: float) -> tuple[int, int]:
             "or a duration such as 10m or 1h30m"
         ) from None
     moment = now - ago
-    whole = int(moment // 1)
+    if not math.isfinite(moment):  # a duration of 1e400 hours
+        raise _out_of_range(text)
+    whole = _in_time_range(int(moment // 1), text)
     return whole, int(round((moment - whole) * 1e9)) % 1_000_000_000
+
+
+def _in_time_range(seconds: int, text: str) -> int:
+    if not _TIME_MIN <= seconds <= _TIME_MAX:
+        raise _out_of_range(text)
+    return seconds
+
+
+def _out_of_range(text: str) -> InvalidArgument:
+    return InvalidArgument(f"invalid time {text!r}: out of range, use a time between the years 1 and 9999")
 
 
 def parse_tail(text: str) -> int:
@@ -179,6 +212,8 @@ def parse_tail(text: str) -> int:
         value = int(text)
     except ValueError:
         raise InvalidArgument(f"invalid --tail value {text!r}: expected a number or \"all\"") from None
+    if value > INT64_MAX:
+        raise InvalidArgument(f"invalid --tail value {text!r}: use at most {INT64_MAX} lines, or \"all\"")
     return value if value >= 0 else -1
 
 

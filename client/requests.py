@@ -11,7 +11,15 @@ import argparse
 import re
 from collections.abc import Mapping, Sequence
 
-from pallet.client.options import env_list, parse_labels, parse_tail, parse_time
+from pallet.client.options import (
+    INT32_MAX,
+    INT64_MAX,
+    check_range,
+    env_list,
+    parse_labels,
+    parse_tail,
+    parse_time,
+)
 from pallet.v1.errors import InvalidArgument
 from pallet.v1 import containers_pb2
 
@@ -31,15 +39,26 @@ def parse_log_opts(opts: Sequence[str]) -> tuple[int, int]:
                     f"invalid log option max-size={value!r}: use bytes or a number with k, m or g"
                 )
             max_size = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+            if max_size > INT64_MAX:
+                raise InvalidArgument(
+                    f"invalid log option max-size={value!r}: use at most {INT64_MAX} bytes"
+                )
         elif key == "max-file" and sep:
-            if not value.isdigit() or int(value) < 1:
-                raise InvalidArgument(f"invalid log option max-file={value!r}: use 1 or more")
+            if not value.isdigit() or not 1 <= int(value) <= INT32_MAX:
+                raise InvalidArgument(
+                    f"invalid log option max-file={value!r}: use 1 to {INT32_MAX}"
+                )
             max_file = int(value)
         else:
             raise InvalidArgument(
                 f"unknown log option {opt!r}: pallet knows max-size=SIZE and max-file=N"
             )
     return max_size, max_file
+
+
+def stop_seconds(value: int, flag: str) -> int:
+    """A stop timeout (`stop -t`, `run --stop-timeout`): 0 or more seconds, as an int32."""
+    return check_range(value, flag, 0, INT32_MAX, " seconds")
 
 
 def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> containers_pb2.ContainerConfig:
@@ -62,7 +81,7 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         config.entrypoint[:] = [args.entrypoint] if args.entrypoint else []
         config.entrypoint_set = True
     if args.stop_timeout is not None:
-        config.stop_timeout = args.stop_timeout
+        config.stop_timeout = stop_seconds(args.stop_timeout, "--stop-timeout")
     if getattr(args, "log_opt", None):
         config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
     return config

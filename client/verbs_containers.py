@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from pallet.client.api import DuplexSession, PalletClient
 from pallet.client.options import env_list
-from pallet.client.requests import container_config, logs_request
+from pallet.client.requests import container_config, logs_request, stop_seconds
 from pallet.client.stdio import StdinPump, write_chunks
 from pallet.v1.errors import NotFound, PalletError, Unavailable
 
@@ -165,16 +165,20 @@ def start(args: argparse.Namespace) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
+    timeout = None if args.time is None else stop_seconds(args.time, "--time")
+
     def action(client: PalletClient, name: str) -> str:
-        client.stop(name, args.time)
+        client.stop(name, timeout)
         return name
 
     return _each(args, args.containers, action)
 
 
 def restart(args: argparse.Namespace) -> int:
+    timeout = None if args.time is None else stop_seconds(args.time, "--time")
+
     def action(client: PalletClient, name: str) -> str:
-        client.restart(name, args.time)
+        client.restart(name, timeout)
         return name
 
     return _each(args, args.containers, action)

@@ -178,8 +178,8 @@ def events(args: argparse.Namespace) -> int:
     fmt_text = args.format.strip() if args.format else None
     template = parse(fmt.expand_escapes(args.format)) if fmt_text and fmt_text != "json" else None
     with_seq = args.since_seq is not None
-    if with_seq and args.since_seq < 0:
-        raise InvalidArgument("--since-seq must be 0 or more")
+    if with_seq and not 0 <= args.since_seq <= 2**63 - 1:
+        raise InvalidArgument(f"--since-seq must be 0 to {2**63 - 1}")
     with PalletClient(args.host) as client:
         for event in client.events(filters, since_seq=args.since_seq, since=since, until=until):
             if fmt_text == "json":

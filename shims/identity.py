@@ -2,7 +2,8 @@
 
 Owns: the steps that give a container's init or an exec process its user and groups (as
 the image's passwd and group files say), capabilities, no_new_privileges, parent-death
-signal and working directory, exactly as its `Process` says; then finding the program
+signal and working directory, exactly as its `Process` says (an init's missing working
+directory is made, as docker does; an exec's fails it, as runc does); then finding the program
 (Go's LookPath, what docker's runtime uses) and exec'ing it with docker's error wording.
 Must not: fill in anything the `Process` leaves out but HOME (only the image's passwd
 knows it, as in runc); every kernel call goes through `Syscalls`.
@@ -28,22 +29,26 @@ class ProcessSetup:
 
     It does what `process` says and nothing more: no capabilities means none, and the
     environment is the daemon's, but for HOME, which only the image's passwd knows.
+    `is_exec` says it is an exec process, not the container's init.
     """
 
-    def __init__(self, sys: Syscalls, process: Process) -> None:
+    def __init__(self, sys: Syscalls, process: Process, *, is_exec: bool) -> None:
         self.sys = sys
         self.process = process
+        self.is_exec = is_exec
         self.cwd = process.cwd
         self.cap_mask = caps.mask_of(process.capabilities)
         self.env = list(process.env)
         self.user: ExecUser | None = None
 
     def steps(self) -> list[Step]:
+        # As root, before the user switch: docker creates an init's missing working
+        # directory; an exec's is not made (`docker exec -w /missing` fails, exit 126).
+        make_workdir = [] if self.is_exec else [Step("make workdir", self.make_workdir)]
         return [
             # Inside the container's root: the image's passwd, not the host's.
             Step("resolve user", self.resolve_user),
-            # As root, before the user switch: docker creates a missing working directory.
-            Step("make workdir", self.make_workdir),
+            *make_workdir,
             # Keep the permitted set across the uid change; capset below trims it.
             Step("keep caps", lambda: self.sys.prctl(sc.PR_SET_KEEPCAPS, 1)),
             # Needs CAP_SETPCAP in the effective set, so before capset lowers it.
@@ -62,7 +67,7 @@ class ProcessSetup:
             # died before this point is seen as EOF on the start pipe, and the init exits.
             Step("die with the shim", lambda: self.sys.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)),
             # As the user, so a directory the user cannot enter fails like in docker.
-            Step("enter workdir", lambda: os.chdir(self.cwd)),
+            Step("enter workdir", self.enter_workdir),
         ]
 
     @property
@@ -80,6 +85,16 @@ class ProcessSetup:
 
     def make_workdir(self) -> None:
         os.makedirs(self.cwd, mode=0o755, exist_ok=True)
+
+    def enter_workdir(self) -> None:
+        try:
+            os.chdir(self.cwd)
+        except OSError as exc:
+            if not self.is_exec:
+                raise  # the init's start fails, naming the step
+            # runc's wording and docker's exit code for an exec that cannot start.
+            reason = (exc.strerror or str(exc)).lower()
+            raise ExecFailed(126, f'chdir to cwd ("{self.cwd}") failed: {reason}') from None
 
     def drop_bounding_set(self) -> None:
         for number in range(caps.last_cap() + 1):

@@ -150,7 +150,7 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
         _take_stdio(stdio)
         setup = InitSetup(spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"))
         run_steps(setup.steps())
-        process = ProcessSetup(sc, spec.process)
+        process = ProcessSetup(sc, spec.process, is_exec=False)
         run_steps(process.steps())
         send_status(stdio.status_w, {"ready": True})
         # Wait here, fully built, until the shim's `start` (EOF: deleted before start).
@@ -186,7 +186,7 @@ def fork_exec(
             sc, init_pid, container.linux.namespaces, _waiter(stdio.cgroup_r, "joining the cgroup")
         )
         run_steps(join.steps())
-        process = ProcessSetup(sc, spec.process)
+        process = ProcessSetup(sc, spec.process, is_exec=True)
         run_steps(process.steps())
         exec_process(spec.process.args, process.env)
     except ExecFailed as exc:

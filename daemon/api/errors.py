@@ -1,7 +1,9 @@
 """The one mapping from pallet's error tree to gRPC status codes, as servicer decorators.
 
 Owns: `unary` and `stream` decorators that turn a `PalletError` into the status code its
-`code` names, and any other exception into INTERNAL (traceback logged once, here). Explicit
+`code` names, and any other exception into INTERNAL (traceback logged once, here); both
+check every request first (`pallet.daemon.api.inputs`: no NUL bytes, no oversized strings,
+no impossible times or numbers), each message of a client stream as it arrives. Explicit
 decorators rather than an interceptor: aio interceptors miss errors raised inside streaming
 handlers. Must not: know any service.
 """
@@ -15,7 +17,9 @@ from typing import Any, TypeAlias, TypeVar, cast
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 
+from pallet.daemon.api.inputs import check_request, checked_stream
 from pallet.v1.errors import PalletError
 
 log = structlog.get_logger(__name__)
@@ -44,6 +48,14 @@ async def _abort(context: Ctx, exc: BaseException, rpc: str) -> None:
     )
 
 
+def _checked(request: Req) -> Req:
+    """`request` checked now, or a client stream whose messages are checked as they come."""
+    if isinstance(request, Message):
+        check_request(request)
+        return request
+    return cast(Req, checked_stream(cast(AsyncIterator[Message], request)))
+
+
 def unary(
     fn: Callable[[Self, Req, Ctx], Awaitable[Resp]],
 ) -> Callable[[Self, Req, Ctx], Awaitable[Resp]]:
@@ -52,7 +64,7 @@ def unary(
     @functools.wraps(fn)
     async def wrapper(self: Self, request: Req, context: Ctx) -> Resp:
         try:
-            return await fn(self, request, context)
+            return await fn(self, _checked(request), context)
         except grpc.aio.AbortError:
             raise
         except Exception as exc:  # noqa: BLE001 - every error is mapped, once, here
@@ -74,7 +86,7 @@ def stream(
         try:
             # Closed as soon as the call ends, however it ends (a cancelled call closes
             # this wrapper): the handler's `finally` runs then, not when it is collected.
-            handler = cast(AsyncGenerator[Resp, None], fn(self, request, context))
+            handler = cast(AsyncGenerator[Resp, None], fn(self, _checked(request), context))
             async with contextlib.aclosing(handler) as items:
                 async for item in items:
                     yield item

@@ -1,7 +1,8 @@
 """A container's effective config: the caller's create request merged over the image's.
 
 Owns: docker's merge rules (entrypoint/cmd, env by key, labels, stop signal and timeout)
-into `Config`, the checks and defaults of `HostConfig`, and their validation.
+into `Config`, the checks and defaults of `HostConfig`, and their validation (with the
+size limits of `pallet.daemon.limits` for the caller's labels, host name and working dir).
 Must not: do I/O.
 """
 
@@ -17,6 +18,7 @@ from pallet.daemon.containers.model import (
     LogConfig,
 )
 from pallet.daemon.containers.signals import parse_signal
+from pallet.daemon.limits import check_hostname, check_labels, check_path
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import Image
 
@@ -63,6 +65,10 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
             f"the working directory {req.working_dir!r} is invalid: it needs to be an "
             "absolute path"
         )
+    check_path(req.working_dir, "the working directory")
+    check_hostname(hostname)
+    # The caller's labels only: an image's own (pulled, loaded) are not the caller's to fix.
+    check_labels(req.labels, "the container")
     labels = dict(ic.labels)
     labels.update(req.labels)
     stop_signal = req.stop_signal or ic.stop_signal or "SIGTERM"

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageConfig
+from pallet.daemon.limits import check_labels
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?", re.IGNORECASE)
@@ -76,6 +77,7 @@ def _env(config: ImageConfig, args: str) -> ImageConfig:
 def _label(config: ImageConfig, args: str) -> ImageConfig:
     labels = dict(config.labels)
     labels.update(_pairs(args, "LABEL", legacy=False))
+    check_labels(labels, "the image")
     return replace(config, labels=labels)
 
 

@@ -38,7 +38,7 @@ class Process:
 
     args: tuple[str, ...]  # argv; args[0] is looked up in the PATH of `env`
     env: tuple[str, ...]  # "KEY=value", complete: the daemon merged image, container, exec
-    cwd: str  # absolute, inside the container; made if missing
+    cwd: str  # absolute, inside the container; made if missing for an init, not an exec
     user: str  # "", "name", "uid", "name:group", "uid:gid"; resolved inside the rootfs
     # e.g. "CAP_CHOWN"; kept as the bounding, effective and permitted sets, the rest is
     # dropped. () means no capabilities at all (--cap-drop ALL).

@@ -341,10 +341,12 @@ def test_setup_failure_names_the_step(spec: ShimSpec) -> None:
         run_steps(_init(spec, fake).steps())
 
 
-def _process(tmp_path: Path, user: str, capabilities: tuple[str, ...] = bundle.DEFAULT_CAPABILITIES) -> tuple[ProcessSetup, FakeSyscalls]:
+def _process(
+    tmp_path: Path, user: str, capabilities: tuple[str, ...] = bundle.DEFAULT_CAPABILITIES, is_exec: bool = False
+) -> tuple[ProcessSetup, FakeSyscalls]:
     fake = FakeSyscalls()
     process = Process(("sh",), ("PATH=/bin",), str(tmp_path / "wd"), user, capabilities, True, False)
-    return ProcessSetup(fake, process), fake
+    return ProcessSetup(fake, process, is_exec=is_exec), fake
 
 
 def test_process_order_groups_then_gid_then_uid_then_caps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -376,6 +378,23 @@ def test_process_order_groups_then_gid_then_uid_then_caps(tmp_path: Path, monkey
     assert (tmp_path / "wd").is_dir()
     # HOME from the image's passwd (runc does the same); PATH is the daemon's to give.
     assert setup.env == ["PATH=/bin", "HOME=/"]
+
+
+def test_an_exec_does_not_make_its_missing_workdir_it_fails_with_126(tmp_path: Path) -> None:
+    """As runc: `docker exec -w /missing` fails (126, the chdir error); only an init's
+    missing working directory is made."""
+    setup, _ = _process(tmp_path, "", is_exec=True)
+    steps = setup.steps()
+    assert "make workdir" not in [s.name for s in steps]
+    cwd = os.getcwd()
+    try:
+        with pytest.raises(ExecFailed) as failed:
+            run_steps(steps)
+    finally:
+        os.chdir(cwd)
+    assert failed.value.exit_code == 126
+    assert failed.value.message == f'chdir to cwd ("{tmp_path}/wd") failed: no such file or directory'
+    assert not (tmp_path / "wd").exists()
 
 
 def test_no_capabilities_means_none(tmp_path: Path) -> None:

@@ -1,0 +1,146 @@
+"""The check every request gets at the gRPC edge, whatever the RPC: no NUL bytes, no
+oversized strings, no numbers or times the rest of palletd cannot hold.
+
+Owns: walking any request message by its protobuf descriptor (nested messages, repeated
+fields, maps and their keys) and refusing, with InvalidArgument naming the field's path
+(`config.env[2]`, `config.labels["a"]`, `open.working_dir`), the first of:
+
+* a NUL byte in a string: the kernel ends names, paths, arguments and environment
+  variables at the first NUL, so such a string cannot mean what it says (Python refuses
+  it too, with "embedded null byte", at the first system call);
+* a string longer than `MAX_STRING_BYTES` (UTF-8 bytes), Linux's limit for one argument
+  or environment variable (MAX_ARG_STRLEN, 128 KiB, less its NUL);
+* a `google.protobuf.Timestamp` outside the range its definition allows (years 1 to 9999,
+  nanos 0 to 999,999,999);
+* an unsigned 64-bit number above 2**63 - 1: SQLite integers are signed 64-bit, and no
+  count, size or sequence number of pallet comes near.
+
+It knows no service: a new service, message or field is checked with no change here.
+Must not: judge what a value means (a label's size, a timeout's range, a name's form):
+the domain does that, so every front end (gRPC, the Docker REST gateway) gets the same rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from google.protobuf.message import Message
+
+from pallet.v1.errors import InvalidArgument
+
+__all__ = [
+    "MAX_STRING_BYTES",
+    "MAX_UINT64",
+    "TIMESTAMP_MAX_SECONDS",
+    "TIMESTAMP_MIN_SECONDS",
+    "check_request",
+    "checked_stream",
+]
+
+#: Linux's MAX_ARG_STRLEN (32 pages of 4 KiB) less the NUL that ends the string: the
+#: longest argument or environment entry exec accepts, and the longest string of any field.
+MAX_STRING_BYTES = 32 * 4096 - 1
+#: The largest unsigned 64-bit value accepted: SQLite's (signed) INTEGER maximum.
+MAX_UINT64 = 2**63 - 1
+#: google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
+TIMESTAMP_MIN_SECONDS = -62_135_596_800
+TIMESTAMP_MAX_SECONDS = 253_402_300_799
+
+_TIMESTAMP = "google.protobuf.Timestamp"
+# FieldDescriptor type numbers (descriptor.proto's FieldDescriptorProto.Type).
+_TYPE_STRING = 9
+_TYPE_MESSAGE = 11
+_TYPE_UINT64 = 4
+_TYPE_FIXED64 = 6
+_UNSIGNED_64 = (_TYPE_UINT64, _TYPE_FIXED64)
+# How much of a map key a field path shows: enough to recognise it.
+_KEY_SHOWN = 40
+
+Msg = TypeVar("Msg", bound=Message)
+
+
+def check_request(message: Message) -> None:
+    """Refuse `message` (InvalidArgument naming the field) if any value in it is hostile."""
+    _check_message(message, "")
+
+
+async def checked_stream(messages: AsyncIterator[Msg]) -> AsyncIterator[Msg]:
+    """The messages of a client stream, each checked as it arrives."""
+    async for message in messages:
+        check_request(message)
+        yield message
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _key(key: object) -> str:
+    if isinstance(key, str):
+        shown = key if len(key) <= _KEY_SHOWN else key[:_KEY_SHOWN] + "..."
+        return json.dumps(shown)
+    return str(key)
+
+
+def _check_message(message: Message, path: str) -> None:
+    if message.DESCRIPTOR.full_name == _TIMESTAMP:
+        _check_timestamp(message, path)
+        return
+    for field, value in message.ListFields():
+        where = _join(path, field.name)
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            key_field = entry.fields_by_name["key"]
+            value_field = entry.fields_by_name["value"]
+            for key, item in value.items():
+                shown = f"{where}[{_key(key)}]"
+                if key_field.type == _TYPE_STRING:
+                    _check_string(key, f"the key of {shown}")
+                _check_value(value_field, item, shown)
+        elif field.is_repeated:
+            for index, item in enumerate(value):
+                _check_value(field, item, f"{where}[{index}]")
+        else:
+            _check_value(field, value, where)
+
+
+def _check_value(field: Any, value: Any, path: str) -> None:
+    kind = field.type
+    if kind == _TYPE_STRING:
+        _check_string(value, path)
+    elif kind == _TYPE_MESSAGE:
+        _check_message(value, path)
+    elif kind in _UNSIGNED_64 and value > MAX_UINT64:
+        raise InvalidArgument(
+            f"{path} is {value}: the largest number pallet accepts there is {MAX_UINT64}"
+        )
+
+
+def _check_string(value: str, path: str) -> None:
+    nul = value.find("\0")
+    if nul >= 0:
+        raise InvalidArgument(
+            f"{path} contains a NUL byte (\\0) at character {nul}: no name, path, "
+            "argument or other string pallet takes may hold one"
+        )
+    # Only a string that may be too long is encoded to measure it (UTF-8: <= 4 bytes each).
+    if len(value) * 4 > MAX_STRING_BYTES:
+        size = len(value) if len(value) > MAX_STRING_BYTES else len(value.encode())
+        if size > MAX_STRING_BYTES:
+            raise InvalidArgument(
+                f"{path} is {size} bytes long: a string pallet takes is at most "
+                f"{MAX_STRING_BYTES} bytes (Linux's limit for one argument, MAX_ARG_STRLEN)"
+            )
+
+
+def _check_timestamp(ts: Any, path: str) -> None:
+    seconds, nanos = ts.seconds, ts.nanos
+    if not (TIMESTAMP_MIN_SECONDS <= seconds <= TIMESTAMP_MAX_SECONDS and 0 <= nanos < 10**9):
+        raise InvalidArgument(
+            f"{path} is not a valid time (seconds {seconds}, nanos {nanos}): it must lie "
+            "between the years 1 and 9999 (seconds from -62135596800 to 253402300799 since "
+            "the Unix epoch, nanos from 0 to 999999999)"
+        )
+
