@@ -28,6 +28,9 @@ from pallet.client.errors import from_rpc_error
 from pallet.v1.errors import Internal, InvalidArgument, Unavailable
 
 DEFAULT_HOST = "unix:///run/pallet/pallet.sock"
+#: How long a connection to palletd may go unanswered (grpc core's own default); a
+#: stopped or overloaded daemon is reported after this. $PALLET_CONNECT_TIMEOUT sets it.
+DEFAULT_CONNECT_TIMEOUT = 20.0
 
 #: Request size for streamed uploads (import, load, stdin).
 CHUNK_SIZE = 256 * 1024
@@ -38,6 +41,27 @@ _T = TypeVar("_T")
 def resolve_host(host: str | None = None) -> str:
     """The host to use: the argument, else $PALLET_HOST, else the default socket."""
     return host or os.environ.get("PALLET_HOST") or DEFAULT_HOST
+
+
+def resolve_connect_timeout(timeout: float | None = None) -> float:
+    """Seconds to wait for palletd to answer a connection: the argument, else
+    $PALLET_CONNECT_TIMEOUT, else 20."""
+    if timeout is not None:
+        value, where = timeout, "connect timeout"
+    else:
+        raw = os.environ.get("PALLET_CONNECT_TIMEOUT", "")
+        if not raw:
+            return DEFAULT_CONNECT_TIMEOUT
+        where = "PALLET_CONNECT_TIMEOUT"
+        try:
+            value = float(raw)
+        except ValueError:
+            raise InvalidArgument(
+                f"invalid {where} {raw!r}: give a number of seconds, e.g. 20"
+            ) from None
+    if not 0 < value < 1e6:
+        raise InvalidArgument(f"invalid {where} {value!r}: give more than 0 seconds")
+    return value
 
 
 def grpc_target(host: str) -> str:
@@ -108,8 +132,16 @@ class DuplexSession:
     close(), so the daemon never reads an early end of input as "detach".
     """
 
-    def __init__(self, host: str, call: Any, requests: _Requests[Any], request_type: Any) -> None:
+    def __init__(
+        self,
+        host: str,
+        call: Any,
+        requests: _Requests[Any],
+        request_type: Any,
+        connect_timeout: float | None = None,
+    ) -> None:
         self._host = host
+        self._connect_timeout = connect_timeout
         self._call = call
         self._requests = requests
         self._request_type = request_type
@@ -122,7 +154,7 @@ class DuplexSession:
             return None
         except grpc.RpcError as exc:
             self._requests.finish()
-            raise from_rpc_error(exc, self._host) from None
+            raise from_rpc_error(exc, self._host, self._connect_timeout) from None
 
     def first(self, field: str) -> Any:
         """Read the opening message (`ready` or `started`); an early exit is kept in `exit`."""
@@ -203,11 +235,16 @@ def _read_chunks(stream: Any, size: int = CHUNK_SIZE) -> Iterator[bytes]:
 class PalletClient:
     """A connection to palletd. Close it (or use `with`) when done."""
 
-    def __init__(self, host: str | None = None) -> None:
+    def __init__(self, host: str | None = None, connect_timeout: float | None = None) -> None:
         self.host = resolve_host(host)
+        self._connect_timeout = resolve_connect_timeout(connect_timeout)
         self._channel = grpc.insecure_channel(
             grpc_target(self.host),
             options=[
+                # grpc core's name for the least time a connection attempt is given to
+                # finish its handshake (its default is 20 s): a daemon that accepts but
+                # does not answer is reported after this.
+                ("grpc.min_reconnect_backoff_ms", int(self._connect_timeout * 1000)),
                 ("grpc.max_receive_message_length", 64 * 1024 * 1024),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.enable_http_proxy", 0),
@@ -240,14 +277,14 @@ class PalletClient:
         try:
             return getattr(self._stub(service), method)(request)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, self.host) from None
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     def _stream(self, call: Any) -> Iterator[Any]:
         """Iterate a server stream, mapping errors; cancels the call if abandoned early."""
         try:
             yield from call
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, self.host) from None
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
         finally:
             call.cancel()
 
@@ -255,7 +292,7 @@ class PalletClient:
         try:
             return getattr(self._stub(service), method)(requests)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, self.host) from None
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     # -- system -------------------------------------------------------------------------------
     def ping(self) -> Any:
@@ -290,7 +327,7 @@ class PalletClient:
         try:
             return int(future.result().pid)
         except grpc.RpcError as exc:
-            raise from_rpc_error(exc, self.host) from None
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     def stop(self, container: str, timeout: int | None = None) -> None:
         pb = _pb("containers")
@@ -341,7 +378,7 @@ class PalletClient:
         first = pb.AttachRequest(open=pb.AttachOpen(container=container, stdin=stdin, stdout=stdout, stderr=stderr))
         requests: _Requests[Any] = _Requests(first)
         call = self._stub("containers").Attach(requests)
-        session = DuplexSession(self.host, call, requests, pb.AttachRequest)
+        session = DuplexSession(self.host, call, requests, pb.AttachRequest, self._connect_timeout)
         session.first("ready")
         return session
 
@@ -363,7 +400,7 @@ class PalletClient:
         )
         requests: _Requests[Any] = _Requests(first)
         call = self._stub("containers").Exec(requests)
-        session = ExecSession(self.host, call, requests, pb.ExecRequest)
+        session = ExecSession(self.host, call, requests, pb.ExecRequest, self._connect_timeout)
         started = session.first("started")
         if started is not None:
             session.exec_id = started.exec_id

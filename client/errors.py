@@ -3,7 +3,10 @@
 Owns: turning a `grpc.RpcError` into the matching `pallet.v1.errors` class, keeping the
 daemon's message verbatim, and recognising "the daemon is not there" (connection refused,
 missing socket, socket closed, or lost mid-call) so it reads "daemon unavailable: cannot
-connect to palletd at HOST: is it running?". Must not: print, exit, or know about verbs; the CLI decides what to do.
+connect to palletd at HOST: is it running?", told apart from a daemon that is there but
+does not answer (its socket accepts connections, since the kernel queues them even for a
+stopped process, but no HTTP/2 handshake comes back within the connect deadline). Must
+not: print, exit, or know about verbs; the CLI decides what to do.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ _TRANSPORT_MARKERS = (
     "Cancelling all calls",
     "Endpoint read failed",
 )
+# grpc core's wording when the socket accepted the connection but the server never sent
+# its HTTP/2 SETTINGS frame before the connect deadline: something listens, and is silent.
+_SILENT_MARKER = "timed out before receiving SETTINGS frame"
 
 
 def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
@@ -39,18 +45,35 @@ def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
     )
 
 
+def not_answering(host: str, timeout: float | None) -> errors.DeadlineExceeded:
+    """The error for a palletd whose socket accepts connections but which does not answer."""
+    within = f"within {timeout:g}s" if timeout is not None else "in time"
+    return errors.DeadlineExceeded(
+        f"palletd at {host} accepted the connection but did not answer {within}: it may be "
+        "stopped (SIGSTOP) or overloaded (PALLET_CONNECT_TIMEOUT sets how long to wait)"
+    )
+
+
 def is_transport_failure(code: grpc.StatusCode, details: str) -> bool:
     return code == grpc.StatusCode.UNAVAILABLE and (
         not details or any(marker in details for marker in _TRANSPORT_MARKERS)
     )
 
 
-def from_rpc_error(exc: grpc.RpcError, host: str) -> errors.PalletError:
-    """The pallet error for a failed call (NOT_FOUND -> NotFound, ...), message verbatim."""
+def from_rpc_error(
+    exc: grpc.RpcError, host: str, connect_timeout: float | None = None
+) -> errors.PalletError:
+    """The pallet error for a failed call (NOT_FOUND -> NotFound, ...), message verbatim.
+
+    `connect_timeout`: the client's deadline for a connection to be answered, named in
+    the error when palletd accepted one but let it pass.
+    """
     code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
     details = (exc.details() if isinstance(exc, grpc.Call) else str(exc)) or ""
     if code is None:
         code = grpc.StatusCode.UNKNOWN
+    if code == grpc.StatusCode.UNAVAILABLE and _SILENT_MARKER in details:
+        return not_answering(host, connect_timeout)
     if is_transport_failure(code, details):
         return cannot_connect(host, details)
     if code == grpc.StatusCode.UNIMPLEMENTED:
