@@ -53,6 +53,8 @@ from pallet.daemon.containers.store import (
 )
 from pallet.v1.errors import (
     AlreadyExists,
+    Conflict,
+    DeadlineExceeded,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -102,6 +104,8 @@ class ContainerManager(RunEnds):
         self._containers: dict[str, Container] = {}
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        # Containers an `rm -f` is removing: no start of them begins (`rm -f` always wins).
+        self._removing: set[str] = set()
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
@@ -377,6 +381,7 @@ class ContainerManager(RunEnds):
         c = self.resolve(ref)
         async with self.lock(c.id):
             c = self.resolve(c.id)
+            self._check_not_removing(c)
             if c.state.status is Status.RUNNING:
                 return c.state.pid
             if c.state.status not in (Status.CREATED, Status.EXITED):
@@ -384,6 +389,13 @@ class ContainerManager(RunEnds):
                     f"container {c.name} is {c.state.status.value}: it cannot be started"
                 )
             return await self._start_locked(c)
+
+    def _check_not_removing(self, c: Container) -> None:
+        """A start loses to an `rm -f` under way (docker: "marked for removal")."""
+        if c.id in self._removing:
+            raise Conflict(
+                f"container {c.name} is being removed (rm -f): it cannot be started"
+            )
 
     async def _start_locked(self, c: Container) -> int:
         try:
@@ -462,6 +474,9 @@ class ContainerManager(RunEnds):
         run.stopped = True
         try:
             await run.shim.kill(parse_signal(c.config.stop_signal, signal.SIGTERM))
+        except DeadlineExceeded as e:
+            # Waiting on would not help: the signal was not delivered, nor would SIGKILL be.
+            raise _cannot_stop(c, e) from None
         except PalletError as e:
             log.info("stop signal not delivered", container_id=c.id, reason=str(e))
         try:
@@ -471,9 +486,18 @@ class ContainerManager(RunEnds):
             pass
         await self._kill_and_wait(c, run)
 
-    async def _kill_and_wait(self, c: Container, run: Run) -> None:
+    async def _kill_and_wait(self, c: Container, run: Run, force: bool = False) -> None:
+        """SIGKILL every process of the container and wait (bounded) for its recorded end.
+
+        A shim that does not answer fails this at once (DeadlineExceeded), unless `force`
+        (`rm -f`): then palletd kills the shim itself, and its container with it.
+        """
         try:
             await run.shim.kill(signal.SIGKILL, all_processes=True)
+        except DeadlineExceeded as e:
+            if not force:
+                raise _cannot_stop(c, e) from None
+            await self._kill_shim(c, run, e)
         except PalletError as e:
             log.info("SIGKILL not delivered", container_id=c.id, reason=str(e))
         try:
@@ -484,6 +508,21 @@ class ContainerManager(RunEnds):
                 "its processes may be stuck in the kernel (D state)"
             ) from None
 
+    async def _kill_shim(self, c: Container, run: Run | None, why: PalletError) -> None:
+        """SIGKILL the shim that does not answer, and the container's init; the run's end
+        (seen by its monitor when the shim's connection closes) is recorded as 137."""
+        shim_pid = run.shim.shim_pid if run is not None else c.state.shim_pid
+        log.warning("killing a shim that does not answer", container_id=c.id,
+                    shim_pid=shim_pid, reason=why.message)
+        if run is not None:
+            run.killed = ExitStatus(
+                137,
+                self._clock(),
+                f"the container's shim (pid {shim_pid}) did not answer and was killed by "
+                "rm -f, with the container's processes",
+            )
+        await self._launcher.kill_unresponsive(c.id, shim_pid, c.state.pid)
+
     async def restart(self, ref: str, timeout: int | None = None) -> int:
         c = self.resolve(ref)
         await self.stop(c.id, timeout)
@@ -492,6 +531,7 @@ class ContainerManager(RunEnds):
             await run.done.wait()
         async with self.lock(c.id):
             c = self.resolve(c.id)
+            self._check_not_removing(c)
             if c.state.status is Status.RUNNING:
                 return c.state.pid
             c = replace(c, restart_count=c.restart_count + 1)
@@ -502,23 +542,45 @@ class ContainerManager(RunEnds):
 
     async def remove(self, ref: str, force: bool = False) -> None:
         c = self.resolve(ref)
-        run = self._runs.get(c.id)
-        if c.state.status is Status.RUNNING and run is not None:
-            if not force:
-                raise FailedPrecondition(
-                    f"container {c.name} is running: stop it first, or remove it with force "
-                    "(rm -f)"
-                )
-            await self._kill_and_wait(c, run)
-        async with self.lock(c.id):
-            c = self._containers.get(c.id)  # type: ignore[assignment]
-            if c is None:
-                raise NotFound(f"No such container: {ref}")
-            if c.state.status is Status.RUNNING:
-                raise FailedPrecondition(
-                    f"container {c.name} started again while being removed: try again"
-                )
-            await self._remove_locked(c)
+        if not force:
+            async with self.lock(c.id):
+                c = self._present(c.id, ref)
+                if c.state.status is Status.RUNNING:
+                    raise FailedPrecondition(
+                        f"container {c.name} is running: stop it first, or remove it with "
+                        "force (rm -f)"
+                    )
+                await self._remove_locked(c)
+            return
+        # `rm -f` always wins: from here on no start of the container begins; one already
+        # under way (holding the lock) may still get it running, so kill -> wait -> lock
+        # goes round until the lock is held with nothing running. Twice at most.
+        self._removing.add(c.id)
+        try:
+            while True:
+                run = self._runs.get(c.id)
+                if run is not None:
+                    await self._kill_and_wait(c, run, force=True)
+                async with self.lock(c.id):
+                    c = self._present(c.id, ref)
+                    if c.id in self._runs:
+                        continue  # started meanwhile, or its end is still being settled
+                    if c.state.status is Status.RUNNING:
+                        # No run: a shim that did not answer when palletd started (the
+                        # restorer keeps asking it). Killed here; the remove cleans up.
+                        await self._kill_shim(
+                            c, None, DeadlineExceeded("its shim was not re-adopted")
+                        )
+                    await self._remove_locked(c)
+                    return
+        finally:
+            self._removing.discard(c.id)
+
+    def _present(self, container_id: str, ref: str) -> Container:
+        c = self._containers.get(container_id)
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
 
     async def _remove_locked(self, c: Container) -> None:
         c = await self._transition(c, status=Status.REMOVING)
@@ -603,3 +665,11 @@ class ContainerManager(RunEnds):
         for c in self._containers.values():
             counts[c.state.status] = counts.get(c.state.status, 0) + 1
         return counts
+
+
+def _cannot_stop(c: Container, e: PalletError) -> DeadlineExceeded:
+    """A stop (or kill) of `c` whose shim let the deadline pass: it does not answer."""
+    return DeadlineExceeded(
+        f"cannot stop container {c.name}: {e.message}. `pallet rm -f {c.name}` kills the "
+        "shim and the container's processes"
+    )

@@ -161,7 +161,7 @@ class RunEnds:
                 disk = of_this_run(await asyncio.to_thread(
                     self._launcher.exit_status_on_disk, Path(c.state_dir)
                 ), c.state.started_at_ns)
-            status = disk or ExitStatus(
+            status = disk or run.killed or ExitStatus(
                 255,
                 self._clock(),
                 f"the container's shim (pid {run.shim.shim_pid}) died without recording "

@@ -23,6 +23,9 @@ class Run:
     exit: ExitStatus | None = None
     # A user's stop or kill was sent: the exit that follows is theirs (`exits.Why.STOPPED`).
     stopped: bool = False
+    # How the run ends if its shim goes away without recording the exit: set when palletd
+    # itself kills a shim that does not answer (`rm -f`), so the end says what happened.
+    killed: ExitStatus | None = None
 
 
 @dataclass(slots=True)

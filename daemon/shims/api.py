@@ -132,4 +132,11 @@ class ShimLauncher(Protocol):
         """
         ...
 
+    async def kill_unresponsive(self, container_id: str, shim_pid: int, init_pid: int) -> list[int]:
+        """SIGKILL the container's shim, which does not answer, and its init: only if
+        `shim_pid` is still the process serving the container's shim socket (a pid may
+        have been reused). Returns the pids killed (none when it is not that shim).
+        Leaves the cleanup (cgroup, socket) to `delete`."""
+        ...
+
     async def aclose(self) -> None: ...

@@ -24,7 +24,8 @@ from typing import TypeVar
 
 import structlog
 
-from pallet.v1.errors import Internal, PalletError, Unavailable
+from pallet.v1.errors import DeadlineExceeded, Internal, PalletError, Unavailable
+from pallet.daemon.shims import hung
 from pallet.daemon.shims.api import ExecSession, ShimClient, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
 from pallet.daemon.shims.channel import Channel
@@ -234,25 +235,66 @@ class ShimClientImpl:
         self._control = control
         self._timeout = call_timeout
         self._lock = asyncio.Lock()
-        self._peer = f"shim of container {container_id}"
+
+    @property
+    def _peer(self) -> str:
+        pid = f" (pid {self.shim_pid})" if self.shim_pid else ""
+        return f"the shim{pid} of container {self.container_id[:12]}"
 
     async def _open(self) -> Channel:
         return await Channel.open(self._socket_path, self._peer, self._timeout)
 
     async def _call(self, request: Request, expect: type[R], timeout: float | None = None) -> R:
         timeout = timeout or self._timeout
+        self._check_not_stopped(request)
         async with self._lock:
-            if self._control is None:
-                self._control = await self._open()
             try:
+                if self._control is None:
+                    self._control = await self._open()
                 await self._control.send_request(request, timeout)
                 raw = await self._control.read_control(timeout)
+            except DeadlineExceeded:
+                await self._drop_control()
+                raise self._not_answering(request, timeout) from None
             except BaseException:
                 # After a timeout or a broken pipe the stream position is unknown: start
                 # over on a fresh connection next time.
                 await self._drop_control()
                 raise
             return self._control.decode(wire.raise_if_error(raw), expect)
+
+    def _check_not_stopped(self, request: Request) -> None:
+        """A stopped shim cannot answer until it is continued: say so now, not after
+        the deadline."""
+        if self.shim_pid and hung.process_state(self.shim_pid) in hung.STOPPED:
+            raise self._not_answering(request, 0)
+
+    async def _request(self, channel: Channel, request: Request, expect: type[R]) -> R:
+        """`channel.request` on a stream connection of its own (closed on failure)."""
+        try:
+            self._check_not_stopped(request)
+        except DeadlineExceeded:
+            await channel.close()
+            raise
+        try:
+            return await channel.request(request, expect, self._timeout)
+        except DeadlineExceeded:
+            await channel.close()
+            raise self._not_answering(request, self._timeout) from None
+        except BaseException:
+            await channel.close()
+            raise
+
+    def _not_answering(self, request: Request, timeout: float) -> DeadlineExceeded:
+        """The error for a shim that let a request's deadline pass: it lives (it would
+        have closed its socket otherwise) but does not answer."""
+        why = hung.describe_state(self.shim_pid) if self.shim_pid else ""
+        waited = f"no reply to {request.op!r} within {timeout:g}s" if timeout else (
+            f"{request.op!r} not sent")
+        return DeadlineExceeded(
+            f"{self._peer} does not answer (stopped or hung): {waited}"
+            + (f"; {why}" if why else "")
+        )
 
     async def _drop_control(self) -> None:
         control, self._control = self._control, None
@@ -285,22 +327,12 @@ class ShimClientImpl:
 
     async def attach(self, stdin: bool, stdout: bool, stderr: bool) -> Stdio:
         channel = await self._open()
-        try:
-            await channel.request(
-                AttachRequest(stdin=stdin, stdout=stdout, stderr=stderr), Ack, self._timeout
-            )
-        except BaseException:
-            await channel.close()
-            raise
+        await self._request(channel, AttachRequest(stdin=stdin, stdout=stdout, stderr=stderr), Ack)
         return _Stdio(channel, self._timeout)
 
     async def exec(self, spec: ExecSpec) -> ExecSession:
         channel = await self._open()
-        try:
-            reply = await channel.request(ExecRequest(spec), ExecResponse, self._timeout)
-        except BaseException:
-            await channel.close()
-            raise
+        reply = await self._request(channel, ExecRequest(spec), ExecResponse)
         return _ExecSession(channel, reply.pid, self._timeout)
 
     async def wait_exec(self, exec_id: str) -> ExitStatus:
@@ -358,7 +390,7 @@ class ShimLauncherImpl:
             await channel.close()
             raise
         # The shim answered on the launcher's connection and now serves it as ours.
-        channel.peer = f"shim of container {spec.container_id}"
+        channel.peer = f"the shim (pid {reply.shim_pid}) of container {spec.container_id[:12]}"
         log.debug("shim spawned", container_id=spec.container_id, shim_pid=reply.shim_pid)
         return ShimClientImpl(
             spec.container_id,
@@ -396,6 +428,13 @@ class ShimLauncherImpl:
 
     async def delete(self, container_id: str, bundle_dir: Path, cgroup_path: str) -> DeleteResult:
         return await shim_delete(self._python, self.run_root, container_id, bundle_dir, cgroup_path)
+
+    async def kill_unresponsive(self, container_id: str, shim_pid: int, init_pid: int) -> list[int]:
+        sock = sockpath.shim_socket(str(self.run_root), container_id)
+        killed = await hung.kill_shim_async(sock, shim_pid, init_pid)
+        log.warning("killed a shim that does not answer", container_id=container_id,
+                    shim_pid=shim_pid, killed=killed)
+        return killed
 
     async def has_leftovers(self, container_id: str, bundle_dir: Path) -> bool:
         """Whether the container has a shim socket or a cgroup on the host (the launcher

@@ -83,9 +83,7 @@ def test_a_hung_shim_does_not_hang_the_daemon(palletd: Any, image: str) -> None:
         # Calls that need the hung shim fail with a deadline instead of hanging...
         result = palletd.cli("exec", "frozen", "true", timeout=60)
         assert result.returncode != 0
-        assert "deadline" in result.stderr.lower() or "did not answer" in result.stderr.lower(), (
-            result.stderr
-        )
+        assert "does not answer" in result.stderr, result.stderr
         result = palletd.cli("kill", "-s", "HUP", "frozen", timeout=60)
         assert result.returncode != 0
         # ...and everything else goes on meanwhile.

@@ -64,7 +64,7 @@ async def test_a_hung_shim_raises_deadline_exceeded(fake_shim: Callable[[Reply],
     client = ShimClientImpl("c1", path, tmp_path, shim_pid=1, call_timeout=0.2)
     loop = asyncio.get_running_loop()
     began = loop.time()
-    with pytest.raises(DeadlineExceeded, match="shim of container c1 did not answer within 0.2s"):
+    with pytest.raises(DeadlineExceeded, match=r"the shim \(pid 1\) of container c1 does not answer \(stopped or hung\): no reply to 'state' within 0.2s"):
         await client.state()
     assert loop.time() - began < 2
     await client.aclose()
@@ -181,7 +181,7 @@ async def test_a_malformed_reply_is_internal_not_a_key_error_nor_unavailable(
 
     path = await fake_shim(confused)
     client = ShimClientImpl("c1", path, tmp_path, shim_pid=1)
-    with pytest.raises(Internal, match="shim of container c1 sent a malformed message: .*pid"):
+    with pytest.raises(Internal, match=r"the shim \(pid 1\) of container c1 sent a malformed message: .*pid"):
         await client.start()
     with pytest.raises(Internal, match="ShimState: missing field .status."):
         await client.state()
