@@ -19,7 +19,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from pallet.daemon.api.inputs import check_request, checked_stream
+from pallet.daemon.api.inputs import Undecodable, check_request, checked_stream
 from pallet.v1.errors import PalletError
 
 log = structlog.get_logger(__name__)
@@ -50,7 +50,7 @@ async def _abort(context: Ctx, exc: BaseException, rpc: str) -> None:
 
 def _checked(request: Req) -> Req:
     """`request` checked now, or a client stream whose messages are checked as they come."""
-    if isinstance(request, Message):
+    if isinstance(request, (Message, Undecodable)):
         check_request(request)
         return request
     return cast(Req, checked_stream(cast(AsyncIterator[Message], request)))

@@ -13,7 +13,10 @@ fields, maps and their keys) and refusing, with InvalidArgument naming the field
 * a `google.protobuf.Timestamp` outside the range its definition allows (years 1 to 9999,
   nanos 0 to 999,999,999);
 * an unsigned 64-bit number above 2**63 - 1: SQLite integers are signed 64-bit, and no
-  count, size or sequence number of pallet comes near.
+  count, size or sequence number of pallet comes near;
+* bytes that do not parse as the request (a string that is not UTF-8, say): the server
+  decodes with `tolerant`, which hands such a request on as `Undecodable`, so the check
+  answers INVALID_ARGUMENT where grpc would answer UNKNOWN.
 
 It knows no service: a new service, message or field is checked with no change here.
 Must not: judge what a value means (a label's size, a timeout's range, a name's form):
@@ -23,10 +26,11 @@ the domain does that, so every front end (gRPC, the Docker REST gateway) gets th
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 from pallet.v1.errors import InvalidArgument
 
@@ -35,8 +39,10 @@ __all__ = [
     "MAX_UINT64",
     "TIMESTAMP_MAX_SECONDS",
     "TIMESTAMP_MIN_SECONDS",
+    "Undecodable",
     "check_request",
     "checked_stream",
+    "tolerant",
 ]
 
 #: Linux's MAX_ARG_STRLEN (32 pages of 4 KiB) less the NUL that ends the string: the
@@ -61,8 +67,34 @@ _KEY_SHOWN = 40
 Msg = TypeVar("Msg", bound=Message)
 
 
-def check_request(message: Message) -> None:
+@dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A request whose bytes did not parse: what `tolerant` hands on instead of it."""
+
+    type_name: str  # the message type it should have been
+    reason: str
+
+
+def tolerant(decode: Callable[[bytes], Any], type_name: str) -> Callable[[bytes], Any]:
+    """`decode`, but bytes it cannot parse become `Undecodable` (grpc would answer UNKNOWN
+    with an "Unexpected DecodeError" before any handler saw the call)."""
+
+    def decode_or_mark(data: bytes) -> Any:
+        try:
+            return decode(data)
+        except DecodeError as exc:
+            return Undecodable(type_name, str(exc))
+
+    return decode_or_mark
+
+
+def check_request(message: Message | Undecodable) -> None:
     """Refuse `message` (InvalidArgument naming the field) if any value in it is hostile."""
+    if isinstance(message, Undecodable):
+        raise InvalidArgument(
+            f"the request is not a valid {message.type_name}: {message.reason} (every "
+            "string must be UTF-8)"
+        )
     _check_message(message, "")
 
 

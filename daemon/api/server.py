@@ -1,8 +1,9 @@
 """The gRPC server: servicers, health checking, reflection, listeners.
 
 Owns: building the `grpc.aio` server, binding unix sockets (mode 0660) and mutual-TLS TCP
-listeners, and the serving/not-serving health status. Must not: build components (the
-composition root hands them in).
+listeners, the serving/not-serving health status, and decoding requests tolerantly (bytes
+that do not parse reach the servicer's decorator, which refuses them as INVALID_ARGUMENT).
+Must not: build components (the composition root hands them in).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from pallet.daemon.api.inputs import tolerant
 from pallet.daemon.config import Config
 from pallet.v1.errors import InvalidArgument
 
@@ -30,6 +32,23 @@ class Service(Protocol):
     def add_to_server(self, server: Any) -> None: ...
 
 
+class _TolerantDecoding(grpc.aio.ServerInterceptor):
+    """Every handler's request decoder swapped for `inputs.tolerant(...)`.
+
+    Only the decoder: errors are mapped by the servicers' decorators, not here (an aio
+    interceptor misses what a streaming handler raises).
+    """
+
+    async def intercept_service(self, continuation: Any, details: Any) -> Any:
+        handler = await continuation(details)
+        decode = getattr(handler, "request_deserializer", None)
+        if decode is None:
+            return handler
+        descriptor = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)
+        type_name = descriptor.full_name if descriptor is not None else f"request of {details.method}"
+        return handler._replace(request_deserializer=tolerant(decode, type_name))
+
+
 class ApiServer:
     """Serves `services` (one servicer per proto service; a new service is one more entry
     in the list the composition root passes), and health checking and reflection for
@@ -38,6 +57,7 @@ class ApiServer:
     def __init__(self, config: Config, services: Sequence[Service]) -> None:
         self._config = config
         self._server = grpc.aio.server(
+            interceptors=[_TolerantDecoding()],
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),

@@ -339,3 +339,25 @@ async def test_a_later_message_of_a_client_stream_is_checked_too(channel: grpc.a
     assert refused.value.details() == (
         f"end.size is {2**64 - 1}: the largest number pallet accepts there is {2**63 - 1}"
     )
+
+
+async def test_a_request_that_is_not_valid_utf8_is_invalid_argument(channel: grpc.aio.Channel) -> None:
+    """grpc alone answers UNKNOWN ("Unexpected DecodeError") before any handler runs."""
+    bad = b"\x0a\x02\xff\xfe"  # field 1 (a string) holding two bytes that are not UTF-8
+    for path in (
+        "/pallet.v1.ContainersService/Inspect",
+        "/pallet.v1.ImagesService/Inspect",
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await channel.unary_unary(path)(bad)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+        assert (refused.value.details() or "").startswith("the request is not a valid pallet.v1.Inspect")
+    for call in (
+        channel.unary_stream("/pallet.v1.EventsService/Subscribe")(b"\x22\x02\xff\xfe"),
+        channel.stream_stream("/pallet.v1.ContainersService/Exec")(iter([b"\x0a\x04\x0a\x02\xff\xfe"])),
+    ):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in call:
+                pass
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
+        assert "every string must be UTF-8" in (refused.value.details() or "")

@@ -147,6 +147,20 @@ def test_hostile_request_is_refused_and_changes_nothing(palletd: Any, image: str
     assert raw.last_seq() == seq
 
 
+def test_a_create_whose_strings_are_not_utf8_is_refused_and_changes_nothing(palletd: Any, image: str, raw: Raw) -> None:
+    seq = raw.last_seq()
+    create = raw.channel.unary_unary("/pallet.v1.ContainersService/Create")
+    # config (field 1) { image (field 1): three bytes that are not UTF-8 }
+    with pytest.raises(grpc.RpcError) as refused:
+        create(b"\x0a\x05\x0a\x03\xff\xfe\xfd", timeout=30)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith(
+        "the request is not a valid pallet.v1.CreateContainerRequest"
+    )
+    assert palletd.container_ids() == []
+    assert raw.last_seq() == seq
+
+
 def test_stop_and_restart_refuse_a_negative_timeout_and_leave_it_running(palletd: Any, image: str, raw: Raw) -> None:
     palletd.cli_ok("run", "-d", "--name", "web", image, "sleep", "600")
     for call in (
@@ -198,6 +212,14 @@ def test_exec_refuses_a_relative_workdir(palletd: Any, image: str) -> None:
     assert result.stderr == (
         "Error: the working directory 'relative' is invalid: it needs to be an absolute path\n"
     )
+
+
+def test_exec_refuses_a_workdir_longer_than_linux_allows(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "web", image, "sleep", "600")
+    result = palletd.cli("exec", "-w", "/" + "d" * 5000, "web", "pwd")
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: the working directory '/ddd")
+    assert result.stderr.endswith("is 5001 bytes: Linux allows paths of at most 4095 bytes\n")
 
 
 def test_exec_in_a_missing_workdir_fails_like_docker_and_makes_nothing(palletd: Any, image: str) -> None:
