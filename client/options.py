@@ -3,7 +3,8 @@
 Owns: docker's rules for `-e K=V` / `-e K`, `--env-file`, `-l K=V` / `-l K`, `--since`
 and `--until` (RFC 3339, Unix seconds, or Go durations meaning "that long ago"), `--tail`,
 `-f key=value` filters, and the ranges numbers must fit (the API's int32/int64 fields, the
-years 1 to 9999 of a protobuf Timestamp), checked before any request is built. Raises
+times from 1677 to 2262 that palletd's 64-bit nanoseconds hold), checked before any
+request is built. Raises
 InvalidArgument with a message naming the bad value.
 Must not: import grpc or protobuf, or build requests (that is `pallet.client.requests`).
 """
@@ -33,9 +34,9 @@ __all__ = [
 #: The largest values of the API's int32 and int64 fields (timeouts; sizes, counts, seqs).
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
-# A protobuf Timestamp holds 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-_TIME_MIN = -62_135_596_800
-_TIME_MAX = 253_402_300_799
+# The whole seconds palletd's times (int64 nanoseconds since 1970) hold: 1677-09-21 .. 2262-04-11.
+_TIME_MIN = -(2**63) // 10**9 + 1
+_TIME_MAX = (2**63 - 1) // 10**9 - 1
 
 
 def check_range(value: int, what: str, low: int, high: int, unit: str = "") -> int:
@@ -201,7 +202,7 @@ def _in_time_range(seconds: int, text: str) -> int:
 
 
 def _out_of_range(text: str) -> InvalidArgument:
-    return InvalidArgument(f"invalid time {text!r}: out of range, use a time between the years 1 and 9999")
+    return InvalidArgument(f"invalid time {text!r}: out of range, use a time from 1677-09-22 to 2262-04-10")
 
 
 def parse_tail(text: str) -> int:

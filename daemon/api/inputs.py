@@ -10,8 +10,9 @@ fields, maps and their keys) and refusing, with InvalidArgument naming the field
   it too, with "embedded null byte", at the first system call);
 * a string longer than `MAX_STRING_BYTES` (UTF-8 bytes), Linux's limit for one argument
   or environment variable (MAX_ARG_STRLEN, 128 KiB, less its NUL);
-* a `google.protobuf.Timestamp` outside the range its definition allows (years 1 to 9999,
-  nanos 0 to 999,999,999);
+* a `google.protobuf.Timestamp` that nanoseconds since 1970 in a signed 64-bit integer,
+  how palletd keeps and stores every time, cannot hold (1677-09-21 to 2262-04-11; the
+  proto allows years 1 to 9999), or whose nanos are not 0 to 999,999,999;
 * an unsigned 64-bit number above 2**63 - 1: SQLite integers are signed 64-bit, and no
   count, size or sequence number of pallet comes near;
 * bytes that do not parse as the request (a string that is not UTF-8, say): the server
@@ -37,8 +38,8 @@ from pallet.v1.errors import InvalidArgument
 __all__ = [
     "MAX_STRING_BYTES",
     "MAX_UINT64",
-    "TIMESTAMP_MAX_SECONDS",
-    "TIMESTAMP_MIN_SECONDS",
+    "TIME_MAX_NS",
+    "TIME_MIN_NS",
     "Undecodable",
     "check_request",
     "checked_stream",
@@ -50,9 +51,9 @@ __all__ = [
 MAX_STRING_BYTES = 32 * 4096 - 1
 #: The largest unsigned 64-bit value accepted: SQLite's (signed) INTEGER maximum.
 MAX_UINT64 = 2**63 - 1
-#: google.protobuf.Timestamp's valid range: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59Z.
-TIMESTAMP_MIN_SECONDS = -62_135_596_800
-TIMESTAMP_MAX_SECONDS = 253_402_300_799
+#: The times palletd holds, in nanoseconds since 1970 (an int64: 1677-09-21 .. 2262-04-11).
+TIME_MIN_NS = -(2**63)
+TIME_MAX_NS = 2**63 - 1
 
 _TIMESTAMP = "google.protobuf.Timestamp"
 # FieldDescriptor type numbers (descriptor.proto's FieldDescriptorProto.Type).
@@ -169,10 +170,10 @@ def _check_string(value: str, path: str) -> None:
 
 def _check_timestamp(ts: Any, path: str) -> None:
     seconds, nanos = ts.seconds, ts.nanos
-    if not (TIMESTAMP_MIN_SECONDS <= seconds <= TIMESTAMP_MAX_SECONDS and 0 <= nanos < 10**9):
+    if not (0 <= nanos < 10**9 and TIME_MIN_NS <= seconds * 10**9 + nanos <= TIME_MAX_NS):
         raise InvalidArgument(
-            f"{path} is not a valid time (seconds {seconds}, nanos {nanos}): it must lie "
-            "between the years 1 and 9999 (seconds from -62135596800 to 253402300799 since "
-            "the Unix epoch, nanos from 0 to 999999999)"
+            f"{path} is not a valid time (seconds {seconds}, nanos {nanos}): use a time "
+            "from 1677-09-21 to 2262-04-11 (pallet keeps times as nanoseconds since 1970 in "
+            "64 bits), with nanos from 0 to 999999999"
         )
 

@@ -213,7 +213,8 @@ def test_the_path_names_the_index_and_the_key() -> None:
     ("request_", "path"),
     [
         (cpb.LogsRequest(container="web", since={"seconds": 2**62}), "since"),
-        (cpb.LogsRequest(container="web", until={"seconds": -62135596801}), "until"),
+        (cpb.LogsRequest(container="web", until={"seconds": -62135596800}), "until"),  # year 1
+        (epb.SubscribeRequest(until={"seconds": 253402300799}), "until"),  # year 9999
         (cpb.LogsRequest(container="web", since={"seconds": 1, "nanos": -1}), "since"),
         (epb.SubscribeRequest(since={"seconds": 253402300800}), "since"),
         (epb.SubscribeRequest(until={"nanos": 10**9}), "until"),
@@ -225,7 +226,14 @@ def test_times_outside_a_timestamps_range_are_refused(request_: Message, path: s
 
 
 def test_the_ends_of_the_timestamp_range_pass() -> None:
-    check_request(epb.SubscribeRequest(since={"seconds": -62135596800}, until={"seconds": 253402300799, "nanos": 999999999}))
+    # -2**63 and 2**63 - 1 nanoseconds since 1970.
+    low = {"seconds": -9223372037, "nanos": 145224192}
+    high = {"seconds": 9223372036, "nanos": 854775807}
+    check_request(epb.SubscribeRequest(since=low, until=high))
+    with pytest.raises(InvalidArgument, match="^since is not a valid time"):
+        check_request(epb.SubscribeRequest(since={"seconds": -9223372037, "nanos": 145224191}))
+    with pytest.raises(InvalidArgument, match="^until is not a valid time"):
+        check_request(epb.SubscribeRequest(until={"seconds": 9223372036, "nanos": 854775808}))
 
 
 @pytest.mark.parametrize(

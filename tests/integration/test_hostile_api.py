@@ -98,6 +98,8 @@ CASES = [
     # --- events
     Case("events since_seq 2^64-1", "events", "Subscribe", lambda: epb.SubscribeRequest(since_seq=2**64 - 1), "since_seq is 18446744073709551615"),
     Case("events since year 10^11", "events", "Subscribe", lambda: epb.SubscribeRequest(since={"seconds": 2**62}), "since is not a valid time"),
+    Case("events until year 1", "events", "Subscribe", lambda: epb.SubscribeRequest(until={"seconds": -62135596800}), "until is not a valid time"),
+    Case("events since year 9999", "events", "Subscribe", lambda: epb.SubscribeRequest(since={"seconds": 253402300799}), "since is not a valid time"),
     Case("events filter NUL", "events", "Subscribe", lambda: epb.SubscribeRequest(filters=["type=\0"]), "filters[0] contains a NUL byte"),
 ]
 
