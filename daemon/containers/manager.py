@@ -508,20 +508,23 @@ class ContainerManager(RunEnds):
                 "its processes may be stuck in the kernel (D state)"
             ) from None
 
-    async def _kill_shim(self, c: Container, run: Run | None, why: PalletError) -> None:
-        """SIGKILL the shim that does not answer, and the container's init; the run's end
-        (seen by its monitor when the shim's connection closes) is recorded as 137."""
+    async def _kill_shim(self, c: Container, run: Run | None, why: PalletError) -> ExitStatus:
+        """SIGKILL the shim that does not answer, and the container's init; return the
+        end to record (137). With a run, its monitor records it when the shim's
+        connection closes; without one the caller does."""
         shim_pid = run.shim.shim_pid if run is not None else c.state.shim_pid
         log.warning("killing a shim that does not answer", container_id=c.id,
                     shim_pid=shim_pid, reason=why.message)
+        status = ExitStatus(
+            137,
+            self._clock(),
+            f"the container's shim (pid {shim_pid}) did not answer and was killed by "
+            "rm -f, with the container's processes",
+        )
         if run is not None:
-            run.killed = ExitStatus(
-                137,
-                self._clock(),
-                f"the container's shim (pid {shim_pid}) did not answer and was killed by "
-                "rm -f, with the container's processes",
-            )
+            run.killed = status
         await self._launcher.kill_unresponsive(c.id, shim_pid, c.state.pid)
+        return status
 
     async def restart(self, ref: str, timeout: int | None = None) -> int:
         c = self.resolve(ref)
@@ -568,9 +571,10 @@ class ContainerManager(RunEnds):
                     if c.state.status is Status.RUNNING:
                         # No run: a shim that did not answer when palletd started (the
                         # restorer keeps asking it). Killed here; the remove cleans up.
-                        await self._kill_shim(
+                        status = await self._kill_shim(
                             c, None, DeadlineExceeded("its shim was not re-adopted")
                         )
+                        c = await self._record_exit(c, status)  # die before destroy
                     await self._remove_locked(c)
                     return
         finally:

@@ -15,6 +15,8 @@ import os
 import signal
 import subprocess
 import threading
+import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,14 @@ def _cont(*pids: int) -> None:
             pass
 
 
+def _die_events(palletd: Any, name: str) -> str:
+    until = datetime.fromtimestamp(time.time() + 1, timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(palletd.cli_ok("events", "--since", "0", "--until", until,
+                              "--filter", f"container={name}", "--filter", "event=die",
+                              timeout=30))
+
+
 def test_stop_of_a_container_whose_shim_is_stopped_says_the_shim_does_not_answer(
     palletd: Any, image: str
 ) -> None:
@@ -79,21 +89,49 @@ def test_stop_of_a_container_whose_shim_is_stopped_says_the_shim_does_not_answer
 
 
 def test_rm_f_removes_a_container_whose_shim_is_stopped(palletd: Any, image: str) -> None:
-    cid, shim, init, members = _stopped_shim(palletd, image, "frozen")
+    cid, shim, init, members = _stopped_shim(palletd, image, "icy")
     # The container's own processes stopped as well: SIGKILL ends stopped processes too.
     os.kill(init, signal.SIGSTOP)
     try:
-        result = palletd.cli("rm", "-f", "frozen", timeout=30)
+        result = palletd.cli("rm", "-f", "icy", timeout=30)
         assert result.returncode == 0, result
-        assert result.stdout == "frozen\n"
+        assert result.stdout == "icy\n"
         palletd.wait_for(lambda: all(gone(p) for p in {shim, *members}), 10,
                          what="the shim and the container's processes to be killed")
-        assert "frozen" not in palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
+        assert "icy" not in palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
+        # Its end was recorded before it went: killed (137).
+        assert "exitCode=137" in _die_events(palletd, "icy")
         assert palletd.container_cgroups(cid) == []
         assert not (palletd.run_root / "shims" / f"{cid}.sock").exists()
         assert palletd.mounts() == []
     finally:
         _cont(shim, *members)
+
+
+def test_rm_f_removes_a_container_whose_shim_was_stopped_while_palletd_was_down(
+    fresh_palletd: Any,
+) -> None:
+    palletd = fresh_palletd
+    palletd.cli_ok("run", "-d", "--name", "sleepy", "busybox", "sleep", "300")
+    cid, init = palletd.inspect("sleepy")["Id"], palletd.inspect("sleepy")["State"]["Pid"]
+    shim = parent_of(init)
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    os.kill(shim, signal.SIGSTOP)
+    try:
+        palletd._close_channel()
+        palletd.start()  # the shim is not re-adopted: it does not answer
+        assert palletd.inspect("sleepy")["State"]["Running"] is True
+        result = palletd.cli("rm", "-f", "sleepy", timeout=30)
+        assert result.returncode == 0, result
+        palletd.wait_for(lambda: gone(shim) and gone(init), 10,
+                         what="the shim and the container to be killed")
+        assert "sleepy" not in palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
+        assert "exitCode=137" in _die_events(palletd, "sleepy")
+        assert palletd.container_cgroups(cid) == []
+        assert not (palletd.run_root / "shims" / f"{cid}.sock").exists()
+    finally:
+        _cont(shim, init)
 
 
 def test_a_stopped_palletd_is_said_to_not_answer(fresh_palletd: Any, tmp_path: Path) -> None:
