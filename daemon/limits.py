@@ -1,7 +1,8 @@
 """The sizes palletd accepts for free-form values that it stores and repeats.
 
-Owns: the documented limits of labels, host names and working directories, and the
-checks that raise InvalidArgument naming the value. Docker sets none for labels; these are
+Owns: the documented limits of labels, a process's arguments and environment, an import's
+config changes, host names and working directories, and the checks that raise
+InvalidArgument naming the value. Docker sets none for labels; these are
 pallet's own, generous for any real use and small enough that one object cannot fill the
 store, the event journal or every listing (a label is stored with its object and copied
 into each of its events). Every front end shares them because the domain calls them.
@@ -11,7 +12,7 @@ at the gRPC edge, `pallet.daemon.api.inputs`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from pallet.v1.errors import InvalidArgument
 
@@ -21,6 +22,12 @@ MAX_LABEL_KEY = 1024
 MAX_LABEL_VALUE = 16 * 1024
 #: All the labels one request sets on one object: keys and values together (bytes).
 MAX_LABELS_TOTAL = 64 * 1024
+#: A process's arguments and environment together (bytes, each with its NUL): what execve
+#: takes with Linux's default 8 MiB stack (a quarter of it). A longer one could never run,
+#: and would only be stored, listed and copied into events.
+MAX_ARGS_AND_ENV = 2 * 1024 * 1024
+#: All the config changes of one import (`import -c`, Dockerfile lines), together (bytes).
+MAX_CHANGES = 1024 * 1024
 #: Linux's HOST_NAME_MAX: sethostname refuses a longer name.
 MAX_HOSTNAME = 64
 #: Linux's PATH_MAX less its NUL: chdir refuses a longer path.
@@ -58,6 +65,26 @@ def check_labels(labels: Mapping[str, str], what: str) -> None:
             f"the labels on {what} come to {total} bytes: all the labels of one object are "
             f"at most {MAX_LABELS_TOTAL} bytes ({MAX_LABELS_TOTAL // 1024} KiB), keys and "
             "values together"
+        )
+
+
+def check_args_and_env(args: Iterable[str], env: Iterable[str], what: str) -> None:
+    """Refuse a command and environment (of `what`: "the container") execve would refuse."""
+    total = sum(_size(item) + 1 for item in args) + sum(_size(item) + 1 for item in env)
+    if total > MAX_ARGS_AND_ENV:
+        raise InvalidArgument(
+            f"the command and environment of {what} come to {total} bytes: Linux runs a "
+            f"process with at most {MAX_ARGS_AND_ENV} bytes ({MAX_ARGS_AND_ENV >> 20} MiB) "
+            "of arguments and environment together"
+        )
+
+
+def check_changes(changes: Iterable[str]) -> None:
+    total = sum(_size(change) for change in changes)
+    if total > MAX_CHANGES:
+        raise InvalidArgument(
+            f"the config changes come to {total} bytes: one import takes at most "
+            f"{MAX_CHANGES} bytes ({MAX_CHANGES >> 20} MiB) of them"
         )
 
 

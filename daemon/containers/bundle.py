@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pallet.daemon.containers.merge import merge_env
 from pallet.daemon.containers.model import Container
-from pallet.daemon.limits import check_path
+from pallet.daemon.limits import check_args_and_env, check_path
 from pallet.v1.errors import InvalidArgument
 from pallet.shim.api.spec import (
     NS_CGROUP,
@@ -196,6 +196,7 @@ def exec_process(
             f"the working directory {working_dir!r} is invalid: it needs to be an absolute path"
         )
     check_path(working_dir, "the working directory")
+    check_args_and_env(args, env, "the exec")
     init = container_process(container)
     return Process(
         args=args,

@@ -2,7 +2,8 @@
 
 Owns: docker's merge rules (entrypoint/cmd, env by key, labels, stop signal and timeout)
 into `Config`, the checks and defaults of `HostConfig`, and their validation (with the
-size limits of `pallet.daemon.limits` for the caller's labels, host name and working dir).
+size limits of `pallet.daemon.limits` for the caller's labels, command and environment,
+host name and working dir).
 Must not: do I/O.
 """
 
@@ -18,7 +19,7 @@ from pallet.daemon.containers.model import (
     LogConfig,
 )
 from pallet.daemon.containers.signals import parse_signal
-from pallet.daemon.limits import check_hostname, check_labels, check_path
+from pallet.daemon.limits import check_args_and_env, check_hostname, check_labels, check_path
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import Image
 
@@ -66,6 +67,7 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
             "absolute path"
         )
     check_path(req.working_dir, "the working directory")
+    check_args_and_env((*(req.entrypoint or ()), *(req.cmd or ())), req.env, "the container")
     check_hostname(hostname)
     # The caller's labels only: an image's own (pulled, loaded) are not the caller's to fix.
     check_labels(req.labels, "the container")

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageConfig
-from pallet.daemon.limits import check_labels
+from pallet.daemon.limits import check_changes, check_labels
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _PORT = re.compile(r"(\d+)(?:-(\d+))?(?:/(tcp|udp|sctp))?", re.IGNORECASE)
@@ -159,7 +159,11 @@ _APPLY: dict[str, Callable[[ImageConfig, str], ImageConfig]] = {
 
 
 def apply_changes(config: ImageConfig, changes: Sequence[str]) -> ImageConfig:
-    """Apply each change in order; an unknown or malformed one is an InvalidArgument."""
+    """Apply each change in order; an unknown or malformed one is an InvalidArgument.
+
+    CPU-bound (shlex reads a character at a time): callers on an event loop run it in a thread.
+    """
+    check_changes(changes)
     for change in changes:
         instruction, *rest = re.split(r"\s+", change.strip(), maxsplit=1)
         args = rest[0] if rest else ""

@@ -141,7 +141,7 @@ class ImageManager:
                     f"cannot import as {reference!r}: give a name and tag, not a digest"
                 )
             references = (ref,)
-        config = apply_changes(ImageConfig(), changes)
+        config = await asyncio.to_thread(apply_changes, ImageConfig(), changes)
         async with self._staging() as lease:
             spool = await self._spool(chunks)
             try:

@@ -74,6 +74,7 @@ CASES = [
     Case("create 70 KB of labels", "containers", "Create", lambda: config(labels={f"k{i}": "x" * 10000 for i in range(7)}), "the labels on the container come to 70014 bytes"),
     Case("create 65-byte hostname", "containers", "Create", lambda: config(hostname="h" * 65), "invalid hostname"),
     Case("create 200 KB env entry", "containers", "Create", lambda: config(env=["A=" + "x" * 200_000]), "config.env[0] is 200002 bytes long"),
+    Case("create 2.1 MB of env", "containers", "Create", lambda: config(env=[f"V{i}=" + "x" * 100_000 for i in range(21)]), "the command and environment of the container come to"),
     Case("create negative stop timeout", "containers", "Create", lambda: config(stop_timeout=-1), "invalid stop timeout -1"),
     Case("create negative log max-size", "containers", "Create", lambda: config(log_max_size=-1), "invalid log options"),
     # --- the other container RPCs: the edge answers before the container is looked up
@@ -90,6 +91,7 @@ CASES = [
     Case("import reference NUL", "images", "Import", lambda: import_(reference="a\0:1"), "header.reference contains a NUL byte"),
     Case("import change NUL", "images", "Import", lambda: import_(changes=("ENV A=\0",)), "header.changes[0] contains a NUL byte"),
     Case("import 20 KiB label", "images", "Import", lambda: import_(changes=("LABEL a=" + "x" * 20480,)), "label 'a' on the image has a value of 20480 bytes"),
+    Case("import 1.1 MB of changes", "images", "Import", lambda: import_(changes=tuple(f"ENV V{i}=" + "x" * 120_000 for i in range(9))), "the config changes come to"),
     Case("import end size", "images", "Import", lambda: iter([ipb.ImportRequest(end=ipb.UploadEnd(size=2**64 - 1))]), "end.size is 18446744073709551615"),
     Case("tag NUL", "images", "Tag", lambda: ipb.TagImageRequest(source=IMAGE, target="x\0:1"), "target contains a NUL byte"),
     Case("rmi NUL", "images", "Remove", lambda: ipb.RemoveImageRequest(image="busybox\0"), "image contains a NUL byte"),
@@ -161,6 +163,18 @@ def test_a_create_whose_strings_are_not_utf8_is_refused_and_changes_nothing(pall
     )
     assert palletd.container_ids() == []
     assert raw.last_seq() == seq
+
+
+def test_exec_refuses_more_than_execve_takes_and_records_nothing(palletd: Any, image: str, raw: Raw) -> None:
+    palletd.cli_ok("run", "-d", "--name", "web", image, "sleep", "600")
+    seq = raw.last_seq()
+    request = cpb.ExecRequest(open=cpb.ExecOpen(container="web", cmd=["true"] + ["x" * 100_000] * 21))
+    with pytest.raises(grpc.RpcError) as refused:
+        for _ in raw.containers.Exec(iter([request]), timeout=30):
+            pass
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (refused.value.details() or "").startswith("the command and environment of the exec come to")
+    assert raw.last_seq() == seq  # no exec_create
 
 
 def test_stop_and_restart_refuse_a_negative_timeout_and_leave_it_running(palletd: Any, image: str, raw: Raw) -> None:

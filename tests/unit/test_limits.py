@@ -10,6 +10,8 @@ from pallet.daemon.containers.model import ConfigRequest, CreateRequest, HostCon
 from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.model import Image, ImageConfig
 from pallet.daemon.limits import (
+    MAX_ARGS_AND_ENV,
+    MAX_CHANGES,
     MAX_HOSTNAME,
     MAX_LABEL_KEY,
     MAX_LABEL_VALUE,
@@ -66,6 +68,22 @@ def test_labels_over_the_limits_are_refused_at_import() -> None:
     many = [f"LABEL k{i}=" + "v" * 10000 for i in range(7)]
     with pytest.raises(InvalidArgument, match="the labels on the image come to"):
         apply_changes(ImageConfig(), many)
+
+
+def test_a_command_and_environment_execve_would_refuse_is_refused_at_create() -> None:
+    entry = "x" * 100_000  # under MAX_ARG_STRLEN: each one alone is fine
+    fits = MAX_ARGS_AND_ENV // (len(entry) + 1)
+    _create(cmd=(entry,) * fits)
+    with pytest.raises(InvalidArgument, match=r"the command and environment of the container come to \d+ bytes: Linux runs a process with at most 2097152 bytes"):
+        _create(cmd=("sh",), env=tuple(f"V{i}={entry}" for i in range(fits + 1)))
+    with pytest.raises(InvalidArgument, match="the command and environment of the container"):
+        _create(entrypoint=(entry,) * fits, cmd=(entry,) * 2)
+
+
+def test_the_changes_of_one_import_are_bounded() -> None:
+    apply_changes(ImageConfig(), ["CMD " + "x" * (MAX_CHANGES - 4)])
+    with pytest.raises(InvalidArgument, match="the config changes come to 1048584 bytes: one import takes at most 1048576"):
+        apply_changes(ImageConfig(), ["CMD " + "x" * (MAX_CHANGES - 4), "USER app"])
 
 
 def test_hostname_and_working_dir_are_bounded_as_linux_bounds_them() -> None:
