@@ -53,6 +53,8 @@ def _env_entry(entry: str, environ: Mapping[str, str], where: str) -> str | None
         raise InvalidArgument(f"invalid environment variable {entry!r}{where}: the name is empty")
     if any(ch.isspace() for ch in name):
         raise InvalidArgument(f"variable {name!r}{where} contains whitespaces")
+    if "\0" in entry:  # only a file can carry one: argv cannot
+        raise InvalidArgument(f"variable {name!r}{where} contains a NUL byte")
     if sep:
         return entry
     if name in environ:

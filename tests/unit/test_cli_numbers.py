@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pallet.client.cli import main
-from pallet.client.options import parse_tail, parse_time
+from pallet.client.options import parse_env_file, parse_tail, parse_time
 from pallet.client.requests import parse_log_opts
 from pallet.v1.errors import InvalidArgument
 
@@ -67,3 +67,10 @@ def test_times_past_a_timestamps_range_are_refused() -> None:
     with pytest.raises(InvalidArgument, match="out of range"):
         parse_time("3000000h", 0)  # ~342 years before 1970
     assert parse_time("300000h", 0) == (-300000 * 3600, 0)  # 1935 is fine
+
+
+def test_an_env_file_with_a_nul_byte_names_the_line(tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_bytes(b"A=1\nB=x\x00y\n")
+    with pytest.raises(InvalidArgument, match=f"^variable 'B' \\(line 2 of {env_file}\\) contains a NUL byte$"):
+        parse_env_file(str(env_file), {})
