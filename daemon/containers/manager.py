@@ -104,8 +104,8 @@ class ContainerManager(RunEnds):
         self._containers: dict[str, Container] = {}
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
-        # Containers an `rm -f` is removing: no start of them begins (`rm -f` always wins).
-        self._removing: set[str] = set()
+        # Containers `rm -f` calls are removing (how many): no start of them begins.
+        self._removing: dict[str, int] = {}
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
@@ -558,7 +558,8 @@ class ContainerManager(RunEnds):
         # `rm -f` always wins: from here on no start of the container begins; one already
         # under way (holding the lock) may still get it running, so kill -> wait -> lock
         # goes round until the lock is held with nothing running. Twice at most.
-        self._removing.add(c.id)
+        cid = c.id
+        self._removing[cid] = self._removing.get(cid, 0) + 1
         try:
             while True:
                 run = self._runs.get(c.id)
@@ -578,7 +579,9 @@ class ContainerManager(RunEnds):
                     await self._remove_locked(c)
                     return
         finally:
-            self._removing.discard(c.id)
+            self._removing[cid] -= 1
+            if not self._removing[cid]:
+                del self._removing[cid]
 
     def _present(self, container_id: str, ref: str) -> Container:
         c = self._containers.get(container_id)

@@ -3,8 +3,9 @@
 Owns: `ShimLauncherImpl` (starts `pallet-shim launcher` on first use, or finds the one a
 previous palletd left running; asks it to fork a shim per container; reconnects to live
 shims) and `ShimClientImpl` with its `Stdio` / `ExecSession` streams. Every request has a
-deadline, so a hung shim surfaces as `DeadlineExceeded` and a dead one as `Unavailable`;
-neither can hang the daemon. Must not: interpret container state (the container manager
+deadline, so a hung shim surfaces as `DeadlineExceeded` ("the shim (pid N) of container X
+does not answer (stopped or hung)"; at once for one /proc shows stopped) and a dead one as
+`Unavailable`; neither can hang the daemon. Must not: interpret container state (the container manager
 does) or keep shims alive (they outlive palletd by design).
 
 Connections: one control connection per client for short requests (serialised by a lock),

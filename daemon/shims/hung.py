@@ -79,7 +79,7 @@ def _socket_inodes(pid: int, socket_path: str) -> set[int]:
     except OSError:
         return inodes
     for line in lines:
-        fields = line.split()
+        fields = line.split(None, 7)  # the path, last, may hold spaces
         if len(fields) < 8:
             continue
         path = fields[7]
