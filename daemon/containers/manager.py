@@ -461,7 +461,13 @@ class ContainerManager(RunEnds):
                 f"container {c.name} is not running: there is nothing to signal"
             )
         run.stopped = True
-        await run.shim.kill(num)
+        try:
+            await run.shim.kill(num)
+        except DeadlineExceeded as e:
+            raise DeadlineExceeded(
+                f"cannot signal container {c.name}: {e.message}. `pallet rm -f {c.name}` "
+                "kills the shim and the container's processes"
+            ) from None
 
     async def stop(self, ref: str, timeout: int | None = None) -> None:
         c = self.resolve(ref)

@@ -79,6 +79,9 @@ def test_stop_of_a_container_whose_shim_is_stopped_says_the_shim_does_not_answer
         assert f"shim (pid {shim})" in result.stderr, result.stderr
         assert "does not answer" in result.stderr, result.stderr
         assert "stuck in the kernel" not in result.stderr, result.stderr
+        result = palletd.cli("kill", "frozen", timeout=30)
+        assert result.returncode != 0, result
+        assert "cannot signal container frozen: the shim" in result.stderr, result.stderr
         # A failed stop changes nothing: the container still runs under its (stopped) shim.
         assert palletd.inspect("frozen")["State"]["Running"] is True
         assert not gone(init)

@@ -174,7 +174,9 @@ async def test_stop_of_a_container_whose_shim_hangs_says_it_does_not_answer(
     assert "does not answer" in message and "rm -f web" in message, message
     assert "stuck in the kernel" not in message
     assert manager.get("web").state.status.value == "running"
-    assert launcher.killed == []  # a stop never kills the shim itself
+    with pytest.raises(DeadlineExceeded, match="^cannot signal container web: the shim"):
+        await asyncio.wait_for(manager.kill("web", "HUP"), BOUND_S)
+    assert launcher.killed == []  # neither stop nor kill kills the shim itself
 
 
 async def test_rm_f_of_a_container_whose_shim_hangs_kills_the_shim_and_removes_it(
