@@ -50,7 +50,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         if crashes.armed:
             log.warning("fault injection armed", crash_at=sorted(crashes.armed))
         events = EventBus(
-            db, RetentionPolicy(config.events_max_count, config.events_max_age_s)
+            db, RetentionPolicy(config.events_max_count, config.events_max_age_s, config.events_max_bytes)
         )
         await events.start()
         stack.push_async_callback(events.aclose)

@@ -28,10 +28,11 @@ class Config:
     # Live restore is the default: SIGTERM leaves containers running under their shims.
     # Hosts that want docker's old behaviour stop them (stop signal, then SIGKILL).
     stop_containers_on_exit: bool = False
-    # Event journal retention: at most this many events, none older than this many
-    # seconds (the default keeps a week or 100,000 events, whichever is less).
+    # Event journal retention: at most this many events and bytes, none older than this
+    # many seconds (the default keeps a week, 100,000 events or 128 MiB, whichever is least).
     events_max_count: int = 100_000
     events_max_age_s: int = 7 * 24 * 3600
+    events_max_bytes: int = 128 * 1024 * 1024
     # Registries spoken to over plain HTTP (host[:port]); loopback ones always are.
     insecure_registries: tuple[str, ...] = ()
     # `<dir>/<host:port>/ca.crt`: a registry's own CA (docker's certs.d layout).

@@ -53,6 +53,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--events-max-age", type=_duration, default=7 * 24 * 3600, metavar="AGE",
         help="drop journalled events older than AGE: seconds, or with a unit s/m/h/d (default 7d)",
     )
+    p.add_argument(
+        "--events-max-bytes", type=_size, default=128 * 1024 * 1024, metavar="SIZE",
+        help="keep at most SIZE of events in the event journal: bytes, or with a unit k/m/g (default 128m)",
+    )
     return p.parse_args(argv)
 
 
@@ -67,6 +71,22 @@ def _positive(text: str) -> int:
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def _size(text: str) -> int:
+    """Bytes from `1048576`, `512k`, `128m` or `1g` (binary units, as docker's sizes)."""
+    unit = _SIZE_UNITS.get(text[-1:].lower(), 0)
+    number = text[:-1] if unit else text
+    try:
+        value = int(number) * (unit or 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size: use bytes or a number with k, m or g"
+        ) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a size of 1 byte or more")
+    return value
 
 
 def _duration(text: str) -> int:
@@ -132,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
         stop_containers_on_exit=args.stop_containers_on_exit,
         events_max_count=args.events_max_count,
         events_max_age_s=args.events_max_age,
+        events_max_bytes=args.events_max_bytes,
         crash_at=os.environ.get("PALLET_CRASH_AT", ""),
     )
     try:

@@ -20,14 +20,17 @@ from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.events.filters import parse_filters
-from pallet.daemon.events.model import Event
+from pallet.daemon.events.model import Event, memory_size
 from pallet.v1 import events_pb2 as pb
 
 SERVICE = pb.DESCRIPTOR.services_by_name["EventsService"].full_name
 
-# Recent events kept serialised. Live subscribers are usually a few events apart; one
-# further behind than this (or replaying older events) serialises its own copy.
+# Recent events kept serialised: at most this many, holding at most this many bytes (the
+# bytes plus the event they came from, `memory_size`). Live subscribers are usually a few
+# events apart; one further behind (or replaying older events) serialises its own copy.
+# By bytes too, because labels make one event anything from 300 bytes to 100 KiB.
 WIRE_CACHE_EVENTS = 1024
+WIRE_CACHE_BYTES = 8 * 1024 * 1024
 
 
 class WireCache:
@@ -39,20 +42,31 @@ class WireCache:
     cached (another bus in a test) is serialised anew, never answered from the cache.
     Only events among the newest `size` (by `head`, the bus's last seq) are kept: a
     subscriber replaying an old stretch of the journal must not push out what the live
-    subscribers share.
+    subscribers share. The oldest entries go first once `size` events or `max_bytes`
+    bytes are held; an event costing more than `max_bytes` alone is never kept.
     """
 
-    __slots__ = ("_entries", "_size", "_head")
+    __slots__ = ("_entries", "_size", "_max_bytes", "_bytes", "_head")
 
     def __init__(
-        self, size: int = WIRE_CACHE_EVENTS, head: Callable[[], int] | None = None
+        self,
+        size: int = WIRE_CACHE_EVENTS,
+        head: Callable[[], int] | None = None,
+        max_bytes: int = WIRE_CACHE_BYTES,
     ) -> None:
-        self._entries: dict[int, tuple[Event, bytes]] = {}
+        self._entries: dict[int, tuple[Event, bytes, int]] = {}
         self._size = size
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._head = head
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def held_bytes(self) -> int:
+        """What the entries hold: their bytes and their events (`memory_size`)."""
+        return self._bytes
 
     def get(self, event: Event) -> bytes:
         hit = self._entries.get(event.seq)
@@ -62,12 +76,18 @@ class WireCache:
         data = convert.subscribe_response_bytes(event)
         if self._head is not None and event.seq <= self._head() - self._size:
             return data  # replayed history: serialised for this subscriber alone
+        cost = len(data) + memory_size(event)
+        if cost > self._max_bytes:
+            return data  # alone larger than the whole cache
         entries = self._entries
-        entries.pop(event.seq, None)
-        if len(entries) >= self._size:
+        if hit is not None:
+            del entries[event.seq]
+            self._bytes -= hit[2]
+        while entries and (len(entries) >= self._size or self._bytes + cost > self._max_bytes):
             # Dicts keep insertion order: the first entry is the oldest.
-            del entries[next(iter(entries))]
-        entries[event.seq] = (event, data)
+            self._bytes -= entries.pop(next(iter(entries)))[2]
+        entries[event.seq] = (event, data, cost)
+        self._bytes += cost
         return data
 
 

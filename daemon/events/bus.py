@@ -1,11 +1,15 @@
 """The one event bus: journal, sequence numbers, live fan-out and replay.
 
-Owns: the `events` table (a gap-free, monotonically increasing `seq` that survives
-restarts), delivery to live subscribers, and replay from the journal followed by live events
-with no gap and no duplicate at the seam. Must not: know what the events mean.
+Owns: journalling events (a gap-free, monotonically increasing `seq` that survives
+restarts) and keeping the journal within its retention policy on every commit, delivery to
+live subscribers, and replay from the journal followed by live events with no gap and no
+duplicate at the seam. Must not: know what the events mean, or lay out the table (that is
+`journal`).
 
-A subscriber gets a bounded queue. Publishing never waits for a subscriber: one that falls
-behind is cut off with `Lagging`, which tells it the seq to resume from.
+A subscriber gets a queue bounded by count and by bytes. Publishing never waits for a
+subscriber: one that falls behind is cut off with `Lagging`, which tells it the seq to
+resume from. A resume from a seq whose successors were pruned cannot be gap-free: it is
+refused with `OutOfRange`, naming the oldest seq kept.
 """
 
 from __future__ import annotations
@@ -15,38 +19,32 @@ import json
 import sqlite3
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TypeVar
 
 import structlog
 
-from pallet.v1.errors import PalletError
+from pallet.v1.errors import OutOfRange, PalletError
+from pallet.daemon.events import journal
 from pallet.daemon.events.filters import EventFilter
-from pallet.daemon.events.model import Event, Notice
+from pallet.daemon.events.journal import RetentionPolicy
+from pallet.daemon.events.model import Event, Notice, memory_size
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger(__name__)
 
-SCHEMA = [
-    """CREATE TABLE IF NOT EXISTS events (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
-        time_ns INTEGER NOT NULL,
-        type TEXT NOT NULL,
-        action TEXT NOT NULL,
-        actor_id TEXT NOT NULL,
-        attributes TEXT NOT NULL
-    )""",
-    "CREATE INDEX IF NOT EXISTS events_time ON events(time_ns)",
-]
+__all__ = ["EventBus", "Lagging", "RetentionPolicy"]
 
 T = TypeVar("T")
 
+# A subscriber's queue holds at most this many events, and this many bytes of them
+# (`memory_size`): 10,000 small events, or a few hundred carrying 64 KiB of labels each.
 QUEUE_LIMIT = 10_000
+QUEUE_BYTES = 16 * 1024 * 1024
 REPLAY_BATCH = 1_000
-# Most live events a subscriber takes off its queue at once (`subscribe_batches`).
+# Most live events a subscriber takes off its queue at once (`subscribe_batches`), and
+# most bytes of them (at least one event is taken, whatever its size).
 BATCH_LIMIT = 256
-# The journal is pruned at start and then once every this many events.
-PRUNE_EVERY = 1_000
+BATCH_BYTES = 1024 * 1024
 
 
 class Lagging(PalletError):
@@ -61,27 +59,24 @@ class Lagging(PalletError):
         self.resume_seq = resume_seq
 
 
-@dataclass(frozen=True, slots=True)
-class RetentionPolicy:
-    """How much of the journal to keep: at most `max_events`, none older than `max_age_s`.
-
-    The default keeps a week or 100,000 events, whichever is less (`palletd
-    --events-max-count`, `--events-max-age`).
-    """
-
-    max_events: int = 100_000
-    max_age_s: int = 7 * 24 * 3600
-
-    def __post_init__(self) -> None:
-        if self.max_events < 1 or self.max_age_s < 1:
-            raise ValueError("event retention must keep at least one event for one second")
+def pruned(since_seq: int, oldest: int, policy: RetentionPolicy) -> OutOfRange:
+    """The refusal of a resume after `since_seq` when the journal starts at `oldest`."""
+    first = since_seq + 1
+    missing = f"event {first} was" if first == oldest - 1 else f"events {first} to {oldest - 1} were"
+    return OutOfRange(
+        f"cannot resume after seq {since_seq} without a gap: {missing} pruned from the "
+        f"journal ({policy.describe()}); the oldest kept is seq {oldest}: resume with "
+        f"since_seq={oldest - 1} (pallet events --since-seq {oldest - 1}) to accept the gap"
+    )
 
 
 class _Subscriber:
-    __slots__ = ("queue", "lagging")
+    __slots__ = ("queue", "queued_bytes", "lagging")
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[Event] = asyncio.Queue(QUEUE_LIMIT)
+        # Each event with its `memory_size`, computed once at publish.
+        self.queue: asyncio.Queue[tuple[Event, int]] = asyncio.Queue(QUEUE_LIMIT)
+        self.queued_bytes = 0
         # Set when the queue overflowed: nothing more is queued for this subscriber.
         self.lagging = False
 
@@ -122,12 +117,16 @@ class EventBus:
         self._db = db
         self._retention = retention
         self._subscribers: set[_Subscriber] = set()
-        # Serialises publishers so live delivery happens in seq order.
+        # Serialises writers of the journal: live delivery happens in seq order, and
+        # `_journal_bytes` stays what the table holds.
         self._lock = asyncio.Lock()
         self._last_seq = 0
+        self._journal_bytes = 0
 
     async def start(self) -> None:
-        await self._db.migrate("events", SCHEMA)
+        await self._db.migrate("events", journal.SCHEMA)
+        await self._db.transaction(journal.upgrade)
+        self._journal_bytes = await self._db.run(journal.total_bytes)
         await self.prune()
         self._last_seq = await self._db.run(
             lambda c: int(c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
@@ -140,22 +139,25 @@ class EventBus:
     def last_seq(self) -> int:
         return self._last_seq
 
+    @property
+    def journal_bytes(self) -> int:
+        """What the journal holds, in `journal.row_size` bytes."""
+        return self._journal_bytes
+
     async def prune(self) -> int:
-        """Drop journal entries beyond the retention policy; return how many went."""
-        keep, max_age = self._retention.max_events, self._retention.max_age_s
-        cutoff = time.time_ns() - max_age * 1_000_000_000
+        """Drop journal entries beyond the retention policy; return how many went.
 
-        def prune(conn: sqlite3.Connection) -> int:
-            # Never delete the newest row: AUTOINCREMENT keeps seq monotonic anyway, but
-            # keeping it makes MAX(seq) meaningful for `info`.
-            cur = conn.execute(
-                "DELETE FROM events WHERE seq < (SELECT MAX(seq) FROM events) AND "
-                "(time_ns < ? OR seq <= (SELECT MAX(seq) FROM events) - ?)",
-                (cutoff, keep),
-            )
-            return cur.rowcount
+        Every commit prunes as well, so this is needed only when the policy changed (at
+        start) or time passed with nothing published."""
+        async with self._lock:
+            held = self._journal_bytes
 
-        return await self._db.run(prune)
+            def prune(conn: sqlite3.Connection) -> tuple[int, int]:
+                return journal.prune(conn, self._retention, time.time_ns(), held)
+
+            dropped, dropped_bytes = await self._db.transaction(prune)
+            self._journal_bytes = held - dropped_bytes
+            return dropped
 
     async def publish(
         self,
@@ -200,63 +202,95 @@ class EventBus:
     ) -> tuple[T, list[Event]]:
         async with self._lock:
             now = time.time_ns()
+            held = self._journal_bytes
 
-            def write(conn: sqlite3.Connection) -> tuple[T, list[Event]]:
+            def write(conn: sqlite3.Connection) -> tuple[T, list[Event], int]:
                 result, notices = change(conn)
-                events = []
+                events, size = [], held
                 for n in notices:
                     attrs = dict(n.attributes)
+                    text = json.dumps(attrs, sort_keys=True)
+                    row_size = journal.row_size(n.type, n.action, n.actor_id, text)
                     cur = conn.execute(
-                        "INSERT INTO events (time_ns, type, action, actor_id, attributes) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        (now, n.type, n.action, n.actor_id, json.dumps(attrs, sort_keys=True)),
+                        "INSERT INTO events (time_ns, size, type, action, actor_id, attributes) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (now, row_size, n.type, n.action, n.actor_id, text),
                     )
                     assert cur.lastrowid is not None
                     events.append(Event(cur.lastrowid, n.type, n.action, n.actor_id, attrs, now))
-                return result, events
+                    size += row_size
+                if events:
+                    size -= self._prune_in(conn, now, size)
+                return result, events, size
 
-            result, events = await self._db.transaction(write)
+            result, events, self._journal_bytes = await self._db.transaction(write)
             for event in events:
                 self._deliver(event)
-        if events and events[-1].seq // PRUNE_EVERY != (events[0].seq - 1) // PRUNE_EVERY:
-            # Outside the lock, and never the publisher's failure: its change is committed
-            # and delivered already; the next round tries again.
-            try:
-                await self.prune()
-            except sqlite3.Error as error:
-                log.warning("event journal prune failed", reason=str(error))
         for e in events:
             log.debug("event", seq=e.seq, type=e.type, action=e.action, actor_id=e.actor_id)
         return result, events
 
+    def _prune_in(self, conn: sqlite3.Connection, now_ns: int, held: int) -> int:
+        """Prune inside a commit's transaction, so the journal never holds more than the
+        policy allows once the commit is visible; return the bytes dropped.
+
+        Never the publisher's failure: its change stands, and the next commit tries again.
+        """
+        conn.execute("SAVEPOINT prune")
+        try:
+            _, dropped_bytes = journal.prune(conn, self._retention, now_ns, held)
+        except sqlite3.Error as error:
+            conn.execute("ROLLBACK TO prune")
+            conn.execute("RELEASE prune")
+            log.warning("event journal prune failed", reason=str(error))
+            return 0
+        conn.execute("RELEASE prune")
+        return dropped_bytes
+
     def _deliver(self, event: Event) -> None:
         self._last_seq = event.seq
+        size = memory_size(event)
         for sub in self._subscribers:
             if sub.lagging:
                 continue
+            # A single event larger than the whole byte bound still goes to an empty queue.
+            if sub.queued_bytes and sub.queued_bytes + size > QUEUE_BYTES:
+                sub.lagging = True
+                continue
             try:
-                sub.queue.put_nowait(event)
+                sub.queue.put_nowait((event, size))
             except asyncio.QueueFull:
                 sub.lagging = True
+                continue
+            sub.queued_bytes += size
 
     async def _replay(
-        self, since_seq: int, since_ns: int, upto_seq: int
+        self, since_seq: int, since_ns: int, upto_seq: int, gap_free: bool
     ) -> AsyncIterator[list[Event]]:
+        """Journal entries after `since_seq` up to `upto_seq`. With `gap_free` (a resume
+        by seq), `OutOfRange` when the one right after `since_seq` is no longer kept; and
+        whatever the start, `OutOfRange` when entries not yet replayed are pruned meanwhile
+        (each batch reads the oldest seq kept with its rows, in one go on the db thread)."""
         after = since_seq
         while after < upto_seq:
 
-            def fetch(conn: sqlite3.Connection, after: int = after) -> list[sqlite3.Row]:
-                return conn.execute(
+            def fetch(
+                conn: sqlite3.Connection, after: int = after
+            ) -> tuple[int | None, list[sqlite3.Row]]:
+                rows = conn.execute(
                     "SELECT * FROM events WHERE seq > ? AND seq <= ? AND time_ns >= ? "
                     "ORDER BY seq LIMIT ?",
                     (after, upto_seq, since_ns, REPLAY_BATCH),
                 ).fetchall()
+                return journal.oldest_seq(conn), rows
 
-            rows = await self._db.run(fetch)
+            oldest, rows = await self._db.run(fetch)
+            if gap_free and oldest is not None and after + 1 < oldest:
+                raise pruned(after, oldest, self._retention)
             if not rows:
                 return
             yield [_row_to_event(row) for row in rows]
-            after = rows[-1]["seq"]
+            after, gap_free = rows[-1]["seq"], True
 
     async def subscribe(
         self,
@@ -271,6 +305,10 @@ class EventBus:
         (0, Unix time 0, as docker reads `--since 0`: the whole journal too). With
         `until_ns` the stream ends after the last event at or before it (at once when it
         is in the past). None: not given.
+
+        A `since_seq` above 0 is a resume: `OutOfRange` when the events right after it
+        were pruned (or it is past the newest event: a journal other than the one it came
+        from), instead of a stream that silently starts later.
         """
         batches = self.subscribe_batches(flt, since_seq, since_ns, until_ns)
         try:
@@ -299,9 +337,16 @@ class EventBus:
         self._subscribers.add(sub)
         try:
             last = 0
+            if since_seq is not None and since_seq > self._last_seq:
+                raise OutOfRange(
+                    f"cannot resume after seq {since_seq}: the newest event in the journal "
+                    f"is seq {self._last_seq} (a seq from another palletd's journal?); "
+                    "since_seq=0 replays the whole journal"
+                )
             if since_seq is not None or since_ns is not None:
                 upto = self._last_seq
-                async for rows in self._replay(since_seq or 0, since_ns or 0, upto):
+                gap_free = bool(since_seq)
+                async for rows in self._replay(since_seq or 0, since_ns or 0, upto, gap_free):
                     batch, last, ended = _admit(rows, last, flt, until_ns)
                     if batch:
                         yield batch
@@ -314,21 +359,28 @@ class EventBus:
                 return
             queue = sub.queue
             while True:
-                waiting = []
+                waiting: list[Event] = []
+                taken = 0
                 if queue.empty():
                     if sub.lagging:
                         raise Lagging(last)
                     if until_ns is None:
-                        waiting.append(await queue.get())
+                        event, size = await queue.get()
                     else:
                         timeout = max(0.0, (until_ns - time.time_ns()) / 1e9)
                         try:
-                            waiting.append(await asyncio.wait_for(queue.get(), timeout))
+                            event, size = await asyncio.wait_for(queue.get(), timeout)
                         except TimeoutError:
                             return
-                # Capped, so a subscriber holds at most BATCH_LIMIT events beyond its queue's.
-                while len(waiting) < BATCH_LIMIT and not queue.empty():
-                    waiting.append(queue.get_nowait())
+                    waiting.append(event)
+                    taken += size
+                # Capped, so a subscriber holds at most BATCH_LIMIT events and about
+                # BATCH_BYTES beyond its queue's.
+                while len(waiting) < BATCH_LIMIT and taken < BATCH_BYTES and not queue.empty():
+                    event, size = queue.get_nowait()
+                    waiting.append(event)
+                    taken += size
+                sub.queued_bytes -= taken
                 batch, last, ended = _admit(waiting, last, flt, until_ns)
                 if batch:
                     yield batch

@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from pallet.daemon.api import convert
-from pallet.daemon.api.events import WireCache
+from pallet.daemon.api.events import WIRE_CACHE_BYTES, WireCache
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.events.filters import parse_filters
 from pallet.daemon.events.model import Event
@@ -76,6 +76,30 @@ def test_replayed_history_does_not_push_out_the_live_events() -> None:
             Event(seq, "image", "tag", f"sha256:{seq}")
         )
     assert cache.get(live) is first and len(cache) == 1
+
+
+def big_event(seq: int) -> Event:
+    # The largest labels an object may carry: 4 of 16 KiB, 64 KiB in all.
+    labels = {f"big{i}": f"{seq:08d}" * 2048 for i in range(4)}
+    return Event(seq, "container", "create", f"{seq:064d}", {"name": f"c{seq}", **labels}, seq)
+
+
+def test_the_cache_is_bounded_by_bytes_and_keeps_the_newest() -> None:
+    head = 2_000
+    cache = WireCache(head=lambda: head)
+    for seq in range(1, head + 1):  # as many as a live fan-out of big events makes
+        event = big_event(seq)
+        assert cache.get(event) == per_subscriber(event)
+        assert cache.held_bytes <= WIRE_CACHE_BYTES
+    assert 0 < len(cache) < 1024, "the cache kept events by count only"
+    newest = big_event(head)
+    assert cache.get(newest) is cache.get(newest), "the newest event is not shared"
+    small = WireCache(max_bytes=200 * 1024)
+    kept = [small.get(big_event(seq)) for seq in (1, 2, 3)]
+    assert len(small) == 1 and small.get(big_event(3)) is kept[2]
+    # One event larger than the whole cache is serialised but never kept.
+    tiny = WireCache(max_bytes=1024)
+    assert tiny.get(big_event(1)) == per_subscriber(big_event(1)) and len(tiny) == 0
 
 
 @pytest.fixture
