@@ -157,3 +157,35 @@ def test_bad_retention_flags_are_refused(tmp_path: Any) -> None:
         )
         assert result.returncode == 2
         assert message in result.stderr
+
+
+def test_a_small_journal_holds_its_count_and_refuses_a_resume_with_a_gap(
+    fresh_palletd: Any,
+) -> None:
+    palletd = fresh_palletd
+    palletd.stop()
+    palletd.extra_args = ["--events-max-count", "3"]
+    try:
+        palletd.start()
+        for i in range(6):
+            palletd.cli_ok("create", "--name", f"gap{i}", "busybox", "true")
+        out = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s", timeout=30)
+        # Every commit prunes: exactly the count named, the newest ones.
+        seqs = [int(m.group(1)) for m in re.finditer(r"^\[(\d+)\] ", out, re.M)]
+        assert len(seqs) == 3 and "name=gap5" in out.splitlines()[-1], out
+        assert seqs == list(range(seqs[0], seqs[0] + 3))
+        oldest = seqs[0]
+        refused = palletd.cli("events", "--since-seq", "1", "--until", "0s", timeout=30)
+        assert refused.returncode == 1 and refused.stdout == "", refused
+        err = refused.stderr.strip()
+        assert err.startswith("Error: cannot resume after seq 1 without a gap: events 2 to "), err
+        assert f"the oldest kept is seq {oldest}" in err and "--events-max-count 3" in err, err
+        assert f"--since-seq {oldest - 1}" in err and len(err.splitlines()) == 1, err
+        # Accepting the gap as the message says gives what is kept.
+        accepted = palletd.cli_ok("events", "--since-seq", str(oldest - 1), "--until", "0s",
+                                  timeout=30)
+        assert accepted == out
+        for i in range(6):
+            palletd.cli_ok("rm", f"gap{i}")
+    finally:
+        palletd.extra_args = []
