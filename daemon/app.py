@@ -6,6 +6,7 @@ has `start()` and `aclose()`; nothing is global, nothing happens at import time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store.db import Database
 from pallet.daemon.store.lock import DirectoryLock
+from pallet.daemon.store.space import SpaceReserve
 from pallet.daemon.system import SystemInfo
 
 log = structlog.get_logger(__name__)
@@ -42,7 +44,11 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             lock.start()
             stack.callback(lock.aclose)
 
-        db = Database(config.root / "pallet.db")
+        # Space on the state disk that only essential writes (recording an exit, rm,
+        # prune) get back when it is full: the way out of a full disk goes through them.
+        reserve = SpaceReserve(config.root / "reserve")
+        await asyncio.to_thread(reserve.start)
+        db = Database(config.root / "pallet.db", reserve)
         await db.start()
         stack.push_async_callback(db.aclose)
 

@@ -11,6 +11,7 @@ handlers. Must not: know any service.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, cast
@@ -42,6 +43,15 @@ def status_code(err: PalletError) -> grpc.StatusCode:
 async def _abort(context: Ctx, exc: BaseException, rpc: str) -> None:
     if isinstance(exc, PalletError):
         await context.abort(status_code(exc), exc.message)
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        # The managers name the full disk where they write; this is the net under them.
+        log.warning("disk full", rpc=rpc, path=exc.filename, reason=str(exc))
+        where = f" writing {exc.filename}" if exc.filename else ""
+        await context.abort(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            f"{rpc} failed{where}: no space left on the device: free space (pallet rm of "
+            "containers, pallet image prune, or outside pallet) and try again",
+        )
     log.exception("internal error", rpc=rpc, exc_info=exc)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error in {rpc}: {type(exc).__name__}: {exc}"

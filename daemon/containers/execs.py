@@ -35,9 +35,11 @@ from pallet.v1.errors import (
     InvalidArgument,
     NotFound,
     PalletError,
+    ResourceExhausted,
 )
 from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
+from pallet.daemon.store import space
 from pallet.daemon.shims.api import ExecSession, ShimClient, ShimLauncher
 from pallet.shim.api.spec import ExecSpec, ExitStatus
 
@@ -85,6 +87,8 @@ class ExecTracker:
         self._clock = clock
         self._pending: dict[str, ExecRecord] = {}
         self._ended: dict[str, asyncio.Future[ExitStatus]] = {}
+        # Ends known but not written (a full disk), until `settle` writes them.
+        self._unwritten: dict[str, ExitStatus] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
@@ -201,17 +205,32 @@ class ExecTracker:
         attrs = {**record.attributes, "exitCode": str(status.exit_code)}
         if status.error:
             attrs["error"] = status.error
-        await self._events.publish(
-            "container", "exec_die", record.container_id, attrs,
-            also=exec_delete_writer(record.id),
-        )  # fmt: skip
+        try:
+            with space.essential():  # an end that happened: it may spend the disk's reserve
+                await self._events.publish(
+                    "container", "exec_die", record.container_id, attrs,
+                    also=exec_delete_writer(record.id),
+                )  # fmt: skip
+        except ResourceExhausted as e:
+            # The client still hears how it ended; the record is written when its container
+            # goes (`settle`) or palletd restarts, from what is kept here.
+            log.warning("cannot write the end of an exec; kept until its container goes",
+                        exec_id=record.id, reason=str(e))
+            self._pending[record.id] = record
+            self._unwritten[record.id] = status
+            self._answer(record.id, status)
+            return
+        self._unwritten.pop(record.id, None)
         try:
             await asyncio.to_thread(
                 self._launcher.discard_exec_exit, Path(record.state_dir), record.id
             )
         except (OSError, PalletError) as e:
             log.warning("could not remove an exec's exit file", exec_id=record.id, reason=str(e))
-        ended = self._ended.pop(record.id, None)
+        self._answer(record.id, status)
+
+    def _answer(self, exec_id: str, status: ExitStatus) -> None:
+        ended = self._ended.pop(exec_id, None)
         if ended is not None and not ended.done():
             ended.set_result(status)
 
@@ -244,4 +263,7 @@ class ExecTracker:
                 task.cancel()
             record = self._pending.get(exec_id)
             if record is not None:  # else its watcher recorded the end
-                await self._end(record, await self._from_disk(record, "its container was removed"))
+                status = self._unwritten.get(exec_id) or await self._from_disk(
+                    record, "its container was removed"
+                )
+                await self._end(record, status)

@@ -17,6 +17,8 @@ archives (the image store does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
 import signal
 import time
@@ -40,7 +42,7 @@ from pallet.daemon.containers.model import (
 )
 from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.restore import Restorer
-from pallet.daemon.containers.runs import RunEnds
+from pallet.daemon.containers.runs import HeldEnd, RunEnds
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
 from pallet.daemon.containers.start import ContainerStart, StartDeps
@@ -59,6 +61,7 @@ from pallet.v1.errors import (
     InvalidArgument,
     NotFound,
     PalletError,
+    ResourceExhausted,
 )
 from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.faults import NO_CRASHES, CrashHook
@@ -66,6 +69,7 @@ from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import ShimClient, ShimLauncher, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
+from pallet.daemon.store import space
 
 log = structlog.get_logger(__name__)
 
@@ -109,6 +113,7 @@ class ContainerManager(RunEnds):
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
+        self._held: dict[str, HeldEnd] = {}
         self._closing = False
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
         self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent, clock)
@@ -154,9 +159,12 @@ class ContainerManager(RunEnds):
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        for run in self._runs.values():
+        # Shims of ends not yet written keep them: a palletd started later finds them.
+        shims = [r.shim for r in self._runs.values()]
+        shims += [h.shim for h in self._held.values() if h.shim is not None]
+        for shim in shims:
             try:
-                await run.shim.aclose()
+                await shim.aclose()
             except PalletError:
                 pass
         self._runs.clear()
@@ -298,6 +306,8 @@ class ContainerManager(RunEnds):
         target = state.get("status", c.state.status)
         assert isinstance(target, Status)
         check_transition(c.name, c.state.status, target)
+        # An end held in memory (a full disk) is written first: events stay in order.
+        await self.write_held(c.id)
         updated = c.with_state(**state)
         if event is None:
             await self._records.update(updated)
@@ -346,7 +356,12 @@ class ContainerManager(RunEnds):
         try:
             # Files first, record last: a crash in between leaves only a dir, which
             # start() removes as an orphan; a record never points at a missing dir.
-            await asyncio.to_thread(self._prepare_dir, container, image)
+            try:
+                await asyncio.to_thread(self._prepare_dir, container, image)
+            except OSError as e:
+                if e.errno not in space.FULL_ERRNOS:
+                    raise
+                raise space.disk_full(self._dir, "cannot create the container") from e
             self._crashes.hit("create", "dir")
             try:
                 # The record and its create event in one transaction.
@@ -398,6 +413,9 @@ class ContainerManager(RunEnds):
             )
 
     async def _start_locked(self, c: Container) -> int:
+        # The last run's end, if it was held (a full disk), is written before a new run
+        # begins (its shim still holds the container's socket); else the start fails.
+        await self.write_held(c.id)
         try:
             image = await self._images.get(c.image_id)
         except NotFound:
@@ -434,18 +452,28 @@ class ContainerManager(RunEnds):
             raise
         shim, run, pid = start.shim, start.run, start.pid
         assert shim is not None and run is not None
-        c = await self._transition(
-            c,
-            event=("start", self._attrs(c)),
-            status=Status.RUNNING,
-            pid=pid,
-            # Taken before the init was started: an exit on disk from before it is the
-            # previous run's (`of_this_run`), even for an init that exited at once.
-            started_at_ns=start.started_at_ns,
-            exit_code=0,
-            error="",
-            shim_pid=shim.shim_pid,
-        )
+        try:
+            c = await self._transition(
+                c,
+                event=("start", self._attrs(c)),
+                status=Status.RUNNING,
+                pid=pid,
+                # Taken before the init was started: an exit on disk from before it is the
+                # previous run's (`of_this_run`), even for an init that exited at once.
+                started_at_ns=start.started_at_ns,
+                exit_code=0,
+                error="",
+                shim_pid=shim.shim_pid,
+            )
+        except PalletError as e:
+            # Not recorded (a full disk): the container must not run unrecorded. Its init
+            # is killed and the shim let go, as a failed step's rollback does.
+            await start.release_shim()
+            status = ExitStatus(128, self._clock(), f"the start could not be recorded: {e}")
+            run.exit = status
+            run.done.set()
+            await self.settle_exit(self._containers.get(c.id, c), status, Why.START_FAILED)
+            raise
         self._runs[c.id] = run
         self._watch(c.id, run)
         return pid
@@ -550,6 +578,12 @@ class ContainerManager(RunEnds):
     # ---- remove --------------------------------------------------------------------
 
     async def remove(self, ref: str, force: bool = False) -> None:
+        # Essential: removing is how space comes back, so it may spend the state disk's
+        # reserve (`space`), as recording the exit of a container it kills does.
+        with space.essential():
+            await self._remove(ref, force)
+
+    async def _remove(self, ref: str, force: bool) -> None:
         c = self.resolve(ref)
         if not force:
             async with self.lock(c.id):
@@ -596,9 +630,24 @@ class ContainerManager(RunEnds):
         return c
 
     async def _remove_locked(self, c: Container) -> None:
-        c = await self._transition(c, status=Status.REMOVING)
+        try:
+            c = await self._transition(c, status=Status.REMOVING)
+        except ResourceExhausted:
+            # No room even to record the remove (the disk's reserve spent, or never made
+            # on a disk full from the start): what only this container holds, the layer
+            # it wrote and its log, goes first, then the remove is recorded. A crash in
+            # between leaves the container, emptied: the remove it was asked for, half done.
+            await asyncio.to_thread(self._discard_own_files, c)
+            c = await self._transition(c, status=Status.REMOVING)
         self._crashes.hit("remove", "removing")
         await self.finish_remove(c)
+
+    def _discard_own_files(self, c: Container) -> None:
+        log.warning("disk full: emptying the container's layer and log before recording "
+                    "its remove", container_id=c.id)
+        self._snapshots.discard(Path(c.state_dir))
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(c.log_path, 0)
 
     async def finish_remove(self, c: Container) -> None:
         # The container's execs died with it; their ends are recorded before its directory

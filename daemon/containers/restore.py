@@ -24,7 +24,8 @@ import structlog
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.exits import Outcome, Why, of_this_run
 from pallet.daemon.containers.model import Container, Status
-from pallet.v1.errors import PalletError, Unavailable
+from pallet.daemon.store import space
+from pallet.v1.errors import PalletError, ResourceExhausted, Unavailable
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.shim.api.spec import ExitStatus, ShimState, TaskStatus
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
@@ -114,9 +115,18 @@ class Restorer:
 
         async def reconcile(c: Container) -> None:
             async with gate, self._sup.lock(c.id):
-                await self._reconcile(c)
+                try:
+                    await self._reconcile(c)
+                except ResourceExhausted as e:
+                    # palletd starts on a full disk: what could not be recorded is tried
+                    # again in the background (an end of a run is held, not failed: runs).
+                    log.warning("cannot record what was found; retrying",
+                                container_id=c.id, reason=str(e))
+                    self._retry_reconcile(c.id)
 
-        await asyncio.gather(*(reconcile(c) for c in containers))
+        # Essential: what is recorded here is what happened while palletd was down.
+        with space.essential():
+            await asyncio.gather(*(reconcile(c) for c in containers))
 
     async def _remove_orphan_dirs(self, known: set[str]) -> None:
         """State dirs with no record are leftovers of a create or remove cut short."""
@@ -183,6 +193,23 @@ class Restorer:
             255, self._clock(), "shim reported no exit status"
         )
         await self._sup.settle_exit(c, status, Why.FOUND_EXITED, shim)
+
+    def _retry_reconcile(self, container_id: str) -> None:
+        async def retry() -> None:
+            while not self._sup.closing:
+                await asyncio.sleep(READOPT_RETRY_S)
+                async with self._sup.lock(container_id):
+                    c = self._sup.lookup(container_id)
+                    if c is None:
+                        return
+                    try:
+                        await self._reconcile(c)
+                        return
+                    except ResourceExhausted:
+                        continue
+
+        with space.essential():
+            self._sup.background(f"reconcile-{container_id}", retry())
 
     def _retry_adopt(self, container_id: str) -> None:
         self._retrying.add(container_id)

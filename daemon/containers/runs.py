@@ -4,15 +4,23 @@ Owns: `RunEnds`, the part of the container manager that follows runs to their en
 exit monitor of each running container (`_monitor`, `_watch`, the manager's `background`
 tasks), recording an end (`_record_exit`, `_record_failed_start`), letting a shim go
 (`release_shim`) and `settle_exit`, which records the end, then does what
-`exits.after_exit` decides (remove an --rm container). Must not: decide what follows an
-exit (`exits.after_exit` does), start or stop containers, or hold state of its own: it
-works on the manager's (`ContainerManager` is a `RunEnds`; the attributes and methods it
-uses are declared below).
+`exits.after_exit` decides (remove an --rm container); and ends that could not be written
+(`_held`: a full state disk), which are kept in memory, reported as recorded, and written
+as soon as there is room. Must not: decide what follows an exit (`exits.after_exit` does),
+start or stop containers, or hold state of its own: it works on the manager's
+(`ContainerManager` is a `RunEnds`; the attributes and methods it uses are declared below).
+
+Recording an end is essential (`space.essential()`): it may spend the state disk's reserve.
+When even that is not enough, the end is held: the container is Exited in memory (`ps`,
+`inspect`, `wait` and `stop` see it), and a background task writes it, with its `die`
+event, once a second until it goes through. Before any other change to that container is
+written, its held end is (`write_held`): its events stay in order, `die` before `destroy`.
 """
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,14 +31,33 @@ from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
+from pallet.daemon.containers.store import ContainerRecords, update_writer
+from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
+from pallet.daemon.store import space
 from pallet.shim.api.spec import ExitStatus
-from pallet.v1.errors import FailedPrecondition, PalletError, Unavailable
+from pallet.v1.errors import FailedPrecondition, PalletError, ResourceExhausted, Unavailable
 
 log = structlog.get_logger(__name__)
 
 # How soon a monitor asks a live shim that gave no usable answer to `wait` again.
 MONITOR_RETRY_S = 1.0
+# How often ends held in memory (the state disk was full) are tried again.
+HELD_RETRY_S = 1.0
+
+
+
+@dataclass(slots=True)
+class HeldEnd:
+    """An end of a run known but not yet written (a full state disk)."""
+
+    # The event it announces when written (None: a failed start's, which has none).
+    event: tuple[str, dict[str, str]] | None
+    # The container's shim, kept until the end is written: it holds the exit too (and
+    # retries its exit.json), so a palletd killed meanwhile finds it at boot.
+    shim: ShimClient | None = None
+    # What follows the end is a remove (--rm), done once it is written.
+    remove: bool = False
 
 
 class RunEnds:
@@ -41,7 +68,11 @@ class RunEnds:
     _clock: Callable[[], int]
     _crashes: CrashHook
     _launcher: ShimLauncher
+    _records: ContainerRecords
+    _events: EventPublisher
     _containers: dict[str, Container]
+    # Ends known but not yet written (see the module), by container id.
+    _held: dict[str, HeldEnd]
     _pending: dict[str, list[PendingAttach]]
     _runs: dict[str, Run]
     _tasks: dict[str, asyncio.Task[None]]
@@ -85,9 +116,15 @@ class RunEnds:
                 c = await self._record_exit(c, status)
             # The end is recorded, what follows it is not done: the restorer does it.
             self._crashes.hit("exit", "recorded")
+            outcome = after_exit(c, status, why)
+            held = self._held.get(c.id)
+            if held is not None:
+                # Not written yet: the shim stays, what follows waits (`write_held`).
+                held.shim = held.shim or shim
+                held.remove = outcome is Outcome.REMOVE
+                return outcome
             if shim is not None:
                 await self.release_shim(shim)
-            outcome = after_exit(c, status, why)
             if outcome is Outcome.REMOVE:
                 try:
                     await self._remove_locked(c)
@@ -106,8 +143,9 @@ class RunEnds:
         s = c.state
         if (s.exit_code, s.error, s.pid, s.shim_pid) == (status.exit_code, status.error, 0, 0):
             return c  # recorded already (the restorer settles it again at boot)
-        return await self._transition(
+        return await self._record_end(
             c,
+            None,
             status=c.state.status,
             exit_code=status.exit_code,
             error=status.error,
@@ -120,9 +158,9 @@ class RunEnds:
         found again by the restorer, is left as it is)."""
         if c.state.status is Status.EXITED:
             return c
-        return await self._transition(
+        return await self._record_end(
             c,
-            event=("die", self._attrs(c, exitCode=str(status.exit_code))),
+            ("die", self._attrs(c, exitCode=str(status.exit_code))),
             status=Status.EXITED,
             pid=0,
             shim_pid=0,
@@ -130,6 +168,71 @@ class RunEnds:
             finished_at_ns=status.exited_at_ns or self._clock(),
             error=status.error,
         )
+
+    async def _record_end(
+        self, c: Container, event: tuple[str, dict[str, str]] | None, **state: object
+    ) -> Container:
+        """Write an end (essential); on a disk too full even for that, hold it in memory."""
+        with space.essential():
+            try:
+                return await self._transition(c, event, **state)
+            except ResourceExhausted as e:
+                updated = c.with_state(**state)
+                self._containers[c.id] = updated
+                earlier = self._held.get(c.id)
+                if earlier is None:
+                    self._held[c.id] = HeldEnd(event)
+                elif event is not None:
+                    earlier.event = event
+                # (else a failed start after a held exit: the exit's `die` is kept, and
+                # the record written is the newest state either way)
+                log.warning("cannot write the end of a run; held in memory and retried",
+                            container_id=c.id, reason=str(e))
+                if "write-held-ends" not in self._tasks:
+                    self.background("write-held-ends", self._write_held_ends())
+                return updated
+
+    async def write_held(self, container_id: str) -> HeldEnd | None:
+        """Write `container_id`'s held end, if it has one, and let its shim go; return it.
+        ResourceExhausted: still no room (it stays held). The caller holds the lock."""
+        held = self._held.get(container_id)
+        if held is None:
+            return None
+        c = self._containers.get(container_id)
+        if c is not None:
+            with space.essential():
+                if held.event is None:
+                    await self._records.update(c)
+                else:
+                    action, attrs = held.event
+                    await self._events.publish(
+                        "container", action, c.id, attrs, also=update_writer(c)
+                    )
+            log.info("held end of a run written", container_id=container_id)
+        del self._held[container_id]
+        if held.shim is not None:
+            await self.release_shim(held.shim)
+        return held
+
+    async def _write_held_ends(self) -> None:
+        """Try the held ends once a second until every one is written (or palletd stops);
+        then what follows each (an --rm container is removed)."""
+        while self._held and not self._closing:
+            await asyncio.sleep(HELD_RETRY_S)
+            for cid in list(self._held):
+                async with self.lock(cid):
+                    try:
+                        held = await self.write_held(cid)
+                    except ResourceExhausted:
+                        break  # still full: the rest would fail the same way
+                    c = self._containers.get(cid)
+                    if held is None or not held.remove or c is None:
+                        continue
+                    try:
+                        with space.essential():
+                            await self._remove_locked(c)
+                    except PalletError as e:  # the restorer removes it at the next boot
+                        log.warning("auto-remove failed", container_id=cid, reason=str(e))
 
     def background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""

@@ -48,6 +48,7 @@ from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.shim.api.spec import ExitStatus, Linux, Log, Mount, Process, Root, ShimSpec
+from pallet.daemon.store.space import FULL_ERRNOS, disk_full
 from pallet.v1.errors import Internal, PalletError
 
 log = structlog.get_logger(__name__)
@@ -69,11 +70,13 @@ async def run_with_rollback(
     steps: Sequence[StartStep],
     container_id: str = "",
     on_failure: Callable[[PalletError], Awaitable[None]] | None = None,
+    state_dir: Path | None = None,
 ) -> None:
     """Run `steps` in order. When one fails, release the ones done, last first, and raise.
 
-    A PalletError is raised as it is (the user reads it as the start's error); anything
-    else becomes Internal naming the step. `on_failure` hears of the error before anything
+    A PalletError is raised as it is (the user reads it as the start's error); a full disk
+    becomes ResourceExhausted naming `state_dir`'s disk; anything else Internal naming the
+    step. `on_failure` hears of the error before anything
     is released (the manager records the failed start then: see `ContainerStart.run_steps`).
     A release that fails, or an `on_failure` that fails, is logged and the others are
     still released.
@@ -84,7 +87,10 @@ async def run_with_rollback(
             await step.run()
         except BaseException as exc:
             error: BaseException = exc
-            if isinstance(exc, Exception) and not isinstance(exc, PalletError):
+            if isinstance(exc, OSError) and exc.errno in FULL_ERRNOS:
+                where = Path(exc.filename) if exc.filename else state_dir or Path("/")
+                error = disk_full(where, f"cannot start the container ({step.name})")
+            elif isinstance(exc, Exception) and not isinstance(exc, PalletError):
                 error = Internal(f"starting the container failed at {step.name}: {exc}")
             if on_failure is not None and isinstance(error, PalletError):
                 try:
@@ -211,7 +217,9 @@ class ContainerStart:
         Killed before the rollback, the shim it leaves is shut down at boot, as any shim of
         a start cut short.
         """
-        await run_with_rollback(self.steps(), self.container.id, on_failure)
+        await run_with_rollback(
+            self.steps(), self.container.id, on_failure, Path(self.container.state_dir)
+        )
 
     # ---- the steps -------------------------------------------------------------------
 

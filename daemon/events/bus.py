@@ -28,6 +28,7 @@ from pallet.daemon.events import journal
 from pallet.daemon.events.filters import EventFilter
 from pallet.daemon.events.journal import RetentionPolicy
 from pallet.daemon.events.model import Event, Notice, memory_size
+from pallet.daemon.store import space
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger(__name__)
@@ -127,7 +128,8 @@ class EventBus:
         await self._db.migrate("events", journal.SCHEMA)
         await self._db.transaction(journal.upgrade)
         self._journal_bytes = await self._db.run(journal.total_bytes)
-        await self.prune()
+        with space.essential():  # deletes only: it must work on a full disk
+            await self.prune()
         self._last_seq = await self._db.run(
             lambda c: int(c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
         )
@@ -240,6 +242,8 @@ class EventBus:
         try:
             _, dropped_bytes = journal.prune(conn, self._retention, now_ns, held)
         except sqlite3.Error as error:
+            if not conn.in_transaction:
+                raise  # it took the whole transaction with it (a full disk): the commit fails
             conn.execute("ROLLBACK TO prune")
             conn.execute("RELEASE prune")
             log.warning("event journal prune failed", reason=str(error))

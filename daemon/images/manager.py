@@ -13,8 +13,9 @@ records that name them; anything a crash leaves unnamed is removed at the next s
 
 from __future__ import annotations
 
-import builtins
 import asyncio
+import builtins
+import contextlib
 import re
 import secrets
 import sqlite3
@@ -58,6 +59,7 @@ from pallet.daemon.images.registry.pull import Puller, parse_platform
 from pallet.daemon.images.registry.push import Pusher
 from pallet.daemon.images.registry.transport import RegistryClient, Timeouts
 from pallet.daemon.images.saver import SaveItem, write_archive
+from pallet.daemon.store import space
 from pallet.daemon.store.db import Database
 
 log = structlog.get_logger("pallet.images")
@@ -105,6 +107,7 @@ class ImageManager:
         self._clock = clock
         self._leases = Leases()
         root = root.absolute()  # layer_dirs() hands these paths to mount(2)
+        self._root = root
         self.content = ContentStore(root / "content", self._leases)
         self.layers = LayerStore(root / "layers", self._leases)
         self._fetcher = BlobFetcher(self.content)
@@ -142,7 +145,7 @@ class ImageManager:
                 )
             references = (ref,)
         config = await asyncio.to_thread(apply_changes, ImageConfig(), changes)
-        async with self._staging() as lease:
+        async with self._staging() as lease, self._room("cannot import the image"):
             spool = await self._spool(chunks)
             try:
                 staged = await _to_thread_to_the_end(
@@ -163,7 +166,7 @@ class ImageManager:
         return image
 
     async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult:
-        async with self._staging() as lease:
+        async with self._staging() as lease, self._room("cannot load the images"):
             spool = await self._spool(chunks)
             try:
                 staged = await _to_thread_to_the_end(
@@ -253,6 +256,17 @@ class ImageManager:
 
     def _staging(self) -> _Staging:
         return _Staging(self)
+
+    @contextlib.asynccontextmanager
+    async def _room(self, what: str) -> AsyncIterator[None]:
+        """A full disk while staging blobs and layers is ResourceExhausted naming the state
+        directory (what was staged goes with the lease, as after any failure)."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in space.FULL_ERRNOS:
+                raise
+            raise space.disk_full(self._root, what) from e
 
     async def _spool(self, chunks: AsyncIterator[bytes]) -> Path:
         """Stream an upload to a temp file (tar needs to seek, and a client may be slow)."""
@@ -352,6 +366,12 @@ class ImageManager:
             self._crashes.hit("tag", "recorded")
 
     async def remove(self, name: str, force: bool = False) -> RemoveResult:
+        # Essential: removing is how space comes back, so on a full disk it may spend
+        # the state disk's reserve (`space`).
+        with space.essential():
+            return await self._remove(name, force)
+
+    async def _remove(self, name: str, force: bool) -> RemoveResult:
         async with self._lock:
 
             def look(conn: sqlite3.Connection) -> tuple[str, list[str], str]:
@@ -458,7 +478,11 @@ class ImageManager:
 
     async def prune(self, all: bool = False) -> PruneResult:
         """Remove dangling images (every image no container uses, with `all`), then
-        collect whatever no record names."""
+        collect whatever no record names. Essential, as `remove` is."""
+        with space.essential():
+            return await self._prune(all)
+
+    async def _prune(self, all: bool) -> PruneResult:
         before = await asyncio.to_thread(self._disk_bytes)
         untagged: builtins.list[str] = []
         deleted: builtins.list[str] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
+from pallet.daemon.store.space import FULL_ERRNOS
 from pallet.v1.errors import Internal, InvalidArgument
 
 MAX_SYMLINK_HOPS = 40
@@ -121,6 +122,8 @@ class SafeRoot:
                 resolved.append(part)
         except OSError as exc:
             os.close(fd)
+            if exc.errno in FULL_ERRNOS:
+                raise  # a full disk: the image manager names it
             raise Internal(f"unpacking {self._what} {entry!r} failed: {exc}") from exc
         except BaseException:
             os.close(fd)

@@ -25,6 +25,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import IO
 
+from pallet.daemon.store.space import FULL_ERRNOS
 from pallet.v1.errors import FailedPrecondition, Internal, InvalidArgument
 from pallet.daemon.images.saferoot import DIR_FLAGS, SafeRoot, UnsafeEntry, clean_name, lstat_at
 
@@ -103,6 +104,8 @@ class LayerExtractor:
             # An owner, mode or time the kernel cannot represent: the tar's fault.
             raise InvalidArgument(f"layer entry {member.name!r} has invalid metadata: {exc}") from None
         except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise  # a full disk: the image manager names it
             raise Internal(f"unpacking layer entry {member.name!r} failed: {exc}") from exc
         finally:
             os.close(parent_fd)
@@ -235,6 +238,8 @@ class LayerExtractor:
                 _remove_at(parent_fd, hidden, existing)
             self._mknod_whiteout(parent_fd, hidden, member.name)
         except OSError as exc:
+            if exc.errno in FULL_ERRNOS:
+                raise  # a full disk: the image manager names it
             raise Internal(f"unpacking layer entry {member.name!r} failed: {exc}") from exc
         finally:
             os.close(parent_fd)

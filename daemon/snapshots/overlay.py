@@ -40,6 +40,15 @@ class OverlaySnapshots:
             readonly=False,
         )
 
+    def discard(self, state_dir: Path) -> None:
+        """Empty the writable layer (what the container wrote over its image), keeping
+        the directories: for a remove on a disk too full to record it otherwise."""
+        for sub in ("upper", "work"):
+            path = state_dir / sub
+            if path.is_dir():
+                shutil.rmtree(path, onerror=_force_remove)
+                path.mkdir(mode=0o700 if sub == "work" else 0o755)
+
     def remove(self, state_dir: Path) -> None:
         """Delete the writable layer and everything else in the state directory."""
         if not state_dir.exists():

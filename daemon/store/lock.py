@@ -11,6 +11,7 @@ import fcntl
 import os
 from pathlib import Path
 
+from pallet.daemon.store.space import FULL_ERRNOS
 from pallet.v1.errors import FailedPrecondition
 
 
@@ -35,9 +36,15 @@ class DirectoryLock:
                 f"another palletd is already using {self._dir}: stop it first, or give this "
                 "one its own --root and --run-root"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+        except OSError as e:
+            # The pid is for people; the lock is the flock. A full disk must not stop
+            # palletd from starting.
+            if e.errno not in FULL_ERRNOS:
+                raise
 
     def aclose(self) -> None:
         if self._fd >= 0:

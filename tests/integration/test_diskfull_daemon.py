@@ -1,0 +1,187 @@
+"""palletd on a full state disk: the truth is reported and the way out works (issue 9).
+
+Each test runs its own palletd whose --root is a 20 MB tmpfs (`diskfull_harness`), fills
+it, and checks what a user sees: an exit is known (ps, inspect, wait, stop) even when it
+cannot be written, and written with its `die` event once there is room; `stop`, `rm` and
+`image prune` work on the full disk; what needs space fails with RESOURCE_EXHAUSTED naming
+the path and changes nothing; palletd restarts and serves while the disk is still full.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from diskfull_harness import DiskfullPalletd, diskfull_factory, diskfull_palletd
+
+__all__ = ["diskfull_factory", "diskfull_palletd"]  # fixtures
+
+pytestmark = pytest.mark.integration
+
+FULL = "is full (no space left on the device"
+
+
+def events(d: DiskfullPalletd) -> list[dict[str, Any]]:
+    out = d.cli_ok("events", "--since-seq", "0", "--until", "0s", "--format", "{{json .}}")
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def actions(d: DiskfullPalletd, container_id: str) -> list[str]:
+    """The actions journalled for `container_id`, in seq order."""
+    return [e["Action"] for e in events(d) if e["Actor"]["ID"] == container_id]
+
+
+def state(d: DiskfullPalletd, name: str) -> dict[str, Any]:
+    return dict(d.inspect(name)["State"])
+
+
+def exited(d: DiskfullPalletd, name: str) -> bool:
+    return not state(d, name)["Running"]
+
+
+def reserve_held(d: DiskfullPalletd) -> int:
+    path = d.root / "reserve"
+    return os.stat(path).st_blocks * 512 if path.exists() else 0
+
+
+def test_a_container_that_fills_the_disk_exits_and_is_removed(
+    diskfull_palletd: DiskfullPalletd,
+) -> None:
+    d = diskfull_palletd
+    assert reserve_held(d) >= 1 << 20, "palletd keeps a reserve on its state disk"
+    r = d.cli("run", "--name", "filler", "busybox", "dd", "if=/dev/zero", "of=/big", "bs=1M",
+              timeout=120)
+    assert r.returncode == 1, r  # dd's own exit: No space left on device
+    assert d.free_bytes() < 1 << 20, "the container filled the disk"
+    s = state(d, "filler")
+    assert (s["Status"], s["ExitCode"]) == ("exited", 1)
+    cid = d.inspect("filler")["Id"]
+    assert actions(d, cid)[-1] == "die"
+    assert "filler" not in d.cli_ok("ps", "-q", "--no-trunc")
+    # The way out: rm works on the full disk and gives the space back.
+    d.cli_ok("rm", "filler")
+    assert d.free_bytes() > 10 << 20
+    assert "destroy" in actions(d, cid)
+    # Once there is room the reserve is made again (before an ordinary write).
+    d.cli_ok("create", "--name", "after", "busybox", "true")
+    assert reserve_held(d) >= 1 << 20
+
+
+def test_an_exit_that_cannot_be_written_is_held_reported_and_written_later(
+    diskfull_palletd: DiskfullPalletd,
+) -> None:
+    d = diskfull_palletd
+    d.cli_ok("run", "-d", "--name", "first", "busybox", "sleep", "1000")
+    d.cli_ok("run", "-d", "--name", "second", "busybox", "sleep", "1000")
+    second = d.inspect("second")["Id"]
+    d.fill()
+    # The first exit spends the reserve; the filler takes that room too.
+    d.cli_ok("kill", "first")
+    d.wait_for(lambda: exited(d, "first"), 30, what="first's exit recorded")
+    assert state(d, "first")["ExitCode"] == 137
+    assert reserve_held(d) == 0
+    d.fill()
+    # Nothing left for the second exit: held in memory, reported as it is.
+    d.cli_ok("stop", "-t", "1", "second")
+    s = state(d, "second")
+    assert (s["Status"], s["ExitCode"]) == ("exited", 137)
+    assert d.cli_ok("wait", "second").strip() == "137"
+    assert "second" not in d.cli_ok("ps")
+    assert "die" not in actions(d, second), "not written yet"
+    assert "held in memory" in d.log_path.read_text()
+    # What needs room fails, says why, and makes nothing.
+    before = d.cli_ok("ps", "-aq", "--no-trunc")
+    r = d.cli("create", "--name", "more", "busybox")
+    assert r.returncode == 125 and FULL in r.stderr, r
+    r = d.cli("tag", "busybox", "other:1")
+    assert r.returncode == 1 and FULL in r.stderr and "pallet.db" in r.stderr, r
+    assert d.cli_ok("ps", "-aq", "--no-trunc") == before
+    assert "other" not in d.cli_ok("images")
+    # Room again: the held exit is written, with its die event, in order.
+    d.free()
+    d.wait_for(lambda: "die" in actions(d, second), 30, what="the held exit written")
+    journalled = actions(d, second)
+    assert journalled[-1] == "die" and journalled.count("die") == 1, journalled
+    d.restart()
+    s = state(d, "second")
+    assert (s["Status"], s["ExitCode"]) == ("exited", 137), "written to disk, not only held"
+
+
+def test_stop_rm_and_prune_work_on_a_full_disk(diskfull_palletd: DiskfullPalletd) -> None:
+    d = diskfull_palletd
+    d.cli_ok("run", "-d", "--name", "web", "busybox", "sleep", "1000")
+    d.cli_ok("run", "--name", "data", "busybox", "dd", "if=/dev/zero", "of=/data",
+             "bs=1M", "count=4")
+    with d.full():
+        d.cli_ok("stop", "-t", "1", "web")
+        assert state(d, "web")["Status"] == "exited"
+        d.cli_ok("rm", "web")
+        freed_before = d.free_bytes()
+        d.cli_ok("rm", "-f", "data")
+        assert d.free_bytes() >= freed_before + (3 << 20), "the container's 4 MiB layer is gone"
+        out = d.cli_ok("image", "prune", "-a", "-f")
+        assert "busybox" in out or "deleted" in out.lower(), out
+        assert d.cli_ok("images", "-q").strip() == ""
+    assert d.cli_ok("ps", "-aq") == ""
+
+
+def test_rm_works_when_even_the_reserve_is_spent(diskfull_palletd: DiskfullPalletd) -> None:
+    d = diskfull_palletd
+    d.cli_ok("run", "-d", "--name", "aa", "busybox", "sleep", "1000")
+    d.cli_ok("run", "--name", "bb", "busybox", "dd", "if=/dev/zero", "of=/data", "bs=1M",
+             "count=2")
+    with d.full():
+        d.cli_ok("kill", "aa")  # spends the reserve
+        d.wait_for(lambda: exited(d, "aa"), 30, what="aa's exit recorded")
+        d.fill()
+        assert reserve_held(d) == 0 and d.free_bytes() < 64 << 10
+        # No room for any record: rm first empties bb's own layer and log, then records.
+        d.cli_ok("rm", "bb")
+        assert "bb" not in d.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
+        d.cli_ok("rm", "aa")
+    assert d.cli_ok("ps", "-aq") == ""
+
+
+def test_palletd_restarts_and_serves_on_a_full_disk(diskfull_palletd: DiskfullPalletd) -> None:
+    d = diskfull_palletd
+    d.cli_ok("run", "-d", "--name", "runs", "busybox", "sleep", "1000")
+    d.cli_ok("run", "-d", "--name", "ends", "busybox", "sleep", "1000")
+    ends_pid = state(d, "ends")["Pid"]
+    assert ends_pid > 0
+    d.fill()
+    os.kill(d.pid, signal.SIGKILL)
+    d.proc.wait(10)
+    os.kill(ends_pid, signal.SIGKILL)  # it ends while palletd is down
+    d.wait_for(lambda: not Path(f"/proc/{ends_pid}").exists(), 30, what="ends' exit")
+    d.fill()
+    d.start()  # on the full disk
+    assert state(d, "runs")["Running"], "re-adopted"
+    s = state(d, "ends")
+    assert s["Status"] == "exited" and s["ExitCode"] == 137, s
+    d.cli_ok("rm", "-f", "runs", "ends")
+    assert d.cli_ok("ps", "-aq") == ""
+    d.free()
+
+
+def test_import_and_load_on_a_full_disk_fail_clearly_and_leave_nothing(
+    diskfull_palletd: DiskfullPalletd, busybox_tar: Path, tmp_path: Path
+) -> None:
+    d = diskfull_palletd
+    saved = tmp_path / "busybox.tar"
+    d.cli_ok("save", "-o", str(saved), "busybox")
+    d.cli_ok("rmi", "busybox")
+    with d.full():
+        r = d.cli("import", str(busybox_tar), "again:1")
+        assert r.returncode == 1 and FULL in r.stderr, r
+        r = d.cli("load", "-i", str(saved))
+        assert r.returncode == 1 and FULL in r.stderr, r
+        assert d.cli_ok("images", "-q").strip() == ""
+        tmp = d.root / "content" / "tmp"
+        assert not tmp.exists() or not any(tmp.iterdir()), "no half-made blobs"
+    d.cli_ok("load", "-i", str(saved))
+    assert "busybox" in d.cli_ok("images")
