@@ -488,10 +488,11 @@ class ContainerManager(RunEnds):
             raise FailedPrecondition(
                 f"container {c.name} is not running: there is nothing to signal"
             )
-        run.stopped = True
+        was_stopped, run.stopped = run.stopped, True
         try:
             await run.shim.kill(num)
         except DeadlineExceeded as e:
+            run.stopped = was_stopped  # not delivered: an exit later is not this kill's
             raise DeadlineExceeded(
                 f"cannot signal container {c.name}: {e.message}. `pallet rm -f {c.name}` "
                 "kills the shim and the container's processes"
@@ -505,11 +506,13 @@ class ContainerManager(RunEnds):
         wait_s = c.config.stop_timeout if timeout is None else timeout
         if wait_s < 0:
             raise InvalidArgument(f"invalid stop timeout {wait_s}: use 0 or more seconds")
-        run.stopped = True
+        was_stopped, run.stopped = run.stopped, True
         try:
             await run.shim.kill(parse_signal(c.config.stop_signal, signal.SIGTERM))
         except DeadlineExceeded as e:
             # Waiting on would not help: the signal was not delivered, nor would SIGKILL be.
+            # Nor is an exit later this stop's (a restart policy will tell the two apart).
+            run.stopped = was_stopped
             raise _cannot_stop(c, e) from None
         except PalletError as e:
             log.info("stop signal not delivered", container_id=c.id, reason=str(e))
