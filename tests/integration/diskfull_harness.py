@@ -66,6 +66,8 @@ class DiskfullPalletd(Palletd):
     """A palletd whose --root is its own tmpfs of `size` (mounted by `start`)."""
 
     size: str = DEFAULT_SIZE
+    #: With a size, --run-root is a tmpfs of its own too (`run_disk`), beside the base dir.
+    run_size: str = ""
 
     @property
     def disk(self) -> Path:
@@ -73,8 +75,17 @@ class DiskfullPalletd(Palletd):
         return Path(str(self.base) + "-disk")
 
     @property
+    def run_disk(self) -> Path:
+        """The run root's tmpfs mount point (with `run_size`)."""
+        return Path(str(self.base) + "-run")
+
+    @property
     def root(self) -> Path:
         return self.disk
+
+    @property
+    def run_root(self) -> Path:
+        return self.run_disk if self.run_size else super().run_root
 
     @property
     def filler(self) -> Path:
@@ -83,24 +94,27 @@ class DiskfullPalletd(Palletd):
     def start(self) -> None:
         if not os.path.ismount(self.disk):
             _mount_tmpfs(self.disk, self.size)
+        if self.run_size and not os.path.ismount(self.run_disk):
+            _mount_tmpfs(self.run_disk, self.run_size)
         super().start()
 
-    # ---- the filesystem
+    # ---- the filesystem (the root's tmpfs; `on=d.run_disk` for the run root's)
 
-    def free_bytes(self) -> int:
+    def free_bytes(self, on: Path | None = None) -> int:
         """Bytes still free on the tmpfs (tmpfs keeps no reserve for root)."""
-        st = os.statvfs(self.disk)
+        st = os.statvfs(on or self.disk)
         return st.f_bavail * st.f_frsize
 
-    def fill(self, leave: int = 0) -> int:
+    def fill(self, leave: int = 0, on: Path | None = None) -> int:
         """Write the filler file until the filesystem is full (or `leave` bytes are left);
         return its size. Appends to a filler already there: calling it again after palletd
         freed some space fills that too."""
-        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        disk = on or self.disk
+        fd = os.open(disk / FILLER, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             for chunk in (1 << 20, 64 << 10, 4096, 512, 1):
                 block = b"\0" * chunk
-                while self.free_bytes() - chunk >= leave:
+                while self.free_bytes(disk) - chunk >= leave:
                     try:
                         os.write(fd, block)
                     except OSError as e:
@@ -111,18 +125,18 @@ class DiskfullPalletd(Palletd):
         finally:
             os.close(fd)
 
-    def free(self) -> None:
+    def free(self, on: Path | None = None) -> None:
         """Remove the filler: the space it took is free again."""
-        self.filler.unlink(missing_ok=True)
+        ((on or self.disk) / FILLER).unlink(missing_ok=True)
 
     @contextlib.contextmanager
-    def full(self, leave: int = 0) -> Iterator[int]:
+    def full(self, leave: int = 0, on: Path | None = None) -> Iterator[int]:
         """The filesystem full in the body (the filler's size given), freed afterwards."""
-        size = self.fill(leave)
+        size = self.fill(leave, on)
         try:
             yield size
         finally:
-            self.free()
+            self.free(on)
 
     # ---- teardown
 
@@ -131,27 +145,32 @@ class DiskfullPalletd(Palletd):
         disk so that removing containers has room; then whatever is mounted under the
         tmpfs (a leak), then the tmpfs itself, always."""
         problems: list[str] = []
-        if self.disk.exists():
-            self.free()
+        disks = [self.disk] + ([self.run_disk] if self.run_size else [])
+        for disk in disks:
+            if disk.exists():
+                self.free(disk)
         try:
             problems += super().teardown()
         finally:
-            mounted = [m for m in mounts_under(self.disk) if m != str(self.disk)]
-            if mounted:
-                problems.append(f"mounts left behind on the small disk: {mounted}")
-            for mount_point in sorted(mounted, key=len, reverse=True):
-                _lazy_unmount(mount_point)
-            if os.path.ismount(self.disk):
-                _lazy_unmount(str(self.disk))
-            shutil.rmtree(self.disk, ignore_errors=True)
-            if self.disk.exists():
-                problems.append(f"cannot remove {self.disk}")
+            for disk in disks:
+                mounted = [m for m in mounts_under(disk) if m != str(disk)]
+                if mounted:
+                    problems.append(f"mounts left behind on the small disk: {mounted}")
+                for mount_point in sorted(mounted, key=len, reverse=True):
+                    _lazy_unmount(mount_point)
+                if os.path.ismount(disk):
+                    _lazy_unmount(str(disk))
+                shutil.rmtree(disk, ignore_errors=True)
+                if disk.exists():
+                    problems.append(f"cannot remove {disk}")
         return problems
 
 
-def new_diskfull_palletd(size: str = DEFAULT_SIZE) -> DiskfullPalletd:
+def new_diskfull_palletd(size: str = DEFAULT_SIZE, run_size: str = "") -> DiskfullPalletd:
     plain = new_palletd()
-    return DiskfullPalletd(base=plain.base, cgroup_parent=plain.cgroup_parent, size=size)
+    return DiskfullPalletd(
+        base=plain.base, cgroup_parent=plain.cgroup_parent, size=size, run_size=run_size
+    )
 
 
 def _finish_all(daemons: list[DiskfullPalletd]) -> None:
@@ -165,12 +184,13 @@ def _finish_all(daemons: list[DiskfullPalletd]) -> None:
 def diskfull_factory(
     busybox_tar: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., DiskfullPalletd]]:
-    """`make(size="20m", image=True)`: a started palletd on a tmpfs root of `size`, with
-    busybox:latest imported unless `image` is false; torn down after the test."""
+    """`make(size="20m", image=True, run_size="")`: a started palletd on a tmpfs root of
+    `size` (and a tmpfs run root of `run_size`, if given), with busybox:latest imported
+    unless `image` is false; torn down after the test."""
     made: list[DiskfullPalletd] = []
 
-    def make(size: str = DEFAULT_SIZE, image: bool = True) -> DiskfullPalletd:
-        daemon = new_diskfull_palletd(size)
+    def make(size: str = DEFAULT_SIZE, image: bool = True, run_size: str = "") -> DiskfullPalletd:
+        daemon = new_diskfull_palletd(size, run_size)
         made.append(daemon)
         request.node.palletd_under_test = daemon
         daemon.start()
