@@ -76,31 +76,25 @@ _SIZE_UNITS = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 def _size(text: str) -> int:
     """Bytes from `1048576`, `512k`, `128m` or `1g` (binary units, as docker's sizes)."""
-    unit = _SIZE_UNITS.get(text[-1:].lower(), 0)
-    number = text[:-1] if unit else text
-    try:
-        value = int(number) * (unit or 1)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a size: use bytes or a number with k, m or g"
-        ) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a size of 1 byte or more")
-    return value
+    return _with_unit(text, _SIZE_UNITS, text[-1:].lower(),
+                      "a size: use bytes or a number with k, m or g", "a size of 1 byte")
 
 
 def _duration(text: str) -> int:
     """Seconds from `3600`, `90m`, `24h` or `7d`."""
-    unit = _UNITS.get(text[-1:], 0)
+    return _with_unit(text, _UNITS, text[-1:],
+                      "a duration: use seconds or a number with s, m, h or d", "a duration of 1s")
+
+
+def _with_unit(text: str, units: dict[str, int], suffix: str, kind: str, least: str) -> int:
+    unit = units.get(suffix, 0)
     number = text[:-1] if unit else text
     try:
         value = int(number) * (unit or 1)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration: use seconds or a number with s, m, h or d"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not {kind}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a duration of 1s or more")
+        raise argparse.ArgumentTypeError(f"{text!r}: give {least} or more")
     return value
 
 

@@ -832,6 +832,17 @@ def parent_of(pid: int) -> int:
     raise AssertionError(f"no PPid for {pid}")
 
 
+def cgroup_pids(palletd: Any, cid: str) -> set[int]:
+    """The pids in the container's cgroups (every hierarchy)."""
+    pids: set[int] = set()
+    for directory in palletd.container_cgroups(cid):
+        try:
+            pids.update(int(x) for x in (directory / "cgroup.procs").read_text().split())
+        except OSError:
+            pass
+    return pids
+
+
 def gone(pid: int) -> bool:
     """Whether `pid` has exited (gone, or a zombie nobody reaped yet)."""
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import gone, parent_of
+from conftest import cgroup_pids, gone, parent_of
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,8 @@ def test_kill_9_of_a_shim_kills_its_container_and_is_reported(palletd: Any, imag
     # An exec'd process too: it must not survive its supervisor either.
     palletd.cli_ok("exec", "-d", "orphan", "sleep", "1002")
     palletd.wait_for(lambda: len(palletd.container_cgroups(cid)) > 0 and
-                     len(_cgroup_pids(palletd, cid)) >= 4, 10, what="the exec")
-    members = _cgroup_pids(palletd, cid)
+                     len(cgroup_pids(palletd, cid)) >= 4, 10, what="the exec")
+    members = cgroup_pids(palletd, cid)
 
     os.kill(shim, signal.SIGKILL)
 
@@ -95,16 +95,6 @@ def test_a_hung_shim_does_not_hang_the_daemon(palletd: Any, image: str) -> None:
         os.kill(shim, signal.SIGCONT)
     palletd.cli_ok("rm", "-f", "frozen")
     assert palletd.cli_ok("exec", "lively", "echo", "still") == "still\n"
-
-
-def _cgroup_pids(palletd: Any, cid: str) -> set[int]:
-    pids: set[int] = set()
-    for directory in palletd.container_cgroups(cid):
-        try:
-            pids.update(int(x) for x in (directory / "cgroup.procs").read_text().split())
-        except OSError:
-            pass
-    return pids
 
 
 def test_a_shim_hung_while_palletd_restarts_is_adopted_once_it_answers(
