@@ -154,10 +154,17 @@ class ExecTracker:
         return TrackedExec(session, exec_id, ended)
 
     async def _mark_started(self, record: ExecRecord) -> ExecRecord:
-        await self._events.publish(
-            "container", "exec_start: " + record.command, record.container_id,
-            record.attributes, also=exec_started_writer(record.id),
-        )  # fmt: skip
+        """Journal exec_start (essential: it runs). On a disk too full even for that, the
+        exec runs on unannounced (warned): its watcher tries again at its end."""
+        try:
+            with space.essential():
+                await self._events.publish(
+                    "container", "exec_start: " + record.command, record.container_id,
+                    record.attributes, also=exec_started_writer(record.id),
+                )  # fmt: skip
+        except ResourceExhausted as e:
+            log.warning("cannot write the start of an exec", exec_id=record.id, reason=str(e))
+            return record
         record = replace(record, started=True)
         if record.id in self._pending:
             self._pending[record.id] = record

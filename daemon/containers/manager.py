@@ -187,7 +187,12 @@ class ContainerManager(RunEnds):
         self._watch(c.id, run)
 
     async def adopt_start(self, c: Container, shim: ShimClient, state: ShimState) -> None:
-        c = await self._transition(
+        with space.essential():  # what happened: the start had got the process running
+            c = await self._adopt_start(c, shim, state)
+        self.supervise(c, shim)
+
+    async def _adopt_start(self, c: Container, shim: ShimClient, state: ShimState) -> Container:
+        return await self._transition(
             c,
             event=("start", self._attrs(c)),
             status=Status.RUNNING,
@@ -197,7 +202,6 @@ class ContainerManager(RunEnds):
             error="",
             shim_pid=shim.shim_pid,
         )
-        self.supervise(c, shim)
 
     async def resume_execs(self, container_id: str) -> None:
         """Execs a previous palletd left: followed through the re-adopted shim, or settled
@@ -633,6 +637,10 @@ class ContainerManager(RunEnds):
         return c
 
     async def _remove_locked(self, c: Container) -> None:
+        if c.state.status is Status.REMOVING:
+            # A remove that failed after recording REMOVING (a full disk): finish it.
+            await self.finish_remove(c)
+            return
         try:
             c = await self._transition(c, status=Status.REMOVING)
         except ResourceExhausted:
@@ -641,7 +649,13 @@ class ContainerManager(RunEnds):
             # it wrote and its log, goes first, then the remove is recorded. A crash in
             # between leaves the container, emptied: the remove it was asked for, half done.
             await asyncio.to_thread(self._discard_own_files, c)
-            c = await self._transition(c, status=Status.REMOVING)
+            try:
+                c = await self._transition(c, status=Status.REMOVING)
+            except ResourceExhausted as e:
+                raise ResourceExhausted(
+                    f"cannot remove container {c.name}: its layer and log were emptied, and "
+                    f"still {e.message.removeprefix('cannot write the state database: ')}"
+                ) from None
         self._crashes.hit("remove", "removing")
         await self.finish_remove(c)
 

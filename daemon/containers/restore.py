@@ -195,21 +195,28 @@ class Restorer:
         await self._sup.settle_exit(c, status, Why.FOUND_EXITED, shim)
 
     def _retry_reconcile(self, container_id: str) -> None:
-        async def retry() -> None:
-            while not self._sup.closing:
-                await asyncio.sleep(READOPT_RETRY_S)
-                async with self._sup.lock(container_id):
-                    c = self._sup.lookup(container_id)
-                    if c is None:
-                        return
-                    try:
-                        await self._reconcile(c)
-                        return
-                    except ResourceExhausted:
-                        continue
+        # Like a shim that did not answer: its execs are settled once it is reconciled.
+        self._retrying.add(container_id)
 
-        with space.essential():
-            self._sup.background(f"reconcile-{container_id}", retry())
+        async def retry() -> None:
+            try:
+                while not self._sup.closing:
+                    await asyncio.sleep(READOPT_RETRY_S)
+                    async with self._sup.lock(container_id):
+                        c = self._sup.lookup(container_id)
+                        if c is None:
+                            return
+                        try:
+                            with space.essential():  # as at boot (see `restore`)
+                                await self._reconcile(c)
+                        except ResourceExhausted:
+                            continue
+                    await self._sup.resume_execs(container_id)
+                    return
+            finally:
+                self._retrying.discard(container_id)
+
+        self._sup.background(f"reconcile-{container_id}", retry())
 
     def _retry_adopt(self, container_id: str) -> None:
         self._retrying.add(container_id)
@@ -218,7 +225,9 @@ class Restorer:
             try:
                 while not self._sup.closing:
                     await asyncio.sleep(READOPT_RETRY_S)
-                    if await self._retry_once(container_id):
+                    with space.essential():  # as at boot (see `restore`)
+                        settled = await self._retry_once(container_id)
+                    if settled:
                         return
             finally:
                 self._retrying.discard(container_id)
@@ -268,7 +277,11 @@ class Restorer:
             return
         if state.status is TaskStatus.RUNNING:
             bound.info("adopted a container whose start was cut short", pid=state.pid)
-            await self._sup.adopt_start(c, shim, state)
+            try:
+                await self._sup.adopt_start(c, shim, state)
+            except PalletError:
+                await shim.aclose()  # not recorded (a full disk): asked again later
+                raise
             return
         # Built but never started (its init waits for `start`), or already stopped.
         bound.info("shut down the shim of a start cut short", shim_status=state.status)

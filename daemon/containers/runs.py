@@ -20,8 +20,9 @@ written, its held end is (`write_held`): its events stay in order, `die` before 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import contextvars
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +31,9 @@ import structlog
 from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.sessions import PendingAttach, Run
-from pallet.daemon.faults import CrashHook
 from pallet.daemon.containers.store import ContainerRecords, update_writer
 from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.daemon.store import space
 from pallet.shim.api.spec import ExitStatus
@@ -44,7 +45,6 @@ log = structlog.get_logger(__name__)
 MONITOR_RETRY_S = 1.0
 # How often ends held in memory (the state disk was full) are tried again.
 HELD_RETRY_S = 1.0
-
 
 
 @dataclass(slots=True)
@@ -109,6 +109,13 @@ class RunEnds:
         is journalled before `destroy`; and whoever waits on the run hears of its end only
         after this returns, so `run --rm` returns once the container is gone.
         """
+        # Essential, all of it: recording what happened, and an --rm remove (`space`).
+        with space.essential():
+            return await self._settle(c, status, why, shim)
+
+    async def _settle(
+        self, c: Container, status: ExitStatus, why: Why, shim: ShimClient | None
+    ) -> Outcome:
         try:
             if why is Why.START_FAILED:
                 c = await self._record_failed_start(c, status)
@@ -188,7 +195,8 @@ class RunEnds:
                 # the record written is the newest state either way)
                 log.warning("cannot write the end of a run; held in memory and retried",
                             container_id=c.id, reason=str(e))
-                if "write-held-ends" not in self._tasks:
+                retrying = self._tasks.get("write-held-ends")
+                if retrying is None or retrying.done():
                     self.background("write-held-ends", self._write_held_ends())
                 return updated
 
@@ -225,6 +233,10 @@ class RunEnds:
                         held = await self.write_held(cid)
                     except ResourceExhausted:
                         break  # still full: the rest would fail the same way
+                    except Exception as e:  # noqa: BLE001 - the others are still tried
+                        log.warning("writing a held end failed; retrying", container_id=cid,
+                                    reason=str(e))
+                        continue
                     c = self._containers.get(cid)
                     if held is None or not held.remove or c is None:
                         continue
@@ -235,8 +247,12 @@ class RunEnds:
                         log.warning("auto-remove failed", container_id=cid, reason=str(e))
 
     def background(self, key: str, work: Coroutine[Any, Any, None]) -> None:
-        """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose."""
-        task = asyncio.create_task(work, name=key)
+        """Run `work` as a task this manager owns: kept under `key`, cancelled by aclose.
+
+        In a context of its own: a scope of its starter's (`space.essential()`) does not
+        follow it for its whole life.
+        """
+        task = asyncio.create_task(work, name=key, context=contextvars.Context())
         self._tasks[key] = task
 
         def forget(t: asyncio.Task[None]) -> None:

@@ -214,14 +214,16 @@ class ContainerRecords:
             for r in rows
         ]
 
+    # Transactions, not bare statements: an essential write (`store.space`) on a full disk
+    # gets the reserve only through `Database.transaction`.
     async def insert(self, c: Container) -> None:
-        await self._db.run(insert_writer(c))
+        await self._db.transaction(insert_writer(c))
 
     async def update(self, c: Container) -> None:
-        await self._db.run(update_writer(c))
+        await self._db.transaction(update_writer(c))
 
     async def delete(self, container_id: str) -> None:
-        await self._db.run(delete_writer(container_id))
+        await self._db.transaction(delete_writer(container_id))
 
     async def image_users(self, image_id: str) -> list[ImageUser]:
         """Containers created from an image, and whether each is running."""

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 import structlog
 
-from pallet.v1.errors import OutOfRange, PalletError
+from pallet.v1.errors import OutOfRange, PalletError, ResourceExhausted
 from pallet.daemon.events import journal
 from pallet.daemon.events.filters import EventFilter
 from pallet.daemon.events.journal import RetentionPolicy
@@ -126,10 +126,14 @@ class EventBus:
 
     async def start(self) -> None:
         await self._db.migrate("events", journal.SCHEMA)
-        await self._db.transaction(journal.upgrade)
+        with space.essential():  # palletd must start on a full disk
+            await self._db.transaction(journal.upgrade)
         self._journal_bytes = await self._db.run(journal.total_bytes)
-        with space.essential():  # deletes only: it must work on a full disk
+        try:
             await self.prune()
+        except ResourceExhausted as e:
+            # Housekeeping is not worth the disk's reserve: the next commit prunes too.
+            log.warning("cannot prune the event journal: the disk is full", reason=str(e))
         self._last_seq = await self._db.run(
             lambda c: int(c.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0])
         )

@@ -203,7 +203,11 @@ class ImageManager:
             return await self._db.run(lambda conn: records.layer_size(conn, diff_id))
 
         try:
-            async with self._staging() as lease, self._client(ref, credentials) as client:
+            async with (
+                self._staging() as lease,
+                self._room("cannot pull the image"),
+                self._client(ref, credentials) as client,
+            ):
                 puller = Puller(
                     client, self.content, self.layers, lease, self._fetcher, progress, known_size
                 )

@@ -109,14 +109,16 @@ class Database:
         """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT; roll back if it raises.
 
         On a full disk: ResourceExhausted, unless the write is essential
-        (`space.essential()`) and the reserve gives it room.
+        (`space.essential()`) and the reserve gives it room: released and tried again in
+        the same job on the database thread, so no other write comes between and takes
+        the room. Before every transaction a spent reserve is allocated again if there is
+        room (once a second at most).
         """
         essential = space.is_essential()
         reserve = self._reserve
+        where = self._path.parent
 
-        def wrapped(conn: sqlite3.Connection) -> T:
-            if reserve is not None and not essential:
-                reserve.replenish()  # before ordinary writes take the room it needs
+        def attempt(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -129,11 +131,18 @@ class Database:
                 raise
             return result
 
-        try:
-            return await self.run(wrapped)
-        except ResourceExhausted:
-            if not essential or not await self._spend_reserve():
-                raise
+        def wrapped(conn: sqlite3.Connection) -> T:
+            if reserve is not None:
+                reserve.replenish()
+            try:
+                return attempt(conn)
+            except (sqlite3.Error, OSError) as e:
+                if not (essential and reserve is not None and space.is_disk_full(e, where)):
+                    raise
+                if not reserve.release():
+                    raise
+            return attempt(conn)
+
         return await self.run(wrapped)
 
     async def migrate(self, component: str, statements: list[str]) -> None:

@@ -832,7 +832,7 @@ def parent_of(pid: int) -> int:
     raise AssertionError(f"no PPid for {pid}")
 
 
-def cgroup_pids(palletd: Any, cid: str) -> set[int]:
+def container_cgroup_pids(palletd: Any, cid: str) -> set[int]:
     """The pids in the container's cgroups (every hierarchy)."""
     pids: set[int] = set()
     for directory in palletd.container_cgroups(cid):

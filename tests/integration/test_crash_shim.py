@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import cgroup_pids, gone, parent_of
+from conftest import container_cgroup_pids, gone, parent_of
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,8 @@ def test_kill_9_of_a_shim_kills_its_container_and_is_reported(palletd: Any, imag
     # An exec'd process too: it must not survive its supervisor either.
     palletd.cli_ok("exec", "-d", "orphan", "sleep", "1002")
     palletd.wait_for(lambda: len(palletd.container_cgroups(cid)) > 0 and
-                     len(cgroup_pids(palletd, cid)) >= 4, 10, what="the exec")
-    members = cgroup_pids(palletd, cid)
+                     len(container_cgroup_pids(palletd, cid)) >= 4, 10, what="the exec")
+    members = container_cgroup_pids(palletd, cid)
 
     os.kill(shim, signal.SIGKILL)
 

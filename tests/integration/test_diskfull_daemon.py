@@ -62,7 +62,7 @@ def test_a_container_that_fills_the_disk_exits_and_is_removed(
     assert (s["Status"], s["ExitCode"]) == ("exited", 1)
     cid = d.inspect("filler")["Id"]
     assert actions(d, cid)[-1] == "die"
-    assert "filler" not in d.cli_ok("ps", "-q", "--no-trunc")
+    assert "filler" not in d.cli_ok("ps", "--format", "{{.Names}}").split()
     # The way out: rm works on the full disk and gives the space back.
     d.cli_ok("rm", "filler")
     assert d.free_bytes() > 10 << 20
@@ -80,7 +80,9 @@ def test_an_exit_that_cannot_be_written_is_held_reported_and_written_later(
     d.cli_ok("run", "-d", "--name", "second", "busybox", "sleep", "1000")
     second = d.inspect("second")["Id"]
     d.fill()
-    # The first exit spends the reserve; the filler takes that room too.
+    # The first exit spends the reserve (a young database's write-ahead log grows with
+    # every commit: it is checkpointed and rewound only at 1,000 pages); the filler takes
+    # that room too.
     d.cli_ok("kill", "first")
     d.wait_for(lambda: exited(d, "first"), 30, what="first's exit recorded")
     assert state(d, "first")["ExitCode"] == 137
@@ -124,9 +126,10 @@ def test_stop_rm_and_prune_work_on_a_full_disk(diskfull_palletd: DiskfullPalletd
         freed_before = d.free_bytes()
         d.cli_ok("rm", "-f", "data")
         assert d.free_bytes() >= freed_before + (3 << 20), "the container's 4 MiB layer is gone"
-        out = d.cli_ok("image", "prune", "-a", "-f")
-        assert "busybox" in out or "deleted" in out.lower(), out
+        before_prune = d.free_bytes()
+        d.cli_ok("image", "prune", "-a", "-f")
         assert d.cli_ok("images", "-q").strip() == ""
+        assert d.free_bytes() >= before_prune + (1 << 20), "the image's blob and layer went"
     assert d.cli_ok("ps", "-aq") == ""
 
 

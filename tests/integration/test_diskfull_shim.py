@@ -52,10 +52,13 @@ class Attached:
         return code
 
 
-def logs(d: DiskfullPalletd, name: str) -> list[str]:
-    """`pallet logs NAME`, stdout and stderr in the order written (one pipe)."""
+def logs(d: DiskfullPalletd, name: str, made: bool = True) -> list[str]:
+    """`pallet logs NAME`, stdout and stderr in the order written (one pipe); with `made`
+    false, no lines while the container is not made yet."""
     r = subprocess.run(d.cli_args("logs", name), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
+    if not made and r.returncode != 0 and b"No such container" in r.stdout:
+        return []
     assert r.returncode == 0, r
     return r.stdout.decode(errors="replace").splitlines()
 
@@ -74,7 +77,7 @@ def test_output_on_a_full_log_disk_is_dropped_and_the_gap_shown(
         "read y; echo after"
     )
     run = Attached(d, "--name", "flood", "busybox", "sh", "-c", script)
-    d.wait_for(lambda: "before" in logs(d, "flood"), 30, what="the first line logged")
+    d.wait_for(lambda: "before" in logs(d, "flood", made=False), 30, what="the first line logged")
     with d.full():
         run.send("go")  # the flood meets a full disk
         d.wait_for(lambda: b"flooded" in run.out, 60, what="the flood written (attached)")

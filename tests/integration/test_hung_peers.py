@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from conftest import cgroup_pids, gone, parent_of
+from conftest import container_cgroup_pids, gone, parent_of
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def _stopped_shim(palletd: Any, image: str, name: str) -> tuple[str, int, int, s
     cid, init = state["Id"], state["State"]["Pid"]
     shim = parent_of(init)
     assert str(palletd.base) in Path(f"/proc/{shim}/cmdline").read_text(errors="replace")
-    members = palletd.wait_for(lambda: len(p := cgroup_pids(palletd, cid)) >= 2 and p, 10,
+    members = palletd.wait_for(lambda: len(p := container_cgroup_pids(palletd, cid)) >= 2 and p, 10,
                                what="the container's processes")
     os.kill(shim, signal.SIGSTOP)
     return cid, shim, init, members

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 import sqlite3
@@ -142,8 +143,7 @@ async def test_a_full_disk_is_resource_exhausted_and_leaves_no_transaction_open(
     with pytest.raises(ResourceExhausted) as info:
         await database.transaction(big)
     assert str(tmp_path / "pallet.db") in str(info.value)
-    assert reserve.released == 0, "an ordinary write does not spend the reserve"
-    assert reserve.replenished == 1, "it tries to allocate a spent reserve first"
+    assert reserve.held, "an ordinary write does not spend the reserve"
     assert not await database.run(lambda c: c.in_transaction)
     # The next transaction begins (before: 'cannot start a transaction within a transaction').
     await database.transaction(lambda c: c.execute("INSERT INTO t VALUES (x'00')"))
@@ -165,8 +165,71 @@ async def test_an_essential_write_spends_the_reserve_and_is_tried_again(
 
     with space.essential():
         assert await database.transaction(write) == "written"
-    assert reserve.released == 1 and tries == [64 * KIB, 0]
-    assert reserve.replenished == 0, "an essential write does not take the room back first"
+    assert tries == [64 * KIB, 0] and reserve.held == 0
+    assert await database.run(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()[0]) == 1
+
+
+async def test_no_other_write_comes_between_releasing_the_reserve_and_the_retry(
+    db: tuple[Database, FakeReserve],
+) -> None:
+    """The room the reserve gives back goes to the essential write that needed it."""
+    database, reserve = db
+    order: list[str] = []
+
+    def essential_write(conn: sqlite3.Connection) -> None:
+        if reserve.held:
+            order.append("essential: full")
+            raise full_error()
+        order.append("essential: written")
+
+    def ordinary_write(conn: sqlite3.Connection) -> None:
+        order.append("ordinary")
+
+    async def essential() -> None:
+        with space.essential():
+            await database.transaction(essential_write)
+
+    await asyncio.gather(essential(), database.transaction(ordinary_write))
+    assert order == ["essential: full", "essential: written", "ordinary"], order
+
+
+async def test_records_written_in_an_essential_scope_get_the_reserve(
+    db: tuple[Database, FakeReserve], tmp_path: Path
+) -> None:
+    """A container record's own write (no event) may spend the reserve too."""
+    from pallet.daemon.containers.model import Container, ContainerState
+    from pallet.daemon.containers.store import ContainerRecords
+
+    database, reserve = db
+    records = ContainerRecords(database)
+    await records.start()
+    c = Container(id="c" * 64, name="web", image_id="sha256:" + "a" * 64,
+                  config=None, host_config=None, state=ContainerState(),  # type: ignore[arg-type]
+                  created_ns=1, state_dir=str(tmp_path / "web"))
+    real = database._conn
+    assert real is not None
+
+    class FullUntilReleased:
+        """The connection as a disk with no room until the reserve is released."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def execute(self, sql: str, *args: object) -> object:
+            if reserve.held and sql.startswith(("INSERT", "UPDATE", "DELETE")):
+                raise full_error()
+            return real.execute(sql, *args)
+
+    database._conn = FullUntilReleased()  # type: ignore[assignment]
+    try:
+        with pytest.raises(ResourceExhausted):
+            await records.delete(c.id)  # ordinary: refused, the reserve kept
+        assert reserve.held
+        with space.essential():
+            await records.delete(c.id)
+        assert reserve.held == 0
+    finally:
+        database._conn = real
 
 
 async def test_an_essential_write_with_the_reserve_spent_fails_clearly(
