@@ -14,6 +14,7 @@ writes it twice.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -51,6 +52,8 @@ NEVER_RAN = 126
 UNKNOWN = 255
 # How long removing a container waits for its execs' watchers to record their ends.
 SETTLE_S = 5.0
+# How often ends a full disk kept from being written are tried again.
+UNWRITTEN_RETRY_S = 1.0
 
 
 class TrackedExec:
@@ -87,8 +90,10 @@ class ExecTracker:
         self._clock = clock
         self._pending: dict[str, ExecRecord] = {}
         self._ended: dict[str, asyncio.Future[ExitStatus]] = {}
-        # Ends known but not written (a full disk), until `settle` writes them.
+        # Ends known but not written (a full disk): tried again once a second by
+        # `_rewriting`, and by `settle` when the container goes.
         self._unwritten: dict[str, ExitStatus] = {}
+        self._rewriting: asyncio.Task[None] | None = None
         self._watchers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
@@ -99,6 +104,8 @@ class ExecTracker:
     async def aclose(self) -> None:
         """Stop watching; the execs keep running and the next palletd settles them."""
         tasks = list(self._watchers.values())
+        if self._rewriting is not None:
+            tasks.append(self._rewriting)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -219,13 +226,18 @@ class ExecTracker:
                     also=exec_delete_writer(record.id),
                 )  # fmt: skip
         except ResourceExhausted as e:
-            # The client still hears how it ended; the record is written when its container
-            # goes (`settle`) or palletd restarts, from what is kept here.
+            # The client still hears how it ended; the record is written from what is kept
+            # here, once there is room (tried every second, and when its container goes).
             log.warning("cannot write the end of an exec; kept until its container goes",
                         exec_id=record.id, reason=str(e))
             self._pending[record.id] = record
             self._unwritten[record.id] = status
             self._answer(record.id, status)
+            if self._rewriting is None or self._rewriting.done():
+                self._rewriting = asyncio.create_task(
+                    self._write_unwritten(), name="exec-ends-unwritten",
+                    context=contextvars.Context(),
+                )
             return
         self._unwritten.pop(record.id, None)
         try:
@@ -235,6 +247,19 @@ class ExecTracker:
         except (OSError, PalletError) as e:
             log.warning("could not remove an exec's exit file", exec_id=record.id, reason=str(e))
         self._answer(record.id, status)
+
+    async def _write_unwritten(self) -> None:
+        """Once a second, the exec ends a full disk kept from being written, until all are."""
+        while self._unwritten:
+            await asyncio.sleep(UNWRITTEN_RETRY_S)
+            for exec_id, status in list(self._unwritten.items()):
+                record = self._pending.get(exec_id)
+                if record is None:
+                    self._unwritten.pop(exec_id, None)
+                    continue
+                await self._end(record, status)  # kept again when still full
+                if exec_id in self._unwritten:
+                    break
 
     def _answer(self, exec_id: str, status: ExitStatus) -> None:
         ended = self._ended.pop(exec_id, None)

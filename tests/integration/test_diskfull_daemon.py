@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -188,3 +189,28 @@ def test_import_and_load_on_a_full_disk_fail_clearly_and_leave_nothing(
         assert not tmp.exists() or not any(tmp.iterdir()), "no half-made blobs"
     d.cli_ok("load", "-i", str(saved))
     assert "busybox" in d.cli_ok("images")
+
+
+def test_an_exec_end_that_cannot_be_written_is_answered_and_written_later(
+    diskfull_palletd: DiskfullPalletd,
+) -> None:
+    d = diskfull_palletd
+    d.cli_ok("run", "-d", "--name", "spender", "busybox", "sleep", "1000")
+    d.cli_ok("run", "-d", "--name", "host", "busybox", "sleep", "1000")
+    host = d.inspect("host")["Id"]
+    ex = d.cli_popen("exec", "-i", "host", "sh", "-c", "read x; exit 3", stdin=subprocess.PIPE)
+    d.wait_for(lambda: "exec_start: sh -c read x; exit 3" in actions(d, host), 30,
+               what="the exec started")
+    d.fill()
+    d.cli_ok("kill", "spender")  # spends the reserve
+    d.wait_for(lambda: exited(d, "spender"), 30, what="spender's exit recorded")
+    d.fill()
+    assert ex.stdin is not None
+    ex.stdin.write(b"go\n")
+    ex.stdin.flush()
+    assert ex.wait(30) == 3, "the client hears how it ended"
+    assert "exec_die" not in actions(d, host), "not written yet"
+    d.free()
+    d.wait_for(lambda: "exec_die" in actions(d, host), 30, what="the exec's end written")
+    die = [e for e in events(d) if e["Actor"]["ID"] == host and e["Action"] == "exec_die"]
+    assert len(die) == 1 and die[0]["Actor"]["Attributes"]["exitCode"] == "3", die
