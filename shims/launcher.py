@@ -95,22 +95,30 @@ def _tell(fd: int, text: str) -> None:
 
 
 def _become_launcher(run_root: str, ready_fd: int) -> int:
-    lock_fd = os.open(
-        os.path.join(run_root, sockpath.LAUNCHER_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600
-    )
     try:
-        fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        _tell(ready_fd, "ok: already running")
-        return 0
-    try:
-        listener = _listen(sockpath.launcher_socket(run_root))
+        lock_fd = os.open(
+            os.path.join(run_root, sockpath.LAUNCHER_LOCK),
+            os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+            0o600,
+        )
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _tell(ready_fd, "ok: already running")
+            return 0
+        try:
+            listener = _listen(sockpath.launcher_socket(run_root))
+        except OSError as exc:
+            _tell(ready_fd, f"cannot listen on {sockpath.launcher_socket(run_root)}: {exc}")
+            return 1
+        pid_problem = _write_pid_file(os.path.join(run_root, sockpath.LAUNCHER_PID))
+        _detach_stdio(os.path.join(run_root, sockpath.LAUNCHER_LOG))
     except OSError as exc:
-        _tell(ready_fd, f"cannot listen on {sockpath.launcher_socket(run_root)}: {exc}")
+        # Said, not only exited ("exited before it was ready"): palletd shows it.
+        _tell(ready_fd, f"cannot start in {run_root}: {exc}")
         return 1
-    with open(os.path.join(run_root, sockpath.LAUNCHER_PID), "w") as f:
-        f.write(f"{os.getpid()}\n")
-    _detach_stdio(os.path.join(run_root, sockpath.LAUNCHER_LOG))
+    if pid_problem:
+        diaglog.warn(pid_problem)
     set_process_name("pallet-launcher")
     syscalls = LibcSyscalls()
     # Everything imported so far is shared with every shim we fork; keep the collector
@@ -130,6 +138,26 @@ def _become_launcher(run_root: str, ready_fd: int) -> int:
             log_exception("launcher request failed")
         finally:
             conn.close()
+
+
+def _write_pid_file(path: str) -> str:
+    """Write our pid to `path`; "" when done, else why not.
+
+    The file is for people and tools, nothing serves through it: a run root too full to
+    hold it (sockets and locks take an inode, no room) must not stop every container
+    from starting, so the launcher serves without it (and removes what is left of it,
+    an empty file or a dead launcher's pid).
+    """
+    try:
+        with open(path, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    except OSError as exc:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+        return f"cannot write {path}: {exc.strerror or exc}; serving without it"
+    return ""
 
 
 def _trim_heap() -> None:

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -123,17 +124,20 @@ def test_an_exit_the_shim_cannot_write_reaches_a_palletd_that_comes_back(
     assert (s["Status"], s["ExitCode"]) == ("exited", 5), s
 
 
-def test_containers_run_on_a_full_run_root(
-    diskfull_factory: Any,
+def test_containers_start_and_stop_on_a_run_root_full_from_the_start(
+    diskfull_factory: Callable[..., DiskfullPalletd],
 ) -> None:
-    d: DiskfullPalletd = diskfull_factory(run_size="4m")
-    d.cli_ok("run", "-d", "--name", "before", "busybox", "sleep", "1000")
+    # No shim launcher has run yet: it starts on the full run root, without room for its
+    # pid file (it once exited, palletd saying "exited before it was ready").
+    d = diskfull_factory(run_size="4m")
+    assert not (d.run_root / "shim-launcher.sock").exists()
     with d.full(on=d.run_disk):
         assert d.free_bytes(d.run_disk) < 4096
-        out = d.cli_ok("run", "--rm", "--name", "during", "busybox", "echo", "hello")
-        assert out == "hello\n"
-        d.cli_ok("stop", "-t", "1", "before")
-        d.cli_ok("rm", "before")
-    log = launcher_log(d)
-    assert not log.exists() or log.stat().st_size < 1 << 20
-    assert d.cli_ok("ps", "-aq") == ""
+        d.cli_ok("run", "-d", "--name", "keeper", "busybox", "sleep", "1000")
+        assert d.cli_ok("run", "--rm", "--name", "during", "busybox", "echo", "hello") == "hello\n"
+        assert d.cli_ok("exec", "keeper", "echo", "hi") == "hi\n"
+        d.cli_ok("stop", "-t", "1", "keeper")
+        assert d.inspect("keeper")["State"]["Status"] == "exited"
+        d.cli_ok("rm", "keeper")
+        assert d.cli_ok("ps", "-aq") == ""
+    assert not list((d.run_root / "shims").iterdir()), "every shim went, with its socket"
