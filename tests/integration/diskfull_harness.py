@@ -3,7 +3,9 @@
 Owns: `DiskfullPalletd` (a `conftest.Palletd` whose root is a tmpfs of its own, mounted
 before palletd starts and always unmounted at teardown), filling that filesystem with a
 filler file (`fill`, `full`) and freeing it (`free`), and the fixtures `diskfull_palletd`
-(started, busybox:latest imported) and `diskfull_factory` (make more, choose the size).
+(started, busybox:latest imported) and `diskfull_factory` (make more, choose the size);
+the same for a directory without palletd (`small_disk`, `fill_disk`, `free_disk`,
+`disk_free_bytes`).
 Must not: touch anything outside its own directories; like `conftest.Palletd` it kills
 only processes that name them.
 
@@ -61,6 +63,50 @@ def _mount_tmpfs(path: Path, size: str) -> None:
     )
 
 
+@contextlib.contextmanager
+def small_disk(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted at `path` (made here) for the body; unmounted and removed
+    afterwards, always. For a directory of something other than palletd (a bundle)."""
+    _mount_tmpfs(path, size)
+    try:
+        yield path
+    finally:
+        free_disk(path)
+        _lazy_unmount(str(path))
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def disk_free_bytes(disk: Path) -> int:
+    """Bytes still free on the filesystem of `disk` (tmpfs keeps no reserve for root)."""
+    st = os.statvfs(disk)
+    return st.f_bavail * st.f_frsize
+
+
+def fill_disk(disk: Path, leave: int = 0) -> int:
+    """Write a filler file in `disk` until its filesystem is full (or `leave` bytes are
+    left); return its size. Appends to a filler already there: calling it again after
+    something freed some space fills that too."""
+    fd = os.open(disk / FILLER, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        for chunk in (1 << 20, 64 << 10, 4096, 512, 1):
+            block = b"\0" * chunk
+            while disk_free_bytes(disk) - chunk >= leave:
+                try:
+                    os.write(fd, block)
+                except OSError as e:
+                    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    break
+        return os.fstat(fd).st_size
+    finally:
+        os.close(fd)
+
+
+def free_disk(disk: Path) -> None:
+    """Remove the filler of `disk`: the space it took is free again."""
+    (disk / FILLER).unlink(missing_ok=True)
+
+
 @dataclass
 class DiskfullPalletd(Palletd):
     """A palletd whose --root is its own tmpfs of `size` (mounted by `start`)."""
@@ -102,32 +148,17 @@ class DiskfullPalletd(Palletd):
 
     def free_bytes(self, on: Path | None = None) -> int:
         """Bytes still free on the tmpfs (tmpfs keeps no reserve for root)."""
-        st = os.statvfs(on or self.disk)
-        return st.f_bavail * st.f_frsize
+        return disk_free_bytes(on or self.disk)
 
     def fill(self, leave: int = 0, on: Path | None = None) -> int:
         """Write the filler file until the filesystem is full (or `leave` bytes are left);
         return its size. Appends to a filler already there: calling it again after palletd
         freed some space fills that too."""
-        disk = on or self.disk
-        fd = os.open(disk / FILLER, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            for chunk in (1 << 20, 64 << 10, 4096, 512, 1):
-                block = b"\0" * chunk
-                while self.free_bytes(disk) - chunk >= leave:
-                    try:
-                        os.write(fd, block)
-                    except OSError as e:
-                        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-                            raise
-                        break
-            return os.fstat(fd).st_size
-        finally:
-            os.close(fd)
+        return fill_disk(on or self.disk, leave)
 
     def free(self, on: Path | None = None) -> None:
         """Remove the filler: the space it took is free again."""
-        ((on or self.disk) / FILLER).unlink(missing_ok=True)
+        free_disk(on or self.disk)
 
     @contextlib.contextmanager
     def full(self, leave: int = 0, on: Path | None = None) -> Iterator[int]:

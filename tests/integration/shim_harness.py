@@ -83,6 +83,11 @@ class ShimWorld:
     def launcher(self, **kwargs: Any) -> ShimLauncherImpl:
         return ShimLauncherImpl(self.run_root, **kwargs)
 
+    def bundle_dir(self, container_id: str) -> Path:
+        """Where `spec` puts the bundle of `container_id` (upper and work dir, log file,
+        exit.json): a test may mount a filesystem of its own there first."""
+        return self.base / "containers" / container_id
+
     def spec(self, *args: str, **overrides: Any) -> ShimSpec:
         """A spec for a new container running `args` (a fresh id, bundle and upper dir).
 
@@ -91,7 +96,7 @@ class ShimWorld:
         `readonly` (the root's).
         """
         cid = overrides.pop("container_id", None) or secrets.token_hex(8)
-        bundle_dir = self.base / "containers" / cid
+        bundle_dir = self.bundle_dir(cid)
         for sub in ("upper", "work", "rootfs"):
             (bundle_dir / sub).mkdir(parents=True)
         process = Process(

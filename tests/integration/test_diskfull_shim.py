@@ -2,30 +2,60 @@
 
 A container's output on a full log disk is dropped with one warning per stretch, and the
 log keeps a counted gap that `pallet logs` shows in its place; the shims' diagnostics log
-stays small; an exit the shim cannot write to exit.json is kept in memory and reported to a
-palletd that comes back; a full run root does not stop containers from running.
+stays small, and a run root too full to take even that loses the diagnostics, never a
+container; an exit the shim cannot write to exit.json is kept in memory, reported, and
+written once the disk takes it (the shim does not go before); a run root that is full
+from the start does not stop containers from starting.
+
+Each palletd here has its own 20 MB tmpfs root (`diskfull_harness`), with `run_size` a
+tmpfs run root too; the exit.json test drives a shim without palletd (`shim_harness`),
+its bundle on a tmpfs of its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import secrets
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from diskfull_harness import DiskfullPalletd, diskfull_factory, diskfull_palletd
+from conftest import gone
+from diskfull_harness import (
+    DiskfullPalletd,
+    diskfull_factory,
+    diskfull_palletd,
+    fill_disk,
+    free_disk,
+    small_disk,
+)
+from pallet.shim.api.logs import read_records
+from pallet.shim.api.spec import TaskStatus
+from shim_harness import ShimWorld, remove, shim_world
 
-__all__ = ["diskfull_factory", "diskfull_palletd"]  # fixtures
+__all__ = ["diskfull_factory", "diskfull_palletd", "shim_world"]  # fixtures
 
 pytestmark = pytest.mark.integration
 
-DROPPED = "of output dropped: the log disk was full]"
+#: The line `pallet logs` shows for a gap (`pallet.shim.api.logframes.drop_note`).
+GAP = re.compile(r"\[pallet: ([0-9.]+) (B|KiB|MiB|GiB) of output dropped: the log disk was full\]")
+FLOOD_LINE = "flooding-the-full-disk"
 FLOOD_BYTES = 4 << 20
+#: Prints 'before', floods stdout with FLOOD_BYTES and 'flooded' after a line on stdin,
+#: and 'after' after a second line.
+FLOOD_SCRIPT = (
+    "echo before; read x; "
+    f"yes {FLOOD_LINE} | head -c {FLOOD_BYTES}; echo flooded; "
+    "read y; echo after"
+)
 
 
 class Attached:
@@ -53,52 +83,90 @@ class Attached:
         return code
 
 
-def logs(d: DiskfullPalletd, name: str, made: bool = True) -> list[str]:
-    """`pallet logs NAME`, stdout and stderr in the order written (one pipe); with `made`
-    false, no lines while the container is not made yet."""
+def logs(d: DiskfullPalletd, name: str) -> list[str]:
+    """`pallet logs NAME`, stdout and stderr in the order written (one pipe)."""
     r = subprocess.run(d.cli_args("logs", name), stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=60)
-    if not made and r.returncode != 0 and b"No such container" in r.stdout:
-        return []
     assert r.returncode == 0, r
     return r.stdout.decode(errors="replace").splitlines()
 
 
-def launcher_log(d: DiskfullPalletd) -> Path:
-    return d.run_root / "shim-launcher.log"
+def logged(d: DiskfullPalletd, name: str, line: str) -> bool:
+    """Whether `pallet logs NAME` shows `line` (False while the container is not there)."""
+    r = d.cli("logs", name)
+    return r.returncode == 0 and line in r.stdout.splitlines()
+
+
+def diag_lines(run_root: Path, about: str) -> list[str]:
+    """The lines of the launcher's and shims' log that mention `about`; fails on a
+    traceback or on a log past its 1 MiB cap (`pallet.shim.diaglog`)."""
+    path = run_root / "shim-launcher.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    assert "Traceback" not in text, text[-3000:]
+    assert len(text) < 1 << 20
+    return [line for line in text.splitlines() if about in line]
+
+
+def flood_into_a_full_log_disk(d: DiskfullPalletd, name: str, also_full: Path | None = None) -> str:
+    """Run FLOOD_SCRIPT attached with the root (and `also_full`) full during the flood;
+    check the container and the attached client lived through it and got every byte;
+    return the container's log path (as the diagnostics name it)."""
+    run = Attached(d, "--name", name, "busybox", "sh", "-c", FLOOD_SCRIPT)
+    d.wait_for(lambda: logged(d, name, "before"), 30, what="the first line logged")
+    log_path = str(d.root / "containers" / d.inspect(name)["Id"] / "container.log")
+    if also_full is not None:
+        d.fill(on=also_full)
+    try:
+        with d.full():
+            run.send("go")  # the flood meets a full disk
+            d.wait_for(lambda: b"flooded" in run.out, 60, what="the flood written (attached)")
+            assert d.inspect(name)["State"]["Running"], "the container runs on"
+    finally:
+        if also_full is not None:
+            d.free(on=also_full)
+    run.send("go")  # room again
+    assert run.wait() == 0, "the container (and its shim) lived through the flood"
+    # The attached client got everything: only the log lost output.
+    assert run.out.count(f"{FLOOD_LINE}\n".encode()) == FLOOD_BYTES // len(FLOOD_LINE + "\n")
+    assert run.out.endswith(b"flooded\nafter\n")
+    return log_path
+
+
+def assert_logs_show_the_gap(d: DiskfullPalletd, name: str) -> None:
+    """before, what of the flood fitted, the gap (about all of the flood), after."""
+    lines = logs(d, name)
+    assert lines[0] == "before" and lines[-1] == "after", (lines[:3], lines[-3:])
+    gap = GAP.fullmatch(lines[-2])
+    assert gap, lines[-3:]
+    kept = lines[1:-2]
+    assert set(kept) <= {FLOOD_LINE}, "only the start of the flood before the gap"
+    assert len(kept) * len(FLOOD_LINE + "\n") < 64 << 10, "the flood met a full disk"
+    assert gap[2] == "MiB" and float(gap[1]) >= 3.9, lines[-2]
+    assert [line for line in lines if line.startswith("[pallet")] == [lines[-2]]
 
 
 def test_output_on_a_full_log_disk_is_dropped_and_the_gap_shown(
     diskfull_palletd: DiskfullPalletd,
 ) -> None:
     d = diskfull_palletd
-    script = (
-        "echo before; read x; "
-        f"yes flooding-the-full-disk | head -c {FLOOD_BYTES}; echo flooded; "
-        "read y; echo after"
-    )
-    run = Attached(d, "--name", "flood", "busybox", "sh", "-c", script)
-    d.wait_for(lambda: "before" in logs(d, "flood", made=False), 30, what="the first line logged")
-    with d.full():
-        run.send("go")  # the flood meets a full disk
-        d.wait_for(lambda: b"flooded" in run.out, 60, what="the flood written (attached)")
-        assert d.inspect("flood")["State"]["Running"], "the container runs on"
-    run.send("go")  # room again
-    assert run.wait() == 0
-    lines = logs(d, "flood")
-    assert lines[0] == "before" and lines[-1] == "after", (lines[:3], lines[-3:])
-    gaps = [i for i, line in enumerate(lines) if line.startswith("[pallet: ") and DROPPED in line]
-    assert len(gaps) == 1, [line for line in lines if line.startswith("[pallet")]
-    flood_kept = sum(1 for line in lines if line == "flooding-the-full-disk")
-    assert flood_kept * len("flooding-the-full-disk\n") < FLOOD_BYTES // 2, "most was dropped"
-    # The attached client got everything: only the log lost output.
-    assert run.out.count(b"flooding-the-full-disk\n") >= FLOOD_BYTES // 24
-    # The shim said so once per stretch, not once per write.
-    text = launcher_log(d).read_text(errors="replace") if launcher_log(d).exists() else ""
-    assert len(text) < 64 << 10 and "Traceback" not in text, text[-2000:]
-    drops = [line for line in text.splitlines() if "full" in line.lower()]
-    assert len(drops) <= 5, drops
+    log_path = flood_into_a_full_log_disk(d, "flood")
+    assert_logs_show_the_gap(d, "flood")
+    # The shim said so once per stretch (dropping, writing again), not once per write:
+    # the flood was 16 chunks or more, each refused.
+    said = diag_lines(d.run_root, log_path)
+    assert 1 <= len(said) <= 4, said
     assert d.inspect("flood")["State"]["ExitCode"] == 0
+
+
+def test_a_flood_into_a_full_log_disk_with_the_run_root_full_too(
+    diskfull_factory: Callable[..., DiskfullPalletd],
+) -> None:
+    # The shim's warnings have nowhere to go either: they are lost, the container is not
+    # (a warning that could not be written used to raise in the shim and kill it).
+    d = diskfull_factory(run_size="4m")
+    log_path = flood_into_a_full_log_disk(d, "flood2", also_full=d.run_disk)
+    assert_logs_show_the_gap(d, "flood2")
+    assert len(diag_lines(d.run_root, log_path)) <= 4
 
 
 def test_an_exit_the_shim_cannot_write_reaches_a_palletd_that_comes_back(
@@ -107,7 +175,9 @@ def test_an_exit_the_shim_cannot_write_reaches_a_palletd_that_comes_back(
     d = diskfull_palletd
     # The shell is the container's init: a signal it traps is delivered from the host.
     d.cli_ok("run", "-d", "--name", "ender", "busybox", "sh", "-c",
-             "trap 'exit 5' USR1; while true; do sleep 1; done")
+             "trap 'exit 5' USR1; echo trapped; while true; do sleep 1; done")
+    # A pid namespace's init gets from outside only the signals it has a handler for.
+    d.wait_for(lambda: logged(d, "ender", "trapped"), 30, what="the trap set")
     pid = d.inspect("ender")["State"]["Pid"]
     assert pid > 0
     exit_json = d.root / "containers" / d.inspect("ender")["Id"] / "exit.json"
@@ -141,3 +211,66 @@ def test_containers_start_and_stop_on_a_run_root_full_from_the_start(
         d.cli_ok("rm", "keeper")
         assert d.cli_ok("ps", "-aq") == ""
     assert not list((d.run_root / "shims").iterdir()), "every shim went, with its socket"
+
+
+async def _until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
+
+
+async def test_an_exit_the_disk_refuses_is_kept_reported_and_written_once_it_has_room(
+    shim_world: ShimWorld,
+) -> None:
+    cid = secrets.token_hex(8)
+    bundle = shim_world.bundle_dir(cid)
+    bundle.parent.mkdir(exist_ok=True)
+    # Short, so that staying alive for many of them means something.
+    impl = shim_world.launcher(idle_exit=0.3)
+    with small_disk(bundle, "1m"):
+        spec = shim_world.spec(
+            "sh", "-c", "trap 'exit 7' USR1; echo trapped; while true; do sleep 0.1; done",
+            container_id=cid,
+        )
+        client = await impl.spawn(spec)
+        shim_pid = client.shim_pid
+        sock = shim_world.run_root / "shims" / f"{cid}.sock"
+        try:
+            await client.start()
+            # A pid namespace's init gets from outside only the signals it has a handler for.
+            await _until(lambda: [r.data for r in read_records(spec.log.path)] == [b"trapped\n"],
+                         10, "the trap set")
+            fill_disk(bundle)
+            await client.kill(signal.SIGUSR1)  # it exits; exit.json finds no room
+            status = await asyncio.wait_for(client.wait(), 30)
+            assert (status.exit_code, status.error) == (7, ""), status
+            state = await client.state()
+            assert (state.status, state.exit) == (TaskStatus.STOPPED, status)
+            assert impl.exit_status_on_disk(bundle) is None
+            assert not [n for n in os.listdir(bundle) if n.startswith("exit.json")], "no temp file"
+            await client.aclose()
+            # Nobody talks to it for many idle periods: it is the only one who knows the
+            # exit, so it stays and tells it to whoever asks.
+            await asyncio.sleep(2.0)
+            assert not gone(shim_pid) and sock.exists(), "the shim went before its exit was on disk"
+            client = await impl.connect(cid, bundle)
+            assert await asyncio.wait_for(client.wait(), 30) == status
+            await client.aclose()
+            free_disk(bundle)
+            on_disk = await _until(lambda: impl.exit_status_on_disk(bundle), 10, "exit.json")
+            assert on_disk == status
+            # On disk now: an idle shim may go, and does.
+            await _until(lambda: gone(shim_pid), 10, "the idle shim's exit")
+            assert not sock.exists()
+        finally:
+            free_disk(bundle)
+            if not gone(shim_pid):  # a failed test's: the container killed, the shim ended
+                await remove(await impl.connect(cid, bundle))
+    # One line when the write was first refused and one when it went through, not one
+    # per retry (one a second).
+    said = diag_lines(shim_world.run_root, cid)
+    assert len(said) == 2, said
+    assert "cannot be written" in said[0] and "written at last" in said[1], said
