@@ -112,7 +112,7 @@ class Database:
         (`space.essential()`) and the reserve gives it room: released and tried again in
         the same job on the database thread, so no other write comes between and takes
         the room. Before every transaction a spent reserve is allocated again if there is
-        room (once a second at most).
+        room for it.
         """
         essential = space.is_essential()
         reserve = self._reserve

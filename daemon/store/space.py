@@ -26,8 +26,7 @@ import contextvars
 import errno
 import os
 import sqlite3
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import structlog
@@ -41,8 +40,6 @@ MIB = 1024 * 1024
 # hundred pages of write-ahead log, far more than removing a container or an image takes.
 RESERVE_MIN = 1 * MIB
 RESERVE_MAX = 16 * MIB
-# How often at most a spent reserve is allocated again (a failed try costs a syscall).
-REPLENISH_EVERY_S = 1.0
 
 # The errno values that mean the filesystem (or the user's quota on it) is full.
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -119,17 +116,10 @@ def disk_full(path: Path, what: str) -> ResourceExhausted:
 class SpaceReserve:
     """A file holding space that only essential writes get back (see the module)."""
 
-    def __init__(
-        self,
-        path: Path,
-        size: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, path: Path, size: int | None = None) -> None:
         self._path = path
         self._size = size
-        self._clock = clock
         self._held = 0
-        self._tried_at: float | None = None
 
     @property
     def path(self) -> Path:
@@ -180,20 +170,18 @@ class SpaceReserve:
                         reason=str(e))
             self._held = given
             return 0
-        self._tried_at = self._clock()
         log.warning("state disk full: its reserve was released so an essential write can "
                     "go through", path=str(self._path), released=given)
         return given
 
     def replenish(self) -> bool:
-        """Allocate a spent reserve again if there is room (tried once a second at most);
-        True when it is held."""
+        """Allocate a spent reserve again when the filesystem has room for it twice over
+        (a statvfs, so it is cheap to ask before every write); True when it is held."""
         if self._held:
             return True
-        now = self._clock()
-        if self._tried_at is not None and now - self._tried_at < REPLENISH_EVERY_S:
+        free = free_bytes(self._path.parent)
+        if free is None or free < 2 * self.size:
             return False
-        self._tried_at = now
         if self._allocate():
             log.info("state disk's reserve allocated again", path=str(self._path))
             return True

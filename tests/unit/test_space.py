@@ -24,14 +24,6 @@ def full_error() -> sqlite3.OperationalError:
     return e
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class FakeReserve(SpaceReserve):
     """A reserve that only counts what is asked of it."""
 
@@ -85,21 +77,26 @@ def test_the_error_names_the_path_and_the_way_out(tmp_path: Path) -> None:
 
 
 def test_the_reserve_is_allocated_released_and_allocated_again(tmp_path: Path) -> None:
-    clock = Clock()
-    reserve = SpaceReserve(tmp_path / "reserve", 256 * KIB, clock=clock)
+    reserve = SpaceReserve(tmp_path / "reserve", 256 * KIB)
     reserve.start()
     assert reserve.held == 256 * KIB
     assert os.stat(tmp_path / "reserve").st_blocks * 512 >= 256 * KIB
     assert reserve.release() == 256 * KIB
     assert reserve.held == 0 and os.stat(tmp_path / "reserve").st_blocks == 0
     assert reserve.release() == 0, "nothing more to give"
-    assert not reserve.replenish(), "tried again once a second at most"
-    clock.now += space.REPLENISH_EVERY_S
-    assert reserve.replenish() and reserve.held == 256 * KIB
+    assert reserve.replenish() and reserve.held == 256 * KIB, "there is room: at once"
     # Found allocated by the next palletd.
     again = SpaceReserve(tmp_path / "reserve", 256 * KIB)
     again.start()
     assert again.held >= 256 * KIB
+
+
+def test_a_spent_reserve_waits_for_room_twice_its_size(tmp_path: Path) -> None:
+    free = space.free_bytes(tmp_path)
+    assert free is not None
+    reserve = SpaceReserve(tmp_path / "reserve", free)  # never twice free here
+    assert not reserve.replenish() and reserve.held == 0
+    assert not (tmp_path / "reserve").exists(), "not even tried"
 
 
 def test_the_reserve_is_sized_from_its_filesystem(tmp_path: Path) -> None:
