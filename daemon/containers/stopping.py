@@ -1,0 +1,302 @@
+"""Ending containers: stop, kill, restart and remove.
+
+Owns: `StopsAndRemoves`, the part of the container manager that signals a container's
+processes (through its shim, or by killing a shim that does not answer), waits for the end
+its monitor records, and removes containers: the REMOVING record, the execs' ends, what a
+dead shim left, the `destroy` event, then the state directory. `rm -f` always wins over a
+start (`_removing`); on a disk too full to record a remove, the container's own layer and
+log go first. Must not: record the end of a run (`runs.RunEnds` does), start containers
+(the manager's `_start_locked`), or hold state of its own: it works on the manager's
+(`ContainerManager` is a `StopsAndRemoves`; the attributes and methods it uses are declared
+below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from pallet.daemon.containers.execs import ExecTracker
+from pallet.daemon.containers.model import Container, Status
+from pallet.daemon.containers.sessions import PendingAttach, Run
+from pallet.daemon.containers.signals import parse_signal
+from pallet.daemon.containers.store import delete_writer
+from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.faults import CrashHook
+from pallet.daemon.shims.api import ShimLauncher
+from pallet.daemon.snapshots.overlay import OverlaySnapshots
+from pallet.daemon.store import space
+from pallet.shim.api.spec import ExitStatus
+from pallet.v1.errors import (
+    DeadlineExceeded,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PalletError,
+    ResourceExhausted,
+)
+
+log = structlog.get_logger(__name__)
+
+# How long remove/stop wait for a SIGKILLed container to be reported gone.
+KILL_GRACE_S = 30.0
+
+
+class StopsAndRemoves:
+    """Stops, kills, restarts and removes containers (mixed into `ContainerManager`)."""
+
+    # The manager's state this part works on.
+    _clock: Callable[[], int]
+    _crashes: CrashHook
+    _launcher: ShimLauncher
+    _events: EventPublisher
+    _snapshots: OverlaySnapshots
+    _execs: ExecTracker
+    _containers: dict[str, Container]
+    _locks: dict[str, asyncio.Lock]
+    _pending: dict[str, list[PendingAttach]]
+    _removing: dict[str, int]
+    _runs: dict[str, Run]
+
+    if TYPE_CHECKING:  # the manager's methods this part calls
+
+        def resolve(self, ref: str) -> Container: ...
+
+        def lock(self, container_id: str) -> asyncio.Lock: ...
+
+        def _attrs(self, c: Container, **extra: str) -> dict[str, str]: ...
+
+        async def _transition(
+            self,
+            c: Container,
+            event: tuple[str, dict[str, str]] | None = None,
+            **state: object,
+        ) -> Container: ...
+
+        def _check_not_removing(self, c: Container) -> None: ...
+
+        async def _start_locked(self, c: Container) -> int: ...
+
+        async def _clean_leftovers(self, c: Container) -> None: ...
+
+        async def _record_exit(self, c: Container, status: ExitStatus) -> Container: ...
+
+    # ---- stop / kill / restart -----------------------------------------------------
+
+    async def kill(self, ref: str, sig: str = "") -> None:
+        c = self.resolve(ref)
+        num = parse_signal(sig, signal.SIGKILL)
+        run = self._runs.get(c.id)
+        if c.state.status is not Status.RUNNING or run is None:
+            raise FailedPrecondition(
+                f"container {c.name} is not running: there is nothing to signal"
+            )
+        was_stopped, run.stopped = run.stopped, True
+        try:
+            await run.shim.kill(num)
+        except DeadlineExceeded as e:
+            run.stopped = was_stopped  # not delivered: an exit later is not this kill's
+            raise DeadlineExceeded(
+                f"cannot signal container {c.name}: {e.message}. `pallet rm -f {c.name}` "
+                "kills the shim and the container's processes"
+            ) from None
+
+    async def stop(self, ref: str, timeout: int | None = None) -> None:
+        c = self.resolve(ref)
+        run = self._runs.get(c.id)
+        if c.state.status is not Status.RUNNING or run is None:
+            return
+        wait_s = c.config.stop_timeout if timeout is None else timeout
+        if wait_s < 0:
+            raise InvalidArgument(f"invalid stop timeout {wait_s}: use 0 or more seconds")
+        was_stopped, run.stopped = run.stopped, True
+        try:
+            await run.shim.kill(parse_signal(c.config.stop_signal, signal.SIGTERM))
+        except DeadlineExceeded as e:
+            # Waiting on would not help: the signal was not delivered, nor would SIGKILL be.
+            # Nor is an exit later this stop's (a restart policy will tell the two apart).
+            run.stopped = was_stopped
+            raise _cannot_stop(c, e) from None
+        except PalletError as e:
+            log.info("stop signal not delivered", container_id=c.id, reason=str(e))
+        try:
+            await asyncio.wait_for(run.done.wait(), wait_s)
+            return
+        except TimeoutError:
+            pass
+        await self._kill_and_wait(c, run)
+
+    async def _kill_and_wait(self, c: Container, run: Run, force: bool = False) -> None:
+        """SIGKILL every process of the container and wait (bounded) for its recorded end.
+
+        A shim that does not answer fails this at once (DeadlineExceeded), unless `force`
+        (`rm -f`): then palletd kills the shim itself, and its container with it.
+        """
+        try:
+            await run.shim.kill(signal.SIGKILL, all_processes=True)
+        except DeadlineExceeded as e:
+            if not force:
+                raise _cannot_stop(c, e) from None
+            await self._kill_shim(c, run, e)
+        except PalletError as e:
+            log.info("SIGKILL not delivered", container_id=c.id, reason=str(e))
+        try:
+            await asyncio.wait_for(run.done.wait(), KILL_GRACE_S)
+        except TimeoutError:
+            raise FailedPrecondition(
+                f"container {c.name} did not exit {KILL_GRACE_S:.0f}s after SIGKILL: "
+                "its processes may be stuck in the kernel (D state)"
+            ) from None
+
+    async def _kill_shim(self, c: Container, run: Run | None, why: PalletError) -> ExitStatus:
+        """SIGKILL the shim that does not answer, and the container's init; return the
+        end to record (137). With a run, its monitor records it when the shim's
+        connection closes; without one the caller does."""
+        shim_pid = run.shim.shim_pid if run is not None else c.state.shim_pid
+        log.warning("killing a shim that does not answer", container_id=c.id,
+                    shim_pid=shim_pid, reason=why.message)
+        status = ExitStatus(
+            137,
+            self._clock(),
+            f"the container's shim (pid {shim_pid}) did not answer and was killed by "
+            "rm -f, with the container's processes",
+        )
+        if run is not None:
+            run.killed = status
+        await self._launcher.kill_unresponsive(c.id, shim_pid, c.state.pid)
+        return status
+
+    async def restart(self, ref: str, timeout: int | None = None) -> int:
+        c = self.resolve(ref)
+        await self.stop(c.id, timeout)
+        run = self._runs.get(c.id)
+        if run is not None:
+            await run.done.wait()
+        async with self.lock(c.id):
+            c = self.resolve(c.id)
+            self._check_not_removing(c)
+            if c.state.status is Status.RUNNING:
+                return c.state.pid
+            c = replace(c, restart_count=c.restart_count + 1)
+            self._containers[c.id] = c
+            return await self._start_locked(c)
+
+    # ---- remove --------------------------------------------------------------------
+
+    async def remove(self, ref: str, force: bool = False) -> None:
+        # Essential: removing is how space comes back, so it may spend the state disk's
+        # reserve (`space`), as recording the exit of a container it kills does.
+        with space.essential():
+            await self._remove(ref, force)
+
+    async def _remove(self, ref: str, force: bool) -> None:
+        c = self.resolve(ref)
+        if not force:
+            async with self.lock(c.id):
+                c = self._present(c.id, ref)
+                if c.state.status is Status.RUNNING:
+                    raise FailedPrecondition(
+                        f"container {c.name} is running: stop it first, or remove it with "
+                        "force (rm -f)"
+                    )
+                await self._remove_locked(c)
+            return
+        # `rm -f` always wins: from here on no start of the container begins; one already
+        # under way (holding the lock) may still get it running, so kill -> wait -> lock
+        # goes round until the lock is held with nothing running. Twice at most.
+        cid = c.id
+        self._removing[cid] = self._removing.get(cid, 0) + 1
+        try:
+            while True:
+                run = self._runs.get(c.id)
+                if run is not None:
+                    await self._kill_and_wait(c, run, force=True)
+                async with self.lock(c.id):
+                    c = self._present(c.id, ref)
+                    if c.id in self._runs:
+                        continue  # started meanwhile, or its end is still being settled
+                    if c.state.status is Status.RUNNING:
+                        # No run: a shim that did not answer when palletd started (the
+                        # restorer keeps asking it). Killed here; the remove cleans up.
+                        status = await self._kill_shim(
+                            c, None, DeadlineExceeded("its shim was not re-adopted")
+                        )
+                        c = await self._record_exit(c, status)  # die before destroy
+                    await self._remove_locked(c)
+                    return
+        finally:
+            self._removing[cid] -= 1
+            if not self._removing[cid]:
+                del self._removing[cid]
+
+    def _present(self, container_id: str, ref: str) -> Container:
+        c = self._containers.get(container_id)
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
+
+    async def _remove_locked(self, c: Container) -> None:
+        if c.state.status is Status.REMOVING:
+            # A remove that failed after recording REMOVING (a full disk): finish it.
+            await self.finish_remove(c)
+            return
+        try:
+            c = await self._transition(c, status=Status.REMOVING)
+        except ResourceExhausted:
+            # No room even to record the remove (the disk's reserve spent, or never made
+            # on a disk full from the start): what only this container holds, the layer
+            # it wrote and its log, goes first, then the remove is recorded. A crash in
+            # between leaves the container, emptied: the remove it was asked for, half done.
+            await asyncio.to_thread(self._discard_own_files, c)
+            try:
+                c = await self._transition(c, status=Status.REMOVING)
+            except ResourceExhausted as e:
+                raise ResourceExhausted(
+                    f"cannot remove container {c.name}: its layer and log were emptied, and "
+                    f"still {e.message.removeprefix('cannot write the state database: ')}"
+                ) from None
+        self._crashes.hit("remove", "removing")
+        await self.finish_remove(c)
+
+    def _discard_own_files(self, c: Container) -> None:
+        log.warning("disk full: emptying the container's layer and log before recording "
+                    "its remove", container_id=c.id)
+        self._snapshots.discard(Path(c.state_dir))
+        with contextlib.suppress(FileNotFoundError):
+            os.truncate(c.log_path, 0)
+
+    async def finish_remove(self, c: Container) -> None:
+        # The container's execs died with it; their ends are recorded before its directory
+        # (where the shim wrote them) goes.
+        await self._execs.settle(c.id)
+        # A cleanup after a dead shim that failed (or never ran) is tried again, while the
+        # bundle, whose spec names the cgroup, is still there.
+        await self._clean_leftovers(c)
+        # Record first: once it is gone the container is gone for every caller; a crash
+        # before the directory is deleted leaves an orphan dir that start() removes.
+        await self._events.publish(
+            "container", "destroy", c.id, self._attrs(c), also=delete_writer(c.id)
+        )
+        self._containers.pop(c.id, None)
+        self._locks.pop(c.id, None)
+        for pending in self._pending.pop(c.id, []):
+            if not pending.ready.done():
+                pending.ready.set_exception(NotFound(f"container {c.name} was removed"))
+        self._crashes.hit("remove", "deleted")
+        await asyncio.to_thread(self._snapshots.remove, Path(c.state_dir))
+
+
+def _cannot_stop(c: Container, e: PalletError) -> DeadlineExceeded:
+    """A stop (or kill) of `c` whose shim let the deadline pass: it does not answer."""
+    return DeadlineExceeded(
+        f"cannot stop container {c.name}: {e.message}. `pallet rm -f {c.name}` kills the "
+        "shim and the container's processes"
+    )
