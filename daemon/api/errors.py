@@ -11,7 +11,6 @@ handlers. Must not: know any service.
 from __future__ import annotations
 
 import contextlib
-import errno
 import functools
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeAlias, TypeVar, cast
@@ -21,6 +20,7 @@ import structlog
 from google.protobuf.message import Message
 
 from pallet.daemon.api.inputs import Undecodable, check_request, checked_stream
+from pallet.daemon.store import space
 from pallet.v1.errors import PalletError
 
 log = structlog.get_logger(__name__)
@@ -43,14 +43,13 @@ def status_code(err: PalletError) -> grpc.StatusCode:
 async def _abort(context: Ctx, exc: BaseException, rpc: str) -> None:
     if isinstance(exc, PalletError):
         await context.abort(status_code(exc), exc.message)
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if isinstance(exc, OSError) and exc.errno in space.FULL_ERRNOS:
         # The managers name the full disk where they write; this is the net under them.
         log.warning("disk full", rpc=rpc, path=exc.filename, reason=str(exc))
         where = f" writing {exc.filename}" if exc.filename else ""
         await context.abort(
             grpc.StatusCode.RESOURCE_EXHAUSTED,
-            f"{rpc} failed{where}: no space left on the device: free space (pallet rm of "
-            "containers, pallet image prune, or outside pallet) and try again",
+            f"{rpc} failed{where}: no space left on the device: {space.FREE_SPACE}",
         )
     log.exception("internal error", rpc=rpc, exc_info=exc)
     await context.abort(

@@ -228,7 +228,7 @@ class ExecTracker:
         except ResourceExhausted as e:
             # The client still hears how it ended; the record is written from what is kept
             # here, once there is room (tried every second, and when its container goes).
-            log.warning("cannot write the end of an exec; kept until its container goes",
+            log.warning("cannot write the end of an exec; kept and retried",
                         exec_id=record.id, reason=str(e))
             self._pending[record.id] = record
             self._unwritten[record.id] = status

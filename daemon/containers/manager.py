@@ -351,12 +351,8 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         try:
             # Files first, record last: a crash in between leaves only a dir, which
             # start() removes as an orphan; a record never points at a missing dir.
-            try:
+            with space.room(self._dir, "cannot create the container"):
                 await asyncio.to_thread(self._prepare_dir, container, image)
-            except OSError as e:
-                if e.errno not in space.FULL_ERRNOS:
-                    raise
-                raise space.disk_full(self._dir, "cannot create the container") from e
             self._crashes.hit("create", "dir")
             try:
                 # The record and its create event in one transaction.

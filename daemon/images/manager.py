@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import re
 import secrets
 import sqlite3
@@ -145,7 +144,7 @@ class ImageManager:
                 )
             references = (ref,)
         config = await asyncio.to_thread(apply_changes, ImageConfig(), changes)
-        async with self._staging() as lease, self._room("cannot import the image"):
+        async with self._staging() as lease, space.room(self._root, "cannot import the image"):
             spool = await self._spool(chunks)
             try:
                 staged = await _to_thread_to_the_end(
@@ -166,7 +165,7 @@ class ImageManager:
         return image
 
     async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult:
-        async with self._staging() as lease, self._room("cannot load the images"):
+        async with self._staging() as lease, space.room(self._root, "cannot load the images"):
             spool = await self._spool(chunks)
             try:
                 staged = await _to_thread_to_the_end(
@@ -205,7 +204,7 @@ class ImageManager:
         try:
             async with (
                 self._staging() as lease,
-                self._room("cannot pull the image"),
+                space.room(self._root, "cannot pull the image"),
                 self._client(ref, credentials) as client,
             ):
                 puller = Puller(
@@ -260,17 +259,6 @@ class ImageManager:
 
     def _staging(self) -> _Staging:
         return _Staging(self)
-
-    @contextlib.asynccontextmanager
-    async def _room(self, what: str) -> AsyncIterator[None]:
-        """A full disk while staging blobs and layers is ResourceExhausted naming the state
-        directory (what was staged goes with the lease, as after any failure)."""
-        try:
-            yield
-        except OSError as e:
-            if e.errno not in space.FULL_ERRNOS:
-                raise
-            raise space.disk_full(self._root, what) from e
 
     async def _spool(self, chunks: AsyncIterator[bytes]) -> Path:
         """Stream an upload to a temp file (tar needs to seek, and a client may be slow)."""

@@ -12,7 +12,7 @@ A full disk is ResourceExhausted naming the database's path, never a raw Operati
 a transaction that fails leaves none open (a COMMIT that fails with SQLITE_FULL leaves its
 transaction open otherwise, and every later BEGIN fails). An essential write
 (`space.essential()`) that finds the disk full spends the disk's reserve and is tried once
-more; the reserve is allocated again before a later ordinary write, once there is room.
+more; a spent reserve is allocated again before any later write, once there is room.
 """
 
 from __future__ import annotations
@@ -24,13 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-import structlog
-
 from pallet.daemon.store import space
 from pallet.daemon.store.space import SpaceReserve
 from pallet.v1.errors import ResourceExhausted
-
-log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 

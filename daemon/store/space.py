@@ -16,7 +16,8 @@ RESOURCE_EXHAUSTED while an `rm` still works.
 
 `essential()` is a scope (a context variable) rather than a flag passed down through the
 managers, the event bus and the database: the operation decides, the database spends. Tasks
-started inside the scope inherit it.
+started inside the scope inherit it (the container manager starts its own background tasks
+in a fresh context, so a scope does not follow them for life).
 """
 
 from __future__ import annotations
@@ -95,22 +96,46 @@ def is_disk_full(error: BaseException, path: Path) -> bool:
     return False
 
 
-def human(n: int) -> str:
+def _human(n: int) -> str:
     for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} bytes"
 
 
+#: What a user can do about a full disk; every full-disk error ends with it.
+FREE_SPACE = "free space (pallet rm of containers, pallet image prune, or outside pallet) and try again"
+
+
 def disk_full(path: Path, what: str) -> ResourceExhausted:
     """The error for `what` (\"cannot write the state database\") failing on a full `path`."""
     free = free_bytes(path)
-    left = "" if free is None else f", {human(free)} free"
+    left = "" if free is None else f", {_human(free)} free"
     return ResourceExhausted(
-        f"{what}: the disk of {path} is full (no space left on the device{left}): free "
-        "space (pallet rm of containers, pallet image prune, or outside pallet) and try "
-        "again"
+        f"{what}: the disk of {path} is full (no space left on the device{left}): {FREE_SPACE}"
     )
+
+
+class room:  # noqa: N801 - used as a function: `with space.room(path, what):`
+    """ENOSPC or EDQUOT in the body raised as `disk_full(path, what)`; a plain and an
+    async context manager both, so it sits in an `async with` beside others."""
+
+    def __init__(self, path: Path, what: str) -> None:
+        self._path = path
+        self._what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        if isinstance(error, OSError) and error.errno in FULL_ERRNOS:
+            raise disk_full(self._path, self._what) from error
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, kind: object, error: BaseException | None, tb: object) -> None:
+        self.__exit__(kind, error, tb)
 
 
 class SpaceReserve:
@@ -120,10 +145,6 @@ class SpaceReserve:
         self._path = path
         self._size = size
         self._held = 0
-
-    @property
-    def path(self) -> Path:
-        return self._path
 
     @property
     def held(self) -> int:

@@ -50,6 +50,21 @@ def reserve_held(d: DiskfullPalletd) -> int:
     return os.stat(path).st_blocks * 512 if path.exists() else 0
 
 
+def spend_the_reserve(d: DiskfullPalletd, name: str) -> None:
+    """Fill the disk, spend palletd's reserve on the exit of `name` (a running `sleep`),
+    then fill what that gave back: full, with no reserve left.
+
+    The exit needs the reserve because a young database's write-ahead log grows with every
+    commit (it is checkpointed and rewound only at 1,000 pages).
+    """
+    d.fill()
+    d.cli_ok("kill", name)
+    d.wait_for(lambda: exited(d, name), 30, what=f"{name}'s exit recorded")
+    assert state(d, name)["ExitCode"] == 137
+    assert reserve_held(d) == 0, "the exit spent the reserve"
+    d.fill()
+
+
 def test_a_container_that_fills_the_disk_exits_and_is_removed(
     diskfull_palletd: DiskfullPalletd,
 ) -> None:
@@ -80,15 +95,7 @@ def test_an_exit_that_cannot_be_written_is_held_reported_and_written_later(
     d.cli_ok("run", "-d", "--name", "first", "busybox", "sleep", "1000")
     d.cli_ok("run", "-d", "--name", "second", "busybox", "sleep", "1000")
     second = d.inspect("second")["Id"]
-    d.fill()
-    # The first exit spends the reserve (a young database's write-ahead log grows with
-    # every commit: it is checkpointed and rewound only at 1,000 pages); the filler takes
-    # that room too.
-    d.cli_ok("kill", "first")
-    d.wait_for(lambda: exited(d, "first"), 30, what="first's exit recorded")
-    assert state(d, "first")["ExitCode"] == 137
-    assert reserve_held(d) == 0
-    d.fill()
+    spend_the_reserve(d, "first")
     # Nothing left for the second exit: held in memory, reported as it is.
     d.cli_ok("stop", "-t", "1", "second")
     s = state(d, "second")
@@ -140,10 +147,8 @@ def test_rm_works_when_even_the_reserve_is_spent(diskfull_palletd: DiskfullPalle
     d.cli_ok("run", "--name", "bb", "busybox", "dd", "if=/dev/zero", "of=/data", "bs=1M",
              "count=2")
     with d.full():
-        d.cli_ok("kill", "aa")  # spends the reserve
-        d.wait_for(lambda: exited(d, "aa"), 30, what="aa's exit recorded")
-        d.fill()
-        assert reserve_held(d) == 0 and d.free_bytes() < 64 << 10
+        spend_the_reserve(d, "aa")
+        assert d.free_bytes() < 64 << 10
         # No room for any record: rm first empties bb's own layer and log, then records.
         d.cli_ok("rm", "bb")
         assert "bb" not in d.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
@@ -201,10 +206,7 @@ def test_an_exec_end_that_cannot_be_written_is_answered_and_written_later(
     ex = d.cli_popen("exec", "-i", "host", "sh", "-c", "read x; exit 3", stdin=subprocess.PIPE)
     d.wait_for(lambda: "exec_start: sh -c read x; exit 3" in actions(d, host), 30,
                what="the exec started")
-    d.fill()
-    d.cli_ok("kill", "spender")  # spends the reserve
-    d.wait_for(lambda: exited(d, "spender"), 30, what="spender's exit recorded")
-    d.fill()
+    spend_the_reserve(d, "spender")
     assert ex.stdin is not None
     ex.stdin.write(b"go\n")
     ex.stdin.flush()
