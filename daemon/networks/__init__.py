@@ -1,0 +1,1 @@
+"""palletd networks: bridges, veth pairs, address leases, published ports, embedded DNS."""
