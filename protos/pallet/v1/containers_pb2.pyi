@@ -39,7 +39,7 @@ STREAM_STDOUT: Stream
 STREAM_STDERR: Stream
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file")
+    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file", "network_mode", "network_aliases", "ipv4_address", "mac_address", "publish", "publish_all", "expose", "dns", "dns_search", "dns_options", "extra_hosts")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,17 @@ class ContainerConfig(_message.Message):
     STOP_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     LOG_MAX_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOG_MAX_FILE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_MODE_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_ALIASES_FIELD_NUMBER: _ClassVar[int]
+    IPV4_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_FIELD_NUMBER: _ClassVar[int]
+    PUBLISH_ALL_FIELD_NUMBER: _ClassVar[int]
+    EXPOSE_FIELD_NUMBER: _ClassVar[int]
+    DNS_FIELD_NUMBER: _ClassVar[int]
+    DNS_SEARCH_FIELD_NUMBER: _ClassVar[int]
+    DNS_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    EXTRA_HOSTS_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     cmd: _containers.RepeatedScalarFieldContainer[str]
@@ -79,7 +90,67 @@ class ContainerConfig(_message.Message):
     stop_timeout: int
     log_max_size: int
     log_max_file: int
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ...) -> None: ...
+    network_mode: str
+    network_aliases: _containers.RepeatedScalarFieldContainer[str]
+    ipv4_address: str
+    mac_address: str
+    publish: _containers.RepeatedScalarFieldContainer[str]
+    publish_all: bool
+    expose: _containers.RepeatedScalarFieldContainer[str]
+    dns: _containers.RepeatedScalarFieldContainer[str]
+    dns_search: _containers.RepeatedScalarFieldContainer[str]
+    dns_options: _containers.RepeatedScalarFieldContainer[str]
+    extra_hosts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ..., network_mode: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., publish: _Optional[_Iterable[str]] = ..., publish_all: _Optional[bool] = ..., expose: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PortBinding(_message.Message):
+    __slots__ = ("protocol", "container_port", "host_ip", "host_port")
+    PROTOCOL_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_IP_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    protocol: str
+    container_port: int
+    host_ip: str
+    host_port: int
+    def __init__(self, protocol: _Optional[str] = ..., container_port: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ...) -> None: ...
+
+class EndpointSettings(_message.Message):
+    __slots__ = ("network_id", "ip_address", "ip_prefix_len", "gateway", "mac_address", "aliases", "interface")
+    NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
+    IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    IP_PREFIX_LEN_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    network_id: str
+    ip_address: str
+    ip_prefix_len: int
+    gateway: str
+    mac_address: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    interface: str
+    def __init__(self, network_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., ip_prefix_len: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., interface: _Optional[str] = ...) -> None: ...
+
+class NetworkSettings(_message.Message):
+    __slots__ = ("networks", "ports", "exposed_ports", "sandbox_key")
+    class NetworksEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: EndpointSettings
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[EndpointSettings, _Mapping]] = ...) -> None: ...
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    PORTS_FIELD_NUMBER: _ClassVar[int]
+    EXPOSED_PORTS_FIELD_NUMBER: _ClassVar[int]
+    SANDBOX_KEY_FIELD_NUMBER: _ClassVar[int]
+    networks: _containers.MessageMap[str, EndpointSettings]
+    ports: _containers.RepeatedCompositeFieldContainer[PortBinding]
+    exposed_ports: _containers.RepeatedScalarFieldContainer[str]
+    sandbox_key: str
+    def __init__(self, networks: _Optional[_Mapping[str, EndpointSettings]] = ..., ports: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., sandbox_key: _Optional[str] = ...) -> None: ...
 
 class ContainerState(_message.Message):
     __slots__ = ("status", "pid", "exit_code", "started_at", "finished_at", "error", "oom_killed", "shim_pid")
@@ -102,7 +173,7 @@ class ContainerState(_message.Message):
     def __init__(self, status: _Optional[_Union[ContainerStatus, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., oom_killed: _Optional[bool] = ..., shim_pid: _Optional[int] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("id", "name", "image_id", "image", "config", "state", "created", "path", "args", "restart_count", "log_path", "state_dir", "lower_dirs", "upper_dir")
+    __slots__ = ("id", "name", "image_id", "image", "config", "state", "created", "path", "args", "restart_count", "log_path", "state_dir", "lower_dirs", "upper_dir", "network_settings")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -117,6 +188,7 @@ class Container(_message.Message):
     STATE_DIR_FIELD_NUMBER: _ClassVar[int]
     LOWER_DIRS_FIELD_NUMBER: _ClassVar[int]
     UPPER_DIR_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     image_id: str
@@ -131,7 +203,8 @@ class Container(_message.Message):
     state_dir: str
     lower_dirs: _containers.RepeatedScalarFieldContainer[str]
     upper_dir: str
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image_id: _Optional[str] = ..., image: _Optional[str] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., state: _Optional[_Union[ContainerState, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., restart_count: _Optional[int] = ..., log_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., lower_dirs: _Optional[_Iterable[str]] = ..., upper_dir: _Optional[str] = ...) -> None: ...
+    network_settings: NetworkSettings
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image_id: _Optional[str] = ..., image: _Optional[str] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., state: _Optional[_Union[ContainerState, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., restart_count: _Optional[int] = ..., log_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., lower_dirs: _Optional[_Iterable[str]] = ..., upper_dir: _Optional[str] = ..., network_settings: _Optional[_Union[NetworkSettings, _Mapping]] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
     __slots__ = ("config",)
