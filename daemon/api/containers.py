@@ -94,13 +94,13 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     async def List(self, request: pb.ListContainersRequest, context: Ctx) -> pb.ListContainersResponse:
         found = await self._containers.list_filtered(request.all, list(request.filters))
         # Layer dirs are for inspect; a listing does not need them.
-        return pb.ListContainersResponse(containers=[convert.container(c, []) for c in found])
+        return pb.ListContainersResponse(containers=[convert.container(c, [], self._containers.network_view(c)) for c in found])
 
     @unary
     async def Inspect(self, request: pb.InspectContainerRequest, context: Ctx) -> pb.InspectContainerResponse:
         c = self._containers.resolve(request.container)
         lower = await self._containers.layer_dirs(c)
-        return pb.InspectContainerResponse(container=convert.container(c, lower))
+        return pb.InspectContainerResponse(container=convert.container(c, lower, self._containers.network_view(c)))
 
     @unary
     async def Wait(self, request: pb.WaitContainerRequest, context: Ctx) -> pb.WaitContainerResponse:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from pallet.daemon.containers.networking import NetworkView
 from pallet.daemon.containers.model import (
     ConfigRequest,
     Container,
@@ -66,18 +67,33 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             open_stdin=cfg.open_stdin,
             stop_signal=cfg.stop_signal,
             stop_timeout=cfg.stop_timeout if cfg.HasField("stop_timeout") else None,
+            expose=tuple(cfg.expose),
+            mac_address=cfg.mac_address,
         ),
         host_config=HostConfig(
             auto_remove=cfg.auto_remove,
             log_config=LogConfig(max_size=cfg.log_max_size, max_files=cfg.log_max_file),
+            network_mode=cfg.network_mode or "bridge",
+            publish=tuple(cfg.publish),
+            publish_all=cfg.publish_all,
+            dns=tuple(cfg.dns),
+            dns_search=tuple(cfg.dns_search),
+            dns_options=tuple(cfg.dns_options),
+            extra_hosts=tuple(cfg.extra_hosts),
         ),
+        network_aliases=tuple(cfg.network_aliases),
+        ipv4_address=cfg.ipv4_address,
     )
 
 
-def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
+def container(
+    c: Container, lower_dirs: list[str], net: NetworkView | None = None
+) -> cpb.Container:
     cfg = c.config
     host = c.host_config
     st = c.state
+    net = net or NetworkView()
+    first = host.networks[0] if host.networks else None
     return cpb.Container(
         id=c.id,
         name=c.name,
@@ -100,6 +116,17 @@ def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
             auto_remove=host.auto_remove,
             log_max_size=host.log_config.max_size,
             log_max_file=host.log_config.max_files,
+            network_mode=host.network_mode,
+            network_aliases=first.aliases if first else (),
+            ipv4_address=first.ipv4_address if first else "",
+            mac_address=cfg.mac_address,
+            publish=host.publish,
+            publish_all=host.publish_all,
+            expose=cfg.exposed_ports,
+            dns=host.dns,
+            dns_search=host.dns_search,
+            dns_options=host.dns_options,
+            extra_hosts=host.extra_hosts,
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],
@@ -118,6 +145,26 @@ def container(c: Container, lower_dirs: list[str]) -> cpb.Container:
         state_dir=c.state_dir,
         lower_dirs=lower_dirs,
         upper_dir=f"{c.state_dir}/upper",
+        network_settings=network_settings(net, cfg.exposed_ports),
+    )
+
+
+def network_settings(net: NetworkView, exposed: tuple[str, ...]) -> cpb.NetworkSettings:
+    return cpb.NetworkSettings(
+        networks={
+            e.network_name: cpb.EndpointSettings(
+                network_id=e.network_id, ip_address=e.address, ip_prefix_len=e.prefix_len,
+                gateway=e.gateway, mac_address=e.mac, aliases=e.aliases, interface=e.ifname,
+            )
+            for e in net.endpoints
+        },
+        ports=[
+            cpb.PortBinding(protocol=p.protocol, container_port=p.container_port,
+                            host_ip=p.host_ip, host_port=p.host_port)
+            for p in net.ports
+        ],
+        exposed_ports=exposed,
+        sandbox_key=net.sandbox_key,
     )
 
 

@@ -97,14 +97,16 @@ DEFAULT_MOUNTS = (
 ROOTFS_PROPAGATION = "rslave"
 
 
-def default_namespaces(network_path: str = "") -> tuple[Namespace, ...]:
-    """A container's own namespaces; its network one made new, or joined at a path."""
+def default_namespaces(network_path: str = "", host_network: bool = False) -> tuple[Namespace, ...]:
+    """A container's own namespaces; its network one made new, joined at a path, or
+    (`host_network`) none: it shares the host's."""
+    network = () if host_network else (Namespace(NS_NETWORK, network_path),)
     return (
         Namespace(NS_PID),
         Namespace(NS_IPC),
         Namespace(NS_UTS),
         Namespace(NS_MOUNT),
-        Namespace(NS_NETWORK, network_path),
+        *network,
         Namespace(NS_CGROUP),
     )
 
@@ -142,6 +144,18 @@ def write_etc_files(container: Container) -> None:
     (state_dir / "hostname").write_text(hostname + "\n")
     (state_dir / "hosts").write_text(HOSTS + f"127.0.1.1\t{hostname}\n")
     (state_dir / "resolv.conf").write_text(resolv_conf())
+
+
+def write_network_files(container: Container, hosts: str, resolv: str) -> None:
+    """The network's /etc/hosts and resolv.conf, written in place (not renamed): the
+    files are bind-mounted into a running container, which must see a later change."""
+    state_dir = Path(container.state_dir)
+    for name, text in (("hosts", hosts), ("resolv.conf", resolv)):
+        if not text:
+            continue
+        with open(state_dir / name, "a+") as f:
+            f.truncate(0)
+            f.write(text)
 
 
 def etc_mounts(container: Container) -> tuple[Mount, ...]:
@@ -209,14 +223,16 @@ def exec_process(
     )
 
 
-def container_linux(container: Container, cgroup_parent: str, network_path: str = "") -> Linux:
+def container_linux(
+    container: Container, cgroup_parent: str, network_path: str = "", host_network: bool = False
+) -> Linux:
     """How the container is isolated: Docker's defaults, its own cgroup.
 
     `network_path`: the network namespace to join (made by the network manager); ""
-    gives the container a new one with only `lo`.
+    gives the container a new one with only `lo`; `host_network`: the host's.
     """
     return Linux(
-        namespaces=default_namespaces(network_path),
+        namespaces=default_namespaces(network_path, host_network),
         cgroups_path=cgroup_path(container, cgroup_parent),
         masked_paths=MASKED_PATHS,
         readonly_paths=READONLY_PATHS,

@@ -39,6 +39,7 @@ from pallet.daemon.containers.model import (
     check_transition,
 )
 from pallet.daemon.containers.merge import effective_config
+from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
 from pallet.daemon.containers.names import generate_name, validate_name
@@ -83,8 +84,10 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         clock: Callable[[], int] = time.time_ns,
         run_root: Path | None = None,
         crashes: CrashHook = NO_CRASHES,
+        networking: Networking | None = None,
     ) -> None:
         self._records = records
+        self._networking: Networking = networking or LoopbackOnly()
         self._images = images
         self._snapshots = snapshots
         self._launcher = shims
@@ -107,7 +110,9 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         self._held: dict[str, HeldEnd] = {}
         self._closing = False
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
-        self._start_deps = StartDeps(self, snapshots, shims, crashes, cgroup_parent, clock)
+        self._start_deps = StartDeps(
+            self, snapshots, shims, crashes, cgroup_parent, clock, self._networking
+        )
 
     # ---- component lifecycle -------------------------------------------------------
 
@@ -124,6 +129,10 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             if not self._restorer.retrying(cid):  # else settled once it is adopted
                 await self.resume_execs(cid)
         await self._restorer.remove_stray_shims()
+        # What carries traffic is kept for the containers that run, removed for the rest.
+        await self._networking.reconcile(
+            [c for c in self._containers.values() if c.id in self._runs]
+        )
         log.info(
             "containers reconciled",
             containers=len(self._containers),
@@ -314,6 +323,76 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         self._containers[c.id] = updated
         return updated
 
+    # ---- networks ------------------------------------------------------------------
+
+    def network_users(self, network_id: str) -> list[tuple[str, str]]:
+        """(id, name) of the containers attached to a network, running or not, and of
+        those that join another's namespace through one (none: they join the container)."""
+        return [
+            (c.id, c.name) for c in self.containers()
+            if any(e.network_id == network_id for e in c.host_config.networks)
+        ]
+
+    def network_view(self, c: Container) -> NetworkView:
+        return self._networking.view(c)
+
+    async def connect(
+        self, network: str, ref: str, aliases: tuple[str, ...], ipv4: str
+    ) -> None:
+        """`network connect`: recorded with its event; live when the container runs."""
+        c = self.resolve(ref)
+        async with self.lock(c.id):
+            c = self.resolve(c.id)
+            self._check_not_removing(c)
+            endpoint = await self._networking.check_endpoint(c, network, aliases, ipv4)
+            running = c.id in self._runs
+            if running:
+                await self._networking.connect_live(c, endpoint)
+            updated = replace(c, host_config=replace(
+                c.host_config, networks=(*c.host_config.networks, endpoint)
+            ))
+            try:
+                await self._events.publish(
+                    "network", "connect", endpoint.network_id,
+                    self._network_attrs(endpoint.network_id, c), also=update_writer(updated),
+                )
+            except BaseException:
+                if running:
+                    await self._networking.disconnect_live(updated, endpoint.network_id)
+                raise
+            self._containers[c.id] = updated
+
+    async def disconnect(self, network: str, ref: str, force: bool) -> None:
+        """`network disconnect`: recorded with its event; live when the container runs."""
+        network_id = self._networking.find_network_id(network)
+        c = self.resolve(ref)
+        async with self.lock(c.id):
+            c = self.resolve(c.id)
+            if not any(e.network_id == network_id for e in c.host_config.networks):
+                raise FailedPrecondition(
+                    f"container {c.name} is not connected to network "
+                    f"{self._networking.network_name(network_id)}"
+                )
+            if c.id in self._runs:
+                try:
+                    await self._networking.disconnect_live(c, network_id)
+                except PalletError:
+                    if not force:
+                        raise
+            updated = replace(c, host_config=replace(
+                c.host_config,
+                networks=tuple(e for e in c.host_config.networks if e.network_id != network_id),
+            ))
+            await self._events.publish(
+                "network", "disconnect", network_id, self._network_attrs(network_id, c),
+                also=update_writer(updated),
+            )
+            self._containers[c.id] = updated
+
+    def _network_attrs(self, network_id: str, c: Container) -> dict[str, str]:
+        return {"name": self._networking.network_name(network_id), "type": "bridge",
+                "container": c.id}
+
     # ---- create --------------------------------------------------------------------
 
     async def create(self, req: CreateRequest) -> Container:
@@ -336,6 +415,7 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         name = name or generate_name(taken)
         cid = secrets.token_hex(32)
         config, host_config = effective_config(req, image, req.config.hostname or cid[:12])
+        config, host_config = await self._networking.prepare(config, host_config, req, self)
         state_dir = self._dir / cid
         container = Container(
             id=cid,
@@ -415,7 +495,11 @@ class ContainerManager(RunEnds, StopsAndRemoves):
                 f"{c.image_id[7:19]}) was removed: create the container again from an "
                 "image that exists"
             ) from None
-        start = ContainerStart(c, self._images.layer_dirs(image), self._start_deps)
+        joined = None
+        mode = c.host_config.network_mode
+        if mode.startswith("container:"):
+            joined = self._containers.get(mode.split(":", 1)[1])
+        start = ContainerStart(c, self._images.layer_dirs(image), self._start_deps, joined)
         failed: list[ExitStatus] = []
 
         async def record_failure(e: PalletError) -> None:

@@ -90,6 +90,8 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         open_stdin=req.open_stdin,
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
+        exposed_ports=ic.exposed_ports,
+        mac_address=req.mac_address,
     )
 
 

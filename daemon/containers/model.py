@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from pallet.daemon.networks.model import EndpointConfig
 from pallet.v1.errors import FailedPrecondition
 
 
@@ -63,6 +64,9 @@ class Config:
     open_stdin: bool = False
     stop_signal: str = "SIGTERM"
     stop_timeout: int = 10
+    # The image's, --expose's and the published ones ("80/tcp"), as docker's ExposedPorts.
+    exposed_ports: tuple[str, ...] = ()
+    mac_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,20 @@ class HostConfig:
 
     auto_remove: bool = False
     log_config: LogConfig = field(default_factory=LogConfig)
+    # "bridge" (the default network), "host", "none", "container:<id>", or a user
+    # network's name as given (its id is in `networks`).
+    network_mode: str = "bridge"
+    # The networks it is attached to, in connect order (eth0 first): the network mode's
+    # network, then each `network connect`. Empty for host, none and container:<id>.
+    networks: tuple[EndpointConfig, ...] = ()
+    # Published ports, docker's -p strings as given (parsed and checked at create, the
+    # host ports picked at start); publish_all adds every exposed port on a random one.
+    publish: tuple[str, ...] = ()
+    publish_all: bool = False
+    dns: tuple[str, ...] = ()
+    dns_search: tuple[str, ...] = ()
+    dns_options: tuple[str, ...] = ()
+    extra_hosts: tuple[str, ...] = ()  # "NAME:IP", IP may be "host-gateway"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +128,8 @@ class ConfigRequest:
     open_stdin: bool = False
     stop_signal: str = ""
     stop_timeout: int | None = None  # None: 10 seconds; 0 kills at once
+    expose: tuple[str, ...] = ()  # merged with the image's ExposedPorts
+    mac_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +139,9 @@ class CreateRequest:
     config: ConfigRequest
     host_config: HostConfig = field(default_factory=HostConfig)
     name: str = ""
+    # The first network's aliases and static address (--network-alias, --ip).
+    network_aliases: tuple[str, ...] = ()
+    ipv4_address: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,12 +24,12 @@ _NAMES = (
 ).split()
 
 
-def validate_name(name: str) -> str:
+def validate_name(name: str, what: str = "container name") -> str:
     """Return the name without docker's optional leading slash, or refuse it."""
     bare = name[1:] if name.startswith("/") else name
-    if not NAME_RE.match(bare):
+    if not NAME_RE.match(bare) or len(bare) > 255:
         raise InvalidArgument(
-            f"invalid container name {name!r}: use at least two characters from "
+            f"invalid {what} {name!r}: use at least two characters from "
             "[a-zA-Z0-9_.-], starting with a letter or digit"
         )
     return bare

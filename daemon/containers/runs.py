@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
+from pallet.daemon.containers.networking import Networking
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.containers.store import ContainerRecords, update_writer
@@ -71,6 +72,7 @@ class RunEnds:
     _records: ContainerRecords
     _events: EventPublisher
     _containers: dict[str, Container]
+    _networking: Networking
     # Ends known but not yet written (see the module), by container id.
     _held: dict[str, HeldEnd]
     _pending: dict[str, list[PendingAttach]]
@@ -123,6 +125,11 @@ class RunEnds:
                 c = await self._record_exit(c, status)
             # The end is recorded, what follows it is not done: the restorer does it.
             self._crashes.hit("exit", "recorded")
+            # What carried its traffic goes with the run (a restart makes it again).
+            try:
+                await self._networking.release(c.id)
+            except Exception as e:
+                log.warning("releasing the network failed", container_id=c.id, reason=str(e))
             outcome = after_exit(c, status, why)
             held = self._held.get(c.id)
             if held is not None:

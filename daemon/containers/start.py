@@ -10,6 +10,9 @@ start and the parts they build. Must not: change the container's record or publi
 The steps, in order:
 
   rootfs       the container's writable overlay layer over its image's layers
+  network      its network namespace wired to its networks (veths, addresses, routes,
+               leases, published ports, DNS records), or the host's, or another
+               container's; it writes the bundle's /etc/hosts and resolv.conf to match
   etc files    the bind mounts of the bundle's /etc/hostname, hosts and resolv.conf
   process      what runs: argv, environment, working directory, user, capabilities
   linux        how it is isolated: namespaces, cgroup path, masked and read-only paths,
@@ -24,10 +27,9 @@ half-way) and raises; the steps before it are released, so a failed start leaves
 `create` made and no more: no shim, no shim socket, no cgroup, no mount.
 
 The coming options each land here as one step, in its place: volumes (after rootfs: the
-mounts of named volumes and binds), networks (before `etc files`: a network namespace,
-veth and address; it writes /etc/hosts and resolv.conf for the container), cgroup limits
-and seccomp (parts of `linux`, or steps right after it). Each releases what it made (the
-volume's reference, the veth and address) when a later step fails.
+mounts of named volumes and binds), cgroup limits and seccomp (parts of `linux`, or steps
+right after it). Each releases what it made (the volume's reference) when a later step
+fails, as `network` releases its namespace, veths, leases and rules.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import structlog
 from pallet.daemon.containers import bundle
 from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
+from pallet.daemon.containers.networking import Networking, Sandbox
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
@@ -162,6 +165,7 @@ class StartDeps:
     crashes: CrashHook
     cgroup_parent: str
     clock: Callable[[], int]  # the manager's; the start step reads it (`started_at_ns`)
+    networking: Networking
 
 
 @dataclass(slots=True)
@@ -171,7 +175,10 @@ class ContainerStart:
     container: Container
     layer_dirs: list[str]
     deps: StartDeps
+    # The container whose network namespace this one joins (--network container:X).
+    joined: Container | None = None
     rootfs: Root | None = None
+    sandbox: Sandbox | None = None
     mounts: list[Mount] = field(default_factory=list)
     process: Process | None = None
     linux: Linux | None = None
@@ -191,6 +198,7 @@ class ContainerStart:
     def steps(self) -> list[StartStep]:
         return [
             StartStep("rootfs", self.prepare_rootfs),
+            StartStep("network", self.attach_network, self.release_network),
             StartStep("etc files", self.mount_etc_files),
             StartStep("process", self.describe_process),
             StartStep("linux", self.describe_linux),
@@ -230,6 +238,19 @@ class ContainerStart:
             self.deps.snapshots.prepare, Path(self.container.state_dir), self.layer_dirs
         )
 
+    async def attach_network(self) -> None:
+        c = self.container
+        self.sandbox = sandbox = await self.deps.networking.attach(c, self.joined)
+        try:
+            await asyncio.to_thread(bundle.write_network_files, c, sandbox.hosts,
+                                    sandbox.resolv_conf)
+        except BaseException:
+            await self.release_network()
+            raise
+
+    async def release_network(self) -> None:
+        await self.deps.networking.release(self.container.id)
+
     async def mount_etc_files(self) -> None:
         self.mounts.extend(bundle.container_mounts(self.container))
 
@@ -237,7 +258,10 @@ class ContainerStart:
         self.process = bundle.container_process(self.container)
 
     async def describe_linux(self) -> None:
-        self.linux = bundle.container_linux(self.container, self.deps.cgroup_parent)
+        sandbox = self.sandbox or Sandbox()
+        self.linux = bundle.container_linux(
+            self.container, self.deps.cgroup_parent, sandbox.netns_path, sandbox.share_host
+        )
 
     async def describe_logging(self) -> None:
         self.logging = bundle.container_log(self.container)

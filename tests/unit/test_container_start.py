@@ -17,6 +17,7 @@ from pallet.daemon.containers.model import (
     LogConfig,
 )
 from pallet.daemon.containers.sessions import PendingAttach
+from pallet.daemon.containers.networking import LoopbackOnly
 from pallet.daemon.containers.start import (
     ContainerStart,
     StartDeps,
@@ -305,6 +306,7 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
         crashes=CrashPoints(),
         cgroup_parent="pallet",
         clock=lambda: 5,
+        networking=LoopbackOnly(),
     )
     return ContainerStart(container(), ["/layers/l1"], deps), host, launcher
 
@@ -312,10 +314,10 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
 def test_the_steps_and_their_order() -> None:
     start, _, _ = make_start()
     assert [s.name for s in start.steps()] == [
-        "rootfs", "etc files", "process", "linux", "logging", "spawn shim", "attach", "start",
+        "rootfs", "network", "etc files", "process", "linux", "logging", "spawn shim", "attach", "start",
     ]
-    # Only the shim makes something a start must undo (today).
-    assert [s.name for s in start.steps() if s.release is not None] == ["spawn shim"]
+    # The network (namespace, veths, leases, rules) and the shim are what a start undoes.
+    assert [s.name for s in start.steps() if s.release is not None] == ["network", "spawn shim"]
 
 
 async def test_a_start_builds_the_spec_from_its_parts() -> None:

@@ -1,0 +1,152 @@
+"""What the containers need from the networks: the seam between the two domains.
+
+Owns: the `Networking` protocol (checked at create, a sandbox at start, released at the
+end of every run, live connect and disconnect, what inspect shows), the values crossing
+it (`Sandbox`, `NetworkView`), and `LoopbackOnly`, the networking of a manager built
+without networks (unit tests with fake shims): each container gets a namespace of its own
+with only `lo`, as before networks existed. Must not: touch the kernel (the network
+manager does) or the container records (the container manager does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pallet.daemon.containers.model import Config, Container, CreateRequest, HostConfig
+from pallet.daemon.networks.model import EndpointConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Sandbox:
+    """Where a start puts the container's network: the namespace to join and its files.
+
+    `netns_path` "" with `share_host` False: the shim makes a new namespace (only `lo`).
+    """
+
+    netns_path: str = ""
+    share_host: bool = False
+    hosts: str = ""  # /etc/hosts' content; "" keeps the one written at create
+    resolv_conf: str = ""  # /etc/resolv.conf's content; "" keeps it
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointView:
+    network_id: str
+    network_name: str
+    address: str = ""  # "" while not running
+    prefix_len: int = 0
+    gateway: str = ""
+    mac: str = ""
+    aliases: tuple[str, ...] = ()
+    ifname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PortView:
+    protocol: str
+    container_port: int
+    host_ip: str
+    host_port: int  # 0 until started when none was given
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkView:
+    """How a container is networked, for inspect and ps."""
+
+    endpoints: tuple[EndpointView, ...] = ()
+    ports: tuple[PortView, ...] = ()
+    sandbox_key: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Networking(Protocol):
+    async def prepare(
+        self, config: Config, host: HostConfig, req: CreateRequest, find: "ContainerFinder"
+    ) -> tuple[Config, HostConfig]:
+        """At create: the network options checked and resolved (a network's name to its
+        id in `host.networks`, container:NAME to container:<id>, the exposed ports with
+        the published ones). Raises for bad input; makes nothing."""
+        ...
+
+    async def reconcile(self, running: list[Container]) -> None:
+        """At boot, once the running containers are known: keep theirs, remove the rest."""
+        ...
+
+    async def attach(self, c: Container, joined: Container | None) -> Sandbox:
+        """At start: the container's namespace made and wired (or the host's, or the
+        joined container's). A failure leaves nothing behind."""
+        ...
+
+    async def release(self, container_id: str) -> None:
+        """After a run (or a failed start): everything `attach` made is gone. Idempotent."""
+        ...
+
+    async def check_endpoint(
+        self, c: Container, network: str, aliases: tuple[str, ...], ipv4: str
+    ) -> EndpointConfig:
+        """For `network connect`: the endpoint asked for, checked (no change made)."""
+        ...
+
+    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
+        """A running container gets a new interface on the endpoint's network."""
+        ...
+
+    async def disconnect_live(self, c: Container, network_id: str) -> None:
+        """A running container's interface on the network is removed."""
+        ...
+
+    def network_name(self, network_id: str) -> str: ...
+
+    def find_network_id(self, ref: str) -> str:
+        """A network's id by name, id or id prefix (NotFound names it)."""
+        ...
+
+    def view(self, c: Container) -> NetworkView: ...
+
+
+class ContainerFinder(Protocol):
+    def resolve(self, ref: str) -> Container: ...
+
+
+class LoopbackOnly:
+    """No networks: every container gets a namespace of its own with only `lo`."""
+
+    async def prepare(
+        self, config: Config, host: HostConfig, req: CreateRequest, find: ContainerFinder
+    ) -> tuple[Config, HostConfig]:
+        return config, host
+
+    async def reconcile(self, running: list[Container]) -> None:
+        return None
+
+    async def attach(self, c: Container, joined: Container | None) -> Sandbox:
+        return Sandbox()
+
+    async def release(self, container_id: str) -> None:
+        return None
+
+    async def check_endpoint(
+        self, c: Container, network: str, aliases: tuple[str, ...], ipv4: str
+    ) -> EndpointConfig:
+        from pallet.v1.errors import FailedPrecondition
+
+        raise FailedPrecondition("this palletd has no networks")
+
+    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
+        return None
+
+    async def disconnect_live(self, c: Container, network_id: str) -> None:
+        return None
+
+    def network_name(self, network_id: str) -> str:
+        return network_id
+
+    def find_network_id(self, ref: str) -> str:
+        from pallet.v1.errors import NotFound
+
+        raise NotFound(f"network {ref} not found")
+
+    def view(self, c: Container) -> NetworkView:
+        return NetworkView()

@@ -1,0 +1,802 @@
+"""Networks: the records, the leases, and what carries a running container's traffic.
+
+Owns: every network (the built-in `bridge`, `host` and `none`, and user bridge networks),
+the addresses, MACs and veths of running containers (`Lease`, in SQLite before the veth
+exists, deleted after it is gone), their published ports, and keeping the kernel (bridges,
+namespaces, veths: `kernel.NetKernel`), the firewall (`firewall.Firewall`, rebuilt whole
+from this state on every change) and the resolver's records (`dns.DnsSupervisor`) true to
+that state, at every change and again at boot (`reconcile`). Implements the containers'
+`Networking` seam. Must not: change container records (the container manager does, with
+the network events of connect and disconnect) or run anything inside a container.
+
+What carries traffic lives outside palletd: bridges, veths, namespaces (bind-mounted under
+`<run-root>/netns/`) and nftables rules are the kernel's, and the resolver is a process of
+its own. A kill -9 of palletd stops none of it; a restarted palletd finds it, keeps what
+belongs to running containers and removes the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import structlog
+
+from pallet.daemon.containers.bundle import HOSTS, resolv_conf
+from pallet.daemon.containers.model import Config, Container, CreateRequest, HostConfig, Status
+from pallet.daemon.containers.names import validate_name
+from pallet.daemon.containers.networking import (
+    ContainerFinder,
+    EndpointView,
+    NetworkView,
+    PortView,
+    Sandbox,
+)
+from pallet.daemon.events.model import EventPublisher, Notice
+from pallet.daemon.networks import ipam, ports
+from pallet.daemon.networks.dns import DnsClient, DnsNetwork, DnsRecords, DnsSupervisor
+from pallet.daemon.networks.firewall import BridgeRules, Firewall, PortRule
+from pallet.daemon.networks.kernel import Attachment, NetKernel
+from pallet.daemon.networks.model import (
+    BUILTIN_NAMES,
+    DEFAULT_NETWORK,
+    DRIVER_BRIDGE,
+    DRIVER_HOST,
+    DRIVER_NONE,
+    KNOWN_OPTIONS,
+    OPT_BRIDGE_NAME,
+    OPT_MTU,
+    EndpointConfig,
+    Lease,
+    Network,
+)
+from pallet.daemon.networks.store import (
+    NetworkRecords,
+    lease_delete_writer,
+    lease_insert_writer,
+    network_delete_writer,
+    network_insert_writer,
+)
+from pallet.v1.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PalletError,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_BRIDGE = "pallet0"
+# Host ends of veths ("pl" + 10 random hex: never reused while the kernel still frees an
+# old pair) and the bridges of user networks ("pl-" + the id's first 12): pallet's own
+# names, so a restarted palletd can tell its leftovers from anyone else's links.
+VETH_PREFIX = "pl"
+_VETH = re.compile(r"^pl[0-9a-f]{10}$")
+_BRIDGE = re.compile(r"^pl-[0-9a-f]{12}$")
+
+# What a user network's container answers to besides its aliases: its name and short id.
+Users = Callable[[str], list[tuple[str, str]]]  # network id -> [(container id, name)]
+
+
+@dataclass(slots=True)
+class Attached:
+    """A running container's part of the networks: what DNS, rules and inspect need."""
+
+    container_id: str
+    name: str
+    hostname: str
+    endpoints: tuple[EndpointConfig, ...]
+    dns: tuple[str, ...]
+    dns_search: tuple[str, ...]
+    leases: list[Lease] = field(default_factory=list)
+    ports: list[ports.PortBinding] = field(default_factory=list)
+    hosts_path: str = ""
+    extra_hosts: tuple[str, ...] = ()
+
+
+class NetworkManager:
+    """The networks of one palletd, and the running containers' attachments to them."""
+
+    def __init__(
+        self,
+        records: NetworkRecords,
+        events: EventPublisher,
+        kernel: NetKernel,
+        firewall: Firewall,
+        resolver: DnsSupervisor,
+        reservations: ports.PortReservations,
+        pools: Sequence[ipam.Pool] = ipam.DEFAULT_POOLS,
+        host_resolv_conf: Path = Path("/etc/resolv.conf"),
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._records = records
+        self._events = events
+        self._kernel = kernel
+        self._firewall = firewall
+        self._resolver = resolver
+        self._reservations = reservations
+        self._pools = tuple(pools)
+        self._host_resolv_conf = host_resolv_conf
+        self._clock = clock
+        self._networks: dict[str, Network] = {}
+        self._attached: dict[str, Attached] = {}
+        # Leases from the last palletd whose containers are not known to run (yet):
+        # reconcile keeps those the container manager re-adopted and removes the rest.
+        self._found: dict[str, list[Lease]] = {}
+        self._lock = asyncio.Lock()  # addresses, names and subnets are chosen under it
+        self._users: Users = lambda network_id: []
+
+    def set_users(self, users: Users) -> None:
+        """Who is attached to a network (running or not): the container manager's view."""
+        self._users = users
+
+    # ---- component lifecycle -------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._records.start()
+        await self._kernel.start()
+        for n in await self._records.load_networks():
+            self._networks[n.id] = n
+        for lease in await self._records.load_leases():
+            self._found.setdefault(lease.container_id, []).append(lease)
+        await self._ensure_builtin()
+        for n in self._bridges():
+            await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
+            await self._kernel.enable_forwarding(n.bridge)
+        await self._resolver.ensure_running()
+
+    async def aclose(self) -> None:
+        # Bridges, veths, rules and the resolver stay: traffic outlives palletd.
+        await self._kernel.close()
+
+    async def reconcile(self, running: list[Container]) -> None:
+        """After the container manager re-adopted what runs: keep the attachments of
+        running containers, remove every other lease, veth, namespace and rule."""
+        live = {c.id: c for c in running}
+        for cid, leases in list(self._found.items()):
+            c = live.get(cid)
+            if c is None or cid in self._attached:
+                continue
+            a = self._new_attached(c)
+            a.leases = sorted(leases, key=lambda x: x.position)
+            a.hosts_path = f"{c.state_dir}/hosts"
+            self._attached[cid] = a
+            await self._reserve_ports(a, c, keep_going=True)
+        stale = [cid for cid in self._found if cid not in self._attached]
+        for cid in stale:
+            for lease in self._found[cid]:
+                await self._kernel.detach(lease.host_ifname)
+            await self._records.write(lease_delete_writer(cid))
+        self._found.clear()
+        keep_netns = set(self._attached)
+        for name in await self._kernel.list_netns():
+            if name not in keep_netns:
+                await self._kernel.remove_netns(name)
+        keep_links = {x.host_ifname for a in self._attached.values() for x in a.leases}
+        bridges = {n.bridge for n in self._bridges()}
+        for link in await self._kernel.links(VETH_PREFIX):
+            if _VETH.match(link) and link not in keep_links:
+                await self._kernel.detach(link)
+            elif _BRIDGE.match(link) and link not in bridges:
+                await self._kernel.delete_bridge(link)
+        await self._sync()
+        log.info("networks reconciled", networks=len(self._networks),
+                 attached=len(self._attached), removed=len(stale))
+
+    async def _ensure_builtin(self) -> None:
+        have = {n.name for n in self._networks.values()}
+        for name in BUILTIN_NAMES:
+            if name in have:
+                continue
+            if name == DEFAULT_NETWORK:
+                taken = await self._taken_subnets()
+                subnet = ipam.choose_subnet(self._pools, taken)
+                n = Network(
+                    id=secrets.token_hex(32), name=name, driver=DRIVER_BRIDGE,
+                    created_ns=self._clock(), subnet=str(subnet),
+                    gateway=str(subnet.network_address + 1), bridge=DEFAULT_BRIDGE,
+                    builtin=True, options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE},
+                )
+            else:
+                n = Network(id=secrets.token_hex(32), name=name, driver=name,
+                            created_ns=self._clock(), builtin=True)
+            await self._records.write(network_insert_writer(n))
+            self._networks[n.id] = n
+
+    # ---- networks --------------------------------------------------------------------
+
+    def networks(self) -> list[Network]:
+        return sorted(self._networks.values(), key=lambda n: n.name)
+
+    def resolve(self, ref: str) -> Network:
+        """By full id, name, or unique id prefix."""
+        if not ref:
+            raise InvalidArgument("no network given: name one by id, id prefix or name")
+        n = self._networks.get(ref)
+        if n is not None:
+            return n
+        for n in self._networks.values():
+            if n.name == ref:
+                return n
+        matches = [n for n in self._networks.values() if n.id.startswith(ref.lower())]
+        if len(matches) == 1:
+            return matches[0]
+        if len(matches) > 1:
+            raise InvalidArgument(
+                f"network id prefix {ref!r} is ambiguous: it matches {len(matches)} "
+                "networks; give more characters or the name"
+            )
+        raise NotFound(f"network {ref} not found: pallet network ls lists the networks")
+
+    def find_network_id(self, ref: str) -> str:
+        return self.resolve(ref).id
+
+    def network_name(self, network_id: str) -> str:
+        n = self._networks.get(network_id)
+        return n.name if n is not None else network_id[:12]
+
+    def endpoints(self, network_id: str) -> list[tuple[str, str, Lease | None, EndpointConfig]]:
+        """(container id, name, its lease while running, its endpoint) of a network."""
+        out = []
+        for cid, name in self._users(network_id):
+            a = self._attached.get(cid)
+            lease = next((x for x in a.leases if x.network_id == network_id), None) if a else None
+            ep = next((e for e in a.endpoints if e.network_id == network_id), None) if a else None
+            out.append((cid, name, lease, ep or EndpointConfig(network_id)))
+        return out
+
+    async def create(
+        self,
+        name: str,
+        driver: str = "",
+        subnet: str = "",
+        gateway: str = "",
+        ip_range: str = "",
+        internal: bool = False,
+        labels: dict[str, str] | None = None,
+        options: dict[str, str] | None = None,
+    ) -> Network:
+        validate_name(name, "network name")
+        driver = driver or DRIVER_BRIDGE
+        if driver in (DRIVER_HOST, DRIVER_NONE):
+            raise FailedPrecondition(
+                f"only one {driver} network may exist, and it is built in: use --network {driver}"
+            )
+        if driver != DRIVER_BRIDGE:
+            raise InvalidArgument(f"unknown network driver {driver!r}: pallet has bridge only")
+        options = dict(options or {})
+        for key in options:
+            if key not in KNOWN_OPTIONS:
+                raise InvalidArgument(
+                    f"unknown network option {key!r}: pallet knows {', '.join(KNOWN_OPTIONS)}"
+                )
+        mtu = _mtu(options.get(OPT_MTU, ""))
+        if not subnet and (gateway or ip_range):
+            raise InvalidArgument("--gateway and --ip-range need --subnet")
+        async with self._lock:
+            if any(n.name == name for n in self._networks.values()):
+                raise AlreadyExists(f"network with name {name} already exists: choose another name")
+            nid = secrets.token_hex(32)
+            bridge = options.get(OPT_BRIDGE_NAME) or f"pl-{nid[:12]}"
+            _check_bridge_name(bridge)
+            if any(n.bridge == bridge for n in self._networks.values()):
+                raise AlreadyExists(f"the bridge {bridge} belongs to another network: choose another name")
+            if bridge in await self._kernel.links():
+                raise FailedPrecondition(
+                    f"a link named {bridge} exists already on the host: choose another bridge name"
+                )
+            taken = await self._taken_subnets()
+            if subnet:
+                net = ipam.parse_subnet(subnet)
+                gw, rng = ipam.check_user_subnet(net, gateway, ip_range, taken)
+            else:
+                net = ipam.choose_subnet(self._pools, taken)
+                gw, rng = net.network_address + 1, None
+            n = Network(
+                id=nid, name=name, driver=driver, created_ns=self._clock(), subnet=str(net),
+                gateway=str(gw), ip_range=str(rng) if rng else "", internal=internal,
+                labels=dict(labels or {}), options=options, bridge=bridge, mtu=mtu,
+            )
+            # The bridge first, the record last: a crash between leaves a bridge of no
+            # network, which the next boot removes; a record never lacks its bridge.
+            await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
+            try:
+                await self._kernel.enable_forwarding(n.bridge)
+                await self._events.publish(
+                    "network", "create", n.id, {"name": n.name, "type": n.driver},
+                    also=network_insert_writer(n),
+                )
+            except BaseException:
+                await self._kernel.delete_bridge(n.bridge)
+                raise
+            self._networks[n.id] = n
+        await self._sync()
+        return n
+
+    async def remove(self, ref: str) -> Network:
+        async with self._lock:
+            n = self.resolve(ref)
+            if n.builtin:
+                raise FailedPrecondition(
+                    f"{n.name} is a pre-defined network and cannot be removed"
+                )
+            users = self._users(n.id)
+            if users:
+                names = ", ".join(sorted(name for _, name in users))
+                raise FailedPrecondition(
+                    f"network {n.name} has active endpoints ({names}): disconnect or remove "
+                    "those containers first"
+                )
+            await self._events.publish(
+                "network", "destroy", n.id, {"name": n.name, "type": n.driver},
+                also=network_delete_writer(n.id),
+            )
+            del self._networks[n.id]
+        await self._kernel.delete_bridge(n.bridge)
+        await self._sync()
+        return n
+
+    async def prune(self, labels: Callable[[Network], bool] = lambda n: True) -> list[str]:
+        removed = []
+        for n in self.networks():
+            if n.builtin or self._users(n.id) or not labels(n):
+                continue
+            try:
+                await self.remove(n.id)
+            except (FailedPrecondition, NotFound):
+                continue  # a container joined it meanwhile, or it went
+            removed.append(n.name)
+        return removed
+
+    async def _taken_subnets(self) -> list[tuple[str, ipaddress.IPv4Network]]:
+        ours = [(f"network {n.name}", n.network) for n in self._bridges()]
+        own = {net for _, net in ours}
+        routes = [
+            (f"the host's route to {r}", r) for r in await self._kernel.routes()
+            if r not in own and r.prefixlen > 0
+        ]
+        return ours + routes
+
+    def _bridges(self) -> list[Network]:
+        return [n for n in self._networks.values() if n.driver == DRIVER_BRIDGE]
+
+    # ---- containers: checked at create ------------------------------------------------
+
+    async def prepare(
+        self, config: Config, host: HostConfig, req: CreateRequest, find: ContainerFinder
+    ) -> tuple[Config, HostConfig]:
+        aliases, ipv4 = req.network_aliases, req.ipv4_address
+        mode = host.network_mode or DEFAULT_NETWORK
+        mac = config.mac_address
+        if mac:
+            mac = ipam.check_mac(mac)
+        bindings = [b for spec in host.publish for b in ports.parse_publish(spec)]
+        exposed = list(config.exposed_ports)
+        for spec in req.config.expose:
+            for key in ports.parse_expose(spec):
+                if key not in exposed:
+                    exposed.append(key)
+        for b in bindings:
+            key = f"{b.container_port}/{b.proto}"
+            if key not in exposed:
+                exposed.append(key)
+        for item in host.dns:
+            ipam.parse_address(item, "DNS server (--dns)")
+        hosts = tuple(_check_extra_host(h) for h in host.extra_hosts)
+        networks: tuple[EndpointConfig, ...] = ()
+        if mode in (DRIVER_HOST, DRIVER_NONE) or mode.startswith("container:"):
+            if aliases or ipv4 or mac:
+                raise InvalidArgument(
+                    f"--network-alias, --ip and --mac-address need a bridge network, not "
+                    f"--network {mode}"
+                )
+            if mode.startswith("container:"):
+                other = find.resolve(mode.split(":", 1)[1])
+                mode = f"container:{other.id}"
+                if host.publish or host.publish_all:
+                    raise InvalidArgument(
+                        "-p/--publish and -P conflict with --network container:…: publish "
+                        "the ports on the container whose network it joins"
+                    )
+            elif mode == DRIVER_HOST and (host.publish or host.publish_all):
+                # Docker ignores them with a warning: the ports are the host's already.
+                log.warning("published ports are ignored with --network host")
+                bindings = []
+                host = replace(host, publish=(), publish_all=False)
+        else:
+            n = self.resolve(mode)
+            if n.driver != DRIVER_BRIDGE:
+                raise InvalidArgument(f"network {n.name} is not a bridge network")
+            for a in aliases:
+                validate_name(a, "network alias")
+            if ipv4:
+                ipam.check_static_address(ipv4, n.network, ipaddress.IPv4Address(n.gateway),
+                                          (), n.name)
+            networks = (EndpointConfig(n.id, tuple(aliases), ipv4, mac),)
+            mode = n.name if not n.builtin else DEFAULT_NETWORK
+        config = replace(config, exposed_ports=tuple(exposed), mac_address=mac)
+        return config, replace(host, network_mode=mode, networks=networks, extra_hosts=hosts)
+
+    async def check_endpoint(
+        self, c: Container, network: str, aliases: tuple[str, ...], ipv4: str
+    ) -> EndpointConfig:
+        n = self.resolve(network)
+        mode = c.host_config.network_mode
+        if n.driver != DRIVER_BRIDGE:
+            raise FailedPrecondition(
+                f"container {c.name} cannot be connected to the {n.name} network: host and "
+                "none are chosen at create with --network"
+            )
+        if mode in (DRIVER_HOST, DRIVER_NONE) or mode.startswith("container:"):
+            raise FailedPrecondition(
+                f"container {c.name} runs with --network {mode.split(':')[0]}: it cannot be "
+                "connected to other networks"
+            )
+        if any(e.network_id == n.id for e in c.host_config.networks):
+            raise AlreadyExists(f"container {c.name} is already connected to network {n.name}")
+        for a in aliases:
+            validate_name(a, "network alias")
+        if ipv4:
+            a = self._attached.get(c.id)
+            taken = self._taken_addresses(n.id)
+            ipam.check_static_address(ipv4, n.network, ipaddress.IPv4Address(n.gateway),
+                                      taken if a is not None else (), n.name)
+        return EndpointConfig(n.id, tuple(aliases), ipv4)
+
+    # ---- containers: a run's attachment -------------------------------------------------
+
+    async def attach(self, c: Container, joined: Container | None) -> Sandbox:
+        mode = c.host_config.network_mode
+        if mode == DRIVER_HOST:
+            return Sandbox(share_host=True, hosts=self._host_hosts(c),
+                           resolv_conf=self._resolv_conf(c, ""))
+        if mode == DRIVER_NONE:
+            return Sandbox(resolv_conf=self._resolv_conf(c, ""))
+        if mode.startswith("container:"):
+            return self._join(c, joined)
+        await self.release(c.id)  # what an earlier run of it left (a crash between)
+        a = self._new_attached(c)
+        a.hosts_path = f"{c.state_dir}/hosts"
+        self._attached[c.id] = a
+        try:
+            path = await self._kernel.make_netns(c.id)
+            for ep in c.host_config.networks:
+                await self._attach_one(c, a, ep)
+            await self._reserve_ports(a, c, keep_going=False)
+            await self._sync()
+        except BaseException:
+            await self.release(c.id)
+            raise
+        first = self._networks.get(a.leases[0].network_id) if a.leases else None
+        return Sandbox(
+            netns_path=str(path),
+            hosts=self._hosts(a),
+            resolv_conf=self._resolv_conf(c, first.gateway if first else ""),
+        )
+
+    def _join(self, c: Container, joined: Container | None) -> Sandbox:
+        if joined is None or joined.state.status is not Status.RUNNING or not joined.state.pid:
+            name = joined.name if joined else c.host_config.network_mode.split(":", 1)[1][:12]
+            raise FailedPrecondition(
+                f"cannot join the network of container {name}: it is not running; start it first"
+            )
+        if joined.host_config.network_mode == DRIVER_HOST:
+            return Sandbox(share_host=True)
+        files = []
+        for name in ("hosts", "resolv.conf"):
+            try:
+                files.append(Path(joined.state_dir, name).read_text())
+            except OSError:
+                files.append("")
+        return Sandbox(netns_path=f"/proc/{joined.state.pid}/ns/net", hosts=files[0],
+                       resolv_conf=files[1])
+
+    def _new_attached(self, c: Container) -> Attached:
+        h = c.host_config
+        return Attached(
+            container_id=c.id, name=c.name, hostname=c.config.hostname,
+            endpoints=h.networks, dns=h.dns, dns_search=h.dns_search,
+            extra_hosts=h.extra_hosts,
+        )
+
+    async def _attach_one(self, c: Container, a: Attached, ep: EndpointConfig) -> Lease:
+        n = self._networks.get(ep.network_id)
+        if n is None:
+            raise FailedPrecondition(
+                f"network {ep.network_id[:12]} of container {c.name} was removed: "
+                f"disconnect it (pallet network disconnect -f {ep.network_id[:12]} {c.name})"
+            )
+        position = max((x.position for x in a.leases), default=-1) + 1
+        async with self._lock:
+            taken = self._taken_addresses(n.id)
+            gw = ipaddress.IPv4Address(n.gateway)
+            if ep.ipv4_address:
+                addr = ipam.check_static_address(ep.ipv4_address, n.network, gw, taken, n.name)
+            else:
+                rng = ipaddress.IPv4Network(n.ip_range) if n.ip_range else None
+                addr = ipam.choose_address(n.network, gw, rng, taken)
+            lease = Lease(
+                network_id=n.id, container_id=c.id, address=str(addr),
+                mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",
+                host_ifname=VETH_PREFIX + secrets.token_hex(5), position=position,
+            )
+            # The lease before the veth: an address in use is always leased.
+            await self._records.write(lease_insert_writer([lease]))
+            a.leases.append(lease)
+        first = not any(x.network_id != n.id for x in a.leases)
+        await self._kernel.attach(Attachment(
+            host_ifname=lease.host_ifname, bridge=n.bridge, netns=c.id, ifname=lease.ifname,
+            address=f"{lease.address}/{n.network.prefixlen}", mac=lease.mac, mtu=n.mtu,
+            gateway=n.gateway if first and not n.internal else "",
+        ))
+        return lease
+
+    def _taken_addresses(self, network_id: str) -> set[ipaddress.IPv4Address]:
+        taken = {
+            ipaddress.IPv4Address(x.address)
+            for a in self._attached.values() for x in a.leases if x.network_id == network_id
+        }
+        taken |= {
+            ipaddress.IPv4Address(x.address)
+            for leases in self._found.values() for x in leases if x.network_id == network_id
+        }
+        return taken
+
+    async def _reserve_ports(self, a: Attached, c: Container, keep_going: bool) -> None:
+        h = c.host_config
+        wanted = [b for spec in h.publish for b in ports.parse_publish(spec)]
+        if h.publish_all:
+            have = {(b.container_port, b.proto) for b in wanted}
+            for item in c.config.exposed_ports:
+                port, _, proto = item.partition("/")
+                if (int(port), proto or "tcp") not in have:
+                    wanted.append(ports.PortBinding(proto or "tcp", "", 0, int(port)))
+        for b in wanted:
+            try:
+                picked = self._reservations.reserve(c.id, b)
+            except PalletError as e:
+                if not keep_going:
+                    raise
+                log.warning("a published port could not be reserved again", container_id=c.id,
+                            reason=str(e))
+                continue
+            a.ports.append(replace(b, host_port=picked))
+
+    async def release(self, container_id: str) -> None:
+        a = self._attached.pop(container_id, None)
+        self._reservations.release_all(container_id)
+        found = self._found.pop(container_id, [])
+        if a is None and not found:
+            return
+        # The namespace's unmount frees its veths (the kernel deletes them later, in the
+        # background); the leases go once the namespace is gone.
+        await self._kernel.remove_netns(container_id)
+        await self._records.write(lease_delete_writer(container_id))
+        await self._sync()
+
+    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
+        a = self._attached.get(c.id)
+        if a is None:
+            return  # not attached (a host/none mode is refused before): next start does it
+        a.endpoints = (*a.endpoints, endpoint)
+        try:
+            await self._attach_one(c, a, endpoint)
+        except BaseException:
+            await self._drop_lease(a, endpoint.network_id)
+            a.endpoints = tuple(e for e in a.endpoints if e.network_id != endpoint.network_id)
+            raise
+        self._rewrite_hosts(a)
+        await self._sync()
+
+    async def disconnect_live(self, c: Container, network_id: str) -> None:
+        a = self._attached.get(c.id)
+        if a is None:
+            return
+        a.endpoints = tuple(e for e in a.endpoints if e.network_id != network_id)
+        await self._drop_lease(a, network_id)
+        self._rewrite_hosts(a)
+        await self._sync()
+
+    async def _drop_lease(self, a: Attached, network_id: str) -> None:
+        for lease in [x for x in a.leases if x.network_id == network_id]:
+            await self._kernel.detach(lease.host_ifname)
+            a.leases.remove(lease)
+        await self._records.write(lease_delete_writer(a.container_id, network_id))
+
+    # ---- the kernel, the firewall and the resolver, from the state -------------------
+
+    async def _sync(self) -> None:
+        """Rules and resolver records rebuilt whole from the state (idempotent)."""
+        bridges = [BridgeRules(n.bridge, n.subnet, n.internal) for n in self._bridges()]
+        rules = []
+        for a in self._attached.values():
+            if not a.leases:
+                continue
+            target = a.leases[0].address
+            for b in a.ports:
+                rules.append(PortRule(b.proto, b.host_ip, b.host_port, target, b.container_port))
+        await asyncio.to_thread(self._firewall.apply, bridges, rules)
+        await self._resolver.publish(self._dns_records())
+
+    def _dns_records(self) -> DnsRecords:
+        host_servers, host_search = self._host_dns()
+        names: dict[str, dict[str, list[str]]] = {n.id: {} for n in self._bridges()}
+        clients = []
+        for a in self._attached.values():
+            for lease in a.leases:
+                table = names.setdefault(lease.network_id, {})
+                ep = next((e for e in a.endpoints if e.network_id == lease.network_id), None)
+                for name in (a.name, a.container_id[:12], a.hostname, *(ep.aliases if ep else ())):
+                    if name:
+                        table.setdefault(name.lower(), []).append(lease.address)
+                clients.append(DnsClient(
+                    address=lease.address,
+                    upstreams=a.dns or host_servers,
+                    search=a.dns_search or host_search,
+                ))
+        networks = [
+            DnsNetwork(gateway=n.gateway, names={k: tuple(v) for k, v in names[n.id].items()})
+            for n in self._bridges() if n.id in names
+        ]
+        return DnsRecords(networks=tuple(networks), clients=tuple(clients))
+
+    def _host_dns(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        servers, search = [], []
+        try:
+            lines = self._host_resolv_conf.read_text().splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            words = line.split()
+            if len(words) >= 2 and words[0] == "nameserver":
+                servers.append(words[1])
+            elif words and words[0] in ("search", "domain"):
+                search = words[1:]
+        return tuple(servers), tuple(search)
+
+    # ---- the container's /etc files ---------------------------------------------------
+
+    def _hosts(self, a: Attached) -> str:
+        lines = [HOSTS.rstrip("\n")]
+        for lease in a.leases:
+            lines.append(f"{lease.address}\t{a.hostname}")
+        lines.extend(self._extra_host_lines(a.extra_hosts))
+        return "\n".join(lines) + "\n"
+
+    def _host_hosts(self, c: Container) -> str:
+        try:
+            text = Path("/etc/hosts").read_text()
+        except OSError:
+            text = HOSTS
+        extra = self._extra_host_lines(c.host_config.extra_hosts)
+        return text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in extra)
+
+    def _extra_host_lines(self, extra: Sequence[str]) -> list[str]:
+        lines = []
+        for item in extra:
+            name, _, addr = item.rpartition(":")
+            if addr == "host-gateway":
+                addr = self._host_gateway()
+            lines.append(f"{addr}\t{name}")
+        return lines
+
+    def _host_gateway(self) -> str:
+        default = next(n for n in self._networks.values() if n.name == DEFAULT_NETWORK)
+        return default.gateway
+
+    def _rewrite_hosts(self, a: Attached) -> None:
+        if not a.hosts_path:
+            return
+        try:
+            # In place: the file is bind-mounted into the running container.
+            with open(a.hosts_path, "r+") as f:
+                f.truncate(0)
+                f.write(self._hosts(a))
+        except OSError as e:
+            log.warning("cannot rewrite /etc/hosts", container_id=a.container_id, reason=str(e))
+
+    def _resolv_conf(self, c: Container, nameserver: str) -> str:
+        h = c.host_config
+        if not nameserver:
+            text = resolv_conf(self._host_resolv_conf)
+            if not (h.dns or h.dns_search or h.dns_options):
+                return text
+            servers, search = h.dns, h.dns_search
+            options: tuple[str, ...] = h.dns_options
+            if not servers:
+                servers = tuple(
+                    w[1] for w in (line.split() for line in text.splitlines())
+                    if len(w) >= 2 and w[0] == "nameserver"
+                )
+        else:
+            # The resolver on the gateway answers the networks' names and forwards the
+            # rest to --dns (or the host's servers): docker's embedded DNS.
+            servers, search, options = (nameserver,), h.dns_search, h.dns_options
+            if not search:
+                search = self._host_dns()[1]
+        lines = [f"nameserver {s}" for s in servers]
+        if search:
+            lines.append("search " + " ".join(search))
+        if options:
+            lines.append("options " + " ".join(options))
+        return "\n".join(lines) + "\n"
+
+    # ---- inspect ---------------------------------------------------------------------
+
+    def view(self, c: Container) -> NetworkView:
+        a = self._attached.get(c.id)
+        endpoints = []
+        for ep in c.host_config.networks:
+            n = self._networks.get(ep.network_id)
+            lease = next((x for x in a.leases if x.network_id == ep.network_id), None) if a else None
+            aliases = (*ep.aliases, c.id[:12])
+            if n is None:
+                endpoints.append(EndpointView(ep.network_id, ep.network_id[:12], aliases=aliases))
+                continue
+            endpoints.append(EndpointView(
+                network_id=n.id, network_name=n.name,
+                address=lease.address if lease else "",
+                prefix_len=n.network.prefixlen if lease else 0,
+                gateway=n.gateway if lease else "",
+                mac=lease.mac if lease else "", aliases=aliases,
+                ifname=lease.ifname if lease else "",
+            ))
+        mode = c.host_config.network_mode
+        if mode in (DRIVER_HOST, DRIVER_NONE):
+            n = next((x for x in self._networks.values() if x.name == mode), None)
+            if n is not None:
+                endpoints.append(EndpointView(n.id, n.name))
+        published = [
+            PortView(b.proto, b.container_port, b.host_ip or "0.0.0.0", b.host_port)
+            for b in (a.ports if a else ())
+        ]
+        sandbox = ""
+        if a is not None:
+            sandbox = str(self._kernel.netns_path(c.id))
+        return NetworkView(endpoints=tuple(endpoints), ports=tuple(published), sandbox_key=sandbox)
+
+
+def _mtu(text: str) -> int:
+    if not text:
+        return 1500
+    try:
+        mtu = int(text)
+    except ValueError:
+        mtu = 0
+    if not 68 <= mtu <= 65535:
+        raise InvalidArgument(f"invalid MTU {text!r}: give a number between 68 and 65535")
+    return mtu
+
+
+def _check_bridge_name(name: str) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", name):
+        raise InvalidArgument(
+            f"invalid bridge name {name!r}: 1 to 15 letters, digits, '_', '.' or '-'"
+        )
+
+
+def _check_extra_host(item: str) -> str:
+    """--add-host NAME:IP (or NAME=IP); IP may be host-gateway."""
+    name, sep, addr = item.replace("=", ":", 1).partition(":")
+    if not sep or not name or not addr:
+        raise InvalidArgument(f"invalid --add-host {item!r}: write NAME:IP, e.g. db:10.0.0.5")
+    if addr != "host-gateway":
+        try:
+            ipaddress.ip_address(addr.strip("[]"))
+        except ValueError:
+            raise InvalidArgument(
+                f"invalid --add-host {item!r}: {addr!r} is not an IP address (or host-gateway)"
+            ) from None
+    return f"{name}:{addr}"
+
+
+def notice(action: str, network: Network, container_id: str) -> Notice:
+    return Notice("network", action, network.id,
+                  {"name": network.name, "type": network.driver, "container": container_id})
