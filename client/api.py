@@ -504,6 +504,43 @@ class PalletClient:
     def disk_usage(self) -> Any:
         return self._call("system", "DiskUsage", _pb("system").DiskUsageRequest())
 
+    # -- networks -----------------------------------------------------------------------------
+    def create_network(self, request: Any) -> str:
+        """Create a network from a CreateNetworkRequest; returns its full id."""
+        return str(self._call("networks", "Create", request).id)
+
+    def list_networks(self, filters: Sequence[str] = ()) -> list[Any]:
+        """Networks (by name); `filters` are docker's "key=value" strings."""
+        pb = _pb("networks")
+        return list(self._call("networks", "List", pb.ListNetworksRequest(filters=list(filters))).networks)
+
+    def inspect_network(self, network: str) -> Any:
+        pb = _pb("networks")
+        return self._call("networks", "Inspect", pb.InspectNetworkRequest(network=network)).network
+
+    def remove_network(self, network: str) -> None:
+        pb = _pb("networks")
+        self._call("networks", "Remove", pb.RemoveNetworkRequest(network=network))
+
+    def connect_network(
+        self, network: str, container: str, aliases: Sequence[str] = (), ipv4_address: str = ""
+    ) -> None:
+        pb = _pb("networks")
+        request = pb.ConnectNetworkRequest(
+            network=network, container=container, aliases=list(aliases), ipv4_address=ipv4_address
+        )
+        self._call("networks", "Connect", request)
+
+    def disconnect_network(self, network: str, container: str, force: bool = False) -> None:
+        pb = _pb("networks")
+        request = pb.DisconnectNetworkRequest(network=network, container=container, force=force)
+        self._call("networks", "Disconnect", request)
+
+    def prune_networks(self, filters: Sequence[str] = ()) -> list[str]:
+        """Names of the networks removed."""
+        pb = _pb("networks")
+        return list(self._call("networks", "Prune", pb.PruneNetworksRequest(filters=list(filters))).removed)
+
     # -- events -------------------------------------------------------------------------------
     def events(
         self,

@@ -65,10 +65,31 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
     p.add_argument("--stop-timeout", type=int, metavar="N", help="seconds before SIGKILL after the stop signal")
     p.add_argument("--log-opt", action="append", metavar="K=V", help="log option: max-size=10m (rotate at), max-file=3 (files kept)")
+    _add_network_flags(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     if not run:
         p.set_defaults(detach=True)
+
+
+def _add_network_flags(p: argparse.ArgumentParser) -> None:
+    """run/create: how the container is networked (ContainerConfig's network fields)."""
+    p.add_argument("--network", "--net", dest="network", metavar="NETWORK",
+                   help="bridge (default), host, none, container:CTR, or a network's name or id")
+    p.add_argument("--network-alias", "--net-alias", dest="network_alias", action="append", metavar="NAME",
+                   help="another name for the container on its network")
+    p.add_argument("--ip", metavar="IPV4", help="static IPv4 address on its network")
+    p.add_argument("--mac-address", metavar="MAC", help="MAC address of its interface")
+    p.add_argument("-p", "--publish", action="append", metavar="[IP:][HOSTPORT:]PORT[/PROTO]",
+                   help="publish a container port on the host (ranges 8000-8001:80-81; no HOSTPORT: a random one)")
+    p.add_argument("-P", "--publish-all", action="store_true", help="publish every exposed port on a random host port")
+    p.add_argument("--expose", action="append", metavar="PORT[/PROTO]", help="expose a port (or range) without publishing it")
+    p.add_argument("--dns", action="append", metavar="IP", help="DNS server to forward lookups to")
+    p.add_argument("--dns-search", action="append", metavar="DOMAIN", help="DNS search domain")
+    p.add_argument("--dns-option", "--dns-opt", dest="dns_option", action="append", metavar="OPT",
+                   help="resolv.conf option, e.g. ndots:2")
+    p.add_argument("--add-host", action="append", metavar="NAME:IP",
+                   help="add a line to /etc/hosts (IP host-gateway: the default network's gateway)")
 
 
 def _add_run(p: argparse.ArgumentParser) -> None:
@@ -109,7 +130,7 @@ def _add_ps(p: argparse.ArgumentParser) -> None:
 
 def _add_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each object")
-    p.add_argument("--type", choices=("container", "image"), help="only look for this kind of object")
+    p.add_argument("--type", choices=("container", "image", "network"), help="only look for this kind of object")
     p.add_argument("names", nargs="+", metavar="NAME")
 
 
@@ -123,6 +144,11 @@ def _add_image_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each object")
     p.add_argument("names", nargs="+", metavar="IMAGE")
     p.set_defaults(type="image")
+
+
+def _add_port(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("port", nargs="?", metavar="PRIVATE_PORT[/PROTO]")
 
 
 def _add_logs(p: argparse.ArgumentParser) -> None:
@@ -146,7 +172,8 @@ def _add_exec(p: argparse.ArgumentParser) -> None:
 
 
 def _add_events(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-f", "--filter", action="append", metavar="K=V", help="filter (type, event, container, image, label)")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V",
+                   help="filter (type, event, container, image, network, label)")
     p.add_argument("--since", metavar="T", help="replay events since this time")
     p.add_argument("--until", metavar="T", help="stop after events up to this time")
     p.add_argument("--since-seq", type=int, default=None, metavar="N",
@@ -239,6 +266,53 @@ def _add_info(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template over the info")
 
 
+def _add_network_create(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--driver", default="", metavar="DRIVER", help="driver (bridge)")
+    p.add_argument("--subnet", metavar="CIDR", help="IPv4 subnet (default: one from the daemon's pool)")
+    p.add_argument("--gateway", metavar="IP", help="gateway inside the subnet (default: its first address)")
+    p.add_argument("--ip-range", metavar="CIDR", help="allocate container addresses from this sub-range")
+    p.add_argument("--internal", action="store_true", help="no route out of the network")
+    p.add_argument("--label", action="append", metavar="K=V", help="set a label")
+    p.add_argument("-o", "--opt", action="append", metavar="K=V",
+                   help="driver option: com.docker.network.bridge.name=NAME, com.docker.network.driver.mtu=N")
+    p.add_argument("name", metavar="NAME")
+
+
+def _add_network_ls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V",
+                   help="filter (id, name, label, driver, type=builtin|custom, dangling)")
+    p.add_argument("--format", metavar="TEMPLATE", help='Go template, "table TEMPLATE" or "json"')
+
+
+def _add_network_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each network")
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+
+
+def _add_networks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("networks", nargs="+", metavar="NETWORK")
+
+
+def _add_network_connect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--alias", action="append", metavar="NAME", help="another name for the container on this network")
+    p.add_argument("--ip", metavar="IPV4", help="static IPv4 address on this network")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def _add_network_disconnect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="drop the attachment even if the container is gone")
+    p.add_argument("network", metavar="NETWORK")
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def _add_network_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", metavar="K=V", help="filter (label, until)")
+
+
 def _add_nothing(p: argparse.ArgumentParser) -> None:
     return None
 
@@ -247,6 +321,7 @@ _C = "pallet.client.verbs_containers"
 _I = "pallet.client.verbs_images"
 _S = "pallet.client.verbs_system"
 _R = "pallet.client.verbs_registry"
+_N = "pallet.client.verbs_networks"
 
 # name -> (target, help, adder, error exit code)
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -262,6 +337,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "inspect": (f"{_C}:inspect", "show containers in detail", _add_container_inspect, 1),
     "logs": (f"{_C}:logs", "show a container's output", _add_logs, 1),
     "exec": (f"{_C}:exec_", "run a command in a running container", _add_exec, 1),
+    "port": (f"{_N}:port", "list a container's published ports", _add_port, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 
@@ -300,6 +376,17 @@ _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "version": (f"{_S}:version", "show client and daemon versions", _add_version, 1),
     "info": (f"{_S}:info", "show what the daemon holds", _add_info, 1),
 }
+
+_NETWORK_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    "create": (f"{_N}:create", "create a network", _add_network_create, 1),
+    "ls": (f"{_N}:ls", "list networks", _add_network_ls, 1),
+    "inspect": (f"{_N}:inspect", "show networks in detail", _add_network_inspect, 1),
+    "rm": (f"{_N}:rm", "remove networks", _add_networks, 1),
+    "connect": (f"{_N}:connect", "attach a container to a network", _add_network_connect, 1),
+    "disconnect": (f"{_N}:disconnect", "detach a container from a network", _add_network_disconnect, 1),
+    "prune": (f"{_N}:prune", "remove every network no container uses", _add_network_prune, 1),
+}
+_NETWORK_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",), "rm": ("remove",)}
 
 _SYSTEM_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "df": (f"{_R}:df", "show disk usage", _add_nothing, 1),
@@ -348,6 +435,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     image_sub = image.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _register(image_sub, _IMAGE_VERBS, _IMAGE_ALIASES, "image ")
     image.set_defaults(group=image)
+    network = sub.add_parser("network", help="manage networks", allow_abbrev=False)
+    network_sub = network.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _register(network_sub, _NETWORK_VERBS, _NETWORK_ALIASES, "network ")
+    network.set_defaults(group=network)
     system = sub.add_parser("system", help="manage the daemon", allow_abbrev=False)
     system_sub = system.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _register(system_sub, _SYSTEM_VERBS, {}, "system ")

@@ -264,5 +264,13 @@ def render_rows(fmt: str, rows: Sequence[Mapping[str, Any]], headers: Mapping[st
     return table_lines([header, *lines])
 
 
+def json_indent(value: Any) -> str:
+    """json.MarshalIndent(value, "", "    ") as docker prints `inspect` (HTML characters escaped)."""
+    import json
+
+    text = json.dumps(value, indent=4, ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def table_lines(lines: Sequence[str]) -> list[str]:
     return tabwrite("\n".join(lines)).split("\n")

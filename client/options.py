@@ -22,6 +22,8 @@ __all__ = [
     "INT64_MAX",
     "check_range",
     "env_list",
+    "parse_extra_host",
+    "parse_key_values",
     "parse_duration",
     "parse_env_file",
     "parse_labels",
@@ -106,6 +108,40 @@ def parse_labels(labels: Iterable[str]) -> dict[str, str]:
             raise InvalidArgument(f"invalid label {item!r}: the key is empty")
         out[key] = value
     return out
+
+
+def parse_key_values(items: Iterable[str], what: str) -> dict[str, str]:
+    """Driver options `-o K=V` (`K` alone: empty value, as docker's map options); later ones win."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key:
+            raise InvalidArgument(f"invalid {what} {item!r}: the key is empty")
+        out[key] = value
+    return out
+
+
+def parse_extra_host(item: str) -> str:
+    """`--add-host NAME:IP` or `NAME=IP` as the API's "NAME:IP" (docker's ValidateExtraHost).
+
+    The name ends at the first "=" or else the first ":", so IPv6 addresses need no
+    brackets (they may have them); "host-gateway" is the default network's gateway.
+    """
+    name, sep, address = item.partition("=")
+    if not sep:
+        name, sep, address = item.partition(":")
+    if not sep or not name or ":" in name:
+        raise InvalidArgument(f"bad format for add-host: {item!r} (expected NAME:IP)")
+    if address != "host-gateway":
+        if len(address) > 2 and address.startswith("[") and address.endswith("]"):
+            address = address[1:-1]
+        import ipaddress  # here: run and create only pay for it with --add-host
+
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            raise InvalidArgument(f"invalid IP address in add-host: {address!r}") from None
+    return f"{name}:{address}"
 
 
 _DURATION_UNITS = {

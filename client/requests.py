@@ -1,6 +1,7 @@
 """Parsed command lines -> pallet.v1 request messages.
 
-Owns: building ContainerConfig (run/create) and LogsRequest from the argparse namespace,
+Owns: building ContainerConfig (run/create, networking flags included), LogsRequest and
+CreateNetworkRequest from the argparse namespace,
 using `pallet.client.options` for the docker value rules. Must not: talk to the daemon or
 print; unit tests call these functions directly.
 """
@@ -10,18 +11,24 @@ from __future__ import annotations
 import argparse
 import re
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from pallet.client.options import (
     INT32_MAX,
     INT64_MAX,
     check_range,
     env_list,
+    parse_extra_host,
+    parse_key_values,
     parse_labels,
     parse_tail,
     parse_time,
 )
 from pallet.v1.errors import InvalidArgument
 from pallet.v1 import containers_pb2
+
+if TYPE_CHECKING:
+    from pallet.v1 import networks_pb2
 
 _SIZE = re.compile(r"^(\d+)([kmg]?)b?$", re.I)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
@@ -84,7 +91,39 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         config.stop_timeout = stop_seconds(args.stop_timeout, "--stop-timeout")
     if getattr(args, "log_opt", None):
         config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
+    _network_config(config, args)
     return config
+
+
+def _network_config(config: containers_pb2.ContainerConfig, args: argparse.Namespace) -> None:
+    """--network and friends. `-p` and `--expose` go as given: palletd parses and judges them."""
+    config.network_mode = args.network or ""
+    config.network_aliases[:] = args.network_alias or []
+    config.ipv4_address = args.ip or ""
+    config.mac_address = args.mac_address or ""
+    config.publish[:] = args.publish or []
+    config.publish_all = bool(args.publish_all)
+    config.expose[:] = args.expose or []
+    config.dns[:] = args.dns or []
+    config.dns_search[:] = args.dns_search or []
+    config.dns_options[:] = args.dns_option or []
+    config.extra_hosts[:] = [parse_extra_host(item) for item in args.add_host or []]
+
+
+def network_create_request(args: argparse.Namespace) -> networks_pb2.CreateNetworkRequest:
+    """The CreateNetworkRequest for `network create`."""
+    from pallet.v1 import networks_pb2  # only this verb needs it
+
+    return networks_pb2.CreateNetworkRequest(
+        name=args.name,
+        driver=args.driver or "",
+        subnet=args.subnet or "",
+        gateway=args.gateway or "",
+        ip_range=args.ip_range or "",
+        internal=bool(args.internal),
+        labels=parse_labels(args.label or []),
+        options=parse_key_values(args.opt or [], "driver option"),
+    )
 
 
 def logs_request(args: argparse.Namespace, now: float) -> containers_pb2.LogsRequest:

@@ -1,4 +1,5 @@
 """Container verbs: run, create, start, stop, kill, restart, rm, ps, wait, inspect, logs, exec.
+(`inspect` also finds images and networks; `port` is with the network verbs.)
 
 Owns: what each verb asks the daemon and what it prints. Each function takes the parsed
 namespace and returns the exit status; daemon errors propagate as PalletError for
@@ -21,7 +22,7 @@ from pallet.client.api import DuplexSession, PalletClient
 from pallet.client.options import env_list
 from pallet.client.requests import container_config, logs_request, stop_seconds
 from pallet.client.stdio import StdinPump, write_chunks
-from pallet.v1.errors import NotFound, PalletError, Unavailable
+from pallet.v1.errors import Internal, NotFound, PalletError, Unavailable
 
 if TYPE_CHECKING:
     from pallet.client.template import Template
@@ -259,7 +260,7 @@ def inspect(args: argparse.Namespace) -> int:
         for doc in found:
             print(template.render(doc))
     elif found or not failures:
-        print(_json_indent(found))
+        print(fmt.json_indent(found))
     for message in failures:
         _error(message)
     return 1 if failures else 0
@@ -274,20 +275,24 @@ def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str,
         except NotFound:
             if kind == "container":
                 raise
+    if kind in (None, "image"):
+        try:
+            return views.inspect_image(client.inspect_image(name))
+        except NotFound:
+            if kind == "image":
+                raise
+    from pallet.client.views_networks import inspect_network
+
     try:
-        return views.inspect_image(client.inspect_image(name))
+        return inspect_network(client.inspect_network(name))
     except NotFound:
-        if kind == "image":
+        if kind == "network":
             raise
-        raise NotFound(f"No such object: {name}") from None
-
-
-def _json_indent(value: Any) -> str:
-    """json.MarshalIndent(value, "", "    ") as docker prints it (HTML characters escaped)."""
-    import json
-
-    text = json.dumps(value, indent=4, ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    except Internal as exc:
+        # A palletd older than networks: the name is no network of its, either.
+        if kind == "network" or "does not implement" not in exc.message:
+            raise
+    raise NotFound(f"No such object: {name}")
 
 
 # -- logs -------------------------------------------------------------------------------------

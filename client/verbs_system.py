@@ -183,7 +183,7 @@ def events(args: argparse.Namespace) -> int:
     with PalletClient(args.host) as client:
         for event in client.events(filters, since_seq=args.since_seq, since=since, until=until):
             if fmt_text == "json":
-                line = go_json(views.event_fields(event))
+                line = go_json(views.event_json_fields(event))
             elif template is not None:
                 line = template.render(views.event_fields(event))
             else:

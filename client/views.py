@@ -25,8 +25,14 @@ from pallet.client.format import (
     timestamp_text,
 )
 from pallet.client.template import go_quote
+from pallet.client.views_networks import (
+    exposed_ports,
+    host_config_network,
+    network_settings,
+    ps_networks,
+    ps_ports,
+)
 
-#: ContainerStatus enum numbers (containers.proto) to docker's lowercase state names.
 #: ContainerStatus enum numbers (containers.proto) to docker's lowercase state names.
 STATUS_NAMES: dict[int, str] = {
     1: "created",
@@ -93,7 +99,7 @@ def container_fields(c: Any, now: float, trunc: bool) -> dict[str, Any]:
         "Command": container_command(c, trunc),
         "CreatedAt": go_time_text(c.created),
         "RunningFor": human_duration(seconds_since(c.created, now)) + " ago",
-        "Ports": "",
+        "Ports": ps_ports(c),
         "State": status_name(c.state.status),
         "Status": container_status(c, now),
         "Size": "",
@@ -101,7 +107,7 @@ def container_fields(c: Any, now: float, trunc: bool) -> dict[str, Any]:
         "Labels": labels_text(labels),
         "Label": lambda key: labels.get(key, ""),
         "Mounts": "",
-        "Networks": "",
+        "Networks": ps_networks(c),
         "LocalVolumes": "0",
     }
 
@@ -177,7 +183,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
         "RestartCount": int(c.restart_count),
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": {"AutoRemove": bool(cfg.auto_remove), "LogConfig": _log_config(cfg)},
+        "HostConfig": _host_config(cfg),
         "GraphDriver": {
             "Data": {"LowerDir": ":".join(c.lower_dirs), "UpperDir": c.upper_dir},
             "Name": "overlay",
@@ -185,16 +191,31 @@ def inspect_container(c: Any) -> dict[str, Any]:
         "Config": {
             "Hostname": cfg.hostname,
             "User": cfg.user,
+            "ExposedPorts": exposed_ports(c),
             "OpenStdin": bool(cfg.open_stdin),
             "Env": list(cfg.env),
             "Cmd": _list_or_none(cfg.cmd),
             "Image": c.image or cfg.image,  # the reference as given, like docker
             "WorkingDir": cfg.working_dir,
             "Entrypoint": _list_or_none(cfg.entrypoint),
+            "MacAddress": cfg.mac_address,
             "Labels": dict(sorted(cfg.labels.items())),
             "StopSignal": cfg.stop_signal,
             "StopTimeout": int(cfg.stop_timeout) if cfg.HasField("stop_timeout") else None,
         },
+        "NetworkSettings": network_settings(c),
+    }
+
+
+def _host_config(cfg: Any) -> dict[str, Any]:
+    """docker's HostConfig, in its field order."""
+    network = host_config_network(cfg)
+    return {
+        "LogConfig": _log_config(cfg),
+        "NetworkMode": network["NetworkMode"],
+        "PortBindings": network["PortBindings"],
+        "AutoRemove": bool(cfg.auto_remove),
+        **{k: network[k] for k in ("Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "PublishAllPorts")},
     }
 
 
@@ -311,10 +332,12 @@ def event_fields(event: Any) -> dict[str, Any]:
     """Docker's events JSON shape (what `events --format` templates see), plus `Seq`."""
     attrs = dict(sorted(event.attributes.items()))
     time_ns = int(event.time.seconds) * 1_000_000_000 + int(event.time.nanos)
+    # docker fills its deprecated status/id/from for container and image events only.
+    legacy = event.type in ("container", "image")
     return {
-        "status": event.action,
-        "id": event.actor_id,
-        "from": attrs.get("image", ""),
+        "status": event.action if legacy else "",
+        "id": event.actor_id if legacy else "",
+        "from": attrs.get("image", "") if event.type == "container" else "",
         "Type": event.type,
         "Action": event.action,
         "Actor": {"ID": event.actor_id, "Attributes": attrs},
@@ -325,3 +348,11 @@ def event_fields(event: Any) -> dict[str, Any]:
     }
 
 
+def event_json_fields(event: Any) -> dict[str, Any]:
+    """`events --format json`: event_fields without the deprecated fields docker leaves
+    out when empty (a network event has no status, id or from)."""
+    fields = event_fields(event)
+    for key in ("status", "id", "from"):
+        if not fields[key]:
+            del fields[key]
+    return fields

@@ -433,7 +433,11 @@ def test_inspect_prints_a_docker_shaped_json_array(cli: Any, daemon: Daemon) -> 
     assert doc["State"]["FinishedAt"] == "0001-01-01T00:00:00Z"
     assert doc["Config"]["Labels"] == {"a": "1", "tier": "web"}
     assert doc["GraphDriver"] == {"Data": {"LowerDir": "/l/2:/l/1", "UpperDir": "/u"}, "Name": "overlay"}
-    assert doc["HostConfig"] == {"AutoRemove": False, "LogConfig": {"Type": "local", "Config": {}}}
+    assert doc["HostConfig"] == {
+        "LogConfig": {"Type": "local", "Config": {}}, "NetworkMode": "default", "PortBindings": {},
+        "AutoRemove": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
+        "PublishAllPorts": False,
+    }
 
 
 def test_inspect_format_prints_one_line_per_object(cli: Any, daemon: Daemon) -> None:

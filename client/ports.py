@@ -1,0 +1,210 @@
+"""Ports as docker shows them: `ps`'s PORTS column, `inspect`'s port maps, `pallet port`.
+
+Owns: reading `-p` and `--expose` strings for display only (`HostConfig.PortBindings`,
+`Config.ExposedPorts`), and laying out the daemon's PortBindings the way docker does
+("0.0.0.0:8080->80/tcp, 53/udp", {"80/tcp": [{"HostIp": ..., "HostPort": ...}]},
+"80/tcp -> 0.0.0.0:8080").
+Must not: validate what the daemon validates: a `-p` string reaches palletd untouched and
+its parser is the authority; one this display parser cannot read is shown as given. No
+protobuf import: bindings are read by attribute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from pallet.v1.errors import InvalidArgument, NotFound
+
+__all__ = [
+    "BindingLike",
+    "displayable_ports",
+    "exposed_keys",
+    "host_address",
+    "parse_publish",
+    "port_bindings",
+    "port_lines",
+    "settings_ports",
+]
+
+#: What docker shows for "every address of the host".
+ANY_ADDRESS = "0.0.0.0"
+
+
+class BindingLike(Protocol):
+    """pallet.v1.PortBinding, read by attribute."""
+
+    protocol: str
+    container_port: int
+    host_ip: str
+    host_port: int
+
+
+def host_address(ip: str, port: int | str) -> str:
+    """Go's net.JoinHostPort, with docker's 0.0.0.0 for "every address"."""
+    ip = ip or ANY_ADDRESS
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _port_range(text: str) -> tuple[int, int] | None:
+    first, sep, last = text.partition("-")
+    if not first.isdigit() or (sep and not last.isdigit()):
+        return None
+    low, high = int(first), int(last) if sep else int(first)
+    if not 0 < low <= high <= 65535:
+        return None
+    return low, high
+
+
+def _split_proto(text: str) -> tuple[str, str]:
+    port, _, proto = text.partition("/")
+    return port, (proto or "tcp").lower()
+
+
+def parse_publish(spec: str) -> list[tuple[str, str, str]] | None:
+    """`[IP:][HOSTPORT:]CPORT[/PROTO]` as (port key, host ip, host port) triples, as docker's
+    nat.ParsePortSpec reads it ("" host port: a random one); None when it cannot be read."""
+    parts = spec.split(":")
+    container = parts[-1]
+    host_port = parts[-2] if len(parts) >= 2 else ""
+    ip = ":".join(parts[:-2]) if len(parts) >= 3 else ""
+    if ip.startswith("[") and ip.endswith("]"):
+        ip = ip[1:-1]
+    port_text, proto = _split_proto(container)
+    if proto not in ("tcp", "udp", "sctp"):
+        return None
+    ports = _port_range(port_text)
+    if ports is None:
+        return None
+    count = ports[1] - ports[0] + 1
+    hosts: list[str]
+    if not host_port:
+        hosts = [""] * count
+    else:
+        host_range = _port_range(host_port)
+        if host_range is None:
+            return None
+        host_count = host_range[1] - host_range[0] + 1
+        if count == 1 and host_count > 1:
+            hosts = [host_port]  # one container port, any host port of that range
+        elif host_count != count:
+            return None
+        else:
+            hosts = [str(p) for p in range(host_range[0], host_range[1] + 1)]
+    return [(f"{p}/{proto}", ip, hosts[i]) for i, p in enumerate(range(ports[0], ports[1] + 1))]
+
+
+def port_bindings(publish: Iterable[str]) -> dict[str, Any]:
+    """docker's HostConfig.PortBindings from the `-p` strings as given (keys sorted, as Go
+    marshals a map); a string this parser cannot read is a key of its own, with null."""
+    out: dict[str, Any] = {}
+    for spec in publish:
+        parsed = parse_publish(spec)
+        if parsed is None:
+            out[spec] = None
+            continue
+        for key, ip, port in parsed:
+            bucket = out.get(key)
+            if bucket is None:
+                bucket = out[key] = []
+            bucket.append({"HostIp": ip, "HostPort": port})
+    return dict(sorted(out.items()))
+
+
+def exposed_keys(expose: Iterable[str]) -> list[str]:
+    """`--expose` values ("80", "53/udp", "8000-8001") as port keys; unreadable ones as given."""
+    out: list[str] = []
+    for item in expose:
+        port_text, proto = _split_proto(item)
+        ports = _port_range(port_text)
+        if ports is None:
+            out.append(item)
+            continue
+        out.extend(f"{p}/{proto}" for p in range(ports[0], ports[1] + 1))
+    return out
+
+
+def _key(binding: BindingLike) -> str:
+    return f"{int(binding.container_port)}/{binding.protocol or 'tcp'}"
+
+
+def _live(bindings: Iterable[BindingLike]) -> list[BindingLike]:
+    """Bindings with a host port (a random one is 0 until the container starts)."""
+    return [b for b in bindings if int(b.host_port)]
+
+
+def settings_ports(bindings: Iterable[BindingLike], exposed: Iterable[str]) -> dict[str, Any]:
+    """docker's NetworkSettings.Ports: every exposed port, null when it is not published."""
+    out: dict[str, Any] = {key: None for key in exposed}
+    for b in _live(bindings):
+        bucket = out.get(_key(b))
+        if bucket is None:
+            bucket = out[_key(b)] = []
+        bucket.append({"HostIp": b.host_ip or ANY_ADDRESS, "HostPort": str(int(b.host_port))})
+    return dict(sorted(out.items()))
+
+
+def _form_group(ip: str, proto: str, first: int, last: int) -> str:
+    group = str(first) if first == last else f"{first}-{last}"
+    if ip:
+        group = f"{host_address(ip, group)}->{group}"
+    return f"{group}/{proto}"
+
+
+def displayable_ports(bindings: Iterable[BindingLike], exposed: Iterable[str]) -> str:
+    """The PORTS column, by docker's DisplayablePorts: "0.0.0.0:8080->80/tcp, 53/udp".
+
+    As docker, consecutive ports are joined into a range only where nothing is remapped
+    ("80-81/tcp" exposed, "0.0.0.0:8000-8001->8000-8001/tcp"); a remapped port is listed
+    on its own, after the groups.
+    """
+    live = _live(bindings)
+    published = {_key(b) for b in live}
+    # (private port, proto, host ip, public port), as docker's types.Port.
+    ports: list[tuple[int, str, str, int]] = [
+        (int(b.container_port), b.protocol or "tcp", b.host_ip or ANY_ADDRESS, int(b.host_port)) for b in live
+    ]
+    for key in exposed:
+        port, _, proto = key.partition("/")
+        if port.isdigit() and key not in published:
+            ports.append((int(port), proto or "tcp", "", 0))
+    ports.sort(key=lambda p: (p[0], p[2], p[3], p[1]))
+    groups: dict[tuple[str, str], list[int]] = {}
+    order: list[tuple[str, str]] = []
+    result: list[str] = []
+    mappings: list[str] = []
+    for private, proto, ip, public in ports:
+        if ip and public != private:
+            mappings.append(f"{host_address(ip, public)}->{private}/{proto}")
+            continue
+        group_key = (ip, proto)
+        group = groups.get(group_key)
+        if group is None:
+            groups[group_key] = [private, private]
+            order.append(group_key)
+        elif private == group[1] + 1:
+            group[1] = private
+        else:
+            result.append(_form_group(ip, proto, group[0], group[1]))
+            groups[group_key] = [private, private]
+    for ip, proto in order:
+        first, last = groups[(ip, proto)]
+        result.append(_form_group(ip, proto, first, last))
+    return ", ".join(result + mappings)
+
+
+def port_lines(bindings: Sequence[BindingLike], container: str, port: str | None = None) -> list[str]:
+    """`pallet port CTR [PORT[/PROTO]]`: "80/tcp -> 0.0.0.0:8080" per binding, or with a
+    port only its host addresses; NotFound when that port is not published."""
+    live = sorted(_live(bindings), key=lambda b: (int(b.container_port), b.protocol, b.host_ip, int(b.host_port)))
+    if port is None:
+        return [f"{_key(b)} -> {host_address(b.host_ip, int(b.host_port))}" for b in live]
+    number, proto = _split_proto(port)
+    if not number.isdigit() or not 0 < int(number) <= 65535:
+        raise InvalidArgument(f"invalid port {port!r}: give a port number 1-65535, optionally with /tcp or /udp")
+    key = f"{int(number)}/{proto}"
+    lines = [host_address(b.host_ip, int(b.host_port)) for b in live if _key(b) == key]
+    if not lines:
+        raise NotFound(f"No public port '{key}' published for {container}")
+    return lines
+
