@@ -1,6 +1,7 @@
 """Parsing the values of command-line options: env, env files, labels, times, filters.
 
-Owns: docker's rules for `-e K=V` / `-e K`, `--env-file`, `-l K=V` / `-l K`, `--since`
+Owns: docker's rules for `-e K=V` / `-e K`, `--env-file`, `-l K=V` / `-l K`, `-o K=V`,
+`--add-host NAME:IP` / `NAME=IP`, `--since`
 and `--until` (RFC 3339, Unix seconds, or Go durations meaning "that long ago"), `--tail`,
 `-f key=value` filters, and the ranges numbers must fit (the API's int32/int64 fields, the
 times from 1677 to 2262 that palletd's 64-bit nanoseconds hold), checked before any
