@@ -21,6 +21,7 @@ __all__ = [
     "displayable_ports",
     "exposed_keys",
     "host_address",
+    "is_port_key",
     "parse_publish",
     "port_bindings",
     "port_lines",
@@ -92,6 +93,12 @@ def parse_publish(spec: str) -> list[tuple[str, str, str]] | None:
         else:
             hosts = [str(p) for p in range(host_range[0], host_range[1] + 1)]
     return [(f"{p}/{proto}", ip, hosts[i]) for i, p in enumerate(range(ports[0], ports[1] + 1))]
+
+
+def is_port_key(key: str) -> bool:
+    """"80/tcp", as parse_publish makes them (not a string it could not read)."""
+    port, _, proto = key.partition("/")
+    return port.isdigit() and proto in ("tcp", "udp", "sctp")
 
 
 def port_bindings(publish: Iterable[str]) -> dict[str, Any]:

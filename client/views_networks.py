@@ -120,7 +120,9 @@ def _exposed(c: Any) -> list[str]:
     keys = list(c.network_settings.exposed_ports)
     if not keys:
         keys = ports.exposed_keys(c.config.expose)
-        keys += [key for key in ports.port_bindings(c.config.publish) if "/" in key]
+        keys += [key for key in ports.port_bindings(c.config.publish) if ports.is_port_key(key)]
+    # A published port is exposed, whether or not the daemon listed it.
+    keys += [f"{int(b.container_port)}/{b.protocol or 'tcp'}" for b in c.network_settings.ports]
     return sorted(set(keys))
 
 

@@ -577,6 +577,12 @@ def test_inspect_of_a_container_without_networking() -> None:
     assert doc["HostConfig"]["NetworkMode"] == "none" and doc["HostConfig"]["ExtraHosts"] is None
     assert views.inspect_container(containers_pb2.Container(id=CTR_ID))["Config"]["ExposedPorts"] is None
     assert views.container_fields(c, 0.0, True)["Ports"] == ""
+    # A published port is exposed even when the daemon did not list it so.
+    published = containers_pb2.Container(id=CTR_ID)
+    published.network_settings.ports.append(_binding(80, 8080))
+    doc = views.inspect_container(published)
+    assert doc["Config"]["ExposedPorts"] == {"80/tcp": {}}
+    assert doc["NetworkSettings"]["Ports"] == {"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]}
 
 
 def test_top_level_inspect_finds_networks(cli: Any, daemon: FakeState) -> None:
