@@ -531,6 +531,9 @@ def test_container_inspect_network_settings(cli: Any, daemon: FakeState) -> None
     assert (settings["IPAddress"], settings["IPPrefixLen"], settings["Gateway"], settings["MacAddress"]) == (
         "172.18.0.5", 16, "172.18.0.1", "02:42:ac:12:00:05")
     assert list(settings["Networks"]) == ["back", "front"]
+    moved = _web()  # left the network it was created on: eth0 still says which is first
+    moved.config.network_mode = "bridge"
+    assert views.inspect_container(moved)["NetworkSettings"]["IPAddress"] == "172.18.0.5"
     assert settings["Networks"]["front"] == {
         "IPAMConfig": {"IPv4Address": "172.18.0.5"}, "Aliases": ["www", CTR_ID[:12]], "NetworkID": NET_ID,
         "Gateway": "172.18.0.1", "IPAddress": "172.18.0.5", "IPPrefixLen": 16, "MacAddress": "02:42:ac:12:00:05",
