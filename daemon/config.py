@@ -6,6 +6,8 @@ Owns: the `Config` dataclass and its defaults. Must not: create anything.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from pallet.daemon.networks.ipam import DEFAULT_POOLS, Pool
 from pathlib import Path
 
 DEFAULT_ROOT = Path("/var/lib/pallet")
@@ -39,3 +41,7 @@ class Config:
     registry_certs_dir: Path = Path("/etc/pallet/certs.d")
     # Fault injection for tests (`PALLET_CRASH_AT=<operation>:<step>`): empty in real use.
     crash_at: str = ""
+    # Where networks' subnets come from (`--default-address-pool`).
+    address_pools: tuple[Pool, ...] = DEFAULT_POOLS
+    # Whose nameservers and search domains containers' lookups go to.
+    host_resolv_conf: Path = Path("/etc/resolv.conf")

@@ -17,6 +17,7 @@ from pathlib import Path
 import structlog
 
 from pallet.daemon.config import DEFAULT_HOST, DEFAULT_ROOT, DEFAULT_RUN_ROOT, Config
+from pallet.daemon.networks.ipam import DEFAULT_POOLS, Pool, parse_pool
 from pallet.v1.errors import PalletError
 
 
@@ -57,7 +58,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--events-max-bytes", type=_size, default=128 * 1024 * 1024, metavar="SIZE",
         help="keep at most SIZE of events in the event journal: bytes, or with a unit k/m/g (default 128m)",
     )
+    p.add_argument(
+        "--default-address-pool", action="append", default=[], metavar="base=CIDR,size=N",
+        type=_pool,
+        help="where networks' subnets come from, docker's syntax, repeatable "
+        "(default: 172.17.0.0/16-172.31.0.0/16 in /16s, then 192.168.0.0/16 in /20s)",
+    )
+    p.add_argument(
+        "--host-resolv-conf", type=Path, default=Path("/etc/resolv.conf"), metavar="FILE",
+        help="the resolv.conf whose nameservers and search domains containers' lookups are "
+        "forwarded to (default %(default)s)",
+    )
     return p.parse_args(argv)
+
+
+def _pool(text: str) -> Pool:
+    try:
+        return parse_pool(text)
+    except PalletError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive(text: str) -> int:
@@ -148,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
         events_max_age_s=args.events_max_age,
         events_max_bytes=args.events_max_bytes,
         crash_at=os.environ.get("PALLET_CRASH_AT", ""),
+        address_pools=tuple(args.default_address_pool) or DEFAULT_POOLS,
+        host_resolv_conf=args.host_resolv_conf,
     )
     try:
         asyncio.run(serve(config))

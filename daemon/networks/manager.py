@@ -441,13 +441,13 @@ class NetworkManager:
             )
         if any(e.network_id == n.id for e in c.host_config.networks):
             raise AlreadyExists(f"container {c.name} is already connected to network {n.name}")
-        for a in aliases:
-            validate_name(a, "network alias")
+        for alias in aliases:
+            validate_name(alias, "network alias")
         if ipv4:
-            a = self._attached.get(c.id)
-            taken = self._taken_addresses(n.id)
+            # Taken now matters only when it is attached at once (a running container).
+            taken = self._taken_addresses(n.id) if c.id in self._attached else set()
             ipam.check_static_address(ipv4, n.network, ipaddress.IPv4Address(n.gateway),
-                                      taken if a is not None else (), n.name)
+                                      taken, n.name)
         return EndpointConfig(n.id, tuple(aliases), ipv4)
 
     # ---- containers: a run's attachment -------------------------------------------------

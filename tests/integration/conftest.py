@@ -17,10 +17,13 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
+import re
 import secrets
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -255,6 +258,9 @@ class Palletd:
 
     base: Path  # temp dir holding root/, run/ and the daemon's log
     cgroup_parent: str
+    # The throwaway network namespace palletd runs in (`ip netns add`): its bridges,
+    # veths, nftables rules and ip_forward are that namespace's, never the host's.
+    netns: str = ""
     proc: subprocess.Popen[bytes] | None = None
     popens: list[subprocess.Popen[Any]] = field(default_factory=list)
     base_image_id: str = ""
@@ -316,6 +322,65 @@ class Palletd:
                 found += [p for p in parent.iterdir() if p.is_dir()]
         return found
 
+    def in_netns(self) -> list[str]:
+        """The argv prefix that runs a command in this daemon's network namespace."""
+        return ["nsenter", f"--net=/run/netns/{self.netns}"] if self.netns else []
+
+    def host_run(self, *args: str, timeout: float = 30, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command on the daemon's "host": in its network namespace."""
+        result = subprocess.run([*self.in_netns(), *args], capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"`{' '.join(args)}` in the daemon's namespace exited {result.returncode}:\n"
+                f"{result.stdout}{result.stderr}"
+            )
+        return result
+
+    def links(self) -> list[str]:
+        """Link names in the daemon's network namespace."""
+        out = self.host_run("ip", "-j", "link", "show").stdout
+        return [link["ifname"] for link in json.loads(out or "[]")]
+
+    def leases(self) -> list[tuple[str, str, str]]:
+        """(network id, address, container id) of the leases in the daemon's database."""
+        db = self.root / "pallet.db"
+        if not db.exists():
+            return []
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return [tuple(r) for r in conn.execute(
+                "SELECT network_id, address, container_id FROM network_leases"
+            ).fetchall()]
+        except sqlite3.OperationalError:
+            return []  # no table yet
+        finally:
+            conn.close()
+
+    def nat_rules(self) -> list[str]:
+        """pallet's DNAT rules ("tcp dport 8080 dnat to …") in the daemon's namespace."""
+        out = self.host_run("nft", "list", "table", "ip", "pallet", check=False).stdout
+        return [line.strip() for line in out.splitlines() if "dnat to" in line]
+
+    def network_leaks(self) -> list[str]:
+        """What no container explains: veths, leases, DNAT rules, netns files."""
+        problems = []
+        def veths() -> list[str]:
+            return [x for x in self.links() if re.fullmatch(r"pl[0-9a-f]{10}", x)]
+        deadline = time.monotonic() + 10
+        while veths() and time.monotonic() < deadline:
+            time.sleep(0.1)  # the kernel frees a namespace's veths after its unmount
+        if veths():
+            problems.append(f"veths left behind: {veths()}")
+        if self.leases():
+            problems.append(f"address leases left behind: {self.leases()}")
+        if self.nat_rules():
+            problems.append(f"port rules left behind: {self.nat_rules()}")
+        netns_dir = self.run_root / "netns"
+        if netns_dir.is_dir() and any(netns_dir.iterdir()):
+            problems.append(f"network namespaces left behind: {sorted(p.name for p in netns_dir.iterdir())}")
+        return problems
+
     def mounts(self) -> list[str]:
         """Mount points under this daemon's directories (in the test's mount namespace)."""
         return mounts_under(self.base)
@@ -329,6 +394,7 @@ class Palletd:
         try:
             self.proc = subprocess.Popen(
                 [
+                    *self.in_netns(),
                     *_console_script("palletd"),
                     "--root", str(self.root),
                     "--run-root", str(self.run_root),
@@ -566,7 +632,10 @@ class Palletd:
         daemon_pid = self.proc.pid if self.proc is not None else -1
 
         def extra() -> dict[int, str]:
-            procs = {p: c for p, c in pids_mentioning(str(self.base)).items() if p != daemon_pid}
+            procs = {
+                p: c for p, c in pids_mentioning(str(self.base)).items()
+                if p != daemon_pid and RESOLVER_MODULE not in c
+            }
             if not procs:
                 return {}
             launcher = min(procs, key=lambda p: (_start_time(p), p))
@@ -616,11 +685,27 @@ class Palletd:
                 for tag in img.repo_tags:
                     if tag != "busybox:latest":
                         self.remove_image(tag, force=False)  # only untags: busybox:latest still names it
+        for net in self.user_networks():
+            try:
+                self.cli_ok("network", "rm", net)
+            except AssertionError as exc:
+                problems.append(f"network rm {net}: {exc}")
+        if self.netns:
+            problems += self.network_leaks()
         if busybox_tar is not None and not any(
             "busybox:latest" in img.repo_tags for img in self.images()
         ):
             self.base_image_id = self.import_image(busybox_tar, "busybox:latest", BASE_CHANGES)
         return problems
+
+    def user_networks(self) -> list[str]:
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        try:
+            out = self.cli_ok("network", "ls", "--filter", "type=custom", "-q")
+        except AssertionError:
+            return []
+        return out.split()
 
     def teardown(self) -> list[str]:
         """Remove everything this daemon and its containers made; return what leaked."""
@@ -631,6 +716,11 @@ class Palletd:
                 problems += self.remove_all_containers()
             except Exception as exc:  # noqa: BLE001
                 problems.append(f"could not list containers to remove them: {exc}")
+            for net in self.user_networks():
+                if self.cli("network", "rm", net).returncode != 0:
+                    problems.append(f"cannot remove network {net}")
+            if self.netns:
+                problems += self.network_leaks()
             try:
                 self.stop()
             except AssertionError as exc:
@@ -685,8 +775,14 @@ class Palletd:
         shutil.rmtree(self.base, ignore_errors=True)
         if self.base.exists():
             problems.append(f"cannot remove {self.base}")
+        if self.netns:
+            # Its bridges, veths and rules go with it.
+            subprocess.run(["ip", "netns", "del", self.netns], capture_output=True, timeout=30)
         return problems
 
+
+#: The embedded DNS resolver's process (one per daemon, outlives it by design).
+RESOLVER_MODULE = "pallet.daemon.networks.resolver"
 
 #: Config changes the test image is imported with (docker's `import -c` form).
 BASE_CHANGES = ('CMD ["sh"]',)
@@ -712,7 +808,12 @@ def _cli_env(extra: dict[str, str] | None) -> dict[str, str]:
 def new_palletd() -> Palletd:
     # Short paths under /tmp: a unix socket path must stay under 108 bytes.
     base = Path(tempfile.mkdtemp(prefix="plt-", dir="/tmp"))
-    return Palletd(base=base, cgroup_parent=f"pallet-test-{secrets.token_hex(4)}")
+    tag = secrets.token_hex(4)
+    netns = f"plt-{tag}"
+    subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
+    # Loopback up, as on any host: published ports on 127.0.0.1 are reached through it.
+    subprocess.run(["ip", "-n", netns, "link", "set", "lo", "up"], check=True, timeout=30)
+    return Palletd(base=base, cgroup_parent=f"pallet-test-{tag}", netns=netns)
 
 
 def _finish(daemon: Palletd) -> None:

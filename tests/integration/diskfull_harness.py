@@ -200,7 +200,8 @@ class DiskfullPalletd(Palletd):
 def new_diskfull_palletd(size: str = DEFAULT_SIZE, run_size: str = "") -> DiskfullPalletd:
     plain = new_palletd()
     return DiskfullPalletd(
-        base=plain.base, cgroup_parent=plain.cgroup_parent, size=size, run_size=run_size
+        base=plain.base, cgroup_parent=plain.cgroup_parent, netns=plain.netns, size=size,
+        run_size=run_size,
     )
 
 
