@@ -199,7 +199,7 @@ def parse_records(data: bytes) -> Records:
 # --------------------------------------------------------------------------- answering
 
 
-def _reply(query: dns.message.Message, rcode: int) -> dns.message.Message:
+def _reply(query: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:
     response = dns.message.make_response(query, recursion_available=True)
     response.set_rcode(rcode)
     return response
@@ -455,7 +455,7 @@ class Resolver:
     async def _serve_tcp(self, gateway: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)  # type: ignore[arg-type]
+            self._tasks.add(task)
         client = writer.get_extra_info("peername")[0]
         try:
             while True:
@@ -477,7 +477,7 @@ class Resolver:
             pass
         finally:
             if task is not None:
-                self._tasks.discard(task)  # type: ignore[arg-type]
+                self._tasks.discard(task)
             writer.close()
 
     async def forward(self, data: bytes, upstreams: tuple[Upstream, ...], tcp: bool) -> bytes | None:
