@@ -178,6 +178,12 @@ class DnsSupervisor:
             a == b"--pid-file" and b == want for a, b in zip(argv, argv[1:])
         )
 
+    def _alive(self, pid: int) -> bool:
+        """Still our resolver, reaping it if this palletd started it and it exited."""
+        if self._child is not None and self._child.pid == pid and self._child.poll() is not None:
+            self._child = None
+        return self._is_ours(pid)
+
     def pid(self) -> int | None:
         """The live resolver's pid, or None. Reaps one this palletd started that died."""
         if self._child is not None and self._child.poll() is not None:
@@ -252,14 +258,14 @@ class DnsSupervisor:
             return
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
+        # Until the process is gone, not just its pid file (it removes that on its way out).
         deadline = time.monotonic() + STOP_TIMEOUT_S
-        while self.pid() == pid and time.monotonic() < deadline:
+        while self._alive(pid) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
-        if self.pid() == pid:
+        if self._alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            while self._is_ours(pid):
-                self.pid()  # reaps it if it is our child
+            while self._alive(pid):
                 await asyncio.sleep(0.01)
         with contextlib.suppress(FileNotFoundError):
             self.pid_path.unlink()
