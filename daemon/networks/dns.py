@@ -160,6 +160,7 @@ class DnsSupervisor:
         self.python = python
         self.upstream_timeout = upstream_timeout
         self._child: subprocess.Popen[bytes] | None = None  # when this palletd started it
+        self._starting = asyncio.Lock()  # two callers at once start one resolver, not two
 
     # ---------------------------------------------------------------- finding it
 
@@ -198,10 +199,11 @@ class DnsSupervisor:
 
     async def ensure_running(self) -> int:
         """The resolver's pid: the live one (adopted), else a new one, started detached."""
-        pid = self.pid()
-        if pid is not None:
-            return pid
-        return await asyncio.to_thread(self._start)
+        async with self._starting:
+            pid = self.pid()
+            if pid is not None:
+                return pid
+            return await asyncio.to_thread(self._start)
 
     def _start(self) -> int:
         self.dir.mkdir(parents=True, exist_ok=True)
