@@ -79,7 +79,7 @@ def _time_lookups(server: str, name: str, count: int) -> list[float]:
 
 
 def _inside(args: argparse.Namespace) -> None:
-    from pallet.daemon.networks.dns import DnsNetwork, DnsRecords, DnsSupervisor
+    from pallet.daemon.networks.dns import DnsNetwork, DnsRecords, DnsSupervisor, records_json
 
     upstream = subprocess.Popen([sys.executable, __file__, "--upstream", UPSTREAM], stdout=subprocess.PIPE, text=True)
     assert upstream.stdout is not None and upstream.stdout.readline().strip() == "ready"
@@ -90,7 +90,7 @@ def _inside(args: argparse.Namespace) -> None:
     try:
         for run in range(5):
             supervisor = DnsSupervisor(Path(args.run_root) / f"run{run}")
-            supervisor._write(records)
+            supervisor._write(records_json(records))
             t0 = time.perf_counter()
             pid = asyncio.run(supervisor.ensure_running())
             starts.append((time.perf_counter() - t0) * 1000)

@@ -160,6 +160,7 @@ class DnsSupervisor:
         self.python = python
         self.upstream_timeout = upstream_timeout
         self._child: subprocess.Popen[bytes] | None = None  # when this palletd started it
+        self._published: bytes | None = None  # the last records written, to skip a no-op
         self._starting = asyncio.Lock()  # two callers at once start one resolver, not two
 
     # ---------------------------------------------------------------- finding it
@@ -239,8 +240,14 @@ class DnsSupervisor:
 
     async def publish(self, records: DnsRecords) -> None:
         """Write the records and have the resolver (started if need be) reload them. It also
-        notices a changed file by itself within a second."""
-        await asyncio.to_thread(self._write, records)
+        notices a changed file by itself within a second. Records unchanged since the last
+        publish to a live resolver are not written again (palletd publishes on every
+        reconcile)."""
+        data = records_json(records)
+        if data == self._published and self.pid() is not None:
+            return
+        await asyncio.to_thread(self._write, data)
+        self._published = data
         pid = self.pid()
         if pid is None:
             await self.ensure_running()  # reads the file as it starts
@@ -248,9 +255,9 @@ class DnsSupervisor:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGHUP)
 
-    def _write(self, records: DnsRecords) -> None:
+    def _write(self, data: bytes) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        write_records(self.records_path, records)
+        _write_atomically(self.records_path, data)
 
     async def stop(self) -> None:
         """SIGTERM the resolver and wait for it (SIGKILL after STOP_TIMEOUT_S). Not for
