@@ -1,6 +1,6 @@
 """The composition root: builds every palletd component in order and stops them in reverse.
 
-Order: store -> events -> snapshots/images -> shims -> containers -> API. Each component
+Order: store -> events -> snapshots/images -> shims -> networks -> containers -> API. Each component
 has `start()` and `aclose()`; nothing is global, nothing happens at import time.
 """
 
@@ -16,6 +16,7 @@ import structlog
 from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
+from pallet.daemon.api.networks import NetworksServicer
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
 from pallet.daemon.config import Config
@@ -25,6 +26,12 @@ from pallet.daemon.containers.store import ContainerRecords
 from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.faults import CrashPoints
 from pallet.daemon.images.manager import ImageManager
+from pallet.daemon.networks.dns import DnsSupervisor
+from pallet.daemon.networks.firewall import Firewall
+from pallet.daemon.networks.kernel import NetKernel
+from pallet.daemon.networks.manager import NetworkManager
+from pallet.daemon.networks.ports import PortReservations
+from pallet.daemon.networks.store import NetworkRecords
 from pallet.daemon.shims.client import ShimLauncherImpl
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store.db import Database
@@ -78,6 +85,20 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         shims = ShimLauncherImpl(Path(config.run_root))
         stack.push_async_callback(shims.aclose)
 
+        # Before the containers: their restore needs the networks, and reconciles them.
+        networks = NetworkManager(
+            NetworkRecords(db),
+            events,
+            NetKernel(Path(config.run_root)),
+            Firewall(),
+            DnsSupervisor(Path(config.run_root)),
+            PortReservations(),
+            pools=config.address_pools,
+            host_resolv_conf=config.host_resolv_conf,
+        )
+        await networks.start()
+        stack.push_async_callback(networks.aclose)
+
         containers = ContainerManager(
             records,
             images,
@@ -88,7 +109,9 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             cgroup_parent=config.cgroup_parent,
             run_root=Path(config.run_root),
             crashes=crashes,
+            networking=networks,
         )
+        networks.set_users(containers.network_users)
         await containers.start()
         stack.push_async_callback(containers.aclose)
         if config.stop_containers_on_exit:
@@ -103,6 +126,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             [
                 ContainersServicer(containers, ContainerLogs(containers)),
                 ImagesServicer(images),
+                NetworksServicer(networks, containers),
                 EventsServicer(events),
                 SystemServicer(system),
             ],

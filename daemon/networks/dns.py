@@ -60,6 +60,8 @@ class DnsClient:
     address: str
     upstreams: tuple[str, ...] = ()
     search: tuple[str, ...] = ()
+    # Gateways of every network the container is on: their names answer it too.
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +82,8 @@ def records_json(records: DnsRecords) -> bytes:
             for n in records.networks
         ],
         "clients": [
-            {"address": c.address, "upstreams": list(c.upstreams), "search": list(c.search)}
+            {"address": c.address, "upstreams": list(c.upstreams), "search": list(c.search),
+             "networks": list(c.networks)}
             for c in records.clients
         ],
     }

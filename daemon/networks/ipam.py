@@ -66,7 +66,7 @@ def parse_pool(text: str) -> Pool:
     return Pool(base, size)
 
 
-def parse_subnet(text: str, what: str = "the subnet") -> IPv4Network:
+def parse_subnet(text: str, what: str = "subnet") -> IPv4Network:
     try:
         net = ipaddress.ip_network(text, strict=False)
     except ValueError:

@@ -150,7 +150,11 @@ class NetworkManager:
         for n in self._bridges():
             await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
             await self._kernel.enable_forwarding(n.bridge)
-        await self._resolver.ensure_running()
+        try:
+            await self._resolver.ensure_running()
+        except PalletError as e:
+            # Traffic works without it; names do not until it runs (retried at publish).
+            log.warning("the embedded DNS resolver did not start", reason=str(e))
 
     async def aclose(self) -> None:
         # Bridges, veths, rules and the resolver stay: traffic outlives palletd.
@@ -567,7 +571,7 @@ class NetworkManager:
                 log.warning("a published port could not be reserved again", container_id=c.id,
                             reason=str(e))
                 continue
-            a.ports.append(replace(b, host_port=picked))
+            a.ports.append(replace(b, host_port=picked, host_port_end=0))
 
     async def release(self, container_id: str) -> None:
         a = self._attached.pop(container_id, None)
@@ -623,7 +627,10 @@ class NetworkManager:
             for b in a.ports:
                 rules.append(PortRule(b.proto, b.host_ip, b.host_port, target, b.container_port))
         await asyncio.to_thread(self._firewall.apply, bridges, rules)
-        await self._resolver.publish(self._dns_records())
+        try:
+            await self._resolver.publish(self._dns_records())
+        except PalletError as e:
+            log.warning("the embedded DNS resolver did not take the records", reason=str(e))
 
     def _dns_records(self) -> DnsRecords:
         host_servers, host_search = self._host_dns()
@@ -640,6 +647,10 @@ class NetworkManager:
                     address=lease.address,
                     upstreams=a.dns or host_servers,
                     search=a.dns_search or host_search,
+                    networks=tuple(
+                        self._networks[x.network_id].gateway for x in a.leases
+                        if x.network_id in self._networks
+                    ),
                 ))
         networks = [
             DnsNetwork(gateway=n.gateway, names={k: tuple(v) for k, v in names[n.id].items()})

@@ -86,6 +86,9 @@ class Client:
 
     upstreams: tuple[Upstream, ...]
     search: tuple[str, ...]
+    # Gateways of the other networks the container is on: their names answer it too (as
+    # Docker's resolver answers every network of the asking container), wherever it asks.
+    networks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +194,7 @@ def parse_records(data: bytes) -> Records:
         clients[address] = Client(
             upstreams=tuple(parse_upstream(u) for u in _strings(item.get("upstreams", []), "upstreams")),
             search=tuple(_name_key(s) for s in _strings(item.get("search", []), "search") if _name_key(s)),
+            networks=tuple(_ip(g, "client network") for g in _strings(item.get("networks", []), "networks")),
         )
     upstreams = tuple(parse_upstream(u) for u in _strings(doc.get("upstreams", []), "upstreams"))
     return Records(networks=networks, clients=clients, upstreams=upstreams)
@@ -236,39 +240,55 @@ def answer(
     records: Records, query: dns.message.Message, gateway: str, client: str
 ) -> dns.message.Message | Forward:
     """The response to `query`, which `client` sent to `gateway`'s port 53, or where to
-    forward it. Only the names of the network whose gateway was asked are answered."""
+    forward it. A container listed with its networks gets their names; anyone else those of
+    the network whose gateway was asked."""
     if query.opcode() != dns.opcode.QUERY:
         return _reply(query, dns.rcode.NOTIMP)
     if len(query.question) != 1:
         return _reply(query, dns.rcode.FORMERR)
     question = query.question[0]
     asker = records.clients.get(client)
-    network = records.networks.get(gateway)
-    if network is not None and question.rdclass == dns.rdataclass.IN:
-        name = _name_key(question.name.to_text())
-        addresses = _local_name(network, name, asker.search if asker else ())
-        if addresses is not None:
-            response = _reply(query, dns.rcode.NOERROR)
-            response.flags |= dns.flags.AA
-            if question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
-                response.answer.append(
-                    dns.rrset.from_text_list(question.name, LOCAL_TTL, "IN", "A", list(addresses))
-                )
-            # Any other type of a local name: it exists, with no such record (NOERROR, no
-            # answer), so the client does not conclude the name is gone (NXDOMAIN would).
-            return response
-        if question.rdtype == dns.rdatatype.PTR:
-            target = network.reverse.get(_reverse_address(name) or "")
-            if target is not None:
-                response = _reply(query, dns.rcode.NOERROR)
-                response.flags |= dns.flags.AA
-                response.answer.append(
-                    dns.rrset.from_text_list(question.name, LOCAL_TTL, "IN", "PTR", [target + "."])
-                )
-                return response
+    # A container is answered the names of its own networks only, wherever it asks (it
+    # can reach another network's gateway, an address of the host, but not its names).
+    gateways = asker.networks if asker is not None and asker.networks else (gateway,)
+    for g in gateways:
+        network = records.networks.get(g)
+        if network is None or question.rdclass != dns.rdataclass.IN:
+            continue
+        local = _answer_local(query, question, network, asker)
+        if local is not None:
+            return local
     upstreams = asker.upstreams if asker is not None and asker.upstreams else records.upstreams
     # An upstream that is one of our own gateways would ask us again: a loop.
     return Forward(tuple(u for u in upstreams if not (u[1] == PORT and u[0] in records.networks)))
+
+
+def _answer_local(
+    query: dns.message.Message, question: Any, network: Network, asker: Client | None
+) -> dns.message.Message | None:
+    """The answer from one network's names, None when the name is not one of them."""
+    name = _name_key(question.name.to_text())
+    addresses = _local_name(network, name, asker.search if asker else ())
+    if addresses is not None:
+        response = _reply(query, dns.rcode.NOERROR)
+        response.flags |= dns.flags.AA
+        if question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, LOCAL_TTL, "IN", "A", list(addresses))
+            )
+        # Any other type of a local name: it exists, with no such record (NOERROR, no
+        # answer), so the client does not conclude the name is gone (NXDOMAIN would).
+        return response
+    if question.rdtype == dns.rdatatype.PTR:
+        target = network.reverse.get(_reverse_address(name) or "")
+        if target is not None:
+            response = _reply(query, dns.rcode.NOERROR)
+            response.flags |= dns.flags.AA
+            response.answer.append(
+                dns.rrset.from_text_list(question.name, LOCAL_TTL, "IN", "PTR", [target + "."])
+            )
+            return response
+    return None
 
 
 def udp_size(query: dns.message.Message) -> int:

@@ -1,0 +1,225 @@
+"""NetworkManager against fake kernel, firewall, resolver and port reservations: what is
+made, recorded and undone, without root."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pallet.daemon.containers.model import Config, Container, ContainerState, CreateRequest, ConfigRequest, HostConfig, Status
+from pallet.daemon.events.bus import EventBus, RetentionPolicy
+from pallet.daemon.networks import ports
+from pallet.daemon.networks.kernel import Attachment
+from pallet.daemon.networks.manager import NetworkManager
+from pallet.daemon.networks.store import NetworkRecords
+from pallet.daemon.store.db import Database
+from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
+
+
+@dataclass
+class FakeKernel:
+    run_root: Path
+    netns: set[str] = field(default_factory=set)
+    veths: dict[str, Attachment] = field(default_factory=dict)
+    bridges: dict[str, str] = field(default_factory=dict)
+    host_routes: list[ipaddress.IPv4Network] = field(default_factory=list)
+    fail_attach: bool = False
+
+    def netns_path(self, name: str) -> Path:
+        return self.run_root / "netns" / name
+
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
+    async def make_netns(self, name: str) -> Path:
+        assert name not in self.netns
+        self.netns.add(name)
+        return self.netns_path(name)
+
+    async def remove_netns(self, name: str) -> None:
+        self.netns.discard(name)
+        for k in [k for k, a in self.veths.items() if a.netns == name]:
+            del self.veths[k]
+
+    async def list_netns(self) -> list[str]:
+        return sorted(self.netns)
+
+    async def ensure_bridge(self, name: str, gateway: str, mtu: int = 1500) -> None:
+        self.bridges[name] = gateway
+
+    async def delete_bridge(self, name: str) -> None:
+        self.bridges.pop(name, None)
+
+    async def attach(self, a: Attachment) -> None:
+        if self.fail_attach:
+            raise Internal("attach failed (fake)")
+        assert a.bridge in self.bridges and a.netns in self.netns
+        self.veths[a.host_ifname] = a
+
+    async def detach(self, host_ifname: str) -> None:
+        self.veths.pop(host_ifname, None)
+
+    async def links(self, prefix: str = "") -> list[str]:
+        return [x for x in (*self.veths, *self.bridges) if x.startswith(prefix)]
+
+    async def routes(self) -> list[ipaddress.IPv4Network]:
+        return list(self.host_routes)
+
+    async def enable_forwarding(self, bridge: str) -> None: ...
+
+
+@dataclass
+class FakeFirewall:
+    applied: list[tuple[Any, Any]] = field(default_factory=list)
+
+    def apply(self, bridges: Sequence[Any], rules: Sequence[Any]) -> None:
+        self.applied.append((list(bridges), list(rules)))
+
+
+@dataclass
+class FakeResolver:
+    published: list[Any] = field(default_factory=list)
+
+    async def ensure_running(self) -> None: ...
+
+    async def publish(self, records: Any) -> None:
+        self.published.append(records)
+
+
+@dataclass
+class Env:
+    manager: NetworkManager
+    kernel: FakeKernel
+    firewall: FakeFirewall
+    resolver: FakeResolver
+    db: Database
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    db = Database(tmp_path / "pallet.db")
+    await db.start()
+    events = EventBus(db, RetentionPolicy(1000, 3600, 1 << 20))
+    await events.start()
+    kernel, firewall, resolver = FakeKernel(tmp_path), FakeFirewall(), FakeResolver()
+    (tmp_path / "resolv.conf").write_text("nameserver 10.0.0.53\nsearch corp.test\n")
+    m = NetworkManager(NetworkRecords(db), events, kernel, firewall, resolver,  # type: ignore[arg-type]
+                       ports.PortReservations(), host_resolv_conf=tmp_path / "resolv.conf")
+    users: dict[str, list[tuple[str, str]]] = {}
+    m.set_users(lambda nid: users.get(nid, []))
+    await m.start()
+    await m.reconcile([])
+    yield Env(m, kernel, firewall, resolver, db)
+    await events.aclose()
+    await db.aclose()
+
+
+def _container(tmp_path: Path, name: str, host: HostConfig) -> Container:
+    state_dir = tmp_path / name
+    state_dir.mkdir(exist_ok=True)
+    (state_dir / "hosts").write_text("")
+    return Container(
+        id=(name * 64)[:64].encode().hex()[:64], name=name, image_id="sha256:" + "a" * 64,
+        config=Config(image="busybox", hostname=name), state=ContainerState(Status.RUNNING, pid=5),
+        created_ns=1, state_dir=str(state_dir), host_config=host,
+    )
+
+
+async def _prepared(env: Env, tmp_path: Path, name: str, **host: Any) -> Container:
+    req = CreateRequest(ConfigRequest(image="busybox"), HostConfig(**host))
+    config, hc = await env.manager.prepare(Config(image="busybox", hostname=name), req.host_config, req, None)  # type: ignore[arg-type]
+    return replace(_container(tmp_path, name, hc), config=config)
+
+
+async def test_the_builtin_networks_exist_and_the_default_bridge_is_made(env: Env) -> None:
+    names = [n.name for n in env.manager.networks()]
+    assert names == ["bridge", "host", "none"]
+    bridge = env.manager.resolve("bridge")
+    assert bridge.subnet == "172.17.0.0/16" and env.kernel.bridges["pallet0"] == "172.17.0.1/16"
+    with pytest.raises(FailedPrecondition, match="pre-defined"):
+        await env.manager.remove("bridge")
+
+
+async def test_a_subnet_skips_host_routes_and_names_are_unique(env: Env) -> None:
+    env.kernel.host_routes.append(ipaddress.IPv4Network("172.18.0.0/16"))
+    n = await env.manager.create("web")
+    assert n.subnet == "172.19.0.0/16" and n.bridge == f"pl-{n.id[:12]}"
+    with pytest.raises(AlreadyExists):
+        await env.manager.create("web")
+    with pytest.raises(NotFound):
+        env.manager.resolve("nope")
+
+
+async def test_attach_leases_wires_and_release_undoes_it(env: Env, tmp_path: Path) -> None:
+    c = await _prepared(env, tmp_path, "one")
+    sandbox = await env.manager.attach(c, None)
+    assert sandbox.netns_path.endswith(c.id)
+    assert "nameserver 172.17.0.1" in sandbox.resolv_conf and "search corp.test" in sandbox.resolv_conf
+    [veth] = env.kernel.veths.values()
+    assert veth.address == "172.17.0.2/16" and veth.gateway == "172.17.0.1" and veth.ifname == "eth0"
+    records = env.resolver.published[-1]
+    assert any("one" in net.names for net in records.networks)
+    await env.manager.release(c.id)
+    assert not env.kernel.veths and not env.kernel.netns
+    assert await NetworkRecords(env.db).load_leases() == []
+
+
+async def test_a_failed_attach_leaves_no_lease_namespace_or_veth(env: Env, tmp_path: Path) -> None:
+    c = await _prepared(env, tmp_path, "two")
+    env.kernel.fail_attach = True
+    with pytest.raises(Internal):
+        await env.manager.attach(c, None)
+    assert not env.kernel.netns and not env.kernel.veths
+    assert await NetworkRecords(env.db).load_leases() == []
+
+
+async def test_a_static_address_is_not_handed_out_twice(env: Env, tmp_path: Path) -> None:
+    await env.manager.create("fixed", subnet="10.9.0.0/24")
+    a = await _prepared(env, tmp_path, "aa", network_mode="fixed")
+    a = replace(a, host_config=replace(a.host_config, networks=(replace(a.host_config.networks[0], ipv4_address="10.9.0.7"),)))
+    await env.manager.attach(a, None)
+    b = replace(a, id="b" * 64, name="bb")
+    with pytest.raises(FailedPrecondition, match="in use"):
+        await env.manager.attach(b, None)
+    assert {x.address for x in await NetworkRecords(env.db).load_leases()} == {"10.9.0.7"}
+
+
+async def test_a_restart_keeps_leases_of_running_containers_and_drops_the_rest(env: Env, tmp_path: Path) -> None:
+    keep = await _prepared(env, tmp_path, "keep")
+    gone = await _prepared(env, tmp_path, "gone")
+    await env.manager.attach(keep, None)
+    await env.manager.attach(gone, None)
+    # A new manager over the same database and kernel: palletd after a kill -9.
+    events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
+    await events.start()
+    again = NetworkManager(NetworkRecords(env.db), events, env.kernel, env.firewall, env.resolver,  # type: ignore[arg-type]
+                           ports.PortReservations())
+    await again.start()
+    await again.reconcile([keep])
+    leases = await NetworkRecords(env.db).load_leases()
+    assert [x.container_id for x in leases] == [keep.id]
+    assert env.kernel.netns == {keep.id}
+    assert [a.netns for a in env.kernel.veths.values()] == [keep.id]
+    # A new container does not get the kept one's address.
+    new = await _prepared(env, tmp_path, "new")
+    await again.attach(new, None)
+    addrs = [x.address for x in await NetworkRecords(env.db).load_leases()]
+    assert len(set(addrs)) == 2
+    await events.aclose()
+
+
+async def test_bad_create_input(env: Env) -> None:
+    with pytest.raises(InvalidArgument, match="need --subnet"):
+        await env.manager.create("x1", gateway="10.0.0.1")
+    with pytest.raises(FailedPrecondition, match="overlaps network bridge"):
+        await env.manager.create("x2", subnet="172.17.1.0/24")
+    with pytest.raises(InvalidArgument, match="unknown network option"):
+        await env.manager.create("x3", options={"foo": "bar"})
+    with pytest.raises(FailedPrecondition, match="built in"):
+        await env.manager.create("x4", driver="host")
+    assert [n.name for n in env.manager.networks()] == ["bridge", "host", "none"]
