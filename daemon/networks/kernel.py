@@ -318,9 +318,16 @@ class NetKernel:
         self._netns_dir.mkdir(parents=True, exist_ok=True)
         self._host_fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self._host_dev = os.fstat(self._host_fd).st_dev
-        self._loop = asyncio.new_event_loop()
-        self._ipr = AsyncIPRoute(groups=0)  # no multicast: nobody reads events here
-        self._loop.run_until_complete(self._ipr.setup_endpoint())
+        self._loop = loop = asyncio.new_event_loop()
+
+        async def open_host_socket() -> Any:
+            # No multicast groups: nobody reads events here. The worker's loop, given
+            # explicitly: pyroute2 would otherwise make (and later close) one of its own.
+            ipr = AsyncIPRoute(groups=0, use_event_loop=loop)
+            await ipr.setup_endpoint()
+            return ipr
+
+        self._ipr = loop.run_until_complete(open_host_socket())
         self._rtnl = Rtnl()
 
     async def close(self) -> None:
@@ -340,6 +347,10 @@ class NetKernel:
             self._ipr.close()
             self._ipr = None
         if self._loop is not None:
+            # close() aborts the transport; its connection_lost runs on the next turns.
+            for _ in range(3):
+                self._loop.run_until_complete(asyncio.sleep(0))
+            self._loop.run_until_complete(self._loop.shutdown_asyncgens())
             self._loop.close()
             self._loop = None
         if self._host_fd >= 0:
