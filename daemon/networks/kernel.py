@@ -115,7 +115,9 @@ def parse_interface(value: str, what: str) -> ipaddress.IPv4Interface:
         raise InvalidArgument(
             f"{what} {value!r} is not an IPv4 address with a prefix, e.g. 172.18.0.2/16"
         ) from None
-    if "/" not in value or iface.network.prefixlen > 30 or iface.ip in (
+    if "/" not in value:
+        raise InvalidArgument(f"{what} {value!r} needs to come with a prefix, e.g. {value}/16")
+    if iface.network.prefixlen > 30 or iface.ip in (
         iface.network.network_address, iface.network.broadcast_address
     ):
         raise InvalidArgument(
