@@ -95,6 +95,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             PortReservations(),
             pools=config.address_pools,
             host_resolv_conf=config.host_resolv_conf,
+            default_bridge=config.default_bridge,
         )
         await networks.start()
         stack.push_async_callback(networks.aclose)

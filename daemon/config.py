@@ -45,3 +45,5 @@ class Config:
     address_pools: tuple[Pool, ...] = DEFAULT_POOLS
     # Whose nameservers and search domains containers' lookups go to.
     host_resolv_conf: Path = Path("/etc/resolv.conf")
+    # The default network's bridge; "" (--bridge none): no default network.
+    default_bridge: str = "pallet0"

@@ -65,6 +65,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "(default: 172.17.0.0/16-172.31.0.0/16 in /16s, then 192.168.0.0/16 in /20s)",
     )
     p.add_argument(
+        "-b", "--bridge", default="pallet0", metavar="NAME|none",
+        help="the default network's Linux bridge (default %(default)s); none: no default "
+        "network (containers get loopback only unless given --network), and nothing is "
+        "made in the host's network namespace until a network is created",
+    )
+    p.add_argument(
         "--host-resolv-conf", type=Path, default=Path("/etc/resolv.conf"), metavar="FILE",
         help="the resolv.conf whose nameservers and search domains containers' lookups are "
         "forwarded to (default %(default)s)",
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> None:
         crash_at=os.environ.get("PALLET_CRASH_AT", ""),
         address_pools=tuple(args.default_address_pool) or DEFAULT_POOLS,
         host_resolv_conf=args.host_resolv_conf,
+        default_bridge="" if args.bridge == "none" else args.bridge,
     )
     try:
         asyncio.run(serve(config))

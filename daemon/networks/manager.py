@@ -115,7 +115,9 @@ class NetworkManager:
         pools: Sequence[ipam.Pool] = ipam.DEFAULT_POOLS,
         host_resolv_conf: Path = Path("/etc/resolv.conf"),
         clock: Callable[[], int] = time.time_ns,
+        default_bridge: str = DEFAULT_BRIDGE,
     ) -> None:
+        self._default_bridge = default_bridge  # "": no default network (--bridge none)
         self._records = records
         self._events = events
         self._kernel = kernel
@@ -151,7 +153,8 @@ class NetworkManager:
             await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
             await self._kernel.enable_forwarding(n.bridge)
         try:
-            await self._resolver.ensure_running()
+            if self._bridges():
+                await self._resolver.ensure_running()
         except PalletError as e:
             # Traffic works without it; names do not until it runs (retried at publish).
             log.warning("the embedded DNS resolver did not start", reason=str(e))
@@ -199,14 +202,16 @@ class NetworkManager:
         for name in BUILTIN_NAMES:
             if name in have:
                 continue
+            if name == DEFAULT_NETWORK and not self._default_bridge:
+                continue
             if name == DEFAULT_NETWORK:
                 taken = await self._taken_subnets()
                 subnet = ipam.choose_subnet(self._pools, taken)
                 n = Network(
                     id=secrets.token_hex(32), name=name, driver=DRIVER_BRIDGE,
                     created_ns=self._clock(), subnet=str(subnet),
-                    gateway=str(subnet.network_address + 1), bridge=DEFAULT_BRIDGE,
-                    builtin=True, options={OPT_BRIDGE_NAME: DEFAULT_BRIDGE},
+                    gateway=str(subnet.network_address + 1), bridge=self._default_bridge,
+                    builtin=True, options={OPT_BRIDGE_NAME: self._default_bridge},
                 )
             else:
                 n = Network(id=secrets.token_hex(32), name=name, driver=name,
@@ -378,6 +383,10 @@ class NetworkManager:
     ) -> tuple[Config, HostConfig]:
         aliases, ipv4 = req.network_aliases, req.ipv4_address
         mode = host.network_mode or DEFAULT_NETWORK
+        if mode == DEFAULT_NETWORK and not any(
+            n.name == DEFAULT_NETWORK for n in self._networks.values()
+        ):
+            mode = DRIVER_NONE  # --bridge none: no default network
         mac = config.mac_address
         if mac:
             mac = ipam.check_mac(mac)
@@ -619,6 +628,8 @@ class NetworkManager:
     async def _sync(self) -> None:
         """Rules and resolver records rebuilt whole from the state (idempotent)."""
         bridges = [BridgeRules(n.bridge, n.subnet, n.internal) for n in self._bridges()]
+        if not bridges:
+            return  # no bridge network (--bridge none): nothing of ours in the host's tables
         rules = []
         for a in self._attached.values():
             if not a.leases:
@@ -699,7 +710,9 @@ class NetworkManager:
         return lines
 
     def _host_gateway(self) -> str:
-        default = next(n for n in self._networks.values() if n.name == DEFAULT_NETWORK)
+        default = next((n for n in self._networks.values() if n.name == DEFAULT_NETWORK), None)
+        if default is None:
+            raise FailedPrecondition("host-gateway needs the default network (palletd runs with --bridge none)")
         return default.gateway
 
     def _rewrite_hosts(self, a: Attached) -> None:

@@ -28,6 +28,7 @@ import pallet.v1
 from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
+from pallet.daemon.api.networks import NetworksServicer
 from pallet.daemon.api.inputs import MAX_STRING_BYTES, check_request
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
@@ -280,6 +281,7 @@ async def channel(tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
             ImagesServicer(DrainingImages()),  # type: ignore[arg-type]
             EventsServicer(nothing),
             SystemServicer(nothing),
+            NetworksServicer(nothing, nothing),
         ],
     )
     await server.start()

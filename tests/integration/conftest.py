@@ -805,10 +805,16 @@ def _cli_env(extra: dict[str, str] | None) -> dict[str, str]:
     return env
 
 
-def new_palletd() -> Palletd:
+def new_palletd(host_loopback: bool = False) -> Palletd:
+    """A daemon in a throwaway network namespace of its own; with `host_loopback` (tests
+    that talk to registries on the host's 127.0.0.1) in the host's, with --bridge none, so
+    it makes no bridge, rule or sysctl there."""
     # Short paths under /tmp: a unix socket path must stay under 108 bytes.
     base = Path(tempfile.mkdtemp(prefix="plt-", dir="/tmp"))
     tag = secrets.token_hex(4)
+    if host_loopback:
+        return Palletd(base=base, cgroup_parent=f"pallet-test-{tag}",
+                       extra_args=["--bridge", "none"])
     netns = f"plt-{tag}"
     subprocess.run(["ip", "netns", "add", netns], check=True, timeout=30)
     # Loopback up, as on any host: published ports on 127.0.0.1 are reached through it.
@@ -826,10 +832,15 @@ def _finish(daemon: Palletd) -> None:
 # --------------------------------------------------------------------------- fixtures
 
 
+def _host_loopback(request: pytest.FixtureRequest) -> bool:
+    """A test module that reaches servers on the host's loopback says so."""
+    return bool(getattr(request.module, "PALLETD_ON_HOST_LOOPBACK", False))
+
+
 @pytest.fixture(scope="module")
-def module_palletd(busybox_tar: Path) -> Iterator[Palletd]:
+def module_palletd(busybox_tar: Path, request: pytest.FixtureRequest) -> Iterator[Palletd]:
     """One daemon (with busybox:latest imported) shared by the tests of a module."""
-    daemon = new_palletd()
+    daemon = new_palletd(_host_loopback(request))
     try:
         daemon.start()
         daemon.base_image_id = daemon.import_image(busybox_tar, "busybox:latest", BASE_CHANGES)
@@ -873,7 +884,7 @@ def registry() -> Iterator[Any]:
 @pytest.fixture
 def fresh_palletd(busybox_tar: Path, request: pytest.FixtureRequest) -> Iterator[Palletd]:
     """A daemon of the test's own (for tests that stop or restart it), with busybox:latest."""
-    daemon = new_palletd()
+    daemon = new_palletd(_host_loopback(request))
     request.node.palletd_under_test = daemon
     try:
         daemon.start()
@@ -884,13 +895,15 @@ def fresh_palletd(busybox_tar: Path, request: pytest.FixtureRequest) -> Iterator
 
 
 @pytest.fixture
-def palletd_factory(busybox_tar: Path) -> Iterator[Callable[[], Palletd]]:
+def palletd_factory(
+    busybox_tar: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[], Palletd]]:
     """Make started daemons (with busybox:latest) whose teardown the test drives itself;
     any the test did not tear down are torn down (and their leaks reported) afterwards."""
     made: list[Palletd] = []
 
     def make() -> Palletd:
-        daemon = new_palletd()
+        daemon = new_palletd(_host_loopback(request))
         made.append(daemon)
         daemon.start()
         daemon.base_image_id = daemon.import_image(busybox_tar, "busybox:latest", BASE_CHANGES)

@@ -38,11 +38,14 @@ def test_hostname_is_the_containers_own(palletd: Any, image: str) -> None:
     assert socket.gethostname() != "iso"
 
 
-def test_only_loopback_exists(palletd: Any, image: str) -> None:
+def test_only_loopback_and_the_default_networks_interface_exist(palletd: Any, image: str) -> None:
     out = run(palletd, image, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '")
-    assert out.split() == ["lo"]
-    links = run(palletd, image, "ip -o link show | cut -d: -f2 | tr -d ' '")
-    assert links.split() == ["lo"]
+    assert sorted(out.split()) == ["eth0", "lo"]
+    links = run(palletd, image, "ip -o link show | cut -d: -f2 | tr -d ' ' | cut -d@ -f1")
+    assert sorted(links.split()) == ["eth0", "lo"]
+    none = palletd.cli_ok("run", "--rm", "--network", "none", image, "sh", "-c",
+                          "ip -o link show | cut -d: -f2 | tr -d ' '")
+    assert none.split() == ["lo"]
 
 
 def test_proc_sys_is_read_only(palletd: Any, image: str) -> None:

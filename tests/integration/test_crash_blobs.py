@@ -18,6 +18,8 @@ import pytest
 from registry_harness import Registry
 
 pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
 
 IMAGE = "busybox:latest"
 ADVICE = "remove the image that uses it (busybox:latest) and load or pull it again"

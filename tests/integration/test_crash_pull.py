@@ -15,6 +15,8 @@ from registry_harness import Registry
 from test_crash_image_ops import image_events, one_file_tar, store_entries
 
 pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
 
 
 @pytest.mark.parametrize("point, pulled", [("pull:staged", False), ("pull:recorded", True)])

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
 
 MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 

@@ -15,6 +15,8 @@ import pytest
 from registry_harness import PASSWORD, USER, Registry, start_registry
 
 pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

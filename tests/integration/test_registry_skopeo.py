@@ -13,6 +13,8 @@ import pytest
 from registry_harness import Registry
 
 pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
 
 
 def _skopeo(*args: str) -> str:

@@ -16,6 +16,8 @@ import pytest
 from registry_harness import start_registry
 
 pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
 
 
 def test_pull_and_push_over_https_with_the_registrys_own_ca(tmp_path: Path, busybox_tar: Path) -> None:
