@@ -47,7 +47,10 @@ pallet creates it when it is missing and never flushes, changes or deletes it (n
 apply, not on remove, not on palletd's stop). Rules there see packets after DNAT, so match
 the container's address and port, or the published host port with `ct original`:
 
-    nft add rule ip pallet-user forward ip saddr != 192.0.2.0/24 ct original proto-dst 8080 drop
+    nft add rule ip pallet-user forward ip saddr != 192.0.2.0/24 meta l4proto tcp \\
+        ct original proto-dst 8080 drop
+
+(`ct original proto-dst` needs the protocol matched first: `meta l4proto tcp`.)
 
 A `drop` there is final. An `accept` only ends that chain: pallet's chain still runs (two
 base chains on one hook are both evaluated), so it cannot undo pallet's isolation. The
