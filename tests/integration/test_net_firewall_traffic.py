@@ -1,4 +1,5 @@
-"""pallet's nftables rules with real traffic, inside a throwaway "host" network namespace.
+"""pallet's nftables rules with real traffic, inside a throwaway "host" network namespace
+(tests/unit/test_net_firewall.py checks the rendered script; one basename per suite).
 
 The lab (net_lab.py): a host netns with bridges br0 (172.18/16: containers c1, c2), br1
 (172.19/16: c3) and the internal br2 (172.20/16: c4), and an "outside" machine on
