@@ -146,6 +146,8 @@ def _flags(base: Path, **overrides: str) -> list[str]:
         "--run-root": str(base / "run"),
         "--host": f"unix://{base}/run/pallet.sock",
         "--cgroup-parent": f"pallet-bad-{base.name}",
+        # In the host's namespace: no default bridge, so nothing is made there.
+        "--bridge": "none",
     }
     flags.update(overrides)
     return [item for pair in flags.items() for item in pair]
