@@ -640,7 +640,9 @@ class NetworkManager:
         await asyncio.to_thread(self._firewall.apply, bridges, rules)
         try:
             await self._resolver.publish(self._dns_records())
-        except PalletError as e:
+        except (PalletError, OSError) as e:
+            # A full run root, say: traffic flows, the resolver keeps its last records, and
+            # the next change that finds room writes them all.
             log.warning("the embedded DNS resolver did not take the records", reason=str(e))
 
     def _dns_records(self) -> DnsRecords:
