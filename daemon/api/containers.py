@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import grpc
-
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream, unary
 from pallet.daemon.containers.logs import ContainerLogs

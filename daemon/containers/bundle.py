@@ -146,10 +146,10 @@ def write_etc_files(container: Container) -> None:
     (state_dir / "resolv.conf").write_text(resolv_conf())
 
 
-def write_network_files(container: Container, hosts: str, resolv: str) -> None:
-    """The network's /etc/hosts and resolv.conf, written in place (not renamed): the
-    files are bind-mounted into a running container, which must see a later change."""
-    state_dir = Path(container.state_dir)
+def write_network_files(state_dir: Path, hosts: str, resolv: str) -> None:
+    """The network's /etc/hosts and resolv.conf in a bundle ("": that one is kept), written
+    in place (not renamed): the files are bind-mounted into a running container, which
+    must see a later change."""
     for name, text in (("hosts", hosts), ("resolv.conf", resolv)):
         if not text:
             continue

@@ -27,7 +27,7 @@ _NAMES = (
 def validate_name(name: str, what: str = "container name") -> str:
     """Return the name without docker's optional leading slash, or refuse it."""
     bare = name[1:] if name.startswith("/") else name
-    if not NAME_RE.match(bare) or len(bare) > 255:
+    if not NAME_RE.match(bare):
         raise InvalidArgument(
             f"invalid {what} {name!r}: use at least two characters from "
             "[a-zA-Z0-9_.-], starting with a letter or digit"

@@ -10,12 +10,12 @@ manager does) or the container records (the container manager does).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 from pallet.daemon.containers.model import Config, Container, CreateRequest, HostConfig
 from pallet.daemon.networks.model import EndpointConfig
+from pallet.v1.errors import FailedPrecondition, NotFound
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,6 @@ class NetworkView:
     endpoints: tuple[EndpointView, ...] = ()
     ports: tuple[PortView, ...] = ()
     sandbox_key: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
 
 class Networking(Protocol):
@@ -130,8 +129,6 @@ class LoopbackOnly:
     async def check_endpoint(
         self, c: Container, network: str, aliases: tuple[str, ...], ipv4: str
     ) -> EndpointConfig:
-        from pallet.v1.errors import FailedPrecondition
-
         raise FailedPrecondition("this palletd has no networks")
 
     async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
@@ -144,8 +141,6 @@ class LoopbackOnly:
         return network_id
 
     def find_network_id(self, ref: str) -> str:
-        from pallet.v1.errors import NotFound
-
         raise NotFound(f"network {ref} not found")
 
     def view(self, c: Container) -> NetworkView:

@@ -242,8 +242,8 @@ class ContainerStart:
         c = self.container
         self.sandbox = sandbox = await self.deps.networking.attach(c, self.joined)
         try:
-            await asyncio.to_thread(bundle.write_network_files, c, sandbox.hosts,
-                                    sandbox.resolv_conf)
+            await asyncio.to_thread(bundle.write_network_files, Path(c.state_dir),
+                                    sandbox.hosts, sandbox.resolv_conf)
         except BaseException:
             await self.release_network()
             raise

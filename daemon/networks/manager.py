@@ -22,13 +22,13 @@ import ipaddress
 import re
 import secrets
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import structlog
 
-from pallet.daemon.containers.bundle import HOSTS, resolv_conf
+from pallet.daemon.containers.bundle import HOSTS, resolv_conf, write_network_files
 from pallet.daemon.containers.model import Config, Container, CreateRequest, HostConfig, Status
 from pallet.daemon.containers.names import validate_name
 from pallet.daemon.containers.networking import (
@@ -38,9 +38,16 @@ from pallet.daemon.containers.networking import (
     PortView,
     Sandbox,
 )
-from pallet.daemon.events.model import EventPublisher, Notice
+from pallet.daemon.events.model import EventPublisher
 from pallet.daemon.networks import ipam, ports
-from pallet.daemon.networks.dns import DnsClient, DnsNetwork, DnsRecords, DnsSupervisor
+from pallet.daemon.networks.dns import (
+    DnsClient,
+    DnsNetwork,
+    DnsRecords,
+    DnsSupervisor,
+    ResolvConf,
+    read_resolv_conf,
+)
 from pallet.daemon.networks.firewall import BridgeRules, Firewall, PortRule
 from pallet.daemon.networks.kernel import Attachment, NetKernel
 from pallet.daemon.networks.model import (
@@ -97,7 +104,7 @@ class Attached:
     dns_search: tuple[str, ...]
     leases: list[Lease] = field(default_factory=list)
     ports: list[ports.PortBinding] = field(default_factory=list)
-    hosts_path: str = ""
+    state_dir: str = ""  # the bundle, whose hosts file is the running container's
     extra_hosts: tuple[str, ...] = ()
 
 
@@ -173,7 +180,6 @@ class NetworkManager:
                 continue
             a = self._new_attached(c)
             a.leases = sorted(leases, key=lambda x: x.position)
-            a.hosts_path = f"{c.state_dir}/hosts"
             self._attached[cid] = a
             await self._reserve_ports(a, c, keep_going=True)
         stale = [cid for cid in self._found if cid not in self._attached]
@@ -468,15 +474,16 @@ class NetworkManager:
     async def attach(self, c: Container, joined: Container | None) -> Sandbox:
         mode = c.host_config.network_mode
         if mode == DRIVER_HOST:
-            return Sandbox(share_host=True, hosts=self._host_hosts(c),
-                           resolv_conf=self._resolv_conf(c, ""))
+            hosts, resolv = await asyncio.to_thread(
+                lambda: (self._host_hosts(c), self._resolv_conf(c, ""))
+            )
+            return Sandbox(share_host=True, hosts=hosts, resolv_conf=resolv)
         if mode == DRIVER_NONE:
-            return Sandbox(resolv_conf=self._resolv_conf(c, ""))
+            return Sandbox(resolv_conf=await asyncio.to_thread(self._resolv_conf, c, ""))
         if mode.startswith("container:"):
-            return self._join(c, joined)
+            return await asyncio.to_thread(self._join, c, joined)
         await self.release(c.id)  # what an earlier run of it left (a crash between)
         a = self._new_attached(c)
-        a.hosts_path = f"{c.state_dir}/hosts"
         self._attached[c.id] = a
         try:
             path = await self._kernel.make_netns(c.id)
@@ -488,11 +495,8 @@ class NetworkManager:
             await self.release(c.id)
             raise
         first = self._networks.get(a.leases[0].network_id) if a.leases else None
-        return Sandbox(
-            netns_path=str(path),
-            hosts=self._hosts(a),
-            resolv_conf=self._resolv_conf(c, first.gateway if first else ""),
-        )
+        resolv = await asyncio.to_thread(self._resolv_conf, c, first.gateway if first else "")
+        return Sandbox(netns_path=str(path), hosts=self._hosts(a), resolv_conf=resolv)
 
     def _join(self, c: Container, joined: Container | None) -> Sandbox:
         if joined is None or joined.state.status is not Status.RUNNING or not joined.state.pid:
@@ -516,7 +520,7 @@ class NetworkManager:
         return Attached(
             container_id=c.id, name=c.name, hostname=c.config.hostname,
             endpoints=h.networks, dns=h.dns, dns_search=h.dns_search,
-            extra_hosts=h.extra_hosts,
+            extra_hosts=h.extra_hosts, state_dir=c.state_dir,
         )
 
     async def _attach_one(self, c: Container, a: Attached, ep: EndpointConfig) -> Lease:
@@ -605,7 +609,7 @@ class NetworkManager:
             await self._drop_lease(a, endpoint.network_id)
             a.endpoints = tuple(e for e in a.endpoints if e.network_id != endpoint.network_id)
             raise
-        self._rewrite_hosts(a)
+        await self._rewrite_hosts(a)
         await self._sync()
 
     async def disconnect_live(self, c: Container, network_id: str) -> None:
@@ -614,7 +618,7 @@ class NetworkManager:
             return
         a.endpoints = tuple(e for e in a.endpoints if e.network_id != network_id)
         await self._drop_lease(a, network_id)
-        self._rewrite_hosts(a)
+        await self._rewrite_hosts(a)
         await self._sync()
 
     async def _drop_lease(self, a: Attached, network_id: str) -> None:
@@ -639,14 +643,15 @@ class NetworkManager:
                 rules.append(PortRule(b.proto, b.host_ip, b.host_port, target, b.container_port))
         await asyncio.to_thread(self._firewall.apply, bridges, rules)
         try:
-            await self._resolver.publish(self._dns_records())
+            host = await asyncio.to_thread(read_resolv_conf, self._host_resolv_conf)
+            await self._resolver.publish(self._dns_records(host))
         except (PalletError, OSError) as e:
             # A full run root, say: traffic flows, the resolver keeps its last records, and
             # the next change that finds room writes them all.
             log.warning("the embedded DNS resolver did not take the records", reason=str(e))
 
-    def _dns_records(self) -> DnsRecords:
-        host_servers, host_search = self._host_dns()
+    def _dns_records(self, host: ResolvConf) -> DnsRecords:
+        host_servers, host_search = host.nameservers, host.search
         names: dict[str, dict[str, list[str]]] = {n.id: {} for n in self._bridges()}
         clients = []
         for a in self._attached.values():
@@ -670,20 +675,6 @@ class NetworkManager:
             for n in self._bridges() if n.id in names
         ]
         return DnsRecords(networks=tuple(networks), clients=tuple(clients))
-
-    def _host_dns(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        servers, search = [], []
-        try:
-            lines = self._host_resolv_conf.read_text().splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            words = line.split()
-            if len(words) >= 2 and words[0] == "nameserver":
-                servers.append(words[1])
-            elif words and words[0] in ("search", "domain"):
-                search = words[1:]
-        return tuple(servers), tuple(search)
 
     # ---- the container's /etc files ---------------------------------------------------
 
@@ -717,14 +708,10 @@ class NetworkManager:
             raise FailedPrecondition("host-gateway needs the default network (palletd runs with --bridge none)")
         return default.gateway
 
-    def _rewrite_hosts(self, a: Attached) -> None:
-        if not a.hosts_path:
-            return
+    async def _rewrite_hosts(self, a: Attached) -> None:
+        """After a live connect or disconnect: the running container's /etc/hosts."""
         try:
-            # In place: the file is bind-mounted into the running container.
-            with open(a.hosts_path, "r+") as f:
-                f.truncate(0)
-                f.write(self._hosts(a))
+            await asyncio.to_thread(write_network_files, Path(a.state_dir), self._hosts(a), "")
         except OSError as e:
             log.warning("cannot rewrite /etc/hosts", container_id=a.container_id, reason=str(e))
 
@@ -746,7 +733,7 @@ class NetworkManager:
             # rest to --dns (or the host's servers): docker's embedded DNS.
             servers, search, options = (nameserver,), h.dns_search, h.dns_options
             if not search:
-                search = self._host_dns()[1]
+                search = read_resolv_conf(self._host_resolv_conf).search
         lines = [f"nameserver {s}" for s in servers]
         if search:
             lines.append("search " + " ".join(search))
@@ -822,7 +809,3 @@ def _check_extra_host(item: str) -> str:
             ) from None
     return f"{name}:{addr}"
 
-
-def notice(action: str, network: Network, container_id: str) -> Notice:
-    return Notice("network", action, network.id,
-                  {"name": network.name, "type": network.driver, "container": container_id})
