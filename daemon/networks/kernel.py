@@ -168,6 +168,9 @@ class Attachment:
 class Kernel(Protocol):
     """What the network manager needs of the kernel (`NetKernel`; fakes in tests)."""
 
+    async def start(self) -> None: ...
+    async def close(self) -> None: ...
+
     def netns_path(self, name: str) -> Path: ...
     async def make_netns(self, name: str) -> Path: ...
     async def remove_netns(self, name: str) -> None: ...
@@ -617,11 +620,18 @@ class NetKernel:
                         f"network namespace {a.netns} is a stale file, not a live namespace"
                     )
                 assert self._rtnl is not None
-                self._create_veth(self._rtnl, a, bridge_index, fd)
                 try:
+                    self._create_veth(self._rtnl, a, bridge_index, fd)
+                except TimeoutError as exc:
+                    # Unanswered: the kernel may have made it all the same.
+                    self._discard_veth(self._rtnl, a.host_ifname)
+                    _reraise(f"create veth {a.host_ifname}", exc)
+                try:
+                    host_index = if_index(a.host_ifname)
+                    if host_index is None:
+                        raise Internal(f"{a.host_ifname} is missing right after it was made")
                     self._rtnl.request(
-                        _message("ifinfmsg", hairpin_request(if_index(a.host_ifname) or 0)),
-                        RTM_NEWLINK,
+                        _message("ifinfmsg", hairpin_request(host_index)), RTM_NEWLINK
                     )
                     self._wire_peer(a, fd)
                 except BaseException as exc:

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import structlog
 
@@ -44,12 +45,11 @@ from pallet.daemon.networks.dns import (
     DnsClient,
     DnsNetwork,
     DnsRecords,
-    DnsSupervisor,
     ResolvConf,
     read_resolv_conf,
 )
-from pallet.daemon.networks.firewall import BridgeRules, Firewall, PortRule
-from pallet.daemon.networks.kernel import Attachment, NetKernel
+from pallet.daemon.networks.firewall import BridgeRules, PortRule
+from pallet.daemon.networks.kernel import Attachment, Kernel, check_ifname, check_mtu
 from pallet.daemon.networks.model import (
     BUILTIN_NAMES,
     DEFAULT_NETWORK,
@@ -88,7 +88,20 @@ VETH_PREFIX = "pl"
 _VETH = re.compile(r"^pl[0-9a-f]{10}$")
 _BRIDGE = re.compile(r"^pl-[0-9a-f]{12}$")
 
-# What a user network's container answers to besides its aliases: its name and short id.
+class Rules(Protocol):
+    """The firewall (`firewall.Firewall`): pallet's rules replaced whole."""
+
+    def apply(self, bridges: Sequence[BridgeRules], ports: Sequence[PortRule]) -> None: ...
+
+
+class Resolver(Protocol):
+    """The embedded DNS's process (`dns.DnsSupervisor`)."""
+
+    async def ensure_running(self) -> int: ...
+
+    async def publish(self, records: DnsRecords) -> None: ...
+
+
 Users = Callable[[str], list[tuple[str, str]]]  # network id -> [(container id, name)]
 
 
@@ -115,9 +128,9 @@ class NetworkManager:
         self,
         records: NetworkRecords,
         events: EventPublisher,
-        kernel: NetKernel,
-        firewall: Firewall,
-        resolver: DnsSupervisor,
+        kernel: Kernel,
+        firewall: Rules,
+        resolver: Resolver,
         reservations: ports.PortReservations,
         pools: Sequence[ipam.Pool] = ipam.DEFAULT_POOLS,
         host_resolv_conf: Path = Path("/etc/resolv.conf"),
@@ -140,6 +153,9 @@ class NetworkManager:
         # reconcile keeps those the container manager re-adopted and removes the rest.
         self._found: dict[str, list[Lease]] = {}
         self._lock = asyncio.Lock()  # addresses, names and subnets are chosen under it
+        # One rebuild of the rules and records at a time, each from the state as it is
+        # then: two in flight could land in either order and leave the older one.
+        self._sync_lock = asyncio.Lock()
         self._users: Users = lambda network_id: []
 
     def set_users(self, users: Users) -> None:
@@ -300,7 +316,7 @@ class NetworkManager:
                 raise AlreadyExists(f"network with name {name} already exists: choose another name")
             nid = secrets.token_hex(32)
             bridge = options.get(OPT_BRIDGE_NAME) or f"pl-{nid[:12]}"
-            _check_bridge_name(bridge)
+            check_ifname(bridge, "bridge name")
             if any(n.bridge == bridge for n in self._networks.values()):
                 raise AlreadyExists(f"the bridge {bridge} belongs to another network: choose another name")
             if bridge in await self._kernel.links():
@@ -631,6 +647,10 @@ class NetworkManager:
 
     async def _sync(self) -> None:
         """Rules and resolver records rebuilt whole from the state (idempotent)."""
+        async with self._sync_lock:
+            await self._sync_locked()
+
+    async def _sync_locked(self) -> None:
         bridges = [BridgeRules(n.bridge, n.subnet, n.internal) for n in self._bridges()]
         if not bridges:
             return  # no bridge network (--bridge none): nothing of ours in the host's tables
@@ -696,7 +716,7 @@ class NetworkManager:
     def _extra_host_lines(self, extra: Sequence[str]) -> list[str]:
         lines = []
         for item in extra:
-            name, _, addr = item.rpartition(":")
+            name, _, addr = item.partition(":")
             if addr == "host-gateway":
                 addr = self._host_gateway()
             lines.append(f"{addr}\t{name}")
@@ -780,29 +800,20 @@ def _mtu(text: str) -> int:
     if not text:
         return 1500
     try:
-        mtu = int(text)
+        return check_mtu(int(text))
     except ValueError:
-        mtu = 0
-    if not 68 <= mtu <= 65535:
-        raise InvalidArgument(f"invalid MTU {text!r}: give a number between 68 and 65535")
-    return mtu
-
-
-def _check_bridge_name(name: str) -> None:
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}", name):
-        raise InvalidArgument(
-            f"invalid bridge name {name!r}: 1 to 15 letters, digits, '_', '.' or '-'"
-        )
+        raise InvalidArgument(f"invalid MTU {text!r}: give a number between 68 and 65535") from None
 
 
 def _check_extra_host(item: str) -> str:
     """--add-host NAME:IP (or NAME=IP); IP may be host-gateway."""
     name, sep, addr = item.replace("=", ":", 1).partition(":")
+    addr = addr.strip("[]")
     if not sep or not name or not addr:
         raise InvalidArgument(f"invalid --add-host {item!r}: write NAME:IP, e.g. db:10.0.0.5")
     if addr != "host-gateway":
         try:
-            ipaddress.ip_address(addr.strip("[]"))
+            ipaddress.ip_address(addr)
         except ValueError:
             raise InvalidArgument(
                 f"invalid --add-host {item!r}: {addr!r} is not an IP address (or host-gateway)"

@@ -211,6 +211,8 @@ class PortReservations:
                 continue
             try:
                 return self._bind(key, b, port)
+            except _NotHostAddress:
+                raise
             except FailedPrecondition:
                 continue
         raise FailedPrecondition(
@@ -255,6 +257,10 @@ def _bound_socket(proto: str, host_ip: str, port: int, *, reuse: bool) -> socket
     return sock
 
 
+class _NotHostAddress(FailedPrecondition):
+    """The host address of a binding is none of this host's: no other port would do."""
+
+
 def _bind_error(where: str, b: PortBinding, exc: OSError) -> FailedPrecondition:
     if exc.errno == errno.EADDRINUSE:
         return FailedPrecondition(
@@ -262,7 +268,7 @@ def _bind_error(where: str, b: PortBinding, exc: OSError) -> FailedPrecondition:
             f" -p HOSTPORT:{b.container_port}"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
-        return FailedPrecondition(
+        return _NotHostAddress(
             f"{b.host_ip} is not an address of this host: publish on one of its addresses,"
             f" or leave the address out (-p HOSTPORT:{b.container_port})"
         )

@@ -342,7 +342,7 @@ def test_traffic_names_and_ports_survive_a_kill_9_of_palletd(palletd: Any) -> No
         (["--subnet", "10.80.0.0/16", "--ip-range", "10.90.0.0/24"], "not inside"),
         (["--subnet", "172.17.5.0/24"], "overlaps"),
         (["--driver", "overlay"], "unknown network driver"),
-        (["-o", "com.docker.network.bridge.name=has spaces"], "invalid bridge name"),
+        (["-o", "com.docker.network.bridge.name=has spaces"], "bridge name 'has spaces' is not valid"),
     ],
 )
 def test_bad_network_create_changes_nothing(palletd: Any, args: list[str], words: str) -> None:

@@ -85,7 +85,8 @@ class FakeFirewall:
 class FakeResolver:
     published: list[Any] = field(default_factory=list)
 
-    async def ensure_running(self) -> None: ...
+    async def ensure_running(self) -> int:
+        return 1
 
     async def publish(self, records: Any) -> None:
         self.published.append(records)
@@ -108,7 +109,7 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     await events.start()
     kernel, firewall, resolver = FakeKernel(tmp_path), FakeFirewall(), FakeResolver()
     (tmp_path / "resolv.conf").write_text("nameserver 10.0.0.53\nsearch corp.test\n")
-    m = NetworkManager(NetworkRecords(db), events, kernel, firewall, resolver,  # type: ignore[arg-type]
+    m = NetworkManager(NetworkRecords(db), events, kernel, firewall, resolver,
                        ports.PortReservations(), host_resolv_conf=tmp_path / "resolv.conf")
     users: dict[str, list[tuple[str, str]]] = {}
     m.set_users(lambda nid: users.get(nid, []))
@@ -197,7 +198,7 @@ async def test_a_restart_keeps_leases_of_running_containers_and_drops_the_rest(e
     # A new manager over the same database and kernel: palletd after a kill -9.
     events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
     await events.start()
-    again = NetworkManager(NetworkRecords(env.db), events, env.kernel, env.firewall, env.resolver,  # type: ignore[arg-type]
+    again = NetworkManager(NetworkRecords(env.db), events, env.kernel, env.firewall, env.resolver,
                            ports.PortReservations())
     await again.start()
     await again.reconcile([keep])
@@ -223,3 +224,13 @@ async def test_bad_create_input(env: Env) -> None:
     with pytest.raises(FailedPrecondition, match="built in"):
         await env.manager.create("x4", driver="host")
     assert [n.name for n in env.manager.networks()] == ["bridge", "host", "none"]
+
+
+async def test_extra_hosts_ipv4_ipv6_and_the_host_gateway(env: Env, tmp_path: Path) -> None:
+    c = await _prepared(env, tmp_path, "hosts", extra_hosts=("db:10.1.2.3", "v6=[::1]", "gw:host-gateway"))
+    assert c.host_config.extra_hosts == ("db:10.1.2.3", "v6:::1", "gw:host-gateway")
+    sandbox = await env.manager.attach(c, None)
+    lines = sandbox.hosts.splitlines()
+    assert "10.1.2.3\tdb" in lines and "::1\tv6" in lines and "172.17.0.1\tgw" in lines
+    with pytest.raises(InvalidArgument, match="not an IP address"):
+        await _prepared(env, tmp_path, "badhost", extra_hosts=("db:nowhere",))

@@ -308,3 +308,9 @@ def test_a_host_range_picks_a_free_port_of_it() -> None:
 def test_an_address_that_is_not_the_hosts_is_refused() -> None:
     with pytest.raises(FailedPrecondition, match="not an address of this host"):
         PortReservations().reserve("a", PortBinding("tcp", "203.0.113.9", 0, 80))
+
+
+def test_a_range_on_an_address_that_is_not_the_hosts_says_so() -> None:
+    b = parse_publish("203.0.113.9:8000-8010:80")[0]
+    with pytest.raises(FailedPrecondition, match="not an address of this host"):
+        PortReservations().reserve("a", b)
