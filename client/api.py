@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -540,6 +540,38 @@ class PalletClient:
         """Names of the networks removed."""
         pb = _pb("networks")
         return list(self._call("networks", "Prune", pb.PruneNetworksRequest(filters=list(filters))).removed)
+
+    # -- volumes ------------------------------------------------------------------------------
+    def create_volume(
+        self, name: str = "", driver: str = "", labels: Mapping[str, str] | None = None,
+        options: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Create a volume (or get the identical one of that name); returns the Volume."""
+        pb = _pb("volumes")
+        request = pb.CreateVolumeRequest(
+            name=name, driver=driver, labels=dict(labels or {}), options=dict(options or {})
+        )
+        return self._call("volumes", "Create", request).volume
+
+    def list_volumes(self, filters: Sequence[str] = (), size: bool = False) -> list[Any]:
+        """Volumes (by name); `filters` are docker's "key=value" strings."""
+        pb = _pb("volumes")
+        request = pb.ListVolumesRequest(filters=list(filters), size=size)
+        return list(self._call("volumes", "List", request).volumes)
+
+    def inspect_volume(self, name: str) -> Any:
+        pb = _pb("volumes")
+        return self._call("volumes", "Inspect", pb.InspectVolumeRequest(name=name)).volume
+
+    def remove_volume(self, name: str, force: bool = False) -> None:
+        pb = _pb("volumes")
+        self._call("volumes", "Remove", pb.RemoveVolumeRequest(name=name, force=force))
+
+    def prune_volumes(self, filters: Sequence[str] = (), all_volumes: bool = False) -> tuple[list[str], int]:
+        """Names of the volumes removed, and the bytes they took."""
+        pb = _pb("volumes")
+        reply = self._call("volumes", "Prune", pb.PruneVolumesRequest(filters=list(filters), all=all_volumes))
+        return list(reply.removed), int(reply.space_reclaimed)
 
     # -- events -------------------------------------------------------------------------------
     def events(

@@ -313,6 +313,37 @@ def _add_network_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", action="append", metavar="K=V", help="filter (label, until)")
 
 
+def _add_volume_create(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--driver", default="", metavar="DRIVER", help="driver (local)")
+    p.add_argument("--label", action="append", metavar="K=V", help="set a label")
+    p.add_argument("-o", "--opt", action="append", metavar="K=V",
+                   help="driver option: type=tmpfs|none|FSTYPE, device=WHAT, o=MOUNT-OPTIONS")
+    p.add_argument("name", nargs="?", metavar="VOLUME", help="name (default: a generated one)")
+
+
+def _add_volume_ls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="only print names")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V",
+                   help="filter (name, label, label!, driver, dangling)")
+    p.add_argument("--format", metavar="TEMPLATE", help='Go template, "table TEMPLATE" or "json"')
+
+
+def _add_volume_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--format", metavar="TEMPLATE", help="Go template applied to each volume")
+    p.add_argument("volumes", nargs="+", metavar="VOLUME")
+
+
+def _add_volume_rm(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="an unknown volume is not an error")
+    p.add_argument("volumes", nargs="+", metavar="VOLUME")
+
+
+def _add_volume_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="named volumes too, not only anonymous ones")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", metavar="K=V", help="filter (label, label!)")
+
+
 def _add_nothing(p: argparse.ArgumentParser) -> None:
     return None
 
@@ -322,6 +353,7 @@ _I = "pallet.client.verbs_images"
 _S = "pallet.client.verbs_system"
 _R = "pallet.client.verbs_registry"
 _N = "pallet.client.verbs_networks"
+_V = "pallet.client.verbs_volumes"
 
 # name -> (target, help, adder, error exit code)
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -388,6 +420,15 @@ _NETWORK_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
 }
 _NETWORK_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",), "rm": ("remove",)}
 
+_VOLUME_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    "create": (f"{_V}:create", "create a volume", _add_volume_create, 1),
+    "ls": (f"{_V}:ls", "list volumes", _add_volume_ls, 1),
+    "inspect": (f"{_V}:inspect", "show volumes in detail", _add_volume_inspect, 1),
+    "rm": (f"{_V}:rm", "remove volumes", _add_volume_rm, 1),
+    "prune": (f"{_V}:prune", "remove unused volumes", _add_volume_prune, 1),
+}
+_VOLUME_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",), "rm": ("remove",)}
+
 _SYSTEM_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "df": (f"{_R}:df", "show disk usage", _add_nothing, 1),
     "info": _TOP_VERBS["info"],
@@ -439,6 +480,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     network_sub = network.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _register(network_sub, _NETWORK_VERBS, _NETWORK_ALIASES, "network ")
     network.set_defaults(group=network)
+    volume = sub.add_parser("volume", help="manage volumes", allow_abbrev=False)
+    volume_sub = volume.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
+    _register(volume_sub, _VOLUME_VERBS, _VOLUME_ALIASES, "volume ")
+    volume.set_defaults(group=volume)
     system = sub.add_parser("system", help="manage the daemon", allow_abbrev=False)
     system_sub = system.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     _register(system_sub, _SYSTEM_VERBS, {}, "system ")

@@ -1,7 +1,8 @@
 """The composition root: builds every palletd component in order and stops them in reverse.
 
-Order: store -> events -> snapshots/images -> shims -> networks -> containers -> API. Each component
-has `start()` and `aclose()`; nothing is global, nothing happens at import time.
+Order: store -> events -> snapshots/images -> shims -> volumes -> networks -> containers ->
+API. Each component has `start()` and `aclose()`; nothing is global, nothing happens at
+import time.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pallet.daemon.api.images import ImagesServicer
 from pallet.daemon.api.networks import NetworksServicer
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
+from pallet.daemon.api.volumes import VolumesServicer
 from pallet.daemon.config import Config
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
@@ -38,6 +40,9 @@ from pallet.daemon.store.db import Database
 from pallet.daemon.store.lock import DirectoryLock
 from pallet.daemon.store.space import SpaceReserve
 from pallet.daemon.system import SystemInfo
+from pallet.daemon.volumes.manager import VolumeManager
+from pallet.daemon.volumes.mounts import HostMounts
+from pallet.daemon.volumes.store import VolumeRecords
 
 log = structlog.get_logger(__name__)
 
@@ -85,6 +90,12 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         shims = ShimLauncherImpl(Path(config.run_root))
         stack.push_async_callback(shims.aclose)
 
+        volumes = VolumeManager(
+            VolumeRecords(db), events, config.root, HostMounts(), crashes=crashes
+        )
+        await volumes.start()
+        stack.push_async_callback(volumes.aclose)
+
         # Before the containers: their restore needs the networks, and reconciles them.
         networks = NetworkManager(
             NetworkRecords(db),
@@ -128,6 +139,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
                 ContainersServicer(containers, ContainerLogs(containers)),
                 ImagesServicer(images),
                 NetworksServicer(networks, containers),
+                VolumesServicer(volumes),
                 EventsServicer(events),
                 SystemServicer(system),
             ],

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.events.model import Event
 
-KEYS = frozenset({"type", "event", "container", "image", "label"})
+KEYS = frozenset({"type", "event", "container", "image", "label", "network", "volume"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +66,11 @@ def _term_matches(key: str, values: frozenset[str], event: Event) -> bool:
             v in candidates or any(c.startswith(v) or c.split(":", 1)[0] == v for c in candidates)
             for v in values
         )
+    if key in ("network", "volume"):
+        # docker's: a network by id (prefix) or name, a volume by name.
+        if event.type != key:
+            return False
+        return any(event.actor_id.startswith(v) or attrs.get("name") == v for v in values)
     if key == "label":
         for v in values:
             lkey, lsep, lval = v.partition("=")

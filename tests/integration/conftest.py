@@ -692,10 +692,25 @@ class Palletd:
                 problems.append(f"network rm {net}: {exc}")
         if self.netns:
             problems += self.network_leaks()
+        problems += self.remove_volumes()
         if busybox_tar is not None and not any(
             "busybox:latest" in img.repo_tags for img in self.images()
         ):
             self.base_image_id = self.import_image(busybox_tar, "busybox:latest", BASE_CHANGES)
+        return problems
+
+    def remove_volumes(self) -> list[str]:
+        """Remove every volume; what is still mounted under the volumes then leaked."""
+        if self.proc is None or self.proc.poll() is not None:
+            return []
+        problems = []
+        for name in self.cli_ok("volume", "ls", "-q").split():
+            result = self.cli("volume", "rm", name)
+            if result.returncode != 0:
+                problems.append(f"volume rm {name}: {result.stderr.strip()}")
+        mounted = mounts_under(self.root / "volumes")
+        if mounted:
+            problems.append(f"volume mounts left with no container running: {mounted}")
         return problems
 
     def user_networks(self) -> list[str]:
@@ -719,6 +734,7 @@ class Palletd:
             for net in self.user_networks():
                 if self.cli("network", "rm", net).returncode != 0:
                     problems.append(f"cannot remove network {net}")
+            problems += self.remove_volumes()
             if self.netns:
                 problems += self.network_leaks()
             try:

@@ -1,0 +1,1 @@
+"""Volumes: named and anonymous data directories that outlive containers."""

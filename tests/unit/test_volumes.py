@@ -1,0 +1,335 @@
+"""Volumes without root: the local driver's options, filters, copy-up, and VolumeManager
+against a real database and a fake mount table (what is made, recorded and undone)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pallet.daemon.events.bus import EventBus, RetentionPolicy
+from pallet.daemon.events.filters import parse_filters
+from pallet.daemon.events.model import Event
+from pallet.daemon.store.db import Database
+from pallet.daemon.volumes import copyup, filters
+from pallet.daemon.volumes.manager import VolumeManager
+from pallet.daemon.volumes.model import LABEL_ANONYMOUS, Volume, VolumeUse
+from pallet.daemon.volumes.mounts import MS_BIND, MS_NOEXEC, MS_RDONLY, LocalMount, parse_local_options
+from pallet.daemon.volumes.store import VolumeRecords
+from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+
+FILESYSTEMS = frozenset({"tmpfs", "ext4"})
+
+
+# ---- the local driver's options ----------------------------------------------------------
+
+
+def test_no_options_is_a_plain_directory() -> None:
+    assert parse_local_options({}, FILESYSTEMS) is None
+
+
+def test_tmpfs_options_become_one_mount() -> None:
+    m = parse_local_options({"type": "tmpfs", "o": "size=10m,uid=1000,noexec,ro"}, FILESYSTEMS)
+    assert m == LocalMount("tmpfs", "tmpfs", MS_NOEXEC | MS_RDONLY, "size=10m,uid=1000")
+
+
+def test_a_bind_needs_type_none_and_o_bind() -> None:
+    m = parse_local_options({"type": "none", "device": "/srv/data", "o": "bind,ro"}, FILESYSTEMS)
+    assert m is not None and m.is_bind and m.device == "/srv/data" and m.flags & MS_RDONLY
+    assert m.flags & MS_BIND
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"size": "1g"}, "invalid volume option 'size'"),
+        ({"device": "/dev/sdb1"}, "need type"),
+        ({"o": "size=1m"}, "need type"),
+        ({"type": "ext4"}, "give the device"),
+        ({"type": "none", "device": "/srv"}, "add -o o=bind"),
+        ({"type": "none", "device": "srv", "o": "bind"}, "absolute host path"),
+        ({"type": "none", "device": "/srv", "o": "bind,size=1m"}, "mount flags only"),
+        ({"type": "tmpfs", "o": "bind"}, "needs type=none"),
+        ({"type": "tmpfs", "o": "remount"}, "not allowed"),
+        ({"type": "tmpfs", "o": "rshared"}, "not allowed"),
+        ({"type": "tmpfs", "o": "banana=1"}, "tmpfs takes"),
+        ({"type": "zfs-not-here", "device": "x"}, "no such filesystem"),
+    ],
+)
+def test_bad_options_say_what_to_write(options: dict[str, str], words: str) -> None:
+    with pytest.raises(InvalidArgument, match=words):
+        parse_local_options(options, FILESYSTEMS)
+
+
+# ---- filters ------------------------------------------------------------------------------
+
+
+def test_filters_match_as_docker_does() -> None:
+    v = Volume("web-data", 1, labels={"app": "web", "tier": "db"})
+    assert filters.matches(v, filters.parse(["name=data"]), False)
+    assert not filters.matches(v, filters.parse(["name=other"]), False)
+    assert filters.matches(v, filters.parse(["label=app=web", "label=tier"]), False)
+    assert not filters.matches(v, filters.parse(["label=app=web", "label=nope"]), False)
+    assert not filters.matches(v, filters.parse(["label!=app"]), False)
+    assert filters.matches(v, filters.parse(["dangling=true"]), False)
+    assert not filters.matches(v, filters.parse(["dangling=true"]), True)
+    assert filters.matches(v, filters.parse(["driver=local"]), True)
+    for bad, words in (("nokey", "key=value"), ("size=1", "unknown filter"), ("dangling=maybe", "true or false")):
+        with pytest.raises(InvalidArgument, match=words):
+            filters.parse([bad])
+    with pytest.raises(InvalidArgument, match="unknown filter"):
+        filters.parse(["name=x"], filters.PRUNE_KEYS)
+
+
+# ---- copy-up ----------------------------------------------------------------------------
+
+
+def _image_tree(top: Path) -> Path:
+    src = top / "image-var-lib"
+    (src / "sub").mkdir(parents=True)
+    (src / "file").write_text("hello")
+    os.chmod(src / "file", 0o640)
+    os.link(src / "file", src / "hard")
+    os.symlink("/etc/shadow", src / "abs-link")  # copied as a link, never followed
+    os.mkfifo(src / "fifo")
+    (src / "sub" / "deep").write_bytes(b"x" * 5000)
+    os.chmod(src / "sub", 0o711)
+    os.chmod(src, 0o750)
+    os.utime(src / "file", ns=(1_000_000_000, 2_000_000_000))
+    return src
+
+
+def test_fill_copies_the_tree_with_modes_links_and_times(tmp_path: Path) -> None:
+    src = _image_tree(tmp_path)
+    data = tmp_path / "vol" / "_data"
+    data.mkdir(parents=True)
+    assert copyup.fill(src, data)
+    assert (data / "file").read_text() == "hello"
+    assert stat.S_IMODE(os.stat(data / "file").st_mode) == 0o640
+    assert os.stat(data / "file").st_mtime_ns == 2_000_000_000
+    assert os.stat(data / "hard").st_ino == os.stat(data / "file").st_ino
+    assert os.readlink(data / "abs-link") == "/etc/shadow"
+    assert stat.S_ISFIFO(os.lstat(data / "fifo").st_mode)
+    assert stat.S_IMODE(os.stat(data / "sub").st_mode) == 0o711
+    assert stat.S_IMODE(os.stat(data).st_mode) == 0o750  # the mount point takes the image's
+    # The hard link once; a symlink is its target's length, a fifo 0 (docker counts so).
+    assert copyup.tree_size(data) == 5 + 5000 + len("/etc/shadow")
+    assert [p.name for p in data.parent.iterdir()] == ["_data"]
+
+
+def test_fill_leaves_a_volume_with_content_alone(tmp_path: Path) -> None:
+    src = _image_tree(tmp_path)
+    data = tmp_path / "_data"
+    data.mkdir()
+    (data / "mine").write_text("kept")
+    assert not copyup.fill(src, data)
+    assert sorted(p.name for p in data.iterdir()) == ["mine"]
+    assert not copyup.fill(tmp_path / "missing", tmp_path / "_data")
+
+
+def test_a_fill_that_fails_leaves_the_volume_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = _image_tree(tmp_path)
+    data = tmp_path / "vol" / "_data"
+    data.mkdir(parents=True)
+    calls = []
+
+    def failing_copy(a: str, b: str, follow_symlinks: bool = True) -> None:
+        calls.append(a)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        Path(b).write_bytes(Path(a).read_bytes())
+
+    monkeypatch.setattr(copyup.shutil, "copyfile", failing_copy)
+    with pytest.raises(OSError, match="No space"):
+        copyup.fill(src, data)
+    assert list(data.iterdir()) == []
+    assert [p.name for p in data.parent.iterdir()] == ["_data"]
+
+
+# ---- the manager ----------------------------------------------------------------------------
+
+
+@dataclass
+class FakeMounts:
+    """A mount table: target -> what is mounted there."""
+
+    table: dict[str, LocalMount] = field(default_factory=dict)
+    fail: bool = False
+
+    def mount(self, m: LocalMount, target: str) -> None:
+        if self.fail:
+            raise FailedPrecondition(f"cannot mount at {target}: Invalid argument")
+        assert target not in self.table, f"{target} mounted twice"
+        self.table[target] = m
+
+    def unmount(self, target: str) -> None:
+        self.table.pop(target, None)
+
+    def mount_points(self, under: str) -> set[str]:
+        return {t for t in self.table if t.startswith(under.rstrip("/") + "/")}
+
+
+@dataclass
+class Env:
+    manager: VolumeManager
+    mounts: FakeMounts
+    events: EventBus
+    root: Path
+    users: dict[str, list[tuple[str, str]]]
+    db: Database
+
+    async def journal(self) -> list[Event]:
+        stream = self.events.subscribe(parse_filters([]), since_seq=0, until_ns=time.time_ns())
+        return [e async for e in stream]
+
+    async def actions(self) -> list[str]:
+        return [f"{e.action} {e.actor_id}" for e in await self.journal()]
+
+    async def restart(self) -> VolumeManager:
+        m = VolumeManager(VolumeRecords(self.db), self.events, self.root, self.mounts,
+                          filesystems=lambda: FILESYSTEMS)
+        m.set_users(lambda name: self.users.get(name, []))
+        await m.start()
+        self.manager = m
+        return m
+
+
+@pytest.fixture
+async def env(tmp_path: Path) -> AsyncIterator[Env]:
+    db = Database(tmp_path / "pallet.db")
+    await db.start()
+    events = EventBus(db, RetentionPolicy(1000, 3600, 1 << 20))
+    await events.start()
+    e = Env(None, FakeMounts(), events, tmp_path / "root", {}, db)  # type: ignore[arg-type]
+    await e.restart()
+    yield e
+    await events.aclose()
+    await db.aclose()
+
+
+async def test_create_makes_the_directory_and_the_record(env: Env) -> None:
+    v = await env.manager.create("data", labels={"a": "b"})
+    assert env.manager.data_dir("data").is_dir()
+    assert env.manager.get("data") == v
+    assert await env.actions() == ["create data"]
+    # Again with the same (or no) labels: the same volume, no second event.
+    assert await env.manager.create("data") == v
+    assert await env.manager.create("data", labels={"a": "b"}) == v
+    with pytest.raises(AlreadyExists, match="other labels or options"):
+        await env.manager.create("data", labels={"a": "c"})
+    assert await env.actions() == ["create data"]
+    # A restart finds it.
+    m = await env.restart()
+    assert m.get("data") == v
+
+
+async def test_bad_names_drivers_and_options_change_nothing(env: Env) -> None:
+    for name in ("a", "-x", "../etc", "a/b", ".hidden", "x" * 256):
+        with pytest.raises(InvalidArgument, match="invalid volume name"):
+            await env.manager.create(name)
+    with pytest.raises(InvalidArgument, match="local driver only"):
+        await env.manager.create("ok", driver="nfs")
+    with pytest.raises(InvalidArgument):
+        await env.manager.create("ok", options={"type": "tmpfs", "o": "bind"})
+    env.mounts.fail = True
+    with pytest.raises(FailedPrecondition, match="Invalid argument"):
+        await env.manager.create("ok", options={"type": "tmpfs", "o": "size=1m"})
+    assert env.manager.volumes() == []
+    assert list((env.root / "volumes").iterdir()) == []
+    assert await env.actions() == []
+
+
+async def test_options_are_tried_at_create_and_mounted_for_the_first_user_only(env: Env) -> None:
+    await env.manager.create("fast", options={"type": "tmpfs", "o": "size=1m"})
+    assert env.mounts.table == {}  # tried, then taken off
+    data = str(env.manager.data_dir("fast"))
+    path = await env.manager.mount("fast", VolumeUse("c1", "/cache", True, ""))
+    assert str(path) == data and data in env.mounts.table
+    await env.manager.mount("fast", VolumeUse("c2", "/cache", False, "rprivate"))
+    await env.manager.unmount("fast", "c1")
+    assert data in env.mounts.table  # c2 still has it
+    await env.manager.unmount("fast", "c2")
+    await env.manager.unmount("fast", "c2")  # a second unmount is nothing
+    assert env.mounts.table == {}
+    events = [e for e in await env.journal() if e.action in ("mount", "unmount")]
+    assert [(e.action, e.attributes["container"]) for e in events] == [
+        ("mount", "c1"), ("mount", "c2"), ("unmount", "c1"), ("unmount", "c2")]
+    assert events[1].attributes["read/write"] == "false"
+    assert events[1].attributes["destination"] == "/cache"
+
+
+async def test_reconcile_takes_off_mounts_nobody_uses(env: Env) -> None:
+    await env.manager.create("a1", options={"type": "tmpfs", "o": "size=1m"})
+    await env.manager.create("b1", options={"type": "tmpfs", "o": "size=1m"})
+    await env.manager.mount("a1", VolumeUse("c1", "/x"))
+    await env.manager.mount("b1", VolumeUse("c2", "/x"))
+    m = await env.restart()  # palletd died; c1 still runs, c2 exited meanwhile
+    await m.reconcile({"a1": {"c1"}})
+    assert set(env.mounts.table) == {str(m.data_dir("a1"))}
+    with pytest.raises(FailedPrecondition, match="in use"):
+        await m.remove("a1")
+
+
+async def test_a_volume_in_use_is_not_removed_even_with_force(env: Env) -> None:
+    await env.manager.create("db")
+    (env.manager.data_dir("db") / "table").write_text("rows")
+    env.users["db"] = [("c" * 64, "postgres")]
+    for force in (False, True):
+        with pytest.raises(FailedPrecondition, match="in use by container postgres"):
+            await env.manager.remove("db", force)
+    assert (env.manager.data_dir("db") / "table").read_text() == "rows"
+    env.users.clear()
+    assert await env.manager.remove("db")
+    assert not (env.root / "volumes" / "db").exists()
+    with pytest.raises(NotFound, match="no such volume: db"):
+        await env.manager.remove("db")
+    assert not await env.manager.remove("db", force=True)
+    assert await env.actions() == ["create db", "destroy db"]
+
+
+async def test_prune_takes_anonymous_ones_unless_all(env: Env) -> None:
+    anon = await env.manager.create(anonymous=True)
+    assert anon.anonymous and LABEL_ANONYMOUS in anon.labels and len(anon.name) == 64
+    await env.manager.create("named", labels={"keep": "no"})
+    await env.manager.create("kept", labels={"keep": "yes"})
+    used = await env.manager.create(anonymous=True)
+    env.users[used.name] = [("c1", "web")]
+    (env.manager.data_dir(anon.name) / "f").write_bytes(b"12345")
+    removed, reclaimed = await env.manager.prune(False)
+    assert removed == [anon.name] and reclaimed == 5
+    removed, _ = await env.manager.prune(True, lambda v: v.labels.get("keep") != "yes")
+    assert removed == ["named"]
+    assert [v.name for v in env.manager.volumes()] == sorted(["kept", used.name])
+
+
+async def test_leftover_directories_go_at_start_but_never_through_a_mount(env: Env) -> None:
+    await env.manager.create("real")
+    (env.manager.data_dir("real") / "f").write_text("kept")
+    vols = env.root / "volumes"
+    # A create cut short (no record), with something mounted inside; a fill cut short.
+    orphan = vols / "orphan" / "_data"
+    orphan.mkdir(parents=True)
+    env.mounts.table[str(orphan)] = LocalMount("", "/srv", MS_BIND, "")
+    (vols / "real" / ".fill-1234").mkdir()
+    m = await env.restart()
+    assert not (vols / "orphan").exists()
+    assert env.mounts.table == {}  # unmounted before anything was deleted
+    assert sorted(p.name for p in (vols / "real").iterdir()) == ["_data"]
+    assert (m.data_dir("real") / "f").read_text() == "kept"
+
+
+async def test_fill_only_an_unused_plain_volume(env: Env, tmp_path: Path) -> None:
+    src = _image_tree(tmp_path)
+    await env.manager.create("plain")
+    await env.manager.create("fast", options={"type": "tmpfs"})
+    assert await env.manager.fill("plain", src)
+    assert (env.manager.data_dir("plain") / "file").read_text() == "hello"
+    assert not await env.manager.fill("fast", src)
+    await env.manager.create("busy")
+    await env.manager.mount("busy", VolumeUse("c1", "/x"))
+    assert not await env.manager.fill("busy", src)
