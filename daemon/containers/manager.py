@@ -339,23 +339,22 @@ class ContainerManager(RunEnds, StopsAndRemoves):
     async def connect(
         self, network: str, ref: str, aliases: tuple[str, ...], ipv4: str
     ) -> None:
-        """`network connect`: recorded with its event; live when the container runs."""
+        """`network connect`: recorded; live when the container runs. Its event is the
+        attached endpoint's (journalled by the networks, as at start), or, for a container
+        that does not run, the record's."""
         c = self.resolve(ref)
         async with self.lock(c.id):
             c = self.resolve(c.id)
             self._check_not_removing(c)
             endpoint = await self._networking.check_endpoint(c, network, aliases, ipv4)
             running = c.id in self._runs
-            if running:
-                await self._networking.connect_live(c, endpoint)
+            announced = running and await self._networking.connect_live(c, endpoint)
             updated = replace(c, host_config=replace(
                 c.host_config, networks=(*c.host_config.networks, endpoint)
             ))
             try:
-                await self._events.publish(
-                    "network", "connect", endpoint.network_id,
-                    self._network_attrs(endpoint.network_id, c), also=update_writer(updated),
-                )
+                await self._write_network_change(updated, "connect", endpoint.network_id,
+                                                 announced)
             except BaseException:
                 if running:
                     await self._networking.disconnect_live(updated, endpoint.network_id)
@@ -373,25 +372,34 @@ class ContainerManager(RunEnds, StopsAndRemoves):
                     f"container {c.name} is not connected to network "
                     f"{self._networking.network_name(network_id)}"
                 )
+            announced = False
             if c.id in self._runs:
                 try:
-                    await self._networking.disconnect_live(c, network_id)
+                    announced = await self._networking.disconnect_live(c, network_id)
                 except PalletError:
                     if not force:
                         raise
+                    # Its lease's release announces it, now or at the end of the run.
+                    announced = True
             updated = replace(c, host_config=replace(
                 c.host_config,
                 networks=tuple(e for e in c.host_config.networks if e.network_id != network_id),
             ))
-            await self._events.publish(
-                "network", "disconnect", network_id, self._network_attrs(network_id, c),
-                also=update_writer(updated),
-            )
+            await self._write_network_change(updated, "disconnect", network_id, announced)
             self._containers[c.id] = updated
 
-    def _network_attrs(self, network_id: str, c: Container) -> dict[str, str]:
-        return {"name": self._networking.network_name(network_id), "type": "bridge",
-                "container": c.id}
+    async def _write_network_change(
+        self, updated: Container, action: str, network_id: str, announced: bool
+    ) -> None:
+        """The record of a connect or disconnect, with its event unless the networks
+        journalled it already (an endpoint attached or released live): one event each."""
+        if announced:
+            await self._records.update(updated)
+            return
+        attrs = {"name": self._networking.network_name(network_id), "type": "bridge",
+                 "container": updated.id}
+        await self._events.publish("network", action, network_id, attrs,
+                                   also=update_writer(updated))
 
     # ---- create --------------------------------------------------------------------
 

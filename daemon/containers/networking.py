@@ -75,11 +75,13 @@ class Networking(Protocol):
 
     async def attach(self, c: Container, joined: Container | None) -> Sandbox:
         """At start: the container's namespace made and wired (or the host's, or the
-        joined container's). A failure leaves nothing behind."""
+        joined container's), a network `connect` event per endpoint attached. A failure
+        leaves nothing behind (what was attached is released)."""
         ...
 
     async def release(self, container_id: str) -> None:
-        """After a run (or a failed start): everything `attach` made is gone. Idempotent."""
+        """After a run (or a failed start): everything `attach` made is gone, a network
+        `disconnect` event per endpoint released. Idempotent: each is announced once."""
         ...
 
     async def check_endpoint(
@@ -88,12 +90,14 @@ class Networking(Protocol):
         """For `network connect`: the endpoint asked for, checked (no change made)."""
         ...
 
-    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
-        """A running container gets a new interface on the endpoint's network."""
+    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
+        """A running container gets a new interface on the endpoint's network. True when it
+        was attached: its network `connect` event is journalled then (with its lease)."""
         ...
 
-    async def disconnect_live(self, c: Container, network_id: str) -> None:
-        """A running container's interface on the network is removed."""
+    async def disconnect_live(self, c: Container, network_id: str) -> bool:
+        """A running container's interface on the network is removed. True when it was
+        attached: its network `disconnect` event is journalled then."""
         ...
 
     def network_name(self, network_id: str) -> str: ...
@@ -131,11 +135,11 @@ class LoopbackOnly:
     ) -> EndpointConfig:
         raise FailedPrecondition("this palletd has no networks")
 
-    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
-        return None
+    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
+        return False
 
-    async def disconnect_live(self, c: Container, network_id: str) -> None:
-        return None
+    async def disconnect_live(self, c: Container, network_id: str) -> bool:
+        return False
 
     def network_name(self, network_id: str) -> str:
         return network_id

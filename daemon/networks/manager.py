@@ -6,8 +6,11 @@ exists, deleted after it is gone), their published ports, and keeping the kernel
 namespaces, veths: `kernel.NetKernel`), the firewall (`firewall.Firewall`, rebuilt whole
 from this state on every change) and the resolver's records (`dns.DnsSupervisor`) true to
 that state, at every change and again at boot (`reconcile`). Implements the containers'
-`Networking` seam. Must not: change container records (the container manager does, with
-the network events of connect and disconnect) or run anything inside a container.
+`Networking` seam, and the network `connect` and `disconnect` events of endpoints attached
+and released (docker's: at start, at the end of a run, on a live connect or disconnect),
+each journalled with its lease's insert or delete. Must not: change container records (the
+container manager does, with the events of connecting a container that does not run) or
+run anything inside a container.
 
 What carries traffic lives outside palletd: bridges, veths, namespaces (bind-mounted under
 `<run-root>/netns/`) and nftables rules are the kernel's, and the resolver is a process of
@@ -21,6 +24,7 @@ import asyncio
 import ipaddress
 import re
 import secrets
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -39,7 +43,7 @@ from pallet.daemon.containers.networking import (
     PortView,
     Sandbox,
 )
-from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.networks import ipam, ports
 from pallet.daemon.networks.dns import (
     DnsClient,
@@ -65,7 +69,7 @@ from pallet.daemon.networks.model import (
 )
 from pallet.daemon.networks.store import (
     NetworkRecords,
-    lease_delete_writer,
+    delete_leases,
     lease_insert_writer,
     network_delete_writer,
     network_insert_writer,
@@ -202,7 +206,7 @@ class NetworkManager:
         for cid in stale:
             for lease in self._found[cid]:
                 await self._kernel.detach(lease.host_ifname)
-            await self._records.write(lease_delete_writer(cid))
+            await self._delete_leases(cid)
         self._found.clear()
         keep_netns = set(self._attached)
         for name in await self._kernel.list_netns():
@@ -560,8 +564,12 @@ class NetworkManager:
                 mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",
                 host_ifname=VETH_PREFIX + secrets.token_hex(5), position=position,
             )
-            # The lease before the veth: an address in use is always leased.
-            await self._records.write(lease_insert_writer([lease]))
+            # The lease before the veth: an address in use is always leased. Its event is
+            # docker's `network connect` of an endpoint attached (at start, or live).
+            await self._events.publish(
+                "network", "connect", n.id, _endpoint_attrs(n.name, c.id),
+                also=lease_insert_writer([lease]),
+            )
             a.leases.append(lease)
         first = not any(x.network_id != n.id for x in a.leases)
         await self._kernel.attach(Attachment(
@@ -611,13 +619,13 @@ class NetworkManager:
         # The namespace's unmount frees its veths (the kernel deletes them later, in the
         # background); the leases go once the namespace is gone.
         await self._kernel.remove_netns(container_id)
-        await self._records.write(lease_delete_writer(container_id))
+        await self._delete_leases(container_id)
         await self._sync()
 
-    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> None:
+    async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
         a = self._attached.get(c.id)
         if a is None:
-            return  # not attached (a host/none mode is refused before): next start does it
+            return False  # not attached (a host/none mode is refused before): next start does it
         a.endpoints = (*a.endpoints, endpoint)
         try:
             await self._attach_one(c, a, endpoint)
@@ -627,21 +635,41 @@ class NetworkManager:
             raise
         await self._rewrite_hosts(a)
         await self._sync()
+        return True
 
-    async def disconnect_live(self, c: Container, network_id: str) -> None:
+    async def disconnect_live(self, c: Container, network_id: str) -> bool:
         a = self._attached.get(c.id)
         if a is None:
-            return
+            return False
         a.endpoints = tuple(e for e in a.endpoints if e.network_id != network_id)
         await self._drop_lease(a, network_id)
         await self._rewrite_hosts(a)
         await self._sync()
+        return True
 
     async def _drop_lease(self, a: Attached, network_id: str) -> None:
         for lease in [x for x in a.leases if x.network_id == network_id]:
             await self._kernel.detach(lease.host_ifname)
             a.leases.remove(lease)
-        await self._records.write(lease_delete_writer(a.container_id, network_id))
+        await self._delete_leases(a.container_id, network_id)
+
+    async def _delete_leases(self, container_id: str, network_id: str = "") -> None:
+        """The container's leases deleted (on one network, or all), each with docker's
+        `network disconnect` in the same transaction: one per lease that was there, so a
+        release done twice, or at boot for a run that ended while palletd was down,
+        announces each endpoint's end once."""
+        names = {n.id: n.name for n in self._networks.values()}
+
+        def change(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+            gone = delete_leases(conn, container_id, network_id)
+            return None, [
+                Notice("network", "disconnect", nid,
+                       _endpoint_attrs(names.get(nid, nid[:12]), container_id))
+                for nid in gone
+            ]
+
+        await self._events.commit(change)
+
 
     # ---- the kernel, the firewall and the resolver, from the state -------------------
 
@@ -794,6 +822,12 @@ class NetworkManager:
         if a is not None:
             sandbox = str(self._kernel.netns_path(c.id))
         return NetworkView(endpoints=tuple(endpoints), ports=tuple(published), sandbox_key=sandbox)
+
+
+def _endpoint_attrs(network_name: str, container_id: str) -> dict[str, str]:
+    """docker's attributes of a network connect/disconnect event (every lease is on a
+    bridge network)."""
+    return {"container": container_id, "name": network_name, "type": DRIVER_BRIDGE}
 
 
 def _mtu(text: str) -> int:

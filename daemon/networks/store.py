@@ -3,7 +3,8 @@
 Owns: the `networks` table (one row per network; its record is the codec's JSON of
 `Network`) and the `network_leases` table (one row per address a running container holds:
 UNIQUE per network, so no address is handed out twice, also across a kill -9), and the
-writers that commit them with the events announcing them. Must not: decide anything; it
+writers that commit them with the events announcing them (a lease's insert and delete
+are what a network `connect` and `disconnect` event announce). Must not: decide anything; it
 stores what the network manager hands it.
 """
 
@@ -72,17 +73,17 @@ def lease_insert_writer(leases: list[Lease]) -> Writer:
     return write
 
 
-def lease_delete_writer(container_id: str, network_id: str = "") -> Writer:
-    def write(conn: sqlite3.Connection) -> None:
-        if network_id:
-            conn.execute(
-                "DELETE FROM network_leases WHERE container_id = ? AND network_id = ?",
-                (container_id, network_id),
-            )
-        else:
-            conn.execute("DELETE FROM network_leases WHERE container_id = ?", (container_id,))
-
-    return write
+def delete_leases(conn: sqlite3.Connection, container_id: str, network_id: str = "") -> list[str]:
+    """Delete a container's leases (on one network, or all); return the networks whose
+    lease went, in attach order: what was released, each once, however often it is asked."""
+    where, args = "container_id = ?", [container_id]
+    if network_id:
+        where, args = where + " AND network_id = ?", [*args, network_id]
+    rows = conn.execute(
+        f"SELECT network_id FROM network_leases WHERE {where} ORDER BY position", args
+    ).fetchall()
+    conn.execute(f"DELETE FROM network_leases WHERE {where}", args)
+    return [str(r[0]) for r in rows]
 
 
 class NetworkRecords:

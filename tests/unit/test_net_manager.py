@@ -4,6 +4,7 @@ made, recorded and undone, without root."""
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,6 +17,7 @@ from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.networks import ports
 from pallet.daemon.networks.kernel import Attachment
 from pallet.daemon.networks.manager import NetworkManager
+from pallet.daemon.networks.model import EndpointConfig
 from pallet.daemon.networks.store import NetworkRecords
 from pallet.daemon.store.db import Database
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
@@ -211,6 +213,60 @@ async def test_a_restart_keeps_leases_of_running_containers_and_drops_the_rest(e
     await again.attach(new, None)
     addrs = [x.address for x in await NetworkRecords(env.db).load_leases()]
     assert len(set(addrs)) == 2
+    await events.aclose()
+
+
+async def _network_events(db: Database) -> list[tuple[str, str, dict[str, str]]]:
+    rows = await db.run(lambda conn: conn.execute(
+        "SELECT action, actor_id, attributes FROM events WHERE type = 'network' ORDER BY seq"
+    ).fetchall())
+    return [(str(r[0]), str(r[1]), json.loads(r[2])) for r in rows]
+
+
+async def test_attach_and_release_announce_each_endpoint_once(env: Env, tmp_path: Path) -> None:
+    back = await env.manager.create("back")
+    c = await _prepared(env, tmp_path, "ends")
+    c = replace(c, host_config=replace(c.host_config, networks=(*c.host_config.networks, EndpointConfig(back.id))))
+    bridge = next(n for n in env.manager.networks() if n.name == "bridge")
+    start = len(await _network_events(env.db))  # back's create
+    await env.manager.attach(c, None)
+    attrs = {"bridge": {"container": c.id, "name": "bridge", "type": "bridge"},
+             "back": {"container": c.id, "name": "back", "type": "bridge"}}
+    assert (await _network_events(env.db))[start:] == [
+        ("connect", bridge.id, attrs["bridge"]), ("connect", back.id, attrs["back"])]
+    await env.manager.release(c.id)
+    await env.manager.release(c.id)  # twice: nothing more to announce
+    assert (await _network_events(env.db))[start + 2:] == [
+        ("disconnect", bridge.id, attrs["bridge"]), ("disconnect", back.id, attrs["back"])]
+
+
+async def test_a_failed_attach_announces_the_release_of_what_it_attached(env: Env, tmp_path: Path) -> None:
+    c = await _prepared(env, tmp_path, "half")
+    env.kernel.fail_attach = True  # after the lease: the endpoint was connected, then released
+    with pytest.raises(Internal):
+        await env.manager.attach(c, None)
+    assert [a for a, _, _ in await _network_events(env.db)] == ["connect", "disconnect"]
+
+
+async def test_a_release_done_at_boot_announces_the_disconnect(env: Env, tmp_path: Path) -> None:
+    keep = await _prepared(env, tmp_path, "keep")
+    gone = await _prepared(env, tmp_path, "gone")
+    ended = await _prepared(env, tmp_path, "ended")
+    for c in (keep, gone, ended):
+        await env.manager.attach(c, None)
+    # palletd after a kill -9: `ended` exited while it was down (its end is settled at
+    # boot, which releases it), `gone` is not running at all (reconcile releases it).
+    events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
+    await events.start()
+    again = NetworkManager(NetworkRecords(env.db), events, env.kernel, env.firewall, env.resolver,
+                           ports.PortReservations())
+    await again.start()
+    await again.release(ended.id)
+    await again.reconcile([keep])
+    await again.release(ended.id)
+    after = (await _network_events(env.db))[3:]
+    assert [(a, attrs["container"]) for a, _, attrs in after] == [
+        ("disconnect", ended.id), ("disconnect", gone.id)]
     await events.aclose()
 
 

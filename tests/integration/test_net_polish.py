@@ -1,0 +1,106 @@
+"""Networks as docker users meet them at the edges: events, host names, inspect, warnings.
+
+Every daemon here runs in a throwaway network namespace of its own (the harness's
+`Palletd.netns`), as in test_networks.py; its teardown fails a test that leaks a veth,
+lease, rule or namespace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+# `[seq] time type action actor (k=v, k=v)`, as `pallet events --since-seq` prints them.
+EVENT = re.compile(r"^\[(\d+)\] \S+ (\S+) (\S+) (\S+)(?: \((.*)\))?$")
+
+
+def _events(palletd: Any, since_seq: int, *filters: str) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(type, action, actor, attributes) journalled after `since_seq`, in seq order."""
+    args = ["events", "--since-seq", str(since_seq), "--until", "0s"]
+    for f in filters:
+        args += ["--filter", f]
+    out = []
+    for line in palletd.cli_ok(*args, timeout=30).splitlines():
+        match = EVENT.match(line)
+        assert match, line
+        attrs = dict(kv.split("=", 1) for kv in match.group(5).split(", ")) if match.group(5) else {}
+        out.append((match.group(2), match.group(3), match.group(4), attrs))
+    return out
+
+
+def _last_seq(palletd: Any) -> int:
+    out = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s", timeout=30)
+    seqs = [int(m.group(1)) for m in re.finditer(r"^\[(\d+)\] ", out, re.M)]
+    return max(seqs, default=0)
+
+
+def _network_id(palletd: Any, name: str) -> str:
+    return str(palletd.cli_ok("network", "inspect", "-f", "{{.Id}}", name).strip())
+
+
+# ---- network events of endpoints attached and released ---------------------------------
+
+
+def test_a_run_connects_its_endpoint_at_start_and_disconnects_it_at_its_end(palletd: Any) -> None:
+    palletd.cli_ok("network", "create", "evnet")
+    net = _network_id(palletd, "evnet")
+    seq = _last_seq(palletd)
+    palletd.cli_ok("run", "--name", "evrun", "--network", "evnet", "busybox:latest", "true")
+    cid = palletd.inspect("evrun")["Id"]
+    attrs = {"container": cid, "name": "evnet", "type": "bridge"}
+    assert _events(palletd, seq, "type=network") == [
+        ("network", "connect", net, attrs), ("network", "disconnect", net, attrs)]
+    # Docker's order: the endpoint is connected before the start, released after the exit.
+    order = [(t, a) for t, a, _, _ in _events(palletd, seq)]
+    assert order.index(("network", "connect")) < order.index(("container", "start"))
+    assert order.index(("container", "die")) < order.index(("network", "disconnect"))
+    # Each run announces its own pair; the default network's endpoint too.
+    seq = _last_seq(palletd)
+    palletd.cli_ok("network", "connect", "bridge", "evrun")  # not running: the record's event
+    palletd.cli_ok("start", "evrun")
+    assert palletd.cli_ok("wait", "evrun") == "0\n"
+    bridge = _network_id(palletd, "bridge")
+    actions = [(a, actor) for _, a, actor, x in _events(palletd, seq, "type=network")
+               if x["container"] == cid]
+    assert actions == [("connect", bridge), ("connect", net), ("connect", bridge),
+                       ("disconnect", net), ("disconnect", bridge)]
+    palletd.cli_ok("rm", "evrun")
+
+
+def test_a_live_connect_and_disconnect_announce_once(palletd: Any) -> None:
+    palletd.cli_ok("network", "create", "evlive")
+    net = _network_id(palletd, "evlive")
+    palletd.cli_ok("run", "-d", "--name", "evmover", "busybox:latest", "sleep", "1000")
+    cid = palletd.inspect("evmover")["Id"]
+    seq = _last_seq(palletd)
+    palletd.cli_ok("network", "connect", "evlive", "evmover")
+    palletd.cli_ok("network", "disconnect", "evlive", "evmover")
+    assert _events(palletd, seq, "type=network") == [
+        ("network", "connect", net, {"container": cid, "name": "evlive", "type": "bridge"}),
+        ("network", "disconnect", net, {"container": cid, "name": "evlive", "type": "bridge"})]
+    palletd.cli_ok("rm", "-f", "evmover")
+
+
+def test_an_exit_while_palletd_is_down_is_disconnected_at_boot_once(palletd: Any) -> None:
+    palletd.cli_ok("network", "create", "evdown")
+    net = _network_id(palletd, "evdown")
+    palletd.cli_ok("run", "-d", "--name", "evgoner", "--network", "evdown", "busybox:latest", "sleep", "1000")
+    palletd.cli_ok("run", "-d", "--name", "evstayer", "--network", "evdown", "busybox:latest", "sleep", "1000")
+    goner = palletd.inspect("evgoner")
+    seq = _last_seq(palletd)
+    palletd.proc.kill()
+    palletd.proc.wait(10)
+    os.kill(goner["State"]["Pid"], signal.SIGKILL)
+    palletd.start()
+    palletd.wait_for(lambda: palletd.inspect("evgoner")["State"]["Status"] == "exited", 20,
+                     what="evgoner recorded exited")
+    palletd.restart()  # and again, cleanly: nothing is announced twice
+    assert _events(palletd, seq, "type=network") == [
+        ("network", "disconnect", net, {"container": goner["Id"], "name": "evdown", "type": "bridge"})]
+    palletd.cli_ok("rm", "-f", "evstayer", "evgoner")
