@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -68,6 +69,15 @@ from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store import space
 
 log = structlog.get_logger(__name__)
+
+
+def _default_hostname(req: CreateRequest, container_id: str) -> str:
+    """The host name of a container created without one: its short id, or with the host's
+    network the host's name, as docker does (its UTS namespace is still its own)."""
+    if req.host_config.network_mode == "host":
+        return socket.gethostname()
+    return container_id[:12]
+
 
 class ContainerManager(RunEnds, StopsAndRemoves):
     """Runs containers through shims and keeps their records true."""
@@ -422,7 +432,8 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             )
         name = name or generate_name(taken)
         cid = secrets.token_hex(32)
-        config, host_config = effective_config(req, image, req.config.hostname or cid[:12])
+        hostname = req.config.hostname or _default_hostname(req, cid)
+        config, host_config = effective_config(req, image, hostname)
         config, host_config = await self._networking.prepare(config, host_config, req, self)
         state_dir = self._dir / cid
         container = Container(

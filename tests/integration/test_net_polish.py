@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 from typing import Any
 
 import pytest
@@ -104,3 +105,20 @@ def test_an_exit_while_palletd_is_down_is_disconnected_at_boot_once(palletd: Any
     assert _events(palletd, seq, "type=network") == [
         ("network", "disconnect", net, {"container": goner["Id"], "name": "evdown", "type": "bridge"})]
     palletd.cli_ok("rm", "-f", "evstayer", "evgoner")
+
+
+# ---- --network host: the host's name ----------------------------------------------------
+
+
+def test_host_network_takes_the_hosts_name_unless_one_is_given(palletd: Any) -> None:
+    host_name = socket.gethostname()  # palletd's UTS namespace is the test's
+    out = palletd.cli_ok("run", "--name", "hostnamed", "--network", "host", "busybox:latest",
+                         "sh", "-c", "hostname; echo $HOSTNAME")
+    assert out == f"{host_name}\n{host_name}\n"
+    assert palletd.inspect("hostnamed")["Config"]["Hostname"] == host_name
+    palletd.cli_ok("rm", "hostnamed")
+    given = palletd.cli_ok("run", "--rm", "--network", "host", "--hostname", "x", "busybox:latest", "hostname")
+    assert given == "x\n"
+    # Its UTS namespace is still its own: the host's name is untouched.
+    assert socket.gethostname() == host_name
+    assert palletd.cli_ok("run", "--rm", "busybox:latest", "hostname") != f"{host_name}\n"
