@@ -131,9 +131,9 @@ def exposed_ports(c: Any) -> dict[str, dict[str, Any]] | None:
     return {key: {} for key in _exposed(c)} or None
 
 
-def _endpoint(c: Any, endpoint: Any, first: bool) -> dict[str, Any]:
-    cfg = c.config
-    ipam = {"IPv4Address": cfg.ipv4_address} if first and cfg.ipv4_address else None
+def _endpoint(endpoint: Any) -> dict[str, Any]:
+    static = endpoint.ipam_ipv4_address
+    ipam = {"IPv4Address": static} if static else None
     return {
         "IPAMConfig": ipam,
         "Aliases": list(endpoint.aliases) or None,
@@ -158,7 +158,7 @@ def network_settings(c: Any) -> dict[str, Any]:
         "IPPrefixLen": int(main.ip_prefix_len) if main is not None else 0,
         "MacAddress": main.mac_address if main is not None else "",
         "Networks": {
-            name: _endpoint(c, settings.networks[name], name == first) for name in sorted(settings.networks)
+            name: _endpoint(settings.networks[name]) for name in sorted(settings.networks)
         },
     }
 

@@ -155,6 +155,7 @@ def network_settings(net: NetworkView, exposed: tuple[str, ...]) -> cpb.NetworkS
             e.network_name: cpb.EndpointSettings(
                 network_id=e.network_id, ip_address=e.address, ip_prefix_len=e.prefix_len,
                 gateway=e.gateway, mac_address=e.mac, aliases=e.aliases, interface=e.ifname,
+                ipam_ipv4_address=e.static_address,
             )
             for e in net.endpoints
         },

@@ -41,6 +41,7 @@ class EndpointView:
     mac: str = ""
     aliases: tuple[str, ...] = ()
     ifname: str = ""
+    static_address: str = ""  # the --ip asked for on this network, running or not
 
 
 @dataclass(frozen=True, slots=True)

@@ -799,7 +799,8 @@ class NetworkManager:
             lease = next((x for x in a.leases if x.network_id == ep.network_id), None) if a else None
             aliases = (*ep.aliases, c.id[:12])
             if n is None:
-                endpoints.append(EndpointView(ep.network_id, ep.network_id[:12], aliases=aliases))
+                endpoints.append(EndpointView(ep.network_id, ep.network_id[:12], aliases=aliases,
+                                              static_address=ep.ipv4_address))
                 continue
             endpoints.append(EndpointView(
                 network_id=n.id, network_name=n.name,
@@ -807,7 +808,7 @@ class NetworkManager:
                 prefix_len=n.network.prefixlen if lease else 0,
                 gateway=n.gateway if lease else "",
                 mac=lease.mac if lease else "", aliases=aliases,
-                ifname=lease.ifname if lease else "",
+                ifname=lease.ifname if lease else "", static_address=ep.ipv4_address,
             ))
         mode = c.host_config.network_mode
         if mode in (DRIVER_HOST, DRIVER_NONE):

@@ -122,3 +122,34 @@ def test_host_network_takes_the_hosts_name_unless_one_is_given(palletd: Any) -> 
     # Its UTS namespace is still its own: the host's name is untouched.
     assert socket.gethostname() == host_name
     assert palletd.cli_ok("run", "--rm", "busybox:latest", "hostname") != f"{host_name}\n"
+
+
+# ---- static addresses in inspect ----------------------------------------------------------
+
+
+def test_static_addresses_show_as_ipam_config(palletd: Any) -> None:
+    palletd.cli_ok("network", "create", "--subnet", "10.91.0.0/24", "ipfront")
+    palletd.cli_ok("network", "create", "--subnet", "10.92.0.0/24", "ipback")
+    palletd.cli_ok("network", "create", "ipauto")
+    palletd.cli_ok("create", "--name", "fixed", "--network", "ipfront", "--ip", "10.91.0.9",
+                   "busybox:latest", "sleep", "1000")
+    palletd.cli_ok("network", "connect", "--ip", "10.92.0.7", "ipback", "fixed")
+    palletd.cli_ok("network", "connect", "ipauto", "fixed")
+
+    def ipam() -> dict[str, Any]:
+        nets = palletd.inspect("fixed")["NetworkSettings"]["Networks"]
+        return {name: nets[name]["IPAMConfig"] for name in nets}
+
+    want = {"ipfront": {"IPv4Address": "10.91.0.9"}, "ipback": {"IPv4Address": "10.92.0.7"},
+            "ipauto": None}
+    assert ipam() == want  # created, not started: what was asked for
+    palletd.cli_ok("start", "fixed")
+    assert ipam() == want
+    nets = palletd.inspect("fixed")["NetworkSettings"]["Networks"]
+    assert (nets["ipfront"]["IPAddress"], nets["ipback"]["IPAddress"]) == ("10.91.0.9", "10.92.0.7")
+    palletd.cli_ok("run", "-d", "--name", "mover", "busybox:latest", "sleep", "1000")
+    palletd.cli_ok("network", "connect", "--ip", "10.92.0.8", "ipback", "mover")  # live
+    moved = palletd.inspect("mover")["NetworkSettings"]["Networks"]
+    assert moved["ipback"]["IPAMConfig"] == {"IPv4Address": "10.92.0.8"}
+    assert moved["ipback"]["IPAddress"] == "10.92.0.8" and moved["bridge"]["IPAMConfig"] is None
+    palletd.cli_ok("rm", "-f", "fixed", "mover")

@@ -68,7 +68,8 @@ def _web() -> containers_pb2.Container:
     settings.exposed_ports.extend(["80/tcp", "53/udp", "7000/tcp"])
     settings.networks["front"].CopyFrom(containers_pb2.EndpointSettings(
         network_id=NET_ID, ip_address="172.18.0.5", ip_prefix_len=16, gateway="172.18.0.1",
-        mac_address="02:42:ac:12:00:05", aliases=["www", CTR_ID[:12]], interface="eth0"))
+        mac_address="02:42:ac:12:00:05", aliases=["www", CTR_ID[:12]], interface="eth0",
+        ipam_ipv4_address="172.18.0.5"))
     settings.networks["back"].CopyFrom(containers_pb2.EndpointSettings(
         network_id="e" * 64, ip_address="172.19.0.2", ip_prefix_len=24, gateway="172.19.0.1",
         mac_address="02:42:ac:13:00:02", interface="eth1"))

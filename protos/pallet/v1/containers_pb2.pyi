@@ -116,7 +116,7 @@ class PortBinding(_message.Message):
     def __init__(self, protocol: _Optional[str] = ..., container_port: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ...) -> None: ...
 
 class EndpointSettings(_message.Message):
-    __slots__ = ("network_id", "ip_address", "ip_prefix_len", "gateway", "mac_address", "aliases", "interface")
+    __slots__ = ("network_id", "ip_address", "ip_prefix_len", "gateway", "mac_address", "aliases", "interface", "ipam_ipv4_address")
     NETWORK_ID_FIELD_NUMBER: _ClassVar[int]
     IP_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     IP_PREFIX_LEN_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,7 @@ class EndpointSettings(_message.Message):
     MAC_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     ALIASES_FIELD_NUMBER: _ClassVar[int]
     INTERFACE_FIELD_NUMBER: _ClassVar[int]
+    IPAM_IPV4_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     network_id: str
     ip_address: str
     ip_prefix_len: int
@@ -131,7 +132,8 @@ class EndpointSettings(_message.Message):
     mac_address: str
     aliases: _containers.RepeatedScalarFieldContainer[str]
     interface: str
-    def __init__(self, network_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., ip_prefix_len: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., interface: _Optional[str] = ...) -> None: ...
+    ipam_ipv4_address: str
+    def __init__(self, network_id: _Optional[str] = ..., ip_address: _Optional[str] = ..., ip_prefix_len: _Optional[int] = ..., gateway: _Optional[str] = ..., mac_address: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., interface: _Optional[str] = ..., ipam_ipv4_address: _Optional[str] = ...) -> None: ...
 
 class NetworkSettings(_message.Message):
     __slots__ = ("networks", "ports", "exposed_ports", "sandbox_key")
