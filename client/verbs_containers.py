@@ -60,15 +60,23 @@ def _each(args: argparse.Namespace, names: list[str], action: Callable[[PalletCl
 def create(args: argparse.Namespace) -> int:
     config = container_config(args, os.environ)
     with PalletClient(args.host) as client:
-        created = client.create(config)
+        created = _create(client, config)
     print(created.id)
     return 0
+
+
+def _create(client: PalletClient, config: Any) -> Any:
+    """Create; the daemon's warnings go to stderr as docker prints them."""
+    created = client.create(config)
+    for warning in created.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
+    return created
 
 
 def run(args: argparse.Namespace) -> int:
     config = container_config(args, os.environ)
     with PalletClient(args.host) as client:
-        created = client.create(config)
+        created = _create(client, config)
         try:
             if args.detach:
                 _start_or_clean_up(client, created.id, args.rm)

@@ -60,8 +60,9 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     async def Create(self, request: pb.CreateContainerRequest, context: Ctx) -> pb.CreateContainerResponse:
         if not request.config.image:
             raise InvalidArgument("no image given: name the image to create the container from")
-        c = await self._containers.create(convert.create_request(request.config))
-        return pb.CreateContainerResponse(id=c.id, name=c.name)
+        created = await self._containers.create(convert.create_request(request.config))
+        c = created.container
+        return pb.CreateContainerResponse(id=c.id, name=c.name, warnings=created.warnings)
 
     @unary
     async def Start(self, request: pb.StartContainerRequest, context: Ctx) -> pb.StartContainerResponse:

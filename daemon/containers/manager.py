@@ -35,6 +35,7 @@ from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc
 from pallet.daemon.containers.model import (
     Container,
     ContainerState,
+    Created,
     CreateRequest,
     Status,
     check_transition,
@@ -413,7 +414,7 @@ class ContainerManager(RunEnds, StopsAndRemoves):
 
     # ---- create --------------------------------------------------------------------
 
-    async def create(self, req: CreateRequest) -> Container:
+    async def create(self, req: CreateRequest) -> Created:
         name = validate_name(req.name) if req.name else ""
         try:
             image = await self._images.get(req.config.image)
@@ -434,7 +435,8 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         cid = secrets.token_hex(32)
         hostname = req.config.hostname or _default_hostname(req, cid)
         config, host_config = effective_config(req, image, hostname)
-        config, host_config = await self._networking.prepare(config, host_config, req, self)
+        prepared = await self._networking.prepare(config, host_config, req, self)
+        config, host_config = prepared.config, prepared.host
         state_dir = self._dir / cid
         container = Container(
             id=cid,
@@ -472,7 +474,9 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             self._reserved_names.discard(name)
         self._containers[cid] = container
         self._crashes.hit("create", "recorded")
-        return container
+        if prepared.warnings:
+            log.info("created with warnings", container_id=cid, warnings=prepared.warnings)
+        return Created(container, prepared.warnings)
 
     def _prepare_dir(self, container: Container, image: Image) -> None:
         state_dir = Path(container.state_dir)

@@ -192,6 +192,15 @@ class Container:
 
 
 @dataclass(frozen=True, slots=True)
+class Created:
+    """What a create made: the container, and what it did not do as asked (docker's
+    Warnings: "Published ports are discarded when using host network mode")."""
+
+    container: Container
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class ExecRecord:
     """An exec whose end is not journalled yet (its exec_die is still to come)."""
 

@@ -32,6 +32,15 @@ class Sandbox:
 
 
 @dataclass(frozen=True, slots=True)
+class Prepared:
+    """A create's network options checked and resolved, and what was not done as asked."""
+
+    config: Config
+    host: HostConfig
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class EndpointView:
     network_id: str
     network_name: str
@@ -64,10 +73,11 @@ class NetworkView:
 class Networking(Protocol):
     async def prepare(
         self, config: Config, host: HostConfig, req: CreateRequest, find: "ContainerFinder"
-    ) -> tuple[Config, HostConfig]:
+    ) -> Prepared:
         """At create: the network options checked and resolved (a network's name to its
         id in `host.networks`, container:NAME to container:<id>, the exposed ports with
-        the published ones). Raises for bad input; makes nothing."""
+        the published ones), with a warning for each one ignored. Raises for bad input;
+        makes nothing."""
         ...
 
     async def reconcile(self, running: list[Container]) -> None:
@@ -119,8 +129,8 @@ class LoopbackOnly:
 
     async def prepare(
         self, config: Config, host: HostConfig, req: CreateRequest, find: ContainerFinder
-    ) -> tuple[Config, HostConfig]:
-        return config, host
+    ) -> Prepared:
+        return Prepared(config, host)
 
     async def reconcile(self, running: list[Container]) -> None:
         return None

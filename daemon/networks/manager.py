@@ -41,6 +41,7 @@ from pallet.daemon.containers.networking import (
     EndpointView,
     NetworkView,
     PortView,
+    Prepared,
     Sandbox,
 )
 from pallet.daemon.events.model import EventPublisher, Notice
@@ -91,6 +92,8 @@ DEFAULT_BRIDGE = "pallet0"
 VETH_PREFIX = "pl"
 _VETH = re.compile(r"^pl[0-9a-f]{10}$")
 _BRIDGE = re.compile(r"^pl-[0-9a-f]{12}$")
+# docker's words (the CLI prints them after "WARNING: ").
+HOST_PORTS_DISCARDED = "Published ports are discarded when using host network mode"
 
 class Rules(Protocol):
     """The firewall (`firewall.Firewall`): pallet's rules replaced whole."""
@@ -406,7 +409,7 @@ class NetworkManager:
 
     async def prepare(
         self, config: Config, host: HostConfig, req: CreateRequest, find: ContainerFinder
-    ) -> tuple[Config, HostConfig]:
+    ) -> Prepared:
         aliases, ipv4 = req.network_aliases, req.ipv4_address
         mode = host.network_mode or DEFAULT_NETWORK
         if mode == DEFAULT_NETWORK and not any(
@@ -430,6 +433,7 @@ class NetworkManager:
             ipam.parse_address(item, "DNS server (--dns)")
         hosts = tuple(_check_extra_host(h) for h in host.extra_hosts)
         networks: tuple[EndpointConfig, ...] = ()
+        warnings: list[str] = []
         if mode in (DRIVER_HOST, DRIVER_NONE) or mode.startswith("container:"):
             if aliases or ipv4 or mac:
                 raise InvalidArgument(
@@ -446,7 +450,7 @@ class NetworkManager:
                     )
             elif mode == DRIVER_HOST and (host.publish or host.publish_all):
                 # Docker ignores them with a warning: the ports are the host's already.
-                log.warning("published ports are ignored with --network host")
+                warnings.append(HOST_PORTS_DISCARDED)
                 bindings = []
                 host = replace(host, publish=(), publish_all=False)
         else:
@@ -461,7 +465,8 @@ class NetworkManager:
             networks = (EndpointConfig(n.id, tuple(aliases), ipv4, mac),)
             mode = n.name if not n.builtin else DEFAULT_NETWORK
         config = replace(config, exposed_ports=tuple(exposed), mac_address=mac)
-        return config, replace(host, network_mode=mode, networks=networks, extra_hosts=hosts)
+        host = replace(host, network_mode=mode, networks=networks, extra_hosts=hosts)
+        return Prepared(config, host, tuple(warnings))
 
     async def check_endpoint(
         self, c: Container, network: str, aliases: tuple[str, ...], ipv4: str

@@ -153,3 +153,18 @@ def test_static_addresses_show_as_ipam_config(palletd: Any) -> None:
     assert moved["ipback"]["IPAMConfig"] == {"IPv4Address": "10.92.0.8"}
     assert moved["ipback"]["IPAddress"] == "10.92.0.8" and moved["bridge"]["IPAMConfig"] is None
     palletd.cli_ok("rm", "-f", "fixed", "mover")
+
+
+# ---- warnings from create ------------------------------------------------------------------
+
+
+def test_ports_published_with_the_host_network_are_a_warning_on_stderr(palletd: Any) -> None:
+    warning = "WARNING: Published ports are discarded when using host network mode\n"
+    ran = palletd.cli("run", "--rm", "--network", "host", "-p", "8080:80", "busybox:latest", "echo", "ran")
+    assert (ran.returncode, ran.stdout, ran.stderr) == (0, "ran\n", warning)
+    created = palletd.cli("create", "--name", "warned", "--network", "host", "-P", "busybox:latest", "true")
+    assert created.returncode == 0 and created.stderr == warning
+    assert palletd.inspect("warned")["HostConfig"]["PortBindings"] == {}
+    quiet = palletd.cli("create", "--name", "quiet", "-p", "80", "busybox:latest", "true")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    palletd.cli_ok("rm", "warned", "quiet")

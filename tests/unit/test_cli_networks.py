@@ -148,7 +148,9 @@ class FakeContainers(containers_pb2_grpc.ContainersServiceServicer):
 
     def Create(self, request: Any, context: grpc.ServicerContext) -> Any:
         self.s.requests.append(request)
-        return containers_pb2.CreateContainerResponse(id=CTR_ID, name="web")
+        warnings = ["Published ports are discarded when using host network mode"] if (
+            request.config.network_mode == "host" and request.config.publish) else []
+        return containers_pb2.CreateContainerResponse(id=CTR_ID, name="web", warnings=warnings)
 
     def List(self, request: Any, context: grpc.ServicerContext) -> Any:
         return containers_pb2.ListContainersResponse(containers=self.s.containers)
@@ -285,6 +287,13 @@ def test_create_sends_the_network_fields(cli: Any, daemon: FakeState) -> None:
     [request] = daemon.requests
     assert request.config.network_mode == "front" and list(request.config.publish) == ["80"]
     assert list(request.config.extra_hosts) == ["x:1.2.3.4"]
+    assert result.err == ""
+
+
+def test_create_prints_the_daemons_warnings_on_stderr(cli: Any, daemon: FakeState) -> None:
+    result = cli("create", "--network", "host", "-p", "80", "busybox")
+    assert (result.code, result.out) == (0, CTR_ID + "\n")
+    assert result.err == "WARNING: Published ports are discarded when using host network mode\n"
 
 
 # -- network create / ls / inspect / rm ---------------------------------------------------------

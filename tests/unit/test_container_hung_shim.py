@@ -159,7 +159,7 @@ async def _running_hung(manager: ContainerManager, launcher: FakeLauncher, name:
                                            name=name))
     await asyncio.wait_for(manager.start_container(name), BOUND_S)
     launcher.shims[-1].hung = True
-    return c.id
+    return c.container.id
 
 
 async def test_stop_of_a_container_whose_shim_hangs_says_it_does_not_answer(

@@ -135,8 +135,8 @@ def _container(tmp_path: Path, name: str, host: HostConfig) -> Container:
 
 async def _prepared(env: Env, tmp_path: Path, name: str, **host: Any) -> Container:
     req = CreateRequest(ConfigRequest(image="busybox"), HostConfig(**host))
-    config, hc = await env.manager.prepare(Config(image="busybox", hostname=name), req.host_config, req, None)  # type: ignore[arg-type]
-    return replace(_container(tmp_path, name, hc), config=config)
+    prepared = await env.manager.prepare(Config(image="busybox", hostname=name), req.host_config, req, None)  # type: ignore[arg-type]
+    return replace(_container(tmp_path, name, prepared.host), config=prepared.config)
 
 
 async def test_the_builtin_networks_exist_and_the_default_bridge_is_made(env: Env) -> None:
