@@ -1,11 +1,9 @@
 """Ports as docker shows them: `ps`'s PORTS column, `inspect`'s port maps, `pallet port`.
 
-Owns: reading `-p` and `--expose` strings for display only (`HostConfig.PortBindings`,
-`Config.ExposedPorts`), and laying out the daemon's PortBindings the way docker does
-("0.0.0.0:8080->80/tcp, 53/udp", {"80/tcp": [{"HostIp": ..., "HostPort": ...}]},
-"80/tcp -> 0.0.0.0:8080").
-Must not: validate what the daemon validates: a `-p` string reaches palletd untouched and
-its parser is the authority; one this display parser cannot read is shown as given. No
+Owns: laying out the daemon's PortBindings the way docker does ("0.0.0.0:8080->80/tcp,
+53/udp", {"80/tcp": [{"HostIp": ..., "HostPort": ...}]}, "80/tcp -> 0.0.0.0:8080").
+Must not: parse or validate `-p` and `--expose` strings: they reach palletd untouched, its
+parser is the authority and it returns what it parsed (`Container.port_bindings`). No
 protobuf import: bindings are read by attribute.
 """
 
@@ -19,10 +17,7 @@ from pallet.v1.errors import InvalidArgument, NotFound
 __all__ = [
     "BindingLike",
     "displayable_ports",
-    "exposed_keys",
     "host_address",
-    "is_port_key",
-    "parse_publish",
     "port_bindings",
     "port_lines",
     "settings_ports",
@@ -39,6 +34,7 @@ class BindingLike(Protocol):
     container_port: int
     host_ip: str
     host_port: int
+    host_port_end: int
 
 
 def host_address(ip: str, port: int | str) -> str:
@@ -47,88 +43,26 @@ def host_address(ip: str, port: int | str) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _port_range(text: str) -> tuple[int, int] | None:
-    first, sep, last = text.partition("-")
-    if not first.isdigit() or (sep and not last.isdigit()):
-        return None
-    low, high = int(first), int(last) if sep else int(first)
-    if not 0 < low <= high <= 65535:
-        return None
-    return low, high
-
-
 def _split_proto(text: str) -> tuple[str, str]:
     port, _, proto = text.partition("/")
     return port, (proto or "tcp").lower()
 
 
-def parse_publish(spec: str) -> list[tuple[str, str, str]] | None:
-    """`[IP:][HOSTPORT:]CPORT[/PROTO]` as (port key, host ip, host port) triples, as docker's
-    nat.ParsePortSpec reads it ("" host port: a random one); None when it cannot be read."""
-    parts = spec.split(":")
-    container = parts[-1]
-    host_port = parts[-2] if len(parts) >= 2 else ""
-    ip = ":".join(parts[:-2]) if len(parts) >= 3 else ""
-    if ip.startswith("[") and ip.endswith("]"):
-        ip = ip[1:-1]
-    port_text, proto = _split_proto(container)
-    if proto not in ("tcp", "udp", "sctp"):
-        return None
-    ports = _port_range(port_text)
-    if ports is None:
-        return None
-    count = ports[1] - ports[0] + 1
-    hosts: list[str]
-    if not host_port:
-        hosts = [""] * count
-    else:
-        host_range = _port_range(host_port)
-        if host_range is None:
-            return None
-        host_count = host_range[1] - host_range[0] + 1
-        if count == 1 and host_count > 1:
-            hosts = [host_port]  # one container port, any host port of that range
-        elif host_count != count:
-            return None
-        else:
-            hosts = [str(p) for p in range(host_range[0], host_range[1] + 1)]
-    return [(f"{p}/{proto}", ip, hosts[i]) for i, p in enumerate(range(ports[0], ports[1] + 1))]
+def _host_port_text(binding: BindingLike) -> str:
+    """HostPort as docker shows an asked-for binding: "" (a random one), "8080", "8000-8010"."""
+    first, last = int(binding.host_port), int(binding.host_port_end)
+    if not first:
+        return ""
+    return f"{first}-{last}" if last else str(first)
 
 
-def is_port_key(key: str) -> bool:
-    """"80/tcp", as parse_publish makes them (not a string it could not read)."""
-    port, _, proto = key.partition("/")
-    return port.isdigit() and proto in ("tcp", "udp", "sctp")
-
-
-def port_bindings(publish: Iterable[str]) -> dict[str, Any]:
-    """docker's HostConfig.PortBindings from the `-p` strings as given (keys sorted, as Go
-    marshals a map); a string this parser cannot read is a key of its own, with null."""
-    out: dict[str, Any] = {}
-    for spec in publish:
-        parsed = parse_publish(spec)
-        if parsed is None:
-            out[spec] = None
-            continue
-        for key, ip, port in parsed:
-            bucket = out.get(key)
-            if bucket is None:
-                bucket = out[key] = []
-            bucket.append({"HostIp": ip, "HostPort": port})
+def port_bindings(bindings: Iterable[BindingLike]) -> dict[str, Any]:
+    """docker's HostConfig.PortBindings from the daemon's parsed `-p` bindings (keys sorted,
+    as Go marshals a map; each key's bindings in the order they were given)."""
+    out: dict[str, list[dict[str, str]]] = {}
+    for b in bindings:
+        out.setdefault(_key(b), []).append({"HostIp": b.host_ip, "HostPort": _host_port_text(b)})
     return dict(sorted(out.items()))
-
-
-def exposed_keys(expose: Iterable[str]) -> list[str]:
-    """`--expose` values ("80", "53/udp", "8000-8001") as port keys; unreadable ones as given."""
-    out: list[str] = []
-    for item in expose:
-        port_text, proto = _split_proto(item)
-        ports = _port_range(port_text)
-        if ports is None:
-            out.append(item)
-            continue
-        out.extend(f"{p}/{proto}" for p in range(ports[0], ports[1] + 1))
-    return out
 
 
 def _key(binding: BindingLike) -> str:

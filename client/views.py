@@ -183,7 +183,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
         "RestartCount": int(c.restart_count),
         "Driver": "overlay",
         "Platform": "linux",
-        "HostConfig": _host_config(cfg),
+        "HostConfig": _host_config(c),
         "GraphDriver": {
             "Data": {"LowerDir": ":".join(c.lower_dirs), "UpperDir": c.upper_dir},
             "Name": "overlay",
@@ -207,9 +207,10 @@ def inspect_container(c: Any) -> dict[str, Any]:
     }
 
 
-def _host_config(cfg: Any) -> dict[str, Any]:
+def _host_config(c: Any) -> dict[str, Any]:
     """docker's HostConfig, in its field order."""
-    network = host_config_network(cfg)
+    cfg = c.config
+    network = host_config_network(c)
     return {
         "LogConfig": _log_config(cfg),
         "NetworkMode": network["NetworkMode"],

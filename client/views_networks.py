@@ -116,14 +116,17 @@ def first_network(c: Any) -> str | None:
 
 
 def _exposed(c: Any) -> list[str]:
-    """Exposed port keys: the daemon's when it gave them, else what the config asked for."""
+    """Exposed port keys: the daemon's when it gave them, else the config's with the ports
+    asked to be published; and any port published now that it did not list."""
     keys = list(c.network_settings.exposed_ports)
     if not keys:
-        keys = ports.exposed_keys(c.config.expose)
-        keys += [key for key in ports.port_bindings(c.config.publish) if ports.is_port_key(key)]
-    # A published port is exposed, whether or not the daemon listed it.
-    keys += [f"{int(b.container_port)}/{b.protocol or 'tcp'}" for b in c.network_settings.ports]
+        keys = [*c.config.expose, *(_port_key(b) for b in c.port_bindings)]
+    keys += [_port_key(b) for b in c.network_settings.ports]
     return sorted(set(keys))
+
+
+def _port_key(binding: Any) -> str:
+    return f"{int(binding.container_port)}/{binding.protocol or 'tcp'}"
 
 
 def exposed_ports(c: Any) -> dict[str, dict[str, Any]] | None:
@@ -163,11 +166,13 @@ def network_settings(c: Any) -> dict[str, Any]:
     }
 
 
-def host_config_network(cfg: Any) -> dict[str, Any]:
-    """The networking part of docker's HostConfig, from the config as it was given."""
+def host_config_network(c: Any) -> dict[str, Any]:
+    """The networking part of docker's HostConfig: the config as it was given, the ports
+    as the daemon parsed them."""
+    cfg = c.config
     return {
         "NetworkMode": cfg.network_mode or "default",
-        "PortBindings": ports.port_bindings(cfg.publish),
+        "PortBindings": ports.port_bindings(c.port_bindings),
         "Dns": list(cfg.dns),
         "DnsOptions": list(cfg.dns_options),
         "DnsSearch": list(cfg.dns_search),

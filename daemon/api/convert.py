@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from pallet.daemon.containers.networking import NetworkView
+from pallet.daemon.containers.networking import NetworkView, PortView
 from pallet.daemon.containers.model import (
     ConfigRequest,
     Container,
@@ -146,6 +146,7 @@ def container(
         lower_dirs=lower_dirs,
         upper_dir=f"{c.state_dir}/upper",
         network_settings=network_settings(net, cfg.exposed_ports),
+        port_bindings=[port_binding(p) for p in net.asked],
     )
 
 
@@ -159,14 +160,15 @@ def network_settings(net: NetworkView, exposed: tuple[str, ...]) -> cpb.NetworkS
             )
             for e in net.endpoints
         },
-        ports=[
-            cpb.PortBinding(protocol=p.protocol, container_port=p.container_port,
-                            host_ip=p.host_ip, host_port=p.host_port)
-            for p in net.ports
-        ],
+        ports=[port_binding(p) for p in net.ports],
         exposed_ports=exposed,
         sandbox_key=net.sandbox_key,
     )
+
+
+def port_binding(p: PortView) -> cpb.PortBinding:
+    return cpb.PortBinding(protocol=p.protocol, container_port=p.container_port,
+                           host_ip=p.host_ip, host_port=p.host_port, host_port_end=p.host_port_end)
 
 
 def image(img: Image) -> ipb.Image:

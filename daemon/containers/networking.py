@@ -59,6 +59,7 @@ class PortView:
     container_port: int
     host_ip: str
     host_port: int  # 0 until started when none was given
+    host_port_end: int = 0  # a host range one container port takes any port of (asked only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +67,9 @@ class NetworkView:
     """How a container is networked, for inspect and ps."""
 
     endpoints: tuple[EndpointView, ...] = ()
-    ports: tuple[PortView, ...] = ()
+    ports: tuple[PortView, ...] = ()  # published now, with the host ports picked
     sandbox_key: str = ""
+    asked: tuple[PortView, ...] = ()  # published as asked at create (docker's PortBindings)
 
 
 class Networking(Protocol):

@@ -824,10 +824,15 @@ class NetworkManager:
             PortView(b.proto, b.container_port, b.host_ip or "0.0.0.0", b.host_port)
             for b in (a.ports if a else ())
         ]
+        asked = [
+            PortView(b.proto, b.container_port, b.host_ip, b.host_port, b.host_port_end)
+            for spec in c.host_config.publish for b in ports.parse_publish(spec)
+        ]
         sandbox = ""
         if a is not None:
             sandbox = str(self._kernel.netns_path(c.id))
-        return NetworkView(endpoints=tuple(endpoints), ports=tuple(published), sandbox_key=sandbox)
+        return NetworkView(endpoints=tuple(endpoints), ports=tuple(published), sandbox_key=sandbox,
+                           asked=tuple(asked))
 
 
 def _endpoint_attrs(network_name: str, container_id: str) -> dict[str, str]:

@@ -168,3 +168,29 @@ def test_ports_published_with_the_host_network_are_a_warning_on_stderr(palletd: 
     quiet = palletd.cli("create", "--name", "quiet", "-p", "80", "busybox:latest", "true")
     assert quiet.returncode == 0 and quiet.stderr == ""
     palletd.cli_ok("rm", "warned", "quiet")
+
+
+# ---- published ports as the daemon parsed them ---------------------------------------------
+
+
+def test_inspect_port_bindings_are_the_daemons_parse_of_the_publish_flags(palletd: Any) -> None:
+    palletd.cli_ok("create", "--name", "pub", "-p", "127.0.0.1:18080:80", "-p", "18000-18010:443",
+                   "-p", "53/udp", "-p", "0.0.0.0:19000-19001:90-91", "-p", "18081:80",
+                   "busybox:latest", "sleep", "1000")
+    want = {
+        "443/tcp": [{"HostIp": "", "HostPort": "18000-18010"}],
+        "53/udp": [{"HostIp": "", "HostPort": ""}],
+        "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18080"}, {"HostIp": "", "HostPort": "18081"}],
+        "90/tcp": [{"HostIp": "", "HostPort": "19000"}],
+        "91/tcp": [{"HostIp": "", "HostPort": "19001"}],
+    }
+    assert palletd.inspect("pub")["HostConfig"]["PortBindings"] == want
+    palletd.cli_ok("start", "pub")
+    assert palletd.inspect("pub")["HostConfig"]["PortBindings"] == want  # as asked, not as picked
+    ports = palletd.cli_ok("ps", "--filter", "name=pub", "--format", "{{.Ports}}").strip()
+    assert "127.0.0.1:18080->80/tcp" in ports and "0.0.0.0:19001->91/tcp" in ports
+    # A -p the daemon cannot read is its error, named; nothing is created.
+    bad = palletd.cli("create", "--name", "badpub", "-p", "80/sctp", "busybox:latest", "true")
+    assert bad.returncode != 0 and "-p '80/sctp': sctp is not supported" in bad.stderr
+    assert palletd.cli("inspect", "badpub").returncode != 0
+    palletd.cli_ok("rm", "-f", "pub")

@@ -56,12 +56,15 @@ def _web() -> containers_pb2.Container:
         config=containers_pb2.ContainerConfig(
             image="busybox", name="web", network_mode="front", network_aliases=["www"],
             ipv4_address="172.18.0.5", mac_address="02:42:ac:12:00:05",
-            publish=["127.0.0.1:8080:80", "53:53/udp", "9000-9001:90-91", "8443:443/bogus"],
+            publish=["127.0.0.1:8080:80", "53:53/udp", "9000-9001:90-91"],
             publish_all=True, expose=["7000"], dns=["9.9.9.9"], dns_search=["example.org"],
             dns_options=["ndots:2"], extra_hosts=["db:10.0.0.2"],
         ),
         state=containers_pb2.ContainerState(status=containers_pb2.CONTAINER_STATUS_RUNNING, pid=7),
     )
+    # What palletd parsed of that publish list (it refuses what it cannot parse).
+    c.port_bindings.extend([
+        _binding(80, 8080, ip="127.0.0.1"), _binding(53, 53, "udp"), _binding(90, 9000), _binding(91, 9001)])
     settings = c.network_settings
     settings.sandbox_key = "/run/pallet/netns/" + CTR_ID
     settings.ports.extend([_binding(80, 8080, ip="127.0.0.1"), _binding(53, 53, "udp")])
@@ -469,22 +472,17 @@ def test_ps_ports_column_like_docker(bindings: list[Any], exposed: list[str], te
     assert ports.displayable_ports(bindings, exposed) == text
 
 
-@pytest.mark.parametrize(("spec", "parsed"), [
-    ("80", [("80/tcp", "", "")]),
-    ("8080:80", [("80/tcp", "", "8080")]),
-    ("127.0.0.1:8080:80/udp", [("80/udp", "127.0.0.1", "8080")]),
-    ("127.0.0.1::80", [("80/tcp", "127.0.0.1", "")]),
-    ("[::1]:8080:80", [("80/tcp", "::1", "8080")]),
-    ("8000-8001:80-81", [("80/tcp", "", "8000"), ("81/tcp", "", "8001")]),
-    ("8000-8010:80", [("80/tcp", "", "8000-8010")]),
-    ("80-81", [("80/tcp", "", ""), ("81/tcp", "", "")]),
-    ("8000-8002:80-81", None),
-    ("x:80", None),
-    ("80/bogus", None),
-    ("70000", None),
-])
-def test_publish_display_parser(spec: str, parsed: Any) -> None:
-    assert ports.parse_publish(spec) == parsed
+def test_host_config_port_bindings_from_the_daemons_bindings() -> None:
+    asked = [_binding(80, 8080), _binding(80, 8081, ip="127.0.0.1"), _binding(53, 0, "udp"),
+             containers_pb2.PortBinding(protocol="tcp", container_port=443, host_port=8000, host_port_end=8010)]
+    bindings = ports.port_bindings(asked)
+    assert bindings == {
+        "443/tcp": [{"HostIp": "", "HostPort": "8000-8010"}],
+        "53/udp": [{"HostIp": "", "HostPort": ""}],
+        "80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": "8081"}],
+    }
+    assert list(bindings) == ["443/tcp", "53/udp", "80/tcp"]  # Go marshals map keys sorted
+    assert ports.port_bindings([]) == {}
 
 
 def test_port_lines() -> None:
@@ -554,7 +552,6 @@ def test_container_inspect_network_settings(cli: Any, daemon: FakeState) -> None
     assert host["PortBindings"] == {
         "53/udp": [{"HostIp": "", "HostPort": "53"}],
         "80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}],
-        "8443:443/bogus": None,
         "90/tcp": [{"HostIp": "", "HostPort": "9000"}],
         "91/tcp": [{"HostIp": "", "HostPort": "9001"}],
     }
@@ -580,14 +577,17 @@ def test_container_inspect_templates_reach_the_network_settings(cli: Any, daemon
 
 
 def test_inspect_of_a_container_without_networking() -> None:
+    # --expose 80 --expose 53/udp --expose 8000-8001 -p 9090:90, as palletd parsed them.
     c = containers_pb2.Container(id=CTR_ID, name="bare", config=containers_pb2.ContainerConfig(
-        network_mode="none", expose=["80", "53/udp", "8000-8001"], publish=["9090:90"]))
+        network_mode="none", expose=["80/tcp", "53/udp", "8000/tcp", "8001/tcp"], publish=["9090:90"]),
+        port_bindings=[_binding(90, 9090)])
     doc = views.inspect_container(c)
     assert doc["NetworkSettings"] == {
         "Ports": {"53/udp": None, "80/tcp": None, "8000/tcp": None, "8001/tcp": None, "90/tcp": None},
         "SandboxKey": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": "", "Networks": {},
     }
     assert doc["HostConfig"]["NetworkMode"] == "none" and doc["HostConfig"]["ExtraHosts"] is None
+    assert doc["HostConfig"]["PortBindings"] == {"90/tcp": [{"HostIp": "", "HostPort": "9090"}]}
     assert views.inspect_container(containers_pb2.Container(id=CTR_ID))["Config"]["ExposedPorts"] is None
     assert views.container_fields(c, 0.0, True)["Ports"] == ""
     # A published port is exposed even when the daemon did not list it so.

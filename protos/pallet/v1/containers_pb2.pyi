@@ -104,16 +104,18 @@ class ContainerConfig(_message.Message):
     def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ..., network_mode: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., publish: _Optional[_Iterable[str]] = ..., publish_all: _Optional[bool] = ..., expose: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PortBinding(_message.Message):
-    __slots__ = ("protocol", "container_port", "host_ip", "host_port")
+    __slots__ = ("protocol", "container_port", "host_ip", "host_port", "host_port_end")
     PROTOCOL_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_PORT_FIELD_NUMBER: _ClassVar[int]
     HOST_IP_FIELD_NUMBER: _ClassVar[int]
     HOST_PORT_FIELD_NUMBER: _ClassVar[int]
+    HOST_PORT_END_FIELD_NUMBER: _ClassVar[int]
     protocol: str
     container_port: int
     host_ip: str
     host_port: int
-    def __init__(self, protocol: _Optional[str] = ..., container_port: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ...) -> None: ...
+    host_port_end: int
+    def __init__(self, protocol: _Optional[str] = ..., container_port: _Optional[int] = ..., host_ip: _Optional[str] = ..., host_port: _Optional[int] = ..., host_port_end: _Optional[int] = ...) -> None: ...
 
 class EndpointSettings(_message.Message):
     __slots__ = ("network_id", "ip_address", "ip_prefix_len", "gateway", "mac_address", "aliases", "interface", "ipam_ipv4_address")
@@ -175,7 +177,7 @@ class ContainerState(_message.Message):
     def __init__(self, status: _Optional[_Union[ContainerStatus, str]] = ..., pid: _Optional[int] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ..., oom_killed: _Optional[bool] = ..., shim_pid: _Optional[int] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("id", "name", "image_id", "image", "config", "state", "created", "path", "args", "restart_count", "log_path", "state_dir", "lower_dirs", "upper_dir", "network_settings")
+    __slots__ = ("id", "name", "image_id", "image", "config", "state", "created", "path", "args", "restart_count", "log_path", "state_dir", "lower_dirs", "upper_dir", "network_settings", "port_bindings")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -191,6 +193,7 @@ class Container(_message.Message):
     LOWER_DIRS_FIELD_NUMBER: _ClassVar[int]
     UPPER_DIR_FIELD_NUMBER: _ClassVar[int]
     NETWORK_SETTINGS_FIELD_NUMBER: _ClassVar[int]
+    PORT_BINDINGS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     image_id: str
@@ -206,7 +209,8 @@ class Container(_message.Message):
     lower_dirs: _containers.RepeatedScalarFieldContainer[str]
     upper_dir: str
     network_settings: NetworkSettings
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image_id: _Optional[str] = ..., image: _Optional[str] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., state: _Optional[_Union[ContainerState, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., restart_count: _Optional[int] = ..., log_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., lower_dirs: _Optional[_Iterable[str]] = ..., upper_dir: _Optional[str] = ..., network_settings: _Optional[_Union[NetworkSettings, _Mapping]] = ...) -> None: ...
+    port_bindings: _containers.RepeatedCompositeFieldContainer[PortBinding]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image_id: _Optional[str] = ..., image: _Optional[str] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., state: _Optional[_Union[ContainerState, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., restart_count: _Optional[int] = ..., log_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., lower_dirs: _Optional[_Iterable[str]] = ..., upper_dir: _Optional[str] = ..., network_settings: _Optional[_Union[NetworkSettings, _Mapping]] = ..., port_bindings: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
     __slots__ = ("config",)
