@@ -144,16 +144,6 @@ def read_resolv_conf(path: Path = Path("/etc/resolv.conf")) -> ResolvConf:
     return ResolvConf(nameservers=tuple(nameservers) or ("127.0.0.1",), search=search, options=tuple(options))
 
 
-def host_upstreams(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
-    """The host's nameservers, in order (loopback ones included, see read_resolv_conf)."""
-    return read_resolv_conf(resolv_conf).nameservers
-
-
-def host_search(resolv_conf: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
-    """The host's search domains."""
-    return read_resolv_conf(resolv_conf).search
-
-
 class DnsSupervisor:
     """Starts, adopts, restarts, signals and stops the resolver of one run root."""
 

@@ -174,12 +174,6 @@ class Firewall:
         """Delete pallet's table (the administrator's table stays)."""
         self._nft.run(f"add table ip {self.table}\ndelete table ip {self.table}\n")
 
-    def dump(self) -> str:
-        """pallet's table as nft lists it ("" when there is none)."""
-        if not self._table_exists(self.table):
-            return ""
-        return self._nft.run(f"list table ip {self.table}\n")
-
     def _user_chain_exists(self) -> bool:
         if not self._table_exists(self.user_chain_table):
             return False

@@ -25,7 +25,7 @@ import errno
 import ipaddress
 import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
@@ -114,12 +114,11 @@ def parse_expose(spec: str) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class ReservedPort:
-    """A host port held for an owner, and the binding it was reserved for."""
+    """A host port held for an owner."""
 
     proto: str
     host_ip: str  # "" = every address
     host_port: int
-    binding: PortBinding
 
 
 class PortReservations:
@@ -139,47 +138,15 @@ class PortReservations:
                 port, sock = self._bind_from_range(key, binding)
             else:
                 port, sock = self._bind(key, binding, binding.host_port)
-            held = ReservedPort(binding.proto, binding.host_ip, port, binding)
+            held = ReservedPort(binding.proto, binding.host_ip, port)
             self._held.setdefault(key, []).append((held, sock))
             return port
-
-    def reserve_all(self, key: str, bindings: Sequence[PortBinding]) -> tuple[int, ...]:
-        """Reserve every binding or none: on a failure the ones made here are released."""
-        done: list[tuple[PortBinding, int]] = []
-        try:
-            for binding in bindings:
-                done.append((binding, self.reserve(key, binding)))
-        except BaseException:
-            for binding, port in done:
-                self.release(key, binding.proto, binding.host_ip, port)
-            raise
-        return tuple(port for _binding, port in done)
-
-    def release(self, key: str, proto: str, host_ip: str, host_port: int) -> None:
-        """Let one host port go (nothing happens when `key` does not hold it)."""
-        with self._lock:
-            kept = []
-            for held, sock in self._held.get(key, []):
-                if (held.proto, held.host_ip, held.host_port) == (proto, host_ip, host_port):
-                    sock.close()
-                else:
-                    kept.append((held, sock))
-            self._set(key, kept)
 
     def release_all(self, key: str) -> None:
         """Let every host port of `key` go."""
         with self._lock:
             for _held, sock in self._held.pop(key, []):
                 sock.close()
-
-    def owners(self) -> list[str]:
-        """The keys that hold ports (reconciliation compares them with live containers)."""
-        with self._lock:
-            return sorted(self._held)
-
-    def reserved(self, key: str) -> tuple[ReservedPort, ...]:
-        with self._lock:
-            return tuple(held for held, _sock in self._held.get(key, []))
 
     def close(self) -> None:
         """Release everything (palletd's stop; published traffic goes on through DNAT)."""
@@ -188,12 +155,6 @@ class PortReservations:
                 for _held, sock in entries:
                     sock.close()
             self._held.clear()
-
-    def _set(self, key: str, entries: list[tuple[ReservedPort, socket.socket]]) -> None:
-        if entries:
-            self._held[key] = entries
-        else:
-            self._held.pop(key, None)
 
     def _owner(self, proto: str, host_ip: str, port: int) -> str | None:
         """The key already holding this port where it would collide (every address or one)."""

@@ -29,8 +29,6 @@ from pallet.daemon.networks.dns import (
     DnsClient,
     DnsNetwork,
     DnsRecords,
-    host_search,
-    host_upstreams,
     read_resolv_conf,
     records_json,
     write_records,
@@ -250,14 +248,16 @@ def test_resolv_conf(tmp_path: Path) -> None:
         "domain old.example\nsearch corp.example. lab.example\noptions edns0 trust-ad\n"
         "nameserver fe80::1%eth0\n; comment\n"
     )
-    assert host_upstreams(conf) == ("127.0.0.53", "192.0.2.1", "fe80::1")  # loopback kept
-    assert host_search(conf) == ("corp.example", "lab.example")  # the last search line wins
-    assert read_resolv_conf(conf).options == ("edns0", "trust-ad")
+    host = read_resolv_conf(conf)
+    assert host.nameservers == ("127.0.0.53", "192.0.2.1", "fe80::1")  # loopback kept
+    assert host.search == ("corp.example", "lab.example")  # the last search line wins
+    assert host.options == ("edns0", "trust-ad")
 
 
 def test_no_resolv_conf_means_the_local_host(tmp_path: Path) -> None:
-    assert host_upstreams(tmp_path / "none") == ("127.0.0.1",)  # as glibc
-    assert host_search(tmp_path / "none") == ()
+    host = read_resolv_conf(tmp_path / "none")
+    assert host.nameservers == ("127.0.0.1",)  # as glibc
+    assert host.search == ()
 
 
 # --------------------------------------------------------------------------- import diet

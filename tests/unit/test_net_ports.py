@@ -123,9 +123,8 @@ def test_a_reserved_port_is_taken_until_it_is_released(ports: PortReservations, 
     # Nobody else gets it, not even a server that sets SO_REUSEADDR.
     assert not can_bind(proto, "127.0.0.1", port)
     assert not can_bind(proto, "127.0.0.1", port, reuse=True)
-    ports.release("c1", proto, "127.0.0.1", port)
+    ports.release_all("c1")
     assert can_bind(proto, "127.0.0.1", port)
-    assert ports.reserved("c1") == ()
 
 
 def test_a_port_in_use_by_another_program_is_named(ports: PortReservations) -> None:
@@ -140,7 +139,6 @@ def test_a_port_in_use_by_another_program_is_named(ports: PortReservations) -> N
         f"port {port}/tcp on 127.0.0.1 is already in use by another program: choose another"
         " host port with -p HOSTPORT:80"
     )
-    assert ports.reserved("c1") == ()
 
 
 def test_the_same_port_for_tcp_and_for_udp_are_two_ports(ports: PortReservations) -> None:
@@ -188,9 +186,6 @@ def test_a_random_host_port_is_picked_and_held(ports: PortReservations) -> None:
     port = ports.reserve("c1", PortBinding("tcp", "127.0.0.1", 0, 80))
     assert 1 <= port <= 65535
     assert not can_bind("tcp", "127.0.0.1", port)
-    (held,) = ports.reserved("c1")
-    assert (held.proto, held.host_ip, held.host_port) == ("tcp", "127.0.0.1", port)
-    assert held.binding == PortBinding("tcp", "127.0.0.1", 0, 80)
 
 
 def test_a_host_range_gives_the_first_free_port_in_it(ports: PortReservations) -> None:
@@ -211,19 +206,6 @@ def test_a_host_range_gives_the_first_free_port_in_it(ports: PortReservations) -
 def test_an_address_the_host_does_not_have(ports: PortReservations) -> None:
     with pytest.raises(FailedPrecondition, match="203.0.113.9 is not an address of this host"):
         ports.reserve("c1", PortBinding("tcp", "203.0.113.9", free_port(), 80))
-
-
-def test_reserve_all_is_all_or_nothing(ports: PortReservations) -> None:
-    a, b = free_port(), free_port()
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", b))
-        taken.listen()
-        with pytest.raises(FailedPrecondition, match=f"port {b}/tcp"):
-            ports.reserve_all("c1", [PortBinding("tcp", "127.0.0.1", a, 80),
-                                     PortBinding("tcp", "127.0.0.1", b, 81)])
-    assert ports.reserved("c1") == ()
-    assert can_bind("tcp", "127.0.0.1", a)
-    assert ports.reserve_all("c1", [PortBinding("tcp", "127.0.0.1", a, 80)]) == (a,)
 
 
 def test_release_all_lets_every_port_of_an_owner_go(ports: PortReservations) -> None:
@@ -292,7 +274,7 @@ def test_a_reserved_port_refuses_a_second_reservation_and_others() -> None:
     r.release_all("a")
     assert r.reserve("b", PortBinding("tcp", "127.0.0.1", port, 80)) == port
     r.release_all("b")
-    assert r.owners() == []
+    assert can_bind("tcp", "127.0.0.1", port)
 
 
 def test_a_host_range_picks_a_free_port_of_it() -> None:
