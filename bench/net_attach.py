@@ -31,7 +31,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def measure(runs: int) -> dict[str, dict[str, float]]:
-    from pallet.daemon.networks.kernel import Attachment, NetKernel
+    from pallet.daemon.networks.attachment import Attachment
+    from pallet.daemon.networks.kernel import NetKernel
 
     root = Path(tempfile.mkdtemp(prefix="plt-bench-net-"))
     kernel = NetKernel(root)

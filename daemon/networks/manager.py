@@ -54,7 +54,8 @@ from pallet.daemon.networks.dns import (
     read_resolv_conf,
 )
 from pallet.daemon.networks.firewall import BridgeRules, PortRule
-from pallet.daemon.networks.kernel import Attachment, Kernel, check_ifname, check_mtu
+from pallet.daemon.networks.attachment import Attachment, check_ifname, check_mtu
+from pallet.daemon.networks.kernel import Kernel
 from pallet.daemon.networks.model import (
     BUILTIN_NAMES,
     DEFAULT_NETWORK,

@@ -24,7 +24,8 @@ from typing import Any
 
 import pytest
 
-from pallet.daemon.networks.kernel import Attachment, NetKernel
+from pallet.daemon.networks.attachment import Attachment
+from pallet.daemon.networks.kernel import NetKernel
 from pallet.v1.errors import AlreadyExists, FailedPrecondition
 
 pytestmark = pytest.mark.integration

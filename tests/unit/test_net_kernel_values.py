@@ -12,17 +12,15 @@ from pathlib import Path
 import pytest
 
 from pallet.daemon.networks import netsys
-from pallet.daemon.networks.kernel import (
+from pallet.daemon.networks.attachment import (
     Attachment,
-    NetKernel,
     address_request,
     check_netns_name,
     default_route_request,
     hairpin_request,
-    kernel_error,
     veth_request,
-    _message,
 )
+from pallet.daemon.networks.kernel import NetKernel, kernel_error, _message
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument
 
 GOOD = Attachment(

@@ -15,7 +15,7 @@ import pytest
 from pallet.daemon.containers.model import Config, Container, ContainerState, CreateRequest, ConfigRequest, HostConfig, Status
 from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.networks import ports
-from pallet.daemon.networks.kernel import Attachment
+from pallet.daemon.networks.attachment import Attachment
 from pallet.daemon.networks.manager import NetworkManager
 from pallet.daemon.networks.model import EndpointConfig
 from pallet.daemon.networks.store import NetworkRecords
