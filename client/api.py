@@ -347,9 +347,10 @@ class PalletClient:
             request.timeout = timeout
         return int(self._call("containers", "Restart", request).pid)
 
-    def remove(self, container: str, force: bool = False) -> None:
+    def remove(self, container: str, force: bool = False, volumes: bool = False) -> None:
         pb = _pb("containers")
-        self._call("containers", "Remove", pb.RemoveContainerRequest(container=container, force=force))
+        request = pb.RemoveContainerRequest(container=container, force=force, volumes=volumes)
+        self._call("containers", "Remove", request)
 
     def list_containers(self, all: bool = False, filters: Sequence[str] = ()) -> list[Any]:
         """Containers (newest first); `filters` are docker's "key=value" strings."""

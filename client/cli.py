@@ -66,6 +66,13 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--stop-timeout", type=int, metavar="N", help="seconds before SIGKILL after the stop signal")
     p.add_argument("--log-opt", action="append", metavar="K=V", help="log option: max-size=10m (rotate at), max-file=3 (files kept)")
     _add_network_flags(p)
+    p.add_argument("-v", "--volume", action="append", metavar="[SRC:]DST[:MODE]",
+                   help="mount a volume (NAME:DST, or DST alone: a new anonymous one) or a host path (/HOST:DST)")
+    p.add_argument("--mount", action="append", metavar="type=TYPE,source=SRC,target=DST[,...]",
+                   help="mount a volume, bind or tmpfs (docker's --mount keys)")
+    p.add_argument("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs (size=, mode=, flags)")
+    p.add_argument("--volumes-from", action="append", metavar="CTR[:ro|rw]",
+                   help="mount the volumes and binds of another container")
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     if not run:
@@ -117,6 +124,7 @@ def _add_kill(p: argparse.ArgumentParser) -> None:
 
 def _add_rm(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill it first when it is running")
+    p.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too")
     _add_containers(p)
 
 

@@ -1,6 +1,6 @@
 """Parsed command lines -> pallet.v1 request messages.
 
-Owns: building ContainerConfig (run/create, networking flags included), LogsRequest and
+Owns: building ContainerConfig (run/create, networking and mount flags included), LogsRequest and
 CreateNetworkRequest from the argparse namespace,
 using `pallet.client.options` for the docker value rules. Must not: talk to the daemon or
 print; unit tests call these functions directly.
@@ -92,7 +92,19 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
     if getattr(args, "log_opt", None):
         config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
     _network_config(config, args)
+    _mount_config(config, args)
     return config
+
+
+def _mount_config(config: containers_pb2.ContainerConfig, args: argparse.Namespace) -> None:
+    """-v, --mount, --tmpfs, --volumes-from. Only --mount's CSV is read here: palletd parses
+    and judges every one of them."""
+    from pallet.client.mounts import parse_mount
+
+    config.binds[:] = getattr(args, "volume", None) or []
+    config.mounts.extend(parse_mount(m) for m in getattr(args, "mount", None) or [])
+    config.tmpfs[:] = getattr(args, "tmpfs", None) or []
+    config.volumes_from[:] = getattr(args, "volumes_from", None) or []
 
 
 def _network_config(config: containers_pb2.ContainerConfig, args: argparse.Namespace) -> None:

@@ -203,7 +203,7 @@ def kill(args: argparse.Namespace) -> int:
 
 def rm(args: argparse.Namespace) -> int:
     def action(client: PalletClient, name: str) -> str:
-        client.remove(name, args.force)
+        client.remove(name, args.force, bool(getattr(args, "volumes", False)))
         return name
 
     return _each(args, args.containers, action)

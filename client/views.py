@@ -24,6 +24,7 @@ from pallet.client.format import (
     table,
     timestamp_text,
 )
+from pallet.client import views_mounts
 from pallet.client.template import go_quote
 from pallet.client.views_networks import (
     exposed_ports,
@@ -106,9 +107,9 @@ def container_fields(c: Any, now: float, trunc: bool) -> dict[str, Any]:
         "Names": c.name,
         "Labels": labels_text(labels),
         "Label": lambda key: labels.get(key, ""),
-        "Mounts": "",
+        "Mounts": views_mounts.ps_mounts(c),
         "Networks": ps_networks(c),
-        "LocalVolumes": "0",
+        "LocalVolumes": views_mounts.local_volumes(c),
     }
 
 
@@ -188,6 +189,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
             "Data": {"LowerDir": ":".join(c.lower_dirs), "UpperDir": c.upper_dir},
             "Name": "overlay",
         },
+        "Mounts": views_mounts.mounts(c),
         "Config": {
             "Hostname": cfg.hostname,
             "User": cfg.user,
@@ -211,12 +213,17 @@ def _host_config(c: Any) -> dict[str, Any]:
     """docker's HostConfig, in its field order."""
     cfg = c.config
     network = host_config_network(c)
+    mounts = views_mounts.host_config_mounts(cfg)
     return {
+        "Binds": mounts["Binds"],
         "LogConfig": _log_config(cfg),
         "NetworkMode": network["NetworkMode"],
         "PortBindings": network["PortBindings"],
         "AutoRemove": bool(cfg.auto_remove),
+        "VolumesFrom": mounts["VolumesFrom"],
         **{k: network[k] for k in ("Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "PublishAllPorts")},
+        "Tmpfs": mounts["Tmpfs"],
+        "Mounts": mounts["Mounts"],
     }
 
 

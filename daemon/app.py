@@ -122,8 +122,10 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             run_root=Path(config.run_root),
             crashes=crashes,
             networking=networks,
+            volumes=volumes,
         )
         networks.set_users(containers.network_users)
+        volumes.set_users(containers.volume_users)
         await containers.start()
         stack.push_async_callback(containers.aclose)
         if config.stop_containers_on_exit:

@@ -1,8 +1,9 @@
 """Path and mount-option helpers for building a container's filesystem.
 
-Owns: resolving a container path inside a root without escaping it through `..` or
-symlinks (`secure_join`), and turning "ro,nosuid,size=64m" into mount flags plus fs
-data. Must not: mount anything, or know which paths to mask (the daemon's spec says).
+Owns: turning "ro,nosuid,size=64m" into mount flags plus fs data, and making mount
+points (resolving a container path inside its root is `pallet.shim.api.paths`'s: the
+daemon resolves paths the same way). Must not: mount anything, or know which paths to
+mask (the daemon's spec says).
 """
 
 from __future__ import annotations
@@ -47,40 +48,6 @@ def parse_options(options: tuple[str, ...]) -> tuple[int, int, str]:
         else:
             data.append(option)
     return flags, propagation, ",".join(data)
-
-
-def secure_join(root: str, path: str) -> str:
-    """`root`/`path` with every symlink resolved as if `root` were `/`.
-
-    An image may carry `/etc/hosts -> /host/etc/shadow`; following that naively on the
-    host would make a bind mount land outside the container's root.
-    """
-    pending = [p for p in path.split("/") if p not in ("", ".")]
-    resolved: list[str] = []
-    hops = 0
-    while pending:
-        part = pending.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        candidate = os.path.join(root, *resolved, part)
-        try:
-            mode = os.lstat(candidate).st_mode
-        except FileNotFoundError:
-            resolved.append(part)
-            continue
-        if not stat.S_ISLNK(mode):
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > 40:
-            raise InvalidArgument(f"too many levels of symbolic links in {path}")
-        target = os.readlink(candidate)
-        if target.startswith("/"):
-            resolved = []
-        pending = [p for p in target.split("/") if p not in ("", ".")] + pending
-    return os.path.join(root, *resolved)
 
 
 def ensure_mount_point(path: str, is_dir: bool) -> None:

@@ -39,7 +39,8 @@ from pallet.shim.api.spec import (
     ShimSpec,
 )
 from pallet.shim import syscalls as sc
-from pallet.shim.mounts import ensure_mount_point, parse_options, secure_join
+from pallet.shim.api.paths import secure_join
+from pallet.shim.mounts import ensure_mount_point, parse_options
 from pallet.shim.syscalls import Syscalls
 
 # The spec's namespace types: their name under /proc/<pid>/ns and their clone flag.
@@ -259,6 +260,10 @@ class InitSetup:
                 rest = flags & ~(sc.MS_BIND | sc.MS_REC)
                 if rest:
                     self.sys.mount("", target, "", sc.MS_BIND | sc.MS_REMOUNT | rest, "")
+                if flags & sc.MS_RDONLY and flags & sc.MS_REC:
+                    # A remount reaches the top mount only: what is mounted below the
+                    # source (a bind of /srv with /srv/disk in it) would stay writable.
+                    self.sys.make_read_only_recursive(target)
             else:
                 ensure_mount_point(target, is_dir=True)
                 self.sys.mount(mount.source or mount.type, target, mount.type, flags, data)

@@ -57,6 +57,10 @@ PR_CAP_AMBIENT = 47
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYS_PIVOT_ROOT = 155  # x86_64
+_SYS_MOUNT_SETATTR = 442  # every architecture (Linux 5.12)
+_AT_FDCWD = -100
+_AT_RECURSIVE = 0x8000
+MOUNT_ATTR_RDONLY = 0x1
 _SYS_CAPSET = 126
 _SYS_CAPGET = 125
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -73,6 +77,10 @@ class Syscalls(Protocol):
 
     def umount2(self, target: str, flags: int) -> None: ...
 
+    def make_read_only_recursive(self, target: str) -> None:
+        """The mount at `target` and every mount below it read-only (mount_setattr(2))."""
+        ...
+
     def pivot_root(self, new_root: str, put_old: str) -> None: ...
 
     def prctl(self, option: int, arg2: int) -> None: ...
@@ -88,6 +96,15 @@ class Syscalls(Protocol):
     def setresgid(self, gid: int) -> None: ...
 
     def setresuid(self, uid: int) -> None: ...
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 class _CapHeader(ctypes.Structure):
@@ -144,6 +161,14 @@ class LibcSyscalls:
 
     def umount2(self, target: str, flags: int) -> None:
         _check(self._libc.umount2(target.encode(), ctypes.c_int(flags)), f"umount {target}")
+
+    def make_read_only_recursive(self, target: str) -> None:
+        attr = _MountAttr(MOUNT_ATTR_RDONLY, 0, 0, 0)
+        result = self._libc.syscall(
+            ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), target.encode(),
+            ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)),
+        )
+        _check(result, f"mount_setattr read-only {target}")
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         result = self._libc.syscall(

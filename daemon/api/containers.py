@@ -86,20 +86,20 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
 
     @unary
     async def Remove(self, request: pb.RemoveContainerRequest, context: Ctx) -> pb.RemoveContainerResponse:
-        await self._containers.remove(request.container, request.force)
+        await self._containers.remove(request.container, request.force, request.volumes)
         return pb.RemoveContainerResponse()
 
     @unary
     async def List(self, request: pb.ListContainersRequest, context: Ctx) -> pb.ListContainersResponse:
         found = await self._containers.list_filtered(request.all, list(request.filters))
         # Layer dirs are for inspect; a listing does not need them.
-        return pb.ListContainersResponse(containers=[convert.container(c, [], self._containers.network_view(c)) for c in found])
+        return pb.ListContainersResponse(containers=[convert.container(c, [], self._containers.network_view(c), self._containers.volume_dir) for c in found])
 
     @unary
     async def Inspect(self, request: pb.InspectContainerRequest, context: Ctx) -> pb.InspectContainerResponse:
         c = self._containers.resolve(request.container)
         lower = await self._containers.layer_dirs(c)
-        return pb.InspectContainerResponse(container=convert.container(c, lower, self._containers.network_view(c)))
+        return pb.InspectContainerResponse(container=convert.container(c, lower, self._containers.network_view(c), self._containers.volume_dir))
 
     @unary
     async def Wait(self, request: pb.WaitContainerRequest, context: Ctx) -> pb.WaitContainerResponse:

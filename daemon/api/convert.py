@@ -5,15 +5,20 @@ Owns: every pb2 <-> dataclass mapping palletd's servicers need. Must not: decide
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pallet.daemon.containers.networking import NetworkView, PortView
 from pallet.daemon.containers.model import (
+    MOUNT_BIND,
+    MOUNT_VOLUME,
     ConfigRequest,
     Container,
     CreateRequest,
     HostConfig,
     LogConfig,
+    MountSpec,
     Status,
 )
 from pallet.daemon.events.model import Event
@@ -80,14 +85,49 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             dns_search=tuple(cfg.dns_search),
             dns_options=tuple(cfg.dns_options),
             extra_hosts=tuple(cfg.extra_hosts),
+            binds=tuple(cfg.binds),
+            mount_requests=tuple(mount_request(m) for m in cfg.mounts),
+            tmpfs=tuple(cfg.tmpfs),
+            volumes_from=tuple(cfg.volumes_from),
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
     )
 
 
+def mount_request(m: cpb.Mount) -> MountSpec:
+    return MountSpec(
+        type=m.type, target=m.target, source=m.source, read_only=m.read_only,
+        propagation=m.propagation, no_copy=m.no_copy, tmpfs_options=tuple(m.tmpfs_options),
+    )
+
+
+def mount_message(m: MountSpec) -> cpb.Mount:
+    return cpb.Mount(
+        type=m.type, source=m.source, target=m.target, read_only=m.read_only,
+        propagation=m.propagation, no_copy=m.no_copy, tmpfs_options=m.tmpfs_options,
+    )
+
+
+def mount_point(m: MountSpec, volume_dir: Callable[[str], str]) -> cpb.MountPoint:
+    """docker's inspect `Mounts` entry for one mount."""
+    if m.type == MOUNT_VOLUME:
+        return cpb.MountPoint(
+            type=m.type, name=m.source, source=volume_dir(m.source), destination=m.target,
+            driver="local", mode="ro" if m.read_only else "", rw=not m.read_only,
+        )
+    return cpb.MountPoint(
+        type=m.type, source=m.source, destination=m.target,
+        mode="ro" if m.read_only else "", rw=not m.read_only,
+        propagation=(m.propagation or "rprivate") if m.type == MOUNT_BIND else "",
+    )
+
+
 def container(
-    c: Container, lower_dirs: list[str], net: NetworkView | None = None
+    c: Container,
+    lower_dirs: list[str],
+    net: NetworkView | None = None,
+    volume_dir: Callable[[str], str] = lambda name: "",
 ) -> cpb.Container:
     cfg = c.config
     host = c.host_config
@@ -127,6 +167,10 @@ def container(
             dns_search=host.dns_search,
             dns_options=host.dns_options,
             extra_hosts=host.extra_hosts,
+            binds=host.binds,
+            mounts=[mount_message(m) for m in host.mount_requests],
+            tmpfs=host.tmpfs,
+            volumes_from=host.volumes_from,
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],
@@ -147,6 +191,7 @@ def container(
         upper_dir=f"{c.state_dir}/upper",
         network_settings=network_settings(net, cfg.exposed_ports),
         port_bindings=[port_binding(p) for p in net.asked],
+        mounts=[mount_point(m, volume_dir) for m in host.mounts],
     )
 
 

@@ -10,6 +10,7 @@ fills in nothing: what is not here, a container does not get. Must not: start an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from pallet.daemon.containers.merge import merge_env
@@ -167,9 +168,15 @@ def etc_mounts(container: Container) -> tuple[Mount, ...]:
     )
 
 
-def container_mounts(container: Container) -> tuple[Mount, ...]:
-    """Every mount of the container, in the order the shim makes them."""
-    return (*DEFAULT_MOUNTS, *etc_mounts(container))
+def container_mounts(container: Container, own: Sequence[Mount] = ()) -> tuple[Mount, ...]:
+    """Every mount of the container, in the order the shim makes them: docker's standard
+    ones, then the /etc files and the container's `own` (volumes, binds, tmpfs) in one
+    order, parents first (a mount of /etc before /etc/hosts); an own mount of one of the
+    /etc files replaces the daemon's."""
+    targets = {m.destination for m in own}
+    kept = [m for m in etc_mounts(container) if m.destination not in targets]
+    rest = sorted([*kept, *own], key=lambda m: m.destination.rstrip("/").count("/"))
+    return (*DEFAULT_MOUNTS, *rest)
 
 
 def cgroup_path(container: Container, cgroup_parent: str) -> str:

@@ -33,14 +33,17 @@ from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.exits import Why
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
 from pallet.daemon.containers.model import (
+    Config,
     Container,
     ContainerState,
     Created,
     CreateRequest,
+    HostConfig,
     Status,
     check_transition,
 )
 from pallet.daemon.containers.merge import effective_config
+from pallet.daemon.containers.mounting import NoVolumes, Volumes, resolve_mounts, uses_volume, volume_names
 from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
@@ -96,9 +99,11 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         run_root: Path | None = None,
         crashes: CrashHook = NO_CRASHES,
         networking: Networking | None = None,
+        volumes: Volumes | None = None,
     ) -> None:
         self._records = records
         self._networking: Networking = networking or LoopbackOnly()
+        self._volumes: Volumes = volumes or NoVolumes()
         self._images = images
         self._snapshots = snapshots
         self._launcher = shims
@@ -122,7 +127,8 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         self._closing = False
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
         self._start_deps = StartDeps(
-            self, snapshots, shims, crashes, cgroup_parent, clock, self._networking
+            self, snapshots, shims, crashes, cgroup_parent, clock, self._networking,
+            self._volumes,
         )
 
     # ---- component lifecycle -------------------------------------------------------
@@ -141,9 +147,14 @@ class ContainerManager(RunEnds, StopsAndRemoves):
                 await self.resume_execs(cid)
         await self._restorer.remove_stray_shims()
         # What carries traffic is kept for the containers that run, removed for the rest.
-        await self._networking.reconcile(
-            [c for c in self._containers.values() if c.id in self._runs]
-        )
+        running = [c for c in self._containers.values() if c.id in self._runs]
+        await self._networking.reconcile(running)
+        # Volume mounts likewise: counted for the running, taken off for the rest.
+        uses: dict[str, set[str]] = {}
+        for c in running:
+            for name in volume_names(c):
+                uses.setdefault(name, set()).add(c.id)
+        await self._volumes.reconcile(uses)
         log.info(
             "containers reconciled",
             containers=len(self._containers),
@@ -344,6 +355,17 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             if any(e.network_id == network_id for e in c.host_config.networks)
         ]
 
+    def volume_users(self, name: str) -> list[tuple[str, str]]:
+        """(id, name) of the containers that have a volume among their mounts, running or not."""
+        return [(c.id, c.name) for c in self.containers() if uses_volume(c, name)]
+
+    def volume_dir(self, name: str) -> str:
+        """Where a volume's data is on the host ("" for one that is gone)."""
+        try:
+            return str(self._volumes.data_dir(name))
+        except NotFound:
+            return ""
+
     def network_view(self, c: Container) -> NetworkView:
         return self._networking.view(c)
 
@@ -437,6 +459,27 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         config, host_config = effective_config(req, image, hostname)
         prepared = await self._networking.prepare(config, host_config, req, self)
         config, host_config = prepared.config, prepared.host
+        made: list[str] = []  # anonymous volumes made for it: removed if it is not created
+        try:
+            host_config = await resolve_mounts(
+                host_config, image.config.volumes, self.resolve, self._volumes, made
+            )
+            container = await self._create(name, cid, image, config, host_config)
+        except BaseException:
+            for volume in made:
+                try:
+                    await self._volumes.remove(volume)
+                except PalletError as e:
+                    log.warning("removing a volume made for a failed create failed",
+                                volume=volume, reason=str(e))
+            raise
+        if prepared.warnings:
+            log.info("created with warnings", container_id=cid, warnings=prepared.warnings)
+        return Created(container, prepared.warnings)
+
+    async def _create(
+        self, name: str, cid: str, image: Image, config: Config, host_config: HostConfig
+    ) -> Container:
         state_dir = self._dir / cid
         container = Container(
             id=cid,
@@ -474,9 +517,7 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             self._reserved_names.discard(name)
         self._containers[cid] = container
         self._crashes.hit("create", "recorded")
-        if prepared.warnings:
-            log.info("created with warnings", container_id=cid, warnings=prepared.warnings)
-        return Created(container, prepared.warnings)
+        return container
 
     def _prepare_dir(self, container: Container, image: Image) -> None:
         state_dir = Path(container.state_dir)

@@ -78,6 +78,29 @@ class LogConfig:
     max_files: int = 1
 
 
+MOUNT_VOLUME = "volume"
+MOUNT_BIND = "bind"
+MOUNT_TMPFS = "tmpfs"
+MOUNT_TYPES = (MOUNT_VOLUME, MOUNT_BIND, MOUNT_TMPFS)
+
+
+@dataclass(frozen=True, slots=True)
+class MountSpec:
+    """One mount of a container (docker's Mount): a volume, a host path or a tmpfs at
+    `target`. As asked (`--mount`), and as kept once create has resolved it (an anonymous
+    volume then has its generated name in `source`)."""
+
+    type: str  # MOUNT_VOLUME, MOUNT_BIND or MOUNT_TMPFS
+    target: str
+    source: str = ""  # a volume's name, a bind's host path; "" for tmpfs
+    read_only: bool = False
+    propagation: str = ""  # binds: "" is docker's rprivate
+    no_copy: bool = False  # volumes: do not fill a new volume with the image's content
+    tmpfs_options: tuple[str, ...] = ()  # "size=64m", "mode=1770", "exec", ...
+    anonymous: bool = False  # a volume made for this container: rm -v removes it
+    create_host_path: bool = False  # -v: a missing host directory is made (docker's)
+
+
 @dataclass(frozen=True, slots=True)
 class HostConfig:
     """How the host runs the container (docker's HostConfig).
@@ -106,6 +129,14 @@ class HostConfig:
     dns_search: tuple[str, ...] = ()
     dns_options: tuple[str, ...] = ()
     extra_hosts: tuple[str, ...] = ()  # "NAME:IP", IP may be "host-gateway"
+    # What the container mounts, as given (docker's HostConfig.Binds, .Mounts, .Tmpfs,
+    # .VolumesFrom), and `mounts`: all of it resolved at create (with the image's
+    # volumes), one per target, parents first: what each start mounts.
+    binds: tuple[str, ...] = ()
+    mount_requests: tuple[MountSpec, ...] = ()
+    tmpfs: tuple[str, ...] = ()
+    volumes_from: tuple[str, ...] = ()
+    mounts: tuple[MountSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

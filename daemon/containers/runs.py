@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
+from pallet.daemon.containers.mounting import Volumes, unmount_volumes, volume_names
 from pallet.daemon.containers.networking import Networking
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.sessions import PendingAttach, Run
@@ -73,6 +74,7 @@ class RunEnds:
     _events: EventPublisher
     _containers: dict[str, Container]
     _networking: Networking
+    _volumes: Volumes
     # Ends known but not yet written (see the module), by container id.
     _held: dict[str, HeldEnd]
     _pending: dict[str, list[PendingAttach]]
@@ -92,7 +94,7 @@ class RunEnds:
             **state: object,
         ) -> Container: ...
 
-        async def _remove_locked(self, c: Container) -> None: ...
+        async def _remove_locked(self, c: Container, volumes: bool = False) -> None: ...
 
         async def clean_after_shim(self, c: Container) -> None: ...
 
@@ -130,6 +132,7 @@ class RunEnds:
                 await self._networking.release(c.id)
             except Exception as e:
                 log.warning("releasing the network failed", container_id=c.id, reason=str(e))
+            await unmount_volumes(self._volumes, c.id, volume_names(c))
             outcome = after_exit(c, status, why)
             held = self._held.get(c.id)
             if held is not None:

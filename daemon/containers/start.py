@@ -10,10 +10,14 @@ start and the parts they build. Must not: change the container's record or publi
 The steps, in order:
 
   rootfs       the container's writable overlay layer over its image's layers
+  volumes      its volumes (new ones filled with what the image has there), binds (a
+               missing -v host directory made) and tmpfs mounts; each volume counted
+               as mounted by it until its run ends
   network      its network namespace wired to its networks (veths, addresses, routes,
                leases, published ports, DNS records), or the host's, or another
                container's; it writes the bundle's /etc/hosts and resolv.conf to match
-  etc files    the bind mounts of the bundle's /etc/hostname, hosts and resolv.conf
+  etc files    the bind mounts of the bundle's /etc/hostname, hosts and resolv.conf,
+               in one order with the container's own mounts (parents first)
   process      what runs: argv, environment, working directory, user, capabilities
   linux        how it is isolated: namespaces, cgroup path, masked and read-only paths,
                devices, sysctls
@@ -26,10 +30,10 @@ A step that fails leaves nothing of its own behind (spawn cleans after a shim th
 half-way) and raises; the steps before it are released, so a failed start leaves what
 `create` made and no more: no shim, no shim socket, no cgroup, no mount.
 
-The coming options each land here as one step, in its place: volumes (after rootfs: the
-mounts of named volumes and binds), cgroup limits and seccomp (parts of `linux`, or steps
-right after it). Each releases what it made (the volume's reference) when a later step
-fails, as `network` releases its namespace, veths, leases and rules.
+The coming options each land here as one step, in its place: cgroup limits and seccomp
+(parts of `linux`, or steps right after it). Each releases what it made when a later step
+fails, as `volumes` releases its volumes and `network` its namespace, veths, leases and
+rules.
 """
 
 from __future__ import annotations
@@ -46,10 +50,12 @@ import structlog
 from pallet.daemon.containers import bundle
 from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
+from pallet.daemon.containers.mounting import ContainerMounts, Volumes
 from pallet.daemon.containers.networking import Networking, Sandbox
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
+from pallet.daemon.snapshots.view import read_only_view
 from pallet.shim.api.spec import ExitStatus, Linux, Log, Mount, Process, Root, ShimSpec
 from pallet.daemon.store.space import FULL_ERRNOS, disk_full
 from pallet.v1.errors import Internal, PalletError
@@ -166,6 +172,7 @@ class StartDeps:
     cgroup_parent: str
     clock: Callable[[], int]  # the manager's; the start step reads it (`started_at_ns`)
     networking: Networking
+    volumes: Volumes
 
 
 @dataclass(slots=True)
@@ -179,6 +186,7 @@ class ContainerStart:
     joined: Container | None = None
     rootfs: Root | None = None
     sandbox: Sandbox | None = None
+    own_mounts: ContainerMounts | None = None
     mounts: list[Mount] = field(default_factory=list)
     process: Process | None = None
     linux: Linux | None = None
@@ -198,6 +206,7 @@ class ContainerStart:
     def steps(self) -> list[StartStep]:
         return [
             StartStep("rootfs", self.prepare_rootfs),
+            StartStep("volumes", self.mount_volumes, self.release_volumes),
             StartStep("network", self.attach_network, self.release_network),
             StartStep("etc files", self.mount_etc_files),
             StartStep("process", self.describe_process),
@@ -238,6 +247,19 @@ class ContainerStart:
             self.deps.snapshots.prepare, Path(self.container.state_dir), self.layer_dirs
         )
 
+    async def mount_volumes(self) -> None:
+        c = self.container
+        state_dir = Path(c.state_dir)
+        self.own_mounts = ContainerMounts(
+            c, self.deps.volumes,
+            view=lambda: read_only_view(state_dir / "upper", self.layer_dirs, state_dir),
+        )
+        await self.own_mounts.mount()
+
+    async def release_volumes(self) -> None:
+        if self.own_mounts is not None:
+            await self.own_mounts.release()
+
     async def attach_network(self) -> None:
         c = self.container
         self.sandbox = sandbox = await self.deps.networking.attach(c, self.joined)
@@ -252,7 +274,8 @@ class ContainerStart:
         await self.deps.networking.release(self.container.id)
 
     async def mount_etc_files(self) -> None:
-        self.mounts.extend(bundle.container_mounts(self.container))
+        own = self.own_mounts.spec if self.own_mounts is not None else []
+        self.mounts = list(bundle.container_mounts(self.container, own))
 
     async def describe_process(self) -> None:
         self.process = bundle.container_process(self.container)

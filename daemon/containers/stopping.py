@@ -26,6 +26,7 @@ import structlog
 
 from pallet.daemon.containers.execs import ExecTracker
 from pallet.daemon.containers.model import Container, Status
+from pallet.daemon.containers.mounting import Volumes, remove_anonymous
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.containers.store import delete_writer
@@ -56,6 +57,7 @@ class StopsAndRemoves:
     # The manager's state this part works on.
     _clock: Callable[[], int]
     _crashes: CrashHook
+    _volumes: Volumes
     _launcher: ShimLauncher
     _events: EventPublisher
     _snapshots: OverlaySnapshots
@@ -191,13 +193,14 @@ class StopsAndRemoves:
 
     # ---- remove --------------------------------------------------------------------
 
-    async def remove(self, ref: str, force: bool = False) -> None:
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """Remove a container; with `volumes` (rm -v) its anonymous volumes too."""
         # Essential: removing is how space comes back, so it may spend the state disk's
         # reserve (`space`), as recording the exit of a container it kills does.
         with space.essential():
-            await self._remove(ref, force)
+            await self._remove(ref, force, volumes)
 
-    async def _remove(self, ref: str, force: bool) -> None:
+    async def _remove(self, ref: str, force: bool, volumes: bool) -> None:
         c = self.resolve(ref)
         if not force:
             async with self.lock(c.id):
@@ -207,7 +210,7 @@ class StopsAndRemoves:
                         f"container {c.name} is running: stop it first, or remove it with "
                         "force (rm -f)"
                     )
-                await self._remove_locked(c)
+                await self._remove_locked(c, volumes)
             return
         # `rm -f` always wins: from here on no start of the container begins; one already
         # under way (holding the lock) may still get it running, so kill -> wait -> lock
@@ -230,7 +233,7 @@ class StopsAndRemoves:
                             c, None, DeadlineExceeded("its shim was not re-adopted")
                         )
                         c = await self._record_exit(c, status)  # die before destroy
-                    await self._remove_locked(c)
+                    await self._remove_locked(c, volumes)
                     return
         finally:
             self._removing[cid] -= 1
@@ -243,10 +246,10 @@ class StopsAndRemoves:
             raise NotFound(f"No such container: {ref}")
         return c
 
-    async def _remove_locked(self, c: Container) -> None:
+    async def _remove_locked(self, c: Container, volumes: bool = False) -> None:
         if c.state.status is Status.REMOVING:
             # A remove that failed after recording REMOVING (a full disk): finish it.
-            await self.finish_remove(c)
+            await self.finish_remove(c, volumes)
             return
         try:
             c = await self._transition(c, status=Status.REMOVING)
@@ -264,7 +267,7 @@ class StopsAndRemoves:
                     f"still {e.message.removeprefix('cannot write the state database: ')}"
                 ) from None
         self._crashes.hit("remove", "removing")
-        await self.finish_remove(c)
+        await self.finish_remove(c, volumes)
 
     def _discard_own_files(self, c: Container) -> None:
         log.warning("disk full: emptying the container's layer and log before recording "
@@ -273,7 +276,9 @@ class StopsAndRemoves:
         with contextlib.suppress(FileNotFoundError):
             os.truncate(c.log_path, 0)
 
-    async def finish_remove(self, c: Container) -> None:
+    async def finish_remove(self, c: Container, volumes: bool = False) -> None:
+        """The rest of a remove once REMOVING is recorded; `volumes` (rm -v), and every
+        --rm container's, take its anonymous volumes along after it is gone."""
         # The container's execs died with it; their ends are recorded before its directory
         # (where the shim wrote them) goes.
         await self._execs.settle(c.id)
@@ -292,6 +297,8 @@ class StopsAndRemoves:
                 pending.ready.set_exception(NotFound(f"container {c.name} was removed"))
         self._crashes.hit("remove", "deleted")
         await asyncio.to_thread(self._snapshots.remove, Path(c.state_dir))
+        if volumes or c.host_config.auto_remove:
+            await remove_anonymous(self._volumes, c)
 
 
 def _cannot_stop(c: Container, e: PalletError) -> DeadlineExceeded:

@@ -314,11 +314,30 @@ class VolumeManager:
                 "driver": v.driver if v else DRIVER_LOCAL,
             })
 
+    async def ensure(self, name: str, anonymous: bool) -> str:
+        """The volume `name`, made when missing (docker makes -v's named volumes); a new
+        anonymous one, with a generated name, when `name` is empty."""
+        if name and name in self._volumes:
+            return name
+        return (await self.create(name, anonymous=anonymous)).name
+
+    def fillable(self, name: str) -> bool:
+        """Whether `fill` would copy into the volume now: a plain one, empty, unused."""
+        v = self._volumes.get(name)
+        if v is None or v.mounted_by_driver or self._mounted.get(name):
+            return False
+        try:
+            with os.scandir(self.data_dir(name)) as entries:
+                return not any(entries)
+        except FileNotFoundError:
+            return False
+
     async def fill(self, name: str, source: Path) -> bool:
         """Copy what an image has at a volume's mount point into it, once: only while the
         volume is empty, and whole or not at all (copied aside, then renamed in)."""
-        v = self.get(name)
-        if v.mounted_by_driver or self._mounted.get(name):
-            # Its content is the device's; or a running container uses it as it is.
-            return False
-        return await asyncio.to_thread(copyup.fill, source, self.data_dir(name))
+        async with self._lock:  # two starts filling one volume: the second finds it full
+            v = self.get(name)
+            if v.mounted_by_driver or self._mounted.get(name):
+                # Its content is the device's; or a running container uses it as it is.
+                return False
+            return await asyncio.to_thread(copyup.fill, source, self.data_dir(name))

@@ -121,7 +121,7 @@ def test_inspect_container_shape() -> None:
     c.config.stop_timeout = 3
     doc = views.inspect_container(c)
     assert list(doc) == ["Id", "Created", "Path", "Args", "State", "Image", "LogPath", "Name", "RestartCount",
-                         "Driver", "Platform", "HostConfig", "GraphDriver", "Config", "NetworkSettings"]
+                         "Driver", "Platform", "HostConfig", "GraphDriver", "Mounts", "Config", "NetworkSettings"]
     assert doc["State"] == {
         "Status": "exited", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
         "Dead": False, "Pid": 0, "ExitCode": 1, "Error": "boom",

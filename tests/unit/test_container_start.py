@@ -18,6 +18,7 @@ from pallet.daemon.containers.model import (
 )
 from pallet.daemon.containers.sessions import PendingAttach
 from pallet.daemon.containers.networking import LoopbackOnly
+from pallet.daemon.containers.mounting import NoVolumes
 from pallet.daemon.containers.start import (
     ContainerStart,
     StartDeps,
@@ -307,6 +308,7 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
         cgroup_parent="pallet",
         clock=lambda: 5,
         networking=LoopbackOnly(),
+        volumes=NoVolumes(),
     )
     return ContainerStart(container(), ["/layers/l1"], deps), host, launcher
 
@@ -314,10 +316,10 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
 def test_the_steps_and_their_order() -> None:
     start, _, _ = make_start()
     assert [s.name for s in start.steps()] == [
-        "rootfs", "network", "etc files", "process", "linux", "logging", "spawn shim", "attach", "start",
+        "rootfs", "volumes", "network", "etc files", "process", "linux", "logging", "spawn shim", "attach", "start",
     ]
     # The network (namespace, veths, leases, rules) and the shim are what a start undoes.
-    assert [s.name for s in start.steps() if s.release is not None] == ["network", "spawn shim"]
+    assert [s.name for s in start.steps() if s.release is not None] == ["volumes", "network", "spawn shim"]
 
 
 async def test_a_start_builds_the_spec_from_its_parts() -> None:

@@ -15,7 +15,8 @@ from pallet.daemon.containers import bundle
 from pallet.shim.api.spec import Device, Linux, Log, Mount, Namespace, Process, Root, ShimSpec
 from pallet.shim import caps
 from pallet.shim import syscalls as sc
-from pallet.shim.mounts import parse_options, secure_join
+from pallet.shim.api.paths import secure_join
+from pallet.shim.mounts import parse_options
 from pallet.shim.steps import (
     EXEC_NAMESPACE_ORDER,
     NAMESPACES,
@@ -53,6 +54,9 @@ class FakeSyscalls:
 
     def umount2(self, target: str, flags: int) -> None:
         self._record("umount2", target, flags)
+
+    def make_read_only_recursive(self, target: str) -> None:
+        self._record("make_read_only_recursive", target)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._record("pivot_root", new_root, put_old)
@@ -515,3 +519,22 @@ def test_the_flag_options_checked_are_the_ones_the_shim_knows() -> None:
 
     assert set(mounts._FLAGS) == files.MOUNT_FLAG_OPTIONS
     assert set(mounts._PROPAGATION) == set(api_spec.PROPAGATIONS)
+
+
+def test_a_read_only_recursive_bind_is_read_only_all_the_way_down(spec: ShimSpec, tmp_path: Path) -> None:
+    source = tmp_path / "srv"
+    source.mkdir()
+    rro = Mount("/data", "bind", str(source), ("rbind", "ro", "rprivate"))
+    plain = Mount("/plain", "bind", str(source), ("bind", "ro"))
+    fake = FakeSyscalls()
+    _init(replace(spec, mounts=(rro, plain)), fake).mount_spec_mounts()
+    root = spec.root.path
+    assert fake.calls == [
+        ("mount", str(source), f"{root}/data", "", sc.MS_BIND | sc.MS_REC, ""),
+        ("mount", "", f"{root}/data", "", sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY, ""),
+        # After the remount, which reaches the top mount only: the mounts below too.
+        ("make_read_only_recursive", f"{root}/data"),
+        ("mount", "", f"{root}/data", "", sc.MS_PRIVATE | sc.MS_REC, ""),
+        ("mount", str(source), f"{root}/plain", "", sc.MS_BIND, ""),
+        ("mount", "", f"{root}/plain", "", sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY, ""),
+    ]

@@ -1,0 +1,77 @@
+"""Docker-shaped views of what a container mounts.
+
+Owns: inspect's `Mounts` list, the `HostConfig.Binds/Mounts/Tmpfs/VolumesFrom` it was
+created with, and ps's `.Mounts` and `.LocalVolumes` fields. Messages are read by
+attribute only. Must not: talk to the daemon or print.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def mounts(c: Any) -> list[dict[str, Any]]:
+    """docker's inspect `Mounts`, one entry per mount, parents first."""
+    out = []
+    for m in c.mounts:
+        entry: dict[str, Any] = {"Type": m.type}
+        if m.type == "volume":
+            entry["Name"] = m.name
+        entry.update({
+            "Source": m.source,
+            "Destination": m.destination,
+        })
+        if m.type == "volume":
+            entry["Driver"] = m.driver
+        entry.update({"Mode": m.mode, "RW": bool(m.rw), "Propagation": m.propagation})
+        out.append(entry)
+    return out
+
+
+def _mount_request(m: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"Type": m.type, "Source": m.source, "Target": m.target}
+    if m.read_only:
+        entry["ReadOnly"] = True
+    if m.type == "volume" and m.no_copy:
+        entry["VolumeOptions"] = {"NoCopy": True}
+    if m.type == "bind" and m.propagation:
+        entry["BindOptions"] = {"Propagation": m.propagation}
+    if m.type == "tmpfs" and m.tmpfs_options:
+        options: dict[str, Any] = {}
+        for opt in m.tmpfs_options:
+            key, _, value = opt.partition("=")
+            if key == "size" and value.isdigit():
+                options["SizeBytes"] = int(value)
+            elif key == "mode":
+                options["Mode"] = int(value, 8)
+        if options:
+            entry["TmpfsOptions"] = options
+    return entry
+
+
+def host_config_mounts(cfg: Any) -> dict[str, Any]:
+    """docker's HostConfig.Binds, .Mounts, .Tmpfs and .VolumesFrom as asked at create."""
+    tmpfs = {}
+    for spec in cfg.tmpfs:
+        path, _, options = spec.partition(":")
+        tmpfs[path] = options
+    return {
+        "Binds": list(cfg.binds) or None,
+        "VolumesFrom": list(cfg.volumes_from) or None,
+        "Mounts": [_mount_request(m) for m in cfg.mounts] or None,
+        "Tmpfs": tmpfs or None,
+    }
+
+
+def ps_mounts(c: Any) -> str:
+    """ps's `.Mounts`: each volume's name or bind's source (docker truncates names to 15)."""
+    names = []
+    for m in c.mounts:
+        text = m.name if m.type == "volume" else m.source
+        if text:
+            names.append(text[:15] + "…" if len(text) > 15 and m.type == "volume" else text)
+    return ",".join(names)
+
+
+def local_volumes(c: Any) -> str:
+    return str(sum(1 for m in c.mounts if m.type == "volume"))
