@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -59,7 +60,18 @@ def console_script(name: str) -> list[str]:
 class OwnPalletd:
     """Start with `with OwnPalletd() as daemon:`; leaves nothing behind on exit."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        prefix: Sequence[str] = (),
+        command: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        """`prefix` goes before the command (e.g. nsenter into a network namespace);
+        `command` replaces the palletd console script (e.g. bench/timed_palletd.py);
+        `env` is added to the environment."""
+        self.prefix = list(prefix)
+        self.command = list(command)
+        self.env = dict(env or {})
         # Short path under /tmp: a unix socket path must stay under 108 bytes.
         self.base = Path(tempfile.mkdtemp(prefix="plt-bench-", dir="/tmp"))
         self.root = self.base / "root"
@@ -108,7 +120,8 @@ class OwnPalletd:
             self._channel.close()
             self._channel = None
         argv = [
-            *console_script("palletd"),
+            *self.prefix,
+            *(self.command or console_script("palletd")),
             "--root", str(self.root),
             "--run-root", str(self.run_root),
             "--host", self.host,
@@ -116,7 +129,9 @@ class OwnPalletd:
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.started_at = time.time()
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env}
+            )
         from pallet.v1 import system_pb2
 
         system = stub("SystemService", self.channel())
@@ -178,8 +193,13 @@ class OwnPalletd:
         # Container processes left in our cgroups, and the shims and helpers our daemon
         # started (their command lines name our directory).
         leftovers = set(_cgroup_pids(self.cgroup_parent)) | set(procs.pids_mentioning(str(self.base)))
-        # The shim launcher outlives palletd by design; anything else is worth a word.
-        unexpected = [p for p in leftovers if procs.comm(p) != "pallet-launcher"]
+        # The shim launcher and the embedded DNS resolver outlive palletd by design;
+        # anything else is worth a word.
+        unexpected = [
+            p for p in leftovers
+            if procs.comm(p) != "pallet-launcher"
+            and "pallet.daemon.networks.resolver" not in procs.cmdline(p)
+        ]
         if unexpected:
             problems.append(
                 "still running after their containers were removed (killed): "
