@@ -32,6 +32,7 @@ from pallet.daemon.api.networks import NetworksServicer
 from pallet.daemon.api.inputs import MAX_STRING_BYTES, check_request
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
+from pallet.daemon.api.volumes import VolumesServicer
 from pallet.daemon.config import Config
 from pallet.v1 import containers_pb2 as cpb
 from pallet.v1 import events_pb2 as epb
@@ -282,6 +283,7 @@ async def channel(tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
             EventsServicer(nothing),
             SystemServicer(nothing),
             NetworksServicer(nothing, nothing),
+            VolumesServicer(nothing),
         ],
     )
     await server.start()

@@ -434,10 +434,11 @@ def test_inspect_prints_a_docker_shaped_json_array(cli: Any, daemon: Daemon) -> 
     assert doc["Config"]["Labels"] == {"a": "1", "tier": "web"}
     assert doc["GraphDriver"] == {"Data": {"LowerDir": "/l/2:/l/1", "UpperDir": "/u"}, "Name": "overlay"}
     assert doc["HostConfig"] == {
-        "LogConfig": {"Type": "local", "Config": {}}, "NetworkMode": "default", "PortBindings": {},
-        "AutoRemove": False, "Dns": [], "DnsOptions": [], "DnsSearch": [], "ExtraHosts": None,
-        "PublishAllPorts": False,
+        "Binds": None, "LogConfig": {"Type": "local", "Config": {}}, "NetworkMode": "default",
+        "PortBindings": {}, "AutoRemove": False, "VolumesFrom": None, "Dns": [], "DnsOptions": [],
+        "DnsSearch": [], "ExtraHosts": None, "PublishAllPorts": False, "Tmpfs": None, "Mounts": None,
     }
+    assert doc["Mounts"] == []
 
 
 def test_inspect_format_prints_one_line_per_object(cli: Any, daemon: Daemon) -> None:
