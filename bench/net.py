@@ -41,7 +41,7 @@ import procs
 import rootfs
 from engines import IMAGE_NAME, TIMEOUT, EngineError, Pallet, check
 from figures import time_command
-from own_dockerd import OwnDockerd
+from own_dockerd import OUTSIDE_ROOTS, OwnDockerd
 from palletd import OwnPalletd, _mounts_under
 
 HERE = Path(__file__).resolve().parent
@@ -525,10 +525,11 @@ def host_state() -> dict[str, str]:
         "nft list ruleset": out("nft", "list", "ruleset"),
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
         "our netns": " ".join(n for n in out("ip", "netns", "list").split() if n.startswith("pallet-bench-")),
-        "dockerd/containerd running": out("pgrep", "-a", "-x", "dockerd|containerd"),
-        "/etc/docker/key.json, /run/containerd": " ".join(
-            str(p) for p in (Path("/etc/docker/key.json"), Path("/run/containerd")) if p.exists()
+        "dockerd/containerd/docker-proxy running": " ".join(
+            f"{pid} ({name})" for name in ("dockerd", "containerd", "docker-proxy")
+            for pid in procs.pids_named(name)
         ),
+        "dockerd's files outside its roots": " ".join(str(p) for p in OUTSIDE_ROOTS if p.exists()),
     }
 
 

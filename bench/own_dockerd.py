@@ -6,10 +6,10 @@ parent all of our making (so docker0, its iptables chains, ip_forward and docker
 live in that namespace only), waiting until it answers, and afterwards removing
 everything it made: its containers, the daemon and whatever it left running (killed by
 pid, only processes whose command line names our directory or that sit in our cgroup),
-mounts under our directory, our cgroups, the directory, and the two files dockerd 20.10
-writes outside its roots whatever it is told (/etc/docker/key.json, /run/containerd/),
-each only when it was not there before we started. Must not: touch a docker the
-machine runs itself, or anything that was there before.
+mounts under our directory, our cgroups, the directory, and what dockerd 20.10 writes
+outside its roots whatever it is told (/etc/docker/key.json, /run/docker/plugins,
+/run/containerd/s), each only when it was not there before we started. Must not: touch
+a docker the machine runs itself, or anything that was there before.
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ from palletd import _cgroup_dirs, _cgroup_pids, _lazy_unmount, _mounts_under
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-#: Written by dockerd 20.10 and its containerd outside the roots it is given.
-OUTSIDE_ROOTS = (Path("/etc/docker/key.json"), Path("/run/containerd"))
+#: Written by dockerd 20.10 and its containerd outside the roots it is given: its trust
+#: key, the plugin discovery directory (/run/docker/plugins, fixed), the shims' sockets.
+OUTSIDE_ROOTS = (Path("/etc/docker/key.json"), Path("/run/docker"), Path("/run/containerd"))
 
 
 class OwnDockerd:
