@@ -29,6 +29,7 @@ from pallet.v1.errors import PalletError, ResourceExhausted, Unavailable
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.shim.api.spec import ExitStatus, ShimState, TaskStatus
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
+from pallet.daemon.snapshots.view import remove_leftover_views
 
 log = structlog.get_logger(__name__)
 
@@ -129,8 +130,10 @@ class Restorer:
             await asyncio.gather(*(reconcile(c) for c in containers))
 
     async def _remove_orphan_dirs(self, known: set[str]) -> None:
-        """State dirs with no record are leftovers of a create or remove cut short."""
+        """State dirs with no record are leftovers of a create or remove cut short; first,
+        in every state dir, the read-only views a killed palletd left mounted come off."""
         for entry in self._dir.iterdir():
+            await asyncio.to_thread(remove_leftover_views, entry)
             if entry.name not in known:
                 log.info("removing leftover container dir", container_id=entry.name)
                 await asyncio.to_thread(self._snapshots.remove, entry)

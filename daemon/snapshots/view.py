@@ -1,8 +1,9 @@
 """A read-only view of a container's filesystem as its image and writable layer make it.
 
 Owns: mounting the writable layer stacked as the top lower layer over the image's layers
-(so its whiteouts hide what the container deleted) read-only on a scratch directory, and
-taking it off however the caller's work ends. Must not: change the container or its
+(so its whiteouts hide what the container deleted) read-only on a scratch directory,
+taking it off however the caller's work ends, and taking off at boot the views a palletd
+killed meanwhile left mounted (`remove_leftover_views`). Must not: change the container or its
 layers, or be used on the writable layer of a running container (overlayfs leaves a
 lower layer that changes under a mount undefined).
 """
@@ -56,3 +57,12 @@ def read_only_view(writable: Path, lower_dirs: Sequence[str], scratch: Path) -> 
         yield target
     finally:
         _unmount(target)
+
+
+def remove_leftover_views(state_dir: Path) -> None:
+    """The views (export's older name too) in a container's state directory that a
+    palletd killed while one was mounted left: taken off before anything deletes the
+    directory, which must never be walked through a mount."""
+    for pattern in ("view-*", "export-*"):
+        for entry in state_dir.glob(pattern):
+            _unmount(entry)

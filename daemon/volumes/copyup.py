@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from pallet.daemon.images.fsutil import remove_tree
@@ -21,9 +22,10 @@ from pallet.daemon.images.fsutil import remove_tree
 _UNFINISHED = ".fill-"
 
 
-def fill(source: Path, data: Path) -> bool:
+def fill(source: Path, data: Path, copied: Callable[[], None] = lambda: None) -> bool:
     """Copy the tree at `source` into the empty directory `data`: True when it did, False
-    when there was nothing to do (`data` not empty, `source` not a directory)."""
+    when there was nothing to do (`data` not empty, `source` not a directory). `copied`
+    is called between the copy and the rename (a crash point)."""
     try:
         with os.scandir(data) as entries:
             if any(entries):
@@ -35,6 +37,7 @@ def fill(source: Path, data: Path) -> bool:
     aside = data.parent / f"{_UNFINISHED}{secrets.token_hex(4)}"
     try:
         copy_tree(source, aside)
+        copied()
         # Renaming over an empty directory is atomic: the volume is empty or filled.
         os.rename(aside, data)
     except BaseException:

@@ -34,7 +34,13 @@ from pallet.daemon.store import space
 from pallet.daemon.volumes import copyup
 from pallet.daemon.volumes.model import DRIVER_LOCAL, LABEL_ANONYMOUS, Volume, VolumeUse
 from pallet.daemon.volumes.mounts import Mounter, kernel_filesystems, parse_local_options
-from pallet.daemon.volumes.store import VolumeRecords, volume_delete_writer, volume_insert_writer
+from pallet.daemon.volumes.store import (
+    VolumeRecords,
+    mount_delete_writer,
+    mount_insert_writer,
+    volume_delete_writer,
+    volume_insert_writer,
+)
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 
 log = structlog.get_logger(__name__)
@@ -105,6 +111,10 @@ class VolumeManager:
         os.chmod(self._dir, 0o700)  # volume data is the containers' business, not the host users'
         for v in await self._records.load():
             self._volumes[v.name] = v
+        # Mounts of the last palletd's runs: a run that ended meanwhile is unmounted when
+        # the container manager settles it, one still running is kept (`reconcile`).
+        for name, cid in await self._records.load_mounts():
+            self._mounted.setdefault(name, set()).add(cid)
         await asyncio.to_thread(self._remove_leftovers)
 
     async def aclose(self) -> None:
@@ -134,9 +144,12 @@ class VolumeManager:
         remove_tree(path)
 
     async def reconcile(self, uses: Mapping[str, set[str]]) -> None:
-        """After the container manager re-adopted what runs: `uses` are the volumes its
-        running containers have mounted. A driver mount nobody uses any more is taken off."""
-        self._mounted = {name: set(cids) for name, cids in uses.items() if cids}
+        """After the container manager re-adopted and settled what ran: `uses` are the
+        volumes its running containers have mounted. A mount held by a container that no
+        longer runs is unmounted (with its event); a driver mount nobody uses is taken off."""
+        for name, holders in list(self._mounted.items()):
+            for cid in sorted(holders - uses.get(name, set())):
+                await self.unmount(name, cid)
         points = await asyncio.to_thread(self._mounter.mount_points, str(self._dir))
         for v in self._volumes.values():
             data = str(self.data_dir(v.name))
@@ -287,14 +300,21 @@ class VolumeManager:
                 mount = parse_local_options(dict(v.options), self._filesystems())
                 if mount is not None:
                     await asyncio.to_thread(self._mounter.mount, mount, str(self.data_dir(name)))
+            if use.container_id in holders:
+                return self.data_dir(name)  # this run holds it already (one mount per run)
+            try:
+                await self._events.publish("volume", "mount", name, {
+                    "container": use.container_id,
+                    "destination": use.destination,
+                    "driver": v.driver,
+                    "propagation": use.propagation,
+                    "read/write": "true" if use.read_write else "false",
+                }, also=mount_insert_writer(name, use.container_id))
+            except BaseException:
+                if v.mounted_by_driver and not holders:
+                    await asyncio.to_thread(self._mounter.unmount, str(self.data_dir(name)))
+                raise
             holders.add(use.container_id)
-            await self._events.publish("volume", "mount", name, {
-                "container": use.container_id,
-                "destination": use.destination,
-                "driver": v.driver,
-                "propagation": use.propagation,
-                "read/write": "true" if use.read_write else "false",
-            })
         return self.data_dir(name)
 
     async def unmount(self, name: str, container_id: str) -> None:
@@ -303,16 +323,18 @@ class VolumeManager:
             holders = self._mounted.get(name)
             if holders is None or container_id not in holders:
                 return
-            holders.discard(container_id)
             v = self._volumes.get(name)
+            # Essential: the end of a run is recorded on a full disk too.
+            with space.essential():
+                await self._events.publish("volume", "unmount", name, {
+                    "container": container_id,
+                    "driver": v.driver if v else DRIVER_LOCAL,
+                }, also=mount_delete_writer(name, container_id))
+            holders.discard(container_id)
             if not holders:
                 del self._mounted[name]
                 if v is not None and v.mounted_by_driver:
                     await asyncio.to_thread(self._mounter.unmount, str(self.data_dir(name)))
-            await self._events.publish("volume", "unmount", name, {
-                "container": container_id,
-                "driver": v.driver if v else DRIVER_LOCAL,
-            })
 
     async def ensure(self, name: str, anonymous: bool) -> str:
         """The volume `name`, made when missing (docker makes -v's named volumes); a new
@@ -340,4 +362,7 @@ class VolumeManager:
             if v.mounted_by_driver or self._mounted.get(name):
                 # Its content is the device's; or a running container uses it as it is.
                 return False
-            return await asyncio.to_thread(copyup.fill, source, self.data_dir(name))
+            return await asyncio.to_thread(
+                copyup.fill, source, self.data_dir(name),
+                lambda: self._crashes.hit("volume-fill", "copied"),
+            )

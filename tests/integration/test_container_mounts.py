@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import stat
 import subprocess
 import tarfile
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import mounts_under
+from conftest import mounts_under, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +211,73 @@ def test_a_tmpfs_option_volume_is_mounted_while_used(palletd: Any) -> None:
     palletd.cli_ok("rm", "-f", "user1")
     assert not os.path.ismount(data)
     assert stat.S_ISDIR(os.stat(data).st_mode)
+
+
+def test_volumes_through_a_kill_9_of_palletd(fresh_palletd: Any, tmp_path: Path) -> None:
+    palletd = fresh_palletd
+    palletd.cli_ok("volume", "create", "-o", "type=tmpfs", "-o", "o=size=4m", "fast")
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    # Both write while palletd is down; `short` exits then (its gate opens), `long` runs on.
+    for name in ("long", "short"):
+        palletd.cli_ok("run", "-d", "--name", name, "-v", f"data-{name}:/d", "-v", "fast:/f",
+                       "-v", f"{gate}:/gate", "busybox", "sh", "-c",
+                       f"while [ ! -e /gate/{name} ]; do sleep 0.1; done; echo {name} > /d/out; "
+                       f"echo {name} > /f/{name}; [ {name} = long ] && exec sleep 1000; true")
+    fast = palletd.root / "volumes" / "fast" / "_data"
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    (gate / "short").touch()
+    (gate / "long").touch()
+    for name in ("long", "short"):
+        data = palletd.root / "volumes" / f"data-{name}" / "_data" / "out"
+        wait_for(lambda: data.exists() and data.read_text() == f"{name}\n", 20, what=f"{name} wrote")
+    wait_for(lambda: (fast / "short").exists() and (fast / "long").exists(), 20, what="tmpfs writes")
+
+    palletd.start()
+    assert palletd.inspect("long")["State"]["Running"] is True
+    assert palletd.inspect("short")["State"]["Status"] == "exited"
+    # `long` still holds the tmpfs volume: mounted, its files there; `short`'s mount went,
+    # announced once.
+    assert os.path.ismount(fast) and (fast / "short").read_text() == "short\n"
+    events = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s", "--filter", "volume=fast")
+    unmounted = [line for line in events.splitlines() if " unmount " in line]
+    assert len(unmounted) == 1 and palletd.inspect("short")["Id"] in unmounted[0]
+    palletd.cli_ok("rm", "-f", "long", "short")
+    assert not os.path.ismount(fast)
+    for name in ("long", "short"):
+        out = palletd.root / "volumes" / f"data-{name}" / "_data" / "out"
+        assert out.read_text() == f"{name}\n"
+
+
+def test_kill_9_during_copy_up_and_rm_v(fresh_palletd: Any, tmp_path: Path, busybox_tar: Path) -> None:
+    palletd = fresh_palletd
+    with tarfile.open(busybox_tar) as base, tarfile.open(tmp_path / "img.tar", "w") as out:
+        for member in base.getmembers():
+            out.addfile(member, base.extractfile(member) if member.isfile() else None)
+        import io
+        f = tarfile.TarInfo("data/seed")
+        f.size = 5
+        out.addfile(f, io.BytesIO(b"seed\n"))
+    palletd.import_image(tmp_path / "img.tar", "seeded:latest", ('CMD ["sh"]',))
+    # Killed with the image's content copied aside, before it is renamed in: the volume is
+    # empty afterwards (no half copy claims to be it), and the next start fills it whole.
+    palletd.cli_ok("create", "--name", "filler", "-v", "seeded-vol:/data", "seeded:latest", "cat", "/data/seed")
+    result = palletd.crash_during("volume-fill:copied", "start", "filler")
+    assert result.returncode != 0
+    vol = palletd.root / "volumes" / "seeded-vol"
+    assert sorted(p.name for p in vol.iterdir()) == ["_data"]
+    assert list((vol / "_data").iterdir()) == []
+    palletd.cli_ok("start", "filler")
+    palletd.cli_ok("wait", "filler", timeout=60)
+    assert palletd.cli_ok("logs", "filler") == "seed\n"
+
+    # rm -v killed after the container's destroy, before its anonymous volume went: the
+    # container is gone, the volume whole and unused (volume prune takes it).
+    palletd.cli_ok("create", "--name", "anon", "-v", "/scratch", "busybox", "true")
+    [anon] = [m["Name"] for m in palletd.inspect("anon")["Mounts"]]
+    palletd.crash_during("remove:deleted", "rm", "-v", "anon")
+    assert palletd.container_ids() == [palletd.inspect("filler")["Id"]]
+    assert anon in volumes(palletd)
+    assert anon in palletd.cli_ok("volume", "prune", "-f")
+    assert anon not in volumes(palletd)

@@ -273,6 +273,15 @@ async def test_reconcile_takes_off_mounts_nobody_uses(env: Env) -> None:
     assert set(env.mounts.table) == {str(m.data_dir("a1"))}
     with pytest.raises(FailedPrecondition, match="in use"):
         await m.remove("a1")
+    # c2's run is over: its unmount is announced once, now; c1's is still to come.
+    unmounts = [e for e in await env.journal() if e.action == "unmount"]
+    assert [(e.actor_id, e.attributes["container"]) for e in unmounts] == [("b1", "c2")]
+    m = await env.restart()  # and again: nothing is announced twice
+    await m.reconcile({"a1": {"c1"}})
+    await m.unmount("a1", "c1")
+    unmounts = [e for e in await env.journal() if e.action == "unmount"]
+    assert [(e.actor_id, e.attributes["container"]) for e in unmounts] == [("b1", "c2"), ("a1", "c1")]
+    assert env.mounts.table == {}
 
 
 async def test_a_volume_in_use_is_not_removed_even_with_force(env: Env) -> None:
