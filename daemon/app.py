@@ -107,6 +107,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             pools=config.address_pools,
             host_resolv_conf=config.host_resolv_conf,
             default_bridge=config.default_bridge,
+            crashes=crashes,
         )
         await networks.start()
         stack.push_async_callback(networks.aclose)

@@ -45,6 +45,7 @@ from pallet.daemon.containers.networking import (
     Sandbox,
 )
 from pallet.daemon.events.model import EventPublisher, Notice
+from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.networks import ipam, ports
 from pallet.daemon.networks.dns import (
     DnsClient,
@@ -144,8 +145,10 @@ class NetworkManager:
         host_resolv_conf: Path = Path("/etc/resolv.conf"),
         clock: Callable[[], int] = time.time_ns,
         default_bridge: str = DEFAULT_BRIDGE,
+        crashes: CrashHook = NO_CRASHES,
     ) -> None:
         self._default_bridge = default_bridge  # "": no default network (--bridge none)
+        self._crashes = crashes
         self._records = records
         self._events = events
         self._kernel = kernel
@@ -348,6 +351,7 @@ class NetworkManager:
             await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
             try:
                 await self._kernel.enable_forwarding(n.bridge)
+                self._crashes.hit("network-create", "bridge")
                 await self._events.publish(
                     "network", "create", n.id, {"name": n.name, "type": n.driver},
                     also=network_insert_writer(n),
@@ -356,6 +360,7 @@ class NetworkManager:
                 await self._kernel.delete_bridge(n.bridge)
                 raise
             self._networks[n.id] = n
+        self._crashes.hit("network-create", "recorded")  # the rules not yet rebuilt
         await self._sync()
         return n
 
@@ -378,7 +383,9 @@ class NetworkManager:
                 also=network_delete_writer(n.id),
             )
             del self._networks[n.id]
+        self._crashes.hit("network-rm", "recorded")  # its bridge still there
         await self._kernel.delete_bridge(n.bridge)
+        self._crashes.hit("network-rm", "unbridged")  # the rules not yet rebuilt
         await self._sync()
         return n
 
@@ -514,9 +521,11 @@ class NetworkManager:
         try:
             path = await self._kernel.make_netns(c.id)
             for ep in c.host_config.networks:
-                await self._attach_one(c, a, ep)
+                await self._attach_one(c, a, ep, "attach")
             await self._reserve_ports(a, c, keep_going=False)
+            self._crashes.hit("attach", "wired")  # rules and DNS records not yet rebuilt
             await self._sync()
+            self._crashes.hit("attach", "synced")  # the container not yet started
         except BaseException:
             await self.release(c.id)
             raise
@@ -549,7 +558,9 @@ class NetworkManager:
             extra_hosts=h.extra_hosts, state_dir=c.state_dir,
         )
 
-    async def _attach_one(self, c: Container, a: Attached, ep: EndpointConfig) -> Lease:
+    async def _attach_one(
+        self, c: Container, a: Attached, ep: EndpointConfig, operation: str
+    ) -> Lease:
         n = self._networks.get(ep.network_id)
         if n is None:
             raise FailedPrecondition(
@@ -577,6 +588,7 @@ class NetworkManager:
                 also=lease_insert_writer([lease]),
             )
             a.leases.append(lease)
+        self._crashes.hit(operation, "leased")  # no veth yet
         first = not any(x.network_id != n.id for x in a.leases)
         await self._kernel.attach(Attachment(
             host_ifname=lease.host_ifname, bridge=n.bridge, netns=c.id, ifname=lease.ifname,
@@ -634,13 +646,15 @@ class NetworkManager:
             return False  # not attached (a host/none mode is refused before): next start does it
         a.endpoints = (*a.endpoints, endpoint)
         try:
-            await self._attach_one(c, a, endpoint)
+            await self._attach_one(c, a, endpoint, "connect")
         except BaseException:
             await self._drop_lease(a, endpoint.network_id)
             a.endpoints = tuple(e for e in a.endpoints if e.network_id != endpoint.network_id)
             raise
+        self._crashes.hit("connect", "wired")  # hosts, rules and DNS records not yet
         await self._rewrite_hosts(a)
         await self._sync()
+        self._crashes.hit("connect", "synced")  # the container's record not yet
         return True
 
     async def disconnect_live(self, c: Container, network_id: str) -> bool:
@@ -649,8 +663,10 @@ class NetworkManager:
             return False
         a.endpoints = tuple(e for e in a.endpoints if e.network_id != network_id)
         await self._drop_lease(a, network_id)
+        self._crashes.hit("disconnect", "detached")  # hosts, rules and DNS records not yet
         await self._rewrite_hosts(a)
         await self._sync()
+        self._crashes.hit("disconnect", "synced")  # the container's record not yet
         return True
 
     async def _drop_lease(self, a: Attached, network_id: str) -> None:
