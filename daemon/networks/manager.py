@@ -200,14 +200,15 @@ class NetworkManager:
     async def reconcile(self, running: list[Container]) -> None:
         """After the container manager re-adopted what runs: keep the attachments of
         running containers, remove every other lease, veth, namespace and rule."""
-        live = {c.id: c for c in running}
-        for cid, leases in list(self._found.items()):
-            c = live.get(cid)
-            if c is None or cid in self._attached:
+        netns = set(await self._kernel.list_netns())
+        for c in running:
+            if c.id in self._attached or not _bridged(c):
                 continue
+            if c.id not in netns and c.id not in self._found:
+                continue  # not attached by this pallet (started before it had networks)
             a = self._new_attached(c)
-            a.leases = sorted(leases, key=lambda x: x.position)
-            self._attached[cid] = a
+            a.leases = sorted(self._found.pop(c.id, []), key=lambda x: x.position)
+            self._attached[c.id] = a
             await self._reserve_ports(a, c, keep_going=True)
         stale = [cid for cid in self._found if cid not in self._attached]
         for cid in stale:
@@ -215,6 +216,9 @@ class NetworkManager:
                 await self._kernel.detach(lease.host_ifname)
             await self._delete_leases(cid)
         self._found.clear()
+        for c in running:
+            if c.id in self._attached:
+                await self._match_record(c, self._attached[c.id])
         keep_netns = set(self._attached)
         for name in await self._kernel.list_netns():
             if name not in keep_netns:
@@ -229,6 +233,26 @@ class NetworkManager:
         await self._sync()
         log.info("networks reconciled", networks=len(self._networks),
                  attached=len(self._attached), removed=len(stale))
+
+    async def _match_record(self, c: Container, a: Attached) -> None:
+        """A running container's interfaces as its record says: a connect or disconnect
+        that palletd died in the middle of, before recording it, is undone (a lease and
+        veth of a network it is not on) or redone (a network it is on without one)."""
+        wanted = {e.network_id for e in c.host_config.networks}
+        extra = {x.network_id for x in a.leases if x.network_id not in wanted}
+        for network_id in extra:
+            await self._drop_lease(a, network_id)
+        have = {x.network_id for x in a.leases}
+        missing = [e for e in c.host_config.networks if e.network_id not in have]
+        for ep in missing:
+            try:
+                await self._attach_one(c, a, ep, "reconcile")
+            except PalletError as e:
+                await self._drop_lease(a, ep.network_id)
+                log.warning("a running container's network could not be attached again",
+                            container_id=c.id, network_id=ep.network_id, reason=str(e))
+        if extra or missing:
+            await self._rewrite_hosts(a)
 
     async def _ensure_builtin(self) -> None:
         have = {n.name for n in self._networks.values()}
@@ -856,6 +880,12 @@ def _endpoint_attrs(network_name: str, container_id: str) -> dict[str, str]:
     """docker's attributes of a network connect/disconnect event (every lease is on a
     bridge network)."""
     return {"container": container_id, "name": network_name, "type": DRIVER_BRIDGE}
+
+
+def _bridged(c: Container) -> bool:
+    """On bridge networks (in a namespace of pallet's own), not host, none or container:."""
+    mode = c.host_config.network_mode
+    return mode not in (DRIVER_HOST, DRIVER_NONE) and not mode.startswith("container:")
 
 
 def _mtu(text: str) -> int:

@@ -270,6 +270,38 @@ async def test_a_release_done_at_boot_announces_the_disconnect(env: Env, tmp_pat
     await events.aclose()
 
 
+async def test_a_restart_makes_a_running_containers_interfaces_match_its_record(
+    env: Env, tmp_path: Path
+) -> None:
+    """palletd died in a live connect or disconnect before recording it: the restart
+    undoes the unrecorded connect and redoes the unrecorded disconnect."""
+    side = await env.manager.create("side", subnet="10.8.0.0/24")
+    joined = await _prepared(env, tmp_path, "joined")
+    left = await _prepared(env, tmp_path, "left")
+    await env.manager.attach(joined, None)
+    await env.manager.attach(left, None)
+    endpoint = await env.manager.check_endpoint(joined, "side", (), "")
+    await env.manager.connect_live(joined, endpoint)  # recorded: not (joined keeps its record)
+    on_side = replace(left, host_config=replace(
+        left.host_config, networks=(*left.host_config.networks, endpoint)))
+    await env.manager.connect_live(on_side, endpoint)
+    await env.manager.disconnect_live(on_side, side.id)  # recorded: not (on_side stays)
+    events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
+    await events.start()
+    again = NetworkManager(NetworkRecords(env.db), events, env.kernel, env.firewall, env.resolver,
+                           ports.PortReservations())
+    await again.start()
+    await again.reconcile([joined, on_side])
+    leases = await NetworkRecords(env.db).load_leases()
+    assert sorted((x.container_id == joined.id, x.network_id == side.id) for x in leases) == [
+        (False, False), (False, True), (True, False)]
+    by_ifname = {(a.netns, a.ifname) for a in env.kernel.veths.values()}
+    assert by_ifname == {(joined.id, "eth0"), (left.id, "eth0"), (left.id, "eth1")}
+    assert [e.address for e in again.view(on_side).endpoints if e.network_id == side.id] != [""]
+    assert [e.network_name for e in again.view(joined).endpoints] == ["bridge"]
+    await events.aclose()
+
+
 async def test_bad_create_input(env: Env) -> None:
     with pytest.raises(InvalidArgument, match="need --subnet"):
         await env.manager.create("x1", gateway="10.0.0.1")
