@@ -109,10 +109,11 @@ def choose_subnet(
         for net in pool.subnets():
             if not overlapping(net, taken):
                 return net
+    pools_text = ", ".join(f"{p.base} in /{p.size}s" for p in pools)
     raise ResourceExhausted(
-        "no free subnet is left in the address pools: remove unused networks (pallet "
-        "network prune), give one with --subnet, or start palletd with a larger "
-        "--default-address-pool"
+        f"no free subnet is left in the address pools ({pools_text}): remove unused "
+        "networks (pallet network prune), give one with --subnet, or start palletd with a "
+        "larger --default-address-pool"
     )
 
 
@@ -155,6 +156,7 @@ def choose_address(
     gateway: IPv4Address,
     ip_range: IPv4Network | None,
     taken: Collection[IPv4Address],
+    network_name: str = "",
 ) -> IPv4Address:
     """A free address of the range: the lowest free one above the highest one in use.
 
@@ -170,9 +172,11 @@ def choose_address(
     for candidate in (*range(highest + 1, end + 1), *range(start, highest)):
         if candidate not in used:
             return IPv4Address(candidate)
+    on = f"network {network_name}" if network_name else "the network"
     raise ResourceExhausted(
-        f"the network's addresses ({space}) are all in use: disconnect or stop a "
-        "container, or use a network with a larger subnet"
+        f"no free address is left on {on}: its addresses ({space}) are all in use; "
+        "stop, remove or disconnect a container on it, or use a network with a larger "
+        "subnet or IP range"
     )
 
 

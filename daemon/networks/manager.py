@@ -599,7 +599,7 @@ class NetworkManager:
                 addr = ipam.check_static_address(ep.ipv4_address, n.network, gw, taken, n.name)
             else:
                 rng = ipaddress.IPv4Network(n.ip_range) if n.ip_range else None
-                addr = ipam.choose_address(n.network, gw, rng, taken)
+                addr = ipam.choose_address(n.network, gw, rng, taken, n.name)
             lease = Lease(
                 network_id=n.id, container_id=c.id, address=str(addr),
                 mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",

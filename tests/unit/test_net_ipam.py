@@ -26,8 +26,9 @@ def test_the_default_pools_stay_clear_of_test_net_1() -> None:
 def test_an_exhausted_pool_says_what_to_do() -> None:
     pool = ipam.Pool(N("10.9.0.0/23"), 24)
     taken = [("network a", N("10.9.0.0/24")), ("network b", N("10.9.1.0/24"))]
-    with pytest.raises(ResourceExhausted, match="--default-address-pool"):
+    with pytest.raises(ResourceExhausted, match="--default-address-pool") as info:
         ipam.choose_subnet([pool], taken)
+    assert "pools (10.9.0.0/23 in /24s)" in str(info.value)  # which pool is full
 
 
 @pytest.mark.parametrize("text, words", [
@@ -61,6 +62,8 @@ def test_addresses_go_up_and_a_freed_one_is_not_handed_out_at_once() -> None:
     assert ipam.choose_address(subnet, gw, None, full_top) == A("10.5.0.2")
     with pytest.raises(ResourceExhausted, match="all in use"):
         ipam.choose_address(subnet, gw, None, full_top | {A("10.5.0.2")})
+    with pytest.raises(ResourceExhausted, match="no free address is left on network tiny"):
+        ipam.choose_address(subnet, gw, None, full_top | {A("10.5.0.2")}, "tiny")
 
 
 def test_the_range_bounds_the_addresses() -> None:
