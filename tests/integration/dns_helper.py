@@ -2,9 +2,11 @@
 
 Owns: `python dns_helper.py client` (answers JSON-line queries with dnspython, from a given
 source address), `... supervise RUN_ROOT [TIMEOUT]` (drives a DnsSupervisor by JSON-line
-commands: the resolver's parent, which a test may kill -9), `... upstream ADDR [--silent]`
-(a fake upstream DNS server on ADDR:53: `*.example` → 198.51.100.7, `big.example` → 100
-A records, anything else NXDOMAIN; silent: receives and never answers). Must not: run
+commands: the resolver's parent, which a test may kill -9), `... upstream ADDR [--silent]
+[--zone ZONE --answer IP]` (a fake upstream DNS server on ADDR:53: `*.example` →
+198.51.100.7, `big.example` → 100 A records, anything else NXDOMAIN; silent: receives and
+never answers; with --zone: A queries for names under ZONE → IP, other types under it an
+empty answer, anything else NXDOMAIN, so tests tell upstreams apart). Must not: run
 outside the namespace the test made (the test starts it with `ip netns exec`).
 """
 
@@ -23,6 +25,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdatatype
 import dns.rrset
 
 from pallet.daemon.networks.dns import DnsClient, DnsNetwork, DnsRecords, DnsSupervisor
@@ -89,11 +92,21 @@ def supervise(run_root: str, timeout: str | None) -> None:
             _reply({"pid": supervisor.pid()})
 
 
+#: --zone ZONE --answer IP: (".zone.", "IP"); None: the `*.example` answers.
+ZONE: tuple[str, str] | None = None
+
+
 def _upstream_answer(data: bytes, max_size: int) -> bytes:
     query = dns.message.from_wire(data)
     response = dns.message.make_response(query)
     name = query.question[0].name.to_text().lower()
-    if name == "big.example.":
+    if ZONE is not None:
+        zone, answer = ZONE
+        if not name.endswith(zone):
+            response.set_rcode(dns.rcode.NXDOMAIN)
+        elif query.question[0].rdtype == dns.rdatatype.A:
+            response.answer.append(dns.rrset.from_text(query.question[0].name, 60, "IN", "A", answer))
+    elif name == "big.example.":
         response.answer.append(dns.rrset.from_text_list(query.question[0].name, 60, "IN", "A",
                                                         [f"198.51.100.{i}" for i in range(100)]))
     elif name.endswith(".example."):
@@ -142,4 +155,7 @@ if __name__ == "__main__":
     elif command == "supervise":
         supervise(sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None)
     elif command == "upstream":
+        if "--zone" in sys.argv:
+            zone = sys.argv[sys.argv.index("--zone") + 1].strip(".").lower()
+            ZONE = (f".{zone}.", sys.argv[sys.argv.index("--answer") + 1])
         asyncio.run(upstream(sys.argv[2], "--silent" in sys.argv))
