@@ -72,6 +72,8 @@ from pallet.daemon.networks.model import (
 )
 from pallet.daemon.networks.store import (
     NetworkRecords,
+    bridge_delete_writer,
+    bridge_insert_writer,
     delete_leases,
     lease_insert_writer,
     network_delete_writer,
@@ -225,6 +227,15 @@ class NetworkManager:
                 await self._kernel.remove_netns(name)
         keep_links = {x.host_ifname for a in self._attached.values() for x in a.leases}
         bridges = {n.bridge for n in self._bridges()}
+        for name in await self._records.load_bridges():
+            if name in bridges:
+                continue
+            try:  # made by a create, or left by a remove, that palletd died in
+                await self._kernel.delete_bridge(name)
+            except PalletError as e:
+                log.warning("a bridge of no network could not be removed", bridge=name,
+                            reason=str(e))
+            await self._records.write(bridge_delete_writer(name))
         for link in await self._kernel.links(VETH_PREFIX):
             if _VETH.match(link) and link not in keep_links:
                 await self._kernel.detach(link)
@@ -371,8 +382,14 @@ class NetworkManager:
                 labels=dict(labels or {}), options=options, bridge=bridge, mtu=mtu,
             )
             # The bridge first, the record last: a crash between leaves a bridge of no
-            # network, which the next boot removes; a record never lacks its bridge.
-            await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
+            # network, which the next boot removes (it is listed as pallet's before it
+            # is made, so also one the user named); a record never lacks its bridge.
+            await self._records.write(bridge_insert_writer(n.bridge))
+            try:
+                await self._kernel.ensure_bridge(n.bridge, n.gateway_cidr, n.mtu)
+            except BaseException:
+                await self._records.write(bridge_delete_writer(n.bridge))
+                raise
             try:
                 await self._kernel.enable_forwarding(n.bridge)
                 self._crashes.hit("network-create", "bridge")
@@ -382,6 +399,7 @@ class NetworkManager:
                 )
             except BaseException:
                 await self._kernel.delete_bridge(n.bridge)
+                await self._records.write(bridge_delete_writer(n.bridge))
                 raise
             self._networks[n.id] = n
         self._crashes.hit("network-create", "recorded")  # the rules not yet rebuilt
@@ -409,6 +427,7 @@ class NetworkManager:
             del self._networks[n.id]
         self._crashes.hit("network-rm", "recorded")  # its bridge still there
         await self._kernel.delete_bridge(n.bridge)
+        await self._records.write(bridge_delete_writer(n.bridge))
         self._crashes.hit("network-rm", "unbridged")  # the rules not yet rebuilt
         await self._sync()
         return n

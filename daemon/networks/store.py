@@ -2,8 +2,10 @@
 
 Owns: the `networks` table (one row per network; its record is the codec's JSON of
 `Network`) and the `network_leases` table (one row per address a running container holds:
-UNIQUE per network, so no address is handed out twice, also across a kill -9), and the
-writers that commit them with the events announcing them (a lease's insert and delete
+UNIQUE per network, so no address is handed out twice, also across a kill -9), the
+`network_bridges` table (every bridge palletd made, or is about to make, for a user
+network: at boot, one that no network owns is its leftover, whatever it is named), and
+the writers that commit them with the events announcing them (a lease's insert and delete
 are what a network `connect` and `disconnect` event announce). Must not: decide anything; it
 stores what the network manager hands it.
 """
@@ -35,6 +37,7 @@ SCHEMA = [
         UNIQUE (network_id, container_id)
     )""",
     "CREATE INDEX IF NOT EXISTS network_leases_by_container ON network_leases(container_id)",
+    "CREATE TABLE IF NOT EXISTS network_bridges (name TEXT PRIMARY KEY)",
 ]
 
 Writer = Callable[[sqlite3.Connection], None]
@@ -86,6 +89,20 @@ def delete_leases(conn: sqlite3.Connection, container_id: str, network_id: str =
     return [str(r[0]) for r in rows]
 
 
+def bridge_insert_writer(name: str) -> Writer:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT OR IGNORE INTO network_bridges (name) VALUES (?)", (name,))
+
+    return write
+
+
+def bridge_delete_writer(name: str) -> Writer:
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute("DELETE FROM network_bridges WHERE name = ?", (name,))
+
+    return write
+
+
 class NetworkRecords:
     """The tables, read and written on the database thread."""
 
@@ -113,6 +130,12 @@ class NetworkRecords:
             Lease(str(r[0]), str(r[1]), str(r[2]), str(r[3]), str(r[4]), str(r[5]), int(str(r[6])))
             for r in rows
         ]
+
+    async def load_bridges(self) -> list[str]:
+        rows = await self._db.run(
+            lambda conn: conn.execute("SELECT name FROM network_bridges").fetchall()
+        )
+        return sorted(str(r[0]) for r in rows)
 
     async def write(self, writer: Writer) -> None:
         await self._db.transaction(writer)

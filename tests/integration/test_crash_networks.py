@@ -248,6 +248,29 @@ def test_network_remove_killed_between_steps_finishes_the_remove(
     assert networks_of(palletd, "back")["goner"]["IPAddress"] == "10.62.0.2"
 
 
+@pytest.mark.parametrize("point", ["network-create:bridge", "network-rm:recorded"])
+def test_a_bridge_named_by_the_user_is_not_left_behind(fresh_palletd: Any, point: str) -> None:
+    """A bridge of pallet's own name (pl-<id>) is known to be pallet's at boot; one named
+    with -o com.docker.network.bridge.name must not leak either, nor block the retry."""
+    palletd = fresh_palletd
+    before = kernel_and_store(palletd)
+    create = ("network", "create", "-o", "com.docker.network.bridge.name=plmine0", "mine")
+    if point.startswith("network-create"):
+        seen = crash(palletd, point, *create)
+        assert "plmine0" in seen.links
+        assert "mine" not in network_names(palletd)
+    else:
+        palletd.cli_ok(*create)
+        crash(palletd, point, "network", "rm", "mine")
+        assert "mine" not in network_names(palletd)
+    wait_kernel_and_store(palletd, before, "after the restart")
+    assert "plmine0" not in palletd.links()
+    palletd.cli_ok(*create)
+    palletd.cli_ok("run", "-d", "--name", "on-mine", "--network", "mine", "busybox:latest",
+                   "sleep", "300")
+    assert "plmine0" in palletd.links()
+
+
 # ---- a container's attachment at start ------------------------------------------------------
 
 

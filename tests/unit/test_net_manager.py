@@ -18,7 +18,7 @@ from pallet.daemon.networks import ports
 from pallet.daemon.networks.attachment import Attachment
 from pallet.daemon.networks.manager import NetworkManager
 from pallet.daemon.networks.model import EndpointConfig
-from pallet.daemon.networks.store import NetworkRecords
+from pallet.daemon.networks.store import NetworkRecords, bridge_insert_writer
 from pallet.daemon.store.db import Database
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
 
@@ -299,6 +299,26 @@ async def test_a_restart_makes_a_running_containers_interfaces_match_its_record(
     assert by_ifname == {(joined.id, "eth0"), (left.id, "eth0"), (left.id, "eth1")}
     assert [e.address for e in again.view(on_side).endpoints if e.network_id == side.id] != [""]
     assert [e.network_name for e in again.view(joined).endpoints] == ["bridge"]
+    await events.aclose()
+
+
+async def test_a_restart_removes_a_bridge_of_no_network_whatever_its_name(env: Env) -> None:
+    """A create or remove palletd died in left a bridge the user named: pallet listed it
+    as its own before making it, so the next boot removes it (and only it)."""
+    kept = await env.manager.create("kept", options={"com.docker.network.bridge.name": "mine0"})
+    gone = await env.manager.create("gone", options={"com.docker.network.bridge.name": "mine1"})
+    await env.manager.remove("gone")
+    env.kernel.bridges["mine1"] = gone.gateway_cidr  # as if killed before its deletion
+    await NetworkRecords(env.db).write(bridge_insert_writer("mine1"))
+    env.kernel.bridges["stranger0"] = "10.0.0.1/24"  # the administrator's: never touched
+    events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
+    await events.start()
+    again = NetworkManager(NetworkRecords(env.db), events, env.kernel, env.firewall, env.resolver,
+                           ports.PortReservations())
+    await again.start()
+    await again.reconcile([])
+    assert sorted(env.kernel.bridges) == ["mine0", "pallet0", "stranger0"]
+    assert await NetworkRecords(env.db).load_bridges() == [kept.bridge]
     await events.aclose()
 
 
