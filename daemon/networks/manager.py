@@ -169,6 +169,16 @@ class NetworkManager:
         # One rebuild of the rules and records at a time, each from the state as it is
         # then: two in flight could land in either order and leave the older one.
         self._sync_lock = asyncio.Lock()
+        # Rebuilds are coalesced: every change takes a generation, and a rebuild covers
+        # every change made before it began, so twenty starts at once wait for two or
+        # three rebuilds, not twenty in a row.
+        self._sync_wanted = 0
+        self._sync_done = 0
+        # Addresses of released leases that the rules and records may still name, until
+        # the rebuild that drops them has run: not handed out again before then.
+        self._cooling: dict[str, set[str]] = {}
+        # Rebuilds a release asked for and did not wait for (run --rm waits for none).
+        self._later: set[asyncio.Task[None]] = set()
         self._users: Users = lambda network_id: []
 
     def set_users(self, users: Users) -> None:
@@ -196,6 +206,8 @@ class NetworkManager:
             log.warning("the embedded DNS resolver did not start", reason=str(e))
 
     async def aclose(self) -> None:
+        if self._later:  # the last releases' rebuilds land before palletd goes
+            await asyncio.gather(*self._later, return_exceptions=True)
         # Bridges, veths, rules and the resolver stay: traffic outlives palletd.
         await self._kernel.close()
 
@@ -649,6 +661,7 @@ class NetworkManager:
             ipaddress.IPv4Address(x.address)
             for leases in self._found.values() for x in leases if x.network_id == network_id
         }
+        taken |= {ipaddress.IPv4Address(x) for x in self._cooling.get(network_id, ())}
         return taken
 
     async def _reserve_ports(self, a: Attached, c: Container, keep_going: bool) -> None:
@@ -680,8 +693,12 @@ class NetworkManager:
         # The namespace's unmount frees its veths (the kernel deletes them later, in the
         # background); the leases go once the namespace is gone.
         await self._kernel.remove_netns(container_id)
+        for lease in (a.leases if a else []) + found:
+            self._cooling.setdefault(lease.network_id, set()).add(lease.address)
         await self._delete_leases(container_id)
-        await self._sync()
+        # The rules and records that still name it go in a rebuild nobody waits for: what
+        # they point at is gone, and its addresses are not leased again until they do.
+        self._sync_soon()
 
     async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
         a = self._attached.get(c.id)
@@ -739,9 +756,36 @@ class NetworkManager:
     # ---- the kernel, the firewall and the resolver, from the state -------------------
 
     async def _sync(self) -> None:
-        """Rules and resolver records rebuilt whole from the state (idempotent)."""
+        """Rules and resolver records rebuilt whole from the state (idempotent): on return,
+        they reflect every change made before the call."""
+        self._sync_wanted += 1
+        wanted = self._sync_wanted
         async with self._sync_lock:
+            if self._sync_done >= wanted:
+                return  # a rebuild that began after this change covered it
+            covered = self._sync_wanted
+            cooled = {nid: set(addrs) for nid, addrs in self._cooling.items()}
             await self._sync_locked()
+            self._sync_done = covered
+            for nid, addrs in cooled.items():
+                left = self._cooling.get(nid, set()) - addrs
+                if left:
+                    self._cooling[nid] = left
+                else:
+                    self._cooling.pop(nid, None)
+
+    def _sync_soon(self) -> None:
+        """A rebuild in the background (its failure logged), owned until it ends."""
+
+        async def rebuild() -> None:
+            try:
+                await self._sync()
+            except Exception as e:  # noqa: BLE001 - logged once, here; the next change retries
+                log.warning("rebuilding the network rules failed", reason=str(e))
+
+        task = asyncio.create_task(rebuild())
+        self._later.add(task)
+        task.add_done_callback(self._later.discard)
 
     async def _sync_locked(self) -> None:
         bridges = [BridgeRules(n.bridge, n.subnet, n.internal) for n in self._bridges()]

@@ -374,6 +374,9 @@ class Palletd:
             problems.append(f"veths left behind: {veths()}")
         if self.leases():
             problems.append(f"address leases left behind: {self.leases()}")
+        deadline = time.monotonic() + 10
+        while self.nat_rules() and time.monotonic() < deadline:
+            time.sleep(0.05)  # a release's rebuild of the rules runs after it returns
         if self.nat_rules():
             problems.append(f"port rules left behind: {self.nat_rules()}")
         netns_dir = self.run_root / "netns"

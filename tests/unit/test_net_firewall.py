@@ -19,8 +19,11 @@ class FakeNft:
     def __init__(self, tables: dict[str, str] | None = None) -> None:
         self.tables = tables or {}
         self.scripts: list[str] = []
+        self.listings = 0
 
     def run(self, script: str) -> str:
+        if script.startswith("list "):
+            self.listings += 1
         if script == "list tables ip\n":
             return "".join(f"table ip {name}\n" for name in self.tables)
         if script.startswith("list table ip "):
@@ -179,6 +182,15 @@ def test_apply_creates_the_user_chain_only_when_it_is_missing() -> None:
     nft.scripts.clear()
     fw.apply([BR0], [WEB])
     assert nft.scripts == [fw.render([BR0], [WEB])]
+    # Looked for once per palletd: a rebuild (every start and stop) lists nothing.
+    listed = nft.listings
+    fw.apply([BR0], [])
+    assert nft.listings == listed
+    # A palletd started again finds the administrator's chain and leaves it as it is.
+    nft.scripts.clear()
+    again = Firewall(runner=nft)
+    again.apply([BR0], [WEB])
+    assert nft.scripts == [again.render([BR0], [WEB])]
 
 
 def test_remove_deletes_only_pallets_table() -> None:

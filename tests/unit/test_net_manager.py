@@ -3,6 +3,7 @@ made, recorded and undone, without root."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -20,7 +21,7 @@ from pallet.daemon.networks.manager import NetworkManager
 from pallet.daemon.networks.model import EndpointConfig
 from pallet.daemon.networks.store import NetworkRecords, bridge_insert_writer
 from pallet.daemon.store.db import Database
-from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound
+from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted
 
 
 @dataclass
@@ -342,3 +343,39 @@ async def test_extra_hosts_ipv4_ipv6_and_the_host_gateway(env: Env, tmp_path: Pa
     assert "10.1.2.3\tdb" in lines and "::1\tv6" in lines and "172.17.0.1\tgw" in lines
     with pytest.raises(InvalidArgument, match="not an IP address"):
         await _prepared(env, tmp_path, "badhost", extra_hosts=("db:nowhere",))
+
+
+async def test_rebuilds_are_coalesced_and_each_start_sees_its_own_rules(env: Env, tmp_path: Path) -> None:
+    containers = [
+        await _prepared(env, tmp_path, f"c{i}", publish=(f"{8000 + i}:80",)) for i in range(6)
+    ]
+    before = len(env.firewall.applied)
+    await asyncio.gather(*(env.manager.attach(c, None) for c in containers))
+    rebuilds = len(env.firewall.applied) - before
+    assert 1 <= rebuilds < len(containers), rebuilds
+    _, rules = env.firewall.applied[-1]
+    assert sorted(r.host_port for r in rules) == [8000 + i for i in range(6)]
+    for c in containers:
+        await env.manager.release(c.id)
+    await asyncio.gather(*env.manager._later)
+
+
+async def test_a_release_does_not_wait_for_the_rebuild_and_its_address_cools_first(
+    env: Env, tmp_path: Path
+) -> None:
+    await env.manager.create("tiny", subnet="10.7.0.0/30")  # one address: 10.7.0.2
+    old = await _prepared(env, tmp_path, "old", network_mode="tiny", publish=("8080:80",))
+    await env.manager.attach(old, None)
+    applied = len(env.firewall.applied)
+    await env.manager.release(old.id)
+    assert len(env.firewall.applied) == applied  # run --rm did not wait for it
+    new = await _prepared(env, tmp_path, "new", network_mode="tiny")
+    # Until the rules that name 10.7.0.2 are rebuilt, it is not handed out again.
+    with pytest.raises(ResourceExhausted, match="all in use"):
+        await env.manager.attach(new, None)
+    await asyncio.gather(*env.manager._later)
+    _, rules = env.firewall.applied[-1]
+    assert rules == []
+    await env.manager.attach(new, None)
+    [veth] = env.kernel.veths.values()
+    assert veth.address == "10.7.0.2/30"
