@@ -574,12 +574,19 @@ class NetworkManager:
         a = self._new_attached(c)
         self._attached[c.id] = a
         try:
-            path = await self._kernel.make_netns(c.id)
-            for ep in c.host_config.networks:
-                await self._attach_one(c, a, ep, "attach")
+            # The host ports first: one that is taken fails the start before anything is made.
             await self._reserve_ports(a, c, keep_going=False)
-            self._crashes.hit("attach", "wired")  # rules and DNS records not yet rebuilt
-            await self._sync()
+            path = await self._kernel.make_netns(c.id)
+            leases = [await self._lease_one(c, a, ep, "attach") for ep in c.host_config.networks]
+            # The veths, and the rebuild of the rules and records, at once (the kernel's
+            # worker thread and the firewall's): a rule may name an address a moment before
+            # its veth exists, which carries nothing yet. Both are done before the start.
+            results = await asyncio.gather(
+                self._wire_all(c, a, leases), self._sync(), return_exceptions=True
+            )
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
             self._crashes.hit("attach", "synced")  # the container not yet started
         except BaseException:
             await self.release(c.id)
@@ -613,9 +620,22 @@ class NetworkManager:
             extra_hosts=h.extra_hosts, state_dir=c.state_dir,
         )
 
+    async def _wire_all(self, c: Container, a: Attached, leases: list[Lease]) -> None:
+        for lease in leases:
+            await self._wire_one(c, a, lease)
+        self._crashes.hit("attach", "wired")  # the rules and DNS records maybe not yet rebuilt
+
     async def _attach_one(
         self, c: Container, a: Attached, ep: EndpointConfig, operation: str
     ) -> Lease:
+        lease = await self._lease_one(c, a, ep, operation)
+        await self._wire_one(c, a, lease)
+        return lease
+
+    async def _lease_one(
+        self, c: Container, a: Attached, ep: EndpointConfig, operation: str
+    ) -> Lease:
+        """An address on `ep`'s network, recorded (with its `connect` event) for `c`."""
         n = self._networks.get(ep.network_id)
         if n is None:
             raise FailedPrecondition(
@@ -644,13 +664,17 @@ class NetworkManager:
             )
             a.leases.append(lease)
         self._crashes.hit(operation, "leased")  # no veth yet
-        first = not any(x.network_id != n.id for x in a.leases)
+        return lease
+
+    async def _wire_one(self, c: Container, a: Attached, lease: Lease) -> None:
+        """The veth of `lease`: named, addressed, on its bridge, its peer in `c`'s netns."""
+        n = self._networks[lease.network_id]
+        first = not any(x.network_id != n.id for x in a.leases if x.position < lease.position)
         await self._kernel.attach(Attachment(
             host_ifname=lease.host_ifname, bridge=n.bridge, netns=c.id, ifname=lease.ifname,
             address=f"{lease.address}/{n.network.prefixlen}", mac=lease.mac, mtu=n.mtu,
             gateway=n.gateway if first and not n.internal else "",
         ))
-        return lease
 
     def _taken_addresses(self, network_id: str) -> set[ipaddress.IPv4Address]:
         taken = {
