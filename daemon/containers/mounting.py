@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -54,7 +55,9 @@ class Volumes(Protocol):
         """Whether `fill` would copy into it now (empty, plain, mounted by nobody)."""
         ...
 
-    async def mount(self, name: str, use: VolumeUse) -> Path: ...
+    async def mount_many(self, uses: Sequence[tuple[str, VolumeUse]]) -> list[Path]:
+        """The host directories to bind for these uses (one transaction for their events)."""
+        ...
 
     async def unmount(self, name: str, container_id: str) -> None: ...
 
@@ -80,8 +83,10 @@ class NoVolumes:
     def fillable(self, name: str) -> bool:
         return False
 
-    async def mount(self, name: str, use: VolumeUse) -> Path:
-        raise FailedPrecondition("this daemon has no volumes")
+    async def mount_many(self, uses: Sequence[tuple[str, VolumeUse]]) -> list[Path]:
+        if uses:
+            raise FailedPrecondition("this daemon has no volumes")
+        return []
 
     async def unmount(self, name: str, container_id: str) -> None:
         return None
@@ -164,6 +169,9 @@ class ContainerMounts:
     # A read-only view of the container's filesystem (entered and left on a thread), to
     # fill new volumes from; None: they start empty.
     view: Callable[[], contextlib.AbstractContextManager[Path]] | None = None
+    # Whether the container's filesystem may have something at a path (`may_have_path`):
+    # when none of the new volumes' paths may, no view is mounted at all.
+    may_have: Callable[[str], bool] | None = None
     mounted: list[str] = field(default_factory=list)  # volume names this start holds
     spec: list[Mount] = field(default_factory=list)
 
@@ -173,16 +181,18 @@ class ContainerMounts:
         new = [
             (m.source, m.target) for m in mounts
             if m.type == MOUNT_VOLUME and not m.no_copy and self.volumes.fillable(m.source)
+            and (self.may_have is None or self.may_have(m.target))
         ]
         if new and self.view is not None:
             await self._fill(new, self.view())
+        volumes = [m for m in mounts if m.type == MOUNT_VOLUME]
+        uses = [(m.source, VolumeUse(c.id, m.target, not m.read_only, "")) for m in volumes]
+        paths = dict(zip((m.target for m in volumes), await self.volumes.mount_many(uses)))
+        self.mounted = [m.source for m in volumes]
         try:
             for m in mounts:
                 if m.type == MOUNT_VOLUME:
-                    use = VolumeUse(c.id, m.target, not m.read_only, "")
-                    path = await self.volumes.mount(m.source, use)
-                    self.mounted.append(m.source)
-                    self.spec.append(spec_mount(m, str(path)))
+                    self.spec.append(spec_mount(m, str(paths[m.target])))
                 elif m.type == MOUNT_BIND:
                     if m.create_host_path:
                         await asyncio.to_thread(_make_host_dir, m.source)
@@ -240,3 +250,26 @@ def _make_host_dir(path: str) -> None:
         raise FailedPrecondition(
             f"cannot make the host directory {path} for -v: {exc.strerror or exc}"
         ) from None
+
+
+def may_have_path(layers: Sequence[str], path: str) -> bool:
+    """Whether the merged filesystem of `layers` may have something at `path`: False only
+    when no layer has it, walked name by name without following anything, and no layer
+    meets a symlink on the way (which could lead anywhere). Cheap: a few lstat calls, so
+    a start whose new volumes lie where the image has nothing mounts no view to look."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        return True
+    for layer in layers:
+        at = layer
+        for part in parts:
+            at = os.path.join(at, part)
+            try:
+                mode = os.lstat(at).st_mode
+            except (FileNotFoundError, NotADirectoryError):
+                break
+            if stat.S_ISLNK(mode):
+                return True
+        else:
+            return True
+    return False

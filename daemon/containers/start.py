@@ -50,7 +50,7 @@ import structlog
 from pallet.daemon.containers import bundle
 from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
-from pallet.daemon.containers.mounting import ContainerMounts, Volumes
+from pallet.daemon.containers.mounting import ContainerMounts, Volumes, may_have_path
 from pallet.daemon.containers.networking import Networking, Sandbox
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.faults import CrashHook
@@ -250,9 +250,11 @@ class ContainerStart:
     async def mount_volumes(self) -> None:
         c = self.container
         state_dir = Path(c.state_dir)
+        layers = [str(state_dir / "upper"), *self.layer_dirs]
         self.own_mounts = ContainerMounts(
             c, self.deps.volumes,
             view=lambda: read_only_view(state_dir / "upper", self.layer_dirs, state_dir),
+            may_have=lambda path: may_have_path(layers, path),
         )
         await self.own_mounts.mount()
 

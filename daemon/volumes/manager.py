@@ -20,14 +20,15 @@ import asyncio
 import os
 import re
 import secrets
+import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
-from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.fsutil import remove_tree
 from pallet.daemon.store import space
@@ -62,6 +63,27 @@ class VolumeInfo:
     mountpoint: str
     users: tuple[tuple[str, str], ...]
     size: int  # bytes; -1 when not computed
+
+
+def _mount_change(
+    fresh: list[tuple[str, VolumeUse, Volume]],
+) -> Callable[[sqlite3.Connection], tuple[None, list[Notice]]]:
+    """The rows of who holds which volume, and docker's `mount` event for each."""
+
+    def change(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+        notices = []
+        for name, use, v in fresh:
+            mount_insert_writer(name, use.container_id)(conn)
+            notices.append(Notice("volume", "mount", name, {
+                "container": use.container_id,
+                "destination": use.destination,
+                "driver": v.driver,
+                "propagation": use.propagation,
+                "read/write": "true" if use.read_write else "false",
+            }))
+        return None, notices
+
+    return change
 
 
 def check_name(name: str) -> str:
@@ -291,31 +313,39 @@ class VolumeManager:
     # ---- containers -------------------------------------------------------------------
 
     async def mount(self, name: str, use: VolumeUse) -> Path:
-        """The host directory to bind for a container's mount of `name`; the first user
-        of a volume with options has its mount made."""
+        """The host directory to bind for a container's mount of `name`."""
+        [path] = await self.mount_many([(name, use)])
+        return path
+
+    async def mount_many(self, uses: Sequence[tuple[str, VolumeUse]]) -> list[Path]:
+        """The host directories to bind for a start's volumes, in order: the first user of
+        a volume with options has its mount made; all the `mount` events (and who holds
+        what) are journalled in one transaction."""
         async with self._lock:
-            v = self.get(name)
-            holders = self._mounted.setdefault(name, set())
-            if v.mounted_by_driver and not holders:
-                mount = parse_local_options(dict(v.options), self._filesystems())
-                if mount is not None:
-                    await asyncio.to_thread(self._mounter.mount, mount, str(self.data_dir(name)))
-            if use.container_id in holders:
-                return self.data_dir(name)  # this run holds it already (one mount per run)
+            fresh: list[tuple[str, VolumeUse, Volume]] = []
+            made: list[str] = []  # driver mounts made here: taken off again on failure
             try:
-                await self._events.publish("volume", "mount", name, {
-                    "container": use.container_id,
-                    "destination": use.destination,
-                    "driver": v.driver,
-                    "propagation": use.propagation,
-                    "read/write": "true" if use.read_write else "false",
-                }, also=mount_insert_writer(name, use.container_id))
+                for name, use in uses:
+                    v = self.get(name)
+                    holders = self._mounted.get(name, set())
+                    if use.container_id in holders or any(n == name for n, _, _ in fresh):
+                        continue  # this run holds it already (one mount per run)
+                    if v.mounted_by_driver and not holders:
+                        mount = parse_local_options(dict(v.options), self._filesystems())
+                        if mount is not None:
+                            data = str(self.data_dir(name))
+                            await asyncio.to_thread(self._mounter.mount, mount, data)
+                            made.append(data)
+                    fresh.append((name, use, v))
+                if fresh:
+                    await self._events.commit(_mount_change(fresh))
             except BaseException:
-                if v.mounted_by_driver and not holders:
-                    await asyncio.to_thread(self._mounter.unmount, str(self.data_dir(name)))
+                for data in made:
+                    await asyncio.to_thread(self._mounter.unmount, data)
                 raise
-            holders.add(use.container_id)
-        return self.data_dir(name)
+            for name, use, _ in fresh:
+                self._mounted.setdefault(name, set()).add(use.container_id)
+        return [self.data_dir(name) for name, _ in uses]
 
     async def unmount(self, name: str, container_id: str) -> None:
         """A container is done with `name`; the last one's going takes its mount off."""

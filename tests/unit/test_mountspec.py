@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pallet.daemon.containers.model import MountSpec
@@ -107,3 +109,21 @@ def test_combine_one_per_target_parents_first() -> None:
     assert got[2].anonymous
     with pytest.raises(InvalidArgument, match="Duplicate mount point: /a"):
         combine([MountSpec("volume", "/a", "x1"), MountSpec("tmpfs", "/a")], [], [])
+
+
+def test_may_have_path_is_false_only_when_no_layer_can_have_it(tmp_path: Path) -> None:
+    from pallet.daemon.containers.mounting import may_have_path
+
+    upper, low = tmp_path / "upper", tmp_path / "low"
+    (low / "var" / "lib").mkdir(parents=True)
+    (low / "etc").mkdir()
+    (low / "etc" / "file").write_text("x")
+    upper.mkdir()
+    (upper / "data").symlink_to("/var/lib")  # could lead anywhere: look
+    layers = [str(upper), str(low)]
+    assert may_have_path(layers, "/var/lib")
+    assert not may_have_path(layers, "/var/lib/db")  # nothing there in any layer
+    assert not may_have_path(layers, "/v0")
+    assert not may_have_path(layers, "/etc/file/below")  # a file on the way
+    assert may_have_path(layers, "/data/x")
+    assert may_have_path(layers, "/a/../var")
