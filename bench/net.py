@@ -81,6 +81,7 @@ class Side:
     running: Callable[[list[str]], int]
     daemon_pids: Callable[[], list[int]]
     timings: Path | None = None  # palletd's timer lines (pallet only)
+    daemon: Any = None  # the OwnPalletd or OwnDockerd (for figures that talk to it directly)
     rows: dict[str, Row] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -476,7 +477,7 @@ def pallet_side(stack: contextlib.ExitStack, tar: Path, workdir: Path) -> Side:
     USED_DIRS.append(daemon.base)
     engine = Pallet(daemon)
     return Side("pallet", daemon.cli, ns, engine.import_image(tar, workdir), engine.running,
-                lambda: [daemon.pid], timings)
+                lambda: [daemon.pid], timings, daemon=daemon)
 
 
 def docker_side(stack: contextlib.ExitStack, tar: Path, workdir: Path) -> Side:
@@ -494,7 +495,7 @@ def docker_side(stack: contextlib.ExitStack, tar: Path, workdir: Path) -> Side:
         return [daemon.pid, *(p for p in procs.all_pids() if procs.comm(p) == "containerd"
                               and str(daemon.base) in procs.cmdline(p))]
 
-    side = Side("docker", daemon.cli, ns, IMAGE_NAME, running, daemons)
+    side = Side("docker", daemon.cli, ns, IMAGE_NAME, running, daemons, daemon=daemon)
     side.notes.append(f"dockerd {daemon.version} (Debian docker.io) with its containerd, its default "
                       "bridge and iptables, userland-proxy on (docker-proxy serves 127.0.0.1)")
     return side

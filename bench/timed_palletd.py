@@ -29,6 +29,7 @@ from typing import Any
 #: outer calls; the rest are what they spend their time in.
 TIMED: tuple[tuple[str, str, str], ...] = (
     ("pallet.daemon.containers.start", "ContainerStart", "attach_network"),
+    ("pallet.daemon.containers.start", "ContainerStart", "mount_volumes"),
     ("pallet.daemon.networks.manager", "NetworkManager", "attach"),
     ("pallet.daemon.networks.manager", "NetworkManager", "release"),
     ("pallet.daemon.networks.manager", "NetworkManager", "_sync"),
