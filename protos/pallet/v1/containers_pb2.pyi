@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from pallet.v1 import images_pb2 as _images_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -513,3 +514,79 @@ class ExportContainerResponse(_message.Message):
     CHUNK_FIELD_NUMBER: _ClassVar[int]
     chunk: bytes
     def __init__(self, chunk: _Optional[bytes] = ...) -> None: ...
+
+class PathStat(_message.Message):
+    __slots__ = ("name", "size", "mode", "mtime", "link_target")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    MTIME_FIELD_NUMBER: _ClassVar[int]
+    LINK_TARGET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    mode: int
+    mtime: _timestamp_pb2.Timestamp
+    link_target: str
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., mode: _Optional[int] = ..., mtime: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., link_target: _Optional[str] = ...) -> None: ...
+
+class StatPathRequest(_message.Message):
+    __slots__ = ("container", "path")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    path: str
+    def __init__(self, container: _Optional[str] = ..., path: _Optional[str] = ...) -> None: ...
+
+class StatPathResponse(_message.Message):
+    __slots__ = ("stat",)
+    STAT_FIELD_NUMBER: _ClassVar[int]
+    stat: PathStat
+    def __init__(self, stat: _Optional[_Union[PathStat, _Mapping]] = ...) -> None: ...
+
+class GetArchiveRequest(_message.Message):
+    __slots__ = ("container", "path", "follow_link")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_LINK_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    path: str
+    follow_link: bool
+    def __init__(self, container: _Optional[str] = ..., path: _Optional[str] = ..., follow_link: _Optional[bool] = ...) -> None: ...
+
+class GetArchiveResponse(_message.Message):
+    __slots__ = ("stat", "chunk")
+    STAT_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    stat: PathStat
+    chunk: bytes
+    def __init__(self, stat: _Optional[_Union[PathStat, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
+
+class PutArchiveHeader(_message.Message):
+    __slots__ = ("container", "path", "copy_uid_gid", "no_overwrite_dir_non_dir")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    COPY_UID_GID_FIELD_NUMBER: _ClassVar[int]
+    NO_OVERWRITE_DIR_NON_DIR_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    path: str
+    copy_uid_gid: bool
+    no_overwrite_dir_non_dir: bool
+    def __init__(self, container: _Optional[str] = ..., path: _Optional[str] = ..., copy_uid_gid: _Optional[bool] = ..., no_overwrite_dir_non_dir: _Optional[bool] = ...) -> None: ...
+
+class PutArchiveRequest(_message.Message):
+    __slots__ = ("header", "chunk", "end")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    header: PutArchiveHeader
+    chunk: bytes
+    end: _images_pb2.UploadEnd
+    def __init__(self, header: _Optional[_Union[PutArchiveHeader, _Mapping]] = ..., chunk: _Optional[bytes] = ..., end: _Optional[_Union[_images_pb2.UploadEnd, _Mapping]] = ...) -> None: ...
+
+class PutArchiveResponse(_message.Message):
+    __slots__ = ("entries", "size")
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    entries: int
+    size: int
+    def __init__(self, entries: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...

@@ -101,6 +101,21 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.ExportContainerResponse.FromString,
                 _registered_method=True)
+        self.StatPath = channel.unary_unary(
+                '/pallet.v1.ContainersService/StatPath',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.StatPathRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.StatPathResponse.FromString,
+                _registered_method=True)
+        self.GetArchive = channel.unary_stream(
+                '/pallet.v1.ContainersService/GetArchive',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.GetArchiveRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.GetArchiveResponse.FromString,
+                _registered_method=True)
+        self.PutArchive = channel.stream_unary(
+                '/pallet.v1.ContainersService/PutArchive',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.PutArchiveRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.PutArchiveResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -201,6 +216,32 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StatPath(self, request, context):
+        """StatPath describes one path in a container's filesystem (docker's HEAD of
+        /containers/{id}/archive): what `cp` needs to know of a destination before it sends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetArchive(self, request, context):
+        """GetArchive streams one path of a container's filesystem as a tar (docker cp out):
+        first the path's stat, then the tar's bytes. Running or not; through its volumes and
+        binds. Symlinks are resolved inside the container's root, never on the host.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutArchive(self, request_iterator, context):
+        """PutArchive extracts a tar into an existing directory of a container's filesystem
+        (docker cp in): first the header, then the tar's bytes, then the end. Nothing is
+        written outside the container's root; a copy that fails removes what it made.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -268,6 +309,21 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Export,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.ExportContainerResponse.SerializeToString,
+            ),
+            'StatPath': grpc.unary_unary_rpc_method_handler(
+                    servicer.StatPath,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.StatPathRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.StatPathResponse.SerializeToString,
+            ),
+            'GetArchive': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetArchive,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.GetArchiveRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.GetArchiveResponse.SerializeToString,
+            ),
+            'PutArchive': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutArchive,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.PutArchiveRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.PutArchiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -623,6 +679,87 @@ class ContainersService:
             '/pallet.v1.ContainersService/Export',
             pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.ExportContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StatPath(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/StatPath',
+            pallet_dot_v1_dot_containers__pb2.StatPathRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.StatPathResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetArchive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pallet.v1.ContainersService/GetArchive',
+            pallet_dot_v1_dot_containers__pb2.GetArchiveRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.GetArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutArchive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/pallet.v1.ContainersService/PutArchive',
+            pallet_dot_v1_dot_containers__pb2.PutArchiveRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.PutArchiveResponse.FromString,
             options,
             channel_credentials,
             insecure,
