@@ -494,6 +494,53 @@ class PalletClient:
         for response in self._stream(call):
             yield response.chunk
 
+    def stat_path(self, container: str, path: str) -> Any:
+        """PathStat of a path in a container (a final symlink not followed)."""
+        pb = _pb("containers")
+        request = pb.StatPathRequest(container=container, path=path)
+        return self._call("containers", "StatPath", request).stat
+
+    def get_archive(self, container: str, path: str, follow_link: bool = False) -> tuple[Any, Iterator[bytes]]:
+        """(PathStat, the tar's chunks) of a path in a container; the stat comes first,
+        so a bad path is an error here, before any byte."""
+        pb = _pb("containers")
+        call = self._stub("containers").GetArchive(
+            pb.GetArchiveRequest(container=container, path=path, follow_link=follow_link)
+        )
+        responses = self._stream(call)
+        first = next(responses, None)
+        if first is None or first.WhichOneof("payload") != "stat":
+            raise Internal("the daemon sent no stat before the archive")
+
+        def chunks() -> Iterator[bytes]:
+            for response in responses:
+                yield response.chunk
+
+        return first.stat, chunks()
+
+    def put_archive(
+        self, container: str, path: str, source: Any, copy_uid_gid: bool = False,
+        no_overwrite_dir_non_dir: bool = True,
+    ) -> Any:
+        """Extract a tar (bytes, a file object or an iterator of chunks) below the
+        directory `path` of a container; PutArchiveResponse (entries, size)."""
+        pb = _pb("containers")
+        images = _pb("images")
+
+        def requests() -> Iterator[Any]:
+            yield pb.PutArchiveRequest(header=pb.PutArchiveHeader(
+                container=container, path=path, copy_uid_gid=copy_uid_gid,
+                no_overwrite_dir_non_dir=no_overwrite_dir_non_dir,
+            ))
+            size = 0
+            for chunk in _chunks(source):
+                size += len(chunk)
+                yield pb.PutArchiveRequest(chunk=chunk)
+            # Without it the daemon keeps nothing (see UploadEnd).
+            yield pb.PutArchiveRequest(end=images.UploadEnd(size=size))
+
+        return self._upload("containers", "PutArchive", requests())
+
     def history(self, image: str) -> list[Any]:
         pb = _pb("images")
         return list(self._call("images", "History", pb.HistoryRequest(image=image)).entries)

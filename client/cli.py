@@ -255,6 +255,15 @@ def _add_export(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
 
+def _add_cp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--archive", action="store_true", help="archive mode (copy all uid/gid information)")
+    p.add_argument("-L", "--follow-link", dest="follow_link", action="store_true",
+                   help="always follow symlinks in SRC_PATH")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    p.add_argument("source", metavar="SRC_PATH", help="CONTAINER:PATH, a local path, or - (a tar on stdin)")
+    p.add_argument("destination", metavar="DEST_PATH", help="CONTAINER:PATH, a local path, or - (a tar on stdout)")
+
+
 def _add_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
@@ -378,6 +387,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "logs": (f"{_C}:logs", "show a container's output", _add_logs, 1),
     "exec": (f"{_C}:exec_", "run a command in a running container", _add_exec, 1),
     "port": (f"{_N}:port", "list a container's published ports", _add_port, 1),
+    "cp": ("pallet.client.verbs_cp:cp", "copy files between a container and the host", _add_cp, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from pallet.daemon.api.containers import ContainersServicer
+from pallet.daemon.containers.files import ContainerFiles
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
 from pallet.daemon.api.networks import NetworksServicer
@@ -139,7 +140,8 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         server = ApiServer(
             config,
             [
-                ContainersServicer(containers, ContainerLogs(containers)),
+                ContainersServicer(containers, ContainerLogs(containers),
+                                   ContainerFiles(containers, events, config.cgroup_parent, crashes)),
                 ImagesServicer(images),
                 NetworksServicer(networks, containers),
                 VolumesServicer(volumes),

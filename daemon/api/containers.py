@@ -13,9 +13,12 @@ from typing import Any
 
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream, unary
+from pallet.daemon.api.images import upload_bytes
+from pallet.daemon.containers.cparchive import PathInfo
+from pallet.daemon.containers.files import ContainerFiles, PutOptions
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
-from pallet.v1.errors import InvalidArgument
+from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.daemon.shims.api import Stdio
 from pallet.shim.api.spec import Output
 from pallet.daemon.snapshots.export import export_rootfs
@@ -26,6 +29,18 @@ from pallet.v1 import containers_pb2_grpc as pb_grpc
 
 def _stream(number: int) -> pb.Stream:
     return pb.STREAM_STDERR if number == 2 else pb.STREAM_STDOUT
+
+
+def _path_stat(info: PathInfo) -> pb.PathStat:
+    stat = pb.PathStat(name=info.name, size=info.size, mode=info.mode, link_target=info.link_target)
+    stat.mtime.FromNanoseconds(info.mtime_ns)
+    return stat
+
+
+def _cp_path(path: str) -> str:
+    if not path:
+        raise InvalidArgument("no path given: name a path in the container (/ for its root)")
+    return path
 
 
 def _chunk(out: Output) -> pb.LogChunk:
@@ -52,9 +67,16 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     def add_to_server(self, server: Any) -> None:
         pb_grpc.add_ContainersServiceServicer_to_server(self, server)
 
-    def __init__(self, containers: ContainerManager, logs: ContainerLogs) -> None:
+    def __init__(self, containers: ContainerManager, logs: ContainerLogs,
+                 files: ContainerFiles | None = None) -> None:
         self._containers = containers
         self._logs = logs
+        self._files = files
+
+    def _cp(self) -> ContainerFiles:
+        if self._files is None:
+            raise FailedPrecondition("this daemon does not copy container files")
+        return self._files
 
     @unary
     async def Create(self, request: pb.CreateContainerRequest, context: Ctx) -> pb.CreateContainerResponse:
@@ -193,3 +215,33 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         lowers = await self._containers.layer_dirs(c)
         async for chunk in export_rootfs(state_dir / "upper", lowers, state_dir):
             yield pb.ExportContainerResponse(chunk=chunk)
+
+    @unary
+    async def StatPath(self, request: pb.StatPathRequest, context: Ctx) -> pb.StatPathResponse:
+        info = await self._cp().stat(request.container, _cp_path(request.path))
+        return pb.StatPathResponse(stat=_path_stat(info))
+
+    @stream
+    async def GetArchive(
+        self, request: pb.GetArchiveRequest, context: Ctx
+    ) -> AsyncIterator[pb.GetArchiveResponse]:
+        pieces = self._cp().archive(request.container, _cp_path(request.path), request.follow_link)
+        async for piece in pieces:
+            if isinstance(piece, PathInfo):
+                yield pb.GetArchiveResponse(stat=_path_stat(piece))
+            else:
+                yield pb.GetArchiveResponse(chunk=piece)
+
+    @unary
+    async def PutArchive(
+        self, request_iterator: AsyncIterator[pb.PutArchiveRequest], context: Ctx
+    ) -> pb.PutArchiveResponse:
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("payload") != "header":
+            raise InvalidArgument("the first PutArchive message must be the header")
+        h = first.header
+        options = PutOptions(h.copy_uid_gid, h.no_overwrite_dir_non_dir)
+        done = await self._cp().extract(
+            h.container, _cp_path(h.path), options, upload_bytes(request_iterator)
+        )
+        return pb.PutArchiveResponse(entries=done.entries, size=done.size)

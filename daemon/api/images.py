@@ -20,10 +20,9 @@ from pallet.v1 import images_pb2_grpc as pb_grpc
 
 
 
-async def _upload(
-    requests: AsyncIterator[pb.ImportRequest] | AsyncIterator[pb.LoadRequest],
-) -> AsyncIterator[bytes]:
-    """The bytes of an upload stream, which must close with `end`.
+async def upload_bytes(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    """The bytes of an upload stream (Import, Load, a container's PutArchive: messages
+    with a `chunk` or `end` payload), which must close with `end`.
 
     gRPC ends the request stream the same way whether the client finished or went away
     (killed, network gone), so without `end` a cut-short archive would look whole.
@@ -68,7 +67,7 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
             raise InvalidArgument("the first Import message must be the header")
         h = first.header
         img = await self._images.import_rootfs(
-            _upload(request_iterator), h.reference, h.message, list(h.changes)
+            upload_bytes(request_iterator), h.reference, h.message, list(h.changes)
         )
         return pb.ImportResponse(image=convert.image(img))
 
@@ -76,7 +75,7 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
     async def Load(
         self, request_iterator: AsyncIterator[pb.LoadRequest], context: Ctx
     ) -> pb.LoadResponse:
-        result = await self._images.load(_upload(request_iterator))
+        result = await self._images.load(upload_bytes(request_iterator))
         return pb.LoadResponse(
             images=[convert.image(i) for i in result.images], references=result.references
         )
