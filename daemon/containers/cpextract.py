@@ -96,6 +96,8 @@ class Extractor:
         self._dirs: list[tuple[tuple[str, ...], int, int]] = []  # deferred mode, mtime
         self._base: tuple[str, ...] = ()
         self._cached: tuple[tuple[str, ...], int] | None = None
+        # The helper runs as root; unprivileged (unit tests) owners are the caller's.
+        self._privileged = os.geteuid() == 0
 
     # ---- the extraction point --------------------------------------------------------
 
@@ -188,6 +190,8 @@ class Extractor:
             self._cached = None
 
     def _owner(self, member: tarfile.TarInfo) -> tuple[int, int]:
+        if not self._privileged:
+            return (-1, -1)  # chown's "leave it"
         return (member.uid, member.gid) if self._options.copy_uid_gid else (0, 0)
 
     def _create(self, archive: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
