@@ -170,6 +170,10 @@ def test_dash_is_a_tar_on_stdin_and_stdout(palletd: Any, tmp_path: Path) -> None
     palletd.cli_ok("cp", "-", "dash:/tmp", input=data)
     assert sh(palletd, "dash", "cat /tmp/piped/one.txt") == "one\n"
     assert "must be a directory" in fails(palletd, "cp", "-", "dash:/etc/passwd", input=data)
+    # docker's events: one archive-path per copy out, one extract-to-dir per copy in.
+    events = palletd.cli_ok("events", "--since-seq", "0", "--until", "0s", "--filter", "container=dash")
+    actions = [line.split()[3] for line in events.splitlines()]
+    assert actions.count("archive-path") == 1 and actions.count("extract-to-dir") == 1, actions
 
 
 def test_a_100_mb_file_in_and_out(palletd: Any, tmp_path: Path) -> None:
