@@ -19,9 +19,12 @@ The rules, docker's where docker has one:
   the other way round; an existing directory named by a directory entry is kept, its
   metadata set from the entry (except the extraction point itself, `.`).
 
-Nothing half-written: each file, symlink, hardlink and FIFO is made under a temporary name
-in its directory and renamed onto its name when complete, so a name holds the old thing or
-the new one. When the copy fails (a full disk, a bad entry, an upload cut short) what it
+Nothing half-written: each file is written unnamed (O_TMPFILE, where the filesystem has
+it: overlayfs since Linux 6.6, tmpfs, ext4, xfs) and linked under a temporary name in its
+directory once whole, symlinks, hardlinks and FIFOs are made under one, and each is renamed
+onto its name when complete, so a name holds the old thing or the new one, and a helper
+killed mid-file leaves nothing half-written (at most a whole file under a `.pallet-cp-`
+name, between its link and its rename). When the copy fails (a full disk, a bad entry, an upload cut short) what it
 created is removed, deepest first; a file it had already replaced keeps its new content
 (undoing that would need a copy of the old one, which docker does not keep either).
 """
@@ -268,7 +271,7 @@ class Extractor:
 
     def _regular(self, archive: tarfile.TarFile, member: tarfile.TarInfo, parent: int) -> str:
         tmp = self._temp_name()
-        fd = os.open(tmp, _NEW_FILE, 0o600, dir_fd=parent)
+        fd, named = _new_file(parent, tmp)
         try:
             try:
                 source = archive.extractfile(member)
@@ -279,6 +282,8 @@ class Extractor:
                 os.fchown(fd, *self._owner(member))
                 os.fchmod(fd, stat.S_IMODE(member.mode))
                 os.utime(fd, ns=(_mtime_ns(member), _mtime_ns(member)))
+                if not named:  # whole now: given its temporary name
+                    os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=parent, follow_symlinks=True)
             finally:
                 os.close(fd)
         except BaseException:
@@ -392,6 +397,18 @@ def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
         return os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     except FileNotFoundError:
         return None
+
+
+def _new_file(parent: int, name: str) -> tuple[int, bool]:
+    """A file to write one entry into, and whether it has `name` yet: an unnamed O_TMPFILE
+    where the filesystem has them, so a helper killed mid-file (kill -9) leaves no
+    half-written file behind, only the kernel's freed inode; else `name` itself."""
+    try:
+        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=parent), False
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+    return os.open(name, _NEW_FILE, 0o600, dir_fd=parent), True
 
 
 def _unlink_quietly(dir_fd: int, name: str) -> None:

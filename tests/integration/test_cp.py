@@ -11,6 +11,7 @@ import hashlib
 import io
 import os
 import stat
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -401,3 +402,32 @@ def test_kill_9_of_palletd_mid_copy_leaves_a_working_container(fresh_palletd: An
     assert sh(d, "crash", "echo alive") == "alive\n"
     d.cli_ok("cp", str(tmp_path / "big.bin"), "crash:/tmp/again.bin", timeout=120)
     d.cli_ok("rm", "-f", "crash")
+
+
+def test_kill_9_of_the_helper_mid_file_leaves_no_half_written_file(palletd: Any) -> None:
+    run_d(palletd, "halfway")
+    header = tarfile.TarInfo("big.bin")
+    header.size, header.mode = 16 << 20, 0o644
+    writer = palletd.cli_popen("cp", "-", "halfway:/tmp", stdin=subprocess.PIPE)
+    writer.stdin.write(header.tobuf(tarfile.PAX_FORMAT) + b"\1" * (1 << 20))
+    writer.stdin.flush()
+
+    def writing_helper() -> int:
+        for pid in pids_mentioning("containers.cphelper"):
+            if parent_of(pid) != palletd.pid:
+                continue
+            try:
+                links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+            except OSError:
+                continue
+            if any("/tmp/" in link and ("#" in link or ".pallet-cp-" in link) for link in links):
+                return pid
+        return 0
+
+    helper = palletd.wait_for(writing_helper, 30, what="the cp helper writing the file")
+    os.kill(helper, 9)
+    writer.communicate(timeout=60)
+    palletd.popens.remove(writer)  # ended here: the teardown has nothing to reap
+    assert writer.returncode != 0
+    assert sh(palletd, "halfway", "ls -a /tmp") == ".\n..\n"  # neither big.bin nor a part of it
+    assert sh(palletd, "halfway", "echo alive") == "alive\n"
