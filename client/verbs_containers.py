@@ -13,45 +13,20 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
-
-from typing import TYPE_CHECKING
 
 from pallet.client.api import DuplexSession, PalletClient
 from pallet.client.options import env_list
 from pallet.client.requests import container_config, logs_request, stop_seconds
 from pallet.client.stdio import StdinPump, write_chunks
+from pallet.client.verbs_common import each, inspect_each, print_error, unreachable
 from pallet.v1.errors import Internal, NotFound, PalletError, Unavailable
-
-if TYPE_CHECKING:
-    from pallet.client.template import Template
 
 # `run`, `create`, `start`... must start fast (20 `run -d` at once share two cores): the
 # table and template modules (~30 ms of imports) are imported by ps, inspect and logs only.
 
-
-def _error(message: str) -> None:
-    sys.stdout.flush()
-    print(f"Error: {message}", file=sys.stderr)
-
-
-def _each(args: argparse.Namespace, names: list[str], action: Callable[[PalletClient, str], str | None]) -> int:
-    """Run `action` for every name, printing its result; errors are printed, not fatal."""
-    status = 0
-    with PalletClient(args.host) as client:
-        for name in names:
-            try:
-                line = action(client, name)
-            except PalletError as exc:
-                if isinstance(exc, Unavailable) and "cannot connect" in exc.message:
-                    raise
-                _error(exc.message)
-                status = 1
-                continue
-            if line is not None:
-                print(line, flush=True)
-    return status
+_error = print_error
+_each = each
 
 
 # -- create / run ---------------------------------------------------------------------------
@@ -115,7 +90,7 @@ def _start_or_clean_up(client: PalletClient, container_id: str, auto_remove: boo
         else:
             client.start_result(future)
     except PalletError as exc:
-        if isinstance(exc, Unavailable) and "cannot connect" in exc.message:
+        if unreachable(exc):
             raise
         if auto_remove:
             try:
@@ -251,27 +226,8 @@ def ps(args: argparse.Namespace) -> int:
 
 def inspect(args: argparse.Namespace) -> int:
     """`inspect` (containers, then images unless --type), `container inspect`, `image inspect`."""
-    from pallet.client import format as fmt
-    from pallet.client.template import parse
-
-    template: Template | None = parse(fmt.expand_escapes(args.format)) if args.format else None
     kind = getattr(args, "type", None)
-    found: list[dict[str, Any]] = []
-    failures: list[str] = []
-    with PalletClient(args.host) as client:
-        for name in args.names:
-            try:
-                found.append(_inspect_one(client, name, kind))
-            except NotFound as exc:
-                failures.append(exc.message)
-    if template is not None:
-        for doc in found:
-            print(template.render(doc))
-    elif found or not failures:
-        print(fmt.json_indent(found))
-    for message in failures:
-        _error(message)
-    return 1 if failures else 0
+    return inspect_each(args, args.names, lambda client, name: _inspect_one(client, name, kind))
 
 
 def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str, Any]:

@@ -9,29 +9,17 @@ tables and documents (views_networks and ports do).
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
 
 from pallet.client import format as fmt
 from pallet.client import views_networks as views
 from pallet.client.api import PalletClient
 from pallet.client.options import validate_filters
-from pallet.v1.errors import InvalidArgument, NotFound, PalletError, Unavailable
+from pallet.client.verbs_common import confirmed, each, inspect_each
 
 PRUNE_WARNING = (
     "WARNING! This will remove all custom networks not used by at least one container.\n"
     "Are you sure you want to continue? [y/N] "
 )
-
-
-def _error(message: str) -> None:
-    sys.stdout.flush()
-    print(f"Error: {message}", file=sys.stderr)
-
-
-def _unreachable(exc: PalletError) -> bool:
-    """No daemon at all: every further call would fail the same way, so stop at once."""
-    return isinstance(exc, Unavailable) and "cannot connect" in exc.message
 
 
 def create(args: argparse.Namespace) -> int:
@@ -65,41 +53,15 @@ def ls(args: argparse.Namespace) -> int:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    from pallet.client.template import parse
-
-    template = parse(fmt.expand_escapes(args.format)) if args.format else None
-    found: list[dict[str, Any]] = []
-    failures: list[str] = []
-    with PalletClient(args.host) as client:
-        for name in args.networks:
-            try:
-                found.append(views.inspect_network(client.inspect_network(name)))
-            except NotFound as exc:
-                failures.append(exc.message)
-    if template is not None:
-        for doc in found:
-            print(template.render(doc))
-    elif found or not failures:
-        print(fmt.json_indent(found))
-    for message in failures:
-        _error(message)
-    return 1 if failures else 0
+    return inspect_each(args, args.networks, lambda c, name: views.inspect_network(c.inspect_network(name)))
 
 
 def rm(args: argparse.Namespace) -> int:
-    status = 0
-    with PalletClient(args.host) as client:
-        for name in args.networks:
-            try:
-                client.remove_network(name)
-            except PalletError as exc:
-                if _unreachable(exc):
-                    raise
-                _error(exc.message)
-                status = 1
-                continue
-            print(name, flush=True)
-    return status
+    def remove(client: PalletClient, name: str) -> str:
+        client.remove_network(name)
+        return name
+
+    return each(args, args.networks, remove)
 
 
 def connect(args: argparse.Namespace) -> int:
@@ -116,14 +78,9 @@ def disconnect(args: argparse.Namespace) -> int:
 
 def prune(args: argparse.Namespace) -> int:
     filters = validate_filters(args.filter or [])
-    if not args.force:
-        if sys.stdin is None or not sys.stdin.isatty():
-            raise InvalidArgument(
-                "network prune removes all custom networks not used by at least one container: "
-                "confirm with -f when stdin is not a terminal"
-            )
-        if input(PRUNE_WARNING).strip().lower() not in ("y", "yes"):
-            return 0
+    if not confirmed(args.force, PRUNE_WARNING,
+                     "network prune removes all custom networks not used by at least one container"):
+        return 0
     with PalletClient(args.host) as client:
         removed = client.prune_networks(filters)
     if removed:
