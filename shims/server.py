@@ -29,11 +29,13 @@ from pallet.shim.api.messages import (
     CloseStdinRequest,
     ExecRequest,
     ExecWaitRequest,
+    FreezeRequest,
     KillRequest,
     Request,
     ShutdownRequest,
     StartRequest,
     StateRequest,
+    ThawRequest,
     WaitRequest,
 )
 from pallet.shim.api.spec import ShimSpec
@@ -86,6 +88,8 @@ class Shim:
             ExecRequest: task.op_exec,
             ExecWaitRequest: task.execs.op_exec_wait,
             CloseStdinRequest: task.op_close_stdin,
+            FreezeRequest: task.op_freeze,
+            ThawRequest: task.op_thaw,
             ShutdownRequest: self._op_shutdown,
         }
 

@@ -2,7 +2,8 @@
 
 Owns: building the container's init up to its waiting exec (log file, cgroup, the fork,
 through a `StdioPlan`), its state machine (`InitState`), the requests about it (state,
-start, kill, wait, attach, close_stdin; exec only once it runs, see `pallet.shim.execs`),
+start, kill, wait, attach, close_stdin, freeze and thaw, each freeze held by the connection
+that asked; exec only once it runs, see `pallet.shim.execs`),
 and what follows its exit: the status written to exit.json first, then the waiting
 clients told. A disk that refuses exit.json (full, failing) delays nothing: the status is
 kept in memory, told to the clients (palletd hears it from `wait` and `state`), and
@@ -31,10 +32,12 @@ from pallet.shim.api.messages import (
     CloseStdinRequest,
     EofEvent,
     ExecRequest,
+    FreezeRequest,
     KillRequest,
     StartRequest,
     StartResponse,
     StateRequest,
+    ThawRequest,
     WaitRequest,
     WaitResponse,
 )
@@ -92,6 +95,8 @@ class Task:
         self._start_conn: Conn | None = None
         self._start_requested = False
         self._waiters: list[Conn] = []
+        # Connections holding a freeze of the container's cgroup (FreezeRequest).
+        self._freezers: set[Conn] = set()
 
     def _send(self, conn: Conn, message: object) -> None:
         self.io.send(conn, wire.encode_control(messages.encode(message)))
@@ -171,6 +176,8 @@ class Task:
         not be removed while they run (containerd's shim does the same for a shared pid
         namespace). The shim itself is not in the cgroup.
         """
+        for conn in list(self._freezers):
+            self._release_freeze(conn)  # a frozen task (v1) would not even die of SIGKILL
         try:
             killed, left = destroy(self.cgroup, _RELEASE_TIMEOUT)
         except PalletError as exc:
@@ -259,6 +266,28 @@ class Task:
         _kill(init.pid, signum)
         return Ack()
 
+    def op_freeze(self, conn: Conn, request: FreezeRequest) -> Ack:
+        self.state.require({RUNNING}, "only a running container can be frozen")
+        if not self._freezers:
+            # Blocks for the few milliseconds the kernel takes (bounded: see the cgroup).
+            self.cgroup.freeze()
+        self._freezers.add(conn)
+        return Ack()
+
+    def op_thaw(self, conn: Conn, request: ThawRequest) -> Ack:
+        self._release_freeze(conn)
+        return Ack()
+
+    def _release_freeze(self, conn: Conn) -> None:
+        if conn not in self._freezers:
+            return
+        self._freezers.discard(conn)
+        if not self._freezers:
+            try:
+                self.cgroup.thaw()
+            except PalletError as exc:
+                diaglog.warn(f"cannot thaw the container's cgroup: {exc}")
+
     def kill_unstarted(self) -> None:
         """Deleted before start: the init waiting for its exec dies (and is reaped)."""
         _kill(self._init().pid, signal.SIGKILL)
@@ -306,6 +335,7 @@ class Task:
             self._waiters.remove(conn)
         if self._start_conn is conn:
             self._start_conn = None
+        self._release_freeze(conn)  # a freeze ends with the connection that holds it
         self.execs.drop(conn)
 
     # -- exits ---------------------------------------------------------------------------

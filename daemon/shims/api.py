@@ -44,6 +44,13 @@ class ExecSession(Stdio, Protocol):
     async def wait(self) -> ExitStatus: ...
 
 
+class Freeze(Protocol):
+    """A freeze of a container's processes, held until `thaw` (or until palletd dies:
+    the shim thaws when the connection that holds it closes)."""
+
+    async def thaw(self) -> None: ...
+
+
 class ShimClient(Protocol):
     """A connection to one container's shim. Every call has a deadline."""
 
@@ -79,6 +86,12 @@ class ShimClient(Protocol):
         Raises NotFound when the shim never started that exec, Unavailable when the shim
         is gone.
         """
+        ...
+
+    async def freeze(self) -> Freeze:
+        """Freeze every process of the running container (its cgroup's freezer); return
+        once they are all stopped. FailedPrecondition when it is not running or its
+        cgroup cannot be frozen."""
         ...
 
     async def shutdown(self) -> None:

@@ -9,7 +9,8 @@ does not answer (stopped or hung)"; at once for one /proc shows stopped) and a d
 does) or keep shims alive (they outlive palletd by design).
 
 Connections: one control connection per client for short requests (serialised by a lock),
-and one connection of its own for each `wait`, `attach` and `exec`, since those stream.
+and one connection of its own for each `wait`, `attach` and `exec`, since those stream,
+and for each `freeze`, which lasts as long as its connection.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pallet.shim.api.messages import (
     ExecResponse,
     ExecWaitRequest,
     ExitEvent,
+    FreezeRequest,
     KillRequest,
     LeftoversRequest,
     LeftoversResponse,
@@ -57,6 +59,7 @@ from pallet.shim.api.messages import (
     StartResponse,
     StateRequest,
     StateResponse,
+    ThawRequest,
     WaitRequest,
     WaitResponse,
 )
@@ -217,6 +220,20 @@ class _ExecSession:
         await self._channel.close()
 
 
+class _Freeze:
+    """A freeze held on a connection of its own: the shim thaws when it closes."""
+
+    def __init__(self, channel: Channel, timeout: float) -> None:
+        self._channel = channel
+        self._timeout = timeout
+
+    async def thaw(self) -> None:
+        try:
+            await self._channel.request(ThawRequest(), Ack, self._timeout)
+        finally:
+            await self._channel.close()  # thaws too, should the request have failed
+
+
 class ShimClientImpl:
     """A connection to one container's shim."""
 
@@ -344,6 +361,11 @@ class ShimClientImpl:
             return (await channel.read_reply(WaitResponse, None)).exit
         finally:
             await channel.close()
+
+    async def freeze(self) -> _Freeze:
+        channel = await self._open()
+        await self._request(channel, FreezeRequest(), Ack)
+        return _Freeze(channel, self._timeout)
 
     async def shutdown(self) -> None:
         # Generous: a created container is killed first, and cgroup removal may wait.

@@ -14,6 +14,8 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
 - AttachRequest -> Ack, then output frames of the container's init, then EofEvent.
 - ExecRequest -> ExecResponse, then the exec's output frames, then ExitEvent.
 - CloseStdinRequest -> nothing (stdin of the attach or exec on that connection).
+- FreezeRequest -> Ack once every process of the container is frozen; ThawRequest -> Ack
+  (the freeze is the connection's: it ends with the connection too).
 - launcher: PingRequest -> PingResponse; SpawnRequest -> SpawnResponse, sent by the new
   shim, which then serves that connection like one of its own; LeftoversRequest ->
   LeftoversResponse.
@@ -110,6 +112,23 @@ class ShutdownRequest(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class FreezeRequest(Request):
+    """Freeze every process of the container (its cgroup) for as long as the connection
+    that asked holds the freeze: until it sends ThawRequest, or closes (a palletd killed
+    mid-commit leaves nothing frozen)."""
+
+    op: ClassVar[str] = "freeze"
+
+
+@dataclass(frozen=True, slots=True)
+class ThawRequest(Request):
+    """Give up this connection's freeze; the container runs again once no connection
+    holds one."""
+
+    op: ClassVar[str] = "thaw"
+
+
+@dataclass(frozen=True, slots=True)
 class PingRequest(Request):
     """To the launcher: is it there, and which process is it."""
 
@@ -199,8 +218,8 @@ REQUESTS: Mapping[str, type[Request]] = {
     cls.op: cls
     for cls in (
         StateRequest, StartRequest, KillRequest, WaitRequest, AttachRequest, ExecRequest,
-        ExecWaitRequest, CloseStdinRequest, ShutdownRequest, PingRequest, SpawnRequest,
-        LeftoversRequest,
+        ExecWaitRequest, CloseStdinRequest, ShutdownRequest, FreezeRequest, ThawRequest,
+        PingRequest, SpawnRequest, LeftoversRequest,
     )
 }
 EVENTS: Mapping[str, type[Event]] = {cls.event: cls for cls in (EofEvent, ExitEvent)}

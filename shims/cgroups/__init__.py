@@ -1,6 +1,6 @@
 """The container's cgroup, behind one interface with a v1 and a v2 implementation.
 
-Owns: the `Cgroup` interface the shim uses (create, join, pids, kill, remove, and the
+Owns: the `Cgroup` interface the shim uses (create, join, pids, kill, freeze, thaw, remove, and the
 `exists`/`paths` view `pallet-shim delete` needs), choosing the implementation by what the
 host has (`open_cgroup`), and `destroy` (kill what is left, then remove). Must not: set
 resource limits (the coming limits step will, per implementation), or be imported by the
@@ -59,6 +59,15 @@ class Cgroup(Protocol):
         processes; return the directories still busy then."""
         ...
 
+    def freeze(self) -> None:
+        """Stop every process in it (the kernel's freezer), returning once they are all
+        stopped; nothing is left frozen when this raises."""
+        ...
+
+    def thaw(self) -> None:
+        """Let the processes of a frozen cgroup run again."""
+        ...
+
     def paths(self) -> list[str]:
         """The cgroup's directories that exist (one per hierarchy on v1)."""
         ...
@@ -86,6 +95,12 @@ class NoCgroup:
 
     def remove(self, timeout: float = 2.0) -> list[str]:
         return []
+
+    def freeze(self) -> None:
+        raise CgroupError("the container has no cgroup (its spec names none): it cannot be frozen")
+
+    def thaw(self) -> None:
+        pass
 
     def paths(self) -> list[str]:
         return []

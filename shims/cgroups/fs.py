@@ -158,6 +158,22 @@ def signal_all(pids: list[int], signum: int) -> list[int]:
     return hit
 
 
+def wait_until(check: Callable[[], bool], timeout: float, retry: Callable[[], None] | None = None) -> bool:
+    """Poll `check` (every millisecond, then every 10) until it holds or `timeout` passes;
+    `retry` runs between polls (v1's freezer wants its state written again). Blocking, and
+    bounded: the kernel freezes or thaws a cgroup in milliseconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.01)
+        if retry is not None:
+            retry()
+    return True
+
+
 def remove(paths: list[str], timeout: float, rmdir: Rmdir = os.rmdir) -> list[str]:
     """Remove each cgroup subtree; return the cgroups still there (busy) when `timeout` ran
     out. A killed process leaves its cgroup only once the kernel has reaped it, so EBUSY

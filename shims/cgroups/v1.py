@@ -3,7 +3,7 @@
 Owns: finding the v1 hierarchies (from mountinfo) and the controllers each one carries,
 creating `<hierarchy>/<relative>` in each (with the cpuset values a v1 cpuset cgroup
 needs before it accepts a process), moving processes in, listing and killing them,
-removing the directories. Must not: set resource limits (the limits step will, by
+removing the directories, freezing and thawing them (the freezer controller). Must not: set resource limits (the limits step will, by
 controller name: `controller_path("memory")`), or enable controllers in the cgroup2 mount
 of a hybrid host.
 
@@ -30,6 +30,9 @@ CONTROLLERS = frozenset({
     "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory",
     "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
 })
+
+#: Seconds a freeze may take before it is given up (and thawed again).
+FREEZE_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,23 @@ class V1Cgroup:
 
     def remove(self, timeout: float = 2.0) -> list[str]:
         return fs.remove(self._dirs(), timeout, self._rmdir)
+
+    def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
+        """Stop every process of the cgroup (the freezer controller): written FROZEN,
+        then read back until the kernel says FROZEN (FREEZING while tasks are caught; the
+        write is repeated, as runc does, for tasks that were forking). Thawed again and
+        refused when it does not settle within `timeout`."""
+        state = os.path.join(self.controller_path("freezer"), "freezer.state")
+        fs.write(state, "FROZEN", "freeze")
+        if not fs.wait_until(lambda: fs.read(state, "read").strip() == "FROZEN", timeout,
+                             retry=lambda: fs.write(state, "FROZEN", "freeze")):
+            fs.write(state, "THAWED", "thaw")
+            raise fs.CgroupError(f"cgroup: {state} did not reach FROZEN within {timeout:g}s")
+
+    def thaw(self) -> None:
+        state = os.path.join(self.controller_path("freezer"), "freezer.state")
+        fs.write(state, "THAWED", "thaw")
+        fs.wait_until(lambda: fs.read(state, "read").strip() == "THAWED", FREEZE_TIMEOUT)
 
     def paths(self) -> list[str]:
         return [p for p in self._dirs() if os.path.isdir(p)]

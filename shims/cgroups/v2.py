@@ -2,7 +2,7 @@
 
 Owns: creating `<root>/<relative>` with the controllers pallet needs enabled on the way
 down, moving processes in, listing them, killing them (`cgroup.kill`, or a signal to
-each), removing the directory. Must not: set resource limits (the limits step will, in
+each), removing the directory, freezing and thawing it (`cgroup.freeze`). Must not: set resource limits (the limits step will, in
 `path`), or write anything of a cgroup above the container's except `cgroup.subtree_control`.
 
 On v2 there is one tree; a cgroup has the controllers its parent lists in
@@ -25,6 +25,8 @@ from pallet.shim.cgroups import fs
 #: Controllers the container's cgroup gets where the host has them (the limits need them:
 #: --cpus/--cpu-shares, --memory, --pids-limit, --blkio-weight, --cpuset-cpus).
 WANTED = ("cpu", "cpuset", "io", "memory", "pids")
+#: Seconds a freeze may take before it is given up (and thawed again).
+FREEZE_TIMEOUT = 5.0
 
 
 class V2Cgroup:
@@ -103,6 +105,32 @@ class V2Cgroup:
 
     def remove(self, timeout: float = 2.0) -> list[str]:
         return fs.remove([self.path], timeout, self._rmdir)
+
+    def freeze(self, timeout: float = FREEZE_TIMEOUT) -> None:
+        """Stop every process of the cgroup (`cgroup.freeze`, Linux >= 5.2), returning
+        once `cgroup.events` says `frozen 1`; thawed again and refused when that does not
+        come within `timeout`."""
+        control = os.path.join(self.path, "cgroup.freeze")
+        if not os.path.exists(control):
+            raise fs.CgroupError(
+                f"cgroup: {control} does not exist: this kernel cannot freeze a cgroup v2 "
+                "(Linux 5.2 or later can); commit with --pause=false"
+            )
+        fs.write(control, "1", "freeze")
+        if not fs.wait_until(lambda: self._frozen() is True, timeout):
+            fs.write(control, "0", "thaw")
+            raise fs.CgroupError(f"cgroup: {self.path} did not freeze within {timeout:g}s")
+
+    def thaw(self) -> None:
+        fs.write(os.path.join(self.path, "cgroup.freeze"), "0", "thaw")
+        fs.wait_until(lambda: self._frozen() is False, FREEZE_TIMEOUT)
+
+    def _frozen(self) -> bool | None:
+        for line in fs.read(os.path.join(self.path, "cgroup.events"), "read").splitlines():
+            key, _, value = line.partition(" ")
+            if key == "frozen":
+                return value.strip() == "1"
+        return None
 
     def paths(self) -> list[str]:
         return [self.path] if os.path.isdir(self.path) else []

@@ -361,3 +361,57 @@ def test_destroy_kills_until_empty_then_removes_the_subtree(tmp_path: Path) -> N
 def test_remove_of_a_cgroup_that_is_gone_is_not_an_error(tmp_path: Path) -> None:
     assert FakeV2(tmp_path).cgroup().remove() == []
     assert FakeV1(tmp_path / "v1").cgroup().remove() == []
+
+
+# ---- freezing (commit --pause)
+
+
+def test_v1_freezes_through_the_freezer_hierarchy_and_thaws(tmp_path: Path) -> None:
+    fake = FakeV1(tmp_path)
+    cgroup = fake.cgroup()
+    cgroup.create()
+    state = tmp_path / "freezer" / "pallet" / "c1" / "freezer.state"
+    state.write_text("")  # the kernel's file; a plain one keeps what is written
+    cgroup.freeze()
+    assert state.read_text() == "FROZEN"
+    cgroup.thaw()
+    assert state.read_text() == "THAWED"
+
+
+def test_v1_a_freeze_that_does_not_settle_is_thawed_and_refused(tmp_path: Path) -> None:
+    fake = FakeV1(tmp_path)
+    cgroup = fake.cgroup()
+    cgroup.create()
+    state = tmp_path / "freezer" / "pallet" / "c1" / "freezer.state"
+    state.mkdir()  # unreadable as a file: the write is refused
+    with pytest.raises(CgroupError, match="freeze"):
+        cgroup.freeze(timeout=0.05)
+
+
+def test_v2_freezes_with_cgroup_freeze_and_waits_for_the_event(tmp_path: Path) -> None:
+    fake = FakeV2(tmp_path)
+    cgroup = fake.cgroup()
+    cgroup.create()
+    control = Path(cgroup.path, "cgroup.freeze")
+    events = Path(cgroup.path, "cgroup.events")
+    control.write_text("0")
+    events.write_text("populated 1\nfrozen 1\n")  # what the kernel says once frozen
+    cgroup.freeze()
+    assert control.read_text() == "1"
+    events.write_text("populated 1\nfrozen 0\n")
+    cgroup.thaw()
+    assert control.read_text() == "0"
+    # The kernel never says frozen: thawed again, and refused.
+    with pytest.raises(CgroupError, match="did not freeze"):
+        cgroup.freeze(timeout=0.05)
+    assert control.read_text() == "0"
+
+
+def test_v2_without_cgroup_freeze_says_which_kernel_can(tmp_path: Path) -> None:
+    fake = FakeV2(tmp_path)
+    cgroup = fake.cgroup()
+    cgroup.create()
+    with pytest.raises(CgroupError, match="Linux 5.2"):
+        cgroup.freeze()
+    with pytest.raises(CgroupError, match="no cgroup"):
+        NoCgroup().freeze()
