@@ -32,6 +32,7 @@ from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images import records
 from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
+from pallet.daemon.images.committer import stage_commit
 from pallet.daemon.images.content import ContentStore, CorruptedBlob
 from pallet.daemon.images.filters import matches, parse_filters
 from pallet.daemon.images.housekeeping import history, image_usage
@@ -39,6 +40,7 @@ from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Lease, Leases
 from pallet.daemon.images.model import (
+    CommitRequest,
     Credentials,
     HistoryEntry,
     Image,
@@ -178,6 +180,53 @@ class ImageManager:
         log.info("images loaded", image_ids=[image.id for image in images])
         return LoadResult(images=tuple(images), references=references)
 
+    async def commit(self, request: CommitRequest) -> Image:
+        """`commit`: the base image's layers and config plus the caller's layer.
+
+        The layer is unpacked and its blob written and verified (both fsynced) before the
+        config, the manifest and, last, the record with its events in one transaction:
+        a crash before that leaves only unnamed blobs, which the next start collects.
+        """
+        references: tuple[Reference, ...] = ()
+        if request.reference:
+            ref = parse_tagged(request.reference)
+            if ref.digest:
+                raise InvalidArgument(
+                    f"cannot commit as {request.reference!r}: give a name and tag, not a digest"
+                )
+            references = (ref,)
+        base = await self.get(request.base_image_id)
+        base_layers = await self._db.run(lambda conn: records.layers_of(conn, base.id))
+        async with self._staging() as lease, space.room(self._root, "cannot commit the container"):
+            base_config = await asyncio.to_thread(self.content.read_verified, base.id)
+            staged = await _to_thread_to_the_end(
+                stage_commit,
+                self.content,
+                self.layers,
+                lease,
+                base_config=base_config,
+                base_layers=base_layers,
+                write_layer=request.write_layer,
+                config=request.config,
+                comment=request.comment,
+                author=request.author,
+                created_by=request.created_by,
+                container_id=request.container_id,
+                references=references,
+                now_ns=self._clock(),
+            )
+
+            def notices(image: Image) -> list[Notice]:
+                # docker's: the container's commit, and a tag event for the name given.
+                out = list(request.container_events(image.id))
+                out += [Notice("image", "tag", image.id, {"name": r.familiar()}) for r in references]
+                return out
+
+            (image,) = await self._commit([staged], "commit", notices)
+        log.info("container committed", image_id=image.id, container_id=request.container_id,
+                 reference=request.reference)
+        return image
+
     # -- registries -------------------------------------------------------------------
 
     def _client(self, ref: Reference, credentials: Credentials, actions: str = "pull") -> RegistryClient:
@@ -280,8 +329,14 @@ class ImageManager:
             raise
         return path
 
-    async def _commit(self, staged: Sequence[StagedImage], action: str) -> list[Image]:
-        """Record staged images and their events in one transaction."""
+    async def _commit(
+        self,
+        staged: Sequence[StagedImage],
+        action: str,
+        notices_of: Callable[[Image], builtins.list[Notice]] | None = None,
+    ) -> builtins.list[Image]:
+        """Record staged images and their events in one transaction (one `action` event
+        per image and name, or what `notices_of` says for each image)."""
         async with self._lock:
             now = self._clock()
 
@@ -292,6 +347,9 @@ class ImageManager:
                     image = records.load_image(conn, item.id)
                     assert image is not None
                     out.append(image)
+                    if notices_of is not None:
+                        notices += notices_of(image)
+                        continue
                     names = [ref.familiar() for ref in item.references] or [""]
                     notices += [Notice("image", action, item.id, {"name": n}) for n in names]
                 return out, notices

@@ -13,7 +13,9 @@ import base64
 import builtins
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import IO, Protocol
+
+from pallet.daemon.events.model import Notice
 
 #: How a long operation (pull, push) reports: layer id, status, current, total.
 ProgressFn = Callable[[str, str, int, int], None]
@@ -117,6 +119,28 @@ class Credentials:
         return "Basic " + base64.b64encode(raw).decode()
 
 
+@dataclass(frozen=True, slots=True)
+class CommitRequest:
+    """A new image from a container: its image's layers plus one the caller writes.
+
+    `write_layer` writes the new layer as an uncompressed tar to the file it is given and
+    returns how many entries it wrote (0: no layer, only a history entry, as docker does);
+    it runs on a worker thread. `config` is the new image's runtime config, complete.
+    `container_events(image_id)` are the events the container side announces with the
+    image, in the same transaction (docker's container `commit`).
+    """
+
+    base_image_id: str
+    write_layer: Callable[[IO[bytes]], int]
+    config: ImageConfig
+    reference: str = ""  # REPO[:TAG]; "" for an image known by its id only
+    comment: str = ""
+    author: str = ""
+    created_by: str = ""  # the history entry's (docker: the container's Cmd)
+    container_id: str = ""
+    container_events: Callable[[str], Sequence[Notice]] = lambda image_id: ()
+
+
 class ImageStore(Protocol):
     """What containers and the API need from the image manager."""
 
@@ -129,6 +153,10 @@ class ImageStore(Protocol):
     ) -> Image: ...
 
     async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult: ...
+
+    async def commit(self, request: CommitRequest) -> Image:
+        """A new image from `request`: the layer staged and verified, then recorded."""
+        ...
 
     async def list(self, all: bool = False, filters: Sequence[str] = ()) -> list[Image]: ...
 

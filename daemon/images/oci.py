@@ -271,6 +271,63 @@ def build_config(
     return canonical_json(doc)
 
 
+def build_child_config(
+    base: bytes,
+    *,
+    created_ns: int,
+    config: ImageConfig,
+    diff_id: str,
+    comment: str = "",
+    author: str = "",
+    created_by: str = "",
+    container_id: str = "",
+) -> bytes:
+    """The config of an image made from `base`'s (a stored image config) and one more
+    layer (`diff_id`; "" for none: a history entry with `empty_layer`), as docker's
+    commit makes it: the base's history and layers kept, the runtime config replaced."""
+    doc = _load_json(base, "base image config")
+    rootfs = doc.get("rootfs")
+    diff_ids = list(_strings(rootfs.get("diff_ids"), "base image config rootfs.diff_ids")) if isinstance(rootfs, dict) else []
+    history = doc.get("history")
+    history = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+    created = format_time(created_ns)
+    entry: dict[str, Any] = {"created": created, "created_by": created_by}
+    if author:
+        entry["author"] = author
+    if comment:
+        entry["comment"] = comment
+    if diff_id:
+        diff_ids.append(diff_id)
+    else:
+        entry["empty_layer"] = True
+    child: dict[str, Any] = {
+        "created": created,
+        "architecture": _string(doc.get("architecture"), "base image config architecture") or host_architecture(),
+        "os": _string(doc.get("os"), "base image config os") or "linux",
+        "config": runtime_config_to_json(config),
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": [*history, entry],
+    }
+    for key in ("variant", "os.version"):
+        if isinstance(doc.get(key), str):
+            child[key] = doc[key]
+    if author:
+        child["author"] = author
+    if comment:
+        child["comment"] = comment
+    if container_id:
+        child["container"] = container_id  # docker's: the container it was made from
+    return canonical_json(child)
+
+
+#: Docker's layer media types and the OCI ones for the same bytes (a manifest built here
+#: is OCI, and lists its layers as OCI does).
+OCI_LAYER_TYPE = {
+    "application/vnd.docker.image.rootfs.diff.tar": OCI_LAYER,
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": OCI_LAYER_GZIP,
+}
+
+
 def build_manifest(config: Descriptor, layers: Sequence[Descriptor]) -> bytes:
     return canonical_json(
         {

@@ -266,6 +266,19 @@ def images_using_blob(conn: sqlite3.Connection, digest: str) -> list[Image]:
     return [_image_from_row(conn, row) for row in rows]
 
 
+def layers_of(conn: sqlite3.Connection, image_id: str) -> list[StagedLayer]:
+    """An image's layers as recorded, bottom first."""
+    rows = conn.execute(
+        "SELECT diff_id, blob_digest, media_type, size FROM image_layers WHERE image_id = ?"
+        " ORDER BY position",
+        (image_id,),
+    ).fetchall()
+    return [
+        StagedLayer(str(r["diff_id"]), str(r["blob_digest"]), str(r["media_type"]), int(r["size"]))
+        for r in rows
+    ]
+
+
 def blobs_of(conn: sqlite3.Connection, image_id: str) -> set[str]:
     """Every blob an image's records name (manifest, config, layers)."""
     blobs: set[str] = set()
