@@ -540,6 +540,22 @@ class PalletClient:
             yield pb.PutArchiveRequest(end=images.UploadEnd(size=size))
 
         return self._upload("containers", "PutArchive", requests())
+    def diff(self, container: str) -> list[Any]:
+        """The container's changes (ContainerChange: path, kind), sorted."""
+        pb = _pb("containers")
+        return list(self._call("containers", "Diff", pb.DiffContainerRequest(container=container)).changes)
+
+    def commit(
+        self, container: str, reference: str = "", changes: Sequence[str] = (),
+        comment: str = "", author: str = "", pause: bool = True,
+    ) -> str:
+        """A new image of the container; returns its id."""
+        pb = _pb("containers")
+        request = pb.CommitContainerRequest(
+            container=container, reference=reference, changes=list(changes), comment=comment,
+            author=author, pause=pause,
+        )
+        return str(self._call("containers", "Commit", request).id)
 
     def history(self, image: str) -> list[Any]:
         pb = _pb("images")

@@ -262,6 +262,29 @@ def _add_cp(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     p.add_argument("source", metavar="SRC_PATH", help="CONTAINER:PATH, a local path, or - (a tar on stdin)")
     p.add_argument("destination", metavar="DEST_PATH", help="CONTAINER:PATH, a local path, or - (a tar on stdout)")
+def _add_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+
+
+def _truth(value: str) -> bool:
+    """docker's boolean flag values (--pause=false)."""
+    lowered = value.lower()
+    if lowered in ("1", "t", "true"):
+        return True
+    if lowered in ("0", "f", "false"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: use true or false")
+
+
+def _add_commit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--author", metavar="AUTHOR", help='author (e.g., "Jane <jane@example.com>")')
+    p.add_argument("-c", "--change", action="append", metavar="INSTRUCTION",
+                   help="apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL)")
+    p.add_argument("-m", "--message", metavar="MESSAGE", help="commit message")
+    p.add_argument("-p", "--pause", type=_truth, nargs="?", const=True, default=True, metavar="BOOL",
+                   help="freeze the container while it is committed (default true)")
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
 
 def _add_history(p: argparse.ArgumentParser) -> None:
@@ -371,6 +394,7 @@ _S = "pallet.client.verbs_system"
 _R = "pallet.client.verbs_registry"
 _N = "pallet.client.verbs_networks"
 _V = "pallet.client.verbs_volumes"
+_D = "pallet.client.verbs_changes"
 
 # name -> (target, help, adder, error exit code)
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -388,6 +412,9 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "exec": (f"{_C}:exec_", "run a command in a running container", _add_exec, 1),
     "port": (f"{_N}:port", "list a container's published ports", _add_port, 1),
     "cp": ("pallet.client.verbs_cp:cp", "copy files between a container and the host", _add_cp, 1),
+    "diff": (f"{_D}:diff", "list the files a container changed", _add_diff, 1),
+    "commit": (f"{_D}:commit", "make an image of a container's changes", _add_commit, 1),
+    "export": (f"{_R}:export", "export a container's filesystem as a tar archive", _add_export, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 
@@ -421,7 +448,6 @@ _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "history": _IMAGE_VERBS["history"],
     "login": (f"{_R}:login", "log in to a registry", _add_login, 1),
     "logout": (f"{_R}:logout", "log out from a registry", _add_logout, 1),
-    "export": (f"{_R}:export", "export a container's filesystem as a tar archive", _add_export, 1),
     "events": (f"{_S}:events", "stream the daemon's events", _add_events, 1),
     "version": (f"{_S}:version", "show client and daemon versions", _add_version, 1),
     "info": (f"{_S}:info", "show what the daemon holds", _add_info, 1),

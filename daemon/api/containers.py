@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 from pallet.daemon.api import convert
@@ -16,15 +15,23 @@ from pallet.daemon.api.errors import Ctx, stream, unary
 from pallet.daemon.api.images import upload_bytes
 from pallet.daemon.containers.cparchive import PathInfo
 from pallet.daemon.containers.files import ContainerFiles, PutOptions
+from pallet.daemon.containers.commit import CommitOptions
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.daemon.shims.api import Stdio
 from pallet.shim.api.spec import Output
-from pallet.daemon.snapshots.export import export_rootfs
+from pallet.daemon.snapshots.changes import ChangeKind
 from pallet.v1 import containers_pb2 as pb
 from pallet.v1 import containers_pb2_grpc as pb_grpc
 
+
+
+_CHANGE_KINDS = {
+    ChangeKind.MODIFIED: pb.CHANGE_KIND_MODIFIED,
+    ChangeKind.ADDED: pb.CHANGE_KIND_ADDED,
+    ChangeKind.DELETED: pb.CHANGE_KIND_DELETED,
+}
 
 
 def _stream(number: int) -> pb.Stream:
@@ -210,10 +217,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     async def Export(
         self, request: pb.ExportContainerRequest, context: Ctx
     ) -> AsyncIterator[pb.ExportContainerResponse]:
-        c = self._containers.get(request.container)
-        state_dir = Path(c.state_dir)
-        lowers = await self._containers.layer_dirs(c)
-        async for chunk in export_rootfs(state_dir / "upper", lowers, state_dir):
+        async for chunk in await self._containers.export(request.container):
             yield pb.ExportContainerResponse(chunk=chunk)
 
     @unary
@@ -245,3 +249,22 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
             h.container, _cp_path(h.path), options, upload_bytes(request_iterator)
         )
         return pb.PutArchiveResponse(entries=done.entries, size=done.size)
+
+    @unary
+    async def Diff(self, request: pb.DiffContainerRequest, context: Ctx) -> pb.DiffContainerResponse:
+        found = await self._containers.diff(request.container)
+        return pb.DiffContainerResponse(
+            changes=[pb.ContainerChange(path=c.path, kind=_CHANGE_KINDS[c.kind]) for c in found]
+        )
+
+    @unary
+    async def Commit(self, request: pb.CommitContainerRequest, context: Ctx) -> pb.CommitContainerResponse:
+        options = CommitOptions(
+            reference=request.reference,
+            changes=tuple(request.changes),
+            comment=request.comment,
+            author=request.author,
+            pause=request.pause if request.HasField("pause") else True,
+        )
+        image = await self._containers.commit(request.container, options)
+        return pb.CommitContainerResponse(id=image.id)

@@ -21,7 +21,7 @@ import asyncio
 import secrets
 import socket
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.exits import Why
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
+from pallet.daemon.containers import commit as commits
+from pallet.daemon.containers.commit import CommitOptions
 from pallet.daemon.containers.model import (
     Config,
     Container,
@@ -69,6 +71,8 @@ from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import ShimClient, ShimLauncher, Stdio
 from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState
+from pallet.daemon.snapshots.changes import Change
+from pallet.daemon.snapshots.export import export_live, export_rootfs
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
 from pallet.daemon.store import space
 
@@ -669,6 +673,45 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             process=exec_process(c, args, env, working_dir, user, stdin),
         )
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
+
+    # ---- the container's filesystem: diff, commit, export -------------------------------
+
+    async def diff(self, ref: str) -> list[Change]:
+        """`diff`: read from the writable layer as it is, running or not."""
+        c = self.resolve(ref)
+        return await commits.diff(c, await self.layer_dirs(c))
+
+    async def commit(self, ref: str, options: CommitOptions) -> Image:
+        """`commit`: a new image of the container's image and its changes. Under the
+        container's lock (no start or remove meanwhile); a running container is frozen
+        while its layer is read unless `options.pause` is off."""
+        c = self.resolve(ref)
+        async with self.lock(c.id):
+            c = self.resolve(c.id)
+            self._check_not_removing(c)
+            try:
+                image = await self._images.get(c.image_id)
+            except NotFound:
+                raise FailedPrecondition(
+                    f"the image of container {c.name} ({c.config.image}) was removed: it "
+                    "cannot be committed"
+                ) from None
+            run = self._runs.get(c.id)
+            freeze = run.shim.freeze if run is not None and c.state.status is Status.RUNNING else None
+            return await commits.commit(
+                c, image, self._images.layer_dirs(image), options, self._images, freeze,
+                self._events,
+            )
+
+    async def export(self, ref: str) -> AsyncIterator[bytes]:
+        """`export`: a running container's filesystem read through its own root (its
+        other mounts left out, as docker leaves volumes out); a stopped one's through a
+        read-only view of its layers."""
+        c = self.resolve(ref)
+        state_dir = Path(c.state_dir)
+        if c.id in self._runs and c.state.status is Status.RUNNING and c.state.pid:
+            return export_live(c.state.pid)
+        return export_rootfs(state_dir / "upper", await self.layer_dirs(c), state_dir)
 
     def counts(self) -> Mapping[Status, int]:
         counts: dict[Status, int] = {}

@@ -24,6 +24,8 @@ from pallet.shim.api.messages import (
     PingResponse,
     Request,
     ShutdownRequest,
+    FreezeRequest,
+    ThawRequest,
     LeftoversRequest,
     LeftoversResponse,
     SpawnRequest,
@@ -45,7 +47,8 @@ SPEC = ExecSpec(
 REQUESTS: list[Request] = [
     StateRequest(), StartRequest(), KillRequest(15), KillRequest(9, all=True), WaitRequest(),
     AttachRequest(stdin=True, stdout=True), ExecRequest(SPEC), ExecWaitRequest("e1"),
-    CloseStdinRequest(), ShutdownRequest(), PingRequest(), SpawnRequest("/b", idle_exit=0.5),
+    CloseStdinRequest(), ShutdownRequest(), FreezeRequest(), ThawRequest(), PingRequest(),
+    SpawnRequest("/b", idle_exit=0.5),
     LeftoversRequest("c1", "/b"),
 ]
 REPLIES: list[object] = [

@@ -27,6 +27,13 @@ class Stream(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     STREAM_UNSPECIFIED: _ClassVar[Stream]
     STREAM_STDOUT: _ClassVar[Stream]
     STREAM_STDERR: _ClassVar[Stream]
+
+class ChangeKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CHANGE_KIND_UNSPECIFIED: _ClassVar[ChangeKind]
+    CHANGE_KIND_MODIFIED: _ClassVar[ChangeKind]
+    CHANGE_KIND_ADDED: _ClassVar[ChangeKind]
+    CHANGE_KIND_DELETED: _ClassVar[ChangeKind]
 CONTAINER_STATUS_UNSPECIFIED: ContainerStatus
 CONTAINER_STATUS_CREATED: ContainerStatus
 CONTAINER_STATUS_RUNNING: ContainerStatus
@@ -38,6 +45,10 @@ CONTAINER_STATUS_DEAD: ContainerStatus
 STREAM_UNSPECIFIED: Stream
 STREAM_STDOUT: Stream
 STREAM_STDERR: Stream
+CHANGE_KIND_UNSPECIFIED: ChangeKind
+CHANGE_KIND_MODIFIED: ChangeKind
+CHANGE_KIND_ADDED: ChangeKind
+CHANGE_KIND_DELETED: ChangeKind
 
 class ContainerConfig(_message.Message):
     __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file", "network_mode", "network_aliases", "ipv4_address", "mac_address", "publish", "publish_all", "expose", "dns", "dns_search", "dns_options", "extra_hosts", "binds", "mounts", "tmpfs", "volumes_from")
@@ -590,3 +601,45 @@ class PutArchiveResponse(_message.Message):
     entries: int
     size: int
     def __init__(self, entries: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class ContainerChange(_message.Message):
+    __slots__ = ("path", "kind")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    kind: ChangeKind
+    def __init__(self, path: _Optional[str] = ..., kind: _Optional[_Union[ChangeKind, str]] = ...) -> None: ...
+
+class DiffContainerRequest(_message.Message):
+    __slots__ = ("container",)
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    def __init__(self, container: _Optional[str] = ...) -> None: ...
+
+class DiffContainerResponse(_message.Message):
+    __slots__ = ("changes",)
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    changes: _containers.RepeatedCompositeFieldContainer[ContainerChange]
+    def __init__(self, changes: _Optional[_Iterable[_Union[ContainerChange, _Mapping]]] = ...) -> None: ...
+
+class CommitContainerRequest(_message.Message):
+    __slots__ = ("container", "reference", "changes", "comment", "author", "pause")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    CHANGES_FIELD_NUMBER: _ClassVar[int]
+    COMMENT_FIELD_NUMBER: _ClassVar[int]
+    AUTHOR_FIELD_NUMBER: _ClassVar[int]
+    PAUSE_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    reference: str
+    changes: _containers.RepeatedScalarFieldContainer[str]
+    comment: str
+    author: str
+    pause: bool
+    def __init__(self, container: _Optional[str] = ..., reference: _Optional[str] = ..., changes: _Optional[_Iterable[str]] = ..., comment: _Optional[str] = ..., author: _Optional[str] = ..., pause: _Optional[bool] = ...) -> None: ...
+
+class CommitContainerResponse(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

@@ -116,6 +116,16 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.PutArchiveRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.PutArchiveResponse.FromString,
                 _registered_method=True)
+        self.Diff = channel.unary_unary(
+                '/pallet.v1.ContainersService/Diff',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.DiffContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.DiffContainerResponse.FromString,
+                _registered_method=True)
+        self.Commit = channel.unary_unary(
+                '/pallet.v1.ContainersService/Commit',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.CommitContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.CommitContainerResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -242,6 +252,22 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Diff(self, request, context):
+        """Diff lists what the container changed over its image (docker's A/C/D), read from
+        its writable layer; running or not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Commit(self, request, context):
+        """Commit makes a new image of the container's image and its changes (one more layer),
+        its config the container's with the changes applied.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -324,6 +350,16 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.PutArchive,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.PutArchiveRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.PutArchiveResponse.SerializeToString,
+            ),
+            'Diff': grpc.unary_unary_rpc_method_handler(
+                    servicer.Diff,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.DiffContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.DiffContainerResponse.SerializeToString,
+            ),
+            'Commit': grpc.unary_unary_rpc_method_handler(
+                    servicer.Commit,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.CommitContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.CommitContainerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -760,6 +796,60 @@ class ContainersService:
             '/pallet.v1.ContainersService/PutArchive',
             pallet_dot_v1_dot_containers__pb2.PutArchiveRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.PutArchiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Diff(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Diff',
+            pallet_dot_v1_dot_containers__pb2.DiffContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.DiffContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Commit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Commit',
+            pallet_dot_v1_dot_containers__pb2.CommitContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.CommitContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
