@@ -557,13 +557,19 @@ class PalletClient:
         )
         return str(self._call("containers", "Commit", request).id)
 
+    def prune_containers(self, filters: Sequence[str] = ()) -> tuple[list[str], int]:
+        """Ids of the stopped containers removed, and the bytes they took."""
+        pb = _pb("containers")
+        reply = self._call("containers", "Prune", pb.PruneContainersRequest(filters=list(filters)))
+        return list(reply.deleted), int(reply.space_reclaimed)
+
     def history(self, image: str) -> list[Any]:
         pb = _pb("images")
         return list(self._call("images", "History", pb.HistoryRequest(image=image)).entries)
 
-    def prune_images(self, all: bool = False) -> Any:
+    def prune_images(self, all: bool = False, filters: Sequence[str] = ()) -> Any:
         pb = _pb("images")
-        return self._call("images", "Prune", pb.PruneImagesRequest(all=all))
+        return self._call("images", "Prune", pb.PruneImagesRequest(all=all, filters=list(filters)))
 
     def disk_usage(self) -> Any:
         return self._call("system", "DiskUsage", _pb("system").DiskUsageRequest())

@@ -287,6 +287,18 @@ def _add_commit(p: argparse.ArgumentParser) -> None:
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
 
+def _add_container_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", metavar="K=V", help="filter (until, label, label!)")
+
+
+def _add_system_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="remove every unused image, not only dangling ones")
+    p.add_argument("--volumes", action="store_true", help="remove anonymous volumes no container uses too")
+    p.add_argument("-f", "--force", action="store_true", help="do not ask for confirmation")
+    p.add_argument("--filter", action="append", metavar="K=V", help="filter (until, label, label!)")
+
+
 def _add_history(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
@@ -395,6 +407,7 @@ _R = "pallet.client.verbs_registry"
 _N = "pallet.client.verbs_networks"
 _V = "pallet.client.verbs_volumes"
 _D = "pallet.client.verbs_changes"
+_P = "pallet.client.verbs_prune"
 
 # name -> (target, help, adder, error exit code)
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -415,6 +428,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "diff": (f"{_D}:diff", "list the files a container changed", _add_diff, 1),
     "commit": (f"{_D}:commit", "make an image of a container's changes", _add_commit, 1),
     "export": (f"{_R}:export", "export a container's filesystem as a tar archive", _add_export, 1),
+    "prune": (f"{_P}:container_prune", "remove all stopped containers", _add_container_prune, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 
@@ -434,7 +448,7 @@ _IMAGE_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
 _IMAGE_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",)}
 
 _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
-    **{k: v for k, v in _CONTAINER_VERBS.items() if k not in ("ls", "inspect")},
+    **{k: v for k, v in _CONTAINER_VERBS.items() if k not in ("ls", "inspect", "prune")},
     "ps": (f"{_C}:ps", "list containers", _add_ps, 1),
     "inspect": (f"{_C}:inspect", "show containers or images in detail", _add_inspect, 1),
     "images": (f"{_I}:images", "list images", _add_images, 1),
@@ -475,6 +489,7 @@ _VOLUME_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("list",), "rm": ("remove",
 
 _SYSTEM_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "df": (f"{_R}:df", "show disk usage", _add_nothing, 1),
+    "prune": (f"{_P}:system_prune", "remove unused data (stopped containers, networks, images)", _add_system_prune, 1),
     "info": _TOP_VERBS["info"],
     "events": _TOP_VERBS["events"],
 }

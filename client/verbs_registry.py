@@ -228,7 +228,10 @@ def df(args: argparse.Namespace) -> int:
     with PalletClient(args.host) as client:
         usage = client.disk_usage()
     rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
-    for name, item in (("Images", usage.images), ("Containers", usage.containers)):
+    rows_of = [("Images", usage.images), ("Containers", usage.containers)]
+    if usage.HasField("volumes"):  # an older palletd does not count them
+        rows_of.append(("Local Volumes", usage.volumes))
+    for name, item in rows_of:
         share = f" ({item.reclaimable * 100 // item.size}%)" if item.size else ""
         rows.append([name, str(item.total), str(item.active), fmt.human_size(item.size),
                      fmt.human_size(item.reclaimable) + share])

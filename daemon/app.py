@@ -135,7 +135,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             # stopped taking calls: nothing can start a container behind our back.
             stack.push_async_callback(containers.stop_all)
 
-        system = SystemInfo(containers, images, events, config.root, config.run_root)
+        system = SystemInfo(containers, images, events, config.root, config.run_root, volumes)
         # One servicer per proto service; a new service (networks, volumes) is one line.
         server = ApiServer(
             config,

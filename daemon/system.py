@@ -20,6 +20,7 @@ from pallet.daemon.containers.model import Status
 from pallet.daemon.events.bus import EventBus
 from pallet.daemon.images.model import Usage
 from pallet.daemon.images.model import ImageStore
+from pallet.daemon.volumes.manager import VolumeManager
 
 API_VERSION = "v1"
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
@@ -93,7 +94,9 @@ class SystemInfo:
         events: EventBus,
         root: Path,
         run_root: Path,
+        volumes: VolumeManager | None = None,
     ) -> None:
+        self._volumes = volumes
         self._containers = containers
         self._images = images
         self._events = events
@@ -117,7 +120,7 @@ class SystemInfo:
         return self._version
 
     async def disk_usage(self) -> DiskUsage:
-        return await disk_usage(self._containers, self._images)
+        return await disk_usage(self._containers, self._images, self._volumes)
 
     async def info(self) -> Info:
         counts = self._containers.counts()
@@ -149,6 +152,7 @@ class SystemInfo:
 class DiskUsage:
     images: Usage
     containers: Usage
+    volumes: Usage = Usage(0, 0, 0, 0)
 
 
 def _tree_bytes(path: Path) -> int:
@@ -162,8 +166,23 @@ def _tree_bytes(path: Path) -> int:
     return total
 
 
-async def disk_usage(containers: ContainerManager, images: ImageStore) -> DiskUsage:
-    """What `system df` shows: images from the image store, containers' writable layers."""
+async def volume_usage(volumes: VolumeManager) -> Usage:
+    """docker's Local Volumes row: every volume, those a container has among its mounts
+    (ACTIVE), the size of their data, and what removing the unused ones would free."""
+    infos = [await volumes.info(v.name) for v in volumes.volumes()]
+    return Usage(
+        total=len(infos),
+        active=sum(1 for i in infos if i.users),
+        size=sum(max(i.size, 0) for i in infos),
+        reclaimable=sum(max(i.size, 0) for i in infos if not i.users),
+    )
+
+
+async def disk_usage(
+    containers: ContainerManager, images: ImageStore, volumes: VolumeManager | None = None
+) -> DiskUsage:
+    """What `system df` shows: images from the image store, containers' writable layers,
+    volumes' data."""
     image_usage = await images.disk_usage()
     found = containers.containers()
     sizes = await asyncio.to_thread(lambda: [_tree_bytes(Path(c.state_dir) / "upper") for c in found])
@@ -176,4 +195,5 @@ async def disk_usage(containers: ContainerManager, images: ImageStore) -> DiskUs
             size=sum(sizes),
             reclaimable=sum(size for size, run in zip(sizes, running) if not run),
         ),
+        volumes=await volume_usage(volumes) if volumes is not None else Usage(0, 0, 0, 0),
     )

@@ -268,3 +268,8 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         )
         image = await self._containers.commit(request.container, options)
         return pb.CommitContainerResponse(id=image.id)
+
+    @unary
+    async def Prune(self, request: pb.PruneContainersRequest, context: Ctx) -> pb.PruneContainersResponse:
+        deleted, reclaimed = await self._containers.prune(list(request.filters))
+        return pb.PruneContainersResponse(deleted=deleted, space_reclaimed=reclaimed)

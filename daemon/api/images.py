@@ -161,7 +161,7 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
 
     @unary
     async def Prune(self, request: pb.PruneImagesRequest, context: Ctx) -> pb.PruneImagesResponse:
-        result = await self._images.prune(request.all)
+        result = await self._images.prune(request.all, list(request.filters))
         return pb.PruneImagesResponse(
             untagged=result.untagged, deleted=result.deleted, space_reclaimed=result.space_reclaimed
         )

@@ -83,4 +83,10 @@ class SystemServicer(pb_grpc.SystemServiceServicer):
                 size=usage.containers.size,
                 reclaimable=usage.containers.reclaimable,
             ),
+            volumes=pb.UsageSummary(
+                total=usage.volumes.total,
+                active=usage.volumes.active,
+                size=usage.volumes.size,
+                reclaimable=usage.volumes.reclaimable,
+            ),
         )

@@ -713,6 +713,29 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             return export_live(c.state.pid)
         return export_rootfs(state_dir / "upper", await self.layer_dirs(c), state_dir)
 
+    async def prune(self, filters: Sequence[str]) -> tuple[list[str], int]:
+        """`container prune`: remove every container that does not run (and matches the
+        filters); the ids removed and the bytes their writable layers took."""
+        terms = container_filters.parse(filters, container_filters.PRUNE_KEYS)
+        now = self._clock()
+        deleted: list[str] = []
+        reclaimed = 0
+        with space.essential():  # prune is a way out of a full disk
+            for c in self.containers():
+                if c.state.status not in (Status.CREATED, Status.EXITED, Status.DEAD):
+                    continue
+                if c.id in self._runs or not container_filters.prune_matches(c, terms, now):
+                    continue
+                size = await asyncio.to_thread(self._snapshots.size, Path(c.state_dir))
+                try:
+                    await self.remove(c.id)
+                except (NotFound, FailedPrecondition, Conflict):
+                    continue  # started or removed meanwhile
+                deleted.append(c.id)
+                reclaimed += size
+            await self._events.publish("container", "prune", "", {"reclaimed": str(reclaimed)})
+        return deleted, reclaimed
+
     def counts(self) -> Mapping[Status, int]:
         counts: dict[Status, int] = {}
         for c in self._containers.values():

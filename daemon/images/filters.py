@@ -1,6 +1,7 @@
 """`images list` filters, docker style: `reference=`, `label=`, `dangling=`, `before=`, `since=`.
 
-Owns: parsing `key=value` filter strings and deciding whether an image passes them. Must
+Owns: parsing `key=value` filter strings and deciding whether an image passes them (and
+prune's label, label!, until). Must
 not: query the store (`before`/`since` name images the caller has already resolved).
 
 Values of one key are alternatives (any may match), except `label`, where every one must.
@@ -9,7 +10,7 @@ Values of one key are alternatives (any may match), except `label`, where every 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from pallet.v1.errors import InvalidArgument
@@ -100,3 +101,56 @@ def matches(
     if since_ns is not None and image.created_ns <= since_ns:
         return False
     return True
+
+
+#: What `image prune --filter` takes (docker's).
+PRUNE_KEYS = ("label", "label!", "until")
+
+
+def _until_ns(value: str, now_ns: int) -> int | None:
+    """`until=`: a Unix time in seconds, or a duration (10m, 24h) before now."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    try:
+        if value and value[-1] in units:
+            return now_ns - int(float(value[:-1]) * units[value[-1]] * 1e9)
+        return int(float(value) * 1e9)
+    except ValueError:
+        return None
+
+
+def _has_label(labels: Mapping[str, str], term: str) -> bool:
+    key, eq, value = term.partition("=")
+    return key in labels and (not eq or labels[key] == value)
+
+
+def prune_filter(filters: Sequence[str], now_ns: int) -> Callable[[Image], bool]:
+    """Which images a prune with these filters may remove: every `label` held, no
+    `label!`, created before every `until`."""
+    labels: list[str] = []
+    not_labels: list[str] = []
+    limits: list[int] = []
+    for item in filters:
+        key, eq, value = item.partition("=")
+        if not eq or key not in PRUNE_KEYS:
+            raise InvalidArgument(
+                f"invalid prune filter {item!r}: use key=value with key one of {', '.join(PRUNE_KEYS)}"
+            )
+        if key == "until":
+            limit = _until_ns(value, now_ns)
+            if limit is None:
+                raise InvalidArgument(
+                    f"invalid filter until={value}: use a duration (10m, 24h) or a Unix time"
+                )
+            limits.append(limit)
+        else:
+            (labels if key == "label" else not_labels).append(value)
+
+    def select(image: Image) -> bool:
+        labels_of = image.config.labels
+        return (
+            all(_has_label(labels_of, t) for t in labels)
+            and not any(_has_label(labels_of, t) for t in not_labels)
+            and all(image.created_ns < limit for limit in limits)
+        )
+
+    return select

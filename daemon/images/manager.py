@@ -34,7 +34,7 @@ from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.committer import stage_commit
 from pallet.daemon.images.content import ContentStore, CorruptedBlob
-from pallet.daemon.images.filters import matches, parse_filters
+from pallet.daemon.images.filters import matches, parse_filters, prune_filter
 from pallet.daemon.images.housekeeping import history, image_usage
 from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
@@ -526,18 +526,22 @@ class ImageManager:
         )
         return history(image, config_bytes, sizes)
 
-    async def prune(self, all: bool = False) -> PruneResult:
-        """Remove dangling images (every image no container uses, with `all`), then
-        collect whatever no record names. Essential, as `remove` is."""
+    async def prune(self, all: bool = False, filters: Sequence[str] = ()) -> PruneResult:
+        """Remove dangling images (every image no container uses, with `all`) that match
+        `filters` (label, label!, until), then collect whatever no record names.
+        Essential, as `remove` is."""
+        select = prune_filter(filters, self._clock())
         with space.essential():
-            return await self._prune(all)
+            return await self._prune(all, select)
 
-    async def _prune(self, all: bool) -> PruneResult:
+    async def _prune(self, all: bool, select: Callable[[Image], bool]) -> PruneResult:
         before = await asyncio.to_thread(self._disk_bytes)
         untagged: builtins.list[str] = []
         deleted: builtins.list[str] = []
         for image in await self.list(all=True):
             if not all and (image.repo_tags or image.repo_digests):
+                continue
+            if not select(image):
                 continue
             if await self._image_users(image.id):
                 continue

@@ -40,6 +40,17 @@ class OverlaySnapshots:
             readonly=False,
         )
 
+    def size(self, state_dir: Path) -> int:
+        """Bytes of what the container wrote (regular files of its writable layer)."""
+        total = 0
+        for dirpath, _dirs, files in os.walk(state_dir / "upper"):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    pass
+        return total
+
     def discard(self, state_dir: Path) -> None:
         """Empty the writable layer (what the container wrote over its image), keeping
         the directories: for a remove on a disk too full to record it otherwise."""

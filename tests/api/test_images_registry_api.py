@@ -49,7 +49,7 @@ class FakeStore:
     async def history(self, name: str) -> list[HistoryEntry]:
         return [HistoryEntry(IMAGE.id, 2_000_000_000, "pallet import", 10, "", False)]
 
-    async def prune(self, all: bool = False) -> PruneResult:
+    async def prune(self, all: bool = False, filters: Sequence[str] = ()) -> PruneResult:
         return PruneResult(("a:1",), (IMAGE.id,), 1234 if all else 0)
 
 

@@ -179,6 +179,16 @@ def test_export_of_a_running_container_has_its_writes_and_no_volume_content(
     palletd.cli_ok("rm", "-f", "exp-live")
 
 
+def test_system_df_counts_local_volumes(palletd: Any, image: str) -> None:
+    palletd.cli_ok("volume", "create", "used-vol")
+    palletd.cli_ok("volume", "create", "idle-vol")
+    palletd.cli_ok("run", "--name", "writer", "-v", "used-vol:/v", image, "sh", "-c", "head -c 5000 /dev/zero > /v/f")
+    rows = {line.split("  ")[0]: line.split() for line in palletd.cli_ok("system", "df").splitlines()}
+    volumes = rows["Local Volumes"]
+    assert volumes[2:4] == ["2", "1"]  # TOTAL, ACTIVE (in use: by a stopped container too)
+    assert volumes[4] == "5kB"
+
+
 def test_commit_inspect_shows_container_config_for_docker_users(palletd: Any, image: str) -> None:
     palletd.cli_ok("run", "--name", "ep", "--entrypoint", "/bin/echo", "-w", "/tmp", "-u", "nobody",
                    "--expose", "8080", image, "hello")

@@ -126,6 +126,11 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.CommitContainerRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.CommitContainerResponse.FromString,
                 _registered_method=True)
+        self.Prune = channel.unary_unary(
+                '/pallet.v1.ContainersService/Prune',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.PruneContainersRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.PruneContainersResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -268,6 +273,13 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Prune(self, request, context):
+        """Prune removes every container that does not run (created, exited, dead).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -360,6 +372,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Commit,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.CommitContainerRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.CommitContainerResponse.SerializeToString,
+            ),
+            'Prune': grpc.unary_unary_rpc_method_handler(
+                    servicer.Prune,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.PruneContainersRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.PruneContainersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -850,6 +867,33 @@ class ContainersService:
             '/pallet.v1.ContainersService/Commit',
             pallet_dot_v1_dot_containers__pb2.CommitContainerRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.CommitContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Prune(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Prune',
+            pallet_dot_v1_dot_containers__pb2.PruneContainersRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.PruneContainersResponse.FromString,
             options,
             channel_credentials,
             insecure,

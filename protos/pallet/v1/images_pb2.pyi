@@ -295,10 +295,12 @@ class HistoryResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[HistoryEntry, _Mapping]]] = ...) -> None: ...
 
 class PruneImagesRequest(_message.Message):
-    __slots__ = ("all",)
+    __slots__ = ("all", "filters")
     ALL_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
     all: bool
-    def __init__(self, all: _Optional[bool] = ...) -> None: ...
+    filters: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, all: _Optional[bool] = ..., filters: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PruneImagesResponse(_message.Message):
     __slots__ = ("untagged", "deleted", "space_reclaimed")

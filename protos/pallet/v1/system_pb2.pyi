@@ -101,9 +101,11 @@ class UsageSummary(_message.Message):
     def __init__(self, total: _Optional[int] = ..., active: _Optional[int] = ..., size: _Optional[int] = ..., reclaimable: _Optional[int] = ...) -> None: ...
 
 class DiskUsageResponse(_message.Message):
-    __slots__ = ("images", "containers")
+    __slots__ = ("images", "containers", "volumes")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    VOLUMES_FIELD_NUMBER: _ClassVar[int]
     images: UsageSummary
     containers: UsageSummary
-    def __init__(self, images: _Optional[_Union[UsageSummary, _Mapping]] = ..., containers: _Optional[_Union[UsageSummary, _Mapping]] = ...) -> None: ...
+    volumes: UsageSummary
+    def __init__(self, images: _Optional[_Union[UsageSummary, _Mapping]] = ..., containers: _Optional[_Union[UsageSummary, _Mapping]] = ..., volumes: _Optional[_Union[UsageSummary, _Mapping]] = ...) -> None: ...

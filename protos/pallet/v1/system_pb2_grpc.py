@@ -83,7 +83,7 @@ class SystemServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DiskUsage(self, request, context):
-        """DiskUsage reports the space images and containers take.
+        """DiskUsage reports the space images, containers and volumes take.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
