@@ -29,7 +29,6 @@ from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
 from pallet.daemon.api.networks import NetworksServicer
-from pallet.daemon.api.volumes import VolumesServicer
 from pallet.daemon.api.inputs import MAX_STRING_BYTES, check_request
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
