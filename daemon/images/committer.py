@@ -14,6 +14,7 @@ and the base's layers, as docker's commit of an unchanged container.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -54,6 +55,11 @@ def _unpack_from(
 ) -> tuple[UnpackedLayer, int]:
     """The caller's tar, unpacked as it is written; (the layer, its entry count)."""
     read_fd, write_fd = os.pipe()
+    try:
+        # A pipe holds 64 KiB by default: the two threads would take turns every 64 KiB.
+        fcntl.fcntl(write_fd, fcntl.F_SETPIPE_SZ, _PIPE_BUFFER)
+    except OSError:
+        pass  # above /proc/sys/fs/pipe-max-size: the default works, only slower
     writer = _Writer(write, write_fd)
     writer.start()
     try:

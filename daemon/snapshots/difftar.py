@@ -13,6 +13,7 @@ Sockets are left out (a tar cannot hold them; docker leaves them out too).
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import tarfile
@@ -26,6 +27,36 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 XATTR_PAX_PREFIX = "SCHILY.xattr."
 _OVERLAY_XATTRS = "trusted.overlay."
+_COPY_BUFFER = 1 << 20
+
+
+class _Sink:
+    """A write-only stream that knows how much went through it (tarfile's "w" mode asks
+    `tell`; a pipe cannot say)."""
+
+    def __init__(self, out: IO[bytes]) -> None:
+        self._out = out
+        self._offset = 0
+
+    def write(self, data: bytes, /) -> int:
+        self._out.write(data)
+        self._offset += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._offset
+
+    def read(self, size: int, /) -> bytes:
+        raise io.UnsupportedOperation("the layer tar is written only")
+
+    def seek(self, pos: int, /) -> int:
+        raise io.UnsupportedOperation("the layer tar is written in one pass")
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def close(self) -> None:
+        """The caller's stream stays open (tarfile closes only what it opened)."""
 
 
 def _xattrs(path: Path) -> dict[str, str]:
@@ -61,7 +92,10 @@ def write_layer(upper: Path, lowers: Sequence[str], out: IO[bytes]) -> int:
     """Write the layer tar of `upper` (over `lowers`, top first) to `out`; return how many
     entries it has (0: the container changed nothing)."""
     count = 0
-    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    # Not tarfile's stream mode, which hands on 10 KiB records (each one hashed and copied
+    # on its way to the blob and the extractor): file content goes on in 1 MiB pieces.
+    sink = _Sink(out)
+    with tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER) as tar:
         for parts, st in walk_upper(upper, lowers):
             path = upper.joinpath(*parts)
             name = "/".join(parts)
