@@ -9,22 +9,16 @@ prints, with the space reclaimed. Must not: parse argv or map gRPC codes.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pallet.client import format as fmt
 from pallet.client.api import PalletClient
 from pallet.client.options import validate_filters
+from pallet.client.verbs_common import confirmed
 from pallet.v1.errors import InvalidArgument
 
 CONTAINER_WARNING = (
     "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
 )
-
-
-def _confirm(warning: str, what: str) -> bool:
-    if sys.stdin is None or not sys.stdin.isatty():
-        raise InvalidArgument(f"{what}: confirm with -f when stdin is not a terminal")
-    return input(warning).strip().lower() in ("y", "yes")
 
 
 def _section(title: str, lines: list[str]) -> None:
@@ -37,7 +31,7 @@ def _section(title: str, lines: list[str]) -> None:
 
 def container_prune(args: argparse.Namespace) -> int:
     filters = validate_filters(args.filter or [])
-    if not args.force and not _confirm(CONTAINER_WARNING, "container prune removes all stopped containers"):
+    if not confirmed(args.force, CONTAINER_WARNING, "container prune removes all stopped containers"):
         return 0
     with PalletClient(args.host) as client:
         deleted, reclaimed = client.prune_containers(filters)
@@ -60,9 +54,9 @@ def system_prune(args: argparse.Namespace) -> int:
     filters = validate_filters(args.filter or [])
     if args.volumes and any(f.partition("=")[0] == "until" for f in filters):
         raise InvalidArgument('the "until" filter is not supported with "--volumes"')
-    if not args.force and not _confirm(
-        system_warning(args.all, args.volumes), "system prune removes stopped containers, "
-        "unused networks and images"
+    if not confirmed(
+        args.force, system_warning(args.all, args.volumes),
+        "system prune removes stopped containers, unused networks and images",
     ):
         return 0
     reclaimed = 0
