@@ -1,17 +1,12 @@
-"""Path and mount-option helpers for building a container's filesystem.
+"""Mount options for building a container's filesystem.
 
-Owns: turning "ro,nosuid,size=64m" into mount flags plus fs data, and making mount
-points (resolving a container path inside its root is `pallet.shim.api.paths`'s: the
-daemon resolves paths the same way). Must not: mount anything, or know which paths to
-mask (the daemon's spec says).
+Owns: turning "ro,nosuid,size=64m" into mount flags plus fs data (mount points are opened
+inside the root by `pallet.shim.api.inroot`). Must not: mount anything, or know which
+paths to mask (the daemon's spec says).
 """
 
 from __future__ import annotations
 
-import os
-import stat
-
-from pallet.v1.errors import InvalidArgument
 from pallet.shim import syscalls as sc
 
 _FLAGS: dict[str, tuple[bool, int]] = {
@@ -48,13 +43,3 @@ def parse_options(options: tuple[str, ...]) -> tuple[int, int, str]:
         else:
             data.append(option)
     return flags, propagation, ",".join(data)
-
-
-def ensure_mount_point(path: str, is_dir: bool) -> None:
-    """Create what a mount needs to land on: a directory, or an empty file for a file."""
-    if is_dir:
-        os.makedirs(path, exist_ok=True)
-        return
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    if not os.path.lexists(path):
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))

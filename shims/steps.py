@@ -19,6 +19,7 @@ waits for `start` and execs.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -35,12 +36,14 @@ from pallet.shim.api.spec import (
     NS_NETWORK,
     NS_PID,
     NS_UTS,
+    Mount,
     Namespace,
     ShimSpec,
 )
 from pallet.shim import syscalls as sc
 from pallet.shim.api.paths import secure_join
-from pallet.shim.mounts import ensure_mount_point, parse_options
+from pallet.shim.api.inroot import fd_path, open_mount_point
+from pallet.shim.mounts import parse_options
 from pallet.shim.syscalls import Syscalls
 
 # The spec's namespace types: their name under /proc/<pid>/ns and their clone flag.
@@ -244,31 +247,68 @@ class InitSetup:
                 pass  # the spec mounted something there, or the image's /dev has it
 
     def mount_spec_mounts(self) -> None:
-        for mount in self.spec.mounts:
-            flags, propagation, data = parse_options(mount.options)
-            target = self._at(mount.destination)
-            if mount.type == "bind" or flags & sc.MS_BIND:
-                try:
-                    is_dir = stat.S_ISDIR(os.stat(mount.source).st_mode)
-                except OSError as exc:
-                    raise FailedPrecondition(
-                        f"bind source {mount.source} for {mount.destination}: {exc.strerror}"
-                    ) from None
-                ensure_mount_point(target, is_dir)
-                self.sys.mount(mount.source, target, "", sc.MS_BIND | (flags & sc.MS_REC), "")
-                # A bind ignores other flags; they take effect only on a remount.
-                rest = flags & ~(sc.MS_BIND | sc.MS_REC)
-                if rest:
-                    self.sys.mount("", target, "", sc.MS_BIND | sc.MS_REMOUNT | rest, "")
-                if flags & sc.MS_RDONLY and flags & sc.MS_REC:
-                    # A remount reaches the top mount only: what is mounted below the
-                    # source (a bind of /srv with /srv/disk in it) would stay writable.
-                    self.sys.make_read_only_recursive(target)
+        # The root as it is mounted now (the overlay): every target is opened inside it by
+        # the kernel and mounted on through its fd, never by a path string that another
+        # container sharing a volume higher up could redirect between a walk and the mount.
+        root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for mount in self.spec.mounts:
+                self._mount_one(root_fd, mount)
+        finally:
+            os.close(root_fd)
+
+    def _mount_one(self, root_fd: int, mount: Mount) -> None:
+        flags, propagation, data = parse_options(mount.options)
+        bind = mount.type == "bind" or bool(flags & sc.MS_BIND)
+        is_dir = True
+        if bind:
+            try:
+                is_dir = stat.S_ISDIR(os.stat(mount.source).st_mode)
+            except OSError as exc:
+                raise FailedPrecondition(
+                    f"bind source {mount.source} for {mount.destination}: {exc.strerror}"
+                ) from None
+        point = self._open_point(root_fd, mount.destination, is_dir)
+        try:
+            if bind:
+                self.sys.mount(mount.source, fd_path(point), "", sc.MS_BIND | (flags & sc.MS_REC), "")
             else:
-                ensure_mount_point(target, is_dir=True)
-                self.sys.mount(mount.source or mount.type, target, mount.type, flags, data)
+                self.sys.mount(mount.source or mount.type, fd_path(point), mount.type, flags, data)
+        finally:
+            os.close(point)
+        # A bind ignores other flags; they take effect only on a remount.
+        rest = flags & ~(sc.MS_BIND | sc.MS_REC) if bind else 0
+        recursive_ro = bind and bool(flags & sc.MS_RDONLY) and bool(flags & sc.MS_REC)
+        if not (rest or recursive_ro or propagation):
+            return
+        # What was just mounted, opened again: the fd above names the directory under it.
+        top = self._open_point(root_fd, mount.destination, is_dir)
+        try:
+            target = fd_path(top)
+            if rest:
+                self.sys.mount("", target, "", sc.MS_BIND | sc.MS_REMOUNT | rest, "")
+            if recursive_ro:
+                # A remount reaches the top mount only: what is mounted below the source
+                # (a bind of /srv with /srv/disk in it) would stay writable.
+                try:
+                    self.sys.make_read_only_recursive(target)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+                        raise
+                    # Before Linux 5.12 (no mount_setattr): read-only at the top only,
+                    # as docker falls back for -v :ro.
             if propagation:
                 self.sys.mount("", target, "", propagation, "")
+        finally:
+            os.close(top)
+
+    def _open_point(self, root_fd: int, destination: str, is_dir: bool) -> int:
+        try:
+            return open_mount_point(root_fd, destination, is_dir)
+        except OSError as exc:
+            raise FailedPrecondition(
+                f"mount point {destination} in the container: {exc.strerror or exc}"
+            ) from None
 
     def set_hostname(self) -> None:
         self.sys.sethostname(self.spec.hostname)

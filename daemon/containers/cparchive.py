@@ -19,7 +19,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pallet.daemon.containers.inroot import DIR_FLAGS, IN_ROOT, open_dir, openat2, split_last
+from pallet.shim.api.inroot import DIR_FLAGS, IN_ROOT, open_dir, openat2, split_last
 from pallet.v1.errors import InvalidArgument, NotFound
 
 COPY_BUFFER = 1 << 20

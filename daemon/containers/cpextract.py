@@ -39,7 +39,7 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import IO
 
-from pallet.daemon.containers.inroot import DIR_FLAGS, clean_parts, make_dirs, open_dir
+from pallet.shim.api.inroot import DIR_FLAGS, clean_parts, make_dirs, open_dir
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError, ResourceExhausted
 
 COPY_BUFFER = 1 << 20

@@ -43,7 +43,7 @@ from typing import Any
 
 from pallet.daemon.containers.cparchive import PathInfo, resolve_source, stat_path, write_archive
 from pallet.daemon.containers.cpextract import FULL_ERRNOS, ExtractOptions, Extractor
-from pallet.daemon.containers.inroot import IN_ROOT, make_dirs, openat2, clean_parts
+from pallet.shim.api.inroot import IN_ROOT, make_dirs, openat2, clean_parts
 from pallet.v1.errors import FailedPrecondition, Internal, PalletError, ResourceExhausted
 
 CLONE_NEWNS = 0x00020000

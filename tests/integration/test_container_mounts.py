@@ -281,3 +281,25 @@ def test_kill_9_during_copy_up_and_rm_v(fresh_palletd: Any, tmp_path: Path, busy
     assert anon in volumes(palletd)
     assert anon in palletd.cli_ok("volume", "prune", "-f")
     assert anon not in volumes(palletd)
+
+
+def test_a_container_sharing_a_volume_cannot_redirect_another_ones_mounts(
+    palletd: Any, tmp_path: Path
+) -> None:
+    # `swapper` turns /srv/sub (in a shared volume) into a symlink to a host directory
+    # and back, again and again; containers that mount something below /srv/sub keep
+    # starting meanwhile. Resolving the mount point as a string, then making and mounting
+    # it, follows the symlink onto the host between the two (runc's CVE-2021-30465): the
+    # host's canary gets a `cache` directory. Opened inside the root by the kernel, the
+    # mount point never leaves the container.
+    canary = tmp_path / "canary"
+    canary.mkdir()
+    palletd.cli_ok("run", "-d", "--name", "swapper", "-v", "shared:/srv", "busybox", "sh", "-c",
+                   f"while :; do rm -rf /srv/sub; ln -s {canary} /srv/sub; usleep 200; "
+                   "rm -f /srv/sub; mkdir -p /srv/sub; usleep 200; done")
+    for _ in range(40):
+        palletd.cli("run", "--rm", "-v", "shared:/srv", "-v", "cache:/srv/sub/cache",
+                    "busybox", "true", timeout=60)
+    palletd.cli_ok("rm", "-f", "swapper")
+    assert list(canary.iterdir()) == [], "a mount point was made on the host"
+    assert mounts_under(canary) == []

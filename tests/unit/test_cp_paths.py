@@ -14,7 +14,7 @@ import pytest
 
 from pallet.client import cplocal
 from pallet.client.verbs_cp import Plan, local_abs, plan_copy, split_cp_arg, split_last
-from pallet.daemon.containers import inroot
+from pallet.shim.api import inroot
 from pallet.daemon.containers.cparchive import resolve_source, write_archive
 from pallet.daemon.containers.cpextract import ExtractOptions, Extractor
 from pallet.v1.errors import InvalidArgument, NotFound

@@ -31,6 +31,11 @@ from pallet.shim.identity import ProcessSetup, find_executable
 ALL = ("pid", "ipc", "uts", "mount", "network", "cgroup")
 
 
+def _named(target: str) -> str:
+    """A mount target the shim gave as /proc/self/fd/N, as the path that fd names."""
+    return os.readlink(target) if target.startswith("/proc/self/fd/") else target
+
+
 class FakeSyscalls:
     """Records every kernel call instead of making it."""
 
@@ -50,13 +55,13 @@ class FakeSyscalls:
         self._record("setns", nstype)
 
     def mount(self, source: str, target: str, fstype: str, flags: int, data: str) -> None:
-        self._record("mount", source, target, fstype, flags, data)
+        self._record("mount", source, _named(target), fstype, flags, data)
 
     def umount2(self, target: str, flags: int) -> None:
         self._record("umount2", target, flags)
 
     def make_read_only_recursive(self, target: str) -> None:
-        self._record("make_read_only_recursive", target)
+        self._record("make_read_only_recursive", _named(target))
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         self._record("pivot_root", new_root, put_old)

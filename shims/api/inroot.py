@@ -4,10 +4,12 @@ Owns: the `openat2` call (syscall 437 through ctypes: Python 3.11 has no wrapper
 a container path below a root directory fd as the container would see it (`..` stops at
 the root, absolute symlinks and symlink chains are re-rooted, magic links such as
 /proc/self/root are refused), the lexical split of cp paths (`clean_parts`,
-`split_last`), and making missing parent directories one component at a time. Must not:
-follow a symlink anywhere but inside the root, use a path string outside a dir fd for
-anything it writes, or import more than the standard library and the error tree (the cp
-helper process imports it and must start fast).
+`split_last`), making missing parent directories one component at a time, and a mount
+point opened (made if missing) inside a root (`open_mount_point`). Used by the daemon's
+cp helper and by the shim (mount targets). Must not: follow a symlink anywhere but inside
+the root, use a path string outside a dir fd for anything it writes, or import more than
+the standard library and the error tree (the cp helper process imports it and must
+start fast; the shim stays small).
 
 Why the kernel and not a userspace walk (as `shim.api.paths.secure_join` or
 `images.saferoot` do): a running container can swap a directory for a symlink to `/`
@@ -140,3 +142,42 @@ def make_dirs(root_fd: int, parts: tuple[str, ...], made: list[tuple[str, ...]],
         os.close(fd)
         raise
     return fd
+
+
+def open_mount_point(root_fd: int, path: str, is_dir: bool) -> int:
+    """An O_PATH fd of the mount point `path` inside the root, made when missing (its
+    parents as directories, itself a directory, or an empty file for a file's bind).
+
+    Mount onto `/proc/self/fd/<fd>`, never onto the path string: another container that
+    shares a volume mounted higher up could swap a directory for a symlink between a
+    walk and the mount (runc's CVE-2021-30465). The fd is what was inside the root."""
+    parts = clean_parts(path)
+    if not parts:
+        raise OSError(errno.EINVAL, "a mount point cannot be the root itself", path)
+    rel = "/".join(parts)
+    try:
+        return open_path(root_fd, rel)
+    except FileNotFoundError:
+        pass
+    made: list[tuple[str, ...]] = []
+    parent = make_dirs(root_fd, parts[:-1], made)
+    try:
+        if is_dir:
+            try:
+                os.mkdir(parts[-1], 0o755, dir_fd=parent)
+            except FileExistsError:
+                pass  # made meanwhile, or a dangling symlink: the open below says which
+        else:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            try:
+                os.close(os.open(parts[-1], flags, 0o644, dir_fd=parent))
+            except FileExistsError:
+                pass
+    finally:
+        os.close(parent)
+    return open_path(root_fd, rel)
+
+
+def fd_path(fd: int) -> str:
+    """The magic link that names what `fd` is, for calls that take a path (mount(2))."""
+    return f"/proc/self/fd/{fd}"
