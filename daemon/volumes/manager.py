@@ -8,10 +8,24 @@ at boot by `reconcile`), filling a new volume with an image's content (`fill`), 
 container manager says who uses a volume), or remove a volume a container has among its
 mounts, force or not.
 
-Crash safety: the directory is made before the record and removed after it, so a kill -9
-leaves at worst a directory no record names, which the next start removes (after taking
-off anything mounted in it, so a bind's host directory is never walked into). A volume's
-data is only ever deleted by `remove` and `prune`.
+Crash safety: every state in between has its own name under `<root>/volumes`, so a boot
+knows what a kill -9 cut short and never guesses from a missing record (a lost, restored
+or older pallet.db must not cost any volume its data):
+
+- create makes `.creating-<name>/_data` (and tries the options' mount there), writes the
+  record with its `create` event, then renames the directory to `<name>`. At boot a
+  `.creating-X` whose record exists is renamed into place; one without is removed.
+- remove renames `<name>` to `.removing-<name>-<random>` (under the lock), deletes the
+  record with its `destroy` event, then deletes the data. At boot `.removing-*` go.
+- `.fill-*` inside a volume's directory (a copy-up cut short) go at boot.
+- any other directory with a volume's name and no record is adopted, as docker's local
+  driver adopts the directories it finds: recorded with no labels or options and its
+  directory's mtime as created time, with a `create` event (subscribers learn of it as of
+  any new volume). It is never deleted; a name no volume may have is left alone.
+
+Whatever is deleted has its mounts taken off first, deepest first, so a bind's host
+directory is never walked into. A volume's data is only ever deleted by `remove` and
+`prune`.
 """
 
 from __future__ import annotations
@@ -48,6 +62,10 @@ log = structlog.get_logger(__name__)
 
 VOLUMES_DIR = "volumes"
 DATA_DIR = "_data"
+# The in-progress names beside the volumes (none is a volume name: those start with a
+# letter or digit).
+CREATING = ".creating-"
+REMOVING = ".removing-"
 # Docker's rule, with a length a directory name can have.
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
 _NAME_MAX = 255
@@ -86,6 +104,14 @@ def _mount_change(
     return change
 
 
+def _rename_if_there(old: Path, new: Path) -> bool:
+    try:
+        os.rename(old, new)
+    except FileNotFoundError:
+        return False  # a record whose directory went (by hand): the record goes alone
+    return True
+
+
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or len(name.encode()) > _NAME_MAX:
         raise InvalidArgument(
@@ -119,6 +145,8 @@ class VolumeManager:
         # Containers that have a volume mounted now (started, not yet settled), by volume.
         self._mounted: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
+        # Names whose data is being deleted (record gone): a create of one waits for it.
+        self._removing: set[str] = set()
         self._users: Users = lambda name: []
 
     def set_users(self, users: Users) -> None:
@@ -137,25 +165,67 @@ class VolumeManager:
         # the container manager settles it, one still running is kept (`reconcile`).
         for name, cid in await self._records.load_mounts():
             self._mounted.setdefault(name, set()).add(cid)
-        await asyncio.to_thread(self._remove_leftovers)
+        adopted, removed = await asyncio.to_thread(self._recover_dirs)
+        for name in removed:
+            # A remove cut short after its rename, before its record went: finished.
+            with space.essential():
+                await self._events.publish(
+                    "volume", "destroy", name, {"driver": self._volumes[name].driver},
+                    also=volume_delete_writer(name),
+                )
+            del self._volumes[name]
+            self._mounted.pop(name, None)
+        for v in adopted:
+            # Essential: a full disk must not keep palletd from starting.
+            with space.essential():
+                await self._events.publish(
+                    "volume", "create", v.name, {"driver": v.driver},
+                    also=volume_insert_writer(v),
+                )
+            self._volumes[v.name] = v
 
     async def aclose(self) -> None:
         pass  # mounts stay: running containers keep using them
 
-    def _remove_leftovers(self) -> None:
-        """Directories no record names (a create or remove cut short) and unfinished fills."""
+    def _recover_dirs(self) -> tuple[list[Volume], list[str]]:
+        """Finish or undo what a crash cut short (the rules are at the top of this module):
+        the volumes to adopt (directories with a volume's name that no record names), and
+        the records of removes cut short, to delete."""
         with os.scandir(self._dir) as entries:
-            names = [e.name for e in entries]
-        for name in names:
+            found = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+        adopted, removed = [], []
+        for name, is_dir in found:
             path = self._dir / name
-            if name not in self._volumes:
-                log.info("removing a volume directory no record names", path=str(path))
+            if name.startswith(CREATING):
+                volume = name[len(CREATING):]
+                if volume in self._volumes and not (self._dir / volume).exists():
+                    log.info("finishing a volume create cut short", volume=volume)
+                    self._unmount_inside(path)
+                    os.rename(path, self._dir / volume)
+                    copyup.remove_unfinished(self._dir / volume)
+                else:
+                    log.info("removing a volume create cut short", path=str(path))
+                    self._remove_dir(path)
+            elif name.startswith(REMOVING):
+                log.info("finishing a volume remove cut short", path=str(path))
                 self._remove_dir(path)
-            else:
+                volume = name[len(REMOVING):].rpartition("-")[0]
+                if volume in self._volumes and not (self._dir / volume).exists():
+                    removed.append(volume)
+            elif name in self._volumes:
                 copyup.remove_unfinished(path)
+            elif is_dir and _NAME.fullmatch(name):
+                log.warning("adopting a volume directory no record names", volume=name)
+                self._unmount_inside(path)  # a plain volume nobody uses has nothing mounted
+                (path / DATA_DIR).mkdir(mode=0o755, exist_ok=True)
+                adopted.append(Volume(name=name, created_ns=os.stat(path).st_mtime_ns))
+            else:
+                log.warning("leaving alone what is not a volume", path=str(path))
+        return adopted, removed
 
-    def _remove_dir(self, path: Path) -> None:
-        """Take off every mount inside, deepest first, then delete: never through a mount."""
+    def _unmount_inside(self, path: Path) -> None:
+        """Take off every mount inside `path`, deepest first (a bind's host directory must
+        never be walked into or carried along)."""
         for point in sorted(self._mounter.mount_points(str(path)), key=len, reverse=True):
             self._mounter.unmount(point)
         left = self._mounter.mount_points(str(path))
@@ -163,6 +233,10 @@ class VolumeManager:
             raise FailedPrecondition(
                 f"cannot remove {path}: {', '.join(sorted(left))} is still mounted"
             )
+
+    def _remove_dir(self, path: Path) -> None:
+        """Take off every mount inside, deepest first, then delete: never through a mount."""
+        self._unmount_inside(path)
         remove_tree(path)
 
     async def reconcile(self, uses: Mapping[str, set[str]]) -> None:
@@ -230,37 +304,46 @@ class VolumeManager:
                     f"volume {name} exists already with other labels or options: choose "
                     "another name, or remove it first"
                 )
+            if name in self._removing:
+                raise FailedPrecondition(f"volume {name} is being removed: try again")
             v = Volume(name=name, created_ns=self._clock(), driver=driver, labels=labels,
                        options=options)
-            top = self._dir / name
-            # The directory first, the record last: a crash between leaves a directory no
-            # record names, which the next start removes.
-            await asyncio.to_thread(self._make_dir, top)
+            creating = self._dir / f"{CREATING}{name}"
+            # Made aside, recorded, then renamed into place: a crash before the record
+            # leaves a `.creating-` directory the next start removes, one after it a
+            # `.creating-` directory the next start renames in.
+            await asyncio.to_thread(self._make_dir, name, creating)
             try:
                 self._crashes.hit("volume-create", "dir")
                 if mount is not None:
                     # Tried once now, so a bad device or option fails here, not at the
                     # first container's start.
-                    data = str(top / DATA_DIR)
+                    data = str(creating / DATA_DIR)
                     await asyncio.to_thread(self._mounter.mount, mount, data)
+                    self._crashes.hit("volume-create", "mounted")
                     await asyncio.to_thread(self._mounter.unmount, data)
                 await self._events.publish(
                     "volume", "create", name, {"driver": driver},
                     also=volume_insert_writer(v),
                 )
             except BaseException:
-                await asyncio.to_thread(self._remove_dir, top)
+                await asyncio.to_thread(self._remove_dir, creating)
                 raise
+            self._crashes.hit("volume-create", "recorded")
+            # Recorded: from here on the volume exists, and a boot finishes the rename.
             self._volumes[name] = v
-        self._crashes.hit("volume-create", "recorded")
+            await asyncio.to_thread(os.rename, creating, self._dir / name)
         return v
 
-    @staticmethod
-    def _make_dir(top: Path) -> None:
-        if top.exists():
-            raise FailedPrecondition(f"{top} exists already: restart palletd to clear it")
-        top.mkdir(mode=0o701)
-        (top / DATA_DIR).mkdir(mode=0o755)
+    def _make_dir(self, name: str, creating: Path) -> None:
+        if (self._dir / name).exists():
+            raise FailedPrecondition(
+                f"volume {name} has a directory and no record: restart palletd to adopt it"
+            )
+        if creating.exists():
+            raise FailedPrecondition(f"volume {name} is being created: try again")
+        creating.mkdir(mode=0o701)
+        (creating / DATA_DIR).mkdir(mode=0o755)
 
     async def remove(self, name: str, force: bool = False) -> bool:
         """Remove a volume and its data; False for an unknown name with `force`."""
@@ -277,17 +360,31 @@ class VolumeManager:
                     f"volume {name} is in use by container {names}: remove "
                     "the container first (rm -f CONTAINER), then the volume"
                 )
-            # The record first, the data last: a crash between leaves a directory no
-            # record names, which the next start removes. Essential: rm is the way out of
+            # Renamed aside, the record deleted, then the data: a crash after the rename
+            # leaves a `.removing-` directory, which the next start deletes (and the
+            # record with it, when it was still there). Essential: rm is the way out of
             # a full disk.
-            with space.essential():
-                await self._events.publish(
-                    "volume", "destroy", name, {"driver": v.driver},
-                    also=volume_delete_writer(name),
-                )
+            top = self._dir / name
+            aside = self._dir / f"{REMOVING}{name}-{secrets.token_hex(4)}"
+            moved = await asyncio.to_thread(_rename_if_there, top, aside)
+            try:
+                with space.essential():
+                    await self._events.publish(
+                        "volume", "destroy", name, {"driver": v.driver},
+                        also=volume_delete_writer(name),
+                    )
+            except BaseException:
+                if moved:
+                    await asyncio.to_thread(os.rename, aside, top)
+                raise
             del self._volumes[name]
-        self._crashes.hit("volume-remove", "recorded")
-        await asyncio.to_thread(self._remove_dir, self._dir / name)
+            self._removing.add(name)
+        try:
+            self._crashes.hit("volume-remove", "recorded")
+            if moved:
+                await asyncio.to_thread(self._remove_dir, aside)
+        finally:
+            self._removing.discard(name)
         return True
 
     async def prune(

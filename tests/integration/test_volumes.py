@@ -126,20 +126,20 @@ def test_prune_removes_anonymous_unless_all_and_says_how_much(palletd: Any) -> N
 
 def test_kill_9_during_create_and_rm_leaves_old_or_new_state(fresh_palletd: Any) -> None:
     palletd = fresh_palletd
-    # Killed with the directory made, before the record: the volume never existed.
+    # Killed with the directory made aside, before the record: the volume never existed.
     result = palletd.crash_during("volume-create:dir", "volume", "create", "half")
     assert result.returncode != 0
     assert names(palletd) == [] and volume_dirs(palletd) == []
     assert actions(palletd, "half") == []
     palletd.cli_ok("volume", "create", "half")  # the name is free
 
-    # Killed right after the record: the volume is whole, announced once.
+    # Killed right after the record, before the rename into place: whole, announced once.
     palletd.crash_during("volume-create:recorded", "volume", "create", "whole")
-    assert names(palletd) == ["half", "whole"]
+    assert names(palletd) == ["half", "whole"] and volume_dirs(palletd) == ["half", "whole"]
     assert actions(palletd, "whole") == ["create"]
     assert (palletd.root / "volumes" / "whole" / "_data").is_dir()
 
-    # Killed after rm's record went, before the data did: gone, the data with it at boot.
+    # Killed after rm's rename and record, before the data went: gone, the data at boot.
     data = palletd.root / "volumes" / "whole" / "_data"
     (data / "f").write_text("x")
     palletd.crash_during("volume-remove:recorded", "volume", "rm", "whole")
@@ -147,13 +147,41 @@ def test_kill_9_during_create_and_rm_leaves_old_or_new_state(fresh_palletd: Any)
     assert actions(palletd, "whole") == ["create", "destroy"]
 
 
-def test_a_leftover_directory_with_a_mount_inside_is_unmounted_first(fresh_palletd: Any, tmp_path: Path) -> None:
+def test_kill_9_with_a_bind_volumes_trial_mount_in_place(fresh_palletd: Any, tmp_path: Path) -> None:
+    palletd = fresh_palletd
+    host_dir = tmp_path / "host"
+    host_dir.mkdir()
+    (host_dir / "precious").write_text("keep me")
+    result = palletd.crash_during("volume-create:mounted", "volume", "create", "-o", "type=none",
+                                  "-o", f"device={host_dir}", "-o", "o=bind", "bound")
+    assert result.returncode != 0
+    assert names(palletd) == [] and volume_dirs(palletd) == []
+    assert mounts_under(palletd.root / "volumes") == []
+    assert (host_dir / "precious").read_text() == "keep me"
+    assert actions(palletd, "bound") == []
+
+
+def test_a_palletd_on_an_empty_database_keeps_the_volumes_it_finds(fresh_palletd: Any) -> None:
+    palletd = fresh_palletd
+    palletd.cli_ok("volume", "create", "--label", "app=db", "rows")
+    (palletd.root / "volumes" / "rows" / "_data" / "table").write_text("precious")
+    palletd.stop()
+    for suffix in ("", "-wal", "-shm"):
+        (palletd.root / f"pallet.db{suffix}").unlink(missing_ok=True)
+    palletd.start()
+    assert names(palletd) == ["rows"]
+    assert (palletd.root / "volumes" / "rows" / "_data" / "table").read_text() == "precious"
+    doc = json.loads(palletd.cli_ok("volume", "inspect", "rows"))[0]
+    assert doc["Labels"] == {} and doc["Driver"] == "local"
+
+
+def test_a_leftover_create_with_a_mount_inside_is_unmounted_first(fresh_palletd: Any, tmp_path: Path) -> None:
     palletd = fresh_palletd
     host_dir = tmp_path / "host"
     host_dir.mkdir()
     (host_dir / "precious").write_text("keep me")
     palletd.stop()
-    orphan = palletd.root / "volumes" / "orphan" / "_data"
+    orphan = palletd.root / "volumes" / ".creating-orphan" / "_data"
     orphan.mkdir(parents=True)
     subprocess.run(["mount", "--bind", str(host_dir), str(orphan)], check=True)
     try:

@@ -3,8 +3,10 @@ against a real database and a fake mount table (what is made, recorded and undon
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
+import threading
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -160,6 +162,8 @@ class FakeMounts:
 
     table: dict[str, LocalMount] = field(default_factory=dict)
     fail: bool = False
+    # (entered, go): mount_points says it was called, then waits for go (on its thread).
+    gate: tuple[threading.Event, threading.Event] | None = None
 
     def mount(self, m: LocalMount, target: str) -> None:
         if self.fail:
@@ -171,6 +175,10 @@ class FakeMounts:
         self.table.pop(target, None)
 
     def mount_points(self, under: str) -> set[str]:
+        if self.gate is not None:
+            entered, go = self.gate
+            entered.set()
+            assert go.wait(10)
         return {t for t in self.table if t.startswith(under.rstrip("/") + "/")}
 
 
@@ -208,8 +216,8 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
     e = Env(None, FakeMounts(), events, tmp_path / "root", {}, db)  # type: ignore[arg-type]
     await e.restart()
     yield e
-    await events.aclose()
-    await db.aclose()
+    await e.events.aclose()
+    await e.db.aclose()
 
 
 async def test_create_makes_the_directory_and_the_record(env: Env) -> None:
@@ -301,6 +309,23 @@ async def test_a_volume_in_use_is_not_removed_even_with_force(env: Env) -> None:
     assert await env.actions() == ["create db", "destroy db"]
 
 
+async def test_a_create_while_the_same_name_is_being_removed_says_try_again(env: Env) -> None:
+    await env.manager.create("busy")
+    entered, go = threading.Event(), threading.Event()
+    env.mounts.gate = (entered, go)
+    removing = asyncio.create_task(env.manager.remove("busy"))
+    try:
+        assert await asyncio.to_thread(entered.wait, 10)  # the data is being deleted
+        with pytest.raises(FailedPrecondition, match="volume busy is being removed: try again"):
+            await env.manager.create("busy")
+    finally:
+        go.set()
+        await removing
+    env.mounts.gate = None
+    await env.manager.create("busy")
+    assert await env.actions() == ["create busy", "destroy busy", "create busy"]
+
+
 async def test_prune_takes_anonymous_ones_unless_all(env: Env) -> None:
     anon = await env.manager.create(anonymous=True)
     assert anon.anonymous and LABEL_ANONYMOUS in anon.labels and len(anon.name) == 64
@@ -316,20 +341,67 @@ async def test_prune_takes_anonymous_ones_unless_all(env: Env) -> None:
     assert [v.name for v in env.manager.volumes()] == sorted(["kept", used.name])
 
 
-async def test_leftover_directories_go_at_start_but_never_through_a_mount(env: Env) -> None:
+async def test_a_boot_finishes_or_undoes_what_was_cut_short_never_through_a_mount(env: Env) -> None:
     await env.manager.create("real")
     (env.manager.data_dir("real") / "f").write_text("kept")
+    await env.manager.create("done")
+    await env.manager.create("half-gone")
     vols = env.root / "volumes"
-    # A create cut short (no record), with something mounted inside; a fill cut short.
-    orphan = vols / "orphan" / "_data"
-    orphan.mkdir(parents=True)
-    env.mounts.table[str(orphan)] = LocalMount("", "/srv", MS_BIND, "")
-    (vols / "real" / ".fill-1234").mkdir()
+    # A create cut short before its record, with its trial mount still in place.
+    half = vols / ".creating-half" / "_data"
+    half.mkdir(parents=True)
+    env.mounts.table[str(half)] = LocalMount("", "/srv", MS_BIND, "")
+    # A create cut short after its record, before its rename.
+    os.rename(vols / "done", vols / ".creating-done")
+    # Removes cut short after the rename: with the record gone, and with it still there.
+    (vols / ".removing-gone-0123abcd" / "_data").mkdir(parents=True)
+    os.rename(vols / "half-gone", vols / ".removing-half-gone-89abcdef")
+    (vols / "real" / ".fill-1234").mkdir()  # a fill cut short
     m = await env.restart()
-    assert not (vols / "orphan").exists()
+    assert sorted(p.name for p in vols.iterdir()) == ["done", "real"]
     assert env.mounts.table == {}  # unmounted before anything was deleted
+    assert [v.name for v in m.volumes()] == ["done", "real"]
+    assert m.data_dir("done").is_dir()
     assert sorted(p.name for p in (vols / "real").iterdir()) == ["_data"]
     assert (m.data_dir("real") / "f").read_text() == "kept"
+    assert (await env.actions())[-1] == "destroy half-gone"
+    m = await env.restart()  # and nothing more the next time
+    assert [v.name for v in m.volumes()] == ["done", "real"]
+    assert (await env.actions())[-1] == "destroy half-gone"
+
+
+async def test_directories_no_record_names_are_adopted_never_deleted(env: Env, tmp_path: Path) -> None:
+    await env.manager.create("labelled", labels={"a": "b"})
+    (env.manager.data_dir("labelled") / "f").write_text("rows")
+    vols = env.root / "volumes"
+    orphan = vols / "orphan" / "_data"
+    orphan.mkdir(parents=True)
+    (orphan / "g").write_text("mine")
+    env.mounts.table[str(orphan)] = LocalMount("", "/srv", MS_BIND, "")
+    os.utime(vols / "orphan", ns=(5_000_000_000, 7_000_000_000))
+    (vols / "no-data").mkdir()
+    (vols / ".not-a-volume").mkdir()
+    (vols / "stray-file").write_text("x")
+    # The database is lost (a new pallet.db): every volume directory is adopted.
+    await env.db.aclose()
+    env.db = Database(tmp_path / "other.db")
+    await env.db.start()
+    await env.events.aclose()
+    env.events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
+    await env.events.start()
+    m = await env.restart()
+    assert [v.name for v in m.volumes()] == ["labelled", "no-data", "orphan"]
+    assert m.get("orphan").created_ns == 7_000_000_000
+    assert m.get("labelled").labels == {} and m.get("labelled").options == {}
+    assert (m.data_dir("labelled") / "f").read_text() == "rows"
+    assert (m.data_dir("orphan") / "g").read_text() == "mine"
+    assert m.data_dir("no-data").is_dir()
+    assert env.mounts.table == {}
+    assert sorted(p.name for p in vols.iterdir()) == [
+        ".not-a-volume", "labelled", "no-data", "orphan", "stray-file"]
+    assert sorted(await env.actions()) == ["create labelled", "create no-data", "create orphan"]
+    m = await env.restart()  # recorded now: adopted once
+    assert len(await env.actions()) == 3
 
 
 async def test_fill_only_an_unused_plain_volume(env: Env, tmp_path: Path) -> None:
