@@ -465,11 +465,14 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         config, host_config = prepared.config, prepared.host
         made: list[str] = []  # anonymous volumes made for it: removed if it is not created
         try:
+            # The volumes are held by this create until its record holds them (a prune
+            # meanwhile must not take them): released once recorded, or failed.
             host_config = await resolve_mounts(
-                host_config, image.config.volumes, self.resolve, self._volumes, made
+                host_config, image.config.volumes, self.resolve, self._volumes, made, cid
             )
             container = await self._create(name, cid, image, config, host_config)
         except BaseException:
+            self._volumes.release_pending(cid)
             for volume in made:
                 try:
                     await self._volumes.remove(volume)
@@ -477,6 +480,7 @@ class ContainerManager(RunEnds, StopsAndRemoves):
                     log.warning("removing a volume made for a failed create failed",
                                 volume=volume, reason=str(e))
             raise
+        self._volumes.release_pending(cid)
         if prepared.warnings:
             log.info("created with warnings", container_id=cid, warnings=prepared.warnings)
         return Created(container, prepared.warnings)

@@ -43,8 +43,14 @@ log = structlog.get_logger(__name__)
 class Volumes(Protocol):
     """What containers need of the volumes (`VolumeManager`)."""
 
-    async def ensure(self, name: str, anonymous: bool) -> str:
-        """The volume `name` (made when missing; a generated name for a new anonymous one)."""
+    async def ensure(self, name: str, anonymous: bool, holder: str = "") -> str:
+        """The volume `name` (made when missing; a generated name for a new anonymous one),
+        held by the container `holder` being created until `release_pending(holder)`."""
+        ...
+
+    def release_pending(self, holder: str) -> None:
+        """The container `holder` is recorded, or its create failed: it no longer holds
+        what `ensure` gave it (its record does, when there is one)."""
         ...
 
     def data_dir(self, name: str) -> Path: ...
@@ -71,8 +77,11 @@ class Volumes(Protocol):
 class NoVolumes:
     """No volume manager (tests of other parts): a container asking for a volume is refused."""
 
-    async def ensure(self, name: str, anonymous: bool) -> str:
+    async def ensure(self, name: str, anonymous: bool, holder: str = "") -> str:
         raise FailedPrecondition("this daemon has no volumes")
+
+    def release_pending(self, holder: str) -> None:
+        return None
 
     def data_dir(self, name: str) -> Path:
         raise NotFound(f"no such volume: {name}")
@@ -107,10 +116,12 @@ async def resolve_mounts(
     find: Finder,
     volumes: Volumes,
     made: list[str],
+    holder: str = "",
 ) -> HostConfig:
     """`host` with `mounts` resolved from what was asked (checked first: a bad one changes
     nothing). The anonymous volumes made are appended to `made`, for the caller to
-    remove when its create fails after all."""
+    remove when its create fails after all. Every volume is held by `holder` (the
+    container being created) until the caller calls `volumes.release_pending(holder)`."""
     explicit = [mountspec.parse_bind(b) for b in host.binds]
     explicit += [mountspec.check_mount(m) for m in host.mount_requests]
     explicit += [mountspec.parse_tmpfs(t) for t in host.tmpfs]
@@ -132,7 +143,7 @@ async def resolve_mounts(
     resolved = []
     for m in combined:
         if m.type == MOUNT_VOLUME:
-            name = await volumes.ensure(m.source, m.anonymous)
+            name = await volumes.ensure(m.source, m.anonymous, holder)
             if m.anonymous:
                 made.append(name)
             m = replace(m, source=name)

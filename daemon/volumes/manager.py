@@ -145,6 +145,9 @@ class VolumeManager:
         # Containers that have a volume mounted now (started, not yet settled), by volume.
         self._mounted: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
+        # Containers being created with a volume (ensured, not yet recorded), by volume:
+        # in use as much as a recorded container's, until `release_pending`.
+        self._pending: dict[str, set[str]] = {}
         # Names whose data is being deleted (record gone): a create of one waits for it.
         self._removing: set[str] = set()
         self._users: Users = lambda name: []
@@ -282,8 +285,10 @@ class VolumeManager:
         labels: Mapping[str, str] | None = None,
         options: Mapping[str, str] | None = None,
         anonymous: bool = False,
+        holder: str = "",
     ) -> Volume:
-        """A new volume, or the one of that name when it is the same (docker's)."""
+        """A new volume, or the one of that name when it is the same (docker's); with a
+        `holder`, that container being created holds it (`ensure`)."""
         driver = driver or DRIVER_LOCAL
         if driver != DRIVER_LOCAL:
             raise InvalidArgument(f"unknown volume driver {driver!r}: pallet has the local driver only")
@@ -299,6 +304,7 @@ class VolumeManager:
                 if old.driver == driver and (not labels or old.labels == labels) and (
                     not options or old.options == options
                 ):
+                    self._hold(name, holder)
                     return old
                 raise AlreadyExists(
                     f"volume {name} exists already with other labels or options: choose "
@@ -332,6 +338,7 @@ class VolumeManager:
             self._crashes.hit("volume-create", "recorded")
             # Recorded: from here on the volume exists, and a boot finishes the rename.
             self._volumes[name] = v
+            self._hold(name, holder)
             await asyncio.to_thread(os.rename, creating, self._dir / name)
         return v
 
@@ -353,6 +360,11 @@ class VolumeManager:
                 if force:
                     return False
                 raise NotFound(f"no such volume: {name}")
+            if self._pending.get(name):
+                raise FailedPrecondition(
+                    f"volume {name} is in use by a container being created: remove that "
+                    "container first, then the volume"
+                )
             users = self._users(name)
             if users or self._mounted.get(name):
                 names = ", ".join(sorted(n for _, n in users) or sorted(self._mounted[name]))
@@ -394,7 +406,7 @@ class VolumeManager:
         and the bytes their data took."""
         removed, reclaimed = [], 0
         for v in self.volumes():
-            if self._users(v.name) or self._mounted.get(v.name):
+            if self._users(v.name) or self._mounted.get(v.name) or self._pending.get(v.name):
                 continue
             if not (all_volumes or v.anonymous) or not select(v):
                 continue
@@ -463,12 +475,29 @@ class VolumeManager:
                 if v is not None and v.mounted_by_driver:
                     await asyncio.to_thread(self._mounter.unmount, str(self.data_dir(name)))
 
-    async def ensure(self, name: str, anonymous: bool) -> str:
+    async def ensure(self, name: str, anonymous: bool, holder: str = "") -> str:
         """The volume `name`, made when missing (docker makes -v's named volumes); a new
-        anonymous one, with a generated name, when `name` is empty."""
-        if name and name in self._volumes:
-            return name
-        return (await self.create(name, anonymous=anonymous)).name
+        anonymous one, with a generated name, when `name` is empty. With a `holder` (a
+        container being created), it counts as in use until `release_pending(holder)`:
+        a prune or rm meanwhile must not take it from under the create."""
+        if name:
+            async with self._lock:
+                if name in self._volumes:
+                    self._hold(name, holder)
+                    return name
+        return (await self.create(name, anonymous=anonymous, holder=holder)).name
+
+    def _hold(self, name: str, holder: str) -> None:
+        if holder:
+            self._pending.setdefault(name, set()).add(holder)
+
+    def release_pending(self, holder: str) -> None:
+        """The container `holder` is recorded (its record holds its volumes now), or its
+        create failed: what it held while being created is no longer held by it."""
+        for name in [n for n, holders in self._pending.items() if holder in holders]:
+            self._pending[name].discard(holder)
+            if not self._pending[name]:
+                del self._pending[name]
 
     def fillable(self, name: str) -> bool:
         """Whether `fill` would copy into the volume now: a plain one, empty, unused."""

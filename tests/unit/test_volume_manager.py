@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from pallet.daemon.containers.model import Container, HostConfig
+from pallet.daemon.containers.mounting import resolve_mounts
 from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.events.filters import parse_filters
 from pallet.daemon.events.model import Event
@@ -324,6 +326,40 @@ async def test_a_create_while_the_same_name_is_being_removed_says_try_again(env:
     env.mounts.gate = None
     await env.manager.create("busy")
     assert await env.actions() == ["create busy", "destroy busy", "create busy"]
+
+
+async def test_a_volume_a_create_holds_is_neither_pruned_nor_removed(env: Env) -> None:
+    # A create between resolving its mounts (volumes made or found) and writing its
+    # record: the container manager's view has no such container yet.
+    def find(ref: str) -> Container:
+        raise NotFound(ref)
+
+    made: list[str] = []
+    await env.manager.create("data")
+    host = await resolve_mounts(HostConfig(binds=("data:/data", "/anon")), ["/img"], find,
+                                env.manager, made, "c1")
+    assert len(made) == 2 and {m.source for m in host.mounts} == {"data", *made}
+    removed, _ = await env.manager.prune(True)
+    assert removed == []
+    for name in ("data", *made):
+        with pytest.raises(FailedPrecondition, match="in use by a container being created"):
+            await env.manager.remove(name, force=True)
+    # Recorded: its record holds them now (the users), and it lets go of the rest.
+    env.users.update({name: [("c1", "web")] for name in ("data", *made)})
+    env.manager.release_pending("c1")
+    assert (await env.manager.prune(True))[0] == []
+    env.users.clear()  # removed: nothing holds them
+    assert sorted((await env.manager.prune(True))[0]) == sorted(["data", *made])
+
+
+async def test_a_failed_create_lets_go_of_what_it_held(env: Env) -> None:
+    await env.manager.ensure("data", False, holder="c1")
+    await env.manager.ensure("data", False, holder="c2")
+    env.manager.release_pending("c1")
+    assert (await env.manager.prune(True))[0] == []  # c2 still holds it
+    env.manager.release_pending("c2")
+    env.manager.release_pending("c2")  # twice is nothing
+    assert (await env.manager.prune(True))[0] == ["data"]
 
 
 async def test_prune_takes_anonymous_ones_unless_all(env: Env) -> None:
