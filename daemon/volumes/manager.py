@@ -31,11 +31,13 @@ directory is never walked into. A volume's data is only ever deleted by `remove`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
 import sqlite3
 import time
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,13 +146,26 @@ class VolumeManager:
         self._volumes: dict[str, Volume] = {}
         # Containers that have a volume mounted now (started, not yet settled), by volume.
         self._mounted: dict[str, set[str]] = {}
+        # The manager's lock guards the set of volumes (create, remove, ensure); a
+        # volume's own lock guards its mounts and content (mount, unmount, fill, remove),
+        # so a long fill holds up that volume only. Order: a volume's lock, then this.
         self._lock = asyncio.Lock()
+        self._volume_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         # Containers being created with a volume (ensured, not yet recorded), by volume:
         # in use as much as a recorded container's, until `release_pending`.
         self._pending: dict[str, set[str]] = {}
         # Names whose data is being deleted (record gone): a create of one waits for it.
         self._removing: set[str] = set()
         self._users: Users = lambda name: []
+
+    def _volume_lock(self, name: str) -> asyncio.Lock:
+        """The lock of one volume (kept while anyone holds or waits for it)."""
+        lock = self._volume_locks.get(name)
+        if lock is None:
+            lock = self._volume_locks[name] = asyncio.Lock()
+        return lock
 
     def set_users(self, users: Users) -> None:
         """Who has a volume among their mounts (running or not): the container manager's view."""
@@ -354,7 +369,7 @@ class VolumeManager:
 
     async def remove(self, name: str, force: bool = False) -> bool:
         """Remove a volume and its data; False for an unknown name with `force`."""
-        async with self._lock:
+        async with self._volume_lock(name), self._lock:
             v = self._volumes.get(name)
             if v is None:
                 if force:
@@ -430,7 +445,9 @@ class VolumeManager:
         """The host directories to bind for a start's volumes, in order: the first user of
         a volume with options has its mount made; all the `mount` events (and who holds
         what) are journalled in one transaction."""
-        async with self._lock:
+        async with contextlib.AsyncExitStack() as locks:
+            for name in sorted({name for name, _ in uses}):  # in one order: no deadlock
+                await locks.enter_async_context(self._volume_lock(name))
             fresh: list[tuple[str, VolumeUse, Volume]] = []
             made: list[str] = []  # driver mounts made here: taken off again on failure
             try:
@@ -458,7 +475,7 @@ class VolumeManager:
 
     async def unmount(self, name: str, container_id: str) -> None:
         """A container is done with `name`; the last one's going takes its mount off."""
-        async with self._lock:
+        async with self._volume_lock(name):
             holders = self._mounted.get(name)
             if holders is None or container_id not in holders:
                 return
@@ -513,7 +530,9 @@ class VolumeManager:
     async def fill(self, name: str, source: Path) -> bool:
         """Copy what an image has at a volume's mount point into it, once: only while the
         volume is empty, and whole or not at all (copied aside, then renamed in)."""
-        async with self._lock:  # two starts filling one volume: the second finds it full
+        # Its own lock only: other volumes' mounts and unmounts go on during the copy; two
+        # starts filling one volume: the second finds it full.
+        async with self._volume_lock(name):
             v = self.get(name)
             if v.mounted_by_driver or self._mounted.get(name):
                 # Its content is the device's; or a running container uses it as it is.

@@ -450,3 +450,38 @@ async def test_fill_only_an_unused_plain_volume(env: Env, tmp_path: Path) -> Non
     await env.manager.create("busy")
     await env.manager.mount("busy", VolumeUse("c1", "/x"))
     assert not await env.manager.fill("busy", src)
+
+
+async def test_a_long_fill_holds_up_its_own_volume_only(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = _image_tree(tmp_path)
+    await env.manager.create("big")
+    await env.manager.create("other", options={"type": "tmpfs"})
+    copying, go = threading.Event(), threading.Event()
+    real_fill = copyup.fill
+
+    def slow_fill(source: Path, data: Path, copied: object) -> bool:
+        copying.set()
+        assert go.wait(10)
+        return real_fill(source, data)
+
+    monkeypatch.setattr(copyup, "fill", slow_fill)
+    filling = asyncio.create_task(env.manager.fill("big", src))
+    big_mount = None
+    try:
+        assert await asyncio.to_thread(copying.wait, 10)
+        # Another volume's start and exit go on while "big" is being copied into.
+        await asyncio.wait_for(env.manager.mount("other", VolumeUse("c2", "/x")), 10)
+        await asyncio.wait_for(env.manager.unmount("other", "c2"), 10)
+        await asyncio.wait_for(env.manager.create("new"), 10)
+        # "big"'s own mount waits for its fill.
+        big_mount = asyncio.create_task(env.manager.mount("big", VolumeUse("c1", "/y")))
+        await asyncio.sleep(0)
+        assert not big_mount.done()
+    finally:
+        go.set()
+        assert await filling
+    assert big_mount is not None
+    await big_mount
+    assert (env.manager.data_dir("big") / "file").read_text() == "hello"
