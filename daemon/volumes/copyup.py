@@ -14,7 +14,7 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from pallet.daemon.images.fsutil import remove_tree
@@ -108,29 +108,64 @@ def _copy_xattrs(src: str, dst: str) -> None:
                 raise
 
 
+# A directory opened by name relative to its parent's fd, never through a symlink: a
+# running container may swap a directory for a symlink to the host's / at any moment.
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def tree_size(path: Path) -> int:
-    """Bytes the files under `path` hold (each hard-linked file once); 0 when missing."""
+    """Bytes the files under `path` hold (each hard-linked file once); 0 when missing.
+    Walked through directory fds, each child opened relative to its parent with
+    O_NOFOLLOW, so a symlink swapped in meanwhile is counted as a link, never entered."""
+    try:
+        top = os.open(path, _DIR_FLAGS)
+    except OSError:
+        return 0  # missing, or not a directory (a symlink included)
     seen: set[tuple[int, int]] = set()
     total = 0
-    stack = [str(path)]
-    while stack:
-        top = stack.pop()
-        try:
-            with os.scandir(top) as listing:
-                entries = list(listing)
-        except (FileNotFoundError, NotADirectoryError, PermissionError):
-            continue
-        for entry in entries:
+    try:
+        stack = [(top, os.scandir(top))]
+    except BaseException:
+        os.close(top)
+        raise
+    try:
+        while stack:
+            fd, entries = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                _close(fd, entries)
+                continue
             try:
-                st = entry.stat(follow_symlinks=False)
+                st = entry.stat(follow_symlinks=False)  # fstatat on the parent's fd
             except FileNotFoundError:
                 continue
             if stat.S_ISDIR(st.st_mode):
-                stack.append(entry.path)
+                try:
+                    child = os.open(entry.name, _DIR_FLAGS, dir_fd=fd)
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    continue
+                except OSError as exc:
+                    if exc.errno == errno.ELOOP:
+                        continue  # swapped for a symlink since: not ours to walk
+                    raise
+                try:
+                    stack.append((child, os.scandir(child)))
+                except BaseException:
+                    os.close(child)
+                    raise
                 continue
             key = (st.st_dev, st.st_ino)
             if key in seen:
                 continue
             seen.add(key)
             total += st.st_size
+    finally:
+        for fd, entries in reversed(stack):
+            _close(fd, entries)
     return total
+
+
+def _close(fd: int, entries: Iterator[os.DirEntry[str]]) -> None:
+    entries.close()  # type: ignore[attr-defined]  # a ScandirIterator
+    os.close(fd)

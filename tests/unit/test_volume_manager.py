@@ -136,6 +136,34 @@ def test_fill_leaves_a_volume_with_content_alone(tmp_path: Path) -> None:
     assert not copyup.fill(tmp_path / "missing", tmp_path / "_data")
 
 
+def test_tree_size_never_walks_through_a_symlink_even_one_swapped_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outside = tmp_path / "host"
+    outside.mkdir()
+    (outside / "big").write_bytes(b"h" * 100_000)
+    data = tmp_path / "_data"
+    (data / "sub").mkdir(parents=True)
+    (data / "sub" / "mine").write_bytes(b"m" * 10)
+    os.symlink(outside, data / "to-host")
+    assert copyup.tree_size(data) == 10 + len(str(outside))
+    assert copyup.tree_size(data / "to-host") == 0
+    # A container swaps sub for a symlink to the host while the walk is under way: after
+    # the top's listing, before sub is entered.
+    real_scandir = os.scandir
+    calls = []
+
+    def swapping_scandir(path: object) -> object:
+        calls.append(path)
+        if len(calls) == 2:
+            os.rename(data / "sub", data / "sub.old")
+            os.symlink(outside, data / "sub")
+        return real_scandir(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(copyup.os, "scandir", swapping_scandir)
+    assert copyup.tree_size(data) < 100_000
+
+
 def test_a_fill_that_fails_leaves_the_volume_empty(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     src = _image_tree(tmp_path)
     data = tmp_path / "vol" / "_data"
