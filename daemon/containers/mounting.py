@@ -57,8 +57,8 @@ class Volumes(Protocol):
 
     async def fill(self, name: str, source: Path) -> bool: ...
 
-    def fillable(self, name: str) -> bool:
-        """Whether `fill` would copy into it now (empty, plain, mounted by nobody)."""
+    async def fillable(self, names: Sequence[str]) -> set[str]:
+        """Which of these `fill` would copy into now (empty, plain, mounted by nobody)."""
         ...
 
     async def mount_many(self, uses: Sequence[tuple[str, VolumeUse]]) -> list[Path]:
@@ -89,8 +89,8 @@ class NoVolumes:
     async def fill(self, name: str, source: Path) -> bool:
         return False
 
-    def fillable(self, name: str) -> bool:
-        return False
+    async def fillable(self, names: Sequence[str]) -> set[str]:
+        return set()
 
     async def mount_many(self, uses: Sequence[tuple[str, VolumeUse]]) -> list[Path]:
         if uses:
@@ -134,11 +134,13 @@ async def resolve_mounts(
             raise NotFound(f"--volumes-from {spec}: no such container: {ref}") from None
         from_others += mountspec.inherited(other.host_config.mounts, read_only)
     combined = mountspec.combine(explicit, from_others, image_volumes)
-    for m in combined:
-        if m.type == MOUNT_BIND and not m.create_host_path and not os.path.exists(m.source):
+    sources = [m.source for m in combined if m.type == MOUNT_BIND and not m.create_host_path]
+    if sources:  # one hop off the loop for all of them
+        missing = await asyncio.to_thread(lambda: [s for s in sources if not os.path.exists(s)])
+        if missing:
             raise InvalidArgument(
                 f"invalid mount config for type \"bind\": bind source path does not exist: "
-                f"{m.source} (--mount does not make it; -v does)"
+                f"{missing[0]} (--mount does not make it; -v does)"
             )
     resolved = []
     for m in combined:
@@ -189,13 +191,8 @@ class ContainerMounts:
     async def mount(self) -> None:
         c = self.container
         mounts = c.host_config.mounts
-        new = [
-            (m.source, m.target) for m in mounts
-            if m.type == MOUNT_VOLUME and not m.no_copy and self.volumes.fillable(m.source)
-            and (self.may_have is None or self.may_have(m.target))
-        ]
-        if new and self.view is not None:
-            await self._fill(new, self.view())
+        if self.view is not None:
+            await self._fill_new(mounts, self.view)
         volumes = [m for m in mounts if m.type == MOUNT_VOLUME]
         uses = [(m.source, VolumeUse(c.id, m.target, not m.read_only, "")) for m in volumes]
         paths = dict(zip((m.target for m in volumes), await self.volumes.mount_many(uses)))
@@ -213,6 +210,24 @@ class ContainerMounts:
         except BaseException:
             await self.release()
             raise
+
+    async def _fill_new(
+        self,
+        mounts: Sequence[MountSpec],
+        view: Callable[[], contextlib.AbstractContextManager[Path]],
+    ) -> None:
+        """Fill the new volumes the image may have content for: which are new and where
+        the image may have something are each found in one hop off the loop."""
+        wanted = [m for m in mounts if m.type == MOUNT_VOLUME and not m.no_copy]
+        if not wanted:
+            return
+        fillable = await self.volumes.fillable([m.source for m in wanted])
+        new = [(m.source, m.target) for m in wanted if m.source in fillable]
+        may_have = self.may_have
+        if new and may_have is not None:
+            new = await asyncio.to_thread(lambda: [(n, t) for n, t in new if may_have(t)])
+        if new:
+            await self._fill(new, view())
 
     async def _fill(self, new: list[tuple[str, str]], view: contextlib.AbstractContextManager[Path]) -> None:
         """What the image has at each new volume's path, copied in (docker's copy-up)."""

@@ -114,6 +114,14 @@ def _rename_if_there(old: Path, new: Path) -> bool:
     return True
 
 
+def _is_empty(path: Path) -> bool:
+    try:
+        with os.scandir(path) as entries:
+            return not any(entries)
+    except FileNotFoundError:
+        return False
+
+
 def check_name(name: str) -> str:
     if not _NAME.fullmatch(name) or len(name.encode()) > _NAME_MAX:
         raise InvalidArgument(
@@ -143,6 +151,7 @@ class VolumeManager:
         self._crashes = crashes
         self._clock = clock
         self._filesystems = filesystems
+        self._known_filesystems: frozenset[str] = frozenset()  # read once, at start
         self._volumes: dict[str, Volume] = {}
         # Containers that have a volume mounted now (started, not yet settled), by volume.
         self._mounted: dict[str, set[str]] = {}
@@ -208,7 +217,9 @@ class VolumeManager:
     def _recover_dirs(self) -> tuple[list[Volume], list[str]]:
         """Finish or undo what a crash cut short (the rules are at the top of this module):
         the volumes to adopt (directories with a volume's name that no record names), and
-        the records of removes cut short, to delete."""
+        the records of removes cut short, to delete. The kernel's filesystems are read
+        here too (once: the options of every create and mount are checked against them)."""
+        self._known_filesystems = self._filesystems()
         with os.scandir(self._dir) as entries:
             found = sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
         adopted, removed = [], []
@@ -311,7 +322,7 @@ class VolumeManager:
         if anonymous:
             labels[LABEL_ANONYMOUS] = ""
         options = dict(options or {})
-        mount = parse_local_options(options, self._filesystems())
+        mount = parse_local_options(options, self._known_filesystems)
         name = check_name(name) if name else secrets.token_hex(32)
         async with self._lock:
             old = self._volumes.get(name)
@@ -457,7 +468,7 @@ class VolumeManager:
                     if use.container_id in holders or any(n == name for n, _, _ in fresh):
                         continue  # this run holds it already (one mount per run)
                     if v.mounted_by_driver and not holders:
-                        mount = parse_local_options(dict(v.options), self._filesystems())
+                        mount = parse_local_options(dict(v.options), self._known_filesystems)
                         if mount is not None:
                             data = str(self.data_dir(name))
                             await asyncio.to_thread(self._mounter.mount, mount, data)
@@ -516,16 +527,19 @@ class VolumeManager:
             if not self._pending[name]:
                 del self._pending[name]
 
-    def fillable(self, name: str) -> bool:
-        """Whether `fill` would copy into the volume now: a plain one, empty, unused."""
-        v = self._volumes.get(name)
-        if v is None or v.mounted_by_driver or self._mounted.get(name):
-            return False
-        try:
-            with os.scandir(self.data_dir(name)) as entries:
-                return not any(entries)
-        except FileNotFoundError:
-            return False
+    async def fillable(self, names: Sequence[str]) -> set[str]:
+        """Which of `names` `fill` would copy into now: plain ones, unused, empty (the
+        directories read in one hop off the loop)."""
+        plain = [
+            name for name in dict.fromkeys(names)
+            if (v := self._volumes.get(name)) is not None and not v.mounted_by_driver
+            and not self._mounted.get(name)
+        ]
+        if not plain:
+            return set()
+        dirs = [self.data_dir(name) for name in plain]
+        empty = await asyncio.to_thread(lambda: [_is_empty(d) for d in dirs])
+        return {name for name, e in zip(plain, empty) if e}
 
     async def fill(self, name: str, source: Path) -> bool:
         """Copy what an image has at a volume's mount point into it, once: only while the

@@ -4,6 +4,7 @@ against a real database and a fake mount table (what is made, recorded and undon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import threading
@@ -14,8 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from pallet.daemon.containers.model import Container, HostConfig
-from pallet.daemon.containers.mounting import resolve_mounts
+from pallet.daemon.containers.model import (
+    MOUNT_BIND,
+    MOUNT_VOLUME,
+    Config,
+    Container,
+    ContainerState,
+    HostConfig,
+    MountSpec,
+)
+from pallet.daemon.containers.mounting import ContainerMounts, resolve_mounts
 from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.events.filters import parse_filters
 from pallet.daemon.events.model import Event
@@ -513,3 +522,65 @@ async def test_a_long_fill_holds_up_its_own_volume_only(
     assert big_mount is not None
     await big_mount
     assert (env.manager.data_dir("big") / "file").read_text() == "hello"
+
+
+async def test_the_kernels_filesystems_are_read_once_at_start(env: Env) -> None:
+    reads = []
+
+    def filesystems() -> frozenset[str]:
+        reads.append(1)
+        return FILESYSTEMS
+
+    m = VolumeManager(VolumeRecords(env.db), env.events, env.root, env.mounts,
+                      filesystems=filesystems)
+    await m.start()
+    await m.create("fast", options={"type": "tmpfs", "o": "size=1m"})
+    await m.mount("fast", VolumeUse("c1", "/x"))
+    await m.unmount("fast", "c1")
+    with pytest.raises(InvalidArgument, match="no such filesystem"):
+        await m.create("odd", options={"type": "btrfs", "device": "/dev/x"})
+    assert reads == [1]
+
+
+async def test_a_create_and_a_start_read_the_disk_off_the_loop(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loop_thread = threading.current_thread()
+    on_loop: list[str] = []
+    real_exists, real_scandir = os.path.exists, os.scandir
+
+    def exists(path: object) -> bool:
+        if threading.current_thread() is loop_thread:
+            on_loop.append(f"exists {path}")
+        return real_exists(path)  # type: ignore[arg-type]
+
+    def scandir(path: object) -> object:
+        if threading.current_thread() is loop_thread:
+            on_loop.append(f"scandir {path}")
+        return real_scandir(path)  # type: ignore[call-overload]
+
+    def may_have(path: str) -> bool:
+        if threading.current_thread() is loop_thread:
+            on_loop.append(f"may_have {path}")
+        return False
+
+    def find(ref: str) -> Container:
+        raise NotFound(ref)
+
+    await env.manager.create("v1")
+    monkeypatch.setattr(os.path, "exists", exists)
+    monkeypatch.setattr(os, "scandir", scandir)
+    host = await resolve_mounts(
+        HostConfig(binds=("v1:/data",), mount_requests=(
+            MountSpec(MOUNT_BIND, "/srv", str(tmp_path)),)),
+        [], find, env.manager, [], "c1")
+    env.manager.release_pending("c1")
+    c = Container(id="c1", name="web", image_id="i", config=Config(image="busybox"),
+                  state=ContainerState(), created_ns=1, state_dir=str(tmp_path),
+                  host_config=host)
+    assert [m.type for m in host.mounts] == [MOUNT_VOLUME, MOUNT_BIND]
+    mounts = ContainerMounts(c, env.manager, view=lambda: contextlib.nullcontext(tmp_path),
+                             may_have=may_have)
+    await mounts.mount()
+    await mounts.release()
+    assert on_loop == []
