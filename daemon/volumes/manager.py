@@ -58,7 +58,13 @@ from pallet.daemon.volumes.store import (
     volume_delete_writer,
     volume_insert_writer,
 )
-from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pallet.v1.errors import (
+    AlreadyExists,
+    Conflict,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -337,7 +343,7 @@ class VolumeManager:
                     "another name, or remove it first"
                 )
             if name in self._removing:
-                raise FailedPrecondition(f"volume {name} is being removed: try again")
+                raise Conflict(f"volume {name} is being removed: try again")
             v = Volume(name=name, created_ns=self._clock(), driver=driver, labels=labels,
                        options=options)
             creating = self._dir / f"{CREATING}{name}"
@@ -374,7 +380,7 @@ class VolumeManager:
                 f"volume {name} has a directory and no record: restart palletd to adopt it"
             )
         if creating.exists():
-            raise FailedPrecondition(f"volume {name} is being created: try again")
+            raise Conflict(f"volume {name} is being created: try again")
         creating.mkdir(mode=0o701)
         (creating / DATA_DIR).mkdir(mode=0o755)
 

@@ -34,7 +34,7 @@ from pallet.daemon.volumes.manager import VolumeManager
 from pallet.daemon.volumes.model import LABEL_ANONYMOUS, Volume, VolumeUse
 from pallet.daemon.volumes.mounts import MS_BIND, MS_NOEXEC, MS_RDONLY, LocalMount, parse_local_options
 from pallet.daemon.volumes.store import VolumeRecords
-from pallet.v1.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
+from pallet.v1.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 
 FILESYSTEMS = frozenset({"tmpfs", "ext4"})
 
@@ -355,7 +355,7 @@ async def test_a_create_while_the_same_name_is_being_removed_says_try_again(env:
     removing = asyncio.create_task(env.manager.remove("busy"))
     try:
         assert await asyncio.to_thread(entered.wait, 10)  # the data is being deleted
-        with pytest.raises(FailedPrecondition, match="volume busy is being removed: try again"):
+        with pytest.raises(Conflict, match="volume busy is being removed: try again"):
             await env.manager.create("busy")
     finally:
         go.set()
