@@ -19,8 +19,9 @@ def _created(v: Any) -> str:
 
 
 def inspect_volume(v: Any) -> dict[str, Any]:
-    """A volume as docker's `volume inspect` JSON (docker's field order), with pallet's
-    usage (size and the containers using it) as docker's `UsageData`."""
+    """A volume as docker's `volume inspect` JSON (docker's fields, in its order): no
+    `UsageData` (docker shows that in `system df -v` only; `volume ls --format` has
+    `.Size` and `.Links`)."""
     return {
         "CreatedAt": _created(v),
         "Driver": v.driver,
@@ -29,7 +30,6 @@ def inspect_volume(v: Any) -> dict[str, Any]:
         "Name": v.name,
         "Options": dict(sorted(v.options.items())),
         "Scope": v.scope or "local",
-        "UsageData": {"Size": int(v.size), "RefCount": len(v.users)},
     }
 
 

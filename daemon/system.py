@@ -169,7 +169,7 @@ def _tree_bytes(path: Path) -> int:
 async def volume_usage(volumes: VolumeManager) -> Usage:
     """docker's Local Volumes row: every volume, those a container has among its mounts
     (ACTIVE), the size of their data, and what removing the unused ones would free."""
-    infos = [await volumes.info(v.name) for v in volumes.volumes()]
+    infos = [await volumes.info(v.name, with_size=True) for v in volumes.volumes()]
     return Usage(
         total=len(infos),
         active=sum(1 for i in infos if i.users),

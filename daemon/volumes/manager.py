@@ -305,7 +305,7 @@ class VolumeManager:
     def users(self, name: str) -> list[tuple[str, str]]:
         return self._users(name)
 
-    async def info(self, name: str, with_size: bool = True) -> VolumeInfo:
+    async def info(self, name: str, with_size: bool = False) -> VolumeInfo:
         v = self.get(name)
         size = await asyncio.to_thread(copyup.tree_size, self.data_dir(name)) if with_size else -1
         return VolumeInfo(v, str(self.data_dir(name)), tuple(self._users(name)), size)

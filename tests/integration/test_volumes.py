@@ -47,7 +47,8 @@ def test_create_ls_inspect_rm(palletd: Any) -> None:
     mountpoint = Path(doc["Mountpoint"])
     assert mountpoint == palletd.root / "volumes" / "web-data" / "_data" and mountpoint.is_dir()
     (mountpoint / "f").write_bytes(b"x" * 1234)
-    assert palletd.cli_ok("volume", "inspect", "-f", "{{.UsageData.Size}}", "web-data").strip() == "1234"
+    assert list(doc) == ["CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope"]
+    assert palletd.cli_ok("volume", "ls", "--format", "{{.Size}}", "--filter", "name=web-data").strip() == "1.23kB"
 
     # Creating it again with the same labels (or none) is the same volume; other labels are not.
     palletd.cli_ok("volume", "create", "web-data")

@@ -84,7 +84,8 @@ class VolumesServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Inspect(self, request, context):
-        """Inspect returns one volume with its size and the containers using it.
+        """Inspect returns one volume and the containers using it, without its size (walking
+        the data takes long on a big volume: List with size computes it, for system df).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
