@@ -107,7 +107,7 @@ def container_fields(c: Any, now: float, trunc: bool) -> dict[str, Any]:
         "Names": c.name,
         "Labels": labels_text(labels),
         "Label": lambda key: labels.get(key, ""),
-        "Mounts": views_mounts.ps_mounts(c),
+        "Mounts": views_mounts.ps_mounts(c, trunc),
         "Networks": ps_networks(c),
         "LocalVolumes": views_mounts.local_volumes(c),
     }

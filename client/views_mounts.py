@@ -63,14 +63,19 @@ def host_config_mounts(cfg: Any) -> dict[str, Any]:
     }
 
 
-def ps_mounts(c: Any) -> str:
-    """ps's `.Mounts`: each volume's name or bind's source (docker truncates names to 15)."""
+def ps_mounts(c: Any, trunc: bool = True) -> str:
+    """ps's `.Mounts`: each volume's name or bind's source, cut as docker's
+    Ellipsis(x, 15) cuts them (14 characters and "…") unless --no-trunc."""
     names = []
     for m in c.mounts:
         text = m.name if m.type == "volume" else m.source
         if text:
-            names.append(text[:15] + "…" if len(text) > 15 and m.type == "volume" else text)
+            names.append(_ellipsis(text, 15) if trunc else text)
     return ",".join(names)
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def local_volumes(c: Any) -> str:
