@@ -37,12 +37,21 @@ _TMPFS_FLAGS = frozenset({
 _TMPFS_DATA = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "huge", "mpol"})
 # Docker's defaults for --tmpfs and --mount type=tmpfs; options given come after and win.
 TMPFS_DEFAULTS = ("nosuid", "nodev", "noexec")
+# The files under /proc a mount may cover (runc's list: what lxcfs emulates); the rest of
+# /proc, and /proc itself, is the kernel's view of the container and is refused, as runc
+# refuses it. /dev itself is the container's device directory (the shim fills it).
+_PROC_ALLOWED = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled",
+})
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 def check_target(target: str, what: str) -> str:
     """A mount's destination inside the container, cleaned; InvalidArgument if it is not
-    an absolute path or is the root itself."""
+    an absolute path, is the root itself, /dev itself, or lies in /proc (but for the
+    few files runc lets a mount cover)."""
     if not target:
         raise InvalidArgument(f"{what}: the container path is empty: give an absolute path")
     if not target.startswith("/"):
@@ -55,6 +64,16 @@ def check_target(target: str, what: str) -> str:
         cleaned = "/" + cleaned.lstrip("/")
     if cleaned == "/":
         raise InvalidArgument(f"{what}: a mount cannot go over the container's / itself")
+    if cleaned == "/dev":
+        raise InvalidArgument(
+            f"{what}: a mount cannot go over the container's /dev itself: mount below it "
+            "(/dev/NAME), or pass devices with --device"
+        )
+    if (cleaned == "/proc" or cleaned.startswith("/proc/")) and cleaned not in _PROC_ALLOWED:
+        raise InvalidArgument(
+            f"{what}: {cleaned} is inside /proc, the kernel's own view of the container: "
+            f"a mount may cover only {', '.join(sorted(_PROC_ALLOWED))}"
+        )
     return cleaned
 
 

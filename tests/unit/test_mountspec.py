@@ -127,3 +127,20 @@ def test_may_have_path_is_false_only_when_no_layer_can_have_it(tmp_path: Path) -
     assert not may_have_path(layers, "/etc/file/below")  # a file on the way
     assert may_have_path(layers, "/data/x")
     assert may_have_path(layers, "/a/../var")
+
+
+@pytest.mark.parametrize("target", ["/proc", "/proc/", "/proc/sys", "/proc/1/root", "/x/../proc/self",
+                                    "/dev", "/dev/"])
+def test_targets_in_proc_and_dev_itself_are_refused(target: str) -> None:
+    for parse in (lambda t: parse_bind(f"/srv:{t}"), lambda t: parse_tmpfs(t),
+                  lambda t: check_mount(MountSpec("volume", t, "db"))):
+        with pytest.raises(InvalidArgument, match="inside /proc|/dev itself"):
+            parse(target)
+
+
+def test_what_runc_lets_a_mount_cover_in_proc_and_below_dev_is_allowed() -> None:
+    assert parse_bind("/var/lib/lxcfs/proc/meminfo:/proc/meminfo:ro").target == "/proc/meminfo"
+    assert parse_bind("/srv/x:/proc/sys/kernel/ns_last_pid").target == "/proc/sys/kernel/ns_last_pid"
+    assert parse_tmpfs("/dev/shm").target == "/dev/shm"
+    assert parse_bind("/srv/x:/procfs").target == "/procfs"
+    assert parse_bind("/srv/x:/devices").target == "/devices"
