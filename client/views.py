@@ -198,6 +198,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
             "Env": list(cfg.env),
             "Cmd": _list_or_none(cfg.cmd),
             "Image": c.image or cfg.image,  # the reference as given, like docker
+            "Volumes": views_mounts.config_volumes(c),
             "WorkingDir": cfg.working_dir,
             "Entrypoint": _list_or_none(cfg.entrypoint),
             "MacAddress": cfg.mac_address,

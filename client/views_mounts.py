@@ -11,9 +11,12 @@ from typing import Any
 
 
 def mounts(c: Any) -> list[dict[str, Any]]:
-    """docker's inspect `Mounts`, one entry per mount, parents first."""
+    """docker's inspect `Mounts`, one entry per mount, parents first (not --tmpfs's:
+    docker shows those in HostConfig.Tmpfs only; --mount type=tmpfs is listed)."""
     out = []
     for m in c.mounts:
+        if m.origin == "tmpfs":
+            continue
         entry: dict[str, Any] = {"Type": m.type}
         if m.type == "volume":
             entry["Name"] = m.name
@@ -56,11 +59,22 @@ def host_config_mounts(cfg: Any) -> dict[str, Any]:
         path, _, options = spec.partition(":")
         tmpfs[path] = options
     return {
-        "Binds": list(cfg.binds) or None,
+        # docker's CLI puts a -v with a source (one with a ":") in Binds, and a bare
+        # "-v /path" in Config.Volumes (`config_volumes`).
+        "Binds": [b for b in cfg.binds if ":" in b] or None,
         "VolumesFrom": list(cfg.volumes_from) or None,
         "Mounts": [_mount_request(m) for m in cfg.mounts] or None,
         "Tmpfs": tmpfs or None,
     }
+
+
+def config_volumes(c: Any) -> dict[str, dict[str, Any]] | None:
+    """docker's Config.Volumes: the image's volumes and the anonymous `-v /path` targets
+    (an image volume covered by another mount is not among them: pallet keeps what each
+    target got)."""
+    targets = [m.destination for m in c.mounts
+               if m.origin == "image" or (m.origin == "v" and m.anonymous)]
+    return {t: {} for t in targets} or None
 
 
 def ps_mounts(c: Any, trunc: bool = True) -> str:

@@ -82,6 +82,13 @@ MOUNT_VOLUME = "volume"
 MOUNT_BIND = "bind"
 MOUNT_TMPFS = "tmpfs"
 MOUNT_TYPES = (MOUNT_VOLUME, MOUNT_BIND, MOUNT_TMPFS)
+# How a create asked for a mount (docker shows each kind in its own place: -v in
+# HostConfig.Binds or Config.Volumes, --tmpfs in HostConfig.Tmpfs only, ...).
+ORIGIN_V = "v"
+ORIGIN_MOUNT = "mount"
+ORIGIN_TMPFS = "tmpfs"
+ORIGIN_VOLUMES_FROM = "volumes-from"
+ORIGIN_IMAGE = "image"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,7 @@ class MountSpec:
     tmpfs_options: tuple[str, ...] = ()  # "size=64m", "mode=1770", "exec", ...
     anonymous: bool = False  # a volume made for this container: rm -v removes it
     create_host_path: bool = False  # -v: a missing host directory is made (docker's)
+    origin: str = ""  # ORIGIN_*, set at create; "" in records made before it was kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,11 @@ from pallet.daemon.containers.model import (
     MOUNT_BIND,
     MOUNT_TMPFS,
     MOUNT_VOLUME,
+    ORIGIN_IMAGE,
+    ORIGIN_MOUNT,
+    ORIGIN_TMPFS,
+    ORIGIN_V,
+    ORIGIN_VOLUMES_FROM,
     Container,
     HostConfig,
     MountSpec,
@@ -122,9 +127,9 @@ async def resolve_mounts(
     nothing). The anonymous volumes made are appended to `made`, for the caller to
     remove when its create fails after all. Every volume is held by `holder` (the
     container being created) until the caller calls `volumes.release_pending(holder)`."""
-    explicit = [mountspec.parse_bind(b) for b in host.binds]
-    explicit += [mountspec.check_mount(m) for m in host.mount_requests]
-    explicit += [mountspec.parse_tmpfs(t) for t in host.tmpfs]
+    explicit = [replace(mountspec.parse_bind(b), origin=ORIGIN_V) for b in host.binds]
+    explicit += [replace(mountspec.check_mount(m), origin=ORIGIN_MOUNT) for m in host.mount_requests]
+    explicit += [replace(mountspec.parse_tmpfs(t), origin=ORIGIN_TMPFS) for t in host.tmpfs]
     from_others: list[MountSpec] = []
     for spec in host.volumes_from:
         ref, read_only = mountspec.parse_volumes_from(spec)
@@ -132,8 +137,10 @@ async def resolve_mounts(
             other = find(ref)
         except NotFound:
             raise NotFound(f"--volumes-from {spec}: no such container: {ref}") from None
-        from_others += mountspec.inherited(other.host_config.mounts, read_only)
-    combined = mountspec.combine(explicit, from_others, image_volumes)
+        from_others += [replace(m, origin=ORIGIN_VOLUMES_FROM)
+                        for m in mountspec.inherited(other.host_config.mounts, read_only)]
+    combined = tuple(replace(m, origin=m.origin or ORIGIN_IMAGE)  # the rest: the image's
+                     for m in mountspec.combine(explicit, from_others, image_volumes))
     sources = [m.source for m in combined if m.type == MOUNT_BIND and not m.create_host_path]
     if sources:  # one hop off the loop for all of them
         missing = await asyncio.to_thread(lambda: [s for s in sources if not os.path.exists(s)])

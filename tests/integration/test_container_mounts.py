@@ -149,8 +149,7 @@ def test_tmpfs_is_empty_at_each_start_and_sized(palletd: Any) -> None:
         assert out[0].split()[1] == "2048" and out[1] == "1770", out
     doc = palletd.inspect("tmp1")
     assert doc["HostConfig"]["Tmpfs"] == {"/cache": "size=2m,mode=1770"}
-    assert doc["Mounts"] == [{"Type": "tmpfs", "Source": "", "Destination": "/cache",
-                              "Mode": "", "RW": True, "Propagation": ""}]
+    assert doc["Mounts"] == []  # docker lists --tmpfs in HostConfig.Tmpfs only
 
 
 def test_volumes_from_shares_the_volumes(palletd: Any) -> None:
@@ -165,12 +164,19 @@ def test_volumes_from_shares_the_volumes(palletd: Any) -> None:
 def test_inspect_shows_mounts_and_host_config(palletd: Any, tmp_path: Path) -> None:
     palletd.cli_ok("create", "--name", "insp", "-v", f"{tmp_path}:/h:ro", "-v", "named:/n",
                    "--mount", "type=volume,source=m2,target=/m2,volume-nocopy",
-                   "--mount", "type=bind,src=/tmp,dst=/t,bind-propagation=rslave", "busybox")
+                   "--mount", "type=bind,src=/tmp,dst=/t,bind-propagation=rslave",
+                   "-v", "/anon", "--tmpfs", "/scratch", "--mount", "type=tmpfs,dst=/mt", "busybox")
     doc = palletd.inspect("insp")
+    # docker's places: -v with a source in Binds, a bare -v /path in Config.Volumes,
+    # --tmpfs in HostConfig.Tmpfs only (not in Mounts), --mount type=tmpfs in Mounts.
     assert doc["HostConfig"]["Binds"] == [f"{tmp_path}:/h:ro", "named:/n"]
+    assert doc["Config"]["Volumes"] == {"/anon": {}}
+    assert doc["HostConfig"]["Tmpfs"] == {"/scratch": ""}
+    assert sorted(m["Destination"] for m in doc["Mounts"]) == ["/anon", "/h", "/m2", "/mt", "/n", "/t"]
     assert doc["HostConfig"]["Mounts"] == [
         {"Type": "volume", "Source": "m2", "Target": "/m2", "VolumeOptions": {"NoCopy": True}},
         {"Type": "bind", "Source": "/tmp", "Target": "/t", "BindOptions": {"Propagation": "rslave"}},
+        {"Type": "tmpfs", "Source": "", "Target": "/mt"},
     ]
     by_dest = {m["Destination"]: m for m in doc["Mounts"]}
     assert by_dest["/h"] == {"Type": "bind", "Source": str(tmp_path), "Destination": "/h",
@@ -178,7 +184,7 @@ def test_inspect_shows_mounts_and_host_config(palletd: Any, tmp_path: Path) -> N
     assert by_dest["/t"]["Propagation"] == "rslave"
     assert by_dest["/n"]["Name"] == "named" and by_dest["/n"]["Driver"] == "local"
     assert palletd.cli_ok("volume", "ls", "--format", "{{.Links}}", "--filter", "name=named").strip() == "1"
-    assert palletd.cli_ok("ps", "-a", "--format", "{{.LocalVolumes}}").strip() == "2"
+    assert palletd.cli_ok("ps", "-a", "--format", "{{.LocalVolumes}}").strip() == "3"
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,11 @@ from types import SimpleNamespace
 from pallet.client import views_mounts
 
 
-def _mount(type_: str, name: str = "", source: str = "") -> SimpleNamespace:
-    return SimpleNamespace(type=type_, name=name, source=source)
+def _mount(type_: str, name: str = "", source: str = "", destination: str = "/x",
+           origin: str = "", anonymous: bool = False) -> SimpleNamespace:
+    return SimpleNamespace(type=type_, name=name, source=source, destination=destination,
+                           origin=origin, anonymous=anonymous, driver="local", mode="",
+                           rw=True, propagation="")
 
 
 def test_ps_mounts_cut_names_and_sources_as_docker_does() -> None:
@@ -22,3 +25,20 @@ def test_ps_mounts_cut_names_and_sources_as_docker_does() -> None:
     assert views_mounts.ps_mounts(c) == "aaaaaaaaaaaaaa…,fifteen-chars-x,/srv/some/long…,/srv"
     assert views_mounts.ps_mounts(c, trunc=False) == (
         "a" * 64 + ",fifteen-chars-x,/srv/some/long/host/path,/srv")
+
+
+def test_each_kind_of_mount_shows_where_docker_shows_it() -> None:
+    c = SimpleNamespace(mounts=[
+        _mount("volume", "a" * 64, destination="/anon", origin="v", anonymous=True),
+        _mount("volume", "b" * 64, destination="/img", origin="image", anonymous=True),
+        _mount("volume", "named", destination="/n", origin="v"),
+        _mount("tmpfs", destination="/scratch", origin="tmpfs"),
+        _mount("tmpfs", destination="/mt", origin="mount"),
+        _mount("volume", "c" * 64, destination="/m", origin="mount", anonymous=True),
+    ])
+    assert [m["Destination"] for m in views_mounts.mounts(c)] == ["/anon", "/img", "/n", "/mt", "/m"]
+    assert views_mounts.config_volumes(c) == {"/anon": {}, "/img": {}}
+    cfg = SimpleNamespace(binds=["/anon", "named:/n", "/ro:ro"], volumes_from=[], mounts=[],
+                          tmpfs=["/scratch"])
+    assert views_mounts.host_config_mounts(cfg)["Binds"] == ["named:/n", "/ro:ro"]
+    assert views_mounts.config_volumes(SimpleNamespace(mounts=[])) is None
