@@ -16,6 +16,29 @@ import errno
 import os
 from typing import Protocol
 
+from pallet.shim.api.mountflags import (
+    MS_RDONLY as MS_RDONLY,
+    MS_NOSUID as MS_NOSUID,
+    MS_NODEV as MS_NODEV,
+    MS_NOEXEC as MS_NOEXEC,
+    MS_SYNCHRONOUS as MS_SYNCHRONOUS,
+    MS_REMOUNT as MS_REMOUNT,
+    MS_MANDLOCK as MS_MANDLOCK,
+    MS_DIRSYNC as MS_DIRSYNC,
+    MS_NOATIME as MS_NOATIME,
+    MS_NODIRATIME as MS_NODIRATIME,
+    MS_BIND as MS_BIND,
+    MS_MOVE as MS_MOVE,
+    MS_REC as MS_REC,
+    MS_SILENT as MS_SILENT,
+    MS_PRIVATE as MS_PRIVATE,
+    MS_SLAVE as MS_SLAVE,
+    MS_SHARED as MS_SHARED,
+    MS_RELATIME as MS_RELATIME,
+    MS_STRICTATIME as MS_STRICTATIME,
+    MNT_DETACH as MNT_DETACH,
+)
+
 # Namespace flags (linux/sched.h).
 CLONE_NEWNS = 0x00020000
 CLONE_NEWCGROUP = 0x02000000
@@ -24,27 +47,8 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# Mount flags (linux/mount.h).
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
-MS_REMOUNT = 0x20
-MS_MANDLOCK = 0x40
-MS_DIRSYNC = 0x80
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
-MS_MOVE = 0x2000
-MS_REC = 0x4000
-MS_SILENT = 0x8000
-MS_PRIVATE = 0x40000
-MS_SLAVE = 0x80000
-MS_SHARED = 0x100000
-MS_RELATIME = 0x200000
-MS_STRICTATIME = 0x1000000
-MNT_DETACH = 0x2
+# Mount flags (linux/mount.h): imported above from the shim API's one table (the
+# daemon's volumes and mount checks read it too), and re-exported here as sc.MS_*.
 
 # prctl options (linux/prctl.h).
 PR_SET_PDEATHSIG = 1

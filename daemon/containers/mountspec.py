@@ -23,18 +23,16 @@ from pallet.daemon.containers.model import (
     MountSpec,
 )
 from pallet.daemon.limits import check_path
+from pallet.shim.api.mountflags import FLAGS, STRUCTURAL, TMPFS_DATA_KEYS, TMPFS_DATA_WORDS
 from pallet.v1.errors import InvalidArgument
 
 PROPAGATIONS = ("private", "rprivate", "shared", "rshared", "slave", "rslave")
 # -v modes that only say how docker's SELinux or macOS file sharing should treat the
 # path: accepted, and meaningless here.
 _IGNORED_MODES = frozenset({"z", "Z", "consistent", "cached", "delegated"})
-# --tmpfs options: mount flags, and tmpfs's own data (docker passes both to the kernel).
-_TMPFS_FLAGS = frozenset({
-    "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
-    "dirsync", "noatime", "atime", "nodiratime", "diratime", "relatime", "strictatime",
-})
-_TMPFS_DATA = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "huge", "mpol"})
+# --tmpfs options: mount flags (the one table's, but those that make another kind of
+# mount), and tmpfs's own data (docker passes both to the kernel).
+_TMPFS_FLAGS = frozenset(FLAGS) - STRUCTURAL
 # Docker's defaults for --tmpfs and --mount type=tmpfs; options given come after and win.
 TMPFS_DEFAULTS = ("nosuid", "nodev", "noexec")
 # The files under /proc a mount may cover (runc's list: what lxcfs emulates); the rest of
@@ -169,13 +167,13 @@ def parse_tmpfs(spec: str) -> MountSpec:
 def check_tmpfs_options(words: Iterable[str], what: str) -> None:
     for word in words:
         key, sep, value = word.partition("=")
-        if sep and key in _TMPFS_DATA and value:
+        if sep and key in TMPFS_DATA_KEYS and value:
             continue
-        if not sep and word in _TMPFS_FLAGS:
+        if not sep and (word in _TMPFS_FLAGS or word in TMPFS_DATA_WORDS):
             continue
         raise InvalidArgument(
             f"{what}: unknown tmpfs option {word!r}: use size=, mode=, uid=, gid=, "
-            "nr_inodes= or mount flags (ro, noexec, nosuid, ...)"
+            "nr_inodes=, inode64 or mount flags (ro, noexec, nosuid, ...)"
         )
 
 

@@ -1,7 +1,8 @@
 """What the local driver mounts at a volume's directory, and the host mounts it makes.
 
 Owns: checking a volume's `type`/`device`/`o` options and turning them into one
-mount(2) call (`LocalMount`), the mount(2)/umount2(2) calls themselves on the host
+mount(2) call (`LocalMount`; the option words and flags are the shim API's one table,
+`pallet.shim.api.mountflags`), the mount(2)/umount2(2) calls themselves on the host
 (`HostMounts`, behind the `Mounter` protocol), and reading which directories are mount
 points. Must not: decide when to mount (the manager counts the users), or mount anything
 a volume's options do not name.
@@ -18,43 +19,24 @@ from pathlib import Path
 from typing import Protocol
 
 from pallet.daemon.volumes.model import KNOWN_OPTIONS, OPT_DEVICE, OPT_O, OPT_TYPE
+from pallet.shim.api.mountflags import (
+    FLAGS,
+    MNT_DETACH,
+    MS_BIND,
+    MS_REC,
+    MS_REMOUNT,
+    PROPAGATION,
+    TMPFS_DATA_KEYS,
+    TMPFS_DATA_WORDS,
+)
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
 
-MS_RDONLY = 0x1
-MS_NOSUID = 0x2
-MS_NODEV = 0x4
-MS_NOEXEC = 0x8
-MS_SYNCHRONOUS = 0x10
-MS_REMOUNT = 0x20
-MS_DIRSYNC = 0x80
-MS_NOATIME = 0x400
-MS_NODIRATIME = 0x800
-MS_BIND = 0x1000
-MS_REC = 0x4000
-MS_RELATIME = 0x200000
-MS_STRICTATIME = 0x1000000
-MNT_DETACH = 0x2
-
-# "o" words that are mount flags: (clear instead of set, flag). Every other word is the
-# filesystem's own data ("size=64m", "uid=1000").
-_FLAGS: dict[str, tuple[bool, int]] = {
-    "ro": (False, MS_RDONLY), "rw": (True, MS_RDONLY),
-    "nosuid": (False, MS_NOSUID), "suid": (True, MS_NOSUID),
-    "nodev": (False, MS_NODEV), "dev": (True, MS_NODEV),
-    "noexec": (False, MS_NOEXEC), "exec": (True, MS_NOEXEC),
-    "sync": (False, MS_SYNCHRONOUS), "async": (True, MS_SYNCHRONOUS),
-    "dirsync": (False, MS_DIRSYNC),
-    "noatime": (False, MS_NOATIME), "atime": (True, MS_NOATIME),
-    "nodiratime": (False, MS_NODIRATIME), "diratime": (True, MS_NODIRATIME),
-    "relatime": (False, MS_RELATIME), "strictatime": (False, MS_STRICTATIME),
-    "bind": (False, MS_BIND), "rbind": (False, MS_BIND | MS_REC),
-    "defaults": (False, 0),
-}
+# "o" words that are mount flags are the one table's (`mountflags.FLAGS`); every other
+# word is the filesystem's own data ("size=64m", "uid=1000").
 # Words a volume may not carry: they would change another mount than its own.
-_REFUSED = frozenset({"remount", "move", "shared", "rshared", "slave", "rslave", "private",
-                      "rprivate", "unbindable", "runbindable"})
-TMPFS_DATA = frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "huge",
-                        "mpol", "inode64", "inode32", "noswap"})
+_REFUSED = frozenset({"remount", "move", "unbindable", "runbindable", *PROPAGATION})
+# tmpfs's own data, key=value or bare (inode64).
+TMPFS_DATA = TMPFS_DATA_KEYS | TMPFS_DATA_WORDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +83,8 @@ def parse_local_options(options: dict[str, str], filesystems: frozenset[str]) ->
     for word in filter(None, options.get(OPT_O, "").split(",")):
         if word in _REFUSED:
             raise InvalidArgument(f"volume option o={word} is not allowed: a volume sets its own mount only")
-        if word in _FLAGS:
-            clear, flag = _FLAGS[word]
+        if word in FLAGS:
+            clear, flag = FLAGS[word]
             flags = flags & ~flag if clear else flags | flag
         else:
             data.append(word)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pallet.v1.errors import InvalidArgument
 from pallet.shim.api import codec
+from pallet.shim.api.mountflags import FLAGS, TMPFS_DATA_KEYS, TMPFS_DATA_WORDS
 from pallet.shim.api.spec import (
     CONFIG_FILE,
     EXEC_EXITS_DIR,
@@ -50,19 +51,15 @@ _IPC_SYSCTLS = frozenset({
     "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced",
 })
 _UTS_SYSCTLS = frozenset({"kernel.domainname", "kernel.hostname"})
-# Mount options the shim turns into mount(2) flags (`pallet.shim.mounts` has their values;
-# a unit test keeps the two lists equal), and the fs data options each type takes.
-MOUNT_FLAG_OPTIONS = frozenset({
-    "ro", "rw", "nosuid", "suid", "nodev", "dev", "noexec", "exec", "sync", "async",
-    "dirsync", "remount", "noatime", "atime", "nodiratime", "diratime", "relatime",
-    "norelatime", "strictatime", "nostrictatime", "bind", "rbind", "defaults",
-})
+# Mount options the shim turns into mount(2) flags, and the fs data options each type
+# takes: tmpfs's from the one table (`mountflags`) the daemon's checks read too.
+MOUNT_FLAG_OPTIONS = frozenset(FLAGS)
 _DATA_OPTIONS: dict[str, frozenset[str]] = {
     "bind": frozenset(),
     "proc": frozenset(),
     "sysfs": frozenset(),
     "mqueue": frozenset(),
-    "tmpfs": frozenset({"size", "mode", "uid", "gid", "nr_inodes", "nr_blocks"}),
+    "tmpfs": TMPFS_DATA_KEYS | TMPFS_DATA_WORDS,
     "devpts": frozenset({"newinstance", "ptmxmode", "mode", "uid", "gid", "max"}),
 }
 

@@ -144,3 +144,19 @@ def test_what_runc_lets_a_mount_cover_in_proc_and_below_dev_is_allowed() -> None
     assert parse_tmpfs("/dev/shm").target == "/dev/shm"
     assert parse_bind("/srv/x:/procfs").target == "/procfs"
     assert parse_bind("/srv/x:/devices").target == "/devices"
+
+
+def test_tmpfs_takes_the_words_the_volumes_tmpfs_takes() -> None:
+    m = parse_tmpfs("/t:size=1m,inode64,noswap,norelatime,nostrictatime")
+    assert m.tmpfs_options == ("size=1m", "inode64", "noswap", "norelatime", "nostrictatime")
+    for bad in ("/t:bind", "/t:rbind", "/t:remount", "/t:inode64=1"):
+        with pytest.raises(InvalidArgument, match="unknown tmpfs option"):
+            parse_tmpfs(bad)
+
+
+def test_what_tmpfs_and_tmpfs_volumes_take_the_shim_takes_too() -> None:
+    from pallet.daemon.containers.mounting import spec_mount
+    from pallet.shim.api import files
+
+    m = parse_tmpfs("/t:size=1m,huge=always,mpol=default,inode64,noswap,norelatime,exec")
+    files._validate_mount(spec_mount(m, ""))  # the shim refused huge, mpol and inode64

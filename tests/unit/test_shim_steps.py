@@ -519,11 +519,10 @@ def test_the_specs_tmpfs_options_are_honoured(spec: ShimSpec) -> None:
 
 
 def test_the_flag_options_checked_are_the_ones_the_shim_knows() -> None:
-    from pallet.shim import mounts
-    from pallet.shim.api import files, spec as api_spec
+    from pallet.shim.api import files, mountflags, spec as api_spec
 
-    assert set(mounts._FLAGS) == files.MOUNT_FLAG_OPTIONS
-    assert set(mounts._PROPAGATION) == set(api_spec.PROPAGATIONS)
+    assert set(mountflags.FLAGS) == files.MOUNT_FLAG_OPTIONS
+    assert set(mountflags.PROPAGATION) == set(api_spec.PROPAGATIONS)
 
 
 def test_a_read_only_recursive_bind_is_read_only_all_the_way_down(spec: ShimSpec, tmp_path: Path) -> None:

@@ -32,7 +32,9 @@ from pallet.daemon.store.db import Database
 from pallet.daemon.volumes import copyup, filters
 from pallet.daemon.volumes.manager import VolumeManager
 from pallet.daemon.volumes.model import LABEL_ANONYMOUS, Volume, VolumeUse
-from pallet.daemon.volumes.mounts import MS_BIND, MS_NOEXEC, MS_RDONLY, LocalMount, parse_local_options
+from pallet.daemon.volumes.mounts import LocalMount, parse_local_options
+from pallet.shim.api.mountflags import FLAGS, MS_BIND, MS_NOEXEC, MS_RDONLY, STRUCTURAL
+from pallet.shim.mounts import parse_options
 from pallet.daemon.volumes.store import VolumeRecords
 from pallet.v1.errors import AlreadyExists, Conflict, FailedPrecondition, InvalidArgument, NotFound
 
@@ -55,6 +57,15 @@ def test_a_bind_needs_type_none_and_o_bind() -> None:
     m = parse_local_options({"type": "none", "device": "/srv/data", "o": "bind,ro"}, FILESYSTEMS)
     assert m is not None and m.is_bind and m.device == "/srv/data" and m.flags & MS_RDONLY
     assert m.flags & MS_BIND
+
+
+def test_a_mount_word_means_one_thing_to_the_shim_and_the_volumes() -> None:
+    for word in sorted(set(FLAGS) - STRUCTURAL):
+        flags, _, data = parse_options((word,))
+        m = parse_local_options({"type": "tmpfs", "o": word}, FILESYSTEMS)
+        assert m is not None and (m.flags, m.data) == (flags, data), word
+    m = parse_local_options({"type": "tmpfs", "o": "size=1m,inode64,noswap"}, FILESYSTEMS)
+    assert m is not None and m.data == "size=1m,inode64,noswap"
 
 
 @pytest.mark.parametrize(
