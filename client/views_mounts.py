@@ -69,11 +69,10 @@ def host_config_mounts(cfg: Any) -> dict[str, Any]:
 
 
 def config_volumes(c: Any) -> dict[str, dict[str, Any]] | None:
-    """docker's Config.Volumes: the image's volumes and the anonymous `-v /path` targets
-    (an image volume covered by another mount is not among them: pallet keeps what each
-    target got)."""
+    """docker's Config.Volumes: the image's volumes (whatever is mounted there now) and
+    the anonymous `-v /path` targets."""
     targets = [m.destination for m in c.mounts
-               if m.origin == "image" or (m.origin == "v" and m.anonymous)]
+               if m.image_volume or m.origin == "image" or (m.origin == "v" and m.anonymous)]
     return {t: {} for t in targets} or None
 
 

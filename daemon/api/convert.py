@@ -115,13 +115,13 @@ def mount_point(m: MountSpec, volume_dir: Callable[[str], str]) -> cpb.MountPoin
         return cpb.MountPoint(
             type=m.type, name=m.source, source=volume_dir(m.source), destination=m.target,
             driver="local", mode="ro" if m.read_only else "", rw=not m.read_only,
-            origin=m.origin, anonymous=m.anonymous,
+            origin=m.origin, anonymous=m.anonymous, image_volume=m.image_volume,
         )
     return cpb.MountPoint(
         type=m.type, source=m.source, destination=m.target,
         mode="ro" if m.read_only else "", rw=not m.read_only,
         propagation=(m.propagation or "rprivate") if m.type == MOUNT_BIND else "",
-        origin=m.origin,
+        origin=m.origin, image_volume=m.image_volume,
     )
 
 

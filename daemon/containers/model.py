@@ -107,6 +107,7 @@ class MountSpec:
     anonymous: bool = False  # a volume made for this container: rm -v removes it
     create_host_path: bool = False  # -v: a missing host directory is made (docker's)
     origin: str = ""  # ORIGIN_*, set at create; "" in records made before it was kept
+    image_volume: bool = False  # the image has a VOLUME at `target` (docker's Config.Volumes)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,8 +139,12 @@ async def resolve_mounts(
             raise NotFound(f"--volumes-from {spec}: no such container: {ref}") from None
         from_others += [replace(m, origin=ORIGIN_VOLUMES_FROM)
                         for m in mountspec.inherited(other.host_config.mounts, read_only)]
-    combined = tuple(replace(m, origin=m.origin or ORIGIN_IMAGE)  # the rest: the image's
-                     for m in mountspec.combine(explicit, from_others, image_volumes))
+    in_image = set(mountspec.image_targets(image_volumes))
+    combined = tuple(
+        replace(m, origin=m.origin or ORIGIN_IMAGE,  # the rest: the image's
+                image_volume=m.target in in_image)
+        for m in mountspec.combine(explicit, from_others, image_volumes)
+    )
     sources = [m.source for m in combined if m.type == MOUNT_BIND and not m.create_host_path]
     if sources:  # one hop off the loop for all of them
         missing = await asyncio.to_thread(lambda: [s for s in sources if not os.path.exists(s)])

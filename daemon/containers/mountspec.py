@@ -240,6 +240,18 @@ def inherited(mounts: Sequence[MountSpec], read_only: bool | None) -> list[Mount
     return out
 
 
+def image_targets(image_volumes: Sequence[str]) -> list[str]:
+    """The image's VOLUME paths, cleaned; a bad one skipped (not the caller's error:
+    docker skips it)."""
+    targets = []
+    for path in image_volumes:
+        try:
+            targets.append(check_target(path, f"the image's volume {path!r}"))
+        except InvalidArgument:
+            continue
+    return targets
+
+
 def combine(
     explicit: Sequence[MountSpec],
     from_others: Sequence[MountSpec],
@@ -257,10 +269,6 @@ def combine(
         by_target[m.target] = m
     for m in from_others:
         by_target.setdefault(m.target, m)
-    for path in image_volumes:
-        try:
-            target = check_target(path, f"the image's volume {path!r}")
-        except InvalidArgument:
-            continue  # an image's bad VOLUME is not the caller's error (docker skips it)
+    for target in image_targets(image_volumes):
         by_target.setdefault(target, MountSpec(MOUNT_VOLUME, target, anonymous=True))
     return tuple(sorted(by_target.values(), key=lambda m: (m.target.count("/"), m.target)))

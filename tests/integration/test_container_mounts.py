@@ -95,6 +95,14 @@ def test_the_images_volume_becomes_an_anonymous_volume_and_rm_v_removes_it(
     assert m["Type"] == "volume" and m["Destination"] == "/data" and m["RW"] is True
     assert len(m["Name"]) == 64 and Path(m["Source"]) == palletd.root / "volumes" / m["Name"] / "_data"
     assert volumes(palletd) == [m["Name"]]
+    assert doc["Config"]["Volumes"] == {"/data": {}} and doc["HostConfig"]["Binds"] is None
+    # Covered by a named volume, the image's VOLUME is still in Config.Volumes (docker's).
+    palletd.cli_ok("create", "--name", "covered", "-v", "cover:/data", image_with_data, "true")
+    covered = palletd.inspect("covered")
+    assert covered["Config"]["Volumes"] == {"/data": {}}
+    assert covered["HostConfig"]["Binds"] == ["cover:/data"]
+    palletd.cli_ok("rm", "covered")
+    palletd.cli_ok("volume", "rm", "cover")
     start_and_wait(palletd, "holder")
     assert (Path(m["Source"]) / "seed.txt").is_file()
     palletd.cli_ok("rm", "-v", "holder")

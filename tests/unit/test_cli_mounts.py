@@ -8,9 +8,10 @@ from pallet.client import views_mounts
 
 
 def _mount(type_: str, name: str = "", source: str = "", destination: str = "/x",
-           origin: str = "", anonymous: bool = False) -> SimpleNamespace:
+           origin: str = "", anonymous: bool = False, image_volume: bool = False) -> SimpleNamespace:
     return SimpleNamespace(type=type_, name=name, source=source, destination=destination,
-                           origin=origin, anonymous=anonymous, driver="local", mode="",
+                           origin=origin, anonymous=anonymous, image_volume=image_volume,
+                           driver="local", mode="",
                            rw=True, propagation="")
 
 
@@ -35,9 +36,11 @@ def test_each_kind_of_mount_shows_where_docker_shows_it() -> None:
         _mount("tmpfs", destination="/scratch", origin="tmpfs"),
         _mount("tmpfs", destination="/mt", origin="mount"),
         _mount("volume", "c" * 64, destination="/m", origin="mount", anonymous=True),
+        _mount("bind", source="/srv", destination="/srv", origin="v", image_volume=True),
     ])
-    assert [m["Destination"] for m in views_mounts.mounts(c)] == ["/anon", "/img", "/n", "/mt", "/m"]
-    assert views_mounts.config_volumes(c) == {"/anon": {}, "/img": {}}
+    assert [m["Destination"] for m in views_mounts.mounts(c)] == [
+        "/anon", "/img", "/n", "/mt", "/m", "/srv"]
+    assert views_mounts.config_volumes(c) == {"/anon": {}, "/img": {}, "/srv": {}}
     cfg = SimpleNamespace(binds=["/anon", "named:/n", "/ro:ro"], volumes_from=[], mounts=[],
                           tmpfs=["/scratch"])
     assert views_mounts.host_config_mounts(cfg)["Binds"] == ["named:/n", "/ro:ro"]

@@ -595,3 +595,21 @@ async def test_a_create_and_a_start_read_the_disk_off_the_loop(
     await mounts.mount()
     await mounts.release()
     assert on_loop == []
+
+
+async def test_each_mount_says_how_it_was_asked_and_whether_the_image_has_a_volume_there(
+    env: Env,
+) -> None:
+    def find(ref: str) -> Container:
+        raise NotFound(ref)
+
+    host = await resolve_mounts(
+        HostConfig(binds=("named:/data", "/anon"), tmpfs=("/t",),
+                   mount_requests=(MountSpec(MOUNT_VOLUME, "/m"),)),
+        ["/data", "/img", "bad"], find, env.manager, [], "c1")
+    env.manager.release_pending("c1")
+    got = {m.target: (m.origin, m.anonymous, m.image_volume) for m in host.mounts}
+    assert got == {
+        "/data": ("v", False, True), "/anon": ("v", True, False), "/t": ("tmpfs", False, False),
+        "/m": ("mount", True, False), "/img": ("image", True, True),
+    }

@@ -142,7 +142,7 @@ class Mount(_message.Message):
     def __init__(self, type: _Optional[str] = ..., source: _Optional[str] = ..., target: _Optional[str] = ..., read_only: _Optional[bool] = ..., propagation: _Optional[str] = ..., no_copy: _Optional[bool] = ..., tmpfs_options: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MountPoint(_message.Message):
-    __slots__ = ("type", "name", "source", "destination", "driver", "mode", "rw", "propagation", "origin", "anonymous")
+    __slots__ = ("type", "name", "source", "destination", "driver", "mode", "rw", "propagation", "origin", "anonymous", "image_volume")
     TYPE_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,7 @@ class MountPoint(_message.Message):
     PROPAGATION_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_FIELD_NUMBER: _ClassVar[int]
     ANONYMOUS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_VOLUME_FIELD_NUMBER: _ClassVar[int]
     type: str
     name: str
     source: str
@@ -163,7 +164,8 @@ class MountPoint(_message.Message):
     propagation: str
     origin: str
     anonymous: bool
-    def __init__(self, type: _Optional[str] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., driver: _Optional[str] = ..., mode: _Optional[str] = ..., rw: _Optional[bool] = ..., propagation: _Optional[str] = ..., origin: _Optional[str] = ..., anonymous: _Optional[bool] = ...) -> None: ...
+    image_volume: bool
+    def __init__(self, type: _Optional[str] = ..., name: _Optional[str] = ..., source: _Optional[str] = ..., destination: _Optional[str] = ..., driver: _Optional[str] = ..., mode: _Optional[str] = ..., rw: _Optional[bool] = ..., propagation: _Optional[str] = ..., origin: _Optional[str] = ..., anonymous: _Optional[bool] = ..., image_volume: _Optional[bool] = ...) -> None: ...
 
 class PortBinding(_message.Message):
     __slots__ = ("protocol", "container_port", "host_ip", "host_port", "host_port_end")
