@@ -241,6 +241,30 @@ def wait_for(
 # --------------------------------------------------------------------------- the daemon
 
 
+
+def fetch_from_host(palletd: Any, url: str, tries: int = 40) -> str:
+    """`url`'s body, fetched with busybox wget from palletd's namespace (the "host" of its
+    containers), retried while the listener or its rules come up (bounded)."""
+    last = None
+    for _ in range(tries):
+        last = palletd.host_run("busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-",
+                                url, check=False)
+        if last.returncode == 0:
+            return str(last.stdout)
+        time.sleep(0.25)
+    raise AssertionError(f"wget {url} from the host failed: {last}")
+
+
+def fetch_from(palletd: Any, container: str, url: str, tries: int = 40) -> str:
+    """`url`'s body, fetched with wget inside `container` (retried, bounded)."""
+    last = None
+    for _ in range(tries):
+        last = palletd.cli("exec", container, "timeout", "5", "wget", "-q", "-O", "-", url)
+        if last.returncode == 0:
+            return str(last.stdout)
+        time.sleep(0.25)
+    raise AssertionError(f"wget {url} from {container} failed: {last}")
+
 def _console_script(name: str) -> list[str]:
     beside_python = Path(sys.executable).parent / name
     if beside_python.exists():
@@ -367,9 +391,11 @@ class Palletd:
         problems = []
         def veths() -> list[str]:
             return [x for x in self.links() if re.fullmatch(r"pl[0-9a-f]{10}", x)]
-        deadline = time.monotonic() + 10
+        # The kernel frees a namespace's veths after its unmount, in the background: on a
+        # loaded two-core machine that has taken well over 10 s.
+        deadline = time.monotonic() + 30
         while veths() and time.monotonic() < deadline:
-            time.sleep(0.1)  # the kernel frees a namespace's veths after its unmount
+            time.sleep(0.1)
         if veths():
             problems.append(f"veths left behind: {veths()}")
         if self.leases():

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from conftest import fetch_from, fetch_from_host
 
 pytestmark = pytest.mark.integration
 
@@ -149,25 +150,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def fetch_from_host(palletd: Any, url: str, tries: int = 40) -> str:
-    last = None
-    for _ in range(tries):
-        last = palletd.host_run("busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-",
-                                url, check=False)
-        if last.returncode == 0:
-            return str(last.stdout)
-        time.sleep(0.25)
-    raise AssertionError(f"wget {url} from the host failed: {last}")
-
-
-def fetch_from(palletd: Any, container: str, url: str, tries: int = 40) -> str:
-    last = None
-    for _ in range(tries):
-        last = palletd.cli("exec", container, "timeout", "5", "wget", "-q", "-O", "-", url)
-        if last.returncode == 0:
-            return str(last.stdout)
-        time.sleep(0.25)
-    raise AssertionError(f"wget {url} from {container} failed: {last}")
 
 
 def networks_of(palletd: Any, container: str) -> dict[str, Any]:

@@ -11,13 +11,12 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BASE_CHANGES, _finish, new_palletd
+from conftest import BASE_CHANGES, _finish, fetch_from_host, new_palletd
 
 pytestmark = pytest.mark.integration
 
@@ -77,16 +76,6 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
-
-def fetch_from_host(palletd: Any, url: str, tries: int = 40) -> str:
-    last = None
-    for _ in range(tries):
-        last = palletd.host_run("busybox", "timeout", "5", "busybox", "wget", "-q", "-O", "-",
-                                url, check=False)
-        if last.returncode == 0:
-            return str(last.stdout)
-        time.sleep(0.25)
-    raise AssertionError(f"wget {url} from the host failed: {last}")
 
 
 def httpd(text: str) -> list[str]:
