@@ -72,6 +72,7 @@ from pallet.daemon.networks.model import (
 )
 from pallet.daemon.networks.store import (
     NetworkRecords,
+    address_taken,
     bridge_delete_writer,
     bridge_insert_writer,
     delete_leases,
@@ -81,6 +82,7 @@ from pallet.daemon.networks.store import (
 )
 from pallet.v1.errors import (
     AlreadyExists,
+    Conflict,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -98,6 +100,8 @@ _VETH = re.compile(r"^pl[0-9a-f]{10}$")
 _BRIDGE = re.compile(r"^pl-[0-9a-f]{12}$")
 # docker's words (the CLI prints them after "WARNING: ").
 HOST_PORTS_DISCARDED = "Published ports are discarded when using host network mode"
+# Addresses chosen for one lease before giving up when the table keeps refusing them.
+_LEASE_TRIES = 8
 
 class Rules(Protocol):
     """The firewall (`firewall.Firewall`): pallet's rules replaced whole."""
@@ -644,25 +648,44 @@ class NetworkManager:
             )
         position = max((x.position for x in a.leases), default=-1) + 1
         async with self._lock:
-            taken = self._taken_addresses(n.id)
             gw = ipaddress.IPv4Address(n.gateway)
-            if ep.ipv4_address:
-                addr = ipam.check_static_address(ep.ipv4_address, n.network, gw, taken, n.name)
+            rng = ipaddress.IPv4Network(n.ip_range) if n.ip_range else None
+            # The table's own key refused these: leased by someone this manager does not
+            # count (it should not happen; choosing again beats a raw database error).
+            refused: set[ipaddress.IPv4Address] = set()
+            for _ in range(_LEASE_TRIES):
+                taken = self._taken_addresses(n.id) | refused
+                if ep.ipv4_address:
+                    addr = ipam.check_static_address(ep.ipv4_address, n.network, gw, taken, n.name)
+                else:
+                    addr = ipam.choose_address(n.network, gw, rng, taken, n.name)
+                lease = Lease(
+                    network_id=n.id, container_id=c.id, address=str(addr),
+                    mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",
+                    host_ifname=VETH_PREFIX + secrets.token_hex(5), position=position,
+                )
+                try:
+                    # The lease before the veth: an address in use is always leased. Its
+                    # event is docker's `network connect` of an endpoint attached (at
+                    # start, or live).
+                    await self._events.publish(
+                        "network", "connect", n.id, _endpoint_attrs(n.name, c.id),
+                        also=lease_insert_writer([lease]),
+                    )
+                except sqlite3.IntegrityError as e:
+                    if not address_taken(e):
+                        raise
+                    log.warning("an address was leased already; choosing another",
+                                network_id=n.id, address=str(addr))
+                    refused.add(addr)
+                    continue
+                a.leases.append(lease)
+                break
             else:
-                rng = ipaddress.IPv4Network(n.ip_range) if n.ip_range else None
-                addr = ipam.choose_address(n.network, gw, rng, taken, n.name)
-            lease = Lease(
-                network_id=n.id, container_id=c.id, address=str(addr),
-                mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",
-                host_ifname=VETH_PREFIX + secrets.token_hex(5), position=position,
-            )
-            # The lease before the veth: an address in use is always leased. Its event is
-            # docker's `network connect` of an endpoint attached (at start, or live).
-            await self._events.publish(
-                "network", "connect", n.id, _endpoint_attrs(n.name, c.id),
-                also=lease_insert_writer([lease]),
-            )
-            a.leases.append(lease)
+                raise Conflict(
+                    f"no address could be leased on network {n.name}: the ones chosen "
+                    f"({', '.join(sorted(map(str, refused)))}) were leased already; try again"
+                )
         self._crashes.hit(operation, "leased")  # no veth yet
         return lease
 
@@ -714,15 +737,26 @@ class NetworkManager:
         found = self._found.pop(container_id, [])
         if a is None and not found:
             return
-        # The namespace's unmount frees its veths (the kernel deletes them later, in the
-        # background); the leases go once the namespace is gone.
-        await self._kernel.remove_netns(container_id)
+        # Cooling before the first await: once popped, the addresses are no longer taken
+        # through `_attached`, while their rows are still in the table and the rules still
+        # name them; a start leasing meanwhile must not pick them.
         for lease in (a.leases if a else []) + found:
             self._cooling.setdefault(lease.network_id, set()).add(lease.address)
-        await self._delete_leases(container_id)
-        # The rules and records that still name it go in a rebuild nobody waits for: what
-        # they point at is gone, and its addresses are not leased again until they do.
-        self._sync_soon()
+        try:
+            # The namespace's unmount frees its veths (the kernel deletes them later, in
+            # the background); the leases go once the namespace is gone.
+            await self._kernel.remove_netns(container_id)
+        finally:
+            # Also when the unmount failed (the caller logs it): the container is gone
+            # from the state already, so its leases and rules go with it, or they would
+            # stay until the next boot.
+            try:
+                await self._delete_leases(container_id)
+            finally:
+                # The rules and records that still name it go in a rebuild nobody waits
+                # for: what they point at is gone, and its addresses are not leased again
+                # until they do.
+                self._sync_soon()
 
     async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
         a = self._attached.get(c.id)

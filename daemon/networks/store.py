@@ -76,6 +76,12 @@ def lease_insert_writer(leases: list[Lease]) -> Writer:
     return write
 
 
+def address_taken(error: sqlite3.IntegrityError) -> bool:
+    """Whether a lease insert failed because its address is leased on that network already
+    (the table's primary key), not for another constraint."""
+    return "network_leases.network_id, network_leases.address" in str(error)
+
+
 def delete_leases(conn: sqlite3.Connection, container_id: str, network_id: str = "") -> list[str]:
     """Delete a container's leases (on one network, or all); return the networks whose
     lease went, in attach order: what was released, each once, however often it is asked."""

@@ -18,8 +18,8 @@ from pallet.daemon.events.bus import EventBus, RetentionPolicy
 from pallet.daemon.networks import ports
 from pallet.daemon.networks.attachment import Attachment
 from pallet.daemon.networks.manager import NetworkManager
-from pallet.daemon.networks.model import EndpointConfig
-from pallet.daemon.networks.store import NetworkRecords, bridge_insert_writer
+from pallet.daemon.networks.model import EndpointConfig, Lease
+from pallet.daemon.networks.store import NetworkRecords, bridge_insert_writer, lease_insert_writer
 from pallet.daemon.store.db import Database
 from pallet.v1.errors import AlreadyExists, FailedPrecondition, Internal, InvalidArgument, NotFound, ResourceExhausted
 
@@ -32,6 +32,10 @@ class FakeKernel:
     bridges: dict[str, str] = field(default_factory=dict)
     host_routes: list[ipaddress.IPv4Network] = field(default_factory=list)
     fail_attach: bool = False
+    fail_remove: bool = False
+    # Set by a test: remove_netns signals `removing`, then waits for it before unmounting.
+    hold_remove: asyncio.Event | None = None
+    removing: asyncio.Event = field(default_factory=asyncio.Event)
 
     def netns_path(self, name: str) -> Path:
         return self.run_root / "netns" / name
@@ -45,6 +49,11 @@ class FakeKernel:
         return self.netns_path(name)
 
     async def remove_netns(self, name: str) -> None:
+        if self.hold_remove is not None:
+            self.removing.set()
+            await self.hold_remove.wait()
+        if self.fail_remove:
+            raise Internal("unmount failed (fake)")
         self.netns.discard(name)
         for k in [k for k, a in self.veths.items() if a.netns == name]:
             del self.veths[k]
@@ -389,3 +398,53 @@ async def test_a_release_does_not_wait_for_the_rebuild_and_its_address_cools_fir
     await env.manager.attach(new, None)
     [veth] = env.kernel.veths.values()
     assert veth.address == "10.7.0.2/30"
+
+
+async def test_a_start_while_a_release_unmounts_gets_another_address(env: Env, tmp_path: Path) -> None:
+    """The released container is gone from the state, its lease row not yet: a start in
+    that moment picks another address (it got the same one, and the insert failed)."""
+    await env.manager.create("pair", subnet="10.6.0.0/29")
+    old = await _prepared(env, tmp_path, "old", network_mode="pair")
+    await env.manager.attach(old, None)
+    env.kernel.hold_remove = gate = asyncio.Event()
+    releasing = asyncio.create_task(env.manager.release(old.id))
+    await env.kernel.removing.wait()
+    env.kernel.hold_remove = None
+    new = await _prepared(env, tmp_path, "new", network_mode="pair")
+    await env.manager.attach(new, None)
+    assert [e.address for e in env.manager.view(new).endpoints] == ["10.6.0.3"]
+    gate.set()
+    await releasing
+    await asyncio.gather(*env.manager._later)
+    assert [x.address for x in await NetworkRecords(env.db).load_leases()] == ["10.6.0.3"]
+
+
+async def test_an_address_the_table_refuses_is_chosen_again(env: Env, tmp_path: Path) -> None:
+    """A lease row the manager does not count (it should not happen): the start takes the
+    next address, and a static address is a clear error, not a database error."""
+    n = await env.manager.create("odd", subnet="10.5.0.0/29")
+    stray = await _prepared(env, tmp_path, "stray", network_mode="odd")
+    await NetworkRecords(env.db).write(lease_insert_writer([Lease(
+        network_id=n.id, container_id=stray.id, address="10.5.0.2", mac="02:42:0a:05:00:02",
+        ifname="eth0", host_ifname="pl0123456789", position=0)]))
+    c = await _prepared(env, tmp_path, "next", network_mode="odd")
+    await env.manager.attach(c, None)
+    assert [e.address for e in env.manager.view(c).endpoints] == ["10.5.0.3"]
+    fixed = await _prepared(env, tmp_path, "fixed", network_mode="odd")
+    fixed = replace(fixed, host_config=replace(fixed.host_config, networks=(
+        replace(fixed.host_config.networks[0], ipv4_address="10.5.0.2"),)))
+    with pytest.raises(FailedPrecondition, match="10.5.0.2 is already in use"):
+        await env.manager.attach(fixed, None)
+
+
+async def test_a_failed_unmount_still_deletes_the_leases_and_rebuilds(env: Env, tmp_path: Path) -> None:
+    c = await _prepared(env, tmp_path, "stuck", publish=("8090:80",))
+    await env.manager.attach(c, None)
+    env.kernel.fail_remove = True
+    with pytest.raises(Internal, match="unmount failed"):
+        await env.manager.release(c.id)
+    assert await NetworkRecords(env.db).load_leases() == []
+    assert [a for a, _, _ in await _network_events(env.db)][-1] == "disconnect"
+    await asyncio.gather(*env.manager._later)
+    _, rules = env.firewall.applied[-1]
+    assert rules == []
