@@ -26,10 +26,10 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -87,6 +87,7 @@ from pallet.v1.errors import (
     InvalidArgument,
     NotFound,
     PalletError,
+    ResourceExhausted,
 )
 
 log = structlog.get_logger(__name__)
@@ -102,6 +103,8 @@ _BRIDGE = re.compile(r"^pl-[0-9a-f]{12}$")
 HOST_PORTS_DISCARDED = "Published ports are discarded when using host network mode"
 # Addresses chosen for one lease before giving up when the table keeps refusing them.
 _LEASE_TRIES = 8
+# Rebuilds a start waits for when the only free addresses are cooling, before it gives up.
+_COOLING_WAITS = 3
 
 class Rules(Protocol):
     """The firewall (`firewall.Firewall`): pallet's rules replaced whole."""
@@ -171,16 +174,20 @@ class NetworkManager:
         self._found: dict[str, list[Lease]] = {}
         self._lock = asyncio.Lock()  # addresses, names and subnets are chosen under it
         # One rebuild of the rules and records at a time, each from the state as it is
-        # then: two in flight could land in either order and leave the older one.
-        self._sync_lock = asyncio.Lock()
+        # then: two in flight could land in either order and leave the older one. The
+        # manager owns the one in flight; a caller waits for it shielded, so a cancelled
+        # caller (a start whose client went away) never lets a second one start beside it.
+        self._rebuild: asyncio.Task[None] | None = None
         # Rebuilds are coalesced: every change takes a generation, and a rebuild covers
         # every change made before it began, so twenty starts at once wait for two or
         # three rebuilds, not twenty in a row.
         self._sync_wanted = 0
         self._sync_done = 0
-        # Addresses of released leases that the rules and records may still name, until
-        # the rebuild that drops them has run: not handed out again before then.
-        self._cooling: dict[str, set[str]] = {}
+        # Addresses of released leases (network id -> address -> the veth's host end) that
+        # the rules and records may still name, or whose veth (same address, same MAC) may
+        # still be on the bridge: not handed out again until a rebuild that dropped them
+        # from the rules and the records has seen the veth gone.
+        self._cooling: dict[str, dict[str, str]] = {}
         # Rebuilds a release asked for and did not wait for (run --rm waits for none).
         self._later: set[asyncio.Task[None]] = set()
         self._users: Users = lambda network_id: []
@@ -210,8 +217,12 @@ class NetworkManager:
             log.warning("the embedded DNS resolver did not start", reason=str(e))
 
     async def aclose(self) -> None:
-        if self._later:  # the last releases' rebuilds land before palletd goes
-            await asyncio.gather(*self._later, return_exceptions=True)
+        # The last releases' rebuilds (and the cool-downs they start) land before palletd
+        # goes.
+        while self._later or (self._rebuild is not None and not self._rebuild.done()):
+            await self._settled()
+            if self._rebuild is not None:
+                await asyncio.gather(self._rebuild, return_exceptions=True)
         # Bridges, veths, rules and the resolver stay: traffic outlives palletd.
         await self._kernel.close()
 
@@ -647,47 +658,68 @@ class NetworkManager:
                 f"disconnect it (pallet network disconnect -f {ep.network_id[:12]} {c.name})"
             )
         position = max((x.position for x in a.leases), default=-1) + 1
-        async with self._lock:
-            gw = ipaddress.IPv4Address(n.gateway)
-            rng = ipaddress.IPv4Network(n.ip_range) if n.ip_range else None
-            # The table's own key refused these: leased by someone this manager does not
-            # count (it should not happen; choosing again beats a raw database error).
-            refused: set[ipaddress.IPv4Address] = set()
-            for _ in range(_LEASE_TRIES):
-                taken = self._taken_addresses(n.id) | refused
-                if ep.ipv4_address:
-                    addr = ipam.check_static_address(ep.ipv4_address, n.network, gw, taken, n.name)
-                else:
-                    addr = ipam.choose_address(n.network, gw, rng, taken, n.name)
-                lease = Lease(
-                    network_id=n.id, container_id=c.id, address=str(addr),
-                    mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",
-                    host_ifname=VETH_PREFIX + secrets.token_hex(5), position=position,
-                )
+        for waited in range(_COOLING_WAITS + 1):
+            async with self._lock:
                 try:
-                    # The lease before the veth: an address in use is always leased. Its
-                    # event is docker's `network connect` of an endpoint attached (at
-                    # start, or live).
-                    await self._events.publish(
-                        "network", "connect", n.id, _endpoint_attrs(n.name, c.id),
-                        also=lease_insert_writer([lease]),
-                    )
-                except sqlite3.IntegrityError as e:
-                    if not address_taken(e):
+                    lease = await self._choose_and_lease(c, n, ep, position)
+                except (ResourceExhausted, FailedPrecondition):
+                    # Full, or the asked-for address taken, only because addresses a
+                    # release freed are cooling: wait for the rebuild that ends it (and
+                    # the cool-down after it), then choose again. A network full of live
+                    # leases is exhausted at once.
+                    if waited == _COOLING_WAITS or not self._cooling_blocks(n.id, ep):
                         raise
-                    log.warning("an address was leased already; choosing another",
-                                network_id=n.id, address=str(addr))
-                    refused.add(addr)
-                    continue
-                a.leases.append(lease)
-                break
-            else:
-                raise Conflict(
-                    f"no address could be leased on network {n.name}: the ones chosen "
-                    f"({', '.join(sorted(map(str, refused)))}) were leased already; try again"
-                )
+                else:
+                    a.leases.append(lease)
+                    break
+            await self._sync()
+            await self._settled()
         self._crashes.hit(operation, "leased")  # no veth yet
         return lease
+
+    def _cooling_blocks(self, network_id: str, ep: EndpointConfig) -> bool:
+        cooling = self._cooling.get(network_id, {})
+        return ep.ipv4_address in cooling if ep.ipv4_address else bool(cooling)
+
+    async def _choose_and_lease(
+        self, c: Container, n: Network, ep: EndpointConfig, position: int
+    ) -> Lease:
+        """Under `_lock`: an address chosen and its lease recorded."""
+        gw = ipaddress.IPv4Address(n.gateway)
+        rng = ipaddress.IPv4Network(n.ip_range) if n.ip_range else None
+        # The table's own key refused these: leased by someone this manager does not
+        # count (it should not happen; choosing again beats a raw database error).
+        refused: set[ipaddress.IPv4Address] = set()
+        for _ in range(_LEASE_TRIES):
+            taken = self._taken_addresses(n.id) | refused
+            if ep.ipv4_address:
+                addr = ipam.check_static_address(ep.ipv4_address, n.network, gw, taken, n.name)
+            else:
+                addr = ipam.choose_address(n.network, gw, rng, taken, n.name)
+            lease = Lease(
+                network_id=n.id, container_id=c.id, address=str(addr),
+                mac=ep.mac_address or ipam.mac_for(addr), ifname=f"eth{position}",
+                host_ifname=VETH_PREFIX + secrets.token_hex(5), position=position,
+            )
+            try:
+                # The lease before the veth: an address in use is always leased. Its event
+                # is docker's `network connect` of an endpoint attached (at start, or live).
+                await self._events.publish(
+                    "network", "connect", n.id, _endpoint_attrs(n.name, c.id),
+                    also=lease_insert_writer([lease]),
+                )
+            except sqlite3.IntegrityError as e:
+                if not address_taken(e):
+                    raise
+                log.warning("an address was leased already; choosing another",
+                            network_id=n.id, address=str(addr))
+                refused.add(addr)
+                continue
+            return lease
+        raise Conflict(
+            f"no address could be leased on network {n.name}: the ones chosen "
+            f"({', '.join(sorted(map(str, refused)))}) were leased already; try again"
+        )
 
     async def _wire_one(self, c: Container, a: Attached, lease: Lease) -> None:
         """The veth of `lease`: named, addressed, on its bridge, its peer in `c`'s netns."""
@@ -708,7 +740,7 @@ class NetworkManager:
             ipaddress.IPv4Address(x.address)
             for leases in self._found.values() for x in leases if x.network_id == network_id
         }
-        taken |= {ipaddress.IPv4Address(x) for x in self._cooling.get(network_id, ())}
+        taken |= {ipaddress.IPv4Address(x) for x in self._cooling.get(network_id, {})}
         return taken
 
     async def _reserve_ports(self, a: Attached, c: Container, keep_going: bool) -> None:
@@ -741,7 +773,7 @@ class NetworkManager:
         # through `_attached`, while their rows are still in the table and the rules still
         # name them; a start leasing meanwhile must not pick them.
         for lease in (a.leases if a else []) + found:
-            self._cooling.setdefault(lease.network_id, set()).add(lease.address)
+            self._cooling.setdefault(lease.network_id, {})[lease.address] = lease.host_ifname
         try:
             # The namespace's unmount frees its veths (the kernel deletes them later, in
             # the background); the leases go once the namespace is gone.
@@ -818,18 +850,51 @@ class NetworkManager:
         they reflect every change made before the call."""
         self._sync_wanted += 1
         wanted = self._sync_wanted
-        async with self._sync_lock:
-            if self._sync_done >= wanted:
-                return  # a rebuild that began after this change covered it
-            covered = self._sync_wanted
-            cooled = {nid: set(addrs) for nid, addrs in self._cooling.items()}
-            await self._sync_locked()
-            self._sync_done = covered
-            for nid, addrs in cooled.items():
-                left = self._cooling.get(nid, set()) - addrs
-                if left:
-                    self._cooling[nid] = left
-                else:
+        while self._sync_done < wanted:
+            task = self._rebuild
+            if task is None or task.done():
+                task = self._rebuild = asyncio.create_task(self._rebuild_once())
+            # Shielded: cancelling this caller leaves the rebuild running (and owned), and
+            # the next one starts only after it has landed. One that began before this
+            # change does not cover it: the loop waits for the one after.
+            await asyncio.shield(task)
+
+    async def _rebuild_once(self) -> None:
+        covered = self._sync_wanted
+        cooled = {nid: dict(addrs) for nid, addrs in self._cooling.items()}
+        complete = await self._sync_locked()
+        self._sync_done = covered
+        if complete and cooled:
+            # Apart from the rebuild: the starts waiting for it do not wait for a veth's
+            # delete too (a start that finds only cooling addresses waits for it: `_lease_one`).
+            self._own(self._cool_down(cooled))
+
+    async def _cool_down(self, cooled: dict[str, dict[str, str]]) -> None:
+        """After a rebuild that dropped them from the rules and records: the cooled
+        addresses whose veths are gone may be leased again. The kernel frees a veth
+        after its namespace's unmount, in the background, and never while a process still
+        holds the namespace; one still there is deleted here (a netlink delete blocks
+        ~30 ms in the kernel: not in the release that `run --rm` waits for)."""
+        try:
+            present = set(await self._kernel.links(VETH_PREFIX))
+        except PalletError as e:
+            log.warning("the host's links could not be listed; released addresses keep "
+                        "cooling", reason=str(e))
+            return
+        for nid, addrs in cooled.items():
+            for address, host_ifname in addrs.items():
+                if host_ifname in present:
+                    try:
+                        await self._kernel.detach(host_ifname)
+                    except PalletError as e:
+                        log.warning("a released container's veth could not be deleted; its "
+                                    "address stays out of use", host_ifname=host_ifname,
+                                    address=address, reason=str(e))
+                        continue
+                left = self._cooling.get(nid, {})
+                if left.get(address) == host_ifname:
+                    del left[address]
+                if not left:
                     self._cooling.pop(nid, None)
 
     def _sync_soon(self) -> None:
@@ -841,14 +906,24 @@ class NetworkManager:
             except Exception as e:  # noqa: BLE001 - logged once, here; the next change retries
                 log.warning("rebuilding the network rules failed", reason=str(e))
 
-        task = asyncio.create_task(rebuild())
+        self._own(rebuild())
+
+    def _own(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._later.add(task)
         task.add_done_callback(self._later.discard)
 
-    async def _sync_locked(self) -> None:
+    async def _settled(self) -> None:
+        """The background rebuilds and cool-downs under way now have ended."""
+        if self._later:
+            await asyncio.gather(*self._later, return_exceptions=True)
+
+    async def _sync_locked(self) -> bool:
+        """One rebuild (only ever one in flight: `_sync`); whether the rules and the
+        resolver's records both took it."""
         bridges = [BridgeRules(n.bridge, n.subnet, n.internal) for n in self._bridges()]
         if not bridges:
-            return  # no bridge network (--bridge none): nothing of ours in the host's tables
+            return True  # no bridge network (--bridge none): nothing of ours in the host's tables
         rules = []
         for a in self._attached.values():
             if not a.leases:
@@ -862,8 +937,11 @@ class NetworkManager:
             await self._resolver.publish(self._dns_records(host))
         except (PalletError, OSError) as e:
             # A full run root, say: traffic flows, the resolver keeps its last records, and
-            # the next change that finds room writes them all.
+            # the next change that finds room writes them all (until then a released
+            # container's name may still resolve: its addresses keep cooling).
             log.warning("the embedded DNS resolver did not take the records", reason=str(e))
+            return False
+        return True
 
     def _dns_records(self, host: ResolvConf) -> DnsRecords:
         host_servers, host_search = host.nameservers, host.search

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,8 @@ class FakeKernel:
     # Set by a test: remove_netns signals `removing`, then waits for it before unmounting.
     hold_remove: asyncio.Event | None = None
     removing: asyncio.Event = field(default_factory=asyncio.Event)
+    # A process holds every namespace: an unmount leaves its veths where they are.
+    held_netns: bool = False
 
     def netns_path(self, name: str) -> Path:
         return self.run_root / "netns" / name
@@ -55,7 +58,7 @@ class FakeKernel:
         if self.fail_remove:
             raise Internal("unmount failed (fake)")
         self.netns.discard(name)
-        for k in [k for k, a in self.veths.items() if a.netns == name]:
+        for k in [k for k, a in self.veths.items() if a.netns == name and not self.held_netns]:
             del self.veths[k]
 
     async def list_netns(self) -> list[str]:
@@ -88,19 +91,45 @@ class FakeKernel:
 @dataclass
 class FakeFirewall:
     applied: list[tuple[Any, Any]] = field(default_factory=list)
+    # Set by a test: each apply (on its thread) says it entered, then waits for `gate`.
+    gate: threading.Event | None = None
+    entered: list[threading.Event] = field(default_factory=lambda: [threading.Event() for _ in range(4)])
+    calls: int = 0
+    active: int = 0
+    most_active: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
     def apply(self, bridges: Sequence[Any], rules: Sequence[Any]) -> None:
-        self.applied.append((list(bridges), list(rules)))
+        with self.lock:
+            self.active += 1
+            self.most_active = max(self.most_active, self.active)
+            call, self.calls = self.calls, self.calls + 1
+        try:
+            if self.gate is not None:
+                if call < len(self.entered):
+                    self.entered[call].set()
+                assert self.gate.wait(60), "the test never opened the gate"
+            self.applied.append((list(bridges), list(rules)))
+        finally:
+            with self.lock:
+                self.active -= 1
+
+    async def wait_entered(self, call: int, timeout: float = 30) -> bool:
+        """Whether apply number `call` (counted from 0) entered within `timeout` (a bound)."""
+        return await asyncio.to_thread(self.entered[call].wait, timeout)
 
 
 @dataclass
 class FakeResolver:
     published: list[Any] = field(default_factory=list)
+    fail: bool = False
 
     async def ensure_running(self) -> int:
         return 1
 
     async def publish(self, records: Any) -> None:
+        if self.fail:
+            raise Internal("the records file cannot be written (fake)")
         self.published.append(records)
 
 
@@ -360,26 +389,56 @@ async def test_rebuilds_are_coalesced_and_each_start_sees_its_own_rules(env: Env
     ]
     before = len(env.firewall.applied)
     wanted = env.manager._sync_wanted
-    # A rebuild in progress (the lock held) while all six lease and wire: once it is done,
-    # one rebuild covers the six changes, however the machine schedules them.
-    await env.manager._sync_lock.acquire()
+    # A rebuild in progress (its apply held) while all six lease and wire: once it is
+    # done, one rebuild covers the six changes, however the machine schedules them.
+    env.firewall.gate = gate = threading.Event()
+    calls = env.firewall.calls
+    running = asyncio.create_task(env.manager._sync())
+    assert await env.firewall.wait_entered(calls)
     starts = asyncio.gather(*(env.manager.attach(c, None) for c in containers))
     for _ in range(10_000):  # bounded: a start that never asks for a rebuild fails the test
-        if env.manager._sync_wanted >= wanted + len(containers):
+        if env.manager._sync_wanted >= wanted + 1 + len(containers):
             break
         await asyncio.sleep(0.001)
-    env.manager._sync_lock.release()
+    gate.set()
+    await running
     await starts
     rebuilds = len(env.firewall.applied) - before
-    assert rebuilds == 1, rebuilds
+    assert rebuilds == 2, rebuilds  # the one held, and one for the six
     _, rules = env.firewall.applied[-1]
     assert sorted(r.host_port for r in rules) == [8000 + i for i in range(6)]
     for c in containers:
         await env.manager.release(c.id)
-    await asyncio.gather(*env.manager._later)
+    await env.manager._settled()
 
 
-async def test_a_release_does_not_wait_for_the_rebuild_and_its_address_cools_first(
+async def test_a_cancelled_start_leaves_its_rebuild_running_alone(env: Env, tmp_path: Path) -> None:
+    """gRPC cancels a start whose client went away, in the middle of its rebuild: the next
+    rebuild starts only after that one has landed, so the newest state lands last."""
+    gone = await _prepared(env, tmp_path, "gone", publish=("8101:80",))
+    kept = await _prepared(env, tmp_path, "kept", publish=("8102:80",))
+    env.firewall.gate = gate = threading.Event()
+    calls = env.firewall.calls
+    first = asyncio.create_task(env.manager.attach(gone, None))
+    assert await env.firewall.wait_entered(calls)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    second = asyncio.create_task(env.manager.attach(kept, None))
+    # Bounded: on a rebuild that let go of the cancelled one, the second apply begins at once.
+    assert not await env.firewall.wait_entered(calls + 1, timeout=2)
+    assert env.firewall.active == 1
+    gate.set()
+    await second
+    await env.manager._settled()
+    assert env.firewall.most_active == 1
+    _, rules = env.firewall.applied[-1]
+    assert [r.host_port for r in rules] == [8102]  # the cancelled start is released
+    await env.manager.release(kept.id)
+    await env.manager._settled()
+
+
+async def test_a_start_on_a_full_network_waits_for_the_address_a_release_freed(
     env: Env, tmp_path: Path
 ) -> None:
     await env.manager.create("tiny", subnet="10.7.0.0/30")  # one address: 10.7.0.2
@@ -387,17 +446,53 @@ async def test_a_release_does_not_wait_for_the_rebuild_and_its_address_cools_fir
     await env.manager.attach(old, None)
     applied = len(env.firewall.applied)
     await env.manager.release(old.id)
-    assert len(env.firewall.applied) == applied  # run --rm did not wait for it
+    assert len(env.firewall.applied) == applied  # run --rm did not wait for the rebuild
     new = await _prepared(env, tmp_path, "new", network_mode="tiny")
-    # Until the rules that name 10.7.0.2 are rebuilt, it is not handed out again.
-    with pytest.raises(ResourceExhausted, match="all in use"):
-        await env.manager.attach(new, None)
-    await asyncio.gather(*env.manager._later)
-    _, rules = env.firewall.applied[-1]
-    assert rules == []
+    # 10.7.0.2 is cooling until the rules that name it are rebuilt: the start waits for
+    # that and takes it (it was ResourceExhausted, on a network with no live lease).
     await env.manager.attach(new, None)
     [veth] = env.kernel.veths.values()
     assert veth.address == "10.7.0.2/30"
+    _, rules = env.firewall.applied[-1]
+    assert rules == []
+    # A network full of live leases is exhausted.
+    third = await _prepared(env, tmp_path, "third", network_mode="tiny")
+    with pytest.raises(ResourceExhausted, match="all in use"):
+        await env.manager.attach(third, None)
+
+
+async def test_an_address_cools_until_the_released_veth_is_gone(env: Env, tmp_path: Path) -> None:
+    """A namespace still held by a process keeps its veths after the unmount (same
+    address, same MAC): the rebuild after the release deletes the host end, and only then
+    is the address handed out again."""
+    await env.manager.create("tiny", subnet="10.7.0.0/30")
+    old = await _prepared(env, tmp_path, "old", network_mode="tiny")
+    await env.manager.attach(old, None)
+    [old_veth] = env.kernel.veths
+    env.kernel.held_netns = True
+    await env.manager.release(old.id)
+    new = await _prepared(env, tmp_path, "new", network_mode="tiny")
+    await env.manager.attach(new, None)
+    assert old_veth not in await env.kernel.links()
+    assert [a.address for a in env.kernel.veths.values()] == ["10.7.0.2/30"]
+
+
+async def test_a_failed_records_publish_keeps_the_address_cooling(env: Env, tmp_path: Path) -> None:
+    """The resolver did not take the records: the old name may still resolve to the
+    address, so it is not handed out until a rebuild whose records land."""
+    await env.manager.create("tiny", subnet="10.7.0.0/30")
+    old = await _prepared(env, tmp_path, "old", network_mode="tiny")
+    await env.manager.attach(old, None)
+    env.resolver.fail = True
+    await env.manager.release(old.id)
+    await env.manager._settled()
+    new = await _prepared(env, tmp_path, "new", network_mode="tiny")
+    with pytest.raises(ResourceExhausted, match="all in use"):
+        await env.manager.attach(new, None)
+    env.resolver.fail = False
+    await env.manager.attach(new, None)
+    names = {name for net in env.resolver.published[-1].networks for name in net.names}
+    assert "new" in names and "old" not in names
 
 
 async def test_a_start_while_a_release_unmounts_gets_another_address(env: Env, tmp_path: Path) -> None:
@@ -415,7 +510,7 @@ async def test_a_start_while_a_release_unmounts_gets_another_address(env: Env, t
     assert [e.address for e in env.manager.view(new).endpoints] == ["10.6.0.3"]
     gate.set()
     await releasing
-    await asyncio.gather(*env.manager._later)
+    await env.manager._settled()
     assert [x.address for x in await NetworkRecords(env.db).load_leases()] == ["10.6.0.3"]
 
 
@@ -445,6 +540,6 @@ async def test_a_failed_unmount_still_deletes_the_leases_and_rebuilds(env: Env, 
         await env.manager.release(c.id)
     assert await NetworkRecords(env.db).load_leases() == []
     assert [a for a, _, _ in await _network_events(env.db)][-1] == "disconnect"
-    await asyncio.gather(*env.manager._later)
+    await env.manager._settled()
     _, rules = env.firewall.applied[-1]
     assert rules == []
