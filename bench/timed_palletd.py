@@ -32,8 +32,8 @@ TIMED: tuple[tuple[str, str, str], ...] = (
     ("pallet.daemon.containers.start", "ContainerStart", "mount_volumes"),
     ("pallet.daemon.networks.manager", "NetworkManager", "attach"),
     ("pallet.daemon.networks.manager", "NetworkManager", "release"),
-    ("pallet.daemon.networks.manager", "NetworkManager", "_sync"),
-    ("pallet.daemon.networks.manager", "NetworkManager", "_sync_locked"),
+    ("pallet.daemon.networks.rebuild", "Rebuilds", "sync"),
+    ("pallet.daemon.networks.rebuild", "Rebuilds", "_apply"),
     ("pallet.daemon.networks.manager", "NetworkManager", "_resolv_conf"),
     ("pallet.daemon.networks.manager", "NetworkManager", "_reserve_ports"),
     ("pallet.daemon.networks.kernel", "NetKernel", "make_netns"),
@@ -48,7 +48,8 @@ TIMED: tuple[tuple[str, str, str], ...] = (
 )
 #: Module-level functions the manager looks up at call time.
 TIMED_FUNCTIONS: tuple[tuple[str, str], ...] = (
-    ("pallet.daemon.networks.manager", "read_resolv_conf"),
+    ("pallet.daemon.networks.rebuild", "read_resolv_conf"),
+    ("pallet.daemon.networks.etcfiles", "read_resolv_conf"),
 )
 OUTER = {"NetworkManager.attach", "NetworkManager.release"}
 

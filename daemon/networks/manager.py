@@ -3,9 +3,10 @@
 Owns: every network (the built-in `bridge`, `host` and `none`, and user bridge networks),
 the addresses, MACs and veths of running containers (`Lease`, in SQLite before the veth
 exists, deleted after it is gone), their published ports, and keeping the kernel (bridges,
-namespaces, veths: `kernel.NetKernel`), the firewall (`firewall.Firewall`, rebuilt whole
-from this state on every change) and the resolver's records (`dns.DnsSupervisor`) true to
-that state, at every change and again at boot (`reconcile`). Implements the containers'
+namespaces, veths: `kernel.NetKernel`), the firewall (`firewall.Firewall`) and the
+resolver's records (`dns.DnsSupervisor`) true to that state, at every change and again at
+boot (`reconcile`); the rebuilds of the rules and records are `rebuild.Rebuilds`'s, the
+containers' /etc/hosts and resolv.conf text is `etcfiles`'s. Implements the containers'
 `Networking` seam, and the network `connect` and `disconnect` events of endpoints attached
 and released (docker's: at start, at the end of a run, on a live connect or disconnect),
 each journalled with its lease's insert or delete. Must not: change container records (the
@@ -26,14 +27,13 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
 
 import structlog
 
-from pallet.daemon.containers.bundle import HOSTS, resolv_conf, write_network_files
+from pallet.daemon.containers.bundle import write_network_files
 from pallet.daemon.containers.model import Config, Container, CreateRequest, HostConfig, Status
 from pallet.daemon.containers.names import validate_name
 from pallet.daemon.containers.networking import (
@@ -46,17 +46,10 @@ from pallet.daemon.containers.networking import (
 )
 from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
-from pallet.daemon.networks import ipam, ports
-from pallet.daemon.networks.dns import (
-    DnsClient,
-    DnsNetwork,
-    DnsRecords,
-    ResolvConf,
-    read_resolv_conf,
-)
-from pallet.daemon.networks.firewall import BridgeRules, PortRule
+from pallet.daemon.networks import etcfiles, ipam, ports
 from pallet.daemon.networks.attachment import Attachment, check_ifname, check_mtu
 from pallet.daemon.networks.kernel import Kernel
+from pallet.daemon.networks.rebuild import Attached, Rebuilds, Resolver, Rules
 from pallet.daemon.networks.model import (
     BUILTIN_NAMES,
     DEFAULT_NETWORK,
@@ -106,37 +99,7 @@ _LEASE_TRIES = 8
 # Rebuilds a start waits for when the only free addresses are cooling, before it gives up.
 _COOLING_WAITS = 3
 
-class Rules(Protocol):
-    """The firewall (`firewall.Firewall`): pallet's rules replaced whole."""
-
-    def apply(self, bridges: Sequence[BridgeRules], ports: Sequence[PortRule]) -> None: ...
-
-
-class Resolver(Protocol):
-    """The embedded DNS's process (`dns.DnsSupervisor`)."""
-
-    async def ensure_running(self) -> int: ...
-
-    async def publish(self, records: DnsRecords) -> None: ...
-
-
 Users = Callable[[str], list[tuple[str, str]]]  # network id -> [(container id, name)]
-
-
-@dataclass(slots=True)
-class Attached:
-    """A running container's part of the networks: what DNS, rules and inspect need."""
-
-    container_id: str
-    name: str
-    hostname: str
-    endpoints: tuple[EndpointConfig, ...]
-    dns: tuple[str, ...]
-    dns_search: tuple[str, ...]
-    leases: list[Lease] = field(default_factory=list)
-    ports: list[ports.PortBinding] = field(default_factory=list)
-    state_dir: str = ""  # the bundle, whose hosts file is the running container's
-    extra_hosts: tuple[str, ...] = ()
 
 
 class NetworkManager:
@@ -161,7 +124,6 @@ class NetworkManager:
         self._records = records
         self._events = events
         self._kernel = kernel
-        self._firewall = firewall
         self._resolver = resolver
         self._reservations = reservations
         self._pools = tuple(pools)
@@ -173,23 +135,10 @@ class NetworkManager:
         # reconcile keeps those the container manager re-adopted and removes the rest.
         self._found: dict[str, list[Lease]] = {}
         self._lock = asyncio.Lock()  # addresses, names and subnets are chosen under it
-        # One rebuild of the rules and records at a time, each from the state as it is
-        # then: two in flight could land in either order and leave the older one. The
-        # manager owns the one in flight; a caller waits for it shielded, so a cancelled
-        # caller (a start whose client went away) never lets a second one start beside it.
-        self._rebuild: asyncio.Task[None] | None = None
-        # Rebuilds are coalesced: every change takes a generation, and a rebuild covers
-        # every change made before it began, so twenty starts at once wait for two or
-        # three rebuilds, not twenty in a row.
-        self._sync_wanted = 0
-        self._sync_done = 0
-        # Addresses of released leases (network id -> address -> the veth's host end) that
-        # the rules and records may still name, or whose veth (same address, same MAC) may
-        # still be on the bridge: not handed out again until a rebuild that dropped them
-        # from the rules and the records has seen the veth gone.
-        self._cooling: dict[str, dict[str, str]] = {}
-        # Rebuilds a release asked for and did not wait for (run --rm waits for none).
-        self._later: set[asyncio.Task[None]] = set()
+        # The rules and records, rebuilt from `_networks` and `_attached` (which it reads),
+        # and the released addresses cooling until they are gone.
+        self._rebuilds = Rebuilds(kernel, firewall, resolver, host_resolv_conf,
+                                  self._networks, self._attached, VETH_PREFIX)
         self._users: Users = lambda network_id: []
 
     def set_users(self, users: Users) -> None:
@@ -217,12 +166,7 @@ class NetworkManager:
             log.warning("the embedded DNS resolver did not start", reason=str(e))
 
     async def aclose(self) -> None:
-        # The last releases' rebuilds (and the cool-downs they start) land before palletd
-        # goes.
-        while self._later or (self._rebuild is not None and not self._rebuild.done()):
-            await self._settled()
-            if self._rebuild is not None:
-                await asyncio.gather(self._rebuild, return_exceptions=True)
+        await self._rebuilds.aclose()  # the last releases' rebuilds land before palletd goes
         # Bridges, veths, rules and the resolver stay: traffic outlives palletd.
         await self._kernel.close()
 
@@ -268,7 +212,7 @@ class NetworkManager:
                 await self._kernel.detach(link)
             elif _BRIDGE.match(link) and link not in bridges:
                 await self._kernel.delete_bridge(link)
-        await self._sync()
+        await self._rebuilds.sync()
         log.info("networks reconciled", networks=len(self._networks),
                  attached=len(self._attached), removed=len(stale))
 
@@ -430,7 +374,7 @@ class NetworkManager:
                 raise
             self._networks[n.id] = n
         self._crashes.hit("network-create", "recorded")  # the rules not yet rebuilt
-        await self._sync()
+        await self._rebuilds.sync()
         return n
 
     async def remove(self, ref: str) -> Network:
@@ -456,7 +400,7 @@ class NetworkManager:
         await self._kernel.delete_bridge(n.bridge)
         await self._records.write(bridge_delete_writer(n.bridge))
         self._crashes.hit("network-rm", "unbridged")  # the rules not yet rebuilt
-        await self._sync()
+        await self._rebuilds.sync()
         return n
 
     async def prune(self, labels: Callable[[Network], bool] = lambda n: True) -> list[str]:
@@ -509,7 +453,7 @@ class NetworkManager:
                 exposed.append(key)
         for item in host.dns:
             ipam.parse_address(item, "DNS server (--dns)")
-        hosts = tuple(_check_extra_host(h) for h in host.extra_hosts)
+        hosts = tuple(etcfiles.check_extra_host(h) for h in host.extra_hosts)
         networks: tuple[EndpointConfig, ...] = ()
         warnings: list[str] = []
         if mode in (DRIVER_HOST, DRIVER_NONE) or mode.startswith("container:"):
@@ -597,7 +541,7 @@ class NetworkManager:
             # worker thread and the firewall's): a rule may name an address a moment before
             # its veth exists, which carries nothing yet. Both are done before the start.
             results = await asyncio.gather(
-                self._wire_all(c, a, leases), self._sync(), return_exceptions=True
+                self._wire_all(c, a, leases), self._rebuilds.sync(), return_exceptions=True
             )
             for result in results:
                 if isinstance(result, BaseException):
@@ -667,19 +611,15 @@ class NetworkManager:
                     # release freed are cooling: wait for the rebuild that ends it (and
                     # the cool-down after it), then choose again. A network full of live
                     # leases is exhausted at once.
-                    if waited == _COOLING_WAITS or not self._cooling_blocks(n.id, ep):
+                    if waited == _COOLING_WAITS or not self._rebuilds.blocks(n.id, ep):
                         raise
                 else:
                     a.leases.append(lease)
                     break
-            await self._sync()
-            await self._settled()
+            await self._rebuilds.sync()
+            await self._rebuilds.settled()
         self._crashes.hit(operation, "leased")  # no veth yet
         return lease
-
-    def _cooling_blocks(self, network_id: str, ep: EndpointConfig) -> bool:
-        cooling = self._cooling.get(network_id, {})
-        return ep.ipv4_address in cooling if ep.ipv4_address else bool(cooling)
 
     async def _choose_and_lease(
         self, c: Container, n: Network, ep: EndpointConfig, position: int
@@ -740,7 +680,7 @@ class NetworkManager:
             ipaddress.IPv4Address(x.address)
             for leases in self._found.values() for x in leases if x.network_id == network_id
         }
-        taken |= {ipaddress.IPv4Address(x) for x in self._cooling.get(network_id, {})}
+        taken |= {ipaddress.IPv4Address(x) for x in self._rebuilds.cooling(network_id)}
         return taken
 
     async def _reserve_ports(self, a: Attached, c: Container, keep_going: bool) -> None:
@@ -773,7 +713,7 @@ class NetworkManager:
         # through `_attached`, while their rows are still in the table and the rules still
         # name them; a start leasing meanwhile must not pick them.
         for lease in (a.leases if a else []) + found:
-            self._cooling.setdefault(lease.network_id, {})[lease.address] = lease.host_ifname
+            self._rebuilds.cool(lease)
         try:
             # The namespace's unmount frees its veths (the kernel deletes them later, in
             # the background); the leases go once the namespace is gone.
@@ -788,7 +728,7 @@ class NetworkManager:
                 # The rules and records that still name it go in a rebuild nobody waits
                 # for: what they point at is gone, and its addresses are not leased again
                 # until they do.
-                self._sync_soon()
+                self._rebuilds.soon()
 
     async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
         a = self._attached.get(c.id)
@@ -803,7 +743,7 @@ class NetworkManager:
             raise
         self._crashes.hit("connect", "wired")  # hosts, rules and DNS records not yet
         await self._rewrite_hosts(a)
-        await self._sync()
+        await self._rebuilds.sync()
         self._crashes.hit("connect", "synced")  # the container's record not yet
         return True
 
@@ -815,7 +755,7 @@ class NetworkManager:
         await self._drop_lease(a, network_id)
         self._crashes.hit("disconnect", "detached")  # hosts, rules and DNS records not yet
         await self._rewrite_hosts(a)
-        await self._sync()
+        await self._rebuilds.sync()
         self._crashes.hit("disconnect", "synced")  # the container's record not yet
         return True
 
@@ -843,157 +783,14 @@ class NetworkManager:
         await self._events.commit(change)
 
 
-    # ---- the kernel, the firewall and the resolver, from the state -------------------
-
-    async def _sync(self) -> None:
-        """Rules and resolver records rebuilt whole from the state (idempotent): on return,
-        they reflect every change made before the call."""
-        self._sync_wanted += 1
-        wanted = self._sync_wanted
-        while self._sync_done < wanted:
-            task = self._rebuild
-            if task is None or task.done():
-                task = self._rebuild = asyncio.create_task(self._rebuild_once())
-            # Shielded: cancelling this caller leaves the rebuild running (and owned), and
-            # the next one starts only after it has landed. One that began before this
-            # change does not cover it: the loop waits for the one after.
-            await asyncio.shield(task)
-
-    async def _rebuild_once(self) -> None:
-        covered = self._sync_wanted
-        cooled = {nid: dict(addrs) for nid, addrs in self._cooling.items()}
-        complete = await self._sync_locked()
-        self._sync_done = covered
-        if complete and cooled:
-            # Apart from the rebuild: the starts waiting for it do not wait for a veth's
-            # delete too (a start that finds only cooling addresses waits for it: `_lease_one`).
-            self._own(self._cool_down(cooled))
-
-    async def _cool_down(self, cooled: dict[str, dict[str, str]]) -> None:
-        """After a rebuild that dropped them from the rules and records: the cooled
-        addresses whose veths are gone may be leased again. The kernel frees a veth
-        after its namespace's unmount, in the background, and never while a process still
-        holds the namespace; one still there is deleted here (a netlink delete blocks
-        ~30 ms in the kernel: not in the release that `run --rm` waits for)."""
-        try:
-            present = set(await self._kernel.links(VETH_PREFIX))
-        except PalletError as e:
-            log.warning("the host's links could not be listed; released addresses keep "
-                        "cooling", reason=str(e))
-            return
-        for nid, addrs in cooled.items():
-            for address, host_ifname in addrs.items():
-                if host_ifname in present:
-                    try:
-                        await self._kernel.detach(host_ifname)
-                    except PalletError as e:
-                        log.warning("a released container's veth could not be deleted; its "
-                                    "address stays out of use", host_ifname=host_ifname,
-                                    address=address, reason=str(e))
-                        continue
-                left = self._cooling.get(nid, {})
-                if left.get(address) == host_ifname:
-                    del left[address]
-                if not left:
-                    self._cooling.pop(nid, None)
-
-    def _sync_soon(self) -> None:
-        """A rebuild in the background (its failure logged), owned until it ends."""
-
-        async def rebuild() -> None:
-            try:
-                await self._sync()
-            except Exception as e:  # noqa: BLE001 - logged once, here; the next change retries
-                log.warning("rebuilding the network rules failed", reason=str(e))
-
-        self._own(rebuild())
-
-    def _own(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._later.add(task)
-        task.add_done_callback(self._later.discard)
-
-    async def _settled(self) -> None:
-        """The background rebuilds and cool-downs under way now have ended."""
-        if self._later:
-            await asyncio.gather(*self._later, return_exceptions=True)
-
-    async def _sync_locked(self) -> bool:
-        """One rebuild (only ever one in flight: `_sync`); whether the rules and the
-        resolver's records both took it."""
-        bridges = [BridgeRules(n.bridge, n.subnet, n.internal) for n in self._bridges()]
-        if not bridges:
-            return True  # no bridge network (--bridge none): nothing of ours in the host's tables
-        rules = []
-        for a in self._attached.values():
-            if not a.leases:
-                continue
-            target = a.leases[0].address
-            for b in a.ports:
-                rules.append(PortRule(b.proto, b.host_ip, b.host_port, target, b.container_port))
-        await asyncio.to_thread(self._firewall.apply, bridges, rules)
-        try:
-            host = await asyncio.to_thread(read_resolv_conf, self._host_resolv_conf)
-            await self._resolver.publish(self._dns_records(host))
-        except (PalletError, OSError) as e:
-            # A full run root, say: traffic flows, the resolver keeps its last records, and
-            # the next change that finds room writes them all (until then a released
-            # container's name may still resolve: its addresses keep cooling).
-            log.warning("the embedded DNS resolver did not take the records", reason=str(e))
-            return False
-        return True
-
-    def _dns_records(self, host: ResolvConf) -> DnsRecords:
-        host_servers, host_search = host.nameservers, host.search
-        names: dict[str, dict[str, list[str]]] = {n.id: {} for n in self._bridges()}
-        clients = []
-        for a in self._attached.values():
-            for lease in a.leases:
-                table = names.setdefault(lease.network_id, {})
-                ep = next((e for e in a.endpoints if e.network_id == lease.network_id), None)
-                for name in (a.name, a.container_id[:12], a.hostname, *(ep.aliases if ep else ())):
-                    if name:
-                        table.setdefault(name.lower(), []).append(lease.address)
-                clients.append(DnsClient(
-                    address=lease.address,
-                    upstreams=a.dns or host_servers,
-                    search=a.dns_search or host_search,
-                    networks=tuple(
-                        self._networks[x.network_id].gateway for x in a.leases
-                        if x.network_id in self._networks
-                    ),
-                ))
-        networks = [
-            DnsNetwork(gateway=n.gateway, names={k: tuple(v) for k, v in names[n.id].items()})
-            for n in self._bridges() if n.id in names
-        ]
-        return DnsRecords(networks=tuple(networks), clients=tuple(clients))
-
     # ---- the container's /etc files ---------------------------------------------------
 
     def _hosts(self, a: Attached) -> str:
-        lines = [HOSTS.rstrip("\n")]
-        for lease in a.leases:
-            lines.append(f"{lease.address}\t{a.hostname}")
-        lines.extend(self._extra_host_lines(a.extra_hosts))
-        return "\n".join(lines) + "\n"
+        return etcfiles.hosts(a.hostname, [x.address for x in a.leases], a.extra_hosts,
+                              self._host_gateway)
 
     def _host_hosts(self, c: Container) -> str:
-        try:
-            text = Path("/etc/hosts").read_text()
-        except OSError:
-            text = HOSTS
-        extra = self._extra_host_lines(c.host_config.extra_hosts)
-        return text.rstrip("\n") + "\n" + "".join(f"{line}\n" for line in extra)
-
-    def _extra_host_lines(self, extra: Sequence[str]) -> list[str]:
-        lines = []
-        for item in extra:
-            name, _, addr = item.partition(":")
-            if addr == "host-gateway":
-                addr = self._host_gateway()
-            lines.append(f"{addr}\t{name}")
-        return lines
+        return etcfiles.host_hosts(c.host_config.extra_hosts, self._host_gateway)
 
     def _host_gateway(self) -> str:
         default = next((n for n in self._networks.values() if n.name == DEFAULT_NETWORK), None)
@@ -1009,30 +806,7 @@ class NetworkManager:
             log.warning("cannot rewrite /etc/hosts", container_id=a.container_id, reason=str(e))
 
     def _resolv_conf(self, c: Container, nameserver: str) -> str:
-        h = c.host_config
-        if not nameserver:
-            text = resolv_conf(self._host_resolv_conf)
-            if not (h.dns or h.dns_search or h.dns_options):
-                return text
-            servers, search = h.dns, h.dns_search
-            options: tuple[str, ...] = h.dns_options
-            if not servers:
-                servers = tuple(
-                    w[1] for w in (line.split() for line in text.splitlines())
-                    if len(w) >= 2 and w[0] == "nameserver"
-                )
-        else:
-            # The resolver on the gateway answers the networks' names and forwards the
-            # rest to --dns (or the host's servers): docker's embedded DNS.
-            servers, search, options = (nameserver,), h.dns_search, h.dns_options
-            if not search:
-                search = read_resolv_conf(self._host_resolv_conf).search
-        lines = [f"nameserver {s}" for s in servers]
-        if search:
-            lines.append("search " + " ".join(search))
-        if options:
-            lines.append("options " + " ".join(options))
-        return "\n".join(lines) + "\n"
+        return etcfiles.resolv_conf(c.host_config, self._host_resolv_conf, nameserver)
 
     # ---- inspect ---------------------------------------------------------------------
 
@@ -1094,20 +868,3 @@ def _mtu(text: str) -> int:
         return check_mtu(int(text))
     except ValueError:
         raise InvalidArgument(f"invalid MTU {text!r}: give a number between 68 and 65535") from None
-
-
-def _check_extra_host(item: str) -> str:
-    """--add-host NAME:IP (or NAME=IP); IP may be host-gateway."""
-    name, sep, addr = item.replace("=", ":", 1).partition(":")
-    addr = addr.strip("[]")
-    if not sep or not name or not addr:
-        raise InvalidArgument(f"invalid --add-host {item!r}: write NAME:IP, e.g. db:10.0.0.5")
-    if addr != "host-gateway":
-        try:
-            ipaddress.ip_address(addr)
-        except ValueError:
-            raise InvalidArgument(
-                f"invalid --add-host {item!r}: {addr!r} is not an IP address (or host-gateway)"
-            ) from None
-    return f"{name}:{addr}"
-

@@ -388,16 +388,16 @@ async def test_rebuilds_are_coalesced_and_each_start_sees_its_own_rules(env: Env
         await _prepared(env, tmp_path, f"c{i}", publish=(f"{8000 + i}:80",)) for i in range(6)
     ]
     before = len(env.firewall.applied)
-    wanted = env.manager._sync_wanted
+    wanted = env.manager._rebuilds._wanted
     # A rebuild in progress (its apply held) while all six lease and wire: once it is
     # done, one rebuild covers the six changes, however the machine schedules them.
     env.firewall.gate = gate = threading.Event()
     calls = env.firewall.calls
-    running = asyncio.create_task(env.manager._sync())
+    running = asyncio.create_task(env.manager._rebuilds.sync())
     assert await env.firewall.wait_entered(calls)
     starts = asyncio.gather(*(env.manager.attach(c, None) for c in containers))
     for _ in range(10_000):  # bounded: a start that never asks for a rebuild fails the test
-        if env.manager._sync_wanted >= wanted + 1 + len(containers):
+        if env.manager._rebuilds._wanted >= wanted + 1 + len(containers):
             break
         await asyncio.sleep(0.001)
     gate.set()
@@ -409,7 +409,7 @@ async def test_rebuilds_are_coalesced_and_each_start_sees_its_own_rules(env: Env
     assert sorted(r.host_port for r in rules) == [8000 + i for i in range(6)]
     for c in containers:
         await env.manager.release(c.id)
-    await env.manager._settled()
+    await env.manager._rebuilds.settled()
 
 
 async def test_a_cancelled_start_leaves_its_rebuild_running_alone(env: Env, tmp_path: Path) -> None:
@@ -430,12 +430,12 @@ async def test_a_cancelled_start_leaves_its_rebuild_running_alone(env: Env, tmp_
     assert env.firewall.active == 1
     gate.set()
     await second
-    await env.manager._settled()
+    await env.manager._rebuilds.settled()
     assert env.firewall.most_active == 1
     _, rules = env.firewall.applied[-1]
     assert [r.host_port for r in rules] == [8102]  # the cancelled start is released
     await env.manager.release(kept.id)
-    await env.manager._settled()
+    await env.manager._rebuilds.settled()
 
 
 async def test_a_start_on_a_full_network_waits_for_the_address_a_release_freed(
@@ -485,7 +485,7 @@ async def test_a_failed_records_publish_keeps_the_address_cooling(env: Env, tmp_
     await env.manager.attach(old, None)
     env.resolver.fail = True
     await env.manager.release(old.id)
-    await env.manager._settled()
+    await env.manager._rebuilds.settled()
     new = await _prepared(env, tmp_path, "new", network_mode="tiny")
     with pytest.raises(ResourceExhausted, match="all in use"):
         await env.manager.attach(new, None)
@@ -510,7 +510,7 @@ async def test_a_start_while_a_release_unmounts_gets_another_address(env: Env, t
     assert [e.address for e in env.manager.view(new).endpoints] == ["10.6.0.3"]
     gate.set()
     await releasing
-    await env.manager._settled()
+    await env.manager._rebuilds.settled()
     assert [x.address for x in await NetworkRecords(env.db).load_leases()] == ["10.6.0.3"]
 
 
@@ -540,6 +540,6 @@ async def test_a_failed_unmount_still_deletes_the_leases_and_rebuilds(env: Env, 
         await env.manager.release(c.id)
     assert await NetworkRecords(env.db).load_leases() == []
     assert [a for a, _, _ in await _network_events(env.db)][-1] == "disconnect"
-    await env.manager._settled()
+    await env.manager._rebuilds.settled()
     _, rules = env.firewall.applied[-1]
     assert rules == []
