@@ -617,10 +617,23 @@ def main(argv: list[str] | None = None) -> int:
     if set(engines) - {"pallet", "docker"} or set(args.only.split(",")) - set(PARTS):
         print(f"bench: --engines takes pallet and docker; --only takes {', '.join(PARTS)}", file=sys.stderr)
         return 2
+    return session("net", engines, lambda sides: measure(list(sides.values()), args), table, args.json)
+
+
+def session(
+    tag: str,
+    engines: list[str],
+    measure_sides: Callable[[dict[str, Side]], None],
+    table_of: Callable[[dict[str, Side]], str],
+    json_path: Path | None,
+) -> int:
+    """One run of a side-by-side benchmark: the engines brought up (each in a namespace
+    of its own), `measure_sides` over them, the table, the load, and the check that the
+    host is as before (exit status 1 when it is not)."""
     before = host_state()
     load = [Path("/proc/loadavg").read_text().split()[0]]
     sides: dict[str, Side] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="pallet-bench-net-"))
+    workdir = Path(tempfile.mkdtemp(prefix=f"pallet-bench-{tag}-"))
     try:
         tar = rootfs.write_rootfs_tar(workdir / "busybox-rootfs.tar")
         # Both engines up at once, measured turn about (see `_turns`); each one's daemon
@@ -632,18 +645,18 @@ def main(argv: list[str] | None = None) -> int:
                     sides[engine] = (pallet_side if engine == "pallet" else docker_side)(stack, tar, workdir)
                 except (EngineError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
                     print(f"bench: {engine} could not be measured: {exc}", file=sys.stderr)
-            measure(list(sides.values()), args)
+            measure_sides(sides)
             load.append(Path("/proc/loadavg").read_text().split()[0])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    print(table(sides))
+    print(table_of(sides))
     print(f"\nload average (1 min) at the start {load[0]}, at the end {load[-1]}; {os.cpu_count()} CPUs")
     changes = host_changes(before, host_state(), [workdir, *USED_DIRS])
     print("\nhost: " + ("as before (" + ", ".join(before) + "; our directories gone)" if not changes else "CHANGED:"))
     for change in changes:
         print(f"  {change}")
-    if args.json:
-        args.json.write_text(json.dumps(
+    if json_path:
+        json_path.write_text(json.dumps(
             {n: {k: {"value": r.value, "unit": r.unit, "detail": r.detail} for k, r in s.rows.items()}
              | {"notes": s.notes} for n, s in sides.items()}, indent=2) + "\n")
     return 1 if changes else 0

@@ -15,7 +15,6 @@ A row whose verb an engine does not have yet (pallet before `cp` or `commit` lan
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import secrets
@@ -29,10 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import rootfs
 from engines import EngineError, check
 from figures import time_command
-from net import Row, Side, _turns, attempt, docker_side, host_changes, host_state, pallet_side, USED_DIRS
+from net import USED_DIRS, Row, Side, _turns, attempt, session
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("start_volumes", "start with 5 volumes and a bind, minus one with none", "≤ 5 ms"),
@@ -81,7 +79,8 @@ def measure_start(sides: list[Side], runs: int, workdir: Path,
                 full_ids.add(check(s.cli("create", "--name", full, "--network", "none", *mounts,
                                          "-v", f"{host}:/b", s.image, "true")).strip())
                 made[s.name] += [plain, full]
-                for name, key in ((plain, "without"), (full, "with")):
+                pair = [(plain, "without"), (full, "with")]
+                for name, key in pair if r % 2 else reversed(pair):  # who goes first alternates
                     t0 = time.perf_counter()
                     starters[s.name](name)
                     elapsed = (time.perf_counter() - t0) * 1e3
@@ -347,30 +346,21 @@ def main(argv: list[str] | None = None) -> int:
     if set(engines) - {"pallet", "docker"} or set(parts) - set(PARTS):
         print(f"bench: --engines takes pallet and docker; --only takes {', '.join(PARTS)}", file=sys.stderr)
         return 2
-    before = host_state()
-    load = [Path("/proc/loadavg").read_text().split()[0]]
-    sides: dict[str, Side] = {}
-    workdir = Path(tempfile.mkdtemp(prefix="pallet-bench-volumes-"))
-    try:
-        tar = rootfs.write_rootfs_tar(workdir / "busybox-rootfs.tar")
-        with contextlib.ExitStack() as stack:
-            api: dict[str, Callable[[str], None]] = {}
-            starters: dict[str, Callable[[str], None]] = {}
-            for engine in engines:
-                print(f"bench: starting {engine} in a network namespace of its own ...", file=sys.stderr)
-                try:
-                    if engine == "pallet":
-                        side = pallet_side(stack, tar, workdir)
-                        api["pallet"] = _pallet_api(side.daemon.channel())
-                        starters["pallet"] = _pallet_start(side.daemon.channel())
-                    else:
-                        side = docker_side(stack, tar, workdir)
-                        api["docker"] = _docker_api(str(side.daemon.sock))
-                        starters["docker"] = _docker_start(str(side.daemon.sock))
-                    sides[engine] = side
-                except (EngineError, RuntimeError, OSError, subprocess.CalledProcessError) as exc:
-                    print(f"bench: {engine} could not be measured: {exc}", file=sys.stderr)
-            ss = list(sides.values())
+
+    def measure_sides(sides: dict[str, Side]) -> None:
+        api: dict[str, Callable[[str], None]] = {}
+        starters: dict[str, Callable[[str], None]] = {}
+        for name, side in sides.items():
+            if name == "pallet":
+                api[name] = _pallet_api(side.daemon.channel())
+                starters[name] = _pallet_start(side.daemon.channel())
+            else:
+                api[name] = _docker_api(str(side.daemon.sock))
+                starters[name] = _docker_start(str(side.daemon.sock))
+        ss = list(sides.values())
+        workdir = Path(tempfile.mkdtemp(prefix="pallet-bench-volumes-data-"))
+        USED_DIRS.append(workdir)
+        try:
             if "start" in parts:
                 print("bench: start with volumes ...", file=sys.stderr)
                 attempt(ss, ("start_volumes",), lambda: measure_start(ss, args.runs, workdir, starters))
@@ -385,20 +375,10 @@ def main(argv: list[str] | None = None) -> int:
             if "commit" in parts:
                 print("bench: commit ...", file=sys.stderr)
                 attempt(ss, ("commit_100m",), lambda: measure_commit(ss, args.rounds, args.commit_mb))
-            load.append(Path("/proc/loadavg").read_text().split()[0])
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    print(table(sides))
-    print(f"\nload average (1 min) at the start {load[0]}, at the end {load[-1]}; {os.cpu_count()} CPUs")
-    changes = host_changes(before, host_state(), [workdir, *USED_DIRS])
-    print("\nhost: " + ("as before (" + ", ".join(before) + "; our directories gone)" if not changes else "CHANGED:"))
-    for change in changes:
-        print(f"  {change}")
-    if args.json:
-        args.json.write_text(json.dumps(
-            {n: {k: {"value": r.value, "unit": r.unit, "detail": r.detail} for k, r in s.rows.items()}
-             | {"notes": s.notes} for n, s in sides.items()}, indent=2) + "\n")
-    return 1 if changes else 0
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    return session("volumes", engines, measure_sides, table, args.json)
 
 
 if __name__ == "__main__":
