@@ -31,8 +31,9 @@ async def upload_bytes(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     async for req in requests:
         kind = req.WhichOneof("payload")
         if kind == "chunk":
-            received += len(req.chunk)
-            yield req.chunk
+            chunk = req.chunk  # each read of the field is a copy of its bytes
+            received += len(chunk)
+            yield chunk
         elif kind == "end":
             if req.end.size != received:
                 raise InvalidArgument(

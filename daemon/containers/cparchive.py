@@ -23,6 +23,8 @@ from pallet.shim.api.inroot import DIR_FLAGS, IN_ROOT, open_dir, openat2, split_
 from pallet.v1.errors import InvalidArgument, NotFound
 
 COPY_BUFFER = 1 << 20
+#: A file at least this big has its content spliced into the pipe, not read and written.
+SPLICE_FROM = 64 << 10
 _NOFOLLOW_DIR = DIR_FLAGS | os.O_NOFOLLOW
 _NOFOLLOW_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 #: Entries that vanish or change kind while a live tree is read are left out.
@@ -147,31 +149,53 @@ def stat_path(root_fd: int, path: str, container: str) -> PathInfo:
 
 
 class _TarOut:
-    """The file object tarfile writes to: a pipe, with the `tell` tarfile wants and
-    writes gathered so headers do not each cost a system call."""
+    """The tar going to a pipe: headers and small files' content gathered into pieces of
+    COPY_BUFFER, a larger file's content spliced from the file into the pipe (splice(2):
+    no copy through Python)."""
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
         self._buf = bytearray()
-        self._pos = 0
+        self._splice = True
 
-    def tell(self) -> int:
-        return self._pos
-
-    def write(self, data: bytes) -> int:
-        self._pos += len(data)
-        if len(data) >= COPY_BUFFER and not self._buf:
-            _write_all(self._fd, data)
-            return len(data)
+    def write(self, data: bytes) -> None:
         self._buf += data
         if len(self._buf) >= COPY_BUFFER:
             self.flush()
-        return len(data)
 
     def flush(self) -> None:
         if self._buf:
             _write_all(self._fd, self._buf)
             self._buf.clear()
+
+    def content(self, fd: int, size: int) -> None:
+        """Exactly `size` bytes of the file `fd`: a live file that shrinks while it is
+        read is padded with zeros, one that grows is cut at `size`."""
+        left = size
+        if size >= SPLICE_FROM and self._splice:
+            self.flush()
+            while left:
+                try:
+                    moved = os.splice(fd, self._fd, min(left, 1 << 30))
+                except OSError as exc:
+                    if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+                        raise
+                    self._splice = False  # not a pipe (a file, in tests): read below
+                    break
+                if not moved:
+                    break
+                left -= moved
+        while left:
+            data = os.read(fd, min(left, COPY_BUFFER))
+            if not data:
+                break
+            self.write(data)
+            left -= len(data)
+        if left:
+            self.write(bytes(left))  # shrunk meanwhile
+        remainder = size % tarfile.BLOCKSIZE
+        if remainder:
+            self.write(tarfile.NUL * (tarfile.BLOCKSIZE - remainder))
 
 
 def _write_all(fd: int, data: bytes | bytearray) -> None:
@@ -180,39 +204,13 @@ def _write_all(fd: int, data: bytes | bytearray) -> None:
         view = view[os.write(fd, view):]
 
 
-class _Content:
-    """A regular file's bytes for tarfile, exactly `size` of them: a live file that
-    shrinks while it is read is padded with zeros, one that grows is cut at `size`."""
-
-    def __init__(self, fd: int, size: int) -> None:
-        self._fd = fd
-        self._left = size
-
-    def read(self, n: int = -1) -> bytes:
-        n = self._left if n < 0 else min(n, self._left)
-        parts = []
-        want = n
-        while want:
-            data = os.read(self._fd, want)
-            if not data:
-                parts.append(bytes(want))
-                break
-            parts.append(data)
-            want -= len(data)
-        self._left -= n
-        return b"".join(parts)
-
-
 class ArchiveWriter:
-    """Writes one source's tar to a file descriptor."""
+    """Writes one source's tar to a file descriptor: tarfile's PAX headers
+    (`TarInfo.tobuf`), the content and the end written here (tarfile's `addfile`
+    copies each file through two buffers and keeps every member in a list)."""
 
     def __init__(self, out_fd: int) -> None:
         self._out = _TarOut(out_fd)
-        # Not "w|": tarfile's stream mode re-buffers every write in 10 KiB records.
-        self._tar = tarfile.TarFile(
-            fileobj=self._out, mode="w",  # type: ignore[arg-type]
-            format=tarfile.PAX_FORMAT, copybufsize=COPY_BUFFER,
-        )
         self._links: dict[tuple[int, int], str] = {}
         self.size = 0
 
@@ -221,15 +219,21 @@ class ArchiveWriter:
             self._entry(source.fd, source.name, source.arcname)
         else:
             self._directory(source.fd, source.arcname, os.fstat(source.fd))
-        self._tar.close()
+        # The end: two zero blocks (as Go's archive/tar, docker's, ends it).
+        self._out.write(tarfile.NUL * (2 * tarfile.BLOCKSIZE))
         self._out.flush()
+
+    def _add(self, info: tarfile.TarInfo) -> None:
+        self._out.write(info.tobuf(tarfile.PAX_FORMAT, tarfile.ENCODING, "surrogateescape"))
 
     def _header(self, arcname: str, st: os.stat_result) -> tarfile.TarInfo:
         info = tarfile.TarInfo(arcname)
         info.mode = stat.S_IMODE(st.st_mode)
         info.uid, info.gid = st.st_uid, st.st_gid
         info.uname = info.gname = ""
-        info.mtime = st.st_mtime_ns / 1e9
+        # Whole seconds, as docker's archives have them: a float costs every entry a pax
+        # header of its own (written here, parsed again by the client).
+        info.mtime = st.st_mtime_ns // 1_000_000_000
         return info
 
     def _entry(self, dir_fd: int, name: str, arcname: str) -> None:
@@ -246,13 +250,13 @@ class ArchiveWriter:
             elif stat.S_ISLNK(st.st_mode):
                 info = self._header(arcname, st)
                 info.type, info.linkname = tarfile.SYMTYPE, os.readlink(name, dir_fd=dir_fd)
-                self._tar.addfile(info)
+                self._add(info)
             elif stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
                 info = self._header(arcname, st)
                 info.type = (tarfile.FIFOTYPE if stat.S_ISFIFO(st.st_mode)
                              else tarfile.CHRTYPE if stat.S_ISCHR(st.st_mode) else tarfile.BLKTYPE)
                 info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-                self._tar.addfile(info)
+                self._add(info)
             # Sockets are left out, as docker leaves them.
         except OSError as exc:
             if exc.errno not in _GONE:
@@ -263,7 +267,7 @@ class ArchiveWriter:
         if st.st_nlink > 1 and key in self._links:
             info = self._header(arcname, st)
             info.type, info.linkname = tarfile.LNKTYPE, self._links[key]
-            self._tar.addfile(info)
+            self._add(info)
             return
         fd = os.open(name, _NOFOLLOW_READ, dir_fd=dir_fd)
         try:
@@ -272,7 +276,8 @@ class ArchiveWriter:
                 return  # swapped for something else since the lstat
             info = self._header(arcname, st)
             info.size = st.st_size
-            self._tar.addfile(info, _Content(fd, st.st_size))  # type: ignore[arg-type,unused-ignore]
+            self._add(info)
+            self._out.content(fd, st.st_size)
             self.size += st.st_size
         finally:
             os.close(fd)
@@ -282,7 +287,7 @@ class ArchiveWriter:
     def _directory(self, fd: int, arcname: str, st: os.stat_result) -> None:
         info = self._header(arcname, st)
         info.type = tarfile.DIRTYPE
-        self._tar.addfile(info)
+        self._add(info)
         for name in sorted(os.listdir(fd)):
             self._entry(fd, name, f"{arcname}/{name}")
 

@@ -20,11 +20,12 @@ The rules, docker's where docker has one:
   metadata set from the entry (except the extraction point itself, `.`).
 
 Nothing half-written: each file is written unnamed (O_TMPFILE, where the filesystem has
-it: overlayfs since Linux 6.6, tmpfs, ext4, xfs) and linked under a temporary name in its
-directory once whole, symlinks, hardlinks and FIFOs are made under one, and each is renamed
-onto its name when complete, so a name holds the old thing or the new one, and a helper
-killed mid-file leaves nothing half-written (at most a whole file under a `.pallet-cp-`
-name, between its link and its rename). When the copy fails (a full disk, a bad entry, an upload cut short) what it
+it: overlayfs since Linux 6.6, tmpfs, ext4, xfs) and linked once whole: straight at its
+name when that is free (linkat never replaces a name), else under a temporary name renamed
+onto it; symlinks, hardlinks and FIFOs are made under a temporary name and renamed, so a
+name holds the old thing or the new one, and a helper killed mid-file leaves nothing
+half-written (at most a whole file under a `.pallet-cp-` name, between its link and its
+rename). When the copy fails (a full disk, a bad entry, an upload cut short) what it
 created is removed, deepest first; a file it had already replaced keeps its new content
 (undoing that would need a copy of the old one, which docker does not keep either).
 """
@@ -39,10 +40,10 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import IO
 
+from pallet.daemon.containers.cptar import TarReader
 from pallet.shim.api.inroot import DIR_FLAGS, clean_parts, make_dirs, open_dir
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError, ResourceExhausted
 
-COPY_BUFFER = 1 << 20
 MAX_EXTENDED_HEADER = 1 << 20
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -129,11 +130,13 @@ class Extractor:
     # ---- entries ---------------------------------------------------------------------
 
     def extract(self, stream: IO[bytes]) -> Extracted:
+        """Extract the tar `stream` holds; a raw pipe (io.FileIO) has its files' content
+        spliced into them."""
+        archive = TarReader(stream, _BoundedTarInfo)
         try:
-            with tarfile.open(fileobj=stream, mode="r|", tarinfo=_BoundedTarInfo,
-                              bufsize=COPY_BUFFER) as archive:
-                for member in archive:
-                    self._member(archive, member)
+            for member in archive:
+                self._member(archive, member)
+            archive.drain()
         except tarfile.ReadError as exc:
             raise InvalidArgument(f"not a valid tar archive: {exc}") from None
         except (tarfile.TarError, EOFError) as exc:
@@ -142,7 +145,7 @@ class Extractor:
         self._apply_directory_metadata()
         return self.result
 
-    def _member(self, archive: tarfile.TarFile, member: tarfile.TarInfo) -> None:
+    def _member(self, archive: TarReader, member: tarfile.TarInfo) -> None:
         parts = clean_parts(member.name)
         if parts is None:
             raise InvalidArgument(
@@ -175,9 +178,10 @@ class Extractor:
         return FailedPrecondition(f"{where}: {exc.strerror or exc}")
 
     def _parent(self, parts: tuple[str, ...]) -> int:
-        """A dir fd of the directory holding the entry `parts` (made when missing)."""
+        """A dir fd of the directory holding the entry `parts` (made when missing); it
+        stays this object's (the cache's), valid until `_close_cached`."""
         if self._cached is not None and self._cached[0] == parts[:-1]:
-            return os.dup(self._cached[1])
+            return self._cached[1]
         self._close_cached()
         made: list[tuple[str, ...]] = []
         full = (*self._base, *parts[:-1])
@@ -185,7 +189,7 @@ class Extractor:
         for path in made:  # rollback removes a directory only when it is empty again
             self.result.made.append(_Made(path[:-1], path[-1], 0, True))
         self._cached = (parts[:-1], fd)
-        return os.dup(fd)
+        return fd
 
     def _close_cached(self) -> None:
         if self._cached is not None:
@@ -197,7 +201,7 @@ class Extractor:
             return (-1, -1)  # chown's "leave it"
         return (member.uid, member.gid) if self._options.copy_uid_gid else (0, 0)
 
-    def _create(self, archive: tarfile.TarFile, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
+    def _create(self, archive: TarReader, member: tarfile.TarInfo, parts: tuple[str, ...]) -> None:
         if member.ischr() or member.isblk():
             raise InvalidArgument(
                 f"archive entry {member.name!r} is a device node: cp does not create device "
@@ -205,30 +209,29 @@ class Extractor:
             )
         if not (member.isdir() or member.isreg() or member.issym() or member.islnk() or member.isfifo()):
             raise InvalidArgument(f"archive entry {member.name!r} has unsupported tar type {member.type!r}")
-        parent = self._parent(parts)
-        try:
-            base = parts[-1]
-            existing = _lstat(parent, base)
-            if existing is not None:
-                self._check_replace(member, existing)
-            if member.isdir():
-                self._directory(member, parent, parts, existing)
-                return
-            if member.isreg():
-                tmp = self._regular(archive, member, parent)
-            elif member.issym():
-                tmp = self._temp_name()
-                os.symlink(member.linkname, tmp, dir_fd=parent)
-                self._finish(parent, tmp, member)
-            elif member.islnk():
-                tmp = self._hardlink(member, parent)
-            else:
-                tmp = self._temp_name()
-                os.mkfifo(tmp, 0o600, dir_fd=parent)
-                self._finish(parent, tmp, member)
-            self._place(parent, tmp, parts, existing)
-        finally:
-            os.close(parent)
+        parent = self._parent(parts)  # the cache's: not closed here
+        base = parts[-1]
+        existing = _lstat(parent, base)
+        if existing is not None:
+            self._check_replace(member, existing)
+        if member.isdir():
+            self._directory(member, parent, parts, existing)
+            return
+        if member.isreg():
+            tmp = self._regular(archive, member, parent, parts, existing)
+            if not tmp:
+                return  # in place already
+        elif member.issym():
+            tmp = self._temp_name()
+            os.symlink(member.linkname, tmp, dir_fd=parent)
+            self._finish(parent, tmp, member)
+        elif member.islnk():
+            tmp = self._hardlink(member, parent)
+        else:
+            tmp = self._temp_name()
+            os.mkfifo(tmp, 0o600, dir_fd=parent)
+            self._finish(parent, tmp, member)
+        self._place(parent, tmp, parts, existing)
         if not (member.isreg() or member.islnk()):
             self._close_cached()  # a symlink may now stand where a cached path went
 
@@ -269,28 +272,54 @@ class Extractor:
         self._dirs.append(((*self._base, *parts), stat.S_IMODE(member.mode), _mtime_ns(member)))
         self._close_cached()
 
-    def _regular(self, archive: tarfile.TarFile, member: tarfile.TarInfo, parent: int) -> str:
+    def _regular(self, archive: TarReader, member: tarfile.TarInfo, parent: int,
+                 parts: tuple[str, ...], existing: os.stat_result | None) -> str:
+        """Write the file; "" when it is in place under its name already (a new name:
+        linked there once whole), else its temporary name, for `_place`."""
         tmp = self._temp_name()
-        fd, named = _new_file(parent, tmp)
+        mode = stat.S_IMODE(member.mode)
+        fd, named = _new_file(parent, tmp, mode & 0o777)
+        placed = ""
         try:
             try:
-                source = archive.extractfile(member)
-                if source is not None:
-                    while chunk := source.read(COPY_BUFFER):
-                        _write_all(fd, chunk)
+                archive.copy_to(fd, member.size)
+                st = os.fstat(fd)
+                uid, gid = self._owner(member)
+                chowned = (uid != -1 and uid != st.st_uid) or (gid != -1 and gid != st.st_gid)
+                if chowned:
+                    os.fchown(fd, uid, gid)
                 # Owner before mode: chown clears setuid and setgid.
-                os.fchown(fd, *self._owner(member))
-                os.fchmod(fd, stat.S_IMODE(member.mode))
+                if chowned or stat.S_IMODE(st.st_mode) != mode:
+                    os.fchmod(fd, mode)
                 os.utime(fd, ns=(_mtime_ns(member), _mtime_ns(member)))
-                if not named:  # whole now: given its temporary name
-                    os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=parent, follow_symlinks=True)
+                if not named:  # whole now: given its name
+                    if existing is None:
+                        placed = self._link_new(fd, parent, parts[-1])
+                    if not placed:
+                        os.link(f"/proc/self/fd/{fd}", tmp, dst_dir_fd=parent, follow_symlinks=True)
             finally:
                 os.close(fd)
         except BaseException:
+            if placed:
+                _unlink_quietly(parent, placed)
             _unlink_quietly(parent, tmp)
             raise
         self.result.size += member.size
+        if placed:
+            self.result.made.append(_Made((*self._base, *parts[:-1]), placed, st.st_ino, False))
+            return ""
         return tmp
+
+    @staticmethod
+    def _link_new(fd: int, parent: int, base: str) -> str:
+        """Link the whole unnamed file at the name `base`, which was free: linkat never
+        replaces a name, so nothing is lost if the container made one meanwhile (then
+        "", and the temporary name and a rename, as for a name that exists)."""
+        try:
+            os.link(f"/proc/self/fd/{fd}", base, dst_dir_fd=parent, follow_symlinks=True)
+        except FileExistsError:
+            return ""
+        return base
 
     def _hardlink(self, member: tarfile.TarInfo, parent: int) -> str:
         target = clean_parts(member.linkname)
@@ -399,12 +428,13 @@ def _lstat(dir_fd: int, name: str) -> os.stat_result | None:
         return None
 
 
-def _new_file(parent: int, name: str) -> tuple[int, bool]:
+def _new_file(parent: int, name: str, mode: int) -> tuple[int, bool]:
     """A file to write one entry into, and whether it has `name` yet: an unnamed O_TMPFILE
     where the filesystem has them, so a helper killed mid-file (kill -9) leaves no
     half-written file behind, only the kernel's freed inode; else `name` itself."""
     try:
-        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, 0o600, dir_fd=parent), False
+        # Unnamed, so made with its mode at once (a named one stays 0600 until whole).
+        return os.open(".", os.O_WRONLY | os.O_TMPFILE | os.O_CLOEXEC, mode, dir_fd=parent), False
     except OSError as exc:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
             raise
@@ -430,12 +460,6 @@ def _remove_tree(dir_fd: int, name: str) -> None:
     finally:
         os.close(fd)
     os.rmdir(name, dir_fd=dir_fd)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 def _mtime_ns(member: tarfile.TarInfo) -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import fcntl
 import json
 import os
 import signal
@@ -53,6 +54,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
 PR_SET_PDEATHSIG = 1
+PIPE_SIZE = 1 << 20
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -189,10 +191,10 @@ def _put(root: int, request: Mapping[str, Any]) -> dict[str, Any]:
     extractor.check_destination()
     report({"ready": True})
     try:
-        stdin = os.fdopen(0, "rb", buffering=1 << 20, closefd=False)
+        # Unbuffered: the extractor reads the pipe itself, and splices files' content
+        # from it; it reads on to the upload's end (the tar's padding, what follows).
+        stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
         result = extractor.extract(stdin)
-        while stdin.read(1 << 20):
-            pass  # the tar's padding, or what follows its end: read to the upload's end
         commit = os.read(int(request["commit_fd"]), 64)
         if commit.strip() != b"commit":
             raise FailedPrecondition("the upload did not finish: nothing was copied")
@@ -222,8 +224,20 @@ def _stop(signum: int, frame: object) -> None:
     raise Stopped()
 
 
+def _widen_pipes() -> None:
+    """A pipe holds 64 KiB by default: palletd and this helper would take turns every
+    64 KiB of a gigabyte. 1 MiB (the default pipe-max-size) on the tar's pipe."""
+    for fd in (0, 1):
+        try:
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+        except OSError:
+            pass  # above /proc/sys/fs/pipe-max-size: the default works, only slower
+
+
 def main(argv: list[str]) -> int:
     request = json.loads(argv[1])
+    _widen_pipes()
     signal.signal(signal.SIGTERM, _stop)
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
     if os.getppid() != int(request["parent_pid"]):

@@ -32,7 +32,9 @@ from pallet.v1.errors import FailedPrecondition, Internal, PalletError, from_cod
 log = structlog.get_logger(__name__)
 
 HELPER = "pallet.daemon.containers.cphelper"
-READ_SIZE = 1 << 20
+#: The size of a tar piece out of the helper: one gRPC message (the channel allows
+#: 64 MiB); the helper's pipes hold 1 MiB (see `cphelper`).
+READ_SIZE = 4 << 20
 #: Statuses whose root is the running init's (a paused container's files are there too).
 _LIVE = (Status.RUNNING, Status.PAUSED)
 _STOPPED = (Status.CREATED, Status.EXITED)
@@ -117,6 +119,14 @@ def _path_info(data: Mapping[str, Any]) -> PathInfo:
                     int(data["mtime_ns"]), str(data.get("link_target", "")))
 
 
+async def _read_piece(stream: asyncio.StreamReader) -> bytes:
+    """READ_SIZE bytes of the stream, fewer only at its end."""
+    try:
+        return await stream.readexactly(READ_SIZE)
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial
+
+
 class ContainerFiles:
     """cp for every container of one manager."""
 
@@ -166,7 +176,7 @@ class ContainerFiles:
                 stdout=asyncio.subprocess.PIPE if op == "get" else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(commit_read,) if op == "put" else (),
-                limit=1 << 16,
+                limit=READ_SIZE,  # the read buffer: pieces of READ_SIZE, no pause per 128 KiB
             )
         except BaseException:
             if commit_write >= 0:
@@ -201,7 +211,7 @@ class ContainerFiles:
             try:
                 yield _path_info((await helper.next_report())["stat"])
                 assert helper.proc.stdout is not None
-                while data := await helper.proc.stdout.read(READ_SIZE):
+                while data := await _read_piece(helper.proc.stdout):
                     yield data
                 await helper.next_report()  # done, or the error that cut the tar short
                 await helper.proc.wait()
