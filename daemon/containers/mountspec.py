@@ -23,6 +23,7 @@ from pallet.daemon.containers.model import (
     MountSpec,
 )
 from pallet.daemon.limits import check_path
+from pallet.daemon.volumes.model import is_volume_name
 from pallet.shim.api.mountflags import FLAGS, STRUCTURAL, TMPFS_DATA_KEYS, TMPFS_DATA_WORDS
 from pallet.v1.errors import InvalidArgument
 
@@ -43,7 +44,6 @@ _PROC_ALLOWED = frozenset({
     "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
     "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled",
 })
-_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 
 def check_target(target: str, what: str) -> str:
@@ -76,7 +76,7 @@ def check_target(target: str, what: str) -> str:
 
 
 def _check_volume_name(name: str, what: str) -> None:
-    if len(name) < 2 or not name[0].isalnum() or not set(name) <= _NAME_CHARS:
+    if not is_volume_name(name):
         raise InvalidArgument(
             f"{what}: {name!r} includes invalid characters for a local volume name, only "
             "[a-zA-Z0-9][a-zA-Z0-9_.-] are allowed. If you intended to pass a host "

@@ -33,7 +33,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import re
 import secrets
 import sqlite3
 import time
@@ -49,7 +48,13 @@ from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.fsutil import remove_tree
 from pallet.daemon.store import space
 from pallet.daemon.volumes import copyup
-from pallet.daemon.volumes.model import DRIVER_LOCAL, LABEL_ANONYMOUS, Volume, VolumeUse
+from pallet.daemon.volumes.model import (
+    DRIVER_LOCAL,
+    LABEL_ANONYMOUS,
+    Volume,
+    VolumeUse,
+    is_volume_name,
+)
 from pallet.daemon.volumes.mounts import Mounter, kernel_filesystems, parse_local_options
 from pallet.daemon.volumes.store import (
     VolumeRecords,
@@ -74,9 +79,6 @@ DATA_DIR = "_data"
 # letter or digit).
 CREATING = ".creating-"
 REMOVING = ".removing-"
-# Docker's rule, with a length a directory name can have.
-_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
-_NAME_MAX = 255
 
 Users = Callable[[str], list[tuple[str, str]]]  # volume name -> [(container id, name)]
 
@@ -129,7 +131,7 @@ def _is_empty(path: Path) -> bool:
 
 
 def check_name(name: str) -> str:
-    if not _NAME.fullmatch(name) or len(name.encode()) > _NAME_MAX:
+    if not is_volume_name(name):
         raise InvalidArgument(
             f"invalid volume name {name!r}: use at least two characters from "
             "[a-zA-Z0-9_.-], starting with a letter or digit (at most 255)"
@@ -249,7 +251,7 @@ class VolumeManager:
                     removed.append(volume)
             elif name in self._volumes:
                 copyup.remove_unfinished(path)
-            elif is_dir and _NAME.fullmatch(name):
+            elif is_dir and is_volume_name(name):
                 log.warning("adopting a volume directory no record names", volume=name)
                 self._unmount_inside(path)  # a plain volume nobody uses has nothing mounted
                 (path / DATA_DIR).mkdir(mode=0o755, exist_ok=True)

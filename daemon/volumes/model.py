@@ -7,6 +7,7 @@ gives them. Must not: do I/O.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -21,6 +22,15 @@ OPT_TYPE = "type"
 OPT_DEVICE = "device"
 OPT_O = "o"
 KNOWN_OPTIONS = (OPT_TYPE, OPT_DEVICE, OPT_O)
+
+# Docker's rule for a volume's name, with the length a directory name can have.
+_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]+")
+NAME_MAX = 255
+
+
+def is_volume_name(name: str) -> bool:
+    """Whether `name` may name a volume (and so a directory under <root>/volumes)."""
+    return bool(_NAME.fullmatch(name)) and len(name.encode()) <= NAME_MAX
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,3 +160,10 @@ def test_what_tmpfs_and_tmpfs_volumes_take_the_shim_takes_too() -> None:
 
     m = parse_tmpfs("/t:size=1m,huge=always,mpol=default,inode64,noswap,norelatime,exec")
     files._validate_mount(spec_mount(m, ""))  # the shim refused huge, mpol and inode64
+
+
+def test_v_refuses_a_volume_name_no_directory_could_have() -> None:
+    # One rule for volume names, the volume manager's: -v says so before anything is made.
+    with pytest.raises(InvalidArgument, match="invalid characters for a local volume name"):
+        parse_bind("v" * 256 + ":/data")
+    assert parse_bind("v" * 255 + ":/data").source == "v" * 255
