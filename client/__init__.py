@@ -1,7 +1,8 @@
 """pallet CLI and gRPC client library.
 
 `from pallet.client import PalletClient` gives the typed client (`pallet.client.api`); it is
-imported on first use so that `pallet --help` never pays for grpc.
+imported on first use so that `pallet --help` never pays for protobuf or the connection.
+It speaks gRPC with its own small transport (`pallet.client.wire`), not grpcio.
 """
 
 from __future__ import annotations

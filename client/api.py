@@ -5,8 +5,9 @@ path), one method per RPC returning pallet.v1 messages, duplex sessions for Atta
 Exec, and mapping every gRPC failure to `pallet.v1.errors` once (`client.errors`).
 Must not: print, parse command lines or format output.
 
-Synchronous grpc on purpose: it imports faster than grpc.aio plus an event loop, and each
-streaming call keeps its own thread for the requests it sends.
+The calls go over `client.wire` (gRPC on one HTTP/2 connection, no grpcio: its import
+alone cost more than the rest of a CLI command) and are made from the generated modules'
+descriptors: `self._stub("containers").Create(request)` looks like a grpcio stub's call.
 
     with PalletClient("unix:///run/pallet/pallet.sock") as client:
         for c in client.list_containers(all=True):
@@ -16,14 +17,11 @@ streaming call keeps its own thread for the requests it sends.
 from __future__ import annotations
 
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
-import grpc
-
+from pallet.client import wire
 from pallet.client.errors import from_rpc_error
 from pallet.v1.errors import Internal, InvalidArgument, Unavailable
 
@@ -34,8 +32,8 @@ DEFAULT_CONNECT_TIMEOUT = 20.0
 
 #: Request size for streamed uploads (import, load, stdin).
 CHUNK_SIZE = 256 * 1024
-
-_T = TypeVar("_T")
+#: The largest message either side sends (palletd's own limit is the same).
+MAX_MESSAGE = 64 * 1024 * 1024
 
 
 def resolve_host(host: str | None = None) -> str:
@@ -85,42 +83,10 @@ def grpc_target(host: str) -> str:
     raise InvalidArgument(f"invalid host {host!r}: expected unix:///path/to/pallet.sock")
 
 
-class _Requests(Generic[_T]):
-    """The request iterator grpc drains on its own thread: queued messages until finish().
-
-    Bounded, so a fast stdin cannot outrun the daemon: grpc sends one message at a time and
-    a full queue makes `put` wait. After finish() what is queued is still sent, then the
-    iterator ends; puts are dropped.
-    """
-
-    _POLL = 0.1
-
-    def __init__(self, first: _T, maxsize: int = 32) -> None:
-        self._queue: queue.Queue[_T] = queue.Queue(maxsize=maxsize)
-        self._queue.put(first)
-        self._finished = threading.Event()
-
-    def put(self, message: _T) -> None:
-        while not self._finished.is_set():
-            try:
-                self._queue.put(message, timeout=self._POLL)
-                return
-            except queue.Full:
-                continue
-
-    def finish(self) -> None:
-        self._finished.set()
-
-    def __iter__(self) -> Iterator[_T]:
-        return self
-
-    def __next__(self) -> _T:
-        while True:
-            try:
-                return self._queue.get(timeout=self._POLL)
-            except queue.Empty:
-                if self._finished.is_set():
-                    raise StopIteration from None
+def socket_path(host: str) -> str:
+    """The socket's path for a pallet host URL (as `grpc_target` checks it)."""
+    target = grpc_target(host)
+    return target[len("unix://") :] if target.startswith("unix://") else target[len("unix:") :]
 
 
 class DuplexSession:
@@ -135,26 +101,24 @@ class DuplexSession:
     def __init__(
         self,
         host: str,
-        call: Any,
-        requests: _Requests[Any],
+        call: wire.Stream,
+        response_type: Any,
         request_type: Any,
         connect_timeout: float | None = None,
     ) -> None:
         self._host = host
         self._connect_timeout = connect_timeout
         self._call = call
-        self._requests = requests
+        self._response_type = response_type
         self._request_type = request_type
         self.exit: Any = None
 
     def _next_response(self) -> Any:
         try:
-            return next(self._call)
-        except StopIteration:
-            return None
-        except grpc.RpcError as exc:
-            self._requests.finish()
+            data = self._call.receive()
+        except wire.RpcError as exc:
             raise from_rpc_error(exc, self._host, self._connect_timeout) from None
+        return None if data is None else self._response_type.FromString(data)
 
     def first(self, field: str) -> Any:
         """Read the opening message (`ready` or `started`); an early exit is kept in `exit`."""
@@ -165,7 +129,7 @@ class DuplexSession:
         kind = response.WhichOneof("payload")
         if kind == "exit":
             self.exit = response.exit
-            self._requests.finish()
+            self._call.end()
             return None
         if kind != field:
             self.close()
@@ -185,23 +149,25 @@ class DuplexSession:
             elif kind == "exit":
                 self.exit = response.exit
                 break
-        self._requests.finish()
+        self._call.end()
 
     def send_stdin(self, data: bytes) -> None:
-        self._requests.put(self._request_type(stdin=data))
+        """Send input; waits while palletd's window is full, so a fast stdin cannot
+        outrun the container. Dropped once the call is over."""
+        self._call.send(self._request_type(stdin=data).SerializeToString())
 
     def close_stdin(self) -> None:
-        self._requests.put(self._request_type(close_stdin=True))
+        self._call.send(self._request_type(close_stdin=True).SerializeToString())
 
     def cancel(self) -> None:
-        self._requests.finish()
         self._call.cancel()
 
     def close(self) -> None:
         """End our side; cancels the call when the exit has not arrived."""
-        self._requests.finish()
         if self.exit is None:
             self._call.cancel()
+        else:
+            self._call.end()
 
     def __enter__(self) -> DuplexSession:
         return self
@@ -238,19 +204,8 @@ class PalletClient:
     def __init__(self, host: str | None = None, connect_timeout: float | None = None) -> None:
         self.host = resolve_host(host)
         self._connect_timeout = resolve_connect_timeout(connect_timeout)
-        self._channel = grpc.insecure_channel(
-            grpc_target(self.host),
-            options=[
-                # grpc core's name for the least time a connection attempt is given to
-                # finish its handshake (its default is 20 s): a daemon that accepts but
-                # does not answer is reported after this.
-                ("grpc.min_reconnect_backoff_ms", int(self._connect_timeout * 1000)),
-                ("grpc.max_receive_message_length", 64 * 1024 * 1024),
-                ("grpc.max_send_message_length", 64 * 1024 * 1024),
-                ("grpc.enable_http_proxy", 0),
-            ],
-        )
-        self._stubs: dict[str, Any] = {}
+        self._channel = wire.Channel(socket_path(self.host), self._connect_timeout, MAX_MESSAGE)
+        self._stubs: dict[str, _Stub] = {}
 
     # -- plumbing -----------------------------------------------------------------------------
     def close(self) -> None:
@@ -268,22 +223,20 @@ class PalletClient:
         """The stub of one service, importing its generated module on first use only."""
         stub = self._stubs.get(name)
         if stub is None:
-            module = _grpc_module(name)
-            stub = getattr(module, f"{name.capitalize()}ServiceStub")(self._channel)
-            self._stubs[name] = stub
+            stub = self._stubs[name] = _Stub(self._channel, _pb(name), f"{name.capitalize()}Service")
         return stub
 
     def _call(self, service: str, method: str, request: Any) -> Any:
         try:
             return getattr(self._stub(service), method)(request)
-        except grpc.RpcError as exc:
+        except wire.RpcError as exc:
             raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     def _stream(self, call: Any) -> Iterator[Any]:
         """Iterate a server stream, mapping errors; cancels the call if abandoned early."""
         try:
             yield from call
-        except grpc.RpcError as exc:
+        except wire.RpcError as exc:
             raise from_rpc_error(exc, self.host, self._connect_timeout) from None
         finally:
             call.cancel()
@@ -291,7 +244,7 @@ class PalletClient:
     def _upload(self, service: str, method: str, requests: Iterator[Any]) -> Any:
         try:
             return getattr(self._stub(service), method)(requests)
-        except grpc.RpcError as exc:
+        except wire.RpcError as exc:
             raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     # -- system -------------------------------------------------------------------------------
@@ -319,14 +272,14 @@ class PalletClient:
         return int(self._call("containers", "Start", pb.StartContainerRequest(container=container)).pid)
 
     def start_async(self, container: str) -> Any:
-        """Start without waiting: a grpc future; `start_result(future)` gives the pid or raises."""
+        """Start without waiting: a future; `start_result(future)` gives the pid or raises."""
         pb = _pb("containers")
         return self._stub("containers").Start.future(pb.StartContainerRequest(container=container))
 
     def start_result(self, future: Any) -> int:
         try:
             return int(future.result().pid)
-        except grpc.RpcError as exc:
+        except wire.RpcError as exc:
             raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     def stop(self, container: str, timeout: int | None = None) -> None:
@@ -377,9 +330,10 @@ class PalletClient:
         """Open an attachment and wait until the daemon says it is in place."""
         pb = _pb("containers")
         first = pb.AttachRequest(open=pb.AttachOpen(container=container, stdin=stdin, stdout=stdout, stderr=stderr))
-        requests: _Requests[Any] = _Requests(first)
-        call = self._stub("containers").Attach(requests)
-        session = DuplexSession(self.host, call, requests, pb.AttachRequest, self._connect_timeout)
+        session = DuplexSession(
+            self.host, self._duplex("containers", "Attach", first), pb.AttachResponse, pb.AttachRequest,
+            self._connect_timeout,
+        )
         session.first("ready")
         return session
 
@@ -399,14 +353,24 @@ class PalletClient:
                 container=container, cmd=list(cmd), env=list(env), working_dir=working_dir, user=user, stdin=stdin
             )
         )
-        requests: _Requests[Any] = _Requests(first)
-        call = self._stub("containers").Exec(requests)
-        session = ExecSession(self.host, call, requests, pb.ExecRequest, self._connect_timeout)
+        session = ExecSession(
+            self.host, self._duplex("containers", "Exec", first), pb.ExecResponse, pb.ExecRequest,
+            self._connect_timeout,
+        )
         started = session.first("started")
         if started is not None:
             session.exec_id = started.exec_id
             session.pid = int(started.pid)
         return session
+
+    def _duplex(self, service: str, method: str, first: Any) -> wire.Stream:
+        """A bidirectional call, its first request sent."""
+        try:
+            call = self._channel.start(self._stub(service).path(method))
+        except wire.RpcError as exc:
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
+        call.send(first.SerializeToString())
+        return call
 
     # -- images -------------------------------------------------------------------------------
     def list_images(self, all: bool = False, filters: Sequence[str] = ()) -> list[Any]:
@@ -687,10 +651,87 @@ def _pb(name: str) -> ModuleType:
     return importlib.import_module(f"pallet.v1.{name}_pb2")
 
 
-def _grpc_module(name: str) -> ModuleType:
-    import importlib
+class _Stub:
+    """One service's calls, made from its descriptor: `stub.Method(request)` returns the
+    response (unary), an iterator of responses with `cancel()` (server streaming), or
+    takes an iterator of requests (client streaming); `stub.Method.future(request)`."""
 
-    return importlib.import_module(f"pallet.v1.{name}_pb2_grpc")
+    def __init__(self, channel: wire.Channel, module: ModuleType, service: str) -> None:
+        self._channel = channel
+        self._module = module
+        self._service = module.DESCRIPTOR.services_by_name[service]
+        self._methods: dict[str, _Method] = {}
+
+    def path(self, name: str) -> str:
+        return f"/{self._service.full_name}/{self._service.methods_by_name[name].name}"
+
+    def __getattr__(self, name: str) -> _Method:
+        method = self._methods.get(name)
+        if method is None:
+            descriptor = self._service.methods_by_name.get(name)
+            if descriptor is None:
+                raise AttributeError(f"{self._service.full_name} has no method {name}")
+            method = self._methods[name] = _Method(self._channel, self.path(name), descriptor)
+        return method
+
+
+class _Method:
+    def __init__(self, channel: wire.Channel, path: str, descriptor: Any) -> None:
+        from google.protobuf import message_factory
+
+        self._channel = channel
+        self._path = path
+        self._client_streaming = bool(descriptor.client_streaming)
+        self._server_streaming = bool(descriptor.server_streaming)
+        self._response = message_factory.GetMessageClass(descriptor.output_type)
+
+    def __call__(self, request: Any) -> Any:
+        if self._client_streaming and self._server_streaming:
+            raise TypeError(f"{self._path} is bidirectional: open it with PalletClient._duplex")
+        if self._client_streaming:
+            data = self._channel.client_stream(self._path, (r.SerializeToString() for r in request))
+            return self._response.FromString(data)
+        if self._server_streaming:
+            return _Responses(self._channel.server_stream(self._path, request.SerializeToString()), self._response)
+        return self._response.FromString(self._channel.unary(self._path, request.SerializeToString()))
+
+    def future(self, request: Any) -> _Future:
+        return _Future(self._channel.unary_future(self._path, request.SerializeToString()), self._response)
+
+
+class _Responses:
+    """A server stream's responses, decoded; `cancel()` ends it early."""
+
+    def __init__(self, call: wire.Stream, response_type: Any) -> None:
+        self._call = call
+        self._type = response_type
+
+    def __iter__(self) -> Iterator[Any]:
+        for data in self._call:
+            yield self._type.FromString(data)
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+
+class _Future:
+    """A unary call in flight: result(), exception(), cancelled(), add_done_callback()."""
+
+    def __init__(self, future: wire.Future, response_type: Any) -> None:
+        self._future = future
+        self._type = response_type
+
+    def result(self) -> Any:
+        return self._type.FromString(self._future.result())
+
+    def exception(self) -> wire.RpcError | None:
+        return self._future.exception()
+
+    def cancelled(self) -> bool:
+        return self._future.cancelled()
+
+    def add_done_callback(self, fn: Callable[[_Future], Any]) -> None:
+        self._future.add_done_callback(lambda _: fn(self))
 
 
 __all__ = [

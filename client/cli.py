@@ -661,7 +661,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     Without `argv` (the `pallet` program itself) it does not return: once stdout and
     stderr are flushed it ends the process with os._exit. The interpreter's teardown
-    (grpc's exit handlers, freeing every module) costs ~10 ms of CPU that a finished
+    (threads, freeing every module) costs ~10 ms of CPU that a finished
     command does not need, and 20 `pallet run -d` at once share two cores.
     """
     if argv is not None:

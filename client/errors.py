@@ -1,36 +1,18 @@
 """gRPC status -> pallet error tree, the client's half of the one mapping.
 
-Owns: turning a `grpc.RpcError` into the matching `pallet.v1.errors` class, keeping the
-daemon's message verbatim, and recognising "the daemon is not there" (connection refused,
-missing socket, socket closed, or lost mid-call) so it reads "daemon unavailable: cannot
-connect to palletd at HOST: is it running?", told apart from a daemon that is there but
-does not answer (its socket accepts connections, since the kernel queues them even for a
-stopped process, but no HTTP/2 handshake comes back within the connect deadline). Must
-not: print, exit, or know about verbs; the CLI decides what to do.
+Owns: turning a `client.wire.RpcError` into the matching `pallet.v1.errors` class,
+keeping the daemon's message verbatim, and telling "the daemon is not there" (connection
+refused, missing socket, or lost mid-call), which reads "daemon unavailable: cannot
+connect to palletd at HOST: is it running?", from a daemon that is there but does not
+answer (its socket accepts connections, since the kernel queues them even for a stopped
+process, but no HTTP/2 handshake comes back within the connect deadline). Must not:
+print, exit, or know about verbs; the CLI decides what to do.
 """
 
 from __future__ import annotations
 
-import grpc
-
+from pallet.client.wire import RpcError
 from pallet.v1 import errors
-
-# grpc core's own wording when no connection to the daemon could be made or kept; a
-# daemon-side UNAVAILABLE (a shim that cannot be reached, ...) carries its own message.
-_TRANSPORT_MARKERS = (
-    "failed to connect to all addresses",
-    "connections to all backends failing",
-    "Socket closed",
-    "Connection reset",
-    "Connection refused",
-    "Broken pipe",
-    "GOAWAY",
-    "Cancelling all calls",
-    "Endpoint read failed",
-)
-# grpc core's wording when the socket accepted the connection but the server never sent
-# its HTTP/2 SETTINGS frame before the connect deadline: something listens, and is silent.
-_SILENT_MARKER = "timed out before receiving SETTINGS frame"
 
 
 def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
@@ -54,30 +36,19 @@ def not_answering(host: str, timeout: float | None) -> errors.DeadlineExceeded:
     )
 
 
-def is_transport_failure(code: grpc.StatusCode, details: str) -> bool:
-    return code == grpc.StatusCode.UNAVAILABLE and (
-        not details or any(marker in details for marker in _TRANSPORT_MARKERS)
-    )
-
-
-def from_rpc_error(
-    exc: grpc.RpcError, host: str, connect_timeout: float | None = None
-) -> errors.PalletError:
+def from_rpc_error(exc: RpcError, host: str, connect_timeout: float | None = None) -> errors.PalletError:
     """The pallet error for a failed call (NOT_FOUND -> NotFound, ...), message verbatim.
 
     `connect_timeout`: the client's deadline for a connection to be answered, named in
     the error when palletd accepted one but let it pass.
     """
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if isinstance(exc, grpc.Call) else str(exc)) or ""
-    if code is None:
-        code = grpc.StatusCode.UNKNOWN
-    if code == grpc.StatusCode.UNAVAILABLE and _SILENT_MARKER in details:
+    if exc.failure == "silent":
         return not_answering(host, connect_timeout)
-    if is_transport_failure(code, details):
-        return cannot_connect(host, details)
-    if code == grpc.StatusCode.UNIMPLEMENTED:
+    if exc.failure in ("connect", "lost"):
+        return cannot_connect(host, exc.details)
+    code, details = exc.code, exc.details
+    if code == "UNIMPLEMENTED":
         return errors.Internal(f"palletd at {host} does not implement this call: {details}")
-    if code == grpc.StatusCode.CANCELLED and not details:
+    if code == "CANCELLED" and not details:
         details = "the call was cancelled"
-    return errors.from_code(code.name, details or f"palletd failed the call ({code.name})")
+    return errors.from_code(code, details or f"palletd failed the call ({code})")

@@ -1,0 +1,278 @@
+"""The CLI's gRPC transport (client.wire) against a real grpcio server.
+
+Raw-bytes methods on a grpcio server bound to a unix socket, so every HTTP/2 and gRPC
+behaviour the CLI meets from palletd is met here: trailers-only and late errors,
+percent-encoded messages, flow control both ways (messages larger than our window, a
+slow reader holding the server back, uploads larger than the server's window), many
+calls at once on one connection, cancellation, and the three ways of not being answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+import pytest
+
+from pallet.client import wire
+
+SERVICE = "test.Wire"
+MiB = 1024 * 1024
+
+
+class _Server:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sent = 0  # bytes the Flood method has handed to grpc
+        self.cancelled = threading.Event()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=8),
+            options=[("grpc.max_receive_message_length", 64 * MiB), ("grpc.max_send_message_length", 64 * MiB)],
+        )
+        handlers = {
+            "Echo": grpc.unary_unary_rpc_method_handler(self.echo),
+            "Fail": grpc.unary_unary_rpc_method_handler(self.fail),
+            "Many": grpc.unary_stream_rpc_method_handler(self.many),
+            "Flood": grpc.unary_stream_rpc_method_handler(self.flood),
+            "FailLate": grpc.unary_stream_rpc_method_handler(self.fail_late),
+            "Digest": grpc.stream_unary_rpc_method_handler(self.digest),
+            "Chat": grpc.stream_stream_rpc_method_handler(self.chat),
+            "Slow": grpc.unary_unary_rpc_method_handler(self.slow),
+        }
+        self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+        self.server.add_insecure_port(f"unix:{path}")
+        self.server.start()
+
+    def echo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        return request
+
+    def fail(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        context.abort(grpc.StatusCode.NOT_FOUND, request.decode())
+
+    def many(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        count, size = (int(x) for x in request.split(b","))
+        for i in range(count):
+            yield bytes([i % 256]) * size
+
+    def flood(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        context.add_callback(self.cancelled.set)
+        chunk = b"x" * MiB
+        for _ in range(int(request)):
+            if not context.is_active():
+                return
+            self.sent += len(chunk)
+            yield chunk
+
+    def fail_late(self, request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+        yield b"one"
+        yield b"two"
+        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "late: 100% ü\nsecond line")
+
+    def digest(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+        h = hashlib.sha256()
+        size = 0
+        for r in requests:
+            if r == b"stop":
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT, "stopped early")
+            h.update(r)
+            size += len(r)
+        return f"{size} {h.hexdigest()}".encode()
+
+    def chat(self, requests: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[bytes]:
+        for r in requests:
+            if r == b"bye":
+                yield b"done"
+                return
+            yield r.upper()
+
+    def slow(self, request: bytes, context: grpc.ServicerContext) -> bytes:
+        time.sleep(float(request))
+        return b"late"
+
+    def stop(self) -> None:
+        self.server.stop(0).wait()
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[_Server]:
+    s = _Server(tmp_path / "wire.sock")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def channel(server: _Server) -> Iterator[wire.Channel]:
+    ch = wire.Channel(str(server.path), connect_timeout=5)
+    yield ch
+    ch.close()
+
+
+def m(name: str) -> str:
+    return f"/{SERVICE}/{name}"
+
+
+def test_unary_and_statuses(channel: wire.Channel) -> None:
+    assert channel.unary(m("Echo"), b"hello") == b"hello"
+    assert channel.unary(m("Echo"), b"") == b""
+    with pytest.raises(wire.RpcError) as err:
+        channel.unary(m("Fail"), "no such container: ü 100% %zz".encode())
+    assert (err.value.code, err.value.details, err.value.failure) == (
+        "NOT_FOUND", "no such container: ü 100% %zz", "")
+    with pytest.raises(wire.RpcError) as err:
+        channel.unary(m("Nope"), b"")
+    assert err.value.code == "UNIMPLEMENTED"
+    # One connection carries all of it, after failures too.
+    assert channel.unary(m("Echo"), b"again") == b"again"
+
+
+def test_server_stream_with_messages_larger_than_our_window(channel: wire.Channel) -> None:
+    big = wire.STREAM_WINDOW + 3 * MiB  # cannot arrive unless it is credited as it comes
+    got = list(channel.server_stream(m("Many"), f"3,{big}".encode()))
+    assert [len(x) for x in got] == [big] * 3
+    assert [x[0] for x in got] == [0, 1, 2]
+    small = list(channel.server_stream(m("Many"), b"5000,10"))
+    assert len(small) == 5000 and small[4999] == bytes([4999 % 256]) * 10
+
+
+def test_error_after_messages_keeps_the_messages_then_raises(channel: wire.Channel) -> None:
+    stream = channel.server_stream(m("FailLate"), b"")
+    got = []
+    with pytest.raises(wire.RpcError) as err:
+        for message in stream:
+            got.append(message)
+    assert got == [b"one", b"two"]
+    assert err.value.code == "FAILED_PRECONDITION"
+    assert err.value.details == "late: 100% ü\nsecond line"
+
+
+def test_a_slow_reader_holds_the_server_back(server: _Server, channel: wire.Channel) -> None:
+    stream = channel.server_stream(m("Flood"), b"500")  # 500 MiB if nothing held it back
+    it = iter(stream)
+    assert len(next(it)) == MiB
+    time.sleep(1.0)
+    # What can be in flight: our window, half a window queued before credit stops, and
+    # grpc's own buffers; nowhere near the 500 MiB.
+    assert server.sent < 64 * MiB, server.sent
+    stream.cancel()
+    assert server.cancelled.wait(10)
+
+
+def test_uploads_larger_than_the_servers_window(channel: wire.Channel) -> None:
+    chunks = [os.urandom(256 * 1024) for _ in range(8)] * 10  # 20 MiB
+    expect = hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert channel.client_stream(m("Digest"), iter(chunks)).decode() == f"{20 * MiB} {expect}"
+    with pytest.raises(wire.RpcError) as err:
+        channel.client_stream(m("Digest"), iter([b"a", b"stop"] + [b"z" * MiB] * 200))
+    assert (err.value.code, err.value.details) == ("INVALID_ARGUMENT", "stopped early")
+
+
+def test_duplex_calls_and_many_calls_at_once(channel: wire.Channel) -> None:
+    chat = channel.start(m("Chat"))
+    flood = channel.server_stream(m("Many"), b"200,65536")
+    assert chat.send(b"abc")
+    assert chat.receive() == b"ABC"
+    results: list[bytes] = []
+    threads = [threading.Thread(target=lambda i=i: results.append(channel.unary(m("Echo"), b"%d" % i)))
+               for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert sorted(results) == sorted(b"%d" % i for i in range(20))
+    assert sum(len(x) for x in flood) == 200 * 65536
+    assert chat.send(b"bye")
+    assert chat.receive() == b"done"
+    assert chat.receive() is None
+    assert chat.send(b"after the end") is False  # dropped, not an error
+
+
+def test_future_and_done_callback(channel: wire.Channel) -> None:
+    done = threading.Event()
+    future = channel.unary_future(m("Slow"), b"0.2")
+    future.add_done_callback(lambda f: done.set())
+    assert done.wait(10)
+    assert future.result() == b"late" and future.exception() is None and not future.cancelled()
+    failed = channel.unary_future(m("Fail"), b"gone")
+    assert failed.exception() is not None and failed.exception().code == "NOT_FOUND"
+    with pytest.raises(wire.RpcError):
+        failed.result()
+
+
+def test_cancel_ends_a_call_and_the_connection_goes_on(server: _Server, channel: wire.Channel) -> None:
+    stream = channel.server_stream(m("Flood"), b"1000")
+    next(iter(stream))
+    stream.cancel()
+    assert server.cancelled.wait(10)
+    with pytest.raises(wire.RpcError) as err:
+        stream.receive()
+    assert err.value.code == "CANCELLED"
+    assert channel.unary(m("Echo"), b"still here") == b"still here"
+
+
+def test_a_message_over_the_limit_is_refused(server: _Server) -> None:
+    ch = wire.Channel(str(server.path), connect_timeout=5, max_message=MiB)
+    try:
+        with pytest.raises(wire.RpcError) as err:
+            list(ch.server_stream(m("Many"), f"1,{2 * MiB}".encode()))
+        assert err.value.code == "RESOURCE_EXHAUSTED"
+        assert ch.unary(m("Echo"), b"ok") == b"ok"
+    finally:
+        ch.close()
+
+
+def test_no_socket_and_refused_are_connect_failures(tmp_path: Path) -> None:
+    with pytest.raises(wire.RpcError) as err:
+        wire.Channel(str(tmp_path / "missing.sock"), connect_timeout=2).unary(m("Echo"), b"")
+    assert err.value.failure == "connect" and "No such file" in err.value.details
+    dead = tmp_path / "dead.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(dead))
+    s.close()  # the file stays, nobody listens
+    with pytest.raises(wire.RpcError) as err:
+        wire.Channel(str(dead), connect_timeout=2).unary(m("Echo"), b"")
+    assert err.value.failure == "connect" and "refused" in err.value.details
+
+
+def test_a_listener_that_never_answers_is_silent(tmp_path: Path) -> None:
+    path = tmp_path / "silent.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    s.listen(8)  # the kernel accepts; nobody speaks HTTP/2
+    try:
+        started = time.monotonic()
+        with pytest.raises(wire.RpcError) as err:
+            wire.Channel(str(path), connect_timeout=0.5).unary(m("Echo"), b"")
+        assert err.value.failure == "silent"
+        assert time.monotonic() - started < 30
+    finally:
+        s.close()
+
+
+def test_a_server_that_goes_away_mid_call_is_lost(server: _Server, channel: wire.Channel) -> None:
+    stream = channel.server_stream(m("Flood"), b"100000")
+    next(iter(stream))
+    server.stop()
+    with pytest.raises(wire.RpcError) as err:
+        for _ in stream:
+            pass
+    assert err.value.code in ("UNAVAILABLE", "CANCELLED")
+    with pytest.raises(wire.RpcError) as err:
+        channel.unary(m("Echo"), b"")
+    assert err.value.failure in ("connect", "lost")
+
+
+def test_the_cli_transport_does_not_import_grpc() -> None:
+    code = (
+        "import sys, pallet.client.api, pallet.client.wire, pallet.client.errors; "
+        "sys.exit(1 if any(n == 'grpc' or n.startswith('grpc.') for n in sys.modules) else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
