@@ -320,6 +320,28 @@ class PalletClient:
         pb = _pb("containers")
         return self._call("containers", "Wait", pb.WaitContainerRequest(container=container))
 
+    def pause(self, container: str) -> None:
+        pb = _pb("containers")
+        self._call("containers", "Pause", pb.PauseContainerRequest(container=container))
+
+    def unpause(self, container: str) -> None:
+        pb = _pb("containers")
+        self._call("containers", "Unpause", pb.UnpauseContainerRequest(container=container))
+
+    def top(self, container: str, ps_args: Sequence[str] = ()) -> Any:
+        """TopContainerResponse (titles, processes[].fields): the host's ps, cut to the
+        container's processes."""
+        pb = _pb("containers")
+        request = pb.TopContainerRequest(container=container, ps_args=list(ps_args))
+        return self._call("containers", "Top", request)
+
+    def stats(self, containers: Sequence[str] = (), all: bool = False, stream: bool = True) -> Iterator[Any]:
+        """StatsResponses (one sample of every container asked for each, about once a
+        second while `stream`; one without)."""
+        pb = _pb("containers")
+        request = pb.StatsRequest(containers=list(containers), all=all, stream=stream)
+        yield from self._stream(self._stub("containers").Stats(request))
+
     def logs(self, request: Any) -> Iterator[Any]:
         """LogChunks of a LogsRequest, oldest first (follows while request.follow)."""
         call = self._stub("containers").Logs(request)

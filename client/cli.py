@@ -400,6 +400,20 @@ def _add_nothing(p: argparse.ArgumentParser) -> None:
     return None
 
 
+def _add_top(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("ps_args", nargs=argparse.REMAINDER, metavar="[ps OPTIONS]",
+                   help="options for the host's ps (default -ef)")
+
+
+def _add_stats(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--all", action="store_true", help="show all containers (default: running ones)")
+    p.add_argument("--no-stream", action="store_true", help="show one sample and exit")
+    p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
+    p.add_argument("--format", metavar="TEMPLATE", help='Go template, "table TEMPLATE" or "json"')
+    p.add_argument("containers", nargs="*", metavar="CONTAINER")
+
+
 _C = "pallet.client.verbs_containers"
 _I = "pallet.client.verbs_images"
 _S = "pallet.client.verbs_system"
@@ -408,6 +422,7 @@ _N = "pallet.client.verbs_networks"
 _V = "pallet.client.verbs_volumes"
 _D = "pallet.client.verbs_changes"
 _P = "pallet.client.verbs_prune"
+_T = "pallet.client.verbs_stats"
 
 # name -> (target, help, adder, error exit code)
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -429,6 +444,10 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "commit": (f"{_D}:commit", "make an image of a container's changes", _add_commit, 1),
     "export": (f"{_R}:export", "export a container's filesystem as a tar archive", _add_export, 1),
     "prune": (f"{_P}:container_prune", "remove all stopped containers", _add_container_prune, 1),
+    "pause": (f"{_T}:pause", "pause all processes in containers", _add_containers, 1),
+    "unpause": (f"{_T}:unpause", "unpause all processes in containers", _add_containers, 1),
+    "top": (f"{_T}:top", "show the processes of a container", _add_top, 1),
+    "stats": (f"{_T}:stats", "show containers' resource usage (live)", _add_stats, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 

@@ -186,7 +186,7 @@ async def disk_usage(
     image_usage = await images.disk_usage()
     found = containers.containers()
     sizes = await asyncio.to_thread(lambda: [_tree_bytes(Path(c.state_dir) / "upper") for c in found])
-    running = [c.state.status is Status.RUNNING for c in found]
+    running = [c.state.status in (Status.RUNNING, Status.PAUSED) for c in found]
     return DiskUsage(
         images=image_usage,
         containers=Usage(

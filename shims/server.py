@@ -31,7 +31,9 @@ from pallet.shim.api.messages import (
     ExecWaitRequest,
     FreezeRequest,
     KillRequest,
+    PauseRequest,
     Request,
+    ResumeRequest,
     ShutdownRequest,
     StartRequest,
     StateRequest,
@@ -90,6 +92,8 @@ class Shim:
             CloseStdinRequest: task.op_close_stdin,
             FreezeRequest: task.op_freeze,
             ThawRequest: task.op_thaw,
+            PauseRequest: task.op_pause,
+            ResumeRequest: task.op_resume,
             ShutdownRequest: self._op_shutdown,
         }
 

@@ -3,7 +3,8 @@
 Owns: building the container's init up to its waiting exec (log file, cgroup, the fork,
 through a `StdioPlan`), its state machine (`InitState`), the requests about it (state,
 start, kill, wait, attach, close_stdin, freeze and thaw, each freeze held by the connection
-that asked; exec only once it runs, see `pallet.shim.execs`),
+that asked; pause and resume, a freeze of the shim's own that outlives every connection;
+exec only once it runs, see `pallet.shim.execs`),
 and what follows its exit: the status written to exit.json first, then the waiting
 clients told. A disk that refuses exit.json (full, failing) delays nothing: the status is
 kept in memory, told to the clients (palletd hears it from `wait` and `state`), and
@@ -34,6 +35,8 @@ from pallet.shim.api.messages import (
     ExecRequest,
     FreezeRequest,
     KillRequest,
+    PauseRequest,
+    ResumeRequest,
     StartRequest,
     StartResponse,
     StateRequest,
@@ -97,6 +100,9 @@ class Task:
         self._waiters: list[Conn] = []
         # Connections holding a freeze of the container's cgroup (FreezeRequest).
         self._freezers: set[Conn] = set()
+        # Paused (PauseRequest): frozen until a ResumeRequest, whoever holds a connection.
+        # The cgroup is frozen while this is set or any connection holds a freeze.
+        self.paused = False
 
     def _send(self, conn: Conn, message: object) -> None:
         self.io.send(conn, wire.encode_control(messages.encode(message)))
@@ -176,8 +182,12 @@ class Task:
         not be removed while they run (containerd's shim does the same for a shared pid
         namespace). The shim itself is not in the cgroup.
         """
+        # A frozen task (v1) would not even die of SIGKILL: the pause and the freezes go.
+        paused, self.paused = self.paused, False
         for conn in list(self._freezers):
-            self._release_freeze(conn)  # a frozen task (v1) would not even die of SIGKILL
+            self._release_freeze(conn)
+        if paused:
+            self._thaw_unless_held()
         try:
             killed, left = destroy(self.cgroup, _RELEASE_TIMEOUT)
         except PalletError as exc:
@@ -207,6 +217,7 @@ class Task:
             shim_pid=os.getpid(),
             exit=init.exit,
             started_at_ns=self.started_at_ns,
+            paused=self.paused and status is RUNNING,
         )
 
     def op_start(self, conn: Conn, request: StartRequest) -> Reply:
@@ -268,11 +279,28 @@ class Task:
 
     def op_freeze(self, conn: Conn, request: FreezeRequest) -> Ack:
         self.state.require({RUNNING}, "only a running container can be frozen")
-        if not self._freezers:
+        if not self._frozen():
             # Blocks for the few milliseconds the kernel takes (bounded: see the cgroup).
             self.cgroup.freeze()
         self._freezers.add(conn)
         return Ack()
+
+    def op_pause(self, conn: Conn, request: PauseRequest) -> Ack:
+        self.state.require({RUNNING}, "only a running container can be paused")
+        if not self._frozen():
+            self.cgroup.freeze()  # raises (and leaves it running) when it cannot
+        self.paused = True
+        return Ack()
+
+    def op_resume(self, conn: Conn, request: ResumeRequest) -> Ack:
+        if self.paused:
+            self.paused = False
+            if not self._freezers:
+                self.cgroup.thaw()
+        return Ack()
+
+    def _frozen(self) -> bool:
+        return self.paused or bool(self._freezers)
 
     def op_thaw(self, conn: Conn, request: ThawRequest) -> Ack:
         self._release_freeze(conn)
@@ -282,11 +310,16 @@ class Task:
         if conn not in self._freezers:
             return
         self._freezers.discard(conn)
-        if not self._freezers:
-            try:
-                self.cgroup.thaw()
-            except PalletError as exc:
-                diaglog.warn(f"cannot thaw the container's cgroup: {exc}")
+        self._thaw_unless_held()
+
+    def _thaw_unless_held(self) -> None:
+        """Thaw the cgroup unless a pause or a connection's freeze still holds it."""
+        if self._frozen():
+            return
+        try:
+            self.cgroup.thaw()
+        except PalletError as exc:
+            diaglog.warn(f"cannot thaw the container's cgroup: {exc}")
 
     def kill_unstarted(self) -> None:
         """Deleted before start: the init waiting for its exec dies (and is reaped)."""

@@ -18,6 +18,7 @@ from pallet.daemon.containers.files import ContainerFiles, PutOptions
 from pallet.daemon.containers.commit import CommitOptions
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
+from pallet.daemon.containers.stats import ContainerStats, StatsSample
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
 from pallet.daemon.shims.api import Stdio
 from pallet.shim.api.spec import Output
@@ -50,6 +51,23 @@ def _cp_path(path: str) -> str:
     return path
 
 
+def _stats(s: StatsSample) -> pb.ContainerStats:
+    out = pb.ContainerStats(
+        id=s.id, name=s.name, running=s.running, cpu_usage_ns=s.cpu_usage_ns,
+        system_cpu_ns=s.system_cpu_ns, online_cpus=s.online_cpus,
+        pre_cpu_usage_ns=s.pre_cpu_usage_ns, pre_system_cpu_ns=s.pre_system_cpu_ns,
+        memory_usage=s.memory_usage, memory_limit=s.memory_limit,
+        memory_inactive_file=s.memory_inactive_file,
+        networks=[pb.NetworkStats(name=n.name, rx_bytes=n.rx_bytes, tx_bytes=n.tx_bytes,
+                                  rx_packets=n.rx_packets, tx_packets=n.tx_packets)
+                  for n in s.networks],
+        block_read_bytes=s.block_read_bytes, block_write_bytes=s.block_write_bytes,
+        pids_current=s.pids_current, pids_limit=s.pids_limit,
+    )
+    out.read.FromNanoseconds(s.read_ns)
+    return out
+
+
 def _chunk(out: Output) -> pb.LogChunk:
     return pb.LogChunk(stream=_stream(out.stream), time_unix_nano=out.time_ns, data=out.data)
 
@@ -75,10 +93,12 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         pb_grpc.add_ContainersServiceServicer_to_server(self, server)
 
     def __init__(self, containers: ContainerManager, logs: ContainerLogs,
-                 files: ContainerFiles | None = None) -> None:
+                 files: ContainerFiles | None = None,
+                 stats: ContainerStats | None = None) -> None:
         self._containers = containers
         self._logs = logs
         self._files = files
+        self._stats = stats or ContainerStats(containers)
 
     def _cp(self) -> ContainerFiles:
         if self._files is None:
@@ -273,3 +293,25 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     async def Prune(self, request: pb.PruneContainersRequest, context: Ctx) -> pb.PruneContainersResponse:
         deleted, reclaimed = await self._containers.prune(list(request.filters))
         return pb.PruneContainersResponse(deleted=deleted, space_reclaimed=reclaimed)
+
+    @unary
+    async def Pause(self, request: pb.PauseContainerRequest, context: Ctx) -> pb.PauseContainerResponse:
+        await self._containers.pause(request.container)
+        return pb.PauseContainerResponse()
+
+    @unary
+    async def Unpause(self, request: pb.UnpauseContainerRequest, context: Ctx) -> pb.UnpauseContainerResponse:
+        await self._containers.unpause(request.container)
+        return pb.UnpauseContainerResponse()
+
+    @unary
+    async def Top(self, request: pb.TopContainerRequest, context: Ctx) -> pb.TopContainerResponse:
+        table = await self._containers.top(request.container, list(request.ps_args))
+        return pb.TopContainerResponse(
+            titles=table.titles, processes=[pb.TopProcess(fields=row) for row in table.processes]
+        )
+
+    @stream
+    async def Stats(self, request: pb.StatsRequest, context: Ctx) -> AsyncIterator[pb.StatsResponse]:
+        async for batch in self._stats.samples(list(request.containers), request.all, request.stream):
+            yield pb.StatsResponse(stats=[_stats(s) for s in batch])

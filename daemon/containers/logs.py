@@ -84,4 +84,4 @@ class ContainerLogs:
             c = self._containers.resolve(container_id)
         except Exception:
             return False
-        return c.state.status is Status.RUNNING
+        return c.state.status in (Status.RUNNING, Status.PAUSED)

@@ -6,8 +6,8 @@ monitor per running container. Every transition
 commits with its event in one transaction. A start runs `start.ContainerStart`'s steps
 (with rollback); every end of a run, whoever learns of it, goes through `settle_exit`,
 which does what `exits.after_exit` decides (`runs.RunEnds`: the monitor, recording an
-end, releasing the shim); stop, kill, restart and remove are `stopping.StopsAndRemoves`
-(both parts mixed in, working on this manager's state). Execs are run and followed to their end by
+end, releasing the shim); stop, kill, restart and remove are `stopping.StopsAndRemoves`,
+pause and unpause `pausing.Pauses` (the parts mixed in, working on this manager's state). Execs are run and followed to their end by
 `execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
 acts through this manager (the `Supervisor` methods).
 
@@ -27,6 +27,7 @@ from pathlib import Path
 
 import structlog
 
+from pallet.daemon.containers import cgroupfs
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
@@ -47,12 +48,14 @@ from pallet.daemon.containers.model import (
 from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.mounting import NoVolumes, Volumes, resolve_mounts, uses_volume, volume_names
 from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
+from pallet.daemon.containers.pausing import Pauses
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
 from pallet.daemon.containers.names import generate_name, validate_name
 from pallet.daemon.containers.sessions import Attachment, PendingAttach, Run
 from pallet.daemon.containers.start import ContainerStart, StartDeps
 from pallet.daemon.containers.stopping import StopsAndRemoves
+from pallet.daemon.containers.top import ProcessTable, check_ps_args, parse_ps, run_ps
 from pallet.daemon.containers.store import (
     ContainerRecords,
     insert_writer,
@@ -87,7 +90,7 @@ def _default_hostname(req: CreateRequest, container_id: str) -> str:
     return container_id[:12]
 
 
-class ContainerManager(RunEnds, StopsAndRemoves):
+class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
     """Runs containers through shims and keeps their records true."""
 
     def __init__(
@@ -114,6 +117,8 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         self._events = events
         self._dir = root / "containers"
         self._cgroup_parent = cgroup_parent
+        # Where the containers' cgroups are on this host (read by top and stats).
+        self.cgroups = cgroupfs.detect()
         self._clock = clock
         # Where shims keep their sockets; None (tests with fake shims): nothing to clean.
         self._run_root = run_root
@@ -302,7 +307,7 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         return [
             c
             for c in self.containers()
-            if (everything or c.state.status is Status.RUNNING)
+            if (everything or c.state.status in (Status.RUNNING, Status.PAUSED))
             and container_filters.matches(c, terms, ancestors)
         ]
 
@@ -542,6 +547,11 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             self._check_not_removing(c)
             if c.state.status is Status.RUNNING:
                 return c.state.pid
+            if c.state.status is Status.PAUSED:
+                raise FailedPrecondition(
+                    f"cannot start a paused container, try unpause instead (pallet unpause "
+                    f"{c.name})"
+                )
             if c.state.status not in (Status.CREATED, Status.EXITED):
                 raise FailedPrecondition(
                     f"container {c.name} is {c.state.status.value}: it cannot be started"
@@ -665,6 +675,11 @@ class ContainerManager(RunEnds, StopsAndRemoves):
     ) -> TrackedExec:
         c = self.resolve(ref)
         run = self._runs.get(c.id)
+        if c.state.status is Status.PAUSED:
+            raise FailedPrecondition(
+                f"Container {c.name} is paused, unpause the container before exec (pallet "
+                f"unpause {c.name})"
+            )
         if c.state.status is not Status.RUNNING or run is None:
             raise FailedPrecondition(f"container {c.name} is not running: start it first")
         if not args:
@@ -677,6 +692,23 @@ class ContainerManager(RunEnds, StopsAndRemoves):
             process=exec_process(c, args, env, working_dir, user, stdin),
         )
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
+
+    def cgroup_relative(self, c: Container) -> str:
+        """The container's cgroup, relative to each cgroup root."""
+        return cgroup_path(c, self._cgroup_parent)
+
+    async def top(self, ref: str, ps_args: Sequence[str]) -> ProcessTable:
+        """`top`: the host's ps, cut to the processes in the container's cgroup."""
+        words = check_ps_args(ps_args)
+        c = self.resolve(ref)
+        if c.state.status not in (Status.RUNNING, Status.PAUSED) or c.id not in self._runs:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        directory = self.cgroups.procs_dir(self.cgroup_relative(c))
+        pids = await asyncio.to_thread(cgroupfs.procs, directory) if directory else []
+        output = await run_ps(words, pids)
+        table = parse_ps(output.decode(errors="replace"), pids)
+        await self._events.publish("container", "top", c.id, self._attrs(c))
+        return table
 
     # ---- the container's filesystem: diff, commit, export -------------------------------
 
@@ -713,7 +745,7 @@ class ContainerManager(RunEnds, StopsAndRemoves):
         read-only view of its layers."""
         c = self.resolve(ref)
         state_dir = Path(c.state_dir)
-        if c.id in self._runs and c.state.status is Status.RUNNING and c.state.pid:
+        if c.id in self._runs and c.state.status in (Status.RUNNING, Status.PAUSED) and c.state.pid:
             return export_live(c.state.pid)
         return export_rootfs(state_dir / "upper", await self.layer_dirs(c), state_dir)
 

@@ -57,6 +57,10 @@ class Supervisor(Protocol):
         """Watch a running container through its (re-adopted) shim."""
         ...
 
+    async def reconcile_paused(self, c: Container, paused: bool) -> Container:
+        """Record `c` paused or running as its re-adopted shim says it is."""
+        ...
+
     async def adopt_start(self, c: Container, shim: ShimClient, state: ShimState) -> None:
         """Record as started a container whose start was cut short, and supervise it."""
         ...
@@ -186,7 +190,13 @@ class Restorer:
             self._retry_adopt(c.id)
             return
         if state.status is TaskStatus.RUNNING:
-            bound.info("re-adopted running container")
+            bound.info("re-adopted running container", paused=state.paused)
+            try:
+                # The shim holds a pause: the record follows what it says.
+                c = await self._sup.reconcile_paused(c, state.paused)
+            except PalletError:
+                await shim.aclose()  # not recorded (a full disk): reconciled again later
+                raise
             self._sup.supervise(c, shim)
             return
         on_disk = of_this_run(await asyncio.to_thread(
@@ -241,7 +251,7 @@ class Restorer:
         """Ask a silent shim again; True once the container is settled either way."""
         async with self._sup.lock(container_id):
             c = self._sup.lookup(container_id)
-            if c is None or c.state.status is not Status.RUNNING:
+            if c is None or c.state.status not in (Status.RUNNING, Status.PAUSED):
                 return True
             if self._sup.supervises(container_id):
                 return True

@@ -91,13 +91,15 @@ class StopsAndRemoves:
 
         async def _record_exit(self, c: Container, status: ExitStatus) -> Container: ...
 
+        async def _resume_after_signal(self, container_id: str, run: Run) -> None: ...
+
     # ---- stop / kill / restart -----------------------------------------------------
 
     async def kill(self, ref: str, sig: str = "") -> None:
         c = self.resolve(ref)
         num = parse_signal(sig, signal.SIGKILL)
         run = self._runs.get(c.id)
-        if c.state.status is not Status.RUNNING or run is None:
+        if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
             raise FailedPrecondition(
                 f"container {c.name} is not running: there is nothing to signal"
             )
@@ -110,11 +112,17 @@ class StopsAndRemoves:
                 f"cannot signal container {c.name}: {e.message}. `pallet rm -f {c.name}` "
                 "kills the shim and the container's processes"
             ) from None
+        # A paused container gets SIGKILL or its stop signal once thawed (docker's rule;
+        # any other signal waits, pending, for its unpause).
+        if c.state.status is Status.PAUSED and num in (
+            signal.SIGKILL, parse_signal(c.config.stop_signal, signal.SIGTERM)
+        ):
+            await self._resume_after_signal(c.id, run)
 
     async def stop(self, ref: str, timeout: int | None = None) -> None:
         c = self.resolve(ref)
         run = self._runs.get(c.id)
-        if c.state.status is not Status.RUNNING or run is None:
+        if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
             return
         wait_s = c.config.stop_timeout if timeout is None else timeout
         if wait_s < 0:
@@ -129,6 +137,8 @@ class StopsAndRemoves:
             raise _cannot_stop(c, e) from None
         except PalletError as e:
             log.info("stop signal not delivered", container_id=c.id, reason=str(e))
+        # Paused: the signal is delivered once its processes are thawed.
+        await self._resume_after_signal(c.id, run)
         try:
             await asyncio.wait_for(run.done.wait(), wait_s)
             return
@@ -150,6 +160,8 @@ class StopsAndRemoves:
             await self._kill_shim(c, run, e)
         except PalletError as e:
             log.info("SIGKILL not delivered", container_id=c.id, reason=str(e))
+        # A frozen process (cgroup v1) does not even die of SIGKILL until it is thawed.
+        await self._resume_after_signal(c.id, run)
         try:
             await asyncio.wait_for(run.done.wait(), KILL_GRACE_S)
         except TimeoutError:
@@ -210,6 +222,11 @@ class StopsAndRemoves:
                         f"container {c.name} is running: stop it first, or remove it with "
                         "force (rm -f)"
                     )
+                if c.state.status is Status.PAUSED:
+                    raise FailedPrecondition(
+                        f"container {c.name} is paused: unpause and stop it first, or "
+                        "remove it with force (rm -f)"
+                    )
                 await self._remove_locked(c, volumes)
             return
         # `rm -f` always wins: from here on no start of the container begins; one already
@@ -226,7 +243,7 @@ class StopsAndRemoves:
                     c = self._present(c.id, ref)
                     if c.id in self._runs:
                         continue  # started meanwhile, or its end is still being settled
-                    if c.state.status is Status.RUNNING:
+                    if c.state.status in (Status.RUNNING, Status.PAUSED):
                         # No run: a shim that did not answer when palletd started (the
                         # restorer keeps asking it). Killed here; the remove cleans up.
                         status = await self._kill_shim(

@@ -233,4 +233,4 @@ class ContainerRecords:
             ).fetchall()
         )
         users = [decode(r) for r in rows]
-        return [ImageUser(c.name, c.state.status is Status.RUNNING) for c in users]
+        return [ImageUser(c.name, c.state.status in (Status.RUNNING, Status.PAUSED)) for c in users]

@@ -94,6 +94,16 @@ class ShimClient(Protocol):
         cgroup cannot be frozen."""
         ...
 
+    async def pause(self) -> None:
+        """Freeze the running container until `resume` (`pallet pause`): the shim holds it,
+        whatever happens to palletd, and `state().paused` says so. FailedPrecondition
+        when it is not running or its cgroup cannot be frozen."""
+        ...
+
+    async def resume(self) -> None:
+        """End a pause (`pallet unpause`); nothing happens when it is not paused."""
+        ...
+
     async def shutdown(self) -> None:
         """Tell a shim whose container has exited to clean up and exit."""
         ...

@@ -49,9 +49,11 @@ from pallet.shim.api.messages import (
     KillRequest,
     LeftoversRequest,
     LeftoversResponse,
+    PauseRequest,
     PingRequest,
     PingResponse,
     Request,
+    ResumeRequest,
     ShutdownRequest,
     SpawnRequest,
     SpawnResponse,
@@ -366,6 +368,12 @@ class ShimClientImpl:
         channel = await self._open()
         await self._request(channel, FreezeRequest(), Ack)
         return _Freeze(channel, self._timeout)
+
+    async def pause(self) -> None:
+        await self._call(PauseRequest(), Ack)
+
+    async def resume(self) -> None:
+        await self._call(ResumeRequest(), Ack)
 
     async def shutdown(self) -> None:
         # Generous: a created container is killed first, and cgroup removal may wait.

@@ -16,6 +16,8 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
 - CloseStdinRequest -> nothing (stdin of the attach or exec on that connection).
 - FreezeRequest -> Ack once every process of the container is frozen; ThawRequest -> Ack
   (the freeze is the connection's: it ends with the connection too).
+- PauseRequest -> Ack once frozen; ResumeRequest -> Ack once thawed (`pallet pause`: the
+  shim's own, held whoever asked and whatever happens to palletd, shown in ShimState.paused).
 - launcher: PingRequest -> PingResponse; SpawnRequest -> SpawnResponse, sent by the new
   shim, which then serves that connection like one of its own; LeftoversRequest ->
   LeftoversResponse.
@@ -129,6 +131,23 @@ class ThawRequest(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class PauseRequest(Request):
+    """Freeze every process of the running container until a ResumeRequest (`pallet
+    pause`): unlike a FreezeRequest it belongs to no connection, so it outlives palletd,
+    and `state` reports it (ShimState.paused). Asked again, nothing changes."""
+
+    op: ClassVar[str] = "pause"
+
+
+@dataclass(frozen=True, slots=True)
+class ResumeRequest(Request):
+    """End a pause (`pallet unpause`); the container runs again unless a connection's
+    freeze still holds it. Not paused: nothing changes."""
+
+    op: ClassVar[str] = "resume"
+
+
+@dataclass(frozen=True, slots=True)
 class PingRequest(Request):
     """To the launcher: is it there, and which process is it."""
 
@@ -219,7 +238,7 @@ REQUESTS: Mapping[str, type[Request]] = {
     for cls in (
         StateRequest, StartRequest, KillRequest, WaitRequest, AttachRequest, ExecRequest,
         ExecWaitRequest, CloseStdinRequest, ShutdownRequest, FreezeRequest, ThawRequest,
-        PingRequest, SpawnRequest, LeftoversRequest,
+        PauseRequest, ResumeRequest, PingRequest, SpawnRequest, LeftoversRequest,
     )
 }
 EVENTS: Mapping[str, type[Event]] = {cls.event: cls for cls in (EofEvent, ExitEvent)}

@@ -179,6 +179,8 @@ class ShimState:
     shim_pid: int
     exit: ExitStatus | None = None
     started_at_ns: int = 0
+    # Paused (PauseRequest): its cgroup is frozen until a ResumeRequest.
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)

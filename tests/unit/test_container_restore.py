@@ -57,6 +57,9 @@ class FakeSupervisor:
     async def adopt_start(self, c: Container, shim: ShimClient, state: ShimState) -> None:
         raise AssertionError("nothing to adopt")
 
+    async def reconcile_paused(self, c: Container, paused: bool) -> Container:
+        raise AssertionError("nothing to adopt")
+
     async def settle_exit(
         self, c: Container, status: ExitStatus, why: Why, shim: ShimClient | None = None
     ) -> Outcome:

@@ -26,6 +26,8 @@ from pallet.shim.api.messages import (
     ShutdownRequest,
     FreezeRequest,
     ThawRequest,
+    PauseRequest,
+    ResumeRequest,
     LeftoversRequest,
     LeftoversResponse,
     SpawnRequest,
@@ -47,14 +49,15 @@ SPEC = ExecSpec(
 REQUESTS: list[Request] = [
     StateRequest(), StartRequest(), KillRequest(15), KillRequest(9, all=True), WaitRequest(),
     AttachRequest(stdin=True, stdout=True), ExecRequest(SPEC), ExecWaitRequest("e1"),
-    CloseStdinRequest(), ShutdownRequest(), FreezeRequest(), ThawRequest(), PingRequest(),
+    CloseStdinRequest(), ShutdownRequest(), FreezeRequest(), ThawRequest(), PauseRequest(),
+    ResumeRequest(), PingRequest(),
     SpawnRequest("/b", idle_exit=0.5),
     LeftoversRequest("c1", "/b"),
 ]
 REPLIES: list[object] = [
     Ack(), StartResponse(7), ExecResponse(8), WaitResponse(EXIT), PingResponse(1),
     SpawnResponse(2), LeftoversResponse(True, ("/sys/fs/cgroup/pallet/c1",)), ShimState(TaskStatus.STOPPED, 3, 4, EXIT, 9),
-    ShimState(TaskStatus.CREATED, 0, 4),
+    ShimState(TaskStatus.CREATED, 0, 4), ShimState(TaskStatus.RUNNING, 5, 4, paused=True),
 ]
 EVENTS: list[Event] = [EofEvent(), ExitEvent(EXIT)]
 

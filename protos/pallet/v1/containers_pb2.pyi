@@ -663,3 +663,113 @@ class PruneContainersResponse(_message.Message):
     deleted: _containers.RepeatedScalarFieldContainer[str]
     space_reclaimed: int
     def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...
+
+class PauseContainerRequest(_message.Message):
+    __slots__ = ("container",)
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    def __init__(self, container: _Optional[str] = ...) -> None: ...
+
+class PauseContainerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class UnpauseContainerRequest(_message.Message):
+    __slots__ = ("container",)
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    def __init__(self, container: _Optional[str] = ...) -> None: ...
+
+class UnpauseContainerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TopContainerRequest(_message.Message):
+    __slots__ = ("container", "ps_args")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    PS_ARGS_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    ps_args: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, container: _Optional[str] = ..., ps_args: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TopProcess(_message.Message):
+    __slots__ = ("fields",)
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TopContainerResponse(_message.Message):
+    __slots__ = ("titles", "processes")
+    TITLES_FIELD_NUMBER: _ClassVar[int]
+    PROCESSES_FIELD_NUMBER: _ClassVar[int]
+    titles: _containers.RepeatedScalarFieldContainer[str]
+    processes: _containers.RepeatedCompositeFieldContainer[TopProcess]
+    def __init__(self, titles: _Optional[_Iterable[str]] = ..., processes: _Optional[_Iterable[_Union[TopProcess, _Mapping]]] = ...) -> None: ...
+
+class StatsRequest(_message.Message):
+    __slots__ = ("containers", "all", "stream")
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    STREAM_FIELD_NUMBER: _ClassVar[int]
+    containers: _containers.RepeatedScalarFieldContainer[str]
+    all: bool
+    stream: bool
+    def __init__(self, containers: _Optional[_Iterable[str]] = ..., all: _Optional[bool] = ..., stream: _Optional[bool] = ...) -> None: ...
+
+class NetworkStats(_message.Message):
+    __slots__ = ("name", "rx_bytes", "tx_bytes", "rx_packets", "tx_packets")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TX_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    TX_PACKETS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rx_bytes: int
+    tx_bytes: int
+    rx_packets: int
+    tx_packets: int
+    def __init__(self, name: _Optional[str] = ..., rx_bytes: _Optional[int] = ..., tx_bytes: _Optional[int] = ..., rx_packets: _Optional[int] = ..., tx_packets: _Optional[int] = ...) -> None: ...
+
+class ContainerStats(_message.Message):
+    __slots__ = ("id", "name", "running", "read", "cpu_usage_ns", "system_cpu_ns", "online_cpus", "pre_cpu_usage_ns", "pre_system_cpu_ns", "memory_usage", "memory_limit", "memory_inactive_file", "networks", "block_read_bytes", "block_write_bytes", "pids_current", "pids_limit")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    READ_FIELD_NUMBER: _ClassVar[int]
+    CPU_USAGE_NS_FIELD_NUMBER: _ClassVar[int]
+    SYSTEM_CPU_NS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_CPUS_FIELD_NUMBER: _ClassVar[int]
+    PRE_CPU_USAGE_NS_FIELD_NUMBER: _ClassVar[int]
+    PRE_SYSTEM_CPU_NS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_USAGE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_INACTIVE_FILE_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_READ_BYTES_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_WRITE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PIDS_CURRENT_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    running: bool
+    read: _timestamp_pb2.Timestamp
+    cpu_usage_ns: int
+    system_cpu_ns: int
+    online_cpus: int
+    pre_cpu_usage_ns: int
+    pre_system_cpu_ns: int
+    memory_usage: int
+    memory_limit: int
+    memory_inactive_file: int
+    networks: _containers.RepeatedCompositeFieldContainer[NetworkStats]
+    block_read_bytes: int
+    block_write_bytes: int
+    pids_current: int
+    pids_limit: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., running: _Optional[bool] = ..., read: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cpu_usage_ns: _Optional[int] = ..., system_cpu_ns: _Optional[int] = ..., online_cpus: _Optional[int] = ..., pre_cpu_usage_ns: _Optional[int] = ..., pre_system_cpu_ns: _Optional[int] = ..., memory_usage: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_inactive_file: _Optional[int] = ..., networks: _Optional[_Iterable[_Union[NetworkStats, _Mapping]]] = ..., block_read_bytes: _Optional[int] = ..., block_write_bytes: _Optional[int] = ..., pids_current: _Optional[int] = ..., pids_limit: _Optional[int] = ...) -> None: ...
+
+class StatsResponse(_message.Message):
+    __slots__ = ("stats",)
+    STATS_FIELD_NUMBER: _ClassVar[int]
+    stats: _containers.RepeatedCompositeFieldContainer[ContainerStats]
+    def __init__(self, stats: _Optional[_Iterable[_Union[ContainerStats, _Mapping]]] = ...) -> None: ...

@@ -131,6 +131,26 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.PruneContainersRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.PruneContainersResponse.FromString,
                 _registered_method=True)
+        self.Pause = channel.unary_unary(
+                '/pallet.v1.ContainersService/Pause',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.PauseContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.PauseContainerResponse.FromString,
+                _registered_method=True)
+        self.Unpause = channel.unary_unary(
+                '/pallet.v1.ContainersService/Unpause',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.UnpauseContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.UnpauseContainerResponse.FromString,
+                _registered_method=True)
+        self.Top = channel.unary_unary(
+                '/pallet.v1.ContainersService/Top',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.TopContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.TopContainerResponse.FromString,
+                _registered_method=True)
+        self.Stats = channel.unary_stream(
+                '/pallet.v1.ContainersService/Stats',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.StatsRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.StatsResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -280,6 +300,40 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Pause(self, request, context):
+        """Pause freezes every process of a running container (the cgroup freezer) until
+        Unpause; it is then CONTAINER_STATUS_PAUSED. The pause outlives palletd. A paused
+        container can be stopped, killed and removed with force; exec into it is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Unpause(self, request, context):
+        """Unpause lets the processes of a paused container run again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Top(self, request, context):
+        """Top lists the processes of a running (or paused) container as the host's `ps` shows
+        them (docker top): ps runs on the daemon's host with the given arguments, and only
+        the rows of the container's processes (its cgroup's) are kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stats(self, request, context):
+        """Stats streams containers' resource usage: one message per sample (about once a
+        second), each with the raw counters of every container asked for, so that any client
+        computes docker's percentages (CPU %, MEM %) from them. Without `stream`, one message.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -377,6 +431,26 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Prune,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.PruneContainersRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.PruneContainersResponse.SerializeToString,
+            ),
+            'Pause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Pause,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.PauseContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.PauseContainerResponse.SerializeToString,
+            ),
+            'Unpause': grpc.unary_unary_rpc_method_handler(
+                    servicer.Unpause,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.UnpauseContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.UnpauseContainerResponse.SerializeToString,
+            ),
+            'Top': grpc.unary_unary_rpc_method_handler(
+                    servicer.Top,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.TopContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.TopContainerResponse.SerializeToString,
+            ),
+            'Stats': grpc.unary_stream_rpc_method_handler(
+                    servicer.Stats,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.StatsRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.StatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -894,6 +968,114 @@ class ContainersService:
             '/pallet.v1.ContainersService/Prune',
             pallet_dot_v1_dot_containers__pb2.PruneContainersRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.PruneContainersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Pause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Pause',
+            pallet_dot_v1_dot_containers__pb2.PauseContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.PauseContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Unpause(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Unpause',
+            pallet_dot_v1_dot_containers__pb2.UnpauseContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.UnpauseContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Top(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Top',
+            pallet_dot_v1_dot_containers__pb2.TopContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.TopContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Stats',
+            pallet_dot_v1_dot_containers__pb2.StatsRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.StatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
