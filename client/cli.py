@@ -266,14 +266,24 @@ def _add_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("container", metavar="CONTAINER")
 
 
-def _truth(value: str) -> bool:
-    """docker's boolean flag values (--pause=false)."""
+def _truth(value: str) -> bool | None:
+    """docker's boolean flag values (--pause=false); None for anything else."""
     lowered = value.lower()
     if lowered in ("1", "t", "true"):
         return True
     if lowered in ("0", "f", "false"):
         return False
-    raise argparse.ArgumentTypeError(f"invalid boolean {value!r}: use true or false")
+    return None
+
+
+def _add_bool(p: argparse.ArgumentParser, *flags: str, default: bool, help: str) -> None:
+    """A docker boolean flag: `--pause` sets it, `--pause=false` (or `-p=false`) clears
+    it, and the next word is never its value (`commit -p CTR`). The `=false` spelling is
+    rewritten by `_attach_dash_values` into the hidden `--no-NAME`."""
+    dest = max(flags, key=len).lstrip("-").replace("-", "_")
+    p.add_argument(*flags, dest=dest, action="store_const", const=True, default=default, help=help)
+    p.add_argument(f"--no-{dest.replace('_', '-')}", dest=dest, action="store_const", const=False,
+                   help=argparse.SUPPRESS)
 
 
 def _add_commit(p: argparse.ArgumentParser) -> None:
@@ -281,8 +291,8 @@ def _add_commit(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--change", action="append", metavar="INSTRUCTION",
                    help="apply a Dockerfile instruction to the image (CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, USER, VOLUME, WORKDIR, STOPSIGNAL)")
     p.add_argument("-m", "--message", metavar="MESSAGE", help="commit message")
-    p.add_argument("-p", "--pause", type=_truth, nargs="?", const=True, default=True, metavar="BOOL",
-                   help="freeze the container while it is committed (default true)")
+    _add_bool(p, "-p", "--pause", default=True,
+              help="freeze the container while it is committed (default true; --pause=false to not)")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
 
@@ -587,8 +597,21 @@ def _value_options(parser: argparse.ArgumentParser) -> dict[str, str]:
     return out
 
 
+def _bool_options(parser: argparse.ArgumentParser) -> dict[str, str]:
+    """Option string -> its long spelling, for the `_add_bool` flags that have a --no-."""
+    negations = {a.dest for a in parser._actions if a.help == argparse.SUPPRESS and a.const is False}
+    out: dict[str, str] = {}
+    for action in parser._actions:
+        if action.const is True and action.dest in negations:
+            long = max(action.option_strings, key=len)
+            for option in action.option_strings:
+                out[option] = long
+    return out
+
+
 def _attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
-    """Rewrite `--name -x` as `--name=-x`, as docker's flag parser reads it.
+    """Rewrite `--name -x` as `--name=-x`, as docker's flag parser reads it, and a boolean
+    flag's `--pause=false` as `--no-pause` (see `_add_bool`).
 
     argparse refuses an option value that starts with "-" unless it is attached; docker
     (pflag) takes the next word whatever it looks like, so `--name -dash` reaches the daemon
@@ -604,6 +627,14 @@ def _attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> lis
         if token == "--":
             out.extend(argv[i:])
             break
+        flag, eq, value = token.partition("=")
+        if eq and token.startswith("-") and flag in (bools := _bool_options(current)):
+            truth = _truth(value)
+            if truth is None:
+                raise UsageError(f"invalid argument {value!r} for {flag!r}: use true or false", 125)
+            out.append(bools[flag] if truth else f"--no-{bools[flag].lstrip('-')}")
+            i += 1
+            continue
         if token in values and i + 1 < len(argv) and argv[i + 1].startswith("-") and argv[i + 1] != "--":
             out.append(f"{values[token]}={argv[i + 1]}")
             i += 2

@@ -241,3 +241,16 @@ def test_words_after_the_image_stay_the_commands() -> None:
     assert args.name == "n" and args.command == ["--name", "-q", "-e"]
     args = parse_args(["exec", "-e", "-a", "web", "ls", "-e", "-l"])
     assert args.env == ["-a"] and args.command == ["ls", "-e", "-l"]
+
+
+def test_commit_pause_is_a_docker_boolean_flag() -> None:
+    # `-p` never takes the next word (it used to swallow CTR as its value).
+    args = parse_args(["commit", "-p", "ctr", "img"])
+    assert (args.pause, args.container, args.reference) == (True, "ctr", "img")
+    assert parse_args(["commit", "ctr"]).pause is True
+    assert parse_args(["commit", "--pause=false", "ctr"]).pause is False
+    assert parse_args(["commit", "-p=0", "ctr", "x:1"]).pause is False
+    assert parse_args(["commit", "--pause=TRUE", "ctr"]).pause is True
+    with pytest.raises(UsageError, match="invalid argument 'maybe' for '--pause'") as err:
+        parse_args(["commit", "--pause=maybe", "ctr"])
+    assert err.value.code == 125
