@@ -49,6 +49,7 @@ _CONNECTION_WINDOW = 1 << 30
 #: The largest frame we accept (the protocol's default is 16 KiB): fewer frames per MB.
 _MAX_FRAME = 1 << 20
 _RECV_SIZE = 1 << 20
+_IOV_MAX = 1024  # buffers per sendmsg (Linux's UIO_MAXIOV)
 _DEFAULT_WINDOW = 65535
 
 # HTTP/2 error codes of a RST_STREAM, as gRPC maps them to status codes.
@@ -237,35 +238,46 @@ class Connection:
 
     def send(self, call: _Call, message: bytes, end: bool = False) -> bool:
         """Send one message (and END_STREAM after it if `end`); waits for palletd's
-        window. False when the call is already over (palletd answered or it broke)."""
-        data = memoryview(len(message).to_bytes(5, "big") + message)
-        while data or end:
+        window. False when the call is already over (palletd answered or it broke).
+        The message's bytes are not copied: frame headers and slices of it go out in one
+        sendmsg (a cp or an import sends gigabytes this way)."""
+        prefix = len(message).to_bytes(5, "big")
+        body = memoryview(message)
+        total = 5 + len(body)
+        sent = 0
+        while sent < total:
             with self.cv:
-                while not call.done and data and (call.send_window <= 0 or self._send_window <= 0):
+                while not call.done and (call.send_window <= 0 or self._send_window <= 0):
                     if self.broken is not None:
                         return False
                     self.cv.wait()
-                if call.done or call.sent_end:
-                    return False
-                n = min(len(data), call.send_window, self._send_window)
-                call.send_window -= n
-                self._send_window -= n
-            chunk, data = data[:n], data[n:]
-            frames = []
-            for i in range(0, n, self._peer_frame):
-                piece = chunk[i : i + self._peer_frame]
-                last = end and not data and i + self._peer_frame >= n
-                frames.append(_frame(_DATA, _END_STREAM if last else 0, call.id, piece))
-            if end and not data and not frames:
-                frames.append(_frame(_DATA, _END_STREAM, call.id, b""))
+            # The window is taken and the frames written under the writer's lock, which a
+            # SETTINGS is applied and acked under too: see _on_frame.
             with self._wlock:
-                if not self._write(b"".join(frames)):
-                    return False
-            if end and not data:
                 with self.cv:
-                    call.sent_end = True
-                    self._retire(call)
-                return True
+                    if call.done or call.sent_end or self.broken is not None:
+                        return False
+                    n = min(total - sent, call.send_window, self._send_window)
+                    if n <= 0:
+                        continue  # the window shrank meanwhile: wait again
+                    call.send_window -= n
+                    self._send_window -= n
+                pieces: list[bytes | memoryview] = []
+                for start in range(sent, sent + n, self._peer_frame):
+                    stop = min(start + self._peer_frame, sent + n)
+                    last = end and stop == total
+                    pieces.append(_header(stop - start, _DATA, _END_STREAM if last else 0, call.id))
+                    if start < 5:
+                        pieces.append(prefix[start : min(stop, 5)])
+                    if stop > 5:
+                        pieces.append(body[max(start - 5, 0) : stop - 5])
+                if not self._write_pieces(pieces):
+                    return False
+            sent += n
+        if end:
+            with self.cv:
+                call.sent_end = True
+                self._retire(call)
         return True
 
     def end(self, call: _Call) -> None:
@@ -345,8 +357,17 @@ class Connection:
     def _write(self, data: bytes) -> bool:
         """Send (with _wlock held); False, and the connection broken, when the socket
         failed. The reader, woken by the shutdown, runs the calls' done-callbacks."""
+        return self._write_pieces([data])
+
+    def _write_pieces(self, pieces: list[bytes | memoryview]) -> bool:
         try:
-            self._sock.sendall(data)
+            while pieces:
+                n = self._sock.sendmsg(pieces[:_IOV_MAX])
+                while pieces and n >= len(pieces[0]):
+                    n -= len(pieces[0])
+                    pieces.pop(0)
+                if n:
+                    pieces[0] = memoryview(pieces[0])[n:]
             return True
         except OSError as exc:
             reason = os.strerror(exc.errno or errno.EIO)
@@ -443,8 +464,12 @@ class Connection:
         elif kind == _SETTINGS:
             if flags & _ACK:
                 return
-            self._on_settings(payload)
+            # Applied and acked under the writer's lock, with nothing sent between: palletd
+            # (grpc core) holds us to its new window only once our ack has reached it, so
+            # DATA sized by the new window must not go out before the ack, nor DATA sized
+            # by the old one after it (send() takes the window under the same lock).
             with self._wlock:
+                self._on_settings(payload)
                 self._write(_frame(_SETTINGS, _ACK, 0, b""))
             self._settled.set()
         elif kind == _PING:
@@ -483,7 +508,7 @@ class Connection:
         # PRIORITY and unknown frame types are ignored, as the protocol says.
 
     def _on_settings(self, payload: bytes) -> None:
-        table_size = None
+        """Apply palletd's SETTINGS (called with _wlock held)."""
         with self.cv:
             for i in range(0, len(payload) - 5, 6):
                 key = int.from_bytes(payload[i : i + 2], "big")
@@ -496,12 +521,8 @@ class Connection:
                 elif key == _MAX_FRAME_SIZE:
                     self._peer_frame = value
                 elif key == _HEADER_TABLE_SIZE:
-                    table_size = value
+                    self._encoder.header_table_size = value
             self.cv.notify_all()
-        if table_size is not None:
-            # Under the writer's lock, never inside cv: open() takes them in that order.
-            with self._wlock:
-                self._encoder.header_table_size = table_size
 
     def _on_headers(self, stream: int, flags: int, block: bytes) -> None:
         # Decoded even for a call we forgot: the decoder's table must see every block.
@@ -682,8 +703,12 @@ class Future:
         self._stream.on_done(lambda: fn(self))
 
 
-def _frame(kind: int, flags: int, stream: int, payload: bytes | memoryview) -> bytes:
-    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + bytes(payload)
+def _header(length: int, kind: int, flags: int, stream: int) -> bytes:
+    return length.to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big")
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return _header(len(payload), kind, flags, stream) + payload
 
 
 def _settings(values: dict[int, int]) -> bytes:

@@ -31,9 +31,12 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from pallet.v1.errors import InvalidArgument
+
+_TYPE_BYTES = FieldDescriptor.TYPE_BYTES
 
 __all__ = [
     "MAX_STRING_BYTES",
@@ -96,7 +99,35 @@ def check_request(message: Message | Undecodable) -> None:
             f"the request is not a valid {message.type_name}: {message.reason} (every "
             "string must be UTF-8)"
         )
+    if _only_bytes(message):
+        return
     _check_message(message, "")
+
+
+#: Message type -> its oneof when every field of it is in that one oneof (the upload
+#: requests: header, chunk or end), else None.
+_SOLE_ONEOF: dict[str, Any] = {}
+
+
+def _only_bytes(message: Message) -> bool:
+    """True when all that is set is one bytes field of the type's only oneof (an upload's
+    chunk): bytes cannot be hostile, and reading the field to look (ListFields) would copy
+    megabytes per message of a cp, import or load."""
+    descriptor = message.DESCRIPTOR
+    name = descriptor.full_name
+    if name not in _SOLE_ONEOF:
+        oneofs = descriptor.oneofs
+        sole = oneofs[0] if len(oneofs) == 1 else None
+        if sole is not None and any(
+            f.containing_oneof is None or f.containing_oneof.name != sole.name for f in descriptor.fields
+        ):
+            sole = None
+        _SOLE_ONEOF[name] = sole
+    sole = _SOLE_ONEOF[name]
+    if sole is None:
+        return False
+    which = message.WhichOneof(sole.name)
+    return which is not None and descriptor.fields_by_name[which].type == _TYPE_BYTES
 
 
 async def checked_stream(messages: AsyncIterator[Msg]) -> AsyncIterator[Msg]:

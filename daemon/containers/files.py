@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import sys
@@ -67,9 +68,10 @@ class PutResult:
 class _Helper:
     """One running cp helper and its report lines."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, commit_fd: int) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, commit_fd: int, tar_fd: int = -1) -> None:
         self.proc = proc
         self.commit_fd = commit_fd
+        self.tar_fd = tar_fd  # `put`: our end of the helper's stdin (non-blocking)
         self._tail: list[str] = []
 
     async def next_report(self) -> dict[str, Any]:
@@ -100,9 +102,38 @@ class _Helper:
             os.close(self.commit_fd)
             self.commit_fd = -1
 
+    def close_tar(self) -> None:
+        """The end of the tar: the helper reads EOF."""
+        if self.tar_fd >= 0:
+            os.close(self.tar_fd)
+            self.tar_fd = -1
+
+    async def write_tar(self, data: bytes) -> None:
+        """All of `data` into the helper's stdin, straight from its buffer: os.write on
+        the pipe, waiting on the loop while the pipe is full (asyncio's pipe transport
+        would copy what the pipe does not take at once, megabytes per piece of a cp)."""
+        view = memoryview(data)
+        loop = asyncio.get_running_loop()
+        while view:
+            try:
+                view = view[os.write(self.tar_fd, view):]
+            except BlockingIOError:
+                writable: asyncio.Future[None] = loop.create_future()
+
+                def ready(waiter: asyncio.Future[None] = writable) -> None:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+                loop.add_writer(self.tar_fd, ready)
+                try:
+                    await writable
+                finally:
+                    loop.remove_writer(self.tar_fd)
+
     async def finish(self) -> None:
         """Ask a helper still running to stop (SIGTERM: it undoes a `put`), and reap it."""
         self.close_commit()
+        self.close_tar()
         if self.proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.terminate()
@@ -165,6 +196,11 @@ class ContainerFiles:
         root = await self._root_spec(c, writable=op == "put")
         commit_read, commit_write = os.pipe() if op == "put" else (-1, -1)
         # `put` is kept only once palletd writes "commit" on this pipe (the upload whole).
+        tar_read, tar_write = os.pipe() if op == "put" else (-1, -1)
+        if tar_write >= 0:
+            os.set_blocking(tar_write, False)
+            with contextlib.suppress(OSError):  # above pipe-max-size: 64 KiB, only slower
+                fcntl.fcntl(tar_write, fcntl.F_SETPIPE_SZ, READ_SIZE // 4)
         request = {
             "op": op, "path": path, "container": c.name, "parent_pid": os.getpid(),
             "root": root, "commit_fd": commit_read, **extra,
@@ -172,20 +208,22 @@ class ContainerFiles:
         try:
             proc = await asyncio.create_subprocess_exec(
                 self._python, "-m", HELPER, json.dumps(request),
-                stdin=asyncio.subprocess.PIPE if op == "put" else asyncio.subprocess.DEVNULL,
+                stdin=tar_read if op == "put" else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE if op == "get" else asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(commit_read,) if op == "put" else (),
                 limit=READ_SIZE,  # the read buffer: pieces of READ_SIZE, no pause per 128 KiB
             )
         except BaseException:
-            if commit_write >= 0:
-                os.close(commit_write)
+            for fd in (commit_write, tar_write):
+                if fd >= 0:
+                    os.close(fd)
             raise
         finally:
-            if commit_read >= 0:
-                os.close(commit_read)
-        return _Helper(proc, commit_write)
+            for fd in (commit_read, tar_read):
+                if fd >= 0:
+                    os.close(fd)
+        return _Helper(proc, commit_write, tar_write)
 
     def _attrs(self, c: Container, path: str) -> dict[str, str]:
         attrs = dict(c.config.labels)
@@ -242,26 +280,22 @@ class ContainerFiles:
         return PutResult(int(done["entries"]), int(done["size"]))
 
     async def _pump(self, helper: _Helper, chunks: AsyncIterator[bytes]) -> None:
-        stdin = helper.proc.stdin
-        assert stdin is not None
         first = True
         try:
             async for chunk in chunks:
-                stdin.write(chunk)
-                await stdin.drain()
+                await helper.write_tar(chunk)
                 if first:
                     self._crashes.hit("cp", "extracting")
                     first = False
         except (BrokenPipeError, ConnectionResetError):
             # The helper stopped reading: it failed, and says why.
+            helper.close_tar()
             await helper.next_report()
             raise Internal("the cp helper stopped reading the archive") from None
         except PalletError:
             helper.close_commit()  # cut short: the helper undoes what it made
-            stdin.close()
+            helper.close_tar()
             with contextlib.suppress(PalletError):
                 await helper.next_report()
             raise
-        stdin.close()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            await stdin.wait_closed()
+        helper.close_tar()

@@ -373,3 +373,13 @@ async def test_a_request_that_is_not_valid_utf8_is_invalid_argument(channel: grp
                 pass
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, refused.value.details()
         assert "every string must be UTF-8" in (refused.value.details() or "")
+
+
+def test_an_uploads_chunk_passes_unread_and_its_header_is_still_checked() -> None:
+    # A chunk is bytes, which cannot be hostile: the check does not copy it to look.
+    check_request(cpb.PutArchiveRequest(chunk=b"\0" * 1024))
+    check_request(ipb.ImportRequest(chunk=b"\0" * 1024))
+    with pytest.raises(InvalidArgument, match=r"header\.path"):
+        check_request(cpb.PutArchiveRequest(header=cpb.PutArchiveHeader(container="c", path="/a\0b")))
+    with pytest.raises(InvalidArgument, match=r"header\.reference"):
+        check_request(ipb.ImportRequest(header=ipb.ImportHeader(reference="x\0")))

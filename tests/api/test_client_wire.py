@@ -276,3 +276,89 @@ def test_the_cli_transport_does_not_import_grpc() -> None:
         "sys.exit(1 if any(n == 'grpc' or n.startswith('grpc.') for n in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_big_uploads_while_the_server_retunes_its_window(channel: wire.Channel) -> None:
+    # grpc core grows its window mid-upload (BDP probing: a SETTINGS with a larger initial
+    # window) and holds us to it only once our ack reached it: DATA sized by the new
+    # window and sent before the ack was reset with PROTOCOL_ERROR.
+    piece = os.urandom(4 * MiB)
+    for _ in range(3):
+        reply = channel.client_stream(m("Digest"), iter([piece] * 64))
+        assert reply.decode().split()[0] == str(256 * MiB)
+
+
+def _read_frame(conn: socket.socket) -> tuple[int, int, int, bytes]:
+    def exactly(n: int) -> bytes:
+        data = b""
+        while len(data) < n:
+            more = conn.recv(n - len(data))
+            assert more, "the client closed the connection"
+            data += more
+        return data
+    head = exactly(9)
+    length = int.from_bytes(head[:3], "big")
+    return head[3], head[4], int.from_bytes(head[5:9], "big") & 0x7FFFFFFF, exactly(length)
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
+
+
+def test_a_window_a_settings_changes_is_used_only_after_its_ack(tmp_path: Path) -> None:
+    # A scripted HTTP/2 peer holding the client to what grpc core enforces: the window of
+    # a SETTINGS counts only from our ack on. It opens with a 1000-byte window, then,
+    # while the client waits for window, raises it: no DATA may come before the ack.
+    import hpack
+
+    path = tmp_path / "peer.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+    order: list[str] = []
+    failures: list[BaseException] = []
+
+    def peer() -> None:
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                assert conn.recv(24, socket.MSG_WAITALL).startswith(b"PRI * HTTP/2.0")
+                window = (4).to_bytes(2, "big") + (1000).to_bytes(4, "big")
+                conn.sendall(_frame(4, 0, 0, window) + _frame(8, 0, 0, (1 << 24).to_bytes(4, "big")))
+                received = 0
+                while received < 1000:  # the client's SETTINGS, its ack of ours, HEADERS, DATA
+                    kind, flags, stream, payload = _read_frame(conn)
+                    if kind == 0:
+                        received += len(payload)
+                assert received == 1000
+                bigger = (4).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big")
+                conn.sendall(_frame(4, 0, 0, bigger))
+                total = 1000
+                while total < 5 + 100_000:
+                    kind, flags, stream, payload = _read_frame(conn)
+                    if kind == 4 and flags & 1:
+                        order.append("ack")
+                    elif kind == 0:
+                        order.append("data")
+                        total += len(payload)
+                encoder = hpack.Encoder()
+                conn.sendall(
+                    _frame(1, 4, 1, encoder.encode([(":status", "200"), ("content-type", "application/grpc")]))
+                    + _frame(0, 0, 1, (2).to_bytes(5, "big") + b"ok")
+                    + _frame(1, 5, 1, encoder.encode([("grpc-status", "0")]))
+                )
+                conn.recv(1 << 16)
+        except BaseException as exc:  # reported by the test below
+            failures.append(exc)
+
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    ch = wire.Channel(str(path), connect_timeout=5)
+    try:
+        assert ch.unary(m("Echo"), b"x" * 100_000) == b"ok"
+    finally:
+        ch.close()
+        listener.close()
+    thread.join(10)
+    assert not failures, failures
+    assert order and order[0] == "ack", order
