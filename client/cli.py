@@ -73,6 +73,9 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--tmpfs", action="append", metavar="DST[:OPTIONS]", help="mount a tmpfs (size=, mode=, flags)")
     p.add_argument("--volumes-from", action="append", metavar="CTR[:ro|rw]",
                    help="mount the volumes and binds of another container")
+    from pallet.client.secopts import add_flags as add_security_flags
+
+    add_security_flags(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     if not run:

@@ -93,6 +93,9 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
     _network_config(config, args)
     _mount_config(config, args)
+    from pallet.client.secopts import security_config
+
+    security_config(config, args)
     return config
 
 

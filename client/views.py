@@ -210,11 +210,33 @@ def inspect_container(c: Any) -> dict[str, Any]:
     }
 
 
+def host_config_security(cfg: Any) -> dict[str, Any]:
+    """docker's HostConfig security fields (null where docker shows null when empty)."""
+    return {
+        "CapAdd": list(cfg.cap_add) or None,
+        "CapDrop": list(cfg.cap_drop) or None,
+        "GroupAdd": list(cfg.group_add) or None,
+        "Privileged": bool(cfg.privileged),
+        "ReadonlyRootfs": bool(cfg.read_only),
+        "SecurityOpt": list(cfg.security_opt) or None,
+        "UsernsMode": cfg.userns_mode,
+        "ShmSize": int(cfg.shm_size),
+        "Sysctls": dict(sorted(cfg.sysctls.items())),
+        "Devices": [
+            {"PathOnHost": d.path_on_host, "PathInContainer": d.path_in_container,
+             "CgroupPermissions": d.cgroup_permissions}
+            for d in cfg.devices
+        ],
+        "Ulimits": [{"Name": u.name, "Hard": int(u.hard), "Soft": int(u.soft)} for u in cfg.ulimits] or None,
+    }
+
+
 def _host_config(c: Any) -> dict[str, Any]:
     """docker's HostConfig, in its field order."""
     cfg = c.config
     network = host_config_network(c)
     mounts = views_mounts.host_config_mounts(cfg)
+    security = host_config_security(cfg)
     return {
         "Binds": mounts["Binds"],
         "LogConfig": _log_config(cfg),
@@ -222,8 +244,20 @@ def _host_config(c: Any) -> dict[str, Any]:
         "PortBindings": network["PortBindings"],
         "AutoRemove": bool(cfg.auto_remove),
         "VolumesFrom": mounts["VolumesFrom"],
-        **{k: network[k] for k in ("Dns", "DnsOptions", "DnsSearch", "ExtraHosts", "PublishAllPorts")},
+        "CapAdd": security["CapAdd"],
+        "CapDrop": security["CapDrop"],
+        **{k: network[k] for k in ("Dns", "DnsOptions", "DnsSearch", "ExtraHosts")},
+        "GroupAdd": security["GroupAdd"],
+        "Privileged": security["Privileged"],
+        "PublishAllPorts": network["PublishAllPorts"],
+        "ReadonlyRootfs": security["ReadonlyRootfs"],
+        "SecurityOpt": security["SecurityOpt"],
         "Tmpfs": mounts["Tmpfs"],
+        "UsernsMode": security["UsernsMode"],
+        "ShmSize": security["ShmSize"],
+        **({"Sysctls": security["Sysctls"]} if security["Sysctls"] else {}),
+        "Devices": security["Devices"],
+        "Ulimits": security["Ulimits"],
         "Mounts": mounts["Mounts"],
     }
 

@@ -7,23 +7,11 @@ capability a process keeps, and none named means none.
 
 from __future__ import annotations
 
+from pallet.shim.api.capnames import CAPABILITY_NUMBERS
 from pallet.v1.errors import InvalidArgument
 
-NUMBERS: dict[str, int] = {
-    name: number
-    for number, name in enumerate(
-        (
-            "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL",
-            "SETGID", "SETUID", "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE",
-            "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER", "SYS_MODULE",
-            "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT",
-            "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE",
-            "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN",
-            "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
-            "CHECKPOINT_RESTORE",
-        )
-    )
-}
+# The table is the shim API's (the daemon's capability checks read it too).
+NUMBERS = CAPABILITY_NUMBERS
 
 
 def mask_of(names: tuple[str, ...]) -> int:

@@ -2,7 +2,8 @@
 
 Owns: the steps that give a container's init or an exec process its user and groups (as
 the image's passwd and group files say), capabilities, no_new_privileges, parent-death
-signal and working directory, exactly as its `Process` says (an init's missing working
+signal, resource limits, seccomp filter and working directory, exactly as its `Process`
+(and the container's `linux.seccomp`) says (an init's missing working
 directory is made, as docker does; an exec's fails it, as runc does); then finding the program
 (Go's LookPath, what docker's runtime uses) and exec'ing it with docker's error wording.
 Must not: fill in anything the `Process` leaves out but HOME (only the image's passwd
@@ -21,7 +22,16 @@ from pallet.shim import syscalls as sc
 from pallet.shim.api.spec import Process
 from pallet.shim.steps import ExecFailed, Step
 from pallet.shim.syscalls import Syscalls
-from pallet.shim.users import ExecUser, resolve_user
+from pallet.shim.users import ExecUser, resolve_groups, resolve_user
+
+# <sys/resource.h>'s numbers for the names the spec's rlimits use.
+RLIMITS: dict[str, int] = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3,
+    "RLIMIT_CORE": 4, "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7,
+    "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9, "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11,
+    "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13, "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+_RLIM_INFINITY = (1 << 64) - 1
 
 
 class ProcessSetup:
@@ -29,12 +39,16 @@ class ProcessSetup:
 
     It does what `process` says and nothing more: no capabilities means none, and the
     environment is the daemon's, but for HOME, which only the image's passwd knows.
-    `is_exec` says it is an exec process, not the container's init.
+    `is_exec` says it is an exec process, not the container's init; `seccomp` is the
+    container's filter (a BPF program; empty: none), the same for its init and execs.
     """
 
-    def __init__(self, sys: Syscalls, process: Process, *, is_exec: bool) -> None:
+    def __init__(
+        self, sys: Syscalls, process: Process, *, is_exec: bool, seccomp: bytes = b""
+    ) -> None:
         self.sys = sys
         self.process = process
+        self.seccomp = seccomp
         self.is_exec = is_exec
         self.cwd = process.cwd
         self.cap_mask = caps.mask_of(process.capabilities)
@@ -45,14 +59,24 @@ class ProcessSetup:
         # As root, before the user switch: docker creates an init's missing working
         # directory; an exec's is not made (`docker exec -w /missing` fails, exit 126).
         make_workdir = [] if self.is_exec else [Step("make workdir", self.make_workdir)]
+        rlimits = [Step("set rlimits", self.set_rlimits)] if self.process.rlimits else []
+        seccomp = [Step("install seccomp", self.install_seccomp)] if self.seccomp else []
+        nnp = self.process.no_new_privileges
         return [
             # Inside the container's root: the image's passwd, not the host's.
             Step("resolve user", self.resolve_user),
             *make_workdir,
+            # As root, before the uid change: a raised hard limit needs CAP_SYS_RESOURCE.
+            *rlimits,
             # Keep the permitted set across the uid change; capset below trims it.
             Step("keep caps", lambda: self.sys.prctl(sc.PR_SET_KEEPCAPS, 1)),
             # Needs CAP_SETPCAP in the effective set, so before capset lowers it.
             Step("drop bounding set", self.drop_bounding_set),
+            # Without no_new_privs the kernel takes a filter only from a process with
+            # CAP_SYS_ADMIN: so here, while still root with every effective capability
+            # (as runc does); the calls below (setgroups, setresuid, capset, prctl, chdir,
+            # execve) must then be ones the filter allows, as Docker's profile does.
+            *([] if nnp else seccomp),
             # Groups before the uid: a non-root uid loses CAP_SETGID.
             Step("set groups", self.set_groups),
             Step("set gid", lambda: self.sys.setresgid(self._user.gid)),
@@ -68,6 +92,8 @@ class ProcessSetup:
             Step("die with the shim", lambda: self.sys.prctl(sc.PR_SET_PDEATHSIG, signal.SIGKILL)),
             # As the user, so a directory the user cannot enter fails like in docker.
             Step("enter workdir", self.enter_workdir),
+            # With no_new_privs, last: as few of our own calls as possible run under it.
+            *(seccomp if nnp else []),
         ]
 
     @property
@@ -102,7 +128,26 @@ class ProcessSetup:
                 self.sys.prctl(sc.PR_CAPBSET_DROP, number)
 
     def set_groups(self) -> None:
-        self.sys.setgroups(list(self._user.additional_gids))
+        gids = list(self._user.additional_gids)
+        if self.process.additional_groups:
+            extra = resolve_groups(self.process.additional_groups, _read_text("/etc/group"))
+            gids += [g for g in extra if g not in gids]
+        self.sys.setgroups(gids)
+
+    def set_rlimits(self) -> None:
+        for limit in self.process.rlimits:
+            soft = _RLIM_INFINITY if limit.soft < 0 else limit.soft
+            hard = _RLIM_INFINITY if limit.hard < 0 else limit.hard
+            try:
+                self.sys.setrlimit(RLIMITS[limit.type], soft, hard)
+            except (OSError, ValueError) as exc:
+                raise OSError(
+                    getattr(exc, "errno", None) or errno.EINVAL,
+                    f"cannot set {limit.type} to {limit.soft}:{limit.hard}: {exc}",
+                ) from None
+
+    def install_seccomp(self) -> None:
+        self.sys.seccomp_filter(self.seccomp)
 
     def set_capabilities(self) -> None:
         # Inheritable stays empty, as in Docker since CVE-2022-24769: otherwise a non-root

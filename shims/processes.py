@@ -10,6 +10,7 @@ the pipe, so EOF means "running". Must not: return into the shim's loop from a c
 
 from __future__ import annotations
 
+import binascii
 import json
 import os
 import select
@@ -139,6 +140,12 @@ def _waiter(fd: int, what: str) -> Callable[[], None]:
     return wait
 
 
+def seccomp_program(spec: ShimSpec) -> bytes:
+    """The container's seccomp filter as seccomp(2) takes it (b"": none). Decoded in the
+    forked child: the shim itself keeps only the spec's text."""
+    return binascii.a2b_base64(spec.linux.seccomp) if spec.linux.seccomp else b""
+
+
 def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
     """Fork the container's init (PID 1: the shim has unshared the pid namespace)."""
     pid = os.fork()
@@ -150,7 +157,7 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
         _take_stdio(stdio)
         setup = InitSetup(spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"))
         run_steps(setup.steps())
-        process = ProcessSetup(sc, spec.process, is_exec=False)
+        process = ProcessSetup(sc, spec.process, is_exec=False, seccomp=seccomp_program(spec))
         run_steps(process.steps())
         send_status(stdio.status_w, {"ready": True})
         # Wait here, fully built, until the shim's `start` (EOF: deleted before start).
@@ -186,7 +193,7 @@ def fork_exec(
             sc, init_pid, container.linux.namespaces, _waiter(stdio.cgroup_r, "joining the cgroup")
         )
         run_steps(join.steps())
-        process = ProcessSetup(sc, spec.process, is_exec=True)
+        process = ProcessSetup(sc, spec.process, is_exec=True, seccomp=seccomp_program(container))
         run_steps(process.steps())
         exec_process(spec.process.args, process.env)
     except ExecFailed as exc:

@@ -65,6 +65,9 @@ _SYS_MOUNT_SETATTR = 442  # every architecture (Linux 5.12)
 _AT_FDCWD = -100
 _AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
+# seccomp(2) (x86_64's number, as pivot_root's above): SECCOMP_SET_MODE_FILTER, no flags.
+_SYS_SECCOMP = 317
+SECCOMP_SET_MODE_FILTER = 1
 _SYS_CAPSET = 126
 _SYS_CAPGET = 125
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
@@ -101,6 +104,13 @@ class Syscalls(Protocol):
 
     def setresuid(self, uid: int) -> None: ...
 
+    def setrlimit(self, resource: int, soft: int, hard: int) -> None: ...
+
+    def seccomp_filter(self, program: bytes) -> None:
+        """Install a classic BPF program (`struct sock_filter[]`) as this thread's
+        seccomp filter: it needs no_new_privs set, or CAP_SYS_ADMIN."""
+        ...
+
 
 class _MountAttr(ctypes.Structure):
     _fields_ = [
@@ -109,6 +119,11 @@ class _MountAttr(ctypes.Structure):
         ("propagation", ctypes.c_uint64),
         ("userns_fd", ctypes.c_uint64),
     ]
+
+
+class _SockFprog(ctypes.Structure):
+    # struct sock_fprog: the instruction count and a pointer to struct sock_filter[].
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 class _CapHeader(ctypes.Structure):
@@ -224,6 +239,23 @@ class LibcSyscalls:
 
     def setresuid(self, uid: int) -> None:
         os.setresuid(uid, uid, uid)
+
+    def setrlimit(self, resource: int, soft: int, hard: int) -> None:
+        # libc, not the resource module: nothing is imported after pivot_root (the
+        # container's root has no Python), and the launcher need not import it for all.
+        limit = (ctypes.c_uint64 * 2)(soft, hard)
+        _check(self._libc.setrlimit(ctypes.c_int(resource), ctypes.byref(limit)),
+               f"setrlimit({resource})")
+
+    def seccomp_filter(self, program: bytes) -> None:
+        instructions = len(program) // 8
+        buffer = ctypes.create_string_buffer(program, len(program))
+        prog = _SockFprog(instructions, ctypes.cast(buffer, ctypes.c_void_p))
+        result = self._libc.syscall(
+            ctypes.c_long(_SYS_SECCOMP), ctypes.c_uint(SECCOMP_SET_MODE_FILTER),
+            ctypes.c_uint(0), ctypes.byref(prog),
+        )
+        _check(result, "seccomp(SECCOMP_SET_MODE_FILTER)")
 
 
 def is_enoent(exc: OSError) -> bool:

@@ -122,3 +122,19 @@ def resolve_user(spec: str, passwd_text: str | None, group_text: str | None) -> 
     # 50(staff)"), so a process that drops its gid keeps that group.
     additional = (gid, *(g for g in additional if g != gid))
     return ExecUser(uid=uid, gid=gid, additional_gids=additional, home=home)
+
+
+def resolve_groups(names: tuple[str, ...], group_text: str | None) -> tuple[int, ...]:
+    """--group-add's groups as gids: a number as it is, a name from the image's group
+    file (docker's rule); NotFound names a group the file does not have."""
+    groups = parse_group(group_text or "")
+    gids = []
+    for name in names:
+        gid = _parse_id(name)
+        if gid is None:
+            match = next((g for g in groups if g.name == name), None)
+            if match is None:
+                raise NotFound(f"unable to find group {name}: no matching entries in group file")
+            gid = match.gid
+        gids.append(gid)
+    return tuple(gids)

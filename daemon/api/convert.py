@@ -16,10 +16,13 @@ from pallet.daemon.containers.model import (
     ConfigRequest,
     Container,
     CreateRequest,
+    DeviceMapping,
     HostConfig,
     LogConfig,
     MountSpec,
+    Security,
     Status,
+    Ulimit,
 )
 from pallet.daemon.events.model import Event
 from pallet.daemon.images.model import Image
@@ -89,9 +92,43 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             mount_requests=tuple(mount_request(m) for m in cfg.mounts),
             tmpfs=tuple(cfg.tmpfs),
             volumes_from=tuple(cfg.volumes_from),
+            security=security(cfg),
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
+    )
+
+
+def security(cfg: cpb.ContainerConfig) -> Security:
+    return Security(
+        cap_add=tuple(cfg.cap_add),
+        cap_drop=tuple(cfg.cap_drop),
+        privileged=cfg.privileged,
+        security_opt=tuple(cfg.security_opt),
+        read_only=cfg.read_only,
+        devices=tuple(
+            DeviceMapping(d.path_on_host, d.path_in_container, d.cgroup_permissions)
+            for d in cfg.devices
+        ),
+        ulimits=tuple(Ulimit(u.name, u.soft, u.hard) for u in cfg.ulimits),
+        sysctls=dict(cfg.sysctls),
+        shm_size=cfg.shm_size,
+        group_add=tuple(cfg.group_add),
+        userns_mode=cfg.userns_mode,
+    )
+
+
+def security_fields(s: Security) -> dict[str, object]:
+    """ContainerConfig's security fields, for inspect."""
+    return dict(
+        cap_add=s.cap_add, cap_drop=s.cap_drop, privileged=s.privileged,
+        security_opt=s.security_opt, read_only=s.read_only,
+        devices=[cpb.DeviceMapping(path_on_host=d.path_on_host,
+                                   path_in_container=d.path_in_container,
+                                   cgroup_permissions=d.cgroup_permissions) for d in s.devices],
+        ulimits=[cpb.Ulimit(name=u.name, soft=u.soft, hard=u.hard) for u in s.ulimits],
+        sysctls=dict(s.sysctls), shm_size=s.shm_size, group_add=s.group_add,
+        userns_mode=s.userns_mode,
     )
 
 
@@ -173,6 +210,7 @@ def container(
             mounts=[mount_message(m) for m in host.mount_requests],
             tmpfs=host.tmpfs,
             volumes_from=host.volumes_from,
+            **security_fields(host.security),  # type: ignore[arg-type]
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from pallet.daemon.containers.merge import merge_env
 from pallet.daemon.containers.model import Container
+from pallet.daemon.containers.security import DEFAULT_CAPABILITIES as DEFAULT_CAPABILITIES
+from pallet.daemon.containers.security import Confinement, describe
 from pallet.daemon.limits import check_args_and_env, check_path
 from pallet.v1.errors import InvalidArgument
 from pallet.shim.api.spec import (
@@ -30,24 +32,6 @@ from pallet.shim.api.spec import (
     Mount,
     Namespace,
     Process,
-)
-
-# Docker's default capability set: what a root process in a container may do.
-DEFAULT_CAPABILITIES = (
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
 )
 
 # Docker's defaults: kernel interfaces hidden from containers, and ones they may only read.
@@ -94,6 +78,23 @@ DEFAULT_MOUNTS = (
     Mount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
     Mount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
 )
+
+
+def standard_mounts(confinement: Confinement) -> tuple[Mount, ...]:
+    """DEFAULT_MOUNTS as this container has them: its /dev/shm size (--shm-size), and
+    /sys writable when it is privileged (docker's)."""
+    shm = f"size={confinement.shm_size // 1024}k" if confinement.shm_size % 1024 == 0 else (
+        f"size={confinement.shm_size}"
+    )
+    out = []
+    for m in DEFAULT_MOUNTS:
+        if m.destination == "/dev/shm":
+            m = Mount(m.destination, m.type, m.source,
+                      tuple(o for o in m.options if not o.startswith("size=")) + (shm,))
+        elif m.destination == "/sys" and not confinement.masked:
+            m = Mount(m.destination, m.type, m.source, tuple(o for o in m.options if o != "ro"))
+        out.append(m)
+    return tuple(out)
 # Docker's: the container's mounts stay off the host, the host's new ones reach it.
 ROOTFS_PROPAGATION = "rslave"
 
@@ -176,7 +177,7 @@ def container_mounts(container: Container, own: Sequence[Mount] = ()) -> tuple[M
     targets = {m.destination for m in own}
     kept = [m for m in etc_mounts(container) if m.destination not in targets]
     rest = sorted([*kept, *own], key=lambda m: m.destination.rstrip("/").count("/"))
-    return (*DEFAULT_MOUNTS, *rest)
+    return (*standard_mounts(describe(container.host_config.security)), *rest)
 
 
 def cgroup_path(container: Container, cgroup_parent: str) -> str:
@@ -184,17 +185,21 @@ def cgroup_path(container: Container, cgroup_parent: str) -> str:
     return f"{cgroup_parent}/{container.id}"
 
 
-def container_process(container: Container) -> Process:
-    """The container's init: its merged command, env, user and working directory."""
+def container_process(container: Container, confinement: Confinement | None = None) -> Process:
+    """The container's init: its merged command, env, user and working directory, and
+    its privileges (capabilities, no_new_privileges, rlimits, groups)."""
     cfg = container.config
+    conf = confinement or describe(container.host_config.security)
     return Process(
         args=container.argv,
         env=cfg.env,
         cwd=cfg.working_dir or "/",
         user=cfg.user,
-        capabilities=DEFAULT_CAPABILITIES,
-        no_new_privileges=True,
+        capabilities=conf.capabilities,
+        no_new_privileges=conf.no_new_privileges,
         stdin=cfg.open_stdin,
+        rlimits=conf.rlimits,
+        additional_groups=conf.additional_groups,
     )
 
 
@@ -227,25 +232,37 @@ def exec_process(
         capabilities=init.capabilities,
         no_new_privileges=init.no_new_privileges,
         stdin=stdin,
+        rlimits=init.rlimits,
+        additional_groups=init.additional_groups,
     )
 
 
 def container_linux(
-    container: Container, cgroup_parent: str, network_path: str = "", host_network: bool = False
+    container: Container,
+    cgroup_parent: str,
+    network_path: str = "",
+    host_network: bool = False,
+    seccomp: str = "",
+    confinement: Confinement | None = None,
 ) -> Linux:
-    """How the container is isolated: Docker's defaults, its own cgroup.
+    """How the container is isolated: Docker's defaults, its own cgroup, its security
+    options; `seccomp` is its compiled filter (base64; "": none).
 
     `network_path`: the network namespace to join (made by the network manager); ""
     gives the container a new one with only `lo`; `host_network`: the host's.
     """
+    conf = confinement or describe(container.host_config.security)
+    extra = {d.path for d in conf.devices}
     return Linux(
         namespaces=default_namespaces(network_path, host_network),
         cgroups_path=cgroup_path(container, cgroup_parent),
-        masked_paths=MASKED_PATHS,
-        readonly_paths=READONLY_PATHS,
-        devices=DEFAULT_DEVICES,
-        sysctl={},
+        # --privileged: nothing hidden, nothing read-only (docker's).
+        masked_paths=MASKED_PATHS if conf.masked else (),
+        readonly_paths=READONLY_PATHS if conf.masked else (),
+        devices=(*(d for d in DEFAULT_DEVICES if d.path not in extra), *conf.devices),
+        sysctl=dict(conf.sysctls),
         rootfs_propagation=ROOTFS_PROPAGATION,
+        seccomp=seccomp,
     )
 
 

@@ -45,6 +45,7 @@ from pallet.daemon.containers.model import (
     Status,
     check_transition,
 )
+from pallet.daemon.containers import security
 from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.mounting import NoVolumes, Volumes, resolve_mounts, uses_volume, volume_names
 from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
@@ -466,6 +467,9 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
         cid = secrets.token_hex(32)
         hostname = req.config.hostname or _default_hostname(req, cid)
         config, host_config = effective_config(req, image, hostname)
+        host_config = await asyncio.to_thread(
+            security.check, host_config, self._start_deps.seccomp.check
+        )
         prepared = await self._networking.prepare(config, host_config, req, self)
         config, host_config = prepared.config, prepared.host
         made: list[str] = []  # anonymous volumes made for it: removed if it is not created

@@ -98,7 +98,8 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
 def host_config(req: HostConfig) -> HostConfig:
     """The caller's HostConfig checked, with its defaults filled (max-file 0: one file).
 
-    A field that needs no check or default passes through as asked.
+    A field that needs no check or default passes through as asked; `security` is
+    judged by `security.check` (it reads the host: devices, limits, libseccomp).
     """
     return replace(req, log_config=log_config(req.log_config))
 

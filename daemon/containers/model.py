@@ -111,6 +111,47 @@ class MountSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceMapping:
+    """One --device (docker's DeviceMapping): a host device node made in the container,
+    and what the device cgroup lets it do with it ("rwm": read, write, mknod)."""
+
+    path_on_host: str
+    path_in_container: str
+    cgroup_permissions: str = "rwm"
+
+
+@dataclass(frozen=True, slots=True)
+class Ulimit:
+    """One --ulimit: docker's name ("nofile") and limits; -1 is unlimited."""
+
+    name: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    """How the container is confined (docker's HostConfig security fields), as asked
+    and, once `security.check` has judged it, as stored (capability names in CAP_ form,
+    each device's permissions filled in). `pallet.daemon.containers.security` turns it
+    into the shim's spec."""
+
+    cap_add: tuple[str, ...] = ()
+    cap_drop: tuple[str, ...] = ()
+    privileged: bool = False
+    # docker's strings: "seccomp=unconfined", "seccomp=<the profile's JSON>" (the CLI
+    # reads the file), "no-new-privileges[:true|false]".
+    security_opt: tuple[str, ...] = ()
+    read_only: bool = False  # the root filesystem
+    devices: tuple[DeviceMapping, ...] = ()
+    ulimits: tuple[Ulimit, ...] = ()
+    sysctls: Mapping[str, str] = field(default_factory=dict)
+    shm_size: int = 0  # bytes of /dev/shm; 0: docker's 64 MiB
+    group_add: tuple[str, ...] = ()
+    userns_mode: str = ""  # "" or "host": pallet has no user namespaces yet
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     """How the host runs the container (docker's HostConfig).
 
@@ -146,6 +187,7 @@ class HostConfig:
     tmpfs: tuple[str, ...] = ()
     volumes_from: tuple[str, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
+    security: Security = field(default_factory=Security)
 
 
 @dataclass(frozen=True, slots=True)

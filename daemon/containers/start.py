@@ -20,7 +20,8 @@ The steps, in order:
                in one order with the container's own mounts (parents first)
   process      what runs: argv, environment, working directory, user, capabilities
   linux        how it is isolated: namespaces, cgroup path, masked and read-only paths,
-               devices, sysctls
+               devices, sysctls, and its seccomp filter (compiled once per profile and
+               set of capabilities, `pallet.daemon.seccomp`; a start ships the bytes)
   logging      where the shim writes the output, and its rotation
   spawn shim   the spec handed to a new shim, which builds the container and waits
   attach       clients that attached before the start get the new run's stdio
@@ -41,7 +42,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -52,7 +53,9 @@ from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
 from pallet.daemon.containers.mounting import ContainerMounts, Volumes, may_have_path
 from pallet.daemon.containers.networking import Networking, Sandbox
+from pallet.daemon.containers.security import describe
 from pallet.daemon.containers.sessions import PendingAttach, Run
+from pallet.daemon.seccomp.compile import Programs
 from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.daemon.snapshots.view import read_only_view
@@ -173,6 +176,8 @@ class StartDeps:
     clock: Callable[[], int]  # the manager's; the start step reads it (`started_at_ns`)
     networking: Networking
     volumes: Volumes
+    # Compiled seccomp filters, cached for the manager's life.
+    seccomp: Programs = field(default_factory=Programs)
 
 
 @dataclass(slots=True)
@@ -243,9 +248,11 @@ class ContainerStart:
     async def prepare_rootfs(self) -> None:
         # The writable layer itself is create's; preparing it again is idempotent (it
         # makes what a damaged state directory lacks), so there is nothing to release.
-        self.rootfs = await asyncio.to_thread(
+        rootfs = await asyncio.to_thread(
             self.deps.snapshots.prepare, Path(self.container.state_dir), self.layer_dirs
         )
+        read_only = self.container.host_config.security.read_only
+        self.rootfs = replace(rootfs, readonly=True) if read_only else rootfs
 
     async def mount_volumes(self) -> None:
         c = self.container
@@ -284,8 +291,19 @@ class ContainerStart:
 
     async def describe_linux(self) -> None:
         sandbox = self.sandbox or Sandbox()
+        confinement = describe(self.container.host_config.security)
+        seccomp = ""
+        if confinement.seccomp_profile is not None:
+            caps = frozenset(confinement.capabilities)
+            programs = self.deps.seccomp
+            cached = programs.cached(confinement.seccomp_profile, caps)
+            # Compiled off the loop, once: every later start with it finds it cached.
+            seccomp = cached if cached is not None else await asyncio.to_thread(
+                programs.program, confinement.seccomp_profile, caps
+            )
         self.linux = bundle.container_linux(
-            self.container, self.deps.cgroup_parent, sandbox.netns_path, sandbox.share_host
+            self.container, self.deps.cgroup_parent, sandbox.netns_path, sandbox.share_host,
+            seccomp=seccomp, confinement=confinement,
         )
 
     async def describe_logging(self) -> None:

@@ -12,6 +12,7 @@ not: interpret the values beyond checking them; the daemon writes config.json wi
 
 from __future__ import annotations
 
+import binascii
 import errno
 import json
 import os
@@ -62,6 +63,21 @@ _DATA_OPTIONS: dict[str, frozenset[str]] = {
     "tmpfs": TMPFS_DATA_KEYS | TMPFS_DATA_WORDS,
     "devpts": frozenset({"newinstance", "ptmxmode", "mode", "uid", "gid", "max"}),
 }
+
+
+# The kernel's limit on a classic BPF program (BPF_MAXINSNS), 8 bytes an instruction.
+SECCOMP_MAX_INSTRUCTIONS = 4096
+RLIMIT_TYPES = frozenset({
+    "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK", "RLIMIT_CORE", "RLIMIT_RSS",
+    "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS", "RLIMIT_LOCKS",
+    "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO", "RLIMIT_RTTIME",
+})
+
+
+def sysctl_namespace(key: str) -> str:
+    """The namespace that scopes sysctl `key` (NS_NETWORK, NS_IPC, NS_UTS), "" if none
+    does (it is the host's): docker's list, which the daemon's --sysctl check reads too."""
+    return _sysctl_namespace(key)
 
 
 def _sysctl_namespace(key: str) -> str:
@@ -186,6 +202,16 @@ def _validate_linux(linux: Linux) -> None:
     ):
         # A masked file is hidden under a bind of the container's own /dev/null.
         raise InvalidArgument("masked paths need /dev/null (c 1:3) among the devices")
+    if linux.seccomp:
+        try:
+            program = binascii.a2b_base64(linux.seccomp, strict_mode=True)
+        except (binascii.Error, ValueError):
+            raise InvalidArgument("linux.seccomp is not base64 (of a BPF program)") from None
+        if not program or len(program) % 8 or len(program) // 8 > SECCOMP_MAX_INSTRUCTIONS:
+            raise InvalidArgument(
+                f"linux.seccomp is not a BPF program of 1 to {SECCOMP_MAX_INSTRUCTIONS} "
+                "instructions (8 bytes each)"
+            )
     # Joined ones count: the daemon made them for this container (e.g. its netns).
     own = {ns.type for ns in linux.namespaces}
     for key, value in linux.sysctl.items():
@@ -231,6 +257,17 @@ def _validate_process(process: Process, what: str) -> None:
     for item in process.env:
         if "=" not in item:
             raise InvalidArgument(f"invalid environment variable {item!r} for {what}: use KEY=value")
+    for limit in process.rlimits:
+        if limit.type not in RLIMIT_TYPES:
+            raise InvalidArgument(f"unknown rlimit {limit.type!r} for {what}")
+        if limit.hard >= 0 and not 0 <= limit.soft <= limit.hard:
+            raise InvalidArgument(
+                f"rlimit {limit.type} of {what}: the soft limit {limit.soft} is above the "
+                f"hard limit {limit.hard}"
+            )
+    for group in process.additional_groups:
+        if not group or ":" in group or "\n" in group:
+            raise InvalidArgument(f"invalid additional group {group!r} for {what}")
 
 
 def validate_exec(spec: ExecSpec) -> ExecSpec:

@@ -33,6 +33,15 @@ PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 
 
 @dataclass(frozen=True, slots=True)
+class Rlimit:
+    """A resource limit the process starts with (OCI's process.rlimits)."""
+
+    type: str  # "RLIMIT_NOFILE", ... (the names of <sys/resource.h>)
+    soft: int  # -1: unlimited
+    hard: int
+
+
+@dataclass(frozen=True, slots=True)
 class Process:
     """A process to run in the container: its init, or an exec. Complete as given."""
 
@@ -45,6 +54,11 @@ class Process:
     capabilities: tuple[str, ...]
     no_new_privileges: bool
     stdin: bool  # an open stdin pipe; otherwise stdin is /dev/null
+    # Set before the user switch; what is not listed is inherited (the shim's own).
+    rlimits: tuple[Rlimit, ...] = ()
+    # Supplementary groups besides the user's (--group-add): names (looked up in the
+    # image's /etc/group) or numeric gids.
+    additional_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +126,10 @@ class Linux:
     # in it: "rslave" (Docker's) keeps the container's mounts off the host and lets the
     # host's new mounts in. One of PROPAGATIONS (OCI's linux.rootfsPropagation).
     rootfs_propagation: str
+    # The seccomp filter every process of the container gets (its init and each exec),
+    # base64 of a classic BPF program (`struct sock_filter[]`, as seccomp(2) takes it),
+    # compiled by the daemon; "" means none (--security-opt seccomp=unconfined).
+    seccomp: str
 
 
 @dataclass(frozen=True, slots=True)

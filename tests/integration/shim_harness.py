@@ -116,6 +116,7 @@ class ShimWorld:
             devices=bundle.DEFAULT_DEVICES,
             sysctl={},
             rootfs_propagation=bundle.ROOTFS_PROPAGATION,
+            seccomp="",
         )
         root = Root(
             path=str(bundle_dir / "rootfs"),

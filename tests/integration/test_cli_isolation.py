@@ -89,7 +89,7 @@ def test_init_and_exec_have_exactly_dockers_default_capabilities(palletd: Any, i
         caps = dict(line.split(":\t") for line in out.splitlines())
         assert caps == {
             "CapInh": "0000000000000000", "CapPrm": DOCKER_DEFAULT_CAPS,
-            "CapEff": DOCKER_DEFAULT_CAPS, "CapBnd": DOCKER_DEFAULT_CAPS, "NoNewPrivs": "1",
+            "CapEff": DOCKER_DEFAULT_CAPS, "CapBnd": DOCKER_DEFAULT_CAPS, "NoNewPrivs": "0",
         }, out
 
 
@@ -100,8 +100,10 @@ def test_a_non_root_user_has_no_capabilities(palletd: Any, image: str) -> None:
     assert caps["CapBnd"] == DOCKER_DEFAULT_CAPS
 
 
-def test_no_new_privileges(palletd: Any, image: str) -> None:
-    assert run(palletd, image, "grep NoNewPrivs /proc/self/status") == "NoNewPrivs:\t1\n"
+def test_no_new_privileges_is_dockers_set_only_when_asked(palletd: Any, image: str) -> None:
+    assert run(palletd, image, "grep NoNewPrivs /proc/self/status") == "NoNewPrivs:\t0\n"
+    assert run(palletd, image, "grep NoNewPrivs /proc/self/status",
+               "--security-opt", "no-new-privileges") == "NoNewPrivs:\t1\n"
 
 
 def test_dev_has_the_standard_devices(palletd: Any, image: str) -> None:

@@ -36,7 +36,8 @@ def test_the_spec_carries_dockers_defaults() -> None:
     assert (spec.process.env, spec.process.cwd, spec.process.user, spec.process.stdin) == (
         ("PATH=/bin", "A=1"), "/srv", "app", True
     )
-    assert spec.process.no_new_privileges
+    # Docker's: no_new_privileges only when --security-opt no-new-privileges asks.
+    assert not spec.process.no_new_privileges
     assert [ns.type for ns in spec.linux.namespaces] == ["pid", "ipc", "uts", "mount", "network", "cgroup"]
     assert all(ns.path == "" for ns in spec.linux.namespaces)
     assert {d.path for d in spec.linux.devices} == {
@@ -67,7 +68,7 @@ def test_an_exec_process_is_complete_and_no_more_privileged_than_the_init() -> N
         ("PATH=/bin", "A=container", "B=container"), "/srv", "app", False
     )
     assert plain.capabilities == bundle.container_process(c).capabilities
-    assert plain.no_new_privileges
+    assert plain.no_new_privileges == bundle.container_process(c).no_new_privileges
     own = bundle.exec_process(c, ("id",), ("B=exec", "C=exec"), "/tmp", "root", True)
     assert own.env == ("PATH=/bin", "A=container", "B=exec", "C=exec")
     assert (own.args, own.cwd, own.user, own.stdin) == (("id",), "/tmp", "root", True)

@@ -54,6 +54,7 @@ def make_spec(bundle: Path) -> ShimSpec:
             devices=(Device("/dev/null", "c", 1, 3, 0o666, 0, 0),),
             sysctl={"net.ipv4.ip_forward": "1"},
             rootfs_propagation="rslave",
+            seccomp="",
         ),
         log=Log(str(bundle / "log"), max_size=0, max_files=1),
     )

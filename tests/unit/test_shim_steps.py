@@ -87,6 +87,12 @@ class FakeSyscalls:
     def setresuid(self, uid: int) -> None:
         self._record("setresuid", uid)
 
+    def setrlimit(self, resource: int, soft: int, hard: int) -> None:
+        self._record("setrlimit", resource, soft, hard)
+
+    def seccomp_filter(self, program: bytes) -> None:
+        self._record("seccomp", program)
+
 
 def names(calls: list[tuple[object, ...]]) -> list[object]:
     return [c[0] for c in calls]
@@ -111,6 +117,7 @@ def spec(tmp_path: Path) -> ShimSpec:
             devices=bundle.DEFAULT_DEVICES,
             sysctl={},
             rootfs_propagation="rslave",
+            seccomp="",
         ),
         log=Log(str(tmp_path / "log"), 0, 1),
     )
@@ -542,3 +549,58 @@ def test_a_read_only_recursive_bind_is_read_only_all_the_way_down(spec: ShimSpec
         ("mount", str(source), f"{root}/plain", "", sc.MS_BIND, ""),
         ("mount", "", f"{root}/plain", "", sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY, ""),
     ]
+
+
+def _run_in(tmp_path: Path, setup: ProcessSetup) -> None:
+    cwd = os.getcwd()
+    try:
+        run_steps(setup.steps())
+    finally:
+        os.chdir(cwd)
+
+
+def test_seccomp_is_installed_with_cap_sys_admin_before_the_user_switch_without_nnp(tmp_path: Path) -> None:
+    """Docker's default: no no_new_privs, so the kernel takes the filter only while the
+    process still has CAP_SYS_ADMIN: before groups, uid and capabilities change."""
+    fake = FakeSyscalls()
+    process = Process(("sh",), ("PATH=/bin",), str(tmp_path / "wd"), "4242", bundle.DEFAULT_CAPABILITIES, False, False)
+    _run_in(tmp_path, ProcessSetup(fake, process, is_exec=False, seccomp=b"\0" * 8))
+    order = names(fake.calls)
+    assert order.index("seccomp") < order.index("setgroups") < order.index("capset")
+    assert ("prctl", sc.PR_SET_NO_NEW_PRIVS, 1) not in fake.calls
+
+
+def test_seccomp_is_installed_last_with_nnp(tmp_path: Path) -> None:
+    fake = FakeSyscalls()
+    process = Process(("sh",), ("PATH=/bin",), str(tmp_path / "wd"), "", bundle.DEFAULT_CAPABILITIES, True, False)
+    setup = ProcessSetup(fake, process, is_exec=True, seccomp=b"\1" * 16)
+    assert [s.name for s in setup.steps()][-1] == "install seccomp"
+    (tmp_path / "wd").mkdir()
+    _run_in(tmp_path, setup)
+    assert fake.calls[-1] == ("seccomp", b"\1" * 16)
+    assert order_of(fake, ("prctl", sc.PR_SET_NO_NEW_PRIVS, 1)) < len(fake.calls) - 1
+
+
+def order_of(fake: FakeSyscalls, call: tuple[object, ...]) -> int:
+    return fake.calls.index(call)
+
+
+def test_no_filter_means_no_seccomp_step(tmp_path: Path) -> None:
+    setup, _ = _process(tmp_path, "")
+    assert "install seccomp" not in [s.name for s in setup.steps()]
+
+
+def test_rlimits_are_set_as_root_and_groups_added(tmp_path: Path) -> None:
+    from pallet.shim.api.spec import Rlimit
+    from pallet.shim.identity import RLIMITS
+
+    fake = FakeSyscalls()
+    process = Process(("sh",), ("PATH=/bin",), str(tmp_path / "wd"), "", (), False, False,
+                      rlimits=(Rlimit("RLIMIT_NOFILE", 1024, 2048), Rlimit("RLIMIT_CORE", -1, -1)),
+                      additional_groups=("4242",))
+    _run_in(tmp_path, ProcessSetup(fake, process, is_exec=False))
+    order = names(fake.calls)
+    assert order.index("setrlimit") < order.index("setresuid")
+    assert ("setrlimit", RLIMITS["RLIMIT_NOFILE"], 1024, 2048) in fake.calls
+    assert ("setrlimit", RLIMITS["RLIMIT_CORE"], (1 << 64) - 1, (1 << 64) - 1) in fake.calls
+    assert ("setgroups", (0, 4242)) in fake.calls
