@@ -1,10 +1,10 @@
 """`commit`'s layer: a container's writable layer (the overlay's upper) as an OCI layer tar.
 
 Owns: writing the upper directory's entries (`changes.walk_upper`: the runtime's mount
-point stubs left out) as an uncompressed PAX tar with owners, modes, times, xattrs and
-hard links kept, and turning overlayfs's markers into the image spec's: a whiteout (a 0:0
-character device) becomes an empty `.wh.<name>`, an opaque directory
-(`trusted.overlay.opaque=y`) gets an empty `.wh..wh..opq` inside it. overlayfs's own
+point stubs left out) as an uncompressed PAX tar with owners, modes, times (whole seconds,
+as docker writes them), xattrs and hard links kept, and turning overlayfs's markers into
+the image spec's: a whiteout (a 0:0 character device) becomes an empty `.wh.<name>`, an
+opaque directory (`trusted.overlay.opaque=y`) gets an empty `.wh..wh..opq` inside it. overlayfs's own
 bookkeeping xattrs (`trusted.overlay.*`) are not carried. Must not: mount anything,
 change the upper directory, or know where the tar goes (the image store stores it).
 
@@ -130,4 +130,7 @@ def _plain_info(tar: tarfile.TarFile, path: Path, name: str) -> tarfile.TarInfo:
     an image."""
     info = tar.gettarinfo(str(path), arcname=name)
     info.uname = info.gname = ""
+    # Whole seconds, as docker's archive writes them: a fractional mtime makes tarfile add
+    # a PAX header to every entry (1 KiB more, and its own pass through the extractor).
+    info.mtime = int(info.mtime)
     return info

@@ -214,3 +214,16 @@ def test_an_unchanged_container_writes_no_entries(tmp_path: Path, image: tuple[P
 
 def test_kinds_are_dockers_letters() -> None:
     assert [k.value for k in ChangeKind] == ["C", "A", "D"]
+
+
+def test_times_are_whole_seconds_with_no_pax_header_per_entry(tmp_path: Path) -> None:
+    upper = tmp_path / "upper"
+    f = _write(upper / "data" / "f", "content")
+    os.utime(f, (1700000000.75, 1700000000.75))
+    os.utime(upper / "data", (1700000001.5, 1700000001.5))
+    count, data = _tar(upper, [])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+    assert count == 2
+    assert members["data/f"].mtime == 1700000000 and members["data"].mtime == 1700000001
+    assert all("mtime" not in m.pax_headers for m in members.values())
