@@ -4,8 +4,8 @@ Owns: writing the upper directory's entries (`changes.walk_upper`: the runtime's
 point stubs left out) as an uncompressed PAX tar with owners, modes, times (whole seconds,
 as docker writes them), xattrs and hard links kept, and turning overlayfs's markers into
 the image spec's: a whiteout (a 0:0 character device) becomes an empty `.wh.<name>`, an
-opaque directory (`trusted.overlay.opaque=y`) gets an empty `.wh..wh..opq` inside it. overlayfs's own
-bookkeeping xattrs (`trusted.overlay.*`) are not carried. Must not: mount anything,
+opaque directory (`trusted.overlay.opaque=y`) gets an empty `.wh..wh..opq` inside it.
+overlayfs's own bookkeeping xattrs (`trusted.overlay.*`) are not carried. Must not: mount anything,
 change the upper directory, or know where the tar goes (the image store stores it).
 
 Sockets are left out (a tar cannot hold them; docker leaves them out too).
