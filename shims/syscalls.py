@@ -67,6 +67,7 @@ _AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 # seccomp(2) (x86_64's number, as pivot_root's above): SECCOMP_SET_MODE_FILTER, no flags.
 _SYS_SECCOMP = 317
+_SYS_BPF = 321
 SECCOMP_SET_MODE_FILTER = 1
 _SYS_CAPSET = 126
 _SYS_CAPGET = 125
@@ -105,6 +106,10 @@ class Syscalls(Protocol):
     def setresuid(self, uid: int) -> None: ...
 
     def setrlimit(self, resource: int, soft: int, hard: int) -> None: ...
+
+    def bpf(self, command: int, attr_address: int, attr_size: int) -> int:
+        """bpf(2) with the `union bpf_attr` at `attr_address`; its result (an fd, or 0)."""
+        ...
 
     def seccomp_filter(self, program: bytes) -> None:
         """Install a classic BPF program (`struct sock_filter[]`) as this thread's
@@ -246,6 +251,14 @@ class LibcSyscalls:
         limit = (ctypes.c_uint64 * 2)(soft, hard)
         _check(self._libc.setrlimit(ctypes.c_int(resource), ctypes.byref(limit)),
                f"setrlimit({resource})")
+
+    def bpf(self, command: int, attr_address: int, attr_size: int) -> int:
+        result = self._libc.syscall(
+            ctypes.c_long(_SYS_BPF), ctypes.c_int(command), ctypes.c_void_p(attr_address),
+            ctypes.c_uint(attr_size),
+        )
+        _check(result, f"bpf({command})")
+        return int(result)
 
     def seccomp_filter(self, program: bytes) -> None:
         instructions = len(program) // 8

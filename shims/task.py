@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError
 from pallet.shim import diaglog
-from pallet.shim.cgroups import Cgroup, NoCgroup, destroy, open_cgroup
+from pallet.shim.cgroups import Cgroup, NoCgroup, destroy, devices, open_cgroup
 from pallet.shim.api import messages, wire
 from pallet.shim.api.files import discard_exit_status, write_exit_status
 from pallet.shim.api.messages import (
@@ -126,6 +126,8 @@ class Task:
         cgroup = open_cgroup(spec.linux.cgroups_path)
         cgroup.create()  # raises, naming the path and the reason: no cgroup, no container
         self.cgroup = cgroup
+        # Before any process is in it: nothing of the container opens a device unchecked.
+        devices.apply(cgroup, spec.linux.device_cgroup, self.sys)
         # Before our first fork: it applies to our children only, the first becoming the
         # container's PID 1 and later ones (exec processes) members of its namespace.
         enter_pid_namespace(spec, self.sys)

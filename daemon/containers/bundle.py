@@ -263,6 +263,7 @@ def container_linux(
         sysctl=dict(conf.sysctls),
         rootfs_propagation=ROOTFS_PROPAGATION,
         seccomp=seccomp,
+        device_cgroup=conf.device_rules,
     )
 
 

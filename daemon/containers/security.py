@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 from pallet.daemon.containers.model import DeviceMapping, HostConfig, Security, Ulimit
 from pallet.shim.api.files import sysctl_namespace
-from pallet.shim.api.spec import NS_NETWORK, Device, Rlimit
+from pallet.shim.api.spec import NS_NETWORK, Device, DeviceRule, Rlimit
 from pallet.shim.api.capnames import CAPABILITY_NUMBERS
 from pallet.v1.errors import InvalidArgument
 
@@ -61,8 +61,7 @@ SECCOMP_UNCONFINED = "unconfined"
 
 # The device cgroup's default allow-list (runc's, which docker uses): any node may be
 # made (mknod), and these used; (type, major, minor, access), -1 for any.
-DeviceRule = tuple[str, int, int, str]
-DEFAULT_DEVICE_RULES: tuple[DeviceRule, ...] = (
+_DEFAULT_DEVICE_RULES = (
     ("c", -1, -1, "m"), ("b", -1, -1, "m"),
     ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"),  # null, zero, full
     ("c", 1, 8, "rwm"), ("c", 1, 9, "rwm"),  # random, urandom
@@ -70,7 +69,8 @@ DEFAULT_DEVICE_RULES: tuple[DeviceRule, ...] = (
     ("c", 136, -1, "rwm"),  # the pts devices
     ("c", 10, 200, "rwm"),  # /dev/net/tun
 )
-ALLOW_ALL_DEVICES: tuple[DeviceRule, ...] = (("a", -1, -1, "rwm"),)
+DEFAULT_DEVICE_RULES = tuple(DeviceRule(True, *rule) for rule in _DEFAULT_DEVICE_RULES)
+ALLOW_ALL_DEVICES = (DeviceRule(True, "a", -1, -1, "rwm"),)
 # /dev entries a privileged container does not get from the host: it has its own.
 _HOST_DEV_SKIPPED = ("pts", "shm", "mqueue", "fd", "ptmx", "console", "core")
 
@@ -322,7 +322,7 @@ def describe(sec: Security) -> Confinement:
         devices = [x for x in devices if x.path != d.path_in_container]
         devices.append(Device(d.path_in_container, kind, major, minor, mode, 0, 0))
         if not sec.privileged:
-            rules.append((kind, major, minor, d.cgroup_permissions))
+            rules.append(DeviceRule(True, kind, major, minor, d.cgroup_permissions))
     return Confinement(
         capabilities=capabilities(sec),
         no_new_privileges=nnp,

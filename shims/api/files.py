@@ -212,6 +212,13 @@ def _validate_linux(linux: Linux) -> None:
                 f"linux.seccomp is not a BPF program of 1 to {SECCOMP_MAX_INSTRUCTIONS} "
                 "instructions (8 bytes each)"
             )
+    for rule in linux.device_cgroup:
+        if (rule.type not in ("a", "c", "b") or rule.major < -1 or rule.minor < -1
+                or not rule.access or any(ch not in "rwm" for ch in rule.access)):
+            raise InvalidArgument(
+                f"invalid device cgroup rule {rule.type} {rule.major}:{rule.minor} "
+                f"{rule.access!r}: type a, c or b; numbers or -1 (any); access some of rwm"
+            )
     # Joined ones count: the daemon made them for this container (e.g. its netns).
     own = {ns.type for ns in linux.namespaces}
     for key, value in linux.sysctl.items():

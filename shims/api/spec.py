@@ -110,6 +110,18 @@ class Device:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceRule:
+    """One rule of the device cgroup (OCI's linux.resources.devices entry): which device
+    nodes the container's processes may open (r, w) or make (m)."""
+
+    allow: bool
+    type: str  # "a" (all), "c" or "b"
+    major: int  # -1: any
+    minor: int  # -1: any
+    access: str  # some of "rwm"
+
+
+@dataclass(frozen=True, slots=True)
 class Linux:
     """What makes it a Linux container: namespaces, cgroup, hidden paths, devices."""
 
@@ -130,6 +142,9 @@ class Linux:
     # base64 of a classic BPF program (`struct sock_filter[]`, as seccomp(2) takes it),
     # compiled by the daemon; "" means none (--security-opt seccomp=unconfined).
     seccomp: str
+    # The device cgroup: only what these allow (Docker's list, --device); applied before
+    # any process is in the cgroup. () leaves the cgroup's devices as its parent's.
+    device_cgroup: tuple[DeviceRule, ...]
 
 
 @dataclass(frozen=True, slots=True)

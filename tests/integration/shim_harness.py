@@ -117,6 +117,7 @@ class ShimWorld:
             sysctl={},
             rootfs_propagation=bundle.ROOTFS_PROPAGATION,
             seccomp="",
+            device_cgroup=(),
         )
         root = Root(
             path=str(bundle_dir / "rootfs"),

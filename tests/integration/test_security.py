@@ -186,6 +186,17 @@ def test_device_is_made_where_asked(palletd: Any, image: str) -> None:
     assert out == "c\nwrote\n"
 
 
+def test_the_device_cgroup_blocks_a_node_it_does_not_allow(palletd: Any, image: str) -> None:
+    """CAP_MKNOD lets a container make any node (docker's "c *:* m"), but only the
+    allow-list (and --device) may be opened: /dev/loop-control's 10:237 is not on it."""
+    script = "mknod /dev/lc c 10 237 && (exec 3</dev/lc) && echo opened"
+    blocked = palletd.cli("run", "--rm", image, "sh", "-c", script)
+    assert blocked.returncode != 0 and "opened" not in blocked.stdout
+    assert "not permitted" in blocked.stderr.lower()
+    assert run(palletd, image, script, "--device", "/dev/loop-control:/dev/lc2") == "opened\n"
+    assert run(palletd, image, script, "--privileged") == "opened\n"
+
+
 def test_a_missing_device_is_refused(palletd: Any, image: str) -> None:
     err = refused(palletd, image, "--device", "/dev/no-such-device")
     assert "/dev/no-such-device" in err and "device node" in err

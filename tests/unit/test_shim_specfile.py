@@ -55,6 +55,7 @@ def make_spec(bundle: Path) -> ShimSpec:
             sysctl={"net.ipv4.ip_forward": "1"},
             rootfs_propagation="rslave",
             seccomp="",
+            device_cgroup=(),
         ),
         log=Log(str(bundle / "log"), max_size=0, max_files=1),
     )

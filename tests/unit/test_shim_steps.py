@@ -118,6 +118,7 @@ def spec(tmp_path: Path) -> ShimSpec:
             sysctl={},
             rootfs_propagation="rslave",
             seccomp="",
+            device_cgroup=(),
         ),
         log=Log(str(tmp_path / "log"), 0, 1),
     )
