@@ -53,6 +53,8 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
     p.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    p.add_argument("--restart", metavar="POLICY",
+                   help="restart policy: no, on-failure[:MAX], always, unless-stopped")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and forward ours")
     p.add_argument("-e", "--env", action="append", metavar="K=V", help="set an environment variable (K alone: ours)")
     p.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from a file")

@@ -266,3 +266,21 @@ def validate_filters(filters: Iterable[str]) -> list[str]:
             raise InvalidArgument(f"bad format of filter {item!r} (expected name=value)")
         out.append(item)
     return out
+
+
+def parse_restart(text: str) -> tuple[str, int]:
+    """`--restart NAME[:MAX]` -> (name, max), read as docker's CLI reads it: only the form
+    is checked here; palletd judges the name and the count (negative, or with a policy
+    other than on-failure)."""
+    name, sep, count = text.partition(":")
+    if sep and not name:
+        raise InvalidArgument("invalid restart policy format: no policy provided before colon")
+    if not count:
+        return name, 0
+    try:
+        value = int(count)
+    except ValueError:
+        raise InvalidArgument(
+            "invalid restart policy format: maximum retry count must be an integer"
+        ) from None
+    return name, check_range(value, "--restart maximum retry count", -INT32_MAX - 1, INT32_MAX)

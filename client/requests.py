@@ -21,6 +21,7 @@ from pallet.client.options import (
     parse_extra_host,
     parse_key_values,
     parse_labels,
+    parse_restart,
     parse_tail,
     parse_time,
 )
@@ -89,6 +90,9 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         config.entrypoint_set = True
     if args.stop_timeout is not None:
         config.stop_timeout = stop_seconds(args.stop_timeout, "--stop-timeout")
+    if getattr(args, "restart", None):
+        name, count = parse_restart(args.restart)
+        config.restart_policy.name, config.restart_policy.maximum_retry_count = name, count
     if getattr(args, "log_opt", None):
         config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
     _network_config(config, args)

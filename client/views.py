@@ -167,7 +167,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
         "Args": list(c.args),
         "State": {
             "Status": status,
-            "Running": status in ("running", "paused"),
+            "Running": status in ("running", "paused", "restarting"),  # docker's
             "Paused": status == "paused",
             "Restarting": status == "restarting",
             "OOMKilled": bool(state.oom_killed),
@@ -242,6 +242,10 @@ def _host_config(c: Any) -> dict[str, Any]:
         "LogConfig": _log_config(cfg),
         "NetworkMode": network["NetworkMode"],
         "PortBindings": network["PortBindings"],
+        "RestartPolicy": {
+            "Name": cfg.restart_policy.name or "no",
+            "MaximumRetryCount": int(cfg.restart_policy.maximum_retry_count),
+        },
         "AutoRemove": bool(cfg.auto_remove),
         "VolumesFrom": mounts["VolumesFrom"],
         "CapAdd": security["CapAdd"],

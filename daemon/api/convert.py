@@ -21,6 +21,7 @@ from pallet.daemon.containers.model import (
     LogConfig,
     MountSpec,
     Security,
+    RestartPolicy,
     Status,
     Ulimit,
 )
@@ -93,6 +94,11 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             tmpfs=tuple(cfg.tmpfs),
             volumes_from=tuple(cfg.volumes_from),
             security=security(cfg),
+            # Unset: the domain's default ("no"); merge judges the rest.
+            restart_policy=RestartPolicy(
+                cfg.restart_policy.name or RestartPolicy().name,
+                cfg.restart_policy.maximum_retry_count,
+            ),
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
@@ -211,6 +217,10 @@ def container(
             tmpfs=host.tmpfs,
             volumes_from=host.volumes_from,
             **security_fields(host.security),  # type: ignore[arg-type]
+            restart_policy=cpb.RestartPolicy(
+                name=host.restart_policy.name,
+                maximum_retry_count=host.restart_policy.maximum_retry_count,
+            ),
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],

@@ -7,7 +7,8 @@ commits with its event in one transaction. A start runs `start.ContainerStart`'s
 (with rollback); every end of a run, whoever learns of it, goes through `settle_exit`,
 which does what `exits.after_exit` decides (`runs.RunEnds`: the monitor, recording an
 end, releasing the shim); stop, kill, restart and remove are `stopping.StopsAndRemoves`,
-pause and unpause `pausing.Pauses` (the parts mixed in, working on this manager's state). Execs are run and followed to their end by
+pause and unpause `pausing.Pauses`, restart policies' back-offs `restarting.Restarting`
+(the parts mixed in, working on this manager's state). Execs are run and followed to their end by
 `execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
 acts through this manager (the `Supervisor` methods).
 
@@ -50,6 +51,7 @@ from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.mounting import NoVolumes, Volumes, resolve_mounts, uses_volume, volume_names
 from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
 from pallet.daemon.containers.pausing import Pauses
+from pallet.daemon.containers.restarting import Restarting, started_by_user
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
 from pallet.daemon.containers.names import generate_name, validate_name
@@ -91,7 +93,7 @@ def _default_hostname(req: CreateRequest, container_id: str) -> str:
     return container_id[:12]
 
 
-class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
+class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting):
     """Runs containers through shims and keeps their records true."""
 
     def __init__(
@@ -135,6 +137,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
         self._pending: dict[str, list[PendingAttach]] = {}
         self._held: dict[str, HeldEnd] = {}
         self._closing = False
+        # Set once start() has reconciled everything: no restart begins before.
+        self._booted = asyncio.Event()
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
         self._start_deps = StartDeps(
             self, snapshots, shims, crashes, cgroup_parent, clock, self._networking,
@@ -165,6 +169,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
             for name in volume_names(c):
                 uses.setdefault(name, set()).add(c.id)
         await self._volumes.reconcile(uses)
+        self._booted.set()
         log.info(
             "containers reconciled",
             containers=len(self._containers),
@@ -176,7 +181,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
         """Stop every running container (palletd --stop-containers-on-exit)."""
         running = [c.id for c in self._containers.values() if c.id in self._runs]
         results = await asyncio.gather(
-            *(self.stop(cid) for cid in running), return_exceptions=True
+            *(self.stop(cid, by_user=False) for cid in running), return_exceptions=True
         )
         for cid, result in zip(running, results):
             if isinstance(result, BaseException):
@@ -308,7 +313,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
         return [
             c
             for c in self.containers()
-            if (everything or c.state.status in (Status.RUNNING, Status.PAUSED))
+            if (everything
+                or c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING))
             and container_filters.matches(c, terms, ancestors)
         ]
 
@@ -556,11 +562,13 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses):
                     f"cannot start a paused container, try unpause instead (pallet unpause "
                     f"{c.name})"
                 )
-            if c.state.status not in (Status.CREATED, Status.EXITED):
+            if c.state.status not in (Status.CREATED, Status.EXITED, Status.RESTARTING):
                 raise FailedPrecondition(
                     f"container {c.name} is {c.state.status.value}: it cannot be started"
                 )
-            return await self._start_locked(c)
+            # A user's start: now, even during a back-off; the policy starts over.
+            self.cancel_restart(c.id)
+            return await self._start_locked(started_by_user(c))
 
     def _check_not_removing(self, c: Container) -> None:
         """A start loses to an `rm -f` under way (docker: "marked for removal")."""

@@ -18,6 +18,7 @@ from pallet.daemon.containers.model import (
     HostConfig,
     LogConfig,
 )
+from pallet.daemon.containers.restarts import check_policy
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.limits import check_args_and_env, check_hostname, check_labels, check_path
 from pallet.v1.errors import InvalidArgument
@@ -101,7 +102,11 @@ def host_config(req: HostConfig) -> HostConfig:
     A field that needs no check or default passes through as asked; `security` is
     judged by `security.check` (it reads the host: devices, limits, libseccomp).
     """
-    return replace(req, log_config=log_config(req.log_config))
+    return replace(
+        req,
+        log_config=log_config(req.log_config),
+        restart_policy=check_policy(req.restart_policy, req.auto_remove),
+    )
 
 
 def log_config(req: LogConfig) -> LogConfig:

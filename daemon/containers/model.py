@@ -30,8 +30,13 @@ TRANSITIONS: Mapping[Status, frozenset[Status]] = {
     Status.CREATED: frozenset({Status.RUNNING, Status.CREATED, Status.REMOVING, Status.DEAD}),
     Status.RUNNING: frozenset({Status.EXITED, Status.PAUSED, Status.REMOVING, Status.DEAD}),
     Status.PAUSED: frozenset({Status.RUNNING, Status.EXITED, Status.DEAD}),
-    Status.RESTARTING: frozenset({Status.RUNNING, Status.EXITED, Status.DEAD}),
-    Status.EXITED: frozenset({Status.RUNNING, Status.EXITED, Status.REMOVING, Status.DEAD}),
+    # RESTARTING: in a restart policy's back-off, between a run's end and its next start.
+    Status.RESTARTING: frozenset(
+        {Status.RUNNING, Status.RESTARTING, Status.EXITED, Status.REMOVING, Status.DEAD}
+    ),
+    Status.EXITED: frozenset(
+        {Status.RUNNING, Status.RESTARTING, Status.EXITED, Status.REMOVING, Status.DEAD}
+    ),
     Status.REMOVING: frozenset({Status.DEAD}),
     Status.DEAD: frozenset({Status.REMOVING}),
 }
@@ -108,6 +113,39 @@ class MountSpec:
     create_host_path: bool = False  # -v: a missing host directory is made (docker's)
     origin: str = ""  # ORIGIN_*, set at create; "" in records made before it was kept
     image_volume: bool = False  # the image has a VOLUME at `target` (docker's Config.Volumes)
+
+
+RESTART_NO = "no"
+RESTART_ON_FAILURE = "on-failure"
+RESTART_ALWAYS = "always"
+RESTART_UNLESS_STOPPED = "unless-stopped"
+RESTART_POLICIES = (RESTART_NO, RESTART_ON_FAILURE, RESTART_ALWAYS, RESTART_UNLESS_STOPPED)
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    """docker's HostConfig.RestartPolicy: whether palletd starts the container again
+    after its run ends (`restarts.should_restart` decides)."""
+
+    name: str = RESTART_NO  # one of RESTART_POLICIES
+    maximum_retry_count: int = 0  # on-failure only: give up after that many; 0 never
+
+
+@dataclass(frozen=True, slots=True)
+class RestartState:
+    """Where a container's restart policy is (kept in its record, so a palletd killed
+    during a back-off resumes it rather than restarting at once).
+
+    The count of restarts is `Container.restart_count` (docker's RestartCount)."""
+
+    # The back-off that was last waited, in ns (docker's restart manager's timeout): 0
+    # until the first restart; doubled at each one, from 100 ms to 1 min.
+    delay_ns: int = 0
+    # While RESTARTING: when the next start is due (wall clock, ns).
+    next_at_ns: int = 0
+    # A user's stop or kill ended the last run (docker's HasBeenManuallyStopped): no
+    # restart until the next start a user asks for.
+    stopped_by_user: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +226,7 @@ class HostConfig:
     volumes_from: tuple[str, ...] = ()
     mounts: tuple[MountSpec, ...] = ()
     security: Security = field(default_factory=Security)
+    restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,6 +287,7 @@ class Container:
     state_dir: str
     restart_count: int = 0
     host_config: HostConfig = field(default_factory=HostConfig)
+    restarts: RestartState = field(default_factory=RestartState)
 
     @property
     def argv(self) -> tuple[str, ...]:

@@ -3,7 +3,9 @@
 Owns: deciding, for each container record, what the previous palletd left and acting on
 it: a live shim is re-adopted, a dead one's exit is taken from disk (or recorded as 255
 with a reason) and settled as any other exit (`Supervisor.settle_exit`: an `--rm`
-container is removed), a start or remove cut short is finished or undone, and leftovers
+container is removed, one with a restart policy restarted by it), a back-off a killed
+palletd left goes on (`Supervisor.schedule_restart`), a start or remove cut short is
+finished or undone, and leftovers
 (state directories without a record, shims and sockets without a container) are removed.
 Each container is reconciled under its lock, as the manager's own changes are. Must
 not: hold container state or write records itself; it acts through the `Supervisor` (the
@@ -83,6 +85,10 @@ class Supervisor(Protocol):
 
     def background(self, key: str, work: Coroutine[Any, Any, None]) -> None: ...
 
+    def schedule_restart(self, c: Container) -> None:
+        """Start `c`, RESTARTING, when its back-off (in its record) is over."""
+        ...
+
 
 class Restorer:
     """Brings every container record in line with what is really on the host."""
@@ -147,21 +153,26 @@ class Restorer:
         if c.state.status is Status.REMOVING:
             await self._sup.finish_remove(c)
             return
-        if c.state.status in (Status.CREATED, Status.EXITED):
+        if c.state.status in (Status.CREATED, Status.EXITED, Status.RESTARTING):
             await self._reconcile_unstarted(c)
             now = self._sup.lookup(c.id)
+            if now is not None and now.state.status is Status.RESTARTING:
+                # In a back-off: it goes on from the record, at the time planned.
+                self._sup.schedule_restart(now)
+                return
             if now is None or now.state.status not in (Status.CREATED, Status.EXITED):
                 return  # adopted: its start had got the process running
             # What follows the end of the last run may not have happened (palletd died
             # between recording it and an auto-remove): it happens now. A Created container
             # with an error is one whose start failed.
             recorded = ExitStatus(now.state.exit_code, now.state.finished_at_ns, now.state.error)
+            # (And a restart policy's boot rule: `exits.after_exit`.)
             if now.state.status is Status.EXITED:
-                await self._sup.settle_exit(now, recorded, Why.FOUND_EXITED)
+                await self._sup.settle_exit(now, recorded, Why.RECORDED)
             elif now.state.error:
                 await self._sup.settle_exit(now, recorded, Why.START_FAILED)
             return
-        if c.state.status not in (Status.RUNNING, Status.PAUSED, Status.RESTARTING):
+        if c.state.status not in (Status.RUNNING, Status.PAUSED):
             return
         bound = log.bind(container_id=c.id, shim_pid=c.state.shim_pid)
         try:

@@ -4,7 +4,8 @@ Owns: `RunEnds`, the part of the container manager that follows runs to their en
 exit monitor of each running container (`_monitor`, `_watch`, the manager's `background`
 tasks), recording an end (`_record_exit`, `_record_failed_start`), letting a shim go
 (`release_shim`) and `settle_exit`, which records the end, then does what
-`exits.after_exit` decides (remove an --rm container); and ends that could not be written
+`exits.after_exit` decides (remove an --rm container, or restart one after a back-off:
+`restarting.Restarting`); and ends that could not be written
 (`_held`: a full state disk), which are kept in memory, reported as recorded, and written
 as soon as there is room. Must not: decide what follows an exit (`exits.after_exit` does),
 start or stop containers, or hold state of its own: it works on the manager's
@@ -98,6 +99,10 @@ class RunEnds:
 
         async def clean_after_shim(self, c: Container) -> None: ...
 
+        async def enter_backoff(self, c: Container, status: ExitStatus, why: Why) -> Container: ...
+
+        async def end_backoff(self, c: Container, by_user: bool) -> Container: ...
+
     async def settle_exit(
         self,
         c: Container,
@@ -147,6 +152,15 @@ class RunEnds:
                     await self._remove_locked(c)
                 except PalletError as e:
                     log.warning("auto-remove failed", container_id=c.id, reason=str(e))
+            elif outcome is Outcome.RESTART or c.state.status is Status.RESTARTING:
+                try:  # restart after a back-off, or (a restart failed) give up
+                    if outcome is Outcome.RESTART:
+                        await self.enter_backoff(c, status, why)
+                    else:
+                        await self.end_backoff(c, by_user=False)
+                except PalletError as e:  # the restorer decides again at the next boot
+                    log.warning("cannot record the restart policy's step",
+                                container_id=c.id, reason=str(e))
             return outcome
         finally:
             # Only now is the run over for `wait`: it never sees an --rm container Exited.

@@ -18,7 +18,6 @@ import contextlib
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ import structlog
 from pallet.daemon.containers.execs import ExecTracker
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.mounting import Volumes, remove_anonymous
+from pallet.daemon.containers.restarting import started_by_user
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.containers.store import delete_writer
@@ -93,11 +93,22 @@ class StopsAndRemoves:
 
         async def _resume_after_signal(self, container_id: str, run: Run) -> None: ...
 
+        async def stop_backoff(self, container_id: str) -> bool: ...
+
+        async def mark_stopped_by_user(self, container_id: str) -> None: ...
+
+        def cancel_restart(self, container_id: str) -> None: ...
+
     # ---- stop / kill / restart -----------------------------------------------------
 
     async def kill(self, ref: str, sig: str = "") -> None:
         c = self.resolve(ref)
         num = parse_signal(sig, signal.SIGKILL)
+        # In a back-off there is no process: the kill ends the back-off (docker's).
+        if c.state.status is Status.RESTARTING and await self.stop_backoff(c.id):
+            return
+        await self.mark_stopped_by_user(c.id)
+        c = self.resolve(c.id)
         run = self._runs.get(c.id)
         if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
             raise FailedPrecondition(
@@ -119,8 +130,16 @@ class StopsAndRemoves:
         ):
             await self._resume_after_signal(c.id, run)
 
-    async def stop(self, ref: str, timeout: int | None = None) -> None:
+    async def stop(self, ref: str, timeout: int | None = None, by_user: bool = True) -> None:
+        """Stop the container's run: its stop signal, SIGKILL after the timeout. A user's
+        stop (not palletd's own, at exit) also ends its restart policy's restarts until the
+        next start; during a back-off that is all it does."""
         c = self.resolve(ref)
+        if by_user:
+            if c.state.status is Status.RESTARTING and await self.stop_backoff(c.id):
+                return
+            await self.mark_stopped_by_user(c.id)
+            c = self.resolve(c.id)
         run = self._runs.get(c.id)
         if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
             return
@@ -199,9 +218,8 @@ class StopsAndRemoves:
             self._check_not_removing(c)
             if c.state.status is Status.RUNNING:
                 return c.state.pid
-            c = replace(c, restart_count=c.restart_count + 1)
-            self._containers[c.id] = c
-            return await self._start_locked(c)
+            # A user's start: docker's restart resets the restart count too.
+            return await self._start_locked(started_by_user(c))
 
     # ---- remove --------------------------------------------------------------------
 
@@ -227,6 +245,11 @@ class StopsAndRemoves:
                         f"container {c.name} is paused: unpause and stop it first, or "
                         "remove it with force (rm -f)"
                     )
+                if c.state.status is Status.RESTARTING:
+                    raise FailedPrecondition(
+                        f"container {c.name} is restarting: stop it first, or remove it "
+                        "with force (rm -f)"
+                    )
                 await self._remove_locked(c, volumes)
             return
         # `rm -f` always wins: from here on no start of the container begins; one already
@@ -243,6 +266,7 @@ class StopsAndRemoves:
                     c = self._present(c.id, ref)
                     if c.id in self._runs:
                         continue  # started meanwhile, or its end is still being settled
+                    self.cancel_restart(c.id)  # in a back-off: no restart comes
                     if c.state.status in (Status.RUNNING, Status.PAUSED):
                         # No run: a shim that did not answer when palletd started (the
                         # restorer keeps asking it). Killed here; the remove cleans up.

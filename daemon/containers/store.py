@@ -20,6 +20,7 @@ from pallet.daemon.containers.model import (
     ContainerState,
     ExecRecord,
     HostConfig,
+    RestartState,
     Status,
 )
 from pallet.daemon.images.model import ImageUser
@@ -57,6 +58,7 @@ class Record:
     state_dir: str
     host_config: HostConfig = field(default_factory=HostConfig)
     restart_count: int = 0
+    restarts: RestartState = field(default_factory=RestartState)
 
 
 def encode(c: Container) -> str:
@@ -67,6 +69,7 @@ def encode(c: Container) -> str:
             state=c.state,
             state_dir=c.state_dir,
             restart_count=c.restart_count,
+            restarts=c.restarts,
         )
     )
 
@@ -114,6 +117,7 @@ def decode(row: sqlite3.Row) -> Container:
         created_ns=row["created_ns"],
         state_dir=rec.state_dir,
         restart_count=rec.restart_count,
+        restarts=rec.restarts,
         config=rec.config,
         host_config=rec.host_config,
         state=rec.state,

@@ -51,7 +51,7 @@ CHANGE_KIND_ADDED: ChangeKind
 CHANGE_KIND_DELETED: ChangeKind
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file", "network_mode", "network_aliases", "ipv4_address", "mac_address", "publish", "publish_all", "expose", "dns", "dns_search", "dns_options", "extra_hosts", "binds", "mounts", "tmpfs", "volumes_from", "cap_add", "cap_drop", "privileged", "security_opt", "read_only", "devices", "ulimits", "sysctls", "shm_size", "group_add", "userns_mode")
+    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file", "network_mode", "network_aliases", "ipv4_address", "mac_address", "publish", "publish_all", "expose", "dns", "dns_search", "dns_options", "extra_hosts", "binds", "mounts", "tmpfs", "volumes_from", "cap_add", "cap_drop", "privileged", "security_opt", "read_only", "devices", "ulimits", "sysctls", "shm_size", "group_add", "userns_mode", "restart_policy")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class ContainerConfig(_message.Message):
     SHM_SIZE_FIELD_NUMBER: _ClassVar[int]
     GROUP_ADD_FIELD_NUMBER: _ClassVar[int]
     USERNS_MODE_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     image: str
     name: str
     cmd: _containers.RepeatedScalarFieldContainer[str]
@@ -150,7 +151,8 @@ class ContainerConfig(_message.Message):
     shm_size: int
     group_add: _containers.RepeatedScalarFieldContainer[str]
     userns_mode: str
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ..., network_mode: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., publish: _Optional[_Iterable[str]] = ..., publish_all: _Optional[bool] = ..., expose: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., binds: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., tmpfs: _Optional[_Iterable[str]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[DeviceMapping, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., shm_size: _Optional[int] = ..., group_add: _Optional[_Iterable[str]] = ..., userns_mode: _Optional[str] = ...) -> None: ...
+    restart_policy: RestartPolicy
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ..., network_mode: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., publish: _Optional[_Iterable[str]] = ..., publish_all: _Optional[bool] = ..., expose: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., binds: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., tmpfs: _Optional[_Iterable[str]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[DeviceMapping, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., shm_size: _Optional[int] = ..., group_add: _Optional[_Iterable[str]] = ..., userns_mode: _Optional[str] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ...) -> None: ...
 
 class DeviceMapping(_message.Message):
     __slots__ = ("path_on_host", "path_in_container", "cgroup_permissions")
@@ -171,6 +173,14 @@ class Ulimit(_message.Message):
     soft: int
     hard: int
     def __init__(self, name: _Optional[str] = ..., soft: _Optional[int] = ..., hard: _Optional[int] = ...) -> None: ...
+
+class RestartPolicy(_message.Message):
+    __slots__ = ("name", "maximum_retry_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    MAXIMUM_RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    maximum_retry_count: int
+    def __init__(self, name: _Optional[str] = ..., maximum_retry_count: _Optional[int] = ...) -> None: ...
 
 class Mount(_message.Message):
     __slots__ = ("type", "source", "target", "read_only", "propagation", "no_copy", "tmpfs_options")
