@@ -348,10 +348,16 @@ class PalletClient:
         for response in self._stream(call):
             yield from response.chunks
 
-    def attach(self, container: str, stdin: bool = False, stdout: bool = True, stderr: bool = True) -> DuplexSession:
-        """Open an attachment and wait until the daemon says it is in place."""
+    def attach(
+        self, container: str, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+        running_only: bool = False,
+    ) -> DuplexSession:
+        """Open an attachment and wait until the daemon says it is in place (with
+        `running_only`, FailedPrecondition unless the container runs: `pallet attach`)."""
         pb = _pb("containers")
-        first = pb.AttachRequest(open=pb.AttachOpen(container=container, stdin=stdin, stdout=stdout, stderr=stderr))
+        first = pb.AttachRequest(open=pb.AttachOpen(
+            container=container, stdin=stdin, stdout=stdout, stderr=stderr, running_only=running_only,
+        ))
         session = DuplexSession(
             self.host, self._duplex("containers", "Attach", first), pb.AttachResponse, pb.AttachRequest,
             self._connect_timeout,
@@ -367,12 +373,14 @@ class PalletClient:
         working_dir: str = "",
         user: str = "",
         stdin: bool = False,
+        tty: bool = False,
     ) -> ExecSession:
         """Start a process in a running container; returns once it started (or exited)."""
         pb = _pb("containers")
         first = pb.ExecRequest(
             open=pb.ExecOpen(
-                container=container, cmd=list(cmd), env=list(env), working_dir=working_dir, user=user, stdin=stdin
+                container=container, cmd=list(cmd), env=list(env), working_dir=working_dir, user=user, stdin=stdin,
+                tty=tty,
             )
         )
         session = ExecSession(
@@ -384,6 +392,12 @@ class PalletClient:
             session.exec_id = started.exec_id
             session.pid = int(started.pid)
         return session
+
+    def resize(self, container: str, height: int, width: int, exec_id: str = "") -> None:
+        """Set the window size of a container's terminal, or of exec `exec_id`'s."""
+        pb = _pb("containers")
+        request = pb.ResizeRequest(container=container, exec_id=exec_id, height=height, width=width)
+        self._call("containers", "Resize", request)
 
     def _duplex(self, service: str, method: str, first: Any) -> wire.Stream:
         """A bidirectional call, its first request sent."""

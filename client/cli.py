@@ -56,6 +56,11 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--restart", metavar="POLICY",
                    help="restart policy: no, on-failure[:MAX], always, unless-stopped")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and forward ours")
+    p.add_argument("-t", "--tty", action="store_true", help="give it a pseudo-terminal")
+    if run:
+        _add_detach_keys(p)
+        _add_bool(p, "--sig-proxy", default=True,
+                  help="forward the signals we get to the container, without -t (default true)")
     p.add_argument("-e", "--env", action="append", metavar="K=V", help="set an environment variable (K alone: ours)")
     p.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from a file")
     p.add_argument("-w", "--workdir", metavar="DIR", help="working directory inside the container")
@@ -114,6 +119,26 @@ def _add_create(p: argparse.ArgumentParser) -> None:
 
 def _add_containers(p: argparse.ArgumentParser) -> None:
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
+
+
+def _add_detach_keys(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--detach-keys", metavar="KEYS",
+                   help='keys that detach without stopping it (default "ctrl-p,ctrl-q")')
+
+
+def _add_start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-a", "--attach", action="store_true", help="attach its output (and, with -i, our stdin)")
+    p.add_argument("-i", "--interactive", action="store_true", help="forward our stdin (with -a)")
+    _add_detach_keys(p)
+    _add_containers(p)
+
+
+def _add_attach(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-stdin", action="store_true", help="do not forward our stdin")
+    _add_bool(p, "--sig-proxy", default=True,
+              help="forward the signals we get to the container, without a terminal (default true)")
+    _add_detach_keys(p)
+    p.add_argument("container", metavar="CONTAINER")
 
 
 def _add_stop(p: argparse.ArgumentParser) -> None:
@@ -175,6 +200,8 @@ def _add_logs(p: argparse.ArgumentParser) -> None:
 
 def _add_exec(p: argparse.ArgumentParser) -> None:
     p.add_argument("-i", "--interactive", action="store_true", help="forward our stdin")
+    p.add_argument("-t", "--tty", action="store_true", help="give it a pseudo-terminal")
+    _add_detach_keys(p)
     p.add_argument("-d", "--detach", action="store_true", help="start it and return")
     p.add_argument("-e", "--env", action="append", metavar="K=V", help="set an environment variable")
     p.add_argument("--env-file", action="append", metavar="FILE", help="read environment variables from a file")
@@ -443,7 +470,8 @@ _T = "pallet.client.verbs_stats"
 _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "run": (f"{_C}:run", "create and start a container", _add_run, 125),
     "create": (f"{_C}:create", "create a container", _add_create, 125),
-    "start": (f"{_C}:start", "start containers", _add_containers, 1),
+    "start": (f"{_C}:start", "start containers", _add_start, 1),
+    "attach": ("pallet.client.attached:attach", "attach to a running container's stdio", _add_attach, 1),
     "stop": (f"{_C}:stop", "stop containers", _add_stop, 1),
     "kill": (f"{_C}:kill", "send a signal to containers", _add_kill, 1),
     "restart": (f"{_C}:restart", "restart containers", _add_stop, 1),

@@ -81,6 +81,7 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         hostname=args.hostname or "",
         labels=parse_labels(args.label or []),
         open_stdin=bool(args.interactive),
+        tty=bool(getattr(args, "tty", False)),
         auto_remove=bool(args.rm),
         stop_signal=args.stop_signal or "",
     )

@@ -62,15 +62,32 @@ def _stdin_reader() -> Callable[[], bytes]:
     return lambda: os.read(fd, STDIN_READ_SIZE)
 
 
+class DetachFilter(Protocol):
+    """What the pump passes stdin through (`client.terminal.DetachScanner`)."""
+
+    detached: bool
+
+    def feed(self, data: bytes) -> bytes: ...
+
+
 class StdinPump:
     """Copies our stdin to a session until EOF, then closes the session's stdin.
 
     A daemon thread, because a read of a terminal cannot be interrupted portably; when the
-    container exits first, the process exits without waiting for it.
+    container exits first, the process exits without waiting for it. With a `detach`
+    filter, the detach keys end the copy without closing the session's stdin, and
+    `on_detach` is called.
     """
 
-    def __init__(self, sink: StdinSink) -> None:
+    def __init__(
+        self,
+        sink: StdinSink,
+        detach: DetachFilter | None = None,
+        on_detach: Callable[[], None] = lambda: None,
+    ) -> None:
         self._sink = sink
+        self._detach = detach
+        self._on_detach = on_detach
         self._read = _stdin_reader()
         self._thread = threading.Thread(target=self._run, name="pallet-stdin", daemon=True)
 
@@ -78,16 +95,25 @@ class StdinPump:
         self._thread.start()
 
     def _run(self) -> None:
+        detach = self._detach
         try:
             while True:
                 data = self._read()
                 if not data:
                     break
-                self._sink.send_stdin(data)
+                if detach is not None:
+                    data = detach.feed(data)
+                if data:
+                    self._sink.send_stdin(data)
+                if detach is not None and detach.detached:
+                    return
         except (OSError, ValueError):
             pass  # stdin closed under us: treat as end of input
         finally:
-            self._sink.close_stdin()
+            if detach is not None and detach.detached:
+                self._on_detach()  # the container keeps its stdin: it is only us who go
+            else:
+                self._sink.close_stdin()
 
     def join(self, timeout: float | None = None) -> None:
         self._thread.join(timeout)

@@ -18,9 +18,9 @@ from typing import Any
 from pallet.client.api import DuplexSession, PalletClient
 from pallet.client.options import env_list
 from pallet.client.requests import container_config, logs_request, stop_seconds
-from pallet.client.stdio import StdinPump, write_chunks
+from pallet.client.stdio import write_chunks
 from pallet.client.verbs_common import each, inspect_each, print_error, unreachable
-from pallet.v1.errors import Internal, NotFound, PalletError, Unavailable
+from pallet.v1.errors import Internal, InvalidArgument, NotFound, PalletError, Unavailable
 
 # `run`, `create`, `start`... must start fast (20 `run -d` at once share two cores): the
 # table and template modules (~30 ms of imports) are imported by ps, inspect and logs only.
@@ -49,6 +49,14 @@ def _create(client: PalletClient, config: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from pallet.client import attached
+
+    if not args.detach:
+        try:
+            attached.check_tty_input(args.interactive, args.tty)
+        except attached.NotATTY as exc:
+            return attached.print_not_a_tty(exc)
+        attached.detach_keys_of(args)  # a bad one is refused before anything is created
     config = container_config(args, os.environ)
     with PalletClient(args.host) as client:
         created = _create(client, config)
@@ -101,15 +109,25 @@ def _start_or_clean_up(client: PalletClient, container_id: str, auto_remove: boo
 
 
 def _run_attached(client: PalletClient, container_id: str, args: argparse.Namespace) -> int:
+    from pallet.client import attached
+
     session = client.attach(container_id, stdin=bool(args.interactive))
     with session:
         # Start while attached, so no output is missed; a failed start ends the attachment.
         future = client.start_async(container_id)
         future.add_done_callback(lambda f: _end_attach_if_failed(f, session))
         _start_or_clean_up(client, container_id, args.rm, future)
-        if args.interactive:
-            StdinPump(session).start()
-        write_chunks(session)
+        options = attached.SessionOptions(
+            bool(args.interactive), bool(args.tty), attached.detach_keys_of(args),
+            bool(getattr(args, "sig_proxy", True)),
+        )
+        detached = attached.run_session(
+            session, options,
+            resize=lambda h, w: client.resize(container_id, h, w),
+            kill=lambda signum: client.kill(container_id, str(signum)),
+        )
+    if detached:
+        return 0
     code = _exit_code(client, container_id, session)
     _report_exec_failure(session)
     return code
@@ -141,11 +159,46 @@ def _exit_code(client: PalletClient, container_id: str, session: DuplexSession) 
 
 
 def start(args: argparse.Namespace) -> int:
+    if getattr(args, "attach", False):
+        return _start_attached(args)
+
     def action(client: PalletClient, name: str) -> str:
         client.start(name)
         return name
 
     return _each(args, args.containers, action)
+
+
+def _start_attached(args: argparse.Namespace) -> int:
+    """`start -a [-i] CTR`: attached before the start, so no output is missed."""
+    from pallet.client import attached
+
+    if len(args.containers) > 1:
+        raise InvalidArgument("you cannot start and attach multiple containers at once")
+    keys = attached.detach_keys_of(args)
+    with PalletClient(args.host) as client:
+        c = client.inspect_container(args.containers[0])
+        stdin = bool(args.interactive) and c.config.open_stdin
+        try:
+            attached.check_tty_input(stdin, c.config.tty)
+        except attached.NotATTY as exc:
+            return attached.print_not_a_tty(exc)
+        session = client.attach(c.id, stdin=stdin)
+        with session:
+            future = client.start_async(c.id)
+            future.add_done_callback(lambda f: _end_attach_if_failed(f, session))
+            _start_or_clean_up(client, c.id, False, future)
+            options = attached.SessionOptions(stdin, bool(c.config.tty), keys)
+            detached = attached.run_session(
+                session, options,
+                resize=lambda h, w: client.resize(c.id, h, w),
+                kill=lambda signum: client.kill(c.id, str(signum)),
+            )
+        if detached:
+            return 0
+        code = _exit_code(client, c.id, session)
+    _report_exec_failure(session)
+    return code
 
 
 def stop(args: argparse.Namespace) -> int:
@@ -278,7 +331,16 @@ def logs(args: argparse.Namespace) -> int:
 
 
 def exec_(args: argparse.Namespace) -> int:
+    from pallet.client import attached
+
     env = env_list(args.env_file or [], args.env or [], os.environ)
+    tty = bool(getattr(args, "tty", False))
+    if not args.detach:
+        try:
+            attached.check_tty_input(args.interactive, tty)
+        except attached.NotATTY as exc:
+            return attached.print_not_a_tty(exc)
+    keys = attached.detach_keys_of(args)
     with PalletClient(args.host) as client:
         try:
             session = client.exec(
@@ -288,6 +350,7 @@ def exec_(args: argparse.Namespace) -> int:
                 working_dir=args.workdir or "",
                 user=args.user or "",
                 stdin=bool(args.interactive),
+                tty=tty,
             )
         except PalletError as exc:
             code = start_failure_exit_code(exc)
@@ -299,9 +362,13 @@ def exec_(args: argparse.Namespace) -> int:
             # Leave it running: end our side without cancelling (the daemon keeps the process).
             return 0
         with session:
-            if args.interactive and session.exit is None:
-                StdinPump(session).start()
-            write_chunks(session)
+            options = attached.SessionOptions(bool(args.interactive), tty, keys, sig_proxy=False)
+            exec_id = session.exec_id
+            detached = attached.run_session(
+                session, options, resize=lambda h, w: client.resize(args.container, h, w, exec_id),
+            )
+        if detached:
+            return 0
         if session.exit is None:
             raise Unavailable(f"lost the exec stream in {args.container} before it reported its exit code")
         _report_exec_failure(session)

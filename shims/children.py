@@ -119,3 +119,6 @@ class Process:
         self.exec_error = ""
         self.exit: ExitStatus | None = None
         self.drain_deadline = 0.0  # after its exit: stray writers' output is cut off then
+        # Its terminal's master (`pallet.shim.tty`), for resizes; -1 without one, and once
+        # its output ended.
+        self.console = -1

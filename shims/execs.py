@@ -81,7 +81,7 @@ class Execs:
         validate_exec(spec)
         if spec.exec_id in self.by_id or read_exec_exit(self.spec.bundle_dir, spec.exec_id):
             raise AlreadyExists(f"exec {spec.exec_id} exists already: use a new exec id")
-        plan = StdioPlan(stdin=spec.process.stdin)
+        plan = StdioPlan(stdin=spec.process.stdin, terminal=spec.process.terminal)
         try:
             stdio = plan.child_stdio(self._fds_to_close())
             pid = fork_exec(self.spec, spec, self.sys, init_pid, stdio)
@@ -102,6 +102,9 @@ class Execs:
         except OSError:
             pass  # it died already; its exit is reported like any other
         os.close(plan.cgroup_w)
+        # A terminal: the exec sends its master once inside the container (a few setns
+        # away); one that fails first sends none, and its exit says why.
+        plan.take_console()
         os.set_blocking(plan.status_r, False)
         process = self.output.process(pid, plan, StatusReader(plan.status_r))
         run = Exec(process, spec.exec_id, conn)
@@ -138,6 +141,16 @@ class Execs:
             self.io.unwatch(reader.fd)
             os.close(reader.fd)
             process.status = None
+
+    def running(self, exec_id: str) -> Process:
+        """The process of a live exec; NotFound, or FailedPrecondition once it ended."""
+        exec_id = validate_exec_id(exec_id)
+        run = self.by_id.get(exec_id)
+        if run is not None:
+            return run.process
+        if read_exec_exit(self.spec.bundle_dir, exec_id) is not None:
+            raise FailedPrecondition(f"exec {exec_id} has ended: its terminal is closed")
+        raise NotFound(f"no exec {exec_id} in container {self.id}")
 
     def stdin_of(self, conn: Conn) -> Process | None:
         run = self.by_pid.get(conn.exec_pid)

@@ -111,6 +111,7 @@ class Output:
         del process.outputs[fd]
         if process.outputs:
             return
+        _close_console(process)
         route = self._routes[process]
         if route.client is None:
             eof = wire.encode_control(messages.encode(EofEvent()))
@@ -138,6 +139,7 @@ class Output:
                 self.io.unwatch(fd)
             os.close(fd)
         process.outputs.clear()
+        _close_console(process)
         if process.stdin is not None:
             process.stdin.abandon()
         self.forget(process)
@@ -151,6 +153,7 @@ class Output:
         """
         stdin = StdinPipe(plan.stdin_w, self.io) if plan.stdin_w >= 0 else None
         process = Process(pid, plan.outputs(), stdin, status)
+        process.console = plan.console
         if stdin is not None:
             stdin.on_backlog(lambda full: self._pause_stdin_writers(process, full))
         return process
@@ -171,3 +174,10 @@ class Output:
     def close_stdin(self, conn: Conn, process: Process | None) -> None:
         if conn.stdin and process is not None and process.stdin is not None:
             process.stdin.close()
+
+
+def _close_console(process: Process) -> None:
+    """Its output ended: the terminal is of no more use (a resize says so)."""
+    if process.console >= 0:
+        os.close(process.console)
+        process.console = -1

@@ -29,8 +29,9 @@ from pallet.v1.errors import (
 from pallet.shim import diaglog
 from pallet.shim.api.spec import ExecSpec, ShimSpec
 from pallet.shim.identity import ProcessSetup, exec_process
-from pallet.shim.steps import ExecFailed, ExecJoin, InitSetup, run_steps
+from pallet.shim.steps import ExecFailed, ExecJoin, InitSetup, Step, run_steps
 from pallet.shim.syscalls import Syscalls
+from pallet.shim.tty import open_console
 
 SETUP_FAILED_EXIT = 126  # docker's code for "the runtime could not start the command"
 
@@ -45,6 +46,8 @@ class ChildStdio:
     status_w: int
     cgroup_r: int  # one byte arrives once the shim has moved the child into the cgroup
     start_r: int = -1
+    # A terminal (`pallet.shim.tty`): the socket its pty's master goes to the shim on.
+    console_w: int = -1
     close_in_child: list[int] = field(default_factory=list)
 
 
@@ -155,7 +158,12 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
     try:
         _reset_in_child(stdio)
         _take_stdio(stdio)
-        setup = InitSetup(spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"))
+        console = stdio.console_w
+        setup = InitSetup(
+            spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"),
+            open_terminal=(lambda: open_console(console, sc, mount_console=True))
+            if console >= 0 else None,
+        )
         run_steps(setup.steps())
         process = ProcessSetup(sc, spec.process, is_exec=False, seccomp=seccomp_program(spec))
         run_steps(process.steps())
@@ -193,6 +201,9 @@ def fork_exec(
             sc, init_pid, container.linux.namespaces, _waiter(stdio.cgroup_r, "joining the cgroup")
         )
         run_steps(join.steps())
+        if stdio.console_w >= 0:
+            # Inside the container's mount namespace now: the pty is its devpts's.
+            run_steps([Step("open terminal", lambda: open_console(stdio.console_w, sc, mount_console=False))])
         process = ProcessSetup(sc, spec.process, is_exec=True, seccomp=seccomp_program(container))
         run_steps(process.steps())
         exec_process(spec.process.args, process.env)

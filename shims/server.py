@@ -33,6 +33,7 @@ from pallet.shim.api.messages import (
     KillRequest,
     PauseRequest,
     Request,
+    ResizeRequest,
     ResumeRequest,
     ShutdownRequest,
     StartRequest,
@@ -94,6 +95,7 @@ class Shim:
             ThawRequest: task.op_thaw,
             PauseRequest: task.op_pause,
             ResumeRequest: task.op_resume,
+            ResizeRequest: task.op_resize,
             ShutdownRequest: self._op_shutdown,
         }
 

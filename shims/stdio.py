@@ -16,6 +16,7 @@ import fcntl
 import os
 from collections.abc import Iterable
 
+from pallet.shim import tty
 from pallet.shim.api import wire
 from pallet.shim.processes import ChildStdio
 
@@ -33,24 +34,42 @@ class StdioPlan:
     failed fork leaves nothing open.
     """
 
-    def __init__(self, *, stdin: bool, start_gate: bool = False) -> None:
+    def __init__(self, *, stdin: bool, start_gate: bool = False, terminal: bool = False) -> None:
         self._child: list[int] = []  # the ends the child keeps (closed here after the fork)
         self._parent: list[int] = []  # the ends the shim keeps (closed in the child)
+        self._stdin = stdin
+        self.terminal = terminal
+        # A terminal: the child sends its pty's master on this socket (`pallet.shim.tty`),
+        # and until it opened the pty its stdio is /dev/null. `take_console` makes the
+        # master the output end and, with stdin, the stdin end.
+        self.console_r = self.console_w = -1
+        self.console = -1
         try:
             self.status_r, self.status_w = self._pipe(child_reads=False)
             self.cgroup_r, self.cgroup_w = self._pipe(child_reads=True)
             self.start_r, self.start_w = self._pipe(child_reads=True) if start_gate else (-1, -1)
-            self.stdout_r, self.stdout_w = self._pipe(child_reads=False)
-            self.stderr_r, self.stderr_w = self._pipe(child_reads=False)
-            if stdin:
-                self.stdin_r, self.stdin_w = self._pipe(child_reads=True)
+            if terminal:
+                self.console_r, self.console_w = tty.console_socketpair()
+                self._parent.append(self.console_r)
+                self._child.append(self.console_w)
+                self.stdout_r = self.stderr_r = self.stdin_w = -1
+                self.stdin_r = self.stdout_w = self.stderr_w = self._devnull(os.O_RDWR)
             else:
-                # Reads see EOF at once, as docker's containers without -i do.
-                self.stdin_r, self.stdin_w = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), -1
-                self._child.append(self.stdin_r)
+                self.stdout_r, self.stdout_w = self._pipe(child_reads=False)
+                self.stderr_r, self.stderr_w = self._pipe(child_reads=False)
+                if stdin:
+                    self.stdin_r, self.stdin_w = self._pipe(child_reads=True)
+                else:
+                    # Reads see EOF at once, as docker's containers without -i do.
+                    self.stdin_r, self.stdin_w = self._devnull(os.O_RDONLY), -1
         except BaseException:
             self.close()
             raise
+
+    def _devnull(self, flags: int) -> int:
+        fd = os.open(os.devnull, flags | os.O_CLOEXEC)
+        self._child.append(fd)
+        return fd
 
     def _pipe(self, *, child_reads: bool) -> tuple[int, int]:
         r, w = os.pipe()  # close-on-exec both: the child's ends are dup2'd onto 0-2 or closed
@@ -67,6 +86,7 @@ class StdioPlan:
             status_w=self.status_w,
             cgroup_r=self.cgroup_r,
             start_r=self.start_r,
+            console_w=self.console_w,
             close_in_child=[*self._parent, *close_also],
         )
 
@@ -84,8 +104,39 @@ class StdioPlan:
         self._child.clear()
         self._parent.clear()
 
+    def take_console(self, timeout: float = tty.RECEIVE_TIMEOUT) -> None:
+        """In the shim, after the fork: receive the terminal's master from the child.
+
+        The output end reads a copy of it and stdin (with -i) writes another, so each
+        closes on its own; `console` itself stays for resizes. A child that ended before
+        it sent one leaves no output end at all (it reports why on its status pipe).
+        """
+        if self.console_r < 0:
+            return
+        fd, self.console_r = self.console_r, -1
+        self.console = tty.receive_console(fd, timeout)
+        if self.console < 0:
+            return
+        self.stdout_r = os.dup(self.console)
+        if self._stdin:
+            self.stdin_w = os.dup(self.console)
+
+    def close_console(self) -> None:
+        """A terminal's ends, before a `Process` owns them (the child failed)."""
+        for name in ("console_r", "console", "stdout_r", "stdin_w"):
+            fd = getattr(self, name)
+            if fd >= 0 and self.terminal:
+                os.close(fd)
+                setattr(self, name, -1)
+
     def outputs(self) -> dict[int, int]:
         """The shim's output ends, by the stream each carries, ready for the selector."""
+        if self.terminal:
+            # A terminal has one stream: docker's logs show a tty's output as stdout.
+            if self.stdout_r < 0:
+                return {}
+            os.set_blocking(self.stdout_r, False)
+            return {self.stdout_r: wire.STDOUT}
         outputs = {self.stdout_r: wire.STDOUT, self.stderr_r: wire.STDERR}
         for fd in outputs:
             os.set_blocking(fd, False)

@@ -143,8 +143,10 @@ class InitSetup:
         sys: Syscalls,
         wait_for_cgroup: Callable[[], None],
         loopback_up: Callable[[], None] = set_loopback_up,
+        open_terminal: Callable[[], None] | None = None,
     ) -> None:
         self.spec = spec
+        self._open_terminal = open_terminal
         self.sys = sys
         self.root = spec.root.path
         self._wait_for_cgroup = wait_for_cgroup
@@ -175,6 +177,10 @@ class InitSetup:
             *([Step("bring up loopback", self._loopback_up)] if own_net else []),
             *([Step("set hostname", self.set_hostname)] if self.spec.hostname else []),
             Step("pivot root", self.pivot_root),
+            # After pivot_root: the pty comes from the container's devpts and /dev/console
+            # is the container's; before the paths are masked and made read-only (runc's
+            # order), and before the identity is set, so the slave is root's like runc's.
+            *([Step("open terminal", self._open_terminal)] if self._open_terminal else []),
             # After pivot_root (the container's /proc, so its namespaces' values) and
             # before /proc/sys is made read-only.
             *([Step("write sysctls", self.write_sysctls)] if self.spec.linux.sysctl else []),

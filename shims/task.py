@@ -22,7 +22,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError
+from pallet.v1.errors import FailedPrecondition, Internal, InvalidArgument, PalletError
 from pallet.shim import diaglog
 from pallet.shim.cgroups import Cgroup, NoCgroup, destroy, devices, open_cgroup
 from pallet.shim.api import messages, wire
@@ -36,6 +36,7 @@ from pallet.shim.api.messages import (
     FreezeRequest,
     KillRequest,
     PauseRequest,
+    ResizeRequest,
     ResumeRequest,
     StartRequest,
     StartResponse,
@@ -55,6 +56,7 @@ from pallet.shim.states import CREATED, RUNNING, STOPPED, InitState
 from pallet.shim.stdio import StdioPlan
 from pallet.shim.steps import enter_pid_namespace
 from pallet.shim.syscalls import Syscalls
+from pallet.shim.tty import check_size, set_window_size
 
 _CREATE_TIMEOUT = 60.0
 # How long the processes killed at shutdown may take to leave the container's cgroup.
@@ -131,7 +133,7 @@ class Task:
         # Before our first fork: it applies to our children only, the first becoming the
         # container's PID 1 and later ones (exec processes) members of its namespace.
         enter_pid_namespace(spec, self.sys)
-        plan = StdioPlan(stdin=spec.process.stdin, start_gate=True)
+        plan = StdioPlan(stdin=spec.process.stdin, start_gate=True, terminal=spec.process.terminal)
         try:
             pid = fork_init(spec, self.sys, plan.child_stdio(self._fds_to_close()))
         except BaseException:
@@ -141,18 +143,27 @@ class Task:
         self._start_w = plan.start_w
         os.set_blocking(plan.status_r, False)
         reader = StatusReader(plan.status_r)
-        process = self.output.process(pid, plan, reader)
+        # A terminal's ends exist once the init sent its master (before "ready").
+        process = None if plan.terminal else self.output.process(pid, plan, reader)
         try:
             # While the init mounts its filesystem: the v1 migration is slow (see steps).
             self.cgroup.join(pid)
             os.write(plan.cgroup_w, b"j")
             os.close(plan.cgroup_w)
             wait_for(reader, {"ready"}, time.monotonic() + _CREATE_TIMEOUT)
+            if process is None:
+                plan.take_console(timeout=1.0)  # sent already: this does not wait
+                if plan.console < 0:
+                    raise Internal("the container's terminal was not set up (see the shim log)")
+                process = self.output.process(pid, plan, reader)
         except BaseException:
             # The init exits by itself after reporting an error; a hang gets killed.
             _kill(pid, signal.SIGKILL)
             _reap_blocking(pid)
-            self.output.close_process(process)
+            if process is not None:
+                self.output.close_process(process)
+            else:
+                plan.close_console()
             os.close(plan.status_r)
             os.close(plan.start_w)
             self._start_w = -1
@@ -172,6 +183,8 @@ class Task:
                 fds.append(process.stdin.fd)
             if process.status is not None:
                 fds.append(process.status.fd)
+            if process.console >= 0:
+                fds.append(process.console)
         if self._start_w >= 0:
             fds.append(self._start_w)
         return fds
@@ -352,8 +365,29 @@ class Task:
         self.state.require({RUNNING}, "it is not running, start it first")
         return self.execs.start(conn, request, self._init().pid, self.cgroup)
 
+    def op_resize(self, conn: Conn, request: ResizeRequest) -> Ack:
+        """The window size of the init's terminal, or of an exec's."""
+        check_size(request.height, request.width)
+        if request.exec_id:
+            process = self.execs.running(request.exec_id)
+        else:
+            self.state.require({RUNNING}, "start it first")
+            process = self._init()
+        if process.console < 0:
+            what = f"exec {request.exec_id}" if request.exec_id else f"container {self.id}"
+            if process.exit is not None:
+                raise FailedPrecondition(f"{what} has ended: its terminal is closed")
+            raise FailedPrecondition(f"{what} has no terminal: it was not started with -t")
+        set_window_size(process.console, request.height, request.width)
+        return Ack()
+
     def op_close_stdin(self, conn: Conn, request: CloseStdinRequest) -> Reply:
-        self.output.close_stdin(conn, self.stdin_target(conn))
+        target = self.stdin_target(conn)
+        if target is not None and target.console >= 0:
+            # A terminal's input has no end (docker's too): one client's EOF or detach
+            # must not cut off the next client attached to it.
+            return None
+        self.output.close_stdin(conn, target)
         return None
 
     # -- stdin and clients -------------------------------------------------------------

@@ -19,7 +19,7 @@ from pallet.daemon.containers.commit import CommitOptions
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.stats import ContainerStats, StatsSample
-from pallet.v1.errors import FailedPrecondition, InvalidArgument
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, Unavailable
 from pallet.daemon.shims.api import Stdio
 from pallet.shim.api.spec import Output
 from pallet.daemon.snapshots.changes import ChangeKind
@@ -76,13 +76,16 @@ async def _pump_stdin(
     requests: AsyncIterator[pb.AttachRequest] | AsyncIterator[pb.ExecRequest], stdio: Stdio
 ) -> None:
     """Forward the caller's stdin messages; a closed request stream closes stdin."""
-    async for req in requests:
-        kind = req.WhichOneof("payload")
-        if kind == "stdin":
-            await stdio.write_stdin(req.stdin)
-        elif kind == "close_stdin":
-            break
-    await stdio.close_stdin()
+    try:
+        async for req in requests:
+            kind = req.WhichOneof("payload")
+            if kind == "stdin":
+                await stdio.write_stdin(req.stdin)
+            elif kind == "close_stdin":
+                break
+        await stdio.close_stdin()
+    except Unavailable:
+        pass  # the process ended and its shim connection with it: no stdin to give
 
 
 class ContainersServicer(pb_grpc.ContainersServiceServicer):
@@ -189,7 +192,9 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         stdout, stderr = opened.stdout, opened.stderr
         if not (stdout or stderr):
             stdout = stderr = True
-        attachment = await self._containers.attach(opened.container, opened.stdin, stdout, stderr)
+        attachment = await self._containers.attach(
+            opened.container, opened.stdin, stdout, stderr, running_only=opened.running_only
+        )
         pump: asyncio.Task[None] | None = None
         try:
             yield pb.AttachResponse(ready=pb.AttachReady())
@@ -217,7 +222,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
             raise InvalidArgument("the first Exec message must be `open`")
         o = first.open
         proc = await self._containers.exec(
-            o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin
+            o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin, o.tty
         )
         pump: asyncio.Task[None] | None = None
         try:
@@ -310,6 +315,13 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         return pb.TopContainerResponse(
             titles=table.titles, processes=[pb.TopProcess(fields=row) for row in table.processes]
         )
+
+    @unary
+    async def Resize(self, request: pb.ResizeRequest, context: Ctx) -> pb.ResizeResponse:
+        await self._containers.resize(
+            request.container, request.exec_id, request.height, request.width
+        )
+        return pb.ResizeResponse()
 
     @stream
     async def Stats(self, request: pb.StatsRequest, context: Ctx) -> AsyncIterator[pb.StatsResponse]:

@@ -78,6 +78,7 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             stop_timeout=cfg.stop_timeout if cfg.HasField("stop_timeout") else None,
             expose=tuple(cfg.expose),
             mac_address=cfg.mac_address,
+            tty=cfg.tty,
         ),
         host_config=HostConfig(
             auto_remove=cfg.auto_remove,
@@ -196,6 +197,7 @@ def container(
             hostname=cfg.hostname,
             labels=dict(cfg.labels),
             open_stdin=cfg.open_stdin,
+            tty=cfg.tty,
             stop_signal=cfg.stop_signal,
             stop_timeout=cfg.stop_timeout,
             auto_remove=host.auto_remove,

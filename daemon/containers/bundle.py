@@ -200,6 +200,7 @@ def container_process(container: Container, confinement: Confinement | None = No
         stdin=cfg.open_stdin,
         rlimits=conf.rlimits,
         additional_groups=conf.additional_groups,
+        terminal=cfg.tty,
     )
 
 
@@ -210,6 +211,7 @@ def exec_process(
     working_dir: str,
     user: str,
     stdin: bool,
+    tty: bool = False,
 ) -> Process:
     """An exec's process, complete: the container's, with the exec's overrides on top.
 
@@ -234,6 +236,7 @@ def exec_process(
         stdin=stdin,
         rlimits=init.rlimits,
         additional_groups=init.additional_groups,
+        terminal=tty,
     )
 
 

@@ -51,6 +51,7 @@ from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.mounting import NoVolumes, Volumes, resolve_mounts, uses_volume, volume_names
 from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
 from pallet.daemon.containers.pausing import Pauses
+from pallet.daemon.containers.resize import Resizes
 from pallet.daemon.containers.restarting import Restarting, started_by_user
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
@@ -93,7 +94,7 @@ def _default_hostname(req: CreateRequest, container_id: str) -> str:
     return container_id[:12]
 
 
-class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting):
+class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes):
     """Runs containers through shims and keeps their records true."""
 
     def __init__(
@@ -659,8 +660,15 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting):
             return run.exit
         return ExitStatus(c.state.exit_code, c.state.finished_at_ns, c.state.error)
 
-    async def attach(self, ref: str, stdin: bool, stdout: bool, stderr: bool) -> Attachment:
+    async def attach(
+        self, ref: str, stdin: bool, stdout: bool, stderr: bool, running_only: bool = False
+    ) -> Attachment:
         c = self.resolve(ref)
+        if running_only and c.state.status is Status.PAUSED:
+            raise FailedPrecondition("You cannot attach to a paused container, unpause it first")
+        if running_only and c.state.status is not Status.RUNNING:
+            # docker's words, as `docker attach` says them.
+            raise FailedPrecondition("You cannot attach to a stopped container, start it first")
         stdin = stdin and c.config.open_stdin
         future: asyncio.Future[tuple[Stdio, Run]] = asyncio.get_running_loop().create_future()
         run = self._runs.get(c.id)
@@ -684,6 +692,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting):
         working_dir: str = "",
         user: str = "",
         stdin: bool = False,
+        tty: bool = False,
     ) -> TrackedExec:
         c = self.resolve(ref)
         run = self._runs.get(c.id)
@@ -701,7 +710,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting):
                 raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
         spec = ExecSpec(
             exec_id="",  # the tracker gives it one
-            process=exec_process(c, args, env, working_dir, user, stdin),
+            process=exec_process(c, args, env, working_dir, user, stdin, tty),
         )
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
 

@@ -93,6 +93,7 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         stop_timeout=stop_timeout,
         exposed_ports=ic.exposed_ports,
         mac_address=req.mac_address,
+        tty=req.tty,
     )
 
 

@@ -72,6 +72,7 @@ class Config:
     # The image's, --expose's and the published ones ("80/tcp"), as docker's ExposedPorts.
     exposed_ports: tuple[str, ...] = ()
     mac_address: str = ""
+    tty: bool = False  # a pseudo-terminal as its stdio (docker's Config.Tty, -t)
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +252,7 @@ class ConfigRequest:
     stop_timeout: int | None = None  # None: 10 seconds; 0 kills at once
     expose: tuple[str, ...] = ()  # merged with the image's ExposedPorts
     mac_address: str = ""
+    tty: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -104,6 +104,11 @@ class ShimClient(Protocol):
         """End a pause (`pallet unpause`); nothing happens when it is not paused."""
         ...
 
+    async def resize(self, height: int, width: int, exec_id: str = "") -> None:
+        """Set the window size of the init's terminal (or exec `exec_id`'s).
+        FailedPrecondition when it has none or it ended, NotFound for an unknown exec."""
+        ...
+
     async def shutdown(self) -> None:
         """Tell a shim whose container has exited to clean up and exit."""
         ...

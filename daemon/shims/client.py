@@ -53,6 +53,7 @@ from pallet.shim.api.messages import (
     PingRequest,
     PingResponse,
     Request,
+    ResizeRequest,
     ResumeRequest,
     ShutdownRequest,
     SpawnRequest,
@@ -374,6 +375,9 @@ class ShimClientImpl:
 
     async def resume(self) -> None:
         await self._call(ResumeRequest(), Ack)
+
+    async def resize(self, height: int, width: int, exec_id: str = "") -> None:
+        await self._call(ResizeRequest(height=height, width=width, exec_id=exec_id), Ack)
 
     async def shutdown(self) -> None:
         # Generous: a created container is killed first, and cgroup removal may wait.

@@ -14,6 +14,7 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
 - AttachRequest -> Ack, then output frames of the container's init, then EofEvent.
 - ExecRequest -> ExecResponse, then the exec's output frames, then ExitEvent.
 - CloseStdinRequest -> nothing (stdin of the attach or exec on that connection).
+- ResizeRequest -> Ack once the terminal has its new size.
 - FreezeRequest -> Ack once every process of the container is frozen; ThawRequest -> Ack
   (the freeze is the connection's: it ends with the connection too).
 - PauseRequest -> Ack once frozen; ResumeRequest -> Ack once thawed (`pallet pause`: the
@@ -106,6 +107,17 @@ class ExecWaitRequest(Request):
 @dataclass(frozen=True, slots=True)
 class CloseStdinRequest(Request):
     op: ClassVar[str] = "close_stdin"
+
+
+@dataclass(frozen=True, slots=True)
+class ResizeRequest(Request):
+    """Set the window size of the terminal of the container's init (`exec_id` empty) or
+    of an exec; its foreground processes get SIGWINCH."""
+
+    op: ClassVar[str] = "resize"
+    height: int
+    width: int
+    exec_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,6 +251,7 @@ REQUESTS: Mapping[str, type[Request]] = {
         StateRequest, StartRequest, KillRequest, WaitRequest, AttachRequest, ExecRequest,
         ExecWaitRequest, CloseStdinRequest, ShutdownRequest, FreezeRequest, ThawRequest,
         PauseRequest, ResumeRequest, PingRequest, SpawnRequest, LeftoversRequest,
+        ResizeRequest,
     )
 }
 EVENTS: Mapping[str, type[Event]] = {cls.event: cls for cls in (EofEvent, ExitEvent)}

@@ -59,6 +59,10 @@ class Process:
     # Supplementary groups besides the user's (--group-add): names (looked up in the
     # image's /etc/group) or numeric gids.
     additional_groups: tuple[str, ...] = ()
+    # A pseudo-terminal of the container's devpts as its stdio and controlling terminal
+    # (docker's -t; `pallet.shim.tty`); its output is one stream, stdout. `stdin` then
+    # says whether clients may write to it.
+    terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -812,9 +812,31 @@ def test_ctrl_c_during_logs_follow_exits_130_quietly(daemon: Daemon) -> None:
     assert err in (b"", b"err line\n")
 
 
-def test_ctrl_c_during_attached_run_exits_130_quietly(daemon: Daemon) -> None:
+def test_ctrl_c_during_attached_run_is_forwarded_to_the_container(daemon: Daemon) -> None:
+    # docker's --sig-proxy (default on, without -t): the signal goes to the container's
+    # process through Kill, and the CLI stays attached.
     daemon.state.scripts["1".rjust(64, "d")] = Script(output=[(STDOUT, b"started\n")], echo_stdin=True)
     proc = _pallet(daemon.host, "run", "-i", "busybox", stdin=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == b"started\n"
+        proc.send_signal(2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not [
+            r for r in daemon.state.requests if isinstance(r, containers_pb2.KillContainerRequest)
+        ]:
+            time.sleep(0.05)
+        kills = [r for r in daemon.state.requests if isinstance(r, containers_pb2.KillContainerRequest)]
+        assert [k.signal for k in kills] == ["2"]
+        assert proc.poll() is None  # still attached
+    finally:
+        proc.kill()
+        proc.communicate(timeout=10)
+
+
+def test_ctrl_c_during_attached_run_without_sig_proxy_exits_130_quietly(daemon: Daemon) -> None:
+    daemon.state.scripts["1".rjust(64, "d")] = Script(output=[(STDOUT, b"started\n")], echo_stdin=True)
+    proc = _pallet(daemon.host, "run", "-i", "--sig-proxy=false", "busybox", stdin=subprocess.PIPE)
     try:
         assert proc.stdout is not None
         assert proc.stdout.readline() == b"started\n"

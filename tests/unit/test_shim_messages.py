@@ -28,6 +28,7 @@ from pallet.shim.api.messages import (
     ThawRequest,
     PauseRequest,
     ResumeRequest,
+    ResizeRequest,
     LeftoversRequest,
     LeftoversResponse,
     SpawnRequest,
@@ -53,6 +54,7 @@ REQUESTS: list[Request] = [
     ResumeRequest(), PingRequest(),
     SpawnRequest("/b", idle_exit=0.5),
     LeftoversRequest("c1", "/b"),
+    ResizeRequest(24, 80), ResizeRequest(50, 120, exec_id="e1"),
 ]
 REPLIES: list[object] = [
     Ack(), StartResponse(7), ExecResponse(8), WaitResponse(EXIT), PingResponse(1),

@@ -151,6 +151,11 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.StatsRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Resize = channel.unary_unary(
+                '/pallet.v1.ContainersService/Resize',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.ResizeRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.ResizeResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -334,6 +339,16 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Resize(self, request, context):
+        """Resize sets the window size of a container's terminal (one created with tty), or of
+        an exec's (one started with tty): its processes get SIGWINCH. The container must be
+        running (FAILED_PRECONDITION otherwise); an exec that has ended is FAILED_PRECONDITION,
+        one the container never ran NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -451,6 +466,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.StatsRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.StatsResponse.SerializeToString,
+            ),
+            'Resize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Resize,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.ResizeRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.ResizeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1076,6 +1096,33 @@ class ContainersService:
             '/pallet.v1.ContainersService/Stats',
             pallet_dot_v1_dot_containers__pb2.StatsRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Resize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Resize',
+            pallet_dot_v1_dot_containers__pb2.ResizeRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.ResizeResponse.FromString,
             options,
             channel_credentials,
             insecure,
