@@ -169,7 +169,9 @@ def etc_mounts(container: Container) -> tuple[Mount, ...]:
     )
 
 
-def container_mounts(container: Container, own: Sequence[Mount] = ()) -> tuple[Mount, ...]:
+def container_mounts(
+    container: Container, own: Sequence[Mount] = (), confinement: Confinement | None = None
+) -> tuple[Mount, ...]:
     """Every mount of the container, in the order the shim makes them: docker's standard
     ones, then the /etc files and the container's `own` (volumes, binds, tmpfs) in one
     order, parents first (a mount of /etc before /etc/hosts); an own mount of one of the
@@ -177,7 +179,8 @@ def container_mounts(container: Container, own: Sequence[Mount] = ()) -> tuple[M
     targets = {m.destination for m in own}
     kept = [m for m in etc_mounts(container) if m.destination not in targets]
     rest = sorted([*kept, *own], key=lambda m: m.destination.rstrip("/").count("/"))
-    return (*standard_mounts(describe(container.host_config.security)), *rest)
+    conf = confinement or describe(container.host_config.security, with_devices=False)
+    return (*standard_mounts(conf), *rest)
 
 
 def cgroup_path(container: Container, cgroup_parent: str) -> str:
@@ -189,7 +192,7 @@ def container_process(container: Container, confinement: Confinement | None = No
     """The container's init: its merged command, env, user and working directory, and
     its privileges (capabilities, no_new_privileges, rlimits, groups)."""
     cfg = container.config
-    conf = confinement or describe(container.host_config.security)
+    conf = confinement or describe(container.host_config.security, with_devices=False)
     return Process(
         args=container.argv,
         env=cfg.env,

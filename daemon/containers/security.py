@@ -306,8 +306,9 @@ class Confinement:
     sysctls: Mapping[str, str]
 
 
-def describe(sec: Security) -> Confinement:
-    """The spec's view of `sec` (checked at create); the host's devices are read now."""
+def describe(sec: Security, with_devices: bool = True) -> Confinement:
+    """The spec's view of `sec` (checked at create); the host's devices are read now
+    (`with_devices` False: not, for what needs only the process's part, as an exec)."""
     seccomp, nnp = security_options(sec.security_opt)
     if sec.privileged or seccomp == SECCOMP_UNCONFINED:
         profile: str | None = None
@@ -315,9 +316,9 @@ def describe(sec: Security) -> Confinement:
         profile = seccomp or ""
     devices: list[Device] = []
     rules = list(ALLOW_ALL_DEVICES if sec.privileged else DEFAULT_DEVICE_RULES)
-    if sec.privileged:
+    if sec.privileged and with_devices:
         devices.extend(host_devices())
-    for d in sec.devices:
+    for d in sec.devices if with_devices else ():
         kind, major, minor, mode = _device_number(d.path_on_host)
         devices = [x for x in devices if x.path != d.path_in_container]
         devices.append(Device(d.path_in_container, kind, major, minor, mode, 0, 0))

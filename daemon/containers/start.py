@@ -53,7 +53,7 @@ from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
 from pallet.daemon.containers.mounting import ContainerMounts, Volumes, may_have_path
 from pallet.daemon.containers.networking import Networking, Sandbox
-from pallet.daemon.containers.security import describe
+from pallet.daemon.containers.security import Confinement, describe
 from pallet.daemon.containers.sessions import PendingAttach, Run
 from pallet.daemon.seccomp.compile import Programs
 from pallet.daemon.faults import CrashHook
@@ -207,6 +207,14 @@ class ContainerStart:
     started_at_ns: int = 0
     # How the init ended when `start` failed after it ran (exec failed: 127, 126).
     exit: ExitStatus | None = None
+    # What its security options make of the spec, worked out once per start (a
+    # privileged container's reads the host's /dev).
+    confinement: Confinement | None = None
+
+    def _confinement(self) -> Confinement:
+        if self.confinement is None:
+            self.confinement = describe(self.container.host_config.security)
+        return self.confinement
 
     def steps(self) -> list[StartStep]:
         return [
@@ -284,14 +292,14 @@ class ContainerStart:
 
     async def mount_etc_files(self) -> None:
         own = self.own_mounts.spec if self.own_mounts is not None else []
-        self.mounts = list(bundle.container_mounts(self.container, own))
+        self.mounts = list(bundle.container_mounts(self.container, own, self._confinement()))
 
     async def describe_process(self) -> None:
-        self.process = bundle.container_process(self.container)
+        self.process = bundle.container_process(self.container, self._confinement())
 
     async def describe_linux(self) -> None:
         sandbox = self.sandbox or Sandbox()
-        confinement = describe(self.container.host_config.security)
+        confinement = self._confinement()
         seccomp = ""
         if confinement.seccomp_profile is not None:
             caps = frozenset(confinement.capabilities)
