@@ -116,9 +116,9 @@ class DuplexSession:
     def _next_response(self) -> Any:
         try:
             data = self._call.receive()
+            return None if data is None else _decode(self._response_type, data)
         except wire.RpcError as exc:
             raise from_rpc_error(exc, self._host, self._connect_timeout) from None
-        return None if data is None else self._response_type.FromString(data)
 
     def first(self, field: str) -> Any:
         """Read the opening message (`ready` or `started`); an early exit is kept in `exit`."""
@@ -274,7 +274,10 @@ class PalletClient:
     def start_async(self, container: str) -> Any:
         """Start without waiting: a future; `start_result(future)` gives the pid or raises."""
         pb = _pb("containers")
-        return self._stub("containers").Start.future(pb.StartContainerRequest(container=container))
+        try:
+            return self._stub("containers").Start.future(pb.StartContainerRequest(container=container))
+        except wire.RpcError as exc:
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
     def start_result(self, future: Any) -> int:
         try:
@@ -726,28 +729,43 @@ class _Method:
             raise TypeError(f"{self._path} is bidirectional: open it with PalletClient._duplex")
         if self._client_streaming:
             data = self._channel.client_stream(self._path, (r.SerializeToString() for r in request))
-            return self._response.FromString(data)
+            return _decode(self._response, data)
         if self._server_streaming:
-            return _Responses(self._channel.server_stream(self._path, request.SerializeToString()), self._response)
-        return self._response.FromString(self._channel.unary(self._path, request.SerializeToString()))
+            return _Responses(lambda: self._channel.server_stream(self._path, request.SerializeToString()), self._response)
+        return _decode(self._response, self._channel.unary(self._path, request.SerializeToString()))
 
     def future(self, request: Any) -> _Future:
         return _Future(self._channel.unary_future(self._path, request.SerializeToString()), self._response)
 
 
 class _Responses:
-    """A server stream's responses, decoded; `cancel()` ends it early."""
+    """A server stream's responses, decoded; the call starts when iteration does (as
+    grpcio's did, so a palletd that is not there fails inside `_stream`'s mapping), and
+    `cancel()` ends it early."""
 
-    def __init__(self, call: wire.Stream, response_type: Any) -> None:
-        self._call = call
+    def __init__(self, start: Callable[[], wire.Stream], response_type: Any) -> None:
+        self._start = start
+        self._call: wire.Stream | None = None
         self._type = response_type
 
     def __iter__(self) -> Iterator[Any]:
+        self._call = self._start()
         for data in self._call:
-            yield self._type.FromString(data)
+            yield _decode(self._type, data)
 
     def cancel(self) -> None:
-        self._call.cancel()
+        if self._call is not None:
+            self._call.cancel()
+
+
+def _decode(response_type: Any, data: bytes) -> Any:
+    """A response from its bytes; ones that do not parse are palletd's fault (INTERNAL)."""
+    from google.protobuf.message import DecodeError
+
+    try:
+        return response_type.FromString(data)
+    except DecodeError as exc:
+        raise wire.RpcError("INTERNAL", f"palletd sent a {response_type.DESCRIPTOR.name} that does not parse: {exc}") from None
 
 
 class _Future:
@@ -758,7 +776,7 @@ class _Future:
         self._type = response_type
 
     def result(self) -> Any:
-        return self._type.FromString(self._future.result())
+        return _decode(self._type, self._future.result())
 
     def exception(self) -> wire.RpcError | None:
         return self._future.exception()

@@ -15,6 +15,11 @@ from pallet.client.wire import RpcError
 from pallet.v1 import errors
 
 
+#: grpc's own status when a server stops with calls open (server.stop): palletd going
+#: away, which the user is told as "cannot connect", not as grpc's words.
+_SHUTTING_DOWN = ("Cancelling all calls",)
+
+
 def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
     """The error every verb shows when palletd cannot be reached at `host`."""
     if "Permission denied" in details:
@@ -47,6 +52,10 @@ def from_rpc_error(exc: RpcError, host: str, connect_timeout: float | None = Non
     if exc.failure in ("connect", "lost"):
         return cannot_connect(host, exc.details)
     code, details = exc.code, exc.details
+    if exc.failure == "protocol":
+        return errors.Internal(f"talking to palletd at {host} failed: {details}")
+    if code == "UNAVAILABLE" and details in _SHUTTING_DOWN:
+        return cannot_connect(host, details)  # palletd stopped (or restarts) mid-call
     if code == "UNIMPLEMENTED":
         return errors.Internal(f"palletd at {host} does not implement this call: {details}")
     if code == "CANCELLED" and not details:

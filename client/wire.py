@@ -21,6 +21,7 @@ SETTINGS), no compression (we offer none, so palletd sends none), no TLS yet.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -49,6 +50,7 @@ _CONNECTION_WINDOW = 1 << 30
 #: The largest frame we accept (the protocol's default is 16 KiB): fewer frames per MB.
 _MAX_FRAME = 1 << 20
 _RECV_SIZE = 1 << 20
+_MAX_HEADERS = 4 << 20
 _IOV_MAX = 1024  # buffers per sendmsg (Linux's UIO_MAXIOV)
 _DEFAULT_WINDOW = 65535
 
@@ -63,7 +65,8 @@ class RpcError(Exception):
     message. `failure` says when no status came from palletd: "connect" (no connection
     could be made: `details` has the reason), "silent" (the socket accepted the
     connection but no HTTP/2 answer came within the connect timeout), "lost" (the
-    connection ended mid-call); "" for a status palletd sent.
+    connection ended mid-call, or palletd is going away), "protocol" (palletd, or this
+    client, broke HTTP/2 or gRPC: `details` says how); "" for a status palletd sent.
     """
 
     def __init__(self, code: str, details: str, failure: str = "") -> None:
@@ -162,6 +165,8 @@ class Connection:
         self._wlock = threading.Lock()  # one writer at a time, frames in order
         self._encoder = hpack.Encoder()
         self._decoder = hpack.Decoder()
+        # Trailers carry grpc-message, which may be long: hpack's default list limit is 64 KiB.
+        self._decoder.max_header_list_size = _MAX_HEADERS
         self._calls: dict[int, _Call] = {}
         self._next_id = 1
         self._send_window = _DEFAULT_WINDOW  # the connection's, for what we send
@@ -229,12 +234,28 @@ class Connection:
             with self.cv:
                 if self.broken is not None:
                     raise self.broken
+                if self.goaway:
+                    raise _GoneAway()
                 call = _Call(self, self._next_id, self._peer_window)
                 self._next_id += 2
                 self._calls[call.id] = call
-            block = self._encoder.encode(headers)
-            self._write(_frame(_HEADERS, _END_HEADERS, call.id, block))
+            with self._unbroken():
+                block = self._encoder.encode(headers)
+                self._write(_frame(_HEADERS, _END_HEADERS, call.id, block))
         return call
+
+    @contextlib.contextmanager
+    def _unbroken(self) -> Iterator[None]:
+        """Around a write (with _wlock held): an exception in the middle of one (Ctrl-C's
+        KeyboardInterrupt) may have left a frame cut short or the header codec ahead of
+        palletd's, so the connection is given up rather than used again."""
+        try:
+            yield
+        except BaseException:
+            self._break(RpcError("UNAVAILABLE", "the connection was interrupted mid-write", "lost"), run=False)
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+            raise
 
     def send(self, call: _Call, message: bytes, end: bool = False) -> bool:
         """Send one message (and END_STREAM after it if `end`); waits for palletd's
@@ -253,7 +274,7 @@ class Connection:
                     self.cv.wait()
             # The window is taken and the frames written under the writer's lock, which a
             # SETTINGS is applied and acked under too: see _on_frame.
-            with self._wlock:
+            with self._wlock, self._unbroken():
                 with self.cv:
                     if call.done or call.sent_end or self.broken is not None:
                         return False
@@ -262,6 +283,9 @@ class Connection:
                         continue  # the window shrank meanwhile: wait again
                     call.send_window -= n
                     self._send_window -= n
+                    if end and sent + n == total:
+                        call.sent_end = True  # with the frame that ends it, under the lock
+                        self._retire(call)
                 pieces: list[bytes | memoryview] = []
                 for start in range(sent, sent + n, self._peer_frame):
                     stop = min(start + self._peer_frame, sent + n)
@@ -274,35 +298,31 @@ class Connection:
                 if not self._write_pieces(pieces):
                     return False
             sent += n
-        if end:
-            with self.cv:
-                call.sent_end = True
-                self._retire(call)
         return True
 
     def end(self, call: _Call) -> None:
         """Half-close our side: no more messages."""
-        with self.cv:
-            if call.done or call.sent_end:
-                return
-            call.sent_end = True
-            self._retire(call)
-        with self._wlock:
+        with self._wlock, self._unbroken():
+            with self.cv:
+                if call.done or call.sent_end:
+                    return
+                call.sent_end = True
+                self._retire(call)
             self._write(_frame(_DATA, _END_STREAM, call.id, b""))
 
     def cancel(self, call: _Call) -> None:
         """End the call now (RST_STREAM CANCEL) unless both sides have ended it."""
-        with self.cv:
-            if call.done and call.sent_end:
-                return
-            call.sent_end = True
-            call.fail(RpcError("CANCELLED", "the call was cancelled"))
-            self._forget(call)
-            self.cv.notify_all()
-            later, self._later = self._later, []
-        self._reset(call.id)
-        for watch in later:
-            watch()
+        with self._wlock, self._unbroken():
+            with self.cv:
+                if call.done and call.sent_end:
+                    return
+                call.sent_end = True
+                call.fail(RpcError("CANCELLED", "the call was cancelled"))
+                self._forget(call)
+                self.cv.notify_all()
+                later, self._later = self._later, []
+            self._write(_frame(_RST_STREAM, 0, call.id, (0x8).to_bytes(4, "big")))
+        _run(later)
 
     def _reset(self, stream: int) -> None:
         with self._wlock:
@@ -322,7 +342,7 @@ class Connection:
             else:
                 return None
         if credit:
-            self._give(call.id, credit)
+            self._give(credit, call)
         return message
 
     def _credit_due(self, call: _Call) -> int:
@@ -335,9 +355,15 @@ class Connection:
         credit, call.credit = call.credit, 0
         return credit
 
-    def _give(self, stream: int, credit: int) -> None:
-        with self._wlock:
-            self._write(_frame(_WINDOW_UPDATE, 0, stream, credit.to_bytes(4, "big")))
+    def _give(self, credit: int, call: _Call | None = None) -> None:
+        """WINDOW_UPDATE for `call` (None: the connection); none once the call is over
+        (checked under the writer's lock: never after our own RST_STREAM)."""
+        with self._wlock, self._unbroken():
+            if call is not None:
+                with self.cv:
+                    if call.done or self._calls.get(call.id) is not call:
+                        return
+            self._write(_frame(_WINDOW_UPDATE, 0, call.id if call else 0, credit.to_bytes(4, "big")))
 
     def watch(self, call: _Call, callback: Callable[[], None]) -> None:
         """Run `callback` (on the reader's thread) once the call is over."""
@@ -345,7 +371,7 @@ class Connection:
             if not call.done:
                 call.watchers.append(callback)
                 return
-        callback()
+        _run([callback])
 
     def _retire(self, call: _Call) -> None:
         if call.done and call.sent_end:
@@ -426,14 +452,12 @@ class Connection:
                         self._run_later()
                 finally:
                     view.release()
-        except (OSError, _ProtocolError, hpack.HPACKError) as exc:
-            if isinstance(exc, _ProtocolError):
-                detail = f"palletd broke the HTTP/2 protocol: {exc}"
-            elif isinstance(exc, hpack.HPACKError):
-                detail = f"palletd sent headers that cannot be decoded: {exc}"
-            else:
-                detail = f"the connection broke: {exc.strerror or exc}"
-            self._break(RpcError("UNAVAILABLE", detail, "lost"))
+        except OSError as exc:
+            self._break(RpcError("UNAVAILABLE", f"the connection broke: {exc.strerror or exc}", "lost"))
+        except hpack.HPACKError as exc:
+            self._break(RpcError("INTERNAL", f"palletd sent headers that cannot be decoded: {exc}", "protocol"))
+        except Exception as exc:  # _ProtocolError, or a bug here: never a silent dead reader
+            self._break(RpcError("INTERNAL", f"HTTP/2 protocol error: {exc}", "protocol"))
 
     def _on_frame(self, kind: int, flags: int, stream: int, payload: bytes, length: int) -> None:
         if kind == _DATA:
@@ -456,10 +480,10 @@ class Connection:
                     self.cv.notify_all()
             if reset:
                 self._reset(stream)
-            if credit:
-                self._give(stream, credit)
+            if credit and call is not None:
+                self._give(credit, call)
             if self._received >= _CONNECTION_WINDOW // 2:
-                self._give(0, self._received)
+                self._give(self._received)
                 self._received = 0
         elif kind == _SETTINGS:
             if flags & _ACK:
@@ -498,10 +522,16 @@ class Connection:
                     self.cv.notify_all()
         elif kind == _GOAWAY:
             last = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            code = int.from_bytes(payload[4:8], "big")
+            why = payload[8:].decode("utf-8", "replace")
+            if code:  # not a graceful shutdown: palletd found us at fault
+                error = RpcError("INTERNAL", f"palletd closed the connection: HTTP/2 error {code} {why}".rstrip(), "protocol")
+            else:
+                error = RpcError("UNAVAILABLE", "palletd is shutting down (GOAWAY)", "lost")
             with self.cv:
                 self.goaway = True
                 for call in [c for i, c in self._calls.items() if i > last]:
-                    call.fail(RpcError("UNAVAILABLE", "palletd is shutting down (GOAWAY)", "lost"))
+                    call.fail(error)
                 self.cv.notify_all()
         elif kind == _PUSH_PROMISE:
             raise _ProtocolError("server push was turned off")
@@ -564,12 +594,25 @@ class Connection:
             return
         with self.cv:
             later, self._later = self._later, []
-        for watch in later:
-            watch()
+        _run(later)
 
 
 class _ProtocolError(Exception):
     pass
+
+
+class _GoneAway(Exception):
+    """open() on a connection palletd said GOAWAY on: use a new one."""
+
+
+def _run(callbacks: list[Callable[[], None]]) -> None:
+    """Done-callbacks, each on its own: one that raises must not stop the others, nor the
+    reader thread that runs most of them (they must not block either: they run on it)."""
+    for callback in callbacks:
+        try:
+            callback()
+        except Exception:  # noqa: BLE001 - a caller's bug, not the connection's
+            pass
 
 
 class Channel:
@@ -623,9 +666,14 @@ class Channel:
             call.cancel()
 
     def start(self, method: str) -> Stream:
-        """Open a call of any kind: send on it, end it, iterate its responses."""
+        """Open a call of any kind: send on it, end it, iterate its responses. A call that
+        meets a GOAWAY before it is sent goes out on a new connection."""
         conn = self._connection()
-        return Stream(conn, conn.open(method))
+        try:
+            return Stream(conn, conn.open(method))
+        except _GoneAway:
+            conn = self._connection()
+            return Stream(conn, conn.open(method))
 
 
 class Stream:

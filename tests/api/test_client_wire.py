@@ -24,6 +24,10 @@ import grpc
 import pytest
 
 from pallet.client import wire
+from pallet.client.api import PalletClient
+from pallet.client.errors import from_rpc_error
+from pallet.v1 import containers_pb2 as cpb
+from pallet.v1.errors import Unavailable
 
 SERVICE = "test.Wire"
 MiB = 1024 * 1024
@@ -162,8 +166,8 @@ def test_a_slow_reader_holds_the_server_back(server: _Server, channel: wire.Chan
     # What can be in flight: our window, half a window queued before credit stops, and
     # grpc's own buffers; nowhere near the 500 MiB.
     assert server.sent < 64 * MiB, server.sent
-    stream.cancel()
-    assert server.cancelled.wait(10)
+    # Reading again gives the credit back: all of it arrives.
+    assert sum(len(x) for x in it) == 499 * MiB
 
 
 def test_uploads_larger_than_the_servers_window(channel: wire.Channel) -> None:
@@ -252,7 +256,7 @@ def test_a_listener_that_never_answers_is_silent(tmp_path: Path) -> None:
         with pytest.raises(wire.RpcError) as err:
             wire.Channel(str(path), connect_timeout=0.5).unary(m("Echo"), b"")
         assert err.value.failure == "silent"
-        assert time.monotonic() - started < 30
+        assert time.monotonic() - started < 5  # the 0.5 s given, not a default
     finally:
         s.close()
 
@@ -265,6 +269,9 @@ def test_a_server_that_goes_away_mid_call_is_lost(server: _Server, channel: wire
         for _ in stream:
             pass
     assert err.value.code in ("UNAVAILABLE", "CANCELLED")
+    # What the user reads: palletd is gone, in pallet's words (not grpc's).
+    shown = from_rpc_error(err.value, "unix:///x.sock")
+    assert isinstance(shown, Unavailable) and "is it running?" in shown.message, shown.message
     with pytest.raises(wire.RpcError) as err:
         channel.unary(m("Echo"), b"")
     assert err.value.failure in ("connect", "lost")
@@ -305,7 +312,7 @@ def _frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
     return len(payload).to_bytes(3, "big") + bytes((kind, flags)) + stream.to_bytes(4, "big") + payload
 
 
-def test_a_window_a_settings_changes_is_used_only_after_its_ack(tmp_path: Path) -> None:
+def test_a_window_a_settings_changes_is_used_only_after_its_ack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A scripted HTTP/2 peer holding the client to what grpc core enforces: the window of
     # a SETTINGS counts only from our ack on. It opens with a 1000-byte window, then,
     # while the client waits for window, raises it: no DATA may come before the ack.
@@ -351,6 +358,15 @@ def test_a_window_a_settings_changes_is_used_only_after_its_ack(tmp_path: Path) 
         except BaseException as exc:  # reported by the test below
             failures.append(exc)
 
+    # A pause right after the new window is applied: a sender that may use it before
+    # the ack is written then always does (the bug this guards against).
+    applied = wire.Connection._on_settings
+
+    def slow(self: wire.Connection, payload: bytes) -> None:
+        applied(self, payload)
+        time.sleep(0.2)
+
+    monkeypatch.setattr(wire.Connection, "_on_settings", slow)
     thread = threading.Thread(target=peer, daemon=True)
     thread.start()
     ch = wire.Channel(str(path), connect_timeout=5)
@@ -362,3 +378,27 @@ def test_a_window_a_settings_changes_is_used_only_after_its_ack(tmp_path: Path) 
     thread.join(10)
     assert not failures, failures
     assert order and order[0] == "ack", order
+
+
+def test_one_connection_carries_every_call(channel: wire.Channel) -> None:
+    channel.unary(m("Echo"), b"a")
+    first = channel._conn
+    with pytest.raises(wire.RpcError):
+        channel.unary(m("Fail"), b"gone")
+    list(channel.server_stream(m("Many"), b"3,10"))
+    assert channel.unary(m("Echo"), b"b") == b"b" and channel._conn is first
+
+
+def test_a_callback_that_raises_does_not_stop_the_connection(channel: wire.Channel) -> None:
+    future = channel.unary_future(m("Slow"), b"0.1")
+    future.add_done_callback(lambda f: 1 / 0)
+    assert future.result() == b"late"
+    assert channel.unary(m("Echo"), b"still") == b"still"
+
+
+def test_streaming_verbs_with_no_daemon_say_so(tmp_path: Path) -> None:
+    client = PalletClient(f"unix://{tmp_path}/missing.sock", connect_timeout=2)
+    for attempt in (lambda: list(client.events()), lambda: list(client.logs(cpb.LogsRequest(container="x"))),
+                    lambda: client.start_async("x")):
+        with pytest.raises(Unavailable, match="cannot connect to palletd"):
+            attempt()
