@@ -331,6 +331,12 @@ class PalletClient:
         pb = _pb("containers")
         self._call("containers", "Unpause", pb.UnpauseContainerRequest(container=container))
 
+    def update(self, container: str, resources: Any) -> Any:
+        """New limits (a pallet.v1.Resources with the fields to change set)."""
+        pb = _pb("containers")
+        request = pb.UpdateContainerRequest(container=container, resources=resources)
+        return self._call("containers", "Update", request)
+
     def top(self, container: str, ps_args: Sequence[str] = ()) -> Any:
         """TopContainerResponse (titles, processes[].fields): the host's ps, cut to the
         container's processes."""

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from pallet.client import limits
 from pallet.v1.errors import PalletError
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -83,6 +84,7 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     from pallet.client.secopts import add_flags as add_security_flags
 
     add_security_flags(p)
+    limits.add_flags(p)
     p.add_argument("image", metavar="IMAGE")
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     if not run:
@@ -115,6 +117,11 @@ def _add_run(p: argparse.ArgumentParser) -> None:
 
 def _add_create(p: argparse.ArgumentParser) -> None:
     _add_run_like(p, run=False)
+
+
+def _add_update(p: argparse.ArgumentParser) -> None:
+    limits.add_flags(p, update=True)
+    _add_containers(p)
 
 
 def _add_containers(p: argparse.ArgumentParser) -> None:
@@ -490,6 +497,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "pause": (f"{_T}:pause", "pause all processes in containers", _add_containers, 1),
     "unpause": (f"{_T}:unpause", "unpause all processes in containers", _add_containers, 1),
     "top": (f"{_T}:top", "show the processes of a container", _add_top, 1),
+    "update": ("pallet.client.verbs_limits:update", "change containers' resource limits", _add_update, 1),
     "stats": (f"{_T}:stats", "show containers' resource usage (live)", _add_stats, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}

@@ -101,6 +101,9 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
     from pallet.client.secopts import security_config
 
     security_config(config, args)
+    from pallet.client.limits import resources_message
+
+    config.resources.CopyFrom(resources_message(args))
     return config
 
 

@@ -263,7 +263,34 @@ def _host_config(c: Any) -> dict[str, Any]:
         **({"Sysctls": security["Sysctls"]} if security["Sysctls"] else {}),
         "Devices": security["Devices"],
         "Ulimits": security["Ulimits"],
+        **_resources(cfg.resources),  # docker's Resources come before Mounts
         "Mounts": mounts["Mounts"],
+    }
+
+
+def _resources(r: Any) -> dict[str, Any]:
+    """docker's resource fields of HostConfig (0 where no limit is set, as docker)."""
+
+    def devices(items: Any) -> list[dict[str, Any]] | None:
+        return [{"Path": d.path, "Rate": int(d.rate)} for d in items] or None
+
+    return {
+        "Memory": int(r.memory),
+        "MemorySwap": int(r.memory_swap),
+        "MemoryReservation": int(r.memory_reservation),
+        "NanoCpus": int(r.nano_cpus),
+        "CpuShares": int(r.cpu_shares),
+        "CpuPeriod": int(r.cpu_period),
+        "CpuQuota": int(r.cpu_quota),
+        "CpusetCpus": r.cpuset_cpus,
+        "CpusetMems": r.cpuset_mems,
+        "PidsLimit": int(r.pids_limit) or None,
+        "BlkioWeight": int(r.blkio_weight),
+        "BlkioDeviceReadBps": devices(r.blkio_device_read_bps),
+        "BlkioDeviceWriteBps": devices(r.blkio_device_write_bps),
+        "BlkioDeviceReadIOps": devices(r.blkio_device_read_iops),
+        "BlkioDeviceWriteIOps": devices(r.blkio_device_write_iops),
+        "OomKillDisable": bool(r.oom_kill_disable),
     }
 
 

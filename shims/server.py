@@ -39,6 +39,7 @@ from pallet.shim.api.messages import (
     StartRequest,
     StateRequest,
     ThawRequest,
+    UpdateRequest,
     WaitRequest,
 )
 from pallet.shim.api.spec import ShimSpec
@@ -96,6 +97,7 @@ class Shim:
             PauseRequest: task.op_pause,
             ResumeRequest: task.op_resume,
             ResizeRequest: task.op_resize,
+            UpdateRequest: task.op_update,
             ShutdownRequest: self._op_shutdown,
         }
 

@@ -2,7 +2,7 @@
 
 Owns: building the container's init up to its waiting exec (log file, cgroup, the fork,
 through a `StdioPlan`), its state machine (`InitState`), the requests about it (state,
-start, kill, wait, attach, close_stdin, freeze and thaw, each freeze held by the connection
+start, kill, wait, attach, close_stdin, update (new cgroup limits, live), freeze and thaw, each freeze held by the connection
 that asked; pause and resume, a freeze of the shim's own that outlives every connection;
 exec only once it runs, see `pallet.shim.execs`),
 and what follows its exit: the status written to exit.json first, then the waiting
@@ -42,6 +42,7 @@ from pallet.shim.api.messages import (
     StartResponse,
     StateRequest,
     ThawRequest,
+    UpdateRequest,
     WaitRequest,
     WaitResponse,
 )
@@ -105,6 +106,8 @@ class Task:
         # Paused (PauseRequest): frozen until a ResumeRequest, whoever holds a connection.
         # The cgroup is frozen while this is set or any connection holds a freeze.
         self.paused = False
+        # The cgroup's OOM kill count when it was made: more at the init's exit is an OOM.
+        self._oom_kills_before = 0
 
     def _send(self, conn: Conn, message: object) -> None:
         self.io.send(conn, wire.encode_control(messages.encode(message)))
@@ -130,6 +133,9 @@ class Task:
         self.cgroup = cgroup
         # Before any process is in it: nothing of the container opens a device unchecked.
         devices.apply(cgroup, spec.linux.device_cgroup, self.sys)
+        # Before the init joins it: the container's first instruction runs limited.
+        cgroup.set_resources(spec.linux.resources)
+        self._oom_kills_before = cgroup.oom_kills()
         # Before our first fork: it applies to our children only, the first becoming the
         # container's PID 1 and later ones (exec processes) members of its namespace.
         enter_pid_namespace(spec, self.sys)
@@ -292,6 +298,13 @@ class Task:
         _kill(init.pid, signum)
         return Ack()
 
+    def op_update(self, conn: Conn, request: UpdateRequest) -> Ack:
+        """New limits for the container's cgroup, live (`pallet update`): all of them
+        or, when the kernel refuses one, none (what was written is put back)."""
+        self.state.require({CREATED, RUNNING}, "it is not running: its next start applies the limits")
+        self.cgroup.set_resources(request.resources, live=True)
+        return Ack()
+
     def op_freeze(self, conn: Conn, request: FreezeRequest) -> Ack:
         self.state.require({RUNNING}, "only a running container can be frozen")
         if not self._frozen():
@@ -423,7 +436,15 @@ class Task:
             # The pipe holds everything the init wrote before dying; read it now so an
             # exec error is part of the recorded status.
             self._on_init_status()
-        init.exit = ExitStatus(exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error)
+        # The kernel counts the OOM killer's kills in the cgroup; one during this run is
+        # an OOM kill of the container (recorded with the exit: palletd may be down).
+        try:
+            oom = self.cgroup.oom_kills() > self._oom_kills_before
+        except PalletError:
+            oom = False
+        init.exit = ExitStatus(
+            exit_code=code, exited_at_ns=time.time_ns(), error=init.exec_error, oom_killed=oom
+        )
         self._write_exit_status()  # on disk before anyone is told, unless the disk refuses
         self.state.move(STOPPED)
         if self._start_w >= 0:

@@ -310,6 +310,11 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         return pb.UnpauseContainerResponse()
 
     @unary
+    async def Update(self, request: pb.UpdateContainerRequest, context: Ctx) -> pb.UpdateContainerResponse:
+        await self._containers.update(request.container, convert.resource_changes(request.resources))
+        return pb.UpdateContainerResponse()
+
+    @unary
     async def Top(self, request: pb.TopContainerRequest, context: Ctx) -> pb.TopContainerResponse:
         table = await self._containers.top(request.container, list(request.ps_args))
         return pb.TopContainerResponse(

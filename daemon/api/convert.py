@@ -24,6 +24,9 @@ from pallet.daemon.containers.model import (
     RestartPolicy,
     Status,
     Ulimit,
+    Resources,
+    Status,
+    ThrottleDevice,
 )
 from pallet.daemon.events.model import Event
 from pallet.daemon.images.model import Image
@@ -100,6 +103,7 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
                 cfg.restart_policy.name or RestartPolicy().name,
                 cfg.restart_policy.maximum_retry_count,
             ),
+            resources=resources(cfg.resources),
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
@@ -137,6 +141,41 @@ def security_fields(s: Security) -> dict[str, object]:
         sysctls=dict(s.sysctls), shm_size=s.shm_size, group_add=s.group_add,
         userns_mode=s.userns_mode,
     )
+
+
+# Resources' scalar fields: the same names in the message and the dataclass.
+RESOURCE_SCALARS = (
+    "memory", "memory_swap", "memory_reservation", "kernel_memory", "oom_kill_disable",
+    "nano_cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems",
+    "pids_limit", "blkio_weight",
+)
+# (message field, dataclass field) of the device lists.
+RESOURCE_DEVICES = (
+    ("blkio_device_read_bps", "device_read_bps"), ("blkio_device_write_bps", "device_write_bps"),
+    ("blkio_device_read_iops", "device_read_iops"), ("blkio_device_write_iops", "device_write_iops"),
+)
+
+
+def resource_changes(r: cpb.Resources) -> dict[str, object]:
+    """The fields a caller set (an update's changes), by the dataclass's names."""
+    changes: dict[str, object] = {name: getattr(r, name) for name in RESOURCE_SCALARS if r.HasField(name)}
+    for message_name, name in RESOURCE_DEVICES:
+        if getattr(r, message_name):
+            changes[name] = tuple(ThrottleDevice(d.path, d.rate) for d in getattr(r, message_name))
+    return changes
+
+
+def resources(r: cpb.Resources) -> Resources:
+    return Resources(**resource_changes(r))  # type: ignore[arg-type]
+
+
+def resources_message(r: Resources) -> cpb.Resources:
+    m = cpb.Resources(**{name: getattr(r, name) for name in RESOURCE_SCALARS if getattr(r, name)})
+    for message_name, name in RESOURCE_DEVICES:
+        getattr(m, message_name).extend(
+            cpb.ThrottleDevice(path=d.path, rate=d.rate) for d in getattr(r, name)
+        )
+    return m
 
 
 def mount_request(m: cpb.Mount) -> MountSpec:
@@ -223,6 +262,7 @@ def container(
                 name=host.restart_policy.name,
                 maximum_retry_count=host.restart_policy.maximum_retry_count,
             ),
+            resources=resources_message(host.resources),
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],
@@ -232,6 +272,7 @@ def container(
             finished_at=timestamp(st.finished_at_ns),
             error=st.error,
             shim_pid=st.shim_pid,
+            oom_killed=st.oom_killed,
         ),
         created=timestamp(c.created_ns),
         path=c.path,

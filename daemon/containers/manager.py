@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
@@ -31,6 +32,7 @@ import structlog
 from pallet.daemon.containers import cgroupfs
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
+from pallet.daemon.containers import resources as container_resources
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.exits import Why
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
@@ -53,6 +55,7 @@ from pallet.daemon.containers.networking import LoopbackOnly, Networking, Networ
 from pallet.daemon.containers.pausing import Pauses
 from pallet.daemon.containers.resize import Resizes
 from pallet.daemon.containers.restarting import Restarting, started_by_user
+from pallet.daemon.containers.updating import Updates
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
 from pallet.daemon.containers.names import generate_name, validate_name
@@ -73,7 +76,7 @@ from pallet.v1.errors import (
     NotFound,
     PalletError,
 )
-from pallet.daemon.events.model import EventPublisher
+from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import ShimClient, ShimLauncher, Stdio
@@ -94,7 +97,7 @@ def _default_hostname(req: CreateRequest, container_id: str) -> str:
     return container_id[:12]
 
 
-class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes):
+class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Updates):
     """Runs containers through shims and keeps their records true."""
 
     def __init__(
@@ -239,6 +242,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes):
             exit_code=0,
             error="",
             shim_pid=shim.shim_pid,
+            oom_killed=False,
         )
 
     async def resume_execs(self, container_id: str) -> None:
@@ -346,19 +350,35 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes):
         With `event` (action, attributes), the change and its event are committed in one
         transaction: a crash leaves both or neither.
         """
+        return await self._transition_events(c, (event,) if event else (), **state)
+
+    async def _transition_events(
+        self, c: Container, events: Sequence[tuple[str, dict[str, str]]], **state: object
+    ) -> Container:
+        """`_transition` with any number of events (an `oom` before its `die`), all
+        journalled with the change in one transaction, in order."""
         target = state.get("status", c.state.status)
         assert isinstance(target, Status)
         check_transition(c.name, c.state.status, target)
         # An end held in memory (a full disk) is written first: events stay in order.
         await self.write_held(c.id)
         updated = c.with_state(**state)
-        if event is None:
+        if not events:
             await self._records.update(updated)
-        else:
-            action, attrs = event
+        elif len(events) == 1:
+            action, attrs = events[0]
             await self._events.publish(
                 "container", action, c.id, attrs, also=update_writer(updated)
             )
+        else:
+            writer = update_writer(updated)
+            notices = [Notice("container", a, c.id, dict(at)) for a, at in events]
+
+            def change(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+                writer(conn)
+                return None, notices
+
+            await self._events.commit(change)
         self._containers[c.id] = updated
         return updated
 
@@ -477,6 +497,9 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes):
         host_config = await asyncio.to_thread(
             security.check, host_config, self._start_deps.seccomp.check
         )
+        # Checked before anything is made: a bad limit creates nothing.
+        host_config = replace(host_config, resources=await asyncio.to_thread(
+            container_resources.check_here, host_config.resources))
         prepared = await self._networking.prepare(config, host_config, req, self)
         config, host_config = prepared.config, prepared.host
         made: list[str] = []  # anonymous volumes made for it: removed if it is not created
@@ -634,6 +657,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes):
                 exit_code=0,
                 error="",
                 shim_pid=shim.shim_pid,
+                oom_killed=False,
             )
         except PalletError as e:
             # Not recorded (a full disk): the container must not run unrecorded. Its init

@@ -191,6 +191,39 @@ class Security:
 
 
 @dataclass(frozen=True, slots=True)
+class ThrottleDevice:
+    """One block device's I/O limit (docker's --device-read-bps and kin)."""
+
+    path: str  # the device's host path, e.g. /dev/sda
+    rate: int  # bytes or operations per second
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """The cgroup limits (docker's HostConfig resources), in docker's units; 0 (and "",
+    ()) is no limit. Checked and defaulted by `pallet.daemon.containers.resources`."""
+
+    memory: int = 0  # bytes
+    memory_swap: int = 0  # memory + swap, bytes; -1: unlimited swap
+    memory_reservation: int = 0  # bytes, a soft limit
+    oom_kill_disable: bool = False
+    nano_cpus: int = 0  # 1e9 per CPU
+    cpu_shares: int = 0
+    cpu_period: int = 0  # microseconds
+    cpu_quota: int = 0  # microseconds per period
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    pids_limit: int = 0
+    blkio_weight: int = 0
+    device_read_bps: tuple[ThrottleDevice, ...] = ()
+    device_write_bps: tuple[ThrottleDevice, ...] = ()
+    device_read_iops: tuple[ThrottleDevice, ...] = ()
+    device_write_iops: tuple[ThrottleDevice, ...] = ()
+    # docker's --kernel-memory: always refused (kept only so the refusal is the domain's).
+    kernel_memory: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class HostConfig:
     """How the host runs the container (docker's HostConfig).
 
@@ -228,6 +261,7 @@ class HostConfig:
     mounts: tuple[MountSpec, ...] = ()
     security: Security = field(default_factory=Security)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
+    resources: Resources = field(default_factory=Resources)
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +310,7 @@ class ContainerState:
     finished_at_ns: int = 0
     error: str = ""
     shim_pid: int = 0
+    oom_killed: bool = False  # the last run ended killed by the OOM killer
 
 
 @dataclass(frozen=True, slots=True)

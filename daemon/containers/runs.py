@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +93,10 @@ class RunEnds:
             c: Container,
             event: tuple[str, dict[str, str]] | None = None,
             **state: object,
+        ) -> Container: ...
+
+        async def _transition_events(
+            self, c: Container, events: Sequence[tuple[str, dict[str, str]]], **state: object
         ) -> Container: ...
 
         async def _remove_locked(self, c: Container, volumes: bool = False) -> None: ...
@@ -189,9 +193,13 @@ class RunEnds:
         found again by the restorer, is left as it is)."""
         if c.state.status is Status.EXITED:
             return c
+        # Killed by the OOM killer (the shim saw it in the cgroup): `oom`, then `die`.
+        oom = (("oom", self._attrs(c)),) if status.oom_killed else ()
         return await self._record_end(
             c,
             ("die", self._attrs(c, exitCode=str(status.exit_code))),
+            preceded_by=oom,
+            oom_killed=status.oom_killed,
             status=Status.EXITED,
             pid=0,
             shim_pid=0,
@@ -201,12 +209,18 @@ class RunEnds:
         )
 
     async def _record_end(
-        self, c: Container, event: tuple[str, dict[str, str]] | None, **state: object
+        self,
+        c: Container,
+        event: tuple[str, dict[str, str]] | None,
+        preceded_by: Sequence[tuple[str, dict[str, str]]] = (),
+        **state: object,
     ) -> Container:
-        """Write an end (essential); on a disk too full even for that, hold it in memory."""
+        """Write an end (essential); on a disk too full even for that, hold it in memory
+        (then only its last event is kept: an `oom` before a held `die` is not)."""
         with space.essential():
             try:
-                return await self._transition(c, event, **state)
+                events = (*preceded_by, event) if event else tuple(preceded_by)
+                return await self._transition_events(c, events, **state)
             except ResourceExhausted as e:
                 updated = c.with_state(**state)
                 self._containers[c.id] = updated

@@ -51,6 +51,7 @@ import structlog
 from pallet.daemon.containers import bundle
 from pallet.daemon.containers.exits import of_this_run
 from pallet.daemon.containers.model import Container
+from pallet.daemon.containers.resources import spec_resources
 from pallet.daemon.containers.mounting import ContainerMounts, Volumes, may_have_path
 from pallet.daemon.containers.networking import Networking, Sandbox
 from pallet.daemon.containers.security import Confinement, describe
@@ -313,6 +314,13 @@ class ContainerStart:
             self.container, self.deps.cgroup_parent, sandbox.netns_path, sandbox.share_host,
             seccomp=seccomp, confinement=confinement,
         )
+        # The limits, with each throttled device's numbers as they are now (a stat each:
+        # off the loop when there are any).
+        asked = self.container.host_config.resources
+        throttled = (asked.device_read_bps or asked.device_write_bps or asked.device_read_iops
+                     or asked.device_write_iops)
+        limits = await asyncio.to_thread(spec_resources, asked) if throttled else spec_resources(asked)
+        self.linux = replace(self.linux, resources=limits)
 
     async def describe_logging(self) -> None:
         self.logging = bundle.container_log(self.container)

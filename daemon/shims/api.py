@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pallet.shim.api.delete import DeleteResult
-from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, Resources, ShimSpec, ShimState
 
 
 class Stdio(Protocol):
@@ -107,6 +107,11 @@ class ShimClient(Protocol):
     async def resize(self, height: int, width: int, exec_id: str = "") -> None:
         """Set the window size of the init's terminal (or exec `exec_id`'s).
         FailedPrecondition when it has none or it ended, NotFound for an unknown exec."""
+        ...
+
+    async def update(self, resources: Resources) -> None:
+        """Apply these limits (the whole set) to the running container's cgroup: all, or
+        none when the kernel refuses one (FailedPrecondition naming it)."""
         ...
 
     async def shutdown(self) -> None:

@@ -29,7 +29,7 @@ import structlog
 from pallet.v1.errors import DeadlineExceeded, Internal, PalletError, Unavailable
 from pallet.daemon.shims import hung
 from pallet.daemon.shims.api import ExecSession, ShimClient, Stdio
-from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, ShimSpec, ShimState
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Output, Resources, ShimSpec, ShimState
 from pallet.daemon.shims.channel import Channel
 from pallet.daemon.shims.delete import shim_delete
 from pallet.shim.api.delete import DeleteResult
@@ -63,6 +63,7 @@ from pallet.shim.api.messages import (
     StateRequest,
     StateResponse,
     ThawRequest,
+    UpdateRequest,
     WaitRequest,
     WaitResponse,
 )
@@ -378,6 +379,9 @@ class ShimClientImpl:
 
     async def resize(self, height: int, width: int, exec_id: str = "") -> None:
         await self._call(ResizeRequest(height=height, width=width, exec_id=exec_id), Ack)
+
+    async def update(self, resources: Resources) -> None:
+        await self._call(UpdateRequest(resources), Ack)
 
     async def shutdown(self) -> None:
         # Generous: a created container is killed first, and cgroup removal may wait.

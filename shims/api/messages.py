@@ -19,6 +19,7 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
   (the freeze is the connection's: it ends with the connection too).
 - PauseRequest -> Ack once frozen; ResumeRequest -> Ack once thawed (`pallet pause`: the
   shim's own, held whoever asked and whatever happens to palletd, shown in ShimState.paused).
+- UpdateRequest -> Ack once the new limits are in the cgroup (or an error, none changed).
 - launcher: PingRequest -> PingResponse; SpawnRequest -> SpawnResponse, sent by the new
   shim, which then serves that connection like one of its own; LeftoversRequest ->
   LeftoversResponse.
@@ -36,7 +37,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pallet.v1.errors import InvalidArgument
 from pallet.shim.api import codec
-from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Resources, ShimState
 
 T = TypeVar("T")
 
@@ -160,6 +161,15 @@ class ResumeRequest(Request):
 
 
 @dataclass(frozen=True, slots=True)
+class UpdateRequest(Request):
+    """Apply these limits to the running container's cgroup (`pallet update`): the whole
+    new set, not a difference; all or none of it is applied."""
+
+    op: ClassVar[str] = "update"
+    resources: Resources
+
+
+@dataclass(frozen=True, slots=True)
 class PingRequest(Request):
     """To the launcher: is it there, and which process is it."""
 
@@ -250,7 +260,7 @@ REQUESTS: Mapping[str, type[Request]] = {
     for cls in (
         StateRequest, StartRequest, KillRequest, WaitRequest, AttachRequest, ExecRequest,
         ExecWaitRequest, CloseStdinRequest, ShutdownRequest, FreezeRequest, ThawRequest,
-        PauseRequest, ResumeRequest, PingRequest, SpawnRequest, LeftoversRequest,
+        PauseRequest, ResumeRequest, UpdateRequest, PingRequest, SpawnRequest, LeftoversRequest,
         ResizeRequest,
     )
 }

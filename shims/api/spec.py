@@ -126,6 +126,58 @@ class DeviceRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ThrottleDevice:
+    """One block device's limit (OCI's linux.resources.blockIO.throttle*Device)."""
+
+    major: int
+    minor: int
+    rate: int  # bytes or operations per second
+
+
+@dataclass(frozen=True, slots=True)
+class Memory:
+    """linux.resources.memory; 0 is no limit."""
+
+    limit: int = 0  # bytes
+    reservation: int = 0  # bytes, a soft limit (v1 soft_limit_in_bytes, v2 memory.low)
+    swap: int = 0  # memory + swap, bytes (OCI's and docker's meaning); -1: unlimited
+    disable_oom_killer: bool = False  # v1 only: v2 has no such switch
+
+
+@dataclass(frozen=True, slots=True)
+class Cpu:
+    """linux.resources.cpu; 0 and "" are no limit."""
+
+    shares: int = 0  # v1 cpu.shares; v2 cpu.weight is derived from it
+    quota: int = 0  # microseconds per period; -1: none
+    period: int = 0  # microseconds
+    cpus: str = ""  # cpuset list, e.g. "0-2,4"
+    mems: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockIO:
+    """linux.resources.blockIO; 0 and () are no limit."""
+
+    weight: int = 0  # 10..1000
+    throttle_read_bps_device: tuple[ThrottleDevice, ...] = ()
+    throttle_write_bps_device: tuple[ThrottleDevice, ...] = ()
+    throttle_read_iops_device: tuple[ThrottleDevice, ...] = ()
+    throttle_write_iops_device: tuple[ThrottleDevice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """linux.resources: the container's cgroup limits, applied before its process runs
+    (and again, live, by an UpdateRequest). Empty: no limits."""
+
+    memory: Memory = Memory()
+    cpu: Cpu = Cpu()
+    pids_limit: int = 0  # 0: no limit (OCI's pids.limit)
+    block_io: BlockIO = BlockIO()
+
+
+@dataclass(frozen=True, slots=True)
 class Linux:
     """What makes it a Linux container: namespaces, cgroup, hidden paths, devices."""
 
@@ -149,6 +201,9 @@ class Linux:
     # The device cgroup: only what these allow (Docker's list, --device); applied before
     # any process is in the cgroup. () leaves the cgroup's devices as its parent's.
     device_cgroup: tuple[DeviceRule, ...]
+    # The cgroup limits. Last, with a default: a spec written before limits existed
+    # still loads.
+    resources: Resources = Resources()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +251,8 @@ class ExitStatus:
     exit_code: int  # 128+n for signal n
     exited_at_ns: int  # wall clock, ns since the epoch
     error: str = ""  # why it ended abnormally, e.g. the exec failure
+    # The init was killed by the OOM killer (seen in its cgroup when it exited).
+    oom_killed: bool = False
 
 
 class TaskStatus(enum.Enum):

@@ -1,9 +1,9 @@
 """The container's cgroup, behind one interface with a v1 and a v2 implementation.
 
-Owns: the `Cgroup` interface the shim uses (create, join, pids, kill, freeze, thaw, remove, and the
-`exists`/`paths` view `pallet-shim delete` needs), choosing the implementation by what the
-host has (`open_cgroup`), and `destroy` (kill what is left, then remove). Must not: set
-resource limits (the coming limits step will, per implementation), or be imported by the
+Owns: the `Cgroup` interface the shim uses (create, set_resources, join, pids, kill, freeze,
+thaw, oom_kills, remove, and the `exists`/`paths` view `pallet-shim delete` needs), choosing the implementation by what the
+host has (`open_cgroup`), and `destroy` (kill what is left, then remove). Must not: know
+how a limit is written (`pallet.shim.cgroups.limits` and each implementation do), or be imported by the
 daemon (only the shim knows the cgroup layout; the daemon asks `pallet-shim delete`).
 
 A cgroup groups processes for accounting and limits. A host is cgroup v2 when
@@ -22,6 +22,7 @@ import time
 from typing import Protocol
 
 from pallet.shim.api.files import check_cgroup_path
+from pallet.shim.api.spec import Resources
 from pallet.shim.cgroups.fs import CgroupError
 from pallet.shim.cgroups.v1 import V1Cgroup, hierarchies
 from pallet.shim.cgroups.v2 import V2Cgroup
@@ -40,6 +41,16 @@ class Cgroup(Protocol):
     def create(self) -> None:
         """Make the cgroup (with its parents) ready to take processes; nothing is left when
         this raises."""
+        ...
+
+    def set_resources(self, resources: Resources, *, live: bool = False) -> None:
+        """Write the limits (the spec's linux.resources) into the cgroup: after create,
+        before any process joins it; `live`, to a running container's (`update`): every
+        value written, and what was there put back when one is refused."""
+        ...
+
+    def oom_kills(self) -> int:
+        """How many processes the OOM killer has killed in the cgroup (0: unknown)."""
         ...
 
     def join(self, pid: int) -> None:
@@ -83,6 +94,13 @@ class NoCgroup:
 
     def create(self) -> None:
         pass
+
+    def set_resources(self, resources: Resources, *, live: bool = False) -> None:
+        if resources != Resources():
+            raise CgroupError("the container has no cgroup (its spec names none): it cannot have limits")
+
+    def oom_kills(self) -> int:
+        return 0
 
     def join(self, pid: int) -> None:
         pass

@@ -3,8 +3,9 @@
 Owns: finding the v1 hierarchies (from mountinfo) and the controllers each one carries,
 creating `<hierarchy>/<relative>` in each (with the cpuset values a v1 cpuset cgroup
 needs before it accepts a process), moving processes in, listing and killing them,
-removing the directories, freezing and thawing them (the freezer controller). Must not: set resource limits (the limits step will, by
-controller name: `controller_path("memory")`), or enable controllers in the cgroup2 mount
+removing the directories, freezing and thawing them (the freezer controller), setting the
+limits (the writes `pallet.shim.cgroups.limits` plans, each in its controller's
+hierarchy). Must not: enable controllers in the cgroup2 mount
 of a hybrid host.
 
 On v1 every hierarchy is its own tree with its own controllers (`cpu`, `memory`, ... or
@@ -22,7 +23,8 @@ import os
 import signal
 from dataclasses import dataclass
 
-from pallet.shim.cgroups import fs
+from pallet.shim.api.spec import Resources
+from pallet.shim.cgroups import fs, limits
 
 #: The v1 controllers a kernel may have; anything else in a cgroup mount's super options
 #: is a mount option (rw, clone_children, release_agent=...), except `name=...`.
@@ -110,6 +112,32 @@ class V1Cgroup:
         except BaseException:
             fs.undo(made, self._rmdir)  # nothing half-made
             raise
+
+    def set_resources(self, resources: Resources, *, live: bool = False) -> None:
+        """Write the limits, each into the hierarchy of its controller; `live`: a running
+        container's, every value written and put back on a failure."""
+
+        def exists(controller: str, name: str) -> bool:
+            try:
+                return os.path.exists(os.path.join(self.controller_path(controller), name))
+            except fs.CgroupError:
+                return False
+
+        def current_memsw() -> int:
+            path = os.path.join(self.controller_path("memory"), "memory.memsw.limit_in_bytes")
+            try:
+                return int(fs.read(path, "read").strip())
+            except ValueError:
+                return -1
+
+        writes = limits.v1_writes(resources, full=live, exists=exists, current_memsw=current_memsw)
+        limits.apply(writes, self.controller_path, rollback=live)
+
+    def oom_kills(self) -> int:
+        try:
+            return limits.oom_kills_v1(self.controller_path("memory"))
+        except fs.CgroupError:
+            return 0
 
     def join(self, pid: int) -> None:
         for path in self._dirs():

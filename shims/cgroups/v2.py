@@ -2,8 +2,8 @@
 
 Owns: creating `<root>/<relative>` with the controllers pallet needs enabled on the way
 down, moving processes in, listing them, killing them (`cgroup.kill`, or a signal to
-each), removing the directory, freezing and thawing it (`cgroup.freeze`). Must not: set resource limits (the limits step will, in
-`path`), or write anything of a cgroup above the container's except `cgroup.subtree_control`.
+each), removing the directory, freezing and thawing it (`cgroup.freeze`), and setting its
+limits (the writes `pallet.shim.cgroups.limits` plans). Must not: write anything of a cgroup above the container's except `cgroup.subtree_control`.
 
 On v2 there is one tree; a cgroup has the controllers its parent lists in
 `cgroup.subtree_control` (its own `cgroup.controllers`). Two kernel rules shape create:
@@ -20,7 +20,8 @@ import errno
 import os
 import signal
 
-from pallet.shim.cgroups import fs
+from pallet.shim.api.spec import Resources
+from pallet.shim.cgroups import fs, limits
 
 #: Controllers the container's cgroup gets where the host has them (the limits need them:
 #: --cpus/--cpu-shares, --memory, --pids-limit, --blkio-weight, --cpuset-cpus).
@@ -87,6 +88,17 @@ class V2Cgroup:
             "into a child cgroup, or give palletd a --cgroup-parent whose ancestors hold no "
             "processes"
         )
+
+    def set_resources(self, resources: Resources, *, live: bool = False) -> None:
+        """Write the limits into the cgroup (its controllers were enabled by create);
+        `live`: a running container's, every value written and put back on a failure."""
+        writes = limits.v2_writes(
+            resources, full=live, exists=lambda name: os.path.exists(os.path.join(self.path, name))
+        )
+        limits.apply(writes, lambda controller: self.path, rollback=live)
+
+    def oom_kills(self) -> int:
+        return limits.oom_kills_v2(self.path)
 
     def join(self, pid: int) -> None:
         fs.join(self.path, pid)

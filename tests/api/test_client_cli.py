@@ -437,6 +437,13 @@ def test_inspect_prints_a_docker_shaped_json_array(cli: Any, daemon: Daemon) -> 
         "Binds": None, "LogConfig": {"Type": "local", "Config": {}}, "NetworkMode": "default",
         "PortBindings": {}, "AutoRemove": False, "VolumesFrom": None, "Dns": [], "DnsOptions": [],
         "DnsSearch": [], "ExtraHosts": None, "PublishAllPorts": False, "Tmpfs": None, "Mounts": None,
+        "Memory": 0, "MemorySwap": 0, "MemoryReservation": 0, "NanoCpus": 0, "CpuShares": 0,
+        "CpuPeriod": 0, "CpuQuota": 0, "CpusetCpus": "", "CpusetMems": "", "PidsLimit": None,
+        "BlkioWeight": 0, "BlkioDeviceReadBps": None, "BlkioDeviceWriteBps": None,
+        "BlkioDeviceReadIOps": None, "BlkioDeviceWriteIOps": None, "OomKillDisable": False,
+        "CapAdd": None, "CapDrop": None, "GroupAdd": None, "Privileged": False,
+        "ReadonlyRootfs": False, "SecurityOpt": None, "UsernsMode": "", "ShmSize": 0,
+        "Devices": [], "Ulimits": None, "RestartPolicy": {"MaximumRetryCount": 0, "Name": "no"},
     }
     assert doc["Mounts"] == []
 

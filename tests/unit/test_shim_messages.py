@@ -9,6 +9,7 @@ import pytest
 
 from pallet.v1.errors import InvalidArgument
 from pallet.shim.api import messages, wire
+from pallet.shim.api.spec import Memory, Resources
 from pallet.shim.api.messages import (
     Ack,
     AttachRequest,
@@ -26,6 +27,7 @@ from pallet.shim.api.messages import (
     ShutdownRequest,
     FreezeRequest,
     ThawRequest,
+    UpdateRequest,
     PauseRequest,
     ResumeRequest,
     ResizeRequest,
@@ -52,6 +54,7 @@ REQUESTS: list[Request] = [
     AttachRequest(stdin=True, stdout=True), ExecRequest(SPEC), ExecWaitRequest("e1"),
     CloseStdinRequest(), ShutdownRequest(), FreezeRequest(), ThawRequest(), PauseRequest(),
     ResumeRequest(), PingRequest(),
+    UpdateRequest(Resources(memory=Memory(limit=1 << 25, swap=-1), pids_limit=20)),
     SpawnRequest("/b", idle_exit=0.5),
     LeftoversRequest("c1", "/b"),
     ResizeRequest(24, 80), ResizeRequest(50, 120, exec_id="e1"),
@@ -99,8 +102,12 @@ def test_the_json_is_what_older_shims_and_daemons_speak() -> None:
     assert messages.encode(KillRequest(15)) == {"op": "kill", "signal": 15, "all": False}
     assert messages.encode(ExecWaitRequest("e1")) == {"op": "exec_wait", "exec_id": "e1"}
     assert messages.encode(ExitEvent(EXIT)) == {
-        "event": "exit", "exit": {"exit_code": 137, "exited_at_ns": 5, "error": "killed"},
+        "event": "exit",
+        "exit": {"exit_code": 137, "exited_at_ns": 5, "error": "killed", "oom_killed": False},
     }
+    # An exit from a shim older than the OOM flag is no OOM kill.
+    old_exit = {"exit_code": 137, "exited_at_ns": 5, "error": "killed"}
+    assert messages.decode({"event": "exit", "exit": old_exit}, Event) == ExitEvent(EXIT)
     assert messages.encode(StateRequest()) == {"op": "state"}
     assert messages.encode(Ack()) == {}
     old_state = {"status": "running", "pid": 7, "shim_pid": 6, "exit": None, "started_at_ns": 1}

@@ -51,7 +51,7 @@ CHANGE_KIND_ADDED: ChangeKind
 CHANGE_KIND_DELETED: ChangeKind
 
 class ContainerConfig(_message.Message):
-    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file", "network_mode", "network_aliases", "ipv4_address", "mac_address", "publish", "publish_all", "expose", "dns", "dns_search", "dns_options", "extra_hosts", "binds", "mounts", "tmpfs", "volumes_from", "cap_add", "cap_drop", "privileged", "security_opt", "read_only", "devices", "ulimits", "sysctls", "shm_size", "group_add", "userns_mode", "restart_policy", "tty")
+    __slots__ = ("image", "name", "cmd", "entrypoint", "entrypoint_set", "env", "working_dir", "user", "hostname", "labels", "open_stdin", "auto_remove", "stop_signal", "stop_timeout", "log_max_size", "log_max_file", "network_mode", "network_aliases", "ipv4_address", "mac_address", "publish", "publish_all", "expose", "dns", "dns_search", "dns_options", "extra_hosts", "binds", "mounts", "tmpfs", "volumes_from", "resources", "cap_add", "cap_drop", "privileged", "security_opt", "read_only", "devices", "ulimits", "sysctls", "shm_size", "group_add", "userns_mode", "restart_policy", "tty")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,7 @@ class ContainerConfig(_message.Message):
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
     TMPFS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FROM_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     CAP_ADD_FIELD_NUMBER: _ClassVar[int]
     CAP_DROP_FIELD_NUMBER: _ClassVar[int]
     PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +142,7 @@ class ContainerConfig(_message.Message):
     mounts: _containers.RepeatedCompositeFieldContainer[Mount]
     tmpfs: _containers.RepeatedScalarFieldContainer[str]
     volumes_from: _containers.RepeatedScalarFieldContainer[str]
+    resources: Resources
     cap_add: _containers.RepeatedScalarFieldContainer[str]
     cap_drop: _containers.RepeatedScalarFieldContainer[str]
     privileged: bool
@@ -154,7 +156,7 @@ class ContainerConfig(_message.Message):
     userns_mode: str
     restart_policy: RestartPolicy
     tty: bool
-    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ..., network_mode: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., publish: _Optional[_Iterable[str]] = ..., publish_all: _Optional[bool] = ..., expose: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., binds: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., tmpfs: _Optional[_Iterable[str]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[DeviceMapping, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., shm_size: _Optional[int] = ..., group_add: _Optional[_Iterable[str]] = ..., userns_mode: _Optional[str] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., tty: _Optional[bool] = ...) -> None: ...
+    def __init__(self, image: _Optional[str] = ..., name: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., entrypoint: _Optional[_Iterable[str]] = ..., entrypoint_set: _Optional[bool] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., hostname: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., open_stdin: _Optional[bool] = ..., auto_remove: _Optional[bool] = ..., stop_signal: _Optional[str] = ..., stop_timeout: _Optional[int] = ..., log_max_size: _Optional[int] = ..., log_max_file: _Optional[int] = ..., network_mode: _Optional[str] = ..., network_aliases: _Optional[_Iterable[str]] = ..., ipv4_address: _Optional[str] = ..., mac_address: _Optional[str] = ..., publish: _Optional[_Iterable[str]] = ..., publish_all: _Optional[bool] = ..., expose: _Optional[_Iterable[str]] = ..., dns: _Optional[_Iterable[str]] = ..., dns_search: _Optional[_Iterable[str]] = ..., dns_options: _Optional[_Iterable[str]] = ..., extra_hosts: _Optional[_Iterable[str]] = ..., binds: _Optional[_Iterable[str]] = ..., mounts: _Optional[_Iterable[_Union[Mount, _Mapping]]] = ..., tmpfs: _Optional[_Iterable[str]] = ..., volumes_from: _Optional[_Iterable[str]] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., cap_add: _Optional[_Iterable[str]] = ..., cap_drop: _Optional[_Iterable[str]] = ..., privileged: _Optional[bool] = ..., security_opt: _Optional[_Iterable[str]] = ..., read_only: _Optional[bool] = ..., devices: _Optional[_Iterable[_Union[DeviceMapping, _Mapping]]] = ..., ulimits: _Optional[_Iterable[_Union[Ulimit, _Mapping]]] = ..., sysctls: _Optional[_Mapping[str, str]] = ..., shm_size: _Optional[int] = ..., group_add: _Optional[_Iterable[str]] = ..., userns_mode: _Optional[str] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ..., tty: _Optional[bool] = ...) -> None: ...
 
 class DeviceMapping(_message.Message):
     __slots__ = ("path_on_host", "path_in_container", "cgroup_permissions")
@@ -183,6 +185,52 @@ class RestartPolicy(_message.Message):
     name: str
     maximum_retry_count: int
     def __init__(self, name: _Optional[str] = ..., maximum_retry_count: _Optional[int] = ...) -> None: ...
+
+class ThrottleDevice(_message.Message):
+    __slots__ = ("path", "rate")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    rate: int
+    def __init__(self, path: _Optional[str] = ..., rate: _Optional[int] = ...) -> None: ...
+
+class Resources(_message.Message):
+    __slots__ = ("memory", "memory_swap", "memory_reservation", "kernel_memory", "oom_kill_disable", "nano_cpus", "cpu_shares", "cpu_period", "cpu_quota", "cpuset_cpus", "cpuset_mems", "pids_limit", "blkio_weight", "blkio_device_read_bps", "blkio_device_write_bps", "blkio_device_read_iops", "blkio_device_write_iops")
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_SWAP_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    KERNEL_MEMORY_FIELD_NUMBER: _ClassVar[int]
+    OOM_KILL_DISABLE_FIELD_NUMBER: _ClassVar[int]
+    NANO_CPUS_FIELD_NUMBER: _ClassVar[int]
+    CPU_SHARES_FIELD_NUMBER: _ClassVar[int]
+    CPU_PERIOD_FIELD_NUMBER: _ClassVar[int]
+    CPU_QUOTA_FIELD_NUMBER: _ClassVar[int]
+    CPUSET_CPUS_FIELD_NUMBER: _ClassVar[int]
+    CPUSET_MEMS_FIELD_NUMBER: _ClassVar[int]
+    PIDS_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_DEVICE_READ_BPS_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_DEVICE_WRITE_BPS_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_DEVICE_READ_IOPS_FIELD_NUMBER: _ClassVar[int]
+    BLKIO_DEVICE_WRITE_IOPS_FIELD_NUMBER: _ClassVar[int]
+    memory: int
+    memory_swap: int
+    memory_reservation: int
+    kernel_memory: int
+    oom_kill_disable: bool
+    nano_cpus: int
+    cpu_shares: int
+    cpu_period: int
+    cpu_quota: int
+    cpuset_cpus: str
+    cpuset_mems: str
+    pids_limit: int
+    blkio_weight: int
+    blkio_device_read_bps: _containers.RepeatedCompositeFieldContainer[ThrottleDevice]
+    blkio_device_write_bps: _containers.RepeatedCompositeFieldContainer[ThrottleDevice]
+    blkio_device_read_iops: _containers.RepeatedCompositeFieldContainer[ThrottleDevice]
+    blkio_device_write_iops: _containers.RepeatedCompositeFieldContainer[ThrottleDevice]
+    def __init__(self, memory: _Optional[int] = ..., memory_swap: _Optional[int] = ..., memory_reservation: _Optional[int] = ..., kernel_memory: _Optional[int] = ..., oom_kill_disable: _Optional[bool] = ..., nano_cpus: _Optional[int] = ..., cpu_shares: _Optional[int] = ..., cpu_period: _Optional[int] = ..., cpu_quota: _Optional[int] = ..., cpuset_cpus: _Optional[str] = ..., cpuset_mems: _Optional[str] = ..., pids_limit: _Optional[int] = ..., blkio_weight: _Optional[int] = ..., blkio_device_read_bps: _Optional[_Iterable[_Union[ThrottleDevice, _Mapping]]] = ..., blkio_device_write_bps: _Optional[_Iterable[_Union[ThrottleDevice, _Mapping]]] = ..., blkio_device_read_iops: _Optional[_Iterable[_Union[ThrottleDevice, _Mapping]]] = ..., blkio_device_write_iops: _Optional[_Iterable[_Union[ThrottleDevice, _Mapping]]] = ...) -> None: ...
 
 class Mount(_message.Message):
     __slots__ = ("type", "source", "target", "read_only", "propagation", "no_copy", "tmpfs_options")
@@ -728,6 +776,20 @@ class PruneContainersResponse(_message.Message):
     deleted: _containers.RepeatedScalarFieldContainer[str]
     space_reclaimed: int
     def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...
+
+class UpdateContainerRequest(_message.Message):
+    __slots__ = ("container", "resources")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    resources: Resources
+    def __init__(self, container: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+
+class UpdateContainerResponse(_message.Message):
+    __slots__ = ("warnings",)
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PauseContainerRequest(_message.Message):
     __slots__ = ("container",)

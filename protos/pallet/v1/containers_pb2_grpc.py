@@ -156,6 +156,11 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.ResizeRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.ResizeResponse.FromString,
                 _registered_method=True)
+        self.Update = channel.unary_unary(
+                '/pallet.v1.ContainersService/Update',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -349,6 +354,15 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Update(self, request, context):
+        """Update changes a container's resource limits (docker update): every value given is
+        checked first (one bad value changes nothing), then a running container's cgroup is
+        changed live and the record is rewritten, so later starts keep the new limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -471,6 +485,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Resize,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.ResizeRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.ResizeResponse.SerializeToString,
+            ),
+            'Update': grpc.unary_unary_rpc_method_handler(
+                    servicer.Update,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1123,6 +1142,33 @@ class ContainersService:
             '/pallet.v1.ContainersService/Resize',
             pallet_dot_v1_dot_containers__pb2.ResizeRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.ResizeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Update(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Update',
+            pallet_dot_v1_dot_containers__pb2.UpdateContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.UpdateContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
