@@ -77,14 +77,19 @@ class Output:
         if self._read_buf is None:
             self._read_buf = mmap.mmap(-1, _READ_CHUNK)
         try:
-            data = self._read_buf[: os.readv(fd, [self._read_buf])]
+            size = os.readv(fd, [self._read_buf])
         except BlockingIOError:
             return
         except OSError:
-            data = b""
-        if not data:
+            size = 0
+        if not size:
             self.close_output(process, fd)
             return
+        if process.console >= 0:
+            # A terminal hands out at most 4 KiB a read (its line discipline's buffer):
+            # what is there already goes into the same record and frame.
+            size = _read_more(fd, self._read_buf, size)
+        data = self._read_buf[:size]
         stream = process.outputs[fd]
         now = time.time_ns()
         frame = wire.encode_output(stream, now, data)
@@ -181,3 +186,24 @@ def _close_console(process: Process) -> None:
     if process.console >= 0:
         os.close(process.console)
         process.console = -1
+
+
+# A terminal's output is read on in one go up to this much (see `_on_output`).
+_TERMINAL_GATHER = 64 << 10
+
+
+def _read_more(fd: int, buf: mmap.mmap, size: int) -> int:
+    """Read on into `buf` after `size` bytes while the terminal has more at once."""
+    view = memoryview(buf)
+    try:
+        while size < _TERMINAL_GATHER:
+            try:
+                got = os.readv(fd, [view[size:]])
+            except (BlockingIOError, OSError):
+                break  # drained for now; an EIO (all writers gone) shows on the next read
+            if not got:
+                break
+            size += got
+    finally:
+        view.release()
+    return size

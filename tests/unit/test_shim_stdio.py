@@ -87,3 +87,48 @@ def test_the_shims_model_modules_depend_on_nothing_else_in_the_package(module: s
     } | {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     ours = {m for m in imported if m.startswith("pallet.shim") and not m.startswith("pallet.shim.api")}
     assert ours == set()
+
+
+def test_a_terminal_plan_takes_the_master_the_child_sends() -> None:
+    import socket
+
+    from pallet.shim.tty import set_window_size, window_size
+
+    plan = StdioPlan(stdin=True, terminal=True)
+    stdio = plan.child_stdio()
+    assert stdio.console_w >= 0 and plan.console_r in stdio.close_in_child
+    assert plan.stdout_r == plan.stderr_r == plan.stdin_w == -1  # until the master comes
+    master, slave = os.openpty()
+    pid = os.fork()
+    if pid == 0:  # the child's half, as `pallet.shim.tty.open_console` sends it
+        try:
+            socket.send_fds(socket.socket(fileno=stdio.console_w), [b"t"], [master])
+        finally:
+            os._exit(0)
+    plan.forked()
+    os.waitpid(pid, 0)
+    os.close(master)
+    plan.take_console(timeout=5)
+    assert plan.console >= 0 and plan.console_r == -1
+    outputs = plan.outputs()
+    assert list(outputs.values()) == [wire.STDOUT]  # one stream: a terminal's is stdout
+    os.write(slave, b"x")
+    (out,) = outputs
+    assert os.read(out, 10) == b"x"
+    os.write(plan.stdin_w, b"typed\n")
+    assert os.read(slave, 100) == b"typed\n"
+    set_window_size(plan.console, 33, 101)
+    assert window_size(slave) == (33, 101)
+    for fd in (out, plan.stdin_w, plan.console, slave, plan.status_r, plan.cgroup_w):
+        os.close(fd)
+
+
+def test_a_child_that_sends_no_master_leaves_no_output() -> None:
+    plan = StdioPlan(stdin=False, terminal=True)
+    stdio = plan.child_stdio()
+    plan.forked()  # the child's end is closed here: as a child that died before sending
+    del stdio
+    plan.take_console(timeout=5)
+    assert plan.console == -1 and plan.outputs() == {}
+    os.close(plan.status_r)
+    os.close(plan.cgroup_w)
