@@ -133,9 +133,6 @@ class Task:
         self.cgroup = cgroup
         # Before any process is in it: nothing of the container opens a device unchecked.
         devices.apply(cgroup, spec.linux.device_cgroup, self.sys)
-        # Before the init joins it: the container's first instruction runs limited.
-        cgroup.set_resources(spec.linux.resources)
-        self._oom_kills_before = cgroup.oom_kills()
         # Before our first fork: it applies to our children only, the first becoming the
         # container's PID 1 and later ones (exec processes) members of its namespace.
         enter_pid_namespace(spec, self.sys)
@@ -162,6 +159,11 @@ class Task:
                 if plan.console < 0:
                     raise Internal("the container's terminal was not set up (see the shim log)")
                 process = self.output.process(pid, plan, reader)
+            # The limits once the init has built the container (it waits at the start
+            # gate), before its program runs: as runc sets them at procReady. Earlier, a
+            # small --cpus or --pids-limit would throttle or break our own setup steps.
+            self.cgroup.set_resources(spec.linux.resources)
+            self._oom_kills_before = self.cgroup.oom_kills()
         except BaseException:
             # The init exits by itself after reporting an error; a hang gets killed.
             _kill(pid, signal.SIGKILL)

@@ -44,8 +44,8 @@ class Cgroup(Protocol):
         ...
 
     def set_resources(self, resources: Resources, *, live: bool = False) -> None:
-        """Write the limits (the spec's linux.resources) into the cgroup: after create,
-        before any process joins it; `live`, to a running container's (`update`): every
+        """Write the limits (the spec's linux.resources) into the cgroup: once the init
+        has built the container, before its program runs; `live`, to a running container's (`update`): every
         value written, and what was there put back when one is refused."""
         ...
 
