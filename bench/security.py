@@ -8,8 +8,7 @@ compiles it (untimed warm-up), later ones find it cached. Must not: touch any en
 machine runs, or leave anything behind (OwnPalletd cleans up).
 
 "Limits" here are the ones a container's own process gets (`--ulimit nofile`, `nproc`);
-where the daemon takes cgroup limits (`resources`), pass `--cgroup-limits` to add what
-ContainerConfig has of memory and pids limits.
+pass `--cgroup-limits` to add cgroup memory and pids limits (ContainerConfig.resources).
 """
 
 from __future__ import annotations
@@ -38,11 +37,9 @@ def _config(image: str, name: str, confined: bool, cgroup_limits: bool) -> Any:
     if confined:
         config.ulimits.extend([cpb.Ulimit(name="nofile", soft=1024, hard=2048),
                                cpb.Ulimit(name="nproc", soft=512, hard=512)])
-        fields = config.DESCRIPTOR.fields_by_name
         if cgroup_limits:
-            for field, value in (("memory", 64 << 20), ("pids_limit", 100)):
-                if field in fields:
-                    setattr(config, field, value)
+            config.resources.memory = 64 << 20
+            config.resources.pids_limit = 100
     else:
         config.security_opt.append("seccomp=unconfined")
     return config
