@@ -245,3 +245,25 @@ def test_bad_limits_are_invalid_argument_over_grpc(palletd: Any, image: str) -> 
             container="nosuch", resources=pb.Resources(pids_limit=10)), timeout=30)
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     palletd.cli_ok("rm", "fine")
+
+
+def test_an_oom_kill_while_palletd_is_down_is_reported_when_it_is_back(palletd: Any, image: str) -> None:
+    import signal
+
+    # The container waits for /go (made while palletd is down), then overruns its limit.
+    cid = palletd.cli_ok("run", "-d", "-m", "32m", image, "sh", "-c",
+                         "while [ ! -e /go ]; do sleep 0.1; done; "
+                         "exec dd if=/dev/zero of=/dev/null bs=256M count=1").strip()
+    pid = palletd.inspect(cid)["State"]["Pid"]
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    Path(f"/proc/{pid}/root/go").write_text("")
+    palletd.wait_for(lambda: not Path(f"/proc/{pid}").exists(), 60, what="the OOM kill")
+    palletd.start()
+    palletd.wait_for(lambda: palletd.inspect(cid)["State"]["Status"] == "exited", 60,
+                     what="the exit to be reconciled")
+    state = palletd.inspect(cid)["State"]
+    assert (state["OOMKilled"], state["ExitCode"]) == (True, 137), state
+    actions = events(palletd, cid)
+    assert actions.index("oom") < actions.index("die"), actions
+    palletd.cli_ok("rm", cid)
