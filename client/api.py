@@ -383,13 +383,14 @@ class PalletClient:
         user: str = "",
         stdin: bool = False,
         tty: bool = False,
+        console_size: tuple[int, int] = (0, 0),
     ) -> ExecSession:
         """Start a process in a running container; returns once it started (or exited)."""
         pb = _pb("containers")
         first = pb.ExecRequest(
             open=pb.ExecOpen(
                 container=container, cmd=list(cmd), env=list(env), working_dir=working_dir, user=user, stdin=stdin,
-                tty=tty,
+                tty=tty, console_height=console_size[0], console_width=console_size[1],
             )
         )
         session = ExecSession(

@@ -27,7 +27,10 @@ from pallet.client.terminal import (
     WindowSize,
     parse_detach_keys,
     stdin_is_terminal,
+    terminal_size,
 )
+
+__all__ = ["NotATTY", "SessionOptions", "attach", "check_tty_input", "run_session", "terminal_size"]
 from pallet.v1.errors import PalletError, Unavailable
 
 

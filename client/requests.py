@@ -85,6 +85,11 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         auto_remove=bool(args.rm),
         stop_signal=args.stop_signal or "",
     )
+    if config.tty:
+        from pallet.client.terminal import terminal_size
+
+        # docker's ConsoleSize: the process is born with our window's size.
+        config.console_height, config.console_width = terminal_size() or (0, 0)
     if args.entrypoint is not None:
         # docker takes --entrypoint as one executable, never split; "" clears the image's.
         config.entrypoint[:] = [args.entrypoint] if args.entrypoint else []

@@ -351,6 +351,7 @@ def exec_(args: argparse.Namespace) -> int:
                 user=args.user or "",
                 stdin=bool(args.interactive),
                 tty=tty,
+                console_size=(attached.terminal_size() or (0, 0)) if tty else (0, 0),
             )
         except PalletError as exc:
             code = start_failure_exit_code(exc)

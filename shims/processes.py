@@ -27,7 +27,7 @@ from pallet.v1.errors import (
     PalletError,
 )
 from pallet.shim import diaglog
-from pallet.shim.api.spec import ExecSpec, ShimSpec
+from pallet.shim.api.spec import ExecSpec, Process, ShimSpec
 from pallet.shim.identity import ProcessSetup, exec_process
 from pallet.shim.steps import ExecFailed, ExecJoin, InitSetup, Step, run_steps
 from pallet.shim.syscalls import Syscalls
@@ -149,6 +149,10 @@ def seccomp_program(spec: ShimSpec) -> bytes:
     return binascii.a2b_base64(spec.linux.seccomp) if spec.linux.seccomp else b""
 
 
+def _size(process: Process) -> tuple[int, int]:
+    return process.console_height, process.console_width
+
+
 def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
     """Fork the container's init (PID 1: the shim has unshared the pid namespace)."""
     pid = os.fork()
@@ -161,7 +165,7 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
         console = stdio.console_w
         setup = InitSetup(
             spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"),
-            open_terminal=(lambda: open_console(console, sc, mount_console=True))
+            open_terminal=(lambda: open_console(console, sc, mount_console=True, size=_size(spec.process)))
             if console >= 0 else None,
         )
         run_steps(setup.steps())
@@ -203,7 +207,8 @@ def fork_exec(
         run_steps(join.steps())
         if stdio.console_w >= 0:
             # Inside the container's mount namespace now: the pty is its devpts's.
-            run_steps([Step("open terminal", lambda: open_console(stdio.console_w, sc, mount_console=False))])
+            run_steps([Step("open terminal", lambda: open_console(
+                stdio.console_w, sc, mount_console=False, size=_size(spec.process)))])
         process = ProcessSetup(sc, spec.process, is_exec=True, seccomp=seccomp_program(container))
         run_steps(process.steps())
         exec_process(spec.process.args, process.env)

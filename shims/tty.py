@@ -44,11 +44,16 @@ def console_socketpair() -> tuple[int, int]:
 # -- in the child, between fork and exec ------------------------------------------------
 
 
-def open_console(console_fd: int, sys: Syscalls, *, mount_console: bool) -> None:
+def open_console(
+    console_fd: int, sys: Syscalls, *, mount_console: bool, size: tuple[int, int] = (0, 0)
+) -> None:
     """Make a pty of the container's devpts this process's terminal; hand the master over."""
     # openpty opens /dev/ptmx and the slave by the path it names, both looked up in the
     # mount namespace and root we are in now: the container's.
     master, slave = os.openpty()
+    if all(size):
+        # Before the program runs: what it reads first is the client's window.
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *size, 0, 0))
     try:
         sock = socket.socket(fileno=console_fd)
         try:

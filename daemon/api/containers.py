@@ -222,7 +222,8 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
             raise InvalidArgument("the first Exec message must be `open`")
         o = first.open
         proc = await self._containers.exec(
-            o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin, o.tty
+            o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin, o.tty,
+            (o.console_height, o.console_width),
         )
         pump: asyncio.Task[None] | None = None
         try:

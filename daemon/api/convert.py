@@ -82,6 +82,7 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             expose=tuple(cfg.expose),
             mac_address=cfg.mac_address,
             tty=cfg.tty,
+            console_size=(cfg.console_height, cfg.console_width),
         ),
         host_config=HostConfig(
             auto_remove=cfg.auto_remove,

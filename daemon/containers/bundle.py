@@ -204,6 +204,8 @@ def container_process(container: Container, confinement: Confinement | None = No
         rlimits=conf.rlimits,
         additional_groups=conf.additional_groups,
         terminal=cfg.tty,
+        console_height=cfg.console_size[0],
+        console_width=cfg.console_size[1],
     )
 
 
@@ -215,6 +217,7 @@ def exec_process(
     user: str,
     stdin: bool,
     tty: bool = False,
+    console_size: tuple[int, int] = (0, 0),
 ) -> Process:
     """An exec's process, complete: the container's, with the exec's overrides on top.
 
@@ -240,6 +243,8 @@ def exec_process(
         rlimits=init.rlimits,
         additional_groups=init.additional_groups,
         terminal=tty,
+        console_height=console_size[0],
+        console_width=console_size[1],
     )
 
 

@@ -53,7 +53,7 @@ from pallet.daemon.containers.merge import effective_config
 from pallet.daemon.containers.mounting import NoVolumes, Volumes, resolve_mounts, uses_volume, volume_names
 from pallet.daemon.containers.networking import LoopbackOnly, Networking, NetworkView
 from pallet.daemon.containers.pausing import Pauses
-from pallet.daemon.containers.resize import Resizes
+from pallet.daemon.containers.resize import Resizes, check_console_size
 from pallet.daemon.containers.restarting import Restarting, started_by_user
 from pallet.daemon.containers.updating import Updates
 from pallet.daemon.containers.restore import Restorer
@@ -717,6 +717,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         user: str = "",
         stdin: bool = False,
         tty: bool = False,
+        console_size: tuple[int, int] = (0, 0),
     ) -> TrackedExec:
         c = self.resolve(ref)
         run = self._runs.get(c.id)
@@ -734,7 +735,9 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
                 raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
         spec = ExecSpec(
             exec_id="",  # the tracker gives it one
-            process=exec_process(c, args, env, working_dir, user, stdin, tty),
+            process=exec_process(
+                c, args, env, working_dir, user, stdin, tty, check_console_size(console_size)
+            ),
         )
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
 

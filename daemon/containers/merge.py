@@ -19,6 +19,7 @@ from pallet.daemon.containers.model import (
     LogConfig,
 )
 from pallet.daemon.containers.restarts import check_policy
+from pallet.daemon.containers.resize import check_console_size
 from pallet.daemon.containers.signals import parse_signal
 from pallet.daemon.limits import check_args_and_env, check_hostname, check_labels, check_path
 from pallet.v1.errors import InvalidArgument
@@ -94,6 +95,7 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         exposed_ports=ic.exposed_ports,
         mac_address=req.mac_address,
         tty=req.tty,
+        console_size=check_console_size(req.console_size),
     )
 
 

@@ -73,6 +73,8 @@ class Config:
     exposed_ports: tuple[str, ...] = ()
     mac_address: str = ""
     tty: bool = False  # a pseudo-terminal as its stdio (docker's Config.Tty, -t)
+    # Its rows and columns when the init starts (docker's HostConfig.ConsoleSize); 0: unset.
+    console_size: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +289,7 @@ class ConfigRequest:
     expose: tuple[str, ...] = ()  # merged with the image's ExposedPorts
     mac_address: str = ""
     tty: bool = False
+    console_size: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,16 @@ from pallet.v1.errors import FailedPrecondition, InvalidArgument
 MAX_SIZE = 65535  # rows and columns are unsigned shorts in the kernel's winsize
 
 
+def check_console_size(size: tuple[int, int]) -> tuple[int, int]:
+    """A terminal's size at its start, (0, 0) for unset; InvalidArgument past 65535."""
+    height, width = size
+    if not (0 <= height <= MAX_SIZE and 0 <= width <= MAX_SIZE):
+        raise InvalidArgument(
+            f"invalid console size {height}x{width}: rows and columns go up to {MAX_SIZE}"
+        )
+    return (height, width) if height and width else (0, 0)
+
+
 class Resizes:
     """Resizes terminals (mixed into `ContainerManager`)."""
 

@@ -63,6 +63,9 @@ class Process:
     # (docker's -t; `pallet.shim.tty`); its output is one stream, stdout. `stdin` then
     # says whether clients may write to it.
     terminal: bool = False
+    # The terminal's size from its start (docker's ConsoleSize); 0: the kernel's 0x0.
+    console_height: int = 0
+    console_width: int = 0
 
 
 @dataclass(frozen=True, slots=True)

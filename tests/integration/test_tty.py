@@ -448,3 +448,28 @@ def test_resize_bad_input_has_the_right_codes(palletd: Palletd) -> None:
         with pytest.raises(FailedPrecondition, match="not running"):
             client.resize("rz", 24, 80)
     palletd.cli_ok("rm", "-f", "rz", "rn")
+
+
+def test_the_process_starts_with_our_window_size(palletd: Palletd, terminals: list[Terminal]) -> None:
+    # Read at once, before any resize could arrive: the size is the terminal's from birth.
+    child = _start(terminals, palletd, "run", "-it", "--rm", "busybox", "stty", "size", rows=33, cols=111)
+    child.expect_exact("33 111")
+    assert _end(child) == 0
+    palletd.cli_ok("run", "-d", "--name", "ws", "busybox", "sleep", "600")
+    _wait_running(palletd, "ws")
+    child = _start(terminals, palletd, "exec", "-it", "ws", "stty", "size", rows=44, cols=99)
+    child.expect_exact("44 99")
+    assert _end(child) == 0
+    palletd.cli_ok("rm", "-f", "ws")
+
+
+def test_console_size_past_the_kernels_limit_is_refused(palletd: Palletd) -> None:
+    from pallet.client.api import PalletClient
+    from pallet.v1 import containers_pb2 as pb
+    from pallet.v1.errors import InvalidArgument
+
+    config = pb.ContainerConfig(image="busybox", name="big", tty=True, console_height=70000, console_width=80)
+    with PalletClient(palletd.host) as client:
+        with pytest.raises(InvalidArgument, match="console size"):
+            client.create(config)
+    assert palletd.cli("inspect", "big").returncode != 0  # nothing was created
