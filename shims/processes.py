@@ -10,7 +10,6 @@ the pipe, so EOF means "running". Must not: return into the shim's loop from a c
 
 from __future__ import annotations
 
-import binascii
 import json
 import os
 import select
@@ -27,6 +26,7 @@ from pallet.v1.errors import (
     PalletError,
 )
 from pallet.shim import diaglog
+from pallet.shim.api.files import read_seccomp
 from pallet.shim.api.spec import ExecSpec, Process, ShimSpec
 from pallet.shim.identity import ProcessSetup, exec_process
 from pallet.shim.steps import ExecFailed, ExecJoin, InitSetup, Step, run_steps
@@ -144,9 +144,10 @@ def _waiter(fd: int, what: str) -> Callable[[], None]:
 
 
 def seccomp_program(spec: ShimSpec) -> bytes:
-    """The container's seccomp filter as seccomp(2) takes it (b"": none). Decoded in the
-    forked child: the shim itself keeps only the spec's text."""
-    return binascii.a2b_base64(spec.linux.seccomp) if spec.linux.seccomp else b""
+    """The container's seccomp filter as seccomp(2) takes it (b"": none). Read by the
+    forked child, while it still sees the host's filesystem (before pivot_root, or
+    before an exec enters the container's mount namespace): the shim never holds it."""
+    return read_seccomp(spec.bundle_dir) if spec.linux.seccomp else b""
 
 
 def _size(process: Process) -> tuple[int, int]:
@@ -162,6 +163,7 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
     try:
         _reset_in_child(stdio)
         _take_stdio(stdio)
+        seccomp = seccomp_program(spec)  # before pivot_root hides the bundle
         console = stdio.console_w
         setup = InitSetup(
             spec, sc, _waiter(stdio.cgroup_r, "joining the cgroup"),
@@ -169,7 +171,7 @@ def fork_init(spec: ShimSpec, sc: Syscalls, stdio: ChildStdio) -> int:
             if console >= 0 else None,
         )
         run_steps(setup.steps())
-        process = ProcessSetup(sc, spec.process, is_exec=False, seccomp=seccomp_program(spec))
+        process = ProcessSetup(sc, spec.process, is_exec=False, seccomp=seccomp)
         run_steps(process.steps())
         send_status(stdio.status_w, {"ready": True})
         # Wait here, fully built, until the shim's `start` (EOF: deleted before start).
@@ -201,6 +203,7 @@ def fork_exec(
     try:
         _reset_in_child(stdio)
         _take_stdio(stdio)
+        seccomp = seccomp_program(container)  # before entering its mount namespace
         join = ExecJoin(
             sc, init_pid, container.linux.namespaces, _waiter(stdio.cgroup_r, "joining the cgroup")
         )
@@ -209,7 +212,7 @@ def fork_exec(
             # Inside the container's mount namespace now: the pty is its devpts's.
             run_steps([Step("open terminal", lambda: open_console(
                 stdio.console_w, sc, mount_console=False, size=_size(spec.process)))])
-        process = ProcessSetup(sc, spec.process, is_exec=True, seccomp=seccomp_program(container))
+        process = ProcessSetup(sc, spec.process, is_exec=True, seccomp=seccomp)
         run_steps(process.steps())
         exec_process(spec.process.args, process.env)
     except ExecFailed as exc:

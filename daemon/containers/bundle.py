@@ -257,7 +257,7 @@ def container_linux(
     confinement: Confinement | None = None,
 ) -> Linux:
     """How the container is isolated: Docker's defaults, its own cgroup, its security
-    options; `seccomp` is its compiled filter (base64; "": none).
+    options; `seccomp` is SECCOMP_FILE when the bundle has its filter ("": none).
 
     `network_path`: the network namespace to join (made by the network manager); ""
     gives the container a new one with only `lo`; `host_network`: the host's.

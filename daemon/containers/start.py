@@ -60,7 +60,16 @@ from pallet.daemon.seccomp.compile import Programs
 from pallet.daemon.faults import CrashHook
 from pallet.daemon.shims.api import ShimClient, ShimLauncher
 from pallet.daemon.snapshots.view import read_only_view
-from pallet.shim.api.spec import ExitStatus, Linux, Log, Mount, Process, Root, ShimSpec
+from pallet.shim.api.spec import (
+    SECCOMP_FILE,
+    ExitStatus,
+    Linux,
+    Log,
+    Mount,
+    Process,
+    Root,
+    ShimSpec,
+)
 from pallet.daemon.store.space import FULL_ERRNOS, disk_full
 from pallet.v1.errors import Internal, PalletError
 
@@ -211,6 +220,7 @@ class ContainerStart:
     # What its security options make of the spec, worked out once per start (a
     # privileged container's reads the host's /dev).
     confinement: Confinement | None = None
+    seccomp_program: bytes = b""  # the compiled filter the spec's linux.seccomp names
 
     def _confinement(self) -> Confinement:
         if self.confinement is None:
@@ -305,11 +315,15 @@ class ContainerStart:
         if confinement.seccomp_profile is not None:
             caps = frozenset(confinement.capabilities)
             programs = self.deps.seccomp
-            cached = programs.cached(confinement.seccomp_profile, caps)
-            # Compiled off the loop, once: every later start with it finds it cached.
-            seccomp = cached if cached is not None else await asyncio.to_thread(
-                programs.program, confinement.seccomp_profile, caps
-            )
+            program = programs.cached(confinement.seccomp_profile, caps)
+            if program is None:
+                # Compiled off the loop, once: every later start with it finds it cached.
+                program = await asyncio.to_thread(
+                    programs.program, confinement.seccomp_profile, caps
+                )
+            # The launcher writes it into the bundle with the spec.
+            self.seccomp_program = program
+            seccomp = SECCOMP_FILE
         self.linux = bundle.container_linux(
             self.container, self.deps.cgroup_parent, sandbox.netns_path, sandbox.share_host,
             seccomp=seccomp, confinement=confinement,
@@ -328,7 +342,7 @@ class ContainerStart:
     async def spawn_shim(self) -> None:
         spec = self.spec()
         try:
-            self.shim = await self.deps.launcher.spawn(spec)
+            self.shim = await self.deps.launcher.spawn(spec, self.seccomp_program)
         except Exception:
             await self._shut_down_half_made_shim()
             raise

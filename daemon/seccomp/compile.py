@@ -27,7 +27,6 @@ seccomp(SECCOMP_SET_MODE_FILTER) takes it; it checks the calling architecture it
 
 from __future__ import annotations
 
-import base64
 import ctypes
 import ctypes.util
 import errno
@@ -48,7 +47,7 @@ from pallet.daemon.seccomp.profile import (
 from pallet.v1.errors import FailedPrecondition, InvalidArgument
 
 DEFAULT_PROFILE_FILE = "profile.json"
-# Compiled programs kept (each ~8 KiB of BPF, ~11 KiB as base64).
+# Compiled programs kept (each ~10 KiB of BPF).
 MAX_CACHED = 64
 # libseccomp's answer for a name it does not know. In pallet's own profile such a name
 # (a system call newer than this host's libseccomp) is skipped: it fails with the default
@@ -202,7 +201,7 @@ class Programs:
 
     def __init__(self, lib: Libseccomp | None = None) -> None:
         self._lib = lib
-        self._programs: dict[_Key, str] = {}
+        self._programs: dict[_Key, bytes] = {}
         self._lock = threading.Lock()
 
     def _library(self) -> Libseccomp:
@@ -219,14 +218,13 @@ class Programs:
                 if lib.syscall_number(name) == _NR_SCMP_ERROR:
                     raise unknown_syscall(name)
 
-    def cached(self, profile_text: str, caps: frozenset[str]) -> str | None:
+    def cached(self, profile_text: str, caps: frozenset[str]) -> bytes | None:
         """`program`'s answer if it has it already (no compile, no hashing of the default)."""
         digest = hashlib.sha256(profile_text.encode()).hexdigest() if profile_text else "default"
         return self._programs.get(_Key(digest, caps))
 
-    def program(self, profile_text: str, caps: frozenset[str]) -> str:
-        """The BPF program for a container with `caps`, base64 (as the spec carries it),
-        compiled on first use."""
+    def program(self, profile_text: str, caps: frozenset[str]) -> bytes:
+        """The BPF program for a container with `caps`, compiled on first use."""
         strict = bool(profile_text)
         # The default's key is not a digest: a start with it hashes nothing.
         digest = hashlib.sha256(profile_text.encode()).hexdigest() if strict else "default"
@@ -237,10 +235,9 @@ class Programs:
                 return cached
             text = profile_text if strict else default_profile_text()
             program = self._library().compile(parse(text), caps, strict)
-            encoded = base64.b64encode(program).decode()
             if len(self._programs) >= MAX_CACHED:
                 # Bounded: many one-off profiles must not grow palletd for ever; the oldest
                 # goes (dicts keep insertion order), the default is compiled again if needed.
                 del self._programs[next(iter(self._programs))]
-            self._programs[key] = encoded
-            return encoded
+            self._programs[key] = program
+            return program

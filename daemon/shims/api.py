@@ -126,8 +126,10 @@ class ShimClient(Protocol):
 class ShimLauncher(Protocol):
     """Starts shims and re-adopts running ones."""
 
-    async def spawn(self, spec: ShimSpec) -> ShimClient:
+    async def spawn(self, spec: ShimSpec, seccomp: bytes = b"") -> ShimClient:
         """Start a shim for `spec`; return once the container is created (not started).
+        `seccomp`: the filter the spec's `linux.seccomp` names, written into the bundle
+        with the spec.
 
         Raises FailedPrecondition with the shim's reason when the container cannot be
         built (e.g. unknown user, bad working directory); nothing is left running.

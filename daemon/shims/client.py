@@ -72,6 +72,7 @@ from pallet.shim.api.files import (
     discard_exit_status,
     read_exec_exit,
     read_exit_status,
+    write_seccomp,
     write_spec,
 )
 
@@ -416,8 +417,8 @@ class ShimLauncherImpl:
     def launcher_socket(self) -> str:
         return sockpath.launcher_socket(str(self.run_root))
 
-    async def spawn(self, spec: ShimSpec) -> ShimClient:
-        await asyncio.to_thread(_prepare_bundle, spec)
+    async def spawn(self, spec: ShimSpec, seccomp: bytes = b"") -> ShimClient:
+        await asyncio.to_thread(_prepare_bundle, spec, seccomp)
         channel = await self._launcher_channel()
         try:
             reply = await channel.request(
@@ -538,8 +539,10 @@ class ShimLauncherImpl:
         log.info("shim launcher started", run_root=str(self.run_root))
 
 
-def _prepare_bundle(spec: ShimSpec) -> None:
+def _prepare_bundle(spec: ShimSpec, seccomp: bytes) -> None:
     os.makedirs(spec.bundle_dir, mode=0o711, exist_ok=True)
+    if spec.linux.seccomp:
+        write_seccomp(spec.bundle_dir, seccomp)  # before the spec that names it
     write_spec(spec)
     # The shim removes it too, before its fork; here as well, so no reader sees the last
     # run's status once this start is under way, even if the shim never gets that far.

@@ -12,7 +12,6 @@ not: interpret the values beyond checking them; the daemon writes config.json wi
 
 from __future__ import annotations
 
-import binascii
 import errno
 import json
 import os
@@ -28,6 +27,7 @@ from pallet.shim.api.spec import (
     EXEC_EXITS_DIR,
     EXIT_STATUS_FILE,
     MOUNT_TYPES,
+    SECCOMP_FILE,
     NAMESPACE_TYPES,
     PROPAGATIONS,
     NS_IPC,
@@ -202,16 +202,10 @@ def _validate_linux(linux: Linux) -> None:
     ):
         # A masked file is hidden under a bind of the container's own /dev/null.
         raise InvalidArgument("masked paths need /dev/null (c 1:3) among the devices")
-    if linux.seccomp:
-        try:
-            program = binascii.a2b_base64(linux.seccomp, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise InvalidArgument("linux.seccomp is not base64 (of a BPF program)") from None
-        if not program or len(program) % 8 or len(program) // 8 > SECCOMP_MAX_INSTRUCTIONS:
-            raise InvalidArgument(
-                f"linux.seccomp is not a BPF program of 1 to {SECCOMP_MAX_INSTRUCTIONS} "
-                "instructions (8 bytes each)"
-            )
+    if linux.seccomp not in ("", SECCOMP_FILE):
+        raise InvalidArgument(
+            f"linux.seccomp is {linux.seccomp!r}: give {SECCOMP_FILE!r} (the bundle's filter) or ''"
+        )
     for rule in linux.device_cgroup:
         if (rule.type not in ("a", "c", "b") or rule.major < -1 or rule.minor < -1
                 or not rule.access or any(ch not in "rwm" for ch in rule.access)):
@@ -304,6 +298,37 @@ def read_spec(bundle_dir: str) -> ShimSpec:
     except ValueError as exc:
         raise InvalidArgument(f"shim spec {path} is not JSON: {exc}") from None
     return validate_spec(codec.from_json(ShimSpec, raw, what="shim spec"))
+
+
+def write_seccomp(bundle_dir: str, program: bytes) -> None:
+    """Write the container's seccomp filter, `<bundle>/seccomp.bpf` (atomically, not
+    fsynced: a start writes it again, as config.json)."""
+    _check_program(program)
+    path = os.path.join(bundle_dir, SECCOMP_FILE)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(program)
+    os.replace(tmp, path)
+
+
+def read_seccomp(bundle_dir: str) -> bytes:
+    """The filter `write_seccomp` wrote; InvalidArgument when it is not a BPF program."""
+    path = os.path.join(bundle_dir, SECCOMP_FILE)
+    try:
+        with open(path, "rb") as f:
+            program = f.read(SECCOMP_MAX_INSTRUCTIONS * 8 + 1)
+    except OSError as exc:
+        raise InvalidArgument(f"cannot read the seccomp filter {path}: {exc.strerror or exc}") from None
+    _check_program(program)
+    return program
+
+
+def _check_program(program: bytes) -> None:
+    if not program or len(program) % 8 or len(program) // 8 > SECCOMP_MAX_INSTRUCTIONS:
+        raise InvalidArgument(
+            f"the seccomp filter is not a BPF program of 1 to {SECCOMP_MAX_INSTRUCTIONS} "
+            "instructions (8 bytes each)"
+        )
 
 
 def write_exit_status(bundle_dir: str, status: ExitStatus) -> None:

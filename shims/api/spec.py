@@ -197,9 +197,12 @@ class Linux:
     # in it: "rslave" (Docker's) keeps the container's mounts off the host and lets the
     # host's new mounts in. One of PROPAGATIONS (OCI's linux.rootfsPropagation).
     rootfs_propagation: str
-    # The seccomp filter every process of the container gets (its init and each exec),
-    # base64 of a classic BPF program (`struct sock_filter[]`, as seccomp(2) takes it),
-    # compiled by the daemon; "" means none (--security-opt seccomp=unconfined).
+    # The seccomp filter every process of the container gets (its init and each exec):
+    # SECCOMP_FILE, the bundle file holding the classic BPF program (`struct
+    # sock_filter[]`, as seccomp(2) takes it) the daemon compiled; "" means none
+    # (--security-opt seccomp=unconfined). A file, not the bytes here: each process reads
+    # it in its own child, so the long-lived shim never holds it (its memory is per
+    # container).
     seccomp: str
     # The device cgroup: only what these allow (Docker's list, --device); applied before
     # any process is in the cgroup. () leaves the cgroup's devices as its parent's.
@@ -294,3 +297,4 @@ EXIT_STATUS_FILE = "exit.json"
 # reports the exit; the daemon removes each once its exec_die is journalled.
 EXEC_EXITS_DIR = "execs"
 CONFIG_FILE = "config.json"
+SECCOMP_FILE = "seccomp.bpf"

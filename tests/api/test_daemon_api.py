@@ -159,7 +159,7 @@ class FakeLauncher:
     def __init__(self) -> None:
         self.last_spec: ShimSpec | None = None
 
-    async def spawn(self, spec: ShimSpec) -> FakeShim:
+    async def spawn(self, spec: ShimSpec, seccomp: bytes = b"") -> FakeShim:
         self.last_spec = spec
         return FakeShim(spec)
 

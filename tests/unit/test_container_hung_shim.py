@@ -95,7 +95,7 @@ class FakeLauncher:
         self.shims: list[HungShim] = []
         self.killed: list[tuple[str, int, int]] = []
 
-    async def spawn(self, spec: ShimSpec) -> HungShim:
+    async def spawn(self, spec: ShimSpec, seccomp: bytes = b"") -> HungShim:
         self.shims.append(HungShim(spec))
         return self.shims[-1]
 

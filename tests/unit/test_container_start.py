@@ -224,7 +224,7 @@ class FakeLauncher:
         # run's left behind.
         self.on_disk = ExitStatus(127, 6, "exec failed") if fail == "start" else None
 
-    async def spawn(self, spec: ShimSpec) -> ShimClient:
+    async def spawn(self, spec: ShimSpec, seccomp: bytes = b"") -> ShimClient:
         self.specs.append(spec)
         # A shim that died building the container leaves its cgroup and socket behind.
         self.host.cgroups.add(spec.container_id)
