@@ -75,15 +75,20 @@ def _chunk(out: Output) -> pb.LogChunk:
 async def _pump_stdin(
     requests: AsyncIterator[pb.AttachRequest] | AsyncIterator[pb.ExecRequest], stdio: Stdio
 ) -> None:
-    """Forward the caller's stdin messages; a closed request stream closes stdin."""
+    """Forward the caller's stdin messages until its `close_stdin`, which closes stdin.
+
+    Only that message closes it: a caller that goes away (killed, detached, its request
+    stream ended or broken) leaves the process's stdin open for the next one, as docker's
+    attach does (a `cat` in a `run -di` container outlives every attach).
+    """
     try:
         async for req in requests:
             kind = req.WhichOneof("payload")
             if kind == "stdin":
                 await stdio.write_stdin(req.stdin)
             elif kind == "close_stdin":
+                await stdio.close_stdin()
                 break
-        await stdio.close_stdin()
     except Unavailable:
         pass  # the process ended and its shim connection with it: no stdin to give
 

@@ -473,3 +473,27 @@ def test_console_size_past_the_kernels_limit_is_refused(palletd: Palletd) -> Non
         with pytest.raises(InvalidArgument, match="console size"):
             client.create(config)
     assert palletd.cli("inspect", "big").returncode != 0  # nothing was created
+
+
+def test_an_attach_client_that_goes_away_leaves_stdin_open(palletd: Palletd) -> None:
+    # docker closes a container's stdin only for the client that started it (StdinOnce):
+    # an `attach` that is killed leaves `cat` reading, for the next one.
+    palletd.cli_ok("run", "-di", "--name", "ca", "busybox", "cat")
+    _wait_running(palletd, "ca")
+    proc = palletd.cli_popen("attach", "ca", stdin=subprocess.PIPE)
+    assert proc.stdin is not None
+    proc.stdin.write(b"one\n")
+    proc.stdin.flush()
+    assert palletd.read_line(proc) == b"one\n"
+    proc.kill()
+    proc.communicate(timeout=TIMEOUT)
+    time.sleep(1.0)  # what the daemon does with the gone client, it does by now
+    assert _state(palletd, "ca")["Running"] is True
+    again = palletd.cli_popen("attach", "ca", stdin=subprocess.PIPE)
+    assert again.stdin is not None
+    again.stdin.write(b"two\n")
+    again.stdin.flush()
+    assert palletd.read_line(again) == b"two\n"
+    again.kill()
+    again.communicate(timeout=TIMEOUT)
+    palletd.cli_ok("rm", "-f", "ca")
