@@ -3,9 +3,10 @@
 Owns: libseccomp through ctypes (`libseccomp.so.2`: build a filter from a `Profile`'s
 rules, export its BPF), `check` (a profile's every system call name known, at create),
 and `Programs`, the cache of compiled programs keyed by what they are made from (the
-profile's text, the container's capabilities, this machine's arch and kernel): the default
-profile for the default capabilities is compiled once per palletd, and a start only
-hands the bytes over. Must not: install a filter (the shim does, with one seccomp(2)),
+profile's text and the container's capabilities; the arch and kernel are this palletd's):
+the default profile for the default capabilities is compiled once per palletd, and a
+start only hands the bytes over (the launcher client writes them into the bundle as
+`seccomp.bpf`, which each of the container's processes reads in its own child). Must not: install a filter (the shim does, with one seccomp(2)),
 or read a profile file (the CLI sends its text, as docker's does).
 
 How the filter gets made, weighed:
