@@ -134,17 +134,16 @@ def attach_v2(cgroup_dir: str, rules: Sequence[DeviceRule], sys: Syscalls) -> No
     code = device_program(rules)
     insns = ctypes.create_string_buffer(code, len(code))
     license = ctypes.create_string_buffer(b"Apache-2.0")
-    log = ctypes.create_string_buffer(4096)
     load = _ProgLoad(
         prog_type=_BPF_PROG_TYPE_CGROUP_DEVICE, insn_cnt=len(code) // 8,
         insns=ctypes.addressof(insns), license=ctypes.addressof(license),
-        log_level=1, log_size=len(log), log_buf=ctypes.addressof(log),
     )
     try:
+        # Without the verifier's log: it is long (a line per instruction and state) and
+        # a buffer it overflows fails the load with ENOSPC.
         prog_fd = _bpf(sys, _BPF_PROG_LOAD, load, "loading the device cgroup program")
     except fs.CgroupError as exc:
-        detail = log.value.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise fs.CgroupError(f"{exc} {detail[0]}".strip()) from None
+        raise fs.CgroupError(f"{exc} {_verifier_says(sys, load)}".strip()) from None
     try:
         dir_fd = os.open(cgroup_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
@@ -155,6 +154,18 @@ def attach_v2(cgroup_dir: str, rules: Sequence[DeviceRule], sys: Syscalls) -> No
             os.close(dir_fd)
     finally:
         os.close(prog_fd)  # the cgroup holds the program now
+
+
+def _verifier_says(sys: Syscalls, load: _ProgLoad) -> str:
+    """The last line of the verifier's log for a load that failed (loaded again, with it)."""
+    log = ctypes.create_string_buffer(1 << 20)
+    load.log_level, load.log_size, load.log_buf = 1, len(log), ctypes.addressof(log)
+    try:
+        os.close(sys.bpf(_BPF_PROG_LOAD, ctypes.addressof(load), ctypes.sizeof(load)))
+    except OSError:
+        pass
+    lines = log.value.decode(errors="replace").strip().splitlines()
+    return f"(verifier: {lines[-1]})" if lines else ""
 
 
 def _v1_line(rule: DeviceRule) -> str:

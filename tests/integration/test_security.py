@@ -197,6 +197,47 @@ def test_the_device_cgroup_blocks_a_node_it_does_not_allow(palletd: Any, image: 
     assert run(palletd, image, script, "--privileged") == "opened\n"
 
 
+def test_the_v2_device_program_blocks_what_it_does_not_allow(tmp_path: Path) -> None:
+    """The eBPF program itself, on this host's cgroup2 tree (a hybrid host's unified
+    mount, or a v2 host's root): a process in the cgroup opens /dev/null, not
+    /dev/loop-control."""
+    from pallet.daemon.containers.security import DEFAULT_DEVICE_RULES
+    from pallet.shim.cgroups import devices
+    from pallet.shim.syscalls import LibcSyscalls
+
+    root = next((r for r in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup")
+                 if os.path.exists(f"{r}/cgroup.procs") and os.path.exists(f"{r}/cgroup.subtree_control")), None)
+    if root is None:
+        pytest.skip("no cgroup2 mount")
+    group = f"{root}/pallet-test-devices-{os.getpid()}"
+    os.mkdir(group)
+    try:
+        devices.attach_v2(group, DEFAULT_DEVICE_RULES, LibcSyscalls())
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                with open(f"{group}/cgroup.procs", "w") as f:
+                    f.write(str(os.getpid()))
+                answers = []
+                for path in ("/dev/null", "/dev/loop-control"):
+                    try:
+                        os.close(os.open(path, os.O_RDONLY))
+                        answers.append("ok")
+                    except OSError as exc:
+                        answers.append(exc.strerror or "error")
+                os.write(w, ",".join(answers).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        answer = os.read(r, 200).decode()
+        os.close(r)
+        os.waitpid(pid, 0)
+        assert answer == "ok,Operation not permitted"
+    finally:
+        os.rmdir(group)
+
+
 def test_a_missing_device_is_refused(palletd: Any, image: str) -> None:
     err = refused(palletd, image, "--device", "/dev/no-such-device")
     assert "/dev/no-such-device" in err and "device node" in err
