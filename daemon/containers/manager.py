@@ -23,7 +23,7 @@ import secrets
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -601,7 +601,9 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
                 f"container {c.name} is being removed (rm -f): it cannot be started"
             )
 
-    async def _start_locked(self, c: Container) -> int:
+    async def _start_locked(
+        self, c: Container, not_before: Callable[[], Awaitable[None]] | None = None
+    ) -> int:
         # The last run's end, if it was held (a full disk), is written before a new run
         # begins (its shim still holds the container's socket); else the start fails.
         await self.write_held(c.id)
@@ -617,7 +619,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         mode = c.host_config.network_mode
         if mode.startswith("container:"):
             joined = self._containers.get(mode.split(":", 1)[1])
-        start = ContainerStart(c, self._images.layer_dirs(image), self._start_deps, joined)
+        start = ContainerStart(c, self._images.layer_dirs(image), self._start_deps, joined,
+                               not_before=not_before)
         failed: list[ExitStatus] = []
 
         async def record_failure(e: PalletError) -> None:

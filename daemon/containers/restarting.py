@@ -4,7 +4,8 @@ Owns: `Restarting`, the part of the container manager that carries out a RESTART
 (`enter_backoff`: the container is recorded RESTARTING with its `restart` event, the count
 and the planned attempt in its record), the one task per container that starts it when
 the back-off is over (`schedule_restart`, keyed `restart-<id>`, owned by the manager's
-`background`), ending a back-off (`end_backoff`: a user's stop or kill, or a failed
+`background`; it prepares the start during the last `PREPARE_S` of the back-off and lets
+the process exec when it is over), ending a back-off (`end_backoff`: a user's stop or kill, or a failed
 restart after which the policy gives up) and a user's mark on a run they stop
 (`mark_stopped_by_user`). Must not: decide whether or when (`exits.after_exit` and
 `restarts` do), record the end of a run (`runs.RunEnds`) or start containers itself (the
@@ -18,7 +19,7 @@ The planned attempt is on disk: a palletd killed during a back-off resumes it at
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,11 @@ from pallet.shim.api.spec import ExitStatus
 from pallet.v1.errors import PalletError
 
 log = structlog.get_logger(__name__)
+
+
+# How long before the end of a back-off its start begins (a start takes 50-150 ms on a
+# busy two-core machine: most of it is the shim's building of the container).
+PREPARE_S = 0.25
 
 
 def _task_key(container_id: str) -> str:
@@ -64,7 +70,9 @@ class Restarting:
             **state: object,
         ) -> Container: ...
 
-        async def _start_locked(self, c: Container) -> int: ...
+        async def _start_locked(
+            self, c: Container, not_before: Callable[[], Awaitable[None]] | None = None
+        ) -> int: ...
 
         def background(self, key: str, work: Coroutine[Any, Any, None]) -> None: ...
 
@@ -102,7 +110,11 @@ class Restarting:
         c = self._containers.get(container_id)
         if c is None:
             return
-        await asyncio.sleep(restarts.wait_s(c.restarts, self._clock()))
+        # The start begins a little before the back-off ends: what it prepares (rootfs,
+        # network, the shim that builds the container) is done meanwhile, and only the
+        # init's exec waits for the end (`not_before`). The lock is held from there on,
+        # so a stop or rm in those last moments comes right after the start.
+        await asyncio.sleep(max(0.0, restarts.wait_s(c.restarts, self._clock()) - PREPARE_S))
         # A back-off found at boot ends after the boot's reconciling (networks, volumes):
         # a start in the middle of it would be taken for a leftover.
         await self._booted.wait()
@@ -118,7 +130,12 @@ class Restarting:
             try:
                 # A failure is settled by the start itself (after_exit: another back-off,
                 # or the policy gives up).
-                await self._start_locked(c)
+                planned = c.restarts
+
+                async def back_off_over() -> None:
+                    await asyncio.sleep(restarts.wait_s(planned, self._clock()))
+
+                await self._start_locked(c, not_before=back_off_over)
             except PalletError as e:
                 log.info("a restart failed to start", container_id=container_id,
                          reason=str(e))

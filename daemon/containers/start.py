@@ -221,6 +221,9 @@ class ContainerStart:
     # privileged container's reads the host's /dev).
     confinement: Confinement | None = None
     seccomp_program: bytes = b""  # the compiled filter the spec's linux.seccomp names
+    # Awaited just before the init is let exec (a restart policy's start prepares during
+    # the last of its back-off, and lets the process run only once it is over).
+    not_before: Callable[[], Awaitable[None]] | None = None
 
     def _confinement(self) -> Confinement:
         if self.confinement is None:
@@ -404,6 +407,8 @@ class ContainerStart:
 
     async def start_process(self) -> None:
         assert self.shim is not None
+        if self.not_before is not None:
+            await self.not_before()
         self.start_sent = True
         self.started_at_ns = self.deps.clock()
         try:

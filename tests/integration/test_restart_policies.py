@@ -100,7 +100,9 @@ def test_always_restarts_a_clean_exit_with_a_growing_back_off(palletd: Any, imag
     time.sleep(2.5)
     assert state(palletd, "looper")[0] == "exited"
     assert actions(palletd, "looper", since).count("start") == before
-    assert actions(palletd, "looper", since)[-1] == "stop"
+    # A `stop` ended the back-off (or, in its last moments, when the start was under way,
+    # the stop came right after it: then the run's `die` is the last).
+    assert actions(palletd, "looper", since)[-1] in ("stop", "die")
 
 
 def test_a_users_stop_or_kill_ends_restarting_until_the_next_start(palletd: Any, image: str) -> None:
@@ -131,7 +133,8 @@ def test_start_rm_and_kill_during_a_back_off(palletd: Any, image: str, tmp_path:
     palletd.wait_for(lambda: restarting_with(palletd, "waiter", 6), 90, what="6 restarts")
     # In a back-off (3.2 s now): rm without -f is refused; start starts it now.
     result = palletd.cli("rm", "waiter")
-    assert result.returncode == 1 and "restarting" in result.stderr, result.stderr
+    assert result.returncode == 1, result.stderr
+    assert "restarting" in result.stderr or "running" in result.stderr, result.stderr
     (ctl / "go").write_text("")
     palletd.cli_ok("start", "waiter")
     assert state(palletd, "waiter") == ("running", 0)  # a user's start: counted anew
