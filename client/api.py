@@ -331,10 +331,12 @@ class PalletClient:
         pb = _pb("containers")
         self._call("containers", "Unpause", pb.UnpauseContainerRequest(container=container))
 
-    def update(self, container: str, resources: Any) -> Any:
-        """New limits (a pallet.v1.Resources with the fields to change set)."""
+    def update(self, container: str, resources: Any, restart_policy: Any = None) -> Any:
+        """New limits (a pallet.v1.Resources with the fields to change set), and a new
+        restart policy (a pallet.v1.RestartPolicy; None keeps the one it has)."""
         pb = _pb("containers")
-        request = pb.UpdateContainerRequest(container=container, resources=resources)
+        request = pb.UpdateContainerRequest(container=container, resources=resources,
+                                            restart_policy=restart_policy)
         return self._call("containers", "Update", request)
 
     def top(self, container: str, ps_args: Sequence[str] = ()) -> Any:

@@ -121,6 +121,8 @@ def _add_create(p: argparse.ArgumentParser) -> None:
 
 def _add_update(p: argparse.ArgumentParser) -> None:
     limits.add_flags(p, update=True)
+    p.add_argument("--restart", metavar="POLICY",
+                   help="restart policy: no, on-failure[:MAX], always, unless-stopped")
     _add_containers(p)
 
 
@@ -497,7 +499,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "pause": (f"{_T}:pause", "pause all processes in containers", _add_containers, 1),
     "unpause": (f"{_T}:unpause", "unpause all processes in containers", _add_containers, 1),
     "top": (f"{_T}:top", "show the processes of a container", _add_top, 1),
-    "update": ("pallet.client.verbs_limits:update", "change containers' resource limits", _add_update, 1),
+    "update": ("pallet.client.verbs_limits:update", "change containers' resource limits and restart policy", _add_update, 1),
     "stats": (f"{_T}:stats", "show containers' resource usage (live)", _add_stats, 1),
 }
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}

@@ -317,7 +317,13 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
 
     @unary
     async def Update(self, request: pb.UpdateContainerRequest, context: Ctx) -> pb.UpdateContainerResponse:
-        await self._containers.update(request.container, convert.resource_changes(request.resources))
+        policy = (
+            convert.restart_policy(request.restart_policy)
+            if request.HasField("restart_policy") else None
+        )
+        await self._containers.update(
+            request.container, convert.resource_changes(request.resources), policy
+        )
         return pb.UpdateContainerResponse()
 
     @unary

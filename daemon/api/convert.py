@@ -99,11 +99,7 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             tmpfs=tuple(cfg.tmpfs),
             volumes_from=tuple(cfg.volumes_from),
             security=security(cfg),
-            # Unset: the domain's default ("no"); merge judges the rest.
-            restart_policy=RestartPolicy(
-                cfg.restart_policy.name or RestartPolicy().name,
-                cfg.restart_policy.maximum_retry_count,
-            ),
+            restart_policy=restart_policy(cfg.restart_policy),
             resources=resources(cfg.resources),
         ),
         network_aliases=tuple(cfg.network_aliases),
@@ -155,6 +151,11 @@ RESOURCE_DEVICES = (
     ("blkio_device_read_bps", "device_read_bps"), ("blkio_device_write_bps", "device_write_bps"),
     ("blkio_device_read_iops", "device_read_iops"), ("blkio_device_write_iops", "device_write_iops"),
 )
+
+
+def restart_policy(p: cpb.RestartPolicy) -> RestartPolicy:
+    """Unset: the domain's default ("no"); `restarts.check_policy` judges the rest."""
+    return RestartPolicy(p.name or RestartPolicy().name, p.maximum_retry_count)
 
 
 def resource_changes(r: cpb.Resources) -> dict[str, object]:

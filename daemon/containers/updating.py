@@ -1,9 +1,11 @@
-"""Changing a container's limits: `update`.
+"""Changing a container's limits and restart policy: `update`.
 
 Owns: `Updates`, the part of the container manager that takes new limits for a container
 (checked all together first: one bad value changes none), applies them to a running
 container's cgroup through its shim (which puts back what was there when the kernel
 refuses one), and stores them with an `update` event, so every later start applies them.
+A new restart policy is checked as at create (`restarts.check_policy`) and kept; "no"
+ends a back-off under way (`restarting.Restarting.end_backoff`).
 Must not: check a limit itself (`pallet.daemon.containers.resources` does) or write a
 cgroup (the shim does), or hold state of its own: it works on the manager's.
 
@@ -20,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from pallet.daemon.containers import resources
-from pallet.daemon.containers.model import Container, Resources, Status
+from pallet.daemon.containers import resources, restarts
+from pallet.daemon.containers.model import RESTART_NO, Container, Resources, RestartPolicy, Status
 from pallet.daemon.containers.sessions import Run
 from pallet.daemon.containers.store import update_writer
 from pallet.daemon.events.model import EventPublisher
@@ -47,14 +49,22 @@ class Updates:
 
         async def write_held(self, container_id: str) -> Any: ...
 
-    async def update(self, ref: str, changes: Mapping[str, Any]) -> Container:
+        async def end_backoff(self, c: Container, by_user: bool) -> Container: ...
+
+    async def update(
+        self, ref: str, changes: Mapping[str, Any], restart_policy: RestartPolicy | None = None
+    ) -> Container:
         """New limits for `ref` (field name of `Resources` -> value, only those given):
-        live on a running (or paused) container, and kept for its next starts."""
+        live on a running (or paused) container, and kept for its next starts; and a new
+        restart policy (None: the one it has), read at its next end."""
         c = self.resolve(ref)
         async with self.lock(c.id):
             c = self._containers.get(c.id, c)
             if c.state.status in (Status.REMOVING, Status.DEAD):
                 raise FailedPrecondition(f"container {c.name} is {c.state.status.value}: it cannot be updated")
+            policy = c.host_config.restart_policy
+            if restart_policy is not None:
+                policy = restarts.check_policy(restart_policy, c.host_config.auto_remove)
             old = c.host_config.resources
             new = await asyncio.to_thread(resources.updated, old, changes, resources.host_facts())
             run = self._runs.get(c.id)
@@ -62,7 +72,9 @@ class Updates:
             if live and new != old:
                 assert run is not None
                 await run.shim.update(await asyncio.to_thread(resources.spec_resources, new))
-            updated = replace(c, host_config=replace(c.host_config, resources=new))
+            updated = replace(c, host_config=replace(
+                c.host_config, resources=new, restart_policy=policy
+            ))
             try:
                 await self.write_held(c.id)
                 await self._events.publish(
@@ -74,6 +86,8 @@ class Updates:
                     await asyncio.shield(_put_back(run, old, c.id))
                 raise
             self._containers[c.id] = updated
+            if updated.state.status is Status.RESTARTING and policy.name == RESTART_NO:
+                updated = await self.end_backoff(updated, by_user=False)
             return updated
 
 

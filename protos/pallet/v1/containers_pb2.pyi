@@ -786,12 +786,14 @@ class PruneContainersResponse(_message.Message):
     def __init__(self, deleted: _Optional[_Iterable[str]] = ..., space_reclaimed: _Optional[int] = ...) -> None: ...
 
 class UpdateContainerRequest(_message.Message):
-    __slots__ = ("container", "resources")
+    __slots__ = ("container", "resources", "restart_policy")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    RESTART_POLICY_FIELD_NUMBER: _ClassVar[int]
     container: str
     resources: Resources
-    def __init__(self, container: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ...) -> None: ...
+    restart_policy: RestartPolicy
+    def __init__(self, container: _Optional[str] = ..., resources: _Optional[_Union[Resources, _Mapping]] = ..., restart_policy: _Optional[_Union[RestartPolicy, _Mapping]] = ...) -> None: ...
 
 class UpdateContainerResponse(_message.Message):
     __slots__ = ("warnings",)
