@@ -6,8 +6,8 @@ and the planned attempt in its record), the one task per container that starts i
 the back-off is over (`schedule_restart`, keyed `restart-<id>`, owned by the manager's
 `background`; it prepares the start during the last `PREPARE_S` of the back-off and lets
 the process exec when it is over), ending a back-off (`end_backoff`: a user's stop or kill, or a failed
-restart after which the policy gives up) and a user's mark on a run they stop
-(`mark_stopped_by_user`). Must not: decide whether or when (`exits.after_exit` and
+restart after which the policy gives up) and a user's stop or kill (`stopped_by_user`: it
+ends a back-off, or marks the run they stop). Must not: decide whether or when (`exits.after_exit` and
 `restarts` do), record the end of a run (`runs.RunEnds`) or start containers itself (the
 manager's `_start_locked`); it holds no state of its own (`ContainerManager` is a
 `Restarting`; what it uses is declared below).
@@ -151,39 +151,38 @@ class Restarting:
         event = ("stop", self._attrs(c)) if by_user else None
         return await self._transition(c, event=event, status=Status.EXITED)
 
-    async def stop_backoff(self, container_id: str) -> bool:
-        """A user's stop or kill of a container in a back-off ends it, at once; False
-        when it is not in one (any more: it may have been started meanwhile)."""
-        async with self.lock(container_id):
-            c = self._containers.get(container_id)
-            if c is None or c.state.status is not Status.RESTARTING:
-                return False
-            with space.essential():  # like recording an end
-                await self.end_backoff(c, by_user=True)
-            return True
-
-    async def mark_stopped_by_user(self, container_id: str) -> None:
-        """A user stops or kills a running container with a restart policy: that is kept
-        on disk before the signal, so a palletd killed before it records the exit does not
-        restart it at boot (unless-stopped, on-failure). Best effort: in memory, the run's
-        `stopped` says the same for the exit palletd sees."""
+    async def stopped_by_user(self, container_id: str) -> bool:
+        """A user stops or kills the container: True when that ended a back-off (there is
+        no process to signal then); else, for a running container with a restart policy,
+        the user's mark is written to its record before the signal, so no restart follows
+        the exit, even one a palletd killed meanwhile finds at boot (unless-stopped,
+        on-failure). One look under the lock: the container cannot slip from one to the
+        other in between (a restart's start finishing, its run ending at once)."""
         c = self._containers.get(container_id)
         if c is None or c.host_config.restart_policy.name == RESTART_NO:
-            return
-        if c.restarts.stopped_by_user:
-            return
+            if c is None or c.state.status is not Status.RESTARTING:
+                return False  # (a policy changed to "no" during a back-off ends it)
         async with self.lock(container_id):
             c = self._containers.get(container_id)
-            if c is None or c.state.status not in (Status.RUNNING, Status.PAUSED):
-                return
-            updated = replace(c, restarts=replace(c.restarts, stopped_by_user=True))
-            try:
-                with space.essential():
+            if c is None:
+                return False
+            with space.essential():  # like recording an end
+                if c.state.status is Status.RESTARTING:
+                    await self.end_backoff(c, by_user=True)
+                    return True
+                if c.state.status not in (Status.RUNNING, Status.PAUSED):
+                    return False
+                if c.restarts.stopped_by_user:
+                    return False
+                updated = replace(c, restarts=replace(c.restarts, stopped_by_user=True))
+                try:
                     await self._records.update(updated)
-            except PalletError as e:
-                log.warning("cannot record a user's stop", container_id=c.id, reason=str(e))
-                return
-            self._containers[c.id] = updated
+                except PalletError as e:  # in memory, the run's `stopped` says as much
+                    log.warning("cannot record a user's stop", container_id=c.id,
+                                reason=str(e))
+                    return False
+                self._containers[c.id] = updated
+                return False
 
 
 def started_by_user(c: Container) -> Container:

@@ -93,9 +93,7 @@ class StopsAndRemoves:
 
         async def _resume_after_signal(self, container_id: str, run: Run) -> None: ...
 
-        async def stop_backoff(self, container_id: str) -> bool: ...
-
-        async def mark_stopped_by_user(self, container_id: str) -> None: ...
+        async def stopped_by_user(self, container_id: str) -> bool: ...
 
         def cancel_restart(self, container_id: str) -> None: ...
 
@@ -105,9 +103,8 @@ class StopsAndRemoves:
         c = self.resolve(ref)
         num = parse_signal(sig, signal.SIGKILL)
         # In a back-off there is no process: the kill ends the back-off (docker's).
-        if c.state.status is Status.RESTARTING and await self.stop_backoff(c.id):
+        if await self.stopped_by_user(c.id):
             return
-        await self.mark_stopped_by_user(c.id)
         c = self.resolve(c.id)
         run = self._runs.get(c.id)
         if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
@@ -136,9 +133,8 @@ class StopsAndRemoves:
         next start; during a back-off that is all it does."""
         c = self.resolve(ref)
         if by_user:
-            if c.state.status is Status.RESTARTING and await self.stop_backoff(c.id):
+            if await self.stopped_by_user(c.id):
                 return
-            await self.mark_stopped_by_user(c.id)
             c = self.resolve(c.id)
         run = self._runs.get(c.id)
         if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
