@@ -126,6 +126,9 @@ class OwnPalletd:
             "--run-root", str(self.run_root),
             "--host", self.host,
             "--cgroup-parent", self.cgroup_parent,
+            # In the host's own network namespace (no prefix that enters another) palletd
+            # must make no bridge, rules or ip_forward there: containers get no network.
+            *([] if self.prefix else ["--bridge", "none"]),
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.started_at = time.time()
