@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -576,15 +576,26 @@ def _verdict(key: str, sides: dict[str, Side]) -> str:
 
 
 def table(sides: dict[str, Side]) -> str:
+    return render_table(sides, ROWS, _cell, _verdict)
+
+
+def render_table(
+    sides: dict[str, Side],
+    rows: Sequence[tuple[str, str, str]],
+    cell: Callable[[Row | None], str],
+    verdict: Callable[[str, dict[str, Side]], str],
+) -> str:
+    """The figures as a Markdown table (one column per engine, the target and the
+    verdict), then each row's details and each engine's notes: every bench's report."""
     names = list(sides)
     lines = ["| figure | " + " | ".join(names) + " | target | pallet |",
              "|---|" + "---|" * len(names) + "---|---|"]
-    for key, label, target in ROWS:
-        cells = " | ".join(_cell(sides[n].rows.get(key)) for n in names)
-        lines.append(f"| {label} | {cells} | {target} | {_verdict(key, sides)} |")
+    for key, label, target in rows:
+        cells = " | ".join(cell(sides[n].rows.get(key)) for n in names)
+        lines.append(f"| {label} | {cells} | {target} | {verdict(key, sides)} |")
     lines += ["", "details:"]
     for n in names:
-        for key, label, _ in ROWS:
+        for key, label, _ in rows:
             row = sides[n].rows.get(key)
             if row is not None and row.detail:
                 lines.append(f"  {n}: {label}: {row.detail}")

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from engines import check
-from net import Row, Side, _daemon_cpu, _turns, attempt, session
+from net import Row, Side, render_table, _daemon_cpu, _turns, attempt, session
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("stats_cpu", "`stats` of N running containers (one stream), daemon CPU, % of one core", "≤ 2 %"),
@@ -200,20 +200,7 @@ def _verdict(key: str, sides: dict[str, Side]) -> str:
 
 
 def table(sides: dict[str, Side]) -> str:
-    names = list(sides)
-    lines = ["| figure | " + " | ".join(names) + " | target | pallet |",
-             "|---|" + "---|" * len(names) + "---|---|"]
-    for key, label, target in ROWS:
-        cells = " | ".join(_cell(sides[n].rows.get(key)) for n in names)
-        lines.append(f"| {label} | {cells} | {target} | {_verdict(key, sides)} |")
-    lines += ["", "details:"]
-    for n in names:
-        for key, label, _ in ROWS:
-            row = sides[n].rows.get(key)
-            if row is not None and row.detail:
-                lines.append(f"  {n}: {label}: {row.detail}")
-        lines += [f"  {n}: {note}" for note in sides[n].notes]
-    return "\n".join(lines)
+    return render_table(sides, ROWS, _cell, _verdict)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from engines import EngineError
 from figures import time_command
-from net import Row, Side, _turns, attempt, session
+from net import Row, Side, render_table, _turns, attempt, session
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("keystroke", "keystroke to echo through `run -it` (round trip), median", "≤ 5 ms"),
@@ -144,20 +144,7 @@ def _verdict(key: str, sides: dict[str, Side]) -> str:
 
 
 def table(sides: dict[str, Side]) -> str:
-    names = list(sides)
-    lines = ["| figure | " + " | ".join(names) + " | target | pallet |",
-             "|---|" + "---|" * len(names) + "---|---|"]
-    for key, label, target in ROWS:
-        cells = " | ".join(_cell(sides[n].rows.get(key)) for n in names)
-        lines.append(f"| {label} | {cells} | {target} | {_verdict(key, sides)} |")
-    lines += ["", "details:"]
-    for n in names:
-        for key, label, _ in ROWS:
-            row = sides[n].rows.get(key)
-            if row is not None and row.detail:
-                lines.append(f"  {n}: {label}: {row.detail}")
-        lines += [f"  {n}: {note}" for note in sides[n].notes]
-    return "\n".join(lines)
+    return render_table(sides, ROWS, _cell, _verdict)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
