@@ -46,6 +46,18 @@ def _throttles(devices: Sequence[ThrottleDevice]) -> list[tuple[str, int]]:
     return [(f"{d.major}:{d.minor}", d.rate) for d in devices]
 
 
+def _cpuset_and_pids(r: Resources, full: bool) -> list[Write]:
+    """The writes that are the same on v1 and v2: cpuset.cpus/mems, pids.max."""
+    out: list[Write] = []
+    if r.cpu.cpus:
+        out.append(("cpuset", "cpuset.cpus", r.cpu.cpus))
+    if r.cpu.mems:
+        out.append(("cpuset", "cpuset.mems", r.cpu.mems))
+    if r.pids_limit or full:
+        out.append(("pids", "pids.max", str(r.pids_limit) if r.pids_limit > 0 else "max"))
+    return out
+
+
 def v2_writes(r: Resources, *, full: bool = False, exists: Callable[[str], bool]) -> list[Write]:
     """The cgroup v2 writes for `r`; `exists(file)` says whether the cgroup has a file
     (memory.swap.max is missing without swap accounting, io.bfq.weight without BFQ)."""
@@ -72,12 +84,7 @@ def v2_writes(r: Resources, *, full: bool = False, exists: Callable[[str], bool]
     if c.quota > 0 or c.period or full:
         quota = str(c.quota) if c.quota > 0 else "max"
         out.append(("cpu", "cpu.max", f"{quota} {c.period or DEFAULT_PERIOD}"))
-    if c.cpus:
-        out.append(("cpuset", "cpuset.cpus", c.cpus))
-    if c.mems:
-        out.append(("cpuset", "cpuset.mems", c.mems))
-    if r.pids_limit or full:
-        out.append(("pids", "pids.max", str(r.pids_limit) if r.pids_limit > 0 else "max"))
+    out.extend(_cpuset_and_pids(r, full))
     b = r.block_io
     if b.weight:
         if exists("io.bfq.weight"):
@@ -131,12 +138,7 @@ def v1_writes(
         out.append(("cpu", "cpu.cfs_period_us", str(c.period or DEFAULT_PERIOD)))
     if c.quota or full:
         out.append(("cpu", "cpu.cfs_quota_us", str(c.quota if c.quota > 0 else -1)))
-    if c.cpus:
-        out.append(("cpuset", "cpuset.cpus", c.cpus))
-    if c.mems:
-        out.append(("cpuset", "cpuset.mems", c.mems))
-    if r.pids_limit or full:
-        out.append(("pids", "pids.max", str(r.pids_limit) if r.pids_limit > 0 else "max"))
+    out.extend(_cpuset_and_pids(r, full))
     b = r.block_io
     if b.weight:
         name = "blkio.weight" if exists("blkio", "blkio.weight") else "blkio.bfq.weight"
