@@ -19,7 +19,7 @@ import os
 from pallet.v1.errors import FailedPrecondition
 from pallet.shim.api import sockpath
 from pallet.shim.api.delete import DeleteResult
-from pallet.shim.api.files import read_spec
+from pallet.shim.api.files import read_cgroups_path
 from pallet.shim.cgroups import destroy, open_cgroup
 
 #: How long the killed processes may take to leave their cgroup.
@@ -36,7 +36,7 @@ def delete(run_root: str, container_id: str, bundle_dir: str, cgroups_path: str 
         )
     if cgroups_path is None:
         try:
-            cgroups_path = read_spec(bundle_dir).linux.cgroups_path
+            cgroups_path = read_cgroups_path(bundle_dir)
         except OSError as exc:
             raise FailedPrecondition(
                 f"cannot read the spec of container {container_id} in {bundle_dir} "

@@ -300,6 +300,25 @@ def read_spec(bundle_dir: str) -> ShimSpec:
     return validate_spec(codec.from_json(ShimSpec, raw, what="shim spec"))
 
 
+def read_cgroups_path(bundle_dir: str) -> str:
+    """The cgroup path in a bundle's config.json, and nothing else of it.
+
+    `pallet-shim delete` needs only this, and reads specs that an older pallet wrote (a
+    shim that outlived an upgrade): the whole spec would be refused for each field that
+    came later without a default, and the dead shim's cgroup would never be cleaned up."""
+    path = os.path.join(bundle_dir, CONFIG_FILE)
+    with open(path, "rb") as f:
+        text = f.read()
+    try:
+        linux = json.loads(text)["linux"]
+        cgroups_path = linux["cgroups_path"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise InvalidArgument(f"shim spec {path} names no cgroup (linux.cgroups_path): {exc!r}") from None
+    if not isinstance(cgroups_path, str):
+        raise InvalidArgument(f"shim spec {path}: linux.cgroups_path is not a string")
+    return cgroups_path
+
+
 def write_seccomp(bundle_dir: str, program: bytes) -> None:
     """Write the container's seccomp filter, `<bundle>/seccomp.bpf` (atomically, not
     fsynced: a start writes it again, as config.json)."""

@@ -88,3 +88,31 @@ async def test_the_cgroup_is_the_one_the_container_was_started_with(tmp_path: Pa
     await shim_delete(str(fake_python), tmp_path, CID, bundle, "today/" + CID)
     assert "--cgroups-path" not in args_file.read_text().split()
     assert f"--bundle {bundle}" in args_file.read_text()
+
+
+async def test_a_spec_an_older_pallet_wrote_is_still_cleaned_up(tmp_path: Path) -> None:
+    # A shim that outlived an upgrade: its config.json lacks fields that came later
+    # (linux.seccomp, linux.device_cgroup, ...). The delete reads only the cgroup path.
+    sock = _socket_file(tmp_path)
+    listener = socket.socket(socket.AF_UNIX)
+    with sockpath.usable(str(sock)) as path:
+        listener.bind(path)
+    listener.close()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(
+        '{"container_id": "%s", "linux": {"namespaces": [], "cgroups_path": "%s"}}' % (CID, NO_CGROUP)
+    )
+    result = await shim_delete(sys.executable, tmp_path, CID, bundle, "today/" + CID)
+    assert result == DeleteResult(socket_removed=True)
+
+
+async def test_a_spec_without_a_cgroup_path_is_a_clear_error(tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    (bundle / "config.json").write_text('{"linux": {}}')
+    with pytest.raises(InvalidArgument, match="names no cgroup"):
+        await shim_delete(sys.executable, tmp_path, CID, bundle, "today/" + CID)
+    (bundle / "config.json").write_text('{"linux": {"cgroups_path": 7}}')
+    with pytest.raises(InvalidArgument, match="not a string"):
+        await shim_delete(sys.executable, tmp_path, CID, bundle, "today/" + CID)
