@@ -81,6 +81,8 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         hostname=args.hostname or "",
         labels=parse_labels(args.label or []),
         open_stdin=bool(args.interactive),
+        # docker's StdinOnce: `run -i` in the foreground gives stdin for one attach only.
+        stdin_once=bool(args.interactive) and getattr(args, "detach", True) is False,
         tty=bool(getattr(args, "tty", False)),
         auto_remove=bool(args.rm),
         stop_signal=args.stop_signal or "",

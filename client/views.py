@@ -195,6 +195,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
             "User": cfg.user,
             "ExposedPorts": exposed_ports(c),
             "OpenStdin": bool(cfg.open_stdin),
+            "StdinOnce": bool(cfg.stdin_once),
             "Tty": bool(cfg.tty),
             "Env": list(cfg.env),
             "Cmd": _list_or_none(cfg.cmd),

@@ -19,7 +19,7 @@ from pallet.daemon.containers.commit import CommitOptions
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.stats import ContainerStats, StatsSample
-from pallet.v1.errors import FailedPrecondition, InvalidArgument, Unavailable
+from pallet.v1.errors import FailedPrecondition, InvalidArgument, PalletError, Unavailable
 from pallet.daemon.shims.api import Stdio
 from pallet.shim.api.spec import Output
 from pallet.daemon.snapshots.changes import ChangeKind
@@ -74,12 +74,14 @@ def _chunk(out: Output) -> pb.LogChunk:
 
 async def _pump_stdin(
     requests: AsyncIterator[pb.AttachRequest] | AsyncIterator[pb.ExecRequest], stdio: Stdio
-) -> None:
-    """Forward the caller's stdin messages until its `close_stdin`, which closes stdin.
+) -> bool:
+    """Forward the caller's stdin messages until its `close_stdin`, which closes stdin;
+    True when it did.
 
-    Only that message closes it: a caller that goes away (killed, detached, its request
+    Only that message closes it here: a caller that goes away (killed, detached, its request
     stream ended or broken) leaves the process's stdin open for the next one, as docker's
-    attach does (a `cat` in a `run -di` container outlives every attach).
+    attach does (a `cat` in a `run -di` container outlives every attach). A container made
+    with stdin_once is the exception, which `_end_stdin` handles.
     """
     try:
         async for req in requests:
@@ -88,9 +90,24 @@ async def _pump_stdin(
                 await stdio.write_stdin(req.stdin)
             elif kind == "close_stdin":
                 await stdio.close_stdin()
-                break
+                return True
     except Unavailable:
         pass  # the process ended and its shim connection with it: no stdin to give
+    return False
+
+
+async def _end_stdin(pump: asyncio.Task[bool], stdio: Stdio) -> None:
+    """The attach of a stdin_once container has ended (docker's StdinOnce): close the
+    container's stdin unless the caller already did, whether it went away, detached or
+    was cut off, so that a `cat` from `run -i` ends instead of waiting for ever."""
+    closed = pump.done() and not pump.cancelled() and pump.exception() is None and pump.result()
+    pump.cancel()
+    if closed:
+        return
+    try:
+        await stdio.close_stdin()
+    except PalletError:
+        pass  # the process has ended, or its shim with it: there is no stdin left to close
 
 
 class ContainersServicer(pb_grpc.ContainersServiceServicer):
@@ -200,7 +217,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         attachment = await self._containers.attach(
             opened.container, opened.stdin, stdout, stderr, running_only=opened.running_only
         )
-        pump: asyncio.Task[None] | None = None
+        pump: asyncio.Task[bool] | None = None
         try:
             yield pb.AttachResponse(ready=pb.AttachReady())
             stdio = await attachment.ready()
@@ -212,6 +229,8 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
                 status = await attachment.exit()
                 yield pb.AttachResponse(exit=pb.Exit(exit_code=status.exit_code, error=status.error))
             finally:
+                if pump is not None and attachment.stdin_once:
+                    await _end_stdin(pump, stdio)
                 await stdio.aclose()
         finally:
             attachment.cancel()
@@ -230,7 +249,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
             o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin, o.tty,
             (o.console_height, o.console_width),
         )
-        pump: asyncio.Task[None] | None = None
+        pump: asyncio.Task[bool] | None = None
         try:
             yield pb.ExecResponse(started=pb.ExecStarted(exec_id=proc.exec_id, pid=proc.pid))
             if o.stdin:

@@ -709,7 +709,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
             raise FailedPrecondition(
                 f"container {c.name} is {c.state.status.value}: you cannot attach to it"
             )
-        return Attachment(future)
+        return Attachment(future, stdin_once=stdin and c.config.stdin_once and not c.config.tty)
 
     async def exec(
         self,

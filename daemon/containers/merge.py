@@ -90,6 +90,7 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         hostname=hostname,
         labels=labels,
         open_stdin=req.open_stdin,
+        stdin_once=req.stdin_once and req.open_stdin,
         stop_signal=stop_signal,
         stop_timeout=stop_timeout,
         exposed_ports=ic.exposed_ports,

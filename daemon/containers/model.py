@@ -67,6 +67,7 @@ class Config:
     hostname: str = ""
     labels: Mapping[str, str] = field(default_factory=dict)
     open_stdin: bool = False
+    stdin_once: bool = False  # close stdin when its attach ends (docker's Config.StdinOnce)
     stop_signal: str = "SIGTERM"
     stop_timeout: int = 10
     # The image's, --expose's and the published ones ("80/tcp"), as docker's ExposedPorts.
@@ -284,6 +285,7 @@ class ConfigRequest:
     hostname: str = ""  # "": the container's short id
     labels: Mapping[str, str] = field(default_factory=dict)  # merged over the image's
     open_stdin: bool = False
+    stdin_once: bool = False
     stop_signal: str = ""
     stop_timeout: int | None = None  # None: 10 seconds; 0 kills at once
     expose: tuple[str, ...] = ()  # merged with the image's ExposedPorts

@@ -39,8 +39,11 @@ class PendingAttach:
 class Attachment:
     """An attach request: ready once the container runs (at once if it already does)."""
 
-    def __init__(self, future: asyncio.Future[tuple[Stdio, Run]]) -> None:
+    def __init__(self, future: asyncio.Future[tuple[Stdio, Run]], stdin_once: bool = False) -> None:
         self._future = future
+        #: The container's stdin is to be closed when this attach ends (it gives stdin, and
+        #: the container was made with stdin_once and no tty: docker's StdinOnce).
+        self.stdin_once = stdin_once
 
     async def ready(self) -> Stdio:
         stdio, self._run = await self._future

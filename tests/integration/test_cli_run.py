@@ -5,10 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.integration.conftest import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -98,6 +102,36 @@ def test_run_interactive_forwards_stdin_until_eof(palletd: Any, image: str) -> N
     result = palletd.cli("run", "-i", "--rm", image, "sh", "-c", "cat | md5sum", input=big)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0].decode() == hashlib.md5(big).hexdigest()
+
+
+def test_a_killed_run_i_client_closes_the_containers_stdin(palletd: Any, image: str) -> None:
+    # docker's StdinOnce: `run -i` gives the container stdin for that one attach. Its client
+    # killed -9 mid-session, `cat` sees end of file and the container ends, instead of
+    # waiting for ever on a stdin nobody holds. `run -d -i` keeps stdin open for later.
+    feeder = subprocess.Popen(["sleep", "600"], stdout=subprocess.PIPE)
+    assert feeder.stdout is not None
+    try:
+        client = palletd.cli_popen("run", "-i", "--name", "once", image, "cat", stdin=feeder.stdout)
+        feeder.stdout.close()  # the client holds the pipe now; nothing is ever written to it
+        wait_for(lambda: palletd.cli("ps", "-q", "--filter", "name=once").stdout.strip(), what="once running")
+        assert palletd.inspect("once")["Config"]["StdinOnce"] is True
+        client.kill()
+        client.wait(timeout=10)
+        wait_for(lambda: palletd.inspect("once")["State"]["Status"] == "exited", timeout=20,
+                 what="cat ending once its stdin closed")
+        assert palletd.inspect("once")["State"]["ExitCode"] == 0
+    finally:
+        feeder.kill()
+        feeder.wait()
+    palletd.cli_ok("run", "-d", "-i", "--name", "kept", image, "cat")
+    assert palletd.inspect("kept")["Config"]["StdinOnce"] is False
+    attached = palletd.cli_popen("attach", "kept", stdin=subprocess.PIPE)
+    time.sleep(1.0)
+    attached.kill()
+    attached.wait(timeout=10)
+    time.sleep(1.0)
+    assert palletd.inspect("kept")["State"]["Status"] == "running"
+    palletd.cli_ok("rm", "-f", "once", "kept")
 
 
 def test_run_without_interactive_gives_the_container_no_stdin(palletd: Any, image: str) -> None:
