@@ -363,15 +363,19 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         # An end held in memory (a full disk) is written first: events stay in order.
         await self.write_held(c.id)
         updated = c.with_state(**state)
+        await self._journal(updated, events)
+        self._containers[c.id] = updated
+        return updated
+
+    async def _journal(self, c: Container, events: Sequence[tuple[str, dict[str, str]]]) -> None:
+        """Write the container's record and its events, in order, in one transaction."""
         if not events:
-            await self._records.update(updated)
+            await self._records.update(c)
         elif len(events) == 1:
             action, attrs = events[0]
-            await self._events.publish(
-                "container", action, c.id, attrs, also=update_writer(updated)
-            )
+            await self._events.publish("container", action, c.id, attrs, also=update_writer(c))
         else:
-            writer = update_writer(updated)
+            writer = update_writer(c)
             notices = [Notice("container", a, c.id, dict(at)) for a, at in events]
 
             def change(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
@@ -379,8 +383,6 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
                 return None, notices
 
             await self._events.commit(change)
-        self._containers[c.id] = updated
-        return updated
 
     # ---- networks ------------------------------------------------------------------
 

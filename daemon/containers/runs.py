@@ -54,8 +54,9 @@ HELD_RETRY_S = 1.0
 class HeldEnd:
     """An end of a run known but not yet written (a full state disk)."""
 
-    # The event it announces when written (None: a failed start's, which has none).
-    event: tuple[str, dict[str, str]] | None
+    # The events it announces when written, in order: `die`, after an `oom` when the OOM
+    # killer ended the run (none: a failed start's).
+    events: tuple[tuple[str, dict[str, str]], ...]
     # The container's shim, kept until the end is written: it holds the exit too (and
     # retries its exit.json), so a palletd killed meanwhile finds it at boot.
     shim: ShimClient | None = None
@@ -98,6 +99,8 @@ class RunEnds:
         async def _transition_events(
             self, c: Container, events: Sequence[tuple[str, dict[str, str]]], **state: object
         ) -> Container: ...
+
+        async def _journal(self, c: Container, events: Sequence[tuple[str, dict[str, str]]]) -> None: ...
 
         async def _remove_locked(self, c: Container, volumes: bool = False) -> None: ...
 
@@ -215,20 +218,20 @@ class RunEnds:
         preceded_by: Sequence[tuple[str, dict[str, str]]] = (),
         **state: object,
     ) -> Container:
-        """Write an end (essential); on a disk too full even for that, hold it in memory
-        (then only its last event is kept: an `oom` before a held `die` is not)."""
+        """Write an end (essential); on a disk too full even for that, hold it in memory,
+        its events with it (an `oom` and its `die`)."""
+        events = (*preceded_by, event) if event else tuple(preceded_by)
         with space.essential():
             try:
-                events = (*preceded_by, event) if event else tuple(preceded_by)
                 return await self._transition_events(c, events, **state)
             except ResourceExhausted as e:
                 updated = c.with_state(**state)
                 self._containers[c.id] = updated
                 earlier = self._held.get(c.id)
                 if earlier is None:
-                    self._held[c.id] = HeldEnd(event)
-                elif event is not None:
-                    earlier.event = event
+                    self._held[c.id] = HeldEnd(events)
+                elif events:
+                    earlier.events = events
                 # (else a failed start after a held exit: the exit's `die` is kept, and
                 # the record written is the newest state either way)
                 log.warning("cannot write the end of a run; held in memory and retried",
@@ -247,13 +250,7 @@ class RunEnds:
         c = self._containers.get(container_id)
         if c is not None:
             with space.essential():
-                if held.event is None:
-                    await self._records.update(c)
-                else:
-                    action, attrs = held.event
-                    await self._events.publish(
-                        "container", action, c.id, attrs, also=update_writer(c)
-                    )
+                await self._journal(c, held.events)
             log.info("held end of a run written", container_id=container_id)
         del self._held[container_id]
         if held.shim is not None:

@@ -22,6 +22,7 @@ belongs to running containers and removes the rest.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import re
 import secrets
@@ -99,6 +100,9 @@ _LEASE_TRIES = 8
 # Rebuilds a start waits for when the only free addresses are cooling, before it gives up.
 _COOLING_WAITS = 3
 
+#: Seconds between attempts to delete leases that a full disk kept.
+RELEASE_RETRY_S = 1.0
+
 Users = Callable[[str], list[tuple[str, str]]]  # network id -> [(container id, name)]
 
 
@@ -134,6 +138,10 @@ class NetworkManager:
         # Leases from the last palletd whose containers are not known to run (yet):
         # reconcile keeps those the container manager re-adopted and removes the rest.
         self._found: dict[str, list[Lease]] = {}
+        # Releases whose leases a full disk kept in the table: retried once a second (the
+        # leases wait in `_found`), or their addresses would stay taken until the next boot.
+        self._unreleased: set[str] = set()
+        self._retrying: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # addresses, names and subnets are chosen under it
         # The rules and records, rebuilt from `_networks` and `_attached` (which it reads),
         # and the released addresses cooling until they are gone.
@@ -166,6 +174,10 @@ class NetworkManager:
             log.warning("the embedded DNS resolver did not start", reason=str(e))
 
     async def aclose(self) -> None:
+        if self._retrying is not None:
+            self._retrying.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retrying
         await self._rebuilds.aclose()  # the last releases' rebuilds land before palletd goes
         # Bridges, veths, rules and the resolver stay: traffic outlives palletd.
         await self._kernel.close()
@@ -724,11 +736,36 @@ class NetworkManager:
             # stay until the next boot.
             try:
                 await self._delete_leases(container_id)
+            except ResourceExhausted:
+                self._found[container_id] = (a.leases if a else []) + found
+                self._unreleased.add(container_id)
+                if self._retrying is None or self._retrying.done():
+                    self._retrying = asyncio.create_task(self._retry_releases())
+                raise
             finally:
                 # The rules and records that still name it go in a rebuild nobody waits
                 # for: what they point at is gone, and its addresses are not leased again
                 # until they do.
                 self._rebuilds.soon()
+
+    async def _retry_releases(self) -> None:
+        """Delete the leases a full disk kept, once a second, until every one is gone."""
+        while self._unreleased:
+            await asyncio.sleep(RELEASE_RETRY_S)
+            for container_id in list(self._unreleased):
+                if container_id not in self._found:  # released meanwhile (a start, a boot)
+                    self._unreleased.discard(container_id)
+                    continue
+                try:
+                    await self.release(container_id)
+                except ResourceExhausted:
+                    break  # still full: the others would fail the same way
+                except Exception as e:  # noqa: BLE001 - the others are still tried
+                    log.warning("releasing a container's leases failed; retrying",
+                                container_id=container_id, reason=str(e))
+                    continue
+                self._unreleased.discard(container_id)
+                log.info("leases kept by a full disk released", container_id=container_id)
 
     async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
         a = self._attached.get(c.id)

@@ -122,6 +122,31 @@ def test_an_exit_that_cannot_be_written_is_held_reported_and_written_later(
     assert (s["Status"], s["ExitCode"]) == ("exited", 137), "written to disk, not only held"
 
 
+def test_a_held_oom_kill_keeps_its_oom_event_before_its_die(
+    diskfull_palletd: DiskfullPalletd, tmp_path: Path
+) -> None:
+    d = diskfull_palletd
+    go = tmp_path / "go"  # on another filesystem: touched while palletd's disk is full
+    go.mkdir()
+    d.cli_ok("run", "-d", "--name", "first", "busybox", "sleep", "1000")
+    d.cli_ok("run", "-d", "--name", "hog", "-m", "32m", "-v", f"{go}:/go", "busybox", "sh", "-c",
+             "until [ -e /go/now ]; do sleep 0.1; done; "
+             "exec dd if=/dev/zero of=/dev/null bs=256M count=1")
+    hog = d.inspect("hog")["Id"]
+    spend_the_reserve(d, "first")
+    (go / "now").touch()
+    d.wait_for(lambda: exited(d, "hog"), 60, what="the OOM kill of hog")
+    s = state(d, "hog")
+    assert (s["OOMKilled"], s["ExitCode"]) == (True, 137), s
+    assert not {"oom", "die"} & set(actions(d, hog)), "not written yet"
+    # Room again: both of the held end's events, in their order.
+    d.free()
+    d.wait_for(lambda: "die" in actions(d, hog), 30, what="the held exit written")
+    assert actions(d, hog)[-2:] == ["oom", "die"], actions(d, hog)
+    # The address the disk kept leased is given back too (retried, not left to a reboot).
+    d.wait_for(lambda: not [x for x in d.leases() if x[2] == hog], 30, what="hog's lease released")
+
+
 def test_stop_rm_and_prune_work_on_a_full_disk(diskfull_palletd: DiskfullPalletd) -> None:
     d = diskfull_palletd
     d.cli_ok("run", "-d", "--name", "web", "busybox", "sleep", "1000")
