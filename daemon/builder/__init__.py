@@ -1,0 +1,1 @@
+"""palletd's image builder: Dockerfiles and contexts into images (docker's classic builder)."""
