@@ -19,9 +19,11 @@ or older pallet.db must not cost any volume its data):
   record with its `destroy` event, then deletes the data. At boot `.removing-*` go.
 - `.fill-*` inside a volume's directory (a copy-up cut short) go at boot.
 - any other directory with a volume's name and no record is adopted, as docker's local
-  driver adopts the directories it finds: recorded with no labels or options and its
-  directory's mtime as created time, with a `create` event (subscribers learn of it as of
-  any new volume). It is never deleted; a name no volume may have is left alone.
+  driver adopts the directories it finds: recorded with the driver, labels and options its
+  `volume.json` keeps (written by create beside `_data`, as docker's `opts.json`: a tmpfs
+  or bind volume must not come back as a plain directory; none when there is no such file)
+  and its directory's mtime as created time, with a `create` event (subscribers learn of it
+  as of any new volume). It is never deleted; a name no volume may have is left alone.
 
 Whatever is deleted has its mounts taken off first, deepest first, so a bind's host
 directory is never walked into. A volume's data is only ever deleted by `remove` and
@@ -32,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import sqlite3
@@ -75,6 +78,8 @@ log = structlog.get_logger(__name__)
 
 VOLUMES_DIR = "volumes"
 DATA_DIR = "_data"
+# Beside `_data`: what the volume was created with, for a boot that finds no record of it.
+META_FILE = "volume.json"
 # The in-progress names beside the volumes (none is a volume name: those start with a
 # letter or digit).
 CREATING = ".creating-"
@@ -255,7 +260,7 @@ class VolumeManager:
                 log.warning("adopting a volume directory no record names", volume=name)
                 self._unmount_inside(path)  # a plain volume nobody uses has nothing mounted
                 (path / DATA_DIR).mkdir(mode=0o755, exist_ok=True)
-                adopted.append(Volume(name=name, created_ns=os.stat(path).st_mtime_ns))
+                adopted.append(self._adopted(name, path))
             else:
                 log.warning("leaving alone what is not a volume", path=str(path))
         return adopted, removed
@@ -352,7 +357,7 @@ class VolumeManager:
             # Made aside, recorded, then renamed into place: a crash before the record
             # leaves a `.creating-` directory the next start removes, one after it a
             # `.creating-` directory the next start renames in.
-            await asyncio.to_thread(self._make_dir, name, creating)
+            await asyncio.to_thread(self._make_dir, v, creating)
             try:
                 self._crashes.hit("volume-create", "dir")
                 if mount is not None:
@@ -376,15 +381,46 @@ class VolumeManager:
             await asyncio.to_thread(os.rename, creating, self._dir / name)
         return v
 
-    def _make_dir(self, name: str, creating: Path) -> None:
-        if (self._dir / name).exists():
+    def _make_dir(self, v: Volume, creating: Path) -> None:
+        if (self._dir / v.name).exists():
             raise FailedPrecondition(
-                f"volume {name} has a directory and no record: restart palletd to adopt it"
+                f"volume {v.name} has a directory and no record: restart palletd to adopt it"
             )
         if creating.exists():
-            raise Conflict(f"volume {name} is being created: try again")
+            raise Conflict(f"volume {v.name} is being created: try again")
         creating.mkdir(mode=0o701)
         (creating / DATA_DIR).mkdir(mode=0o755)
+        meta = {"driver": v.driver, "labels": dict(v.labels), "options": dict(v.options)}
+        with open(creating / META_FILE, "x", encoding="utf-8") as f:
+            json.dump(meta, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _adopted(self, name: str, path: Path) -> Volume:
+        """The volume a directory no record names stands for: what its `volume.json` says
+        it was created with, when that reads well and its options are ones this host can
+        mount; else a plain local volume (as before there was such a file)."""
+        created_ns = os.stat(path).st_mtime_ns
+        try:
+            meta = json.loads((path / META_FILE).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return Volume(name=name, created_ns=created_ns)
+        except (OSError, ValueError) as exc:
+            log.warning("a volume's volume.json does not read: adopted without its options",
+                        volume=name, reason=str(exc))
+            return Volume(name=name, created_ns=created_ns)
+        labels, options = meta.get("labels"), meta.get("options")
+        if not (_str_map(labels) and _str_map(options) and meta.get("driver") == DRIVER_LOCAL):
+            log.warning("a volume's volume.json is not one pallet wrote: adopted without it",
+                        volume=name)
+            return Volume(name=name, created_ns=created_ns)
+        try:
+            parse_local_options(dict(options), self._known_filesystems)
+        except InvalidArgument as exc:
+            log.warning("a volume's options do not mount here: adopted without them",
+                        volume=name, reason=str(exc))
+            options = {}
+        return Volume(name=name, created_ns=created_ns, labels=dict(labels), options=dict(options))
 
     async def remove(self, name: str, force: bool = False) -> bool:
         """Remove a volume and its data; False for an unknown name with `force`."""
@@ -563,3 +599,9 @@ class VolumeManager:
                 copyup.fill, source, self.data_dir(name),
                 lambda: self._crashes.hit("volume-fill", "copied"),
             )
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import mounts_under
+from conftest import BASE_CHANGES, mounts_under
 
 pytestmark = pytest.mark.integration
 
@@ -162,18 +162,25 @@ def test_kill_9_with_a_bind_volumes_trial_mount_in_place(fresh_palletd: Any, tmp
     assert actions(palletd, "bound") == []
 
 
-def test_a_palletd_on_an_empty_database_keeps_the_volumes_it_finds(fresh_palletd: Any) -> None:
+def test_a_palletd_on_an_empty_database_keeps_the_volumes_it_finds(fresh_palletd: Any, busybox_tar: Path) -> None:
     palletd = fresh_palletd
     palletd.cli_ok("volume", "create", "--label", "app=db", "rows")
+    palletd.cli_ok("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=8m", "fast")
     (palletd.root / "volumes" / "rows" / "_data" / "table").write_text("precious")
     palletd.stop()
     for suffix in ("", "-wal", "-shm"):
         (palletd.root / f"pallet.db{suffix}").unlink(missing_ok=True)
     palletd.start()
-    assert names(palletd) == ["rows"]
+    assert names(palletd) == ["fast", "rows"]
     assert (palletd.root / "volumes" / "rows" / "_data" / "table").read_text() == "precious"
     doc = json.loads(palletd.cli_ok("volume", "inspect", "rows"))[0]
-    assert doc["Labels"] == {} and doc["Driver"] == "local"
+    # What the volume was created with is kept beside its data (docker's opts.json).
+    assert doc["Labels"] == {"app": "db"} and doc["Driver"] == "local"
+    doc = json.loads(palletd.cli_ok("volume", "inspect", "fast"))[0]
+    assert doc["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=8m"}
+    palletd.import_image(busybox_tar, "busybox:latest", BASE_CHANGES)  # the images went with the database
+    mounted = palletd.cli_ok("run", "--rm", "-v", "fast:/fast", "busybox", "grep", " /fast ", "/proc/mounts")
+    assert mounted.split()[2] == "tmpfs", mounted
 
 
 def test_a_leftover_create_with_a_mount_inside_is_unmounted_first(fresh_palletd: Any, tmp_path: Path) -> None:

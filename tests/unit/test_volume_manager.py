@@ -446,7 +446,7 @@ async def test_a_boot_finishes_or_undoes_what_was_cut_short_never_through_a_moun
     assert env.mounts.table == {}  # unmounted before anything was deleted
     assert [v.name for v in m.volumes()] == ["done", "real"]
     assert m.data_dir("done").is_dir()
-    assert sorted(p.name for p in (vols / "real").iterdir()) == ["_data"]
+    assert sorted(p.name for p in (vols / "real").iterdir()) == ["_data", "volume.json"]
     assert (m.data_dir("real") / "f").read_text() == "kept"
     assert (await env.actions())[-1] == "destroy half-gone"
     m = await env.restart()  # and nothing more the next time
@@ -457,6 +457,9 @@ async def test_a_boot_finishes_or_undoes_what_was_cut_short_never_through_a_moun
 async def test_directories_no_record_names_are_adopted_never_deleted(env: Env, tmp_path: Path) -> None:
     await env.manager.create("labelled", labels={"a": "b"})
     (env.manager.data_dir("labelled") / "f").write_text("rows")
+    await env.manager.create("fast", options={"type": "tmpfs", "device": "tmpfs", "o": "size=8m"})
+    await env.manager.create("odd")
+    (env.root / "volumes" / "odd" / "volume.json").write_text('{"driver": "local", "options": [1]}')
     vols = env.root / "volumes"
     orphan = vols / "orphan" / "_data"
     orphan.mkdir(parents=True)
@@ -474,18 +477,22 @@ async def test_directories_no_record_names_are_adopted_never_deleted(env: Env, t
     env.events = EventBus(env.db, RetentionPolicy(1000, 3600, 1 << 20))
     await env.events.start()
     m = await env.restart()
-    assert [v.name for v in m.volumes()] == ["labelled", "no-data", "orphan"]
+    assert [v.name for v in m.volumes()] == ["fast", "labelled", "no-data", "odd", "orphan"]
     assert m.get("orphan").created_ns == 7_000_000_000
-    assert m.get("labelled").labels == {} and m.get("labelled").options == {}
+    # What create wrote beside _data comes back: a tmpfs volume stays one.
+    assert m.get("labelled").labels == {"a": "b"} and m.get("labelled").options == {}
+    assert m.get("fast").options == {"type": "tmpfs", "device": "tmpfs", "o": "size=8m"}
+    assert m.get("odd").options == {} and m.get("orphan").options == {}
     assert (m.data_dir("labelled") / "f").read_text() == "rows"
     assert (m.data_dir("orphan") / "g").read_text() == "mine"
     assert m.data_dir("no-data").is_dir()
     assert env.mounts.table == {}
     assert sorted(p.name for p in vols.iterdir()) == [
-        ".not-a-volume", "labelled", "no-data", "orphan", "stray-file"]
-    assert sorted(await env.actions()) == ["create labelled", "create no-data", "create orphan"]
+        ".not-a-volume", "fast", "labelled", "no-data", "odd", "orphan", "stray-file"]
+    assert sorted(await env.actions()) == [
+        "create fast", "create labelled", "create no-data", "create odd", "create orphan"]
     m = await env.restart()  # recorded now: adopted once
-    assert len(await env.actions()) == 3
+    assert len(await env.actions()) == 5
 
 
 async def test_fill_only_an_unused_plain_volume(env: Env, tmp_path: Path) -> None:
