@@ -199,10 +199,15 @@ def test_ctrl_c_ends_logs_follow_and_leaves_the_container(palletd: Any, image: s
 
 
 def test_logs_follow_with_tail(palletd: Any, image: str) -> None:
+    # "six" comes only once the follower has its tail (a sleep raced a loaded machine).
     palletd.cli_ok("run", "-d", "--name", "tf", image, "sh", "-c",
-                   "seq 1 5; sleep 1; echo six")
+                   "seq 1 5; until [ -e /tmp/go ]; do sleep 0.05; done; echo six")
     palletd.wait_for(lambda: palletd.cli_ok("logs", "tf").count("\n") >= 5, 10)
-    assert palletd.cli_ok("logs", "-f", "--tail", "2", "tf", timeout=20) == "4\n5\nsix\n"
+    follower = palletd.cli_popen("logs", "-f", "--tail", "2", "tf", text=True)
+    assert [palletd.read_line(follower), palletd.read_line(follower)] == ["4\n", "5\n"]
+    palletd.cli_ok("exec", "tf", "touch", "/tmp/go")
+    out, _ = follower.communicate(timeout=20)
+    assert out == "six\n"
 
 
 def test_logs_follow_until_a_past_time_returns_while_running(palletd: Any, image: str) -> None:
