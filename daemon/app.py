@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from pallet.daemon.api.builds import BuildsServicer
 from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.containers.files import ContainerFiles
 from pallet.daemon.api.events import EventsServicer
@@ -22,6 +23,9 @@ from pallet.daemon.api.networks import NetworksServicer
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
 from pallet.daemon.api.volumes import VolumesServicer
+from pallet.daemon.builder.contextdir import BuildDirs
+from pallet.daemon.builder.model import BuildOptions, BuildResult
+from pallet.daemon.builder.sessions import Builder, BuildSessions, Report
 from pallet.daemon.config import Config
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
@@ -44,6 +48,7 @@ from pallet.daemon.system import SystemInfo
 from pallet.daemon.volumes.manager import VolumeManager
 from pallet.daemon.volumes.mounts import HostMounts
 from pallet.daemon.volumes.store import VolumeRecords
+from pallet.v1.errors import FailedPrecondition
 
 log = structlog.get_logger(__name__)
 
@@ -135,6 +140,11 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             # stopped taking calls: nothing can start a container behind our back.
             stack.push_async_callback(containers.stop_all)
 
+        # After the containers: a build runs its RUN steps as containers.
+        builds = BuildSessions(BuildDirs(config.root), _dockerfile_builder())
+        await builds.start()
+        stack.push_async_callback(builds.aclose)
+
         system = SystemInfo(containers, images, events, config.root, config.run_root, volumes)
         # One servicer per proto service; a new service (networks, volumes) is one line.
         server = ApiServer(
@@ -143,6 +153,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
                 ContainersServicer(containers, ContainerLogs(containers),
                                    ContainerFiles(containers, events, config.cgroup_parent, crashes)),
                 ImagesServicer(images),
+                BuildsServicer(builds),
                 NetworksServicer(networks, containers),
                 VolumesServicer(volumes),
                 EventsServicer(events),
@@ -153,3 +164,18 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         stack.push_async_callback(server.aclose)
         log.info("palletd serving", hosts=list(config.hosts), root=str(config.root))
         yield server
+
+
+class _NoDockerfileBuilder:
+    """Stands where the Dockerfile builder goes until it lands (issue 14's other half):
+    every build is refused, with the context received and removed again."""
+
+    async def build(self, context_dir: Path, options: BuildOptions, report: Report) -> BuildResult:
+        raise FailedPrecondition(
+            "this palletd has no Dockerfile builder yet: the context was received, nothing was built"
+        )
+
+
+def _dockerfile_builder() -> Builder:
+    """The Dockerfile builder: the one place its object is made."""
+    return _NoDockerfileBuilder()

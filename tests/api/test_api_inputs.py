@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 import pallet.v1
+from pallet.daemon.api.builds import BuildsServicer
 from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
@@ -284,6 +285,7 @@ async def channel(tmp_path: Path) -> AsyncIterator[grpc.aio.Channel]:
             SystemServicer(nothing),
             NetworksServicer(nothing, nothing),
             VolumesServicer(nothing),
+            BuildsServicer(nothing),
         ],
     )
     await server.start()

@@ -1,0 +1,107 @@
+"""BuildsService: the gRPC face of image builds (docker build).
+
+Owns: reading a Build stream's first message (the options) into domain values, handing
+the rest of the stream to the build as the context's bytes (`upload_bytes`: no `end`, no
+build), and streaming what the build reports as it comes, then its result. Must not:
+touch the disk or judge the options (`builder.sessions` does both).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pallet.daemon.api.errors import Ctx, stream
+from pallet.daemon.api.images import upload_bytes
+from pallet.daemon.builder.model import BuildOptions, BuildProgress, BuildResult, StepState
+from pallet.daemon.builder.sessions import BuildSessions
+from pallet.v1 import builds_pb2 as pb
+from pallet.v1 import builds_pb2_grpc as pb_grpc
+from pallet.v1.errors import InvalidArgument
+
+_STATES = {
+    StepState.STARTED: pb.BUILD_STEP_STATE_STARTED,
+    StepState.CACHED: pb.BUILD_STEP_STATE_CACHED,
+    StepState.OUTPUT: pb.BUILD_STEP_STATE_OUTPUT,
+    StepState.DONE: pb.BUILD_STEP_STATE_DONE,
+    StepState.INFO: pb.BUILD_STEP_STATE_INFO,
+}
+
+
+def build_options(options: pb.BuildOptions) -> BuildOptions:
+    """The domain's options from the wire's (a later --build-arg of a name wins)."""
+    args: dict[str, str | None] = {}
+    for arg in options.build_args:
+        args[arg.name] = arg.value if arg.HasField("value") else None
+    return BuildOptions(
+        dockerfile=options.dockerfile,
+        tags=tuple(options.tags),
+        build_args=args,
+        labels=dict(options.labels),
+        target=options.target,
+        no_cache=options.no_cache,
+        pull=options.pull,
+        network=options.network,
+        platform=options.platform,
+    )
+
+
+def progress_message(progress: BuildProgress) -> pb.BuildProgress:
+    return pb.BuildProgress(
+        state=_STATES[progress.state], step=progress.step, total=progress.total,
+        stage=progress.stage, text=progress.text, data=progress.data, stream=progress.stream,
+        image_id=progress.image_id,
+    )
+
+
+def result_message(result: BuildResult) -> pb.BuildResult:
+    return pb.BuildResult(image_id=result.image_id, tags=list(result.tags), steps=result.steps,
+                          cached_steps=result.cached_steps)
+
+
+class BuildsServicer(pb_grpc.BuildsServiceServicer):
+    #: The proto service served (the server names it to health checking and reflection).
+    SERVICE = pb.DESCRIPTOR.services_by_name["BuildsService"].full_name
+
+    def add_to_server(self, server: Any) -> None:
+        pb_grpc.add_BuildsServiceServicer_to_server(self, server)
+
+    def __init__(self, builds: BuildSessions) -> None:
+        self._builds = builds
+
+    @stream
+    async def Build(
+        self, request_iterator: AsyncIterator[pb.BuildRequest], context: Ctx
+    ) -> AsyncIterator[pb.BuildResponse]:
+        first = await anext(aiter(request_iterator), None)
+        if not isinstance(first, pb.BuildRequest) or first.WhichOneof("payload") != "options":
+            raise InvalidArgument("the first Build message must carry the options, before the context")
+        options = build_options(first.options)
+        loop = asyncio.get_running_loop()
+        loop_thread = threading.get_ident()
+        queue: asyncio.Queue[BuildProgress | None] = asyncio.Queue()
+
+        def report(progress: BuildProgress) -> None:
+            # Never blocks; callable from the builder's threads too.
+            if threading.get_ident() == loop_thread:
+                queue.put_nowait(progress)
+            else:
+                loop.call_soon_threadsafe(queue.put_nowait, progress)
+
+        task = asyncio.create_task(self._builds.build(options, upload_bytes(request_iterator), report))
+        # After whatever the build reported on the loop before it ended.
+        task.add_done_callback(lambda _: queue.put_nowait(None))
+        try:
+            while (progress := await queue.get()) is not None:
+                yield pb.BuildResponse(progress=progress_message(progress))
+            while not queue.empty():  # reported from a thread just before the end
+                late = queue.get_nowait()
+                if late is not None:
+                    yield pb.BuildResponse(progress=progress_message(late))
+            yield pb.BuildResponse(result=result_message(task.result()))
+        finally:
+            if not task.done():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
