@@ -17,7 +17,7 @@ descriptors: `self._stub("containers").Create(request)` looks like a grpcio stub
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
 from typing import Any
 
@@ -471,6 +471,36 @@ class PalletClient:
             yield pb.LoadRequest(end=pb.UploadEnd(size=size))
 
         return self._upload("images", "Load", requests())
+
+    # -- builds -------------------------------------------------------------------------------
+    def build(self, options: Any, context: Iterable[bytes]) -> Iterator[Any]:
+        """Build an image: `options` (a pallet.v1.BuildOptions), then the context's tar
+        (its chunks) and the end; yields the BuildResponses (progress, then the result).
+        The context is sent whole before the first response is read (palletd builds only
+        once it has all of it); a chunk iterator that raises cancels the call, so palletd
+        builds nothing."""
+        pb = _pb("builds")
+        images = _pb("images")
+        call = self._duplex("builds", "Build", pb.BuildRequest(options=options))
+        try:
+            size = 0
+            for chunk in context:
+                size += len(chunk)
+                if not call.send(pb.BuildRequest(chunk=chunk).SerializeToString()):
+                    break  # palletd answered early (a refusal): it is read below
+            else:
+                # Without it palletd takes the context as cut short (see UploadEnd).
+                call.send(pb.BuildRequest(end=images.UploadEnd(size=size)).SerializeToString())
+                call.end()
+            for data in call:
+                yield _decode(pb.BuildResponse, data)
+        except wire.RpcError as exc:
+            raise from_rpc_error(exc, self.host, self._connect_timeout) from None
+        finally:
+            call.cancel()
+            close = getattr(context, "close", None)
+            if close is not None:
+                close()  # a generator's thread stops now, not when it is collected
 
     # -- registries, archives and housekeeping (verbs_registry) -------------------------------
     def _auth(self, auth: Any) -> Any:

@@ -416,6 +416,25 @@ def _add_network_prune(p: argparse.ArgumentParser) -> None:
     p.add_argument("--filter", action="append", metavar="K=V", help="filter (label, until)")
 
 
+def _add_build(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-t", "--tag", action="append", metavar="NAME[:TAG]", help="name (and tag) the image; repeatable")
+    p.add_argument("-f", "--file", metavar="FILE",
+                   help="the Dockerfile (relative to the current directory; default PATH/Dockerfile; - for stdin)")
+    p.add_argument("--build-arg", action="append", metavar="K=V",
+                   help="set a build-time variable (K alone: its value from the environment)")
+    p.add_argument("--label", action="append", metavar="K=V", help="set a label on the image")
+    p.add_argument("--target", metavar="STAGE", help="build up to this stage")
+    p.add_argument("--no-cache", action="store_true", help="do not use the cache")
+    p.add_argument("--pull", action="store_true", help="always pull the FROM images")
+    p.add_argument("--network", metavar="NETWORK", help="networking for RUN (default bridge, none, host, a network)")
+    p.add_argument("--platform", metavar="OS/ARCH", help="the platform to build for")
+    p.add_argument("--iidfile", metavar="FILE", help="write the image id to FILE")
+    p.add_argument("-q", "--quiet", action="store_true", help="print only the image id")
+    p.add_argument("--progress", choices=("auto", "plain", "quiet"), default="auto",
+                   help="auto: a live view on a terminal, plain lines otherwise; plain; quiet: only the image id")
+    p.add_argument("path", metavar="PATH|-", help="the context: a directory, or - for a tar or a Dockerfile on stdin")
+
+
 def _add_volume_create(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--driver", default="", metavar="DRIVER", help="driver (local)")
     p.add_argument("--label", action="append", metavar="K=V", help="set a label")
@@ -505,6 +524,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
 _CONTAINER_ALIASES: dict[str, tuple[str, ...]] = {"ls": ("ps", "list")}
 
 _IMAGE_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
+    "build": ("pallet.client.verbs_build:build", "build an image from a Dockerfile", _add_build, 1),
     "ls": (f"{_I}:images", "list images", _add_images, 1),
     "rm": (f"{_I}:rmi", "remove images", _add_rmi, 1),
     "tag": (f"{_I}:tag", "add a reference to an image", _add_tag, 1),
@@ -525,6 +545,7 @@ _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "inspect": (f"{_C}:inspect", "show containers or images in detail", _add_inspect, 1),
     "images": (f"{_I}:images", "list images", _add_images, 1),
     "rmi": (f"{_I}:rmi", "remove images", _add_rmi, 1),
+    "build": _IMAGE_VERBS["build"],
     "tag": _IMAGE_VERBS["tag"],
     "import": _IMAGE_VERBS["import"],
     "load": _IMAGE_VERBS["load"],

@@ -89,11 +89,11 @@ def clean_parts(name: str) -> tuple[str, ...] | None:
 # ---- local -> tar ---------------------------------------------------------------------------
 
 
-class _ChunkSink:
-    """The file object tarfile writes to on the tar thread: writes gathered into pieces
-    of CHUNK (multi-MiB gRPC messages, not one per 64 KiB pipe read) handed over a small
-    queue, so at most a few pieces are in memory; a file's content read in CHUNK pieces
-    goes on as it is, uncopied."""
+class ChunkSink:
+    """The file object a tar is written to on its own thread (cp's, a build context's):
+    writes gathered into pieces of CHUNK (multi-MiB gRPC messages, not one per 64 KiB pipe
+    read) handed over a small queue, so at most a few pieces are in memory; a file's
+    content read in CHUNK pieces goes on as it is, uncopied."""
 
     def __init__(self) -> None:
         self.pieces: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
@@ -144,7 +144,7 @@ def _whole_seconds(info: tarfile.TarInfo) -> tarfile.TarInfo:
 def tar_chunks(path: str, arcname: str) -> Iterator[bytes]:
     """`path` (a symlink itself, not what it points at) as tar chunks, its top entry
     named `arcname` ("." for a directory's contents)."""
-    sink = _ChunkSink()
+    sink = ChunkSink()
     errors: list[BaseException] = []
 
     def write() -> None:
