@@ -75,6 +75,22 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+def prepare(*types: Any) -> None:
+    """Resolve and cache the type hints of `types` and of every dataclass they hold, as
+    the first `from_json` of each would. The shim launcher does it before it forks shims,
+    so they share the result instead of each evaluating the annotations anew."""
+    seen: set[Any] = set()
+    todo = list(types)
+    while todo:
+        tp = todo.pop()
+        if tp in seen:
+            continue
+        seen.add(tp)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            todo.extend(_hints(tp).values())
+        todo.extend(typing.get_args(tp))
+
+
 def _decode(tp: Any, raw: Any, path: str, ignore_unknown: bool) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:

@@ -82,3 +82,30 @@ def test_unknown_fields_may_be_ignored() -> None:
 def test_not_json_is_an_invalid_argument() -> None:
     with pytest.raises(InvalidArgument, match="not JSON"):
         codec.loads(Outer, b"{")
+
+
+
+@dataclass(frozen=True, slots=True)
+class Leaf:
+    n: int
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    leaves: tuple[Leaf, ...]
+    spare: Leaf | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    branches: Mapping[str, Branch]
+
+
+def test_prepare_caches_the_hints_of_every_dataclass_held() -> None:
+    codec.prepare(Tree)
+    hits = codec._hints.cache_info().hits
+    for cls in (Tree, Branch, Leaf):
+        codec._hints(cls)
+    assert codec._hints.cache_info().hits == hits + 3  # all three were cached already
+    raw = {"branches": {"b": {"leaves": [{"n": 1}], "spare": None}}}
+    assert codec.from_json(Tree, raw) == Tree({"b": Branch((Leaf(1),))})

@@ -188,3 +188,27 @@ async def test_a_malformed_reply_is_internal_not_a_key_error_nor_unavailable(
     with pytest.raises(Internal, match="hibernating"):
         await client.state()
     await client.aclose()
+
+
+def test_the_launchers_code_is_compiled_before_it_starts() -> None:
+    """A launcher that compiles its modules from source leaves every shim bigger: palletd
+    writes the missing .pyc first (PYTHONDONTWRITEBYTECODE or not)."""
+    import importlib.util
+    import os
+
+    import pallet.shim.api.messages
+    import pallet.v1.errors
+    from pallet.daemon.shims.client import _compile_shim_code
+
+    launcher_source = os.path.join(
+        os.path.dirname(os.path.dirname(pallet.shim.api.messages.__file__)), "launcher.py"
+    )
+    compiled = [
+        importlib.util.cache_from_source(path)
+        for path in (launcher_source, pallet.shim.api.messages.__file__, pallet.v1.errors.__file__)
+    ]
+    for path in compiled:
+        if os.path.exists(path):
+            os.unlink(path)
+    _compile_shim_code()
+    assert all(os.path.exists(path) for path in compiled)
