@@ -9,12 +9,18 @@ machine runs, or leave anything behind (OwnPalletd cleans up).
 
 "Limits" here are the ones a container's own process gets (`--ulimit nofile`, `nproc`);
 pass `--cgroup-limits` to add cgroup memory and pids limits (ContainerConfig.resources).
+`--reference docker` adds docker's shim (containerd-shim-runc-v2) beside pallet's, the
+same N containers so confined (Docker's default seccomp profile, the same limits), run by
+a dockerd of the benchmark's own in a network namespace (`own_dockerd`) after pallet's
+are gone.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import secrets
+import subprocess
 import statistics
 import sys
 import tempfile
@@ -25,6 +31,8 @@ from typing import Any
 import procs
 import rootfs
 from engines import Pallet
+from net import Netns
+from own_dockerd import OwnDockerd
 from palletd import OwnPalletd, stub
 
 LONG_SLEEP = ["sleep", "100000"]
@@ -65,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=30, help="start pairs (default 30)")
     parser.add_argument("--containers", type=int, default=20, help="running for the PSS figure")
     parser.add_argument("--cgroup-limits", action="store_true", help="add memory and pids limits too")
+    parser.add_argument("--reference", choices=["docker"], help="measure docker's shim too, same run")
     args = parser.parse_args(argv)
     from pallet.v1 import containers_pb2 as cpb
 
@@ -92,19 +101,64 @@ def main(argv: list[str] | None = None) -> int:
         rss = [procs.memory(p).rss_kib for p in pids]
         seccomp = sum(
             1 for n in names
-            for line in open(f"/proc/{containers.Inspect(cpb.InspectContainerRequest(container=n), timeout=30).container.state.pid}/status")
-            if line.startswith("Seccomp:") and line.split()[1] == "2"
+            if _seccomp_mode(containers.Inspect(
+                cpb.InspectContainerRequest(container=n), timeout=30).container.state.pid) == "2"
         )
+    docker = _docker_shims(args.containers, args.cgroup_limits) if args.reference else ""
     diff = statistics.median(confined) - statistics.median(plain)
-    print("| figure | pallet | target |")
-    print("|---|---|---|")
+    print(f"| figure | pallet | {'docker | ' if docker else ''}target |")
+    print(f"|---|---|{'---|' if docker else ''}---|")
     print(f"| start with seccomp and limits, minus without | {diff:+.2f} ms "
           f"(median {statistics.median(confined):.1f} vs {statistics.median(plain):.1f} ms, "
-          f"{args.runs} pairs) | ≤ 3 ms |")
+          f"{args.runs} pairs) | {'not measured | ' if docker else ''}≤ 3 ms |")
     print(f"| shim PSS per container, {args.containers} running with seccomp and limits | "
-          f"{statistics.mean(pss) / 1024:.2f} MiB (RSS {statistics.mean(rss) / 1024:.2f} MiB; "
-          f"{seccomp}/{len(names)} filtered) | ≤ 3 MB |")
+          f"{_memory(pss, rss)}; {seccomp}/{len(names)} filtered | "
+          f"{docker + ' | ' if docker else ''}≤ 3 MB |")
     return 0
+
+
+def _memory(pss: list[int], rss: list[int]) -> str:
+    return (f"{statistics.mean(pss) / 1024:.2f} MiB = {statistics.mean(pss) * 1024 / 1e6:.2f} MB "
+            f"(RSS {statistics.mean(rss) / 1024:.2f} MiB)")
+
+
+def _docker_shims(count: int, cgroup_limits: bool) -> str:
+    """docker's shim (containerd-shim-runc-v2) per container, `count` running so confined."""
+    limits = ["--ulimit", "nofile=1024:2048", "--ulimit", "nproc=512"]
+    if cgroup_limits:
+        limits += ["--memory", "64m", "--pids-limit", "100"]
+    with tempfile.TemporaryDirectory(prefix="plt-bench-sec-") as work, contextlib.ExitStack() as stack:
+        tar = rootfs.write_rootfs_tar(Path(work) / "rootfs.tar")
+        ns = stack.enter_context(Netns("security-docker"))
+        docker = stack.enter_context(OwnDockerd(ns.prefix))
+        image = "pallet-bench-busybox:latest"
+        _run(docker.cli("import", str(tar), image))
+        names = [f"sec-pss-{i}" for i in range(count)]
+        for name in names:
+            _run(docker.cli("run", "-d", "--name", name, *limits, image, *LONG_SLEEP))
+        time.sleep(1.0)
+        inits = [int(p) for p in _run(docker.cli("inspect", "--format", "{{.State.Pid}}", *names)).split()]
+        shims = [procs.parent(pid) for pid in inits]
+        if len(set(shims)) != count:
+            raise RuntimeError(f"found {len(set(shims))} docker shims for {count} containers")
+        pss = [procs.memory(p).pss_kib for p in shims]
+        rss = [procs.memory(p).rss_kib for p in shims]
+        seccomp = sum(1 for pid in inits if _seccomp_mode(pid) == "2")
+        return f"{_memory(pss, rss)}; {seccomp}/{count} filtered ({procs.comm(shims[0])})"
+
+
+def _seccomp_mode(pid: int) -> str:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("Seccomp:"):
+            return line.split()[1]
+    return ""
+
+
+def _run(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ...: {done.stderr.strip()}")
+    return done.stdout
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ asks whether an int or a float is a `Mapping` (the ABC's caches) or runs a funct
 (CPython 3.11 counts its first calls in its code object, then rewrites its bytecode in
 place), it writes to pages all over the launcher's heap, and each shim gets its own copy
 of every one of them. Done here once, they stay shared. Measured with 20 containers
-running (bench/security.py): the hints alone take 0.18 MiB off each shim's PSS, the
-round trips another 0.17 MiB.
+running (bench/security.py --cgroup-limits): 0.2-0.35 MiB less PSS per shim, the hints
+about half of it.
 """
 
 from __future__ import annotations

@@ -546,8 +546,8 @@ def _compile_shim_code() -> None:
     The launcher lives on and every shim is a fork of it. One that had to compile its
     modules from source (no .pyc yet: an editable install run with
     PYTHONDONTWRITEBYTECODE=1, say) keeps the compiler's leftovers among them, and every
-    shim then copies more of its pages: 0.2 MiB more PSS per shim, measured with 20
-    running (bench/security.py). Best effort: a tree we may not write to was compiled
+    shim then copies more of its pages: 0.05-0.2 MiB more PSS per shim, measured with
+    20 running (bench/security.py). Best effort: a tree we may not write to was compiled
     when it was installed, and the launcher starts all the same.
     """
     import compileall
