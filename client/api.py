@@ -285,9 +285,9 @@ class PalletClient:
         except wire.RpcError as exc:
             raise from_rpc_error(exc, self.host, self._connect_timeout) from None
 
-    def stop(self, container: str, timeout: int | None = None) -> None:
+    def stop(self, container: str, timeout: int | None = None, signal: str = "") -> None:
         pb = _pb("containers")
-        request = pb.StopContainerRequest(container=container)
+        request = pb.StopContainerRequest(container=container, signal=signal)
         if timeout is not None:
             request.timeout = timeout
         self._call("containers", "Stop", request)
@@ -296,9 +296,9 @@ class PalletClient:
         pb = _pb("containers")
         self._call("containers", "Kill", pb.KillContainerRequest(container=container, signal=signal))
 
-    def restart(self, container: str, timeout: int | None = None) -> int:
+    def restart(self, container: str, timeout: int | None = None, signal: str = "") -> int:
         pb = _pb("containers")
-        request = pb.RestartContainerRequest(container=container)
+        request = pb.RestartContainerRequest(container=container, signal=signal)
         if timeout is not None:
             request.timeout = timeout
         return int(self._call("containers", "Restart", request).pid)

@@ -151,6 +151,8 @@ def _add_attach(p: argparse.ArgumentParser) -> None:
 
 
 def _add_stop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-s", "--signal", default="", metavar="SIG",
+                   help="signal that stops it (default: the container's stop signal)")
     p.add_argument("-t", "--time", "--timeout", dest="time", type=int, metavar="N",
                    help="seconds to wait before killing it")
     _add_containers(p)

@@ -205,7 +205,7 @@ def stop(args: argparse.Namespace) -> int:
     timeout = None if args.time is None else stop_seconds(args.time, "--time")
 
     def action(client: PalletClient, name: str) -> str:
-        client.stop(name, timeout)
+        client.stop(name, timeout, args.signal)
         return name
 
     return _each(args, args.containers, action)
@@ -215,7 +215,7 @@ def restart(args: argparse.Namespace) -> int:
     timeout = None if args.time is None else stop_seconds(args.time, "--time")
 
     def action(client: PalletClient, name: str) -> str:
-        client.restart(name, timeout)
+        client.restart(name, timeout, args.signal)
         return name
 
     return _each(args, args.containers, action)

@@ -145,7 +145,7 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     @unary
     async def Stop(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:
         timeout = request.timeout if request.HasField("timeout") else None
-        await self._containers.stop(request.container, timeout)
+        await self._containers.stop(request.container, timeout, sig=request.signal)
         return pb.StopContainerResponse()
 
     @unary
@@ -156,7 +156,8 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
     @unary
     async def Restart(self, request: pb.RestartContainerRequest, context: Ctx) -> pb.RestartContainerResponse:
         timeout = request.timeout if request.HasField("timeout") else None
-        return pb.RestartContainerResponse(pid=await self._containers.restart(request.container, timeout))
+        pid = await self._containers.restart(request.container, timeout, sig=request.signal)
+        return pb.RestartContainerResponse(pid=pid)
 
     @unary
     async def Remove(self, request: pb.RemoveContainerRequest, context: Ctx) -> pb.RemoveContainerResponse:

@@ -127,11 +127,17 @@ class StopsAndRemoves:
         ):
             await self._resume_after_signal(c.id, run)
 
-    async def stop(self, ref: str, timeout: int | None = None, by_user: bool = True) -> None:
-        """Stop the container's run: its stop signal, SIGKILL after the timeout. A user's
-        stop (not palletd's own, at exit) also ends its restart policy's restarts until the
-        next start; during a back-off that is all it does."""
+    async def stop(
+        self, ref: str, timeout: int | None = None, by_user: bool = True, sig: str = ""
+    ) -> None:
+        """Stop the container's run: its stop signal (or `sig`, docker's stop --signal),
+        SIGKILL after the timeout. A user's stop (not palletd's own, at exit) also ends its
+        restart policy's restarts until the next start; during a back-off that is all it
+        does. A bad signal or timeout is refused before anything is done."""
         c = self.resolve(ref)
+        if timeout is not None and timeout < 0:
+            raise InvalidArgument(f"invalid stop timeout {timeout}: use 0 or more seconds")
+        number = parse_signal(sig) if sig else None
         if by_user:
             if await self.stopped_by_user(c.id):
                 return
@@ -140,11 +146,11 @@ class StopsAndRemoves:
         if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
             return
         wait_s = c.config.stop_timeout if timeout is None else timeout
-        if wait_s < 0:
-            raise InvalidArgument(f"invalid stop timeout {wait_s}: use 0 or more seconds")
+        if number is None:
+            number = parse_signal(c.config.stop_signal, signal.SIGTERM)
         was_stopped, run.stopped = run.stopped, True
         try:
-            await run.shim.kill(parse_signal(c.config.stop_signal, signal.SIGTERM))
+            await run.shim.kill(number)
         except DeadlineExceeded as e:
             # Waiting on would not help: the signal was not delivered, nor would SIGKILL be.
             # Nor is an exit later this stop's (a restart policy will tell the two apart).
@@ -203,9 +209,10 @@ class StopsAndRemoves:
         await self._launcher.kill_unresponsive(c.id, shim_pid, c.state.pid)
         return status
 
-    async def restart(self, ref: str, timeout: int | None = None) -> int:
+    async def restart(self, ref: str, timeout: int | None = None, sig: str = "") -> int:
+        """Stop (as `stop`, with `sig` instead of the stop signal when given), then start."""
         c = self.resolve(ref)
-        await self.stop(c.id, timeout)
+        await self.stop(c.id, timeout, sig=sig)
         run = self._runs.get(c.id)
         if run is not None:
             await run.done.wait()

@@ -611,6 +611,10 @@ def test_multi_container_verbs_continue_after_errors(cli: Any, daemon: Daemon) -
     assert refused.err == "Error: container web is running: stop it first, or remove with force\n"
     assert cli("rm", "-f", "web").out == "web\n"
     assert cli("container", "restart", "bbb").out == "bbb\n"
+    assert cli("stop", "--signal", "INT", "db").out == "db\n"
+    assert daemon.state.requests[-1].signal == "INT"
+    assert cli("restart", "-s", "USR1", "-t", "1", "db").out == "db\n"
+    assert (daemon.state.requests[-1].signal, daemon.state.requests[-1].timeout) == ("USR1", 1)
 
 
 def test_wait_prints_exit_codes(cli: Any, daemon: Daemon) -> None:

@@ -422,12 +422,14 @@ class StartContainerResponse(_message.Message):
     def __init__(self, pid: _Optional[int] = ...) -> None: ...
 
 class StopContainerRequest(_message.Message):
-    __slots__ = ("container", "timeout")
+    __slots__ = ("container", "timeout", "signal")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     container: str
     timeout: int
-    def __init__(self, container: _Optional[str] = ..., timeout: _Optional[int] = ...) -> None: ...
+    signal: str
+    def __init__(self, container: _Optional[str] = ..., timeout: _Optional[int] = ..., signal: _Optional[str] = ...) -> None: ...
 
 class StopContainerResponse(_message.Message):
     __slots__ = ()
@@ -446,12 +448,14 @@ class KillContainerResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RestartContainerRequest(_message.Message):
-    __slots__ = ("container", "timeout")
+    __slots__ = ("container", "timeout", "signal")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_FIELD_NUMBER: _ClassVar[int]
+    SIGNAL_FIELD_NUMBER: _ClassVar[int]
     container: str
     timeout: int
-    def __init__(self, container: _Optional[str] = ..., timeout: _Optional[int] = ...) -> None: ...
+    signal: str
+    def __init__(self, container: _Optional[str] = ..., timeout: _Optional[int] = ..., signal: _Optional[str] = ...) -> None: ...
 
 class RestartContainerResponse(_message.Message):
     __slots__ = ("pid",)
