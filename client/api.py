@@ -339,6 +339,10 @@ class PalletClient:
                                             restart_policy=restart_policy)
         return self._call("containers", "Update", request)
 
+    def rename(self, container: str, name: str) -> None:
+        pb = _pb("containers")
+        self._call("containers", "Rename", pb.RenameContainerRequest(container=container, name=name))
+
     def top(self, container: str, ps_args: Sequence[str] = ()) -> Any:
         """TopContainerResponse (titles, processes[].fields): the host's ps, cut to the
         container's processes."""

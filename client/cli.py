@@ -163,6 +163,11 @@ def _add_kill(p: argparse.ArgumentParser) -> None:
     _add_containers(p)
 
 
+def _add_rename(p: argparse.ArgumentParser) -> None:
+    p.add_argument("container", metavar="CONTAINER")
+    p.add_argument("new_name", metavar="NEW_NAME")
+
+
 def _add_rm(p: argparse.ArgumentParser) -> None:
     p.add_argument("-f", "--force", action="store_true", help="kill it first when it is running")
     p.add_argument("-v", "--volumes", action="store_true", help="remove its anonymous volumes too")
@@ -506,6 +511,7 @@ _CONTAINER_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "kill": (f"{_C}:kill", "send a signal to containers", _add_kill, 1),
     "restart": (f"{_C}:restart", "restart containers", _add_stop, 1),
     "rm": (f"{_C}:rm", "remove containers", _add_rm, 1),
+    "rename": (f"{_C}:rename", "rename a container", _add_rename, 1),
     "ls": (f"{_C}:ps", "list containers", _add_ps, 1),
     "wait": (f"{_C}:wait", "wait for containers to stop; print their exit codes", _add_containers, 1),
     "inspect": (f"{_C}:inspect", "show containers in detail", _add_container_inspect, 1),

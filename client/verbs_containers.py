@@ -237,6 +237,13 @@ def rm(args: argparse.Namespace) -> int:
     return _each(args, args.containers, action)
 
 
+def rename(args: argparse.Namespace) -> int:
+    """docker rename: prints nothing; an error is the daemon's (exit 1)."""
+    with PalletClient(args.host) as client:
+        client.rename(args.container, args.new_name)
+    return 0
+
+
 def wait(args: argparse.Namespace) -> int:
     def action(client: PalletClient, name: str) -> str:
         return str(client.wait(name).exit_code)

@@ -347,6 +347,11 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         return pb.UpdateContainerResponse()
 
     @unary
+    async def Rename(self, request: pb.RenameContainerRequest, context: Ctx) -> pb.RenameContainerResponse:
+        await self._containers.rename(request.container, request.name)
+        return pb.RenameContainerResponse()
+
+    @unary
     async def Top(self, request: pb.TopContainerRequest, context: Ctx) -> pb.TopContainerResponse:
         table = await self._containers.top(request.container, list(request.ps_args))
         return pb.TopContainerResponse(

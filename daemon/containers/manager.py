@@ -7,9 +7,9 @@ commits with its event in one transaction. A start runs `start.ContainerStart`'s
 (with rollback); every end of a run, whoever learns of it, goes through `settle_exit`,
 which does what `exits.after_exit` decides (`runs.RunEnds`: the monitor, recording an
 end, releasing the shim); stop, kill, restart and remove are `stopping.StopsAndRemoves`,
-pause and unpause `pausing.Pauses`, restart policies' back-offs `restarting.Restarting`
-(the parts mixed in, working on this manager's state). Execs are run and followed to their end by
-`execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
+pause and unpause `pausing.Pauses`, restart policies' back-offs `restarting.Restarting`,
+rename `renaming.Renames` (the parts mixed in, working on this manager's state). Execs
+are run and followed to their end by `execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
 acts through this manager (the `Supervisor` methods).
 
 Must not: build namespaces or touch the log file's bytes (the shim does), or parse image
@@ -55,6 +55,7 @@ from pallet.daemon.containers.networking import LoopbackOnly, Networking, Networ
 from pallet.daemon.containers.pausing import Pauses
 from pallet.daemon.containers.resize import Resizes, check_console_size
 from pallet.daemon.containers.restarting import Restarting, started_by_user
+from pallet.daemon.containers.renaming import Renames
 from pallet.daemon.containers.updating import Updates
 from pallet.daemon.containers.restore import Restorer
 from pallet.daemon.containers.runs import HeldEnd, RunEnds
@@ -97,7 +98,7 @@ def _default_hostname(req: CreateRequest, container_id: str) -> str:
     return container_id[:12]
 
 
-class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Updates):
+class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Updates, Renames):
     """Runs containers through shims and keeps their records true."""
 
     def __init__(

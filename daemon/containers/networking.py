@@ -1,7 +1,8 @@
 """What the containers need from the networks: the seam between the two domains.
 
 Owns: the `Networking` protocol (checked at create, a sandbox at start, released at the
-end of every run, live connect and disconnect, what inspect shows), the values crossing
+end of every run, live connect and disconnect, a running container's rename, what
+inspect shows), the values crossing
 it (`Sandbox`, `NetworkView`), and `LoopbackOnly`, the networking of a manager built
 without networks (unit tests with fake shims): each container gets a namespace of its own
 with only `lo`, as before networks existed. Must not: touch the kernel (the network
@@ -113,6 +114,12 @@ class Networking(Protocol):
         attached: its network `disconnect` event is journalled then."""
         ...
 
+    async def rename(self, c: Container) -> None:
+        """A running container's DNS records under its new name (`c.name`), the old one
+        gone. Its record is renamed already: a failure here is logged, not raised (the
+        next rebuild, or the next boot's reconcile, publishes the name from the record)."""
+        ...
+
     def network_name(self, network_id: str) -> str: ...
 
     def find_network_id(self, ref: str) -> str:
@@ -153,6 +160,9 @@ class LoopbackOnly:
 
     async def disconnect_live(self, c: Container, network_id: str) -> bool:
         return False
+
+    async def rename(self, c: Container) -> None:
+        return None
 
     def network_name(self, network_id: str) -> str:
         return network_id

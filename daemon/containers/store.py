@@ -149,6 +149,20 @@ def update_writer(c: Container) -> Writer:
     return write
 
 
+def rename_writer(c: Container) -> Writer:
+    """The container's new name (and its record) in one statement: a crash leaves the old
+    name or the new one, never both or neither; the UNIQUE name constraint refuses a name
+    another container took meanwhile (sqlite3.IntegrityError)."""
+    record = encode(c)
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
+            "UPDATE containers SET name = ?, record = ? WHERE id = ?", (c.name, record, c.id)
+        )
+
+    return write
+
+
 def delete_writer(container_id: str) -> Writer:
     def write(conn: sqlite3.Connection) -> None:
         conn.execute("DELETE FROM containers WHERE id = ?", (container_id,))

@@ -796,6 +796,20 @@ class NetworkManager:
         self._crashes.hit("disconnect", "synced")  # the container's record not yet
         return True
 
+    async def rename(self, c: Container) -> None:
+        """The container's name in the DNS records is `c.name` (the resolver answers the
+        new one and no longer the old, on every network it is on). Not in its /etc/hosts:
+        that has its hostname, which a rename leaves as it is (docker's)."""
+        a = self._attached.get(c.id)
+        if a is None:
+            return  # not running on a bridge network: its next start publishes the name
+        a.name = c.name
+        try:
+            await self._rebuilds.sync()
+        except Exception as e:  # noqa: BLE001 - logged once, here; the next change retries
+            log.warning("the renamed container's DNS records were not rebuilt; the next "
+                        "change rebuilds them", container_id=c.id, reason=str(e))
+
     async def _drop_lease(self, a: Attached, network_id: str) -> None:
         for lease in [x for x in a.leases if x.network_id == network_id]:
             await self._kernel.detach(lease.host_ifname)

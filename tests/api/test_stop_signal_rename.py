@@ -77,3 +77,66 @@ async def test_a_bad_signal_is_refused_and_nothing_is_stopped(
         await c.Stop(cpb.StopContainerRequest(container="web", timeout=-1))
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert await _status(c, "web") == cpb.CONTAINER_STATUS_RUNNING
+
+
+async def _names(c: Stub) -> dict[str, str]:
+    listed = await c.List(cpb.ListContainersRequest(all=True))
+    return {x.name: x.id for x in listed.containers}
+
+
+async def test_rename_running_and_stopped_with_its_event(channel: grpc.aio.Channel) -> None:
+    c = Stub(channel)
+    since = int(time.time()) - 1
+    await _running(c, "web")
+    made = await c.Create(cpb.CreateContainerRequest(config=cpb.ContainerConfig(image="busybox", name="job")))
+    await c.Rename(cpb.RenameContainerRequest(container="web", name="front"))
+    await c.Rename(cpb.RenameContainerRequest(container=made.id[:10], name="/batch"))
+    names = await _names(c)
+    assert set(names) == {"front", "batch"} and names["batch"] == made.id
+    assert await _status(c, "front") == cpb.CONTAINER_STATUS_RUNNING
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await c.Inspect(cpb.InspectContainerRequest(container="web"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    renames = [e for e in await _events(channel, since) if e.action == "rename"]
+    assert [(e.attributes["name"], e.attributes["oldName"]) for e in renames] == [
+        ("front", "/web"), ("batch", "/job")]
+    assert renames[1].actor_id == made.id
+    # The old name is free again; later events carry the new one.
+    await c.Create(cpb.CreateContainerRequest(config=cpb.ContainerConfig(image="busybox", name="web")))
+    await c.Kill(cpb.KillContainerRequest(container="front", signal="KILL"))
+    await c.Wait(cpb.WaitContainerRequest(container="front"))
+    dies = [e for e in await _events(channel, since) if e.action == "die"]
+    assert [e.attributes["name"] for e in dies] == ["front"]
+
+
+async def test_rename_refusals_change_nothing(channel: grpc.aio.Channel) -> None:
+    c = Stub(channel)
+    since = int(time.time()) - 1
+    await _running(c, "web")
+    db = await c.Create(cpb.CreateContainerRequest(config=cpb.ContainerConfig(image="busybox", name="db")))
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await c.Rename(cpb.RenameContainerRequest(container="web", name="db"))
+    assert err.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert err.value.details() == (
+        f'Error when allocating new name: Conflict. The container name "/db" is already in '
+        f'use by container "{db.id}". You have to remove (or rename) that container to be '
+        "able to reuse that name."
+    )
+    refused = {
+        "": "Neither old nor new names may be empty",
+        "/": "Neither old nor new names may be empty",
+        "x": "invalid container name 'x'",
+        "no spaces": "invalid container name 'no spaces'",
+        "-dash": "invalid container name '-dash'",
+        "web": "Renaming a container with the same name as its current name",
+    }
+    for name, words in refused.items():
+        with pytest.raises(grpc.aio.AioRpcError) as err:
+            await c.Rename(cpb.RenameContainerRequest(container="web", name=name))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, name
+        assert words in (err.value.details() or ""), (name, err.value.details())
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await c.Rename(cpb.RenameContainerRequest(container="nosuch", name="other"))
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert set(await _names(c)) == {"web", "db"}
+    assert not [e for e in await _events(channel, since) if e.action == "rename"]

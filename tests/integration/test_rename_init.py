@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from typing import Any
 
 import pytest
@@ -49,3 +51,105 @@ def test_stop_and_restart_with_a_signal_reach_the_containers_trap(palletd: Any, 
     # Without --signal: the container's stop signal, SIGTERM.
     palletd.cli_ok("stop", "-t", "20", "trapper")
     assert palletd.cli_ok("wait", "trapper") == "4\n"
+
+
+# ---- rename ------------------------------------------------------------------------------
+
+
+def _lookup(palletd: Any, container: str, name: str) -> subprocess.CompletedProcess[str]:
+    result: subprocess.CompletedProcess[str] = palletd.cli(
+        "exec", container, "nslookup", name, timeout=30)
+    return result
+
+
+def _resolves(palletd: Any, container: str, name: str, address: str) -> None:
+    """`name` comes to resolve to `address` from `container` (the resolver reloads its
+    records on a SIGHUP, a moment after the rename returned)."""
+    palletd.wait_for(lambda: address in _lookup(palletd, container, name).stdout, 15,
+                     what=f"{name} to resolve to {address}")
+
+
+def _unknown(palletd: Any, container: str, name: str) -> None:
+    palletd.wait_for(lambda: _lookup(palletd, container, name).returncode != 0, 15,
+                     what=f"{name} to stop resolving")
+
+
+def _rename_events(palletd: Any, since: str, name: str) -> list[str]:
+    out = palletd.cli_ok("events", "--since", since, "--until", "0s",
+                         "--filter", f"container={name}", "--filter", "event=rename")
+    return [line for line in out.splitlines() if line]
+
+
+def test_rename_running_and_stopped_dns_follows_the_new_name(palletd: Any, image: str) -> None:
+    since = str(int(time.time()) - 1)
+    palletd.cli_ok("network", "create", "named")
+    palletd.cli_ok("run", "-d", "--name", "old", "--network", "named", image, "sleep", "1000")
+    palletd.cli_ok("run", "-d", "--name", "peer", "--network", "named", image, "sleep", "1000")
+    before = palletd.inspect("old")
+    address = before["NetworkSettings"]["Networks"]["named"]["IPAddress"]
+    _resolves(palletd, "peer", "old", address)
+
+    assert palletd.cli_ok("rename", "old", "new") == ""
+    after = palletd.inspect("new")
+    assert after["Id"] == before["Id"] and after["Name"] == "/new"
+    assert after["State"]["Running"] and after["State"]["Pid"] == before["State"]["Pid"]
+    _resolves(palletd, "peer", "new", address)
+    _unknown(palletd, "peer", "old")
+    # Its hostname (and /etc/hosts, which has it) stay: docker renames only the name.
+    assert palletd.cli_ok("exec", "new", "hostname") == before["Id"][:12] + "\n"
+    [event] = _rename_events(palletd, since, "new")
+    assert f"container rename {before['Id']} " in event
+    assert "name=new" in event and "oldName=/old" in event
+    gone = palletd.cli("inspect", "old")
+    assert gone.returncode == 1 and "No such" in gone.stderr
+
+    # A stopped container; its next start is on the network under the new name.
+    palletd.cli_ok("create", "--name", "idle", "--network", "named", image, "sleep", "1000")
+    assert palletd.cli_ok("rename", "idle", "busy") == ""
+    palletd.cli_ok("start", "busy")
+    busy = palletd.inspect("busy")["NetworkSettings"]["Networks"]["named"]["IPAddress"]
+    _resolves(palletd, "peer", "busy", busy)
+    _unknown(palletd, "peer", "idle")
+    names = palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
+    assert sorted(names) == ["busy", "new", "peer"]
+
+
+def test_rename_refusals_change_nothing(palletd: Any, image: str) -> None:
+    since = str(int(time.time()) - 1)
+    palletd.cli_ok("run", "-d", "--name", "web", image, "sleep", "1000")
+    db = palletd.cli_ok("create", "--name", "db", image, "true").strip()
+    taken = palletd.cli("rename", "web", "db")
+    assert taken.returncode == 1
+    assert taken.stderr == (
+        'Error: Error when allocating new name: Conflict. The container name "/db" is '
+        f'already in use by container "{db}". You have to remove (or rename) that '
+        "container to be able to reuse that name.\n"
+    )
+    for bad, words in (("x", "invalid container name 'x'"),
+                       ("web", "Renaming a container with the same name as its current name"),
+                       ("", "Neither old nor new names may be empty")):
+        result = palletd.cli("rename", "web", bad)
+        assert result.returncode == 1 and words in result.stderr, result.stderr
+    missing = palletd.cli("rename", "nosuch", "other")
+    assert missing.returncode == 1 and "No such container: nosuch" in missing.stderr
+    assert sorted(palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()) == ["db", "web"]
+    assert _rename_events(palletd, since, "web") == []
+
+
+def test_rename_killed_after_its_record_has_one_name_and_dns_follows_at_boot(
+    palletd: Any, image: str
+) -> None:
+    palletd.cli_ok("network", "create", "named")
+    palletd.cli_ok("run", "-d", "--name", "before", "--network", "named", image, "sleep", "1000")
+    palletd.cli_ok("run", "-d", "--name", "asker", "--network", "named", image, "sleep", "1000")
+    address = palletd.inspect("before")["NetworkSettings"]["Networks"]["named"]["IPAddress"]
+    _resolves(palletd, "asker", "before", address)
+    # Killed once the new name is recorded, before the DNS records were rebuilt.
+    result = palletd.crash_during("rename:recorded", "rename", "before", "after")
+    assert result.returncode != 0
+    names = palletd.cli_ok("ps", "-a", "--format", "{{.Names}}").split()
+    assert sorted(names) == ["after", "asker"]
+    assert palletd.inspect("after")["State"]["Running"]
+    # The restarted palletd published the records from the container records.
+    _resolves(palletd, "asker", "after", address)
+    _unknown(palletd, "asker", "before")

@@ -543,3 +543,23 @@ async def test_a_failed_unmount_still_deletes_the_leases_and_rebuilds(env: Env, 
     await env.manager._rebuilds.settled()
     _, rules = env.firewall.applied[-1]
     assert rules == []
+
+
+async def test_a_rename_publishes_the_new_name_and_drops_the_old(env: Env, tmp_path: Path) -> None:
+    c = await _prepared(env, tmp_path, "old")
+    c = replace(c, config=replace(c.config, hostname="h0st"))  # the hostname stays a name
+    await env.manager.attach(c, None)
+    renamed = replace(c, name="new")
+    await env.manager.rename(renamed)
+    [net] = [n for n in env.resolver.published[-1].networks if n.gateway == "172.17.0.1"]
+    assert net.names["new"] == ("172.17.0.2",) and "old" not in net.names
+    assert net.names["h0st"] == ("172.17.0.2",)
+    # A container that does not run: nothing to publish (its start does it).
+    count = len(env.resolver.published)
+    await env.manager.rename(replace(await _prepared(env, tmp_path, "idle"), name="calm"))
+    assert len(env.resolver.published) == count
+    # The records not taken: the rename stands, the next rebuild publishes it.
+    env.resolver.fail = True
+    await env.manager.rename(replace(renamed, name="newer"))
+    env.resolver.fail = False
+    await env.manager.release(c.id)

@@ -932,3 +932,15 @@ class ResizeRequest(_message.Message):
 class ResizeResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class RenameContainerRequest(_message.Message):
+    __slots__ = ("container", "name")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    name: str
+    def __init__(self, container: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class RenameContainerResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -161,6 +161,11 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerResponse.FromString,
                 _registered_method=True)
+        self.Rename = channel.unary_unary(
+                '/pallet.v1.ContainersService/Rename',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.RenameContainerRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.RenameContainerResponse.FromString,
+                _registered_method=True)
 
 
 class ContainersServiceServicer:
@@ -363,6 +368,16 @@ class ContainersServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Rename(self, request, context):
+        """Rename gives a container a new name (docker rename), running or not: the name its
+        networks' DNS answers for it is the new one from then on, the old one no longer
+        resolves. One `rename` event (attribute oldName, docker's "/old"). A name in use is
+        ALREADY_EXISTS, an invalid or unchanged one INVALID_ARGUMENT; nothing is changed then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ContainersServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -490,6 +505,11 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Update,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.UpdateContainerResponse.SerializeToString,
+            ),
+            'Rename': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rename,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.RenameContainerRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.RenameContainerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1169,6 +1189,33 @@ class ContainersService:
             '/pallet.v1.ContainersService/Update',
             pallet_dot_v1_dot_containers__pb2.UpdateContainerRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.UpdateContainerResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rename(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/Rename',
+            pallet_dot_v1_dot_containers__pb2.RenameContainerRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.RenameContainerResponse.FromString,
             options,
             channel_credentials,
             insecure,
