@@ -58,6 +58,8 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
                    help="restart policy: no, on-failure[:MAX], always, unless-stopped")
     p.add_argument("-i", "--interactive", action="store_true", help="keep stdin open and forward ours")
     p.add_argument("-t", "--tty", action="store_true", help="give it a pseudo-terminal")
+    p.add_argument("--init", action="store_true",
+                   help="run an init (tini) as PID 1 that forwards signals and reaps zombies")
     if run:
         _add_detach_keys(p)
         _add_bool(p, "--sig-proxy", default=True,

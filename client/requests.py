@@ -86,6 +86,7 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         tty=bool(getattr(args, "tty", False)),
         auto_remove=bool(args.rm),
         stop_signal=args.stop_signal or "",
+        init=bool(getattr(args, "init", False)),
     )
     if config.tty:
         from pallet.client.terminal import terminal_size

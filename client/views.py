@@ -266,6 +266,8 @@ def _host_config(c: Any) -> dict[str, Any]:
         "Ulimits": security["Ulimits"],
         **_resources(cfg.resources),  # docker's Resources come before Mounts
         "Mounts": mounts["Mounts"],
+        # docker's *bool with omitempty: shown when --init was given.
+        **({"Init": True} if cfg.init else {}),
     }
 
 

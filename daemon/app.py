@@ -130,6 +130,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             crashes=crashes,
             networking=networks,
             volumes=volumes,
+            init_path=config.init_path,
         )
         networks.set_users(containers.network_users)
         volumes.set_users(containers.volume_users)

@@ -47,3 +47,6 @@ class Config:
     host_resolv_conf: Path = Path("/etc/resolv.conf")
     # The default network's bridge; "" (--bridge none): no default network.
     default_bridge: str = "pallet0"
+    # The init --init containers run (`--init-path`): a path or a name looked up on the
+    # host; "": tini-static or docker-init, whichever is found (`containers.initproc`).
+    init_path: str = ""

@@ -75,6 +75,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="the resolv.conf whose nameservers and search domains containers' lookups are "
         "forwarded to (default %(default)s)",
     )
+    p.add_argument(
+        "--init-path", default="", metavar="PATH",
+        help="the init that --init containers run as PID 1 (docker's docker-init): a "
+        "statically linked tini (default: tini-static or docker-init, looked up on the host)",
+    )
     return p.parse_args(argv)
 
 
@@ -176,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
         address_pools=tuple(args.default_address_pool) or DEFAULT_POOLS,
         host_resolv_conf=args.host_resolv_conf,
         default_bridge="" if args.bridge == "none" else args.bridge,
+        init_path=args.init_path,
     )
     try:
         asyncio.run(serve(config))

@@ -102,6 +102,7 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             security=security(cfg),
             restart_policy=restart_policy(cfg.restart_policy),
             resources=resources(cfg.resources),
+            init=cfg.init,
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
@@ -267,6 +268,7 @@ def container(
                 maximum_retry_count=host.restart_policy.maximum_retry_count,
             ),
             resources=resources_message(host.resources),
+            init=host.init,
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],

@@ -34,6 +34,7 @@ from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers import resources as container_resources
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
+from pallet.daemon.containers.initproc import find_init
 from pallet.daemon.containers.exits import Why
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
 from pallet.daemon.containers import commit as commits
@@ -115,8 +116,11 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         crashes: CrashHook = NO_CRASHES,
         networking: Networking | None = None,
         volumes: Volumes | None = None,
+        init_path: str = "",
     ) -> None:
         self._records = records
+        # palletd --init-path: the init --init containers run ("": the default names).
+        self._init_path = init_path
         self._networking: Networking = networking or LoopbackOnly()
         self._volumes: Volumes = volumes or NoVolumes()
         self._images = images
@@ -147,7 +151,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         self._restorer = Restorer(self, shims, snapshots, self._dir, run_root, clock)
         self._start_deps = StartDeps(
             self, snapshots, shims, crashes, cgroup_parent, clock, self._networking,
-            self._volumes,
+            self._volumes, init_path=init_path,
         )
 
     # ---- component lifecycle -------------------------------------------------------
@@ -500,6 +504,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         host_config = await asyncio.to_thread(
             security.check, host_config, self._start_deps.seccomp.check
         )
+        if host_config.init:  # a clear error now, not a failed start later
+            await asyncio.to_thread(find_init, self._init_path)
         # Checked before anything is made: a bad limit creates nothing.
         host_config = replace(host_config, resources=await asyncio.to_thread(
             container_resources.check_here, host_config.resources))

@@ -265,6 +265,9 @@ class HostConfig:
     security: Security = field(default_factory=Security)
     restart_policy: RestartPolicy = field(default_factory=RestartPolicy)
     resources: Resources = field(default_factory=Resources)
+    # docker's --init (HostConfig.Init): a small init (tini) as PID 1 runs the command
+    # (`initproc` says what it adds over the shim's subreaping).
+    init: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,8 @@ The steps, in order:
   etc files    the bind mounts of the bundle's /etc/hostname, hosts and resolv.conf,
                in one order with the container's own mounts (parents first)
   process      what runs: argv, environment, working directory, user, capabilities
+  init         with --init: the host's init (tini) bound in read-only at
+               /sbin/docker-init, and the argv made `/sbin/docker-init -- <argv>`
   linux        how it is isolated: namespaces, cgroup path, masked and read-only paths,
                devices, sysctls, and its seccomp filter (compiled once per profile and
                set of capabilities, `pallet.daemon.seccomp`; a start ships the bytes)
@@ -50,6 +52,7 @@ import structlog
 
 from pallet.daemon.containers import bundle
 from pallet.daemon.containers.exits import of_this_run
+from pallet.daemon.containers.initproc import find_init, init_args, init_mount
 from pallet.daemon.containers.model import Container
 from pallet.daemon.containers.resources import spec_resources
 from pallet.daemon.containers.mounting import ContainerMounts, Volumes, may_have_path
@@ -188,6 +191,8 @@ class StartDeps:
     volumes: Volumes
     # Compiled seccomp filters, cached for the manager's life.
     seccomp: Programs = field(default_factory=Programs)
+    # palletd --init-path ("": initproc's default names), for --init containers.
+    init_path: str = ""
 
 
 @dataclass(slots=True)
@@ -237,6 +242,9 @@ class ContainerStart:
             StartStep("network", self.attach_network, self.release_network),
             StartStep("etc files", self.mount_etc_files),
             StartStep("process", self.describe_process),
+            # After `process` (it wraps its argv) and `etc files` (its mount comes last,
+            # over whatever the image or a volume has at /sbin).
+            StartStep("init", self.add_init),
             StartStep("linux", self.describe_linux),
             StartStep("logging", self.describe_logging),
             # The first step that makes something outside the bundle: a shim process, its
@@ -310,6 +318,15 @@ class ContainerStart:
 
     async def describe_process(self) -> None:
         self.process = bundle.container_process(self.container, self._confinement())
+
+    async def add_init(self) -> None:
+        """--init: the host's init bound into the container, running the command."""
+        if not self.container.host_config.init:
+            return
+        assert self.process is not None
+        binary = await asyncio.to_thread(find_init, self.deps.init_path)
+        self.mounts.append(init_mount(binary))
+        self.process = replace(self.process, args=init_args(self.process.args))
 
     async def describe_linux(self) -> None:
         sandbox = self.sandbox or Sandbox()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +154,73 @@ def test_rename_killed_after_its_record_has_one_name_and_dns_follows_at_boot(
     # The restarted palletd published the records from the container records.
     _resolves(palletd, "asker", "after", address)
     _unknown(palletd, "asker", "before")
+
+
+# ---- --init ------------------------------------------------------------------------------
+
+# Five orphans: each inner sh backgrounds a sleep and exits at once, so the kernel re-parents
+# the sleep to the namespace's PID 1; then PID 1 becomes `sleep 1000`, which never wait()s.
+ORPHAN_MAKER = 'for i in 1 2 3 4 5; do sh -c "sleep 1 &"; done; exec sleep 1000'
+
+
+def _namespace_processes(init_pid: int) -> dict[int, tuple[str, str, int]]:
+    """pid -> (command, state, parent pid) of every process in the container's pid
+    namespace, from its own /proc (read from the host through its init's root)."""
+    found = {}
+    for entry in Path(f"/proc/{init_pid}/root/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        command = stat[stat.index("(") + 1 : stat.rindex(")")]
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        found[int(entry.name)] = (command, state, int(ppid))
+    return found
+
+
+def _zombies(init_pid: int) -> list[int]:
+    return [p for p, (_, state, _) in _namespace_processes(init_pid).items() if state == "Z"]
+
+
+def test_init_reaps_the_orphans_that_pile_up_as_zombies_without_it(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "plain", image, "sh", "-c", ORPHAN_MAKER)
+    palletd.cli_ok("run", "-d", "--init", "--name", "inited", image, "sh", "-c", ORPHAN_MAKER)
+    plain, inited = palletd.inspect("plain"), palletd.inspect("inited")
+    # Without --init: five zombies, each a child of PID 1 (the sleep that never waits).
+    palletd.wait_for(lambda: len(_zombies(plain["State"]["Pid"])) == 5, 15,
+                     what="the orphans to die and stay zombies")
+    procs = _namespace_processes(plain["State"]["Pid"])
+    assert procs[1][0] == "sleep"
+    assert sorted(ppid for _, state, ppid in procs.values() if state == "Z") == [1] * 5
+    # With it: PID 1 is the init, the command its child; the orphans came to the init and
+    # were reaped: once they are over, nothing but those two is left.
+    def settled() -> bool:
+        procs = _namespace_processes(inited["State"]["Pid"])
+        return sorted((c, s, pp) for c, s, pp in procs.values()) == [
+            ("docker-init", "S", 0), ("sleep", "S", 1)]
+    palletd.wait_for(settled, 15, what="the init to reap the orphans")
+    assert _zombies(inited["State"]["Pid"]) == []
+    # Inspect shows the user's command (as docker does) and HostConfig.Init.
+    assert (inited["Path"], inited["Args"]) == ("sh", ["-c", ORPHAN_MAKER])
+    assert inited["HostConfig"]["Init"] is True and "Init" not in plain["HostConfig"]
+    top = palletd.cli_ok("top", "inited", "-o", "pid,args")
+    assert "/sbin/docker-init -- sh -c" in top
+
+
+def test_init_forwards_sigterm_to_a_command_that_has_no_handler(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--init", "--name", "app", image, "sleep", "1000")
+    palletd.cli_ok("run", "-d", "--name", "bare", image, "sleep", "1000")
+    # The init hands SIGTERM to sleep, which dies of it (143, passed on by the init); a
+    # stop that had to SIGKILL after the 30 s would say 137.
+    palletd.cli_ok("stop", "-t", "30", "app")
+    assert palletd.inspect("app")["State"]["ExitCode"] == 143
+    # Without it sleep is PID 1, which gets no default action for SIGTERM: ignored, and
+    # killed once the timeout is over.
+    palletd.cli_ok("stop", "-t", "1", "bare")
+    assert palletd.inspect("bare")["State"]["ExitCode"] == 137
+    # The init stays through a restart and a `kill -s INT` reaches the command too.
+    palletd.cli_ok("start", "app")
+    palletd.cli_ok("kill", "-s", "INT", "app")
+    assert palletd.cli_ok("wait", "app") == "130\n"

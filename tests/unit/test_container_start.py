@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ from pallet.daemon.containers.start import (
 )
 from pallet.daemon.faults import CrashPoints
 from pallet.daemon.shims.api import ShimClient, Stdio
-from pallet.shim.api.spec import ExecSpec, ExitStatus, Root, ShimSpec, ShimState, TaskStatus
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Mount, Root, ShimSpec, ShimState, TaskStatus
 from pallet.v1.errors import (
     DeadlineExceeded,
     FailedPrecondition,
@@ -297,7 +298,9 @@ def container() -> Container:
     )
 
 
-def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
+def make_start(
+    fail: str = "", c: Container | None = None, init_path: str = ""
+) -> tuple[ContainerStart, Host, FakeLauncher]:
     host = Host()
     launcher = FakeLauncher(host, fail)
     deps = StartDeps(
@@ -309,14 +312,16 @@ def make_start(fail: str = "") -> tuple[ContainerStart, Host, FakeLauncher]:
         clock=lambda: 5,
         networking=LoopbackOnly(),
         volumes=NoVolumes(),
+        init_path=init_path,
     )
-    return ContainerStart(container(), ["/layers/l1"], deps), host, launcher
+    return ContainerStart(c or container(), ["/layers/l1"], deps), host, launcher
 
 
 def test_the_steps_and_their_order() -> None:
     start, _, _ = make_start()
     assert [s.name for s in start.steps()] == [
-        "rootfs", "volumes", "network", "etc files", "process", "linux", "logging", "spawn shim", "attach", "start",
+        "rootfs", "volumes", "network", "etc files", "process", "init", "linux", "logging",
+        "spawn shim", "attach", "start",
     ]
     # The network (namespace, veths, leases, rules) and the shim are what a start undoes.
     assert [s.name for s in start.steps() if s.release is not None] == ["volumes", "network", "spawn shim"]
@@ -427,3 +432,35 @@ async def test_a_shim_that_died_before_its_shutdown_is_deleted_after() -> None:
         await start.run_steps()
     assert host.deletes == 1
     assert host.cgroups == set() and host.sockets == set()
+
+
+def _init_container() -> Container:
+    c = container()
+    return replace(c, host_config=replace(c.host_config, init=True))
+
+
+async def test_init_runs_the_command_under_the_hosts_init_mounted_read_only(
+    tmp_path: Path,
+) -> None:
+    tini = tmp_path / "tini-static"
+    tini.write_bytes(b"\x7fELF")
+    tini.chmod(0o755)
+    start, _, launcher = make_start(c=_init_container(), init_path=str(tini))
+    await start.run_steps()
+    [spec] = launcher.specs
+    assert spec.process.args == ("/sbin/docker-init", "--", "nosuch")
+    # Last: over whatever the image or a volume has at /sbin.
+    assert spec.mounts[-1] == Mount("/sbin/docker-init", "bind", str(tini), ("bind", "ro", "rprivate"))
+    assert spec.mounts[:-1] == bundle.container_mounts(container())
+    # Without --init: the command itself is PID 1, nothing is mounted.
+    plain, _, launcher = make_start(init_path=str(tini))
+    await plain.run_steps()
+    assert launcher.specs[0].process.args == ("nosuch",)
+    assert not any(m.destination == "/sbin/docker-init" for m in launcher.specs[0].mounts)
+
+
+async def test_init_gone_from_the_host_fails_the_start_before_any_shim(tmp_path: Path) -> None:
+    start, host, launcher = make_start(c=_init_container(), init_path=str(tmp_path / "gone"))
+    with pytest.raises(FailedPrecondition, match="is not an executable file on the daemon's host"):
+        await start.run_steps()
+    assert launcher.specs == [] and host.live_shims == set()

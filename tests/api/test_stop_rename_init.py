@@ -1,17 +1,28 @@
-"""Stop and Restart with a signal, and Rename, through the real servicer and manager
-(fake shims and images: the `channel` fixture of test_daemon_api)."""
+"""Stop and Restart with a signal, Rename, and a create with --init, through the real
+servicer and manager (fake shims and images: the `channel` fixture of test_daemon_api)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 import pytest
+
+from pallet.daemon.containers.manager import ContainerManager
+from pallet.daemon.containers.model import ConfigRequest, CreateRequest, HostConfig
+from pallet.daemon.containers.store import ContainerRecords
+from pallet.daemon.events.bus import EventBus
+from pallet.daemon.snapshots.overlay import OverlaySnapshots
+from pallet.daemon.store.db import Database
+from pallet.v1.errors import FailedPrecondition
 
 from pallet.v1 import containers_pb2 as cpb
 from pallet.v1 import containers_pb2_grpc
 from pallet.v1 import events_pb2 as epb
 from pallet.v1 import events_pb2_grpc
+from tests.api.test_daemon_api import FakeImages, FakeLauncher
 from tests.api.test_daemon_api import channel  # noqa: F401 (the fixture)
 
 Stub = containers_pb2_grpc.ContainersServiceStub
@@ -140,3 +151,30 @@ async def test_rename_refusals_change_nothing(channel: grpc.aio.Channel) -> None
     assert err.value.code() == grpc.StatusCode.NOT_FOUND
     assert set(await _names(c)) == {"web", "db"}
     assert not [e for e in await _events(channel, since) if e.action == "rename"]
+
+
+@pytest.fixture
+async def manager(tmp_path: Path) -> AsyncIterator[ContainerManager]:
+    db = Database(tmp_path / "pallet.db")
+    await db.start()
+    bus = EventBus(db)
+    await bus.start()
+    m = ContainerManager(ContainerRecords(db), FakeImages(), OverlaySnapshots(), FakeLauncher(),  # type: ignore[arg-type]
+                         bus, tmp_path, init_path=str(tmp_path / "gone"))
+    await m.start()
+    yield m
+    await m.aclose()
+    await db.aclose()
+
+
+async def test_a_create_with_init_and_no_init_binary_is_refused_and_makes_nothing(
+    manager: ContainerManager, tmp_path: Path
+) -> None:
+    req = CreateRequest(ConfigRequest(image="busybox"), HostConfig(init=True), name="web")
+    with pytest.raises(FailedPrecondition, match="is not an executable file on the daemon's host"):
+        await manager.create(req)
+    assert manager.containers() == []
+    assert not (tmp_path / "containers").exists() or not any((tmp_path / "containers").iterdir())
+    # Without --init the same create works.
+    created = await manager.create(CreateRequest(ConfigRequest(image="busybox"), name="web"))
+    assert created.container.name == "web" and not created.container.host_config.init
