@@ -1,7 +1,7 @@
 """The composition root: builds every palletd component in order and stops them in reverse.
 
 Order: store -> events -> snapshots/images -> shims -> volumes -> networks -> containers ->
-API. Each component has `start()` and `aclose()`; nothing is global, nothing happens at
+builder -> API. Each component has `start()` and `aclose()`; nothing is global, nothing happens at
 import time.
 """
 
@@ -16,6 +16,9 @@ import structlog
 
 from pallet.daemon.api.builds import BuildsServicer
 from pallet.daemon.api.containers import ContainersServicer
+from pallet.daemon.builder.cache import BuildCache
+from pallet.daemon.builder.executor import Builder as DockerfileBuilder
+from pallet.daemon.builder.runner import ContainerRunner
 from pallet.daemon.containers.files import ContainerFiles
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
@@ -24,8 +27,7 @@ from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
 from pallet.daemon.api.volumes import VolumesServicer
 from pallet.daemon.builder.contextdir import BuildDirs
-from pallet.daemon.builder.model import BuildOptions, BuildResult
-from pallet.daemon.builder.sessions import Builder, BuildSessions, Report
+from pallet.daemon.builder.sessions import BuildSessions
 from pallet.daemon.config import Config
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
@@ -48,7 +50,6 @@ from pallet.daemon.system import SystemInfo
 from pallet.daemon.volumes.manager import VolumeManager
 from pallet.daemon.volumes.mounts import HostMounts
 from pallet.daemon.volumes.store import VolumeRecords
-from pallet.v1.errors import FailedPrecondition
 
 log = structlog.get_logger(__name__)
 
@@ -141,8 +142,20 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             # stopped taking calls: nothing can start a container behind our back.
             stack.push_async_callback(containers.stop_all)
 
-        # After the containers: a build runs its RUN steps as containers.
-        builds = BuildSessions(BuildDirs(config.root), _dockerfile_builder())
+        # After the containers: a build runs its RUN steps as containers, and its start
+        # removes what builds cut short by a crash left (their containers, by the builds'
+        # tokens).
+        cache = BuildCache(db)
+        runner = ContainerRunner(containers, images.layer_dirs)
+        builder = DockerfileBuilder(
+            images, runner, cache, config.root / "builder",
+            default_network="bridge" if config.default_bridge else "none",
+            leftovers=runner.remove_leftovers,
+        )
+        images.set_lineage(cache.children)
+        await builder.start()
+        stack.push_async_callback(builder.aclose)
+        builds = BuildSessions(BuildDirs(config.root), builder)
         await builds.start()
         stack.push_async_callback(builds.aclose)
 
@@ -165,18 +178,3 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
         stack.push_async_callback(server.aclose)
         log.info("palletd serving", hosts=list(config.hosts), root=str(config.root))
         yield server
-
-
-class _NoDockerfileBuilder:
-    """Stands where the Dockerfile builder goes until it lands (issue 14's other half):
-    every build is refused, with the context received and removed again."""
-
-    async def build(self, context_dir: Path, options: BuildOptions, report: Report) -> BuildResult:
-        raise FailedPrecondition(
-            "this palletd has no Dockerfile builder yet: the context was received, nothing was built"
-        )
-
-
-def _dockerfile_builder() -> Builder:
-    """The Dockerfile builder: the one place its object is made."""
-    return _NoDockerfileBuilder()

@@ -29,7 +29,7 @@ import structlog
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
 from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
-from pallet.daemon.images import records
+from pallet.daemon.images import oci, records
 from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.committer import stage_commit
@@ -72,6 +72,12 @@ T = TypeVar("T")
 PARTIAL_DOWNLOAD_KEEP_S = 3600.0
 
 ImageUsers = Callable[[str], Awaitable[list[ImageUser]]]
+#: parent image id -> the images built on it (the builder's cache knows).
+Lineage = Callable[[], Awaitable[dict[str, set[str]]]]
+
+
+async def _no_lineage() -> dict[str, set[str]]:
+    return {}
 
 _ID_PREFIX = re.compile(r"[0-9a-f]{1,64}")
 _SPOOL_BUFFER = 1 << 20
@@ -112,9 +118,21 @@ class ImageManager:
         self.content = ContentStore(root / "content", self._leases)
         self.layers = LayerStore(root / "layers", self._leases)
         self._fetcher = BlobFetcher(self.content)
+        self._lineage: Lineage = _no_lineage
         # Serialises record changes with collection, so "no record names it" stays true
         # until the blob or layer is gone. Staging (the slow part) runs outside it.
         self._lock = asyncio.Lock()
+
+    def set_lineage(self, lineage: Lineage) -> None:
+        """Who knows which images were built on which (the builder): an untagged image
+        with a child is an intermediate image, hidden by `list` and kept by `prune`."""
+        self._lineage = lineage
+
+    async def _intermediate(self, images: Sequence[Image]) -> set[str]:
+        """The untagged images that another existing image was built on."""
+        ids = {image.id for image in images}
+        parents = {p for p, kids in (await self._lineage()).items() if kids & ids}
+        return {i.id for i in images if i.id in parents and not (i.repo_tags or i.repo_digests)}
 
     async def start(self) -> None:
         await self._db.migrate("images", records.SCHEMA)
@@ -195,10 +213,17 @@ class ImageManager:
                     f"cannot commit as {request.reference!r}: give a name and tag, not a digest"
                 )
             references = (ref,)
-        base = await self.get(request.base_image_id)
-        base_layers = await self._db.run(lambda conn: records.layers_of(conn, base.id))
+        base: Image | None = None
+        base_layers: builtins.list[records.StagedLayer] = []
+        if request.base_image_id:
+            base = await self.get(request.base_image_id)
+            base_id = base.id
+            base_layers = await self._db.run(lambda conn: records.layers_of(conn, base_id))
         async with self._staging() as lease, space.room(self._root, "cannot commit the container"):
-            base_config = await asyncio.to_thread(self.content.read_verified, base.id)
+            if base is not None:
+                base_config = await asyncio.to_thread(self.content.read_verified, base.id)
+            else:
+                base_config = oci.scratch_config(self._clock(), request.base_history)
             staged = await _to_thread_to_the_end(
                 stage_commit,
                 self.content,
@@ -376,13 +401,15 @@ class ImageManager:
         return await self._db.run(find)
 
     async def list(self, all: bool = False, filters: Sequence[str] = ()) -> list[Image]:
-        """Every image, newest first. `all` changes nothing yet: there are no
-        intermediate (build) images to hide."""
+        """Every image, newest first; without `all`, not the intermediate images of
+        builds (untagged, with an image built on them), as docker hides them."""
         wanted = parse_filters(filters)
         before = min([(await self.get(n)).created_ns for n in wanted.before], default=None)
         since = max([(await self.get(n)).created_ns for n in wanted.since], default=None)
         images = await self._db.run(records.list_images)
-        return [image for image in images if matches(image, wanted, before, since)]
+        hidden = set() if all else await self._intermediate(images)
+        return [image for image in images
+                if image.id not in hidden and matches(image, wanted, before, since)]
 
     def layer_dirs(self, image: Image) -> builtins.list[str]:
         """Unpacked layer directories for overlayfs lowerdir, TOP layer first.
@@ -538,19 +565,32 @@ class ImageManager:
         before = await asyncio.to_thread(self._disk_bytes)
         untagged: builtins.list[str] = []
         deleted: builtins.list[str] = []
-        for image in await self.list(all=True):
-            if not all and (image.repo_tags or image.repo_digests):
-                continue
-            if not select(image):
-                continue
-            if await self._image_users(image.id):
-                continue
-            try:
-                result = await self.remove(image.id, force=True)
-            except (NotFound, FailedPrecondition):
-                continue  # gone or taken into use meanwhile
-            untagged += result.untagged
-            deleted += result.deleted
+        # In rounds: an intermediate image is kept while an image built on it is (docker
+        # keeps a parent for its children), and goes in the next round once they went.
+        tried: set[str] = set()
+        while True:
+            images = await self.list(all=True)
+            keep = await self._intermediate(images)
+            removed = 0
+            for image in images:
+                if image.id in keep or image.id in tried:
+                    continue
+                if not all and (image.repo_tags or image.repo_digests):
+                    continue
+                tried.add(image.id)
+                if not select(image):
+                    continue
+                if await self._image_users(image.id):
+                    continue
+                try:
+                    result = await self.remove(image.id, force=True)
+                except (NotFound, FailedPrecondition):
+                    continue  # gone or taken into use meanwhile
+                untagged += result.untagged
+                deleted += result.deleted
+                removed += 1
+            if not removed:
+                break
         await self.gc()
         after = await asyncio.to_thread(self._disk_bytes)
         await self._events.publish("image", "prune", "", {"reclaimed": str(max(before - after, 0))})

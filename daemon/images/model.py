@@ -34,6 +34,10 @@ class ImageConfig:
     stop_signal: str = ""
     exposed_ports: tuple[str, ...] = ()
     volumes: tuple[str, ...] = ()
+    # A Dockerfile's ONBUILD triggers ("RUN make"), run by a build FROM this image.
+    on_build: tuple[str, ...] = ()
+    # A Dockerfile's SHELL: what RUN, CMD and ENTRYPOINT's shell forms run in ("": /bin/sh -c).
+    shell: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +134,7 @@ class CommitRequest:
     image, in the same transaction (docker's container `commit`).
     """
 
-    base_image_id: str
+    base_image_id: str  # "": scratch (a build's first layer on nothing)
     write_layer: Callable[[IO[bytes]], int]
     config: ImageConfig
     reference: str = ""  # REPO[:TAG]; "" for an image known by its id only
@@ -139,6 +143,9 @@ class CommitRequest:
     created_by: str = ""  # the history entry's (docker: the container's Cmd)
     container_id: str = ""
     container_events: Callable[[str], Sequence[Notice]] = lambda image_id: ()
+    # With no base (scratch): the created_by of the steps before this one, each a history
+    # entry without a layer (a build's config steps before its first layer).
+    base_history: tuple[str, ...] = ()
 
 
 class ImageStore(Protocol):

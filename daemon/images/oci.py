@@ -196,6 +196,8 @@ def runtime_config_from_json(value: Any, what: str = "image config") -> ImageCon
         stop_signal=_string(value.get("StopSignal"), f"{what} StopSignal"),
         exposed_ports=_keys(value.get("ExposedPorts"), f"{what} ExposedPorts"),
         volumes=_keys(value.get("Volumes"), f"{what} Volumes"),
+        on_build=_strings(value.get("OnBuild"), f"{what} OnBuild"),
+        shell=_strings(value.get("Shell"), f"{what} Shell"),
     )
 
 
@@ -219,6 +221,10 @@ def runtime_config_to_json(config: ImageConfig) -> dict[str, Any]:
         out["ExposedPorts"] = {port: {} for port in config.exposed_ports}
     if config.volumes:
         out["Volumes"] = {volume: {} for volume in config.volumes}
+    if config.on_build:
+        out["OnBuild"] = list(config.on_build)
+    if config.shell:
+        out["Shell"] = list(config.shell)
     return out
 
 
@@ -269,6 +275,19 @@ def build_config(
     if comment:
         doc["comment"] = comment  # Docker keeps the import message here too
     return canonical_json(doc)
+
+
+def scratch_config(created_ns: int = 0, history: Sequence[str] = ()) -> bytes:
+    """The config a build's first layer on `scratch` is a child of: no layers, and a
+    history entry without a layer for each step before it."""
+    created = format_time(created_ns)
+    return canonical_json({
+        "architecture": host_architecture(),
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": []},
+        "history": [{"created": created, "created_by": c, "empty_layer": True} for c in history],
+    })
 
 
 def build_child_config(

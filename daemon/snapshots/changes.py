@@ -83,6 +83,17 @@ class LowerView:
                 return None
         return None
 
+    def locate(self, parts: tuple[str, ...]) -> Path | None:
+        """The path, in the layer that shows it, of the entry at `parts` (to read a file
+        or a symlink's target without mounting); None when there is none."""
+        for layer in self._layers:
+            found, stop = _look(layer, parts)
+            if found is not None:
+                return layer.joinpath(*parts)
+            if stop:
+                return None
+        return None
+
     def names(self, parts: tuple[str, ...]) -> set[str]:
         """The entries of the directory at `parts` as the stacked layers show it."""
         seen: set[str] = set()

@@ -30,7 +30,7 @@ _OVERLAY_XATTRS = "trusted.overlay."
 _COPY_BUFFER = 1 << 20
 
 
-class _Sink:
+class LayerSink:
     """A write-only stream that knows how much went through it (tarfile's "w" mode asks
     `tell`; a pipe cannot say)."""
 
@@ -94,7 +94,7 @@ def write_layer(upper: Path, lowers: Sequence[str], out: IO[bytes]) -> int:
     count = 0
     # Not tarfile's stream mode, which hands on 10 KiB records (each one hashed and copied
     # on its way to the blob and the extractor): file content goes on in 1 MiB pieces.
-    sink = _Sink(out)
+    sink = LayerSink(out)
     with tarfile.TarFile(fileobj=sink, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_COPY_BUFFER) as tar:
         for parts, st in walk_upper(upper, lowers):
             path = upper.joinpath(*parts)
