@@ -624,9 +624,15 @@ def _read_dockerfile(context: Path, file: str) -> bytes:
         )
     if found[1].st_size > _MAX_DOCKERFILE:
         raise InvalidArgument(f"the Dockerfile {file} is {found[1].st_size} bytes: more than 4 MiB is not a Dockerfile")
-    fd = os.open(root.host_path(found[0]), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    path = root.host_path(found[0])
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
-        return f.read(_MAX_DOCKERFILE + 1)
+        text = f.read(_MAX_DOCKERFILE + 1)
+    if len(found[0]) == 1 and found[0][0].startswith(".dockerfile."):
+        # docker's reserved name for a Dockerfile from outside the context (or from stdin,
+        # or one .dockerignore excludes): it is the build's, not the context's to COPY.
+        os.unlink(path)
+    return text
 
 
 def _check_tag(tag: str) -> str:

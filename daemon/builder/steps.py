@@ -173,7 +173,11 @@ def apply_config(step: Step, build_args: Mapping[str, str | None], meta: Mapping
         ports = [w for p in i.ports for w in step.words(p)]
         exposed = list(config.exposed_ports)
         for port in ports:
-            for spec in expand_port(port):
+            try:
+                specs = expand_port(port)
+            except InvalidArgument as exc:
+                raise step.error(exc.message) from None
+            for spec in specs:
                 if spec not in exposed:
                     exposed.append(spec)
         return replace(config, exposed_ports=tuple(sorted(exposed))), _nop(shell, "EXPOSE " + " ".join(ports))
