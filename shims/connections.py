@@ -113,7 +113,7 @@ class Connections:
                 return
             self._on_frame(conn, kind, payload)
 
-    def send(self, conn: Conn, data: bytes) -> None:
+    def send(self, conn: Conn, data: bytes | memoryview) -> None:
         if conn.fd not in self.conns:
             return
         if not conn.out:

@@ -121,7 +121,7 @@ class LogWriter:
         """Whether output was dropped that no DROPPED record accounts for yet."""
         return self._drops is not None
 
-    def write(self, stream: int, data: bytes, time_ns: int) -> bool:
+    def write(self, stream: int, data: bytes | bytearray | memoryview, time_ns: int) -> bool:
         """Append `data` read from `stream` (1 stdout, 2 stderr) at `time_ns`.
 
         False when the disk refused it (`DISK_ERRNOS`): the data is dropped and counted

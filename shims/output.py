@@ -35,12 +35,32 @@ from pallet.shim.stdio import StdioPlan
 _READ_CHUNK = 256 << 10
 
 
+class _Gather:
+    """A terminal's output on its way out (see the module's docstring).
+
+    Read into a buffer of its own, after room for the frame's header, and written to
+    the log and sent from there: one frame, built where the data was read, no copy.
+    """
+
+    __slots__ = ("buf", "fill", "first_ns", "due", "sent_at", "burst")
+
+    def __init__(self) -> None:
+        # Mapped at the first output: pages only as far as the output ever filled it.
+        self.buf: mmap.mmap | None = None
+        self.fill = 0  # bytes held, after the header's room
+        self.first_ns = 0  # when the first of them was read (the record's time)
+        self.due = 0.0  # when they go at the latest (monotonic)
+        self.sent_at = 0.0  # when output last went (monotonic)
+        self.burst = 0  # bytes sent since the terminal was last quiet for `_HOLD`
+
+
 @dataclass(slots=True)
 class _Route:
     # None: the container's own output (the log and the attached clients); else the
     # client streaming this exec, if it is still there.
     client: Callable[[], Conn | None] | None
     on_drained: Callable[[], None]
+    gather: _Gather | None = None  # a terminal's
 
 
 class Output:
@@ -62,12 +82,20 @@ class Output:
         on_drained: Callable[[], None],
     ) -> None:
         """Copy `process`'s output from now on; `on_drained()` once both pipes closed."""
-        self._routes[process] = _Route(client, on_drained)
+        route = self._routes[process] = _Route(client, on_drained)
+        if process.console >= 0:
+            gather = route.gather = _Gather()
+            for fd in process.outputs:
+                self.io.watch(fd, selectors.EVENT_READ, self._terminal_reader(process, fd, gather))
+            return
         for fd in process.outputs:
             self.io.watch(fd, selectors.EVENT_READ, self._reader(process, fd))
 
     def _reader(self, process: Process, fd: int) -> Callable[[int], None]:
         return lambda mask: self._on_output(process, fd)
+
+    def _terminal_reader(self, process: Process, fd: int, gather: _Gather) -> Callable[[int], None]:
+        return lambda mask: self._on_terminal_output(process, fd, gather)
 
     def forget(self, process: Process) -> None:
         """The process is gone and so are its clients: nothing routes to it any more."""
@@ -85,21 +113,66 @@ class Output:
         if not size:
             self.close_output(process, fd)
             return
-        if process.console >= 0:
-            # A terminal hands out at most 4 KiB a read (its line discipline's buffer):
-            # what is there already goes into the same record and frame.
-            size = _read_more(fd, self._read_buf, size)
         data = self._read_buf[:size]
         stream = process.outputs[fd]
         now = time.time_ns()
-        frame = wire.encode_output(stream, now, data)
+        self._emit(process, stream, data, wire.encode_output(stream, now, data), now)
+
+    def _on_terminal_output(self, process: Process, fd: int, gather: _Gather) -> None:
+        """Read what the terminal has; send it at once, or hold it while output flows."""
+        if gather.buf is None:
+            gather.buf = mmap.mmap(-1, _HEAD + _TERMINAL_BATCH)
+        got = _read_terminal(fd, gather.buf, _HEAD + gather.fill)
+        if got is None:
+            self.close_output(process, fd)
+            return
+        if not got:
+            return
+        now = time.monotonic()
+        if gather.fill:
+            gather.fill += got
+            if gather.fill >= _TERMINAL_BATCH:
+                self._send_gathered(process, gather, now)
+            return
+        gather.fill, gather.first_ns = got, time.time_ns()
+        if now - gather.sent_at >= _HOLD:
+            gather.burst = 0  # it was quiet: this may be an echo, a prompt, a redraw
+        if gather.burst + got <= _BURST or got >= _TERMINAL_BATCH:
+            self._send_gathered(process, gather, now)
+        else:
+            gather.due = now + _HOLD
+
+    def _send_gathered(self, process: Process, gather: _Gather, now: float) -> None:
+        size, gather.fill = gather.fill, 0
+        if not size or gather.buf is None:
+            return
+        wire.pack_output_header(gather.buf, wire.STDOUT, gather.first_ns, size)
+        frame = memoryview(gather.buf)[: _HEAD + size]
+        # A terminal has one stream: docker's logs show its output as stdout.
+        self._emit(process, wire.STDOUT, frame[_HEAD:], frame, gather.first_ns)
+        gather.sent_at = now
+        gather.burst += size
+
+    def release_held(self, now: float) -> None:
+        """Terminal output held until `now` goes (the shim's timer)."""
+        for process, route in list(self._routes.items()):
+            gather = route.gather
+            if gather is not None and gather.fill and now >= gather.due:
+                self._send_gathered(process, gather, now)
+
+    def _emit(
+        self, process: Process, stream: int, data: bytes | memoryview,
+        frame: bytes | memoryview, time_ns: int,
+    ) -> None:
+        """Output read at `time_ns` to the log and the attached clients, or to the exec's
+        client; `frame` is `data` framed."""
         route = self._routes[process]
         if route.client is None:
             if self.log is not None:
                 try:
                     # A disk that refuses it: dropped, counted, warned about once per
                     # stretch and recorded as a gap later; the pipe is drained regardless.
-                    self.log.write(stream, data, now)
+                    self.log.write(stream, data, time_ns)
                 except OSError:
                     log_exception("log write failed")
             for conn in list(self.attached):
@@ -111,6 +184,9 @@ class Output:
                 self.io.send(client, frame)
 
     def close_output(self, process: Process, fd: int) -> None:
+        route = self._routes.get(process)
+        if route is not None and route.gather is not None:
+            self._send_gathered(process, route.gather, time.monotonic())  # then EOF
         self.io.unwatch(fd)
         os.close(fd)
         del process.outputs[fd]
@@ -125,8 +201,12 @@ class Output:
         route.on_drained()
 
     def next_deadline(self) -> float | None:
-        """When the output of an exited process is next due to be cut off."""
+        """When held terminal output is next due, or the output of an exited process is
+        next due to be cut off."""
         deadlines = [p.drain_deadline for p in self._routes if p.exit and p.outputs]
+        deadlines += [
+            r.gather.due for r in self._routes.values() if r.gather is not None and r.gather.fill
+        ]
         return min(deadlines) if deadlines else None
 
     def close_overdue(self, now: float) -> None:
@@ -188,22 +268,41 @@ def _close_console(process: Process) -> None:
         process.console = -1
 
 
-# A terminal's output is read on in one go up to this much (see `_on_output`).
-_TERMINAL_GATHER = 64 << 10
+# A terminal's output goes in batches of up to this much while it flows (see the module's
+# docstring), after room for the frame's header; held at most `_HOLD` seconds. A terminal
+# quiet that long sends what comes next at once, until more than `_BURST` bytes went.
+_TERMINAL_BATCH = 128 << 10
+_HEAD = wire.OUTPUT_HEADER_SIZE
+_HOLD = 0.002
+_BURST = 4 << 10
 
 
-def _read_more(fd: int, buf: mmap.mmap, size: int) -> int:
-    """Read on into `buf` after `size` bytes while the terminal has more at once."""
+def _read_terminal(fd: int, buf: mmap.mmap, start: int) -> int | None:
+    """Read what the terminal has into `buf` from `start` on, as far as `buf` goes.
+
+    A terminal hands out at most 4 KiB a read: this reads on while it has more at once.
+    The bytes read; 0 when it had none after all; None at its end (EOF, or EIO once
+    every writer closed the terminal).
+    """
     view = memoryview(buf)
     try:
-        while size < _TERMINAL_GATHER:
+        try:
+            got = os.readv(fd, [view[start:]])
+        except BlockingIOError:
+            return 0
+        except OSError:
+            return None
+        if not got:
+            return None
+        end = start + got
+        while end < len(view):
             try:
-                got = os.readv(fd, [view[size:]])
-            except (BlockingIOError, OSError):
-                break  # drained for now; an EIO (all writers gone) shows on the next read
-            if not got:
+                more = os.readv(fd, [view[end:]])
+            except OSError:  # BlockingIOError: drained for now; an EIO shows on the next read
                 break
-            size += got
+            if not more:
+                break
+            end += more
+        return end - start
     finally:
         view.release()
-    return size

@@ -2,9 +2,9 @@
 
 Owns: the unix socket at `<run_root>/shims/<id>.sock`, accepting clients and dispatching
 their requests (`pallet.shim.api.messages`) through one handler table, reaping every
-child (we are a subreaper) and handing each exit to the task, the timers (output cut-off,
-retrying what the disk refused, idle exit: only once the exit is on disk), shutdown, and
-removing the socket at the end. The container's processes and the requests about them
+child (we are a subreaper) and handing each exit to the task, the timers (held terminal
+output, output cut-off, retrying what the disk refused, idle exit: only once the exit is
+on disk), shutdown, and removing the socket at the end. The container's processes and the requests about them
 are `pallet.shim.task`'s; their output `pallet.shim.output`'s.
 Must not: block on a client (output is never held back by a slow or absent daemon) or
 import asyncio/grpc.
@@ -187,6 +187,7 @@ class Shim:
 
     def _run_timers(self) -> None:
         now = time.monotonic()
+        self.output.release_held(now)
         self.output.close_overdue(now)
         self.task.retry_writes(now)
         if self.task.may_idle_exit and not self.io.conns:

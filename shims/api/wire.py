@@ -14,6 +14,7 @@ is never re-encoded.
 from __future__ import annotations
 
 import json
+import mmap
 import struct
 from typing import Any
 
@@ -40,10 +41,19 @@ def encode_control(message: dict[str, Any]) -> bytes:
 
 
 _TIME = struct.Struct("!Q")
+#: What comes before an output frame's data: the frame's header and the capture time.
+OUTPUT_HEADER_SIZE = HEADER.size + _TIME.size
 
 
-def encode_output(kind: int, time_ns: int, data: bytes) -> bytes:
+def encode_output(kind: int, time_ns: int, data: bytes | bytearray | memoryview) -> bytes:
     return HEADER.pack(_TIME.size + len(data), kind) + _TIME.pack(time_ns) + data
+
+
+def pack_output_header(buf: mmap.mmap | bytearray, kind: int, time_ns: int, size: int) -> None:
+    """Write an output frame's header into the first `OUTPUT_HEADER_SIZE` bytes of `buf`,
+    for `size` bytes of data that follow it there (a frame built where it was read)."""
+    HEADER.pack_into(buf, 0, _TIME.size + size, kind)
+    _TIME.pack_into(buf, HEADER.size, time_ns)
 
 
 def decode_output(payload: bytes) -> tuple[int, bytes]:
