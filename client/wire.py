@@ -28,7 +28,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import hpack
 
@@ -94,7 +94,7 @@ class _Call:
         self.watchers: list[Callable[[], None]] = []
 
     # -- the reader's side (called with conn.cv held) ------------------------------------
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | memoryview) -> None:
         """Whole messages out of DATA; a message's bytes are copied once, out of the frame
         (or, for one split across frames, out of the buffer that joins them)."""
         buf = self.buffer
@@ -406,21 +406,26 @@ class Connection:
 
     # -- the reader ----------------------------------------------------------------------
     def _read_loop(self) -> None:
-        buf = bytearray()
-        pos = 0
+        # Received into one buffer (a fresh 1 MiB bytes a recv would be allocated and
+        # shrunk every time) and parsed where it arrived: DATA is handed on as a view,
+        # which `_Call.feed` copies each message out of once; only a frame cut off by the
+        # end of a read is kept over, in `partial`.
+        scratch = bytearray(_RECV_SIZE)
+        partial = bytearray()
         block = bytearray()  # a header block being continued
         block_id = 0
         block_flags = 0
         try:
             while True:
-                data = self._sock.recv(_RECV_SIZE)
-                if not data:
+                n = self._sock.recv_into(scratch)
+                if not n:
                     raise ConnectionResetError(errno.ECONNRESET, "palletd closed the connection")
-                if pos:
-                    del buf[:pos]
-                    pos = 0
-                buf += data
-                view = memoryview(buf)
+                if partial:
+                    partial += memoryview(scratch)[:n]
+                    view = memoryview(partial)
+                else:
+                    view = memoryview(scratch)[:n]
+                pos = 0
                 try:
                     while len(view) - pos >= 9:
                         length = int.from_bytes(view[pos : pos + 3], "big")
@@ -429,29 +434,40 @@ class Connection:
                             break
                         kind, flags = view[pos + 3], view[pos + 4]
                         stream = int.from_bytes(view[pos + 5 : pos + 9], "big") & 0x7FFFFFFF
-                        payload = view[pos + 9 : end].tobytes()
+                        start = pos + 9
                         pos = end
                         if block_id:
                             if kind != _CONTINUATION or stream != block_id:
                                 raise _ProtocolError("a header block was interrupted")
-                            block += payload
+                            block += view[start:end]
                             if flags & _END_HEADERS:
                                 self._on_headers(block_id, block_flags, bytes(block))
                                 block_id = 0
                             continue
                         if kind == _HEADERS:
-                            payload = _unpad(payload, flags)
+                            payload = _unpad(view[start:end].tobytes(), flags)
                             if flags & _PRIORITY_FLAG:
                                 payload = payload[5:]
                             if flags & _END_HEADERS:
                                 self._on_headers(stream, flags, payload)
                             else:
                                 block, block_id, block_flags = bytearray(payload), stream, flags
+                        elif kind == _DATA:
+                            data = view[start:end]
+                            try:
+                                self._on_data(flags, stream, data, length)
+                            finally:
+                                data.release()
                         else:
-                            self._on_frame(kind, flags, stream, payload, length)
+                            self._on_frame(kind, flags, stream, view[start:end].tobytes(), length)
                         self._run_later()
+                    rest = b"" if partial else view[pos:].tobytes()
                 finally:
                     view.release()
+                if partial:
+                    del partial[:pos]
+                elif rest:
+                    partial = bytearray(rest)
         except OSError as exc:
             self._break(RpcError("UNAVAILABLE", f"the connection broke: {exc.strerror or exc}", "lost"))
         except hpack.HPACKError as exc:
@@ -459,33 +475,35 @@ class Connection:
         except Exception as exc:  # _ProtocolError, or a bug here: never a silent dead reader
             self._break(RpcError("INTERNAL", f"HTTP/2 protocol error: {exc}", "protocol"))
 
+    def _on_data(self, flags: int, stream: int, payload: memoryview, length: int) -> None:
+        """A DATA frame, seen where it was received (`_Call.feed` copies what it keeps)."""
+        self._received += length
+        credit = 0
+        reset = False
+        with self.cv:
+            call = self._calls.get(stream)
+            if call is not None and not call.done:
+                call.credit += length
+                call.feed(_unpad(payload, flags))
+                if call.done:  # a message it cannot take: palletd is told to stop
+                    reset = not call.sent_end or not flags & _END_STREAM
+                    call.sent_end = True
+                elif flags & _END_STREAM:
+                    call.finish(call.headers or {})
+                    self._retire(call)
+                else:
+                    credit = self._credit_due(call)
+                self.cv.notify_all()
+        if reset:
+            self._reset(stream)
+        if credit and call is not None:
+            self._give(credit, call)
+        if self._received >= _CONNECTION_WINDOW // 2:
+            self._give(self._received)
+            self._received = 0
+
     def _on_frame(self, kind: int, flags: int, stream: int, payload: bytes, length: int) -> None:
-        if kind == _DATA:
-            self._received += length
-            credit = 0
-            reset = False
-            with self.cv:
-                call = self._calls.get(stream)
-                if call is not None and not call.done:
-                    call.credit += length
-                    call.feed(_unpad(payload, flags))
-                    if call.done:  # a message it cannot take: palletd is told to stop
-                        reset = not call.sent_end or not flags & _END_STREAM
-                        call.sent_end = True
-                    elif flags & _END_STREAM:
-                        call.finish(call.headers or {})
-                        self._retire(call)
-                    else:
-                        credit = self._credit_due(call)
-                    self.cv.notify_all()
-            if reset:
-                self._reset(stream)
-            if credit and call is not None:
-                self._give(credit, call)
-            if self._received >= _CONNECTION_WINDOW // 2:
-                self._give(self._received)
-                self._received = 0
-        elif kind == _SETTINGS:
+        if kind == _SETTINGS:
             if flags & _ACK:
                 return
             # Applied and acked under the writer's lock, with nothing sent between: palletd
@@ -769,7 +787,10 @@ def _text(value: str | bytes) -> str:
     return value if isinstance(value, str) else value.decode("utf-8", "replace")
 
 
-def _unpad(payload: bytes, flags: int) -> bytes:
+_Payload = TypeVar("_Payload", bytes, memoryview)
+
+
+def _unpad(payload: _Payload, flags: int) -> _Payload:
     if not flags & _PADDED:
         return payload
     if not payload or payload[0] >= len(payload):

@@ -77,7 +77,7 @@ def decode_control(payload: bytes) -> dict[str, Any]:
     return message
 
 
-def parse_header(header: bytes) -> tuple[int, int]:
+def parse_header(header: bytes | memoryview) -> tuple[int, int]:
     """Return (payload length, kind), or raise FrameError for a malformed header."""
     length, kind = HEADER.unpack(header)
     if kind not in KINDS:
@@ -96,15 +96,22 @@ class FrameDecoder:
         self._buf = bytearray()
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
+        buf = self._buf
+        buf += data
         frames: list[Frame] = []
-        while len(self._buf) >= HEADER.size:
-            length, kind = parse_header(bytes(self._buf[: HEADER.size]))
-            end = HEADER.size + length
-            if len(self._buf) < end:
-                break
-            frames.append((kind, bytes(self._buf[HEADER.size : end])))
-            del self._buf[:end]
+        pos = 0
+        view = memoryview(buf)
+        try:
+            while len(view) - pos >= HEADER.size:
+                length, kind = parse_header(view[pos : pos + HEADER.size])
+                start = pos + HEADER.size
+                if len(view) < start + length:
+                    break
+                frames.append((kind, view[start : start + length].tobytes()))  # one copy
+                pos = start + length
+        finally:
+            view.release()
+        del buf[:pos]
         return frames
 
 
