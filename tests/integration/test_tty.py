@@ -5,8 +5,9 @@ palletd and busybox containers, and checking what a person at that terminal sees
 shell's echo, Ctrl-C ending `sleep`, `stty size` after a resize, the detach keys leaving
 the container running, `attach` seeing its output again (two at once), the terminal's
 modes as they were after the CLI exits, signals forwarded without a terminal, a palletd
-restart under a terminal session, and every bad input's error. Must not: time anything
-(bench/tty.py does).
+restart under a terminal session, a large output whole and in order on the terminal and
+in the log (also when it flows while palletd is dead), and every bad input's error.
+Must not: time anything (bench/tty.py does).
 """
 
 from __future__ import annotations
@@ -20,13 +21,15 @@ import struct
 import termios
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pexpect
 import pexpect.fdpexpect
 import pytest
 
-from tests.integration.conftest import Palletd
+from pallet.shim.api.logs import read_records
+from tests.integration.conftest import Palletd, wait_for
 
 TIMEOUT = 30
 
@@ -187,6 +190,20 @@ def test_log_records_tty_output_as_stdout(palletd: Palletd) -> None:
     assert "out" in logs.stdout and "err" in logs.stdout
     assert logs.stderr == ""
     assert palletd.inspect("tl")["Config"]["Tty"] is True
+
+
+def test_a_large_output_arrives_whole_and_in_order_on_the_terminal_and_in_the_log(
+    palletd: Palletd, terminals: list[Terminal]
+) -> None:
+    # 2 MB: the shim sends a flowing terminal's output in batches, held a moment each.
+    child = _start(terminals, palletd, "run", "-it", "--name", "big", "busybox", "seq", "1", "300000")
+    assert _end(child) == 0
+    # The container's terminal turns \n into \r\n; ours is raw (-i): as it arrived.
+    expected = b"".join(b"%d\r\n" % i for i in range(1, 300001))
+    assert child.io.before == expected
+    logs = palletd.cli("logs", "big", text=False)
+    assert logs.returncode == 0 and logs.stdout == expected
+    palletd.cli_ok("rm", "big")
 
 
 # -- resize ------------------------------------------------------------------------------
@@ -378,6 +395,28 @@ def test_palletd_restart_keeps_a_terminal_session_and_attach_works_again(
     palletd.wait_for(lambda: not _state(palletd, "rs")["Running"], 20, what="rs exited")
     logs = palletd.cli_ok("logs", "rs")
     assert "before-restart" in logs and "after-restart" in logs
+
+
+def test_a_terminal_flow_while_palletd_is_dead_is_all_in_the_log(palletd: Palletd, tmp_path: Path) -> None:
+    # The shim holds a flowing terminal's output a moment before it writes it: its own
+    # timer lets it go, whatever palletd does.
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    palletd.cli_ok("run", "-dt", "--name", "kf", "-v", f"{gate}:/gate", "busybox", "sh", "-c",
+                   "while [ ! -e /gate/go ]; do sleep 0.1; done; seq 1 300000")
+    log = palletd.root / "containers" / palletd.inspect("kf")["Id"] / "container.log"
+    expected = b"".join(b"%d\r\n" % i for i in range(1, 300001))
+    assert palletd.proc is not None
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    (gate / "go").touch()  # the whole flow while palletd is dead
+    wait_for(lambda: b"".join(r.data for r in read_records(str(log))) == expected, 30,
+             what="the whole output in the log")
+    palletd.start()
+    palletd.wait_for(lambda: not _state(palletd, "kf")["Running"], 20, what="kf exited")
+    logs = palletd.cli("logs", "kf", text=False)
+    assert logs.returncode == 0 and logs.stdout == expected
+    palletd.cli_ok("rm", "kf")
 
 
 # -- bad input ---------------------------------------------------------------------------
