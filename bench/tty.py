@@ -5,7 +5,10 @@ about: the round trip of a keystroke through `run -it IMAGE sh` (the CLI on a pt
 ours: a byte written to its master, until the shell's echo of it comes back on it), and
 100 MB through a container's terminal (`run -t --rm IMAGE head -c 100000000 /dev/zero`,
 our side to /dev/null; minus the same run of `true`, so the start and stop are not in
-the rate). Must not: use or stop an engine the machine runs itself, or kill anything it
+the rate), and beside it, right after each engine's turn, the same 100 MB from a pty to
+a bare Python loop with no engine at all: what the machine allows at that moment (a pty
+hands out 4 KiB a read and holds some 16 KiB unread, so its writer and reader take
+turns every few KiB and a loaded machine's scheduling bounds the rate). Must not: use or stop an engine the machine runs itself, or kill anything it
 did not start (both engines come up as bench/net.py brings them up, each in a network
 namespace of its own; the CLIs it starts are ended by their pids).
 """
@@ -23,12 +26,14 @@ from pathlib import Path
 
 from engines import EngineError
 from figures import time_command
+from rootfs import BUSYBOX
 from net import Row, Side, render_table, _turns, attempt, session
 
 ROWS: tuple[tuple[str, str, str], ...] = (
     ("keystroke", "keystroke to echo through `run -it` (round trip), median", "≤ 5 ms"),
     ("tty_100m", "100 MB through a TTY (`run -t`, start and stop taken out)", "≥ 50 MB/s"),
     ("tty_100m_whole", "100 MB through a TTY, the whole `run -t --rm`", "(for reference)"),
+    ("tty_bare", "100 MB from a pty to a bare Python loop, no engine, after each engine's turn", "(the machine now)"),
 )
 SIZE = 100_000_000
 TIMEOUT = 120.0
@@ -103,17 +108,52 @@ def measure_keystroke(sides: list[Side], rounds: int, count: int) -> None:
         )
 
 
+def bare_pty_seconds() -> float:
+    """`head -c 100000000 /dev/zero` on a new pty (its default modes, as a container's
+    terminal has them) read by this process in 64 KiB reads: seconds to its end."""
+    master, slave = os.openpty()
+    buf = bytearray(64 << 10)
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen([str(BUSYBOX), "head", "-c", str(SIZE), "/dev/zero"],
+                                stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        os.close(slave)
+        slave = -1
+        got = 0
+        while True:
+            try:
+                n = os.readv(master, [buf])
+            except OSError:  # EIO: the writer closed the terminal
+                break
+            if not n:
+                break
+            got += n
+        elapsed = time.perf_counter() - started
+        if proc.wait(TIMEOUT) != 0 or got != SIZE:
+            raise EngineError(f"the bare pty reader got {got} bytes (head exited {proc.returncode})")
+        return elapsed
+    finally:
+        os.close(master)
+        if slave >= 0:
+            os.close(slave)
+
+
 def measure_100m(sides: list[Side], rounds: int) -> None:
     whole: dict[str, list[float]] = {s.name: [] for s in sides}
     empty: dict[str, list[float]] = {s.name: [] for s in sides}
+    bare: dict[str, list[float]] = {s.name: [] for s in sides}
     for r in range(rounds + 1):
         for side in _turns(sides, r):
             big = time_command(side.cli("run", "-t", "--rm", side.image, "head", "-c", str(SIZE), "/dev/zero"))
             none = time_command(side.cli("run", "-t", "--rm", side.image, "true"))
+            alone = bare_pty_seconds()
             if r:  # round 0 warms up
                 whole[side.name].append(big)
                 empty[side.name].append(none)
+                bare[side.name].append(alone)
     for side in sides:
+        b = statistics.median(bare[side.name])
+        side.rows["tty_bare"] = Row(SIZE / b / 1e6, "MB/s", f"median {b:.2f} s, n={len(bare[side.name])}")
         w, e = statistics.median(whole[side.name]), statistics.median(empty[side.name])
         side.rows["tty_100m_whole"] = Row(SIZE / w / 1e6, "MB/s", f"median {w:.2f} s, n={len(whole[side.name])}")
         side.rows["tty_100m"] = Row(
@@ -171,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench: keystrokes through run -it ...", file=sys.stderr)
         attempt(ss, ("keystroke",), lambda: measure_keystroke(ss, args.rounds, args.keys))
         print("bench: 100 MB through a tty ...", file=sys.stderr)
-        attempt(ss, ("tty_100m", "tty_100m_whole"), lambda: measure_100m(ss, args.rounds))
+        attempt(ss, ("tty_100m", "tty_100m_whole", "tty_bare"), lambda: measure_100m(ss, args.rounds))
 
     return session("tty", engines, measure_sides, table, args.json)
 
