@@ -152,7 +152,7 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
             default_network="bridge" if config.default_bridge else "none",
             leftovers=runner.remove_leftovers,
         )
-        images.set_lineage(cache.children)
+        images.set_lineage(builder.lineage)
         await builder.start()
         stack.push_async_callback(builder.aclose)
         builds = BuildSessions(BuildDirs(config.root), builder)

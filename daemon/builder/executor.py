@@ -128,6 +128,9 @@ class _Run:
     step: int = 0
     cached: int = 0
     used_args: set[str] = field(default_factory=set)
+    # Every image this build made or took from the cache: `image prune` leaves them be
+    # while it runs (the next step stands on one of them).
+    images: set[str] = field(default_factory=set)
     results: dict[int, _StageResult] = field(default_factory=dict)
     building: set[int] = field(default_factory=set)
 
@@ -159,6 +162,17 @@ class Builder:
         self._tmp = tmp_dir
         self._default_network = default_network
         self._leftovers = leftovers
+        self._active: dict[str, _Run] = {}
+
+    async def lineage(self) -> dict[str, set[str]]:
+        """What the image store asks (`ImageManager.set_lineage`): the cache's parent ->
+        children, and the images of builds under way as their own children (an
+        intermediate image is kept while a child needs it: these are needed right now)."""
+        out = await self._cache.children()
+        for run in list(self._active.values()):
+            for image_id in run.images:
+                out.setdefault(image_id, set()).add(image_id)
+        return out
 
     async def start(self) -> None:
         await self._cache.start()
@@ -196,6 +210,7 @@ class Builder:
         for warning in dockerfile.warnings:
             report(BuildProgress(StepState.INFO, text=warning))
         await self._cache.begin(token)
+        self._active[token] = run
         try:
             await asyncio.to_thread(tmp.mkdir, mode=0o700)
             for index in needed:
@@ -222,6 +237,7 @@ class Builder:
         return BuildResult(image.id, tuple(parse_tagged(t).familiar() for t in tags), run.step, run.cached)
 
     async def _finish(self, run: _Run) -> None:
+        self._active.pop(run.token, None)
         await asyncio.to_thread(shutil.rmtree, run.tmp, True)
         try:
             await self._cache.end({run.token})
@@ -320,6 +336,7 @@ class Builder:
                     f"image {name} is not here and could not be pulled: {exc.message}",
                     NotFound,
                 ) from None
+        run.images.add(image.id)
         return image
 
     # ---- steps ------------------------------------------------------------------------------
@@ -370,6 +387,7 @@ class Builder:
         except NotFound:
             return False
         current.image = image
+        run.images.add(image.id)
         run.cached += 1
         run.progress(StepState.CACHED, stage, text=" ---> Using cache")
         run.progress(StepState.DONE, stage, text=f" ---> {_short(image.id)}", image_id=image.id)
@@ -399,6 +417,7 @@ class Builder:
             image = await self._images.commit(request)
         except InvalidArgument as exc:
             raise step_error(run.file, i, exc.message) from None
+        run.images.add(image.id)
         await self._cache.record(parent, key, image.id)
         current.image = image
         current.pending = []

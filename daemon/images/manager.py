@@ -125,14 +125,22 @@ class ImageManager:
 
     def set_lineage(self, lineage: Lineage) -> None:
         """Who knows which images were built on which (the builder): an untagged image
-        with a child is an intermediate image, hidden by `list` and kept by `prune`."""
+        with a child is an intermediate image, hidden by `list` and kept by `prune`; an
+        image listed as its own child is one a build under way stands on, which `prune`
+        keeps too, tagged or not."""
         self._lineage = lineage
 
-    async def _intermediate(self, images: Sequence[Image]) -> set[str]:
-        """The untagged images that another existing image was built on."""
+    async def _intermediate(self, images: Sequence[Image], held: bool = False) -> set[str]:
+        """The untagged images that another existing image was built on; with `held`,
+        also the images a build under way stands on (its own child, in the lineage),
+        tagged or not."""
         ids = {image.id for image in images}
-        parents = {p for p, kids in (await self._lineage()).items() if kids & ids}
-        return {i.id for i in images if i.id in parents and not (i.repo_tags or i.repo_digests)}
+        lineage = await self._lineage()
+        parents = {p for p, kids in lineage.items() if kids & ids}
+        out = {i.id for i in images if i.id in parents and not (i.repo_tags or i.repo_digests)}
+        if held:
+            out |= {p for p, kids in lineage.items() if p in kids}
+        return out
 
     async def start(self) -> None:
         await self._db.migrate("images", records.SCHEMA)
@@ -570,7 +578,7 @@ class ImageManager:
         tried: set[str] = set()
         while True:
             images = await self.list(all=True)
-            keep = await self._intermediate(images)
+            keep = await self._intermediate(images, held=True)
             removed = 0
             for image in images:
                 if image.id in keep or image.id in tried:

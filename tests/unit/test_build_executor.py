@@ -8,7 +8,7 @@ import io
 import json
 import os
 import tarfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,9 +40,12 @@ class FakeRunner:
     scripts: dict[str, dict[str, bytes]] = field(default_factory=dict)
     failing: dict[str, int] = field(default_factory=dict)
     ran: list[RunSpec] = field(default_factory=list)
+    meanwhile: Callable[[], Awaitable[object]] | None = None  # what happens while it "runs"
 
     async def run(self, image: Image, spec: RunSpec, output: Callable[[int, bytes], None], commit: Commit) -> Image:
         self.ran.append(spec)
+        if self.meanwhile is not None:
+            await self.meanwhile()
         script = spec.argv[-1]
         output(1, f"running {script}\n".encode())
         if script in self.failing:
@@ -99,7 +102,7 @@ async def builder_env(tmp_path: Path) -> AsyncIterator[Env]:
         cache = BuildCache(store.db)
         runner = FakeRunner()
         builder = Builder(store.manager, runner, cache, tmp_path / "builder")
-        store.manager.set_lineage(cache.children)
+        store.manager.set_lineage(builder.lineage)
         await builder.start()
         context = tmp_path / "context"
         context.mkdir()
@@ -365,3 +368,12 @@ async def test_dockerfile_errors(tmp_path: Path) -> None:
         with pytest.raises(NotFound, match="image nope:1 is not here and could not be pulled"):
             await env.build("FROM nope:1\n")
         assert json.loads(json.dumps([]))== []
+
+
+async def test_a_prune_during_a_build_leaves_the_steps_it_stands_on(tmp_path: Path) -> None:
+    async with builder_env(tmp_path) as env:
+        env.runner.meanwhile = lambda: env.store.manager.prune(all=True)
+        result = await env.build("FROM base:1\nENV A=1\nRUN one\nLABEL b=2\nRUN two\n", tags=("kept",))
+        assert (await env.store.manager.get("kept")).id == result.image_id
+        env.runner.meanwhile = None
+        assert (await env.build("FROM base:1\nENV A=1\nRUN one\nLABEL b=2\nRUN two\n")).cached_steps == 4
