@@ -75,6 +75,7 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("--stop-signal", metavar="SIG", help="signal that stops the container")
     p.add_argument("--stop-timeout", type=int, metavar="N", help="seconds before SIGKILL after the stop signal")
     p.add_argument("--log-opt", action="append", metavar="K=V", help="log option: max-size=10m (rotate at), max-file=3 (files kept)")
+    _add_health_flags(p)
     _add_network_flags(p)
     p.add_argument("-v", "--volume", action="append", metavar="[SRC:]DST[:MODE]",
                    help="mount a volume (NAME:DST, or DST alone: a new anonymous one) or a host path (/HOST:DST)")
@@ -91,6 +92,19 @@ def _add_run_like(p: argparse.ArgumentParser, run: bool) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD [ARG...]")
     if not run:
         p.set_defaults(detach=True)
+
+
+def _add_health_flags(p: argparse.ArgumentParser) -> None:
+    """run/create: the healthcheck (ContainerConfig.healthcheck), docker's flags."""
+    p.add_argument("--health-cmd", metavar="CMD", help="command to run to check health (with /bin/sh -c)")
+    p.add_argument("--health-interval", metavar="DURATION", help="time between checks (ms|s|m|h), default 30s")
+    p.add_argument("--health-timeout", metavar="DURATION", help="longest a check may run (ms|s|m|h), default 30s")
+    p.add_argument("--health-retries", type=int, metavar="N", help="failures in a row that make it unhealthy, default 3")
+    p.add_argument("--health-start-period", metavar="DURATION",
+                   help="time after a start when failures do not count yet (ms|s|m|h), default 0s")
+    p.add_argument("--health-start-interval", metavar="DURATION",
+                   help="time between checks during the start period (ms|s|m|h), default 5s")
+    p.add_argument("--no-healthcheck", action="store_true", help="disable any healthcheck (the image's too)")
 
 
 def _add_network_flags(p: argparse.ArgumentParser) -> None:
@@ -180,7 +194,7 @@ def _add_ps(p: argparse.ArgumentParser) -> None:
     p.add_argument("-a", "--all", action="store_true", help="show all containers, not only running ones")
     p.add_argument("-q", "--quiet", action="store_true", help="only print ids")
     p.add_argument("--no-trunc", action="store_true", help="do not truncate output")
-    p.add_argument("-f", "--filter", action="append", metavar="K=V", help="filter (id, name, label, status, ancestor, exited)")
+    p.add_argument("-f", "--filter", action="append", metavar="K=V", help="filter (id, name, label, status, ancestor, exited, health)")
     p.add_argument("--format", metavar="TEMPLATE", help='Go template, "table TEMPLATE" or "json"')
 
 

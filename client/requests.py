@@ -21,6 +21,7 @@ from pallet.client.options import (
     parse_extra_host,
     parse_key_values,
     parse_labels,
+    parse_duration,
     parse_restart,
     parse_tail,
     parse_time,
@@ -104,6 +105,7 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
         config.restart_policy.name, config.restart_policy.maximum_retry_count = name, count
     if getattr(args, "log_opt", None):
         config.log_max_size, config.log_max_file = parse_log_opts(args.log_opt)
+    _health_config(config, args)
     _network_config(config, args)
     _mount_config(config, args)
     from pallet.client.secopts import security_config
@@ -113,6 +115,57 @@ def container_config(args: argparse.Namespace, environ: Mapping[str, str]) -> co
 
     config.resources.CopyFrom(resources_message(args))
     return config
+
+
+# (option, its namespace attribute, HealthConfig's field) of the healthcheck's durations.
+_HEALTH_DURATIONS = (
+    ("--health-interval", "health_interval", "interval_ns"),
+    ("--health-timeout", "health_timeout", "timeout_ns"),
+    ("--health-start-period", "health_start_period", "start_period_ns"),
+    ("--health-start-interval", "health_start_interval", "start_interval_ns"),
+)
+
+
+def _health_config(config: containers_pb2.ContainerConfig, args: argparse.Namespace) -> None:
+    """--health-* and --no-healthcheck, as docker's CLI reads them: no flag leaves the
+    image's healthcheck; --no-healthcheck is a test of NONE; --health-cmd a CMD-SHELL test;
+    durations are Go's (a value under 1ms is palletd's to refuse)."""
+    values: dict[str, int] = {}
+    for flag, attr, field in _HEALTH_DURATIONS:
+        text = getattr(args, attr, None)
+        if text is None:
+            continue
+        try:
+            seconds = parse_duration(text.strip())
+        except InvalidArgument:
+            raise InvalidArgument(
+                f"invalid argument {text!r} for {flag}: use a duration with a unit, e.g. "
+                "30s, 500ms, 1m30s"
+            ) from None
+        if seconds < 0:
+            raise InvalidArgument(f"{flag} cannot be negative")
+        ns = round(seconds * 1e9)
+        check_range(ns, flag, 0, INT64_MAX, " ns")
+        values[field] = ns
+    cmd = getattr(args, "health_cmd", None) or ""
+    retries = getattr(args, "health_retries", None) or 0
+    if retries < 0:
+        raise InvalidArgument("--health-retries cannot be negative")
+    check_range(retries, "--health-retries", 0, INT32_MAX)
+    asked = bool(cmd or retries or any(values.values()))
+    if getattr(args, "no_healthcheck", False):
+        if asked:
+            raise InvalidArgument("--no-healthcheck conflicts with --health-* options")
+        config.healthcheck.test[:] = ["NONE"]
+        return
+    if not asked:
+        return
+    config.healthcheck.SetInParent()
+    if cmd:
+        config.healthcheck.test[:] = ["CMD-SHELL", cmd]
+    config.healthcheck.retries = retries
+    for name, ns in values.items():
+        setattr(config.healthcheck, name, ns)
 
 
 def _mount_config(config: containers_pb2.ContainerConfig, args: argparse.Namespace) -> None:

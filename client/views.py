@@ -62,7 +62,11 @@ def container_status(c: Any, now: float) -> str:
         return "Created"
     if name in ("running", "paused"):
         up = "Up " + human_duration(seconds_since(state.started_at, now))
-        return up + " (Paused)" if name == "paused" else up
+        if name == "paused":
+            return up + " (Paused)"
+        if state.HasField("health") and state.health.status:
+            return f"{up} ({health_text(state.health.status)})"
+        return up
     if name == "restarting":
         return f"Restarting ({state.exit_code}) {human_duration(seconds_since(state.finished_at, now))} ago"
     if name == "removing":
@@ -74,6 +78,35 @@ def container_status(c: Any, now: float) -> str:
             return f"Exited ({state.exit_code})"
         return f"Exited ({state.exit_code}) {human_duration(seconds_since(state.finished_at, now))} ago"
     return name.capitalize()
+
+
+def health_text(status: str) -> str:
+    """docker's Health.String: "health: starting", "healthy", "unhealthy"."""
+    return "health: starting" if status == "starting" else status
+
+
+def health_config(h: Any) -> dict[str, Any]:
+    """docker's Healthcheck object (Config.Healthcheck): Test, and the values that are set."""
+    out: dict[str, Any] = {"Test": list(h.test)}
+    for key, value in (("Interval", h.interval_ns), ("Timeout", h.timeout_ns),
+                       ("StartPeriod", h.start_period_ns),
+                       ("StartInterval", h.start_interval_ns), ("Retries", h.retries)):
+        if value:
+            out[key] = int(value)
+    return out
+
+
+def health_state(h: Any) -> dict[str, Any]:
+    """docker's State.Health."""
+    return {
+        "Status": h.status,
+        "FailingStreak": int(h.failing_streak),
+        "Log": [
+            {"Start": timestamp_text(r.start), "End": timestamp_text(r.end),
+             "ExitCode": int(r.exit_code), "Output": r.output}
+            for r in h.log
+        ],
+    }
 
 
 def container_command(c: Any, trunc: bool) -> str:
@@ -177,6 +210,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
             "Error": state.error,
             "StartedAt": timestamp_text(state.started_at),
             "FinishedAt": timestamp_text(state.finished_at),
+            **({"Health": health_state(state.health)} if state.HasField("health") else {}),
         },
         "Image": c.image_id,
         "LogPath": c.log_path,
@@ -199,6 +233,7 @@ def inspect_container(c: Any) -> dict[str, Any]:
             "Tty": bool(cfg.tty),
             "Env": list(cfg.env),
             "Cmd": _list_or_none(cfg.cmd),
+            **({"Healthcheck": health_config(cfg.healthcheck)} if cfg.HasField("healthcheck") else {}),
             "Image": c.image or cfg.image,  # the reference as given, like docker
             "Volumes": views_mounts.config_volumes(c),
             "WorkingDir": cfg.working_dir,
@@ -323,6 +358,7 @@ def inspect_image(image: Any) -> dict[str, Any]:
             "ExposedPorts": _set_or_none(cfg.exposed_ports),
             "Env": list(cfg.env),
             "Cmd": _list_or_none(cfg.cmd),
+            **({"Healthcheck": health_config(cfg.healthcheck)} if cfg.HasField("healthcheck") else {}),
             "Volumes": _set_or_none(cfg.volumes),
             "WorkingDir": cfg.working_dir,
             "Entrypoint": _list_or_none(cfg.entrypoint),

@@ -34,6 +34,7 @@ from pallet.shim.api.messages import (
     EofEvent,
     ExecRequest,
     FreezeRequest,
+    KillExecRequest,
     KillRequest,
     PauseRequest,
     ResizeRequest,
@@ -298,6 +299,17 @@ class Task:
         if request.all:
             self.cgroup.kill(signum)
         _kill(init.pid, signum)
+        return Ack()
+
+    def op_kill_exec(self, conn: Conn, request: KillExecRequest) -> Ack:
+        """Signal one exec's process (its process only, as containerd kills an exec)."""
+        signum = request.signal
+        if not 0 < signum < signal.NSIG:
+            raise InvalidArgument(f"invalid signal {signum!r}")
+        process = self.execs.running(request.exec_id)
+        if process.exit is not None:
+            raise FailedPrecondition(f"exec {request.exec_id} has ended")
+        _kill(process.pid, signum)
         return Ack()
 
     def op_update(self, conn: Conn, request: UpdateRequest) -> Ack:

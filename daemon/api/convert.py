@@ -12,6 +12,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pallet.daemon.containers.networking import NetworkView, PortView
 from pallet.daemon.containers.model import (
     MOUNT_BIND,
+    Health,
     MOUNT_VOLUME,
     ConfigRequest,
     Container,
@@ -29,7 +30,7 @@ from pallet.daemon.containers.model import (
     ThrottleDevice,
 )
 from pallet.daemon.events.model import Event
-from pallet.daemon.images.model import Image
+from pallet.daemon.images.model import HealthConfig, Image
 from pallet.v1 import containers_pb2 as cpb
 from pallet.v1 import events_pb2 as epb
 from pallet.v1 import images_pb2 as ipb
@@ -84,6 +85,7 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
             mac_address=cfg.mac_address,
             tty=cfg.tty,
             console_size=(cfg.console_height, cfg.console_width),
+            healthcheck=health_config(cfg.healthcheck) if cfg.HasField("healthcheck") else None,
         ),
         host_config=HostConfig(
             auto_remove=cfg.auto_remove,
@@ -106,6 +108,34 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
+    )
+
+
+def health_config(h: ipb.HealthConfig) -> HealthConfig:
+    return HealthConfig(
+        test=tuple(h.test), interval_ns=h.interval_ns, timeout_ns=h.timeout_ns,
+        start_period_ns=h.start_period_ns, start_interval_ns=h.start_interval_ns,
+        retries=h.retries,
+    )
+
+
+def health_config_message(h: HealthConfig | None) -> ipb.HealthConfig | None:
+    if h is None:
+        return None
+    return ipb.HealthConfig(
+        test=h.test, interval_ns=h.interval_ns, timeout_ns=h.timeout_ns,
+        start_period_ns=h.start_period_ns, start_interval_ns=h.start_interval_ns,
+        retries=h.retries,
+    )
+
+
+def health_message(h: Health | None) -> cpb.Health | None:
+    if h is None:
+        return None
+    return cpb.Health(
+        status=h.status, failing_streak=h.failing_streak,
+        log=[cpb.HealthResult(start=timestamp(r.start_ns), end=timestamp(r.end_ns),
+                              exit_code=r.exit_code, output=r.output) for r in h.log],
     )
 
 
@@ -269,6 +299,7 @@ def container(
             ),
             resources=resources_message(host.resources),
             init=host.init,
+            healthcheck=health_config_message(cfg.healthcheck),
         ),
         state=cpb.ContainerState(
             status=STATUS[st.status],
@@ -279,6 +310,7 @@ def container(
             error=st.error,
             shim_pid=st.shim_pid,
             oom_killed=st.oom_killed,
+            health=health_message(st.health),
         ),
         created=timestamp(c.created_ns),
         path=c.path,
@@ -333,6 +365,7 @@ def image(img: Image) -> ipb.Image:
             stop_signal=cfg.stop_signal,
             exposed_ports=cfg.exposed_ports,
             volumes=cfg.volumes,
+            healthcheck=health_config_message(cfg.healthcheck),
         ),
         layers=img.layers,
         architecture=img.architecture,

@@ -61,6 +61,7 @@ def commit_config(c: Container, image: Image) -> ImageConfig:
         stop_signal=stop_signal,
         exposed_ports=cfg.exposed_ports,
         volumes=tuple(volumes),
+        healthcheck=cfg.healthcheck,  # docker's commit keeps the container's
     )
 
 

@@ -1,7 +1,7 @@
 """`ps --filter` for containers, in docker's `key=value` form.
 
-Owns: parsing and matching container filters (id, name, label, status, ancestor, exited;
-and prune's label, label!, until).
+Owns: parsing and matching container filters (id, name, label, status, ancestor, exited,
+health; and prune's label, label!, until).
 Values under one key are ORed, different keys ANDed. Must not: look anything up; the
 caller resolves `ancestor` references to image ids first.
 """
@@ -10,14 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from pallet.daemon.containers.model import Container, Status
+from pallet.daemon.containers.model import (
+    HEALTH_HEALTHY,
+    HEALTH_STARTING,
+    HEALTH_UNHEALTHY,
+    Container,
+    Status,
+)
 from pallet.daemon.networks.filters import until_ns
 from pallet.v1.errors import InvalidArgument
 
-KEYS = frozenset({"id", "name", "label", "status", "ancestor", "exited"})
+KEYS = frozenset({"id", "name", "label", "status", "ancestor", "exited", "health"})
 #: What `container prune --filter` takes (docker's).
 PRUNE_KEYS = frozenset({"label", "label!", "until"})
 STATUSES = frozenset(s.value for s in Status)
+#: `health=`: docker's health statuses, and "none" for a container without State.Health.
+HEALTH_NONE = "none"
+HEALTH_VALUES = frozenset({HEALTH_STARTING, HEALTH_HEALTHY, HEALTH_UNHEALTHY, HEALTH_NONE})
 
 
 def parse(filters: Sequence[str], keys: frozenset[str] = KEYS) -> dict[str, set[str]]:
@@ -38,6 +47,10 @@ def parse(filters: Sequence[str], keys: frozenset[str] = KEYS) -> dict[str, set[
             raise InvalidArgument(
                 f"invalid filter status={value}: use one of {', '.join(sorted(STATUSES))}"
             )
+        if key == "health" and value not in HEALTH_VALUES:
+            raise InvalidArgument(
+                f"invalid filter health={value}: use one of {', '.join(sorted(HEALTH_VALUES))}"
+            )
         if key == "exited" and not value.lstrip("-").isdigit():
             raise InvalidArgument(f"invalid filter exited={value}: use an exit code number")
         terms.setdefault(key, set()).add(value)
@@ -53,6 +66,10 @@ def matches(c: Container, terms: Mapping[str, set[str]], ancestors: set[str]) ->
             return False
         if key == "status" and c.state.status.value not in values:
             return False
+        if key == "health":
+            health = c.state.health.status if c.state.health is not None else HEALTH_NONE
+            if health not in values:
+                return False
         if key == "exited" and (
             c.state.status is not Status.EXITED
             or str(c.state.exit_code) not in values

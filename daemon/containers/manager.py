@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import signal
 import socket
 import sqlite3
 import time
@@ -35,6 +36,8 @@ from pallet.daemon.containers import leftovers
 from pallet.daemon.containers import resources as container_resources
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.initproc import find_init
+from pallet.daemon.containers import healthcheck
+from pallet.daemon.containers.health import HealthMonitor
 from pallet.daemon.containers.exits import Why
 from pallet.daemon.containers.bundle import cgroup_path, exec_process, write_etc_files
 from pallet.daemon.containers import commit as commits
@@ -45,6 +48,7 @@ from pallet.daemon.containers.model import (
     ContainerState,
     Created,
     CreateRequest,
+    Health,
     HostConfig,
     Status,
     check_transition,
@@ -136,6 +140,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         self._run_root = run_root
         self._crashes = crashes
         self._execs = ExecTracker(records, events, shims, clock, crashes)
+        self._health = HealthMonitor(self, clock)
         self._containers: dict[str, Container] = {}
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -200,6 +205,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
     async def aclose(self) -> None:
         """Stop watching containers; they keep running under their shims."""
         self._closing = True
+        await self._health.aclose()
         await self._execs.aclose()
         tasks = list(self._tasks.values())
         for task in tasks:
@@ -231,6 +237,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         run = Run(shim)
         self._runs[c.id] = run
         self._watch(c.id, run)
+        if c.state.status is Status.RUNNING:  # (a paused one is probed once unpaused)
+            self._health.watch(c)
 
     async def adopt_start(self, c: Container, shim: ShimClient, state: ShimState) -> None:
         with space.essential():  # what happened: the start had got the process running
@@ -248,6 +256,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
             error="",
             shim_pid=shim.shim_pid,
             oom_killed=False,
+            health=healthcheck.at_start(c.state.health, c.config.healthcheck),
         )
 
     async def resume_execs(self, container_id: str) -> None:
@@ -670,6 +679,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
                 error="",
                 shim_pid=shim.shim_pid,
                 oom_killed=False,
+                # docker's: each start is "starting" again, with no failures (log kept).
+                health=healthcheck.at_start(c.state.health, c.config.healthcheck),
             )
         except PalletError as e:
             # Not recorded (a full disk): the container must not run unrecorded. Its init
@@ -682,6 +693,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
             raise
         self._runs[c.id] = run
         self._watch(c.id, run)
+        self._health.watch(c)
         return pid
 
     # ---- wait / attach / exec ------------------------------------------------------
@@ -752,6 +764,47 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
             ),
         )
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
+
+    # ---- healthchecks: what `health.HealthMonitor` acts through --------------------------
+
+    async def run_probe(self, c: Container, args: tuple[str, ...]) -> TrackedExec:
+        """A health probe: an exec as docker runs one (the container's user, working
+        directory and environment; no stdin, no terminal), with its exec_* events."""
+        run = self._runs.get(c.id)
+        if run is None:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        spec = ExecSpec(exec_id="", process=exec_process(c, args, (), "", "", False))
+        return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
+
+    async def kill_probe(self, c: Container, exec_id: str) -> None:
+        run = self._runs.get(c.id)
+        if run is None:
+            raise FailedPrecondition(f"container {c.name} is not running")
+        await run.shim.kill_exec(exec_id, signal.SIGKILL)
+
+    async def record_health(self, container_id: str, started_at_ns: int, health: Health) -> bool:
+        """A probe's result for the run that started at `started_at_ns`: recorded, with
+        `health_status: <status>` in the same transaction when the status changed. False
+        (nothing written) when that run is not the container's running one any more."""
+        async with self.lock(container_id):
+            c = self._containers.get(container_id)
+            if (
+                c is None
+                or c.state.status is not Status.RUNNING
+                or c.state.started_at_ns != started_at_ns
+            ):
+                return False
+            before = c.state.health
+            # Not a transition (it stays running): the record and its event as one.
+            updated = c.with_state(health=health)
+            if before is None or before.status != health.status:
+                action = healthcheck.EVENT_PREFIX + health.status
+                await self._events.publish("container", action, c.id, self._attrs(c),
+                                           also=update_writer(updated))
+            else:
+                await self._records.update(updated)
+            self._containers[c.id] = updated
+            return True
 
     def cgroup_relative(self, c: Container) -> str:
         """The container's cgroup, relative to each cgroup root."""

@@ -1,6 +1,7 @@
 """A container's effective config: the caller's create request merged over the image's.
 
-Owns: docker's merge rules (entrypoint/cmd, env by key, labels, stop signal and timeout)
+Owns: docker's merge rules (entrypoint/cmd, env by key, labels, stop signal and timeout,
+the healthcheck by `healthcheck.merge`)
 into `Config`, the checks and defaults of `HostConfig`, and their validation (with the
 size limits of `pallet.daemon.limits` for the caller's labels, command and environment,
 host name and working dir).
@@ -18,6 +19,7 @@ from pallet.daemon.containers.model import (
     HostConfig,
     LogConfig,
 )
+from pallet.daemon.containers import healthcheck
 from pallet.daemon.containers.restarts import check_policy
 from pallet.daemon.containers.resize import check_console_size
 from pallet.daemon.containers.signals import parse_signal
@@ -70,6 +72,8 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         )
     check_path(req.working_dir, "the working directory")
     check_args_and_env((*(req.entrypoint or ()), *(req.cmd or ())), req.env, "the container")
+    if req.healthcheck is not None:
+        check_args_and_env(req.healthcheck.test, (), "the healthcheck")
     check_hostname(hostname)
     # The caller's labels only: an image's own (pulled, loaded) are not the caller's to fix.
     check_labels(req.labels, "the container")
@@ -97,6 +101,7 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         mac_address=req.mac_address,
         tty=req.tty,
         console_size=check_console_size(req.console_size),
+        healthcheck=healthcheck.merge(healthcheck.check(req.healthcheck), ic.healthcheck),
     )
 
 

@@ -10,6 +10,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
+from pallet.daemon.images.model import HealthConfig
 from pallet.daemon.networks.model import EndpointConfig
 from pallet.v1.errors import FailedPrecondition
 
@@ -76,6 +77,9 @@ class Config:
     tty: bool = False  # a pseudo-terminal as its stdio (docker's Config.Tty, -t)
     # Its rows and columns when the init starts (docker's HostConfig.ConsoleSize); 0: unset.
     console_size: tuple[int, int] = (0, 0)
+    # docker's Config.Healthcheck: the create's merged over the image's (None: neither
+    # has one; a test of ("NONE",): disabled). Probed by `health.HealthMonitor`.
+    healthcheck: HealthConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +299,8 @@ class ConfigRequest:
     mac_address: str = ""
     tty: bool = False
     console_size: tuple[int, int] = (0, 0)
+    # None: the image's; a value's zero fields (and an empty test) are the image's too.
+    healthcheck: HealthConfig | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,6 +315,32 @@ class CreateRequest:
     ipv4_address: str = ""
 
 
+HEALTH_STARTING = "starting"
+HEALTH_HEALTHY = "healthy"
+HEALTH_UNHEALTHY = "unhealthy"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthResult:
+    """One probe's result (docker's HealthcheckResult): -1 for a probe that timed out or
+    could not run, its output cut at 4096 bytes."""
+
+    start_ns: int
+    end_ns: int
+    exit_code: int
+    output: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """docker's State.Health: the status by docker's rules (`healthcheck.record`), the
+    failures in a row, the last 5 results, oldest first."""
+
+    status: str = HEALTH_STARTING
+    failing_streak: int = 0
+    log: tuple[HealthResult, ...] = ()
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerState:
     status: Status = Status.CREATED
@@ -319,6 +351,9 @@ class ContainerState:
     error: str = ""
     shim_pid: int = 0
     oom_killed: bool = False  # the last run ended killed by the OOM killer
+    # Set at the first start of a container with a healthcheck; kept after its run ends
+    # (docker's), starting again at each start.
+    health: Health | None = None
 
 
 @dataclass(frozen=True, slots=True)

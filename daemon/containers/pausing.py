@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from pallet.daemon.containers.health import HealthMonitor
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.sessions import Run
 from pallet.v1.errors import FailedPrecondition, PalletError
@@ -33,6 +34,7 @@ class Pauses:
     # The manager's state this part works on.
     _containers: dict[str, Container]
     _runs: dict[str, Run]
+    _health: HealthMonitor  # docker does not probe a paused container
 
     if TYPE_CHECKING:  # the manager's methods this part calls
 
@@ -66,6 +68,7 @@ class Pauses:
                 # Not recorded (a full disk, say): it must not stay frozen unrecorded.
                 await asyncio.shield(_resume_quietly(run, c.id))
                 raise
+            self._health.unwatch(c.id)
 
     async def unpause(self, ref: str) -> None:
         """Thaw a paused container; RUNNING with its `unpause` event."""
@@ -82,7 +85,8 @@ class Pauses:
                     f"remove it with force (rm -f {c.name})"
                 )
             await run.shim.resume()
-            await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)
+            c = await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)
+            self._health.watch(c)
 
     async def _resume_after_signal(self, container_id: str, run: Run) -> None:
         """A stop's (or kill's) signal was sent to a paused container: thaw it so that
@@ -101,12 +105,14 @@ class Pauses:
                 log.warning("cannot thaw a paused container after its stop signal",
                             container_id=c.id, reason=str(e))
                 return
-            await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)
+            c = await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)
+            self._health.watch(c)
 
     async def reconcile_paused(self, c: Container, paused: bool) -> Container:
         """At boot: the record of a re-adopted container says what its shim says (the
         shim holds the pause; a palletd killed between the two left them apart)."""
         if paused and c.state.status is Status.RUNNING:
+            self._health.unwatch(c.id)
             return await self._transition(c, event=("pause", self._attrs(c)), status=Status.PAUSED)
         if not paused and c.state.status is Status.PAUSED:
             return await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)

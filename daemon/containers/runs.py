@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
+from pallet.daemon.containers.health import HealthMonitor
 from pallet.daemon.containers.mounting import Volumes, unmount_volumes, volume_names
 from pallet.daemon.containers.networking import Networking
 from pallet.daemon.containers.model import Container, Status
@@ -82,6 +83,7 @@ class RunEnds:
     _pending: dict[str, list[PendingAttach]]
     _runs: dict[str, Run]
     _tasks: dict[str, asyncio.Task[None]]
+    _health: HealthMonitor  # probing ends with the run
 
     if TYPE_CHECKING:  # the manager's methods this part calls
 
@@ -132,6 +134,7 @@ class RunEnds:
     async def _settle(
         self, c: Container, status: ExitStatus, why: Why, shim: ShimClient | None
     ) -> Outcome:
+        self._health.unwatch(c.id)
         try:
             if why is Why.START_FAILED:
                 c = await self._record_failed_start(c, status)

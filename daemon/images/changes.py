@@ -1,7 +1,7 @@
 """Config changes in Dockerfile form, as `docker import --change` takes them.
 
-Owns: parsing `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`, `LABEL`, `EXPOSE`, `VOLUME`
-and `STOPSIGNAL` lines and applying them to an `ImageConfig`. Must not: build whole image
+Owns: parsing `CMD`, `ENTRYPOINT`, `ENV`, `WORKDIR`, `USER`, `LABEL`, `EXPOSE`, `VOLUME`,
+`STOPSIGNAL` and `HEALTHCHECK` lines and applying them to an `ImageConfig`. Must not: build whole image
 configs (that is `oci.py`) or accept instructions that change the filesystem.
 """
 
@@ -16,7 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from pallet.v1.errors import InvalidArgument
-from pallet.daemon.images.model import ImageConfig
+from pallet.daemon import durations
+from pallet.daemon.images.model import HealthConfig, ImageConfig
 from pallet.daemon.limits import check_changes, check_labels
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
@@ -145,6 +146,65 @@ def _stopsignal(config: ImageConfig, args: str) -> ImageConfig:
     return replace(config, stop_signal=name)
 
 
+_HEALTH_FLAGS = {
+    "--interval": "interval_ns", "--timeout": "timeout_ns",
+    "--start-period": "start_period_ns", "--start-interval": "start_interval_ns",
+}
+
+
+def _healthcheck(config: ImageConfig, args: str) -> ImageConfig:
+    """`HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+    [--retries=N] CMD command` (shell or JSON form), or `HEALTHCHECK NONE`, as docker's
+    builder reads it: durations 0 or at least 1ms, retries not negative."""
+    rest = args.strip()
+    values: dict[str, int] = {}
+    while rest.startswith("--"):
+        flag, _, rest = rest.partition(" ")
+        rest = rest.lstrip()
+        name, eq, value = flag.partition("=")
+        if name == "--retries" and eq:
+            if not value.lstrip("-").isdigit():
+                raise InvalidArgument(f"HEALTHCHECK --retries={value!r} must be a whole number")
+            if int(value) < 0:
+                raise InvalidArgument(f"HEALTHCHECK --retries cannot be negative ({value})")
+            values["retries"] = int(value)
+        elif name in _HEALTH_FLAGS and eq:
+            ns = durations.parse(value, f"HEALTHCHECK {name}")
+            if ns < 0 or 0 < ns < durations.NS_PER_MS:
+                raise InvalidArgument(f"HEALTHCHECK {name}={value} cannot be less than 1ms")
+            values[_HEALTH_FLAGS[name]] = ns
+        else:
+            raise InvalidArgument(
+                f"HEALTHCHECK flag {flag!r} is unknown: use --interval=, --timeout=, "
+                "--start-period=, --start-interval= or --retries="
+            )
+    kind, _, command = rest.partition(" ")
+    if kind.upper() == "NONE":
+        if command.strip() or values:
+            raise InvalidArgument("HEALTHCHECK NONE takes no arguments")
+        return replace(config, healthcheck=HealthConfig(test=("NONE",)))
+    if kind.upper() != "CMD":
+        raise InvalidArgument(
+            f"HEALTHCHECK {rest!r}: give CMD and a command, or NONE"
+        )
+    text = command.strip()
+    test: tuple[str, ...]
+    if text.startswith("["):
+        try:
+            words = json.loads(text)
+        except json.JSONDecodeError:
+            words = None
+        if isinstance(words, list) and words and all(isinstance(item, str) for item in words):
+            test = ("CMD", *words)
+        else:
+            test = ("CMD-SHELL", text)
+    elif text:
+        test = ("CMD-SHELL", text)
+    else:
+        raise InvalidArgument("HEALTHCHECK CMD needs a command")
+    return replace(config, healthcheck=HealthConfig(test=test, **values))
+
+
 _APPLY: dict[str, Callable[[ImageConfig, str], ImageConfig]] = {
     "CMD": lambda config, args: replace(config, cmd=_command(args, "CMD")),
     "ENTRYPOINT": lambda config, args: replace(config, entrypoint=_command(args, "ENTRYPOINT")),
@@ -155,6 +215,7 @@ _APPLY: dict[str, Callable[[ImageConfig, str], ImageConfig]] = {
     "EXPOSE": _expose,
     "VOLUME": _volume,
     "STOPSIGNAL": _stopsignal,
+    "HEALTHCHECK": _healthcheck,
 }
 
 

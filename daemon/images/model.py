@@ -22,6 +22,24 @@ ProgressFn = Callable[[str, str, int, int], None]
 
 
 @dataclass(frozen=True, slots=True)
+class HealthConfig:
+    """docker's Healthcheck (an image's, or a container's once merged over it), with
+    docker's zero values: durations in ns and retries 0 mean "docker's default" (or, in a
+    create request, "the image's"); `pallet.daemon.containers.healthcheck` checks them.
+
+    `test` is docker's Test: () inherits the image's, ("NONE",) disables it,
+    ("CMD", arg, ...) execs the args, ("CMD-SHELL", command) runs /bin/sh -c command.
+    """
+
+    test: tuple[str, ...] = ()
+    interval_ns: int = 0
+    timeout_ns: int = 0
+    start_period_ns: int = 0
+    start_interval_ns: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class ImageConfig:
     """The runtime part of an OCI image config."""
 
@@ -38,6 +56,7 @@ class ImageConfig:
     on_build: tuple[str, ...] = ()
     # A Dockerfile's SHELL: what RUN, CMD and ENTRYPOINT's shell forms run in ("": /bin/sh -c).
     shell: tuple[str, ...] = ()
+    healthcheck: HealthConfig | None = None  # docker's Healthcheck; None: the image has none
 
 
 @dataclass(frozen=True, slots=True)

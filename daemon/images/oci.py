@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pallet.v1.errors import InvalidArgument
-from pallet.daemon.images.model import ImageConfig
+from pallet.daemon.images.model import HealthConfig, ImageConfig
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -180,6 +180,42 @@ def _string_map(value: Any, what: str) -> dict[str, str]:
     return {str(key): val for key, val in value.items()}
 
 
+def _int(value: Any, what: str) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{what} must be an integer")
+    return value
+
+
+def healthcheck_from_json(value: Any, what: str) -> HealthConfig | None:
+    """docker's `Healthcheck` object (durations in ns); None when absent. Its values are
+    judged where a container is made from it (`containers.healthcheck`), as docker does."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidArgument(f"{what} must be an object")
+    return HealthConfig(
+        test=_strings(value.get("Test"), f"{what} Test"),
+        interval_ns=_int(value.get("Interval"), f"{what} Interval"),
+        timeout_ns=_int(value.get("Timeout"), f"{what} Timeout"),
+        start_period_ns=_int(value.get("StartPeriod"), f"{what} StartPeriod"),
+        start_interval_ns=_int(value.get("StartInterval"), f"{what} StartInterval"),
+        retries=_int(value.get("Retries"), f"{what} Retries"),
+    )
+
+
+def healthcheck_to_json(h: HealthConfig) -> dict[str, Any]:
+    """docker's `Healthcheck` object: Test always, the rest when set (docker's omitempty)."""
+    out: dict[str, Any] = {"Test": list(h.test)}
+    for key, value in (("Interval", h.interval_ns), ("Timeout", h.timeout_ns),
+                       ("StartPeriod", h.start_period_ns),
+                       ("StartInterval", h.start_interval_ns), ("Retries", h.retries)):
+        if value:
+            out[key] = value
+    return out
+
+
 def runtime_config_from_json(value: Any, what: str = "image config") -> ImageConfig:
     """The `config` object of an image config (Docker's capitalised keys)."""
     if value is None:
@@ -198,6 +234,7 @@ def runtime_config_from_json(value: Any, what: str = "image config") -> ImageCon
         volumes=_keys(value.get("Volumes"), f"{what} Volumes"),
         on_build=_strings(value.get("OnBuild"), f"{what} OnBuild"),
         shell=_strings(value.get("Shell"), f"{what} Shell"),
+        healthcheck=healthcheck_from_json(value.get("Healthcheck"), f"{what} Healthcheck"),
     )
 
 
@@ -225,6 +262,8 @@ def runtime_config_to_json(config: ImageConfig) -> dict[str, Any]:
         out["OnBuild"] = list(config.on_build)
     if config.shell:
         out["Shell"] = list(config.shell)
+    if config.healthcheck is not None:
+        out["Healthcheck"] = healthcheck_to_json(config.healthcheck)
     return out
 
 

@@ -70,6 +70,10 @@ class ShimClient(Protocol):
 
     async def kill(self, signal: int, all_processes: bool = False) -> None: ...
 
+    async def kill_exec(self, exec_id: str, signal: int) -> None:
+        """Signal one exec's process; FailedPrecondition once it has ended."""
+        ...
+
     async def wait(self) -> ExitStatus:
         """Block until the init process has exited and its status is on disk;
         Unavailable if the shim dies first (see `exit_status_on_disk`)."""

@@ -46,6 +46,7 @@ from pallet.shim.api.messages import (
     ExecWaitRequest,
     ExitEvent,
     FreezeRequest,
+    KillExecRequest,
     KillRequest,
     LeftoversRequest,
     LeftoversResponse,
@@ -332,6 +333,9 @@ class ShimClientImpl:
 
     async def kill(self, signal: int, all_processes: bool = False) -> None:
         await self._call(KillRequest(signal=signal, all=all_processes), Ack)
+
+    async def kill_exec(self, exec_id: str, signal: int) -> None:
+        await self._call(KillExecRequest(exec_id=exec_id, signal=signal), Ack)
 
     async def wait(self) -> ExitStatus:
         """Wait for the exit; no deadline on the wait itself, but a dead shim ends it.

@@ -15,6 +15,8 @@ Conversation per request (each reply may instead be `{"error": {code, message}}`
 - ExecRequest -> ExecResponse, then the exec's output frames, then ExitEvent.
 - CloseStdinRequest -> nothing (stdin of the attach or exec on that connection).
 - ResizeRequest -> Ack once the terminal has its new size.
+- KillExecRequest -> Ack once an exec's process is signalled (FailedPrecondition when it
+  has ended).
 - FreezeRequest -> Ack once every process of the container is frozen; ThawRequest -> Ack
   (the freeze is the connection's: it ends with the connection too).
 - PauseRequest -> Ack once frozen; ResumeRequest -> Ack once thawed (`pallet pause`: the
@@ -78,6 +80,17 @@ class KillRequest(Request):
     op: ClassVar[str] = "kill"
     signal: int
     all: bool = False  # every process in the container's cgroup, not only its init
+
+
+@dataclass(frozen=True, slots=True)
+class KillExecRequest(Request):
+    """Signal one exec's process (a health probe that outlived its timeout). A request of
+    its own, not a field of KillRequest: a shim of an older palletd refuses a request
+    with a field it does not know, and this way only this request is new to it."""
+
+    op: ClassVar[str] = "kill_exec"
+    exec_id: str
+    signal: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +274,7 @@ REQUESTS: Mapping[str, type[Request]] = {
         StateRequest, StartRequest, KillRequest, WaitRequest, AttachRequest, ExecRequest,
         ExecWaitRequest, CloseStdinRequest, ShutdownRequest, FreezeRequest, ThawRequest,
         PauseRequest, ResumeRequest, UpdateRequest, PingRequest, SpawnRequest, LeftoversRequest,
-        ResizeRequest,
+        ResizeRequest, KillExecRequest,
     )
 }
 EVENTS: Mapping[str, type[Event]] = {cls.event: cls for cls in (EofEvent, ExitEvent)}

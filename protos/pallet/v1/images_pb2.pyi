@@ -18,7 +18,7 @@ SAVE_FORMAT_UNSPECIFIED: SaveFormat
 SAVE_FORMAT_OCI: SaveFormat
 
 class ImageConfig(_message.Message):
-    __slots__ = ("entrypoint", "cmd", "env", "working_dir", "user", "labels", "stop_signal", "exposed_ports", "volumes")
+    __slots__ = ("entrypoint", "cmd", "env", "working_dir", "user", "labels", "stop_signal", "exposed_ports", "volumes", "healthcheck")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +35,7 @@ class ImageConfig(_message.Message):
     STOP_SIGNAL_FIELD_NUMBER: _ClassVar[int]
     EXPOSED_PORTS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    HEALTHCHECK_FIELD_NUMBER: _ClassVar[int]
     entrypoint: _containers.RepeatedScalarFieldContainer[str]
     cmd: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.RepeatedScalarFieldContainer[str]
@@ -44,7 +45,24 @@ class ImageConfig(_message.Message):
     stop_signal: str
     exposed_ports: _containers.RepeatedScalarFieldContainer[str]
     volumes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, entrypoint: _Optional[_Iterable[str]] = ..., cmd: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_signal: _Optional[str] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., volumes: _Optional[_Iterable[str]] = ...) -> None: ...
+    healthcheck: HealthConfig
+    def __init__(self, entrypoint: _Optional[_Iterable[str]] = ..., cmd: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., stop_signal: _Optional[str] = ..., exposed_ports: _Optional[_Iterable[str]] = ..., volumes: _Optional[_Iterable[str]] = ..., healthcheck: _Optional[_Union[HealthConfig, _Mapping]] = ...) -> None: ...
+
+class HealthConfig(_message.Message):
+    __slots__ = ("test", "interval_ns", "timeout_ns", "start_period_ns", "start_interval_ns", "retries")
+    TEST_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_NS_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_NS_FIELD_NUMBER: _ClassVar[int]
+    START_PERIOD_NS_FIELD_NUMBER: _ClassVar[int]
+    START_INTERVAL_NS_FIELD_NUMBER: _ClassVar[int]
+    RETRIES_FIELD_NUMBER: _ClassVar[int]
+    test: _containers.RepeatedScalarFieldContainer[str]
+    interval_ns: int
+    timeout_ns: int
+    start_period_ns: int
+    start_interval_ns: int
+    retries: int
+    def __init__(self, test: _Optional[_Iterable[str]] = ..., interval_ns: _Optional[int] = ..., timeout_ns: _Optional[int] = ..., start_period_ns: _Optional[int] = ..., start_interval_ns: _Optional[int] = ..., retries: _Optional[int] = ...) -> None: ...
 
 class Image(_message.Message):
     __slots__ = ("id", "repo_tags", "repo_digests", "created", "size", "config", "layers", "architecture", "os", "author", "comment", "manifest_digest")

@@ -1,0 +1,139 @@
+"""Healthchecks against real containers: probes that pass, fail and time out, the start
+period, --no-healthcheck, an image's HEALTHCHECK (made by commit -c), the events, `ps`
+(its STATUS and --filter health=), pause, and the state kept across a palletd restart.
+
+Intervals are short (100-300 ms): a probe is a real exec in the container, so what is
+checked is what a user sees (inspect, ps, events), never how long something took.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+FAST = ("--health-interval", "100ms", "--health-timeout", "5s")
+
+
+def health(palletd: Any, name: str) -> dict[str, Any] | None:
+    state: dict[str, Any] = palletd.inspect(name)["State"]
+    return state.get("Health")
+
+
+def status_is(palletd: Any, name: str, status: str) -> dict[str, Any] | None:
+    h = health(palletd, name)
+    return h if h is not None and h["Status"] == status else None
+
+
+def events(palletd: Any, name: str, since: float) -> list[str]:
+    out = palletd.cli_ok("events", "--since", f"{since:.3f}", "--until", "0s", "--filter",
+                         f"container={name}", "--format", "json", timeout=30)
+    return [json.loads(line)["Action"] for line in out.splitlines() if line.strip()]
+
+
+def ps_status(palletd: Any, name: str) -> str:
+    return str(palletd.cli_ok("ps", "--filter", f"name={name}", "--format", "{{.Status}}").strip())
+
+
+def test_a_passing_check_makes_it_healthy(palletd: Any, image: str) -> None:
+    since = time.time() - 1
+    palletd.cli_ok("run", "-d", "--name", "ok", "--health-cmd", "echo fine; true", *FAST,
+                   image, "sleep", "300")
+    h = palletd.wait_for(lambda: status_is(palletd, "ok", "healthy"), 20, what="healthy")
+    assert h["FailingStreak"] == 0
+    entry = h["Log"][-1]
+    assert entry["ExitCode"] == 0 and entry["Output"] == "fine\n"
+    assert entry["Start"] <= entry["End"]
+    config = palletd.inspect("ok")["Config"]["Healthcheck"]
+    assert config == {"Test": ["CMD-SHELL", "echo fine; true"], "Interval": 100_000_000,
+                      "Timeout": 5_000_000_000}
+    # The last 5 results are kept.
+    palletd.wait_for(lambda: len(health(palletd, "ok")["Log"]) == 5, 20, what="5 results")  # type: ignore[index]
+    time.sleep(0.5)
+    assert len(health(palletd, "ok")["Log"]) == 5  # type: ignore[index]
+    assert ps_status(palletd, "ok").endswith("(healthy)")
+    actions = events(palletd, "ok", since)
+    # The status changed once: one event, docker's action string; each probe is an exec.
+    assert actions.count("health_status: healthy") == 1
+    assert "exec_create: /bin/sh -c echo fine; true" in actions
+    assert "exec_die" in actions
+
+
+def test_a_failing_check_makes_it_unhealthy_after_its_retries(palletd: Any, image: str) -> None:
+    since = time.time() - 1
+    palletd.cli_ok("run", "-d", "--name", "bad", "--health-cmd", "echo nope >&2; exit 2",
+                   "--health-retries", "2", *FAST, image, "sleep", "300")
+    h = palletd.wait_for(lambda: status_is(palletd, "bad", "unhealthy"), 20, what="unhealthy")
+    assert h["FailingStreak"] >= 2
+    assert h["Log"][-1]["ExitCode"] == 2 and h["Log"][-1]["Output"] == "nope\n"
+    assert ps_status(palletd, "bad").endswith("(unhealthy)")
+    assert "health_status: unhealthy" in events(palletd, "bad", since)
+    assert "health_status: healthy" not in events(palletd, "bad", since)
+
+
+def test_a_check_that_outlives_its_timeout_is_killed_and_counted(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "slow", "--health-cmd", "echo started; exec sleep 60",
+                   "--health-interval", "100ms", "--health-timeout", "300ms",
+                   "--health-retries", "1", image, "sleep", "300")
+    h = palletd.wait_for(lambda: status_is(palletd, "slow", "unhealthy"), 20, what="unhealthy")
+    entry = h["Log"][-1]
+    assert entry["ExitCode"] == -1
+    assert entry["Output"] == "Health check exceeded timeout (300ms): started\n"
+    # Killed: at most the probe under way runs its sleep; unkilled, they would pile up.
+    palletd.wait_for(lambda: health(palletd, "slow")["FailingStreak"] >= 3, 20,  # type: ignore[index]
+                     what="3 timed-out probes")
+    top = palletd.cli_ok("top", "slow")
+    assert top.count("sleep 60") <= 1, top
+
+
+def test_failures_in_the_start_period_do_not_count(palletd: Any, image: str) -> None:
+    # Fails until /tmp/up exists; the start period is long, the start interval short.
+    palletd.cli_ok("run", "-d", "--name", "boot", "--health-cmd", "test -f /tmp/up",
+                   "--health-interval", "10m", "--health-start-interval", "100ms",
+                   "--health-start-period", "1h", "--health-retries", "1", image, "sleep", "300")
+    palletd.wait_for(lambda: len((health(palletd, "boot") or {}).get("Log") or []) >= 3, 20,
+                     what="3 probes at the start interval")
+    h = health(palletd, "boot")
+    assert h is not None and h["Status"] == "starting" and h["FailingStreak"] == 0
+    assert ps_status(palletd, "boot").endswith("(health: starting)")
+    palletd.cli_ok("exec", "boot", "touch", "/tmp/up")
+    palletd.wait_for(lambda: status_is(palletd, "boot", "healthy"), 20, what="healthy")
+
+
+def test_no_healthcheck_and_the_filter(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "none", "--no-healthcheck", image, "sleep", "300")
+    palletd.cli_ok("run", "-d", "--name", "plain", image, "sleep", "300")
+    palletd.cli_ok("run", "-d", "--name", "good", "--health-cmd", "true", *FAST, image, "sleep", "300")
+    palletd.wait_for(lambda: status_is(palletd, "good", "healthy"), 20, what="healthy")
+    assert health(palletd, "none") is None
+    assert palletd.inspect("none")["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+    assert "Healthcheck" not in palletd.inspect("plain")["Config"]
+    assert "(" not in ps_status(palletd, "none")
+
+    def names(value: str) -> set[str]:
+        out = palletd.cli_ok("ps", "--filter", f"health={value}", "--format", "{{.Names}}")
+        return set(out.split())
+
+    assert names("healthy") == {"good"}
+    assert names("none") == {"none", "plain"}
+    assert names("unhealthy") == set()
+    bad = palletd.cli("ps", "--filter", "health=sick")
+    assert bad.returncode != 0 and "health=sick" in bad.stderr
+
+
+@pytest.mark.parametrize("flags,words", [
+    (("--health-interval", "500us"), "Interval in Healthcheck cannot be less than 1ms"),
+    (("--health-timeout", "10"), "--health-timeout"),
+    (("--health-retries", "-1"), "--health-retries cannot be negative"),
+    (("--health-start-period", "-1s"), "--health-start-period cannot be negative"),
+    (("--no-healthcheck", "--health-cmd", "true"), "--no-healthcheck conflicts"),
+])
+def test_bad_healthchecks_create_nothing(palletd: Any, image: str, flags: tuple[str, ...], words: str) -> None:
+    result = palletd.cli("create", "--name", "nope", *flags, image, "true")
+    assert result.returncode != 0
+    assert words in result.stderr
+    assert palletd.cli_ok("ps", "-a", "-q") == ""
