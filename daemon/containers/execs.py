@@ -157,7 +157,7 @@ class ExecTracker:
             raise
         self._crashes.hit("exec", "started")
         record = await self._mark_started(record)
-        self._watch(record, shim)
+        self._watch(record, shim, session)
         return TrackedExec(session, exec_id, ended)
 
     async def _mark_started(self, record: ExecRecord) -> ExecRecord:
@@ -179,8 +179,12 @@ class ExecTracker:
 
     # ---- following an exec to its end -----------------------------------------------
 
-    def _watch(self, record: ExecRecord, shim: ShimClient) -> None:
-        task = asyncio.create_task(self._follow(record, shim), name=f"exec-{record.id[:12]}")
+    def _watch(
+        self, record: ExecRecord, shim: ShimClient, session: ExecSession | None = None
+    ) -> None:
+        task = asyncio.create_task(
+            self._follow(record, shim, session), name=f"exec-{record.id[:12]}"
+        )
         self._watchers[record.id] = task
 
         def forget(t: asyncio.Task[None]) -> None:
@@ -189,7 +193,19 @@ class ExecTracker:
 
         task.add_done_callback(forget)
 
-    async def _follow(self, record: ExecRecord, shim: ShimClient) -> None:
+    async def _follow(
+        self, record: ExecRecord, shim: ShimClient, session: ExecSession | None = None
+    ) -> None:
+        if session is not None:
+            # The exec's own stream says how it ended (the shim sends the same status to
+            # `wait_exec`): no connection of its own for the watcher, as long as the
+            # stream lasts. Closed by its client first, or broken: asked as below.
+            status = await _end_from(session)
+            if status is not None:
+                if not record.started:  # its exec_start was not written (a full disk)
+                    record = await self._mark_started(record)
+                await self._end(record, status)
+                return
         try:
             status = await shim.wait_exec(record.id)
         except NotFound:
@@ -299,3 +315,17 @@ class ExecTracker:
                     record, "its container was removed"
                 )
                 await self._end(record, status)
+
+
+async def _end_from(session: ExecSession) -> ExitStatus | None:
+    """The exit its stream reported; None when the stream ended without one (its client
+    closed it, or the shim went away): the caller asks the shim (or the disk)."""
+    try:
+        return await session.wait()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise  # the watcher itself is cancelled (palletd stops)
+        return None  # the session was closed: its exit future was cancelled with it
+    except PalletError:
+        return None

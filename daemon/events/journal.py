@@ -37,7 +37,10 @@ _SQL_ROW_SIZE = (
     f"{ROW_OVERHEAD} + length(CAST(type AS BLOB)) + length(CAST(action AS BLOB)) + "
     "length(CAST(actor_id AS BLOB)) + length(CAST(attributes AS BLOB))"
 )
-# Rows read at a time while looking for where the prune stops.
+# Rows read at a time while looking for where the prune stops: a few first (every commit
+# prunes, and the oldest event is nearly always young enough: one row tells), growing to
+# the most at a time when there is more to drop.
+_WALK_FIRST = 4
 _WALK_BATCH = 500
 
 MiB = 1024 * 1024
@@ -135,13 +138,14 @@ def prune(
         ).fetchone()
         dropped, dropped_bytes = int(row[0]), int(row[1])
     cutoff_ns = now_ns - policy.max_age_s * 1_000_000_000
-    after, done = max(cut, 0), False
+    after, done, batch = max(cut, 0), False, _WALK_FIRST
     while not done:
         rows = conn.execute(
             "SELECT seq, time_ns, size FROM events WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?",
-            (after, newest, _WALK_BATCH),
+            (after, newest, batch),
         ).fetchall()
-        done = len(rows) < _WALK_BATCH
+        done = len(rows) < batch
+        batch = min(batch * 8, _WALK_BATCH)
         for row in rows:
             over_bytes = journal_bytes - dropped_bytes > policy.max_bytes
             if row[1] >= cutoff_ns and not over_bytes:

@@ -217,7 +217,7 @@ def test_migrate_moves_the_flat_host_options() -> None:
 
 def test_a_newer_record_loads_and_missing_fields_take_defaults() -> None:
     raw = json.loads(encode(_container()))
-    raw["config"]["healthcheck"] = {"test": ["CMD", "true"]}
+    raw["config"]["a_later_field"] = {"test": ["CMD", "true"]}
     raw["host_config"]["restart_policy"] = {"name": "always"}
     raw["network_settings"] = {}
     del raw["restart_count"], raw["state"]["shim_pid"], raw["host_config"]["log_config"]

@@ -20,6 +20,7 @@ from pallet.shim.api.messages import (
     ExecResponse,
     ExecWaitRequest,
     ExitEvent,
+    KillExecRequest,
     KillRequest,
     PingRequest,
     PingResponse,
@@ -57,7 +58,7 @@ REQUESTS: list[Request] = [
     UpdateRequest(Resources(memory=Memory(limit=1 << 25, swap=-1), pids_limit=20)),
     SpawnRequest("/b", idle_exit=0.5),
     LeftoversRequest("c1", "/b"),
-    ResizeRequest(24, 80), ResizeRequest(50, 120, exec_id="e1"),
+    ResizeRequest(24, 80), ResizeRequest(50, 120, exec_id="e1"), KillExecRequest("e1", 9),
 ]
 REPLIES: list[object] = [
     Ack(), StartResponse(7), ExecResponse(8), WaitResponse(EXIT), PingResponse(1),
@@ -100,6 +101,7 @@ def test_events_round_trip_by_their_event_tag(event: Event) -> None:
 
 def test_the_json_is_what_older_shims_and_daemons_speak() -> None:
     assert messages.encode(KillRequest(15)) == {"op": "kill", "signal": 15, "all": False}
+    assert messages.encode(KillExecRequest("e1", 9)) == {"op": "kill_exec", "exec_id": "e1", "signal": 9}
     assert messages.encode(ExecWaitRequest("e1")) == {"op": "exec_wait", "exec_id": "e1"}
     assert messages.encode(ExitEvent(EXIT)) == {
         "event": "exit",
