@@ -9,6 +9,8 @@ checked is what a user sees (inspect, ps, events), never how long something took
 from __future__ import annotations
 
 import json
+import signal
+import sqlite3
 import time
 from typing import Any
 
@@ -125,15 +127,131 @@ def test_no_healthcheck_and_the_filter(palletd: Any, image: str) -> None:
     assert bad.returncode != 0 and "health=sick" in bad.stderr
 
 
-@pytest.mark.parametrize("flags,words", [
+BAD = (
     (("--health-interval", "500us"), "Interval in Healthcheck cannot be less than 1ms"),
     (("--health-timeout", "10"), "--health-timeout"),
     (("--health-retries", "-1"), "--health-retries cannot be negative"),
     (("--health-start-period", "-1s"), "--health-start-period cannot be negative"),
     (("--no-healthcheck", "--health-cmd", "true"), "--no-healthcheck conflicts"),
-])
-def test_bad_healthchecks_create_nothing(palletd: Any, image: str, flags: tuple[str, ...], words: str) -> None:
-    result = palletd.cli("create", "--name", "nope", *flags, image, "true")
-    assert result.returncode != 0
-    assert words in result.stderr
+)
+
+
+def test_bad_healthchecks_create_nothing(palletd: Any, image: str) -> None:
+    for flags, words in BAD:
+        result = palletd.cli("create", "--name", "nope", *flags, image, "true")
+        assert result.returncode == 125, (flags, result.stderr)
+        assert words in result.stderr, (flags, result.stderr)
+    # The daemon's own judgement, through the API: INVALID_ARGUMENT, nothing made.
+    import grpc
+
+    from pallet.v1 import containers_pb2 as cpb
+
+    for health_config, words in (
+        ({"test": ["CMD", "true"], "timeout_ns": 999_999}, "Timeout in Healthcheck cannot be less than 1ms"),
+        ({"test": ["CMD", "true"], "retries": -1}, "Retries in Healthcheck cannot be negative"),
+        ({"test": ["SHELL", "true"]}, "unknown Healthcheck test 'SHELL'"),
+    ):
+        config = cpb.ContainerConfig(image=image, name="nope", cmd=["true"])
+        for key, value in health_config.items():
+            if key == "test":
+                config.healthcheck.test[:] = value  # type: ignore[assignment]
+            else:
+                setattr(config.healthcheck, key, value)
+        with pytest.raises(grpc.RpcError) as e:
+            palletd._stubs().containers.Create(cpb.CreateContainerRequest(config=config), timeout=30)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert words in e.value.details()
     assert palletd.cli_ok("ps", "-a", "-q") == ""
+
+
+def test_an_image_healthcheck_from_a_commit(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "base", image, "sleep", "300")
+    palletd.cli_ok("commit", "-c", "HEALTHCHECK --interval=100ms --retries=1 CMD test -f /ok",
+                   "base", "checked:1")
+    config = json.loads(palletd.cli_ok("image", "inspect", "checked:1"))[0]["Config"]
+    assert config["Healthcheck"] == {"Test": ["CMD-SHELL", "test -f /ok"],
+                                     "Interval": 100_000_000, "Retries": 1}
+    palletd.cli_ok("run", "-d", "--name", "fromimage", "checked:1")
+    palletd.wait_for(lambda: status_is(palletd, "fromimage", "unhealthy"), 20, what="unhealthy")
+    # The run's command replaces the image's test and keeps its interval and retries.
+    palletd.cli_ok("run", "-d", "--name", "overridden", "--health-cmd", "true", "checked:1")
+    assert palletd.inspect("overridden")["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "true"], "Interval": 100_000_000, "Retries": 1}
+    palletd.wait_for(lambda: status_is(palletd, "overridden", "healthy"), 20, what="healthy")
+    palletd.cli_ok("run", "-d", "--name", "disabled", "--no-healthcheck", "checked:1")
+    time.sleep(0.5)
+    assert health(palletd, "disabled") is None
+    # A commit keeps the container's healthcheck (docker's).
+    palletd.cli_ok("commit", "overridden", "checked:2")
+    kept = json.loads(palletd.cli_ok("image", "inspect", "checked:2"))[0]["Config"]["Healthcheck"]
+    assert kept["Test"] == ["CMD-SHELL", "true"]
+
+
+def test_pause_stops_probing_and_a_new_start_is_starting_again(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "pz", "--health-cmd", "true", "--health-interval", "300ms",
+                   image, "sleep", "300")
+    palletd.wait_for(lambda: status_is(palletd, "pz", "healthy"), 20, what="healthy")
+    palletd.cli_ok("pause", "pz")
+    before = health(palletd, "pz")
+    time.sleep(0.6)
+    assert health(palletd, "pz") == before  # no probe of a paused container
+    palletd.cli_ok("unpause", "pz")
+    palletd.wait_for(lambda: health(palletd, "pz") != before, 20, what="probes again")
+    palletd.cli_ok("stop", "-t", "0", "pz")
+    stopped = health(palletd, "pz")
+    assert stopped is not None and stopped["Status"] == "healthy"  # kept, as docker keeps it
+    assert palletd.cli_ok("ps", "-a", "--filter", "name=pz", "--format", "{{.Status}}").startswith("Exited")
+    time.sleep(0.4)
+    assert health(palletd, "pz") == stopped  # no probes once it has stopped
+    # Docker's filter sees the status it kept.
+    assert "pz" in palletd.cli_ok("ps", "-a", "--filter", "health=healthy", "--format", "{{.Names}}").split()
+    since = time.time() - 0.5
+    palletd.cli_ok("start", "pz")
+    h = health(palletd, "pz")
+    assert h is not None and stopped["Log"][-1] in h["Log"]  # the log is kept across runs
+    # The start made it starting again (no event for that, as docker's): the first probe
+    # after it changes it back, which is announced.
+    palletd.wait_for(lambda: "health_status: healthy" in events(palletd, "pz", since), 20,
+                     what="healthy again")
+    assert events(palletd, "pz", since).index("start") < events(palletd, "pz", since).index(
+        "health_status: healthy")
+
+
+def test_health_is_kept_across_a_palletd_restart_and_probing_resumes(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "-d", "--name", "sick", "--health-cmd", "exit 1", "--health-retries", "2",
+                   *FAST, image, "sleep", "300")
+    palletd.cli_ok("run", "-d", "--name", "well", "--health-cmd", "true", *FAST, image, "sleep", "300")
+    palletd.wait_for(lambda: (health(palletd, "sick") or {}).get("FailingStreak", 0) >= 3, 20,
+                     what="3 failures")
+    palletd.wait_for(lambda: status_is(palletd, "well", "healthy"), 20, what="healthy")
+    # kill -9: the status and the streak were written with each change.
+    palletd.proc.send_signal(signal.SIGKILL)
+    palletd.proc.wait(10)
+    palletd._close_channel()
+    db = sqlite3.connect(palletd.root / "pallet.db")
+    try:
+        rows = dict(db.execute("SELECT name, record FROM containers").fetchall())
+    finally:
+        db.close()
+    kept = json.loads(rows["sick"])["state"]["health"]
+    assert kept["status"] == "unhealthy" and kept["failing_streak"] >= 3
+    assert json.loads(rows["well"])["state"]["health"]["status"] == "healthy"
+    palletd.start()
+    h = health(palletd, "sick")
+    assert h is not None and h["Status"] == "unhealthy" and h["FailingStreak"] >= kept["failing_streak"]
+    assert status_is(palletd, "well", "healthy")
+    # Probing resumed: the streak goes on growing.
+    palletd.wait_for(lambda: health(palletd, "sick")["FailingStreak"] > kept["failing_streak"] + 1,  # type: ignore[index]
+                     20, what="probes after the restart")
+    since = time.time()
+    # A clean stop writes the log kept in memory: the newest result is there after it.
+    palletd.stop()
+    db = sqlite3.connect(palletd.root / "pallet.db")
+    try:
+        record = json.loads(db.execute("SELECT record FROM containers WHERE name = 'well'").fetchone()[0])
+    finally:
+        db.close()
+    newest = record["state"]["health"]["log"][-1]["start_ns"]
+    assert newest >= (since - 1.0) * 1e9
+    palletd.start()
+    assert status_is(palletd, "well", "healthy")
