@@ -98,11 +98,14 @@ class HealthMonitor:
         return container_id in self._tasks
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
+        tasks = set(self._tasks.values())
         self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        while tasks:
+            for task in tasks:
+                task.cancel()
+            # Asked again should a cancel be lost (a task also ends at its next turn, once
+            # it finds it is no longer the container's).
+            _, tasks = await asyncio.wait(tasks, timeout=1.0)
 
     def _current(self, container_id: str, started_at_ns: int) -> Container | None:
         c = self._host.lookup(container_id)
@@ -116,7 +119,7 @@ class HealthMonitor:
 
     async def _probe_loop(self, container_id: str, started_at_ns: int) -> None:
         bound = log.bind(container_id=container_id)
-        while True:
+        while self._tasks.get(container_id) is asyncio.current_task():
             c = self._current(container_id, started_at_ns)
             if c is None or c.config.healthcheck is None:
                 return
@@ -162,7 +165,10 @@ class HealthMonitor:
 
         try:
             try:
-                status = await asyncio.wait_for(to_the_end(), timeout / 1e9)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+                # comes as the probe ends (the task then never stops).
+                async with asyncio.timeout(timeout / 1e9):
+                    status = await to_the_end()
             except TimeoutError:
                 await self._kill(c, probe)
                 text = healthcheck.timed_out_output(timeout, healthcheck.output_text(bytes(output)))
@@ -184,7 +190,8 @@ class HealthMonitor:
         except PalletError as e:  # ended meanwhile, or the run is ending
             log.debug("a timed-out probe was not killed", container_id=c.id, reason=str(e))
         try:
-            await asyncio.wait_for(probe.wait(), KILL_WAIT_S)
+            async with asyncio.timeout(KILL_WAIT_S):
+                await probe.wait()
         except (TimeoutError, PalletError) as e:
             log.warning("a killed health probe did not end", container_id=c.id,
                         exec_id=probe.exec_id, reason=str(e) or "no end in time")
