@@ -9,7 +9,11 @@ which does what `exits.after_exit` decides (`runs.RunEnds`: the monitor, recordi
 end, releasing the shim); stop, kill, restart and remove are `stopping.StopsAndRemoves`,
 pause and unpause `pausing.Pauses`, restart policies' back-offs `restarting.Restarting`,
 rename `renaming.Renames` (the parts mixed in, working on this manager's state). Execs
-are run and followed to their end by `execs.ExecTracker`; what a previous palletd left is put right by `restore.Restorer`, which
+are run and followed to their end by `execs.ExecTracker`; healthchecks are probed by
+`health.HealthMonitor` (from each start, re-adoption and unpause to the end of the run, a
+stop or a pause), which acts through this manager (`run_probe`, `kill_probe`,
+`record_health`: the health and its `health_status` event in one transaction); what a
+previous palletd left is put right by `restore.Restorer`, which
 acts through this manager (the `Supervisor` methods).
 
 Must not: build namespaces or touch the log file's bytes (the shim does), or parse image
