@@ -180,8 +180,10 @@ class HealthMonitor:
                 await probe.session.aclose()
             except PalletError:
                 pass
-        return HealthResult(start, self._clock(), status.exit_code,
-                            healthcheck.output_text(bytes(output)))
+        text = healthcheck.output_text(bytes(output))
+        if status.error:  # it did not run (an exec that failed): docker's output is why
+            text = f"{text}{status.error}"
+        return HealthResult(start, self._clock(), status.exit_code, text)
 
     async def _kill(self, c: Container, probe: TrackedExec) -> None:
         """Kill a probe that outlived its timeout and wait (bounded) for its end."""

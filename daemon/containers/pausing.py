@@ -61,14 +61,21 @@ class Pauses:
                 raise FailedPrecondition(f"Container {c.name} is already paused")
             if c.state.status is not Status.RUNNING or run is None:
                 raise FailedPrecondition(f"Container {c.name} is not running")
-            await run.shim.pause()
-            try:
-                await self._transition(c, event=("pause", self._attrs(c)), status=Status.PAUSED)
-            except BaseException:
-                # Not recorded (a full disk, say): it must not stay frozen unrecorded.
-                await asyncio.shield(_resume_quietly(run, c.id))
-                raise
+            # No probe from here on (one under way would freeze with the container).
             self._health.unwatch(c.id)
+            try:
+                await run.shim.pause()
+                try:
+                    await self._transition(c, event=("pause", self._attrs(c)), status=Status.PAUSED)
+                except BaseException:
+                    # Not recorded (a full disk, say): it must not stay frozen unrecorded.
+                    await asyncio.shield(_resume_quietly(run, c.id))
+                    raise
+            except BaseException:
+                current = self._containers.get(c.id)
+                if current is not None and current.state.status is Status.RUNNING:
+                    self._health.watch(current)  # still running: probed again
+                raise
 
     async def unpause(self, ref: str) -> None:
         """Thaw a paused container; RUNNING with its `unpause` event."""
@@ -105,8 +112,8 @@ class Pauses:
                 log.warning("cannot thaw a paused container after its stop signal",
                             container_id=c.id, reason=str(e))
                 return
-            c = await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)
-            self._health.watch(c)
+            # Not probed again: the signal that made it thaw is ending it (docker's).
+            await self._transition(c, event=("unpause", self._attrs(c)), status=Status.RUNNING)
 
     async def reconcile_paused(self, c: Container, paused: bool) -> Container:
         """At boot: the record of a re-adopted container says what its shim says (the

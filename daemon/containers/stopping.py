@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from pallet.daemon.containers.execs import ExecTracker
+from pallet.daemon.containers.health import HealthMonitor
 from pallet.daemon.containers.model import Container, Status
 from pallet.daemon.containers.mounting import Volumes, remove_anonymous
 from pallet.daemon.containers.restarting import started_by_user
@@ -62,6 +63,7 @@ class StopsAndRemoves:
     _events: EventPublisher
     _snapshots: OverlaySnapshots
     _execs: ExecTracker
+    _health: HealthMonitor  # no probes once a stop (or a SIGKILL) is under way
     _containers: dict[str, Container]
     _locks: dict[str, asyncio.Lock]
     _pending: dict[str, list[PendingAttach]]
@@ -112,10 +114,15 @@ class StopsAndRemoves:
                 f"container {c.name} is not running: there is nothing to signal"
             )
         was_stopped, run.stopped = run.stopped, True
+        if num == signal.SIGKILL:
+            # As docker: a dying container is probed no more (its probes would fail,
+            # counted, until its end is recorded). Other signals may not end it.
+            self._health.unwatch(c.id)
         try:
             await run.shim.kill(num)
         except DeadlineExceeded as e:
             run.stopped = was_stopped  # not delivered: an exit later is not this kill's
+            self._probe_again(c.id)
             raise DeadlineExceeded(
                 f"cannot signal container {c.name}: {e.message}. `pallet rm -f {c.name}` "
                 "kills the shim and the container's processes"
@@ -149,12 +156,14 @@ class StopsAndRemoves:
         if number is None:
             number = parse_signal(c.config.stop_signal, signal.SIGTERM)
         was_stopped, run.stopped = run.stopped, True
+        self._health.unwatch(c.id)  # docker's: no probes once a stop is under way
         try:
             await run.shim.kill(number)
         except DeadlineExceeded as e:
             # Waiting on would not help: the signal was not delivered, nor would SIGKILL be.
             # Nor is an exit later this stop's (a restart policy will tell the two apart).
             run.stopped = was_stopped
+            self._probe_again(c.id)
             raise _cannot_stop(c, e) from None
         except PalletError as e:
             log.info("stop signal not delivered", container_id=c.id, reason=str(e))
@@ -166,6 +175,12 @@ class StopsAndRemoves:
         except TimeoutError:
             pass
         await self._kill_and_wait(c, run)
+
+    def _probe_again(self, container_id: str) -> None:
+        """A stop or kill whose signal was not delivered: the container runs on, probed."""
+        c = self._containers.get(container_id)
+        if c is not None and c.state.status is Status.RUNNING and container_id in self._runs:
+            self._health.watch(c)
 
     async def _kill_and_wait(self, c: Container, run: Run, force: bool = False) -> None:
         """SIGKILL every process of the container and wait (bounded) for its recorded end.
