@@ -62,7 +62,14 @@ from pallet.daemon.builder.steps import (
 )
 from pallet.daemon.images import oci
 from pallet.daemon.snapshots.difftar import LayerSink
-from pallet.daemon.images.model import CommitRequest, Credentials, Image, ImageConfig, ProgressFn
+from pallet.daemon.images.model import (
+    CommitRequest,
+    Credentials,
+    HealthConfig,
+    Image,
+    ImageConfig,
+    ProgressFn,
+)
 from pallet.daemon.images.reference import parse_tagged
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError
 
@@ -360,13 +367,13 @@ class Builder:
                 run.used_args.update(name for name, _ in i.pairs)
             await self._config_step(run, stage, i, state, current, config, created_by)
         elif isinstance(i, ins.Healthcheck):
-            run.progress(
-                StepState.INFO, stage,
-                text="[Warning] HEALTHCHECK is kept in the history only: pallet's image config "
-                "has no healthcheck field yet",
-            )
+            config = replace(state.config, healthcheck=HealthConfig(
+                test=i.test, interval_ns=i.interval_ns, timeout_ns=i.timeout_ns,
+                start_period_ns=i.start_period_ns, start_interval_ns=i.start_interval_ns,
+                retries=i.retries,
+            ))
             created_by = " ".join(state.shell) + " #(nop)  HEALTHCHECK " + " ".join(i.test)
-            await self._config_step(run, stage, i, state, current, state.config, created_by)
+            await self._config_step(run, stage, i, state, current, config, created_by)
         elif isinstance(i, ins.Workdir):
             await self._workdir(run, stage, state, current, step)
         elif isinstance(i, ins.Run):

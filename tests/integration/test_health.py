@@ -12,6 +12,7 @@ import json
 import signal
 import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,7 +165,7 @@ def test_bad_healthchecks_create_nothing(palletd: Any, image: str) -> None:
     assert palletd.cli_ok("ps", "-a", "-q") == ""
 
 
-def test_an_image_healthcheck_from_a_commit(palletd: Any, image: str) -> None:
+def test_an_image_healthcheck_from_a_commit_and_a_build(palletd: Any, image: str, tmp_path: Path) -> None:
     palletd.cli_ok("run", "-d", "--name", "base", image, "sleep", "300")
     palletd.cli_ok("commit", "-c", "HEALTHCHECK --interval=100ms --retries=1 CMD test -f /ok",
                    "base", "checked:1")
@@ -181,6 +182,15 @@ def test_an_image_healthcheck_from_a_commit(palletd: Any, image: str) -> None:
     palletd.cli_ok("run", "-d", "--name", "disabled", "--no-healthcheck", "checked:1")
     time.sleep(0.5)
     assert health(palletd, "disabled") is None
+    # A Dockerfile's HEALTHCHECK, built.
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(
+        "FROM checked:1\nHEALTHCHECK --interval=100ms --timeout=2s --retries=1 CMD [\"false\"]\n")
+    palletd.cli_ok("build", "-q", "-t", "built:1", str(ctx), timeout=120)
+    built = json.loads(palletd.cli_ok("image", "inspect", "built:1"))[0]["Config"]["Healthcheck"]
+    assert built == {"Test": ["CMD", "false"], "Interval": 100_000_000, "Timeout": 2_000_000_000,
+                     "Retries": 1}
     # A commit keeps the container's healthcheck (docker's).
     palletd.cli_ok("commit", "overridden", "checked:2")
     kept = json.loads(palletd.cli_ok("image", "inspect", "checked:2"))[0]["Config"]["Healthcheck"]
