@@ -194,3 +194,22 @@ def test_kill_9_mid_run_leaves_no_container_and_keeps_finished_steps(fresh_palle
     (ctx / "Dockerfile").write_text("FROM busybox\nRUN echo done > /first\nRUN cat /first\n")
     out = build_ok(palletd, ctx, "-t", "cut")
     assert out.count(" ---> Using cache") == 1 and "done\n" in out
+
+
+def test_build_args_dockerignore_and_a_dockerfile_from_elsewhere(palletd: Any, image: str, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "", {"keep.txt": b"kept\n", "secret.key": b"no\n", "logs/a.log": b"no\n",
+                                 ".dockerignore": b"*.key\nlogs\n"})
+    (ctx / "Dockerfile").unlink()
+    outside = tmp_path / "build.Dockerfile"
+    outside.write_text(
+        "ARG BASE=nothing\nFROM ${BASE}\nARG NAME=default\nARG UNUSED_HERE\n"
+        "COPY . /ctx/\nRUN echo \"name=$NAME\" && ls -a /ctx | tr '\\n' ' '\n"
+    )
+    out = palletd.cli_ok("build", "--progress", "plain", "-f", str(outside), "--build-arg", "BASE=busybox",
+                         "--build-arg", "NAME=given", "-t", "args", str(ctx), timeout=120)
+    assert "name=given\n" in out
+    listed = out.split("name=given\n", 1)[1].splitlines()[0].split()
+    # .dockerignore's exclusions never arrived; the Dockerfile from elsewhere is not COPYed.
+    assert sorted(listed) == [".", "..", ".dockerignore", "keep.txt"]
+    history = palletd.cli_ok("history", "--no-trunc", "args")
+    assert "|1 NAME=given /bin/sh -c echo" in history
