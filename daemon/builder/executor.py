@@ -56,6 +56,7 @@ from pallet.daemon.builder.steps import (
     Step,
     apply_config,
     copy_created_by,
+    healthcheck_created_by,
     run_command,
     step_error,
     workdir,
@@ -372,7 +373,7 @@ class Builder:
                 start_period_ns=i.start_period_ns, start_interval_ns=i.start_interval_ns,
                 retries=i.retries,
             ))
-            created_by = " ".join(state.shell) + " #(nop)  HEALTHCHECK " + " ".join(i.test)
+            created_by = healthcheck_created_by(state.shell, i)
             await self._config_step(run, stage, i, state, current, config, created_by)
         elif isinstance(i, ins.Workdir):
             await self._workdir(run, stage, state, current, step)

@@ -285,3 +285,37 @@ def copy_created_by(step: Step, kinds: list[str], digest: str, dest: str) -> str
     kind = kinds[0] if len(kinds) == 1 else "multi"
     name = "ADD" if i.add else "COPY"
     return _nop(step.state.shell, f"{name} {kind}:{digest} in {dest} ", two_spaces=False)
+
+
+def go_duration(ns: int) -> str:
+    """A duration as Go's time.Duration prints it ("1m30s", "500ms", "0s")."""
+    if ns == 0:
+        return "0s"
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{_trim_zeros(ns / 1_000)}µs"
+    if ns < 1_000_000_000:
+        return f"{_trim_zeros(ns / 1_000_000)}ms"
+    total = ns / 1_000_000_000
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = _trim_zeros(rest / 10**9)
+    if hours:
+        return f"{hours}h{minutes}m{seconds}s"
+    if minutes:
+        return f"{minutes}m{seconds}s"
+    return f"{_trim_zeros(total)}s"
+
+
+def _trim_zeros(value: float) -> str:
+    text = f"{value:.9f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def healthcheck_created_by(shell: tuple[str, ...], hc: ins.Healthcheck) -> str:
+    """HEALTHCHECK's history line, as docker's classic builder prints its config (Go's %q
+    of the struct: `&{["CMD-SHELL" "curl x"] "30s" "0s" "0s" "0s" '\x03'}`)."""
+    fields = " ".join(f'"{go_duration(v)}"' for v in (hc.interval_ns, hc.timeout_ns, hc.start_period_ns, hc.start_interval_ns))
+    retries = f"'\\x{hc.retries:02x}'" if hc.retries < 256 else f"'\\U{hc.retries:08x}'"
+    return _nop(shell, f"HEALTHCHECK &{{{_go_list(hc.test)} {fields} {retries}}}")

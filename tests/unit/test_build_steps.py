@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from pallet.daemon.builder.instructions import Instruction, parse_dockerfile
+from pallet.daemon.builder.instructions import Healthcheck, Instruction, parse_dockerfile
 from pallet.daemon.builder.shellwords import DEFAULT
-from pallet.daemon.builder.steps import StageState, Step, apply_config, expand_port, run_command, workdir
+from pallet.daemon.builder.steps import (
+    StageState,
+    Step,
+    apply_config,
+    expand_port,
+    go_duration,
+    healthcheck_created_by,
+    run_command,
+    workdir,
+)
 from pallet.daemon.images.model import ImageConfig
 from pallet.v1.errors import InvalidArgument
 
@@ -115,3 +124,14 @@ def test_expand_port() -> None:
     assert expand_port("1-3") == ["1/tcp", "2/tcp", "3/tcp"]
     with pytest.raises(InvalidArgument):
         expand_port("3-1")
+
+
+def test_go_durations_and_healthcheck_history() -> None:
+    assert [go_duration(n) for n in (0, 500_000_000, 1_500_000_000, 90 * 10**9, 3600 * 10**9, 1500)] == [
+        "0s", "500ms", "1.5s", "1m30s", "1h0m0s", "1.5µs",
+    ]
+    (hc,) = steps("HEALTHCHECK --interval=5s --retries=3 CMD curl -f http://x/\n")
+    assert isinstance(hc, Healthcheck)
+    assert healthcheck_created_by(("/bin/sh", "-c"), hc) == (
+        '/bin/sh -c #(nop)  HEALTHCHECK &{["CMD-SHELL" "curl -f http://x/"] "5s" "0s" "0s" "0s" \'\\x03\'}'
+    )
