@@ -213,3 +213,14 @@ def test_build_args_dockerignore_and_a_dockerfile_from_elsewhere(palletd: Any, i
     assert sorted(listed) == [".", "..", ".dockerignore", "keep.txt"]
     history = palletd.cli_ok("history", "--no-trunc", "args")
     assert "|1 NAME=given /bin/sh -c echo" in history
+
+
+def test_a_client_that_goes_away_mid_run_leaves_no_container_and_no_image(palletd: Any, image: str, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo started; sleep 120\n")
+    client = palletd.cli_popen("build", "--progress", "plain", "-t", "gone", str(ctx), text=True)
+    while "started" not in (line := palletd.read_line(client, timeout=60)):
+        assert line, "the build ended before its RUN started"
+    client.send_signal(signal.SIGKILL)
+    client.wait(10)
+    palletd.wait_for(lambda: palletd.cli_ok("ps", "-aq") == "", 30, what="the build container removed")
+    assert palletd.cli("image", "inspect", "gone").returncode == 1
