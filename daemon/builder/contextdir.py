@@ -37,10 +37,16 @@ class BuildDirs:
 
     def __init__(self, root: Path) -> None:
         self.top = root / "builds"
+        # Directories being removed after their build (see `new`), awaited by aclose.
+        self._removing: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         """Remove what builds cut short by a kill -9 left (nothing builds before this)."""
         await asyncio.to_thread(self._sweep)
+
+    async def aclose(self) -> None:
+        if self._removing:
+            await asyncio.gather(*self._removing, return_exceptions=True)
 
     def _sweep(self) -> None:
         self.top.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -50,26 +56,35 @@ class BuildDirs:
 
     @contextlib.asynccontextmanager
     async def new(self) -> AsyncIterator[Path]:
-        """A fresh, empty build directory (holding an empty `context/`), removed with
-        everything in it when the block ends, also by an error or a cancel."""
-        path = self.top / secrets.token_hex(16)
+        """A fresh, empty build directory (holding an empty `context/`), gone from its
+        place when the block ends, also by an error or a cancel: renamed at once to
+        `.removing-<id>` and removed with everything in it in the background (a 20,000-file
+        context takes seconds to delete: the build's answer does not wait for that; a
+        kill -9 meanwhile leaves it to the next start's sweep)."""
+        name = secrets.token_hex(16)
+        path = self.top / name
         context = path / "context"
         await asyncio.to_thread(context.mkdir, mode=0o700, parents=True)
         try:
             yield path
         finally:
-            # To the end, whatever is cancelled meanwhile: when the build's call is over
-            # its directory is gone.
-            removing = asyncio.ensure_future(asyncio.to_thread(remove_tree, path))
-            cancelled = False
-            while not removing.done():
-                try:
-                    await asyncio.wait([removing])
-                except asyncio.CancelledError:
-                    cancelled = True
-            removing.result()
-            if cancelled:
-                raise asyncio.CancelledError()
+            # A rename, not awaited on a thread: nothing cancelled meanwhile can skip it.
+            doomed = self.top / f".removing-{name}"
+            try:
+                os.rename(path, doomed)
+            except OSError as exc:
+                log.warning("could not set a build's directory aside; removing it in place",
+                            path=str(path), error=str(exc))
+                doomed = path
+            task = asyncio.get_running_loop().create_task(self._remove(doomed))
+            self._removing.add(task)
+            task.add_done_callback(self._removing.discard)
+
+    async def _remove(self, path: Path) -> None:
+        try:
+            await asyncio.to_thread(remove_tree, path)
+        except OSError as exc:
+            log.warning("could not remove a build's directory (the next start will)", path=str(path), error=str(exc))
 
 
 async def receive(chunks: AsyncIterator[bytes | memoryview], context: Path) -> ContextStats:

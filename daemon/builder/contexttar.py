@@ -62,6 +62,19 @@ class ContextStats:
     size: int = 0  # bytes of regular files' content
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it (os.umask sets one: a race with
+    every other thread that creates files meanwhile)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o777  # unknown: every file gets its fchmod
+
+
 def entry_parts(name: str) -> tuple[str, ...]:
     """The components of a context entry's name; InvalidArgument for an absolute name or
     one that climbs out with `..` (`a/../b` is `b`)."""
@@ -89,6 +102,7 @@ class _Context:
         self.stats = ContextStats()
         self._cached: tuple[tuple[str, ...], int] | None = None
         self._dirs: list[tuple[tuple[str, ...], int, int]] = []
+        self._umask = _umask()
 
     def close(self) -> None:
         if self._cached is not None:
@@ -149,27 +163,35 @@ class _Context:
             raise InvalidArgument(f"build context entry {member.name!r} has unsupported tar type {member.type!r}")
         parent = self.parent(parts, member.name)
         base = parts[-1]
-        try:
-            existing: os.stat_result | None = os.stat(base, dir_fd=parent, follow_symlinks=False)
-        except FileNotFoundError:
-            existing = None
         mtime = int(member.mtime * 1_000_000_000)
         if member.isdir():
-            if existing is None:
+            try:
                 os.mkdir(base, 0o700, dir_fd=parent)
-            elif not stat.S_ISDIR(existing.st_mode):
-                raise InvalidArgument(f"build context entry {member.name!r} is a directory where the context has a file")
+            except FileExistsError:
+                if not stat.S_ISDIR(os.stat(base, dir_fd=parent, follow_symlinks=False).st_mode):
+                    raise InvalidArgument(
+                        f"build context entry {member.name!r} is a directory where the context has a file"
+                    ) from None
             self._dirs.append((parts, stat.S_IMODE(member.mode), mtime))
             return
-        if existing is not None:
-            if stat.S_ISDIR(existing.st_mode):
-                raise InvalidArgument(f"build context entry {member.name!r} would replace a directory")
+        # Made at once, without a look first (a context's names are new but for a tar
+        # that repeats one): a name there already is replaced, unless it is a directory.
+        try:
+            self._create(archive, member, parent, base, mtime)
+        except FileExistsError:
+            if stat.S_ISDIR(os.stat(base, dir_fd=parent, follow_symlinks=False).st_mode):
+                raise InvalidArgument(f"build context entry {member.name!r} would replace a directory") from None
             os.unlink(base, dir_fd=parent)
+            self._create(archive, member, parent, base, mtime)
+
+    def _create(self, archive: TarReader, member: tarfile.TarInfo, parent: int, base: str, mtime: int) -> None:
+        mode = stat.S_IMODE(member.mode)
         if member.isreg():
-            fd = os.open(base, _NEW_FILE, 0o600, dir_fd=parent)
+            fd = os.open(base, _NEW_FILE, mode & 0o777, dir_fd=parent)
             try:
                 archive.copy_to(fd, member.size)
-                os.fchmod(fd, stat.S_IMODE(member.mode))
+                if mode & (~0o777 | self._umask):  # setuid, setgid, sticky, or what the umask took
+                    os.fchmod(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
             finally:
                 os.close(fd)
@@ -183,7 +205,7 @@ class _Context:
             os.mkfifo(base, 0o600, dir_fd=parent)
             fd = os.open(base, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
             try:
-                os.fchmod(fd, stat.S_IMODE(member.mode))
+                os.fchmod(fd, mode)
             finally:
                 os.close(fd)
 

@@ -88,7 +88,9 @@ class BuildSessions:
         await self._dirs.start()
 
     async def aclose(self) -> None:
-        pass  # a build in flight ends with its call (the server stops those first)
+        # A build in flight ends with its call (the server stops those first); what is
+        # left is the removal of finished builds' directories.
+        await self._dirs.aclose()
 
     async def build(
         self, options: BuildOptions, context: AsyncIterator[bytes | memoryview], report: Report

@@ -12,6 +12,7 @@ import re
 import sys
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,8 +72,9 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
 
+    sessions = BuildSessions(BuildDirs(tmp_path / "root"), builder)
+
     async def start() -> ApiServer:
-        sessions = BuildSessions(BuildDirs(tmp_path / "root"), builder)
         await sessions.start()
         server = ApiServer(Config(root=tmp_path, run_root=tmp_path, hosts=(f"unix://{sock}",), shutdown_grace_s=0.1),
                            [BuildsServicer(sessions)])
@@ -84,6 +86,7 @@ def daemon(tmp_path: Path) -> Iterator[Daemon]:
         yield Daemon(f"unix://{sock}", builder, tmp_path / "root")
     finally:
         asyncio.run_coroutine_threadsafe(server.aclose(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(sessions.aclose(), loop).result(10)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
         loop.close()
@@ -108,6 +111,15 @@ def cli(daemon: Daemon, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
         return Result(code, out, err)
 
     return run
+
+
+def no_build_dirs(root: Path) -> bool:
+    """True once every build directory is gone (they are removed in the background)."""
+    for _ in range(500):
+        if not list((root / "builds").iterdir()):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def write(root: Path, files: dict[str, str]) -> Path:
@@ -153,7 +165,7 @@ def test_plain_progress_is_docker_classic_builders(cli: Any, daemon: Daemon, tmp
         "Successfully tagged app:latest",
         "Successfully tagged reg:5000/x:v1",
     ]
-    assert list((daemon.root / "builds").iterdir()) == []
+    assert no_build_dirs(daemon.root)
 
 
 def test_quiet_prints_only_the_id_and_iidfile_gets_it(cli: Any, daemon: Daemon, tmp_path: Path) -> None:
@@ -301,4 +313,4 @@ def test_bad_options_and_contexts_are_clear_errors(cli: Any, daemon: Daemon, tmp
         r = cli("build", *argv)
         assert r.code == 1 and message in r.err, (argv, r.err)
     assert daemon.builder.calls == []
-    assert list((daemon.root / "builds").iterdir()) == []
+    assert no_build_dirs(daemon.root)

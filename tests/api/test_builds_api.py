@@ -9,6 +9,7 @@ import io
 import os
 import tarfile
 import threading
+import time
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -101,10 +102,19 @@ async def channel(sock: Path, tmp_path: Path, builder: FakeBuilder) -> AsyncIter
             yield ch
     finally:
         await server.aclose()
+        await sessions.aclose()
 
 
-def builds_left(tmp_path: Path) -> list[str]:
-    return sorted(p.name for p in (tmp_path / "root" / "builds").iterdir())
+def builds_left(tmp_path: Path, settle: bool = True) -> list[str]:
+    """The build directories there, once those being removed (in the background, after
+    their build) are gone (`settle`), or now."""
+    top = tmp_path / "root" / "builds"
+    for _ in range(500 if settle else 1):
+        names = sorted(p.name for p in top.iterdir())
+        if not any(n.startswith(".removing-") for n in names):
+            break
+        time.sleep(0.01)
+    return names
 
 
 def tar_of(entries: Iterable[tuple[tarfile.TarInfo, bytes]]) -> bytes:
@@ -396,12 +406,24 @@ async def test_a_client_that_goes_away_mid_build_cancels_it_and_leaves_no_build_
 
 
 async def test_leftovers_of_builds_a_kill_left_are_removed_at_start(tmp_path: Path) -> None:
-    left = tmp_path / "builds" / ("ab" * 16) / "context" / "deep"
-    left.mkdir(parents=True)
-    (left / "f").write_text("x")
-    os.chmod(left, 0o555)
+    for name in ("ab" * 16, ".removing-" + "cd" * 16):  # cut short, and set aside to remove
+        left = tmp_path / "builds" / name / "context" / "deep"
+        left.mkdir(parents=True)
+        (left / "f").write_text("x")
+        os.chmod(left, 0o555)
     dirs = BuildDirs(tmp_path)
     await dirs.start()
+    assert list((tmp_path / "builds").iterdir()) == []
+
+
+async def test_a_finished_builds_directory_is_set_aside_at_once_and_removed_before_close(tmp_path: Path) -> None:
+    dirs = BuildDirs(tmp_path)
+    await dirs.start()
+    async with dirs.new() as path:
+        for i in range(200):
+            (path / "context" / f"f{i}").write_text("x")
+    assert not path.exists()  # renamed before the block's end returned
+    await dirs.aclose()
     assert list((tmp_path / "builds").iterdir()) == []
 
 

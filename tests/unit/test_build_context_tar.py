@@ -43,8 +43,11 @@ def test_files_modes_mtimes_symlinks_hardlinks_and_fifos_are_kept(tmp_path: Path
         (info("up", tarfile.SYMTYPE, link="../../outside"), b""),
         (info("pipe", tarfile.FIFOTYPE, 0o640), b""),
         (info("deep/er/file"), b"implied parents"),
+        (info("rw", mode=0o666), b""),  # more than palletd's umask lets open make
     ), str(tmp_path))
-    assert (stats.entries, stats.size) == (7, 13 + 10 + 15)
+    assert (stats.entries, stats.size) == (8, 13 + 10 + 15)
+    assert stat.S_IMODE((tmp_path / "rw").stat().st_mode) == 0o666
+    assert stat.S_IMODE((tmp_path / "Dockerfile").stat().st_mode) == 0o644
     tool = tmp_path / "bin" / "tool"
     assert stat.S_IMODE(tool.stat().st_mode) == 0o4755
     assert tool.stat().st_mtime == 1_600_000_000
