@@ -24,6 +24,7 @@ import secrets
 import shutil
 import stat
 import tarfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -202,6 +203,7 @@ class Builder:
     # ---- the build -------------------------------------------------------------------------
 
     async def build(self, context_dir: Path | str, options: BuildOptions, report: Report) -> BuildResult:
+        started = time.monotonic()
         context = Path(context_dir)
         file = options.dockerfile or "Dockerfile"
         text = await asyncio.to_thread(_read_dockerfile, context, file)
@@ -242,6 +244,8 @@ class Builder:
         )
         if unused:
             report(BuildProgress(StepState.INFO, text=f"[Warning] One or more build-args {unused} were not consumed"))
+        log.info("image built", image_id=image.id, tags=list(tags), steps=run.step, cached=run.cached,
+                 seconds=round(time.monotonic() - started, 3))
         return BuildResult(image.id, tuple(parse_tagged(t).familiar() for t in tags), run.step, run.cached)
 
     async def _finish(self, run: _Run) -> None:

@@ -203,10 +203,12 @@ def test_build_args_dockerignore_and_a_dockerfile_from_elsewhere(palletd: Any, i
     outside = tmp_path / "build.Dockerfile"
     outside.write_text(
         "ARG BASE=nothing\nFROM ${BASE}\nARG NAME=default\nARG UNUSED_HERE\n"
-        "COPY . /ctx/\nRUN echo \"name=$NAME\" && ls -a /ctx | tr '\\n' ' '\n"
+        "COPY . /ctx/\nRUN echo \"name=$NAME\" && ls -a /ctx | tr '\\n' ' ' && echo && "
+        "echo interfaces: $(tail -n +3 /proc/net/dev | cut -d: -f1)\n"
     )
     out = palletd.cli_ok("build", "--progress", "plain", "-f", str(outside), "--build-arg", "BASE=busybox",
-                         "--build-arg", "NAME=given", "-t", "args", str(ctx), timeout=120)
+                         "--build-arg", "NAME=given", "--network", "none", "-t", "args", str(ctx), timeout=120)
+    assert "interfaces: lo\n" in out  # --network none: RUN had loopback only
     assert "name=given\n" in out
     listed = out.split("name=given\n", 1)[1].splitlines()[0].split()
     # .dockerignore's exclusions never arrived; the Dockerfile from elsewhere is not COPYed.

@@ -58,3 +58,6 @@ def test_built_image_saves_loads_pushes_and_pulls(palletd: Any, image: str, regi
     out = palletd.cli_ok("build", "--progress", "plain", "-t", "child", str(ctx), env=env, timeout=120)
     assert f"Pulling {target}" in out and "shipped\n" in out
     assert palletd.cli_ok("run", "--rm", "child") == "shipped\n"
+    # --pull: pulled again though it is here now.
+    out = palletd.cli_ok("build", "--progress", "plain", "--pull", "-t", "child", str(ctx), env=env, timeout=120)
+    assert f"Pulling {target}" in out and out.count(" ---> Using cache") == 1
