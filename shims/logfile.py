@@ -6,8 +6,9 @@ not: read the log for `pallet logs` (that is `pallet.shim.api.logs`, which palle
 imports), know about containers, gRPC or protobuf, or import anything but the standard
 library, `pallet.v1.errors` and the format (`pallet.shim.api.logframes`).
 
-A record is one chunk as the shim read it from a pipe (up to 256 KiB), so 100 MB of output
-is ~1,600 headers to parse, not millions of lines, and the writer does no per-line work:
+A record is one chunk as the shim read it from a pipe (up to 256 KiB), or a terminal's
+batch (up to 128 KiB, see `pallet.shim.output`), so 100 MB of output is some 400 to 800
+headers to parse, not millions of lines, and the writer does no per-line work:
 one `writev` per chunk and no fsync (the page cache outlives a crash of the shim or of
 palletd, which is the failure that matters here; an fsync per chunk would cap a chatty
 container at the disk's flush rate).
