@@ -674,8 +674,14 @@ def _check_tag(tag: str) -> str:
 
 
 def _meta_args(dockerfile: ins.Dockerfile, options: BuildOptions, lexer: Lexer) -> dict[str, str]:
-    """The ARGs before the first FROM, with --build-arg over their defaults."""
+    """The ARGs before the first FROM, with --build-arg over their defaults; and
+    BuildKit's automatic platform ARGs (`FROM --platform=$BUILDPLATFORM`, `ARG TARGETARCH`
+    in a stage), this host's: a build here is for this host only."""
+    arch = oci.host_architecture()
     meta: dict[str, str] = {}
+    for prefix in ("BUILD", "TARGET"):
+        meta.update({f"{prefix}PLATFORM": f"linux/{arch}", f"{prefix}OS": "linux",
+                     f"{prefix}ARCH": arch, f"{prefix}VARIANT": ""})
     for arg in dockerfile.meta_args:
         for name, default in arg.pairs:
             given = options.build_args.get(name)

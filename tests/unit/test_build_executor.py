@@ -21,6 +21,7 @@ from pallet.daemon.builder.cache import BuildCache
 from pallet.daemon.builder.executor import Builder
 from pallet.daemon.builder.model import BuildOptions, BuildProgress, BuildResult, StepState
 from pallet.daemon.builder.runner import Commit, RunFailed, RunSpec
+from pallet.daemon.images import oci
 from pallet.daemon.images.model import Image
 from pallet.daemon.snapshots.difftar import LayerSink
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError
@@ -377,3 +378,12 @@ async def test_a_prune_during_a_build_leaves_the_steps_it_stands_on(tmp_path: Pa
         assert (await env.store.manager.get("kept")).id == result.image_id
         env.runner.meanwhile = None
         assert (await env.build("FROM base:1\nENV A=1\nRUN one\nLABEL b=2\nRUN two\n")).cached_steps == 4
+
+
+async def test_buildkit_platform_args(tmp_path: Path) -> None:
+    async with builder_env(tmp_path) as env:
+        await env.build("FROM --platform=$BUILDPLATFORM base:1\nARG TARGETARCH\nRUN build-for-$TARGETARCH\n")
+        (spec,) = env.runner.ran
+        arch = oci.host_architecture()
+        assert spec.argv[-1] == "build-for-$TARGETARCH" and f"TARGETARCH={arch}" in spec.env
+        assert not any("not consumed" in t for t in env.texts(StepState.INFO))
