@@ -454,7 +454,36 @@ class ImageManager:
         # Essential: removing is how space comes back, so on a full disk it may spend
         # the state disk's reserve (`space`).
         with space.essential():
-            return await self._remove(name, force)
+            parents = await self._parents()
+            result = await self._remove(name, force)
+            if not result.deleted:
+                return result
+            # As docker's rmi: the untagged images it was built on go with it, up the
+            # chain, while no other image was built on them and no container uses them.
+            deleted = list(result.deleted)
+            parent = parents.get(result.deleted[0], "")
+            while parent:
+                try:
+                    image = await self.get(parent)
+                except NotFound:
+                    break
+                if image.repo_tags or image.repo_digests or await self._image_users(parent):
+                    break
+                children = (await self._lineage()).get(parent, set())
+                if parent in children or children - set(deleted):
+                    break  # a build stands on it, or another image was built on it
+                try:
+                    more = await self._remove(parent, force=False)
+                except (NotFound, FailedPrecondition, InvalidArgument):
+                    break
+                deleted += more.deleted
+                parent = parents.get(parent, "")
+            return RemoveResult(result.untagged, tuple(deleted))
+
+    async def _parents(self) -> dict[str, str]:
+        """child image id -> the image it was built on (the lineage's, inverted)."""
+        return {child: parent for parent, kids in (await self._lineage()).items()
+                for child in kids if child != parent}
 
     async def _remove(self, name: str, force: bool) -> RemoveResult:
         async with self._lock:

@@ -707,7 +707,10 @@ class Palletd:
                 try:
                     self.remove_image(img.id)
                 except Exception as exc:  # noqa: BLE001
-                    problems.append(f"rmi -f {img.id}: {exc}")
+                    # Gone already: an rmi before it took it (a build's intermediate
+                    # images go with the image built on them, as with docker).
+                    if "NOT_FOUND" not in str(exc):
+                        problems.append(f"rmi -f {img.id}: {exc}")
             elif "busybox:latest" not in img.repo_tags and busybox_tar is not None:
                 self.remove_image(img.id)
             else:

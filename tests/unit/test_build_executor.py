@@ -387,3 +387,19 @@ async def test_buildkit_platform_args(tmp_path: Path) -> None:
         arch = oci.host_architecture()
         assert spec.argv[-1] == "build-for-$TARGETARCH" and f"TARGETARCH={arch}" in spec.env
         assert not any("not consumed" in t for t in env.texts(StepState.INFO))
+
+
+async def test_rmi_takes_the_untagged_chain_it_was_built_on(tmp_path: Path) -> None:
+    async with builder_env(tmp_path) as env:
+        shared = "FROM base:1\nENV A=1\nRUN one\n"
+        first = await env.build(shared + "LABEL x=1\n", tags=("one",))
+        second = await env.build(shared + "LABEL x=2\n", tags=("two",))
+        before = {i.id for i in await env.store.manager.list(all=True)}
+        result = await env.store.manager.remove("one")
+        # Only its own step goes: the ENV and RUN images are the other image's too.
+        assert result.deleted == (first.image_id,)
+        result = await env.store.manager.remove("two")
+        assert result.deleted[0] == second.image_id and len(result.deleted) == 3
+        left = {i.id for i in await env.store.manager.list(all=True)}
+        assert left == {(await env.store.manager.get("base:1")).id}
+        assert before - left == {first.image_id, *result.deleted}
