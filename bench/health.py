@@ -34,6 +34,7 @@ ROWS: tuple[tuple[str, str, str], ...] = (
     ("health_shims", "the same window, the containers' shims and what they reaped, % of one core",
      "(for reference)"),
     ("health_probes", "probes per second in that window (their exec_die events)", "(about N)"),
+    ("health_per_probe", "daemon CPU per probe, ms", "(for reference)"),
     ("idle_cpu", "the same N containers without a healthcheck, daemon CPU, % of one core",
      "(for reference)"),
 )
@@ -134,6 +135,8 @@ def measure(sides: list[Side], count: int, seconds: float) -> None:
                 "processes, utime+stime with their reaped children's (the probes, and runc for "
                 "docker)"))
             s.rows["health_probes"] = Row(rate, "/s", "exec_die events in the window")
+            per_probe = (cpu1 - cpu0) / (rate * elapsed) * 1e3 if rate else None
+            s.rows["health_per_probe"] = Row(per_probe, "ms", "the daemon CPU row over the probes row")
             s.rows["idle_cpu"] = Row(idle, "%", f"{seconds:g} s, {count} containers, no healthcheck")
         finally:
             _remove(s, names)

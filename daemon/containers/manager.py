@@ -90,7 +90,7 @@ from pallet.daemon.events.model import EventPublisher, Notice
 from pallet.daemon.faults import NO_CRASHES, CrashHook
 from pallet.daemon.images.model import Image, ImageStore
 from pallet.daemon.shims.api import ShimClient, ShimLauncher, Stdio
-from pallet.shim.api.spec import ExecSpec, ExitStatus, ShimState
+from pallet.shim.api.spec import ExecSpec, ExitStatus, Process, ShimState
 from pallet.daemon.snapshots.changes import Change
 from pallet.daemon.snapshots.export import export_live, export_rootfs
 from pallet.daemon.snapshots.overlay import OverlaySnapshots
@@ -103,6 +103,8 @@ log = structlog.get_logger(__name__)
 # log, never a status or a streak. (Written at once, a 1 s healthcheck on each of 50
 # containers is 50 more transactions a second.)
 HEALTH_LOG_SAVE_NS = 10 * 1_000_000_000
+# Health probes' processes kept made (one per running container with a healthcheck).
+PROBE_PROCESSES_KEPT = 4096
 
 
 def _default_hostname(req: CreateRequest, container_id: str) -> str:
@@ -154,6 +156,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         # Containers whose health log has results not yet written (`record_health`), and
         # since when.
         self._health_unsaved: dict[str, int] = {}
+        self._probe_processes: dict[tuple[str, int, tuple[str, ...]], Process] = {}
         self._containers: dict[str, Container] = {}
         self._reserved_names: set[str] = set()
         self._locks: dict[str, asyncio.Lock] = {}
@@ -787,7 +790,15 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         run = self._runs.get(c.id)
         if run is None:
             raise FailedPrecondition(f"container {c.name} is not running")
-        spec = ExecSpec(exec_id="", process=exec_process(c, args, (), "", "", False))
+        # The same for every probe of a run: made once (the cache is cleared, whole, when
+        # it holds more than a few thousand, so removed containers' go too).
+        key = (c.id, c.state.started_at_ns, args)
+        process = self._probe_processes.get(key)
+        if process is None:
+            if len(self._probe_processes) >= PROBE_PROCESSES_KEPT:
+                self._probe_processes.clear()
+            process = self._probe_processes[key] = exec_process(c, args, (), "", "", False)
+        spec = ExecSpec(exec_id="", process=process)
         return await self._execs.run(c.id, c.state_dir, run.shim, spec, self._attrs(c))
 
     async def kill_probe(self, c: Container, exec_id: str) -> None:
