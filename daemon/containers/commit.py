@@ -62,6 +62,7 @@ def commit_config(c: Container, image: Image) -> ImageConfig:
         exposed_ports=cfg.exposed_ports,
         volumes=tuple(volumes),
         healthcheck=cfg.healthcheck,  # docker's commit keeps the container's
+        shell=cfg.shell,
     )
 
 

@@ -128,7 +128,8 @@ class HealthMonitor:
                                             self._clock())
             await asyncio.sleep(wait / 1e9)
             c = self._current(container_id, started_at_ns)
-            args = healthcheck.probe_args(c.config.healthcheck) if c is not None else None
+            args = (healthcheck.probe_args(c.config.healthcheck, c.config.shell)
+                    if c is not None else None)
             if c is None or c.config.healthcheck is None or args is None:
                 return
             result = await self._probe(c, args, bound)

@@ -112,15 +112,16 @@ def merge(asked: HealthConfig | None, image: HealthConfig | None) -> HealthConfi
     )
 
 
-def probe_args(h: HealthConfig | None) -> tuple[str, ...] | None:
+def probe_args(h: HealthConfig | None, shell: tuple[str, ...] = ()) -> tuple[str, ...] | None:
     """The probe's command line; None when there is nothing to probe (no healthcheck,
-    NONE, or a test kind docker does not know: it probes nothing then either)."""
+    NONE, or a test kind docker does not know: it probes nothing then either). A
+    CMD-SHELL test runs in the container's shell (an image's SHELL), else /bin/sh -c."""
     if h is None or len(h.test) < 2:
         return None
     if h.test[0] == TEST_CMD:
         return h.test[1:]
     if h.test[0] == TEST_SHELL:
-        return (*SHELL, *h.test[1:])
+        return (*(shell or SHELL), *h.test[1:])
     return None
 
 

@@ -102,6 +102,7 @@ def merge_config(req: ConfigRequest, image: Image, hostname: str) -> Config:
         tty=req.tty,
         console_size=check_console_size(req.console_size),
         healthcheck=healthcheck.merge(healthcheck.check(req.healthcheck), ic.healthcheck),
+        shell=ic.shell,
     )
 
 

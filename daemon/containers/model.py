@@ -80,6 +80,9 @@ class Config:
     # docker's Config.Healthcheck: the create's merged over the image's (None: neither
     # has one; a test of ("NONE",): disabled). Probed by `health.HealthMonitor`.
     healthcheck: HealthConfig | None = None
+    # docker's Config.Shell, the image's (a Dockerfile's SHELL): what a CMD-SHELL
+    # healthcheck runs in; (): /bin/sh -c.
+    shell: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -191,6 +191,14 @@ def test_an_image_healthcheck_from_a_commit_and_a_build(palletd: Any, image: str
     built = json.loads(palletd.cli_ok("image", "inspect", "built:1"))[0]["Config"]["Healthcheck"]
     assert built == {"Test": ["CMD", "false"], "Interval": 100_000_000, "Timeout": 2_000_000_000,
                      "Retries": 1}
+    # A CMD-SHELL test runs in the image's SHELL (docker's Config.Shell).
+    (ctx / "Dockerfile").write_text(
+        'FROM checked:1\nSHELL ["/bin/echo", "in the shell:"]\n'
+        "HEALTHCHECK --interval=100ms CMD hello\n")
+    palletd.cli_ok("build", "-q", "-t", "shelled:1", str(ctx), timeout=120)
+    palletd.cli_ok("run", "-d", "--name", "shelled", "shelled:1")
+    h = palletd.wait_for(lambda: status_is(palletd, "shelled", "healthy"), 20, what="healthy")
+    assert h["Log"][-1]["Output"] == "in the shell: hello\n"
     # A commit keeps the container's healthcheck (docker's).
     palletd.cli_ok("commit", "overridden", "checked:2")
     kept = json.loads(palletd.cli_ok("image", "inspect", "checked:2"))[0]["Config"]["Healthcheck"]

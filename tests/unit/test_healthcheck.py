@@ -75,6 +75,10 @@ def test_the_merge_is_dockers() -> None:
 def test_the_probe_command() -> None:
     assert healthcheck.probe_args(HealthConfig(test=("CMD", "a", "b c"))) == ("a", "b c")
     assert healthcheck.probe_args(HealthConfig(test=("CMD-SHELL", "a && b"))) == ("/bin/sh", "-c", "a && b")
+    # The image's SHELL (docker's Config.Shell) for a CMD-SHELL test, not for CMD.
+    ash = ("/bin/ash", "-ec")
+    assert healthcheck.probe_args(HealthConfig(test=("CMD-SHELL", "a")), ash) == ("/bin/ash", "-ec", "a")
+    assert healthcheck.probe_args(HealthConfig(test=("CMD", "a")), ash) == ("a",)
     for nothing in (None, HealthConfig(), HealthConfig(test=("NONE",)), HealthConfig(test=("X", "y"))):
         assert healthcheck.probe_args(nothing) is None
 
