@@ -1,15 +1,15 @@
 """The builder: a Dockerfile and its context into an image, as docker's classic builder.
 
-Owns: `Builder.build(context_dir, options, report)`: reading the Dockerfile from the
-context, the ARGs before FROM and `--build-arg`, the stages `--target` needs (and only
-those), each stage's steps in order with the cache (a step whose parent, instruction,
-resulting config and, for COPY/ADD, files read are the same reuses the image it made),
-each step an image (a layer when it changes the filesystem: RUN's container diff,
-COPY/ADD's files, WORKDIR's new directory; else only a history entry), progress as it
-goes, the tags at the very end, and `start()`'s removal of the containers of builds a
-dead palletd left. Must not: parse Dockerfiles (`dockerfile`, `instructions`), say
-what an instruction does to the config (`steps`), run containers itself (`runner`), or
-read the context's files unsafely (`sources` does it).
+Owns: `Builder.build(context_dir, options, report)`: the stages `--target` needs (and
+only those) built in order, each stage's steps with the cache (a step whose parent,
+instruction, resulting config and, for COPY/ADD, files read are the same reuses the image
+it made), each step an image (a layer when it changes the filesystem: RUN's container
+diff, COPY/ADD's files, WORKDIR's new directory; else only a history entry), progress as
+it goes, the tags at the very end, the images a build under way stands on (`lineage`, for
+the image store), and `start()`'s removal of the containers of builds a dead palletd
+left. Must not: parse Dockerfiles (`dockerfile`, `instructions`), work out the stages and
+ARGs before it starts (`plan`), say what an instruction does to the config (`steps`), run
+containers itself (`runner`), or read the context's files unsafely (`sources` does it).
 
 A build cut short (its caller cancelled, a failing RUN, palletd killed) leaves no tag
 and no container; the images of the steps that finished stay as the cache's.
@@ -22,10 +22,9 @@ import os
 import re
 import secrets
 import shutil
-import stat
 import tarfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Protocol
@@ -33,11 +32,11 @@ from typing import IO, Protocol
 import structlog
 
 from pallet.daemon.builder import instructions as ins
+from pallet.daemon.builder import plan as planning
 from pallet.daemon.builder.cache import BuildCache, step_key
-from pallet.daemon.builder.dockerfile import parse
 from pallet.daemon.builder.model import BuildOptions, BuildProgress, BuildResult, StepState
 from pallet.daemon.builder.rootfs import ImageRoot
-from pallet.daemon.builder.runner import Commit, LayerWriter, RunFailed, RunSpec, StepRunner
+from pallet.daemon.builder.runner import LayerWriter, RunFailed, RunSpec, StepRunner
 from pallet.daemon.builder.shellwords import Lexer, SubstitutionError
 from pallet.daemon.builder.sources import (
     ContextRoot,
@@ -78,7 +77,6 @@ from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Pall
 log = structlog.get_logger(__name__)
 
 Report = Callable[[BuildProgress], None]
-_MAX_DOCKERFILE = 4 << 20
 _CONFIG_STEPS = (
     ins.Env, ins.Label, ins.Arg, ins.User, ins.Cmd, ins.Entrypoint, ins.Expose, ins.Volume,
     ins.StopSignal, ins.Maintainer, ins.Onbuild, ins.Shell,
@@ -206,13 +204,13 @@ class Builder:
         started = time.monotonic()
         context = Path(context_dir)
         file = options.dockerfile or "Dockerfile"
-        text = await asyncio.to_thread(_read_dockerfile, context, file)
+        text = await asyncio.to_thread(planning.read_dockerfile, context, file)
         dockerfile = await asyncio.to_thread(ins.parse_dockerfile, text, file)
-        tags = tuple(_check_tag(t) for t in options.tags)
+        tags = tuple(planning.check_tag(t) for t in options.tags)
         lexer = Lexer(escape=dockerfile.escape)
-        meta = _meta_args(dockerfile, options, lexer)
-        target = _target(dockerfile, options.target)
-        needed = _needed(dockerfile, target, meta, lexer)
+        meta = planning.meta_args(dockerfile, options, lexer)
+        target = planning.target(dockerfile, options.target)
+        needed = planning.needed(dockerfile, target, meta, lexer)
         total = sum(1 + len(dockerfile.stages[i].commands) for i in needed) + (1 if options.labels else 0)
         token = secrets.token_hex(16)
         tmp = self._tmp / token
@@ -304,7 +302,7 @@ class Builder:
             )
         _check_platform(run, source)
         state = StageState()
-        named = _stage_named(run.dockerfile, base, before=stage.index)
+        named = planning.stage_named(run.dockerfile, base, before=stage.index)
         if base.lower() == "scratch":
             current = _Current(None)
         elif named is not None:
@@ -323,7 +321,7 @@ class Builder:
             state.config = replace(state.config, on_build=())
             run.progress(StepState.INFO, stage, text=f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}")
             for trigger in triggers:
-                for instruction in _trigger_instructions(run.file, source, trigger):
+                for instruction in planning.trigger_instructions(run.file, source, trigger):
                     await self._step(run, stage, state, current, instruction, counted=False)
         for instruction in stage.commands:
             await self._step(run, stage, state, current, instruction)
@@ -605,7 +603,7 @@ class Builder:
                 raise step.error(f"--from={name}: a stage can only copy from a stage before it (this is stage {stage.index})")
             target = run.dockerfile.stages[index]
         else:
-            target = _stage_named(run.dockerfile, name, before=len(run.dockerfile.stages))
+            target = planning.stage_named(run.dockerfile, name, before=len(run.dockerfile.stages))
             if target is not None and target.index == stage.index:
                 raise step.error(f"--from={name}: a stage cannot copy from itself")
         if target is not None:
@@ -642,105 +640,6 @@ def _clear_dir(path: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _read_dockerfile(context: Path, file: str) -> bytes:
-    root = ContextRoot(context)
-    try:
-        found = root.resolve(file, "Dockerfile")
-    except SourceError as exc:
-        raise InvalidArgument(f"cannot read the Dockerfile {file}: {exc.message}") from None
-    if found is None or not stat.S_ISREG(found[1].st_mode):
-        raise NotFound(
-            f"Cannot locate specified Dockerfile: {file} (not a file in the build context; "
-            "-f names another)"
-        )
-    if found[1].st_size > _MAX_DOCKERFILE:
-        raise InvalidArgument(f"the Dockerfile {file} is {found[1].st_size} bytes: more than 4 MiB is not a Dockerfile")
-    path = root.host_path(found[0])
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb") as f:
-        text = f.read(_MAX_DOCKERFILE + 1)
-    if len(found[0]) == 1 and found[0][0].startswith(".dockerfile."):
-        # docker's reserved name for a Dockerfile from outside the context (or from stdin,
-        # or one .dockerignore excludes): it is the build's, not the context's to COPY.
-        os.unlink(path)
-    return text
-
-
-def _check_tag(tag: str) -> str:
-    ref = parse_tagged(tag)
-    if ref.digest:
-        raise InvalidArgument(f"invalid tag {tag!r}: a tag may not contain a digest")
-    return str(ref)
-
-
-def _meta_args(dockerfile: ins.Dockerfile, options: BuildOptions, lexer: Lexer) -> dict[str, str]:
-    """The ARGs before the first FROM, with --build-arg over their defaults; and
-    BuildKit's automatic platform ARGs (`FROM --platform=$BUILDPLATFORM`, `ARG TARGETARCH`
-    in a stage), this host's: a build here is for this host only."""
-    arch = oci.host_architecture()
-    meta: dict[str, str] = {}
-    for prefix in ("BUILD", "TARGET"):
-        meta.update({f"{prefix}PLATFORM": f"linux/{arch}", f"{prefix}OS": "linux",
-                     f"{prefix}ARCH": arch, f"{prefix}VARIANT": ""})
-    for arg in dockerfile.meta_args:
-        for name, default in arg.pairs:
-            given = options.build_args.get(name)
-            if given is not None:
-                meta[name] = given
-            elif default is not None:
-                try:
-                    meta[name] = lexer.process_word(default, meta)
-                except SubstitutionError as exc:
-                    raise step_error(dockerfile.file, arg, exc.message) from None
-    return meta
-
-
-def _target(dockerfile: ins.Dockerfile, target: str) -> ins.Stage:
-    if not target:
-        return dockerfile.stages[-1]
-    found = _stage_named(dockerfile, target, before=len(dockerfile.stages))
-    if found is None:
-        names = ", ".join(s.name for s in dockerfile.stages if s.name) or "none has a name"
-        raise InvalidArgument(
-            f"target stage {target!r} could not be found in {dockerfile.file} (its stages: {names})"
-        )
-    return found
-
-
-def _stage_named(dockerfile: ins.Dockerfile, name: str, before: int) -> ins.Stage | None:
-    lower = name.lower()
-    for stage in dockerfile.stages[:before]:
-        if stage.name and stage.name == lower:
-            return stage
-    return None
-
-
-def _needed(dockerfile: ins.Dockerfile, target: ins.Stage, meta: dict[str, str], lexer: Lexer) -> list[int]:
-    """The stages the target needs (FROM a stage, COPY --from a stage), in file order."""
-    seen: set[int] = set()
-    todo = [target.index]
-    while todo:
-        index = todo.pop()
-        if index in seen:
-            continue
-        seen.add(index)
-        stage = dockerfile.stages[index]
-        refs = [stage.source.base]
-        refs += [c.from_stage for c in stage.commands if isinstance(c, ins.Copy) and c.from_stage]
-        for ref in refs:
-            try:
-                name = lexer.process_word(ref, meta)
-            except SubstitutionError:
-                continue  # said when the step runs
-            if name.isdigit() and ref is not stage.source.base and int(name) < len(dockerfile.stages):
-                todo.append(int(name))
-                continue
-            found = _stage_named(dockerfile, name, before=len(dockerfile.stages))
-            if found is not None and found.index != index:
-                todo.append(found.index)
-    return sorted(seen)
-
-
 def _check_platform(run: _Run, source: ins.From) -> None:
     wanted = source.platform or run.options.platform
     if not wanted:
@@ -772,17 +671,3 @@ def _chmod(step: Step, text: str) -> int:
     if not 0 <= mode <= 0o7777:
         raise step.error(f"--chmod={text}: a mode goes up to 7777")
     return mode
-
-
-def _trigger_instructions(file: str, source: ins.From, trigger: str) -> Sequence[ins.Instruction]:
-    """An ONBUILD trigger of the base image, as an instruction of this build."""
-    try:
-        parsed = parse(trigger, f"{file} (ONBUILD of the base image)")
-        out = [ins.instruction_from(node, file) for node in parsed.nodes]
-    except PalletError as exc:
-        raise step_error(file, source, f"the base image's ONBUILD trigger {trigger!r}: {exc.message}") from None
-    for instruction in out:
-        if isinstance(instruction, (ins.From, ins.Maintainer, ins.Onbuild)):
-            raise step_error(file, source, f"{instruction.node.name} isn't allowed as an ONBUILD trigger")
-    return [replace(instruction, node=replace(instruction.node, start_line=source.line, end_line=source.line)) for instruction in out]
-
