@@ -457,7 +457,7 @@ class PalletClient:
             size = 0
             for chunk in _chunks(source):
                 size += len(chunk)
-                yield pb.ImportRequest(chunk=chunk)
+                yield _upload_chunk(pb.ImportRequest, chunk)
             # Without it the daemon takes the upload as cut short (see UploadEnd).
             yield pb.ImportRequest(end=pb.UploadEnd(size=size))
 
@@ -471,7 +471,7 @@ class PalletClient:
             size = 0
             for chunk in _chunks(source):
                 size += len(chunk)
-                yield pb.LoadRequest(chunk=chunk)
+                yield _upload_chunk(pb.LoadRequest, chunk)
             yield pb.LoadRequest(end=pb.UploadEnd(size=size))
 
         return self._upload("images", "Load", requests())
@@ -581,7 +581,7 @@ class PalletClient:
             size = 0
             for chunk in _chunks(source):
                 size += len(chunk)
-                yield pb.PutArchiveRequest(chunk=chunk)
+                yield _upload_chunk(pb.PutArchiveRequest, chunk)
             # Without it the daemon keeps nothing (see UploadEnd).
             yield pb.PutArchiveRequest(end=images.UploadEnd(size=size))
 
@@ -715,6 +715,19 @@ class PalletClient:
             yield response.event
 
 
+def _upload_chunk(request_type: Any, chunk: bytes) -> tuple[bytes, bytes]:
+    """An upload request holding `chunk` (its `chunk` field, the whole message), encoded
+    by hand as protobuf would, as two pieces that go out unjoined: setting the field and
+    serializing copied the megabytes twice, a quarter of the CLI's CPU for a cp."""
+    tag = (request_type.DESCRIPTOR.fields_by_name["chunk"].number << 3) | 2  # length-delimited
+    size, header = len(chunk), bytearray([tag])
+    while size > 0x7F:
+        header.append(size & 0x7F | 0x80)
+        size >>= 7
+    header.append(size)
+    return bytes(header), chunk
+
+
 def _chunks(source: Any) -> Iterator[bytes]:
     if isinstance(source, (bytes, bytearray)):
         for i in range(0, len(source), CHUNK_SIZE):
@@ -771,7 +784,9 @@ class _Method:
         if self._client_streaming and self._server_streaming:
             raise TypeError(f"{self._path} is bidirectional: open it with PalletClient._duplex")
         if self._client_streaming:
-            data = self._channel.client_stream(self._path, (r.SerializeToString() for r in request))
+            data = self._channel.client_stream(  # a tuple is an encoded message's pieces
+                self._path, (r if isinstance(r, tuple) else r.SerializeToString() for r in request)
+            )
             return _decode(self._response, data)
         if self._server_streaming:
             return _Responses(lambda: self._channel.server_stream(self._path, request.SerializeToString()), self._response)

@@ -58,6 +58,10 @@ _DEFAULT_WINDOW = 65535
 _RST_CODES = {0x7: "UNAVAILABLE", 0x8: "CANCELLED", 0xB: "RESOURCE_EXHAUSTED", 0xC: "PERMISSION_DENIED"}
 
 
+#: A message to send: its bytes, or a tuple of pieces that are its bytes one after another.
+Message = bytes | tuple[bytes | memoryview, ...]
+
+
 class RpcError(Exception):
     """A call that failed.
 
@@ -257,14 +261,17 @@ class Connection:
                 self._sock.shutdown(socket.SHUT_RDWR)
             raise
 
-    def send(self, call: _Call, message: bytes, end: bool = False) -> bool:
+    def send(self, call: _Call, message: Message, end: bool = False) -> bool:
         """Send one message (and END_STREAM after it if `end`); waits for palletd's
         window. False when the call is already over (palletd answered or it broke).
         The message's bytes are not copied: frame headers and slices of it go out in one
-        sendmsg (a cp or an import sends gigabytes this way)."""
-        prefix = len(message).to_bytes(5, "big")
-        body = memoryview(message)
-        total = 5 + len(body)
+        sendmsg (a cp or an import sends gigabytes this way); a message given as a tuple
+        of pieces is their concatenation (an upload's chunk after its field's header,
+        never joined)."""
+        parts = [memoryview(p) for p in message] if isinstance(message, tuple) else [memoryview(message)]
+        size = sum(len(p) for p in parts)
+        parts.insert(0, memoryview(size.to_bytes(5, "big")))
+        total = 5 + size
         sent = 0
         while sent < total:
             with self.cv:
@@ -291,10 +298,7 @@ class Connection:
                     stop = min(start + self._peer_frame, sent + n)
                     last = end and stop == total
                     pieces.append(_header(stop - start, _DATA, _END_STREAM if last else 0, call.id))
-                    if start < 5:
-                        pieces.append(prefix[start : min(stop, 5)])
-                    if stop > 5:
-                        pieces.append(body[max(start - 5, 0) : stop - 5])
+                    pieces += _slices(parts, start, stop)
                 if not self._write_pieces(pieces):
                     return False
             sent += n
@@ -671,7 +675,7 @@ class Channel:
         call.send(request, end=True)
         return call
 
-    def client_stream(self, method: str, requests: Iterable[bytes]) -> bytes:
+    def client_stream(self, method: str, requests: Iterable[Message]) -> bytes:
         call = self.start(method)
         try:
             for request in requests:
@@ -701,7 +705,7 @@ class Stream:
         self._conn = conn
         self._call = call
 
-    def send(self, message: bytes, end: bool = False) -> bool:
+    def send(self, message: Message, end: bool = False) -> bool:
         return self._conn.send(self._call, message, end)
 
     def end(self) -> None:
@@ -767,6 +771,20 @@ class Future:
 
     def add_done_callback(self, fn: Callable[[Future], Any]) -> None:
         self._stream.on_done(lambda: fn(self))
+
+
+def _slices(parts: list[memoryview], start: int, stop: int) -> list[memoryview]:
+    """The bytes `start` to `stop` of the concatenation of `parts`, as views of them."""
+    out = []
+    offset = 0
+    for part in parts:
+        end = offset + len(part)
+        if end > start and offset < stop:
+            out.append(part[max(start - offset, 0) : min(stop, end) - offset])
+        offset = end
+        if offset >= stop:
+            break
+    return out
 
 
 def _header(length: int, kind: int, flags: int, stream: int) -> bytes:

@@ -19,7 +19,7 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from pallet.daemon.api.inputs import Undecodable, check_request, checked_stream
+from pallet.daemon.api.inputs import Undecodable, UploadChunk, check_request, checked_stream
 from pallet.daemon.store import space
 from pallet.v1.errors import PalletError
 
@@ -59,7 +59,7 @@ async def _abort(context: Ctx, exc: BaseException, rpc: str) -> None:
 
 def _checked(request: Req) -> Req:
     """`request` checked now, or a client stream whose messages are checked as they come."""
-    if isinstance(request, (Message, Undecodable)):
+    if isinstance(request, (Message, Undecodable, UploadChunk)):
         check_request(request)
         return request
     return cast(Req, checked_stream(cast(AsyncIterator[Message], request)))

@@ -11,6 +11,7 @@ from typing import Any
 
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, stream, unary
+from pallet.daemon.api.inputs import UploadChunk
 from pallet.daemon.api.registry import credentials, with_progress
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import ImageStore
@@ -20,7 +21,7 @@ from pallet.v1 import images_pb2_grpc as pb_grpc
 
 
 
-async def upload_bytes(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def upload_bytes(requests: AsyncIterator[Any]) -> AsyncIterator[bytes | memoryview]:
     """The bytes of an upload stream (Import, Load, a container's PutArchive: messages
     with a `chunk` or `end` payload), which must close with `end`.
 
@@ -29,6 +30,10 @@ async def upload_bytes(requests: AsyncIterator[Any]) -> AsyncIterator[bytes]:
     """
     received = 0
     async for req in requests:
+        if isinstance(req, UploadChunk):  # a chunk as received: see inputs.UploadChunk
+            received += len(req.data)
+            yield req.data
+            continue
         kind = req.WhichOneof("payload")
         if kind == "chunk":
             chunk = req.chunk  # each read of the field is a copy of its bytes

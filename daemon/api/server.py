@@ -46,7 +46,7 @@ class _TolerantDecoding(grpc.aio.ServerInterceptor):
             return handler
         descriptor = getattr(getattr(decode, "__self__", None), "DESCRIPTOR", None)
         type_name = descriptor.full_name if descriptor is not None else f"request of {details.method}"
-        return handler._replace(request_deserializer=tolerant(decode, type_name))
+        return handler._replace(request_deserializer=tolerant(decode, type_name, descriptor))
 
 
 class ApiServer:

@@ -157,7 +157,7 @@ class ImageManager:
 
     async def import_rootfs(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         reference: str,
         message: str = "",
         changes: Sequence[str] = (),
@@ -192,7 +192,7 @@ class ImageManager:
         log.info("image imported", image_id=image.id, reference=reference)
         return image
 
-    async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult:
+    async def load(self, chunks: AsyncIterator[bytes | memoryview]) -> LoadResult:
         async with self._staging() as lease, space.room(self._root, "cannot load the images"):
             spool = await self._spool(chunks)
             try:
@@ -342,7 +342,7 @@ class ImageManager:
     def _staging(self) -> _Staging:
         return _Staging(self)
 
-    async def _spool(self, chunks: AsyncIterator[bytes]) -> Path:
+    async def _spool(self, chunks: AsyncIterator[bytes | memoryview]) -> Path:
         """Stream an upload to a temp file (tar needs to seek, and a client may be slow)."""
         path = self.content.tmp_dir / f"upload-{secrets.token_hex(8)}"
         file: BinaryIO = await asyncio.to_thread(open, path, "xb")

@@ -172,13 +172,13 @@ class ImageStore(Protocol):
 
     async def import_rootfs(
         self,
-        chunks: AsyncIterator[bytes],
+        chunks: AsyncIterator[bytes | memoryview],
         reference: str,
         message: str = "",
         changes: Sequence[str] = (),
     ) -> Image: ...
 
-    async def load(self, chunks: AsyncIterator[bytes]) -> LoadResult: ...
+    async def load(self, chunks: AsyncIterator[bytes | memoryview]) -> LoadResult: ...
 
     async def commit(self, request: CommitRequest) -> Image:
         """A new image from `request`: the layer staged and verified, then recorded."""

@@ -12,6 +12,7 @@ a hand-written table to a real palletd and checks that nothing changed.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.api.events import EventsServicer
 from pallet.daemon.api.images import ImagesServicer
 from pallet.daemon.api.networks import NetworksServicer
-from pallet.daemon.api.inputs import MAX_STRING_BYTES, check_request
+from pallet.daemon.api.inputs import MAX_STRING_BYTES, Undecodable, UploadChunk, check_request, tolerant
 from pallet.daemon.api.server import ApiServer
 from pallet.daemon.api.system import SystemServicer
 from pallet.daemon.api.volumes import VolumesServicer
@@ -385,3 +386,29 @@ def test_an_uploads_chunk_passes_unread_and_its_header_is_still_checked() -> Non
         check_request(cpb.PutArchiveRequest(header=cpb.PutArchiveHeader(container="c", path="/a\0b")))
     with pytest.raises(InvalidArgument, match=r"header\.reference"):
         check_request(ipb.ImportRequest(header=ipb.ImportHeader(reference="x\0")))
+
+
+def test_an_uploads_lone_chunk_is_handed_on_unparsed_and_anything_else_is_parsed() -> None:
+    decode = tolerant(cpb.PutArchiveRequest.FromString, "pallet.v1.PutArchiveRequest",
+                      cpb.PutArchiveRequest.DESCRIPTOR)
+    for size in (0, 1, 127, 128, 16384, 4 * 1024 * 1024 + 3):
+        chunk = os.urandom(size)
+        got = decode(cpb.PutArchiveRequest(chunk=chunk).SerializeToString())
+        assert isinstance(got, UploadChunk) and got.field == "chunk" and bytes(got.data) == chunk
+        check_request(got)
+    header = cpb.PutArchiveRequest(header=cpb.PutArchiveHeader(container="c", path="/a\0b"))
+    parsed = decode(header.SerializeToString())
+    assert isinstance(parsed, cpb.PutArchiveRequest)
+    with pytest.raises(InvalidArgument, match=r"header\.path"):
+        check_request(parsed)
+    # Two chunk fields in one message (protobuf keeps the last), or a length that does
+    # not end the message: protobuf's parse, as before.
+    twice = cpb.PutArchiveRequest(chunk=b"a").SerializeToString() + cpb.PutArchiveRequest(chunk=b"bc").SerializeToString()
+    assert decode(twice).chunk == b"bc"
+    assert isinstance(decode(b"\x12\x05ab"), Undecodable)
+    # stdin of attach and exec are messages their handlers read: never UploadChunk.
+    for request_type in (cpb.AttachRequest, cpb.ExecRequest):
+        stdin = tolerant(request_type.FromString, "x", request_type.DESCRIPTOR)
+        assert isinstance(stdin(request_type(stdin=b"ls\n").SerializeToString()), request_type)
+    load = tolerant(ipb.LoadRequest.FromString, "x", ipb.LoadRequest.DESCRIPTOR)
+    assert bytes(load(ipb.LoadRequest(chunk=b"tar").SerializeToString()).data) == b"tar"

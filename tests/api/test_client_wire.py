@@ -402,3 +402,25 @@ def test_streaming_verbs_with_no_daemon_say_so(tmp_path: Path) -> None:
                     lambda: client.start_async("x")):
         with pytest.raises(Unavailable, match="cannot connect to palletd"):
             attempt()
+
+
+def test_a_message_given_in_pieces_arrives_as_their_bytes_one_after_another(channel: wire.Channel) -> None:
+    # An upload's chunk goes out after its field's header unjoined (client.api), across
+    # frame and window boundaries.
+    pieces = [(b"\x12", os.urandom(3 * MiB + 5)), (b"", b"a", memoryview(b"bcd")), (os.urandom(70000),)]
+    expect = hashlib.sha256(b"".join(b"".join(p) for p in pieces)).hexdigest()
+    size = sum(len(x) for p in pieces for x in p)
+    assert channel.client_stream(m("Digest"), iter(pieces)).decode() == f"{size} {expect}"
+    echo = channel.start(m("Chat"))
+    assert echo.send((b"he", b"llo")) and echo.send(b"bye", end=True)
+    assert list(echo) == [b"HELLO", b"done"]
+
+
+def test_an_upload_chunk_encoded_by_hand_is_protobufs_own_encoding() -> None:
+    from pallet.client.api import _upload_chunk
+    from pallet.v1 import images_pb2 as ipb
+
+    for request_type in (cpb.PutArchiveRequest, ipb.ImportRequest, ipb.LoadRequest):
+        for size in (0, 1, 127, 128, 16383, 16384, 4 * MiB + 17):
+            chunk = os.urandom(size)
+            assert b"".join(_upload_chunk(request_type, chunk)) == request_type(chunk=chunk).SerializeToString()
