@@ -103,7 +103,8 @@ def stage_commit(
                 f"the container's image lacks its layer {layer.diff_id} on disk: it was "
                 "removed meanwhile; the container cannot be committed"
             )
-    with content.writer(lease) as blob:
+    # The extractor hashes what it hands the blob (the diff id): not hashed twice.
+    with content.writer(lease, hashed_by_caller=True) as blob:
         unpacked, entries = _unpack_from(write_layer, layers, blob.write)
         new_layers = list(base_layers)
         if entries:

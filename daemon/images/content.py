@@ -36,32 +36,47 @@ def check_digest(digest: str) -> str:
 
 
 class BlobWriter:
-    """One blob being written: `write()` the bytes, then `commit()`; `abort()` otherwise."""
+    """One blob being written: `write()` the bytes, then `commit()`; `abort()` otherwise.
 
-    def __init__(self, store: ContentStore, lease: Lease) -> None:
+    `hashed_by_caller`: the caller hashes every byte it writes, the very bytes, itself
+    (an unpacked layer's diff id is the digest of what its tee wrote here): then the
+    writer does not hash them a second time, and `commit` takes the caller's digest,
+    which it must be given."""
+
+    def __init__(self, store: ContentStore, lease: Lease, hashed_by_caller: bool = False) -> None:
         self._store = store
         self._lease = lease
         self._path = store.tmp_dir / f"blob-{secrets.token_hex(8)}"
         self._file: BinaryIO | None = open(self._path, "xb")
-        self._hash = hashlib.sha256()
+        self._hash = None if hashed_by_caller else hashlib.sha256()
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         if self._file is None:
             raise RuntimeError("blob writer is closed")
         self._file.write(data)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
 
     @property
     def digest(self) -> str:
+        if self._hash is None:
+            raise RuntimeError("the blob is hashed by its writer's caller")
         return "sha256:" + self._hash.hexdigest()
 
     def commit(self, expected: str = "") -> str:
-        """Make the blob durable and visible; refuse it if it is not `expected`."""
+        """Make the blob durable and visible; refuse it if it is not `expected` (for a
+        blob `hashed_by_caller`, `expected` is the caller's digest of it)."""
         if self._file is None:
             raise RuntimeError("blob writer is closed")
-        digest = self.digest
+        if self._hash is None and not expected:
+            raise RuntimeError("a blob hashed by the caller is committed with its digest")
+        if self._hash is None:
+            check_digest(expected)
+            digest = expected
+        else:
+            digest = self.digest
         if expected and expected != digest:
             self.abort()
             raise InvalidArgument(f"blob {expected} does not match its content (it hashes to {digest})")
@@ -246,8 +261,8 @@ class ContentStore:
                 os.unlink(entry.path)
         return freed
 
-    def writer(self, lease: Lease) -> BlobWriter:
-        return BlobWriter(self, lease)
+    def writer(self, lease: Lease, hashed_by_caller: bool = False) -> BlobWriter:
+        return BlobWriter(self, lease, hashed_by_caller)
 
     def write_bytes(self, data: bytes, lease: Lease, expected: str = "") -> str:
         with self.writer(lease) as writer:

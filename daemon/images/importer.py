@@ -32,7 +32,8 @@ def stage_import(
     references: tuple[Reference, ...],
     now_ns: int,
 ) -> StagedImage:
-    with open(spool, "rb") as raw, content.writer(lease) as blob:
+    # The extractor hashes what it hands the blob (the diff id): not hashed twice.
+    with open(spool, "rb") as raw, content.writer(lease, hashed_by_caller=True) as blob:
         unpacked = layers.unpack(raw, tee=blob.write)
         try:
             blob_digest = blob.commit(expected=unpacked.diff_id)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import hashlib
+import io
 import lzma
 import os
 import re
@@ -24,7 +25,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol, cast
+from typing import IO, Any, Protocol, cast
 
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images import tarsafe
@@ -104,6 +105,23 @@ class _Digesting:
         return "sha256:" + self.hash.hexdigest()
 
 
+class _Raw(io.RawIOBase):
+    """A `_Digesting` as a raw stream, read through an io.BufferedReader: tarfile's
+    stream mode reads 10 KiB records, and through the buffer every byte is still hashed
+    and teed once, in 1 MiB pieces (100 Python calls per 100 MB, not 10,000)."""
+
+    def __init__(self, digesting: _Digesting) -> None:
+        self._digesting = digesting
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._digesting.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
 def _read_exact(source: Readable, count: int) -> bytes:
     data = b""
     while len(data) < count:
@@ -175,8 +193,8 @@ class LayerStore:
         try:
             plain, compression = decompressed(raw)
             digesting = _Digesting(plain, compression, tee)
-            stats = tarsafe.extract(cast(IO[bytes], digesting), str(temp_dir))
-            digesting.drain()
+            stats = tarsafe.extract(cast(IO[bytes], io.BufferedReader(_Raw(digesting), _CHUNK)), str(temp_dir))
+            digesting.drain()  # what the buffer holds is hashed: the rest, to the end
             # One syncfs instead of an fsync per file: the layer is durable before the
             # rename makes it visible.
             syncfs(temp_dir)
