@@ -104,7 +104,7 @@ def stage_commit(
                 "removed meanwhile; the container cannot be committed"
             )
     # The extractor hashes what it hands the blob (the diff id): not hashed twice.
-    with content.writer(lease, hashed_by_caller=True) as blob:
+    with content.writer(lease, hashed_by_caller=True, direct=True) as blob:
         unpacked, entries = _unpack_from(write_layer, layers, blob.write)
         new_layers = list(base_layers)
         if entries:

@@ -18,10 +18,10 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound
-from pallet.daemon.images.fsutil import fsync_dir, remove_tree
+from pallet.daemon.images.fsutil import DirectFile, fsync_dir, remove_tree
 from pallet.daemon.images.leases import Lease, Leases
 
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
@@ -35,19 +35,33 @@ def check_digest(digest: str) -> str:
     return digest[len("sha256:") :]
 
 
+class _File(Protocol):
+    """What a blob is written through: a file opened "xb", or a `DirectFile`."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
 class BlobWriter:
     """One blob being written: `write()` the bytes, then `commit()`; `abort()` otherwise.
 
     `hashed_by_caller`: the caller hashes every byte it writes, the very bytes, itself
     (an unpacked layer's diff id is the digest of what its tee wrote here): then the
     writer does not hash them a second time, and `commit` takes the caller's digest,
-    which it must be given."""
+    which it must be given. `direct`: written past the page cache (`fsutil.DirectFile`),
+    for a big blob nothing reads soon (a committed or imported layer's)."""
 
-    def __init__(self, store: ContentStore, lease: Lease, hashed_by_caller: bool = False) -> None:
+    def __init__(self, store: ContentStore, lease: Lease, hashed_by_caller: bool = False,
+                 direct: bool = False) -> None:
         self._store = store
         self._lease = lease
         self._path = store.tmp_dir / f"blob-{secrets.token_hex(8)}"
-        self._file: BinaryIO | None = open(self._path, "xb")
+        self._file: _File | None = DirectFile(self._path) if direct else open(self._path, "xb")
         self._hash = None if hashed_by_caller else hashlib.sha256()
         self.size = 0
 
@@ -261,8 +275,8 @@ class ContentStore:
                 os.unlink(entry.path)
         return freed
 
-    def writer(self, lease: Lease, hashed_by_caller: bool = False) -> BlobWriter:
-        return BlobWriter(self, lease, hashed_by_caller)
+    def writer(self, lease: Lease, hashed_by_caller: bool = False, direct: bool = False) -> BlobWriter:
+        return BlobWriter(self, lease, hashed_by_caller, direct)
 
     def write_bytes(self, data: bytes, lease: Lease, expected: str = "") -> str:
         with self.writer(lease) as writer:

@@ -33,7 +33,7 @@ def stage_import(
     now_ns: int,
 ) -> StagedImage:
     # The extractor hashes what it hands the blob (the diff id): not hashed twice.
-    with open(spool, "rb") as raw, content.writer(lease, hashed_by_caller=True) as blob:
+    with open(spool, "rb") as raw, content.writer(lease, hashed_by_caller=True, direct=True) as blob:
         unpacked = layers.unpack(raw, tee=blob.write)
         try:
             blob_digest = blob.commit(expected=unpacked.diff_id)
