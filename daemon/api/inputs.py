@@ -98,7 +98,7 @@ def tolerant(
     with an "Unexpected DecodeError" before any handler saw the call). A message of the
     type `descriptor` describes that is a lone bytes field of its only oneof (an upload's
     chunk) becomes an `UploadChunk`, unparsed."""
-    lone = _lone_bytes_tags(descriptor) if descriptor is not None else {}
+    lone = _lone_bytes_tags(descriptor) if descriptor is not None else _NO_TAGS
 
     def decode_or_mark(data: bytes) -> Any:
         if lone and data:
@@ -115,19 +115,31 @@ def tolerant(
     return decode_or_mark
 
 
+_NO_TAGS: dict[int, str] = {}
+#: Message type -> what `_lone_bytes_tags` found (the interceptor asks on every call).
+_LONE_TAGS: dict[str, dict[int, str]] = {}
+
+
 def _lone_bytes_tags(descriptor: Any) -> dict[int, str]:
     """{the one-byte wire tag of its `chunk`: "chunk"} for an upload request (a type
     whose every field is in its only oneof, which has a bytes `chunk` and an `end`
     UploadEnd: PutArchive's, Import's, Load's); else {} (attach's and exec's stdin too:
     their handlers read messages, not bytes)."""
+    found = _LONE_TAGS.get(descriptor.full_name)
+    if found is None:
+        found = _LONE_TAGS[descriptor.full_name] = _find_lone_bytes_tags(descriptor)
+    return found
+
+
+def _find_lone_bytes_tags(descriptor: Any) -> dict[int, str]:
     oneofs = descriptor.oneofs
     if len(oneofs) != 1 or any(f.containing_oneof is None for f in descriptor.fields):
-        return {}
+        return _NO_TAGS
     fields = {f.name: f for f in oneofs[0].fields}
     chunk, end = fields.get("chunk"), fields.get("end")
     if (chunk is None or chunk.type != _TYPE_BYTES or chunk.number >= 16  # a one-byte tag
             or end is None or end.message_type is None or end.message_type.name != "UploadEnd"):
-        return {}
+        return _NO_TAGS
     return {(chunk.number << 3) | 2: chunk.name}  # wire type 2: length-delimited
 
 
