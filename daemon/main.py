@@ -16,7 +16,6 @@ from pathlib import Path
 
 import structlog
 
-from pallet.daemon import heap
 from pallet.daemon.config import DEFAULT_HOST, DEFAULT_ROOT, DEFAULT_RUN_ROOT, Config
 from pallet.daemon.networks.ipam import DEFAULT_POOLS, Pool, parse_pool
 from pallet.v1.errors import PalletError
@@ -162,7 +161,6 @@ async def serve(config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     configure_logging(args.log_level)
-    heap.tune()  # before grpc allocates: see pallet.daemon.heap
     # By default the socket lives in the run root (DEFAULT_HOST for the default run root).
     hosts = tuple(args.hosts or [f"unix://{args.run_root.absolute()}/pallet.sock"])
     config = Config(

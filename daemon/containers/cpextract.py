@@ -130,8 +130,8 @@ class Extractor:
     # ---- entries ---------------------------------------------------------------------
 
     def extract(self, stream: IO[bytes]) -> Extracted:
-        """Extract the tar `stream` holds; a raw pipe (io.FileIO) has its files' content
-        spliced into them."""
+        """Extract the tar `stream` holds; a raw pipe (io.FileIO) is read through its
+        descriptor (`cptar.TarReader`)."""
         archive = TarReader(stream, _BoundedTarInfo)
         try:
             for member in archive:

@@ -191,8 +191,9 @@ def _put(root: int, request: Mapping[str, Any]) -> dict[str, Any]:
     extractor.check_destination()
     report({"ready": True})
     try:
-        # Unbuffered: the extractor reads the pipe itself, and splices files' content
-        # from it; it reads on to the upload's end (the tar's padding, what follows).
+        # Unbuffered: the extractor reads the pipe itself (files' content in 32 KiB
+        # pieces, see cptar); it reads on to the upload's end (the tar's padding, what
+        # follows).
         stdin = os.fdopen(0, "rb", buffering=0, closefd=False)
         result = extractor.extract(stdin)
         commit = os.read(int(request["commit_fd"]), 64)

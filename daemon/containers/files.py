@@ -23,7 +23,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from pallet.daemon import heap
 from pallet.daemon.containers.bundle import cgroup_path
 from pallet.daemon.containers.cparchive import PathInfo
 from pallet.daemon.containers.model import MOUNT_BIND, MOUNT_VOLUME, Container, Status
@@ -244,21 +243,18 @@ class ContainerFiles:
     async def archive(self, ref: str, path: str, follow_link: bool = False) -> AsyncIterator[PathInfo | bytes]:
         """The path's stat, then its tar in pieces (docker's archive GET)."""
         c = self._host.resolve(ref)
-        try:
-            async with self._host.lock(c.id):
-                c = self._host.resolve(c.id)
-                helper = await self._spawn(c, "get", path, follow_link=follow_link)
-                try:
-                    yield _path_info((await helper.next_report())["stat"])
-                    assert helper.proc.stdout is not None
-                    while data := await _read_piece(helper.proc.stdout):
-                        yield data
-                    await helper.next_report()  # done, or the error that cut the tar short
-                    await helper.proc.wait()
-                finally:
-                    await helper.finish()
-        finally:
-            await asyncio.to_thread(heap.give_back)  # the copy's buffers: see `heap`
+        async with self._host.lock(c.id):
+            c = self._host.resolve(c.id)
+            helper = await self._spawn(c, "get", path, follow_link=follow_link)
+            try:
+                yield _path_info((await helper.next_report())["stat"])
+                assert helper.proc.stdout is not None
+                while data := await _read_piece(helper.proc.stdout):
+                    yield data
+                await helper.next_report()  # done, or the error that cut the tar short
+                await helper.proc.wait()
+            finally:
+                await helper.finish()
         await self._events.publish("container", "archive-path", c.id, self._attrs(c, path))
 
     async def extract(self, ref: str, path: str, options: PutOptions,
@@ -266,23 +262,20 @@ class ContainerFiles:
         """Extract the tar `chunks` carry below the directory `path` (docker's archive
         PUT). `chunks` raises when the upload is cut short: then nothing is kept."""
         c = self._host.resolve(ref)
-        try:
-            async with self._host.lock(c.id):
-                c = self._host.resolve(c.id)
-                helper = await self._spawn(
-                    c, "put", path, copy_uid_gid=options.copy_uid_gid,
-                    no_overwrite_dir_non_dir=options.no_overwrite_dir_non_dir,
-                )
-                try:
-                    await helper.next_report()  # ready: the extraction point is good
-                    await self._pump(helper, chunks)
-                    helper.commit()
-                    done = (await helper.next_report())["done"]
-                    await helper.proc.wait()
-                finally:
-                    await helper.finish()
-        finally:
-            await asyncio.to_thread(heap.give_back)  # the upload's buffers: see `heap`
+        async with self._host.lock(c.id):
+            c = self._host.resolve(c.id)
+            helper = await self._spawn(
+                c, "put", path, copy_uid_gid=options.copy_uid_gid,
+                no_overwrite_dir_non_dir=options.no_overwrite_dir_non_dir,
+            )
+            try:
+                await helper.next_report()  # ready: the extraction point is good
+                await self._pump(helper, chunks)
+                helper.commit()
+                done = (await helper.next_report())["done"]
+                await helper.proc.wait()
+            finally:
+                await helper.finish()
         await self._events.publish("container", "extract-to-dir", c.id, self._attrs(c, path))
         return PutResult(int(done["entries"]), int(done["size"]))
 
