@@ -33,7 +33,10 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 OPAQUE_XATTR = "trusted.overlay.opaque"
 XATTR_PAX_PREFIX = "SCHILY.xattr."
-_CHUNK = 1 << 20
+#: A file's content is read from the tar and written in pieces this small: the copy into
+#: its page-cache pages is fast only from a source in the CPU's cache (1 MiB pieces made
+#: a 100 MB commit's extraction cost twice the CPU here; cp's helper measured the same).
+_CONTENT_CHUNK = 32 << 10
 
 
 @dataclass(slots=True)
@@ -169,7 +172,7 @@ class LayerExtractor:
         try:
             source = archive.extractfile(member)
             if source is not None:
-                while chunk := source.read(_CHUNK):
+                while chunk := source.read(_CONTENT_CHUNK):
                     _write_all(fd, chunk)
             # Owner before mode (chown clears setuid/setgid) and both before xattrs
             # (chown also drops security.capability).
