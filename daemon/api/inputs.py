@@ -19,6 +19,10 @@ fields, maps and their keys) and refusing, with InvalidArgument naming the field
   decodes with `tolerant`, which hands such a request on as `Undecodable`, so the check
   answers INVALID_ARGUMENT where grpc would answer UNKNOWN.
 
+`tolerant` also hands an upload's chunk (a PutArchive, Import or Load message that is its
+`chunk` field alone) on unparsed, as an `UploadChunk` viewing grpc's bytes: bytes need no
+check, and protobuf's parse and field read were two copies of every byte uploaded.
+
 It knows no service: a new service, message or field is checked with no change here.
 Must not: judge what a value means (a label's size, a timeout's range, a name's form):
 the domain does that, so every front end (gRPC, the Docker REST gateway) gets the same rules.
