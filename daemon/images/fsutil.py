@@ -15,6 +15,7 @@ import mmap
 import os
 import shutil
 import stat
+import threading
 from pathlib import Path
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -46,9 +47,10 @@ class DirectFile:
     layer's blob: 100 MB that nothing reads until a push or save, written beside the 100 MB
     of the unpacked layer, which containers do read). Writing fresh page-cache pages was
     most of a commit's CPU here, and each dirty page was written back again by the fsync.
-    Where the filesystem refuses O_DIRECT (EINVAL: tmpfs before 6.6, some FUSE) it is an
-    ordinary file. The last partial block is written buffered; `flush` and `fsync` as for
-    any file, then `close`."""
+    A full buffer is written on a thread of its own while the caller fills the other one
+    (a direct write waits for the disk). Where the filesystem refuses O_DIRECT (EINVAL:
+    tmpfs before 6.6, some FUSE) it is an ordinary file. The last partial block is written
+    buffered; `flush` and `fsync` as for any file, then `close`."""
 
     BLOCK = 4096  # O_DIRECT's alignment of offsets, sizes and memory (the largest sector)
     BUFFER = 4 << 20
@@ -63,8 +65,11 @@ class DirectFile:
                 raise
             self._fd = os.open(path, flags, 0o666)
             self._direct = False
-        self._buffer = mmap.mmap(-1, self.BUFFER)  # page-aligned
+        self._buffers = (mmap.mmap(-1, self.BUFFER), mmap.mmap(-1, self.BUFFER))  # page-aligned
+        self._buffer = self._buffers[0]
         self._fill = 0
+        self._writing: threading.Thread | None = None  # writing the other buffer
+        self._error: BaseException | None = None  # what it failed with
 
     def fileno(self) -> int:
         return self._fd
@@ -78,21 +83,47 @@ class DirectFile:
                 self._fill += n
                 view = view[n:]
                 if self._fill == self.BUFFER:
-                    self._write_out(self.BUFFER)
+                    self._hand_off()
         return size
 
+    def _hand_off(self) -> None:
+        """Write the full buffer on a thread while the other one fills (after the write
+        before it: one at a time, in order)."""
+        self._wait()
+        full = self._buffer
+        self._buffer = self._buffers[1] if full is self._buffers[0] else self._buffers[0]
+        self._fill = 0
+
+        def write_full() -> None:
+            try:
+                self._write_all(full, self.BUFFER)
+            except BaseException as exc:  # noqa: BLE001 - raised by the next _wait
+                self._error = exc
+
+        self._writing = threading.Thread(target=write_full, name="direct-write", daemon=True)
+        self._writing.start()
+
+    def _wait(self) -> None:
+        if self._writing is not None:
+            self._writing.join()
+            self._writing = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
     def flush(self) -> None:
-        """Write out what the buffer holds: its whole blocks direct, the rest buffered."""
+        """Write out what is buffered: whole blocks direct, the rest buffered."""
+        self._wait()
         whole = self._fill - self._fill % self.BLOCK
         if whole:
-            self._write_out(whole)
-        if self._fill:
+            self._write_all(self._buffer, whole)
+        if self._fill > whole:
             self._buffered()
-            self._write_out(self._fill)
+            self._write_all(self._buffer, self._fill, start=whole)
+        self._fill = 0
 
-    def _write_out(self, size: int) -> None:
-        """Write the buffer's first `size` bytes; keep what follows them at its start."""
-        with memoryview(self._buffer) as whole, whole[:size] as view:
+    def _write_all(self, buffer: mmap.mmap, stop: int, start: int = 0) -> None:
+        with memoryview(buffer) as whole, whole[start:stop] as view:
             while view:
                 try:
                     written = os.write(self._fd, view)
@@ -104,9 +135,6 @@ class DirectFile:
                 if self._direct and written % self.BLOCK:
                     self._buffered()  # a short write left the offset unaligned
                 view = view[written:]
-            rest = self._fill - size
-            whole[:rest] = whole[size : self._fill]
-        self._fill = rest
 
     def _buffered(self) -> None:
         if self._direct:
@@ -115,10 +143,14 @@ class DirectFile:
 
     def close(self) -> None:
         """Close without writing what is buffered (call `flush` first to keep it)."""
+        if self._writing is not None:
+            self._writing.join()  # its error, if any, is moot: the blob is not kept
+            self._writing = None
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
-            self._buffer.close()
+            for buffer in self._buffers:
+                buffer.close()
 
 
 def remove_tree(path: Path) -> None:

@@ -56,3 +56,21 @@ def test_an_existing_name_is_refused(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError):
         DirectFile(tmp_path / "blob")
     assert (tmp_path / "blob").read_bytes() == b"old"
+
+
+def test_a_failed_write_of_a_full_buffer_is_raised_by_the_next_write_or_flush(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    f = DirectFile(tmp_path / "blob")
+    monkeypatch.setattr(os, "write", full)
+    try:
+        f.write(os.urandom(DirectFile.BUFFER))  # handed to the writing thread
+        with pytest.raises(OSError) as raised:
+            f.write(os.urandom(DirectFile.BUFFER))
+            f.flush()
+        assert raised.value.errno == errno.ENOSPC
+    finally:
+        f.close()
