@@ -279,7 +279,7 @@ def test_kill_9_during_copy_up_and_rm_v(fresh_palletd: Any, tmp_path: Path, busy
     result = palletd.crash_during("volume-fill:copied", "start", "filler")
     assert result.returncode != 0
     vol = palletd.root / "volumes" / "seeded-vol"
-    assert sorted(p.name for p in vol.iterdir()) == ["_data"]
+    assert sorted(p.name for p in vol.iterdir()) == ["_data", "volume.json"]  # no .fill-* left
     assert list((vol / "_data").iterdir()) == []
     palletd.cli_ok("start", "filler")
     palletd.cli_ok("wait", "filler", timeout=60)
