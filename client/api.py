@@ -490,7 +490,7 @@ class PalletClient:
             size = 0
             for chunk in context:
                 size += len(chunk)
-                if not call.send(pb.BuildRequest(chunk=chunk).SerializeToString()):
+                if not call.send(_upload_chunk(pb.BuildRequest, chunk)):
                     break  # palletd answered early (a refusal): it is read below
             else:
                 # Without it palletd takes the context as cut short (see UploadEnd).
