@@ -2,7 +2,9 @@
 
 Owns: the `selectors` loop every fd of the shim is watched by, accepting clients, reading
 whole frames off them, buffering what we send so a slow or vanished client never blocks
-the shim (past a limit it is dropped instead), pausing a client's reads, and closing.
+the shim (past a limit it is dropped instead; `on_progress` hears each send that took
+some of a client's backlog, so output held back for it can flow again), pausing a
+client's reads, and closing.
 Must not: interpret frames; `pallet.shim.server` gets them through `on_frame`, and hears
 of a closed client through `on_drop`. Knows nothing of the processes a client is about.
 """
@@ -56,6 +58,7 @@ class Connections:
         self.conns: dict[int, Conn] = {}
         self._on_frame = on_frame
         self._on_drop = on_drop
+        self.on_progress: Callable[[Conn], None] = lambda conn: None
 
     # -- any fd ------------------------------------------------------------------------
 
@@ -138,6 +141,7 @@ class Connections:
         self.flush(conn)
 
     def flush(self, conn: Conn) -> None:
+        before = len(conn.out)
         while conn.out:
             try:
                 sent = conn.sock.send(conn.out)
@@ -151,6 +155,8 @@ class Connections:
             self.drop(conn)
             return
         self.update_events(conn)
+        if len(conn.out) < before:
+            self.on_progress(conn)
 
     def set_paused(self, conn: Conn, paused: bool) -> None:
         if conn.paused != paused:

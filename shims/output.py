@@ -6,7 +6,15 @@ client that asked for that stream, an exec's to the client streaming it; cutting
 stray writers a while after a process exited; telling attached clients EOF; and feeding
 clients' stdin frames to the right process, pausing those clients while its pipe is
 backed up. Must not: decide when a process is finished (`pallet.shim.task` hears of it
-through `on_drained`) or block (a slow client is dropped by `pallet.shim.connections`).
+through `on_drained`) or block.
+
+A client behind on a process's output holds the process back rather than lose what it
+was to be sent: once a client it streams to has `BACKLOG_HIGH` unsent, the process's
+pipes are no longer read (its writes block, as a docker container's do behind a slow
+attach), and are read again once every such client is down to `BACKLOG_LOW`. A client
+that takes nothing for `STALL_S` (hung, stopped) is dropped then, and the process goes
+on: a client never holds a container for longer. Before this, a client 8 MiB behind was
+dropped at once, and `pallet exec c cat big` gave its caller a few MiB of the file.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pallet.shim import diaglog
 from pallet.shim.api import messages, wire
 from pallet.shim.api.messages import EofEvent
 from pallet.shim.children import Process, StatusPipe, StdinPipe
@@ -33,6 +42,13 @@ from pallet.shim.stdio import StdioPlan
 # this size would malloc and shrink a big block on every read, and a heap grown by one
 # stays grown.
 _READ_CHUNK = 256 << 10
+
+#: Unsent bytes for one client at which its process's pipes stop being read, and the
+#: level every such client must be down to for them to be read again.
+BACKLOG_HIGH = 2 << 20
+BACKLOG_LOW = 512 << 10
+#: How long a client that takes nothing may hold a process back before it is dropped.
+STALL_S = 10.0
 
 
 class _Gather:
@@ -61,6 +77,10 @@ class _Route:
     client: Callable[[], Conn | None] | None
     on_drained: Callable[[], None]
     gather: _Gather | None = None  # a terminal's
+    # Each output fd's reader, for watching it again after a hold.
+    readers: dict[int, Callable[[int], None]] | None = None
+    held_since: float = 0.0  # its pipes are not read, for a client behind (monotonic); 0: read
+    progress_at: float = 0.0  # when a client it waits for last took something (monotonic)
 
 
 class Output:
@@ -85,11 +105,11 @@ class Output:
         route = self._routes[process] = _Route(client, on_drained)
         if process.console >= 0:
             gather = route.gather = _Gather()
-            for fd in process.outputs:
-                self.io.watch(fd, selectors.EVENT_READ, self._terminal_reader(process, fd, gather))
-            return
-        for fd in process.outputs:
-            self.io.watch(fd, selectors.EVENT_READ, self._reader(process, fd))
+            route.readers = {fd: self._terminal_reader(process, fd, gather) for fd in process.outputs}
+        else:
+            route.readers = {fd: self._reader(process, fd) for fd in process.outputs}
+        for fd, reader in route.readers.items():
+            self.io.watch(fd, selectors.EVENT_READ, reader)
 
     def _reader(self, process: Process, fd: int) -> Callable[[int], None]:
         return lambda mask: self._on_output(process, fd)
@@ -182,6 +202,55 @@ class Output:
             client = route.client()
             if client is not None:
                 self.io.send(client, frame)
+        if not route.held_since and any(len(c.out) >= BACKLOG_HIGH for c in self._receivers(route)):
+            self._hold(process, route)
+
+    # -- holding a process back for a client behind -------------------------------------
+
+    def _receivers(self, route: _Route) -> list[Conn]:
+        """The clients still connected that this route's output goes to."""
+        if route.client is None:
+            return [c for c in self.attached if self.io.conns.get(c.fd) is c]
+        client = route.client()
+        return [client] if client is not None and self.io.conns.get(client.fd) is client else []
+
+    def _hold(self, process: Process, route: _Route) -> None:
+        for fd in process.outputs:
+            if self.io.watching(fd):
+                self.io.unwatch(fd)
+        route.held_since = route.progress_at = time.monotonic()
+
+    def client_progressed(self, conn: Conn) -> None:
+        """`conn` took some of what it was owed (or went away): the processes held back
+        for it are read again once every client they wait for is down to BACKLOG_LOW."""
+        now = time.monotonic()
+        for process, route in list(self._routes.items()):
+            if not route.held_since:
+                continue
+            receivers = self._receivers(route)
+            if conn in receivers:
+                route.progress_at = now
+            if all(len(c.out) <= BACKLOG_LOW for c in receivers):
+                self._release(process, route)
+
+    def _release(self, process: Process, route: _Route) -> None:
+        route.held_since = 0.0
+        for fd in process.outputs:
+            if route.readers is not None and fd in route.readers and not self.io.watching(fd):
+                self.io.watch(fd, selectors.EVENT_READ, route.readers[fd])
+
+    def drop_stalled(self, now: float) -> None:
+        """Clients that took nothing for STALL_S while a process waited on them: dropped
+        (the process goes on)."""
+        for process, route in list(self._routes.items()):
+            if route.held_since and now >= route.progress_at + STALL_S:
+                for conn in self._receivers(route):
+                    if len(conn.out) > BACKLOG_LOW:
+                        diaglog.warn(f"a client took none of its output for {STALL_S:g}s: "
+                                     "dropped, so that the process goes on", key="stalled-client")
+                        self.io.drop(conn)
+                if route.held_since and all(len(c.out) <= BACKLOG_LOW for c in self._receivers(route)):
+                    self._release(process, route)
 
     def close_output(self, process: Process, fd: int) -> None:
         route = self._routes.get(process)
@@ -203,16 +272,20 @@ class Output:
     def next_deadline(self) -> float | None:
         """When held terminal output is next due, or the output of an exited process is
         next due to be cut off."""
-        deadlines = [p.drain_deadline for p in self._routes if p.exit and p.outputs]
+        deadlines = [p.drain_deadline for p, r in self._routes.items()
+                     if p.exit and p.outputs and not r.held_since]
         deadlines += [
             r.gather.due for r in self._routes.values() if r.gather is not None and r.gather.fill
         ]
+        deadlines += [r.progress_at + STALL_S for r in self._routes.values() if r.held_since]
         return min(deadlines) if deadlines else None
 
     def close_overdue(self, now: float) -> None:
         """Stray writers (a daemonised grandchild) may hold the pipes of an exited
         process for ever; its output ends at its drain deadline."""
-        for process in list(self._routes):
+        for process, route in list(self._routes.items()):
+            if route.held_since:
+                continue  # not read while a client is behind: the stall limit bounds it
             if process.exit and process.outputs and now >= process.drain_deadline:
                 for fd in list(process.outputs):
                     self.close_output(process, fd)

@@ -70,6 +70,7 @@ class Shim:
         self.idle_exit = idle_exit
         self.io = Connections(self._on_frame, self._on_drop)
         self.output = Output(self.io)
+        self.io.on_progress = self.output.client_progressed
         self.task = Task(
             spec, syscalls, self.io, self.output,
             fds_to_close=self._fds_to_close_in_children, on_finished=self._on_finished,
@@ -190,6 +191,7 @@ class Shim:
     def _run_timers(self) -> None:
         now = time.monotonic()
         self.output.release_held(now)
+        self.output.drop_stalled(now)
         self.output.close_overdue(now)
         self.task.retry_writes(now)
         if self.task.may_idle_exit and not self.io.conns:
@@ -242,6 +244,7 @@ class Shim:
             if conn in group:
                 group.remove(conn)
         self.task.drop(conn)
+        self.output.client_progressed(conn)  # what waited for it goes on
 
     # -- children ------------------------------------------------------------------------
 

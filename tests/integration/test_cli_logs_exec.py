@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import signal
 import subprocess
@@ -144,6 +145,22 @@ def test_exec_exit_codes(palletd: Any, box: str) -> None:
     not_executable = palletd.cli("exec", box, "/etc/passwd")
     assert not_executable.returncode == 126
     assert not_executable.stderr.count("permission denied") == 1, not_executable.stderr
+
+
+def test_big_output_arrives_whole_through_exec_and_an_attached_run(palletd: Any, box: str) -> None:
+    # A process writes far faster than palletd relays: the shim holds it back instead of
+    # dropping the client (which gave `exec cat` a few MiB of a 200 MB file).
+    digest = palletd.cli_ok("exec", box, "sh", "-c",
+                            "dd if=/dev/urandom of=/tmp/big bs=1M count=160 2>/dev/null; "
+                            "sha256sum /tmp/big").split()[0]
+    out = palletd.cli("exec", box, "cat", "/tmp/big", text=False, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert len(out.stdout) == 160 << 20
+    assert hashlib.sha256(out.stdout).hexdigest() == digest
+    run = palletd.cli("run", "--rm", "busybox", "dd", "if=/dev/zero", "bs=1M", "count=160",
+                      text=False, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == bytes(160 << 20)
 
 
 def test_exec_interactive(palletd: Any, box: str) -> None:
