@@ -187,11 +187,12 @@ class Builder:
         # What a build cut short by a crash left: its scratch files, its containers.
         await asyncio.to_thread(_clear_dir, self._tmp)
         tokens = await self._cache.unfinished()
-        if tokens and self._leftovers is not None:
+        if self._leftovers is not None:
             removed = self._leftovers(tokens)
             if asyncio.iscoroutine(removed):
                 removed = await removed
-            log.info("removed the containers of unfinished builds", builds=len(tokens), containers=removed)
+            if removed or tokens:
+                log.info("removed the containers of unfinished builds", builds=len(tokens), containers=removed)
         if tokens:
             await self._cache.end(tokens)
 

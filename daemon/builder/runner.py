@@ -158,10 +158,13 @@ class ContainerRunner:
             log.warning("could not remove a build container", container_id=container_id, reason=str(e))
 
     async def remove_leftovers(self, tokens: set[str]) -> int:
-        """Remove the containers of builds that a dead palletd left (their tokens)."""
+        """Remove every build container there is (`tokens`: the builds a dead palletd left
+        unfinished). No build outlives a palletd, and this runs before any starts, so a
+        container with the label is a leftover even when its build's end was recorded: a
+        removal cut short (a second cancel while palletd stopped) leaves one like that."""
         count = 0
         for c in self._containers.containers():
-            if c.config.labels.get(BUILD_LABEL) in tokens:
+            if BUILD_LABEL in c.config.labels:
                 await self._remove(c.id)
                 count += 1
         return count

@@ -144,7 +144,7 @@ class HealthMonitor:
             try:
                 if not await self._host.record_health(container_id, started_at_ns, health):
                     return
-            except PalletError as e:
+            except Exception as e:  # noqa: BLE001 - probing goes on: a failure must not end it silently
                 bound.warning("cannot record a health probe's result", reason=str(e))
 
     async def _probe(self, c: Container, args: tuple[str, ...], bound: object) -> HealthResult:
@@ -154,8 +154,8 @@ class HealthMonitor:
         start = self._clock()
         try:
             probe = await self._host.run_probe(c, args)
-        except PalletError as e:
-            return HealthResult(start, self._clock(), -1, str(e))
+        except Exception as e:  # noqa: BLE001 - whatever stops a probe is its failure, not probing's end
+            return HealthResult(start, self._clock(), -1, str(e) or type(e).__name__)
         output = bytearray()
 
         async def to_the_end() -> ExitStatus:
@@ -174,8 +174,8 @@ class HealthMonitor:
                 await self._kill(c, probe)
                 text = healthcheck.timed_out_output(timeout, healthcheck.output_text(bytes(output)))
                 return HealthResult(start, self._clock(), -1, text)
-            except PalletError as e:  # its shim went away: the run is ending
-                return HealthResult(start, self._clock(), -1, str(e))
+            except Exception as e:  # noqa: BLE001 - its shim went away (the run is ending), or worse
+                return HealthResult(start, self._clock(), -1, str(e) or type(e).__name__)
         finally:
             try:
                 await probe.session.aclose()

@@ -749,23 +749,30 @@ class NetworkManager:
                 self._rebuilds.soon()
 
     async def _retry_releases(self) -> None:
-        """Delete the leases a full disk kept, once a second, until every one is gone."""
+        """Delete the leases a full disk kept, once a second, until every one is gone.
+
+        Under the lock leases are made under, and only for a container not attached again:
+        a new run's leases are never among those deleted (its namespace went with the first
+        attempt; only the rows are left)."""
         while self._unreleased:
             await asyncio.sleep(RELEASE_RETRY_S)
             for container_id in list(self._unreleased):
-                if container_id not in self._found:  # released meanwhile (a start, a boot)
+                async with self._lock:
+                    if container_id in self._attached or container_id not in self._found:
+                        self._unreleased.discard(container_id)  # a start or a boot saw to it
+                        continue
+                    try:
+                        await self._delete_leases(container_id)
+                    except ResourceExhausted:
+                        break  # still full: the others would fail the same way
+                    except Exception as e:  # noqa: BLE001 - the others are still tried
+                        log.warning("releasing a container's leases failed; retrying",
+                                    container_id=container_id, reason=str(e))
+                        continue
+                    self._found.pop(container_id, None)
                     self._unreleased.discard(container_id)
-                    continue
-                try:
-                    await self.release(container_id)
-                except ResourceExhausted:
-                    break  # still full: the others would fail the same way
-                except Exception as e:  # noqa: BLE001 - the others are still tried
-                    log.warning("releasing a container's leases failed; retrying",
-                                container_id=container_id, reason=str(e))
-                    continue
-                self._unreleased.discard(container_id)
                 log.info("leases kept by a full disk released", container_id=container_id)
+                self._rebuilds.soon()
 
     async def connect_live(self, c: Container, endpoint: EndpointConfig) -> bool:
         a = self._attached.get(c.id)
