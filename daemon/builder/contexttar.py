@@ -159,6 +159,9 @@ class _Context:
             return
         if member.ischr() or member.isblk():
             raise InvalidArgument(f"build context entry {member.name!r} is a device node: a context may not hold one")
+        if member.issparse():  # its stored bytes are not its content: copied as is, they would be wrong
+            raise InvalidArgument(f"build context entry {member.name!r} is a sparse file entry, which pallet "
+                                  "does not read: make the tar without --sparse")
         if not (member.isdir() or member.isreg() or member.issym() or member.islnk() or member.isfifo()):
             raise InvalidArgument(f"build context entry {member.name!r} has unsupported tar type {member.type!r}")
         parent = self.parent(parts, member.name)

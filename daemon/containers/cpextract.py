@@ -207,6 +207,9 @@ class Extractor:
                 f"archive entry {member.name!r} is a device node: cp does not create device "
                 "nodes in a container (it gets /dev from the runtime)"
             )
+        if member.issparse():  # its stored bytes are not its content: copied as is, they would be wrong
+            raise InvalidArgument(f"archive entry {member.name!r} is a sparse file entry, which cp does not "
+                                  "read: make the tar without --sparse")
         if not (member.isdir() or member.isreg() or member.issym() or member.islnk() or member.isfifo()):
             raise InvalidArgument(f"archive entry {member.name!r} has unsupported tar type {member.type!r}")
         parent = self._parent(parts)  # the cache's: not closed here

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -112,3 +113,21 @@ def test_a_truncated_tar_is_refused(tmp_path: Path) -> None:
     data = tar((info("big"), b"x" * 10000)).getvalue()[:3000]
     with pytest.raises(InvalidArgument, match="truncated|not a valid tar"):
         extract_context(io.BytesIO(data), str(tmp_path))
+
+
+@pytest.mark.parametrize("form", ["gnu", "posix"])
+def test_a_sparse_file_entry_is_refused_not_extracted_wrong(tmp_path: Path, form: str) -> None:
+    # GNU tar's --sparse stores only the data regions; read as a plain file they would be
+    # the wrong bytes (and the headers after them taken for content).
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "holes", "wb") as f:
+        f.truncate(1 << 20)
+        f.write(b"data at the start")
+    archive = tmp_path / "ctx.tar"
+    subprocess.run(["tar", "--sparse", f"--format={form}", "-cf", str(archive), "-C", str(src), "holes"],
+                   check=True)
+    out = tmp_path / "out"
+    out.mkdir()
+    with open(archive, "rb") as f, pytest.raises(InvalidArgument, match="sparse file entry"):
+        extract_context(f, str(out))

@@ -6,6 +6,7 @@ host side)."""
 from __future__ import annotations
 
 import io
+import subprocess
 import os
 import tarfile
 from pathlib import Path
@@ -258,3 +259,16 @@ def test_host_extraction_never_writes_through_a_symlink(tmp_path: Path) -> None:
     ok = tar_of(("d", tarfile.DIRTYPE, ""), ("d/f", tarfile.REGTYPE, "hello"), ("d/l", tarfile.SYMTYPE, "/etc"))
     assert cplocal.extract_into(iter([ok.getvalue()]), str(dest), cplocal.rebaser("d", "e"), False) == 5
     assert (dest / "e" / "f").read_text() == "hello" and os.readlink(dest / "e" / "l") == "/etc"
+
+
+def test_a_sparse_file_entry_is_refused_and_nothing_is_left(root_fd: int, root: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "holes", "wb") as f:
+        f.truncate(1 << 20)
+        f.write(b"data at the start")
+    archive = tmp_path / "in.tar"
+    subprocess.run(["tar", "--sparse", "-cf", str(archive), "-C", str(src), "holes"], check=True)
+    with pytest.raises(InvalidArgument, match="sparse file entry"):
+        extract(root_fd, "/etc", io.BytesIO(archive.read_bytes()))
+    assert not (root / "etc" / "holes").exists()
