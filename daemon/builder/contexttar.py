@@ -31,27 +31,15 @@ import tarfile
 from dataclasses import dataclass
 from typing import IO
 
+from pallet.daemon.containers.cpextract import MAX_EXTENDED_HEADER, bounded_tarinfo
 from pallet.daemon.containers.cptar import TarReader
 from pallet.shim.api.inroot import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 from pallet.v1.errors import InvalidArgument
 
-#: The largest pax or GNU long-name header read (tarfile reads one whole into memory).
-MAX_EXTENDED_HEADER = 1 << 20
 _BENEATH = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
-             tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _EXTENDED and self.size > MAX_EXTENDED_HEADER:
-            raise InvalidArgument(
-                f"the build context has a {self.size}-byte extended tar header: refusing to read it"
-            )
-        result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
-        return result
+_BoundedTarInfo = bounded_tarinfo("the build context")
 
 
 @dataclass(slots=True)

@@ -51,16 +51,24 @@ _EXTENDED = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
              tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
 
 
-class _BoundedTarInfo(tarfile.TarInfo):
-    """tarfile reads a pax or GNU long-name header whole into memory: bounded here."""
+def bounded_tarinfo(what: str) -> type[tarfile.TarInfo]:
+    """A TarInfo class for `TarReader` that refuses a pax or GNU long-name header past
+    MAX_EXTENDED_HEADER (tarfile reads one whole into memory); `what` names the tar in
+    the error ("the archive", "the build context")."""
 
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _EXTENDED and self.size > MAX_EXTENDED_HEADER:
-            raise InvalidArgument(
-                f"the archive has a {self.size}-byte extended tar header: refusing to read it"
-            )
-        result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
-        return result
+    class Bounded(tarfile.TarInfo):
+        def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+            if self.type in _EXTENDED and self.size > MAX_EXTENDED_HEADER:
+                raise InvalidArgument(
+                    f"{what} has a {self.size}-byte extended tar header: refusing to read it"
+                )
+            result: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+            return result
+
+    return Bounded
+
+
+_BoundedTarInfo = bounded_tarinfo("the archive")
 
 
 @dataclass(frozen=True, slots=True)
