@@ -23,7 +23,10 @@ pytestmark = pytest.mark.integration
 
 # One line every 10 ms: most records hold one line; which do does not matter to the test.
 FIRST = "i=0; while [ $i -lt 60 ]; do echo line $i; i=$((i+1)); usleep 10000; done"
-THEN = "while [ ! -e /tmp/go ]; do usleep 20000; done; for j in 1 2 3; do echo after $j; done"
+# The pause after /tmp/go appears lets the exec's `touch` end first: the container's end
+# kills what is left in its pid namespace, and a touch killed so would fail the exec.
+THEN = ("while [ ! -e /tmp/go ]; do usleep 20000; done; usleep 500000;"
+        " for j in 1 2 3; do echo after $j; done")
 
 
 def record_spans(path: Path) -> list[tuple[int, int, bytes]]:

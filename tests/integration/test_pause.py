@@ -15,8 +15,9 @@ import pytest
 
 pytestmark = pytest.mark.integration
 
-# Writes an increasing number to /n, twenty times a second.
-COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /n; sleep 0.05; done"
+# Writes an increasing number to /n, twenty times a second, by rename: a freeze that lands
+# between a truncate and its write would leave /n empty for as long as it lasts.
+COUNTER = "i=0; while :; do i=$((i+1)); echo $i > /n.new; mv -f /n.new /n; sleep 0.05; done"
 # Ends with 3 on SIGTERM: tells a stop signal that was delivered from a SIGKILL.
 TRAPS_TERM = "trap 'exit 3' TERM; while :; do sleep 0.1; done"
 
