@@ -168,6 +168,7 @@ def info(args: argparse.Namespace) -> int:
 def events(args: argparse.Namespace) -> int:
     from pallet.client import format as fmt
     from pallet.client import views
+    from pallet.v1.docker import events as docker_events
     from pallet.client.options import parse_time, validate_filters
     from pallet.client.template import go_json, parse
 
@@ -183,9 +184,9 @@ def events(args: argparse.Namespace) -> int:
     with PalletClient(args.host) as client:
         for event in client.events(filters, since_seq=args.since_seq, since=since, until=until):
             if fmt_text == "json":
-                line = go_json(views.event_json_fields(event))
+                line = go_json(docker_events.event_json_fields(event))
             elif template is not None:
-                line = template.render(views.event_fields(event))
+                line = template.render(docker_events.event_fields(event))
             else:
                 line = views.event_line(event, with_seq)
             sys.stdout.write(line + "\n")

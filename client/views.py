@@ -25,6 +25,7 @@ from pallet.client.format import (
     timestamp_text,
 )
 from pallet.client import views_mounts
+
 from pallet.client.template import go_quote
 from pallet.client.views_networks import (
     exposed_ports,
@@ -442,31 +443,3 @@ def event_line(event: Any, with_seq: bool = False) -> str:
     return text
 
 
-def event_fields(event: Any) -> dict[str, Any]:
-    """Docker's events JSON shape (what `events --format` templates see), plus `Seq`."""
-    attrs = dict(sorted(event.attributes.items()))
-    time_ns = int(event.time.seconds) * 1_000_000_000 + int(event.time.nanos)
-    # docker fills its deprecated status/id/from for container and image events only.
-    legacy = event.type in ("container", "image")
-    return {
-        "status": event.action if legacy else "",
-        "id": event.actor_id if legacy else "",
-        "from": attrs.get("image", "") if event.type == "container" else "",
-        "Type": event.type,
-        "Action": event.action,
-        "Actor": {"ID": event.actor_id, "Attributes": attrs},
-        "scope": "local",
-        "time": int(event.time.seconds),
-        "timeNano": time_ns,
-        "Seq": int(event.seq),
-    }
-
-
-def event_json_fields(event: Any) -> dict[str, Any]:
-    """`events --format json`: event_fields without the deprecated fields docker leaves
-    out when empty (a network event has no status, id or from)."""
-    fields = event_fields(event)
-    for key in ("status", "id", "from"):
-        if not fields[key]:
-            del fields[key]
-    return fields

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import fields
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import structlog
 
 from pallet.daemon.api.builds import BuildsServicer
+from pallet.daemon.api.docker.endpoints import docker_gateway
+from pallet.daemon.api.docker.services import Servicers
 from pallet.daemon.api.containers import ContainersServicer
 from pallet.daemon.builder.cache import BuildCache
 from pallet.daemon.builder.executor import Builder as DockerfileBuilder
@@ -161,20 +164,25 @@ async def running_daemon(config: Config) -> AsyncIterator[ApiServer]:
 
         system = SystemInfo(containers, images, events, config.root, config.run_root, volumes)
         # One servicer per proto service; a new service (networks, volumes) is one line.
-        server = ApiServer(
-            config,
-            [
-                ContainersServicer(containers, ContainerLogs(containers),
-                                   ContainerFiles(containers, events, config.cgroup_parent, crashes)),
-                ImagesServicer(images),
-                BuildsServicer(builds),
-                NetworksServicer(networks, containers),
-                VolumesServicer(volumes),
-                EventsServicer(events),
-                SystemServicer(system),
-            ],
+        servicers = Servicers(
+            containers=ContainersServicer(
+                containers, ContainerLogs(containers),
+                ContainerFiles(containers, events, config.cgroup_parent, crashes),
+            ),
+            images=ImagesServicer(images),
+            builds=BuildsServicer(builds),
+            networks=NetworksServicer(networks, containers),
+            volumes=VolumesServicer(volumes),
+            events=EventsServicer(events),
+            system=SystemServicer(system),
         )
+        server = ApiServer(config, [getattr(servicers, f.name) for f in fields(servicers)])
         await server.start()
         stack.push_async_callback(server.aclose)
+        # Docker's API: a gateway over the same servicers (no second copy of behaviour).
+        if config.docker_hosts:
+            docker_api = docker_gateway(config, servicers)
+            await docker_api.start()
+            stack.push_async_callback(docker_api.aclose)
         log.info("palletd serving", hosts=list(config.hosts), root=str(config.root))
         yield server

@@ -21,6 +21,9 @@ class Config:
     run_root: Path = DEFAULT_RUN_ROOT
     # unix:///path, or tcp://host:port (served only with mutual TLS).
     hosts: tuple[str, ...] = (DEFAULT_HOST,)
+    # Where the Docker Engine API is served (`--docker-host`): unix:///path, or
+    # tcp://host:port (mutual TLS only); none: not served.
+    docker_hosts: tuple[str, ...] = ()
     cgroup_parent: str = "pallet"
     tls_cert: Path | None = None
     tls_key: Path | None = None

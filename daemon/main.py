@@ -29,6 +29,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "-H", "--host", action="append", dest="hosts",
         help=f"listen address, unix:///path or tcp://host:port (mutual TLS only); repeatable (default {DEFAULT_HOST})",
     )
+    p.add_argument(
+        "--docker-host", action="append", dest="docker_hosts", metavar="HOST",
+        help="serve the Docker Engine API on unix:///path or tcp://host:port (mutual TLS "
+             "only); repeatable; 'none' serves it nowhere (default unix://<run-root>/docker.sock)",
+    )
     p.add_argument("--cgroup-parent", default="pallet", help="cgroup under which containers' cgroups are made (default %(default)s)")
     p.add_argument("--tlscert", type=Path, help="server certificate for tcp:// listeners")
     p.add_argument("--tlskey", type=Path, help="server key for tcp:// listeners")
@@ -163,10 +168,12 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(args.log_level)
     # By default the socket lives in the run root (DEFAULT_HOST for the default run root).
     hosts = tuple(args.hosts or [f"unix://{args.run_root.absolute()}/pallet.sock"])
+    docker_hosts = tuple(args.docker_hosts or [f"unix://{args.run_root.absolute()}/docker.sock"])
     config = Config(
         root=args.root.absolute(),
         run_root=args.run_root.absolute(),
         hosts=hosts,
+        docker_hosts=tuple(h for h in docker_hosts if h != "none"),
         cgroup_parent=args.cgroup_parent,
         tls_cert=args.tlscert,
         tls_key=args.tlskey,

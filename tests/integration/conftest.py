@@ -568,6 +568,65 @@ class Palletd:
         assert isinstance(data, list) and len(data) == 1, data
         return dict(data[0])
 
+    # ---- Docker's API, driven by Docker's own clients
+
+    @property
+    def docker_socket(self) -> Path:
+        return self.run_root / "docker.sock"
+
+    @property
+    def docker_host(self) -> str:
+        return f"unix://{self.docker_socket}"
+
+    def docker_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The docker CLI's environment: this daemon, and a config directory of its own
+        (never the user's ~/.docker)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKER_")}
+        env.update({
+            "DOCKER_HOST": self.docker_host,
+            "DOCKER_CONFIG": str(self.base / "docker-config"),
+            "DOCKER_CLI_HINTS": "false",
+        })
+        env.update(extra or {})
+        return env
+
+    def docker(
+        self, *args: str, input: str | bytes | None = None, timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[Any]:
+        """Run the real docker CLI against this daemon's Docker API socket."""
+        as_text = not isinstance(input, bytes)
+        return subprocess.run(
+            [DOCKER_CLI, *args], input=input, capture_output=True, text=as_text,
+            errors="backslashreplace" if as_text else None, timeout=timeout,
+            env=self.docker_env(env), stdin=subprocess.DEVNULL if input is None else None,
+        )
+
+    def docker_ok(self, *args: str, **kwargs: Any) -> str:
+        """The docker CLI, failing the test unless it exits 0; its stdout."""
+        result = self.docker(*args, **kwargs)
+        assert result.returncode == 0, (
+            f"`docker {' '.join(args)}` exited {result.returncode}\n"
+            f"stdout: {result.stdout!r}\nstderr: {result.stderr!r}"
+        )
+        return str(result.stdout)
+
+    def docker_popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[Any]:
+        """The docker CLI in the background; killed at the end of the test."""
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        kwargs.setdefault("stdin", subprocess.DEVNULL)
+        kwargs["env"] = self.docker_env(kwargs.get("env"))
+        proc = subprocess.Popen([DOCKER_CLI, *args], **kwargs)
+        self.popens.append(proc)
+        return proc
+
+    def docker_client(self) -> Any:
+        """A docker-py client of this daemon (the caller closes it)."""
+        import docker
+
+        return docker.DockerClient(base_url=self.docker_host, timeout=60)
+
     # ---- gRPC (the harness's own view, independent of the CLI)
 
     def _stubs(self) -> Any:
@@ -845,6 +904,10 @@ def _grpc_code(exc: BaseException) -> str:
         return str(code().name)
     except Exception:  # noqa: BLE001 - not an RPC error after all
         return ""
+
+
+#: The real Docker CLI (28.x here), the client the Docker API tests drive.
+DOCKER_CLI = shutil.which("docker") or "/usr/local/bin/docker"
 
 
 def _cli_env(extra: dict[str, str] | None) -> dict[str, str]:

@@ -8,6 +8,7 @@ import pytest
 
 from pallet.client import format as fmt
 from pallet.client import views
+from pallet.v1.docker import events as docker_events
 from pallet.v1 import containers_pb2, events_pb2, images_pb2
 
 NOW = 1_800_000_000.0
@@ -164,7 +165,7 @@ def test_event_line_sorts_attributes_and_adds_seq() -> None:
     assert views.event_line(event, with_seq=True).startswith("[42] 2026-11-27T18:31:16.123456789Z ")
     bare = events_pb2.Event(seq=1, type="daemon", action="reload", actor_id="x")
     assert views.event_line(bare) == "0001-01-01T00:00:00Z daemon reload x"
-    assert views.event_fields(event)["Actor"] == {"ID": "abc", "Attributes": {"image": "busybox", "name": "web"}}
+    assert docker_events.event_fields(event)["Actor"] == {"ID": "abc", "Attributes": {"image": "busybox", "name": "web"}}
 
 
 def test_timestamp_prefixer_marks_each_line_across_chunks() -> None:
