@@ -486,14 +486,17 @@ class ImageManager:
                 for child in kids if child != parent}
 
     async def _remove(self, name: str, force: bool) -> RemoveResult:
+        lineage = await self._lineage()
         async with self._lock:
 
-            def look(conn: sqlite3.Connection) -> tuple[str, list[str], str]:
+            def look(conn: sqlite3.Connection) -> tuple[str, list[str], str, list[str]]:
                 image_id = _resolve(conn, name)
                 refs = records.refs_of(conn, image_id)
-                return image_id, refs, _named_ref(name, refs)
+                kids = sorted(k for k in lineage.get(image_id, set())
+                              if k != image_id and records.load_image(conn, k) is not None)
+                return image_id, refs, _named_ref(name, refs), kids
 
-            image_id, refs, by_ref = await self._db.run(look)
+            image_id, refs, by_ref, children = await self._db.run(look)
             # As docker: digest references (from a pull) do not keep an image whose last
             # tag goes; they go with it.
             keeping = [r for r in refs if r != by_ref and ("@" not in r or "@" in by_ref)]
@@ -505,6 +508,26 @@ class ImageManager:
 
                 await self._events.commit(untag)
                 return RemoveResult(untagged=(familiar(by_ref),), deleted=())
+            if children and by_ref:
+                # As docker: the name goes, the image stays (an intermediate image of the
+                # ones built on it, which need it), and its digest names with the last tag.
+                gone = [r for r in refs if r == by_ref or "@" in r]
+
+                def untag_only(conn: sqlite3.Connection) -> tuple[None, list[Notice]]:
+                    for ref in gone:
+                        records.delete_ref(conn, ref)
+                    return None, [Notice("image", "untag", image_id, {"name": familiar(r)}) for r in gone]
+
+                await self._events.commit(untag_only)
+                return RemoveResult(untagged=tuple(familiar(r) for r in gone), deleted=())
+            if children:
+                # Not even --force: the images built on it would lose their parent (and a
+                # build its cache), as docker refuses.
+                raise FailedPrecondition(
+                    f"conflict: unable to delete {short_id(image_id)} (cannot be forced) - image "
+                    f"has dependent child images ({', '.join(short_id(k) for k in children[:3])}"
+                    f"{', ...' if len(children) > 3 else ''}): remove those first"
+                )
             display = familiar(by_ref) if by_ref else (familiar(refs[0]) if refs else short_id(image_id))
             if not by_ref and not force and len([r for r in refs if "@" not in r]) > 1:
                 # As docker: an id names every reference at once; say so before dropping them.

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import os
 import signal
 import tarfile
@@ -226,3 +227,24 @@ def test_a_client_that_goes_away_mid_run_leaves_no_container_and_no_image(pallet
     client.wait(10)
     palletd.wait_for(lambda: palletd.cli_ok("ps", "-aq") == "", 30, what="the build container removed")
     assert palletd.cli("image", "inspect", "gone").returncode == 1
+
+
+def test_an_image_others_were_built_on_is_not_removed_under_them(palletd: Any, image: str, tmp_path: Path) -> None:
+    ctx = context(tmp_path, "FROM busybox\nRUN echo one > /one\nRUN echo two > /two\nLABEL top=yes\n")
+    out = build_ok(palletd, ctx, "-t", "layered:1")
+    # Step 3's image: the second RUN's, with the LABEL's image built on it.
+    mid = re.findall(r" ---> ([0-9a-f]{12})\n", out)[-2]
+    for flags in ((), ("-f",)):
+        refused = palletd.cli("rmi", *flags, mid)
+        assert refused.returncode == 1, refused
+        assert f"unable to delete {mid} (cannot be forced) - image has dependent child images" in refused.stderr
+    assert palletd.cli_ok("image", "inspect", "--format", "{{.Id}}", mid).startswith("sha256:" + mid)
+    # By a name of its own, only the name goes: the image stays for the one built on it.
+    palletd.cli_ok("tag", mid, "middle:1")
+    assert palletd.cli_ok("rmi", "middle:1") == "Untagged: middle:1\n"
+    palletd.cli_ok("image", "inspect", mid)
+    assert build_ok(palletd, ctx, "-t", "layered:1").count(" ---> Using cache") == 3
+    # The top image goes with the chain under it, as before.
+    removed = palletd.cli_ok("rmi", "layered:1")
+    assert removed.count("Deleted: ") == 3 and "Untagged: layered:1" in removed
+    assert palletd.cli("image", "inspect", mid).returncode == 1
