@@ -61,6 +61,12 @@ def result_message(result: BuildResult) -> pb.BuildResult:
                           cached_steps=result.cached_steps)
 
 
+# A client this far behind on a build's RUN output holds the RUN back (through the
+# shim, which stops reading the process's pipes) until it is down to the second figure.
+OUTPUT_HOLD_BYTES = 2 * 1024 * 1024
+OUTPUT_RESUME_BYTES = 512 * 1024
+
+
 class BuildsServicer(pb_grpc.BuildsServiceServicer):
     #: The proto service served (the server names it to health checking and reflection).
     SERVICE = pb.DESCRIPTOR.services_by_name["BuildsService"].full_name
@@ -82,13 +88,33 @@ class BuildsServicer(pb_grpc.BuildsServiceServicer):
         loop = asyncio.get_running_loop()
         loop_thread = threading.get_ident()
         queue: asyncio.Queue[BuildProgress | None] = asyncio.Queue()
+        # RUN output not yet taken by the client, and what the build waits on while there
+        # is too much of it (`report`'s answer): a RUN writing faster than the client
+        # reads is held back, as a container behind a slow attach is, not buffered here.
+        backlog = 0
+        room: asyncio.Future[None] | None = None
 
-        def report(progress: BuildProgress) -> None:
-            # Never blocks; callable from the builder's threads too.
-            if threading.get_ident() == loop_thread:
-                queue.put_nowait(progress)
-            else:
+        def report(progress: BuildProgress) -> asyncio.Future[None] | None:
+            """Queue `progress`; never blocks, callable from the builder's threads too.
+            On the loop, when the client is over OUTPUT_HOLD_BYTES behind, a future the
+            caller may await: done once the client is down to OUTPUT_RESUME_BYTES."""
+            nonlocal backlog, room
+            if threading.get_ident() != loop_thread:
                 loop.call_soon_threadsafe(queue.put_nowait, progress)
+                return None
+            queue.put_nowait(progress)
+            backlog += len(progress.data)
+            if backlog <= OUTPUT_HOLD_BYTES:
+                return None
+            if room is None or room.done():
+                room = loop.create_future()
+            return room
+
+        def taken(progress: BuildProgress) -> None:
+            nonlocal backlog
+            backlog -= len(progress.data)
+            if room is not None and not room.done() and backlog <= OUTPUT_RESUME_BYTES:
+                room.set_result(None)
 
         task = asyncio.create_task(self._builds.build(options, upload_bytes(request_iterator), report))
         # After whatever the build reported on the loop before it ended.
@@ -96,12 +122,15 @@ class BuildsServicer(pb_grpc.BuildsServiceServicer):
         try:
             while (progress := await queue.get()) is not None:
                 yield pb.BuildResponse(progress=progress_message(progress))
+                taken(progress)
             while not queue.empty():  # reported from a thread just before the end
                 late = queue.get_nowait()
                 if late is not None:
                     yield pb.BuildResponse(progress=progress_message(late))
             yield pb.BuildResponse(result=result_message(task.result()))
         finally:
+            if room is not None and not room.done():
+                room.set_result(None)  # the build is cancelled next; nothing waits on it
             if not task.done():
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)

@@ -76,7 +76,9 @@ from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, Pall
 
 log = structlog.get_logger(__name__)
 
-Report = Callable[[BuildProgress], None]
+# Takes one thing to tell the client; may answer a future to await before more output
+# (the client is far behind: `api.builds`), which callers that report no output ignore.
+Report = Callable[[BuildProgress], "asyncio.Future[None] | None"]
 _CONFIG_STEPS = (
     ins.Env, ins.Label, ins.Arg, ins.User, ins.Cmd, ins.Entrypoint, ins.Expose, ins.Volume,
     ins.StopSignal, ins.Maintainer, ins.Onbuild, ins.Shell,
@@ -141,8 +143,8 @@ class _Run:
     results: dict[int, _StageResult] = field(default_factory=dict)
     building: set[int] = field(default_factory=set)
 
-    def progress(self, state: StepState, stage: ins.Stage, **kw: object) -> None:
-        self.report(BuildProgress(state, step=self.step, total=self.total, stage=stage.label, **kw))  # type: ignore[arg-type]
+    def progress(self, state: StepState, stage: ins.Stage, **kw: object) -> asyncio.Future[None] | None:
+        return self.report(BuildProgress(state, step=self.step, total=self.total, stage=stage.label, **kw))  # type: ignore[arg-type]
 
 
 def _empty_layer(out: IO[bytes]) -> int:
@@ -500,8 +502,8 @@ class Builder:
             token=run.token,
         )
 
-        def output(stream: int, data: bytes) -> None:
-            run.progress(StepState.OUTPUT, stage, data=data, stream=stream)
+        def output(stream: int, data: bytes) -> asyncio.Future[None] | None:
+            return run.progress(StepState.OUTPUT, stage, data=data, stream=stream)
 
         async def commit(writer: LayerWriter, container_id: str) -> Image:
             return await self._commit(run, i, state, current, key, state.config, command.created_by, writer, container_id)

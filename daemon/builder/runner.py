@@ -35,6 +35,8 @@ _TAIL_LINES = 10
 
 LayerWriter = Callable[[IO[bytes]], int]
 Commit = Callable[[LayerWriter, str], Awaitable[Image]]
+# Takes a RUN's output (stream, bytes); may answer something to await before the next.
+Output = Callable[[int, bytes], "Awaitable[None] | None"]
 
 
 class BuildContainers(Protocol):
@@ -73,7 +75,7 @@ class RunFailed(FailedPrecondition):
 
 class StepRunner(Protocol):
     async def run(
-        self, image: Image, spec: RunSpec, output: Callable[[int, bytes], None], commit: Commit
+        self, image: Image, spec: RunSpec, output: Output, commit: Commit
     ) -> Image:
         """Run `spec` on `image`; on success the image `commit` makes of its changes.
         RunFailed (exit code, last output) when the command fails."""
@@ -88,7 +90,7 @@ class ContainerRunner:
         self._layer_dirs = layer_dirs
 
     async def run(
-        self, image: Image, spec: RunSpec, output: Callable[[int, bytes], None], commit: Commit
+        self, image: Image, spec: RunSpec, output: Output, commit: Commit
     ) -> Image:
         request = CreateRequest(
             config=ConfigRequest(
@@ -109,10 +111,10 @@ class ContainerRunner:
         try:
             tail = bytearray()
 
-            def keep(stream: int, data: bytes) -> None:
+            def keep(stream: int, data: bytes) -> Awaitable[None] | None:
                 tail.extend(data)
                 del tail[:-_TAIL_BYTES]
-                output(stream, data)
+                return output(stream, data)
 
             code = await self._run(c, spec, keep)
             if code != 0:
@@ -133,7 +135,7 @@ class ContainerRunner:
         finally:
             await asyncio.shield(self._remove(c.id))
 
-    async def _run(self, c: Container, spec: RunSpec, output: Callable[[int, bytes], None]) -> int:
+    async def _run(self, c: Container, spec: RunSpec, output: Output) -> int:
         attachment = await self._containers.attach(c.id, spec.stdin is not None, True, True)
         try:
             await self._containers.start_container(c.id)
@@ -143,7 +145,8 @@ class ContainerRunner:
                     await stdio.write_stdin(spec.stdin)
                     await stdio.close_stdin()
                 async for out in stdio.output():
-                    output(out.stream, out.data)
+                    if (behind := output(out.stream, out.data)) is not None:
+                        await behind  # the client is far behind: the RUN waits for it
                 status = await attachment.exit()
             finally:
                 await stdio.aclose()

@@ -13,6 +13,8 @@ its `end` (the chunks' iterator raises otherwise) and every entry is on disk.
 
 from __future__ import annotations
 
+import asyncio
+
 import dataclasses
 import re
 from collections.abc import AsyncIterator, Callable
@@ -32,7 +34,7 @@ log = structlog.get_logger(__name__)
 #: What a build-arg's or a label's name may not hold: docker takes any other string.
 _BAD_NAME = re.compile(r"[=\s]")
 
-Report = Callable[[BuildProgress], None]
+Report = Callable[[BuildProgress], "asyncio.Future[None] | None"]
 
 
 class Builder(Protocol):

@@ -43,6 +43,7 @@ class FakeBuilder:
         self.held = asyncio.Event()
         self.cancelled = False
         self.from_thread = False
+        self.reported = 0
 
     async def build(self, context_dir: Path, options: BuildOptions, report: Report) -> BuildResult:
         seen: dict[str, str] = {}
@@ -64,7 +65,10 @@ class FakeBuilder:
             await asyncio.to_thread(thread.join)
         else:
             for step in self.steps:
-                report(step)
+                behind = report(step)
+                self.reported += 1
+                if behind is not None:
+                    await behind  # as the runner does with a RUN's output
                 await asyncio.sleep(0)
         if self.hold is not None:
             self.held.set()
@@ -435,3 +439,26 @@ async def test_a_large_context_goes_through_the_pipe_whole(
     await build(channel, requests(pb.BuildOptions(), data=data, chunk=1 << 20))
     (_, seen), = builder.calls
     assert seen["big.bin"] == hashlib.sha256(big).hexdigest()
+
+
+async def test_a_client_far_behind_on_run_output_holds_the_build_back(
+    channel: grpc.aio.Channel, builder: FakeBuilder
+) -> None:
+    chunk = 256 * 1024
+    builder.steps = [BuildProgress(StepState.OUTPUT, 1, 1, "0", data=bytes([i]) * chunk, stream=1)
+                     for i in range(64)]
+    call = channel.stream_stream(BUILD, response_deserializer=pb.BuildResponse.FromString)(
+        iter(requests(pb.BuildOptions(tags=["x"]))))
+    got = [await call.read()]
+    await asyncio.sleep(0.5)
+    # Not all 16 MiB queued in palletd: the build waits with 2 MiB in the servicer's
+    # queue not taken (and what grpc's buffers and windows hold, a few MiB more).
+    held = builder.reported
+    assert held < 48, held
+    await asyncio.sleep(0.5)
+    assert builder.reported == held  # and stays held
+    while (r := await call.read()) != grpc.aio.EOF:
+        got.append(r)
+    data = [r.progress.data for r in got if r.WhichOneof("payload") == "progress"]
+    assert data == [step.data for step in builder.steps]  # every byte, in order
+    assert got[-1].result.image_id == IMAGE_ID and builder.reported == 64
