@@ -305,10 +305,10 @@ def _inspect_one(client: PalletClient, name: str, kind: str | None) -> dict[str,
         except NotFound:
             if kind == "image":
                 raise
-    from pallet.client.views_networks import inspect_network
+    from pallet.v1.docker.networks import network_json
 
     try:
-        return inspect_network(client.inspect_network(name))
+        return network_json(client.inspect_network(name))
     except NotFound:
         if kind == "network":
             raise

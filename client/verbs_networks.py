@@ -15,6 +15,7 @@ from pallet.client import views_networks as views
 from pallet.client.api import PalletClient
 from pallet.client.options import validate_filters
 from pallet.client.verbs_common import confirmed, each, inspect_each
+from pallet.v1.docker.networks import network_json
 
 PRUNE_WARNING = (
     "WARNING! This will remove all custom networks not used by at least one container.\n"
@@ -53,7 +54,7 @@ def ls(args: argparse.Namespace) -> int:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    return inspect_each(args, args.networks, lambda c, name: views.inspect_network(c.inspect_network(name)))
+    return inspect_each(args, args.networks, lambda c, name: network_json(c.inspect_network(name)))
 
 
 def rm(args: argparse.Namespace) -> int:

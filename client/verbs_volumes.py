@@ -15,6 +15,7 @@ from pallet.client import views_volumes as views
 from pallet.client.api import PalletClient
 from pallet.client.options import parse_key_values, parse_labels, validate_filters
 from pallet.client.verbs_common import confirmed, each, inspect_each
+from pallet.v1.docker.volumes import volume_json
 
 PRUNE_WARNING = (
     "WARNING! This will remove anonymous local volumes not used by at least one container.\n"
@@ -55,7 +56,7 @@ def ls(args: argparse.Namespace) -> int:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    return inspect_each(args, args.volumes, lambda c, name: views.inspect_volume(c.inspect_volume(name)))
+    return inspect_each(args, args.volumes, lambda c, name: volume_json(c.inspect_volume(name)))
 
 
 def rm(args: argparse.Namespace) -> int:

@@ -1,9 +1,9 @@
 """Docker-shaped views of networks, and of how a container is networked.
 
-Owns: `network inspect` JSON and `network ls` rows and table (docker's columns and template
-fields), and the network parts of a container's `inspect` document (`NetworkSettings`,
-`HostConfig.NetworkMode/PortBindings/Dns...`, `Config.ExposedPorts`) and of its `ps` row
-(`.Ports`, `.Networks`). Messages are read by attribute only.
+Owns: `network ls` rows and table (docker's columns and template fields; the `network
+inspect` JSON is pallet.v1.docker.networks'), and the network parts of a container's
+`inspect` document (`NetworkSettings`, `HostConfig.NetworkMode/PortBindings/Dns...`,
+`Config.ExposedPorts`) and of its `ps` row (`.Ports`, `.Networks`). Messages are read by attribute only.
 Must not: talk to the daemon or print; port layouts are `pallet.client.ports`'s.
 """
 
@@ -13,49 +13,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from pallet.client import ports
-from pallet.client.format import go_time_text, short_id, table, timestamp_text
+from pallet.client.format import go_time_text, short_id, table
 
 # ---------------------------------------------------------------------------------------------
 # Networks
 # ---------------------------------------------------------------------------------------------
-
-
-def inspect_network(n: Any) -> dict[str, Any]:
-    """A network as docker's `network inspect` JSON (docker's field order)."""
-    ipam_config: list[dict[str, str]] = []
-    if n.subnet:
-        entry = {"Subnet": n.subnet}
-        if n.ip_range:  # docker leaves out the empty ones
-            entry["IPRange"] = n.ip_range
-        if n.gateway:
-            entry["Gateway"] = n.gateway
-        ipam_config.append(entry)
-    containers = {
-        e.container_id: {
-            "Name": e.container_name,
-            "EndpointID": "",  # pallet's endpoints have no id of their own
-            "MacAddress": e.mac_address,
-            "IPv4Address": e.ipv4_address,
-            "IPv6Address": "",
-        }
-        for e in sorted(n.endpoints, key=lambda e: e.container_id)
-    }
-    return {
-        "Name": n.name,
-        "Id": n.id,
-        "Created": timestamp_text(n.created),
-        "Scope": "local",
-        "Driver": n.driver,
-        "EnableIPv6": False,
-        "IPAM": {"Driver": "default", "Options": None, "Config": ipam_config},
-        "Internal": bool(n.internal),
-        "Attachable": False,
-        "Ingress": False,
-        "ConfigOnly": False,
-        "Containers": containers,
-        "Options": dict(sorted(n.options.items())),
-        "Labels": dict(sorted(n.labels.items())),
-    }
 
 
 def network_fields(n: Any, trunc: bool = True) -> dict[str, Any]:

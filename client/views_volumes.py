@@ -1,36 +1,17 @@
 """Docker-shaped views of volumes.
 
-Owns: `volume inspect` JSON and `volume ls` rows and table (docker's columns and template
-fields). Messages are read by attribute only. Must not: talk to the daemon or print.
+Owns: `volume ls` rows and table (docker's columns and template fields; the `volume
+inspect` JSON is pallet.v1.docker.volumes'). Messages are read by attribute only.
+Must not: talk to the daemon or print.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from typing import Any
 
 from pallet.client.format import human_size, table
-
-
-def _created(v: Any) -> str:
-    """docker's CreatedAt: RFC 3339 to the second ("2026-12-03T13:40:00Z")."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(v.created.seconds)))
-
-
-def inspect_volume(v: Any) -> dict[str, Any]:
-    """A volume as docker's `volume inspect` JSON (docker's fields, in its order): no
-    `UsageData` (docker shows that in `system df -v` only; `volume ls --format` has
-    `.Size` and `.Links`)."""
-    return {
-        "CreatedAt": _created(v),
-        "Driver": v.driver,
-        "Labels": dict(sorted(v.labels.items())),
-        "Mountpoint": v.mountpoint,
-        "Name": v.name,
-        "Options": dict(sorted(v.options.items())),
-        "Scope": v.scope or "local",
-    }
+from pallet.v1.docker.times import rfc3339_seconds
 
 
 def volume_fields(v: Any) -> dict[str, Any]:
@@ -41,7 +22,7 @@ def volume_fields(v: Any) -> dict[str, Any]:
         "Driver": v.driver,
         "Scope": v.scope or "local",
         "Mountpoint": v.mountpoint,
-        "CreatedAt": _created(v),
+        "CreatedAt": rfc3339_seconds(v.created),
         "Labels": ",".join(f"{k}={val}" for k, val in sorted(labels.items())),
         "Label": lambda key: labels.get(key, ""),
         "Links": str(len(v.users)),

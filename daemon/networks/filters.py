@@ -1,6 +1,6 @@
 """`network ls --filter` and `network prune --filter`, in docker's `key=value` form.
 
-Owns: parsing and matching network filters (id, name, label, driver, type, dangling;
+Owns: parsing and matching network filters (id, name, label, driver, type, dangling, scope;
 prune: label, label!, until). Values under one key are ORed, different keys ANDed.
 Must not: look anything up (the caller says whether a network is in use).
 """
@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from pallet.daemon.networks.model import Network
 from pallet.v1.errors import InvalidArgument
 
-LIST_KEYS = frozenset({"id", "name", "label", "driver", "type", "dangling"})
+LIST_KEYS = frozenset({"id", "name", "label", "driver", "type", "dangling", "scope"})
+#: Every network is local to this host (docker's scopes: local, global, swarm).
+SCOPES = frozenset({"local", "global", "swarm"})
 PRUNE_KEYS = frozenset({"label", "label!", "until"})
 
 
@@ -26,6 +28,8 @@ def parse(filters: Sequence[str], keys: frozenset[str] = LIST_KEYS) -> dict[str,
             raise InvalidArgument(f"unknown filter {key!r}: use one of {', '.join(sorted(keys))}")
         if key == "type" and value not in ("builtin", "custom"):
             raise InvalidArgument(f"invalid filter type={value}: use builtin or custom")
+        if key == "scope" and value not in SCOPES:
+            raise InvalidArgument(f"invalid filter scope={value}: use local, global or swarm")
         if key == "dangling" and value not in ("true", "false", "1", "0"):
             raise InvalidArgument(f"invalid filter dangling={value}: use true or false")
         if key == "until" and not _until_ok(value):
@@ -65,6 +69,8 @@ def matches(n: Network, terms: Mapping[str, set[str]], in_use: bool, now_ns: int
         if key == "driver" and n.driver not in values:
             return False
         if key == "type" and ("builtin" if n.builtin else "custom") not in values:
+            return False
+        if key == "scope" and "local" not in values:
             return False
         if key == "dangling" and not any((v in ("true", "1")) != in_use for v in values):
             return False

@@ -373,7 +373,7 @@ def test_network_inspect_is_shaped_like_dockers(cli: Any, daemon: FakeState) -> 
     assert doc["Id"] == NET_ID and doc["Created"] == "2026-11-27T18:31:16.000000005Z"
     assert (doc["Scope"], doc["Driver"], doc["EnableIPv6"], doc["Internal"], doc["Attachable"]) == (
         "local", "bridge", False, True, False)
-    assert doc["IPAM"] == {"Driver": "default", "Options": None, "Config": [
+    assert doc["IPAM"] == {"Driver": "default", "Options": {}, "Config": [
         {"Subnet": "172.18.0.0/16", "IPRange": "172.18.5.0/24", "Gateway": "172.18.0.1"}]}
     assert doc["Containers"] == {CTR_ID: {"Name": "web", "EndpointID": "", "MacAddress": "02:42:ac:12:05:02",
                                           "IPv4Address": "172.18.5.2/16", "IPv6Address": ""}}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from pallet.daemon.api.docker.gateway import DockerGateway, Endpoints
+from pallet.daemon.api.docker.networks import NetworkEndpoints
 from pallet.daemon.api.docker.services import Servicers
 from pallet.daemon.api.docker.system import SystemEndpoints
+from pallet.daemon.api.docker.volumes import VolumeEndpoints
 from pallet.daemon.config import Config
 
 
@@ -12,6 +14,8 @@ def endpoint_modules(services: Servicers) -> list[Endpoints]:
     """One entry per module of endpoints; a new module is one line here."""
     return [
         SystemEndpoints(services),
+        NetworkEndpoints(services),
+        VolumeEndpoints(services),
     ]
 
 
