@@ -27,6 +27,7 @@ from pallet.client.format import (
 from pallet.client import views_mounts
 
 from pallet.client.template import go_quote
+from pallet.v1.docker import images as docker_images
 from pallet.client.views_networks import (
     exposed_ports,
     host_config_network,
@@ -338,39 +339,9 @@ def _resources(r: Any) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _set_or_none(values: Iterable[str]) -> dict[str, dict[str, Any]] | None:
-    items: dict[str, dict[str, Any]] = {v: {} for v in values}
-    return items or None
-
-
 def inspect_image(image: Any) -> dict[str, Any]:
-    """An image as docker's `image inspect` JSON."""
-    cfg = image.config
-    return {
-        "Id": image.id,
-        "RepoTags": list(image.repo_tags),
-        "RepoDigests": list(image.repo_digests),
-        "Parent": "",
-        "Comment": image.comment,
-        "Created": timestamp_text(image.created),
-        "Author": image.author,
-        "Config": {
-            "User": cfg.user,
-            "ExposedPorts": _set_or_none(cfg.exposed_ports),
-            "Env": list(cfg.env),
-            "Cmd": _list_or_none(cfg.cmd),
-            **({"Healthcheck": health_config(cfg.healthcheck)} if cfg.HasField("healthcheck") else {}),
-            "Volumes": _set_or_none(cfg.volumes),
-            "WorkingDir": cfg.working_dir,
-            "Entrypoint": _list_or_none(cfg.entrypoint),
-            "Labels": dict(sorted(cfg.labels.items())),
-            "StopSignal": cfg.stop_signal,
-        },
-        "Architecture": image.architecture,
-        "Os": image.os,
-        "Size": int(image.size),
-        "RootFS": {"Type": "layers", "Layers": list(image.layers)},
-    }
+    """An image as docker's `image inspect` JSON (the Docker API gateway's shape)."""
+    return docker_images.inspect_image(image)
 
 
 def image_fields(image: Any, reference: str | None, now: float, trunc: bool) -> dict[str, Any]:

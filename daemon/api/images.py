@@ -102,7 +102,7 @@ class ImagesServicer(pb_grpc.ImagesServiceServicer):
 
     @unary
     async def Remove(self, request: pb.RemoveImageRequest, context: Ctx) -> pb.RemoveImageResponse:
-        result = await self._images.remove(request.image, request.force)
+        result = await self._images.remove(request.image, request.force, prune=not request.no_prune)
         return pb.RemoveImageResponse(untagged=result.untagged, deleted=result.deleted)
 
     @stream

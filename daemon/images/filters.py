@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from pallet.v1.errors import InvalidArgument
 from pallet.daemon.images.model import Image
@@ -69,14 +69,27 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
+def _ref_matches(ref: str, patterns: Sequence[re.Pattern[str]]) -> bool:
+    repository = ref.split("@", 1)[0]
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return any(p.fullmatch(ref) or p.fullmatch(repository) for p in patterns)
+
+
 def _reference_matches(image: Image, patterns: Sequence[re.Pattern[str]]) -> bool:
-    for tag in (*image.repo_tags, *image.repo_digests):
-        repository = tag.split("@", 1)[0]
-        if ":" in repository.rsplit("/", 1)[-1]:
-            repository = repository.rsplit(":", 1)[0]
-        if any(p.fullmatch(tag) or p.fullmatch(repository) for p in patterns):
-            return True
-    return False
+    return any(_ref_matches(ref, patterns) for ref in (*image.repo_tags, *image.repo_digests))
+
+
+def matching_names(image: Image, filters: ImageFilters) -> Image:
+    """`image` with only the names the reference filters matched, as docker lists an
+    image found by one of its names (no reference filter: every name)."""
+    if not filters._patterns:
+        return image
+    return replace(
+        image,
+        repo_tags=tuple(t for t in image.repo_tags if _ref_matches(t, filters._patterns)),
+        repo_digests=tuple(d for d in image.repo_digests if _ref_matches(d, filters._patterns)),
+    )
 
 
 def _label_matches(image: Image, wanted: str) -> bool:

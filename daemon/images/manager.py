@@ -34,7 +34,7 @@ from pallet.daemon.images.archive import stage_load
 from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.committer import stage_commit
 from pallet.daemon.images.content import ContentStore, CorruptedBlob
-from pallet.daemon.images.filters import matches, parse_filters, prune_filter
+from pallet.daemon.images.filters import matches, matching_names, parse_filters, prune_filter
 from pallet.daemon.images.housekeeping import history, image_usage
 from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
@@ -416,7 +416,7 @@ class ImageManager:
         since = max([(await self.get(n)).created_ns for n in wanted.since], default=None)
         images = await self._db.run(records.list_images)
         hidden = set() if all else await self._intermediate(images)
-        return [image for image in images
+        return [matching_names(image, wanted) for image in images
                 if image.id not in hidden and matches(image, wanted, before, since)]
 
     def layer_dirs(self, image: Image) -> builtins.list[str]:
@@ -450,13 +450,13 @@ class ImageManager:
             await self._events.commit(write)
             self._crashes.hit("tag", "recorded")
 
-    async def remove(self, name: str, force: bool = False) -> RemoveResult:
+    async def remove(self, name: str, force: bool = False, prune: bool = True) -> RemoveResult:
         # Essential: removing is how space comes back, so on a full disk it may spend
         # the state disk's reserve (`space`).
         with space.essential():
             parents = await self._parents()
             result = await self._remove(name, force)
-            if not result.deleted:
+            if not result.deleted or not prune:
                 return result
             # As docker's rmi: the untagged images it was built on go with it, up the
             # chain, while no other image was built on them and no container uses them.

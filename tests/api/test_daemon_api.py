@@ -77,7 +77,7 @@ class FakeImages:
     async def tag(self, source: str, target: str) -> None:
         raise AssertionError("not exercised by these tests")
 
-    async def remove(self, name: str, force: bool = False) -> RemoveResult:
+    async def remove(self, name: str, force: bool = False, prune: bool = True) -> RemoveResult:
         self.images.clear()
         return RemoveResult((), (IMAGE.id,))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pallet.daemon.api.docker.gateway import DockerGateway, Endpoints
 from pallet.daemon.api.docker.networks import NetworkEndpoints
 from pallet.daemon.api.docker.services import Servicers
+from pallet.daemon.api.docker.images import ImagesEndpoints
 from pallet.daemon.api.docker.system import SystemEndpoints
 from pallet.daemon.api.docker.volumes import VolumeEndpoints
 from pallet.daemon.config import Config
@@ -16,6 +17,7 @@ def endpoint_modules(services: Servicers) -> list[Endpoints]:
         SystemEndpoints(services),
         NetworkEndpoints(services),
         VolumeEndpoints(services),
+        ImagesEndpoints(services),
     ]
 
 

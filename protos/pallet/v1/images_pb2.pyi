@@ -179,12 +179,14 @@ class TagImageResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class RemoveImageRequest(_message.Message):
-    __slots__ = ("image", "force")
+    __slots__ = ("image", "force", "no_prune")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    NO_PRUNE_FIELD_NUMBER: _ClassVar[int]
     image: str
     force: bool
-    def __init__(self, image: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    no_prune: bool
+    def __init__(self, image: _Optional[str] = ..., force: _Optional[bool] = ..., no_prune: _Optional[bool] = ...) -> None: ...
 
 class RemoveImageResponse(_message.Message):
     __slots__ = ("untagged", "deleted")

@@ -1,0 +1,269 @@
+"""Docker's image endpoints on `<run-root>/docker.sock`: the real docker CLI and docker-py
+list, inspect, tag, remove, prune, save, load, import, commit, build, pull and push (against
+a real registry), and raw HTTP's bad input (malformed references, unknown images, hostile
+archives) gets dockerd's statuses with nothing half-made."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from docker_http import request
+from registry_harness import PASSWORD, USER, Registry, start_registry
+
+pytestmark = pytest.mark.integration
+# The registries these tests start listen on the host's loopback.
+PALLETD_ON_HOST_LOOPBACK = True
+
+
+@pytest.fixture
+def image(palletd: Any) -> str:
+    """The id of busybox:latest, which the fixture imported."""
+    return str(palletd.base_image_id)
+
+
+def _tar(files: dict[str, bytes | str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            raw = data.encode() if isinstance(data, str) else data
+            info = tarfile.TarInfo(name)
+            info.size = len(raw)
+            info.mode = 0o755 if name.endswith(".sh") else 0o644
+            tar.addfile(info, io.BytesIO(raw))
+    return buf.getvalue()
+
+
+def _ids(palletd: Any) -> set[str]:
+    return {i.id for i in palletd.images()}
+
+
+def _lines(body: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_docker_images_lists_filters_and_formats(palletd: Any, image: str) -> None:
+    palletd.docker_ok("tag", "busybox", "localhost:5000/team/app:v1")
+    out = palletd.docker_ok("images")
+    header, *rows = out.splitlines()
+    assert header.split()[:3] == ["REPOSITORY", "TAG", "IMAGE"]
+    repos = {tuple(r.split()[:2]) for r in rows}
+    assert {("busybox", "latest"), ("localhost:5000/team/app", "v1")} <= repos
+    short = image.removeprefix("sha256:")[:12]
+    assert palletd.docker_ok("images", "-q").split() == [short, short]
+    assert palletd.docker_ok("images", "-q", "--no-trunc").split()[0] == image
+    refs = palletd.docker_ok("images", "--filter", "reference=localhost:5000/*/*",
+                             "--format", "{{.Repository}}:{{.Tag}}").split()
+    assert refs == ["localhost:5000/team/app:v1"]
+    assert palletd.docker_ok("images", "--filter", "dangling=true", "-q") == ""
+    digests = palletd.docker_ok("images", "--digests", "--format", "{{.Repository}} {{.Digest}}")
+    assert "busybox <none>" in digests
+    as_json = json.loads(palletd.docker_ok("images", "--format", "{{json .}}").splitlines()[0])
+    assert as_json["ID"] == short and as_json["Size"].endswith("MB")
+    bad = palletd.docker("images", "--filter", "nonsense=1")
+    assert bad.returncode != 0 and "nonsense" in bad.stderr
+
+
+def test_image_summary_json_and_its_old_version(palletd: Any, image: str) -> None:
+    sock = palletd.docker_socket
+    (summary,) = request(sock, "GET", "/v1.47/images/json").json()
+    assert summary["Id"] == image and summary["RepoTags"] == ["busybox:latest"]
+    assert isinstance(summary["Created"], int) and summary["Created"] > 1_000_000_000
+    assert summary["Size"] > 0 and summary["SharedSize"] == -1 and summary["Containers"] == -1
+    assert summary["ParentId"] == "" and "VirtualSize" not in summary
+    (old,) = request(sock, "GET", "/v1.41/images/json").json()
+    assert old["VirtualSize"] == old["Size"]
+    assert request(sock, "GET", "/images/json?filters=%7Bbad").status == 400
+
+
+def test_inspect_and_history(palletd: Any, image: str) -> None:
+    palletd.docker_ok("tag", "busybox", "localhost:5000/a/b:c")
+    doc = json.loads(palletd.docker_ok("image", "inspect", "localhost:5000/a/b:c"))[0]
+    assert doc["Id"] == image and doc["Config"]["Cmd"] == ["sh"]
+    assert sorted(doc["RepoTags"]) == ["busybox:latest", "localhost:5000/a/b:c"]
+    assert doc["RootFS"]["Type"] == "layers" and doc["Os"] == "linux"
+    assert palletd.docker_ok("image", "inspect", "--format", "{{.Id}}", image[7:19]).strip() == image
+    missing = palletd.docker("image", "inspect", "nothing:here")
+    assert missing.returncode != 0 and "No such image: nothing:here" in missing.stderr
+    history = palletd.docker_ok("history", "--no-trunc", "--format", "{{.ID}} {{.Size}}", "busybox")
+    assert history.splitlines()[0].startswith(image)
+    raw = request(palletd.docker_socket, "GET", "/images/busybox/history").json()
+    assert raw[0]["Id"] == image and raw[0]["Tags"] and isinstance(raw[0]["Created"], int)
+
+
+def test_unknown_and_malformed_names_over_raw_http(palletd: Any) -> None:
+    sock = palletd.docker_socket
+    for method, path in (("GET", "/images/nope/json"), ("GET", "/images/nope/history"),
+                         ("DELETE", "/images/nope"), ("POST", "/images/nope/tag?repo=x"),
+                         ("GET", "/images/nope/get")):
+        reply = request(sock, method, path)
+        assert (reply.status, reply.message) == (404, "No such image: nope:latest"), path
+    bad = request(sock, "POST", "/images/busybox/tag?repo=UPPER/Case")
+    assert bad.status == 400 and "UPPER/Case" in bad.message
+    assert request(sock, "POST", "/images/busybox/tag").status == 400
+    assert request(sock, "GET", "/images/Bad%20Name/json").status == 400
+    assert request(sock, "DELETE", "/images/busybox?force=maybe").status == 400
+
+
+def test_docker_search_is_a_clear_error(palletd: Any) -> None:
+    result = palletd.docker("search", "busybox")
+    assert result.returncode != 0
+    assert "no image index to search" in result.stderr
+
+
+# --------------------------------------------------------------------------- names
+
+
+def test_tag_rmi_and_prune(palletd: Any, image: str, tmp_path: Path) -> None:
+    palletd.docker_ok("tag", image, "one:1")
+    palletd.docker_ok("tag", "one:1", "two")
+    out = palletd.docker_ok("rmi", "one:1")
+    assert out.strip() == "Untagged: one:1"
+    assert {"busybox:latest", "two:latest"} <= {t for i in palletd.images() for t in i.repo_tags}
+    # An id naming several tags is refused unless forced (dockerd's 409).
+    refused = palletd.docker("rmi", image[7:19])
+    assert refused.returncode != 0 and "must be forced" in refused.stderr
+    palletd.docker_ok("rmi", "two")
+    # An untagged image: pruned by `image prune` (dangling), and only it.
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(_tar({"hello.txt": "hi"}))
+    imported = palletd.import_image(rootfs, "")
+    out = palletd.docker_ok("image", "prune", "-f")
+    assert f"deleted: {imported}" in out and "Total reclaimed space" in out
+    assert imported not in _ids(palletd) and image in _ids(palletd)
+    palletd.docker_ok("tag", image, "kept:1")
+    pruned = request(palletd.docker_socket, "POST", "/images/prune?filters=" + quote(
+        json.dumps({"dangling": ["false"], "label": ["x=y"]})))
+    assert pruned.status == 200 and pruned.json() == {"ImagesDeleted": None, "SpaceReclaimed": 0}
+
+
+def test_docker_py_images(palletd: Any, image: str) -> None:
+    client = palletd.docker_client()
+    try:
+        found = client.images.get("busybox")
+        assert found.id == image and "busybox:latest" in found.tags
+        assert found.tag("py/tagged", "v2") is True
+        assert {t for i in client.images.list() for t in i.tags} >= {"busybox:latest", "py/tagged:v2"}
+        assert client.images.list(name="py/tagged")[0].id == image
+        assert found.history()[0]["Id"] == image
+        client.images.remove("py/tagged:v2")
+        assert "py/tagged:v2" not in client.images.get(image).tags
+        assert client.images.prune()["SpaceReclaimed"] == 0
+        import docker.errors
+
+        with pytest.raises(docker.errors.ImageNotFound):
+            client.images.get("nothing:here")
+    finally:
+        client.close()
+
+
+# --------------------------------------------------------------------------- archives
+
+
+def test_save_and_load_round_trip(palletd: Any, image: str, tmp_path: Path) -> None:
+    palletd.docker_ok("tag", image, "saved:v1")
+    archive = tmp_path / "saved.tar"
+    palletd.docker_ok("save", "-o", str(archive), "saved:v1")
+    with tarfile.open(archive) as tar:
+        assert "manifest.json" in tar.getnames()
+    palletd.docker_ok("rmi", "saved:v1")
+    out = palletd.docker_ok("load", "-i", str(archive))
+    assert out.strip() == "Loaded image: saved:v1"
+    assert palletd.docker_ok("image", "inspect", "--format", "{{.Id}}", "saved:v1").strip() == image
+    # Several at once through GET /images/get?names=...
+    reply = request(palletd.docker_socket, "GET", "/images/get?names=saved:v1&names=busybox")
+    assert reply.status == 200 and reply.headers["content-type"] == "application/x-tar"
+    with tarfile.open(fileobj=io.BytesIO(reply.body)) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))  # type: ignore[arg-type]
+    assert sorted(t for m in manifest for t in m["RepoTags"]) == ["busybox:latest", "saved:v1"]
+    assert request(palletd.docker_socket, "GET", "/images/get").status == 400
+
+
+def test_docker_py_save_and_load(palletd: Any, image: str) -> None:
+    client = palletd.docker_client()
+    try:
+        palletd.docker_ok("tag", image, "pysave:1")
+        data = b"".join(client.images.get("pysave:1").save(named="pysave:1"))
+        client.images.remove("pysave:1")
+        (loaded,) = client.images.load(data)
+        assert loaded.id == image and "pysave:1" in loaded.tags
+    finally:
+        client.close()
+
+
+def test_hostile_and_broken_archives_load_nothing(palletd: Any) -> None:
+    sock = palletd.docker_socket
+    before = _ids(palletd)
+    escape = io.BytesIO()
+    with tarfile.open(fileobj=escape, mode="w") as tar:
+        info = tarfile.TarInfo("../../etc/evil")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    for body in (b"not a tar at all" * 100, escape.getvalue(), b""):
+        reply = request(sock, "POST", "/images/load", body,
+                        headers={"Content-Type": "application/x-tar"})
+        assert reply.status == 400, (body[:20], reply.body)
+        assert reply.message
+    result = palletd.docker("load", input=b"garbage")
+    assert result.returncode != 0
+    assert _ids(palletd) == before
+
+
+# --------------------------------------------------------------------------- import, commit
+
+
+def test_docker_import_from_a_file_and_stdin(palletd: Any, tmp_path: Path) -> None:
+    rootfs = tmp_path / "rootfs.tar"
+    rootfs.write_bytes(_tar({"etc/motd": "imported\n"}))
+    out = palletd.docker_ok("import", "-c", "CMD [\"/bin/true\"]", "-m", "from a file",
+                            str(rootfs), "imported:v1")
+    image_id = out.strip()
+    assert image_id.startswith("sha256:")
+    doc = json.loads(palletd.docker_ok("image", "inspect", "imported:v1"))[0]
+    assert doc["Id"] == image_id and doc["Config"]["Cmd"] == ["/bin/true"]
+    assert doc["Comment"] == "from a file"
+    again = palletd.docker("import", "-", "imported:v2", input=rootfs.read_bytes())
+    assert again.returncode == 0 and again.stdout.strip().startswith(b"sha256:")
+    url = request(palletd.docker_socket, "POST", "/images/create?fromSrc=http://example.com/x.tar")
+    assert url.status == 400 and "does not fetch URLs" in url.message
+    before = _ids(palletd)
+    broken = request(palletd.docker_socket, "POST", "/images/create?fromSrc=-&repo=broken",
+                     b"\x1f\x8b not really gzip")
+    assert broken.status == 400 and _ids(palletd) == before
+    bad_ref = request(palletd.docker_socket, "POST", "/images/create?fromSrc=-&repo=Bad:Ref:x",
+                      rootfs.read_bytes())
+    assert bad_ref.status == 400 and "Bad:Ref:x" in bad_ref.message and _ids(palletd) == before
+
+
+def test_docker_commit_and_docker_py_commit(palletd: Any, image: str) -> None:
+    palletd.cli_ok("run", "--name", "tocommit", "busybox", "sh", "-c", "echo made > /made")
+    out = palletd.docker_ok("commit", "-c", "ENV FROM_COMMIT=1", "-m", "a message",
+                            "-a", "Someone <s@example.com>", "tocommit", "committed:v1")
+    image_id = out.strip()
+    doc = json.loads(palletd.docker_ok("image", "inspect", "committed:v1"))[0]
+    assert doc["Id"] == image_id and "FROM_COMMIT=1" in doc["Config"]["Env"]
+    assert doc["Comment"] == "a message" and doc["Author"] == "Someone <s@example.com>"
+    assert palletd.cli_ok("run", "--rm", "committed:v1", "cat", "/made").strip() == "made"
+    client = palletd.docker_client()
+    try:
+        reply = client.api.commit("tocommit", "pycommit", "v2",
+                                  conf={"Cmd": ["cat", "/made"], "Labels": {"k": "v w"}})
+        committed = client.images.get("pycommit:v2")
+        assert committed.id == reply["Id"] and committed.labels == {"k": "v w"}
+        assert palletd.cli_ok("run", "--rm", "pycommit:v2").strip() == "made"
+    finally:
+        client.close()
+    assert request(palletd.docker_socket, "POST", "/commit?container=nope").status == 404
+    assert request(palletd.docker_socket, "POST", "/commit").status == 400
+    bad = request(palletd.docker_socket, "POST", "/commit?container=tocommit", {"Cmd": 5})
+    assert bad.status == 400 and "Cmd" in bad.message
