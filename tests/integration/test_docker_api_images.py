@@ -267,3 +267,114 @@ def test_docker_commit_and_docker_py_commit(palletd: Any, image: str) -> None:
     assert request(palletd.docker_socket, "POST", "/commit").status == 400
     bad = request(palletd.docker_socket, "POST", "/commit?container=tocommit", {"Cmd": 5})
     assert bad.status == 400 and "Cmd" in bad.message
+
+
+# --------------------------------------------------------------------------- registries
+
+
+def test_docker_push_and_pull_against_a_registry(palletd: Any, image: str, registry: Registry) -> None:
+    ref = f"{registry.host}/dapi/busybox:1"
+    palletd.docker_ok("tag", "busybox", ref)
+    out = palletd.docker_ok("push", ref)
+    assert f"The push refers to repository [{registry.host}/dapi/busybox]" in out
+    digest_line = [line for line in out.splitlines() if line.startswith("1: digest: sha256:")]
+    assert digest_line and " size: " in digest_line[0]
+    digest = digest_line[0].split()[2]
+    assert registry.catalog_tags("dapi/busybox") == ["1"]
+    palletd.docker_ok("rmi", ref)
+    pulled = palletd.docker_ok("pull", ref)
+    assert f"1: Pulling from {registry.host}/dapi/busybox" in pulled
+    assert f"Digest: {digest}" in pulled
+    assert f"Status: Downloaded newer image for {ref}" in pulled
+    assert pulled.strip().splitlines()[-1] == ref
+    again = palletd.docker_ok("pull", ref)
+    assert f"Status: Image is up to date for {ref}" in again
+    doc = json.loads(palletd.docker_ok("image", "inspect", ref))[0]
+    assert f"{registry.host}/dapi/busybox@{digest}" in doc["RepoDigests"]
+    # By digest, and a tag that is not there: the CLI exits non-zero with the registry's words.
+    palletd.docker_ok("pull", f"{registry.host}/dapi/busybox@{digest}")
+    missing = palletd.docker("pull", f"{registry.host}/dapi/busybox:nope")
+    assert missing.returncode != 0 and "nope" in missing.stderr
+    # Push of every tag of a repository (no tag given).
+    palletd.docker_ok("tag", "busybox", f"{registry.host}/dapi/all:a")
+    palletd.docker_ok("tag", "busybox", f"{registry.host}/dapi/all:b")
+    reply = request(palletd.docker_socket, "POST", f"/images/{registry.host}/dapi/all/push",
+                    headers={"X-Registry-Auth": "e30="})
+    assert reply.status == 200
+    auxes = [m["aux"]["Tag"] for m in _lines(reply.body) if "aux" in m]
+    assert auxes == ["a", "b"] and sorted(registry.catalog_tags("dapi/all")) == ["a", "b"]
+
+
+def test_pull_errors_and_bad_input_over_raw_http(palletd: Any, registry: Registry) -> None:
+    sock = palletd.docker_socket
+    assert request(sock, "POST", "/images/create").status == 400
+    every = request(sock, "POST", f"/images/create?fromImage={registry.host}/x")
+    assert every.status == 400 and "every tag" in every.message
+    bad = request(sock, "POST", "/images/create?fromImage=Not/Valid&tag=x")
+    assert bad.status == 400 and "Not/Valid" in bad.message
+    garbled = request(sock, "POST", f"/images/create?fromImage={registry.host}/x&tag=1",
+                      headers={"X-Registry-Auth": "%%%not base64"})
+    assert garbled.status == 400 and "X-Registry-Auth" in garbled.message
+    unknown = request(sock, "POST", f"/images/create?fromImage={registry.host}/none/such&tag=1")
+    if unknown.status == 200:  # the error came after the stream began: its last line
+        last = _lines(unknown.body)[-1]
+        assert last["error"] and last["errorDetail"]["message"] == last["error"]
+    else:
+        assert unknown.status in (404, 400) and unknown.message
+    push_missing = request(sock, "POST", f"/images/{registry.host}/none/such/push?tag=1")
+    assert push_missing.status == 404 and "No such image" in push_missing.message
+
+
+def test_docker_login_then_push_and_pull_with_basic_auth(palletd: Any, image: str) -> None:
+    reg = start_registry("basic")
+    try:
+        ref = f"{reg.host}/private/bb:1"
+        palletd.docker_ok("tag", "busybox", ref)
+        denied = palletd.docker("push", ref)
+        assert denied.returncode != 0 and "unauthorized" in denied.stderr.lower()
+        wrong = palletd.docker("login", "-u", USER, "--password-stdin", reg.host, input="wrong\n")
+        assert wrong.returncode != 0
+        ok = palletd.docker("login", "-u", USER, "--password-stdin", reg.host, input=PASSWORD + "\n")
+        assert ok.returncode == 0, ok.stderr
+        assert "Login Succeeded" in ok.stdout
+        palletd.docker_ok("push", ref)
+        palletd.docker_ok("rmi", ref)
+        palletd.docker_ok("pull", ref)
+        palletd.docker_ok("logout", reg.host)
+        palletd.docker_ok("rmi", ref)
+        assert palletd.docker("pull", ref).returncode != 0
+        # docker-py, with the credentials per call.
+        client = palletd.docker_client()
+        try:
+            auth = {"username": USER, "password": PASSWORD}
+            pulled = client.images.pull(f"{reg.host}/private/bb", tag="1", auth_config=auth)
+            assert pulled.id == image
+            pulled.tag(f"{reg.host}/private/py", "2")
+            lines = list(client.images.push(f"{reg.host}/private/py", tag="2", auth_config=auth,
+                                            stream=True, decode=True))
+            assert any("aux" in line and line["aux"]["Tag"] == "2" for line in lines), lines
+            assert not any("error" in line for line in lines)
+            refused = client.api.push(f"{reg.host}/private/py", tag="2",
+                                      auth_config={"username": USER, "password": "bad"})
+            assert "error" in refused
+        finally:
+            client.close()
+    finally:
+        reg.stop()
+
+
+def test_docker_py_pull_and_push(palletd: Any, image: str, registry: Registry) -> None:
+    client = palletd.docker_client()
+    try:
+        client.images.get("busybox").tag(f"{registry.host}/py/bb", "v1")
+        out = client.images.push(f"{registry.host}/py/bb", tag="v1")
+        assert "digest: sha256:" in out
+        client.images.remove(f"{registry.host}/py/bb:v1")
+        pulled = client.images.pull(f"{registry.host}/py/bb", tag="v1")
+        assert pulled.id == image and f"{registry.host}/py/bb:v1" in pulled.tags
+        import docker.errors
+
+        with pytest.raises(docker.errors.APIError):
+            client.images.pull(f"{registry.host}/py/none", tag="v1")
+    finally:
+        client.close()
