@@ -1,4 +1,4 @@
-"""What the daemon says about itself and its host (version, info).
+"""What the daemon says about itself and its host (version, info, disk usage).
 
 Owns: reading host facts (kernel, OS, CPUs, memory, cgroup version) and counting objects
 through the managers. Must not: change anything.
@@ -11,6 +11,7 @@ import os
 import platform
 import socket
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -18,11 +19,15 @@ from pathlib import Path
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.model import Status
 from pallet.daemon.events.bus import EventBus
-from pallet.daemon.images.model import Usage
-from pallet.daemon.images.model import ImageStore
+from pallet.daemon.images.model import ImageStore, ImageUsage, Usage
 from pallet.daemon.volumes.manager import VolumeManager
+from pallet.v1.errors import InvalidArgument
 
 API_VERSION = "v1"
+#: The kinds `system df` reports on (docker's `type`): pallet's build cache is its images
+#: (a build's steps are images), so "build-cache" has nothing of its own.
+DISK_USAGE_KINDS = ("image", "container", "volume", "build-cache")
+_NO_USAGE = Usage(0, 0, 0, 0)
 _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
 
 
@@ -119,8 +124,8 @@ class SystemInfo:
     def version(self) -> Version:
         return self._version
 
-    async def disk_usage(self) -> DiskUsage:
-        return await disk_usage(self._containers, self._images, self._volumes)
+    async def disk_usage(self, kinds: Collection[str] = DISK_USAGE_KINDS) -> DiskUsage:
+        return await disk_usage(self._containers, self._images, self._volumes, kinds)
 
     async def info(self) -> Info:
         counts = self._containers.counts()
@@ -149,10 +154,33 @@ class SystemInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ContainerUsage:
+    """One container's part of `system df -v`: its writable layer, and that with its
+    image's layers (docker's SizeRw and SizeRootFs)."""
+
+    container_id: str
+    size_rw: int
+    size_root_fs: int
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeUsage:
+    """One volume's part of `system df -v`: its data, and the containers that have it
+    among their mounts (docker's UsageData)."""
+
+    name: str
+    size: int
+    ref_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class DiskUsage:
     images: Usage
     containers: Usage
-    volumes: Usage = Usage(0, 0, 0, 0)
+    volumes: Usage = _NO_USAGE
+    by_image: tuple[ImageUsage, ...] = ()
+    by_container: tuple[ContainerUsage, ...] = ()
+    by_volume: tuple[VolumeUsage, ...] = ()
 
 
 def _tree_bytes(path: Path) -> int:
@@ -166,34 +194,69 @@ def _tree_bytes(path: Path) -> int:
     return total
 
 
-async def volume_usage(volumes: VolumeManager) -> Usage:
+async def volume_usage(volumes: VolumeManager) -> tuple[Usage, list[VolumeUsage]]:
     """docker's Local Volumes row: every volume, those a container has among its mounts
-    (ACTIVE), the size of their data, and what removing the unused ones would free."""
+    (ACTIVE), the size of their data, and what removing the unused ones would free; and
+    each volume's part."""
     infos = [await volumes.info(v.name, with_size=True) for v in volumes.volumes()]
-    return Usage(
+    summary = Usage(
         total=len(infos),
         active=sum(1 for i in infos if i.users),
         size=sum(max(i.size, 0) for i in infos),
         reclaimable=sum(max(i.size, 0) for i in infos if not i.users),
     )
+    return summary, [VolumeUsage(i.volume.name, i.size, len(i.users)) for i in infos]
 
 
-async def disk_usage(
-    containers: ContainerManager, images: ImageStore, volumes: VolumeManager | None = None
-) -> DiskUsage:
-    """What `system df` shows: images from the image store, containers' writable layers,
-    volumes' data."""
-    image_usage = await images.disk_usage()
+async def container_usage(
+    containers: ContainerManager, images: ImageStore
+) -> tuple[Usage, list[ContainerUsage]]:
+    """The containers' writable layers (docker's Containers row: ACTIVE counts running
+    and paused ones, RECLAIMABLE is the layers of the others) and each container's part."""
     found = containers.containers()
     sizes = await asyncio.to_thread(lambda: [_tree_bytes(Path(c.state_dir) / "upper") for c in found])
     running = [c.state.status in (Status.RUNNING, Status.PAUSED) for c in found]
+    image_sizes = {image.id: image.size for image in await images.list(all=True)}
+    summary = Usage(
+        total=len(found),
+        active=sum(running),
+        size=sum(sizes),
+        reclaimable=sum(size for size, run in zip(sizes, running) if not run),
+    )
+    return summary, [
+        ContainerUsage(c.id, size, size + image_sizes.get(c.image_id, 0))
+        for c, size in zip(found, sizes)
+    ]
+
+
+async def disk_usage(
+    containers: ContainerManager,
+    images: ImageStore,
+    volumes: VolumeManager | None = None,
+    kinds: Collection[str] = DISK_USAGE_KINDS,
+) -> DiskUsage:
+    """What `system df` shows of `kinds`: images from the image store, containers' writable
+    layers, volumes' data; the kinds not asked are not walked (and report nothing)."""
+    unknown = sorted(set(kinds) - set(DISK_USAGE_KINDS))
+    if unknown:
+        raise InvalidArgument(
+            f"unknown disk usage type {unknown[0]!r}: use {', '.join(DISK_USAGE_KINDS)}"
+        )
+    image_summary, by_image = (
+        await images.disk_usage_by_image() if "image" in kinds else (_NO_USAGE, [])
+    )
+    container_summary, by_container = (
+        await container_usage(containers, images) if "container" in kinds else (_NO_USAGE, [])
+    )
+    volume_summary, by_volume = (
+        await volume_usage(volumes) if volumes is not None and "volume" in kinds
+        else (_NO_USAGE, [])
+    )
     return DiskUsage(
-        images=image_usage,
-        containers=Usage(
-            total=len(found),
-            active=sum(running),
-            size=sum(sizes),
-            reclaimable=sum(size for size, run in zip(sizes, running) if not run),
-        ),
-        volumes=await volume_usage(volumes) if volumes is not None else Usage(0, 0, 0, 0),
+        images=image_summary,
+        containers=container_summary,
+        volumes=volume_summary,
+        by_image=tuple(by_image),
+        by_container=tuple(by_container),
+        by_volume=tuple(by_volume),
     )

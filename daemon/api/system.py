@@ -1,4 +1,4 @@
-"""SystemService: version, info and ping.
+"""SystemService: version, info, ping and disk usage.
 
 Owns: assembling the daemon's description from `SystemInfo`. Must not: count objects
 itself beyond asking the managers.
@@ -10,7 +10,8 @@ from typing import Any
 
 from pallet.daemon.api import convert
 from pallet.daemon.api.errors import Ctx, unary
-from pallet.daemon.system import SystemInfo
+from pallet.daemon.images.model import Usage
+from pallet.daemon.system import DISK_USAGE_KINDS, SystemInfo
 from pallet.v1 import system_pb2 as pb
 from pallet.v1 import system_pb2_grpc as pb_grpc
 
@@ -69,24 +70,30 @@ class SystemServicer(pb_grpc.SystemServiceServicer):
 
     @unary
     async def DiskUsage(self, request: pb.DiskUsageRequest, context: Ctx) -> pb.DiskUsageResponse:
-        usage = await self._system.disk_usage()
-        return pb.DiskUsageResponse(
-            images=pb.UsageSummary(
-                total=usage.images.total,
-                active=usage.images.active,
-                size=usage.images.size,
-                reclaimable=usage.images.reclaimable,
-            ),
-            containers=pb.UsageSummary(
-                total=usage.containers.total,
-                active=usage.containers.active,
-                size=usage.containers.size,
-                reclaimable=usage.containers.reclaimable,
-            ),
-            volumes=pb.UsageSummary(
-                total=usage.volumes.total,
-                active=usage.volumes.active,
-                size=usage.volumes.size,
-                reclaimable=usage.volumes.reclaimable,
-            ),
+        kinds = tuple(request.types) or DISK_USAGE_KINDS
+        usage = await self._system.disk_usage(kinds)
+        reply = pb.DiskUsageResponse(
+            images=_summary(usage.images),
+            containers=_summary(usage.containers),
+            volumes=_summary(usage.volumes),
         )
+        if request.verbose:
+            reply.image_usage.extend(
+                pb.ImageUsage(image_id=i.image_id, size=i.size, shared_size=i.shared_size,
+                              containers=i.containers)
+                for i in usage.by_image
+            )
+            reply.container_usage.extend(
+                pb.ContainerUsage(container_id=c.container_id, size_rw=c.size_rw,
+                                  size_root_fs=c.size_root_fs)
+                for c in usage.by_container
+            )
+            reply.volume_usage.extend(
+                pb.VolumeUsage(name=v.name, size=v.size, ref_count=v.ref_count)
+                for v in usage.by_volume
+            )
+        return reply
+
+
+def _summary(u: Usage) -> pb.UsageSummary:
+    return pb.UsageSummary(total=u.total, active=u.active, size=u.size, reclaimable=u.reclaimable)

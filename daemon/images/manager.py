@@ -35,7 +35,7 @@ from pallet.daemon.images.changes import apply_changes
 from pallet.daemon.images.committer import stage_commit
 from pallet.daemon.images.content import ContentStore, CorruptedBlob
 from pallet.daemon.images.filters import matches, matching_names, parse_filters, prune_filter
-from pallet.daemon.images.housekeeping import history, image_usage
+from pallet.daemon.images.housekeeping import history, image_usage, usage_by_image
 from pallet.daemon.images.importer import stage_import
 from pallet.daemon.images.layers import LayerStore
 from pallet.daemon.images.leases import Lease, Leases
@@ -45,6 +45,7 @@ from pallet.daemon.images.model import (
     HistoryEntry,
     Image,
     ImageConfig,
+    ImageUsage,
     ImageUser,
     LoadResult,
     ProgressFn,
@@ -675,8 +676,13 @@ class ImageManager:
             log.info("removed stale partial downloads", bytes=freed)
 
     async def disk_usage(self) -> Usage:
+        return (await self.disk_usage_by_image())[0]
+
+    async def disk_usage_by_image(self) -> tuple[Usage, builtins.list[ImageUsage]]:
+        """Every stored layer and blob (`system df`), and each image's part (`-v`)."""
         images = await self.list(all=True)
-        in_use = {image.id for image in images if await self._image_users(image.id)}
+        users = {image.id: len(await self._image_users(image.id)) for image in images}
+        in_use = {image_id for image_id, count in users.items() if count}
 
         def sizes() -> tuple[dict[str, int], dict[str, int]]:
             layers = {d: self.layers.size_of(d) for d in self.layers.diff_ids()}
@@ -684,10 +690,12 @@ class ImageManager:
             return layers, blobs
 
         layer_sizes, blob_sizes = await asyncio.to_thread(sizes)
-        used_blobs = await self._db.run(
-            lambda conn: {b for image_id in in_use for b in records.blobs_of(conn, image_id)}
+        blobs = await self._db.run(
+            lambda conn: {image.id: records.blobs_of(conn, image.id) for image in images}
         )
-        return image_usage(images, in_use, layer_sizes, blob_sizes, used_blobs)
+        used_blobs = {b for image_id in in_use for b in blobs[image_id]}
+        summary = image_usage(images, in_use, layer_sizes, blob_sizes, used_blobs)
+        return summary, usage_by_image(images, layer_sizes, blob_sizes, blobs, users)
 
     def _disk_bytes(self) -> int:
         total = sum(self.layers.size_of(d) for d in self.layers.diff_ids())

@@ -120,6 +120,17 @@ class Usage:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageUsage:
+    """One image's part of `system df -v`: the bytes of its unpacked layers and blobs on
+    disk, those of them another image holds too, and the containers made from it."""
+
+    image_id: str
+    size: int
+    shared_size: int
+    containers: int
+
+
+@dataclass(frozen=True, slots=True)
 class PruneResult:
     untagged: tuple[str, ...]
     deleted: tuple[str, ...]
@@ -211,6 +222,8 @@ class ImageStore(Protocol):
     async def prune(self, all: bool = False, filters: Sequence[str] = ()) -> PruneResult: ...
 
     async def disk_usage(self) -> Usage: ...
+
+    async def disk_usage_by_image(self) -> tuple[Usage, builtins.list[ImageUsage]]: ...
 
     def layer_dirs(self, image: Image) -> builtins.list[str]:
         """Unpacked layer directories for overlayfs lowerdir, TOP layer first."""

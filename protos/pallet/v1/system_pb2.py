@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/system.proto\x12\tpallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x10\n\x0eVersionRequest\"\x95\x01\n\x0fVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12\x16\n\x0ekernel_version\x18\x06 \x01(\t\x12\x12\n\ngit_commit\x18\x07 \x01(\t\"\r\n\x0bInfoRequest\"\xa8\x03\n\x0cInfoResponse\x12\x12\n\ncontainers\x18\x01 \x01(\x03\x12\x1a\n\x12\x63ontainers_running\x18\x02 \x01(\x03\x12\x19\n\x11\x63ontainers_paused\x18\x03 \x01(\x03\x12\x1a\n\x12\x63ontainers_stopped\x18\x04 \x01(\x03\x12\x0e\n\x06images\x18\x05 \x01(\x03\x12\x16\n\x0eserver_version\x18\x06 \x01(\t\x12\x10\n\x08root_dir\x18\x07 \x01(\t\x12\x10\n\x08run_root\x18\x08 \x01(\t\x12\x16\n\x0estorage_driver\x18\t \x01(\t\x12\x16\n\x0e\x63group_version\x18\n \x01(\t\x12\x16\n\x0ekernel_version\x18\x0b \x01(\t\x12\x18\n\x10operating_system\x18\x0c \x01(\t\x12\x0c\n\x04\x61rch\x18\r \x01(\t\x12\x0c\n\x04ncpu\x18\x0e \x01(\x03\x12\x11\n\tmem_total\x18\x0f \x01(\x03\x12\x0c\n\x04name\x18\x10 \x01(\t\x12\x16\n\x0elast_event_seq\x18\x11 \x01(\x04\x12.\n\nstarted_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\r\n\x0bPingRequest\"#\n\x0cPingResponse\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\"\x12\n\x10\x44iskUsageRequest\"P\n\x0cUsageSummary\x12\r\n\x05total\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x13\n\x0breclaimable\x18\x04 \x01(\x03\"\x93\x01\n\x11\x44iskUsageResponse\x12\'\n\x06images\x18\x01 \x01(\x0b\x32\x17.pallet.v1.UsageSummary\x12+\n\ncontainers\x18\x02 \x01(\x0b\x32\x17.pallet.v1.UsageSummary\x12(\n\x07volumes\x18\x03 \x01(\x0b\x32\x17.pallet.v1.UsageSummary2\x8b\x02\n\rSystemService\x12@\n\x07Version\x12\x19.pallet.v1.VersionRequest\x1a\x1a.pallet.v1.VersionResponse\x12\x37\n\x04Info\x12\x16.pallet.v1.InfoRequest\x1a\x17.pallet.v1.InfoResponse\x12\x37\n\x04Ping\x12\x16.pallet.v1.PingRequest\x1a\x17.pallet.v1.PingResponse\x12\x46\n\tDiskUsage\x12\x1b.pallet.v1.DiskUsageRequest\x1a\x1c.pallet.v1.DiskUsageResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/system.proto\x12\tpallet.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x10\n\x0eVersionRequest\"\x95\x01\n\x0fVersionResponse\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x13\n\x0b\x61pi_version\x18\x02 \x01(\t\x12\x16\n\x0epython_version\x18\x03 \x01(\t\x12\n\n\x02os\x18\x04 \x01(\t\x12\x0c\n\x04\x61rch\x18\x05 \x01(\t\x12\x16\n\x0ekernel_version\x18\x06 \x01(\t\x12\x12\n\ngit_commit\x18\x07 \x01(\t\"\r\n\x0bInfoRequest\"\xa8\x03\n\x0cInfoResponse\x12\x12\n\ncontainers\x18\x01 \x01(\x03\x12\x1a\n\x12\x63ontainers_running\x18\x02 \x01(\x03\x12\x19\n\x11\x63ontainers_paused\x18\x03 \x01(\x03\x12\x1a\n\x12\x63ontainers_stopped\x18\x04 \x01(\x03\x12\x0e\n\x06images\x18\x05 \x01(\x03\x12\x16\n\x0eserver_version\x18\x06 \x01(\t\x12\x10\n\x08root_dir\x18\x07 \x01(\t\x12\x10\n\x08run_root\x18\x08 \x01(\t\x12\x16\n\x0estorage_driver\x18\t \x01(\t\x12\x16\n\x0e\x63group_version\x18\n \x01(\t\x12\x16\n\x0ekernel_version\x18\x0b \x01(\t\x12\x18\n\x10operating_system\x18\x0c \x01(\t\x12\x0c\n\x04\x61rch\x18\r \x01(\t\x12\x0c\n\x04ncpu\x18\x0e \x01(\x03\x12\x11\n\tmem_total\x18\x0f \x01(\x03\x12\x0c\n\x04name\x18\x10 \x01(\t\x12\x16\n\x0elast_event_seq\x18\x11 \x01(\x04\x12.\n\nstarted_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\r\n\x0bPingRequest\"#\n\x0cPingResponse\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\"2\n\x10\x44iskUsageRequest\x12\r\n\x05types\x18\x01 \x03(\t\x12\x0f\n\x07verbose\x18\x02 \x01(\x08\"U\n\nImageUsage\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x13\n\x0bshared_size\x18\x03 \x01(\x03\x12\x12\n\ncontainers\x18\x04 \x01(\x03\"M\n\x0e\x43ontainerUsage\x12\x14\n\x0c\x63ontainer_id\x18\x01 \x01(\t\x12\x0f\n\x07size_rw\x18\x02 \x01(\x03\x12\x14\n\x0csize_root_fs\x18\x03 \x01(\x03\"<\n\x0bVolumeUsage\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x11\n\tref_count\x18\x03 \x01(\x03\"P\n\x0cUsageSummary\x12\r\n\x05total\x18\x01 \x01(\x03\x12\x0e\n\x06\x61\x63tive\x18\x02 \x01(\x03\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x13\n\x0breclaimable\x18\x04 \x01(\x03\"\xa1\x02\n\x11\x44iskUsageResponse\x12\'\n\x06images\x18\x01 \x01(\x0b\x32\x17.pallet.v1.UsageSummary\x12+\n\ncontainers\x18\x02 \x01(\x0b\x32\x17.pallet.v1.UsageSummary\x12(\n\x07volumes\x18\x03 \x01(\x0b\x32\x17.pallet.v1.UsageSummary\x12*\n\x0bimage_usage\x18\x04 \x03(\x0b\x32\x15.pallet.v1.ImageUsage\x12\x32\n\x0f\x63ontainer_usage\x18\x05 \x03(\x0b\x32\x19.pallet.v1.ContainerUsage\x12,\n\x0cvolume_usage\x18\x06 \x03(\x0b\x32\x16.pallet.v1.VolumeUsage2\x8b\x02\n\rSystemService\x12@\n\x07Version\x12\x19.pallet.v1.VersionRequest\x1a\x1a.pallet.v1.VersionResponse\x12\x37\n\x04Info\x12\x16.pallet.v1.InfoRequest\x1a\x17.pallet.v1.InfoResponse\x12\x37\n\x04Ping\x12\x16.pallet.v1.PingRequest\x1a\x17.pallet.v1.PingResponse\x12\x46\n\tDiskUsage\x12\x1b.pallet.v1.DiskUsageRequest\x1a\x1c.pallet.v1.DiskUsageResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,11 +45,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PINGRESPONSE']._serialized_start=697
   _globals['_PINGRESPONSE']._serialized_end=732
   _globals['_DISKUSAGEREQUEST']._serialized_start=734
-  _globals['_DISKUSAGEREQUEST']._serialized_end=752
-  _globals['_USAGESUMMARY']._serialized_start=754
-  _globals['_USAGESUMMARY']._serialized_end=834
-  _globals['_DISKUSAGERESPONSE']._serialized_start=837
-  _globals['_DISKUSAGERESPONSE']._serialized_end=984
-  _globals['_SYSTEMSERVICE']._serialized_start=987
-  _globals['_SYSTEMSERVICE']._serialized_end=1254
+  _globals['_DISKUSAGEREQUEST']._serialized_end=784
+  _globals['_IMAGEUSAGE']._serialized_start=786
+  _globals['_IMAGEUSAGE']._serialized_end=871
+  _globals['_CONTAINERUSAGE']._serialized_start=873
+  _globals['_CONTAINERUSAGE']._serialized_end=950
+  _globals['_VOLUMEUSAGE']._serialized_start=952
+  _globals['_VOLUMEUSAGE']._serialized_end=1012
+  _globals['_USAGESUMMARY']._serialized_start=1014
+  _globals['_USAGESUMMARY']._serialized_end=1094
+  _globals['_DISKUSAGERESPONSE']._serialized_start=1097
+  _globals['_DISKUSAGERESPONSE']._serialized_end=1386
+  _globals['_SYSTEMSERVICE']._serialized_start=1389
+  _globals['_SYSTEMSERVICE']._serialized_end=1656
 # @@protoc_insertion_point(module_scope)

@@ -1,9 +1,10 @@
 import datetime
 
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -85,8 +86,44 @@ class PingResponse(_message.Message):
     def __init__(self, api_version: _Optional[str] = ...) -> None: ...
 
 class DiskUsageRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("types", "verbose")
+    TYPES_FIELD_NUMBER: _ClassVar[int]
+    VERBOSE_FIELD_NUMBER: _ClassVar[int]
+    types: _containers.RepeatedScalarFieldContainer[str]
+    verbose: bool
+    def __init__(self, types: _Optional[_Iterable[str]] = ..., verbose: _Optional[bool] = ...) -> None: ...
+
+class ImageUsage(_message.Message):
+    __slots__ = ("image_id", "size", "shared_size", "containers")
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINERS_FIELD_NUMBER: _ClassVar[int]
+    image_id: str
+    size: int
+    shared_size: int
+    containers: int
+    def __init__(self, image_id: _Optional[str] = ..., size: _Optional[int] = ..., shared_size: _Optional[int] = ..., containers: _Optional[int] = ...) -> None: ...
+
+class ContainerUsage(_message.Message):
+    __slots__ = ("container_id", "size_rw", "size_root_fs")
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    SIZE_RW_FIELD_NUMBER: _ClassVar[int]
+    SIZE_ROOT_FS_FIELD_NUMBER: _ClassVar[int]
+    container_id: str
+    size_rw: int
+    size_root_fs: int
+    def __init__(self, container_id: _Optional[str] = ..., size_rw: _Optional[int] = ..., size_root_fs: _Optional[int] = ...) -> None: ...
+
+class VolumeUsage(_message.Message):
+    __slots__ = ("name", "size", "ref_count")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    REF_COUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    ref_count: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ..., ref_count: _Optional[int] = ...) -> None: ...
 
 class UsageSummary(_message.Message):
     __slots__ = ("total", "active", "size", "reclaimable")
@@ -101,11 +138,17 @@ class UsageSummary(_message.Message):
     def __init__(self, total: _Optional[int] = ..., active: _Optional[int] = ..., size: _Optional[int] = ..., reclaimable: _Optional[int] = ...) -> None: ...
 
 class DiskUsageResponse(_message.Message):
-    __slots__ = ("images", "containers", "volumes")
+    __slots__ = ("images", "containers", "volumes", "image_usage", "container_usage", "volume_usage")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     CONTAINERS_FIELD_NUMBER: _ClassVar[int]
     VOLUMES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_USAGE_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_USAGE_FIELD_NUMBER: _ClassVar[int]
+    VOLUME_USAGE_FIELD_NUMBER: _ClassVar[int]
     images: UsageSummary
     containers: UsageSummary
     volumes: UsageSummary
-    def __init__(self, images: _Optional[_Union[UsageSummary, _Mapping]] = ..., containers: _Optional[_Union[UsageSummary, _Mapping]] = ..., volumes: _Optional[_Union[UsageSummary, _Mapping]] = ...) -> None: ...
+    image_usage: _containers.RepeatedCompositeFieldContainer[ImageUsage]
+    container_usage: _containers.RepeatedCompositeFieldContainer[ContainerUsage]
+    volume_usage: _containers.RepeatedCompositeFieldContainer[VolumeUsage]
+    def __init__(self, images: _Optional[_Union[UsageSummary, _Mapping]] = ..., containers: _Optional[_Union[UsageSummary, _Mapping]] = ..., volumes: _Optional[_Union[UsageSummary, _Mapping]] = ..., image_usage: _Optional[_Iterable[_Union[ImageUsage, _Mapping]]] = ..., container_usage: _Optional[_Iterable[_Union[ContainerUsage, _Mapping]]] = ..., volume_usage: _Optional[_Iterable[_Union[VolumeUsage, _Mapping]]] = ...) -> None: ...
