@@ -14,38 +14,14 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from pallet.client.template import go_json, parse
-
-ZERO_TIME = "0001-01-01T00:00:00Z"
-
-
-class TimestampLike(Protocol):
-    """google.protobuf.Timestamp, read by attribute."""
-
-    seconds: int
-    nanos: int
-
-
-# ---------------------------------------------------------------------------------------------
-# Times, durations, sizes
-# ---------------------------------------------------------------------------------------------
-
-
-def rfc3339_nano(seconds: int, nanos: int = 0) -> str:
-    """UTC time with all nine fractional digits, e.g. 2026-11-27T18:31:16.123456789Z.
-
-    Fixed width (docker's RFC3339NanoFixed) so that columns of times line up and every
-    value carries nanoseconds; the zero time is Go's "0001-01-01T00:00:00Z".
-    """
-    if seconds == 0 and nanos == 0:
-        return ZERO_TIME
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{nanos:09d}Z"
-
-
-def timestamp_text(ts: TimestampLike | None) -> str:
-    """A protobuf Timestamp as rfc3339_nano (unset -> the zero time)."""
-    if ts is None:
-        return ZERO_TIME
-    return rfc3339_nano(int(ts.seconds), int(ts.nanos))
+# The CLI's names for them (shared with the Docker API gateway).
+from pallet.v1.docker.times import ZERO_TIME as ZERO_TIME
+from pallet.v1.docker.times import TimestampLike as TimestampLike
+from pallet.v1.docker.times import human_duration as human_duration
+from pallet.v1.docker.times import is_unset as is_unset
+from pallet.v1.docker.times import nano_text as rfc3339_nano
+from pallet.v1.docker.times import seconds_since as seconds_since
+from pallet.v1.docker.times import timestamp_text as timestamp_text
 
 
 def ns_text(time_unix_nano: int) -> str:
@@ -56,42 +32,6 @@ def ns_text(time_unix_nano: int) -> str:
 def go_time_text(ts: TimestampLike) -> str:
     """Go's default time.Time String() in UTC, docker's `.CreatedAt`: 2026-11-27 18:31:16 +0000 UTC."""
     return time.strftime("%Y-%m-%d %H:%M:%S +0000 UTC", time.gmtime(int(ts.seconds)))
-
-
-def is_unset(ts: TimestampLike | None) -> bool:
-    return ts is None or (int(ts.seconds) == 0 and int(ts.nanos) == 0)
-
-
-def seconds_since(ts: TimestampLike, now: float) -> float:
-    return now - (int(ts.seconds) + int(ts.nanos) / 1e9)
-
-
-def human_duration(seconds: float) -> str:
-    """docker's units.HumanDuration: "Less than a second", "5 seconds", "About an hour"..."""
-    secs = int(seconds)
-    if secs < 1:
-        return "Less than a second"
-    if secs == 1:
-        return "1 second"
-    if secs < 60:
-        return f"{secs} seconds"
-    minutes = int(seconds / 60)
-    if minutes == 1:
-        return "About a minute"
-    if minutes < 60:
-        return f"{minutes} minutes"
-    hours = int(seconds / 3600 + 0.5)
-    if hours == 1:
-        return "About an hour"
-    if hours < 48:
-        return f"{hours} hours"
-    if hours < 24 * 7 * 2:
-        return f"{hours // 24} days"
-    if hours < 24 * 30 * 2:
-        return f"{hours // 24 // 7} weeks"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24 // 30} months"
-    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 _DECIMAL_UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")

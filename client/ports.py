@@ -1,7 +1,7 @@
-"""Ports as docker shows them: `ps`'s PORTS column, `inspect`'s port maps, `pallet port`.
+"""Ports as the docker CLI shows them: `ps`'s PORTS column and `pallet port`.
 
-Owns: laying out the daemon's PortBindings the way docker does ("0.0.0.0:8080->80/tcp,
-53/udp", {"80/tcp": [{"HostIp": ..., "HostPort": ...}]}, "80/tcp -> 0.0.0.0:8080").
+Owns: laying out the daemon's PortBindings the way docker's CLI does ("0.0.0.0:8080->80/tcp,
+53/udp", "80/tcp -> 0.0.0.0:8080"); inspect's port maps are `pallet.v1.docker.netsettings`'s.
 Must not: parse or validate `-p` and `--expose` strings: they reach palletd untouched, its
 parser is the authority and it returns what it parsed (`Container.port_bindings`). No
 protobuf import: bindings are read by attribute.
@@ -10,31 +10,18 @@ protobuf import: bindings are read by attribute.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
 
+from pallet.v1.docker.netsettings import ANY_ADDRESS, BindingLike
+from pallet.v1.docker.netsettings import live_bindings as _live
+from pallet.v1.docker.netsettings import port_key as _key
 from pallet.v1.errors import InvalidArgument, NotFound
 
 __all__ = [
     "BindingLike",
     "displayable_ports",
     "host_address",
-    "port_bindings",
     "port_lines",
-    "settings_ports",
 ]
-
-#: What docker shows for "every address of the host".
-ANY_ADDRESS = "0.0.0.0"
-
-
-class BindingLike(Protocol):
-    """pallet.v1.PortBinding, read by attribute."""
-
-    protocol: str
-    container_port: int
-    host_ip: str
-    host_port: int
-    host_port_end: int
 
 
 def host_address(ip: str, port: int | str) -> str:
@@ -46,43 +33,6 @@ def host_address(ip: str, port: int | str) -> str:
 def _split_proto(text: str) -> tuple[str, str]:
     port, _, proto = text.partition("/")
     return port, (proto or "tcp").lower()
-
-
-def _host_port_text(binding: BindingLike) -> str:
-    """HostPort as docker shows an asked-for binding: "" (a random one), "8080", "8000-8010"."""
-    first, last = int(binding.host_port), int(binding.host_port_end)
-    if not first:
-        return ""
-    return f"{first}-{last}" if last else str(first)
-
-
-def port_bindings(bindings: Iterable[BindingLike]) -> dict[str, Any]:
-    """docker's HostConfig.PortBindings from the daemon's parsed `-p` bindings (keys sorted,
-    as Go marshals a map; each key's bindings in the order they were given)."""
-    out: dict[str, list[dict[str, str]]] = {}
-    for b in bindings:
-        out.setdefault(_key(b), []).append({"HostIp": b.host_ip, "HostPort": _host_port_text(b)})
-    return dict(sorted(out.items()))
-
-
-def _key(binding: BindingLike) -> str:
-    return f"{int(binding.container_port)}/{binding.protocol or 'tcp'}"
-
-
-def _live(bindings: Iterable[BindingLike]) -> list[BindingLike]:
-    """Bindings with a host port (a random one is 0 until the container starts)."""
-    return [b for b in bindings if int(b.host_port)]
-
-
-def settings_ports(bindings: Iterable[BindingLike], exposed: Iterable[str]) -> dict[str, Any]:
-    """docker's NetworkSettings.Ports: every exposed port, null when it is not published."""
-    out: dict[str, Any] = {key: None for key in exposed}
-    for b in _live(bindings):
-        bucket = out.get(_key(b))
-        if bucket is None:
-            bucket = out[_key(b)] = []
-        bucket.append({"HostIp": b.host_ip or ANY_ADDRESS, "HostPort": str(int(b.host_port))})
-    return dict(sorted(out.items()))
 
 
 def _form_group(ip: str, proto: str, first: int, last: int) -> str:

@@ -1,9 +1,10 @@
-"""Docker-shaped views of pallet objects: `inspect` documents, list rows, event lines.
+"""Docker-shaped views of pallet objects: list rows, tables, event lines.
 
 Owns: turning pallet.v1 Container, Image and Event messages (read by attribute only) into
-what a docker user expects: `inspect` JSON in docker's field order, `ps`/`images` rows with
-their template fields (`.ID`, `.Names`, `.Label "k"`...) and default tables, docker's status
-strings ("Up 5 seconds", "Exited (0) 3 seconds ago"), and `events` lines.
+what a docker user expects: image `inspect` JSON, `ps`/`images` rows with their template
+fields (`.ID`, `.Names`, `.Label "k"`...) and default tables, and `events` lines. A
+container's inspect JSON and status texts are `pallet.v1.docker.containers`' (the Docker
+API gateway answers with the same).
 Must not: talk to the daemon or print; generic pieces (times, sizes, tables) are `format`'s.
 """
 
@@ -25,90 +26,22 @@ from pallet.client.format import (
     timestamp_text,
 )
 from pallet.client import views_mounts
-
 from pallet.client.template import go_quote
 from pallet.v1.docker import images as docker_images
-from pallet.client.views_networks import (
-    exposed_ports,
-    host_config_network,
-    network_settings,
-    ps_networks,
-    ps_ports,
-)
-
-#: ContainerStatus enum numbers (containers.proto) to docker's lowercase state names.
-STATUS_NAMES: dict[int, str] = {
-    1: "created",
-    2: "running",
-    3: "paused",
-    4: "restarting",
-    5: "removing",
-    6: "exited",
-    7: "dead",
-}
+from pallet.client.views_networks import ps_networks, ps_ports
+# The CLI's names for them (shared with the Docker API gateway).
+from pallet.v1.docker.containers import STATUS_NAMES as STATUS_NAMES
+from pallet.v1.docker.containers import health_config as health_config
+from pallet.v1.docker.containers import health_text as health_text
+from pallet.v1.docker.containers import host_config_security as host_config_security
+from pallet.v1.docker.containers import inspect_container as inspect_container
+from pallet.v1.docker.containers import status_name as status_name
+from pallet.v1.docker.containers import list_or_none as _list_or_none
+from pallet.v1.docker.containers import status_text as container_status
 
 # ---------------------------------------------------------------------------------------------
 # Containers
 # ---------------------------------------------------------------------------------------------
-
-
-def status_name(status: int) -> str:
-    return STATUS_NAMES.get(int(status), "unknown")
-
-
-def container_status(c: Any, now: float) -> str:
-    """The STATUS column: "Up 5 seconds", "Exited (0) 3 seconds ago", "Created"..."""
-    state = c.state
-    name = status_name(state.status)
-    if name == "created":
-        return "Created"
-    if name in ("running", "paused"):
-        up = "Up " + human_duration(seconds_since(state.started_at, now))
-        if name == "paused":
-            return up + " (Paused)"
-        if state.HasField("health") and state.health.status:
-            return f"{up} ({health_text(state.health.status)})"
-        return up
-    if name == "restarting":
-        return f"Restarting ({state.exit_code}) {human_duration(seconds_since(state.finished_at, now))} ago"
-    if name == "removing":
-        return "Removal In Progress"
-    if name == "dead":
-        return "Dead"
-    if name == "exited":
-        if is_unset(state.finished_at):
-            return f"Exited ({state.exit_code})"
-        return f"Exited ({state.exit_code}) {human_duration(seconds_since(state.finished_at, now))} ago"
-    return name.capitalize()
-
-
-def health_text(status: str) -> str:
-    """docker's Health.String: "health: starting", "healthy", "unhealthy"."""
-    return "health: starting" if status == "starting" else status
-
-
-def health_config(h: Any) -> dict[str, Any]:
-    """docker's Healthcheck object (Config.Healthcheck): Test, and the values that are set."""
-    out: dict[str, Any] = {"Test": list(h.test)}
-    for key, value in (("Interval", h.interval_ns), ("Timeout", h.timeout_ns),
-                       ("StartPeriod", h.start_period_ns),
-                       ("StartInterval", h.start_interval_ns), ("Retries", h.retries)):
-        if value:
-            out[key] = int(value)
-    return out
-
-
-def health_state(h: Any) -> dict[str, Any]:
-    """docker's State.Health."""
-    return {
-        "Status": h.status,
-        "FailingStreak": int(h.failing_streak),
-        "Log": [
-            {"Start": timestamp_text(r.start), "End": timestamp_text(r.end),
-             "ExitCode": int(r.exit_code), "Output": r.output}
-            for r in h.log
-        ],
-    }
 
 
 def container_command(c: Any, trunc: bool) -> str:
@@ -174,164 +107,6 @@ def ps_table(containers: Iterable[Any], now: float, trunc: bool = True) -> str:
         f = container_fields(c, now, trunc)
         rows.append([f["ID"], f["Image"], f["Command"], f["RunningFor"], f["Status"], f["Ports"], f["Names"]])
     return table(rows)
-
-
-def _list_or_none(values: Iterable[str]) -> list[str] | None:
-    items = list(values)
-    return items or None
-
-
-def _log_config(cfg: Any) -> dict[str, Any]:
-    """Docker's HostConfig.LogConfig: the driver and the rotation options that were given."""
-    options: dict[str, str] = {}
-    if cfg.log_max_size:
-        options["max-size"] = str(int(cfg.log_max_size))
-        options["max-file"] = str(max(1, int(cfg.log_max_file)))
-    return {"Type": "local", "Config": options}
-
-
-def inspect_container(c: Any) -> dict[str, Any]:
-    """A container as docker's `inspect` JSON (the fields pallet has, in docker's order)."""
-    state = c.state
-    cfg = c.config
-    status = status_name(state.status)
-    return {
-        "Id": c.id,
-        "Created": timestamp_text(c.created),
-        "Path": c.path,
-        "Args": list(c.args),
-        "State": {
-            "Status": status,
-            "Running": status in ("running", "paused", "restarting"),  # docker's
-            "Paused": status == "paused",
-            "Restarting": status == "restarting",
-            "OOMKilled": bool(state.oom_killed),
-            "Dead": status == "dead",
-            "Pid": int(state.pid),
-            "ExitCode": int(state.exit_code),
-            "Error": state.error,
-            "StartedAt": timestamp_text(state.started_at),
-            "FinishedAt": timestamp_text(state.finished_at),
-            **({"Health": health_state(state.health)} if state.HasField("health") else {}),
-        },
-        "Image": c.image_id,
-        "LogPath": c.log_path,
-        "Name": "/" + c.name,
-        "RestartCount": int(c.restart_count),
-        "Driver": "overlay",
-        "Platform": "linux",
-        "HostConfig": _host_config(c),
-        "GraphDriver": {
-            "Data": {"LowerDir": ":".join(c.lower_dirs), "UpperDir": c.upper_dir},
-            "Name": "overlay",
-        },
-        "Mounts": views_mounts.mounts(c),
-        "Config": {
-            "Hostname": cfg.hostname,
-            "User": cfg.user,
-            "ExposedPorts": exposed_ports(c),
-            "OpenStdin": bool(cfg.open_stdin),
-            "StdinOnce": bool(cfg.stdin_once),
-            "Tty": bool(cfg.tty),
-            "Env": list(cfg.env),
-            "Cmd": _list_or_none(cfg.cmd),
-            **({"Healthcheck": health_config(cfg.healthcheck)} if cfg.HasField("healthcheck") else {}),
-            "Image": c.image or cfg.image,  # the reference as given, like docker
-            "Volumes": views_mounts.config_volumes(c),
-            "WorkingDir": cfg.working_dir,
-            "Entrypoint": _list_or_none(cfg.entrypoint),
-            "MacAddress": cfg.mac_address,
-            "Labels": dict(sorted(cfg.labels.items())),
-            "StopSignal": cfg.stop_signal,
-            "StopTimeout": int(cfg.stop_timeout) if cfg.HasField("stop_timeout") else None,
-        },
-        "NetworkSettings": network_settings(c),
-    }
-
-
-def host_config_security(cfg: Any) -> dict[str, Any]:
-    """docker's HostConfig security fields (null where docker shows null when empty)."""
-    return {
-        "CapAdd": list(cfg.cap_add) or None,
-        "CapDrop": list(cfg.cap_drop) or None,
-        "GroupAdd": list(cfg.group_add) or None,
-        "Privileged": bool(cfg.privileged),
-        "ReadonlyRootfs": bool(cfg.read_only),
-        "SecurityOpt": list(cfg.security_opt) or None,
-        "UsernsMode": cfg.userns_mode,
-        "ShmSize": int(cfg.shm_size),
-        "Sysctls": dict(sorted(cfg.sysctls.items())),
-        "Devices": [
-            {"PathOnHost": d.path_on_host, "PathInContainer": d.path_in_container,
-             "CgroupPermissions": d.cgroup_permissions}
-            for d in cfg.devices
-        ],
-        "Ulimits": [{"Name": u.name, "Hard": int(u.hard), "Soft": int(u.soft)} for u in cfg.ulimits] or None,
-    }
-
-
-def _host_config(c: Any) -> dict[str, Any]:
-    """docker's HostConfig, in its field order."""
-    cfg = c.config
-    network = host_config_network(c)
-    mounts = views_mounts.host_config_mounts(cfg)
-    security = host_config_security(cfg)
-    return {
-        "Binds": mounts["Binds"],
-        "LogConfig": _log_config(cfg),
-        "NetworkMode": network["NetworkMode"],
-        "PortBindings": network["PortBindings"],
-        "RestartPolicy": {
-            "Name": cfg.restart_policy.name or "no",
-            "MaximumRetryCount": int(cfg.restart_policy.maximum_retry_count),
-        },
-        "AutoRemove": bool(cfg.auto_remove),
-        "VolumesFrom": mounts["VolumesFrom"],
-        "CapAdd": security["CapAdd"],
-        "CapDrop": security["CapDrop"],
-        **{k: network[k] for k in ("Dns", "DnsOptions", "DnsSearch", "ExtraHosts")},
-        "GroupAdd": security["GroupAdd"],
-        "Privileged": security["Privileged"],
-        "PublishAllPorts": network["PublishAllPorts"],
-        "ReadonlyRootfs": security["ReadonlyRootfs"],
-        "SecurityOpt": security["SecurityOpt"],
-        "Tmpfs": mounts["Tmpfs"],
-        "UsernsMode": security["UsernsMode"],
-        "ShmSize": security["ShmSize"],
-        **({"Sysctls": security["Sysctls"]} if security["Sysctls"] else {}),
-        "Devices": security["Devices"],
-        "Ulimits": security["Ulimits"],
-        **_resources(cfg.resources),  # docker's Resources come before Mounts
-        "Mounts": mounts["Mounts"],
-        # docker's *bool with omitempty: shown when --init was given.
-        **({"Init": True} if cfg.init else {}),
-    }
-
-
-def _resources(r: Any) -> dict[str, Any]:
-    """docker's resource fields of HostConfig (0 where no limit is set, as docker)."""
-
-    def devices(items: Any) -> list[dict[str, Any]] | None:
-        return [{"Path": d.path, "Rate": int(d.rate)} for d in items] or None
-
-    return {
-        "Memory": int(r.memory),
-        "MemorySwap": int(r.memory_swap),
-        "MemoryReservation": int(r.memory_reservation),
-        "NanoCpus": int(r.nano_cpus),
-        "CpuShares": int(r.cpu_shares),
-        "CpuPeriod": int(r.cpu_period),
-        "CpuQuota": int(r.cpu_quota),
-        "CpusetCpus": r.cpuset_cpus,
-        "CpusetMems": r.cpuset_mems,
-        "PidsLimit": int(r.pids_limit) or None,
-        "BlkioWeight": int(r.blkio_weight),
-        "BlkioDeviceReadBps": devices(r.blkio_device_read_bps),
-        "BlkioDeviceWriteBps": devices(r.blkio_device_write_bps),
-        "BlkioDeviceReadIOps": devices(r.blkio_device_read_iops),
-        "BlkioDeviceWriteIOps": devices(r.blkio_device_write_iops),
-        "OomKillDisable": bool(r.oom_kill_disable),
-    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -140,13 +140,14 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
 
     @unary
     async def Start(self, request: pb.StartContainerRequest, context: Ctx) -> pb.StartContainerResponse:
-        return pb.StartContainerResponse(pid=await self._containers.start_container(request.container))
+        pid, started = await self._containers.start_unless_running(request.container)
+        return pb.StartContainerResponse(pid=pid, already_running=not started)
 
     @unary
     async def Stop(self, request: pb.StopContainerRequest, context: Ctx) -> pb.StopContainerResponse:
         timeout = request.timeout if request.HasField("timeout") else None
-        await self._containers.stop(request.container, timeout, sig=request.signal)
-        return pb.StopContainerResponse()
+        stopped = await self._containers.stop(request.container, timeout, sig=request.signal)
+        return pb.StopContainerResponse(already_stopped=not stopped)
 
     @unary
     async def Kill(self, request: pb.KillContainerRequest, context: Ctx) -> pb.KillContainerResponse:
@@ -166,19 +167,28 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
 
     @unary
     async def List(self, request: pb.ListContainersRequest, context: Ctx) -> pb.ListContainersResponse:
-        found = await self._containers.list_filtered(request.all, list(request.filters))
+        found = await self._containers.list_filtered(request.all, list(request.filters), request.limit)
         # Layer dirs are for inspect; a listing does not need them.
-        return pb.ListContainersResponse(containers=[convert.container(c, [], self._containers.network_view(c), self._containers.volume_dir) for c in found])
+        out = []
+        for c in found:
+            message = convert.container(c, [], self._containers.network_view(c), self._containers.volume_dir)
+            if request.size:
+                message.size_rw, message.size_root_fs = await self._containers.sizes(c)
+            out.append(message)
+        return pb.ListContainersResponse(containers=out)
 
     @unary
     async def Inspect(self, request: pb.InspectContainerRequest, context: Ctx) -> pb.InspectContainerResponse:
         c = self._containers.resolve(request.container)
         lower = await self._containers.layer_dirs(c)
-        return pb.InspectContainerResponse(container=convert.container(c, lower, self._containers.network_view(c), self._containers.volume_dir))
+        message = convert.container(c, lower, self._containers.network_view(c), self._containers.volume_dir)
+        if request.size:
+            message.size_rw, message.size_root_fs = await self._containers.sizes(c)
+        return pb.InspectContainerResponse(container=message)
 
     @unary
     async def Wait(self, request: pb.WaitContainerRequest, context: Ctx) -> pb.WaitContainerResponse:
-        status = await self._containers.wait(request.container)
+        status = await self._containers.wait(request.container, request.condition)
         return pb.WaitContainerResponse(exit_code=status.exit_code, error=status.error)
 
     @stream

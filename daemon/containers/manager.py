@@ -38,6 +38,7 @@ from pallet.daemon.containers import cgroupfs
 from pallet.daemon.containers import filters as container_filters
 from pallet.daemon.containers import leftovers
 from pallet.daemon.containers import resources as container_resources
+from pallet.daemon.containers import waiting
 from pallet.daemon.containers.execs import ExecTracker, TrackedExec
 from pallet.daemon.containers.initproc import find_init
 from pallet.daemon.containers import healthcheck
@@ -165,6 +166,8 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         self._runs: dict[str, Run] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._pending: dict[str, list[PendingAttach]] = {}
+        # wait's next-exit and removed callers (`waiting`).
+        self._waiters = waiting.ExitWaiters()
         self._held: dict[str, HeldEnd] = {}
         self._closing = False
         # Set once start() has reconciled everything: no restart begins before.
@@ -336,23 +339,61 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         """Every container, newest first."""
         return sorted(self._containers.values(), key=lambda c: c.created_ns, reverse=True)
 
-    async def list_filtered(self, all: bool, filters: Sequence[str]) -> list[Container]:
-        """`ps`: running containers (every one with `all` or a status filter), filtered."""
+    async def list_filtered(
+        self, all: bool, filters: Sequence[str], limit: int = 0
+    ) -> list[Container]:
+        """`ps`: running containers (every one with `all`, `limit` or a status filter),
+        filtered, newest first; with `limit`, only that many (docker's ps --last)."""
         terms = container_filters.parse(filters)
+        if limit < 0:
+            raise InvalidArgument(f"invalid limit {limit}: give 0 (all) or more")
         ancestors: set[str] = set()
         for ref in terms.get("ancestor", ()):
             try:
                 ancestors.add((await self._images.get(ref)).id)
             except (NotFound, InvalidArgument):
                 pass
-        everything = all or "status" in terms or "exited" in terms
-        return [
+        # docker's: before/since name containers that must exist.
+        before = [self.resolve(v).created_ns for v in terms.get("before", ())]
+        since = [self.resolve(v).created_ns for v in terms.get("since", ())]
+        window = container_filters.Window(
+            before_ns=min(before) if before else None, since_ns=max(since) if since else None
+        )
+        wired = bool(container_filters.WIRING_KEYS & terms.keys())
+        everything = all or limit > 0 or bool({"status", "exited", "before", "since"} & terms.keys())
+        found = [
             c
             for c in self.containers()
             if (everything
                 or c.state.status in (Status.RUNNING, Status.PAUSED, Status.RESTARTING))
-            and container_filters.matches(c, terms, ancestors)
+            and container_filters.matches_all(
+                c, terms, ancestors, window, self._wiring(c) if wired else None
+            )
         ]
+        return found[:limit] if limit > 0 else found
+
+    def _wiring(self, c: Container) -> container_filters.Wiring:
+        """What the `network`, `publish` and `expose` filters match of `c`."""
+        view = self.network_view(c)
+        mode = c.host_config.network_mode
+        networks = {mode} if mode else set()
+        networks.update(e.network_id for e in c.host_config.networks)
+        for e in view.endpoints:
+            networks.update((e.network_id, e.network_name))
+        published = {f"{p.host_port}/{p.protocol or 'tcp'}" for p in view.ports if p.host_port}
+        exposed = {f"{p.container_port}/{p.protocol or 'tcp'}" for p in view.ports}
+        exposed.update(c.config.exposed_ports)
+        return container_filters.Wiring(frozenset(networks), frozenset(published), frozenset(exposed))
+
+    async def sizes(self, c: Container) -> tuple[int, int]:
+        """docker's SizeRw (what `c` wrote over its image) and SizeRootFs (that and its
+        image's layers; the image's alone missing when it was removed)."""
+        rw = await asyncio.to_thread(self._snapshots.size, Path(c.state_dir))
+        try:
+            image_size = (await self._images.get(c.image_id)).size
+        except NotFound:
+            image_size = 0
+        return rw, rw + image_size
 
     async def layer_dirs(self, c: Container) -> list[str]:
         """The image layers under the container's rootfs (none when the image is gone)."""
@@ -610,12 +651,18 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
     # ---- start ---------------------------------------------------------------------
 
     async def start_container(self, ref: str) -> int:
+        pid, _started = await self.start_unless_running(ref)
+        return pid
+
+    async def start_unless_running(self, ref: str) -> tuple[int, bool]:
+        """Start the container; its init's pid, and whether this call started it (False:
+        it was running already, docker's 304)."""
         c = self.resolve(ref)
         async with self.lock(c.id):
             c = self.resolve(c.id)
             self._check_not_removing(c)
             if c.state.status is Status.RUNNING:
-                return c.state.pid
+                return c.state.pid, False
             if c.state.status is Status.PAUSED:
                 raise FailedPrecondition(
                     f"cannot start a paused container, try unpause instead (pallet unpause "
@@ -627,7 +674,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
                 )
             # A user's start: now, even during a back-off; the policy starts over.
             self.cancel_restart(c.id)
-            return await self._start_locked(started_by_user(c))
+            return await self._start_locked(started_by_user(c)), True
 
     def _check_not_removing(self, c: Container) -> None:
         """A start loses to an `rm -f` under way (docker: "marked for removal")."""
@@ -715,15 +762,35 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
 
     # ---- wait / attach / exec ------------------------------------------------------
 
-    async def wait(self, ref: str) -> ExitStatus:
-        """Block while the container runs; return its last exit status."""
+    async def wait(self, ref: str, condition: str = "") -> ExitStatus:
+        """The exit status `condition` waits for (docker's wait conditions, `waiting`):
+        not-running (""): at once for a container that does not run, else its run's end;
+        next-exit: the end of its next run, begun or not; removed: its removal.
+
+        The waiter is in place before this first suspends: a caller that starts the
+        container after calling it (`docker run` does) cannot miss the end."""
+        if condition not in waiting.CONDITIONS:
+            raise InvalidArgument(
+                f"invalid condition {condition!r}: use not-running, next-exit or removed"
+            )
         c = self.resolve(ref)
         run = self._runs.get(c.id)
-        if run is not None:  # running, or its end is being settled
-            await run.done.wait()
-            assert run.exit is not None
-            return run.exit
-        return ExitStatus(c.state.exit_code, c.state.finished_at_ns, c.state.error)
+        if condition in ("", waiting.CONDITION_NOT_RUNNING) or (
+            condition == waiting.CONDITION_NEXT_EXIT and run is not None
+        ):
+            if run is not None:  # running, or its end is being settled
+                await run.done.wait()
+                assert run.exit is not None
+                return run.exit
+            return ExitStatus(c.state.exit_code, c.state.finished_at_ns, c.state.error)
+        if condition == waiting.CONDITION_NEXT_EXIT:
+            future = self._waiters.next_exit(c.id)
+        else:
+            future = self._waiters.removal(c.id)
+        try:
+            return await future
+        finally:
+            self._waiters.forget(c.id, future)
 
     async def attach(
         self, ref: str, stdin: bool, stdout: bool, stderr: bool, running_only: bool = False

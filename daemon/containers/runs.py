@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from pallet.daemon.containers.waiting import ExitWaiters
 from pallet.daemon.containers.exits import Outcome, Why, after_exit, of_this_run
 from pallet.daemon.containers.health import HealthMonitor
 from pallet.daemon.containers.mounting import Volumes, unmount_volumes, volume_names
@@ -84,6 +85,7 @@ class RunEnds:
     _runs: dict[str, Run]
     _tasks: dict[str, asyncio.Task[None]]
     _health: HealthMonitor  # probing ends with the run
+    _waiters: ExitWaiters  # wait's next-exit callers hear of each end
 
     if TYPE_CHECKING:  # the manager's methods this part calls
 
@@ -175,6 +177,7 @@ class RunEnds:
         finally:
             # Only now is the run over for `wait`: it never sees an --rm container Exited.
             self._runs.pop(c.id, None)
+            self._waiters.exited(c.id, status)
 
     async def _record_failed_start(self, c: Container, status: ExitStatus) -> Container:
         """A start that failed: keep the container, record why (docker keeps it Created)."""

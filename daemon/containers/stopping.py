@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from pallet.daemon.containers.waiting import ExitWaiters
 from pallet.daemon.containers.execs import ExecTracker
 from pallet.daemon.containers.health import HealthMonitor
 from pallet.daemon.containers.model import Container, Status
@@ -69,6 +70,7 @@ class StopsAndRemoves:
     _pending: dict[str, list[PendingAttach]]
     _removing: dict[str, int]
     _runs: dict[str, Run]
+    _waiters: ExitWaiters  # wait's removed callers hear of each removal
 
     if TYPE_CHECKING:  # the manager's methods this part calls
 
@@ -136,22 +138,23 @@ class StopsAndRemoves:
 
     async def stop(
         self, ref: str, timeout: int | None = None, by_user: bool = True, sig: str = ""
-    ) -> None:
+    ) -> bool:
         """Stop the container's run: its stop signal (or `sig`, docker's stop --signal),
         SIGKILL after the timeout. A user's stop (not palletd's own, at exit) also ends its
         restart policy's restarts until the next start; during a back-off that is all it
-        does. A bad signal or timeout is refused before anything is done."""
+        does. A bad signal or timeout is refused before anything is done. False when there
+        was nothing to stop (docker's 304: not running, nor in a back-off)."""
         c = self.resolve(ref)
         if timeout is not None and timeout < 0:
             raise InvalidArgument(f"invalid stop timeout {timeout}: use 0 or more seconds")
         number = parse_signal(sig) if sig else None
         if by_user:
             if await self.stopped_by_user(c.id):
-                return
+                return True
             c = self.resolve(c.id)
         run = self._runs.get(c.id)
         if c.state.status not in (Status.RUNNING, Status.PAUSED) or run is None:
-            return
+            return False
         wait_s = c.config.stop_timeout if timeout is None else timeout
         if number is None:
             number = parse_signal(c.config.stop_signal, signal.SIGTERM)
@@ -171,10 +174,11 @@ class StopsAndRemoves:
         await self._resume_after_signal(c.id, run)
         try:
             await asyncio.wait_for(run.done.wait(), wait_s)
-            return
+            return True
         except TimeoutError:
             pass
         await self._kill_and_wait(c, run)
+        return True
 
     def _probe_again(self, container_id: str) -> None:
         """A stop or kill whose signal was not delivered: the container runs on, probed."""
@@ -351,6 +355,9 @@ class StopsAndRemoves:
         )
         self._containers.pop(c.id, None)
         self._locks.pop(c.id, None)
+        self._waiters.removed(
+            c.id, ExitStatus(c.state.exit_code, c.state.finished_at_ns, c.state.error)
+        )
         for pending in self._pending.pop(c.id, []):
             if not pending.ready.done():
                 pending.ready.set_exception(NotFound(f"container {c.name} was removed"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from pallet.client import views_mounts
+from pallet.v1.docker import mounts as docker_mounts
 
 
 def _mount(type_: str, name: str = "", source: str = "", destination: str = "/x",
@@ -38,10 +39,10 @@ def test_each_kind_of_mount_shows_where_docker_shows_it() -> None:
         _mount("volume", "c" * 64, destination="/m", origin="mount", anonymous=True),
         _mount("bind", source="/srv", destination="/srv", origin="v", image_volume=True),
     ])
-    assert [m["Destination"] for m in views_mounts.mounts(c)] == [
+    assert [m["Destination"] for m in docker_mounts.mounts(c)] == [
         "/anon", "/img", "/n", "/mt", "/m", "/srv"]
-    assert views_mounts.config_volumes(c) == {"/anon": {}, "/img": {}, "/srv": {}}
+    assert docker_mounts.config_volumes(c) == {"/anon": {}, "/img": {}, "/srv": {}}
     cfg = SimpleNamespace(binds=["/anon", "named:/n", "/ro:ro"], volumes_from=[], mounts=[],
                           tmpfs=["/scratch"])
-    assert views_mounts.host_config_mounts(cfg)["Binds"] == ["named:/n", "/ro:ro"]
-    assert views_mounts.config_volumes(SimpleNamespace(mounts=[])) is None
+    assert docker_mounts.host_config_mounts(cfg)["Binds"] == ["named:/n", "/ro:ro"]
+    assert docker_mounts.config_volumes(SimpleNamespace(mounts=[])) is None

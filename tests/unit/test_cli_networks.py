@@ -20,6 +20,7 @@ import grpc
 import pytest
 
 from pallet.client import ports, views
+from pallet.v1.docker import netsettings
 from pallet.client.cli import UsageError, main, parse_args
 from pallet.client.options import parse_extra_host
 from pallet.client.requests import container_config
@@ -475,14 +476,14 @@ def test_ps_ports_column_like_docker(bindings: list[Any], exposed: list[str], te
 def test_host_config_port_bindings_from_the_daemons_bindings() -> None:
     asked = [_binding(80, 8080), _binding(80, 8081, ip="127.0.0.1"), _binding(53, 0, "udp"),
              containers_pb2.PortBinding(protocol="tcp", container_port=443, host_port=8000, host_port_end=8010)]
-    bindings = ports.port_bindings(asked)
+    bindings = netsettings.port_bindings(asked)
     assert bindings == {
         "443/tcp": [{"HostIp": "", "HostPort": "8000-8010"}],
         "53/udp": [{"HostIp": "", "HostPort": ""}],
         "80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": "8081"}],
     }
     assert list(bindings) == ["443/tcp", "53/udp", "80/tcp"]  # Go marshals map keys sorted
-    assert ports.port_bindings([]) == {}
+    assert netsettings.port_bindings([]) == {}
 
 
 def test_port_lines() -> None:

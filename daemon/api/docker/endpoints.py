@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pallet.daemon.api.docker.containers import ContainerEndpoints
 from pallet.daemon.api.docker.gateway import DockerGateway, Endpoints
 from pallet.daemon.api.docker.networks import NetworkEndpoints
 from pallet.daemon.api.docker.services import Servicers
@@ -18,6 +19,7 @@ def endpoint_modules(services: Servicers) -> list[Endpoints]:
         NetworkEndpoints(services),
         VolumeEndpoints(services),
         ImagesEndpoints(services),
+        ContainerEndpoints(services),
     ]
 
 

@@ -384,7 +384,7 @@ class HealthResult(_message.Message):
     def __init__(self, start: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., output: _Optional[str] = ...) -> None: ...
 
 class Container(_message.Message):
-    __slots__ = ("id", "name", "image_id", "image", "config", "state", "created", "path", "args", "restart_count", "log_path", "state_dir", "lower_dirs", "upper_dir", "network_settings", "port_bindings", "mounts")
+    __slots__ = ("id", "name", "image_id", "image", "config", "state", "created", "path", "args", "restart_count", "log_path", "state_dir", "lower_dirs", "upper_dir", "network_settings", "port_bindings", "mounts", "size_rw", "size_root_fs")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -402,6 +402,8 @@ class Container(_message.Message):
     NETWORK_SETTINGS_FIELD_NUMBER: _ClassVar[int]
     PORT_BINDINGS_FIELD_NUMBER: _ClassVar[int]
     MOUNTS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_RW_FIELD_NUMBER: _ClassVar[int]
+    SIZE_ROOT_FS_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     image_id: str
@@ -419,7 +421,9 @@ class Container(_message.Message):
     network_settings: NetworkSettings
     port_bindings: _containers.RepeatedCompositeFieldContainer[PortBinding]
     mounts: _containers.RepeatedCompositeFieldContainer[MountPoint]
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image_id: _Optional[str] = ..., image: _Optional[str] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., state: _Optional[_Union[ContainerState, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., restart_count: _Optional[int] = ..., log_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., lower_dirs: _Optional[_Iterable[str]] = ..., upper_dir: _Optional[str] = ..., network_settings: _Optional[_Union[NetworkSettings, _Mapping]] = ..., port_bindings: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., mounts: _Optional[_Iterable[_Union[MountPoint, _Mapping]]] = ...) -> None: ...
+    size_rw: int
+    size_root_fs: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., image_id: _Optional[str] = ..., image: _Optional[str] = ..., config: _Optional[_Union[ContainerConfig, _Mapping]] = ..., state: _Optional[_Union[ContainerState, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., path: _Optional[str] = ..., args: _Optional[_Iterable[str]] = ..., restart_count: _Optional[int] = ..., log_path: _Optional[str] = ..., state_dir: _Optional[str] = ..., lower_dirs: _Optional[_Iterable[str]] = ..., upper_dir: _Optional[str] = ..., network_settings: _Optional[_Union[NetworkSettings, _Mapping]] = ..., port_bindings: _Optional[_Iterable[_Union[PortBinding, _Mapping]]] = ..., mounts: _Optional[_Iterable[_Union[MountPoint, _Mapping]]] = ..., size_rw: _Optional[int] = ..., size_root_fs: _Optional[int] = ...) -> None: ...
 
 class CreateContainerRequest(_message.Message):
     __slots__ = ("config",)
@@ -444,10 +448,12 @@ class StartContainerRequest(_message.Message):
     def __init__(self, container: _Optional[str] = ...) -> None: ...
 
 class StartContainerResponse(_message.Message):
-    __slots__ = ("pid",)
+    __slots__ = ("pid", "already_running")
     PID_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_RUNNING_FIELD_NUMBER: _ClassVar[int]
     pid: int
-    def __init__(self, pid: _Optional[int] = ...) -> None: ...
+    already_running: bool
+    def __init__(self, pid: _Optional[int] = ..., already_running: _Optional[bool] = ...) -> None: ...
 
 class StopContainerRequest(_message.Message):
     __slots__ = ("container", "timeout", "signal")
@@ -460,8 +466,10 @@ class StopContainerRequest(_message.Message):
     def __init__(self, container: _Optional[str] = ..., timeout: _Optional[int] = ..., signal: _Optional[str] = ...) -> None: ...
 
 class StopContainerResponse(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("already_stopped",)
+    ALREADY_STOPPED_FIELD_NUMBER: _ClassVar[int]
+    already_stopped: bool
+    def __init__(self, already_stopped: _Optional[bool] = ...) -> None: ...
 
 class KillContainerRequest(_message.Message):
     __slots__ = ("container", "signal")
@@ -506,12 +514,16 @@ class RemoveContainerResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ListContainersRequest(_message.Message):
-    __slots__ = ("all", "filters")
+    __slots__ = ("all", "filters", "size", "limit")
     ALL_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     all: bool
     filters: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, all: _Optional[bool] = ..., filters: _Optional[_Iterable[str]] = ...) -> None: ...
+    size: bool
+    limit: int
+    def __init__(self, all: _Optional[bool] = ..., filters: _Optional[_Iterable[str]] = ..., size: _Optional[bool] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class ListContainersResponse(_message.Message):
     __slots__ = ("containers",)
@@ -520,10 +532,12 @@ class ListContainersResponse(_message.Message):
     def __init__(self, containers: _Optional[_Iterable[_Union[Container, _Mapping]]] = ...) -> None: ...
 
 class InspectContainerRequest(_message.Message):
-    __slots__ = ("container",)
+    __slots__ = ("container", "size")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
     container: str
-    def __init__(self, container: _Optional[str] = ...) -> None: ...
+    size: bool
+    def __init__(self, container: _Optional[str] = ..., size: _Optional[bool] = ...) -> None: ...
 
 class InspectContainerResponse(_message.Message):
     __slots__ = ("container",)
@@ -532,10 +546,12 @@ class InspectContainerResponse(_message.Message):
     def __init__(self, container: _Optional[_Union[Container, _Mapping]] = ...) -> None: ...
 
 class WaitContainerRequest(_message.Message):
-    __slots__ = ("container",)
+    __slots__ = ("container", "condition")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
     container: str
-    def __init__(self, container: _Optional[str] = ...) -> None: ...
+    condition: str
+    def __init__(self, container: _Optional[str] = ..., condition: _Optional[str] = ...) -> None: ...
 
 class WaitContainerResponse(_message.Message):
     __slots__ = ("exit_code", "error")
