@@ -582,6 +582,8 @@ _TOP_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
     "events": (f"{_S}:events", "stream the daemon's events", _add_events, 1),
     "version": (f"{_S}:version", "show client and daemon versions", _add_version, 1),
     "info": (f"{_S}:info", "show what the daemon holds", _add_info, 1),
+    "compose": ("pallet.client.verbs_compose:compose", "run Docker Compose against the daemon",
+                _add_nothing, 1),
 }
 
 _NETWORK_VERBS: dict[str, tuple[str, str, _Adder, int]] = {
@@ -752,6 +754,12 @@ def _attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> lis
 def _top_verb(argv: Sequence[str]) -> str | None:
     """The command line's top-level verb when it is a known one; None otherwise (no verb,
     --help, an unknown option or verb: the full grammar answers those)."""
+    at = _top_verb_index(argv)
+    return argv[at] if at >= 0 else None
+
+
+def _top_verb_index(argv: Sequence[str]) -> int:
+    """Where `_top_verb` is in argv; -1 when there is none."""
     i = 0
     while i < len(argv):
         token = argv[i]
@@ -760,15 +768,23 @@ def _top_verb(argv: Sequence[str]) -> str | None:
         elif token.startswith("--host=") or (token.startswith("-H") and len(token) > 2):
             i += 1
         elif token in _TOP_VERBS:
-            return token
+            return i
         else:
-            return None
-    return None
+            return -1
+    return -1
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     """Parse a command line; raises UsageError. Adds `host` (resolved) to the namespace."""
-    parser = build_parser(_top_verb(argv))
+    verb = _top_verb(argv)
+    if verb == "compose":
+        # Everything after the verb is Compose's own, --help included.
+        at = _top_verb_index(argv)
+        args = build_parser(verb).parse_args(list(argv[: at + 1]))
+        args.compose_args = list(argv[at + 1:])
+        args.host = args.host or os.environ.get("PALLET_HOST") or "unix:///run/pallet/pallet.sock"
+        return args
+    parser = build_parser(verb)
     args, extra = parser.parse_known_args(_attach_dash_values(parser, list(argv)))
     if extra:
         if hasattr(args, "handler"):
