@@ -16,6 +16,7 @@ from pallet.daemon.api.images import upload_bytes
 from pallet.daemon.containers.cparchive import PathInfo
 from pallet.daemon.containers.files import ContainerFiles, PutOptions
 from pallet.daemon.containers.commit import CommitOptions
+from pallet.daemon.containers.execinstances import ExecConfig, ExecInstances, ExecView
 from pallet.daemon.containers.logs import ContainerLogs
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.stats import ContainerStats, StatsSample
@@ -65,6 +66,23 @@ def _stats(s: StatsSample) -> pb.ContainerStats:
         pids_current=s.pids_current, pids_limit=s.pids_limit,
     )
     out.read.FromNanoseconds(s.read_ns)
+    return out
+
+
+def _exec_instance(v: ExecView) -> pb.ExecInstance:
+    c = v.config
+    out = pb.ExecInstance(
+        id=v.id, container_id=v.container_id, running=v.running, pid=v.pid,
+        process=pb.ExecProcess(
+            cmd=c.args, env=c.env, working_dir=c.working_dir, user=c.user, stdin=c.stdin,
+            stdout=c.stdout, stderr=c.stderr, tty=c.tty, privileged=c.privileged,
+            detach_keys=c.detach_keys, console_height=c.console_size[0],
+            console_width=c.console_size[1],
+        ),
+    )
+    if v.exit is not None:
+        out.exit.CopyFrom(pb.Exit(exit_code=v.exit.exit_code, error=v.exit.error))
+    out.created.FromNanoseconds(v.created_ns)
     return out
 
 
@@ -119,11 +137,13 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
 
     def __init__(self, containers: ContainerManager, logs: ContainerLogs,
                  files: ContainerFiles | None = None,
-                 stats: ContainerStats | None = None) -> None:
+                 stats: ContainerStats | None = None,
+                 execs: ExecInstances | None = None) -> None:
         self._containers = containers
         self._logs = logs
         self._files = files
         self._stats = stats or ContainerStats(containers)
+        self._execs = execs or ExecInstances(containers)
 
     def _cp(self) -> ContainerFiles:
         if self._files is None:
@@ -256,14 +276,21 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
         if first is None or first.WhichOneof("payload") != "open":
             raise InvalidArgument("the first Exec message must be `open`")
         o = first.open
-        proc = await self._containers.exec(
-            o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin, o.tty,
-            (o.console_height, o.console_width),
-        )
+        stdin = o.stdin
+        if o.exec_id:
+            created, proc = await self._execs.start(
+                o.exec_id, (o.console_height, o.console_width)
+            )
+            stdin = created.stdin
+        else:
+            proc = await self._containers.exec(
+                o.container, tuple(o.cmd), tuple(o.env), o.working_dir, o.user, o.stdin,
+                o.tty, (o.console_height, o.console_width),
+            )
         pump: asyncio.Task[bool] | None = None
         try:
             yield pb.ExecResponse(started=pb.ExecStarted(exec_id=proc.exec_id, pid=proc.pid))
-            if o.stdin:
+            if stdin:
                 pump = asyncio.create_task(_pump_stdin(request_iterator, proc.session))
             async for out in proc.session.output():
                 yield pb.ExecResponse(output=_chunk(out))
@@ -273,6 +300,21 @@ class ContainersServicer(pb_grpc.ContainersServiceServicer):
             if pump is not None:
                 pump.cancel()
             await proc.session.aclose()
+
+    @unary
+    async def CreateExec(self, request: pb.CreateExecRequest, context: Ctx) -> pb.CreateExecResponse:
+        p = request.process
+        config = ExecConfig(
+            args=tuple(p.cmd), env=tuple(p.env), working_dir=p.working_dir, user=p.user,
+            stdin=p.stdin, stdout=p.stdout, stderr=p.stderr, tty=p.tty,
+            privileged=p.privileged, detach_keys=p.detach_keys,
+            console_size=(p.console_height, p.console_width),
+        )
+        return pb.CreateExecResponse(exec_id=self._execs.create(request.container, config))
+
+    @unary
+    async def InspectExec(self, request: pb.InspectExecRequest, context: Ctx) -> pb.InspectExecResponse:
+        return pb.InspectExecResponse(exec=_exec_instance(self._execs.inspect(request.exec_id)))
 
     @stream
     async def Export(

@@ -71,6 +71,12 @@ class TrackedExec:
         """The exit status, once its exec_die is journalled."""
         return await asyncio.shield(self._ended)
 
+    def status(self) -> ExitStatus | None:
+        """The exit status once its end is known, else None (it runs)."""
+        if self._ended.done() and not self._ended.cancelled():
+            return self._ended.result()
+        return None
+
 
 class ExecTracker:
     """Runs execs through shims and journals each one's end exactly once."""
@@ -123,8 +129,10 @@ class ExecTracker:
         spec: ExecSpec,
         attributes: Mapping[str, str],
     ) -> TrackedExec:
-        """Start `spec` (its exec_id is replaced by a fresh one) in the container."""
-        exec_id = secrets.token_hex(32)
+        """Start `spec` in the container, under its exec_id, or a fresh one if it has none."""
+        exec_id = spec.exec_id or secrets.token_hex(32)
+        if exec_id in self._pending:
+            raise AlreadyExists(f"exec {exec_id} exists already")
         spec = replace(spec, exec_id=exec_id)
         record = ExecRecord(
             id=exec_id,

@@ -335,6 +335,10 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
     def get(self, ref: str) -> Container:
         return self.resolve(ref)
 
+    def exists(self, container_id: str) -> bool:
+        """Whether the container of this full id is still there."""
+        return container_id in self._containers
+
     def containers(self) -> list[Container]:
         """Every container, newest first."""
         return sorted(self._containers.values(), key=lambda c: c.created_ns, reverse=True)
@@ -826,7 +830,10 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
         stdin: bool = False,
         tty: bool = False,
         console_size: tuple[int, int] = (0, 0),
+        exec_id: str = "",
     ) -> TrackedExec:
+        """Run a process in the running container; `exec_id` names it (a created exec
+        instance's id), else it gets a fresh one."""
         c = self.resolve(ref)
         run = self._runs.get(c.id)
         if c.state.status is Status.PAUSED:
@@ -842,7 +849,7 @@ class ContainerManager(RunEnds, StopsAndRemoves, Pauses, Restarting, Resizes, Up
             if "=" not in item:
                 raise InvalidArgument(f"invalid environment variable {item!r}: use KEY=value")
         spec = ExecSpec(
-            exec_id="",  # the tracker gives it one
+            exec_id=exec_id,  # empty: the tracker gives it one
             process=exec_process(
                 c, args, env, working_dir, user, stdin, tty, check_console_size(console_size)
             ),

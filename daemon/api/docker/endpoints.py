@@ -7,6 +7,7 @@ from pallet.daemon.api.docker.gateway import DockerGateway, Endpoints
 from pallet.daemon.api.docker.networks import NetworkEndpoints
 from pallet.daemon.api.docker.services import Servicers
 from pallet.daemon.api.docker.images import ImagesEndpoints
+from pallet.daemon.api.docker.streams import StreamEndpoints
 from pallet.daemon.api.docker.system import SystemEndpoints
 from pallet.daemon.api.docker.volumes import VolumeEndpoints
 from pallet.daemon.config import Config
@@ -20,6 +21,7 @@ def endpoint_modules(services: Servicers) -> list[Endpoints]:
         VolumeEndpoints(services),
         ImagesEndpoints(services),
         ContainerEndpoints(services),
+        StreamEndpoints(services),
     ]
 
 

@@ -90,11 +90,18 @@ class Routes:
         self.add("HEAD", path, handler)
 
 
+def docker_headers() -> dict[str, str]:
+    """The headers dockerd puts on every response."""
+    return {
+        "Api-Version": API_VERSION,
+        "Docker-Experimental": "false",
+        "Ostype": "linux",
+        "Server": f"Docker/{API_VERSION} (linux)",
+    }
+
+
 def _headers(response: web.StreamResponse) -> None:
-    response.headers["Api-Version"] = API_VERSION
-    response.headers["Docker-Experimental"] = "false"
-    response.headers["Ostype"] = "linux"
-    response.headers["Server"] = f"Docker/{API_VERSION} (linux)"
+    response.headers.update(docker_headers())
 
 
 async def _on_prepare(request: web.Request, response: web.StreamResponse) -> None:

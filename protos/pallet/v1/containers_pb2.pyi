@@ -642,7 +642,7 @@ class AttachResponse(_message.Message):
     def __init__(self, ready: _Optional[_Union[AttachReady, _Mapping]] = ..., output: _Optional[_Union[LogChunk, _Mapping]] = ..., exit: _Optional[_Union[Exit, _Mapping]] = ...) -> None: ...
 
 class ExecOpen(_message.Message):
-    __slots__ = ("container", "cmd", "env", "working_dir", "user", "stdin", "tty", "console_height", "console_width")
+    __slots__ = ("container", "cmd", "env", "working_dir", "user", "stdin", "tty", "console_height", "console_width", "exec_id")
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
     CMD_FIELD_NUMBER: _ClassVar[int]
     ENV_FIELD_NUMBER: _ClassVar[int]
@@ -652,6 +652,7 @@ class ExecOpen(_message.Message):
     TTY_FIELD_NUMBER: _ClassVar[int]
     CONSOLE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     CONSOLE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
     container: str
     cmd: _containers.RepeatedScalarFieldContainer[str]
     env: _containers.RepeatedScalarFieldContainer[str]
@@ -661,7 +662,80 @@ class ExecOpen(_message.Message):
     tty: bool
     console_height: int
     console_width: int
-    def __init__(self, container: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., stdin: _Optional[bool] = ..., tty: _Optional[bool] = ..., console_height: _Optional[int] = ..., console_width: _Optional[int] = ...) -> None: ...
+    exec_id: str
+    def __init__(self, container: _Optional[str] = ..., cmd: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., stdin: _Optional[bool] = ..., tty: _Optional[bool] = ..., console_height: _Optional[int] = ..., console_width: _Optional[int] = ..., exec_id: _Optional[str] = ...) -> None: ...
+
+class ExecProcess(_message.Message):
+    __slots__ = ("cmd", "env", "working_dir", "user", "stdin", "stdout", "stderr", "tty", "privileged", "detach_keys", "console_height", "console_width")
+    CMD_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    WORKING_DIR_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    STDIN_FIELD_NUMBER: _ClassVar[int]
+    STDOUT_FIELD_NUMBER: _ClassVar[int]
+    STDERR_FIELD_NUMBER: _ClassVar[int]
+    TTY_FIELD_NUMBER: _ClassVar[int]
+    PRIVILEGED_FIELD_NUMBER: _ClassVar[int]
+    DETACH_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CONSOLE_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    cmd: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.RepeatedScalarFieldContainer[str]
+    working_dir: str
+    user: str
+    stdin: bool
+    stdout: bool
+    stderr: bool
+    tty: bool
+    privileged: bool
+    detach_keys: str
+    console_height: int
+    console_width: int
+    def __init__(self, cmd: _Optional[_Iterable[str]] = ..., env: _Optional[_Iterable[str]] = ..., working_dir: _Optional[str] = ..., user: _Optional[str] = ..., stdin: _Optional[bool] = ..., stdout: _Optional[bool] = ..., stderr: _Optional[bool] = ..., tty: _Optional[bool] = ..., privileged: _Optional[bool] = ..., detach_keys: _Optional[str] = ..., console_height: _Optional[int] = ..., console_width: _Optional[int] = ...) -> None: ...
+
+class CreateExecRequest(_message.Message):
+    __slots__ = ("container", "process")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    process: ExecProcess
+    def __init__(self, container: _Optional[str] = ..., process: _Optional[_Union[ExecProcess, _Mapping]] = ...) -> None: ...
+
+class CreateExecResponse(_message.Message):
+    __slots__ = ("exec_id",)
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    def __init__(self, exec_id: _Optional[str] = ...) -> None: ...
+
+class InspectExecRequest(_message.Message):
+    __slots__ = ("exec_id",)
+    EXEC_ID_FIELD_NUMBER: _ClassVar[int]
+    exec_id: str
+    def __init__(self, exec_id: _Optional[str] = ...) -> None: ...
+
+class ExecInstance(_message.Message):
+    __slots__ = ("id", "container_id", "process", "running", "pid", "exit", "created")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    PROCESS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    PID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    container_id: str
+    process: ExecProcess
+    running: bool
+    pid: int
+    exit: Exit
+    created: _timestamp_pb2.Timestamp
+    def __init__(self, id: _Optional[str] = ..., container_id: _Optional[str] = ..., process: _Optional[_Union[ExecProcess, _Mapping]] = ..., running: _Optional[bool] = ..., pid: _Optional[int] = ..., exit: _Optional[_Union[Exit, _Mapping]] = ..., created: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class InspectExecResponse(_message.Message):
+    __slots__ = ("exec",)
+    EXEC_FIELD_NUMBER: _ClassVar[int]
+    exec: ExecInstance
+    def __init__(self, exec: _Optional[_Union[ExecInstance, _Mapping]] = ...) -> None: ...
 
 class ExecStarted(_message.Message):
     __slots__ = ("exec_id", "pid")

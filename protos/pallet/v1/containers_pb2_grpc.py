@@ -96,6 +96,16 @@ class ContainersServiceStub:
                 request_serializer=pallet_dot_v1_dot_containers__pb2.ExecRequest.SerializeToString,
                 response_deserializer=pallet_dot_v1_dot_containers__pb2.ExecResponse.FromString,
                 _registered_method=True)
+        self.CreateExec = channel.unary_unary(
+                '/pallet.v1.ContainersService/CreateExec',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.CreateExecRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.CreateExecResponse.FromString,
+                _registered_method=True)
+        self.InspectExec = channel.unary_unary(
+                '/pallet.v1.ContainersService/InspectExec',
+                request_serializer=pallet_dot_v1_dot_containers__pb2.InspectExecRequest.SerializeToString,
+                response_deserializer=pallet_dot_v1_dot_containers__pb2.InspectExecResponse.FromString,
+                _registered_method=True)
         self.Export = channel.unary_stream(
                 '/pallet.v1.ContainersService/Export',
                 request_serializer=pallet_dot_v1_dot_containers__pb2.ExportContainerRequest.SerializeToString,
@@ -254,6 +264,24 @@ class ContainersServiceServicer:
     def Exec(self, request_iterator, context):
         """Exec runs a new process inside a running container. The first request starts it;
         later requests carry stdin. The stream ends with the process's exit.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateExec(self, request, context):
+        """CreateExec makes an exec instance (docker's exec create): its process, fixed now, runs
+        when an Exec stream opens with its id. One not started within 5 minutes is forgotten;
+        the container must be running (FAILED_PRECONDITION otherwise).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def InspectExec(self, request, context):
+        """InspectExec describes an exec instance: created, running, or ended (with its exit
+        code, for 10 minutes after its end). NOT_FOUND once forgotten, or for an exec not made
+        by CreateExec.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -440,6 +468,16 @@ def add_ContainersServiceServicer_to_server(servicer, server):
                     servicer.Exec,
                     request_deserializer=pallet_dot_v1_dot_containers__pb2.ExecRequest.FromString,
                     response_serializer=pallet_dot_v1_dot_containers__pb2.ExecResponse.SerializeToString,
+            ),
+            'CreateExec': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateExec,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.CreateExecRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.CreateExecResponse.SerializeToString,
+            ),
+            'InspectExec': grpc.unary_unary_rpc_method_handler(
+                    servicer.InspectExec,
+                    request_deserializer=pallet_dot_v1_dot_containers__pb2.InspectExecRequest.FromString,
+                    response_serializer=pallet_dot_v1_dot_containers__pb2.InspectExecResponse.SerializeToString,
             ),
             'Export': grpc.unary_stream_rpc_method_handler(
                     servicer.Export,
@@ -838,6 +876,60 @@ class ContainersService:
             '/pallet.v1.ContainersService/Exec',
             pallet_dot_v1_dot_containers__pb2.ExecRequest.SerializeToString,
             pallet_dot_v1_dot_containers__pb2.ExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateExec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/CreateExec',
+            pallet_dot_v1_dot_containers__pb2.CreateExecRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.CreateExecResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InspectExec(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pallet.v1.ContainersService/InspectExec',
+            pallet_dot_v1_dot_containers__pb2.InspectExecRequest.SerializeToString,
+            pallet_dot_v1_dot_containers__pb2.InspectExecResponse.FromString,
             options,
             channel_credentials,
             insecure,
