@@ -39,3 +39,167 @@ def test_docker_py_exec_create_start_inspect(palletd: Any) -> None:
         assert info["ExitCode"] == 3 and info["Running"] is False and info["ContainerID"] == cid
     finally:
         client.close()
+
+
+def _hijack(palletd: Any, path: str, body: dict[str, Any] | None = None) -> tuple[socket.socket, bytes]:
+    """A hijacked connection as the docker CLI opens one: the socket, and the response head."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(30)
+    sock.connect(str(palletd.docker_socket))
+    data = json.dumps(body or {}).encode()
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: docker\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(1)
+        assert chunk, head
+        head += chunk
+    return sock, head
+
+
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    out = []
+    while data:
+        stream, size = data[0], int.from_bytes(data[4:8], "big")
+        out.append((stream, data[8:8 + size]))
+        data = data[8 + size:]
+    return out
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    out = b""
+    while chunk := sock.recv(65536):
+        out += chunk
+    return out
+
+
+def test_exec_start_is_hijacked_with_dockers_headers_and_half_close_ends_stdin(palletd: Any) -> None:
+    cid = _running(palletd, "hj")
+    sock = palletd.docker_socket
+    created = request(sock, "POST", f"/v1.47/containers/{cid}/exec", {
+        "Cmd": ["sh", "-c", "cat; echo after >&2"], "AttachStdin": True,
+        "AttachStdout": True, "AttachStderr": True})
+    assert created.status == 201, created.body
+    exec_id = created.json()["Id"]
+    conn, head = _hijack(palletd, f"/v1.47/exec/{exec_id}/start", {"Detach": False, "Tty": False})
+    lines = head.decode().split("\r\n")
+    assert lines[0] == "HTTP/1.1 101 UPGRADED"
+    assert "Content-Type: application/vnd.docker.multiplexed-stream" in lines
+    assert "Connection: Upgrade" in lines and "Upgrade: tcp" in lines
+    assert "Api-Version: 1.47" in lines
+    conn.sendall(b"hello\n")
+    conn.shutdown(socket.SHUT_WR)  # the end of stdin; the output still comes
+    frames = _frames(_read_all(conn))
+    conn.close()
+    assert frames == [(1, b"hello\n"), (2, b"after\n")]
+    info = request(sock, "GET", f"/exec/{exec_id}/json").json()
+    assert info["ExitCode"] == 0 and info["Running"] is False and info["OpenStdin"] is True
+    again = request(sock, "POST", f"/exec/{exec_id}/start", {"Detach": True})
+    assert again.status == 409 and "has already run" in again.message
+
+
+def test_exec_tty_is_a_raw_stream(palletd: Any) -> None:
+    cid = _running(palletd, "hjt")
+    sock = palletd.docker_socket
+    exec_id = request(sock, "POST", f"/containers/{cid}/exec", {
+        "Cmd": ["sh", "-c", "stty size; tty"], "Tty": True, "AttachStdout": True,
+        "ConsoleSize": [33, 101]}).json()["Id"]
+    conn, head = _hijack(palletd, f"/exec/{exec_id}/start", {"Tty": True})
+    assert b"Content-Type: application/vnd.docker.raw-stream" in head
+    out = _read_all(conn)
+    conn.close()
+    assert out.replace(b"\r\n", b"\n") == b"33 101\n/dev/pts/0\n"
+
+
+def test_a_client_that_drops_an_exec_mid_stream_closes_its_stdin(palletd: Any) -> None:
+    cid = _running(palletd, "drop")
+    sock = palletd.docker_socket
+    exec_id = request(sock, "POST", f"/containers/{cid}/exec", {
+        "Cmd": ["sh", "-c", "cat >/tmp/got; echo $? >/tmp/done"], "AttachStdin": True,
+        "AttachStdout": True}).json()["Id"]
+    conn, _ = _hijack(palletd, f"/exec/{exec_id}/start", {})
+    conn.sendall(b"partial")
+    time.sleep(0.5)
+    assert request(sock, "GET", f"/exec/{exec_id}/json").json()["Running"] is True
+    conn.close()  # gone without a word: its exec's stdin ends, cat ends
+    deadline = time.monotonic() + 10
+    while request(sock, "GET", f"/exec/{exec_id}/json").json()["Running"]:
+        assert time.monotonic() < deadline, "the exec kept running after its client went"
+        time.sleep(0.1)
+    assert request(sock, "GET", f"/exec/{exec_id}/json").json()["ExitCode"] == 0
+    assert palletd.cli_ok("exec", cid, "cat", "/tmp/got") == "partial"
+    assert palletd.inspect(cid)["State"]["Running"] is True
+
+
+def test_attach_with_logs_and_stream_and_a_dropped_attach(palletd: Any) -> None:
+    palletd.cli_ok("run", "-d", "--name", "att", "busybox", "sh", "-c",
+                   "echo early; while sleep 0.2; do echo tick; done")
+    cid = str(palletd.inspect("att")["Id"])
+    time.sleep(0.5)
+    conn, head = _hijack(palletd, f"/containers/{cid}/attach?logs=1&stream=1&stdout=1&stderr=1")
+    assert head.startswith(b"HTTP/1.1 101 UPGRADED")
+    got = b""
+    while got.count(b"tick") < 3:
+        got += conn.recv(4096)
+    frames = _frames(got[: len(got) - len(got) % 1])  # whole frames only below
+    assert frames[0] == (1, b"early\n")
+    conn.close()
+    time.sleep(0.5)
+    assert palletd.inspect("att")["State"]["Running"] is True  # attach gone, container not
+
+
+def test_exec_errors_are_dockers(palletd: Any) -> None:
+    sock = palletd.docker_socket
+    missing = request(sock, "GET", "/exec/nope/json")
+    assert (missing.status, missing.message) == (404, "No such exec instance: nope")
+    start = request(sock, "POST", "/exec/nope/start", {})
+    assert (start.status, start.message) == (404, "No such exec instance: nope")
+    assert request(sock, "POST", "/exec/nope/resize?h=10&w=10").status == 404
+    palletd.cli_ok("create", "--name", "stopped", "busybox", "true")
+    stopped = request(sock, "POST", "/containers/stopped/exec", {"Cmd": ["true"]})
+    assert stopped.status == 409 and "is not running" in stopped.message
+    nobody = request(sock, "POST", "/containers/ghost/exec", {"Cmd": ["true"]})
+    assert (nobody.status, nobody.message) == (404, "No such container: ghost")
+    cid = _running(palletd, "errs")
+    assert request(sock, "POST", f"/containers/{cid}/exec", {"Cmd": []}).status == 400
+    bad = request(sock, "POST", f"/containers/{cid}/exec", {"Cmd": "ls"})
+    assert bad.status == 400 and "Cmd" in bad.message
+    keys = request(sock, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "DetachKeys": "ctrl-"})
+    assert keys.status == 400 and "Invalid detach keys" in keys.message
+    assert request(sock, "POST", f"/containers/{cid}/resize?h=x&w=1").status == 400
+
+
+def test_docker_py_archive_export_and_stats(palletd: Any) -> None:
+    cid = _running(palletd, "files")
+    client = palletd.docker_client()
+    try:
+        api = client.api
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("hello.txt")
+            info.size = 5
+            tar.addfile(info, io.BytesIO(b"world"))
+        assert api.put_archive(cid, "/tmp", buf.getvalue()) is True
+        assert palletd.cli_ok("exec", cid, "cat", "/tmp/hello.txt") == "world"
+        chunks, stat = api.get_archive(cid, "/tmp/hello.txt")
+        assert stat["name"] == "hello.txt" and stat["size"] == 5
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+            member = tar.extractfile("hello.txt")
+            assert member is not None and member.read() == b"world"
+        _, dstat = api.get_archive(cid, "/tmp")
+        assert dstat["mode"] & (1 << 31)  # Go's ModeDir: what docker cp reads
+        exported = b"".join(api.export(cid))
+        with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
+            assert "bin/busybox" in tar.getnames()
+        s = api.stats(cid, stream=False)
+        assert s["id"] == cid and s["name"] == "/files"
+        assert s["memory_stats"]["usage"] > 0 and s["pids_stats"]["current"] >= 1
+        assert s["precpu_stats"]["system_cpu_usage"] > 0  # a second sample's predecessor
+        one = api.stats(cid, stream=False, one_shot=True)
+        assert one["precpu_stats"]["system_cpu_usage"] == 0
+        with pytest.raises(Exception, match="No such container"):
+            api.get_archive(cid + "x", "/tmp")
+    finally:
+        client.close()

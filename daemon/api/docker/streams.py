@@ -485,7 +485,7 @@ class StreamEndpoints:
             while sample is not None:
                 s = sample.stats[0]
                 if live or one_shot or s.pre_system_cpu_ns or not s.running:
-                    await response.write(json.dumps(stats_json(s, preread)).encode() + b"\n")
+                    await response.write(json.dumps(stats_json(s, preread, one_shot)).encode() + b"\n")
                     if not live:
                         break
                 preread = _time(s)

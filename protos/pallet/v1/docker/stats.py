@@ -20,11 +20,12 @@ def _cpu(usage_ns: int, system_ns: int, online: int) -> dict[str, Any]:
     }
 
 
-def stats_json(s: Any, preread: str = "") -> dict[str, Any]:
+def stats_json(s: Any, preread: str = "", one_shot: bool = False) -> dict[str, Any]:
     """One sample as dockerd sends it; `preread`, the previous sample's `read` (docker's
-    zero time in a stream's first)."""
+    zero time in a stream's first). `one_shot`: without the previous sample's counters
+    (docker's `one-shot`: precpu_stats empty)."""
     read = rfc3339_nano(int(s.read.seconds), int(s.read.nanos)) if s.running else _ZERO_TIME
-    has_pre = bool(s.pre_system_cpu_ns)
+    has_pre = bool(s.pre_system_cpu_ns) and not one_shot
     networks = {
         n.name: {
             "rx_bytes": int(n.rx_bytes), "rx_packets": int(n.rx_packets), "rx_errors": 0,
@@ -57,7 +58,7 @@ def stats_json(s: Any, preread: str = "") -> dict[str, Any]:
         "storage_stats": {},
         "cpu_stats": _cpu(int(s.cpu_usage_ns), int(s.system_cpu_ns), int(s.online_cpus)),
         "precpu_stats": _cpu(int(s.pre_cpu_usage_ns), int(s.pre_system_cpu_ns),
-                             int(s.online_cpus) if has_pre else 0),
+                             int(s.online_cpus)) if has_pre else _cpu(0, 0, 0),
         "memory_stats": {
             "usage": int(s.memory_usage),
             "stats": {"inactive_file": int(s.memory_inactive_file)},
