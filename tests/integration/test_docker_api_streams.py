@@ -8,7 +8,9 @@ import io
 import json
 import socket
 import tarfile
+import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -60,9 +62,12 @@ def _hijack(palletd: Any, path: str, body: dict[str, Any] | None = None) -> tupl
 
 
 def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """The whole frames of a multiplexed stream (a partial last one left out)."""
     out = []
-    while data:
+    while len(data) >= 8:
         stream, size = data[0], int.from_bytes(data[4:8], "big")
+        if len(data) < 8 + size:
+            break
         out.append((stream, data[8:8 + size]))
         data = data[8 + size:]
     return out
@@ -143,7 +148,7 @@ def test_attach_with_logs_and_stream_and_a_dropped_attach(palletd: Any) -> None:
     got = b""
     while got.count(b"tick") < 3:
         got += conn.recv(4096)
-    frames = _frames(got[: len(got) - len(got) % 1])  # whole frames only below
+    frames = _frames(got)
     assert frames[0] == (1, b"early\n")
     conn.close()
     time.sleep(0.5)
@@ -203,3 +208,78 @@ def test_docker_py_archive_export_and_stats(palletd: Any) -> None:
             api.get_archive(cid + "x", "/tmp")
     finally:
         client.close()
+
+
+# -- the docker CLI, as users run it ----------------------------------------------------
+
+
+def test_docker_cp_both_ways(palletd: Any, tmp_path: Path) -> None:
+    c = "dcp"
+    _running(palletd, c)
+    (tmp_path / "f.txt").write_text("file content\n")
+    palletd.docker_ok("cp", str(tmp_path / "f.txt"), f"{c}:/tmp/")
+    assert palletd.cli_ok("exec", c, "cat", "/tmp/f.txt") == "file content\n"
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub" / "deep.txt").write_text("deep\n")
+    palletd.docker_ok("cp", str(tree), f"{c}:/tmp/tree")
+    assert palletd.cli_ok("exec", c, "cat", "/tmp/tree/sub/deep.txt") == "deep\n"
+    palletd.cli_ok("exec", c, "sh", "-c", "mkdir -p /data/d && echo x > /data/d/x && echo y > /data/y")
+    out = tmp_path / "out"
+    palletd.docker_ok("cp", f"{c}:/data", str(out))
+    assert (out / "d" / "x").read_text() == "x\n" and (out / "y").read_text() == "y\n"
+    palletd.docker_ok("cp", f"{c}:/data/y", str(tmp_path / "y.copy"))
+    assert (tmp_path / "y.copy").read_text() == "y\n"
+    # `-`: a tar on stdout, and a tar from stdin.
+    r = palletd.docker("cp", f"{c}:/data/d", "-", input=b"")
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as tar:
+        assert sorted(tar.getnames()) == ["d", "d/x"]
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("from-stdin.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"in\n"))
+    r = palletd.docker("cp", "-", f"{c}:/tmp", input=buf.getvalue())
+    assert r.returncode == 0, r.stderr
+    assert palletd.cli_ok("exec", c, "cat", "/tmp/from-stdin.txt") == "in\n"
+    r = palletd.docker("cp", f"{c}:/no/such", str(tmp_path / "x"))
+    assert r.returncode != 0 and "/no/such" in r.stderr
+
+
+def test_docker_export_and_stats(palletd: Any, tmp_path: Path) -> None:
+    c = "dexp"
+    _running(palletd, c)
+    palletd.cli_ok("exec", c, "sh", "-c", "echo mark > /marker")
+    palletd.docker_ok("export", "-o", str(tmp_path / "fs.tar"), c)
+    with tarfile.open(tmp_path / "fs.tar") as tar:
+        member = tar.extractfile("marker")
+        assert member is not None and member.read() == b"mark\n"
+    out = palletd.docker_ok("stats", "--no-stream", "--format",
+                            "{{.Name}} {{.MemUsage}} {{.PIDs}} {{.CPUPerc}}", c)
+    name, used, _, limit, pids, cpu = out.split()
+    assert name == c and used.endswith("B") and limit.endswith("B")
+    assert int(pids) >= 1 and cpu.endswith("%")
+
+
+def test_websocket_attach_carries_output_and_stdin(palletd: Any) -> None:
+    import asyncio
+
+    import aiohttp
+
+    palletd.cli_ok("run", "-di", "--name", "wsc", "busybox", "cat")
+
+    async def talk() -> bytes:
+        connector = aiohttp.UnixConnector(path=str(palletd.docker_socket))
+        async with aiohttp.ClientSession(connector=connector) as session:
+            url = "http://docker/v1.47/containers/wsc/attach/ws?stream=1&stdin=1&stdout=1"
+            async with session.ws_connect(url) as ws:
+                await ws.send_bytes(b"over the websocket\n")
+                msg = await asyncio.wait_for(ws.receive(), 10)
+                return bytes(msg.data)
+
+    assert asyncio.run(talk()) == b"over the websocket\n"
+    time.sleep(0.3)
+    assert palletd.inspect("wsc")["State"]["Running"] is True
+    missing = request(palletd.docker_socket, "GET", "/containers/ghost/attach/ws?stream=1")
+    assert (missing.status, missing.message) == (404, "No such container: ghost")
