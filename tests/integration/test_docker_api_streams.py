@@ -283,3 +283,145 @@ def test_websocket_attach_carries_output_and_stdin(palletd: Any) -> None:
     assert palletd.inspect("wsc")["State"]["Running"] is True
     missing = request(palletd.docker_socket, "GET", "/containers/ghost/attach/ws?stream=1")
     assert (missing.status, missing.message) == (404, "No such container: ghost")
+
+
+def test_docker_run_output_and_exit_codes(palletd: Any) -> None:
+    r = palletd.docker("run", "--rm", "busybox", "echo", "hi")
+    assert (r.returncode, r.stdout) == (0, "hi\n"), r.stderr
+    r = palletd.docker("run", "--rm", "busybox", "sh", "-c", "echo oops >&2; exit 3")
+    assert (r.returncode, r.stdout, r.stderr) == (3, "", "oops\n")
+
+
+def test_docker_run_i_takes_piped_stdin(palletd: Any) -> None:
+    r = palletd.docker("run", "-i", "--rm", "busybox", "cat", input="hello\n")
+    assert (r.returncode, r.stdout) == (0, "hello\n"), r.stderr
+    big = "".join(f"line {i}\n" for i in range(50000))
+    r = palletd.docker("run", "-i", "--rm", "busybox", "wc", "-l", input=big)
+    assert (r.returncode, r.stdout.strip()) == (0, "50000"), r.stderr
+
+
+def test_docker_exec_output_exit_codes_and_stdin(palletd: Any) -> None:
+    c = "dex"
+    _running(palletd, c)
+    hostname = palletd.docker_ok("exec", c, "cat", "/etc/hostname").strip()
+    assert hostname and hostname == palletd.cli_ok("exec", c, "hostname").strip()
+    r = palletd.docker("exec", c, "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (r.returncode, r.stdout, r.stderr) == (7, "out\n", "err\n")
+    r = palletd.docker("exec", "-i", c, "cat", input="piped\n")
+    assert (r.returncode, r.stdout) == (0, "piped\n")
+    r = palletd.docker("exec", "-e", "A=b", "-w", "/tmp", "-u", "nobody", c, "sh", "-c",
+                       "echo $A $(pwd) $(id -un)")
+    assert r.stdout == "b /tmp nobody\n", r.stderr
+    r = palletd.docker("exec", c, "no-such-command")
+    assert r.returncode == 126 or r.returncode == 127, (r.returncode, r.stderr)
+    palletd.docker_ok("exec", "-d", c, "touch", "/tmp/detached")
+    palletd.wait_for(lambda: palletd.cli("exec", c, "test", "-f", "/tmp/detached").returncode == 0,
+                     10, what="the detached exec's file")
+    palletd.cli_ok("stop", "-t", "0", c)
+    r = palletd.docker("exec", c, "true")
+    assert r.returncode != 0 and "is not running" in r.stderr
+
+
+def test_docker_attach_sees_output_and_leaves_the_container_running(palletd: Any) -> None:
+    palletd.cli_ok("run", "-d", "--name", "dat", "busybox", "sh", "-c",
+                   "while sleep 0.2; do echo tick; done")
+    proc = palletd.docker_popen("attach", "--no-stdin", "dat")
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"tick\n"
+    proc.kill()
+    proc.wait(10)
+    time.sleep(0.3)
+    assert palletd.inspect("dat")["State"]["Running"] is True
+    palletd.cli_ok("run", "-di", "--name", "dcat", "busybox", "cat")
+    proc = palletd.docker_popen("attach", "dcat", stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(b"through attach\n")
+    proc.stdin.flush()
+    assert proc.stdout.readline() == b"through attach\n"
+    proc.kill()
+    proc.wait(10)
+    assert palletd.inspect("dcat")["State"]["Running"] is True
+
+
+def test_docker_py_models(palletd: Any) -> None:
+    client = palletd.docker_client()
+    try:
+        c = client.containers.run("busybox", ["sleep", "3600"], detach=True, name="pymod")
+        code, out = c.exec_run(["sh", "-c", "echo fine; exit 4"])
+        assert (code, out) == (4, b"fine\n")
+        code, (out, err) = c.exec_run(["sh", "-c", "echo o; echo e >&2"], demux=True)
+        assert (code, out, err) == (0, b"o\n", b"e\n")
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            info = tarfile.TarInfo("put.txt")
+            info.size = 2
+            tar.addfile(info, io.BytesIO(b"ok"))
+        assert c.put_archive("/tmp", buf.getvalue())
+        bits, stat = c.get_archive("/tmp/put.txt")
+        assert stat["size"] == 2
+        with tarfile.open(fileobj=io.BytesIO(b"".join(bits))) as tar:
+            member = tar.extractfile("put.txt")
+            assert member is not None and member.read() == b"ok"
+        s = c.stats(stream=False)
+        assert s["name"] == "/pymod" and s["memory_stats"]["limit"] > 0
+        talker = client.containers.run("busybox", ["sh", "-c", "echo said; sleep 3600"],
+                                       detach=True, name="pytalk")
+        time.sleep(0.5)
+        assert talker.attach(stdout=True, stderr=True, stream=False, logs=True) == b"said\n"
+        c.remove(force=True)
+        talker.remove(force=True)
+    finally:
+        client.close()
+
+
+# -- terminals --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def terminals() -> Any:
+    from tests.integration.test_tty import Terminal
+
+    started: list[Terminal] = []
+    yield started
+    for term in started:
+        term.close()
+
+
+def _docker_terminal(palletd: Any, terminals: list[Any], *args: str, **kw: Any) -> Any:
+    from tests.integration.conftest import DOCKER_CLI
+    from tests.integration.test_tty import Terminal
+
+    env = palletd.docker_env()
+    argv = ["env", f"DOCKER_HOST={env['DOCKER_HOST']}", f"DOCKER_CONFIG={env['DOCKER_CONFIG']}",
+            "DOCKER_CLI_HINTS=false", DOCKER_CLI, *args]
+    term = Terminal(argv, **kw)
+    terminals.append(term)
+    return term
+
+
+def test_docker_run_it_and_exec_it_on_a_terminal(palletd: Any, terminals: list[Any]) -> None:
+    child = _docker_terminal(palletd, terminals, "run", "-it", "--name", "dtty", "busybox", "sh",
+                             rows=30, cols=90)
+    child.expect_exact("# ")
+    child.sendline("stty size; tty; echo hel''lo")
+    child.expect_exact("30 90")
+    child.expect_exact("/dev/pts/0")
+    child.expect_exact("hello")
+    other = _docker_terminal(palletd, terminals, "exec", "-it", "dtty", "sh", rows=40, cols=100)
+    other.expect_exact("# ")
+    other.sendline("stty size; echo from-exec")
+    other.expect_exact("40 100")
+    other.expect_exact("from-exec")
+    other.sendline("exit 5")
+    assert other.end() == 5
+    # ctrl-p ctrl-q: detached, the container runs on.
+    child.sendcontrol("p")
+    child.sendcontrol("q")
+    assert child.end() == 0
+    assert palletd.inspect("dtty")["State"]["Running"] is True
+    again = _docker_terminal(palletd, terminals, "attach", "dtty")
+    time.sleep(0.5)
+    again.sendline("echo back-again")
+    again.expect_exact("back-again")
+    again.sendline("exit 2")
+    assert again.end() == 2
