@@ -243,7 +243,7 @@ class ContainerEndpoints:
     async def update(self, request: web.Request) -> web.Response:
         body = Body(await read_json(request), "")
         update = pb.UpdateContainerRequest(container=request.match_info["id"])
-        resources_into(body, update.resources, update=True)
+        resources_into(body, update.resources)
         for key in ("Devices", "Ulimits"):
             body.unsupported(key, why="docker update cannot change it either")
         policy = body.object("RestartPolicy")

@@ -390,23 +390,23 @@ _THROTTLES = (
 )
 
 
-def resources_into(host: Body, r: pb.Resources, *, update: bool = False) -> None:
-    """Docker's resource fields (HostConfig's, or an update's body) into `r`. At create a
-    zero is docker's "no limit" and left unset; in an update every field given is set."""
+def resources_into(host: Body, r: pb.Resources) -> None:
+    """Docker's resource fields (HostConfig's, or an update's body) into `r`. A zero (an
+    empty string, a false) is docker's "not given": no limit at create, unchanged in an
+    update (the docker CLI sends every field, the ones not asked for as zeros)."""
     for key, attr in _LIMITS:
         value = host.integer(key)
-        if value is None or (not update and value == 0):
+        if not value:
             continue
         if attr == "blkio_weight" and value < 0:
             raise InvalidArgument(f"invalid {host.name(key)}: {value}: use 10 to 1000")
         setattr(r, attr, value)
     for key, attr in (("CpusetCpus", "cpuset_cpus"), ("CpusetMems", "cpuset_mems")):
         text = host.text(key)
-        if text or (update and key in host.data):
+        if text:
             setattr(r, attr, text)
-    oom = host.optional_flag("OomKillDisable")
-    if oom is not None and (oom or update):
-        r.oom_kill_disable = oom
+    if host.optional_flag("OomKillDisable"):
+        r.oom_kill_disable = True
     for key, attr in _THROTTLES:
         for device in host.objects(key):
             rate = device.integer("Rate") or 0
