@@ -18,10 +18,6 @@ from docker_http import request
 pytestmark = pytest.mark.integration
 
 
-def _ids(palletd: Any) -> set[str]:
-    return {c.id for c in palletd.containers(all=True)} if hasattr(palletd, "containers") else set()
-
-
 def test_create_start_inspect_wait_rm_with_the_docker_cli(palletd: Any) -> None:
     cid = palletd.docker_ok("create", "--name", "web", "-e", "A=1", "-l", "k=v", "-w", "/tmp",
                             "busybox", "sh", "-c", "echo out; echo err >&2; exit 3").strip()
@@ -209,3 +205,205 @@ def test_logs_over_raw_http_are_multiplexed_frames(palletd: Any) -> None:
     none = request(palletd.docker_socket, "GET", "/containers/framed/logs")
     assert (none.status, none.message) == (400, "Bad parameters: you must choose at least one stream")
     palletd.docker_ok("rm", "framed")
+
+
+def test_docker_py_containers(palletd: Any) -> None:
+    client = palletd.docker_client()
+    try:
+        made = client.containers.create("busybox", ["sh", "-c", "echo made"], name="pymade",
+                                        labels={"from": "py"}, environment={"X": "1"})
+        assert made.status == "created" and made.name == "pymade"
+        ran = client.containers.run("busybox", ["sh", "-c", "echo hello; sleep 600"], detach=True,
+                                    name="pyran", ports={"80/tcp": ("127.0.0.1", 18082)})
+        ran.reload()
+        assert ran.status == "running"
+        assert ran.attrs["HostConfig"]["PortBindings"] == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18082"}]}
+        assert ran.ports == {"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "18082"}]}
+        assert sorted(c.name for c in client.containers.list()) == ["pyran"]
+        assert sorted(c.name for c in client.containers.list(all=True)) == ["pymade", "pyran"]
+        assert [c.name for c in client.containers.list(all=True, filters={"label": "from=py"})] == ["pymade"]
+        assert client.containers.get("pyran").id == ran.id
+        for _ in range(50):
+            if ran.logs() == b"hello\n":
+                break
+            time.sleep(0.1)
+        assert ran.logs() == b"hello\n"
+        assert ran.logs(stdout=False) == b""
+        ran.stop(timeout=1)
+        assert ran.wait() == {"StatusCode": 137, "Error": None}
+        made.start()
+        assert made.wait(condition="not-running")["StatusCode"] == 0
+        assert made.logs() == b"made\n"
+        made.remove()
+        ran.remove(force=True)
+        import docker.errors
+
+        with pytest.raises(docker.errors.NotFound, match="No such container: pyran"):
+            client.containers.get("pyran")
+        api = client.api
+        host_config = api.create_host_config(
+            mem_limit="32m", cpu_shares=512, pids_limit=40, cap_drop=["NET_RAW"],
+            read_only=True, tmpfs={"/scratch": "size=1m"}, restart_policy={"Name": "on-failure", "MaximumRetryCount": 3},
+            binds={"/tmp": {"bind": "/hosttmp", "mode": "ro"}}, extra_hosts={"db": "10.0.0.9"},
+            dns=["10.0.0.53"], sysctls={"net.ipv4.ip_forward": "1"}, init=True,
+            ulimits=[docker.types.Ulimit(name="nofile", soft=512, hard=1024)],
+            log_config=docker.types.LogConfig(type="json-file", config={"max-size": "1m", "max-file": "2"}),
+        )
+        created = api.create_container("busybox", ["true"], name="pyapi", host_config=host_config,
+                                       working_dir="/tmp", user="1:1", hostname="box",
+                                       stop_signal="SIGINT", healthcheck={"test": ["CMD", "true"], "interval": 1_000_000_000})
+        doc = api.inspect_container(created["Id"])
+        hc = doc["HostConfig"]
+        assert (hc["Memory"], hc["CpuShares"], hc["PidsLimit"]) == (32 << 20, 512, 40)
+        assert hc["CapDrop"] == ["CAP_NET_RAW"] or hc["CapDrop"] == ["NET_RAW"]
+        assert hc["ReadonlyRootfs"] is True and hc["Tmpfs"] == {"/scratch": "size=1m"}
+        assert hc["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        assert hc["Binds"] == ["/tmp:/hosttmp:ro"] and hc["ExtraHosts"] == ["db:10.0.0.9"]
+        assert hc["Dns"] == ["10.0.0.53"] and hc["Sysctls"] == {"net.ipv4.ip_forward": "1"}
+        assert hc["Init"] is True and hc["Ulimits"] == [{"Name": "nofile", "Hard": 1024, "Soft": 512}]
+        assert hc["LogConfig"]["Config"] == {"max-size": str(1 << 20), "max-file": "2"}
+        cfg = doc["Config"]
+        assert (cfg["WorkingDir"], cfg["User"], cfg["Hostname"], cfg["StopSignal"]) == ("/tmp", "1:1", "box", "SIGINT")
+        assert cfg["Healthcheck"] == {"Test": ["CMD", "true"], "Interval": 1_000_000_000}
+        api.remove_container(created["Id"])
+    finally:
+        for name in ("pymade", "pyran", "pyapi"):
+            palletd.docker("rm", "-f", name)
+        client.close()
+
+
+def test_wait_conditions_next_exit_and_removed(palletd: Any) -> None:
+    palletd.docker_ok("create", "--name", "later", "busybox", "sh", "-c", "exit 5")
+    # Waiting for the next exit of a container not started yet returns once it has run.
+    waiter = palletd.docker_popen("wait", "later")  # the CLI's default: not-running
+    assert waiter.communicate(timeout=30)[0].strip() == b"0"  # created: at once
+    next_exit = request_async(palletd, "/containers/later/wait?condition=next-exit")
+    time.sleep(0.5)
+    assert next_exit.poll() is None
+    palletd.docker_ok("start", "later")
+    out, _ = next_exit.communicate(timeout=30)
+    assert json.loads(out) == {"StatusCode": 5, "Error": None}
+    removed = request_async(palletd, "/containers/later/wait?condition=removed")
+    time.sleep(0.5)
+    assert removed.poll() is None
+    palletd.docker_ok("rm", "later")
+    out, _ = removed.communicate(timeout=30)
+    assert json.loads(out) == {"StatusCode": 5, "Error": None}
+    bad = request(palletd.docker_socket, "POST", "/containers/nothing/wait")
+    assert (bad.status, bad.message) == (404, "No such container: nothing")
+    palletd.docker_ok("create", "--name", "cond", "busybox", "true")
+    odd = request(palletd.docker_socket, "POST", "/containers/cond/wait?condition=sometime")
+    assert odd.status == 400 and "condition" in odd.message
+    palletd.docker_ok("rm", "cond")
+
+
+def request_async(palletd: Any, path: str) -> subprocess.Popen[bytes]:
+    """A POST in a process of its own (it blocks until the wait is over); its body on stdout."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); from docker_http import request; "
+        "r = request(sys.argv[2], 'POST', sys.argv[3], timeout=60); "
+        "sys.stdout.buffer.write(r.body)"
+    )
+    import os
+    import sys
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen([sys.executable, "-c", code, here, str(palletd.docker_socket), path],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    palletd.popens.append(proc)
+    return proc
+
+
+def _names(palletd: Any) -> list[str]:
+    return sorted(c["Names"][0] for c in request(palletd.docker_socket, "GET", "/containers/json?all=1").json())
+
+
+def test_bad_create_bodies_are_refused_naming_the_field_and_make_nothing(palletd: Any) -> None:
+    sock = palletd.docker_socket
+    cases: list[tuple[bytes | dict[str, Any], int, str]] = [
+        (b"{not json", 400, "invalid JSON"),
+        (b"[1, 2]", 400, "expected a JSON object"),
+        ({"Image": "busybox", "Env": "A=1"}, 400, "invalid Env: 'A=1': expected an array of strings"),
+        ({"Image": "busybox", "Tty": "yes"}, 400, "invalid Tty"),
+        ({"Image": "busybox", "HostConfig": {"Memory": "64m"}}, 400, "invalid HostConfig.Memory: '64m': expected an integer"),
+        ({"Image": "busybox", "HostConfig": {"Memory": True}}, 400, "invalid HostConfig.Memory"),
+        ({"Image": "busybox", "HostConfig": {"PidMode": "host"}}, 400, "HostConfig.PidMode 'host' is not supported by pallet"),
+        ({"Image": "busybox", "HostConfig": {"Links": ["a:b"]}}, 400, "HostConfig.Links"),
+        ({"Image": "busybox", "HostConfig": {"LogConfig": {"Type": "syslog"}}}, 400, "HostConfig.LogConfig.Type 'syslog' is not supported"),
+        ({"Image": "busybox", "HostConfig": {"DeviceRequests": [{"Driver": "nvidia"}]}}, 400, "HostConfig.DeviceRequests"),
+        ({"Image": "busybox", "Domainname": "example.org"}, 400, "Domainname 'example.org' is not supported"),
+        ({"Image": "busybox", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "nope"}]}}}, 400, "nope"),
+        ({"Image": "busybox", "HostConfig": {"Memory": 1024}}, 400, "memory"),
+        ({"Image": "busybox", "HostConfig": {"CapAdd": ["NOT_A_CAP"]}}, 400, "NOT_A_CAP"),
+        ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/does/not/exist", "Target": "/x"}]}}, 400, "/does/not/exist"),
+        ({"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, 400, "sometimes"),
+        ({"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"a": {}, "b": {}}}}, 400, "more than one network"),
+        ({"Image": "busybox", "HostConfig": {"NetworkMode": "nosuchnet"}}, 404, "nosuchnet"),
+        ({"Image": "busybox:nope"}, 404, "No such image: busybox:nope"),
+        ({}, 400, "no image given"),
+    ]
+    for body, status, words in cases:
+        reply = request(sock, "POST", "/containers/create?name=half", body)
+        assert reply.status == status and words in reply.message, (body, reply.status, reply.body)
+        assert reply.headers["content-type"] == "application/json"
+    assert _names(palletd) == []
+    bad_name = request(sock, "POST", "/containers/create?name=no/slash", {"Image": "busybox"})
+    assert bad_name.status == 400
+    unknown = request(sock, "POST", "/containers/create?name=fine",
+                      {"Image": "busybox", "Cmd": ["true"], "SomethingNew": {"x": 1},
+                       "HostConfig": {"AlsoNew": 3, "IpcMode": "private", "Runtime": "runc"}})
+    assert unknown.status == 201 and unknown.json()["Warnings"] == []
+    assert _names(palletd) == ["/fine"]
+    dup = request(sock, "POST", "/containers/create?name=fine", {"Image": "busybox"})
+    assert dup.status == 409 and "fine" in dup.message
+    assert _names(palletd) == ["/fine"]
+    palletd.docker_ok("rm", "fine")
+
+
+def test_unknown_containers_and_bad_arguments_over_raw_http(palletd: Any) -> None:
+    sock = palletd.docker_socket
+    for method, path in (("GET", "/containers/ghost/json"), ("POST", "/containers/ghost/start"),
+                         ("POST", "/containers/ghost/stop"), ("POST", "/containers/ghost/kill"),
+                         ("DELETE", "/containers/ghost"), ("GET", "/containers/ghost/logs?stdout=1"),
+                         ("GET", "/containers/ghost/top"), ("GET", "/containers/ghost/changes"),
+                         ("POST", "/containers/ghost/rename?name=xy"), ("POST", "/containers/ghost/pause")):
+        reply = request(sock, method, path)
+        assert (reply.status, reply.message) == (404, "No such container: ghost"), path
+    palletd.docker_ok("create", "--name", "target", "busybox", "sleep", "600")
+    assert request(sock, "POST", "/containers/target/stop").status == 304
+    assert request(sock, "POST", "/containers/target/start").status == 204
+    assert request(sock, "POST", "/containers/target/start").status == 304
+    assert request(sock, "POST", "/containers/target/kill?signal=NOPE").status == 400
+    assert request(sock, "POST", "/containers/target/stop?t=soon").status == 400
+    assert request(sock, "GET", "/containers/json?all=maybe").status == 400
+    assert request(sock, "GET", "/containers/json?filters={bad").status == 400
+    assert request(sock, "DELETE", "/containers/target?link=1").status == 400
+    assert request(sock, "POST", "/containers/target/rename").status == 400
+    up = request(sock, "POST", "/containers/target/update", {"Memory": "lots"})
+    assert up.status == 400 and "Memory" in up.message
+    assert request(sock, "POST", "/containers/target/update", b"{oops").status == 400
+    ok = request(sock, "POST", "/containers/target/update", {"CpuShares": 256})
+    assert (ok.status, ok.json()) == (200, {"Warnings": []})
+    assert request(sock, "GET", "/containers/target/logs?stdout=1&since=yesterday").status == 400
+    assert request(sock, "GET", "/containers/target/logs?stdout=1&tail=some").status == 400
+    conflict = request(sock, "DELETE", "/containers/target")
+    assert conflict.status == 409 and "running" in conflict.message
+    sized = request(sock, "GET", "/containers/target/json?size=1").json()
+    assert sized["SizeRw"] >= 0 and sized["SizeRootFs"] > sized["SizeRw"]
+    assert "SizeRw" not in request(sock, "GET", "/containers/target/json").json()
+    listed = request(sock, "GET", "/containers/json").json()[0]
+    assert listed["Names"] == ["/target"] and listed["State"] == "running"
+    assert listed["Command"] == "sleep 600" and listed["HostConfig"] == {"NetworkMode": "bridge"}
+    assert listed["Status"].startswith("Up ") and "bridge" in listed["NetworkSettings"]["Networks"]
+    assert request(sock, "DELETE", "/containers/target?force=1").status == 204
+    assert _names(palletd) == []
+
+
+def test_run_of_a_missing_image_says_so(palletd: Any) -> None:
+    # The CLI hears dockerd's 404 for the image, tries to pull it, and shows why that failed
+    # (no registry is reachable from the tests).
+    result = palletd.docker("run", "-d", "busybox:nope", "true")
+    assert result.returncode == 125
+    assert result.stderr.startswith("Unable to find image 'busybox:nope' locally\n")
+    assert "docker: Error response from daemon:" in result.stderr
+    assert palletd.docker_ok("ps", "-aq") == ""
