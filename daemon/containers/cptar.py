@@ -20,7 +20,9 @@ Why not `tarfile.open(mode="r|")`: its stream mode reads through a record buffer
 copies whole on every read (a 512-byte header cost a copy of the buffer), then hands a
 file's content on through two more buffers; a gigabyte went through Python four times.
 The end of the archive is tarfile's: a zero block, or a header that does not parse after
-the first one; a first header that does not parse is not a tar at all.
+the first one; a first header that does not parse is not a tar at all. As with Go's
+archive/tar, a stream that ends right after an entry's content (no padding, no end blocks)
+ends the archive too; one that ends inside a header or a content is cut short.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class TarReader:
         self.offset = 0  # tarfile's: where the next header starts (fromtarfile sets it)
         self.pax_headers: dict[str, str] = {}  # global pax headers (fromtarfile keeps them)
         self._content = 0  # the current entry's content not yet copied
+        self._data_end = 0  # the stream position where the current entry's content ends
+        self._ended = False  # the stream ended in the padding after the last content
 
     # ---- the file object fromtarfile reads --------------------------------------------
 
@@ -107,6 +111,8 @@ class TarReader:
         first = True
         while True:
             self._skip_to(self.offset)
+            if self._ended:
+                return
             try:
                 member = self._tarinfo.fromtarfile(self)  # type: ignore[arg-type]
             except _EOF_HEADER:
@@ -119,6 +125,7 @@ class TarReader:
                 raise tarfile.ReadError(str(exc)) from None
             first = False
             self._content = member.size if member.isreg() else 0
+            self._data_end = member.offset_data + self._content
             yield member
 
     def copy_to(self, fd: int, size: int) -> None:
@@ -160,6 +167,13 @@ class TarReader:
                 self._fill(min(left, READ_SIZE))
                 have = len(self._buf) - self._pos
                 if not have:
+                    if self._consumed >= self._data_end:
+                        # The last entry is whole and only its padding and the end
+                        # blocks are missing: the end, as Go's archive/tar reads it
+                        # (the docker CLI sends such a context for `build -f -`: its
+                        # tar's pipe is closed before the writer's last blocks).
+                        self._ended = True
+                        return
                     raise tarfile.ReadError("unexpected end of data")
             step = min(left, have)
             self._pos += step

@@ -115,6 +115,19 @@ def test_a_truncated_tar_is_refused(tmp_path: Path) -> None:
         extract_context(io.BytesIO(data), str(tmp_path))
 
 
+def test_a_tar_that_ends_right_after_its_last_content_is_whole(tmp_path: Path) -> None:
+    # The docker CLI's context for `build -f -` ends so (its tar's pipe closes before the
+    # last padding and end blocks); Go's archive/tar, dockerd's, reads it as whole.
+    data = tar((info("Dockerfile"), b"FROM scratch\n"), (info("last"), b"x" * 47)).getvalue()
+    end = 512 * 3 + 47  # two headers, the Dockerfile's block, then the last content
+    assert data[end:].strip(b"\0") == b""
+    stats = extract_context(io.BytesIO(data[:end]), str(tmp_path))
+    assert stats.entries == 2 and (tmp_path / "last").read_bytes() == b"x" * 47
+    (tmp_path / "cut").mkdir()
+    with pytest.raises(InvalidArgument, match="not a valid tar"):
+        extract_context(io.BytesIO(data[:end - 1]), str(tmp_path / "cut"))
+
+
 @pytest.mark.parametrize("form", ["gnu", "posix"])
 def test_a_sparse_file_entry_is_refused_not_extracted_wrong(tmp_path: Path, form: str) -> None:
     # GNU tar's --sparse stores only the data regions; read as a plain file they would be

@@ -6,6 +6,7 @@ from pallet.daemon.api.docker.containers import ContainerEndpoints
 from pallet.daemon.api.docker.gateway import DockerGateway, Endpoints
 from pallet.daemon.api.docker.networks import NetworkEndpoints
 from pallet.daemon.api.docker.services import Servicers
+from pallet.daemon.api.docker.build import BuildEndpoints
 from pallet.daemon.api.docker.images import ImagesEndpoints
 from pallet.daemon.api.docker.streams import StreamEndpoints
 from pallet.daemon.api.docker.system import SystemEndpoints
@@ -22,6 +23,7 @@ def endpoint_modules(services: Servicers) -> list[Endpoints]:
         ImagesEndpoints(services),
         ContainerEndpoints(services),
         StreamEndpoints(services),
+        BuildEndpoints(services),
     ]
 
 

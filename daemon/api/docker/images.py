@@ -74,6 +74,16 @@ def auth_config(decoded: dict[str, Any], name: str) -> images_pb2.RegistryAuth:
     )
 
 
+def registry_host(address: str) -> str:
+    """A registry address as Docker writes it in credentials (`https://host:port/v1/`)
+    as the host[:port] pallet names a registry by; Docker Hub's as the empty name."""
+    host = address
+    for scheme in ("https://", "http://"):
+        host = host.removeprefix(scheme)
+    host = host.split("/", 1)[0]
+    return "" if host in ("index.docker.io", "registry-1.docker.io", "docker.io") else host
+
+
 def _b64_json(header: str, name: str) -> Any:
     header = header.strip()
     if not header:
