@@ -233,8 +233,9 @@ def df(args: argparse.Namespace) -> int:
         rows_of.append(("Local Volumes", usage.volumes))
     for name, item in rows_of:
         share = f" ({item.reclaimable * 100 // item.size}%)" if item.size else ""
-        rows.append([name, str(item.total), str(item.active), fmt.human_size(item.size),
-                     fmt.human_size(item.reclaimable) + share])
+        # docker's df sizes have four significant digits (units.HumanSize), not three.
+        rows.append([name, str(item.total), str(item.active), fmt.human_size(item.size, 4),
+                     fmt.human_size(item.reclaimable, 4) + share])
     print(fmt.table(rows))
     return 0
 

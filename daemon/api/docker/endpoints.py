@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pallet.daemon.api.docker.containers import ContainerEndpoints
+from pallet.daemon.api.docker.diskusage import DiskUsageEndpoints
 from pallet.daemon.api.docker.gateway import DockerGateway, Endpoints
 from pallet.daemon.api.docker.networks import NetworkEndpoints
 from pallet.daemon.api.docker.services import Servicers
@@ -24,6 +25,7 @@ def endpoint_modules(services: Servicers) -> list[Endpoints]:
         ContainerEndpoints(services),
         StreamEndpoints(services),
         BuildEndpoints(services),
+        DiskUsageEndpoints(services),
     ]
 
 

@@ -11,10 +11,10 @@ from typing import Any
 from pallet.v1.docker.times import rfc3339_seconds
 
 
-def volume_json(v: Any, *, usage: bool = False) -> dict[str, Any]:
-    """A volume as dockerd's, in its field order. `usage`: with UsageData (what dockerd
-    adds in `system df` only): Size (-1 when not computed) and RefCount (the containers
-    that have it among their mounts)."""
+def volume_json(v: Any, *, usage: tuple[int, int] | None = None) -> dict[str, Any]:
+    """A volume as dockerd's, in its field order. `usage`: (size, ref count) for the
+    UsageData dockerd adds in `system df` only: Size (-1 when not computed) and RefCount
+    (the containers that have it among their mounts)."""
     out: dict[str, Any] = {
         "CreatedAt": rfc3339_seconds(v.created),
         "Driver": v.driver,
@@ -24,6 +24,6 @@ def volume_json(v: Any, *, usage: bool = False) -> dict[str, Any]:
         "Options": dict(sorted(v.options.items())),
         "Scope": v.scope or "local",
     }
-    if usage:
-        out["UsageData"] = {"Size": int(v.size), "RefCount": len(v.users)}
+    if usage is not None:
+        out["UsageData"] = {"Size": int(usage[0]), "RefCount": int(usage[1])}
     return out
