@@ -65,10 +65,12 @@ class OwnPalletd:
         prefix: Sequence[str] = (),
         command: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        args: Sequence[str] = (),
     ) -> None:
         """`prefix` goes before the command (e.g. nsenter into a network namespace);
         `command` replaces the palletd console script (e.g. bench/timed_palletd.py);
-        `env` is added to the environment."""
+        `env` is added to the environment; `args` go after palletd's own (more --host)."""
+        self.args = list(args)
         self.prefix = list(prefix)
         self.command = list(command)
         self.env = dict(env or {})
@@ -129,6 +131,7 @@ class OwnPalletd:
             # In the host's own network namespace (no prefix that enters another) palletd
             # must make no bridge, rules or ip_forward there: containers get no network.
             *([] if self.prefix else ["--bridge", "none"]),
+            *self.args,
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:
             self.started_at = time.time()

@@ -1,7 +1,7 @@
 """The typed gRPC client of palletd: what the CLI and other Python programs call.
 
 Owns: the channel to the daemon (`unix:///path`, `unix:path`, `unix://path` or a bare
-path), one method per RPC returning pallet.v1 messages, duplex sessions for Attach and
+path; or `tcp://HOST:PORT` with mutual TLS, `client.remote` and `client.tls`), one method per RPC returning pallet.v1 messages, duplex sessions for Attach and
 Exec, and mapping every gRPC failure to `pallet.v1.errors` once (`client.errors`).
 Must not: print, parse command lines or format output.
 
@@ -19,11 +19,14 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pallet.client import wire
 from pallet.client.errors import from_rpc_error
 from pallet.v1.errors import Internal, InvalidArgument, Unavailable
+
+if TYPE_CHECKING:
+    from pallet.client.remote import TLSOptions
 
 DEFAULT_HOST = "unix:///run/pallet/pallet.sock"
 #: How long a connection to palletd may go unanswered (grpc core's own default); a
@@ -63,7 +66,8 @@ def resolve_connect_timeout(timeout: float | None = None) -> float:
 
 
 def grpc_target(host: str) -> str:
-    """The grpc target for a pallet host URL; only unix sockets are served without TLS."""
+    """The grpc target for a pallet host URL: a unix socket, or `HOST:PORT` for
+    `tcp://HOST:PORT` (which palletd serves only with mutual TLS)."""
     if host.startswith("unix://"):
         path = host[len("unix://") :]
         if not path:
@@ -75,18 +79,43 @@ def grpc_target(host: str) -> str:
         return host
     if host.startswith("/"):
         return f"unix://{host}"
-    if host.startswith(("tcp://", "http://", "https://")):
+    if host.startswith("tcp://"):
+        from pallet.client.remote import tcp_address
+
+        name, port = tcp_address(host)
+        return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    if host.startswith(("http://", "https://")):
         raise InvalidArgument(
-            f"invalid host {host!r}: palletd serves TCP only with mutual TLS, which this "
-            "client does not speak yet; use unix:///path/to/pallet.sock"
+            f"invalid host {host!r}: use tcp://HOST:PORT (always with mutual TLS) or "
+            "unix:///path/to/pallet.sock"
         )
-    raise InvalidArgument(f"invalid host {host!r}: expected unix:///path/to/pallet.sock")
+    raise InvalidArgument(
+        f"invalid host {host!r}: expected unix:///path/to/pallet.sock or tcp://HOST:PORT"
+    )
 
 
 def socket_path(host: str) -> str:
-    """The socket's path for a pallet host URL (as `grpc_target` checks it)."""
+    """The socket's path for a unix pallet host URL (as `grpc_target` checks it)."""
     target = grpc_target(host)
+    if not target.startswith("unix"):
+        raise InvalidArgument(f"host {host!r} is not a unix socket")
     return target[len("unix://") :] if target.startswith("unix://") else target[len("unix:") :]
+
+
+def open_channel(host: str, connect_timeout: float, tls: TLSOptions | None = None) -> wire.Channel:
+    """The channel to palletd at `host`: its unix socket, or tcp:// over mutual TLS with
+    the files `tls` names (else $PALLET_TLS_VERIFY and $PALLET_CERT_PATH, as
+    `remote.tls_files` finds them). ssl is imported only here, only for tcp://."""
+    if not host.startswith("tcp://"):
+        return wire.Channel(socket_path(host), connect_timeout, MAX_MESSAGE)
+    from pallet.client import remote
+
+    address = remote.tcp_address(host)
+    files = remote.tls_files(host, tls)
+    from pallet.client import tls as tlsconn
+
+    dialer = tlsconn.Dialer(address, tlsconn.client_context(files))
+    return wire.Channel(host, connect_timeout, MAX_MESSAGE, dialer=dialer)
 
 
 class DuplexSession:
@@ -201,10 +230,14 @@ def _read_chunks(stream: Any, size: int = CHUNK_SIZE) -> Iterator[bytes]:
 class PalletClient:
     """A connection to palletd. Close it (or use `with`) when done."""
 
-    def __init__(self, host: str | None = None, connect_timeout: float | None = None) -> None:
+    def __init__(
+        self, host: str | None = None, connect_timeout: float | None = None, tls: TLSOptions | None = None
+    ) -> None:
+        """`host`: unix:///path or tcp://HOST:PORT (mutual TLS: `tls` names the files, else
+        $PALLET_TLS_VERIFY and $PALLET_CERT_PATH or ~/.pallet give them)."""
         self.host = resolve_host(host)
         self._connect_timeout = resolve_connect_timeout(connect_timeout)
-        self._channel = wire.Channel(socket_path(self.host), self._connect_timeout, MAX_MESSAGE)
+        self._channel = open_channel(self.host, self._connect_timeout, tls)
         self._stubs: dict[str, _Stub] = {}
 
     # -- plumbing -----------------------------------------------------------------------------

@@ -105,7 +105,7 @@ def detach_keys_of(args: argparse.Namespace) -> bytes:
 def attach(args: argparse.Namespace) -> int:
     """`pallet attach [--no-stdin] [--sig-proxy] [--detach-keys] CTR`."""
     keys = detach_keys_of(args)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         c = client.inspect_container(args.container)
         stdin = not args.no_stdin and c.config.open_stdin
         tty = bool(c.config.tty)

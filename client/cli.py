@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from pallet.client import limits
+from pallet.client.remote import TLSOptions
 from pallet.v1.errors import PalletError
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -626,6 +627,26 @@ def _register(
         p.set_defaults(handler=target, error_exit=error_exit, verb=f"{prefix}{name}", verb_parser=p)
 
 
+_EPILOG = """\
+remote daemons:
+  palletd serves tcp:// only with mutual TLS: each side proves itself with a
+  certificate the other's CA signed. Give the CLI palletd's CA and a client
+  certificate signed by the CA palletd trusts (palletd --tlscacert):
+
+    pallet -H tcp://10.0.0.5:2376 --tlsverify --tlscacert ca.pem \\
+        --tlscert cert.pem --tlskey key.pem ps
+
+  or put ca.pem, cert.pem and key.pem in ~/.pallet (or $PALLET_CERT_PATH) and
+  export PALLET_HOST=tcp://10.0.0.5:2376 PALLET_TLS_VERIFY=1.
+
+environment:
+  PALLET_HOST             the daemon (-H)
+  PALLET_TLS_VERIFY       1: mutual TLS for tcp:// (--tlsverify)
+  PALLET_CERT_PATH        directory of ca.pem, cert.pem, key.pem (default ~/.pallet)
+  PALLET_CONNECT_TIMEOUT  seconds to wait for palletd to answer (default 20)
+"""
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The full `pallet` grammar, or with `only` just that top-level verb's.
 
@@ -635,12 +656,25 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="pallet: a container engine. Talks to palletd over gRPC.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         allow_abbrev=False,
     )
     parser.add_argument(
         "-H", "--host", metavar="URL",
-        help="daemon socket, e.g. unix:///run/pallet/pallet.sock (default: $PALLET_HOST or that)",
+        help="daemon socket, unix:///run/pallet/pallet.sock (default: $PALLET_HOST or that), "
+        "or a remote palletd at tcp://HOST:PORT, always over mutual TLS",
     )
+    parser.add_argument(
+        "--tlsverify", action="store_true",
+        help="use mutual TLS for tcp:// and check palletd's certificate (default: $PALLET_TLS_VERIFY)",
+    )
+    parser.add_argument("--tlscacert", metavar="FILE", default="",
+                        help="CA that signed palletd's certificate (default: $PALLET_CERT_PATH/ca.pem, ~/.pallet/ca.pem)")
+    parser.add_argument("--tlscert", metavar="FILE", default="",
+                        help="our client certificate (default: $PALLET_CERT_PATH/cert.pem, ~/.pallet/cert.pem)")
+    parser.add_argument("--tlskey", metavar="FILE", default="",
+                        help="our client certificate's key (default: $PALLET_CERT_PATH/key.pem, ~/.pallet/key.pem)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", parser_class=_Parser)
     if only is not None:
         _register(sub, {only: _TOP_VERBS[only]}, {}, "")
@@ -751,6 +785,10 @@ def _attach_dash_values(parser: argparse.ArgumentParser, argv: list[str]) -> lis
     return out
 
 
+#: The options before the verb that take a value.
+_GLOBAL_VALUE_OPTIONS = ("-H", "--host", "--tlscacert", "--tlscert", "--tlskey")
+
+
 def _top_verb(argv: Sequence[str]) -> str | None:
     """The command line's top-level verb when it is a known one; None otherwise (no verb,
     --help, an unknown option or verb: the full grammar answers those)."""
@@ -763,9 +801,10 @@ def _top_verb_index(argv: Sequence[str]) -> int:
     i = 0
     while i < len(argv):
         token = argv[i]
-        if token in ("-H", "--host"):
+        if token in _GLOBAL_VALUE_OPTIONS:
             i += 2
-        elif token.startswith("--host=") or (token.startswith("-H") and len(token) > 2):
+        elif token == "--tlsverify" or token.partition("=")[0] in _GLOBAL_VALUE_OPTIONS \
+                or (token.startswith("-H") and len(token) > 2):
             i += 1
         elif token in _TOP_VERBS:
             return i
@@ -793,6 +832,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if getattr(args, "verb", None) in ("exec", "container exec") and not args.command:
         raise_usage(args, "the following arguments are required: CMD")
     args.host = args.host or os.environ.get("PALLET_HOST") or "unix:///run/pallet/pallet.sock"
+    args.tls = TLSOptions(args.tlsverify, args.tlscacert, args.tlscert, args.tlskey)
     return args
 
 

@@ -5,7 +5,8 @@ keeping the daemon's message verbatim, and telling "the daemon is not there" (co
 refused, missing socket, or lost mid-call), which reads "daemon unavailable: cannot
 connect to palletd at HOST: is it running?", from a daemon that is there but does not
 answer (its socket accepts connections, since the kernel queues them even for a stopped
-process, but no HTTP/2 handshake comes back within the connect deadline). Must not:
+process, but no HTTP/2 handshake comes back within the connect deadline), and a TLS
+handshake that failed (said as `client.tls` words it). Must not:
 print, exit, or know about verbs; the CLI decides what to do.
 """
 
@@ -25,7 +26,7 @@ def cannot_connect(host: str, details: str = "") -> errors.Unavailable:
     if "Permission denied" in details:
         return errors.Unavailable(
             f"daemon unavailable: cannot connect to palletd at {host}: permission denied "
-            "(palletd's socket is root's)"
+            "(palletd's socket is root's, and its group's when palletd was started with --group)"
         )
     return errors.Unavailable(
         f"daemon unavailable: cannot connect to palletd at {host}: is it running?"
@@ -49,6 +50,8 @@ def from_rpc_error(exc: RpcError, host: str, connect_timeout: float | None = Non
     """
     if exc.failure == "silent":
         return not_answering(host, connect_timeout)
+    if exc.failure == "tls":
+        return errors.Unavailable(f"cannot connect to palletd at {host}: {exc.details}")
     if exc.failure in ("connect", "lost"):
         return cannot_connect(host, exc.details)
     code, details = exc.code, exc.details

@@ -276,7 +276,7 @@ def build(args: argparse.Namespace) -> int:
     else:
         view = PlainView(sys.stdout, sys.stdout.buffer)
     chunks = _Counted(context.chunks(), view.line)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         try:
             result = show(client.build(options, chunks), view)
         except BaseException:

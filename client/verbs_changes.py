@@ -15,7 +15,7 @@ _KIND_LETTERS = {1: "C", 2: "A", 3: "D"}
 
 
 def diff(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         changes = client.diff(args.container)
     for change in changes:
         print(f"{_KIND_LETTERS.get(change.kind, '?')} {change.path}")
@@ -23,7 +23,7 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def commit(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         image_id = client.commit(
             args.container,
             reference=args.reference or "",

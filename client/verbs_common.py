@@ -34,7 +34,7 @@ def each(
     """Run `action` for every name, printing what it returns; an error is printed, not
     fatal (the status is 1), unless the daemon cannot be reached at all."""
     status = 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         for name in names:
             try:
                 line = action(client, name)
@@ -62,7 +62,7 @@ def inspect_each(
     template = parse(fmt.expand_escapes(args.format)) if args.format else None
     found: list[dict[str, Any]] = []
     failures: list[str] = []
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         for name in names:
             try:
                 found.append(fetch(client, name))

@@ -34,7 +34,7 @@ _each = each
 
 def create(args: argparse.Namespace) -> int:
     config = container_config(args, os.environ)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         created = _create(client, config)
     print(created.id)
     return 0
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             return attached.print_not_a_tty(exc)
         attached.detach_keys_of(args)  # a bad one is refused before anything is created
     config = container_config(args, os.environ)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         created = _create(client, config)
         try:
             if args.detach:
@@ -176,7 +176,7 @@ def _start_attached(args: argparse.Namespace) -> int:
     if len(args.containers) > 1:
         raise InvalidArgument("you cannot start and attach multiple containers at once")
     keys = attached.detach_keys_of(args)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         c = client.inspect_container(args.containers[0])
         stdin = bool(args.interactive) and c.config.open_stdin
         try:
@@ -239,7 +239,7 @@ def rm(args: argparse.Namespace) -> int:
 
 def rename(args: argparse.Namespace) -> int:
     """docker rename: prints nothing; an error is the daemon's (exit 1)."""
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         client.rename(args.container, args.new_name)
     return 0
 
@@ -264,7 +264,7 @@ def ps(args: argparse.Namespace) -> int:
     template = args.format if args.format and args.format.strip() != "table" else None
     if template and template.strip() != "json":
         fmt.render_rows(template, [], views.CONTAINER_HEADERS)  # fail on a bad template before the call
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         containers = client.list_containers(all=args.all, filters=filters)
     if args.quiet:
         for c in containers:
@@ -329,7 +329,7 @@ def logs(args: argparse.Namespace) -> int:
         from pallet.client import format as fmt
 
         transform = fmt.TimestampPrefixer().feed
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         write_chunks(client.logs(request), transform)
     return 0
 
@@ -348,7 +348,7 @@ def exec_(args: argparse.Namespace) -> int:
         except attached.NotATTY as exc:
             return attached.print_not_a_tty(exc)
     keys = attached.detach_keys_of(args)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         try:
             session = client.exec(
                 args.container,

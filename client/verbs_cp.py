@@ -200,7 +200,7 @@ def cp(args: argparse.Namespace) -> int:
         raise InvalidArgument("copying between containers is not supported")
     if not (src_container or dst_container):
         raise InvalidArgument("must specify at least one container source")
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         if src_container:
             summary = copy_from(client, src_container, src or "/", dst, args)
         else:

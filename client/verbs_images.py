@@ -28,7 +28,7 @@ def images(args: argparse.Namespace) -> int:
         args.format = None  # "table" alone is the default table
     if args.format and args.format.strip() != "json":
         fmt.render_rows(args.format, [], views.IMAGE_HEADERS)  # a bad template fails before the call
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         found = client.list_images(all=args.all, filters=filters)
     if args.quiet:
         seen: set[str] = set()
@@ -50,7 +50,7 @@ def images(args: argparse.Namespace) -> int:
 
 def rmi(args: argparse.Namespace) -> int:
     status = 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         for name in args.images:
             try:
                 removed = client.remove_image(name, args.force)
@@ -70,7 +70,7 @@ def rmi(args: argparse.Namespace) -> int:
 
 
 def tag(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         client.tag(args.source, args.target)
     return 0
 
@@ -93,7 +93,7 @@ def _open_input(path: str | None, what: str) -> Any:
 def import_(args: argparse.Namespace) -> int:
     source = _open_input(args.file, "tar archive")
     try:
-        with PalletClient(args.host) as client:
+        with PalletClient(args.host, tls=args.tls) as client:
             image = client.import_image(source, args.reference, args.message, args.change or [])
     finally:
         if source is not getattr(sys.stdin, "buffer", sys.stdin):
@@ -105,7 +105,7 @@ def import_(args: argparse.Namespace) -> int:
 def load(args: argparse.Namespace) -> int:
     source = _open_input(args.input, "image archive")
     try:
-        with PalletClient(args.host) as client:
+        with PalletClient(args.host, tls=args.tls) as client:
             loaded = client.load(source)
     finally:
         if source is not getattr(sys.stdin, "buffer", sys.stdin):

@@ -27,7 +27,7 @@ def create(args: argparse.Namespace) -> int:
     from pallet.client.requests import network_create_request
 
     request = network_create_request(args)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         print(client.create_network(request))
     return 0
 
@@ -38,7 +38,7 @@ def ls(args: argparse.Namespace) -> int:
     template = args.format if args.format and args.format.strip() != "table" else None
     if template and template.strip() != "json":
         fmt.render_rows(template, [], views.NETWORK_HEADERS)  # a bad template fails before the call
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         networks = client.list_networks(filters)
     if args.quiet:
         for n in networks:
@@ -66,13 +66,13 @@ def rm(args: argparse.Namespace) -> int:
 
 
 def connect(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         client.connect_network(args.network, args.container, aliases=args.alias or [], ipv4_address=args.ip or "")
     return 0
 
 
 def disconnect(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         client.disconnect_network(args.network, args.container, force=bool(args.force))
     return 0
 
@@ -82,7 +82,7 @@ def prune(args: argparse.Namespace) -> int:
     if not confirmed(args.force, PRUNE_WARNING,
                      "network prune removes all custom networks not used by at least one container"):
         return 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         removed = client.prune_networks(filters)
     if removed:
         print("Deleted Networks:")
@@ -96,7 +96,7 @@ def port(args: argparse.Namespace) -> int:
     """`pallet port CTR [PRIVATE_PORT[/PROTO]]`."""
     from pallet.client.ports import port_lines
 
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         container = client.inspect_container(args.container)
     for line in port_lines(list(container.network_settings.ports), args.container, args.port):
         print(line)

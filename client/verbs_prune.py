@@ -33,7 +33,7 @@ def container_prune(args: argparse.Namespace) -> int:
     filters = validate_filters(args.filter or [])
     if not confirmed(args.force, CONTAINER_WARNING, "container prune removes all stopped containers"):
         return 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         deleted, reclaimed = client.prune_containers(filters)
     _section("Deleted Containers:", deleted)
     print(f"Total reclaimed space: {fmt.human_size(reclaimed)}")
@@ -60,7 +60,7 @@ def system_prune(args: argparse.Namespace) -> int:
     ):
         return 0
     reclaimed = 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         deleted, size = client.prune_containers(filters)
         _section("Deleted Containers:", deleted)
         reclaimed += size

@@ -76,7 +76,7 @@ def _auth_for(reference: str) -> creds.StoredAuth:
 
 def pull(args: argparse.Namespace) -> int:
     view = ProgressView(sys.stdout, args.quiet)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         final = None
         for response in client.pull(args.reference, args.platform or "", _auth_for(args.reference)):
             if response.WhichOneof("payload") == "progress":
@@ -93,7 +93,7 @@ def pull(args: argparse.Namespace) -> int:
 
 def push(args: argparse.Namespace) -> int:
     view = ProgressView(sys.stdout, args.quiet)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         for response in client.push(args.reference, _auth_for(args.reference)):
             if response.WhichOneof("payload") == "progress":
                 view.step(response.progress)
@@ -125,7 +125,7 @@ def login(args: argparse.Namespace) -> int:
     if args.password:
         print("WARNING! Using --password via the CLI is insecure. Use --password-stdin.", file=sys.stderr)
     auth = creds.StoredAuth(username, password)
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         status = client.login(registry, auth)
     path = creds.store(registry, auth)
     print(f"Credentials saved in {path}", file=sys.stderr)
@@ -172,19 +172,19 @@ def _write_stream(chunks: Any, path: str | None, what: str) -> None:
 
 
 def save(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         _write_stream(client.save(args.images, oci_only=args.format == "oci"), args.output, "archive")
     return 0
 
 
 def export(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         _write_stream(client.export(args.container), args.output, "tar archive")
     return 0
 
 
 def history(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         entries = client.history(args.image)
     now = time.time()
     if args.quiet:
@@ -211,7 +211,7 @@ def prune(args: argparse.Namespace) -> int:
         answer = input(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             return 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         result = client.prune_images(all=args.all)
     if result.untagged or result.deleted:
         print("Deleted Images:")
@@ -225,7 +225,7 @@ def prune(args: argparse.Namespace) -> int:
 
 
 def df(args: argparse.Namespace) -> int:
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         usage = client.disk_usage()
     rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]]
     rows_of = [("Images", usage.images), ("Containers", usage.containers)]

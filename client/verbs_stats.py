@@ -38,7 +38,7 @@ def top(args: argparse.Namespace) -> int:
 
     # docker sends the options as one string and the daemon splits it at spaces.
     ps_args = " ".join(args.ps_args).split(" ") if args.ps_args else []
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         table = client.top(args.container, ps_args)
     print(top_table(list(table.titles), [list(p.fields) for p in table.processes]))
     return 0
@@ -57,7 +57,7 @@ def stats(args: argparse.Namespace) -> int:
     stream = not args.no_stream
     redraw = stream and sys.stdout.isatty()
     first = True
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         for sample in client.stats(named, all=args.all, stream=stream):
             rows = [stats_fields(s, _as_named(s, named), trunc) for s in sample.stats]
             lines = fmt.render_rows(template, rows, STATS_HEADERS)

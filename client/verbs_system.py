@@ -70,7 +70,7 @@ def version(args: argparse.Namespace) -> int:
     server_part: dict[str, str] | None = None
     error: PalletError | None = None
     try:
-        with PalletClient(args.host) as client:
+        with PalletClient(args.host, tls=args.tls) as client:
             server_part = _server_version(client.version())
     except PalletError as exc:
         error = exc
@@ -134,7 +134,7 @@ def info(args: argparse.Namespace) -> int:
     from pallet.client.template import parse
 
     template = parse(fmt.expand_escapes(args.format)) if args.format else None
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         fields = _info_fields(client.info())
     if template is not None:
         print(template.render(fields))
@@ -181,7 +181,7 @@ def events(args: argparse.Namespace) -> int:
     with_seq = args.since_seq is not None
     if with_seq and not 0 <= args.since_seq <= 2**63 - 1:
         raise InvalidArgument(f"--since-seq must be 0 to {2**63 - 1}")
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         for event in client.events(filters, since_seq=args.since_seq, since=since, until=until):
             if fmt_text == "json":
                 line = go_json(docker_events.event_json_fields(event))

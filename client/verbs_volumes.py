@@ -30,7 +30,7 @@ PRUNE_ALL_WARNING = (
 def create(args: argparse.Namespace) -> int:
     labels = parse_labels(args.label or [])
     options = parse_key_values(args.opt or [], "driver option")
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         print(client.create_volume(args.name or "", args.driver or "", labels, options).name)
     return 0
 
@@ -40,7 +40,7 @@ def ls(args: argparse.Namespace) -> int:
     template = args.format if args.format and args.format.strip() != "table" else None
     if template and template.strip() != "json":
         fmt.render_rows(template, [], views.VOLUME_HEADERS)  # a bad template fails before the call
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         volumes = client.list_volumes(filters, size=bool(template and "Size" in template))
     if args.quiet:
         for v in volumes:
@@ -72,7 +72,7 @@ def prune(args: argparse.Namespace) -> int:
     if not confirmed(args.force, PRUNE_ALL_WARNING if args.all else PRUNE_WARNING,
                      "volume prune removes every unused volume it selects"):
         return 0
-    with PalletClient(args.host) as client:
+    with PalletClient(args.host, tls=args.tls) as client:
         removed, reclaimed = client.prune_volumes(filters, all_volumes=bool(args.all))
     if removed:
         print("Deleted Volumes:")

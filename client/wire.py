@@ -16,7 +16,9 @@ brings asyncio with it), more than the rest of a `pallet run --rm` in the CLI; t
 module and hpack import in a few ms. palletd serves with grpcio, and every other client
 (any language, any gRPC library) talks to it as before: this is plain gRPC on the wire.
 Only what a client needs is here: no server side, no server push (turned off in our
-SETTINGS), no compression (we offer none, so palletd sends none), no TLS yet.
+SETTINGS), no compression (we offer none, so palletd sends none). TLS, for palletd's
+tcp:// listener, is a `Dialer`'s (`client.tls`): this module moves HTTP/2 over whatever
+socket-like object the dialer connects, and never imports ssl.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import hpack
 
@@ -71,7 +73,9 @@ class RpcError(Exception):
     could be made: `details` has the reason), "silent" (the socket accepted the
     connection but no HTTP/2 answer came within the connect timeout), "lost" (the
     connection ended mid-call, or palletd is going away), "protocol" (palletd, or this
-    client, broke HTTP/2 or gRPC: `details` says how); "" for a status palletd sent.
+    client, broke HTTP/2 or gRPC: `details` says how), "tls" (the TLS handshake failed, or
+palletd refused our certificate: `details` says which side refused what); "" for a
+status palletd sent.
     """
 
     def __init__(self, code: str, details: str, failure: str = "") -> None:
@@ -79,6 +83,32 @@ class RpcError(Exception):
         self.code = code
         self.details = details
         self.failure = failure
+
+
+class TransportError(OSError):
+    """The secure transport under HTTP/2 failed (palletd refused our TLS certificate, ...):
+    its message says why in words; raised by a `Dialer`'s socket."""
+
+
+class Transport(Protocol):
+    """What a connection reads and writes through: a socket, or `client.tls.TLSSocket`."""
+
+    def sendall(self, data: bytes) -> None: ...
+    def sendmsg(self, buffers: list[bytes | memoryview], /) -> int: ...
+    def recv_into(self, buffer: bytearray, /) -> int: ...
+    def shutdown(self, how: int, /) -> None: ...
+    def close(self) -> None: ...
+
+
+class Dialer(Protocol):
+    """Makes connections that are not to a unix socket (palletd's tcp:// listener, with
+    mutual TLS): `connect` returns a transport ready for HTTP/2 within `timeout` or
+    raises RpcError; `scheme` and `authority` go in every call's headers."""
+
+    scheme: str
+    authority: str
+
+    def connect(self, timeout: float) -> Transport: ...
 
 
 class _Call:
@@ -163,9 +193,11 @@ class _Call:
 class Connection:
     """One HTTP/2 connection to palletd; `open` a call on it, from any thread."""
 
-    def __init__(self, path: str, connect_timeout: float, max_message: int) -> None:
+    def __init__(self, path: str, connect_timeout: float, max_message: int, dialer: Dialer | None = None) -> None:
         self.path = path
         self.max_message = max_message
+        self._dialer = dialer
+        self._scheme, self._authority = (dialer.scheme, dialer.authority) if dialer else ("http", "localhost")
         self.cv = threading.Condition()
         self._wlock = threading.Lock()  # one writer at a time, frames in order
         self._encoder = hpack.Encoder()
@@ -189,9 +221,27 @@ class Connection:
             self.close()
             raise RpcError("UNAVAILABLE", "no HTTP/2 SETTINGS within the connect timeout", "silent")
         if self.broken is not None:
+            self.close()
             raise self.broken
 
-    def _connect(self, timeout: float) -> socket.socket:
+    def _connect(self, timeout: float) -> Transport:
+        sock: Transport
+        if self._dialer is not None:
+            sock = self._dialer.connect(timeout)
+        else:
+            sock = self._connect_unix(timeout)
+        settings = _settings({_ENABLE_PUSH: 0, _INITIAL_WINDOW_SIZE: STREAM_WINDOW, _MAX_FRAME_SIZE: _MAX_FRAME})
+        try:
+            sock.sendall(
+                _PREFACE + settings
+                + _frame(_WINDOW_UPDATE, 0, 0, (_CONNECTION_WINDOW - _DEFAULT_WINDOW).to_bytes(4, "big"))
+            )
+        except OSError as exc:
+            sock.close()
+            raise RpcError("UNAVAILABLE", os.strerror(exc.errno or errno.EIO), "connect") from None
+        return sock
+
+    def _connect_unix(self, timeout: float) -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         with contextlib.suppress(OSError):
             # A unix socket holds what its sender's buffer allows (208 KiB by default): a
@@ -208,15 +258,6 @@ class Connection:
             sock.close()
             raise RpcError("UNAVAILABLE", os.strerror(exc.errno or errno.EIO), "connect") from None
         sock.settimeout(None)
-        settings = _settings({_ENABLE_PUSH: 0, _INITIAL_WINDOW_SIZE: STREAM_WINDOW, _MAX_FRAME_SIZE: _MAX_FRAME})
-        try:
-            sock.sendall(
-                _PREFACE + settings
-                + _frame(_WINDOW_UPDATE, 0, 0, (_CONNECTION_WINDOW - _DEFAULT_WINDOW).to_bytes(4, "big"))
-            )
-        except OSError as exc:
-            sock.close()
-            raise RpcError("UNAVAILABLE", os.strerror(exc.errno or errno.EIO), "connect") from None
         return sock
 
     @property
@@ -237,7 +278,7 @@ class Connection:
     def open(self, path: str) -> _Call:
         """Start a call of method `path` ("/pallet.v1.ContainersService/Create")."""
         headers = [
-            (":method", "POST"), (":scheme", "http"), (":path", path), (":authority", "localhost"),
+            (":method", "POST"), (":scheme", self._scheme), (":path", path), (":authority", self._authority),
             ("te", "trailers"), ("content-type", "application/grpc"), ("user-agent", "pallet-cli"),
         ]
         with self._wlock:
@@ -406,8 +447,11 @@ class Connection:
                     pieces[0] = memoryview(pieces[0])[n:]
             return True
         except OSError as exc:
-            reason = os.strerror(exc.errno or errno.EIO)
-            self._break(RpcError("UNAVAILABLE", f"the connection broke: {reason}", "lost"), run=False)
+            if isinstance(exc, TransportError):
+                error = RpcError("UNAVAILABLE", str(exc), "tls")
+            else:
+                error = RpcError("UNAVAILABLE", f"the connection broke: {os.strerror(exc.errno or errno.EIO)}", "lost")
+            self._break(error, run=False)
             try:
                 self._sock.shutdown(socket.SHUT_RDWR)
             except OSError:
@@ -478,6 +522,8 @@ class Connection:
                     del partial[:pos]
                 elif rest:
                     partial = bytearray(rest)
+        except TransportError as exc:
+            self._break(RpcError("UNAVAILABLE", str(exc), "tls"))
         except OSError as exc:
             self._break(RpcError("UNAVAILABLE", f"the connection broke: {exc.strerror or exc}", "lost"))
         except hpack.HPACKError as exc:
@@ -644,11 +690,16 @@ def _run(callbacks: list[Callable[[], None]]) -> None:
 
 
 class Channel:
-    """Calls to palletd at one unix socket, over one connection made on first use (and
-    made again when palletd closed or is closing the last one)."""
+    """Calls to palletd at one unix socket (or where `dialer` connects), over one
+    connection made on first use (and made again when palletd closed or is closing the
+    last one)."""
 
-    def __init__(self, path: str, connect_timeout: float, max_message: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self, path: str, connect_timeout: float, max_message: int = 64 * 1024 * 1024,
+        dialer: Dialer | None = None,
+    ) -> None:
         self.path = path
+        self.dialer = dialer
         self.connect_timeout = connect_timeout
         self.max_message = max_message
         self._conn: Connection | None = None
@@ -657,7 +708,7 @@ class Channel:
     def _connection(self) -> Connection:
         with self._lock:
             if self._conn is None or not self._conn.usable:
-                self._conn = Connection(self.path, self.connect_timeout, self.max_message)
+                self._conn = Connection(self.path, self.connect_timeout, self.max_message, self.dialer)
             return self._conn
 
     def close(self) -> None:

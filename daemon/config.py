@@ -28,6 +28,9 @@ class Config:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
+    # The unix group given access to the unix sockets (`--group`, Docker's `docker` group);
+    # "": root only.
+    socket_group: str = ""
     # Seconds in-flight calls get to finish on SIGTERM.
     shutdown_grace_s: float = 5.0
     # Live restore is the default: SIGTERM leaves containers running under their shims.

@@ -38,6 +38,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--tlscert", type=Path, help="server certificate for tcp:// listeners")
     p.add_argument("--tlskey", type=Path, help="server key for tcp:// listeners")
     p.add_argument("--tlscacert", type=Path, help="CA that client certificates must chain to")
+    p.add_argument(
+        "-G", "--group", default="", type=_group, metavar="NAME",
+        help="unix group that may use the unix sockets (root:NAME, mode 0660; default: root only)",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument(
         "--insecure-registry", action="append", default=[], metavar="HOST[:PORT]",
@@ -93,6 +97,18 @@ def _pool(text: str) -> Pool:
         return parse_pool(text)
     except PalletError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _group(text: str) -> str:
+    from pallet.daemon.api.listeners import group_id
+
+    if not text:
+        return text  # the default: root only
+    try:
+        group_id(text)
+    except PalletError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
 
 
 def _positive(text: str) -> int:
@@ -178,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         tls_cert=args.tlscert,
         tls_key=args.tlskey,
         tls_ca=args.tlscacert,
+        socket_group=args.group,
         insecure_registries=tuple(args.insecure_registry),
         registry_certs_dir=args.registry_certs_dir,
         stop_containers_on_exit=args.stop_containers_on_exit,

@@ -1,14 +1,13 @@
 """The gRPC server: servicers, health checking, reflection, listeners.
 
-Owns: building the `grpc.aio` server, binding unix sockets (mode 0660) and mutual-TLS TCP
-listeners, the serving/not-serving health status, and decoding requests tolerantly (bytes
+Owns: building the `grpc.aio` server, binding unix sockets (root and --group, mode 0660:
+`listeners.chown_socket`) and mutual-TLS TCP listeners, the serving/not-serving health status, and decoding requests tolerantly (bytes
 that do not parse reach the servicer's decorator, which refuses them as INVALID_ARGUMENT).
 Must not: build components (the composition root hands them in).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,6 +16,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from pallet.daemon.api import listeners
 from pallet.daemon.api.inputs import tolerant
 from pallet.daemon.config import Config
 from pallet.v1.errors import InvalidArgument
@@ -84,17 +84,10 @@ class ApiServer:
             self._server.add_insecure_port(f"unix:{path}")
             self._sockets.append(path)
         elif host.startswith("tcp://"):
-            cfg = self._config
-            if not (cfg.tls_cert and cfg.tls_key and cfg.tls_ca):
-                raise InvalidArgument(
-                    f"refusing to listen on {host} without mutual TLS: give --tlscert, "
-                    "--tlskey and --tlscacert"
-                )
-            creds = grpc.ssl_server_credentials(
-                [(cfg.tls_key.read_bytes(), cfg.tls_cert.read_bytes())],
-                root_certificates=cfg.tls_ca.read_bytes(),
-                require_client_auth=True,
-            )
+            cert, key, ca = listeners.tls_material(self._config, host)
+            # Client certificates required and checked against --tlscacert (grpc core:
+            # TLS 1.2 or later); one without, from another CA or expired fails the handshake.
+            creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
             self._server.add_secure_port(host[len("tcp://"):], creds)
         else:
             raise InvalidArgument(f"invalid --host {host!r}: use unix:///path or tcp://host:port")
@@ -104,7 +97,7 @@ class ApiServer:
             self._bind(host)
         await self._server.start()
         for path in self._sockets:
-            os.chmod(path, 0o660)
+            listeners.chown_socket(path, self._config.socket_group)
         for name in self.services + ("",):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
 

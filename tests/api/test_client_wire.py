@@ -28,14 +28,19 @@ from pallet.client.api import PalletClient
 from pallet.client.errors import from_rpc_error
 from pallet.v1 import containers_pb2 as cpb
 from pallet.v1.errors import Unavailable
+from tls_certs import CA, Issued
 
 SERVICE = "test.Wire"
 MiB = 1024 * 1024
 
 
 class _Server:
-    def __init__(self, path: Path) -> None:
+    """The methods, on a unix socket (`path`) and, with `tls` (our certificate, key and
+    the clients' CA, PEM), on 127.0.0.1:`port` with mutual TLS as palletd serves tcp://."""
+
+    def __init__(self, path: Path, tls: tuple[bytes, bytes, bytes] | None = None) -> None:
         self.path = path
+        self.port = 0
         self.sent = 0  # bytes the Flood method has handed to grpc
         self.cancelled = threading.Event()
         self.server = grpc.server(
@@ -54,6 +59,10 @@ class _Server:
         }
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
         self.server.add_insecure_port(f"unix:{path}")
+        if tls is not None:
+            cert, key, ca = tls
+            creds = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca, require_client_auth=True)
+            self.port = self.server.add_secure_port("127.0.0.1:0", creds)
         self.server.start()
 
     def echo(self, request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -106,16 +115,35 @@ class _Server:
         self.server.stop(0).wait()
 
 
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[CA, Issued, Issued]:
+    """A CA, the server's certificate for 127.0.0.1 and a client's."""
+    ca = CA(tmp_path_factory.mktemp("certs"))
+    return ca, ca.issue("server", "server", server=True, ips=("127.0.0.1",)), ca.issue("client", "client")
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[_Server]:
-    s = _Server(tmp_path / "wire.sock")
+def server(tmp_path: Path, certs: tuple[CA, Issued, Issued]) -> Iterator[_Server]:
+    ca, issued, _ = certs
+    s = _Server(tmp_path / "wire.sock", (issued.cert.read_bytes(), issued.key.read_bytes(), ca.cert.read_bytes()))
     yield s
     s.stop()
 
 
-@pytest.fixture
-def channel(server: _Server) -> Iterator[wire.Channel]:
-    ch = wire.Channel(str(server.path), connect_timeout=5)
+def tls_dialer(server: _Server, certs: tuple[CA, Issued, Issued]) -> wire.Dialer:
+    from pallet.client import tls
+    from pallet.client.remote import TLSFiles
+
+    ca, _, client = certs
+    return tls.Dialer(("127.0.0.1", server.port), tls.client_context(TLSFiles(str(ca.cert), str(client.cert), str(client.key))))
+
+
+@pytest.fixture(params=["unix", "tcp+mtls"])
+def channel(server: _Server, certs: tuple[CA, Issued, Issued], request: pytest.FixtureRequest) -> Iterator[wire.Channel]:
+    """Every test of a channel runs on the unix socket and on TCP with mutual TLS
+    (client.tls's socket under the same HTTP/2: its reader and writers at once)."""
+    dialer = tls_dialer(server, certs) if request.param == "tcp+mtls" else None
+    ch = wire.Channel(str(server.path), connect_timeout=5, dialer=dialer)
     yield ch
     ch.close()
 
@@ -283,6 +311,46 @@ def test_the_cli_transport_does_not_import_grpc() -> None:
         "sys.exit(1 if any(n == 'grpc' or n.startswith('grpc.') for n in sys.modules) else 0)"
     )
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_a_command_on_the_unix_socket_does_not_import_ssl(server: _Server) -> None:
+    # ssl (and client.tls) cost start time: only a tcp:// host imports them.
+    code = (
+        "import sys; from pallet.client.api import PalletClient; from pallet.client.cli import parse_args; "
+        f"parse_args(['-H', 'unix://{server.path}', 'ps']); "
+        f"c = PalletClient('unix://{server.path}'); c._channel.unary('/test.Wire/Echo', b'x'); "
+        "sys.exit(1 if 'ssl' in sys.modules or 'pallet.client.tls' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_tls_failures_are_said_as_which_side_refused_what(server: _Server, certs: tuple[CA, Issued, Issued], tmp_path: Path) -> None:
+    from pallet.client import tls
+    from pallet.client.remote import TLSFiles
+
+    ca, _, client = certs
+    other = CA(tmp_path / "other", "other CA")
+    stranger = other.issue("stranger", "stranger")
+    expired = ca.issue("expired", "expired", expired=True)
+    for who in (stranger, expired):
+        dialer = tls.Dialer(("127.0.0.1", server.port), tls.client_context(TLSFiles(str(ca.cert), str(who.cert), str(who.key))))
+        with pytest.raises(wire.RpcError) as err:
+            wire.Channel("", connect_timeout=5, dialer=dialer).unary(m("Echo"), b"")
+        assert err.value.failure == "tls" and "refused our client certificate" in err.value.details
+        assert "refused our client certificate" in str(from_rpc_error(err.value, "tcp://x:1"))
+    # The server's certificate from a CA we do not trust.
+    dialer = tls.Dialer(("127.0.0.1", server.port), tls.client_context(TLSFiles(str(other.cert), str(client.cert), str(client.key))))
+    with pytest.raises(wire.RpcError) as err:
+        wire.Channel("", connect_timeout=5, dialer=dialer).unary(m("Echo"), b"")
+    assert err.value.failure == "tls" and "palletd's certificate was not accepted" in err.value.details
+    # Nothing listening: a connect failure, as on a unix socket.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    dialer = tls.Dialer(("127.0.0.1", port), tls.client_context(TLSFiles(str(ca.cert), str(client.cert), str(client.key))))
+    with pytest.raises(wire.RpcError) as err:
+        wire.Channel("", connect_timeout=5, dialer=dialer).unary(m("Echo"), b"")
+    assert err.value.failure == "connect"
 
 
 def test_big_uploads_while_the_server_retunes_its_window(channel: wire.Channel) -> None:

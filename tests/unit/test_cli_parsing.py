@@ -141,8 +141,10 @@ def test_hosts() -> None:
     assert grpc_target("unix://relative.sock") == "unix:relative.sock"
     assert grpc_target("unix:relative.sock") == "unix:relative.sock"
     assert grpc_target("/abs.sock") == "unix:///abs.sock"
-    with pytest.raises(InvalidArgument, match="mutual TLS"):
-        grpc_target("tcp://127.0.0.1:2375")
+    assert grpc_target("tcp://127.0.0.1:2376") == "127.0.0.1:2376"
+    assert grpc_target("tcp://[::1]:2376") == "[::1]:2376"
+    with pytest.raises(InvalidArgument, match="tcp://HOST:PORT"):
+        grpc_target("https://127.0.0.1:2376")
     assert resolve_host("unix:///given.sock") == "unix:///given.sock"
 
 
