@@ -15,6 +15,7 @@ from typing import Any
 
 from pallet.daemon.api.errors import Ctx, stream
 from pallet.daemon.api.images import upload_bytes
+from pallet.daemon.api.registry import credentials
 from pallet.daemon.builder.model import BuildOptions, BuildProgress, BuildResult, StepState
 from pallet.daemon.builder.sessions import BuildSessions
 from pallet.v1 import builds_pb2 as pb
@@ -45,6 +46,7 @@ def build_options(options: pb.BuildOptions) -> BuildOptions:
         pull=options.pull,
         network=options.network,
         platform=options.platform,
+        registry_auth={host: credentials(auth) for host, auth in options.registry_auth.items()},
     )
 
 

@@ -71,7 +71,7 @@ from pallet.daemon.images.model import (
     ImageConfig,
     ProgressFn,
 )
-from pallet.daemon.images.reference import parse_tagged
+from pallet.daemon.images.reference import DEFAULT_DOMAIN, parse_tagged
 from pallet.v1.errors import FailedPrecondition, InvalidArgument, NotFound, PalletError
 
 log = structlog.get_logger(__name__)
@@ -342,7 +342,10 @@ class Builder:
         if image is None:
             run.progress(StepState.INFO, stage, text=f"Pulling {name}")
             try:
-                image, _ = await self._images.pull(name, run.options.platform, Credentials(), lambda *a: None)
+                domain = parse_tagged(name).domain
+                registry = "" if domain == DEFAULT_DOMAIN else domain  # Docker Hub's key: ""
+                auth = run.options.registry_auth.get(registry, Credentials())
+                image, _ = await self._images.pull(name, run.options.platform, auth, lambda *a: None)
             except PalletError as exc:
                 raise step_error(
                     run.file, source,

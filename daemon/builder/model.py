@@ -22,6 +22,8 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pallet.daemon.images.model import Credentials
+
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -39,6 +41,8 @@ class BuildOptions:
     pull: bool = False  # --pull: pull FROM images even when present
     network: str = ""  # --network for RUN ("": the default bridge; "none", "host", a network name)
     platform: str = ""  # --platform ("": the host's)
+    # Credentials for FROM's pulls by registry host[:port] ("": Docker Hub); none: anonymous.
+    registry_auth: Mapping[str, Credentials] = field(default_factory=dict, repr=False)
 
 
 class StepState(enum.Enum):

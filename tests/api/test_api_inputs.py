@@ -94,7 +94,9 @@ class Leaf:
         container = getattr(message, field.name)
         if _is_map(field):
             value_field = field.message_type.fields_by_name["value"]
-            if last and self.in_key:
+            if last and self.in_key and value_field.type == FieldDescriptor.TYPE_MESSAGE:
+                container[value].SetInParent()  # a message value: the entry made empty
+            elif last and self.in_key:
                 container[value] = "" if value_field.type == FieldDescriptor.TYPE_STRING else value_field.default_value
             elif last:
                 container["k"] = value

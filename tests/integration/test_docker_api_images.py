@@ -21,6 +21,8 @@ from registry_harness import PASSWORD, USER, Registry, start_registry
 pytestmark = pytest.mark.integration
 # The registries these tests start listen on the host's loopback.
 PALLETD_ON_HOST_LOOPBACK = True
+# The docker CLI's classic builder (POST /build).
+CLASSIC = {"DOCKER_BUILDKIT": "0"}
 
 
 @pytest.fixture
@@ -325,7 +327,7 @@ def test_pull_errors_and_bad_input_over_raw_http(palletd: Any, registry: Registr
     assert push_missing.status == 404 and "No such image" in push_missing.message
 
 
-def test_docker_login_then_push_and_pull_with_basic_auth(palletd: Any, image: str) -> None:
+def test_docker_login_then_push_and_pull_with_basic_auth(palletd: Any, image: str, tmp_path: Path) -> None:
     reg = start_registry("basic")
     try:
         ref = f"{reg.host}/private/bb:1"
@@ -340,8 +342,17 @@ def test_docker_login_then_push_and_pull_with_basic_auth(palletd: Any, image: st
         palletd.docker_ok("push", ref)
         palletd.docker_ok("rmi", ref)
         palletd.docker_ok("pull", ref)
-        palletd.docker_ok("logout", reg.host)
+        # A build FROM the private image pulls it with the login's credentials (the
+        # CLI's X-Registry-Config).
         palletd.docker_ok("rmi", ref)
+        context = tmp_path / "ctx"
+        context.mkdir()
+        (context / "Dockerfile").write_text(f"FROM {ref}\nRUN echo private > /p\n")
+        palletd.docker_ok("build", "-t", "from-private:1", str(context), env=CLASSIC, timeout=180)
+        palletd.docker_ok("rmi", "from-private:1", ref)
+        palletd.docker_ok("logout", reg.host)
+        anonymous = palletd.docker("build", str(context), env=CLASSIC, timeout=180)
+        assert anonymous.returncode != 0 and "could not be pulled" in anonymous.stderr
         assert palletd.docker("pull", ref).returncode != 0
         # docker-py, with the credentials per call.
         client = palletd.docker_client()
@@ -381,8 +392,6 @@ def test_docker_py_pull_and_push(palletd: Any, image: str, registry: Registry) -
 
 
 # --------------------------------------------------------------------------- build
-
-CLASSIC = {"DOCKER_BUILDKIT": "0"}
 
 
 def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> Path:

@@ -136,7 +136,8 @@ def build_options(request: web.Request) -> builds_pb2.BuildOptions:
         network="" if network in ("", "default", "bridge") else network,
         platform="" if platform == "linux" else platform,
     )
-    registry_config(request.headers.get("X-Registry-Config", ""))
+    for host, auth in registry_config(request.headers.get("X-Registry-Config", "")).items():
+        options.registry_auth[host].CopyFrom(auth)
     return options
 
 

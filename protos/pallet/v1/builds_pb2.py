@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from pallet.v1 import images_pb2 as pallet_dot_v1_dot_images__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/builds.proto\x12\tpallet.v1\x1a\x16pallet/v1/images.proto\"6\n\x08\x42uildArg\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\x05value\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"\x90\x02\n\x0c\x42uildOptions\x12\x12\n\ndockerfile\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\'\n\nbuild_args\x18\x03 \x03(\x0b\x32\x13.pallet.v1.BuildArg\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.pallet.v1.BuildOptions.LabelsEntry\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x10\n\x08no_cache\x18\x06 \x01(\x08\x12\x0c\n\x04pull\x18\x07 \x01(\x08\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x10\n\x08platform\x18\t \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"{\n\x0c\x42uildRequest\x12*\n\x07options\x18\x01 \x01(\x0b\x32\x17.pallet.v1.BuildOptionsH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.pallet.v1.UploadEndH\x00\x42\t\n\x07payload\"\xa3\x01\n\rBuildProgress\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.pallet.v1.BuildStepState\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x0e\n\x06stream\x18\x07 \x01(\r\x12\x10\n\x08image_id\x18\x08 \x01(\t\"R\n\x0b\x42uildResult\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x14\n\x0c\x63\x61\x63hed_steps\x18\x04 \x01(\r\"r\n\rBuildResponse\x12,\n\x08progress\x18\x01 \x01(\x0b\x32\x18.pallet.v1.BuildProgressH\x00\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x16.pallet.v1.BuildResultH\x00\x42\t\n\x07payload*\xc0\x01\n\x0e\x42uildStepState\x12 \n\x1c\x42UILD_STEP_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42UILD_STEP_STATE_STARTED\x10\x01\x12\x1b\n\x17\x42UILD_STEP_STATE_CACHED\x10\x02\x12\x1b\n\x17\x42UILD_STEP_STATE_OUTPUT\x10\x03\x12\x19\n\x15\x42UILD_STEP_STATE_DONE\x10\x04\x12\x19\n\x15\x42UILD_STEP_STATE_INFO\x10\x05\x32O\n\rBuildsService\x12>\n\x05\x42uild\x12\x17.pallet.v1.BuildRequest\x1a\x18.pallet.v1.BuildResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16pallet/v1/builds.proto\x12\tpallet.v1\x1a\x16pallet/v1/images.proto\"6\n\x08\x42uildArg\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\x05value\x18\x02 \x01(\tH\x00\x88\x01\x01\x42\x08\n\x06_value\"\xa0\x03\n\x0c\x42uildOptions\x12\x12\n\ndockerfile\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\'\n\nbuild_args\x18\x03 \x03(\x0b\x32\x13.pallet.v1.BuildArg\x12\x33\n\x06labels\x18\x04 \x03(\x0b\x32#.pallet.v1.BuildOptions.LabelsEntry\x12\x0e\n\x06target\x18\x05 \x01(\t\x12\x10\n\x08no_cache\x18\x06 \x01(\x08\x12\x0c\n\x04pull\x18\x07 \x01(\x08\x12\x0f\n\x07network\x18\x08 \x01(\t\x12\x10\n\x08platform\x18\t \x01(\t\x12@\n\rregistry_auth\x18\n \x03(\x0b\x32).pallet.v1.BuildOptions.RegistryAuthEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1aL\n\x11RegistryAuthEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12&\n\x05value\x18\x02 \x01(\x0b\x32\x17.pallet.v1.RegistryAuth:\x02\x38\x01\"{\n\x0c\x42uildRequest\x12*\n\x07options\x18\x01 \x01(\x0b\x32\x17.pallet.v1.BuildOptionsH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x12#\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x14.pallet.v1.UploadEndH\x00\x42\t\n\x07payload\"\xa3\x01\n\rBuildProgress\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.pallet.v1.BuildStepState\x12\x0c\n\x04step\x18\x02 \x01(\r\x12\r\n\x05total\x18\x03 \x01(\r\x12\r\n\x05stage\x18\x04 \x01(\t\x12\x0c\n\x04text\x18\x05 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x06 \x01(\x0c\x12\x0e\n\x06stream\x18\x07 \x01(\r\x12\x10\n\x08image_id\x18\x08 \x01(\t\"R\n\x0b\x42uildResult\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x0c\n\x04tags\x18\x02 \x03(\t\x12\r\n\x05steps\x18\x03 \x01(\r\x12\x14\n\x0c\x63\x61\x63hed_steps\x18\x04 \x01(\r\"r\n\rBuildResponse\x12,\n\x08progress\x18\x01 \x01(\x0b\x32\x18.pallet.v1.BuildProgressH\x00\x12(\n\x06result\x18\x02 \x01(\x0b\x32\x16.pallet.v1.BuildResultH\x00\x42\t\n\x07payload*\xc0\x01\n\x0e\x42uildStepState\x12 \n\x1c\x42UILD_STEP_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42UILD_STEP_STATE_STARTED\x10\x01\x12\x1b\n\x17\x42UILD_STEP_STATE_CACHED\x10\x02\x12\x1b\n\x17\x42UILD_STEP_STATE_OUTPUT\x10\x03\x12\x19\n\x15\x42UILD_STEP_STATE_DONE\x10\x04\x12\x19\n\x15\x42UILD_STEP_STATE_INFO\x10\x05\x32O\n\rBuildsService\x12>\n\x05\x42uild\x12\x17.pallet.v1.BuildRequest\x1a\x18.pallet.v1.BuildResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_BUILDOPTIONS_LABELSENTRY']._loaded_options = None
   _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_BUILDSTEPSTATE']._serialized_start=884
-  _globals['_BUILDSTEPSTATE']._serialized_end=1076
+  _globals['_BUILDOPTIONS_REGISTRYAUTHENTRY']._loaded_options = None
+  _globals['_BUILDOPTIONS_REGISTRYAUTHENTRY']._serialized_options = b'8\001'
+  _globals['_BUILDSTEPSTATE']._serialized_start=1028
+  _globals['_BUILDSTEPSTATE']._serialized_end=1220
   _globals['_BUILDARG']._serialized_start=61
   _globals['_BUILDARG']._serialized_end=115
   _globals['_BUILDOPTIONS']._serialized_start=118
-  _globals['_BUILDOPTIONS']._serialized_end=390
-  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_start=345
-  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_end=390
-  _globals['_BUILDREQUEST']._serialized_start=392
-  _globals['_BUILDREQUEST']._serialized_end=515
-  _globals['_BUILDPROGRESS']._serialized_start=518
-  _globals['_BUILDPROGRESS']._serialized_end=681
-  _globals['_BUILDRESULT']._serialized_start=683
-  _globals['_BUILDRESULT']._serialized_end=765
-  _globals['_BUILDRESPONSE']._serialized_start=767
-  _globals['_BUILDRESPONSE']._serialized_end=881
-  _globals['_BUILDSSERVICE']._serialized_start=1078
-  _globals['_BUILDSSERVICE']._serialized_end=1157
+  _globals['_BUILDOPTIONS']._serialized_end=534
+  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_start=411
+  _globals['_BUILDOPTIONS_LABELSENTRY']._serialized_end=456
+  _globals['_BUILDOPTIONS_REGISTRYAUTHENTRY']._serialized_start=458
+  _globals['_BUILDOPTIONS_REGISTRYAUTHENTRY']._serialized_end=534
+  _globals['_BUILDREQUEST']._serialized_start=536
+  _globals['_BUILDREQUEST']._serialized_end=659
+  _globals['_BUILDPROGRESS']._serialized_start=662
+  _globals['_BUILDPROGRESS']._serialized_end=825
+  _globals['_BUILDRESULT']._serialized_start=827
+  _globals['_BUILDRESULT']._serialized_end=909
+  _globals['_BUILDRESPONSE']._serialized_start=911
+  _globals['_BUILDRESPONSE']._serialized_end=1025
+  _globals['_BUILDSSERVICE']._serialized_start=1222
+  _globals['_BUILDSSERVICE']._serialized_end=1301
 # @@protoc_insertion_point(module_scope)

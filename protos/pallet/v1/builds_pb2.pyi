@@ -32,7 +32,7 @@ class BuildArg(_message.Message):
     def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class BuildOptions(_message.Message):
-    __slots__ = ("dockerfile", "tags", "build_args", "labels", "target", "no_cache", "pull", "network", "platform")
+    __slots__ = ("dockerfile", "tags", "build_args", "labels", "target", "no_cache", "pull", "network", "platform", "registry_auth")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -40,6 +40,13 @@ class BuildOptions(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class RegistryAuthEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: _images_pb2.RegistryAuth
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[_images_pb2.RegistryAuth, _Mapping]] = ...) -> None: ...
     DOCKERFILE_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     BUILD_ARGS_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +56,7 @@ class BuildOptions(_message.Message):
     PULL_FIELD_NUMBER: _ClassVar[int]
     NETWORK_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FIELD_NUMBER: _ClassVar[int]
+    REGISTRY_AUTH_FIELD_NUMBER: _ClassVar[int]
     dockerfile: str
     tags: _containers.RepeatedScalarFieldContainer[str]
     build_args: _containers.RepeatedCompositeFieldContainer[BuildArg]
@@ -58,7 +66,8 @@ class BuildOptions(_message.Message):
     pull: bool
     network: str
     platform: str
-    def __init__(self, dockerfile: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., build_args: _Optional[_Iterable[_Union[BuildArg, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., pull: _Optional[bool] = ..., network: _Optional[str] = ..., platform: _Optional[str] = ...) -> None: ...
+    registry_auth: _containers.MessageMap[str, _images_pb2.RegistryAuth]
+    def __init__(self, dockerfile: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., build_args: _Optional[_Iterable[_Union[BuildArg, _Mapping]]] = ..., labels: _Optional[_Mapping[str, str]] = ..., target: _Optional[str] = ..., no_cache: _Optional[bool] = ..., pull: _Optional[bool] = ..., network: _Optional[str] = ..., platform: _Optional[str] = ..., registry_auth: _Optional[_Mapping[str, _images_pb2.RegistryAuth]] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
     __slots__ = ("options", "chunk", "end")
