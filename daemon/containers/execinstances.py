@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from pallet.daemon.containers.execs import TrackedExec
+from pallet.daemon.containers.execs import NEVER_RAN, TrackedExec
 from pallet.daemon.containers.manager import ContainerManager
 from pallet.daemon.containers.model import Container, Status
 from pallet.shim.api.spec import ExitStatus
@@ -129,19 +129,20 @@ class ExecInstances:
         if instance.started:
             state = "is already running" if instance.ended_at is None else "has already run"
             raise FailedPrecondition(f"exec instance {exec_id} {state}: create another one")
-        c = self._containers.resolve(instance.container_id)
-        _check_runs(c)
         cfg = instance.config
         if console_size != (0, 0):
             cfg = replace(cfg, console_size=console_size)
         instance.started = True
         try:
+            c = self._containers.resolve(instance.container_id)
+            _check_runs(c)
             process = await self._containers.exec(
                 c.id, cfg.args, cfg.env, cfg.working_dir, cfg.user, cfg.stdin, cfg.tty,
                 cfg.console_size, exec_id=exec_id,
             )
         except BaseException:
-            # Did not run (the tracker journalled its refusal): inspectable as ended.
+            # Did not run (its container stopped meanwhile, or the tracker journalled its
+            # refusal): inspectable as ended, exit 126 (docker's "cannot invoke").
             instance.ended_at = self._monotonic()
             raise
         instance.process = process
@@ -155,7 +156,7 @@ class ExecInstances:
         process = instance.process
         exit = process.status() if process is not None else None
         if instance.started and process is None and instance.ended_at is not None:
-            exit = ExitStatus(126, 0, "the exec did not start")
+            exit = ExitStatus(NEVER_RAN, 0, "the exec did not start")
         running = process is not None and exit is None
         return ExecView(
             id=instance.id, container_id=instance.container_id, config=instance.config,

@@ -174,6 +174,17 @@ def test_exec_errors_are_dockers(palletd: Any) -> None:
     keys = request(sock, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"], "DetachKeys": "ctrl-"})
     assert keys.status == 400 and "Invalid detach keys" in keys.message
     assert request(sock, "POST", f"/containers/{cid}/resize?h=x&w=1").status == 400
+    # Its container stopped between create and start: the head is out, so the error is
+    # the stream's text (dockerd's way), and the exec ended without running.
+    late = request(sock, "POST", f"/containers/{cid}/exec", {"Cmd": ["true"],
+                                                             "AttachStdout": True}).json()["Id"]
+    palletd.cli_ok("stop", "-t", "0", cid)
+    conn, head = _hijack(palletd, f"/exec/{late}/start", {})
+    said = _frames(_read_all(conn))
+    conn.close()
+    assert head.startswith(b"HTTP/1.1 101") and said == [(1, f"Container {cid} is not running\r\n".encode())]
+    info = request(sock, "GET", f"/exec/{late}/json").json()
+    assert (info["Running"], info["ExitCode"]) == (False, 126)
 
 
 def test_docker_py_archive_export_and_stats(palletd: Any) -> None:

@@ -26,6 +26,7 @@ from aiohttp import WSMsgType, web
 
 from pallet.daemon.api.docker import gateway
 from pallet.daemon.api.docker.calls import (
+    ApiError,
     bad_request,
     call,
     field,
@@ -363,15 +364,21 @@ class StreamEndpoints:
         field(body, "Tty", bool, False)  # the created exec's Tty holds (as dockerd)
         height, width = _console_size(body)
         info = await self._exec(exec_id)
+        if info.running or info.HasField("exit"):
+            state = "is already running" if info.running else "has already run"
+            raise ApiError(409, f"exec instance {exec_id} {state}: create another one")
         p = info.process
         requests: _Requests[pb.ExecRequest] = _Requests(pb.ExecRequest(open=pb.ExecOpen(
             exec_id=exec_id, console_height=height, console_width=width)))
         items = stream(self._c.Exec, requests)
         try:
-            await first(items)  # started (or its error, answered with its status)
             if detach:
+                await first(items)  # started (or its error, answered with its status)
                 # It runs on; nobody takes its output (docker's `exec -d`).
                 return web.Response(status=200)
+            # The head goes out before the process starts, as dockerd sends it: a client
+            # that reads the head through a buffer of its own (docker-py) and then the
+            # socket under it would lose output that came in the head's read.
             conn = hijack(request, RAW_STREAM if p.tty else MULTIPLEXED_STREAM,
                           gateway.docker_headers())
             session = _Session(
@@ -382,6 +389,14 @@ class StreamEndpoints:
             )
             try:
                 with contextlib.suppress(ConnectionError):
+                    try:
+                        await first(items)  # started
+                    except ApiError as exc:
+                        # After the head, dockerd's way: the error as the stream's text
+                        # (the exec's inspect has its exit code).
+                        text = exc.message.encode() + b"\r\n"
+                        await conn.write(text if p.tty else frame(1, text))
+                        return Hijacked()
                     await session.run(conn.write, conn.read if p.stdin else None,
                                       conn.wait_closed)
             finally:
