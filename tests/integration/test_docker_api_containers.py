@@ -407,3 +407,13 @@ def test_run_of_a_missing_image_says_so(palletd: Any) -> None:
     assert result.stderr.startswith("Unable to find image 'busybox:nope' locally\n")
     assert "docker: Error response from daemon:" in result.stderr
     assert palletd.docker_ok("ps", "-aq") == ""
+
+
+def test_docker_run_rm_in_the_foreground(palletd: Any) -> None:
+    result = palletd.docker("run", "--rm", "busybox", "sh", "-c", "echo hi; echo err >&2; exit 7")
+    assert (result.returncode, result.stdout, result.stderr) == (7, "hi\n", "err\n")
+    assert palletd.docker_ok("ps", "-aq") == ""
+    kept = palletd.docker("run", "--name", "kept", "busybox", "echo", "there")
+    assert (kept.returncode, kept.stdout) == (0, "there\n")
+    assert palletd.docker_ok("ps", "-a", "--format", "{{.Names}} {{.Status}}").startswith("kept Exited (0)")
+    palletd.docker_ok("rm", "kept")
