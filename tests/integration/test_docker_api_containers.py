@@ -417,3 +417,47 @@ def test_docker_run_rm_in_the_foreground(palletd: Any) -> None:
     assert (kept.returncode, kept.stdout) == (0, "there\n")
     assert palletd.docker_ok("ps", "-a", "--format", "{{.Names}} {{.Status}}").startswith("kept Exited (0)")
     palletd.docker_ok("rm", "kept")
+
+
+def test_docker_create_flags_reach_the_container(palletd: Any) -> None:
+    palletd.docker_ok("volume", "create", "flagvol")
+    palletd.docker_ok("network", "create", "fullnet")
+    try:
+        palletd.docker_ok(
+            "create", "--name", "full", "-v", "/anon", "-v", "flagvol:/n:ro",
+            "--mount", "type=tmpfs,target=/t,tmpfs-size=1048576", "--tmpfs", "/run2:size=2m",
+            "--read-only", "--cap-add", "NET_ADMIN", "--cap-drop", "MKNOD",
+            "--security-opt", "no-new-privileges", "--ulimit", "nofile=100:200",
+            "--memory", "32m", "--cpus", "0.25", "--pids-limit", "20", "--restart", "always",
+            "--hostname", "h", "--dns", "1.1.1.1", "--add-host", "a:10.0.0.1",
+            "--health-cmd", "true", "--health-interval", "2s", "--stop-signal", "SIGINT",
+            "--stop-timeout", "3", "--init", "--log-opt", "max-size=1m", "--log-opt", "max-file=2",
+            "-e", "A=1", "-u", "0", "--entrypoint", "", "-P", "--expose", "99",
+            "--network", "fullnet", "--network-alias", "fullalias", "busybox", "sh", "-c", "cat /proc/self/limits")
+        doc = json.loads(palletd.docker_ok("container", "inspect", "full"))[0]
+        hc, cfg = doc["HostConfig"], doc["Config"]
+        assert "/anon" in cfg["Volumes"]
+        mounts = {m["Destination"]: m for m in doc["Mounts"]}
+        assert mounts["/n"]["Name"] == "flagvol" and mounts["/n"]["RW"] is False
+        assert mounts["/anon"]["Type"] == "volume" and mounts["/t"]["Type"] == "tmpfs"
+        assert hc["Tmpfs"] == {"/run2": "size=2m"} and hc["ReadonlyRootfs"] is True
+        assert "CAP_NET_ADMIN" in hc["CapAdd"] or "NET_ADMIN" in hc["CapAdd"]
+        assert hc["SecurityOpt"] == ["no-new-privileges"]
+        assert hc["Ulimits"] == [{"Name": "nofile", "Hard": 200, "Soft": 100}]
+        assert (hc["Memory"], hc["NanoCpus"], hc["PidsLimit"]) == (32 << 20, 250_000_000, 20)
+        assert hc["RestartPolicy"]["Name"] == "always" and hc["PublishAllPorts"] is True
+        assert hc["Dns"] == ["1.1.1.1"] and hc["ExtraHosts"] == ["a:10.0.0.1"] and hc["Init"] is True
+        assert hc["LogConfig"]["Config"] == {"max-size": str(1 << 20), "max-file": "2"}
+        assert (cfg["Hostname"], cfg["User"], cfg["StopSignal"], cfg["StopTimeout"]) == ("h", "0", "SIGINT", 3)
+        assert cfg["Healthcheck"] == {"Test": ["CMD-SHELL", "true"], "Interval": 2_000_000_000}
+        assert "A=1" in cfg["Env"] and cfg["Entrypoint"] is None and "99/tcp" in cfg["ExposedPorts"]
+        assert "fullalias" in doc["NetworkSettings"]["Networks"]["fullnet"]["Aliases"]
+        palletd.docker_ok("start", "full")
+        assert palletd.docker_ok("wait", "full").strip() == "0"
+        limits = palletd.docker_ok("logs", "full")
+        assert any(line.startswith("Max open files") and "100" in line and "200" in line
+                   for line in limits.splitlines())
+    finally:
+        palletd.docker("rm", "-f", "-v", "full")
+        palletd.docker("volume", "rm", "flagvol")
+        palletd.docker("network", "rm", "fullnet")
