@@ -18,6 +18,7 @@ from pallet.daemon.containers.model import (
     Container,
     CreateRequest,
     DeviceMapping,
+    EndpointRequest,
     HostConfig,
     LogConfig,
     MountSpec,
@@ -108,6 +109,9 @@ def create_request(cfg: cpb.ContainerConfig) -> CreateRequest:
         ),
         network_aliases=tuple(cfg.network_aliases),
         ipv4_address=cfg.ipv4_address,
+        more_networks=tuple(
+            EndpointRequest(e.network, tuple(e.aliases), e.ipv4_address) for e in cfg.more_networks
+        ),
     )
 
 

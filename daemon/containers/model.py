@@ -307,6 +307,15 @@ class ConfigRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class EndpointRequest:
+    """One more network asked for at create: its name or id, aliases, static address."""
+
+    network: str
+    aliases: tuple[str, ...] = ()
+    ipv4_address: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class CreateRequest:
     """A create call as the caller made it (before merging with the image)."""
 
@@ -316,6 +325,8 @@ class CreateRequest:
     # The first network's aliases and static address (--network-alias, --ip).
     network_aliases: tuple[str, ...] = ()
     ipv4_address: str = ""
+    # More networks from the first start (docker's EndpointsConfig naming several).
+    more_networks: tuple[EndpointRequest, ...] = ()
 
 
 HEALTH_STARTING = "starting"

@@ -139,6 +139,8 @@ class LoopbackOnly:
     async def prepare(
         self, config: Config, host: HostConfig, req: CreateRequest, find: ContainerFinder
     ) -> Prepared:
+        if req.more_networks:
+            raise FailedPrecondition("this palletd has no networks")
         return Prepared(config, host)
 
     async def reconcile(self, running: list[Container]) -> None:

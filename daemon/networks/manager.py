@@ -35,7 +35,14 @@ from pathlib import Path
 import structlog
 
 from pallet.daemon.containers.bundle import write_network_files
-from pallet.daemon.containers.model import Config, Container, CreateRequest, HostConfig, Status
+from pallet.daemon.containers.model import (
+    Config,
+    Container,
+    CreateRequest,
+    EndpointRequest,
+    HostConfig,
+    Status,
+)
 from pallet.daemon.containers.names import validate_name
 from pallet.daemon.containers.networking import (
     ContainerFinder,
@@ -474,6 +481,11 @@ class NetworkManager:
                     f"--network-alias, --ip and --mac-address need a bridge network, not "
                     f"--network {mode}"
                 )
+            if req.more_networks:
+                raise InvalidArgument(
+                    f"a container with --network {mode.split(':')[0]} cannot be on other "
+                    f"networks too ({req.more_networks[0].network})"
+                )
             if mode.startswith("container:"):
                 other = find.resolve(mode.split(":", 1)[1])
                 mode = f"container:{other.id}"
@@ -497,10 +509,31 @@ class NetworkManager:
                 ipam.check_static_address(ipv4, n.network, ipaddress.IPv4Address(n.gateway),
                                           (), n.name)
             networks = (EndpointConfig(n.id, tuple(aliases), ipv4, mac),)
+            for more in req.more_networks:
+                networks += (self._more_network(more, networks),)
             mode = n.name if not n.builtin else DEFAULT_NETWORK
         config = replace(config, exposed_ports=tuple(exposed), mac_address=mac)
         host = replace(host, network_mode=mode, networks=networks, extra_hosts=hosts)
         return Prepared(config, host, tuple(warnings))
+
+    def _more_network(
+        self, more: EndpointRequest, before: tuple[EndpointConfig, ...]
+    ) -> EndpointConfig:
+        """One more network asked for at create, checked as `network connect` checks one."""
+        n = self.resolve(more.network)
+        if n.driver != DRIVER_BRIDGE:
+            raise InvalidArgument(
+                f"network {n.name} is not a bridge network: host and none are a container's "
+                "only network"
+            )
+        if any(e.network_id == n.id for e in before):
+            raise InvalidArgument(f"network {n.name} is asked for twice")
+        for alias in more.aliases:
+            validate_name(alias, "network alias")
+        if more.ipv4_address:
+            ipam.check_static_address(more.ipv4_address, n.network,
+                                      ipaddress.IPv4Address(n.gateway), (), n.name)
+        return EndpointConfig(n.id, tuple(more.aliases), more.ipv4_address)
 
     async def check_endpoint(
         self, c: Container, network: str, aliases: tuple[str, ...], ipv4: str

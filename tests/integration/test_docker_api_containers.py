@@ -337,7 +337,9 @@ def test_bad_create_bodies_are_refused_naming_the_field_and_make_nothing(palletd
         ({"Image": "busybox", "HostConfig": {"CapAdd": ["NOT_A_CAP"]}}, 400, "NOT_A_CAP"),
         ({"Image": "busybox", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/does/not/exist", "Target": "/x"}]}}, 400, "/does/not/exist"),
         ({"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, 400, "sometimes"),
-        ({"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"a": {}, "b": {}}}}, 400, "more than one network"),
+        ({"Image": "busybox", "NetworkingConfig": {"EndpointsConfig": {"bridge": {}, "nonet": {}}}}, 404, "nonet"),
+        ({"Image": "busybox", "HostConfig": {"NetworkMode": "host"},
+          "NetworkingConfig": {"EndpointsConfig": {"host": {}, "bridge": {}}}}, 400, "cannot be on other networks"),
         ({"Image": "busybox", "HostConfig": {"NetworkMode": "nosuchnet"}}, 404, "nosuchnet"),
         ({"Image": "busybox:nope"}, 404, "No such image: busybox:nope"),
         ({}, 400, "no image given"),
@@ -461,3 +463,33 @@ def test_docker_create_flags_reach_the_container(palletd: Any) -> None:
         palletd.docker("rm", "-f", "-v", "full")
         palletd.docker("volume", "rm", "flagvol")
         palletd.docker("network", "rm", "fullnet")
+
+
+def test_create_on_several_networks_at_once(palletd: Any) -> None:
+    """API 1.44+: EndpointsConfig names every network (Compose creates a service so)."""
+    palletd.docker_ok("network", "create", "--subnet", "10.77.0.0/24", "front")
+    palletd.docker_ok("network", "create", "back")
+    try:
+        body = {
+            "Image": "busybox", "Cmd": ["sleep", "600"],
+            "HostConfig": {"NetworkMode": "front"},
+            "NetworkingConfig": {"EndpointsConfig": {
+                "front": {"Aliases": ["web"], "IPAMConfig": {"IPv4Address": "10.77.0.9"}},
+                "back": {"Aliases": ["api"]},
+            }},
+        }
+        made = request(palletd.docker_socket, "POST", "/v1.47/containers/create?name=multi", body)
+        assert made.status == 201, made.body
+        palletd.docker_ok("start", "multi")
+        nets = json.loads(palletd.docker_ok("inspect", "-f", "{{json .NetworkSettings.Networks}}", "multi"))
+        assert sorted(nets) == ["back", "front"]
+        assert nets["front"]["IPAddress"] == "10.77.0.9" and "web" in nets["front"]["Aliases"]
+        assert nets["back"]["IPAddress"] and "api" in nets["back"]["Aliases"]
+        palletd.docker_ok("run", "-d", "--name", "peer", "--network", "back", "busybox", "sleep", "600")
+        ping = palletd.docker("exec", "peer", "ping", "-c", "1", "-W", "2", "api")
+        assert ping.returncode == 0, ping.stderr
+        names = sorted(palletd.docker_ok("ps", "--filter", "network=back", "--format", "{{.Names}}").split())
+        assert names == ["multi", "peer"]
+    finally:
+        palletd.docker("rm", "-f", "multi", "peer")
+        palletd.docker("network", "rm", "front", "back")

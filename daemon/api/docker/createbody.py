@@ -427,7 +427,8 @@ def resources_into(host: Body, r: pb.Resources) -> None:
 
 def _networking(net: Body, host: Body, config: pb.ContainerConfig) -> None:
     """NetworkingConfig.EndpointsConfig: the aliases, static address and MAC address on
-    the network the container is created on (pallet attaches one at create)."""
+    the network the container is created on (HostConfig.NetworkMode's), and the other
+    networks it names (API 1.44+: Compose sends every network of a service so)."""
     endpoints = net.data.get("EndpointsConfig")
     if endpoints is None:
         return
@@ -435,30 +436,37 @@ def _networking(net: Body, host: Body, config: pb.ContainerConfig) -> None:
         raise InvalidArgument(
             f"invalid NetworkingConfig.EndpointsConfig: {_shown(endpoints)}: expected an object"
         )
-    if len(endpoints) > 1:
-        raise InvalidArgument(
-            "NetworkingConfig.EndpointsConfig names more than one network, which pallet does "
-            "not support at create: create the container on one, then connect it to the "
-            "others (POST /networks/{id}/connect)"
-        )
-    for name, raw in endpoints.items():
-        mode = config.network_mode or "bridge"
-        # "default" is the CLI's name for the default network when no --network is given.
-        if name not in (mode, "default"):
-            if config.network_mode:
-                raise InvalidArgument(
-                    f"NetworkingConfig.EndpointsConfig names network {name!r}, but "
-                    f"HostConfig.NetworkMode is {config.network_mode!r}: give the same network"
-                )
-            config.network_mode = name
-        endpoint = Body(raw, f"NetworkingConfig.EndpointsConfig[{name!r}]")
-        config.network_aliases.extend(endpoint.strings("Aliases") or [])
+    mode = config.network_mode or "bridge"
+    # "default" is the CLI's name for the default network when no --network is given.
+    names = list(endpoints)
+    if config.network_mode:
+        first = next((n for n in names if n in (mode, "default")), None)
+    else:
+        # No NetworkMode: the first network named is the one it is created on.
+        first = names[0] if names else None
+        if first not in (None, "default", "bridge"):
+            config.network_mode = first
+    for name in names:
+        endpoint = Body(endpoints[name], f"NetworkingConfig.EndpointsConfig[{name!r}]")
+        aliases = endpoint.strings("Aliases") or []
         ipam = endpoint.object("IPAMConfig")
-        config.ipv4_address = ipam.text("IPv4Address")
+        ipv4 = ipam.text("IPv4Address")
         ipam.unsupported("IPv6Address", why="pallet's networks are IPv4")
         ipam.unsupported("LinkLocalIPs")
         mac = endpoint.text("MacAddress")
-        if mac:
-            config.mac_address = mac
         endpoint.unsupported("Links")
         endpoint.unsupported("DriverOpts")
+        if name == first:
+            config.network_aliases.extend(aliases)
+            config.ipv4_address = ipv4
+            if mac:
+                config.mac_address = mac
+            continue
+        if mac:
+            raise InvalidArgument(
+                f"{endpoint.name('MacAddress')}: pallet sets the MAC address of the first "
+                "network's interface only"
+            )
+        config.more_networks.append(
+            pb.EndpointRequest(network=name, aliases=aliases, ipv4_address=ipv4)
+        )
