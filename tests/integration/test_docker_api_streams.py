@@ -418,11 +418,19 @@ def test_docker_run_it_and_exec_it_on_a_terminal(palletd: Any, terminals: list[A
     child.expect_exact("30 90")
     child.expect_exact("/dev/pts/0")
     child.expect_exact("hello")
+    child.setwinsize(50, 120)  # SIGWINCH: the CLI resizes the container's terminal
+    time.sleep(0.5)
+    child.sendline("stty size")
+    child.expect_exact("50 120")
     other = _docker_terminal(palletd, terminals, "exec", "-it", "dtty", "sh", rows=40, cols=100)
     other.expect_exact("# ")
     other.sendline("stty size; echo from-exec")
     other.expect_exact("40 100")
     other.expect_exact("from-exec")
+    other.setwinsize(20, 70)  # and an exec's: POST /exec/{id}/resize
+    time.sleep(0.5)
+    other.sendline("stty size")
+    other.expect_exact("20 70")
     other.sendline("exit 5")
     assert other.end() == 5
     # ctrl-p ctrl-q: detached, the container runs on.
@@ -436,3 +444,70 @@ def test_docker_run_it_and_exec_it_on_a_terminal(palletd: Any, terminals: list[A
     again.expect_exact("back-again")
     again.sendline("exit 2")
     assert again.end() == 2
+
+
+def test_an_attach_without_upgrade_is_answered_200_and_the_stream(palletd: Any) -> None:
+    palletd.cli_ok("run", "-d", "--name", "old", "busybox", "sh", "-c", "echo before; sleep 3600")
+    time.sleep(0.3)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(30)
+    conn.connect(str(palletd.docker_socket))
+    conn.sendall(b"POST /v1.24/containers/old/attach?logs=1&stdout=1 HTTP/1.1\r\nHost: d\r\n"
+                 b"Content-Length: 0\r\n\r\n")
+    reply = _read_all(conn)
+    conn.close()
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"Content-Type: application/vnd.docker.multiplexed-stream" in head
+    assert b"Transfer-Encoding" not in head and b"Content-Length" not in head
+    assert _frames(body) == [(1, b"before\n")]
+    bad = request(palletd.docker_socket, "POST", "/containers/old/attach?stdout=1")
+    assert bad.status == 400 and "at least one stream" in bad.message
+
+
+def test_docker_start_a_waits_for_the_start_and_gives_the_exit_code(palletd: Any) -> None:
+    palletd.docker_ok("create", "--name", "later", "busybox", "sh", "-c", "echo ran; exit 4")
+    r = palletd.docker("start", "-a", "later")
+    assert (r.returncode, r.stdout) == (4, "ran\n"), r.stderr
+    r = palletd.docker("start", "-a", "later")  # exited: attached again for its next run
+    assert (r.returncode, r.stdout) == (4, "ran\n"), r.stderr
+
+
+def test_stats_stream_sends_a_sample_a_second_with_its_predecessor(palletd: Any) -> None:
+    cid = _running(palletd, "sst")
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(30)
+    conn.connect(str(palletd.docker_socket))
+    conn.sendall(f"GET /containers/{cid}/stats HTTP/1.1\r\nHost: d\r\n\r\n".encode())
+    got = b""
+    whole: list[bytes] = []
+    while len(whole) < 2:  # JSON lines, each in a chunk of its own
+        got += conn.recv(65536)
+        whole = [line for line in got.partition(b"\r\n\r\n")[2].split(b"\n")
+                 if line.startswith(b"{") and line.endswith(b"}")]
+    conn.close()
+    lines = [json.loads(line) for line in whole]
+    assert len(lines) >= 2
+    second = lines[1]
+    assert second["preread"] == lines[0]["read"] != "0001-01-01T00:00:00Z"
+    assert second["precpu_stats"]["cpu_usage"]["total_usage"] == lines[0]["cpu_stats"]["cpu_usage"]["total_usage"]
+    both = request(palletd.docker_socket, "GET", f"/containers/{cid}/stats?stream=1&one-shot=1")
+    assert both.status == 400
+    assert request(palletd.docker_socket, "GET", "/containers/ghost/stats?stream=0").status == 404
+
+
+def test_a_killed_docker_run_i_client_ends_its_containers_stdin(palletd: Any) -> None:
+    proc = palletd.docker_popen("run", "-i", "--name", "rik", "busybox", "sh", "-c",
+                                "echo up; cat >/tmp/in; echo done >/tmp/x; sleep 3600",
+                                stdin=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdout.readline() == b"up\n"
+    proc.stdin.write(b"some input")
+    proc.stdin.flush()
+    time.sleep(0.3)
+    proc.kill()  # no end of input was sent: the connection just goes
+    proc.wait(10)
+    palletd.wait_for(lambda: palletd.cli("exec", "rik", "cat", "/tmp/x").stdout == "done\n",
+                     10, what="cat to see the end of its stdin")
+    assert palletd.cli_ok("exec", "rik", "cat", "/tmp/in") == "some input"
+    assert palletd.inspect("rik")["State"]["Running"] is True
